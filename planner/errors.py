@@ -1,0 +1,110 @@
+"""One error tree for all of rollwave, each branch mapped to a distinct exit code.
+
+The CLI catches `RollwaveError` at the top and prints `render()`; nothing below it prints
+tracebacks for expected failures. Library callers catch the branch they care about.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    VIOLATIONS = 1  # `check` found rule violations: a result, not a crash
+    BAD_INPUT = 2  # unreadable or invalid input file, or a usage error (click uses 2 too)
+    INFEASIBLE = 3  # no plan exists under the policy
+    CLOUD = 4  # the cloud is unreachable, refused authentication or an API call
+    EXECUTION = 5  # an execution stopped: drift, a failed step, an unsafe state
+    SANDBOX = 6  # the local Nova sandbox could not start or is not running
+    INTERNAL = 70  # a bug in rollwave (EX_SOFTWARE)
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class RollwaveError(Exception):
+    """Base of every error rollwave raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def render(self) -> str:
+        return f"error: {self}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in an input file: where it is (e.g. `hosts[3].capacity.VCPU`) and what."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class InputError(RollwaveError):
+    """An input file is unreadable or invalid. Carries every problem found, not only the first."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(self, file: str, problems: list[Problem] | Problem | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem("", problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.file = file
+        self.problems = list(problems)
+        super().__init__(self.render())
+
+    def render(self, limit: int = 50) -> str:
+        lines = [f"error: {self.file}: {p}" for p in self.problems[:limit]]
+        if len(self.problems) > limit:
+            lines.append(f"error: {self.file}: ... and {len(self.problems) - limit} more problems")
+        return "\n".join(lines)
+
+
+class UsageError(RollwaveError):
+    """Command-line options that do not fit together (beyond what click checks)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class InfeasibleError(RollwaveError):
+    """No plan satisfies the policy. `reasons` are in an operator's terms, most specific first."""
+
+    exit_code = ExitCode.INFEASIBLE
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = list(reasons) or ["no plan satisfies the policy (no reason found)"]
+        super().__init__("; ".join(self.reasons))
+
+    def render(self) -> str:
+        return "no plan exists:\n" + "\n".join(f"  - {r}" for r in self.reasons)
+
+
+class CloudError(RollwaveError):
+    """The cloud could not be reached or refused a call. Never carries credentials."""
+
+    exit_code = ExitCode.CLOUD
+
+    def __init__(self, message: str, *, call: str | None = None, status: int | None = None) -> None:
+        self.call = call
+        self.status = status
+        detail = message
+        if call:
+            detail = f"{call}: {detail}"
+        if status is not None:
+            detail = f"{detail} (HTTP {status})"
+        super().__init__(detail)
+
+
+class ExecutionError(RollwaveError):
+    """An execution stopped before the plan was complete; the journal says where."""
+
+    exit_code = ExitCode.EXECUTION
+
+
+class SandboxError(RollwaveError):
+    """The local Nova sandbox could not be started, reached or stopped."""
+
+    exit_code = ExitCode.SANDBOX
