@@ -33,3 +33,9 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+
+from planner.cli import sandbox, snapshot  # noqa: E402  (commands register below)
+
+cli.add_command(sandbox.sandbox); cli.add_command(snapshot.snapshot)  # noqa: E702

@@ -80,7 +80,8 @@ class Sandbox:
             self.driver.CONTROL.hosts[h["name"]] = self.driver.HostSpec(
                 capacity={k: int(v) for k, v in (h.get("capacity") or {}).items()},
                 reserved={k: int(v) for k, v in (h.get("reserved") or {}).items()},
-                allocation_ratio={k: float(v) for k, v in (h.get("allocation_ratio") or {}).items()},
+                allocation_ratio={k: float(v)
+                                  for k, v in (h.get("allocation_ratio") or {}).items()},
                 version=str(h.get("version") or "unknown"),
             )
         for name in self.driver.CONTROL.hosts:
@@ -297,8 +298,11 @@ class Sandbox:
         old = self.computes[host]
         if host not in self.down:
             old.stop()
-        self.computes[host] = self.harness.restart_compute_service(old, keep_hypervisor_state=True) \
-            if host not in self.down else self._start_again(host, old)
+        if host in self.down:
+            self.computes[host] = self._start_again(host, old)
+        else:
+            self.computes[host] = self.harness.restart_compute_service(
+                old, keep_hypervisor_state=True)
 
     def _start_again(self, host: str, old: Any) -> Any:
         from unittest import mock
@@ -512,9 +516,11 @@ def _event_driven_fake_rpc() -> None:
     mean thousands of wake-ups a second fighting for the GIL, idle or not. Here each listener
     sleeps on an Event that message delivery sets.
     """
+    import importlib
     import time as _time
 
-    from oslo_messaging._drivers import base, impl_fake
+    base = importlib.import_module("oslo_messaging._drivers.base")
+    impl_fake = importlib.import_module("oslo_messaging._drivers.impl_fake")
 
     lock = threading.Lock()
     waiters: dict[tuple[str, str, str | None], set[threading.Event]] = {}
@@ -567,8 +573,11 @@ def _pooled_sqlite() -> None:
     oslo.db gives file-backed SQLite a NullPool; connecting (and its PRAGMAs) then costs more
     than the queries. Each pooled connection is used by one thread at a time.
     """
-    from oslo_db.sqlalchemy import engines
+    import importlib
+
     from sqlalchemy import pool
+
+    engines = importlib.import_module("oslo_db.sqlalchemy.engines")
 
     orig = engines._init_connection_args
 
@@ -580,7 +589,7 @@ def _pooled_sqlite() -> None:
             engine_args["max_overflow"] = 64
             engine_args.setdefault("connect_args", {})["check_same_thread"] = False
 
-    engines._init_connection_args = init_args
+    engines._init_connection_args = init_args  # type: ignore[attr-defined]
 
 
 def _lazy_provider_allocations() -> None:
@@ -596,16 +605,15 @@ def _lazy_provider_allocations() -> None:
 
     orig = report.SchedulerReportClient.get_allocations_for_provider_tree
 
-    class Lazy(UserDict):  # type: ignore[type-arg]
-        def __init__(self, load: Any) -> None:
+    class Lazy(UserDict[str, Any]):
+        def __init__(self, load: Any) -> None:  # no super().__init__: `data` loads on demand
             self._load = load
-            self._data: Any = None
 
-        @property  # type: ignore[override]
-        def data(self) -> Any:
-            if self._data is None:
-                self._data = self._load()
-            return self._data
+        def __getattr__(self, name: str) -> Any:
+            if name == "data":  # first read of the mapping: fetch it now, once
+                self.data = self._load()
+                return self.data
+            raise AttributeError(name)
 
     def lazy(self: Any, context: Any, nodename: str) -> Any:
         return Lazy(lambda: orig(self, context, nodename))
@@ -629,28 +637,41 @@ def main(argv: list[str]) -> int:
     spec = json.loads(spec_path.read_text())
     state_dir = Path(spec["state_dir"])
     work_dir = Path(spec["work_dir"])
-    stopping = threading.Event()
 
-    def cleanup() -> None:
-        # (pitfall 8) every temporary file of the harness lives under work_dir (TMPDIR).
+    def cleanup_and_exit(code: int) -> None:
+        # (pitfall 8) every temporary file of the harness lives under work_dir (its TMPDIR).
+        # Exit at once: the harness's own teardown is slow and its files are gone anyway.
         shutil.rmtree(work_dir, ignore_errors=True)
-        for name in (READY_FILE, "mapping.json", "ids.json"):
+        for name in (READY_FILE, "mapping.json", "ids.json", "secrets.json", "spec.json", "pid"):
             (state_dir / name).unlink(missing_ok=True)
+        os._exit(code)
 
     def on_signal(signum: int, frame: Any) -> None:
-        stopping.set()
+        cleanup_and_exit(0)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    def install_signals() -> None:
+        # Re-installed after Nova starts services: oslo.service may set its own handlers.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, on_signal)
+
+    install_signals()
     parent = spec.get("exit_with_parent")
+    if parent:
+        def watch_parent() -> None:
+            while _alive(int(parent)):
+                time.sleep(0.5)
+            cleanup_and_exit(0)
+
+        threading.Thread(target=watch_parent, name="rollwave-parent", daemon=True).start()
 
     t0 = time.monotonic()
     try:
         sb = Sandbox(spec)
         sb.start()
+        install_signals()
         _quiet_logs(state_dir / "sandbox.log")
         sb.seed()
+        install_signals()
         sb._write_side_files()
         from placement import deploy
 
@@ -677,20 +698,16 @@ def main(argv: list[str]) -> int:
             "controllers": len([h for h in sb.inv.get("hosts", [])
                                 if h.get("role") == "controller"]),
             "startup_seconds": round(sb.timings["total"], 2), "timings": sb.timings,
-            "cloud": spec.get("cloud_name", "rollwave-sandbox"),
         })
         print(f"rollwave sandbox ready on {front.base_url}", flush=True)
-        while not stopping.wait(1.0):
-            if parent and not _alive(int(parent)):
-                break
-        httpd.shutdown()
     except Exception as exc:
         print(f"sandbox failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        cleanup()
-        os._exit(1)
-    cleanup()
-    # Skip the harness's slow fixture teardown: its files are gone and the process ends here.
-    os._exit(0)
+        cleanup_and_exit(1)
+    while True:
+        # Handlers can be set only from this thread; a restarted nova-compute may have
+        # replaced them, so put ours back now and then.
+        time.sleep(1.0)
+        install_signals()
 
 
 def _placement_conf(harness: Any) -> Any:

@@ -71,7 +71,8 @@ class Identity:
         return tok
 
 
-def _json(start: StartResponse, status: int, body: Any, headers: list[tuple[str, str]] = []) -> list[bytes]:  # noqa: B006
+def _json(start: StartResponse, status: int, body: Any,
+          headers: tuple[tuple[str, str], ...] = ()) -> list[bytes]:
     data = json.dumps(body).encode()
     reason = {200: "OK", 201: "Created", 204: "No Content", 300: "Multiple Choices",
               400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -201,7 +202,7 @@ class Front:
         if user is None:
             return _error(start, 401, "The request you have made requires authentication.")
         value, tok = self.identity.issue(user)
-        return _json(start, 201, {"token": self._token_body(tok)}, [("X-Subject-Token", value)])
+        return _json(start, 201, {"token": self._token_body(tok)}, (("X-Subject-Token", value),))
 
     # -- Nova and Placement behind the stand-in ----------------------------------------------
 
@@ -249,7 +250,7 @@ class Front:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # requests carry tokens in headers; never log them
 
 
