@@ -13,7 +13,7 @@ import random
 import uuid
 from dataclasses import dataclass, replace
 
-from planner.inventory import VM, HAGroup, Host, Inventory, ServerGroup
+from planner.inventory import VM, GroupPolicy, HAGroup, Host, Inventory, MigrationKind, ServerGroup
 from planner.policy import Headroom, Policy
 
 
@@ -77,7 +77,7 @@ def _host_memory_base(spec: GenerateSpec) -> int:
     total_w = sum(f.weight for f in FLAVORS)
     mean_ram = sum(f.ram_mb * f.weight for f in FLAVORS) / total_w
     base = spec.vms_per_host * mean_ram / max(spec.utilisation, 0.05)
-    return max(32768, int(round(base / 16384)) * 16384)  # whole 16 GiB steps, as DIMMs come
+    return max(32768, round(base / 16384) * 16384)  # whole 16 GiB steps, as DIMMs come
 
 
 def generate(spec: GenerateSpec) -> Inventory:
@@ -96,7 +96,7 @@ def generate(spec: GenerateSpec) -> Inventory:
         az_i = min(i // per_az, len(azs) - 1)
         in_az = i - az_i * per_az
         gen = gens[i]
-        ram = max(32768, int(round(base_ram * gen.ram_scale / 16384)) * 16384)
+        ram = max(32768, round(base_ram * gen.ram_scale / 16384) * 16384)
         aggregates = [gen.name]
         if gen.name != "gen1" and rng.random() < 0.5:
             aggregates.append("ssd")
@@ -159,7 +159,7 @@ def generate(spec: GenerateSpec) -> Inventory:
             n_vm += 1
             project = rng.choice(projects)
             r = rng.random()
-            migration = "cold" if r < 0.02 else "none" if r < 0.03 else "live"
+            migration: MigrationKind = "cold" if r < 0.02 else "none" if r < 0.03 else "live"
             status = "SHUTOFF" if rng.random() < 0.03 else "ACTIVE"
             dirty = round(rng.lognormvariate(math.log(20.0), 1.1), 1)
             if rng.random() < 0.01:
@@ -237,21 +237,20 @@ def _server_groups(
             size = rng.choice((2, 3, 3, 4, 5))
             per_host = 2 if rng.random() < 0.15 else 1
             chosen = pick_spread(size, per_host, same_az=rng.random() < 0.5)
-            policy = "anti-affinity"
-            groups.append(ServerGroup(gid, f"anti-{g + 1:03d}", policy, per_host))
+            groups.append(ServerGroup(gid, f"anti-{g + 1:03d}", "anti-affinity", per_host))
         elif kind < 0.8:
             chosen = pick_spread(rng.choice((2, 3)), 1, same_az=False)
             groups.append(ServerGroup(gid, f"soft-anti-{g + 1:03d}", "soft-anti-affinity", 1))
         else:
             # Affinity: two VMs that already share a host.
             chosen = []
-            for h, js in sorted(by_host.items()):
+            for _host, js in sorted(by_host.items()):
                 avail = [j for j in js if j not in taken and vms[j].migration != "none"]
                 if len(avail) >= 2 and rng.random() < 0.2:
                     chosen = avail[:2]
                     break
-            policy = "affinity" if rng.random() < 0.7 else "soft-affinity"
-            groups.append(ServerGroup(gid, f"aff-{g + 1:03d}", policy, 1))  # type: ignore[arg-type]
+            aff: GroupPolicy = "affinity" if rng.random() < 0.7 else "soft-affinity"
+            groups.append(ServerGroup(gid, f"aff-{g + 1:03d}", aff, 1))
         if len(chosen) < 2:
             groups.pop()
             continue
@@ -298,7 +297,8 @@ def _controllers(spec: GenerateSpec, azs: list[str]) -> tuple[list[Host], list[H
 
 
 def default_policy(spec: GenerateSpec) -> Policy:
-    """A sensible policy for a generated cloud: N+1 per AZ, a few hosts a wave, controllers first."""
+    """A sensible policy for a generated cloud: N+1 per AZ, a few hosts a wave, controllers
+    first."""
     return Policy(
         max_hosts_per_wave=max(2, spec.hosts // 20),
         target_version=spec.target_version,

@@ -359,10 +359,8 @@ def _limits_reject(
     per_az: Counter[str | None],
     per_rack: Counter[str | None],
 ) -> bool:
-    if policy.max_hosts_per_wave_per_az is not None and az is not None:
-        if per_az[az] >= policy.max_hosts_per_wave_per_az:
-            return True
-    if policy.max_hosts_per_wave_per_rack is not None and rack is not None:
-        if per_rack[rack] >= policy.max_hosts_per_wave_per_rack:
-            return True
-    return False
+    az_limit = policy.max_hosts_per_wave_per_az
+    rack_limit = policy.max_hosts_per_wave_per_rack
+    return (az_limit is not None and az is not None and per_az[az] >= az_limit) or (
+        rack_limit is not None and rack is not None and per_rack[rack] >= rack_limit
+    )
