@@ -705,3 +705,24 @@ def _metrics(
     if lb.migrations:
         out["migration_gap"] = round(migrations / lb.migrations - 1.0, 4)
     return out
+
+
+SUMMARY_KEYS = (
+    "waves",
+    "hosts_upgraded",
+    "migrations",
+    "live_migrations",
+    "cold_migrations",
+    "stops",
+    "vms_moved",
+    "vms_moved_more_than_once",
+    "migrations_per_moved_vm",
+    "lower_bounds",
+    "wave_gap",
+    "migration_gap",
+)
+
+
+def plan_summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of the checker's metrics a plan file records as its `summary`."""
+    return {k: metrics[k] for k in SUMMARY_KEYS if k in metrics}
