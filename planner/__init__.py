@@ -1,4 +1,5 @@
-"""rollwave's domain core (inventory, capacity, policy, plan, checker), the OpenStack adapter and the CLI.
+"""rollwave's domain core (inventory, capacity, policy, plan, checker), the OpenStack
+adapter and the CLI.
 
 Core modules (importable by `solver` and `sim`): errors, inventory, policy, plan, formats, capacity,
 checker, bounds, generate. Everything else in this package (cli, openstack, ...) sits above them.

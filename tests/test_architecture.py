@@ -1,4 +1,4 @@
-"""Import direction: planner core <- solver, sim <- planner's application layer (cli, openstack, ...).
+"""Import direction: planner core <- solver, sim <- planner's application layer (cli, ...).
 
 `solver` and `sim` may import only planner's core modules, never the CLI or the OpenStack adapter,
 and never each other. The core imports neither solver, sim, nor the application layer.
@@ -59,12 +59,9 @@ def violations(package: str, allowed: Callable[[str], bool]) -> list[str]:
 
 
 def _is_planner_submodule_name(mod: str) -> bool:
-    # `from planner.inventory import Host` yields "planner.inventory.Host": judge by the module part.
+    # `from planner.inventory import Host` yields "planner.inventory.Host": judge by its module.
     parts = mod.split(".")
-    for n in range(len(parts), 0, -1):
-        if ".".join(parts[:n]) in CORE:
-            return True
-    return False
+    return any(".".join(parts[:n]) in CORE for n in range(len(parts), 0, -1))
 
 
 def core_only(own: str) -> Callable[[str], bool]:

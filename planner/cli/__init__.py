@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 
 import click
 
@@ -14,6 +16,19 @@ from planner.errors import ExitCode, RollwaveError
 @click.version_option(__version__, prog_name="rollwave")
 def cli() -> None:
     """Capacity-aware migration planner and simulator for OpenStack rolling upgrades."""
+
+
+def _register() -> None:
+    from planner.cli.check import check_cmd
+    from planner.cli.demo import demo_cmd
+    from planner.cli.generate import generate_cmd
+    from planner.cli.plan import plan_cmd
+
+    for cmd in (demo_cmd, generate_cmd, plan_cmd, check_cmd):
+        cli.add_command(cmd)
+
+
+_register()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +47,15 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:  # a bug: say so plainly; the traceback only on request
+        if os.environ.get("ROLLWAVE_DEBUG"):
+            traceback.print_exc()
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "this is a bug in rollwave; run again with ROLLWAVE_DEBUG=1 for the traceback",
+            err=True,
+        )
+        sys.exit(ExitCode.INTERNAL)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

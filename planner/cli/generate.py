@@ -1,0 +1,98 @@
+"""`rollwave generate`: a deterministic example cloud (and a matching policy)."""
+
+from __future__ import annotations
+
+import click
+
+from planner.cli.common import kv_table, out
+from planner.formats import save_inventory, save_policy
+from planner.generate import GenerateSpec, default_policy, generate
+
+
+@click.command("generate")
+@click.option(
+    "--hosts", type=click.IntRange(1), default=12, show_default=True, help="Compute hosts."
+)
+@click.option(
+    "--vms-per-host",
+    type=click.FloatRange(0.5),
+    default=10.0,
+    show_default=True,
+    help="Average VMs per host (reached through the host sizes).",
+)
+@click.option("--azs", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--hosts-per-rack", type=click.IntRange(1), default=16, show_default=True)
+@click.option(
+    "--utilisation",
+    type=click.FloatRange(0.05, 0.95),
+    default=0.7,
+    show_default=True,
+    help="Average MEMORY_MB utilisation of the hosts.",
+)
+@click.option(
+    "--controllers",
+    type=click.IntRange(0),
+    default=3,
+    show_default=True,
+    help="Controllers, in one HA group with a majority quorum.",
+)
+@click.option(
+    "--disabled",
+    "disabled_hosts",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    help="Compute hosts disabled (e.g. a hardware ticket).",
+)
+@click.option(
+    "--upgraded",
+    "upgraded_hosts",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Hosts already running the target version.",
+)
+@click.option(
+    "--version",
+    "version",
+    default="2025.1",
+    show_default=True,
+    help="Release label every host runs now.",
+)
+@click.option("--target-version", default="2025.2", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--cloud", default=None, help="Cloud name (default: derived from size and seed).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Inventory file to write (JSON).",
+)
+@click.option(
+    "--policy-out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a matching policy (N+1 per AZ, controllers first).",
+)
+def generate_cmd(output: str, policy_out: str | None, **kw: object) -> None:
+    """Generate an example cloud, deterministic by --seed (same options, same bytes)."""
+    spec = GenerateSpec(**kw)  # type: ignore[arg-type]
+    inv = generate(spec)
+    save_inventory(inv, output)
+    if policy_out:
+        save_policy(default_policy(spec), policy_out)
+    computes = inv.compute_hosts
+    out.print(
+        kv_table(
+            f"wrote {output}",
+            [
+                ("cloud", inv.cloud),
+                ("compute hosts", f"{len(computes)} in {len(inv.azs)} AZ(s)"),
+                ("controllers", len(inv.hosts) - len(computes)),
+                ("VMs", len(inv.vms)),
+                ("server groups", len(inv.server_groups)),
+            ]
+            + ([("policy", policy_out)] if policy_out else []),
+        )
+    )

@@ -1,0 +1,916 @@
+"""Reading and writing rollwave's files (format version 1): inventory, policy and plan.
+
+JSON, or YAML with the same structure, each with `format_version` and `kind`. Readers ignore
+unknown keys of the same major version. Every problem found is reported with the file and its place
+in it (e.g. `hosts[3].capacity.VCPU`) as one `InputError`; outputs are written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from planner.errors import InputError, Problem
+from planner.inventory import (
+    GROUP_POLICIES,
+    MIGRATION_KINDS,
+    ROLES,
+    VM,
+    HAGroup,
+    Host,
+    Inventory,
+    ServerGroup,
+)
+from planner.plan import METHODS, Migration, Plan, Stop, Wave
+from planner.policy import SCOPES, Headroom, Policy
+
+FORMAT_VERSION = "1.0"
+MAJOR = 1
+KINDS = ("inventory", "policy", "plan")
+_RC_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MISSING = object()
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading raw documents
+# ---------------------------------------------------------------------------------------------
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise InputError(name, "no such file") from None
+    except IsADirectoryError:
+        raise InputError(name, "is a directory, not a file") from None
+    except PermissionError:
+        raise InputError(name, "permission denied") from None
+    except OSError as exc:
+        raise InputError(name, f"cannot read: {exc.strerror or exc}") from None
+
+
+def parse_bytes(data: bytes, file: str) -> Any:
+    """JSON or YAML by extension; unknown extensions try JSON first, then YAML."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(file, f"not UTF-8 text (byte {exc.start})") from None
+    suffix = Path(file).suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return _parse_yaml(text, file)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        if suffix == ".json":
+            raise InputError(
+                file, Problem(f"line {exc.lineno} column {exc.colno}", f"invalid JSON: {exc.msg}")
+            ) from None
+    return _parse_yaml(text, file)
+
+
+def _parse_yaml(text: str, file: str) -> Any:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)  # a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc)
+        raise InputError(file, Problem(where, f"invalid YAML: {what}")) from None
+
+
+def read_document(path: str | os.PathLike[str], kind: str) -> tuple[dict[str, Any], str]:
+    """Parse a file of the given kind; returns its data and the sha256 of its bytes."""
+    file = os.fspath(path)
+    raw = _read_bytes(file)
+    data = parse_bytes(raw, file)
+    check_header(data, kind, file)
+    return data, sha256_bytes(raw)
+
+
+def check_header(data: Any, kind: str, file: str) -> None:
+    if not isinstance(data, dict):
+        raise InputError(file, f"must be a JSON/YAML object with kind '{kind}', got {_tn(data)}")
+    problems: list[Problem] = []
+    got_kind = data.get("kind", _MISSING)
+    if got_kind is _MISSING:
+        problems.append(Problem("kind", f"missing (expected '{kind}')"))
+    elif got_kind != kind:
+        hint = " (are the arguments in the right order?)" if got_kind in KINDS else ""
+        problems.append(Problem("kind", f"is {got_kind!r}, expected {kind!r}{hint}"))
+    version = data.get("format_version", _MISSING)
+    if version is _MISSING:
+        problems.append(Problem("format_version", f"missing (expected '{FORMAT_VERSION}')"))
+    elif _major(version) != MAJOR:
+        problems.append(
+            Problem(
+                "format_version",
+                f"unsupported version {version!r}; this rollwave reads {MAJOR}.x",
+            )
+        )
+    if problems:
+        raise InputError(file, problems)
+
+
+def _major(version: Any) -> int | None:
+    if isinstance(version, bool):
+        return None
+    if isinstance(version, int):
+        return version
+    if isinstance(version, float) and version.is_integer():
+        return int(version)
+    if isinstance(version, float):
+        return int(version)
+    if isinstance(version, str):
+        head = version.strip().split(".")[0]
+        return int(head) if head.isdigit() else None
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# A reader that collects every problem with its location
+# ---------------------------------------------------------------------------------------------
+def _tn(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _at(loc: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{loc}[{key}]"
+    return f"{loc}.{key}" if loc else key
+
+
+class _Reader:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def bad(self, loc: str, message: str) -> None:
+        self.problems.append(Problem(loc, message))
+
+    def done(self) -> None:
+        if self.problems:
+            raise InputError(self.file, self.problems)
+
+    def get(self, d: Mapping[str, Any], key: str, loc: str, required: bool) -> Any:
+        value = d.get(key, _MISSING)
+        if value is _MISSING and required:
+            self.bad(_at(loc, key), "missing")
+        return value
+
+    def obj(self, value: Any, loc: str) -> dict[str, Any] | None:
+        if isinstance(value, dict):
+            return value
+        self.bad(loc, f"must be an object, got {_tn(value)}")
+        return None
+
+    def items(self, d: Mapping[str, Any], key: str, loc: str, required: bool = True) -> list[Any]:
+        value = self.get(d, key, loc, required)
+        if value is _MISSING or (value is None and not required):
+            return []
+        if not isinstance(value, list):
+            self.bad(_at(loc, key), f"must be a list, got {_tn(value)}")
+            return []
+        return value
+
+    def str_(
+        self,
+        d: Mapping[str, Any],
+        key: str,
+        loc: str,
+        *,
+        required: bool = True,
+        nullable: bool = False,
+        default: str | None = None,
+        choices: tuple[str, ...] | None = None,
+        nonempty: bool = True,
+    ) -> Any:
+        value = self.get(d, key, loc, required)
+        if value is _MISSING:
+            return default
+        if value is None:
+            if nullable:
+                return None
+            self.bad(_at(loc, key), "must be a string, got null")
+            return default
+        if isinstance(value, (_dt.datetime, _dt.date)):  # YAML turns timestamps into datetimes
+            value = value.isoformat()
+        if not isinstance(value, str):
+            self.bad(_at(loc, key), f"must be a string, got {_tn(value)}")
+            return default
+        if nonempty and not value.strip():
+            self.bad(_at(loc, key), "must not be empty")
+            return default
+        if choices is not None and value not in choices:
+            self.bad(_at(loc, key), f"is {value!r}, expected one of: {', '.join(choices)}")
+            return default
+        return value
+
+    def int_(
+        self,
+        d: Mapping[str, Any],
+        key: str,
+        loc: str,
+        *,
+        required: bool = True,
+        default: int | None = None,
+        minimum: int | None = None,
+        nullable: bool = False,
+    ) -> Any:
+        value = self.get(d, key, loc, required)
+        if value is _MISSING or (value is None and nullable):
+            return default
+        return self.check_int(value, _at(loc, key), minimum, default)
+
+    def check_int(self, value: Any, loc: str, minimum: int | None, default: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.bad(loc, f"must be an integer, got {_tn(value)}")
+            return default
+        if minimum is not None and value < minimum:
+            what = {0: "must not be negative", 1: "must be positive"}.get(
+                minimum, f"must be at least {minimum}"
+            )
+            self.bad(loc, f"{what}, got {value}")
+            return default
+        return value
+
+    def num(
+        self,
+        d: Mapping[str, Any],
+        key: str,
+        loc: str,
+        *,
+        required: bool = True,
+        default: float | None = None,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        exclusive_min: bool = False,
+        nullable: bool = False,
+    ) -> Any:
+        value = self.get(d, key, loc, required)
+        if value is _MISSING or (value is None and nullable):
+            return default
+        return self.check_num(value, _at(loc, key), minimum, maximum, exclusive_min, default)
+
+    def check_num(
+        self,
+        value: Any,
+        loc: str,
+        minimum: float | None,
+        maximum: float | None,
+        exclusive_min: bool,
+        default: Any,
+    ) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.bad(loc, f"must be a number, got {_tn(value)}")
+            return default
+        if value != value or value in (float("inf"), float("-inf")):
+            self.bad(loc, f"must be a finite number, got {value}")
+            return default
+        if minimum is not None and (value <= minimum if exclusive_min else value < minimum):
+            self.bad(loc, f"must be {'>' if exclusive_min else '>='} {minimum:g}, got {value:g}")
+            return default
+        if maximum is not None and value > maximum:
+            self.bad(loc, f"must be <= {maximum:g}, got {value:g}")
+            return default
+        return float(value)
+
+    def bool_(
+        self, d: Mapping[str, Any], key: str, loc: str, *, required: bool = True, default: bool
+    ) -> bool:
+        value = self.get(d, key, loc, required)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, bool):
+            self.bad(_at(loc, key), f"must be true or false, got {_tn(value)}")
+            return default
+        return value
+
+    def str_list(
+        self, d: Mapping[str, Any], key: str, loc: str, *, required: bool = False
+    ) -> tuple[str, ...]:
+        out = []
+        for i, item in enumerate(self.items(d, key, loc, required)):
+            if isinstance(item, str) and item.strip():
+                out.append(item)
+            else:
+                self.bad(_at(_at(loc, key), i), f"must be a non-empty string, got {_tn(item)}")
+        return tuple(out)
+
+    def class_map(
+        self,
+        d: Mapping[str, Any],
+        key: str,
+        loc: str,
+        check: Callable[[Any, str], T | None],
+        *,
+        required: bool = False,
+    ) -> dict[str, T]:
+        value = self.get(d, key, loc, required)
+        if value is _MISSING or (value is None and not required):
+            return {}
+        here = _at(loc, key)
+        m = self.obj(value, here)
+        if m is None:
+            return {}
+        out: dict[str, T] = {}
+        for rc, n in m.items():
+            where = _at(here, str(rc))
+            if not isinstance(rc, str) or not _RC_NAME.match(rc):
+                self.bad(
+                    where,
+                    f"{rc!r} is not a Placement resource class name "
+                    "(upper case, e.g. VCPU, MEMORY_MB, DISK_GB, CUSTOM_X)",
+                )
+                continue
+            checked = check(n, where)
+            if checked is not None:
+                out[rc] = checked
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Inventory
+# ---------------------------------------------------------------------------------------------
+def load_inventory(path: str | os.PathLike[str]) -> Inventory:
+    file = os.fspath(path)
+    data, digest = read_document(file, "inventory")
+    return inventory_from_dict(data, file, digest=digest)
+
+
+def inventory_from_dict(
+    data: Mapping[str, Any], file: str = "<inventory>", *, digest: str | None = None
+) -> Inventory:
+    r = _Reader(file)
+    cloud = r.str_(data, "cloud", "", default="")
+    taken_at = r.str_(data, "taken_at", "", default="")
+    if taken_at:
+        try:
+            _dt.datetime.fromisoformat(taken_at.replace("Z", "+00:00"))
+        except ValueError:
+            r.bad("taken_at", f"is not an ISO 8601 timestamp: {taken_at!r}")
+    hosts = [h for i, x in enumerate(r.items(data, "hosts", "")) if (h := _host(r, x, i))]
+    vms = [v for i, x in enumerate(r.items(data, "vms", "")) if (v := _vm(r, x, i))]
+    groups = [
+        g
+        for i, x in enumerate(r.items(data, "server_groups", "", required=False))
+        if (g := _group(r, x, i))
+    ]
+    has = [
+        ha
+        for i, x in enumerate(r.items(data, "ha_groups", "", required=False))
+        if (ha := _ha(r, x, i))
+    ]
+    r.done()
+    inv = Inventory(
+        cloud=cloud,
+        taken_at=taken_at,
+        hosts=tuple(hosts),
+        vms=tuple(vms),
+        server_groups=tuple(groups),
+        ha_groups=tuple(has),
+        digest=digest,
+        source=file if digest is not None else None,
+    )
+    problems = validate_inventory(inv)
+    if problems:
+        raise InputError(file, problems)
+    return inv
+
+
+def _host(r: _Reader, x: Any, i: int) -> Host | None:
+    loc = f"hosts[{i}]"
+    d = r.obj(x, loc)
+    if d is None:
+        return None
+    n = len(r.problems)
+    role = r.str_(d, "role", loc, choices=ROLES, default="compute")
+    compute = role == "compute"
+    capacity = r.class_map(
+        d, "capacity", loc, lambda v, w: r.check_int(v, w, 1, None), required=compute
+    )
+    if compute and "capacity" in d and isinstance(d["capacity"], dict) and not d["capacity"]:
+        r.bad(_at(loc, "capacity"), "a compute host needs at least one resource class")
+    reserved = r.class_map(d, "reserved", loc, lambda v, w: r.check_int(v, w, 0, None))
+    ratio = r.class_map(
+        d, "allocation_ratio", loc, lambda v, w: r.check_num(v, w, 0.0, None, True, None)
+    )
+    for rc, res in reserved.items():
+        if rc in capacity and res > capacity[rc]:
+            r.bad(
+                _at(_at(loc, "reserved"), rc),
+                f"reserved {res} is more than the capacity {capacity[rc]}",
+            )
+    host = Host(
+        name=r.str_(d, "name", loc, default=""),
+        role=role,
+        az=r.str_(d, "az", loc, nullable=True, required=compute),
+        rack=r.str_(d, "rack", loc, required=False, nullable=True),
+        aggregates=r.str_list(d, "aggregates", loc),
+        version=r.str_(d, "version", loc, default=""),
+        enabled=r.bool_(d, "enabled", loc, default=True),
+        up=r.bool_(d, "up", loc, default=True),
+        capacity=capacity,
+        reserved=reserved,
+        allocation_ratio=ratio,
+        disabled_reason=r.str_(d, "disabled_reason", loc, required=False, nullable=True),
+    )
+    return host if len(r.problems) == n else None
+
+
+def _vm(r: _Reader, x: Any, i: int) -> VM | None:
+    loc = f"vms[{i}]"
+    d = r.obj(x, loc)
+    if d is None:
+        return None
+    n = len(r.problems)
+    resources = r.class_map(
+        d, "resources", loc, lambda v, w: r.check_int(v, w, 0, None), required=True
+    )
+    local_disk = d.get("local_disk")
+    if local_disk is not None and not isinstance(local_disk, bool):
+        local_disk = r.check_int(local_disk, _at(loc, "local_disk"), 0, None)
+    vm = VM(
+        id=r.str_(d, "id", loc, default=""),
+        name=r.str_(d, "name", loc, default="", nonempty=False),
+        project=r.str_(d, "project", loc, default="", nonempty=False),
+        host=r.str_(d, "host", loc, default=""),
+        status=r.str_(d, "status", loc, default=""),
+        resources=resources,
+        az=r.str_(d, "az", loc, required=False, nullable=True),
+        allowed_aggregates=r.str_list(d, "allowed_aggregates", loc),
+        server_group=r.str_(d, "server_group", loc, required=False, nullable=True),
+        migration=r.str_(
+            d, "migration", loc, required=False, choices=MIGRATION_KINDS, default="live"
+        ),
+        dirty_rate_mb_s=r.num(
+            d, "dirty_rate_mb_s", loc, required=False, minimum=0.0, nullable=True
+        ),
+        local_disk=local_disk,
+    )
+    return vm if len(r.problems) == n else None
+
+
+def _group(r: _Reader, x: Any, i: int) -> ServerGroup | None:
+    loc = f"server_groups[{i}]"
+    d = r.obj(x, loc)
+    if d is None:
+        return None
+    n = len(r.problems)
+    g = ServerGroup(
+        id=r.str_(d, "id", loc, default=""),
+        name=r.str_(d, "name", loc, default="", nonempty=False),
+        policy=r.str_(d, "policy", loc, choices=GROUP_POLICIES, default="anti-affinity"),
+        max_server_per_host=r.int_(
+            d, "max_server_per_host", loc, required=False, default=1, minimum=1
+        ),
+    )
+    return g if len(r.problems) == n else None
+
+
+def _ha(r: _Reader, x: Any, i: int) -> HAGroup | None:
+    loc = f"ha_groups[{i}]"
+    d = r.obj(x, loc)
+    if d is None:
+        return None
+    n = len(r.problems)
+    g = HAGroup(
+        name=r.str_(d, "name", loc, default=""),
+        hosts=r.str_list(d, "hosts", loc, required=True),
+        min_available=r.int_(d, "min_available", loc, default=1, minimum=0),
+    )
+    return g if len(r.problems) == n else None
+
+
+def validate_inventory(inv: Inventory) -> list[Problem]:
+    """Cross-references and uniqueness: what a per-field reader cannot see."""
+    problems: list[Problem] = []
+    first_host: dict[str, int] = {}
+    for i, h in enumerate(inv.hosts):
+        if h.name in first_host:
+            problems.append(
+                Problem(
+                    f"hosts[{i}].name",
+                    f"duplicate host name {h.name!r} (first at hosts[{first_host[h.name]}])",
+                )
+            )
+        else:
+            first_host[h.name] = i
+    first_group: dict[str, int] = {}
+    for i, g in enumerate(inv.server_groups):
+        if g.id in first_group:
+            problems.append(
+                Problem(
+                    f"server_groups[{i}].id",
+                    f"duplicate server group id {g.id!r} "
+                    f"(first at server_groups[{first_group[g.id]}])",
+                )
+            )
+        else:
+            first_group[g.id] = i
+    first_vm: dict[str, int] = {}
+    for i, v in enumerate(inv.vms):
+        if v.id in first_vm:
+            problems.append(
+                Problem(
+                    f"vms[{i}].id", f"duplicate VM id {v.id!r} (first at vms[{first_vm[v.id]}])"
+                )
+            )
+        else:
+            first_vm[v.id] = i
+        if v.host not in first_host:
+            problems.append(Problem(f"vms[{i}].host", f"unknown host {v.host!r}"))
+        elif inv.hosts[first_host[v.host]].role != "compute":
+            problems.append(
+                Problem(f"vms[{i}].host", f"{v.host!r} is a controller; controllers host no VMs")
+            )
+        if v.server_group is not None and v.server_group not in first_group:
+            problems.append(
+                Problem(f"vms[{i}].server_group", f"unknown server group {v.server_group!r}")
+            )
+    first_ha: dict[str, int] = {}
+    for i, ha in enumerate(inv.ha_groups):
+        if ha.name in first_ha:
+            problems.append(Problem(f"ha_groups[{i}].name", f"duplicate HA group {ha.name!r}"))
+        else:
+            first_ha[ha.name] = i
+        seen: set[str] = set()
+        for j, hn in enumerate(ha.hosts):
+            if hn not in first_host:
+                problems.append(Problem(f"ha_groups[{i}].hosts[{j}]", f"unknown host {hn!r}"))
+            if hn in seen:
+                problems.append(Problem(f"ha_groups[{i}].hosts[{j}]", f"{hn!r} listed twice"))
+            seen.add(hn)
+        if ha.min_available > len(ha.hosts):
+            problems.append(
+                Problem(
+                    f"ha_groups[{i}].min_available",
+                    f"{ha.min_available} is more than the group's {len(ha.hosts)} hosts",
+                )
+            )
+    return problems
+
+
+def inventory_to_dict(inv: Inventory) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": "inventory",
+        "cloud": inv.cloud,
+        "taken_at": inv.taken_at,
+        "hosts": [_host_dict(h) for h in inv.hosts],
+        "vms": [_vm_dict(v) for v in inv.vms],
+        "server_groups": [
+            {
+                "id": g.id,
+                "name": g.name,
+                "policy": g.policy,
+                "max_server_per_host": g.max_server_per_host,
+            }
+            for g in inv.server_groups
+        ],
+        "ha_groups": [
+            {"name": g.name, "hosts": list(g.hosts), "min_available": g.min_available}
+            for g in inv.ha_groups
+        ],
+    }
+
+
+def _host_dict(h: Host) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "name": h.name,
+        "role": h.role,
+        "az": h.az,
+        "rack": h.rack,
+        "aggregates": list(h.aggregates),
+        "version": h.version,
+        "enabled": h.enabled,
+        "up": h.up,
+        "capacity": dict(h.capacity),
+        "reserved": dict(h.reserved),
+        "allocation_ratio": dict(h.allocation_ratio),
+    }
+    if h.disabled_reason is not None:
+        d["disabled_reason"] = h.disabled_reason
+    return d
+
+
+def _vm_dict(v: VM) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "id": v.id,
+        "name": v.name,
+        "project": v.project,
+        "host": v.host,
+        "status": v.status,
+        "resources": dict(v.resources),
+        "az": v.az,
+        "allowed_aggregates": list(v.allowed_aggregates),
+        "server_group": v.server_group,
+        "migration": v.migration,
+    }
+    if v.dirty_rate_mb_s is not None:
+        d["dirty_rate_mb_s"] = v.dirty_rate_mb_s
+    if v.local_disk is not None:
+        d["local_disk"] = v.local_disk
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy
+# ---------------------------------------------------------------------------------------------
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    file = os.fspath(path)
+    data, _ = read_document(file, "policy")
+    r = _Reader(file)
+    policy = _policy(r, data, "")
+    r.done()
+    assert policy is not None
+    return policy
+
+
+def policy_from_dict(data: Mapping[str, Any], file: str = "<policy>") -> Policy:
+    r = _Reader(file)
+    policy = _policy(r, data, "")
+    r.done()
+    assert policy is not None
+    return policy
+
+
+def _policy(r: _Reader, d: Mapping[str, Any], loc: str) -> Policy | None:
+    n = len(r.problems)
+    head_raw = d.get("headroom", {})
+    head = Headroom()
+    if head_raw is not None:
+        hd = r.obj(head_raw, _at(loc, "headroom"))
+        if hd is not None:
+            hloc = _at(loc, "headroom")
+            head = Headroom(
+                failures=r.int_(hd, "failures", hloc, required=False, default=1, minimum=0),
+                scope=r.str_(hd, "scope", hloc, required=False, default="az", choices=SCOPES),
+                reserve_percent=r.num(
+                    hd,
+                    "reserve_percent",
+                    hloc,
+                    required=False,
+                    default=0.0,
+                    minimum=0.0,
+                    maximum=100.0,
+                ),
+            )
+    p = Policy(
+        max_hosts_per_wave=r.int_(d, "max_hosts_per_wave", loc, default=1, minimum=1),
+        target_version=r.str_(d, "target_version", loc, required=False, nullable=True),
+        max_hosts_per_wave_per_az=r.int_(
+            d, "max_hosts_per_wave_per_az", loc, required=False, minimum=1, nullable=True
+        ),
+        max_hosts_per_wave_per_rack=r.int_(
+            d, "max_hosts_per_wave_per_rack", loc, required=False, minimum=1, nullable=True
+        ),
+        headroom=head,
+        max_concurrent_live_migrations=r.int_(
+            d, "max_concurrent_live_migrations", loc, required=False, default=1, minimum=1
+        ),
+        allow_stop=r.bool_(d, "allow_stop", loc, required=False, default=False),
+        first=r.str_list(d, "first", loc),
+        last=r.str_list(d, "last", loc),
+    )
+    return p if len(r.problems) == n else None
+
+
+def policy_to_dict(p: Policy, *, standalone: bool = True) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    if standalone:
+        d = {"format_version": FORMAT_VERSION, "kind": "policy"}
+    d.update(
+        {
+            "target_version": p.target_version,
+            "max_hosts_per_wave": p.max_hosts_per_wave,
+            "max_hosts_per_wave_per_az": p.max_hosts_per_wave_per_az,
+            "max_hosts_per_wave_per_rack": p.max_hosts_per_wave_per_rack,
+            "headroom": {
+                "failures": p.headroom.failures,
+                "scope": p.headroom.scope,
+                "reserve_percent": p.headroom.reserve_percent,
+            },
+            "max_concurrent_live_migrations": p.max_concurrent_live_migrations,
+            "allow_stop": p.allow_stop,
+        }
+    )
+    if p.first:
+        d["first"] = list(p.first)
+    if p.last:
+        d["last"] = list(p.last)
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan
+# ---------------------------------------------------------------------------------------------
+def load_plan(path: str | os.PathLike[str]) -> Plan:
+    file = os.fspath(path)
+    data, _ = read_document(file, "plan")
+    return plan_from_dict(data, file)
+
+
+def plan_from_dict(data: Mapping[str, Any], file: str = "<plan>") -> Plan:
+    r = _Reader(file)
+    digest = r.str_(data, "inventory_sha256", "", default="")
+    if digest and not _SHA256.match(digest):
+        r.bad("inventory_sha256", "must be 64 lower-case hex digits (a sha256)")
+    policy_raw = r.get(data, "policy", "", True)
+    policy = None
+    if policy_raw is not _MISSING:
+        pd = r.obj(policy_raw, "policy")
+        if pd is not None:
+            policy = _policy(r, pd, "policy")
+    waves = [w for i, x in enumerate(r.items(data, "waves", "")) if (w := _wave(r, x, i))]
+    summary = data.get("summary", {})
+    if not isinstance(summary, dict):
+        r.bad("summary", f"must be an object, got {_tn(summary)}")
+        summary = {}
+    generator = data.get("generator", {})
+    if not isinstance(generator, dict):
+        r.bad("generator", f"must be an object, got {_tn(generator)}")
+        generator = {}
+    created_at = r.str_(data, "created_at", "", required=False, nullable=True)
+    r.done()
+    assert policy is not None
+    return Plan(
+        inventory_sha256=digest,
+        policy=policy,
+        waves=tuple(waves),
+        summary=summary,
+        generator=generator,
+        created_at=created_at,
+    )
+
+
+def _wave(r: _Reader, x: Any, i: int) -> Wave | None:
+    loc = f"waves[{i}]"
+    d = r.obj(x, loc)
+    if d is None:
+        return None
+    n = len(r.problems)
+    migrations = []
+    for j, m in enumerate(r.items(d, "migrations", loc, required=False)):
+        mloc = f"{loc}.migrations[{j}]"
+        md = r.obj(m, mloc)
+        if md is None:
+            continue
+        migrations.append(
+            Migration(
+                vm=r.str_(md, "vm", mloc, default=""),
+                src=r.str_(md, "from", mloc, default=""),
+                dst=r.str_(md, "to", mloc, default=""),
+                method=r.str_(md, "method", mloc, required=False, default="live", choices=METHODS),
+            )
+        )
+    stops = []
+    for j, s in enumerate(r.items(d, "stops", loc, required=False)):
+        sloc = f"{loc}.stops[{j}]"
+        sd = r.obj(s, sloc)
+        if sd is None:
+            continue
+        stops.append(
+            Stop(vm=r.str_(sd, "vm", sloc, default=""), host=r.str_(sd, "host", sloc, default=""))
+        )
+    w = Wave(
+        index=r.int_(d, "index", loc, default=i + 1, minimum=0),
+        hosts=r.str_list(d, "hosts", loc, required=True),
+        migrations=tuple(migrations),
+        stops=tuple(stops),
+    )
+    return w if len(r.problems) == n else None
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "kind": "plan",
+        "inventory_sha256": plan.inventory_sha256,
+        "created_at": plan.created_at,
+        "generator": dict(plan.generator),
+        "policy": policy_to_dict(plan.policy, standalone=False),
+        "summary": dict(plan.summary),
+        "waves": [
+            {
+                "index": w.index,
+                "hosts": list(w.hosts),
+                "migrations": [
+                    {"vm": m.vm, "from": m.src, "to": m.dst, "method": m.method}
+                    for m in w.migrations
+                ],
+                "stops": [{"vm": s.vm, "host": s.host} for s in w.stops],
+            }
+            for w in plan.waves
+        ],
+    }
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing: readable, compact enough for 100,000 VMs, and atomic
+# ---------------------------------------------------------------------------------------------
+def dumps(data: Any, expand_depth: int = 2) -> str:
+    """JSON with containers expanded down to `expand_depth`, everything deeper on one line: one
+    host, VM or migration per line keeps big files small, greppable and diffable."""
+    parts: list[str] = []
+    _dump(data, 0, expand_depth, parts)
+    parts.append("\n")
+    return "".join(parts)
+
+
+def _dump(x: Any, depth: int, expand: int, out: list[str]) -> None:
+    if depth >= expand or not isinstance(x, (dict, list)) or not x:
+        out.append(json.dumps(x, ensure_ascii=False, separators=(", ", ": ")))
+        return
+    pad = "  " * (depth + 1)
+    if isinstance(x, dict):
+        out.append("{")
+        for i, (k, v) in enumerate(x.items()):
+            out.append(("," if i else "") + "\n" + pad + json.dumps(str(k)) + ": ")
+            _dump(v, depth + 1, expand, out)
+        out.append("\n" + "  " * depth + "}")
+    else:
+        out.append("[")
+        for i, v in enumerate(x):
+            out.append(("," if i else "") + "\n" + pad)
+            _dump(v, depth + 1, expand, out)
+        out.append("\n" + "  " * depth + "]")
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write via a temporary file in the same directory and rename: never a half-written file."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(str(target), f"cannot write: directory {str(parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike[str], data: Any, expand_depth: int = 2) -> None:
+    write_text_atomic(path, dumps(data, expand_depth))
+
+
+def save_inventory(inv: Inventory, path: str | os.PathLike[str]) -> str:
+    """Write an inventory; returns the sha256 of the bytes written (what a plan records)."""
+    text = dumps(inventory_to_dict(inv), 2)
+    write_text_atomic(path, text)
+    return sha256_bytes(text.encode("utf-8"))
+
+
+def save_policy(policy: Policy, path: str | os.PathLike[str]) -> None:
+    write_json(path, policy_to_dict(policy), 3)
+
+
+def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:
+    write_json(path, plan_to_dict(plan), 4)

@@ -1,0 +1,225 @@
+"""The inventory of a cloud: hosts, VMs, server groups and HA groups, as immutable records.
+
+Capacities follow Placement: effective = floor((total - reserved) * allocation_ratio), per resource
+class (VCPU, MEMORY_MB, DISK_GB and any other class, all treated alike). Controllers host no VMs
+and add no compute capacity. Mapping fields are plain dicts for speed and pickling; treat them as
+read-only. Reading and writing files is `planner.formats`' job.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["compute", "controller"]
+MigrationKind = Literal["live", "cold", "none"]
+GroupPolicy = Literal["anti-affinity", "affinity", "soft-anti-affinity", "soft-affinity"]
+
+ROLES: tuple[Role, ...] = ("compute", "controller")
+MIGRATION_KINDS: tuple[MigrationKind, ...] = ("live", "cold", "none")
+GROUP_POLICIES: tuple[GroupPolicy, ...] = (
+    "anti-affinity",
+    "affinity",
+    "soft-anti-affinity",
+    "soft-affinity",
+)
+# Placement's standard classes come first in every table; others follow alphabetically.
+STANDARD_CLASSES = ("VCPU", "MEMORY_MB", "DISK_GB")
+
+
+def effective_capacity(total: int, reserved: int, ratio: float) -> int:
+    """Placement's rule: an allocation fits while used + amount <= (total - reserved) * ratio.
+
+    Placement compares in floating point against integer usage, so flooring the product gives
+    exactly the same verdict with integers only.
+    """
+    return max(0, math.floor((total - reserved) * ratio))
+
+
+def order_classes(classes: Iterable[str]) -> tuple[str, ...]:
+    found = set(classes)
+    std = [c for c in STANDARD_CLASSES if c in found]
+    return (*std, *sorted(found - set(STANDARD_CLASSES)))
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    name: str
+    role: Role
+    az: str | None
+    rack: str | None
+    aggregates: tuple[str, ...]
+    version: str
+    enabled: bool
+    up: bool
+    capacity: Mapping[str, int]
+    reserved: Mapping[str, int] = field(default_factory=dict)
+    allocation_ratio: Mapping[str, float] = field(default_factory=dict)
+    disabled_reason: str | None = None
+
+    @property
+    def is_compute(self) -> bool:
+        return self.role == "compute"
+
+    @property
+    def available(self) -> bool:
+        """Enabled and up: may receive VMs and counts towards headroom (when not in maintenance)."""
+        return self.enabled and self.up
+
+    def effective(self, rc: str) -> int:
+        """Effective capacity of one class; controllers add none."""
+        if not self.is_compute or rc not in self.capacity:
+            return 0
+        return effective_capacity(
+            self.capacity[rc], self.reserved.get(rc, 0), self.allocation_ratio.get(rc, 1.0)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VM:
+    id: str
+    name: str
+    project: str
+    host: str
+    status: str
+    resources: Mapping[str, int]
+    az: str | None = None
+    allowed_aggregates: tuple[str, ...] = ()
+    server_group: str | None = None
+    migration: MigrationKind = "live"
+    dirty_rate_mb_s: float | None = None
+    # True/False, or a size in GiB; True means the DISK_GB allocation is on local disk.
+    local_disk: bool | int | None = None
+
+    @property
+    def local_disk_gb(self) -> int:
+        """GiB a block migration must copy besides memory (0 for shared or volume storage)."""
+        if self.local_disk is True:
+            return int(self.resources.get("DISK_GB", 0))
+        if self.local_disk is False or self.local_disk is None:
+            return 0
+        return int(self.local_disk)
+
+    @property
+    def memory_mb(self) -> int:
+        return int(self.resources.get("MEMORY_MB", 0))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerGroup:
+    id: str
+    name: str
+    policy: GroupPolicy
+    max_server_per_host: int = 1
+
+    @property
+    def hard(self) -> bool:
+        return not self.policy.startswith("soft-")
+
+    @property
+    def anti(self) -> bool:
+        return self.policy.endswith("anti-affinity")
+
+
+@dataclass(frozen=True, slots=True)
+class HAGroup:
+    name: str
+    hosts: tuple[str, ...]
+    min_available: int
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A snapshot of one cloud. Build with `formats.load_inventory` or directly; both validate
+    cross-references the same way (`formats.validate_inventory`)."""
+
+    cloud: str
+    taken_at: str
+    hosts: tuple[Host, ...]
+    vms: tuple[VM, ...]
+    server_groups: tuple[ServerGroup, ...] = ()
+    ha_groups: tuple[HAGroup, ...] = ()
+    # sha256 of the file's bytes when read from a file (the plan records it); not part of equality.
+    digest: str | None = field(default=None, compare=False)
+    source: str | None = field(default=None, compare=False)
+
+    _host: dict[str, Host] = field(init=False, repr=False, compare=False)
+    _vm: dict[str, VM] = field(init=False, repr=False, compare=False)
+    _group: dict[str, ServerGroup] = field(init=False, repr=False, compare=False)
+    _on_host: dict[str, tuple[VM, ...]] = field(init=False, repr=False, compare=False)
+    _members: dict[str, tuple[VM, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Indexes are derived once; duplicates are rejected by formats.validate_inventory.
+        setattr_ = object.__setattr__
+        setattr_(self, "_host", {h.name: h for h in self.hosts})
+        setattr_(self, "_vm", {v.id: v for v in self.vms})
+        setattr_(self, "_group", {g.id: g for g in self.server_groups})
+        on_host: dict[str, list[VM]] = {h.name: [] for h in self.hosts}
+        members: dict[str, list[VM]] = {g.id: [] for g in self.server_groups}
+        for v in self.vms:
+            on_host.setdefault(v.host, []).append(v)
+            if v.server_group is not None:
+                members.setdefault(v.server_group, []).append(v)
+        setattr_(self, "_on_host", {k: tuple(v) for k, v in on_host.items()})
+        setattr_(self, "_members", {k: tuple(v) for k, v in members.items()})
+
+    # -- look-ups -------------------------------------------------------------------------------
+    def host(self, name: str) -> Host:
+        return self._host[name]
+
+    def has_host(self, name: str) -> bool:
+        return name in self._host
+
+    def vm(self, vm_id: str) -> VM:
+        return self._vm[vm_id]
+
+    def has_vm(self, vm_id: str) -> bool:
+        return vm_id in self._vm
+
+    def group(self, group_id: str) -> ServerGroup:
+        return self._group[group_id]
+
+    def has_group(self, group_id: str) -> bool:
+        return group_id in self._group
+
+    def vms_on(self, host: str) -> tuple[VM, ...]:
+        return self._on_host.get(host, ())
+
+    def members(self, group_id: str) -> tuple[VM, ...]:
+        return self._members.get(group_id, ())
+
+    # -- derived views --------------------------------------------------------------------------
+    @property
+    def compute_hosts(self) -> tuple[Host, ...]:
+        return tuple(h for h in self.hosts if h.is_compute)
+
+    @property
+    def resource_classes(self) -> tuple[str, ...]:
+        """Every class a compute host offers or a VM asks for, Placement's standard ones first."""
+        found: set[str] = set()
+        for h in self.hosts:
+            if h.is_compute:
+                found.update(h.capacity)
+        for v in self.vms:
+            found.update(v.resources)
+        return order_classes(found)
+
+    @property
+    def azs(self) -> tuple[str, ...]:
+        return tuple(sorted({h.az for h in self.hosts if h.is_compute and h.az is not None}))
+
+    def usage(self, host: str) -> dict[str, int]:
+        used: dict[str, int] = {}
+        for v in self.vms_on(host):
+            for rc, n in v.resources.items():
+                used[rc] = used.get(rc, 0) + n
+        return used
+
+    def hosts_to_upgrade(self, target_version: str | None) -> tuple[Host, ...]:
+        """Hosts running another version than the target; every host when there is no target."""
+        if target_version is None:
+            return self.hosts
+        return tuple(h for h in self.hosts if h.version != target_version)

@@ -1,0 +1,77 @@
+"""The upgrade policy: what must hold at every step of a plan (headroom, wave sizes, HA) and what
+may be done to VMs. Immutable; read and written by `planner.formats`."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from planner.inventory import Host, Inventory
+
+Scope = Literal["az", "cloud"]
+SCOPES: tuple[Scope, ...] = ("az", "cloud")
+SELECTOR_KEYS = ("role", "az", "rack", "aggregate", "version")
+
+
+@dataclass(frozen=True, slots=True)
+class Headroom:
+    """N+k: per scope group (each AZ, or the whole cloud), over the available compute hosts, for
+    every class, free capacity >= the k largest effective capacities, and >= reserve_percent of
+    the group's total effective capacity."""
+
+    failures: int = 1
+    scope: Scope = "az"
+    reserve_percent: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    max_hosts_per_wave: int
+    target_version: str | None = None
+    max_hosts_per_wave_per_az: int | None = None
+    max_hosts_per_wave_per_rack: int | None = None
+    headroom: Headroom = field(default_factory=Headroom)
+    max_concurrent_live_migrations: int = 1
+    allow_stop: bool = False
+    # Host selectors upgraded before / after every other host (see `select_hosts`).
+    first: tuple[str, ...] = ()
+    last: tuple[str, ...] = ()
+
+    def with_changes(self, **changes: Any) -> Policy:
+        """A copy with some fields replaced; `headroom.failures`-style keys reach into headroom."""
+        head: dict[str, Any] = {}
+        top: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key.startswith("headroom."):
+                head[key.split(".", 1)[1]] = value
+            else:
+                top[key] = value
+        if head:
+            top["headroom"] = replace(top.get("headroom", self.headroom), **head)
+        return replace(self, **top)
+
+
+def selector_matches(selector: str, host: Host) -> bool:
+    """`name-glob` matches the host name; `key=value` matches role, az, rack, aggregate or version
+    (value may be a glob too), e.g. `role=controller`, `az=az1`, `cmp-00*`."""
+    if "=" in selector:
+        key, _, pattern = selector.partition("=")
+        key = key.strip()
+        pattern = pattern.strip()
+        if key == "aggregate":
+            return any(fnmatch.fnmatchcase(a, pattern) for a in host.aggregates)
+        value = {"role": host.role, "az": host.az, "rack": host.rack, "version": host.version}.get(
+            key
+        )
+        return value is not None and fnmatch.fnmatchcase(value, pattern)
+    return fnmatch.fnmatchcase(host.name, selector)
+
+
+def select_hosts(inventory: Inventory, selectors: tuple[str, ...]) -> frozenset[str]:
+    """Names of the hosts any selector matches."""
+    if not selectors:
+        return frozenset()
+    return frozenset(
+        h.name for h in inventory.hosts if any(selector_matches(s, h) for s in selectors)
+    )
