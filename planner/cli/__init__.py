@@ -26,6 +26,8 @@ def _register() -> None:
 
     for cmd in (demo_cmd, generate_cmd, plan_cmd, check_cmd):
         cli.add_command(cmd)
+    from planner.cli import sandbox, snapshot  # issue 5: the Nova sandbox and cloud snapshots
+    cli.add_command(sandbox.sandbox); cli.add_command(snapshot.snapshot)  # noqa: E702
 
 
 _register()
@@ -57,9 +59,3 @@ def main(argv: list[str] | None = None) -> None:
         )
         sys.exit(ExitCode.INTERNAL)
     sys.exit(rc if isinstance(rc, int) else 0)
-
-
-
-from planner.cli import sandbox, snapshot  # noqa: E402  (commands register below)
-
-cli.add_command(sandbox.sandbox); cli.add_command(snapshot.snapshot)  # noqa: E702

@@ -17,21 +17,21 @@ def sandbox() -> None:
     """A local compute cloud built from the real nova and openstack-placement packages."""
 
 
-def _generated(hosts: int, vms_per_host: int, seed: int) -> dict[str, Any]:
-    try:
-        from planner import generate  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise UsageError("--hosts needs the inventory generator (planner.generate), which is "
-                         "not installed in this build; use --inventory FILE") from None
-    inv = generate.generate(hosts=hosts, vms_per_host=vms_per_host, seed=seed)
-    return inv if isinstance(inv, dict) else generate.to_dict(inv)
+def _generated(hosts: int, vms_per_host: float, seed: int) -> dict[str, Any]:
+    """The same cloud `rollwave generate --hosts N --vms-per-host M --seed S` writes."""
+    from planner import formats
+    from planner.generate import GenerateSpec, generate
+
+    spec = GenerateSpec(hosts=hosts, vms_per_host=vms_per_host, seed=seed)
+    return formats.inventory_to_dict(generate(spec))
 
 
 @sandbox.command("up")
 @click.option("--inventory", "inventory_path", type=click.Path(dir_okay=False),
               help="Seed from this inventory (JSON or YAML).")
 @click.option("--hosts", type=click.IntRange(1), help="Generate an inventory with N hosts.")
-@click.option("--vms-per-host", type=click.IntRange(0), default=4, show_default=True)
+@click.option("--vms-per-host", type=click.FloatRange(0.5), default=4.0, show_default=True,
+              help="Average VMs per host of the generated cloud.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=0,
               help="Port on 127.0.0.1 (default: a free one).")
@@ -39,7 +39,7 @@ def _generated(hosts: int, vms_per_host: int, seed: int) -> dict[str, Any]:
               help="How long a fake live migration takes.")
 @click.option("--no-clouds-yaml", is_flag=True,
               help="Do not merge the rollwave-sandbox entry into ~/.config/openstack/clouds.yaml.")
-def up(inventory_path: str | None, hosts: int | None, vms_per_host: int, seed: int, port: int,
+def up(inventory_path: str | None, hosts: int | None, vms_per_host: float, seed: int, port: int,
        migration_seconds: float, no_clouds_yaml: bool) -> None:
     """Start the sandbox in the background, seeded from an inventory."""
     if bool(inventory_path) == bool(hosts):

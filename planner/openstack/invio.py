@@ -1,56 +1,28 @@
-"""Reading and writing inventories for the OpenStack adapter, as plain dicts in the format.
+"""Inventories for the OpenStack adapter: the core's reader, validator and serialiser.
 
-Stop-gap until the core's `planner.formats` (load_inventory / the serialiser) lands on main:
-then `read` and `write` delegate to it and this module shrinks to those two calls.
+The sandbox and the snapshot work on the format's dict form; this module converts through
+`planner.formats` so that what they read and write is exactly what the core accepts.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from planner.errors import InputError, Problem
+from planner import formats
 
 
 def read(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise InputError(str(p), f"cannot read: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise InputError(str(p), f"not valid JSON/YAML: {exc}") from None
-    problems: list[Problem] = []
-    if not isinstance(data, dict):
-        raise InputError(str(p), "an inventory must be a mapping")
-    if data.get("kind", "inventory") != "inventory":
-        problems.append(Problem("kind", f"expected 'inventory', got {data.get('kind')!r}"))
-    for i, h in enumerate(data.get("hosts") or []):
-        if not isinstance(h, dict) or not h.get("name"):
-            problems.append(Problem(f"hosts[{i}].name", "missing"))
-    for i, v in enumerate(data.get("vms") or []):
-        if not isinstance(v, dict) or not v.get("id"):
-            problems.append(Problem(f"vms[{i}].id", "missing"))
-    if problems:
-        raise InputError(str(p), problems)
-    return data
+    """Load and validate an inventory file (JSON or YAML) into its dict form."""
+    return formats.inventory_to_dict(formats.load_inventory(path))
 
 
 def write(path: str | Path, inventory: dict[str, Any]) -> None:
-    """Write JSON atomically: a temporary file in the same directory, then os.replace."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(inventory, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, p)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(str(p), f"cannot write: {exc.strerror or exc}") from None
+    """Validate with the core, then write atomically. Extra keys the core does not model
+    (`aggregates` with their metadata) are kept beside the core's fields."""
+    inv = formats.inventory_from_dict(inventory, str(path))
+    out = formats.inventory_to_dict(inv)
+    for key in ("aggregates",):
+        if key in inventory:
+            out[key] = inventory[key]
+    formats.write_json(path, out)

@@ -48,6 +48,7 @@ PLACEMENT_MV = "1.14"
 class Stats:
     seconds: float
     calls: int
+    skipped: int = 0  # servers on no compute host (never scheduled, shelved-offloaded)
 
 
 def _default_migration(status: str) -> str:
@@ -143,11 +144,16 @@ def collect(api: Api, cloud: str, mapping: Mapping, progress: Progress = lambda 
     progress(f"server groups: {len(groups)}; servers ...")
     flavors = _flavors_by_id(api, cmv) if cmax < (2, 47) else {}
     vms: list[dict[str, Any]] = []
+    known = {h["name"] for h in hosts}
+    skipped = 0
     for page in api.paginate("compute", "/servers/detail?all_tenants=True", "servers",
                              microversion=cmv):
         for s in page:
-            vms.append(_vm(s, flavors, member_of, mapping))
-        progress(f"servers: {len(vms)} ...")
+            if s.get("OS-EXT-SRV-ATTR:host") in known:
+                vms.append(_vm(s, flavors, member_of, mapping))
+            else:  # holds no capacity anywhere: nothing to plan for it
+                skipped += 1
+        progress(f"servers: {len(vms) + skipped} ...")
     inv = {
         "format_version": "1.0",
         "kind": "inventory",
@@ -162,7 +168,7 @@ def collect(api: Api, cloud: str, mapping: Mapping, progress: Progress = lambda 
               "metadata": dict(a.get("metadata") or {})} for a in aggregates),
             key=lambda a: a["name"]),
     }
-    return inv, Stats(time.monotonic() - t0, api.calls)
+    return inv, Stats(time.monotonic() - t0, api.calls, skipped)
 
 
 def _label_aggregates(aggregates: list[dict[str, Any]]) -> set[str]:
@@ -358,4 +364,5 @@ def summary(inv: dict[str, Any], stats: Stats) -> str:
         f"AZs: {', '.join(azs) or '-'}; versions: "
         + ", ".join(f"{v} x{n}" for v, n in sorted(versions.items()))
         + f"\ncollected in {stats.seconds:.1f} s with {stats.calls} API calls"
+        + (f"; skipped {stats.skipped} servers on no compute host" if stats.skipped else "")
     )

@@ -459,6 +459,14 @@ def _make_harness() -> Any:
             # (pitfall 2) the wheel installs api-paste.ini under <venv>/etc/nova.
             self.flags(api_paste_config=os.path.join(sys.prefix, "etc/nova/api-paste.ini"),
                        group="wsgi")
+            # Set before the services and the API read them. No heartbeat timer is needed:
+            # a host is down only when forced down (`ctl host-down`), as an operator's fencing
+            # would mark it; so the heartbeat can be rare and never late.
+            self.flags(service_down_time=10**8, report_interval=3600)
+            # (pitfall 5) unlimited quotas; Nova's defaults refuse a cloud of any size.
+            for opt in ("instances", "cores", "ram", "server_groups", "server_group_members",
+                        "metadata_items", "key_pairs"):
+                self.flags(**{opt: -1, "group": "quota"})
             super().setUp()
 
     _single_cell_db_routing()
@@ -467,18 +475,10 @@ def _make_harness() -> Any:
     _lazy_provider_allocations()
     h = Harness()
     h.setUp()
-    conf = cfg.CONF
     # (pitfall 3) the harness turns warnings into errors; SQLAlchemy's would become HTTP 500s.
     warnings.resetwarnings()
     warnings.simplefilter("ignore")
-    # (pitfall 5) unlimited quotas; Nova's defaults refuse a cloud of any size.
-    for opt in ("instances", "cores", "ram", "server_groups", "server_group_members",
-                "metadata_items", "key_pairs"):
-        conf.set_override(opt, -1, group="quota")
-    # The harness runs no heartbeat timer for computes: only forced_down marks a host down.
-    conf.set_override("service_down_time", 10**8)
-    conf.set_override("report_interval", 3600)
-    conf.set_override("debug", False)
+    cfg.CONF.set_override("debug", False)
     return h
 
 
