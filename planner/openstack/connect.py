@@ -61,14 +61,13 @@ class Api:
             raise CloudError("authentication failed: the cloud refused the credentials",
                              call=call, status=401) from None
         except (ks_exc.ConnectFailure, ks_exc.ConnectTimeout) as exc:
-            raise CloudError(f"cannot reach the endpoint: {_first_line(exc)}",
-                             call=call) from None
+            raise CloudError(f"cannot reach the endpoint ({_reason(exc)})", call=call) from None
         except ks_exc.EndpointNotFound:
             raise CloudError(f"the service catalog has no {service} endpoint",
                              call=call) from None
         except ks_exc.DiscoveryFailure as exc:
-            raise CloudError(f"cannot discover the {service} API: {_first_line(exc)}",
-                             call=call) from None
+            raise CloudError(f"cannot reach the endpoint or discover its API versions "
+                             f"({_reason(exc)})", call=call) from None
         except ks_exc.HttpError as exc:
             raise CloudError(_first_line(exc), call=call,
                              status=getattr(exc, "http_status", None)) from None
@@ -98,11 +97,14 @@ class Api:
             raise CloudError("authentication failed: the cloud refused the credentials",
                              call=f"discover {service}", status=401) from None
         except (ks_exc.ConnectFailure, ks_exc.ConnectTimeout) as exc:
-            raise CloudError(f"cannot reach the endpoint: {_first_line(exc)}",
+            raise CloudError(f"cannot reach the endpoint ({_reason(exc)})",
                              call=f"discover {service}") from None
         except ks_exc.EndpointNotFound:
             raise CloudError(f"the service catalog has no {service} endpoint",
                              call=f"discover {service}") from None
+        except ks_exc.DiscoveryFailure as exc:
+            raise CloudError(f"cannot reach the endpoint or discover its API versions "
+                             f"({_reason(exc)})", call=f"discover {service}") from None
         except ks_exc.ClientException as exc:
             raise CloudError(_first_line(exc), call=f"discover {service}") from None
         if data is None or not data.max_microversion:
@@ -135,6 +137,16 @@ def pick_microversion(maximum: tuple[int, int], wanted: tuple[int, int]) -> str 
         return None
     best = min(maximum, wanted)
     return f"{best[0]}.{best[1]}"
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful end of a keystoneauth message (they nest urllib3's whole story)."""
+    text = str(exc)
+    for known in ("Connection refused", "timed out", "Name or service not known",
+                  "No route to host", "certificate verify failed"):
+        if known in text:
+            return known
+    return _first_line(exc)[:160]
 
 
 def _first_line(exc: BaseException) -> str:
