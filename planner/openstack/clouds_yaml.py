@@ -16,7 +16,10 @@ from planner.errors import InputError
 
 
 def user_clouds_yaml() -> Path:
-    """Where openstacksdk looks for the user's file: $XDG_CONFIG_HOME or ~/.config/openstack."""
+    """The file openstacksdk reads first: $OS_CLIENT_CONFIG_FILE, else the user's
+    $XDG_CONFIG_HOME/openstack/clouds.yaml (~/.config/openstack/clouds.yaml)."""
+    if os.environ.get("OS_CLIENT_CONFIG_FILE"):
+        return Path(os.environ["OS_CLIENT_CONFIG_FILE"])
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "openstack" / "clouds.yaml"
 

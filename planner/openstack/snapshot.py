@@ -4,7 +4,8 @@ Where each field comes from (docs/cli.md has the operator's version):
 - hosts: nova-compute services (name, zone -> az, enabled, up, disabled_reason);
   hypervisors (node -> host); Placement inventories of the node's resource provider
   (capacity = total, reserved, allocation_ratio); aggregates (host membership, metadata).
-- host version / rack: the mapping file, else membership of an aggregate with metadata
+- host version / rack: the mapping file, else aggregate metadata `rollwave_version:<host>` /
+  `rollwave_rack:<host>` (any aggregate), else membership of an aggregate with metadata
   `rollwave_version` / `rollwave_rack`, else the mapping's default_version ("unknown") / none.
 - vms: servers of all projects (paginated): flavor resources, host, status, project,
   pinned AZ (microversion 2.96), server group (from the groups' member lists); migration,
@@ -29,10 +30,12 @@ from planner.openstack.connect import Api, pick_microversion
 from planner.openstack.mapping import Mapping
 from planner.openstack.sandbox.seed import (
     DEFAULT_AZ,
+    LABELS_AGGREGATE,
     META_PREFIX,
     RACK_KEY,
     VERSION_KEY,
     VM_META_FIELDS,
+    label_key,
 )
 
 Progress = Callable[[str], None]
@@ -176,6 +179,8 @@ def _label_aggregates(aggregates: list[dict[str, Any]]) -> set[str]:
     out = set()
     for a in aggregates:
         meta = a.get("metadata") or {}
+        if a["name"] == LABELS_AGGREGATE:
+            out.add(a["name"])
         is_az = a.get("availability_zone") and a["availability_zone"] == a["name"]
         if VERSION_KEY in meta or RACK_KEY in meta or is_az:
             out.add(a["name"])
@@ -186,6 +191,11 @@ def _hosts(services: list[dict[str, Any]], host_rps: dict[str, list[str]],
            invs: dict[str, Any], aggregates: list[dict[str, Any]], mapping: Mapping
            ) -> list[dict[str, Any]]:
     labels = _label_aggregates(aggregates)
+    per_host: dict[str, str] = {}  # "rollwave_version:cmp-1" -> label, from any aggregate
+    for a in aggregates:
+        for k, v in (a.get("metadata") or {}).items():
+            if k.startswith((VERSION_KEY + ":", RACK_KEY + ":")):
+                per_host[k] = str(v)
     by_host: dict[str, list[dict[str, Any]]] = {}
     for a in aggregates:
         for h in a.get("hosts") or []:
@@ -211,9 +221,11 @@ def _hosts(services: list[dict[str, Any]], host_rps: dict[str, list[str]],
             "name": name,
             "role": "compute",
             "az": s.get("zone") or DEFAULT_AZ,
-            "rack": mapping.host_rack(name) or meta_rack,
+            "rack": mapping.host_rack(name) or per_host.get(label_key(RACK_KEY, name))
+            or meta_rack,
             "aggregates": sorted(a["name"] for a in aggs if a["name"] not in labels),
-            "version": mapping.host_version(name) or meta_version or mapping.default_version,
+            "version": mapping.host_version(name) or per_host.get(label_key(VERSION_KEY, name))
+            or meta_version or mapping.default_version,
             "enabled": enabled,
             "up": s.get("state") == "up" and not s.get("forced_down", False),
             "disabled_reason": None if enabled else s.get("disabled_reason"),
@@ -332,10 +344,20 @@ def anonymize(inv: dict[str, Any]) -> dict[str, Any]:
               for g in inv["server_groups"]]
     has = [{**g, "name": ha(g["name"]), "hosts": [host(h) for h in g.get("hosts", [])]}
            for g in inv.get("ha_groups", [])]
-    keep = {"availability_zone", VERSION_KEY}
-    aggs = [{"name": agg(a["name"]), "hosts": [host(h) for h in a.get("hosts", [])],
-             "metadata": {k: (az(v) if k == "availability_zone" else v)
-                          for k, v in a.get("metadata", {}).items() if k in keep}}
+    def meta(k: str, v: Any) -> tuple[str, Any] | None:
+        key, _, name = k.partition(":")
+        if k == "availability_zone":
+            return k, az(v)
+        if k == VERSION_KEY:
+            return k, v
+        if name and key in (VERSION_KEY, RACK_KEY):
+            return f"{key}:{host(name)}", v if key == VERSION_KEY else rack(v)
+        return None  # anything else may name the operator's world
+
+    aggs = [{"name": agg(a["name"]) if a["name"] != LABELS_AGGREGATE else a["name"],
+             "hosts": [host(h) for h in a.get("hosts", [])],
+             "metadata": dict(m for k, v in a.get("metadata", {}).items()
+                              if (m := meta(k, v)) is not None)}
             for a in inv.get("aggregates", [])]
     return {**inv, "cloud": "anonymized", "hosts": sorted(hosts, key=lambda h: h["name"]),
             "vms": sorted(vms, key=lambda v: v["id"]),

@@ -2,8 +2,9 @@
 
 Nova has no place for some inventory fields; they travel as documented conventions that a real
 operator can use too (see docs/sandbox.md):
-- a host's `version` and `rack`: membership of an aggregate carrying metadata `rollwave_version`
-  or `rollwave_rack` (named `rollwave-version-<label>`, `rollwave-rack-<rack>` here);
+- a host's `version` and `rack`: metadata `rollwave_version:<host>` / `rollwave_rack:<host>` of
+  an aggregate (here one with no hosts, `rollwave-labels`: one API call for the whole cloud,
+  where an aggregate per label costs a membership call per host);
 - a host's `az`: an aggregate named after the zone with `availability_zone` metadata;
 - a VM's `migration`, `dirty_rate_mb_s`, `local_disk`, `allowed_aggregates`: server metadata
   `rollwave_<field>` (JSON values);
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_AZ = "nova"  # Nova's default_availability_zone: hosts in no AZ aggregate are here
+LABELS_AGGREGATE = "rollwave-labels"
 VERSION_KEY = "rollwave_version"
 RACK_KEY = "rollwave_rack"
 VM_META_FIELDS = ("migration", "dirty_rate_mb_s", "local_disk", "allowed_aggregates")
@@ -61,17 +63,24 @@ def flavor_for(resources: Mapping[str, int]) -> FlavorSpec:
                       tuple(sorted(extras)))
 
 
-def label_slug(label: str) -> str:
-    """A readable aggregate-name part for a label (the exact label lives in the metadata)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-") or "x"
+def label_key(key: str, host: str) -> str:
+    """Aggregate metadata key holding one host's label, e.g. `rollwave_version:cmp-001`."""
+    return f"{key}:{host}"
 
 
-def version_aggregate(label: str) -> str:
-    return f"rollwave-version-{label_slug(label)}"
+def label_metadata(inv: Mapping[str, Any]) -> dict[str, str]:
+    """The labels aggregate's metadata: every compute host's version and rack."""
+    meta: dict[str, str] = {}
+    for h in computes(inv):
+        for key, f in ((VERSION_KEY, "version"), (RACK_KEY, "rack")):
+            if h.get(f):
+                meta[label_key(key, h["name"])] = str(h[f])
+    return meta
 
 
-def rack_aggregate(rack: str) -> str:
-    return f"rollwave-rack-{label_slug(rack)}"
+def host_name_ok(name: str) -> bool:
+    """Nova accepts these characters in metadata keys; host names nearly always fit."""
+    return re.fullmatch(r"[a-zA-Z0-9_:. -]{1,230}", name) is not None
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,7 @@ def controllers(inv: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def aggregates(inv: Mapping[str, Any]) -> list[AggregateSpec]:
-    """Every aggregate the sandbox creates: AZs, the inventory's aggregates, label aggregates."""
+    """The AZs and the inventory's aggregates, with their hosts (labels: `label_metadata`)."""
     hosts = computes(inv)
     meta: dict[str, dict[str, str]] = {
         a["name"]: {str(k): str(v) for k, v in (a.get("metadata") or {}).items()}
@@ -110,20 +119,11 @@ def aggregates(inv: Mapping[str, Any]) -> list[AggregateSpec]:
                 zone[agg] = None
             if h["name"] not in members.setdefault(agg, []):
                 members[agg].append(h["name"])
-    out = [
+    return [
         AggregateSpec(name, zone[name], tuple(sorted(meta.get(name, {}).items())),
                       tuple(members[name]))
         for name in members
     ]
-    for key, field, namer in ((VERSION_KEY, "version", version_aggregate),
-                              (RACK_KEY, "rack", rack_aggregate)):
-        groups: dict[str, list[str]] = {}
-        for h in hosts:
-            if h.get(field):
-                groups.setdefault(str(h[field]), []).append(h["name"])
-        out += [AggregateSpec(namer(label), None, ((key, label),), tuple(names))
-                for label, names in groups.items()]
-    return out
 
 
 def vm_metadata(vm: Mapping[str, Any]) -> dict[str, str]:
@@ -142,6 +142,8 @@ def check_seedable(inv: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     names = {h["name"] for h in computes(inv)}
     ctl = {h["name"] for h in controllers(inv)}
+    problems += [f"host {n!r}: name has characters Nova metadata keys refuse"
+                 for n in sorted(names) if not host_name_ok(n)]
     for vm in inv.get("vms", []):
         where = f"vm {vm.get('id')}"
         if vm.get("host") in ctl:

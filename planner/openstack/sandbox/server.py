@@ -89,8 +89,13 @@ class Sandbox:
         self.timings["computes"] = time.monotonic() - t0
 
         t0 = time.monotonic()
-        for agg in seed.aggregates(self.inv):
-            self._create_aggregate(agg.name, agg.az, dict(agg.metadata), agg.hosts)
+        aggs = seed.aggregates(self.inv)
+        ids = {a.name: self._create_aggregate(a.name, a.az, dict(a.metadata), ()) for a in aggs}
+        # Memberships are independent requests; Nova serialises what must be (its DB locks).
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda ah: self.admin.add_host_to_aggregate(ids[ah[0]], ah[1]),
+                          [(a.name, h) for a in aggs for h in a.hosts]))
+        self._create_aggregate(seed.LABELS_AGGREGATE, None, seed.label_metadata(self.inv), ())
         self.timings["aggregates"] = time.monotonic() - t0
 
         t0 = time.monotonic()
@@ -316,18 +321,13 @@ class Sandbox:
 
         with self.lock:
             spec = self.driver.CONTROL.hosts[host]
-            was_down = host in self.down
-            if not was_down:
+            if host not in self.down:
                 self._take_down(host)
-            old_agg = self.agg_ids.get(seed.version_aggregate(spec.version))
-            if old_agg is not None and spec.version != version:
-                self.admin.post_aggregate_action(old_agg, {"remove_host": {"host": host}})
-            if spec.version != version:
-                new = seed.version_aggregate(version)
-                if new in self.agg_ids:
-                    self.admin.add_host_to_aggregate(self.agg_ids[new], host)
-                else:
-                    self._create_aggregate(new, None, {seed.VERSION_KEY: version}, [host])
+            # The new label is published before the service returns, as a deployment tool
+            # would record what it installed.
+            self.admin.post_aggregate_action(
+                self.agg_ids[seed.LABELS_AGGREGATE],
+                {"set_metadata": {"metadata": {seed.label_key(seed.VERSION_KEY, host): version}}})
             spec.version = version
             self._bring_up(host)
 
@@ -587,6 +587,7 @@ def _pooled_sqlite() -> None:
             engine_args["poolclass"] = pool.QueuePool
             engine_args["pool_size"] = 8
             engine_args["max_overflow"] = 64
+            engine_args["pool_pre_ping"] = False  # a local file does not drop connections
             engine_args.setdefault("connect_args", {})["check_same_thread"] = False
 
     engines._init_connection_args = init_args  # type: ignore[attr-defined]
