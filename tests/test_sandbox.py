@@ -94,10 +94,12 @@ NOT_REPRESENTED = ("vm ids", "server group ids", "taken_at")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     root = tmp_path_factory.mktemp("sandbox")
     saved = dict(os.environ)
+    # openstacksdk reads OS_CLIENT_CONFIG_FILE first, and `sandbox up` merges into that file;
+    # HOME and XDG_CONFIG_HOME keep the user's own files out of reach as well.
     os.environ.update(HOME=str(root / "home"), XDG_CONFIG_HOME=str(root / "home" / ".config"),
-                      ROLLWAVE_SANDBOX_DIR=str(root / "state"))
+                      ROLLWAVE_SANDBOX_DIR=str(root / "state"),
+                      OS_CLIENT_CONFIG_FILE=str(root / "home" / "clouds.yaml"))
     os.environ.pop("OS_CLOUD", None)
-    os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
     try:
         yield dict(os.environ)
     finally:
@@ -232,6 +234,18 @@ def test_live_migration_and_injected_failure(sb: manager.Running, conn: Any) -> 
     assert server.compute_host == "cmp-1" and server.status == "ACTIVE"
     st = manager.control(sb, "GET", "status")
     assert st["migrations_completed"] >= 1 and st["migrations_failed"] == 1
+    # a long migration can be aborted through Nova's API; the server stays where it was
+    manager.control(sb, "POST", "migration-duration", {"seconds": 30, "vm": vm})
+    conn.compute.live_migrate_server(vm, host="cmp-2", block_migration="auto")
+    deadline = time.monotonic() + 30
+    running: list[Any] = []
+    while not running and time.monotonic() < deadline:
+        running = [m for m in conn.compute.server_migrations(vm) if m.status == "running"]
+        time.sleep(0.2)
+    assert running, "the migration never showed as running"
+    conn.compute.abort_server_migration(running[0], vm)
+    mig, server = _wait_migration(conn, vm)
+    assert mig.status == "cancelled" and server.compute_host == "cmp-1"
 
 
 def test_upgrade_and_refusal_are_visible_through_the_apis(sb: manager.Running, conn: Any,
