@@ -4,7 +4,9 @@
 
 A size HxV is H compute hosts from `rollwave generate` (same seed) with about V VMs per host
 (0: the generated hosts, AZs, aggregates, versions and controllers, without VMs). Prints a
-table: median (min-max) over the runs of start-up, its phases, and the snapshot.
+table: median (min-max) over the runs of start-up, its phases and the snapshot (wall seconds),
+and the sandbox's CPU seconds for the whole start-up and for booting the VMs (all threads; on a
+shared machine wall time varies with the load, CPU time much less).
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ def one_run(inv: dict[str, Any], root: Path) -> dict[str, float]:
     finally:
         manager.stop(d)
     return {"start": wall, "computes": timings["computes"], "aggregates": timings["aggregates"],
-            "vms": timings["vms"], "snapshot": snap}
+            "vms": timings["vms"], "snapshot": snap,
+            "cpu": timings["services_cpu_total"],
+            "vm_cpu": timings["vms_cpu_total"] - timings["aggregates_cpu_total"]}
 
 
 def fmt(xs: list[float]) -> str:
@@ -61,7 +65,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--sizes", default="20x0,20x2,100x0,100x2")
     args = ap.parse_args()
-    cols = ["start", "computes", "aggregates", "vms", "snapshot"]
+    cols = ["start", "computes", "aggregates", "vms", "snapshot", "cpu", "vm_cpu"]
     print(f"{'hosts':>5} {'VMs':>5} | " + " | ".join(f"{c + ' s':>16}" for c in cols))
     print("-" * (14 + 19 * len(cols)))
     for size in args.sizes.split(","):
