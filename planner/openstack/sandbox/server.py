@@ -488,7 +488,7 @@ def _make_harness() -> Any:
     # hundred threads that burns a core doing nothing. Once a second is plenty here.
     import futurist._thread
 
-    futurist._thread.ThreadWorker.MAX_IDLE_FOR = 1.0
+    futurist._thread.ThreadWorker.MAX_IDLE_FOR = 1
     # (pitfall 3) the harness turns warnings into errors; SQLAlchemy's would become HTTP 500s.
     warnings.resetwarnings()
     warnings.simplefilter("ignore")
