@@ -2,8 +2,8 @@
 
     python -m benchmarks.sandbox_bench [--runs 3] [--sizes 20x0,20x2,100x0,100x2]
 
-A size HxV is H compute hosts from `rollwave generate` (same seed) with about V VMs per host
-(0: the generated hosts, AZs, aggregates, versions and controllers, without VMs). Prints a
+A size HxV is H compute hosts from `rollwave generate` (same seed) keeping the first V of each
+host's VMs (0: the generated hosts, AZs, aggregates, versions and controllers, no VMs). Prints a
 table: median (min-max) over the runs of start-up, its phases and the snapshot (wall seconds),
 and the sandbox's CPU seconds for the whole start-up and for booting the VMs (all threads; on a
 shared machine wall time varies with the load, CPU time much less).
@@ -26,11 +26,17 @@ from planner.openstack.connect import Api, connect
 from planner.openstack.sandbox import manager
 
 
-def inventory(hosts: int, vms_per_host: float) -> dict[str, Any]:
-    inv = formats.inventory_to_dict(
-        generate(GenerateSpec(hosts=hosts, vms_per_host=max(vms_per_host, 0.5), seed=1)))
-    if vms_per_host == 0:
-        inv["vms"], inv["server_groups"] = [], []
+def inventory(hosts: int, vms_per_host: int) -> dict[str, Any]:
+    inv = formats.inventory_to_dict(generate(GenerateSpec(hosts=hosts, seed=1)))
+    kept: dict[str, int] = {}
+    vms = []
+    for v in inv["vms"]:
+        if kept.get(v["host"], 0) < vms_per_host:
+            kept[v["host"]] = kept.get(v["host"], 0) + 1
+            vms.append(v)
+    groups = {v["server_group"] for v in vms}
+    inv["vms"] = vms
+    inv["server_groups"] = [g for g in inv["server_groups"] if g["id"] in groups]
     return inv
 
 
@@ -70,7 +76,7 @@ def main() -> None:
     print("-" * (14 + 19 * len(cols)))
     for size in args.sizes.split(","):
         h, v = size.lower().split("x")
-        inv = inventory(int(h), float(v))
+        inv = inventory(int(h), int(v))
         runs: list[dict[str, float]] = []
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory(prefix="rw-bench-") as tmp:

@@ -111,7 +111,7 @@ class Sandbox:
         t0 = time.monotonic()
         for h in seed.computes(self.inv):
             if h.get("enabled", True) is False:
-                self._set_enabled(h["name"], False, h.get("disabled_reason") or "rollwave sandbox")
+                self._set_enabled(h["name"], False, h.get("disabled_reason"))
             if h.get("up", True) is False:
                 self._take_down(h["name"])
         self._phase("services", t0)
