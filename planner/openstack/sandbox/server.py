@@ -208,8 +208,8 @@ class Sandbox:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for inv_id, sid in pool.map(boot, vms):
                 self.vm_ids[inv_id] = sid
-        servers = self._wait_servers(set(self.vm_ids.values()), {"ACTIVE", "ERROR"})
-        errors = [s for s in servers.values() if s["status"] == "ERROR"]
+        states = self._wait_servers(set(self.vm_ids.values()), {"ACTIVE", "ERROR"})
+        errors = [self.admin.get_server(sid) for sid, st in states.items() if st == "error"]
         if errors:
             by_uuid = {v: k for k, v in self.vm_ids.items()}
             lines = [f"vm {by_uuid[s['id']]} on {s.get('OS-EXT-SRV-ATTR:host') or '?'}: "
@@ -233,13 +233,13 @@ class Sandbox:
             self._wait_servers({k for k, v in todo.items() if v == final}, {final})
 
     def _wait_servers(self, ids: set[str], statuses: set[str],
-                      timeout: float = 600.0) -> dict[str, dict[str, Any]]:
-        """Poll the servers list (one call per round, not one per server) until all settle."""
+                      timeout: float = 600.0) -> dict[str, str]:
+        """Wait until every server in `ids` has one of `statuses`; their Nova vm_states."""
         deadline = time.monotonic() + timeout
         wanted = {_VM_STATE[s] for s in statuses}
         while True:
-            # One query on the cell database per round: the API's detailed view of thousands of
-            # servers costs more CPU than the boots it waits for.
+            # One query on the cell database per round: the API's detailed view of servers
+            # (eager joins of metadata, system metadata, ...) costs more CPU than the boots.
             states = self._instance_states(ids)
             if len(states) == len(ids) and all(
                     vs in wanted and ts is None for vs, ts in states.values()):
@@ -248,7 +248,7 @@ class Sandbox:
                 late = [i for i in ids if states.get(i, ("?", None))[0] not in wanted]
                 raise RuntimeError(f"{len(late)} servers did not reach {sorted(statuses)}")
             time.sleep(0.3)
-        return {s["id"]: s for s in self._all_servers() if s["id"] in ids}
+        return {k: v[0] for k, v in states.items()}
 
     def _instance_states(self, ids: set[str]) -> dict[str, tuple[str, str | None]]:
         from nova import context, objects
@@ -259,19 +259,6 @@ class Sandbox:
             found = objects.InstanceList.get_by_filters(
                 cctx, {"uuid": list(ids)}, expected_attrs=[])
         return {i.uuid: (i.vm_state, i.task_state) for i in found}
-
-    def _all_servers(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        marker = None
-        while True:
-            url = "/servers/detail?all_tenants=1&limit=1000"
-            if marker:
-                url += f"&marker={marker}"
-            page = self.admin.api_get(url).body["servers"]
-            out += page
-            if len(page) < 1000:
-                return out
-            marker = page[-1]["id"]
 
     # -- services ----------------------------------------------------------------------------
 
@@ -349,7 +336,8 @@ class Sandbox:
             vm["server_group"] = inv.get(vm["server_group"], vm["server_group"])
         flavor = self._flavor(vm["resources"])
         sid = self._api_for(vm["project"]).post_server(self._boot_body(vm, flavor))["id"]
-        got = self._wait_servers({sid}, {"ACTIVE", "ERROR"}, timeout=120)[sid]
+        self._wait_servers({sid}, {"ACTIVE", "ERROR"}, timeout=120)
+        got = self.admin.get_server(sid)
         self.vm_ids[vm["id"]] = sid
         self._write_side_files()
         return {"id": sid, "status": got["status"], "host": got.get("OS-EXT-SRV-ATTR:host")}
@@ -361,7 +349,12 @@ class Sandbox:
             return self.vm_ids[ref]
         if ref in self.vm_ids.values():
             return ref
-        named = [s["id"] for s in self._all_servers() if s["name"] == ref]
+        import re
+        from urllib.parse import quote
+
+        found = self.admin.api_get(
+            f"/servers?all_tenants=1&name={quote('^' + re.escape(ref) + '$')}").body["servers"]
+        named = [s["id"] for s in found if s["name"] == ref]
         if len(named) == 1:
             return str(named[0])
         raise KeyError(ref)
@@ -450,6 +443,7 @@ class Sandbox:
 
 
 def _make_harness() -> Any:
+    import importlib
     import warnings
 
     from nova.tests.functional import integrated_helpers
@@ -472,6 +466,8 @@ def _make_harness() -> Any:
             # The harness checks every API response against its JSON schema (a test of Nova,
             # not of its clients), a fifth of the CPU a boot costs; production Nova does not.
             self.flags(response_validation="ignore", group="api")
+            # Versioned notifications are built for the harness to collect, never read here.
+            self.flags(notification_format="unversioned", group="notifications")
             # (pitfall 5) unlimited quotas; Nova's defaults refuse a cloud of any size.
             for opt in ("instances", "cores", "ram", "server_groups", "server_group_members",
                         "metadata_items", "key_pairs"):
@@ -489,6 +485,11 @@ def _make_harness() -> Any:
     import futurist._thread
 
     futurist._thread.ThreadWorker.MAX_IDLE_FOR = 1
+    # The harness's fake notifiers keep every notification in memory for assertions; a
+    # sandbox that runs for hours must not grow with every boot and migration.
+    notifications = importlib.import_module("nova.tests.fixtures.notifications")
+    for cls in (notifications.FakeNotifier, notifications.FakeVersionedNotifier):
+        cls._notify = lambda *args, **kwargs: None
     # (pitfall 3) the harness turns warnings into errors; SQLAlchemy's would become HTTP 500s.
     warnings.resetwarnings()
     warnings.simplefilter("ignore")
