@@ -279,3 +279,15 @@ def test_killed_sandbox_leaves_nothing(env: dict[str, str], tmp_path: Path) -> N
     assert not (d / "secrets.json").exists()
     assert manager.find(d) is None
     manager.stop(d)  # idempotent on a stopped sandbox
+
+
+def test_pagination_collects_every_page(sb: manager.Running, conn: Any) -> None:
+    api = Api(conn)
+    pages = list(api.paginate("compute", "/servers/detail?all_tenants=True", "servers",
+                              microversion="2.96", limit=2))
+    assert [len(p) for p in pages[:-1]] == [2] * (len(pages) - 1) and len(pages) >= 4
+    ids = [s["id"] for p in pages for s in p]
+    assert len(ids) == len(set(ids)) >= len(X["vms"])
+    groups = list(api.paginate("compute", "/os-server-groups?all_projects=True",
+                               "server_groups", microversion="2.64", limit=1, by_offset=True))
+    assert [len(p) for p in groups] == [1, 1]

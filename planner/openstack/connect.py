@@ -114,7 +114,11 @@ class Api:
 
     def paginate(self, service: str, path: str, key: str, *, microversion: str | None,
                  limit: int = 1000, by_offset: bool = False) -> Iterator[list[dict[str, Any]]]:
-        """Yield pages of a list call (marker or offset pagination), never one call per item."""
+        """Yield pages of a list call (marker or offset pagination), never one call per item.
+
+        A cloud may cap pages below `limit` (Nova's `[api] max_limit`): marker pagination
+        follows Nova's `<key>_links` "next" link; offset pagination reads until an empty page.
+        """
         sep = "&" if "?" in path else "?"
         marker: str | None = None
         offset = 0
@@ -124,11 +128,18 @@ class Api:
                 url += f"&offset={offset}"
             elif marker:
                 url += f"&marker={marker}"
-            page = self.get(service, url, microversion)[key]
-            yield page
-            if len(page) < limit:
+            body = self.get(service, url, microversion)
+            page = body[key]
+            if page:
+                yield page
+            if by_offset:
+                if not page:
+                    return
+                offset += len(page)
+                continue
+            has_next = any(link.get("rel") == "next" for link in body.get(f"{key}_links") or [])
+            if not page or (not has_next and len(page) < limit):
                 return
-            offset += len(page)
             marker = str(page[-1]["id"])
 
 
