@@ -1,0 +1,1131 @@
+"""The discrete-event simulation of executing a plan, on a heapq event loop of its own.
+
+Executor semantics, wave after wave: disable the wave's hosts; after `disable_s` start their
+migrations, in the plan's order per source host, at most k_out at once per source
+(`max_concurrent_live_migrations`) and k_in at once per destination (`max_inbound_migrations`),
+a destination only while it is enabled and up; stop in place the VMs the plan stops; a host whose
+VMs are all gone is upgraded at once (its own duration, drawn per run), then enabled after
+`enable_s`; the next wave starts when every host of this one is done.
+
+Bandwidth: each host's NIC (each direction) is split evenly among the migrations that can run on
+it at once: a migration gets min(live_migration_bandwidth, NIC_src / min(k_out, migrations
+leaving src in the wave), NIC_dst / min(k_in, migrations arriving at dst in the wave)). So a
+migration's duration, downtime and bytes are fixed before the run (`prepare`) and shared by every
+Monte Carlo run; the run itself is only scheduling, failures and invariants.
+
+Invariants, checked at every event that can change them, with the simulated time of a breach:
+capacity on the destination (an in-flight VM counts on both its source and destination), hard
+anti-affinity (likewise), HA groups' min_available, and headroom per policy (`sim.state`, equal to
+`capacity.headroom`). Ties in time are broken by insertion order: the same seed gives the same run.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from planner import bounds
+from planner.capacity import CapacityModel, format_amount, scope_groups
+from planner.errors import InputError, Problem
+from planner.inventory import Inventory
+from planner.plan import Plan
+from sim.migration import GIB, MIB, LiveResult, cold_migration, live_migration
+from sim.model import Distribution, SimModel
+from sim.state import HeadroomState
+
+# Event kinds (ints for speed).
+_WAVE, _DRAIN, _END, _FAIL, _RETRY, _STOPPED, _UPGRADED, _ENABLE, _CRASH = range(9)
+# Host states.
+NORMAL, MAINT, DONE_DOWN, CRASHED = 0, 1, 2, 3
+# Migration outcomes: the live ones, then "cold", "failed" (retries exhausted) and "lost" (crash).
+OUTCOME_NAMES = (
+    "converged",
+    "post-copy",
+    "paused",
+    "aborted",
+    "never",
+    "cold",
+    "failed",
+    "lost",
+    "skipped",
+)
+_LIVE_CODE = {n: i for i, n in enumerate(OUTCOME_NAMES)}
+MAX_DETAILED_BREACHES = 200
+
+
+# ---------------------------------------------------------------------------------------------
+# Preparation: everything that does not depend on the seed
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    inv: Inventory
+    plan: Plan
+    model: SimModel
+    hosts: tuple[str, ...]
+    classes: tuple[str, ...]
+    capacity: CapacityModel
+    k_out: int
+    k_in: int  # a large number when unlimited
+    # VMs
+    demand: list[list[int]]
+    vm_group: list[int]  # hard anti-affinity group index, -1: none
+    group_max: list[int]
+    group_ids: list[str]
+    # migrations, flattened in plan order
+    m_vm: list[int]
+    m_src: list[int]
+    m_dst: list[int]
+    m_wave: list[int]  # position of the wave (0-based)
+    m_cold: list[bool]
+    m_dur: list[float]  # including the orchestration overhead
+    m_down: list[float]
+    m_bytes: list[float]
+    m_outcome: list[int]  # into OUTCOME_NAMES
+    m_moves: list[bool]  # the VM ends on the destination
+    m_flag: list[bool]  # does not converge by pre-copy (dirty rate >= bandwidth)
+    m_bw: list[float]  # bytes/s
+    # waves: (host indices, {host: [migration indices]}, {host: [vm indices stopped]})
+    waves: list[tuple[list[int], dict[int, list[int]], dict[int, list[int]]]]
+    dists: list[Distribution]
+    dist_of_host: list[int]  # index into dists
+    groups: tuple[str, ...]  # headroom scope groups (AZs, or "cloud")
+    ha: list[tuple[str, list[int], int]]
+    host_ha: list[list[int]]
+    stop_active: list[bool]  # per VM: running when stopped (it pays shutdown and boot)
+    lb_drain: dict[int, float]  # per wave host: drain-time lower bound
+    lb_bytes: float
+    m_eff_all: int
+    m_eff_compute: int
+    plan_file: str = "<plan>"
+    check_violations: list[str] = field(default_factory=list)
+    check_count: int = 0
+
+
+def prepare(
+    inv: Inventory,
+    plan: Plan,
+    model: SimModel,
+    *,
+    plan_file: str = "<plan>",
+    check: bool = True,
+    digest: str | None = None,
+) -> Prepared:
+    """Resolve names, size bandwidths and compute every migration's duration, downtime and bytes.
+    Names the plan's unknown hosts and VMs as input errors (file and place)."""
+    _resolve_names(inv, plan, plan_file)
+    cm = CapacityModel(inv)
+    hosts = cm.host_names
+    hidx = cm.host_index
+    vidx = cm.vm_index
+    policy = plan.policy
+    k_out = model.max_concurrent_live_migrations or policy.max_concurrent_live_migrations
+    k_in = model.max_inbound_migrations or 1 << 30
+
+    group_ids = [g.id for g in inv.server_groups if g.hard and g.anti]
+    gi = {g: i for i, g in enumerate(group_ids)}
+    group_max = [inv.group(g).max_server_per_host for g in group_ids]
+    vm_group = [gi.get(v.server_group, -1) if v.server_group else -1 for v in inv.vms]
+    demand = cm.demand.tolist()
+
+    m_vm: list[int] = []
+    m_src: list[int] = []
+    m_dst: list[int] = []
+    m_wave: list[int] = []
+    m_cold: list[bool] = []
+    waves: list[tuple[list[int], dict[int, list[int]], dict[int, list[int]]]] = []
+    for wpos, w in enumerate(plan.waves):
+        whosts = list(dict.fromkeys(hidx[h] for h in w.hosts))
+        queues: dict[int, list[int]] = {h: [] for h in whosts}
+        stops: dict[int, list[int]] = {h: [] for h in whosts}
+        for m in w.migrations:
+            mi = len(m_vm)
+            s = hidx[m.src]
+            m_vm.append(vidx[m.vm])
+            m_src.append(s)
+            m_dst.append(hidx[m.dst])
+            m_wave.append(wpos)
+            m_cold.append(m.method == "cold")
+            queues.setdefault(s, []).append(mi)
+            if s not in stops:
+                stops[s] = []
+                whosts.append(s)
+        for st in w.stops:
+            h = hidx[st.host]
+            stops.setdefault(h, []).append(vidx[st.vm])
+            queues.setdefault(h, [])
+            if h not in whosts:
+                whosts.append(h)
+        waves.append((whosts, queues, stops))
+
+    # Bandwidth shares and the migrations themselves.
+    nic = [model.nic_bytes_s(h) for h in inv.hosts]
+    out_n: Counter[tuple[int, int]] = Counter(zip(m_wave, m_src, strict=True))
+    in_n: Counter[tuple[int, int]] = Counter(zip(m_wave, m_dst, strict=True))
+    cap_bw = model.bandwidth_cap
+    N = len(m_vm)
+    m_dur = [0.0] * N
+    m_down = [0.0] * N
+    m_bytes = [0.0] * N
+    m_outcome = [0] * N
+    m_moves = [True] * N
+    m_flag = [False] * N
+    m_bw = [0.0] * N
+    memo: dict[tuple[Any, ...], LiveResult] = {}
+    overhead = model.orchestration_overhead_s
+    for mi in range(N):
+        v = inv.vms[m_vm[mi]]
+        s, d, wp = m_src[mi], m_dst[mi], m_wave[mi]
+        share = min(
+            nic[s] / min(k_out, out_n[(wp, s)]),
+            nic[d] / min(k_in, in_n[(wp, d)]),
+        )
+        bw = min(cap_bw, share)
+        m_bw[mi] = bw
+        disk = v.local_disk_gb * GIB
+        if m_cold[mi]:
+            cr = cold_migration(
+                disk,
+                share,
+                running=v.status == "ACTIVE",
+                shutdown_s=model.shutdown_s,
+                boot_s=model.boot_s,
+            )
+            m_dur[mi] = overhead + cr.total_s
+            m_down[mi] = cr.downtime_s
+            m_bytes[mi] = cr.bytes
+            m_outcome[mi] = _LIVE_CODE["cold"]
+            continue
+        sw = model.switchover_gbps * 1e9 / 8 if model.switchover_gbps else share
+        key = (v.memory_mb, v.dirty_rate_mb_s, v.local_disk_gb, bw, sw)
+        lr = memo.get(key)
+        if lr is None:
+            lr = live_migration(
+                v.memory_mb * MIB,
+                model.dirty_rate(v.dirty_rate_mb_s),
+                bw,
+                disk=disk,
+                nova=model.nova,
+                qemu=model.qemu,
+                switchover_bandwidth=sw,
+                memory_mib=v.memory_mb,
+                disk_gib=v.local_disk_gb,
+            )
+            memo[key] = lr
+        m_dur[mi] = overhead + lr.total_s
+        m_down[mi] = lr.downtime_s if lr.moved else 0.0
+        m_bytes[mi] = lr.bytes
+        m_outcome[mi] = _LIVE_CODE[lr.outcome]
+        m_moves[mi] = lr.moved
+        m_flag[mi] = lr.flagged
+
+    dists: list[Distribution] = []
+    dist_of_host = []
+    for host in inv.hosts:
+        dd = model.upgrade_distribution(host)
+        if dd not in dists:
+            dists.append(dd)
+        dist_of_host.append(dists.index(dd))
+
+    ha = [(g.name, [hidx[h] for h in g.hosts if h in hidx], g.min_available) for g in inv.ha_groups]
+    host_ha: list[list[int]] = [[] for _ in hosts]
+    for i, (_, members, _) in enumerate(ha):
+        for h in members:
+            host_ha[h].append(i)
+
+    # Lower-bound ingredients (lower-bounds.md), from the same migration durations.
+    lb_drain: dict[int, float] = {}
+    per_host: dict[int, list[int]] = defaultdict(list)
+    for mi in range(N):
+        per_host[m_src[mi]].append(mi)
+    for h, mis in per_host.items():
+        durs = [m_dur[mi] for mi in mis if math.isfinite(m_dur[mi])]
+        byts = sum(m_bytes[mi] for mi in mis if math.isfinite(m_bytes[mi]))
+        if durs:
+            lb_drain[h] = max(max(durs), sum(durs) / k_out, byts / nic[h])
+    lb = bounds.lower_bounds(inv, policy)
+    m_cap = lb.max_compute_hosts_down
+    mhpw = policy.max_hosts_per_wave
+    m_eff_compute = min(mhpw, m_cap) if m_cap else mhpw
+
+    prep = Prepared(
+        inv=inv,
+        plan=plan,
+        model=model,
+        hosts=hosts,
+        classes=cm.classes,
+        capacity=cm,
+        k_out=k_out,
+        k_in=k_in,
+        demand=demand,
+        vm_group=vm_group,
+        group_max=group_max,
+        group_ids=group_ids,
+        m_vm=m_vm,
+        m_src=m_src,
+        m_dst=m_dst,
+        m_wave=m_wave,
+        m_cold=m_cold,
+        m_dur=m_dur,
+        m_down=m_down,
+        m_bytes=m_bytes,
+        m_outcome=m_outcome,
+        m_moves=m_moves,
+        m_flag=m_flag,
+        m_bw=m_bw,
+        waves=waves,
+        dists=dists,
+        dist_of_host=dist_of_host,
+        groups=tuple(scope_groups(inv, policy.headroom.scope)[0]),
+        ha=ha,
+        host_ha=host_ha,
+        stop_active=[v.status == "ACTIVE" for v in inv.vms],
+        lb_drain=lb_drain,
+        lb_bytes=sum(b for b in m_bytes if math.isfinite(b)) / max(nic) if nic else 0.0,
+        m_eff_all=mhpw,
+        m_eff_compute=max(1, m_eff_compute),
+        plan_file=plan_file,
+    )
+    if check:
+        from planner.checker import check_plan
+
+        report = check_plan(inv, plan, digest=digest)
+        prep.check_count = len(report.violations)
+        prep.check_violations = [str(v) for v in report.violations[:20]]
+    return prep
+
+
+def _resolve_names(inv: Inventory, plan: Plan, file: str) -> None:
+    problems: list[Problem] = []
+    for i, w in enumerate(plan.waves):
+        for j, h in enumerate(w.hosts):
+            if not inv.has_host(h):
+                problems.append(Problem(f"waves[{i}].hosts[{j}]", f"unknown host {h!r}"))
+        for j, m in enumerate(w.migrations):
+            loc = f"waves[{i}].migrations[{j}]"
+            if not inv.has_vm(m.vm):
+                problems.append(Problem(f"{loc}.vm", f"unknown VM {m.vm!r}"))
+            for key, h in (("from", m.src), ("to", m.dst)):
+                if not inv.has_host(h):
+                    problems.append(Problem(f"{loc}.{key}", f"unknown host {h!r}"))
+            if inv.has_host(m.dst) and not inv.host(m.dst).is_compute:
+                problems.append(Problem(f"{loc}.to", f"{m.dst!r} is a controller"))
+        for j, s in enumerate(w.stops):
+            loc = f"waves[{i}].stops[{j}]"
+            if not inv.has_vm(s.vm):
+                problems.append(Problem(f"{loc}.vm", f"unknown VM {s.vm!r}"))
+            if not inv.has_host(s.host):
+                problems.append(Problem(f"{loc}.host", f"unknown host {s.host!r}"))
+    if problems:
+        raise InputError(file, problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Breach:
+    t: float
+    kind: str  # capacity, anti_affinity, ha_group, headroom
+    message: str
+    objects: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "t_s": round(self.t, 3),
+            "kind": self.kind,
+            "message": self.message,
+            "objects": list(self.objects),
+        }
+
+
+@dataclass
+class Failure:
+    t: float
+    kind: str  # migration, upgrade, crash, timeout
+    host: str
+    vm: str | None
+    detail: str
+    group: int  # scope group of the host (-1: none)
+    fits: bool = True  # its VMs fit in the group's free capacity at that moment
+    absorbed: bool = True  # filled in at the end: fits and headroom held from then on
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "t_s": round(self.t, 3),
+            "kind": self.kind,
+            "host": self.host,
+            "vm": self.vm,
+            "detail": self.detail,
+            "absorbed": self.absorbed,
+        }
+
+
+@dataclass
+class SimResult:
+    seed: int
+    makespan_s: float
+    completed: bool
+    stalled: bool
+    stall: dict[str, Any] | None
+    events: int
+    wave_start: list[float]
+    wave_end: list[float]
+    mig_start: list[float]
+    mig_end: list[float]
+    mig_state: list[int]  # final outcome code per migration; -1: never started
+    mig_attempts: list[int]
+    mig_bytes: list[float]
+    mig_down: list[float]
+    host_status: dict[int, str]
+    host_times: dict[int, tuple[float, float, float]]  # maintenance start, upgrade start, end
+    stop_down: dict[int, float]  # VM -> downtime of a stop in place
+    failures: list[Failure]
+    breaches: list[Breach]
+    breach_counts: Counter[str]
+    headroom_samples: list[tuple[float, int, int, int, int]]  # t, group, class, free, required
+    min_slack: list[list[int]]  # per scope group and class: the least free - required seen
+    lower_bound_s: float
+    vms_lost: int
+    timeline: list[tuple[Any, ...]] | None
+
+    @property
+    def breached(self) -> bool:
+        return bool(self.breach_counts)
+
+    @property
+    def headroom_breached(self) -> bool:
+        return self.breach_counts.get("headroom", 0) > 0
+
+    @property
+    def total_downtime_s(self) -> float:
+        return sum(self.mig_down) + sum(self.stop_down.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+def draw_crash(prep: Prepared, seed: int) -> tuple[float, float] | None:
+    """(time fraction or absolute window draw, host draw) for this seed, or None: no crash."""
+    m = prep.model
+    if m.crash_p <= 0:
+        return None
+    rng = random.Random(_sub_seed(seed, 3))
+    if rng.random() >= m.crash_p:
+        return None
+    return rng.random(), rng.random()
+
+
+def simulate(prep: Prepared, seed: int = 0, *, record: bool = True) -> SimResult:
+    """One run. With a host crash in the model, the crash time is uniform over the run (or the
+    model's window): the run is made once without it to learn its length, then again with it;
+    both runs are the same until the crash."""
+    crash = draw_crash(prep, seed)
+    if crash is None:
+        return _run(prep, seed, record, None)
+    u_time, u_host = crash
+    window = prep.model.crash_window_s
+    if window is None:
+        ref = _run(prep, seed, False, None)
+        t = u_time * ref.makespan_s
+    else:
+        t = window[0] + u_time * (window[1] - window[0])
+    return _run(prep, seed, record, (t, u_host))
+
+
+def _sub_seed(seed: int, stream: int) -> int:
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, stream]).generate_state(1)[0])
+
+
+def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | None) -> SimResult:
+    model = prep.model
+    inv = prep.inv
+    H = len(prep.hosts)
+    N = len(prep.m_vm)
+    hosts = prep.hosts
+    vms = inv.vms
+
+    # Random draws, each kind from its own stream (so runs agree until they diverge).
+    rng_up = np.random.Generator(np.random.PCG64(_sub_seed(seed, 0)))
+    up_dur = np.zeros(H)
+    dists = prep.dists
+    dist_of = np.array(prep.dist_of_host)
+    for k, dist in enumerate(dists):
+        sel = np.flatnonzero(dist_of == k)
+        if sel.size:
+            up_dur[sel] = dist.sample(rng_up, sel.size)
+    up_dur_l: list[float] = np.maximum(up_dur, 0.0).tolist()
+    rng_uf = np.random.Generator(np.random.PCG64(_sub_seed(seed, 1)))
+    up_fail: list[bool] = (rng_uf.random(H) < model.upgrade_failure_p).tolist()
+    p_mig = model.migration_failure_p
+    retries = model.migration_retries
+    if p_mig > 0 and N:
+        rng_mf = np.random.Generator(np.random.PCG64(_sub_seed(seed, 2)))
+        geo = rng_mf.geometric(1.0 - p_mig, N) - 1 if p_mig < 1 else np.full(N, retries + 1)
+        fails: list[int] = np.minimum(geo, retries + 1).tolist()
+        frac_rng = random.Random(_sub_seed(seed, 4))
+    else:
+        fails = [0] * N
+        frac_rng = random.Random(0)
+
+    st = HeadroomState(prep.capacity, prep.plan.policy.headroom)
+    used_cap_over = st.add  # bound methods, hot loop
+    release = st.remove
+    group_of = st.group_of
+    demand = prep.demand
+    vm_group = prep.vm_group
+    group_max = prep.group_max
+    gcount: dict[tuple[int, int], int] = defaultdict(int)
+    vm_host = prep.capacity.vm_host.tolist()
+    for j, g in enumerate(vm_group):
+        if g >= 0:
+            gcount[(g, vm_host[j])] += 1
+    avail0 = [bool(a) for a in prep.capacity.available]
+    ha_avail0 = [h.available for h in inv.hosts]  # any role: enabled and up
+    hstate = [NORMAL] * H
+    k_out, k_in = prep.k_out, prep.k_in
+    out_busy = [0] * H
+    in_busy = [0] * H
+    m_src, m_dst, m_vm = prep.m_src, prep.m_dst, prep.m_vm
+    m_dur, m_moves = prep.m_dur, prep.m_moves
+    mig_start = [math.nan] * N
+    mig_end = [math.nan] * N
+    mig_state = [-1] * N
+    attempts = [0] * N  # failed attempts so far
+    tries = [0] * N
+    mig_bytes = [0.0] * N
+    mig_down = [0.0] * N
+    token = [0] * N
+    in_flight: set[int] = set()
+    lost_vm: set[int] = set()
+
+    heap: list[tuple[float, int, int, int, int]] = []
+    seq = 0
+    push = heapq.heappush
+    pop = heapq.heappop
+    events = 0
+
+    breaches: list[Breach] = []
+    breach_counts: Counter[str] = Counter()
+    in_breach: set[tuple[Any, ...]] = set()
+    headroom_breach_start: dict[int, list[float]] = defaultdict(list)  # group -> breach times
+    n_classes = len(prep.classes)
+    min_slack: list[list[int]] = [[1 << 62] * n_classes for _ in st.groups]
+    samples: list[tuple[float, int, int, int, int]] = []
+    failures: list[Failure] = []
+    timeline: list[tuple[Any, ...]] | None = [] if record else None
+    tl = timeline.append if timeline is not None else None
+
+    def breach(
+        t: float, kind: str, key: tuple[Any, ...], message: str, objs: tuple[str, ...]
+    ) -> None:
+        breach_counts[kind] += 1
+        if len(breaches) < MAX_DETAILED_BREACHES:
+            breaches.append(Breach(t, kind, message, objs))
+        if tl is not None:
+            tl((t, "breach", None, None, None, None, f"{kind}: {message}"))
+
+    def check_group(t: float, g: int) -> None:
+        free, req, ms = st.free[g], st.required[g], min_slack[g]
+        for c in range(n_classes):
+            slack = free[c] - req[c]
+            if slack < ms[c]:
+                ms[c] = slack
+            if slack < 0:
+                bk = ("headroom", g, c)
+                if bk not in in_breach:
+                    in_breach.add(bk)
+                    headroom_breach_start[g].append(t)
+                    rc = prep.classes[c]
+                    breach(
+                        t,
+                        "headroom",
+                        bk,
+                        f"{st.groups[g]}: {rc} free {format_amount(rc, free[c])} < "
+                        f"{format_amount(rc, req[c])} required",
+                        (st.groups[g], rc),
+                    )
+            elif in_breach:
+                in_breach.discard(("headroom", g, c))
+
+    def sample_all(t: float) -> None:
+        for g in range(len(st.groups)):
+            check_group(t, g)
+            for c in range(len(prep.classes)):
+                samples.append((t, g, c, st.free[g][c], st.required[g][c]))
+
+    def check_ha(t: float, changed: list[int]) -> None:
+        for i in changed:
+            name, members, need = prep.ha[i]
+            up = sum(1 for h in members if hstate[h] == NORMAL and ha_avail0[h])
+            bk = ("ha", i)
+            if up < need:
+                if bk not in in_breach:
+                    in_breach.add(bk)
+                    breach(
+                        t,
+                        "ha_group",
+                        bk,
+                        f"HA group {name}: {up} of {len(members)} hosts available, "
+                        f"min_available is {need}",
+                        (name,),
+                    )
+            else:
+                in_breach.discard(bk)
+
+    def set_down(h: int, new_state: int) -> None:
+        hstate[h] = new_state
+        st.set_available(h, False)
+
+    # --- initial state -------------------------------------------------------------------------
+    for h in range(H):
+        over = st.over(h)
+        if over:
+            breach(
+                0.0,
+                "capacity",
+                ("cap", h),
+                f"{hosts[h]} over capacity in " + ", ".join(prep.classes[c] for c in over),
+                (hosts[h],),
+            )
+    for (g, h), n in gcount.items():
+        if n > group_max[g]:
+            breach(
+                0.0,
+                "anti_affinity",
+                ("aa", g, h),
+                f"server group {prep.group_ids[g]}: {n} members on {hosts[h]}",
+                (prep.group_ids[g], hosts[h]),
+            )
+    check_ha(0.0, list(range(len(prep.ha))))
+    sample_all(0.0)
+
+    n_waves = len(prep.waves)
+    wave_start = [math.nan] * n_waves
+    wave_end = [math.nan] * n_waves
+    wave_left = [0] * n_waves
+    host_wave: dict[int, int] = {}
+    pending = [0] * H
+    queue: dict[int, list[int]] = {}
+    host_failed: set[int] = set()
+    host_status: dict[int, str] = {}
+    host_times: dict[int, tuple[float, float, float]] = {}
+    maint_start: dict[int, float] = {}
+    upgrade_start: dict[int, float] = {}
+    stop_down: dict[int, float] = {}
+    stop_begin: dict[int, float] = {}
+    waiting_on: dict[int, set[int]] = {}  # destination -> sources with a migration waiting for it
+    waves_done = 0
+    now = 0.0
+
+    if n_waves:
+        push(heap, (0.0, seq, _WAVE, 0, 0))
+        seq += 1
+    crash_u = 0.0
+    if crash is not None:
+        push(heap, (crash[0], seq, _CRASH, 0, 0))
+        seq += 1
+        crash_u = crash[1]
+
+    def host_done(h: int, t: float, status: str) -> None:
+        nonlocal waves_done, seq
+        if h in host_status:
+            return
+        host_status[h] = status
+        host_times[h] = (maint_start.get(h, t), upgrade_start.get(h, math.nan), t)
+        w = host_wave[h]
+        wave_left[w] -= 1
+        if wave_left[w] == 0:
+            wave_end[w] = t
+            waves_done += 1
+            if tl is not None:
+                tl((t, "wave_end", w + 1, None, None, None, None))
+            sample_all(t)
+            if w + 1 < n_waves:
+                push(heap, (t, seq, _WAVE, w + 1, 0))
+                seq += 1
+
+    def drained(h: int, t: float) -> None:
+        nonlocal seq
+        if hstate[h] != MAINT:
+            return
+        if h in host_failed:
+            push(heap, (t + model.enable_s, seq, _ENABLE, h, 0))  # back in service, not upgraded
+            seq += 1
+            return
+        upgrade_start[h] = t
+        if tl is not None:
+            tl((t, "upgrade_start", host_wave[h] + 1, hosts[h], None, None, None))
+        push(heap, (t + up_dur_l[h], seq, _UPGRADED, h, 0))
+        seq += 1
+
+    def start(mi: int, t: float) -> None:
+        nonlocal seq, events
+        events += 1  # a migration start is an event of its own (state change, checks)
+        s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
+        out_busy[s] += 1
+        in_busy[d] += 1
+        dem = demand[v]
+        if not used_cap_over(d, dem):
+            bk = ("cap", d)
+            if bk not in in_breach:
+                in_breach.add(bk)
+                breach(
+                    t,
+                    "capacity",
+                    bk,
+                    f"{hosts[d]} over capacity in "
+                    + ", ".join(prep.classes[c] for c in st.over(d))
+                    + f" with {vms[v].id} arriving",
+                    (hosts[d], vms[v].id),
+                )
+        g = vm_group[v]
+        if g >= 0:
+            gcount[(g, d)] += 1
+            if gcount[(g, d)] > group_max[g]:
+                breach(
+                    t,
+                    "anti_affinity",
+                    ("aa", g, d),
+                    f"server group {prep.group_ids[g]}: {gcount[(g, d)]} members on "
+                    f"{hosts[d]} while {vms[v].id} migrates",
+                    (prep.group_ids[g], hosts[d]),
+                )
+        gd = group_of[d]
+        if gd >= 0 and st.avail[d]:
+            check_group(t, gd)
+        if tries[mi] == 0:
+            mig_start[mi] = t
+        tries[mi] += 1
+        in_flight.add(mi)
+        if tl is not None:
+            tl(
+                (
+                    t,
+                    "migration_start",
+                    prep.m_wave[mi] + 1,
+                    hosts[s],
+                    mi,
+                    hosts[d],
+                    attempts[mi] + 1,
+                )
+            )
+        dur = m_dur[mi]
+        if attempts[mi] < fails[mi]:
+            push(heap, (t + frac_rng.random() * dur, seq, _FAIL, mi, token[mi]))
+            seq += 1
+        elif math.isfinite(dur):
+            push(heap, (t + dur, seq, _END, mi, token[mi]))
+            seq += 1
+
+    def try_start(h: int, t: float) -> None:
+        q = queue.get(h)
+        if not q:
+            return
+        i = 0
+        while out_busy[h] < k_out and i < len(q):
+            mi = q[i]
+            if m_vm[mi] in lost_vm or vm_host[m_vm[mi]] != h:
+                # Lost in a crash, or not on this host (an earlier migration of it failed):
+                # nothing to move off this host.
+                del q[i]
+                mig_state[mi] = _LIVE_CODE["lost" if m_vm[mi] in lost_vm else "skipped"]
+                finish_one(h, t)
+                continue
+            d = m_dst[mi]
+            if hstate[d] == NORMAL and avail0[d] and in_busy[d] < k_in:
+                del q[i]
+                start(mi, t)
+            else:
+                w = waiting_on.get(d)
+                if w is None:
+                    waiting_on[d] = {h}
+                else:
+                    w.add(h)
+                i += 1
+
+    def wake(d: int, t: float) -> None:
+        """Destination d has room again (a slot freed, or it is back): retry who waited for it."""
+        ws = waiting_on.pop(d, None)
+        if ws:
+            for h in sorted(ws):
+                try_start(h, t)
+
+    def release_dst(mi: int) -> None:
+        d, v = m_dst[mi], m_vm[mi]
+        release(d, demand[v])
+        g = vm_group[v]
+        if g >= 0:
+            gcount[(g, d)] -= 1
+        gd = group_of[d]
+        if gd >= 0 and st.avail[d]:
+            check_group(now, gd)
+
+    def finish_one(h: int, t: float) -> None:
+        pending[h] -= 1
+        if pending[h] == 0:
+            drained(h, t)
+
+    def lose_vms_on(h: int, t: float) -> list[int]:
+        lost = [j for j, hh in enumerate(vm_host) if hh == h and j not in lost_vm]
+        for j in lost:
+            lost_vm.add(j)
+        return lost
+
+    def record_failure(
+        t: float, kind: str, h: int, vm: int | None, detail: str, fits: bool = True
+    ) -> None:
+        failures.append(
+            Failure(
+                t, kind, hosts[h], vms[vm].id if vm is not None else None, detail, group_of[h], fits
+            )
+        )
+        if tl is not None:
+            tl((t, "failure", None, hosts[h], None, None, f"{kind}: {detail}"))
+
+    # --- the loop ------------------------------------------------------------------------------
+    while heap:
+        t, _, kind, a, b = pop(heap)
+        now = t
+        events += 1
+        if kind == _END:
+            mi = a
+            if b != token[mi]:
+                continue
+            in_flight.discard(mi)
+            s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
+            out_busy[s] -= 1
+            in_busy[d] -= 1
+            mig_end[mi] = t
+            mig_bytes[mi] += prep.m_bytes[mi]
+            mig_state[mi] = prep.m_outcome[mi]
+            if m_moves[mi]:
+                cur = vm_host[v]
+                release(cur, demand[v])
+                g = vm_group[v]
+                if g >= 0:
+                    gcount[(g, cur)] -= 1
+                gc = group_of[cur]
+                if gc >= 0 and st.avail[cur]:
+                    check_group(t, gc)
+                vm_host[v] = d
+                mig_down[mi] = prep.m_down[mi]
+            else:
+                release_dst(mi)
+                host_failed.add(s)
+                record_failure(
+                    t,
+                    "timeout",
+                    s,
+                    v,
+                    f"{vms[v].id} did not converge; Nova's completion timeout "
+                    f"aborted it after {m_dur[mi]:.0f} s; left on {hosts[s]}",
+                )
+            if tl is not None:
+                tl((t, "migration_end", prep.m_wave[mi] + 1, hosts[s], mi, hosts[d], None))
+            finish_one(s, t)
+            try_start(s, t)
+            wake(d, t)
+        elif kind == _FAIL:
+            mi = a
+            if b != token[mi]:
+                continue
+            in_flight.discard(mi)
+            s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
+            out_busy[s] -= 1
+            in_busy[d] -= 1
+            release_dst(mi)
+            attempts[mi] += 1
+            if tl is not None:
+                tl(
+                    (
+                        t,
+                        "migration_failed",
+                        prep.m_wave[mi] + 1,
+                        hosts[s],
+                        mi,
+                        hosts[d],
+                        attempts[mi],
+                    )
+                )
+            if attempts[mi] <= retries and hstate[s] == MAINT:
+                push(heap, (t + model.retry_delay_s, seq, _RETRY, mi, 0))
+                seq += 1
+            else:
+                mig_end[mi] = t
+                mig_state[mi] = _LIVE_CODE["failed"]
+                host_failed.add(s)
+                record_failure(
+                    t,
+                    "migration",
+                    s,
+                    v,
+                    f"{vms[v].id} failed {attempts[mi]} time(s); left on {hosts[s]}, "
+                    f"which cannot be upgraded",
+                )
+                finish_one(s, t)
+            try_start(s, t)
+            wake(d, t)
+        elif kind == _RETRY:
+            s = m_src[a]
+            if hstate[s] != MAINT:
+                continue
+            queue.setdefault(s, []).insert(0, a)
+            try_start(s, t)
+        elif kind == _WAVE:
+            w = a
+            whosts, queues, stops = prep.waves[w]
+            wave_start[w] = t
+            wave_left[w] = len(whosts)
+            if tl is not None:
+                tl((t, "wave_start", w + 1, None, None, None, None))
+            changed_ha: set[int] = set()
+            live_hosts = []
+            for h in whosts:
+                host_wave[h] = w
+                if hstate[h] != NORMAL:
+                    host_done(h, t, "down")  # crashed or failed earlier: nothing to do
+                    continue
+                maint_start[h] = t
+                set_down(h, MAINT)
+                changed_ha.update(prep.host_ha[h])
+                live_hosts.append(h)
+                if tl is not None:
+                    tl((t, "host_disable", w + 1, hosts[h], None, None, None))
+            check_ha(t, sorted(changed_ha))
+            sample_all(t)
+            if live_hosts:
+                push(heap, (t + model.disable_s, seq, _DRAIN, w, 0))
+                seq += 1
+        elif kind == _DRAIN:
+            whosts, queues, stops = prep.waves[a]
+            for h in whosts:
+                if hstate[h] != MAINT:
+                    continue
+                q = list(queues.get(h, ()))
+                queue[h] = q
+                sv = [j for j in stops.get(h, ()) if j not in lost_vm]
+                pending[h] = len(q) + (1 if sv else 0)
+                if sv:
+                    for j in sv:
+                        stop_begin[j] = t
+                    wait = model.shutdown_s if any(prep.stop_active[j] for j in sv) else 0.0
+                    push(heap, (t + wait, seq, _STOPPED, h, 0))
+                    seq += 1
+                if pending[h] == 0:
+                    drained(h, t)
+            for h in whosts:
+                if hstate[h] == MAINT:
+                    try_start(h, t)
+        elif kind == _STOPPED:
+            if hstate[a] == MAINT:
+                finish_one(a, t)
+        elif kind == _UPGRADED:
+            h = a
+            if hstate[h] != MAINT:
+                continue
+            if up_fail[h]:
+                hstate[h] = DONE_DOWN
+                record_failure(
+                    t, "upgrade", h, None, f"{hosts[h]} failed its upgrade and stays down"
+                )
+                for j in prep.waves[host_wave[h]][2].get(h, ()):
+                    lost_vm.add(j)
+                host_done(h, t, "upgrade-failed")
+            else:
+                push(heap, (t + model.enable_s, seq, _ENABLE, h, 1))
+                seq += 1
+        elif kind == _ENABLE:
+            h = a
+            if hstate[h] != MAINT:
+                continue
+            hstate[h] = NORMAL
+            if avail0[h]:
+                st.set_available(h, True)
+            check_ha(t, prep.host_ha[h])
+            g = group_of[h]
+            if g >= 0:
+                check_group(t, g)
+            for j in prep.waves[host_wave[h]][2].get(h, ()):
+                if j in stop_begin and j not in lost_vm:
+                    stop_down[j] = (
+                        t + (model.boot_s if prep.stop_active[j] else 0.0) - stop_begin[j]
+                    )
+            if tl is not None:
+                tl(
+                    (
+                        t,
+                        "host_enable",
+                        host_wave[h] + 1,
+                        hosts[h],
+                        None,
+                        None,
+                        "upgraded" if b else "not-upgraded",
+                    )
+                )
+            host_done(h, t, "upgraded" if b else "not-upgraded")
+            wake(h, t)
+        elif kind == _CRASH:
+            cands = [
+                h for h in range(H) if prep.capacity.compute[h] and hstate[h] in (NORMAL, MAINT)
+            ]
+            if not cands:
+                continue
+            h = cands[min(len(cands) - 1, int(crash_u * len(cands)))]
+            was = hstate[h]
+            lost = lose_vms_on(h, t)
+            g = group_of[h]
+            need = [0] * len(prep.classes)
+            for j in lost:
+                for c, n in enumerate(demand[j]):
+                    need[c] += n
+            set_down(h, CRASHED)
+            fits = bool(g < 0) or all(st.free[g][c] >= need[c] for c in range(len(need)))
+            record_failure(
+                t, "crash", h, None, f"{hosts[h]} crashed with {len(lost)} VM(s) on it", fits
+            )
+            touched: set[int] = set()
+            for mi in sorted(in_flight):
+                if m_src[mi] == h or m_dst[mi] == h:
+                    touched.add(m_src[mi])
+                    token[mi] += 1
+                    in_flight.discard(mi)
+                    s, d = m_src[mi], m_dst[mi]
+                    out_busy[s] -= 1
+                    in_busy[d] -= 1
+                    if m_src[mi] == h:
+                        release_dst(mi)
+                        mig_end[mi] = t
+                        mig_state[mi] = _LIVE_CODE["lost"]
+                    else:
+                        # The destination is gone: the attempt fails; it waits for a destination.
+                        release_dst(mi)
+                        queue.setdefault(s, []).insert(0, mi)
+            if was == MAINT:
+                for mi in queue.get(h, ()):
+                    mig_state[mi] = _LIVE_CODE["lost"]
+                queue[h] = []
+                host_done(h, t, "crashed")
+            for j in lost:
+                vm_host[j] = -1
+            check_ha(t, prep.host_ha[h])
+            sample_all(t)
+            for s in sorted(touched):
+                try_start(s, t)
+            for d in sorted(waiting_on):
+                wake(d, t)
+
+    makespan = now
+    stalled = waves_done < n_waves
+    stall = None
+    if stalled:
+        stall = _stall_report(prep, queue, in_flight, hstate, avail0, now)
+        if tl is not None:
+            tl((now, "stall", None, None, None, None, stall["reason"]))
+    # Absorbed: its VMs fitted at that moment and its group's headroom held from then on.
+    for f in failures:
+        later = any(tb >= f.t for tb in headroom_breach_start.get(f.group, ()))
+        still = any(k[0] == "headroom" and k[1] == f.group for k in in_breach)
+        f.absorbed = f.fits and not later and not (still and f.group >= 0)
+    lb = lower_bound(prep, up_dur_l)
+    return SimResult(
+        seed=seed,
+        makespan_s=makespan,
+        completed=not stalled,
+        stalled=stalled,
+        stall=stall,
+        events=events,
+        wave_start=wave_start,
+        wave_end=wave_end,
+        mig_start=mig_start,
+        mig_end=mig_end,
+        mig_state=mig_state,
+        mig_attempts=tries,
+        mig_bytes=mig_bytes,
+        mig_down=mig_down,
+        host_status=host_status,
+        host_times=host_times,
+        stop_down=stop_down,
+        failures=failures,
+        breaches=breaches,
+        breach_counts=breach_counts,
+        headroom_samples=samples,
+        min_slack=min_slack,
+        lower_bound_s=lb,
+        vms_lost=len(lost_vm),
+        timeline=timeline,
+    )
+
+
+def _stall_report(
+    prep: Prepared,
+    queue: dict[int, list[int]],
+    in_flight: set[int],
+    hstate: list[int],
+    avail0: list[bool],
+    t: float,
+) -> dict[str, Any]:
+    hosts = prep.hosts
+    waiting = []
+    for h in sorted(queue):
+        for mi in queue[h]:
+            d = prep.m_dst[mi]
+            why = (
+                "crashed"
+                if hstate[d] == CRASHED
+                else "down after a failed upgrade"
+                if hstate[d] == DONE_DOWN
+                else "in maintenance"
+                if hstate[d] == MAINT
+                else "disabled or down in the inventory"
+                if not avail0[d]
+                else "busy"
+            )
+            waiting.append(
+                {
+                    "vm": prep.inv.vms[prep.m_vm[mi]].id,
+                    "from": hosts[h],
+                    "to": hosts[d],
+                    "why": f"destination {why}",
+                }
+            )
+    never = [
+        {
+            "vm": prep.inv.vms[prep.m_vm[mi]].id,
+            "from": hosts[prep.m_src[mi]],
+            "to": hosts[prep.m_dst[mi]],
+            "why": "never completes: does not converge and the completion timeout is off",
+        }
+        for mi in sorted(in_flight)
+    ]
+    items = never + waiting
+    first = items[0] if items else None
+    reason = f"no event left at {t:.0f} s with {len(items)} migration(s) pending" + (
+        f"; e.g. {first['vm']} {first['from']} -> {first['to']}: {first['why']}" if first else ""
+    )
+    return {"t_s": round(t, 3), "reason": reason, "pending": items[:50], "count": len(items)}
+
+
+def lower_bound(prep: Prepared, up_dur: list[float]) -> float:
+    """lower-bounds.md: makespan >= max(max_h p_h, sum_h p_h / m, bytes / (m x NIC) + min U),
+    p_h = disable + drain bound + upgrade + enable; failure-free, with this run's upgrade times."""
+    m = prep.model
+    p: dict[int, float] = {}
+    for whosts, _, _ in prep.waves:
+        for h in whosts:
+            p[h] = m.disable_s + prep.lb_drain.get(h, 0.0) + up_dur[h] + m.enable_s
+    if not p:
+        return 0.0
+    comp = [v for h, v in p.items() if prep.capacity.compute[h]]
+    bound = max(
+        max(p.values()),
+        sum(p.values()) / prep.m_eff_all,
+        sum(comp) / prep.m_eff_compute if comp else 0.0,
+        prep.lb_bytes / prep.m_eff_compute + min(up_dur[h] for h in p),
+    )
+    return float(bound)
