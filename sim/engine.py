@@ -8,8 +8,9 @@ VMs are all gone is upgraded at once (its own duration, drawn per run), then ena
 `enable_s`; the next wave starts when every host of this one is done.
 
 Bandwidth: each host's NIC (each direction) is split evenly among the migrations that can run on
-it at once: a migration gets min(live_migration_bandwidth, NIC_src / min(k_out, migrations
-leaving src in the wave), NIC_dst / min(k_in, migrations arriving at dst in the wave)). So a
+it at once in the wave: a migration gets min(live_migration_bandwidth, NIC_src / c_out(src),
+NIC_dst / c_in(dst)), where c_out(src) = min(k_out, what src sends, each destination counting at
+most k_in) and c_in(dst) likewise. So a
 migration's duration, downtime and bytes are fixed before the run (`prepare`) and shared by every
 Monte Carlo run; the run itself is only scheduling, failures and invariants.
 
@@ -165,8 +166,13 @@ def prepare(
 
     # Bandwidth shares and the migrations themselves.
     nic = [model.nic_bytes_s(h) for h in inv.hosts]
-    out_n: Counter[tuple[int, int]] = Counter(zip(m_wave, m_src, strict=True))
-    in_n: Counter[tuple[int, int]] = Counter(zip(m_wave, m_dst, strict=True))
+    # How many can run at once on each end: a host's limit, and what the other ends allow.
+    pair_n: Counter[tuple[int, int, int]] = Counter(zip(m_wave, m_src, m_dst, strict=True))
+    out_n: Counter[tuple[int, int]] = Counter()
+    in_n: Counter[tuple[int, int]] = Counter()
+    for (wp, s, d), n in pair_n.items():
+        out_n[(wp, s)] += min(k_in, n)
+        in_n[(wp, d)] += min(k_out, n)
     cap_bw = model.bandwidth_cap
     N = len(m_vm)
     m_dur = [0.0] * N

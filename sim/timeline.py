@@ -4,8 +4,9 @@ reports plot (`write_timeline`), JSON lines or CSV, format version 1.0 (docs/sim
 Timeline, JSON lines (`.jsonl`, or any name not ending in `.csv`): the first line is a header
 `{"format_version": "1.0", "kind": "timeline", "cloud": ..., "seed": ..., "makespan_s": ...,
 "columns": [...]}`, then one JSON object per event with the columns below (a column that does
-not apply to the event is left out). CSV (`.csv`): a first line `# rollwave timeline format_version=1.0 kind=timeline`,
-then a header row with the same columns, one row per event.
+not apply to the event is left out). CSV (`.csv`): a first line
+`# rollwave timeline format_version=1.0 kind=timeline`, then a header row with the same columns,
+one row per event.
 """
 
 from __future__ import annotations
