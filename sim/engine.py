@@ -521,6 +521,8 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
     in_breach: set[tuple[Any, ...]] = set()
     headroom_breach_start: dict[int, list[float]] = defaultdict(list)  # group -> breach times
     n_classes = len(prep.classes)
+    class_range = range(n_classes)
+    st_avail, st_free, st_req = st.avail, st.free, st.required
     min_slack: list[list[int]] = [[1 << 62] * n_classes for _ in st.groups]
     samples: list[tuple[float, int, int, int, int]] = []
     failures: list[Failure] = []
@@ -703,8 +705,16 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
                     (prep.group_ids[g], hosts[d]),
                 )
         gd = group_of[d]
-        if gd >= 0 and st.avail[d]:
-            check_group(t, gd)
+        if gd >= 0 and st_avail[d]:
+            # Free capacity only falls here: track the minimum; the full check on a shortfall.
+            free, req, ms = st_free[gd], st_req[gd], min_slack[gd]
+            for c in class_range:
+                sl = free[c] - req[c]
+                if sl < ms[c]:
+                    ms[c] = sl
+                if sl < 0:
+                    check_group(t, gd)
+                    break
         if tries[mi] == 0:
             mig_start[mi] = t
         tries[mi] += 1

@@ -84,19 +84,18 @@ class HeadroomState:
         """Usage of h grows by demand; False when h is now over capacity in some class."""
         cap, used = self.cap[h], self.used[h]
         g = self.group_of[h]
-        counted = g >= 0 and self.avail[h]
+        free = self.free[g] if g >= 0 and self.avail[h] else None
         ok = True
-        free = self.free[g] if counted else None
         for c, n in enumerate(demand):
-            if not n:
-                continue
-            before = cap[c] - used[c]
-            used[c] += n
-            after = before - n
-            if after < 0:
-                ok = False
-            if free is not None:
-                free[c] += max(after, 0) - max(before, 0)
+            if n:
+                before = cap[c] - used[c]
+                used[c] += n
+                if before < n:
+                    ok = False
+                    if free is not None and before > 0:
+                        free[c] -= before  # free was max(before, 0), now 0
+                elif free is not None:
+                    free[c] -= n
         return ok
 
     def remove(self, h: int, demand: list[int]) -> None:
@@ -104,12 +103,15 @@ class HeadroomState:
         g = self.group_of[h]
         free = self.free[g] if g >= 0 and self.avail[h] else None
         for c, n in enumerate(demand):
-            if not n:
-                continue
-            before = cap[c] - used[c]
-            used[c] -= n
-            if free is not None:
-                free[c] += max(before + n, 0) - max(before, 0)
+            if n:
+                before = cap[c] - used[c]
+                used[c] -= n
+                if free is not None:
+                    after = before + n
+                    if before >= 0:
+                        free[c] += n
+                    elif after > 0:
+                        free[c] += after
 
     def set_available(self, h: int, flag: bool) -> None:
         if self.avail[h] == flag:
