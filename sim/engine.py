@@ -803,6 +803,8 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
         )
         if tl is not None:
             tl((t, "failure", None, hosts[h], None, None, f"{kind}: {detail}"))
+        if kind != "crash":  # a crash samples once its effects are applied
+            sample_all(t)
 
     # --- the loop ------------------------------------------------------------------------------
     while heap:

@@ -223,3 +223,19 @@ def test_stopped_vm_is_down_until_its_host_is_back() -> None:
     assert res.makespan_s == pytest.approx(
         FIXED.disable_s + FIXED.shutdown_s + 600 + FIXED.enable_s
     )
+
+
+def test_crash_absorbed_only_when_the_others_can_take_its_vms() -> None:
+    hosts = (host("a"), host("b"), host("spare", ram_gb=8))
+    vms = (vm("va", "a", ram_gb=40), vm("vb", "b", ram_gb=40))
+    inv = Inventory("full", "t", hosts, vms)
+    p = plan(policy(), (["spare"], []))
+    model = FIXED.with_changes(crash_p=1.0)  # at a random time within the run
+    verdicts = {}
+    for seed in range(40):
+        res, d = run(inv, p, model, seed=seed)
+        (crash,) = [f for f in d["failures"] if f["kind"] == "crash"]
+        assert 0.0 <= crash["t_s"] <= res.makespan_s
+        verdicts[crash["host"]] = crash["absorbed"]
+    # a's 40 GiB do not fit in b's 24 GiB free (nor the other way round); spare holds nothing.
+    assert verdicts == {"a": False, "b": False, "spare": True}
