@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=None, help="processes (default: CPUs)")
     ap.add_argument("--repeat", type=int, default=3, help="repeats of the single run (median)")
     args = ap.parse_args()
-    big = (700, 10.0) if args.quick else (2500, 20.0)
+    big = (700, 10.0) if args.quick else (3200, 31.0)
     mc = (200, 10.0) if args.quick else (700, 10.0)
     runs = args.runs or (100 if args.quick else 1000)
 

@@ -480,7 +480,6 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
         frac_rng = random.Random(0)
 
     st = HeadroomState(prep.capacity, prep.plan.policy.headroom)
-    used_cap_over = st.add  # bound methods, hot loop
     release = st.remove
     group_of = st.group_of
     demand = prep.demand
@@ -493,6 +492,7 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
             gcount[(g, vm_host[j])] += 1
     avail0 = [bool(a) for a in prep.capacity.available]
     ha_avail0 = [h.available for h in inv.hosts]  # any role: enabled and up
+    dest_ok = list(avail0)  # may receive VMs now: compute, enabled, up, not in maintenance
     hstate = [NORMAL] * H
     k_out, k_in = prep.k_out, prep.k_in
     out_busy = [0] * H
@@ -523,6 +523,9 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
     n_classes = len(prep.classes)
     class_range = range(n_classes)
     st_avail, st_free, st_req = st.avail, st.free, st.required
+    st_used, st_cap = st.used, st.cap
+    m_bytes_all, m_outcome_all = prep.m_bytes, prep.m_outcome
+    track = crash is not None  # in-flight migrations matter only to a crash (and a stall)
     min_slack: list[list[int]] = [[1 << 62] * n_classes for _ in st.groups]
     samples: list[tuple[float, int, int, int, int]] = []
     failures: list[Failure] = []
@@ -588,6 +591,7 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
 
     def set_down(h: int, new_state: int) -> None:
         hstate[h] = new_state
+        dest_ok[h] = False
         st.set_available(h, False)
 
     # --- initial state -------------------------------------------------------------------------
@@ -679,7 +683,23 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
         out_busy[s] += 1
         in_busy[d] += 1
         dem = demand[v]
-        if not used_cap_over(d, dem):
+        used_d, cap_d = st_used[d], st_cap[d]
+        gd = group_of[d]
+        counted = gd >= 0 and st_avail[d]
+        free = st_free[gd] if counted else None
+        fits = True
+        for c in class_range:  # HeadroomState.add, inlined: the hottest code of the run
+            n = dem[c]
+            if n:
+                before = cap_d[c] - used_d[c]
+                used_d[c] += n
+                if before < n:
+                    fits = False
+                    if free is not None and before > 0:
+                        free[c] -= before
+                elif free is not None:
+                    free[c] -= n
+        if not fits:
             bk = ("cap", d)
             if bk not in in_breach:
                 in_breach.add(bk)
@@ -704,12 +724,11 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
                     f"{hosts[d]} while {vms[v].id} migrates",
                     (prep.group_ids[g], hosts[d]),
                 )
-        gd = group_of[d]
-        if gd >= 0 and st_avail[d]:
+        if counted:
             # Free capacity only falls here: track the minimum; the full check on a shortfall.
-            free, req, ms = st_free[gd], st_req[gd], min_slack[gd]
+            free_g, req, ms = st_free[gd], st_req[gd], min_slack[gd]
             for c in class_range:
-                sl = free[c] - req[c]
+                sl = free_g[c] - req[c]
                 if sl < ms[c]:
                     ms[c] = sl
                 if sl < 0:
@@ -718,7 +737,9 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
         if tries[mi] == 0:
             mig_start[mi] = t
         tries[mi] += 1
-        in_flight.add(mi)
+        dur = m_dur[mi]
+        if track or dur == math.inf:
+            in_flight.add(mi)
         if tl is not None:
             tl(
                 (
@@ -731,11 +752,10 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
                     attempts[mi] + 1,
                 )
             )
-        dur = m_dur[mi]
-        if attempts[mi] < fails[mi]:
+        if attempts[mi] < fails[mi] and dur != math.inf:
             push(heap, (t + frac_rng.random() * dur, seq, _FAIL, mi, token[mi]))
             seq += 1
-        elif math.isfinite(dur):
+        elif dur != math.inf:
             push(heap, (t + dur, seq, _END, mi, token[mi]))
             seq += 1
 
@@ -746,7 +766,7 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
         i = 0
         while out_busy[h] < k_out and i < len(q):
             mi = q[i]
-            if m_vm[mi] in lost_vm or vm_host[m_vm[mi]] != h:
+            if vm_host[m_vm[mi]] != h:
                 # Lost in a crash, or not on this host (an earlier migration of it failed):
                 # nothing to move off this host.
                 del q[i]
@@ -754,7 +774,7 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
                 finish_one(h, t)
                 continue
             d = m_dst[mi]
-            if hstate[d] == NORMAL and avail0[d] and in_busy[d] < k_in:
+            if dest_ok[d] and in_busy[d] < k_in:
                 del q[i]
                 start(mi, t)
             else:
@@ -768,9 +788,18 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
     def wake(d: int, t: float) -> None:
         """Destination d has room again (a slot freed, or it is back): retry who waited for it."""
         ws = waiting_on.pop(d, None)
-        if ws:
-            for h in sorted(ws):
-                try_start(h, t)
+        if not ws:
+            return
+        order = sorted(ws) if len(ws) > 1 else list(ws)
+        for i, h in enumerate(order):
+            if in_busy[d] >= k_in:  # full again: the others go on waiting for it
+                rest = waiting_on.get(d)
+                if rest is None:
+                    waiting_on[d] = set(order[i:])
+                else:
+                    rest.update(order[i:])
+                return
+            try_start(h, t)
 
     def release_dst(mi: int) -> None:
         d, v = m_dst[mi], m_vm[mi]
@@ -815,22 +844,27 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
             mi = a
             if b != token[mi]:
                 continue
-            in_flight.discard(mi)
+            if track:
+                in_flight.discard(mi)
             s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
             out_busy[s] -= 1
             in_busy[d] -= 1
             mig_end[mi] = t
-            mig_bytes[mi] += prep.m_bytes[mi]
-            mig_state[mi] = prep.m_outcome[mi]
+            mig_bytes[mi] += m_bytes_all[mi]
+            mig_state[mi] = m_outcome_all[mi]
             if m_moves[mi]:
                 cur = vm_host[v]
-                release(cur, demand[v])
+                gc = group_of[cur]
+                if gc >= 0 and st_avail[cur]:
+                    release(cur, demand[v])
+                    check_group(t, gc)
+                else:  # the source is in maintenance: its usage only, no headroom to update
+                    used_c, dem = st_used[cur], demand[v]
+                    for c in class_range:
+                        used_c[c] -= dem[c]
                 g = vm_group[v]
                 if g >= 0:
                     gcount[(g, cur)] -= 1
-                gc = group_of[cur]
-                if gc >= 0 and st.avail[cur]:
-                    check_group(t, gc)
                 vm_host[v] = d
                 mig_down[mi] = prep.m_down[mi]
             else:
@@ -853,7 +887,8 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
             mi = a
             if b != token[mi]:
                 continue
-            in_flight.discard(mi)
+            if track:
+                in_flight.discard(mi)
             s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
             out_busy[s] -= 1
             in_busy[d] -= 1
@@ -963,6 +998,7 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
             if hstate[h] != MAINT:
                 continue
             hstate[h] = NORMAL
+            dest_ok[h] = avail0[h]
             if avail0[h]:
                 st.set_available(h, True)
             check_ha(t, prep.host_ha[h])
