@@ -308,24 +308,28 @@ def prepare(
 
 def _resolve_names(inv: Inventory, plan: Plan, file: str) -> None:
     problems: list[Problem] = []
+    hosts = {h.name: h for h in inv.hosts}
+    vms = {v.id for v in inv.vms}
     for i, w in enumerate(plan.waves):
         for j, h in enumerate(w.hosts):
-            if not inv.has_host(h):
+            if h not in hosts:
                 problems.append(Problem(f"waves[{i}].hosts[{j}]", f"unknown host {h!r}"))
         for j, m in enumerate(w.migrations):
+            if m.vm in vms and m.src in hosts and m.dst in hosts and hosts[m.dst].is_compute:
+                continue
             loc = f"waves[{i}].migrations[{j}]"
-            if not inv.has_vm(m.vm):
+            if m.vm not in vms:
                 problems.append(Problem(f"{loc}.vm", f"unknown VM {m.vm!r}"))
             for key, h in (("from", m.src), ("to", m.dst)):
-                if not inv.has_host(h):
+                if h not in hosts:
                     problems.append(Problem(f"{loc}.{key}", f"unknown host {h!r}"))
-            if inv.has_host(m.dst) and not inv.host(m.dst).is_compute:
+            if m.dst in hosts and not hosts[m.dst].is_compute:
                 problems.append(Problem(f"{loc}.to", f"{m.dst!r} is a controller"))
         for j, s in enumerate(w.stops):
             loc = f"waves[{i}].stops[{j}]"
-            if not inv.has_vm(s.vm):
+            if s.vm not in vms:
                 problems.append(Problem(f"{loc}.vm", f"unknown VM {s.vm!r}"))
-            if not inv.has_host(s.host):
+            if s.host not in hosts:
                 problems.append(Problem(f"{loc}.host", f"unknown host {s.host!r}"))
     if problems:
         raise InputError(file, problems)

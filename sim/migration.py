@@ -21,7 +21,9 @@ textbook model: the remaining bytes fall at B - D while the guest runs.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -103,10 +105,15 @@ def data_gib(memory_mib: float, disk_gib: float = 0.0) -> float:
 def downtime_steps(nova: NovaSettings, data_gb: float) -> list[tuple[int, int]]:
     """Nova's `downtime_steps`: (elapsed seconds, allowed downtime ms), steps + 1 entries; a step
     applies once elapsed time is strictly past its mark."""
+    return list(_steps(nova, data_gb))
+
+
+@functools.lru_cache(maxsize=4096)
+def _steps(nova: NovaSettings, data_gb: float) -> tuple[tuple[int, int], ...]:
     delay = int(nova.downtime_delay_s * data_gb)
     base = nova.downtime_ms / nova.downtime_steps
     offset = (nova.downtime_ms - base) / nova.downtime_steps
-    return [(int(delay * i), int(base + offset * i)) for i in range(nova.downtime_steps + 1)]
+    return tuple((int(delay * i), int(base + offset * i)) for i in range(nova.downtime_steps + 1))
 
 
 def completion_timeout_s(nova: NovaSettings, data_gb: float) -> int:
@@ -114,7 +121,7 @@ def completion_timeout_s(nova: NovaSettings, data_gb: float) -> int:
     return int(nova.completion_timeout_s * data_gb)
 
 
-def _limit_at(steps: list[tuple[int, int]], t: float) -> tuple[int, int]:
+def _limit_at(steps: Sequence[tuple[int, int]], t: float) -> tuple[int, int]:
     """(index, ms) of the step in force at elapsed t (the first applies from the start)."""
     k = 0
     for i in range(1, len(steps)):
@@ -203,28 +210,42 @@ def live_migration(
         memory_mib if memory_mib is not None else M / MIB,
         disk_gib if disk_gib is not None else disk / GIB,
     )
-    steps = downtime_steps(nova, gb)
+    steps = _steps(nova, gb)
     timeout = float(completion_timeout_s(nova, gb))
     converges = D < B
     continuous = qemu.check == "continuous"
 
-    # Fast path: no disk, no throttle to apply, the switch-over happens under the first limit.
+    # Fast path: no throttle to apply, the switch-over happens under the first limit (after the
+    # disk, if any, is copied): remaining bytes fall linearly, one equation.
     if (
-        disk <= 0
-        and continuous
+        continuous
         and converges
         and not (nova.auto_converge and qemu.throttle_trigger * B < D * 100)
     ):
+        t0 = disk / B if disk > 0 else 0.0
         limit = steps[0][1]
         thr = B * limit / 1000.0
         tau = max(0.0, M - thr) / (B - D)
+        end = t0 + tau
         horizon = steps[1][0] if len(steps) > 1 else math.inf
-        if tau <= horizon and (timeout <= 0 or tau <= timeout):
-            rest = min(M, thr) if thr < M else M
+        if end <= horizon and (timeout <= 0 or end <= timeout):
+            rest = min(M, thr)
             down = rest / B_sw + qemu.resume_s
-            passes = 1 if tau <= M / B else 2
+            lam = D / B
+            passes, cum, v = 1, M / B, M
+            while cum < tau and passes < 10_000:
+                v *= lam
+                cum += v / B
+                passes += 1
             return LiveResult(
-                tau + down, down, B * tau + rest, "converged", passes, limit, 0, converges
+                end + down,
+                down,
+                disk + B * tau + rest,
+                "converged",
+                passes,
+                limit,
+                0,
+                converges,
             )
     return _live_general(M, D, B, B_sw, disk, nova, qemu, steps, timeout, converges, max_passes)
 
@@ -237,7 +258,7 @@ def _live_general(
     disk: float,
     nova: NovaSettings,
     qemu: QemuSettings,
-    steps: list[tuple[int, int]],
+    steps: Sequence[tuple[int, int]],
     timeout: float,
     converges: bool,
     max_passes: int,
@@ -355,7 +376,7 @@ def _timeout(
     sent: float,
     nova: NovaSettings,
     qemu: QemuSettings,
-    steps: list[tuple[int, int]],
+    steps: Sequence[tuple[int, int]],
     passes: int,
     throttle: int,
     B_sw: float,

@@ -229,3 +229,40 @@ def test_live_migration_invariants(
         assert r.total_s <= timeout + 1.0 + 1e-6
     else:
         assert r.total_s >= timeout - 1e-6
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    mem_gib=st.floats(0.5, 128),
+    lam=st.floats(0.0, 0.999),
+    B=st.floats(1e8, 5e9),
+    disk_gib=st.sampled_from([0, 10, 80, 400]),
+    sw=st.sampled_from([None, 1e10]),
+)
+def test_fast_path_equals_the_general_loop(
+    mem_gib: float, lam: float, B: float, disk_gib: int, sw: float | None
+) -> None:
+    """The one-equation shortcut gives what the pass-by-pass loop gives."""
+    from sim.migration import _live_general, _steps
+
+    nova, qemu = NovaSettings(), QemuSettings()
+    M, D, disk = mem_gib * GIB, lam * B, disk_gib * GIB
+    fast = live_migration(M, D, B, disk=disk, switchover_bandwidth=sw)
+    gb = data_gib(M / MIB, disk / GIB)
+    slow = _live_general(
+        M,
+        D,
+        B,
+        sw or B,
+        disk,
+        nova,
+        qemu,
+        _steps(nova, gb),
+        float(completion_timeout_s(nova, gb)),
+        D < B,
+        1_000_000,
+    )
+    assert fast.outcome == slow.outcome
+    assert fast.total_s == pytest.approx(slow.total_s, rel=1e-9)
+    assert fast.downtime_s == pytest.approx(slow.downtime_s, rel=1e-9)
+    assert fast.bytes == pytest.approx(slow.bytes, rel=1e-9)
