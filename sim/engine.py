@@ -571,8 +571,13 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
     def sample_all(t: float) -> None:
         for g in range(len(st.groups)):
             check_group(t, g)
-            for c in range(len(prep.classes)):
-                samples.append((t, g, c, st.free[g][c], st.required[g][c]))
+            if record:
+                sample_group(t, g)
+
+    def sample_group(t: float, g: int) -> None:
+        free, req = st_free[g], st_req[g]
+        for c in class_range:
+            samples.append((t, g, c, free[c], req[c]))
 
     def check_ha(t: float, changed: list[int]) -> None:
         for i in changed:
@@ -675,6 +680,9 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
             seq += 1
             return
         upgrade_start[h] = t
+        g = group_of[h]
+        if record and g >= 0:  # its VMs have landed: the group's low point before h is back
+            sample_group(t, g)
         if tl is not None:
             tl((t, "upgrade_start", host_wave[h] + 1, hosts[h], None, None, None))
         push(heap, (t + up_dur_l[h], seq, _UPGRADED, h, 0))
@@ -884,9 +892,13 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
                 )
             if tl is not None:
                 tl((t, "migration_end", prep.m_wave[mi] + 1, hosts[s], mi, hosts[d], None))
-            finish_one(s, t)
-            try_start(s, t)
-            wake(d, t)
+            pending[s] -= 1
+            if pending[s] == 0:
+                drained(s, t)
+            if queue[s]:
+                try_start(s, t)
+            if d in waiting_on:
+                wake(d, t)
         elif kind == _FAIL:
             mi = a
             if b != token[mi]:
@@ -1009,6 +1021,8 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
             g = group_of[h]
             if g >= 0:
                 check_group(t, g)
+                if record:
+                    sample_group(t, g)
             for j in prep.waves[host_wave[h]][2].get(h, ()):
                 if j in stop_begin and j not in lost_vm:
                     stop_down[j] = (

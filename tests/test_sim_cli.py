@@ -156,3 +156,16 @@ def test_monte_carlo_does_not_depend_on_the_processes(files: tuple[Path, Path]) 
     s = summarise(one)
     assert s["runs"] == 8
     assert len({r.makespan_s for r in one}) > 1  # the seeds differ, so do the runs
+
+
+def test_strict_exit_code(files: tuple[Path, Path], tmp_path: Path) -> None:
+    inv, plan = files
+    model = tmp_path / "m.yaml"
+    model.write_text(
+        'format_version: "1.0"\nkind: sim-model\nfailures:\n  upgrade: {probability: 1}\n'
+    )
+    code, _, _ = invoke("simulate", str(inv), str(plan), "--model", str(model))
+    assert code == 0  # a result, not an error
+    code, out, _ = invoke("simulate", str(inv), str(plan), "--model", str(model), "--strict")
+    assert code == 1
+    assert "failed its upgrade" in out

@@ -239,3 +239,28 @@ def test_crash_absorbed_only_when_the_others_can_take_its_vms() -> None:
         verdicts[crash["host"]] = crash["absorbed"]
     # a's 40 GiB do not fit in b's 24 GiB free (nor the other way round); spare holds nothing.
     assert verdicts == {"a": False, "b": False, "spare": True}
+
+
+def test_checked_plans_of_generated_clouds_breach_nothing() -> None:
+    """The simulator and the checker agree: a plan the checker accepts keeps every invariant at
+    every event when nothing fails, and the makespan respects its lower bound."""
+    from planner.errors import InfeasibleError
+    from planner.generate import GenerateSpec, default_policy, generate
+
+    simulated = 0
+    for seed in range(8):
+        spec = GenerateSpec(hosts=16 + seed, seed=seed, utilisation=0.45, azs=1 + seed % 2)
+        inv = generate(spec)
+        try:
+            p = greedy_plan(inv, default_policy(spec))
+        except InfeasibleError:
+            continue
+        if not check_plan(inv, p, digest=p.inventory_sha256).ok:
+            continue
+        prep = prepare(inv, p, SimModel(), check=False)
+        res = simulate(prep, seed)
+        assert not res.breached, res.breaches[:3]
+        assert res.completed
+        assert res.lower_bound_s <= res.makespan_s + 1e-6
+        simulated += 1
+    assert simulated >= 6
