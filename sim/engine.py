@@ -811,7 +811,8 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
                 else:
                     rest.update(order[i:])
                 return
-            try_start(h, t)
+            if out_busy[h] < k_out:  # a source with no free slot rescans when one frees
+                try_start(h, t)
 
     def release_dst(mi: int) -> None:
         d, v = m_dst[mi], m_vm[mi]
@@ -822,6 +823,14 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
         gd = group_of[d]
         if gd >= 0 and st.avail[d]:
             check_group(now, gd)
+        if in_breach:
+            cap_recovered(d)
+
+    def cap_recovered(h: int) -> None:
+        """A host over capacity that is within it again: a later overflow is a new breach."""
+        bk = ("cap", h)
+        if bk in in_breach and not st.over(h):
+            in_breach.discard(bk)
 
     def finish_one(h: int, t: float) -> None:
         pending[h] -= 1
@@ -877,6 +886,8 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
                 g = vm_group[v]
                 if g >= 0:
                     gcount[(g, cur)] -= 1
+                if in_breach:
+                    cap_recovered(cur)
                 vm_host[v] = d
                 mig_down[mi] = prep.m_down[mi]
             else:
@@ -895,7 +906,7 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
             pending[s] -= 1
             if pending[s] == 0:
                 drained(s, t)
-            if queue[s]:
+            if queue.get(s):
                 try_start(s, t)
             if d in waiting_on:
                 wake(d, t)
