@@ -772,27 +772,39 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
             seq += 1
 
     def try_start(h: int, t: float) -> None:
+        """Start h's first startable migrations (plan order) while h has free slots; note the
+        destinations it waits for."""
         q = queue.get(h)
         if not q:
             return
+        slots = k_out - out_busy[h]
+        if slots <= 0:
+            return
+        ok, busy, where, which, to, waits = dest_ok, in_busy, vm_host, m_vm, m_dst, waiting_on
         i = 0
-        while out_busy[h] < k_out and i < len(q):
+        n = len(q)
+        while i < n:
             mi = q[i]
-            if vm_host[m_vm[mi]] != h:
+            if where[which[mi]] != h:
                 # Lost in a crash, or not on this host (an earlier migration of it failed):
                 # nothing to move off this host.
                 del q[i]
-                mig_state[mi] = _LIVE_CODE["lost" if m_vm[mi] in lost_vm else "skipped"]
+                n -= 1
+                mig_state[mi] = _LIVE_CODE["lost" if which[mi] in lost_vm else "skipped"]
                 finish_one(h, t)
                 continue
-            d = m_dst[mi]
-            if dest_ok[d] and in_busy[d] < k_in:
+            d = to[mi]
+            if ok[d] and busy[d] < k_in:
                 del q[i]
+                n -= 1
                 start(mi, t)
+                slots -= 1
+                if slots == 0:
+                    return
             else:
-                w = waiting_on.get(d)
+                w = waits.get(d)
                 if w is None:
-                    waiting_on[d] = {h}
+                    waits[d] = {h}
                 else:
                     w.add(h)
                 i += 1
