@@ -627,6 +627,7 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
     sample_all(0.0)
 
     n_waves = len(prep.waves)
+    last = 0.0  # time of the last event that changed something
     wave_start = [math.nan] * n_waves
     wave_end = [math.nan] * n_waves
     wave_left = [0] * n_waves
@@ -872,7 +873,6 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
     while heap:
         t, _, kind, a, b = pop(heap)
         now = t
-        events += 1
         if kind == _END:
             mi = a
             if b != token[mi]:
@@ -965,7 +965,8 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
             wake(d, t)
         elif kind == _RETRY:
             s = m_src[a]
-            if hstate[s] != MAINT:
+            if hstate[s] != MAINT:  # its host crashed meanwhile
+                mig_state[a] = _LIVE_CODE["lost" if m_vm[a] in lost_vm else "skipped"]
                 continue
             queue.setdefault(s, []).insert(0, a)
             try_start(s, t)
@@ -981,7 +982,11 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
             for h in whosts:
                 host_wave[h] = w
                 if hstate[h] != NORMAL:
-                    host_done(h, t, "down")  # crashed or failed earlier: nothing to do
+                    # Crashed or failed earlier: nothing to do; its VMs went down with it.
+                    for mi in queues.get(h, ()):
+                        gone = m_vm[mi] in lost_vm
+                        mig_state[mi] = _LIVE_CODE["lost" if gone else "skipped"]
+                    host_done(h, t, "down")
                     continue
                 maint_start[h] = t
                 set_down(h, MAINT)
@@ -1066,6 +1071,8 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
             host_done(h, t, "upgraded" if b else "not-upgraded")
             wake(h, t)
         elif kind == _CRASH:
+            if waves_done >= n_waves:
+                continue  # the upgrade is over: not its concern
             cands = [
                 h for h in range(H) if prep.capacity.compute[h] and hstate[h] in (NORMAL, MAINT)
             ]
@@ -1114,14 +1121,16 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
                 try_start(s, t)
             for d in sorted(waiting_on):
                 wake(d, t)
+        last = t  # reached only by events that were not stale
+        events += 1
 
-    makespan = now
+    makespan = last
     stalled = waves_done < n_waves
     stall = None
     if stalled:
-        stall = _stall_report(prep, queue, in_flight, hstate, avail0, now)
+        stall = _stall_report(prep, queue, in_flight, hstate, avail0, last)
         if tl is not None:
-            tl((now, "stall", None, None, None, None, stall["reason"]))
+            tl((last, "stall", None, None, None, None, stall["reason"]))
     # Absorbed: its VMs fitted at that moment and its group's headroom held from then on.
     for f in failures:
         later = any(tb >= f.t for tb in headroom_breach_start.get(f.group, ()))

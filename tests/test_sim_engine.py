@@ -235,7 +235,7 @@ def test_crash_absorbed_only_when_the_others_can_take_its_vms() -> None:
     for seed in range(40):
         res, d = run(inv, p, model, seed=seed)
         (crash,) = [f for f in d["failures"] if f["kind"] == "crash"]
-        assert 0.0 <= crash["t_s"] <= res.makespan_s
+        assert 0.0 <= crash["t_s"] <= res.makespan_s + 1e-3
         verdicts[crash["host"]] = crash["absorbed"]
     # a's 40 GiB do not fit in b's 24 GiB free (nor the other way round); spare holds nothing.
     assert verdicts == {"a": False, "b": False, "spare": True}
