@@ -10,9 +10,13 @@ VMs are all gone is upgraded at once (its own duration, drawn per run), then ena
 Bandwidth: each host's NIC (each direction) is split evenly among the migrations that can run on
 it at once in the wave: a migration gets min(live_migration_bandwidth, NIC_src / c_out(src),
 NIC_dst / c_in(dst)), where c_out(src) = min(k_out, what src sends, each destination counting at
-most k_in) and c_in(dst) likewise. So a
-migration's duration, downtime and bytes are fixed before the run (`prepare`) and shared by every
-Monte Carlo run; the run itself is only scheduling, failures and invariants.
+most k_in) and c_in(dst) likewise. So a migration's duration, downtime and bytes are fixed
+before the run (`prepare`) and shared by every Monte Carlo run; the run itself is only
+scheduling, failures and invariants.
+
+Events: every event popped from the heap that changes something (stale ones, e.g. the end of a
+migration cancelled by a crash, are skipped and not counted) plus every migration start. The
+makespan is the time of the last such event.
 
 Invariants, checked at every event that can change them, with the simulated time of a breach:
 capacity on the destination (an in-flight VM counts on both its source and destination), hard
@@ -22,6 +26,7 @@ anti-affinity (likewise), HA groups' min_available, and headroom per policy (`si
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 import random
@@ -453,6 +458,20 @@ def _sub_seed(seed: int, stream: int) -> int:
 
 
 def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | None) -> SimResult:
+    # The loop allocates millions of small tuples and no reference cycles: the cyclic collector
+    # would only rescan the (large, long-lived) inventory and plan again and again.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _run_loop(prep, seed, record, crash)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _run_loop(
+    prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | None
+) -> SimResult:
     model = prep.model
     inv = prep.inv
     H = len(prep.hosts)

@@ -94,7 +94,7 @@ def two_hosts(n_vms: int = 4, ram_gb: float = 4, dirty: float = 10.0) -> Invento
 
 
 def pair_plan(inv: Inventory, k_out: int = 1) -> Plan:
-    """Upgrade src (its VMs to dst), then dst (empty by then? no: dst keeps them, stops none)."""
+    """Wave 1 upgrades src (its VMs go to dst), wave 2 upgrades dst (they come back)."""
     pol = policy(k_out=k_out)
     moves = [(v.id, "src", "dst") for v in inv.vms]
     return plan(pol, (["src"], moves), (["dst"], [(v.id, "dst", "src") for v in inv.vms]))
