@@ -41,7 +41,7 @@ from planner.capacity import CapacityModel, format_amount, scope_groups
 from planner.errors import InputError, Problem
 from planner.inventory import Inventory
 from planner.plan import Plan
-from sim.migration import GIB, MIB, LiveResult, cold_migration, live_migration
+from sim.migration import GIB, MIB, cold_migration, live_migration
 from sim.model import Distribution, SimModel
 from sim.state import HeadroomState
 
@@ -68,6 +68,21 @@ MAX_DETAILED_BREACHES = 200
 # ---------------------------------------------------------------------------------------------
 # Preparation: everything that does not depend on the seed
 # ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """One migration at one bandwidth share."""
+
+    total_s: float  # including the orchestration overhead
+    downtime_s: float
+    bytes: float
+    outcome: int  # into OUTCOME_NAMES
+    moves: bool  # the VM ends on the destination
+    flag: bool  # does not converge by pre-copy
+
+
+_NO_TRANSFER = Transfer(0.0, 0.0, 0.0, 0, True, False)
+
+
 @dataclass
 class Prepared:
     inv: Inventory
@@ -108,9 +123,65 @@ class Prepared:
     lb_bytes: float
     m_eff_all: int
     m_eff_compute: int
+    nic: list[float] = field(default_factory=list)  # bytes/s per host and direction
+    dynamic: bool = False  # share NICs among the migrations running now (else: static shares)
     plan_file: str = "<plan>"
     check_violations: list[str] = field(default_factory=list)
     check_count: int = 0
+    _memo: dict[tuple[Any, ...], Transfer] = field(default_factory=dict, repr=False)
+    _by_mi: dict[tuple[int, float], Transfer] = field(default_factory=dict, repr=False)
+
+    def transfer(self, mi: int, share: float) -> Transfer:
+        """Migration mi with `share` bytes/s of its NICs (live_migration_bandwidth applies to
+        live migrations; the switch-over and cold copies use the whole share)."""
+        got = self._by_mi.get((mi, share))
+        if got is not None:
+            return got
+        v = self.inv.vms[self.m_vm[mi]]
+        cold = self.m_cold[mi]
+        key = (v.memory_mb, v.dirty_rate_mb_s, v.local_disk_gb, v.status, cold, share)
+        got = self._memo.get(key)
+        if got is not None:
+            self._by_mi[(mi, share)] = got
+            return got
+        model = self.model
+        disk = v.local_disk_gb * GIB
+        overhead = model.orchestration_overhead_s
+        if cold:
+            cr = cold_migration(
+                disk,
+                share,
+                running=v.status == "ACTIVE",
+                shutdown_s=model.shutdown_s,
+                boot_s=model.boot_s,
+            )
+            tr = Transfer(
+                overhead + cr.total_s, cr.downtime_s, cr.bytes, _LIVE_CODE["cold"], True, False
+            )
+        else:
+            sw = model.switchover_gbps * 1e9 / 8 if model.switchover_gbps else share
+            lr = live_migration(
+                v.memory_mb * MIB,
+                model.dirty_rate(v.dirty_rate_mb_s),
+                min(model.bandwidth_cap, share),
+                disk=disk,
+                nova=model.nova,
+                qemu=model.qemu,
+                switchover_bandwidth=sw,
+                memory_mib=v.memory_mb,
+                disk_gib=v.local_disk_gb,
+            )
+            tr = Transfer(
+                overhead + lr.total_s,
+                lr.downtime_s if lr.moved else 0.0,
+                lr.bytes,
+                _LIVE_CODE[lr.outcome],
+                lr.moved,
+                lr.flagged,
+            )
+        self._memo[key] = tr
+        self._by_mi[(mi, share)] = tr
+        return tr
 
 
 def prepare(
@@ -178,62 +249,18 @@ def prepare(
     for (wp, s, d), n in pair_n.items():
         out_n[(wp, s)] += min(k_in, n)
         in_n[(wp, d)] += min(k_out, n)
-    cap_bw = model.bandwidth_cap
     N = len(m_vm)
-    m_dur = [0.0] * N
-    m_down = [0.0] * N
-    m_bytes = [0.0] * N
-    m_outcome = [0] * N
-    m_moves = [True] * N
-    m_flag = [False] * N
-    m_bw = [0.0] * N
-    memo: dict[tuple[Any, ...], LiveResult] = {}
-    overhead = model.orchestration_overhead_s
+    dynamic = model.sharing == "dynamic"
+    m_share = [0.0] * N
     for mi in range(N):
-        v = inv.vms[m_vm[mi]]
         s, d, wp = m_src[mi], m_dst[mi], m_wave[mi]
-        share = min(
-            nic[s] / min(k_out, out_n[(wp, s)]),
-            nic[d] / min(k_in, in_n[(wp, d)]),
-        )
-        bw = min(cap_bw, share)
-        m_bw[mi] = bw
-        disk = v.local_disk_gb * GIB
-        if m_cold[mi]:
-            cr = cold_migration(
-                disk,
-                share,
-                running=v.status == "ACTIVE",
-                shutdown_s=model.shutdown_s,
-                boot_s=model.boot_s,
+        if dynamic:  # alone on both NICs: the fastest it can go (what the lower bound needs)
+            m_share[mi] = min(nic[s], nic[d])
+        else:
+            m_share[mi] = min(
+                nic[s] / min(k_out, out_n[(wp, s)]),
+                nic[d] / min(k_in, in_n[(wp, d)]),
             )
-            m_dur[mi] = overhead + cr.total_s
-            m_down[mi] = cr.downtime_s
-            m_bytes[mi] = cr.bytes
-            m_outcome[mi] = _LIVE_CODE["cold"]
-            continue
-        sw = model.switchover_gbps * 1e9 / 8 if model.switchover_gbps else share
-        key = (v.memory_mb, v.dirty_rate_mb_s, v.local_disk_gb, bw, sw)
-        lr = memo.get(key)
-        if lr is None:
-            lr = live_migration(
-                v.memory_mb * MIB,
-                model.dirty_rate(v.dirty_rate_mb_s),
-                bw,
-                disk=disk,
-                nova=model.nova,
-                qemu=model.qemu,
-                switchover_bandwidth=sw,
-                memory_mib=v.memory_mb,
-                disk_gib=v.local_disk_gb,
-            )
-            memo[key] = lr
-        m_dur[mi] = overhead + lr.total_s
-        m_down[mi] = lr.downtime_s if lr.moved else 0.0
-        m_bytes[mi] = lr.bytes
-        m_outcome[mi] = _LIVE_CODE[lr.outcome]
-        m_moves[mi] = lr.moved
-        m_flag[mi] = lr.flagged
 
     dists: list[Distribution] = []
     dist_of_host = []
@@ -249,16 +276,6 @@ def prepare(
         for h in members:
             host_ha[h].append(i)
 
-    # Lower-bound ingredients (lower-bounds.md), from the same migration durations.
-    lb_drain: dict[int, float] = {}
-    per_host: dict[int, list[int]] = defaultdict(list)
-    for mi in range(N):
-        per_host[m_src[mi]].append(mi)
-    for h, mis in per_host.items():
-        durs = [m_dur[mi] for mi in mis if math.isfinite(m_dur[mi])]
-        byts = sum(m_bytes[mi] for mi in mis if math.isfinite(m_bytes[mi]))
-        if durs:
-            lb_drain[h] = max(max(durs), sum(durs) / k_out, byts / nic[h])
     lb = bounds.lower_bounds(inv, policy)
     m_cap = lb.max_compute_hosts_down
     mhpw = policy.max_hosts_per_wave
@@ -282,13 +299,13 @@ def prepare(
         m_dst=m_dst,
         m_wave=m_wave,
         m_cold=m_cold,
-        m_dur=m_dur,
-        m_down=m_down,
-        m_bytes=m_bytes,
-        m_outcome=m_outcome,
-        m_moves=m_moves,
-        m_flag=m_flag,
-        m_bw=m_bw,
+        m_dur=[0.0] * N,
+        m_down=[0.0] * N,
+        m_bytes=[0.0] * N,
+        m_outcome=[0] * N,
+        m_moves=[True] * N,
+        m_flag=[False] * N,
+        m_bw=m_share,
         waves=waves,
         dists=dists,
         dist_of_host=dist_of_host,
@@ -296,12 +313,23 @@ def prepare(
         ha=ha,
         host_ha=host_ha,
         stop_active=[v.status == "ACTIVE" for v in inv.vms],
-        lb_drain=lb_drain,
-        lb_bytes=sum(b for b in m_bytes if math.isfinite(b)) / max(nic) if nic else 0.0,
+        lb_drain={},
+        lb_bytes=0.0,
         m_eff_all=mhpw,
         m_eff_compute=max(1, m_eff_compute),
         plan_file=plan_file,
+        nic=nic,
+        dynamic=dynamic,
     )
+    for mi in range(N):
+        tr = prep.transfer(mi, m_share[mi])
+        prep.m_dur[mi] = tr.total_s
+        prep.m_down[mi] = tr.downtime_s
+        prep.m_bytes[mi] = tr.bytes
+        prep.m_outcome[mi] = tr.outcome
+        prep.m_moves[mi] = tr.moves
+        prep.m_flag[mi] = tr.flag
+    _drain_bounds(prep)
     if check:
         from planner.checker import check_plan
 
@@ -309,6 +337,20 @@ def prepare(
         prep.check_count = len(report.violations)
         prep.check_violations = [str(v) for v in report.violations[:20]]
     return prep
+
+
+def _drain_bounds(prep: Prepared) -> None:
+    """Lower-bound ingredients (lower-bounds.md) from the migrations' fastest durations."""
+    per_host: dict[int, list[int]] = defaultdict(list)
+    for mi in range(len(prep.m_vm)):
+        per_host[prep.m_src[mi]].append(mi)
+    for h, mis in per_host.items():
+        durs = [prep.m_dur[mi] for mi in mis if math.isfinite(prep.m_dur[mi])]
+        byts = sum(prep.m_bytes[mi] for mi in mis if math.isfinite(prep.m_bytes[mi]))
+        if durs:
+            prep.lb_drain[h] = max(max(durs), sum(durs) / prep.k_out, byts / prep.nic[h])
+    total = sum(b for b in prep.m_bytes if math.isfinite(b))
+    prep.lb_bytes = total / max(prep.nic) if prep.nic else 0.0
 
 
 def _resolve_names(inv: Inventory, plan: Plan, file: str) -> None:
@@ -397,6 +439,7 @@ class SimResult:
     mig_attempts: list[int]
     mig_bytes: list[float]
     mig_down: list[float]
+    mig_bw: list[float]  # bytes/s: its mean NIC share over its transfer
     host_status: dict[int, str]
     host_times: dict[int, tuple[float, float, float]]  # maintenance start, upgrade start, end
     stop_down: dict[int, float]  # VM -> downtime of a stop in place
@@ -547,8 +590,27 @@ def _run_loop(
     class_range = range(n_classes)
     st_avail, st_free, st_req = st.avail, st.free, st.required
     st_used, st_cap = st.used, st.cap
-    m_bytes_all, m_outcome_all = prep.m_bytes, prep.m_outcome
+    m_bytes_all, m_outcome_all, m_down_all = prep.m_bytes, prep.m_outcome, prep.m_down
     track = crash is not None  # in-flight migrations matter only to a crash (and a stall)
+    # Dynamic NIC sharing: who runs on each host, and each running migration's progress.
+    dyn = prep.dynamic
+    nic = prep.nic
+    transfer = prep.transfer
+    by_mi = prep._by_mi
+    overhead = model.orchestration_overhead_s
+    run_out: list[set[int]] = [set() for _ in range(H)] if dyn else []
+    run_in: list[set[int]] = [set() for _ in range(H)] if dyn else []
+    dirty: set[int] = set()
+    last_out = [0] * H  # running counts per host at the last rebalance
+    last_in = [0] * H
+    cur_bw = list(prep.m_bw) if dyn else []
+    cur_tr: list[Transfer] = [_NO_TRANSFER] * N if dyn else []
+    x0 = [0.0] * N if dyn else []  # when its transfer starts (after the overhead)
+    seg_t = [0.0] * N if dyn else []  # progress is counted up to here
+    prog = [0.0] * N if dyn else []  # fraction of the transfer done
+    target = [1.0] * N if dyn else []  # fraction at which it ends (or fails)
+    ekind = [_END] * N if dyn else []
+    bw_acc = [0.0] * N if dyn else []  # share x seconds, for its mean share
     min_slack: list[list[int]] = [[1 << 62] * n_classes for _ in st.groups]
     samples: list[tuple[float, int, int, int, int]] = []
     failures: list[Failure] = []
@@ -769,7 +831,23 @@ def _run_loop(
         if tries[mi] == 0:
             mig_start[mi] = t
         tries[mi] += 1
-        dur = m_dur[mi]
+        if dyn:
+            ro = run_out[s]
+            ri = run_in[d]
+            ro.add(mi)
+            ri.add(mi)
+            share = min(nic[s] / len(ro), nic[d] / len(ri))
+            tr = by_mi.get((mi, share)) or transfer(mi, share)
+            cur_bw[mi] = share
+            cur_tr[mi] = tr
+            x0[mi] = seg_t[mi] = t + overhead
+            prog[mi] = 0.0
+            bw_acc[mi] = 0.0
+            dirty.add(s)
+            dirty.add(d)
+            dur = tr.total_s
+        else:
+            dur = m_dur[mi]
         if track or dur == math.inf:
             in_flight.add(mi)
         if tl is not None:
@@ -785,11 +863,79 @@ def _run_loop(
                 )
             )
         if attempts[mi] < fails[mi] and dur != math.inf:
-            push(heap, (t + frac_rng.random() * dur, seq, _FAIL, mi, token[mi]))
+            u = frac_rng.random()
+            if dyn:  # fails at that fraction of its transfer, whatever the bandwidth does
+                target[mi] = u
+                ekind[mi] = _FAIL
+                push(heap, (t + overhead + u * (dur - overhead), seq, _FAIL, mi, token[mi]))
+            else:
+                push(heap, (t + u * dur, seq, _FAIL, mi, token[mi]))
             seq += 1
         elif dur != math.inf:
+            if dyn:
+                target[mi] = 1.0
+                ekind[mi] = _END
             push(heap, (t + dur, seq, _END, mi, token[mi]))
             seq += 1
+
+    def leave(mi: int) -> None:
+        """Migration mi no longer uses its NICs (ended, failed or cancelled)."""
+        s, d = m_src[mi], m_dst[mi]
+        run_out[s].discard(mi)
+        run_in[d].discard(mi)
+        dirty.add(s)
+        dirty.add(d)
+
+    def rebalance(t: float) -> None:
+        """Running migrations on the hosts whose count changed get their new share: progress so
+        far is kept, the rest goes at the new speed (its end event is moved)."""
+        nonlocal seq
+        # Set iteration order is deterministic for the same operations: no need to sort.
+        hs = list(dirty)
+        dirty.clear()
+        todo: list[int] = []
+        outs, ins, shares = run_out, run_in, cur_bw
+        for h in hs:
+            ro = outs[h]
+            ri = ins[h]
+            n_out = len(ro)
+            n_in = len(ri)
+            if n_out == last_out[h] and n_in == last_in[h]:
+                continue  # same counts as at the last rebalance: same shares
+            last_out[h] = n_out
+            last_in[h] = n_in
+            if ro:
+                todo.extend(ro)
+            if ri:
+                todo.extend(ri)
+        if len(todo) > 1:
+            todo = list(dict.fromkeys(todo))
+        for mi in todo:
+            s, d = m_src[mi], m_dst[mi]
+            sa = nic[s] / len(outs[s])
+            sb = nic[d] / len(ins[d])
+            share = sa if sa < sb else sb
+            if share == shares[mi]:
+                continue
+            old = cur_tr[mi].total_s - overhead
+            base = seg_t[mi] if seg_t[mi] > x0[mi] else x0[mi]
+            if t > base:
+                bw_acc[mi] += cur_bw[mi] * (t - base)
+                if old != math.inf:
+                    prog[mi] += (t - base) / old
+            seg_t[mi] = t if t > x0[mi] else x0[mi]
+            tr = transfer(mi, share)
+            cur_bw[mi] = share
+            cur_tr[mi] = tr
+            new = tr.total_s - overhead
+            token[mi] += 1
+            if new != math.inf:
+                rest = target[mi] - prog[mi]
+                at = seg_t[mi] + (rest if rest > 0 else 0.0) * new
+                push(heap, (at, seq, ekind[mi], mi, token[mi]))
+                seq += 1
+            else:
+                in_flight.add(mi)  # never ends now: a stall names it
 
     def try_start(h: int, t: float) -> None:
         """Start h's first startable migrations (plan order) while h has free slots; note the
@@ -902,9 +1048,23 @@ def _run_loop(
             out_busy[s] -= 1
             in_busy[d] -= 1
             mig_end[mi] = t
-            mig_bytes[mi] += m_bytes_all[mi]
-            mig_state[mi] = m_outcome_all[mi]
-            if m_moves[mi]:
+            if dyn:
+                tr = cur_tr[mi]
+                run_out[s].discard(mi)
+                run_in[d].discard(mi)
+                dirty.add(s)
+                dirty.add(d)
+                if t > seg_t[mi]:
+                    bw_acc[mi] += cur_bw[mi] * (t - seg_t[mi])
+                if t > x0[mi]:
+                    cur_bw[mi] = bw_acc[mi] / (t - x0[mi])  # its mean share, for the report
+                moved, down, code = tr.moves, tr.downtime_s, tr.outcome
+                mig_bytes[mi] += tr.bytes
+            else:
+                moved, down, code = m_moves[mi], m_down_all[mi], m_outcome_all[mi]
+                mig_bytes[mi] += m_bytes_all[mi]
+            mig_state[mi] = code
+            if moved:
                 cur = vm_host[v]
                 gc = group_of[cur]
                 if gc >= 0 and st_avail[cur]:
@@ -920,7 +1080,7 @@ def _run_loop(
                 if in_breach:
                     cap_recovered(cur)
                 vm_host[v] = d
-                mig_down[mi] = prep.m_down[mi]
+                mig_down[mi] = down
             else:
                 release_dst(mi)
                 host_failed.add(s)
@@ -930,7 +1090,7 @@ def _run_loop(
                     s,
                     v,
                     f"{vms[v].id} did not converge; Nova's completion timeout "
-                    f"aborted it after {m_dur[mi]:.0f} s; left on {hosts[s]}",
+                    f"aborted it after {t - mig_start[mi]:.0f} s; left on {hosts[s]}",
                 )
             if tl is not None:
                 tl((t, "migration_end", prep.m_wave[mi] + 1, hosts[s], mi, hosts[d], None))
@@ -950,6 +1110,8 @@ def _run_loop(
             s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
             out_busy[s] -= 1
             in_busy[d] -= 1
+            if dyn:
+                leave(mi)
             release_dst(mi)
             attempts[mi] += 1
             if tl is not None:
@@ -1119,6 +1281,8 @@ def _run_loop(
                     s, d = m_src[mi], m_dst[mi]
                     out_busy[s] -= 1
                     in_busy[d] -= 1
+                    if dyn:
+                        leave(mi)
                     if m_src[mi] == h:
                         release_dst(mi)
                         mig_end[mi] = t
@@ -1140,6 +1304,8 @@ def _run_loop(
                 try_start(s, t)
             for d in sorted(waiting_on):
                 wake(d, t)
+        if dirty:
+            rebalance(t)
         last = t  # reached only by events that were not stale
         events += 1
 
@@ -1171,6 +1337,7 @@ def _run_loop(
         mig_attempts=tries,
         mig_bytes=mig_bytes,
         mig_down=mig_down,
+        mig_bw=cur_bw if dyn else list(prep.m_bw),
         host_status=host_status,
         host_times=host_times,
         stop_down=stop_down,

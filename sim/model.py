@@ -74,6 +74,10 @@ class SimModel:
     efficiency: float = 0.92  # of line rate a migration stream achieves: 10 GbE ~ 1.15 GB/s
     switchover_gbps: float | None = None  # the paused last copy; None: the migration's NIC share
     nic_by_host: tuple[tuple[str, float], ...] = ()  # (selector, Gbps), first match wins
+    # How migrations share a host's NIC: "static", each gets NIC / (how many can run on the host
+    # at once in the wave), fixed before the run (fast); "dynamic", NIC / (how many run now),
+    # rebalanced at every start and end (more faithful at the tail of a drain, ~2x slower).
+    sharing: Literal["static", "dynamic"] = "static"
     # Nova and QEMU
     nova: NovaSettings = field(default_factory=NovaSettings)
     qemu: QemuSettings = field(default_factory=QemuSettings)
@@ -137,6 +141,7 @@ class SimModel:
                 "nic_gbps": self.nic_gbps,
                 "efficiency": self.efficiency,
                 "switchover_gbps": self.switchover_gbps,
+                "sharing": self.sharing,
                 "hosts": [{"match": s, "nic_gbps": g} for s, g in self.nic_by_host],
             },
             "nova": {
@@ -206,7 +211,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "failures",
         "description",
     ),
-    "network": ("nic_gbps", "efficiency", "switchover_gbps", "hosts"),
+    "network": ("nic_gbps", "efficiency", "switchover_gbps", "sharing", "hosts"),
     "nova": (
         "max_concurrent_live_migrations",
         "live_migration_downtime",
@@ -288,6 +293,14 @@ def model_from_dict(data: Mapping[str, Any], file: str = "<model>") -> SimModel:
             minimum=0.0,
             exclusive_min=True,
             nullable=True,
+        )
+        kw["sharing"] = r.str_(
+            net,
+            "sharing",
+            "network",
+            required=False,
+            default=d.sharing,
+            choices=("static", "dynamic"),
         )
         hosts = []
         for i, x in enumerate(r.items(net, "hosts", "network", required=False)):

@@ -195,7 +195,7 @@ def vm_record(prep: Prepared, res: SimResult, mi: int) -> dict[str, Any]:
         "outcome": OUTCOME_NAMES[st] if st >= 0 else "not-started",
         "attempts": res.mig_attempts[mi],
         "non_converging": prep.m_flag[mi],
-        "bandwidth_mb_s": _num(prep.m_bw[mi] / (1 << 20), 1),
+        "bandwidth_mb_s": _num(res.mig_bw[mi] / (1 << 20), 1),
     }
 
 

@@ -57,7 +57,49 @@ def test_k_out_2_runs_two_at_once_sharing_the_nic() -> None:
     bw1 = [v["bandwidth_mb_s"] for v in d1["vms"] if v["wave"] == 1]
     bw2 = [v["bandwidth_mb_s"] for v in d2["vms"] if v["wave"] == 1]
     assert bw1 == [pytest.approx(nic, rel=1e-3)] * 4
-    assert bw2 == [pytest.approx(nic / 2, rel=1e-3)] * 4
+    assert bw2 == [pytest.approx(nic / 2, rel=1e-3)] * 4  # in pairs, always two at once
+
+
+def test_dynamic_sharing_speeds_up_the_last_migration_of_a_drain() -> None:
+    """Three equal VMs, k_out = 2: the first two share the NIC; the third starts when they end
+    and has it alone, so it takes half their transfer time. Static shares keep it at half."""
+    inv = two_hosts(n_vms=3, ram_gb=16, dirty=0.0)
+    p = pair_plan(inv, k_out=2)
+    _, dyn = run(inv, p, FIXED.with_changes(sharing="dynamic"))
+    _, sta = run(inv, p)  # static shares, the default
+    first = [v for v in dyn["vms"] if v["wave"] == 1]
+    xfer = [v["end_s"] - v["start_s"] - FIXED.orchestration_overhead_s for v in first]
+    assert xfer[0] == pytest.approx(xfer[1], rel=1e-6)
+    assert xfer[2] == pytest.approx(xfer[0] / 2, rel=1e-3)
+    static_last = [v for v in sta["vms"] if v["wave"] == 1][2]
+    assert static_last["end_s"] - static_last["start_s"] == pytest.approx(
+        first[0]["end_s"] - first[0]["start_s"], rel=1e-6
+    )
+
+
+def test_dynamic_sharing_rebalances_a_running_migration() -> None:
+    """A big and a small VM start together at half the NIC; when the small one ends the big one
+    gets the whole NIC for the rest of its transfer."""
+    inv = Inventory(
+        "two-sizes",
+        "t",
+        (host("src", ram_gb=128), host("dst", ram_gb=128)),
+        (vm("big", "src", ram_gb=32, dirty=0.0), vm("small", "src", ram_gb=8, dirty=0.0)),
+    )
+    p = plan(policy(k_out=2), (["src"], [("big", "src", "dst"), ("small", "src", "dst")]))
+    _, d = run(inv, p, FIXED.with_changes(sharing="dynamic"))
+    nic = FIXED.nic_gbps * 1e9 / 8 * FIXED.efficiency
+    big = next(v for v in d["vms"] if v["vm"] == "big")
+    small = next(v for v in d["vms"] if v["vm"] == "small")
+    o = FIXED.orchestration_overhead_s
+    t_small = small["end_s"] - small["start_s"] - o  # at nic / 2 throughout
+    sent_half = t_small * nic / 2  # what big sent meanwhile
+    expected = t_small + (32 * 2**30 - sent_half) / nic
+    # The paused last copy is tiny at either speed; within 0.1%.
+    assert big["end_s"] - big["start_s"] - o == pytest.approx(expected, rel=1e-3)
+    total = big["end_s"] - big["start_s"] - o
+    mean = (nic / 2 * t_small + nic * (total - t_small)) / total  # its reported mean share
+    assert big["bandwidth_mb_s"] == pytest.approx(mean / 2**20, rel=1e-3)
 
 
 def test_inbound_limit_serialises_a_destination() -> None:

@@ -29,6 +29,7 @@ def cloud(i: int) -> tuple[object, object]:
 
 models = st.builds(
     SimModel,
+    sharing=st.sampled_from(["dynamic", "static"]),
     max_inbound_migrations=st.sampled_from([None, 1, 2]),
     max_concurrent_live_migrations=st.sampled_from([None, 1, 3]),
     migration_failure_p=st.sampled_from([0.0, 0.1, 0.5, 1.0]),
