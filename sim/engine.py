@@ -430,7 +430,8 @@ class SimResult:
     completed: bool
     stalled: bool
     stall: dict[str, Any] | None
-    events: int
+    events: int  # effective heap events + migration starts
+    heap_events: int  # effective heap events only
     wave_start: list[float]
     wave_end: list[float]
     mig_start: list[float]
@@ -581,6 +582,7 @@ def _run_loop(
     push = heapq.heappush
     pop = heapq.heappop
     events = 0
+    popped = 0
 
     breaches: list[Breach] = []
     breach_counts: Counter[str] = Counter()
@@ -1308,6 +1310,7 @@ def _run_loop(
             rebalance(t)
         last = t  # reached only by events that were not stale
         events += 1
+        popped += 1
 
     makespan = last
     stalled = waves_done < n_waves
@@ -1329,6 +1332,7 @@ def _run_loop(
         stalled=stalled,
         stall=stall,
         events=events,
+        heap_events=popped,
         wave_start=wave_start,
         wave_end=wave_end,
         mig_start=mig_start,
