@@ -164,3 +164,15 @@ def test_host_selectors_set_nic_and_upgrade_time() -> None:
     assert d["vms"][0]["bandwidth_mb_s"] == pytest.approx(10e9 / 8 * 0.92 / 2**20, rel=1e-3)
     times = {h["host"]: h["end_s"] - h["upgrade_start_s"] for h in d["hosts"]}
     assert times == {"fast-1": pytest.approx(600 + 5), "slow-1": pytest.approx(3000 + 5)}
+
+
+def test_the_documented_example_model_reads() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "simulation.md").read_text()
+    section = text[text.index("## The model file") :]
+    block = section[section.index("```yaml") + len("```yaml") : section.index("```\n", 10)]
+    m = model_from_dict(yaml.safe_load(block), "docs/simulation.md")
+    assert m.nic_gbps == 25 and m.nova.permit_auto_converge and m.crash_p == 0.05
