@@ -15,7 +15,7 @@ from planner.errors import ExitCode
 from planner.formats import load_inventory, load_plan
 from sim.engine import OUTCOME_NAMES, Prepared, SimResult, prepare, simulate
 from sim.model import load_model
-from sim.montecarlo import run_many, summarise
+from sim.montecarlo import RunSummary, run_many, summarise
 from sim.timeline import hms, result_to_dict, summary, write_timeline
 
 
@@ -153,7 +153,7 @@ def _not_upgraded(res: SimResult) -> bool:
     return any(s != "upgraded" for s in res.host_status.values())
 
 
-def _median_run(results: list[Any]) -> int | None:
+def _median_run(results: list[RunSummary]) -> int | None:
     done = sorted((r.makespan_s, i) for i, r in enumerate(results) if r.completed)
     if not done:
         return results[0].seed if results else None
