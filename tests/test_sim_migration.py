@@ -266,3 +266,27 @@ def test_fast_path_equals_the_general_loop(
     assert fast.total_s == pytest.approx(slow.total_s, rel=1e-9)
     assert fast.downtime_s == pytest.approx(slow.downtime_s, rel=1e-9)
     assert fast.bytes == pytest.approx(slow.bytes, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("gib", "dirty", "bw", "expected"),
+    [
+        (4, 0, 1.15e9, 3.7),
+        (4, 500e6, 1.15e9, 6.6),
+        (16, 0, 1.15e9, 15),
+        (16, 500e6, 1.15e9, 26),
+        (64, 0, 1.15e9, 60),
+        (64, 500e6, 1.15e9, 106),
+        (4, 0, 2.9e9, 1.5),
+        (4, 500e6, 2.9e9, 1.8),
+        (16, 500e6, 2.9e9, 7.2),
+        (64, 0, 2.9e9, 24),
+        (64, 500e6, 2.9e9, 29),
+    ],
+)
+def test_closed_form_reproduces_the_reference_table(
+    gib: int, dirty: float, bw: float, expected: float
+) -> None:
+    """live-migration-model.md: 10 GbE and 25 GbE, 50 ms limit, dirty rates 0-500 MB/s."""
+    cf = precopy_closed_form(gib * GIB, dirty, bw, 0.05)
+    assert cf.total_s == pytest.approx(expected, rel=0.04)
