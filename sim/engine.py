@@ -121,6 +121,7 @@ class Prepared:
     stop_active: list[bool]  # per VM: running when stopped (it pays shutdown and boot)
     lb_drain: dict[int, float]  # per wave host: drain-time lower bound
     lb_bytes: float
+    lb_not_upgraded: set[int]  # hosts a deterministic timeout abort keeps from their upgrade
     m_eff_all: int
     m_eff_compute: int
     nic: list[float] = field(default_factory=list)  # bytes/s per host and direction
@@ -315,6 +316,7 @@ def prepare(
         stop_active=[v.status == "ACTIVE" for v in inv.vms],
         lb_drain={},
         lb_bytes=0.0,
+        lb_not_upgraded=set(),
         m_eff_all=mhpw,
         m_eff_compute=max(1, m_eff_compute),
         plan_file=plan_file,
@@ -340,16 +342,29 @@ def prepare(
 
 
 def _drain_bounds(prep: Prepared) -> None:
-    """Lower-bound ingredients (lower-bounds.md) from the migrations' fastest durations."""
+    """Lower-bound ingredients (lower-bounds.md) from the migrations' durations, replaying the
+    plan without random failures: a migration that Nova's timeout aborts leaves its VM in place
+    (its host is then not upgraded, and a later migration of that VM from elsewhere is skipped)."""
+    where = prep.capacity.vm_host.tolist()
     per_host: dict[int, list[int]] = defaultdict(list)
-    for mi in range(len(prep.m_vm)):
-        per_host[prep.m_src[mi]].append(mi)
+    for whosts, queues, _ in prep.waves:
+        for h in whosts:
+            for mi in queues.get(h, ()):
+                v = prep.m_vm[mi]
+                if where[v] != h:
+                    continue  # skipped in the run too
+                per_host[h].append(mi)
+                if prep.m_moves[mi]:
+                    where[v] = prep.m_dst[mi]
+                else:
+                    prep.lb_not_upgraded.add(h)
+    total = 0.0
     for h, mis in per_host.items():
         durs = [prep.m_dur[mi] for mi in mis if math.isfinite(prep.m_dur[mi])]
         byts = sum(prep.m_bytes[mi] for mi in mis if math.isfinite(prep.m_bytes[mi]))
+        total += byts
         if durs:
             prep.lb_drain[h] = max(max(durs), sum(durs) / prep.k_out, byts / prep.nic[h])
-    total = sum(b for b in prep.m_bytes if math.isfinite(b))
     prep.lb_bytes = total / max(prep.nic) if prep.nic else 0.0
 
 
@@ -449,7 +464,8 @@ class SimResult:
     breach_counts: Counter[str]
     headroom_samples: list[tuple[float, int, int, int, int]]  # t, group, class, free, required
     min_slack: list[list[int]]  # per scope group and class: the least free - required seen
-    lower_bound_s: float
+    lower_bound_s: float  # any plan (lower-bounds.md)
+    plan_lower_bound_s: float  # this plan's waves, one after another
     vms_lost: int
     timeline: list[tuple[Any, ...]] | None
 
@@ -1351,6 +1367,7 @@ def _run_loop(
         headroom_samples=samples,
         min_slack=min_slack,
         lower_bound_s=lb,
+        plan_lower_bound_s=plan_lower_bound(prep, up_dur_l),
         vms_lost=len(lost_vm),
         timeline=timeline,
     )
@@ -1405,14 +1422,34 @@ def _stall_report(
     return {"t_s": round(t, 3), "reason": reason, "pending": items[:50], "count": len(items)}
 
 
+def plan_lower_bound(prep: Prepared, up_dur: list[float]) -> float:
+    """This plan's own bound: its waves run one after another, so the makespan is at least the sum
+    over waves of their slowest host's p_h (failure-free, with this run's upgrade times)."""
+    m = prep.model
+    total = 0.0
+    for whosts, _, stops in prep.waves:
+        worst = 0.0
+        for h in whosts:
+            drain = prep.lb_drain.get(h, 0.0)
+            if any(prep.stop_active[j] for j in stops.get(h, ())):
+                drain = max(drain, m.shutdown_s)
+            up = 0.0 if h in prep.lb_not_upgraded else up_dur[h]
+            worst = max(worst, m.disable_s + drain + up + m.enable_s)
+        total += worst
+    return total
+
+
 def lower_bound(prep: Prepared, up_dur: list[float]) -> float:
     """lower-bounds.md: makespan >= max(max_h p_h, sum_h p_h / m, bytes / (m x NIC) + min U),
     p_h = disable + drain bound + upgrade + enable; failure-free, with this run's upgrade times."""
     m = prep.model
     p: dict[int, float] = {}
+    ups: list[float] = []
     for whosts, _, _ in prep.waves:
         for h in whosts:
-            p[h] = m.disable_s + prep.lb_drain.get(h, 0.0) + up_dur[h] + m.enable_s
+            up = 0.0 if h in prep.lb_not_upgraded else up_dur[h]
+            p[h] = m.disable_s + prep.lb_drain.get(h, 0.0) + up + m.enable_s
+            ups.append(up)
     if not p:
         return 0.0
     comp = [v for h, v in p.items() if prep.capacity.compute[h]]
@@ -1420,6 +1457,6 @@ def lower_bound(prep: Prepared, up_dur: list[float]) -> float:
         max(p.values()),
         sum(p.values()) / prep.m_eff_all,
         sum(comp) / prep.m_eff_compute if comp else 0.0,
-        prep.lb_bytes / prep.m_eff_compute + min(up_dur[h] for h in p),
+        prep.lb_bytes / prep.m_eff_compute + min(ups),
     )
     return float(bound)

@@ -119,6 +119,7 @@ def result_to_dict(prep: Prepared, res: SimResult, *, per_vm: bool = True) -> di
         "stall": res.stall,
         "lower_bound_s": _num(lb),
         "makespan_over_lower_bound": _num(res.makespan_s / lb, 4) if lb > 0 else None,
+        "plan_lower_bound_s": _num(res.plan_lower_bound_s),
         "seed": res.seed,
         "cloud": inv.cloud,
         "summary": summary(prep, res),

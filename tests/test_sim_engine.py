@@ -126,6 +126,8 @@ def test_hosts_upgrade_when_drained_and_waves_follow_each_other() -> None:
     assert d["waves"][1]["start_s"] == d["waves"][0]["end_s"]
     assert d["makespan_s"] == d["waves"][-1]["end_s"]
     assert res.lower_bound_s <= res.makespan_s + 1e-6
+    # One host a wave, its migrations one after another: this plan's bound is met exactly.
+    assert res.plan_lower_bound_s == pytest.approx(res.makespan_s, rel=1e-9)
     assert {h["status"] for h in d["hosts"]} == {"upgraded"}
 
 
@@ -304,5 +306,6 @@ def test_checked_plans_of_generated_clouds_breach_nothing() -> None:
         assert not res.breached, res.breaches[:3]
         assert res.completed
         assert res.lower_bound_s <= res.makespan_s + 1e-6
+        assert res.plan_lower_bound_s <= res.makespan_s + 1e-6
         simulated += 1
     assert simulated >= 6

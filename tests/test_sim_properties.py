@@ -74,5 +74,6 @@ def test_runs_are_coherent_and_reproducible(which: int, model: SimModel, seed: i
     assert all(0 <= f["t_s"] <= T + 1e-3 for f in d["failures"])
     assert res.total_downtime_s >= 0 and not math.isnan(res.total_downtime_s)
     if model.migration_failure_p == 0 and model.upgrade_failure_p == 0 and model.crash_p == 0:
+        assert res.plan_lower_bound_s <= T + 1e-6 or res.stalled
         only_timeouts = all(f.kind == "timeout" for f in res.failures)
         assert only_timeouts

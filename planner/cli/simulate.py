@@ -177,6 +177,15 @@ def print_run(prep: Prepared, res: SimResult, max_rows: int = 25) -> None:
     rows: list[tuple[str, Any]] = []
     if lb > 0:
         rows.append(("lower bound", f"{_s(lb)}; simulated / bound = {res.makespan_s / lb:.2f}"))
+    plb = res.plan_lower_bound_s
+    if plb > 0:
+        rows.append(
+            (
+                "this plan's bound",
+                f"{_s(plb)} (its waves one after another; simulated / bound = "
+                f"{res.makespan_s / plb:.2f})",
+            )
+        )
     rows += [
         ("cloud", f"{prep.inv.cloud}: {len(prep.waves)} waves, seed {res.seed}"),
         (
