@@ -164,6 +164,11 @@ def precopy_closed_form(
         n = 1
     elif lam < 1.0:
         n = max(0, math.ceil(math.log(v_thd / M) / math.log(lam)))
+        # The first n with M lambda^n <= V_thd, exactly (the logarithms can be off by an ulp).
+        while M * lam**n > v_thd:
+            n += 1
+        while n > 0 and M * lam ** (n - 1) <= v_thd:
+            n -= 1
     else:
         n = max_rounds if max_rounds is not None else -1
         if n < 0:
