@@ -5,7 +5,8 @@
 - `sim.model`: the model file (network, Nova's settings, executor timings, upgrade durations,
   failure rates) with Nova's defaults on 10 GbE.
 - `sim.state`: capacity and headroom kept incrementally (equal to `capacity.headroom`).
-- `sim.engine`: `prepare` a plan once, `simulate` a run on a heapq event loop.
+- `sim.prepare`: `prepare` a plan once: names, NIC shares, every migration's duration.
+- `sim.engine`: `simulate` a run on a heapq event loop (executor semantics, invariants, failures).
 - `sim.montecarlo`: many runs in parallel processes, percentiles and risks.
 - `sim.timeline`: the JSON report and the timeline file (JSON lines or CSV).
 """
