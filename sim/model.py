@@ -81,7 +81,7 @@ class SimModel:
     # Nova and QEMU
     nova: NovaSettings = field(default_factory=NovaSettings)
     qemu: QemuSettings = field(default_factory=QemuSettings)
-    max_concurrent_live_migrations: int | None = None  # None: the plan's policy value
+    max_concurrent_live_migrations: int | None = None  # None: the plan's policy; 0: unlimited
     # executor
     max_inbound_migrations: int | None = 2  # per destination host; None: no limit
     orchestration_overhead_s: float = 10.0  # per migration: API, conductor, scheduler, checks
@@ -324,7 +324,7 @@ def model_from_dict(data: Mapping[str, Any], file: str = "<model>") -> SimModel:
             "nova",
             required=False,
             default=None,
-            minimum=1,
+            minimum=0,  # 0: unlimited, as in Nova
             nullable=True,
         )
         kw["nova"] = NovaSettings(

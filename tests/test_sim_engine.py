@@ -309,3 +309,10 @@ def test_checked_plans_of_generated_clouds_breach_nothing() -> None:
         assert res.plan_lower_bound_s <= res.makespan_s + 1e-6
         simulated += 1
     assert simulated >= 6
+
+
+def test_novas_zero_means_no_outgoing_limit() -> None:
+    inv = two_hosts(n_vms=4)
+    _, d = run(inv, pair_plan(inv, k_out=1), FIXED.with_changes(max_concurrent_live_migrations=0))
+    starts = {v["start_s"] for v in d["vms"] if v["wave"] == 1}
+    assert starts == {FIXED.disable_s}  # all four at once
