@@ -171,10 +171,8 @@ def prepare(
     vidx = cm.vm_index
     policy = plan.policy
     k_nova = model.max_concurrent_live_migrations
-    if k_nova is None:
-        k_out = policy.max_concurrent_live_migrations
-    else:
-        k_out = k_nova or 1 << 30  # Nova's 0: no limit
+    # None: the plan's policy; Nova's 0: no limit.
+    k_out = policy.max_concurrent_live_migrations if k_nova is None else (k_nova or 1 << 30)
     k_in = model.max_inbound_migrations or 1 << 30
 
     group_ids = [g.id for g in inv.server_groups if g.hard and g.anti]
