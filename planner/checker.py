@@ -184,10 +184,14 @@ def rule_inventory_groups(state: State) -> Iterator[Violation]:
 # ---------------------------------------------------------------------------------------------
 def rule_digest(plan: Plan, digest: str | None) -> Iterator[Violation]:
     if digest is not None and plan.inventory_sha256 != digest:
+        made_for = (
+            f"inventory sha256 {plan.inventory_sha256[:12]}..."
+            if plan.inventory_sha256
+            else "no recorded inventory (its inventory_sha256 is empty)"
+        )
         yield Violation(
             "digest",
-            f"the plan was made for inventory sha256 {plan.inventory_sha256[:12]}..., "
-            f"this inventory file is {digest[:12]}...",
+            f"the plan was made for {made_for}, this inventory file is {digest[:12]}...",
             objects=(plan.inventory_sha256, digest),
         )
 

@@ -714,3 +714,9 @@ def test_summary_that_disagrees_with_the_plan_is_a_warning() -> None:
     report = check(fx.inventory, replace(fx.plan, summary={"waves": 3, "migrations": 6}))
     assert report.ok
     assert [w.rule for w in report.warnings] == ["summary"]
+
+
+def test_digest_fails_for_a_plan_that_records_no_inventory() -> None:
+    fx = three_plus_spare()  # built in memory: its plan records an empty inventory_sha256
+    v = one(check(fx.inventory, fx.plan, digest=DIGEST), "digest")
+    assert "no recorded inventory" in v.message
