@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +42,21 @@ _RC_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MISSING = object()
 T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON Schemas (for users' tooling; the reader above is the authority and gives located messages)
+# ---------------------------------------------------------------------------------------------
+def schema_text(kind: str) -> str:
+    """The JSON Schema (draft 2020-12) of a format, as published in planner/schemas/."""
+    if kind not in KINDS:
+        raise ValueError(f"no schema for {kind!r}; kinds are {', '.join(KINDS)}")
+    return (resources.files("planner") / "schemas" / f"{kind}.schema.json").read_text("utf-8")
+
+
+def schema(kind: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(schema_text(kind))
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
