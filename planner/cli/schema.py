@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from planner.formats import KINDS, schema_text, write_text_atomic
@@ -28,4 +26,4 @@ def schema_cmd(kind: str, output: str | None) -> None:
     if output:
         write_text_atomic(output, text)
     else:
-        sys.stdout.write(text)
+        click.echo(text, nl=False)
