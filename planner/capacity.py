@@ -126,12 +126,23 @@ class HeadroomRow:
         return self.free - self.required
 
 
+NO_AZ = "(no AZ)"
+
+
 def scope_groups(inv: Inventory, scope: str) -> tuple[tuple[str, ...], npt.NDArray[np.int64]]:
-    """Group names and the group index of each host (-1: in no group, e.g. controllers)."""
+    """Group names and the group index of each host (-1: in no group, i.e. controllers).
+
+    With scope az, compute hosts whose `az` is null form one more group, `(no AZ)`, last: they
+    are protected like any AZ (Nova puts them in its default AZ), never left out of the rule.
+    """
     if scope == "cloud":
         return ("cloud",), np.array([0 if h.is_compute else -1 for h in inv.hosts], dtype=np.int64)
     names = inv.azs
-    idx = {a: i for i, a in enumerate(names)}
+    if any(h.is_compute and h.az is None for h in inv.hosts):
+        names = (*names, NO_AZ)
+    idx: dict[str | None, int] = {a: i for i, a in enumerate(names)}
+    if NO_AZ in names:
+        idx[None] = len(names) - 1
     return names, np.array(
         [idx[h.az] if h.is_compute and h.az in idx else -1 for h in inv.hosts], dtype=np.int64
     )

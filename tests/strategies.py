@@ -42,15 +42,16 @@ def clouds(
     n_az = azs if azs is not None else draw(st.integers(1, 2))
     n = draw(st.integers(min_hosts, max_hosts))
     hosts: list[Host] = []
+    no_az = draw(st.integers(0, 9)) == 0  # now and then the last host is in no AZ
     for i in range(n):
-        az = f"az{i % n_az + 1}"
+        az: str | None = None if no_az and i == n - 1 else f"az{i % n_az + 1}"
         vcpu, ram, disk = draw(st.sampled_from(HOST_SIZES))
         hosts.append(
             Host(
                 name=f"cmp-{i}",
                 role="compute",
                 az=az,
-                rack=f"{az}-r{i // (2 * n_az)}",
+                rack=f"{az or 'none'}-r{i // (2 * n_az)}",
                 aggregates=tuple(draw(st.lists(st.sampled_from(("ssd", "gpu")), unique=True))),
                 version=draw(st.sampled_from((OLD, OLD, OLD, OLD, NEW))),
                 enabled=(unavailable is not True or i != n - 1)

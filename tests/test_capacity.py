@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.capacity import CapacityModel, format_amount, headroom, scope_groups
+from planner.capacity import NO_AZ, CapacityModel, format_amount, headroom, scope_groups
+from planner.checker import check_plan
 from planner.inventory import Inventory, effective_capacity
 from planner.policy import Headroom
-from tests.clouds import Cloud
+from tests.clouds import Cloud, make_plan, mv, policy, wave
 from tests.strategies import clouds
 
 
@@ -176,6 +177,29 @@ def test_headroom_scope_and_unavailable_hosts() -> None:
     assert group.tolist() == [0, 0, 1, 1, 1, -1]
 
 
+def test_hosts_without_an_az_are_a_scope_group_of_their_own() -> None:
+    inv = (
+        Cloud()
+        .host("a", az="az1", capacity={"VCPU": 16})
+        .host("n1", az=None, capacity={"VCPU": 16})
+        .host("n2", az=None, capacity={"VCPU": 16})
+        .vm("v", "n1", resources={"VCPU": 4})
+        .build()
+    )
+    assert rows(inv, Headroom(1, "az")) == {("az1", "VCPU"): (16, 16), (NO_AZ, "VCPU"): (28, 16)}
+    names, group = scope_groups(inv, "az")
+    assert (names, group.tolist()) == (("az1", NO_AZ), [0, 1, 1])
+    # ... so the checker guards them like any AZ: with either of the two down, N+1 is lost.
+    plan = make_plan(
+        policy(1), wave(1, ["a"]), wave(2, ["n2"]), wave(3, ["n1"], [mv("v", "n1", "n2")])
+    )
+    report = check_plan(inv, plan)
+    assert [(v.rule, v.wave, v.objects) for v in report.violations] == [
+        ("headroom", 2, (NO_AZ, "VCPU")),
+        ("headroom", 3, (NO_AZ, "VCPU")),
+    ]
+
+
 def brute_headroom(
     inv: Inventory, rule: Headroom, down: set[str]
 ) -> dict[tuple[str, str], tuple[int, int]]:
@@ -183,14 +207,15 @@ def brute_headroom(
     groups: dict[str, list[str]] = {}
     for h in inv.hosts:
         if h.is_compute and h.enabled and h.up and h.name not in down:
-            key = "cloud" if rule.scope == "cloud" else h.az
-            if key is not None:
-                groups.setdefault(key, []).append(h.name)
+            key = "cloud" if rule.scope == "cloud" else (h.az or NO_AZ)
+            groups.setdefault(key, []).append(h.name)
     if rule.scope == "cloud":
         groups.setdefault("cloud", [])
     else:
         for az in inv.azs:
             groups.setdefault(az, [])
+        if any(h.is_compute and h.az is None for h in inv.hosts):
+            groups.setdefault(NO_AZ, [])
     out = {}
     for g, names in groups.items():
         for rc in inv.resource_classes:
