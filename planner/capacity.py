@@ -98,6 +98,14 @@ class CapacityModel:
         """(H, C) mask of host/class pairs whose usage exceeds the effective capacity."""
         return self.used > self.cap
 
+    def scope_groups(self, scope: str) -> tuple[tuple[str, ...], npt.NDArray[np.int64]]:
+        """`scope_groups` of the model's inventory, computed once per scope (it never changes)."""
+        cache: dict[str, tuple[tuple[str, ...], npt.NDArray[np.int64]]]
+        cache = self.__dict__.setdefault("_scope_groups", {})
+        if scope not in cache:
+            cache[scope] = scope_groups(self.inventory, scope)
+        return cache[scope]
+
     def utilisation(self) -> npt.NDArray[np.float64]:
         with np.errstate(divide="ignore", invalid="ignore"):
             u = np.where(self.cap > 0, self.used / np.maximum(self.cap, 1), 0.0)
@@ -156,7 +164,7 @@ def headroom(
     free = sum over those hosts of max(free, 0); required = max(sum of the k largest effective
     capacities among them, reserve_percent of their total effective capacity).
     """
-    names, group = scope_groups(model.inventory, rule.scope)
+    names, group = model.scope_groups(rule.scope)
     avail = model.available if down is None else model.available & ~down
     free = np.maximum(model.free, 0)
     rows: list[HeadroomRow] = []
