@@ -436,7 +436,7 @@ def _map_waves(plan: Plan, f: Callable[[Wave], Wave | None]) -> Plan:
     return replace(plan, waves=waves)
 
 
-def edit_migration(plan: Plan, vm: str, **changes: str) -> Plan:
+def edit_migration(plan: Plan, vm: str, **changes: Any) -> Plan:
     """Change the migration of `vm` (keys: src, dst, method)."""
     found = False
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from planner.inventory import VM, HAGroup, Host, Inventory, ServerGroup
+from planner.inventory import VM, GroupPolicy, HAGroup, Host, Inventory, ServerGroup
 from planner.policy import Headroom, Policy
 from tests.clouds import NEW, OLD
 
@@ -104,7 +104,7 @@ def clouds(
             spread.setdefault(v.host, v)
         chosen = list(spread.values())[: draw(st.integers(2, 3))]
         if len(chosen) >= 2:
-            policy = (
+            policy: GroupPolicy = (
                 "anti-affinity"
                 if groups
                 else draw(st.sampled_from(("anti-affinity", "anti-affinity", "soft-anti-affinity")))
@@ -119,12 +119,12 @@ def clouds(
                 by_host.setdefault(v.host, []).append(v)
         pair = next((vs[:2] for vs in by_host.values() if len(vs) >= 2), [])
         if pair:
-            policy = (
+            aff: GroupPolicy = (
                 "affinity"
                 if groups
                 else draw(st.sampled_from(("affinity", "affinity", "soft-affinity")))
             )
-            sgroups.append(ServerGroup("g-aff", "aff", policy, 1))
+            sgroups.append(ServerGroup("g-aff", "aff", aff, 1))
             member.update({v.id: "g-aff" for v in pair})
     vms = [_with_group(v, member.get(v.id)) for v in vms]
     ha: list[HAGroup] = []
@@ -189,6 +189,8 @@ def policies(draw: st.DrawFn, inv: Inventory, min_wave: int = 1) -> Policy:
 
 
 @st.composite
-def clouds_and_policies(draw: st.DrawFn, min_wave: int = 1, **kw: Any) -> tuple[Inventory, Policy]:
+def clouds_and_policies(
+    draw: st.DrawFn, /, min_wave: int = 1, **kw: Any
+) -> tuple[Inventory, Policy]:
     inv = draw(clouds(**kw))
     return inv, draw(policies(inv, min_wave))

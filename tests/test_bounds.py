@@ -10,6 +10,7 @@ from planner.bounds import lower_bounds
 from planner.checker import check_plan
 from planner.errors import InfeasibleError
 from planner.inventory import Inventory
+from planner.plan import Plan
 from planner.policy import Policy
 from solver.greedy import greedy_plan
 from tests.clouds import NAMED, Cloud, ha_trio, mixed_methods, policy, three_plus_spare
@@ -85,7 +86,8 @@ def test_no_work_no_bounds() -> None:
     assert (lb.waves, lb.migrations, lb.infeasible) == (0, 0, ())
 
 
-def _valid_plan(inv: Inventory, pol: Policy):  # type: ignore[no-untyped-def]
+def _valid_plan(inv: Inventory, pol: Policy) -> Plan | None:
+    plan: Plan | None
     try:
         plan = greedy_plan(inv, pol)
     except InfeasibleError:
@@ -102,6 +104,7 @@ def test_lower_bounds_are_valid(case: tuple[Inventory, Policy]) -> None:
     lb = lower_bounds(inv, pol)
     plan = _valid_plan(inv, pol)
     assume(plan is not None)
+    assert plan is not None
     assert lb.infeasible == (), "the bounds call a cloud infeasible that has a valid plan"
     assert len(plan.waves) >= lb.waves, lb.wave_bounds
     assert sum(len(w.migrations) for w in plan.waves) >= lb.migrations

@@ -26,7 +26,7 @@ class Run:
         return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
 
 
-def rollwave(*args: str | Path) -> Run:
+def rollwave(*args: object) -> Run:
     """Run `rollwave ARGS` as the console script does (main maps errors to exit codes)."""
     runner = CliRunner()
     with runner.isolation() as (out, err, _):

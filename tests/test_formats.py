@@ -535,7 +535,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_litter(
     def broken_replace(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(formats.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(InputError) as e:
         write_json(target, {"a": 1})
     assert e.value.render() == f"error: {target}: cannot write: No space left on device"

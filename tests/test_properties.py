@@ -9,9 +9,9 @@ host takes room a later wave counted on, ...) and the test fails on anything bey
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import assume, given, settings
@@ -39,6 +39,7 @@ from tests.strategies import clouds_and_policies
 from tests.tiny_planner import tiny_plan
 
 EXAMPLES = 30
+T = TypeVar("T")
 
 
 def plan_for(inv: Inventory, policy: Policy) -> Plan | None:
@@ -49,7 +50,7 @@ def plan_for(inv: Inventory, policy: Policy) -> Plan | None:
 
 
 @st.composite
-def planned(draw: st.DrawFn, **kw: Any) -> tuple[Inventory, Plan]:
+def planned(draw: st.DrawFn, /, **kw: Any) -> tuple[Inventory, Plan]:
     inv, policy = draw(clouds_and_policies(**kw))
     plan = plan_for(inv, policy)
     assume(plan is not None)
@@ -114,20 +115,21 @@ def moved_once(plan: Plan) -> list[tuple[Wave, Migration]]:
     return [(w, m) for w in plan.waves for m in w.migrations if count[m.vm] == 1]
 
 
-def pick(data: st.DataObject, items: list[object]) -> object:
+def pick(data: st.DataObject, items: Sequence[T]) -> T:
+    """One of `items`, chosen by hypothesis; the example is discarded when there is none."""
     assume(items)
     return data.draw(st.sampled_from(items))
 
 
 def drop_a_migration(data: st.DataObject, inv: Inventory, plan: Plan) -> Mutated | None:
-    w, m = pick(data, moved_once(plan))  # type: ignore[misc]
+    w, m = pick(data, moved_once(plan))
     return Mutated(
         inv, drop_migration(plan, m.vm), "evacuation", w.index, (m.src, m.vm), DOWNSTREAM
     )
 
 
 def to_an_unavailable_host(data: st.DataObject, inv: Inventory, plan: Plan) -> Mutated | None:
-    w, m = pick(data, moved_once(plan))  # type: ignore[misc]
+    w, m = pick(data, moved_once(plan))
     dst = pick(data, [h.name for h in inv.hosts if h.is_compute and not h.available])
     also = DOWNSTREAM | {"az", "aggregates", "evacuation"}
     return Mutated(
@@ -142,33 +144,32 @@ def to_an_unavailable_host(data: st.DataObject, inv: Inventory, plan: Plan) -> M
 
 def to_a_host_of_the_same_wave(data: st.DataObject, inv: Inventory, plan: Plan) -> Mutated | None:
     cands = [(w, m, h) for w, m in moved_once(plan) for h in w.hosts if h != m.src]
-    w, m, h = pick(data, cands)  # type: ignore[misc]
+    w, m, h = pick(data, cands)
     also = DOWNSTREAM | {"az", "aggregates", "evacuation"}
     return Mutated(inv, edit_migration(plan, m.vm, dst=h), "destination", w.index, (m.vm, h), also)
 
 
 def change_the_source(data: st.DataObject, inv: Inventory, plan: Plan) -> Mutated | None:
-    w, m = pick(data, [(w, m) for w in plan.waves for m in w.migrations])  # type: ignore[misc]
+    w, m = pick(data, [(w, m) for w in plan.waves for m in w.migrations])
     other = pick(data, [h.name for h in inv.hosts if h.name != m.src])
     return Mutated(inv, edit_migration(plan, m.vm, src=str(other)), "source", w.index, (m.vm,))
 
 
 def shrink_max_hosts_per_wave(data: st.DataObject, inv: Inventory, plan: Plan) -> Mutated | None:
     w = pick(data, [w for w in plan.waves if len(w.hosts) >= 2])
-    assert isinstance(w, Wave)
     return Mutated(
         inv, with_policy(plan, max_hosts_per_wave=len(w.hosts) - 1), "wave_size", w.index, ()
     )
 
 
 def shrink_max_hosts_per_az(data: st.DataObject, inv: Inventory, plan: Plan) -> Mutated | None:
-    cands = []
+    cands: list[tuple[Wave, str, int]] = []
     for w in plan.waves:
         azs = [inv.host(h).az for h in w.hosts]
-        for az in set(azs):
-            if az is not None and azs.count(az) >= 2:
+        for az in {a for a in azs if a is not None}:
+            if azs.count(az) >= 2:
                 cands.append((w, az, azs.count(az)))
-    w, az, n = pick(data, cands)  # type: ignore[misc]
+    w, az, n = pick(data, cands)
     return Mutated(
         inv, with_policy(plan, max_hosts_per_wave_per_az=n - 1), "wave_size", w.index, (az,)
     )
@@ -180,7 +181,7 @@ def two_ha_members_in_one_wave(data: st.DataObject, inv: Inventory, plan: Plan) 
     wave_of = plan.wave_of()
     members = sorted((wave_of[h], h) for h in g.hosts if h in wave_of)
     assume(len(members) >= 2 and members[0][0] != members[-1][0])
-    (first_wave, a), (_, b) = members[0], pick(data, members[1:])  # type: ignore[misc]
+    (first_wave, a), (_, b) = members[0], pick(data, members[1:])
     mutated = move_host(plan, b, first_wave)
     mutated = renumber(replace(mutated, waves=tuple(w for w in mutated.waves if w.hosts)))
     return Mutated(inv, mutated, "ha_group", first_wave, (g.name, a, b), frozenset({"wave_size"}))
@@ -197,7 +198,7 @@ def onto_an_anti_affinity_peer(data: st.DataObject, inv: Inventory, plan: Plan) 
             d = ends[w.index - 1][peer.id]
             if peer.id != m.vm and d not in w.hosts and inv.host(d).available:
                 cands.append((w, m, gid, d))
-    w, m, gid, d = pick(data, cands)  # type: ignore[misc]
+    w, m, gid, d = pick(data, cands)
     also = DOWNSTREAM - {"anti_affinity"} | {"az", "aggregates", "evacuation"}
     return Mutated(inv, edit_migration(plan, m.vm, dst=d), "anti_affinity", w.index, (gid, d), also)
 
@@ -215,7 +216,7 @@ def a_pinned_vm_to_another_az(data: st.DataObject, inv: Inventory, plan: Plan) -
         for h in inv.hosts:
             if h.is_compute and h.available and h.az != pin and h.name not in w.hosts:
                 cands.append((w, m, pin, h.name))
-    w, m, pin, d = pick(data, cands)  # type: ignore[misc]
+    w, m, pin, d = pick(data, cands)
     pinned = edit_vm(inv, m.vm, az=pin)
     assert check_plan(pinned, plan).ok
     also = DOWNSTREAM | {"aggregates", "evacuation"}
@@ -236,7 +237,7 @@ def from_upgraded_to_old(data: st.DataObject, inv: Inventory, plan: Plan) -> Mut
         for vm, host in starts[w.index - 1].items():
             if host in done and vm not in handled and inv.vm(vm).migration != "none":
                 cands += [(w, vm, host, d) for d in old]
-    w, vm, src, dst = pick(data, cands)  # type: ignore[misc]
+    w, vm, src, dst = pick(data, cands)
     method = "live" if inv.vm(vm).status == "ACTIVE" and inv.vm(vm).migration == "live" else "cold"
     mutated = add_migration(plan, w.index, Migration(vm, src, dst, method))  # type: ignore[arg-type]
     # The VM leaves a host outside the wave (source) and may meet later waves (evacuation).
@@ -247,12 +248,12 @@ def from_upgraded_to_old(data: st.DataObject, inv: Inventory, plan: Plan) -> Mut
 def live_for_a_vm_that_cannot_go_live(
     data: st.DataObject, inv: Inventory, plan: Plan
 ) -> Mutated | None:
-    w, m = pick(data, [(w, m) for w in plan.waves for m in w.migrations if m.method == "cold"])  # type: ignore[misc]
+    w, m = pick(data, [(w, m) for w in plan.waves for m in w.migrations if m.method == "cold"])
     return Mutated(inv, edit_migration(plan, m.vm, method="live"), "method", w.index, (m.vm,))
 
 
 def stop_a_vm_that_can_move(data: st.DataObject, inv: Inventory, plan: Plan) -> Mutated | None:
-    w, m = pick(data, moved_once(plan))  # type: ignore[misc]
+    w, m = pick(data, moved_once(plan))
     return Mutated(inv, migration_to_stop(plan, m.vm), "stop", w.index, (m.vm,), DOWNSTREAM)
 
 
@@ -280,7 +281,7 @@ def overfill_a_destination(data: st.DataObject, inv: Inventory, plan: Plan) -> M
                 peak = max(used(ends[i]) for i in range(w.index))
                 if used(ends[w.index]) > peak:
                     cands.append((w, d, rc, used(ends[w.index])))
-    w, d, rc, now = pick(data, cands)  # type: ignore[misc]
+    w, d, rc, now = pick(data, cands)
     host = inv.host(d)
     mutated = edit_host(
         inv,
@@ -324,7 +325,7 @@ def reserve_more_than_a_wave_leaves(
         for key, (free, total) in ratios(set(w.hosts), starts[w.index]).items():
             if total and free < math.ceil(total * pct / 100.0 - 1e-9):
                 cands.append((w, key))
-    w, key = pick(data, cands)  # type: ignore[misc]
+    w, key = pick(data, cands)
     mutated = with_policy(plan, **{"headroom.failures": 0, "headroom.reserve_percent": pct})
     return Mutated(inv, mutated, "headroom", w.index, key)
 
