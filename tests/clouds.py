@@ -18,8 +18,10 @@ time with the editing helpers at the bottom (`edit_migration`, `drop_migration`,
 
 Conventions: every host runs `OLD` unless told otherwise and policies upgrade to `NEW`; hosts are
 in AZ `az1`, rack `<az>-r1`; resources are integers in Placement's units (MEMORY_MB in MB, DISK_GB
-in GB). Every builder call validates cross-references like the file reader does, so a typo in a
-fixture fails loudly instead of testing nothing.
+in GB). `build()` validates cross-references as the file reader does, so a typo in a fixture
+fails loudly instead of testing nothing. `NAMED` lists every named fixture (for parametrised
+tests); `tests/strategies.py` has hypothesis strategies for random clouds and policies, and
+`tests/tiny_planner.py` a small search planner that uses the checker as its oracle.
 """
 
 from __future__ import annotations
