@@ -261,3 +261,11 @@ def test_usage_errors_exit_2(files: dict[str, Path]) -> None:
     r = clean(rollwave("plan", files["inventory"], "--policy", files["policy"]))
     assert r.code == 2 and "--output" in r.err
     assert clean(rollwave("no-such-command")).code == 2
+
+
+def test_demo_plans_and_checks_the_bundled_example(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    r = clean(rollwave("demo", "--out", out))
+    assert r.code == 0, r
+    assert sorted(p.name for p in out.iterdir()) == ["inventory.json", "plan.json", "policy.yaml"]
+    assert clean(rollwave("check", out / "inventory.json", out / "plan.json")).code == 0
