@@ -17,6 +17,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from planner.capacity import NO_AZ
 from planner.checker import check_plan
 from planner.errors import InfeasibleError
 from planner.inventory import Inventory
@@ -298,7 +299,8 @@ def reserve_more_than_a_wave_leaves(
     data: st.DataObject, inv: Inventory, plan: Plan
 ) -> Mutated | None:
     """A reserve_percent the cloud meets before any wave but some wave does not, computed here
-    by hand (free clamped at 0 per host, over enabled, up compute hosts outside the wave)."""
+    by hand (free clamped at 0 per host, over enabled, up compute hosts outside the wave; hosts
+    without an AZ are a group of their own)."""
     scope = plan.policy.headroom.scope
     starts = positions(inv, plan)
 
@@ -307,9 +309,7 @@ def reserve_more_than_a_wave_leaves(
         for h in inv.hosts:
             if not (h.is_compute and h.available) or h.name in down:
                 continue
-            group = "cloud" if scope == "cloud" else h.az
-            if group is None:
-                continue
+            group = "cloud" if scope == "cloud" else (h.az or NO_AZ)
             for rc in inv.resource_classes:
                 cap = h.effective(rc)
                 use = sum(inv.vm(v).resources.get(rc, 0) for v, x in at.items() if x == h.name)
