@@ -65,9 +65,12 @@ def tiny_plan(inv: Inventory, policy: Policy, budget: int = 400) -> Plan | None:
         return None
 
     try:
-        return dfs(todo, [], {v.id: v.host for v in inv.vms})
+        plan = dfs(todo, [], {v.id: v.host for v in inv.vms})
     except _Budget:
         return None
+    # Prefixes were checked as they grew; the whole plan (even an empty one: nothing to upgrade,
+    # but the cloud itself may be broken) must pass as well.
+    return plan if plan is not None and check_plan(inv, plan).ok else None
 
 
 def _evacuations(
