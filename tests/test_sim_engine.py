@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from importlib import resources
+from typing import Any
 
 import pytest
 
@@ -25,13 +26,15 @@ FIXED = SimModel(
 )
 
 
-def run(inv: Inventory, p: Plan, model: SimModel = FIXED, seed: int = 0) -> tuple[SimResult, dict]:
+def run(
+    inv: Inventory, p: Plan, model: SimModel = FIXED, seed: int = 0
+) -> tuple[SimResult, dict[str, Any]]:
     prep = prepare(inv, p, model, check=False)
     res = simulate(prep, seed)
     return res, result_to_dict(prep, res)
 
 
-def intervals(d: dict, src: str, wave: int = 1) -> list[tuple[float, float]]:
+def intervals(d: dict[str, Any], src: str, wave: int = 1) -> list[tuple[float, float]]:
     return sorted(
         (v["start_s"], v["end_s"]) for v in d["vms"] if v["from"] == src and v["wave"] == wave
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -125,7 +127,7 @@ def test_defaults_are_novas_and_10_gbe() -> None:
         ({"network": []}, "network", "must be an object"),
     ],
 )
-def test_problems_are_located(doc: dict, where: str, what: str) -> None:
+def test_problems_are_located(doc: dict[str, Any], where: str, what: str) -> None:
     with pytest.raises(InputError) as e:
         model_from_dict({**HEADER, **doc}, "model.yaml")
     text = e.value.render()
