@@ -43,7 +43,7 @@ def test_closed_form_pinned_values() -> None:
     assert cf.downtime_s == pytest.approx(0.0625, rel=1e-12)
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
+@settings(max_examples=200)
 @given(
     M=st.floats(1 * GIB, 256 * GIB),
     lam=st.floats(0.01, 0.95),
@@ -60,7 +60,7 @@ def test_closed_form_matches_the_rounds(M: float, lam: float, B: float, t_down: 
     assert cf.downtime_s == pytest.approx(M * lam**n / B, rel=1e-9)
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
+@settings(max_examples=200)
 @given(
     mem_gib=st.floats(2, 128),
     lam=st.floats(0.0, 0.9),
@@ -204,7 +204,7 @@ def test_cold_migration_is_downtime() -> None:
     assert off.total_s == 0 and off.downtime_s == 0
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
+@settings(max_examples=150)
 @given(
     mem_gib=st.floats(0.5, 128),
     dirty=st.floats(0, 3e9),
@@ -231,7 +231,7 @@ def test_live_migration_invariants(
         assert r.total_s >= timeout - 1e-6
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=300)
 @given(
     mem_gib=st.floats(0.5, 128),
     lam=st.floats(0.0, 0.999),

@@ -77,7 +77,7 @@ def assert_agrees(inv: Inventory, rule: Headroom, state: HeadroomState) -> None:
         assert state.over(h) == [int(c) for c in np.flatnonzero(over[h])]
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
+@settings(max_examples=200)
 @given(data=st.data(), cloud=clouds())
 def test_incremental_headroom_equals_the_core(
     data: st.DataObject, cloud: tuple[Inventory, Headroom]
