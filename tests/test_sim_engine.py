@@ -17,6 +17,7 @@ from sim.engine import SimResult, prepare, simulate
 from sim.model import Distribution, SimModel
 from sim.timeline import result_to_dict
 from solver.greedy import greedy_plan
+from tests.clouds import NAMED
 from tests.sim_fixtures import host, pair_plan, plan, policy, three_hosts_ha, two_hosts, vm
 
 FIXED = SimModel(
@@ -319,3 +320,18 @@ def test_novas_zero_means_no_outgoing_limit() -> None:
     _, d = run(inv, pair_plan(inv, k_out=1), FIXED.with_changes(max_concurrent_live_migrations=0))
     starts = {v["start_s"] for v in d["vms"] if v["wave"] == 1}
     assert starts == {FIXED.disable_s}  # all four at once
+
+
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_every_named_fixture_plan_runs_clean(name: str) -> None:
+    """The project's named clouds with plans the checker accepts: the simulator agrees (no
+    breach at any event), finishes, upgrades every host and respects both lower bounds."""
+    fx = NAMED[name]()
+    assert check_plan(fx.inventory, fx.plan, digest=fx.plan.inventory_sha256).ok
+    prep = prepare(fx.inventory, fx.plan, FIXED, check=False)
+    res = simulate(prep, 1)
+    assert not res.breached, res.breaches[:3]
+    assert res.completed
+    assert set(res.host_status.values()) <= {"upgraded"}
+    assert res.lower_bound_s <= res.makespan_s + 1e-6
+    assert res.plan_lower_bound_s <= res.makespan_s + 1e-6
