@@ -48,17 +48,23 @@ def one_run(inv: dict[str, Any], root: Path) -> dict[str, float]:
     wall = time.monotonic() - t0
     try:
         t1 = time.monotonic()
-        got, _ = snapshot.collect(Api(connect(manager.CLOUD_NAME)), "bench",
-                                  mapping.load(sb.mapping_file))
+        got, _ = snapshot.collect(
+            Api(connect(manager.CLOUD_NAME)), "bench", mapping.load(sb.mapping_file)
+        )
         snap = time.monotonic() - t1
         assert len(got["vms"]) == len(inv["vms"])
         timings = dict(sb.state["timings"])
     finally:
         manager.stop(d)
-    return {"start": wall, "computes": timings["computes"], "aggregates": timings["aggregates"],
-            "vms": timings["vms"], "snapshot": snap,
-            "cpu": timings["services_cpu_total"],
-            "vm_cpu": timings["vms_cpu_total"] - timings["aggregates_cpu_total"]}
+    return {
+        "start": wall,
+        "computes": timings["computes"],
+        "aggregates": timings["aggregates"],
+        "vms": timings["vms"],
+        "snapshot": snap,
+        "cpu": timings["services_cpu_total"],
+        "vm_cpu": timings["vms_cpu_total"] - timings["aggregates_cpu_total"],
+    }
 
 
 def fmt(xs: list[float]) -> str:
@@ -81,8 +87,11 @@ def main() -> None:
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory(prefix="rw-bench-") as tmp:
                 runs.append(one_run(inv, Path(tmp)))
-        print(f"{int(h):5d} {len(inv['vms']):5d} | "
-              + " | ".join(f"{fmt([r[c] for r in runs]):>16}" for c in cols), flush=True)
+        print(
+            f"{int(h):5d} {len(inv['vms']):5d} | "
+            + " | ".join(f"{fmt([r[c] for r in runs]):>16}" for c in cols),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -30,51 +30,99 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 
 def _host(name: str, az: str, **kw: Any) -> dict[str, Any]:
-    h = {"name": name, "role": "compute", "az": az, "rack": None, "aggregates": [],
-         "version": "2024.1", "enabled": True, "up": True,
-         "capacity": {"VCPU": 32, "MEMORY_MB": 65536, "DISK_GB": 1000},
-         "reserved": {"VCPU": 0, "MEMORY_MB": 2048, "DISK_GB": 0},
-         "allocation_ratio": {"VCPU": 4.0, "MEMORY_MB": 1.0, "DISK_GB": 1.0}}
+    h: dict[str, Any] = {
+        "name": name,
+        "role": "compute",
+        "az": az,
+        "rack": None,
+        "aggregates": [],
+        "version": "2024.1",
+        "enabled": True,
+        "up": True,
+        "capacity": {"VCPU": 32, "MEMORY_MB": 65536, "DISK_GB": 1000},
+        "reserved": {"VCPU": 0, "MEMORY_MB": 2048, "DISK_GB": 0},
+        "allocation_ratio": {"VCPU": 4.0, "MEMORY_MB": 1.0, "DISK_GB": 1.0},
+    }
     h.update(kw)
     return h
 
 
 def _vm(i: int, host: str, **kw: Any) -> dict[str, Any]:
-    v = {"id": f"vm-{i}", "name": f"server-{i}", "project": "proj-a" if i % 2 else "proj-b",
-         "host": host, "status": "ACTIVE",
-         "resources": {"VCPU": 2, "MEMORY_MB": 4096, "DISK_GB": 20}, "az": None,
-         "allowed_aggregates": [], "server_group": None, "migration": "live"}
+    v: dict[str, Any] = {
+        "id": f"vm-{i}",
+        "name": f"server-{i}",
+        "project": "proj-a" if i % 2 else "proj-b",
+        "host": host,
+        "status": "ACTIVE",
+        "resources": {"VCPU": 2, "MEMORY_MB": 4096, "DISK_GB": 20},
+        "az": None,
+        "allowed_aggregates": [],
+        "server_group": None,
+        "migration": "live",
+    }
     v.update(kw)
     return v
 
 
 # Inventory X: every field kind the sandbox can represent, on five hosts.
 X: dict[str, Any] = {
-    "format_version": "1.0", "kind": "inventory", "cloud": "rollwave-sandbox",
+    "format_version": "1.0",
+    "kind": "inventory",
+    "cloud": "rollwave-sandbox",
     "taken_at": "2025-01-01T00:00:00Z",
     "hosts": [
         _host("cmp-1", "az1", rack="r1", aggregates=["ssd"]),
-        _host("cmp-2", "az1", rack="r1", aggregates=["ssd"],
-              capacity={"VCPU": 16, "MEMORY_MB": 32768, "DISK_GB": 500, "CUSTOM_GPU": 2},
-              reserved={"VCPU": 2, "MEMORY_MB": 1024, "DISK_GB": 10, "CUSTOM_GPU": 0},
-              allocation_ratio={"VCPU": 2.0, "MEMORY_MB": 1.5, "DISK_GB": 1.0,
-                                "CUSTOM_GPU": 1.0}),
+        _host(
+            "cmp-2",
+            "az1",
+            rack="r1",
+            aggregates=["ssd"],
+            capacity={"VCPU": 16, "MEMORY_MB": 32768, "DISK_GB": 500, "CUSTOM_GPU": 2},
+            reserved={"VCPU": 2, "MEMORY_MB": 1024, "DISK_GB": 10, "CUSTOM_GPU": 0},
+            allocation_ratio={"VCPU": 2.0, "MEMORY_MB": 1.5, "DISK_GB": 1.0, "CUSTOM_GPU": 1.0},
+        ),
         _host("cmp-3", "az2", rack="r2", version="2025.1"),
         _host("cmp-4", "az2", rack="r2", enabled=False, disabled_reason="disk replacement"),
         _host("cmp-5", "az2", rack="r3", up=False),
-        {"name": "ctl-1", "role": "controller", "az": "az1", "rack": "r1", "aggregates": [],
-         "version": "2024.1", "enabled": True, "up": True, "capacity": {}, "reserved": {},
-         "allocation_ratio": {}},
-        {"name": "ctl-2", "role": "controller", "az": "az2", "rack": "r2", "aggregates": [],
-         "version": "2024.1", "enabled": True, "up": True, "capacity": {}, "reserved": {},
-         "allocation_ratio": {}},
+        {
+            "name": "ctl-1",
+            "role": "controller",
+            "az": "az1",
+            "rack": "r1",
+            "aggregates": [],
+            "version": "2024.1",
+            "enabled": True,
+            "up": True,
+            "capacity": {},
+            "reserved": {},
+            "allocation_ratio": {},
+        },
+        {
+            "name": "ctl-2",
+            "role": "controller",
+            "az": "az2",
+            "rack": "r2",
+            "aggregates": [],
+            "version": "2024.1",
+            "enabled": True,
+            "up": True,
+            "capacity": {},
+            "reserved": {},
+            "allocation_ratio": {},
+        },
     ],
     "vms": [
         _vm(1, "cmp-1", server_group="sg-web"),
         _vm(2, "cmp-3", server_group="sg-web", az="az2"),
         _vm(3, "cmp-1", status="SHUTOFF", migration="cold"),
-        _vm(4, "cmp-2", resources={"VCPU": 4, "MEMORY_MB": 8192, "DISK_GB": 40, "CUSTOM_GPU": 1},
-            allowed_aggregates=["ssd"], dirty_rate_mb_s=120.5, local_disk=True),
+        _vm(
+            4,
+            "cmp-2",
+            resources={"VCPU": 4, "MEMORY_MB": 8192, "DISK_GB": 40, "CUSTOM_GPU": 1},
+            allowed_aggregates=["ssd"],
+            dirty_rate_mb_s=120.5,
+            local_disk=True,
+        ),
         _vm(5, "cmp-4", server_group="sg-db", migration="none"),
         _vm(6, "cmp-4", server_group="sg-db"),
         _vm(7, "cmp-5", resources={"VCPU": 1, "MEMORY_MB": 512}),
@@ -96,9 +144,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     saved = dict(os.environ)
     # openstacksdk reads OS_CLIENT_CONFIG_FILE first, and `sandbox up` merges into that file;
     # HOME and XDG_CONFIG_HOME keep the user's own files out of reach as well.
-    os.environ.update(HOME=str(root / "home"), XDG_CONFIG_HOME=str(root / "home" / ".config"),
-                      ROLLWAVE_SANDBOX_DIR=str(root / "state"),
-                      OS_CLIENT_CONFIG_FILE=str(root / "home" / "clouds.yaml"))
+    os.environ.update(
+        HOME=str(root / "home"),
+        XDG_CONFIG_HOME=str(root / "home" / ".config"),
+        ROLLWAVE_SANDBOX_DIR=str(root / "state"),
+        OS_CLIENT_CONFIG_FILE=str(root / "home" / "clouds.yaml"),
+    )
     os.environ.pop("OS_CLOUD", None)
     try:
         yield dict(os.environ)
@@ -152,11 +203,20 @@ def _norm(inv: dict[str, Any], ids: dict[str, dict[str, str]] | None = None) -> 
     return parsed
 
 
-def test_snapshot_of_the_sandbox_equals_its_inventory(sb: manager.Running,
-                                                      tmp_path: Path) -> None:
+def test_snapshot_of_the_sandbox_equals_its_inventory(sb: manager.Running, tmp_path: Path) -> None:
     out = tmp_path / "snap.json"
-    res = CliRunner().invoke(cli, ["snapshot", "--os-cloud", manager.CLOUD_NAME, "--mapping",
-                                   str(sb.mapping_file), "-o", str(out)])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "snapshot",
+            "--os-cloud",
+            manager.CLOUD_NAME,
+            "--mapping",
+            str(sb.mapping_file),
+            "-o",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "5 compute hosts (1 disabled, 1 down), 2 controllers, 7 VMs" in res.output
     got = json.loads(out.read_text())
@@ -168,8 +228,7 @@ def test_snapshot_of_the_sandbox_equals_its_inventory(sb: manager.Running,
     assert names == {"az1", "az2", "ssd", "rollwave-labels"}
 
 
-def test_any_openstack_client_reaches_it_from_clouds_yaml(sb: manager.Running,
-                                                          conn: Any) -> None:
+def test_any_openstack_client_reaches_it_from_clouds_yaml(sb: manager.Running, conn: Any) -> None:
     entry = yaml.safe_load(clouds_yaml.user_clouds_yaml().read_text())["clouds"]
     assert entry[manager.CLOUD_NAME]["auth"]["auth_url"] == sb.auth_url
     hosts = {s.host: s for s in conn.compute.services() if s.binary == "nova-compute"}
@@ -178,13 +237,17 @@ def test_any_openstack_client_reaches_it_from_clouds_yaml(sb: manager.Running,
     assert hosts["cmp-5"].state == "down" and hosts["cmp-1"].state == "up"
     rp = next(r for r in conn.placement.resource_providers() if r.name == "cmp-2")
     invs = {i.resource_class: i for i in conn.placement.resource_provider_inventories(rp)}
-    assert (invs["VCPU"].total, invs["VCPU"].reserved, invs["VCPU"].allocation_ratio) \
-        == (16, 2, 2.0)
+    assert (invs["VCPU"].total, invs["VCPU"].reserved, invs["VCPU"].allocation_ratio) == (
+        16,
+        2,
+        2.0,
+    )
     assert invs["CUSTOM_GPU"].total == 2
 
 
-def test_errors_name_the_call_and_status(sb: manager.Running, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_errors_name_the_call_and_status(
+    sb: manager.Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     p = tmp_path / "clouds.yaml"
     wrong = sb.cloud_entry()
     wrong["auth"]["password"] = "wrong"
@@ -208,8 +271,9 @@ def test_errors_name_the_call_and_status(sb: manager.Running, tmp_path: Path,
 def _wait_migration(conn: Any, server_id: str, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        migs = sorted((m for m in conn.compute.migrations() if m.server_id == server_id),
-                      key=lambda m: m.id)
+        migs = sorted(
+            (m for m in conn.compute.migrations() if m.server_id == server_id), key=lambda m: m.id
+        )
         if migs and migs[-1].status in ("completed", "error", "failed", "cancelled"):
             server = conn.compute.get_server(server_id)
             if not server.task_state:
@@ -248,15 +312,20 @@ def test_live_migration_and_injected_failure(sb: manager.Running, conn: Any) -> 
     assert mig.status == "cancelled" and server.compute_host == "cmp-1"
 
 
-def test_upgrade_and_refusal_are_visible_through_the_apis(sb: manager.Running, conn: Any,
-                                                         tmp_path: Path) -> None:
+def test_upgrade_and_refusal_are_visible_through_the_apis(
+    sb: manager.Running, conn: Any, tmp_path: Path
+) -> None:
     manager.control(sb, "POST", "hosts/cmp-1/upgrade", {"version": "2025.1"})
     manager.control(sb, "POST", "hosts/cmp-2/refuse-up", {"refuse": True})
     manager.control(sb, "POST", "hosts/cmp-2/down")
     with pytest.raises(SandboxError, match="refuses to come back up"):
         manager.control(sb, "POST", "hosts/cmp-2/up")
-    created = manager.control(sb, "POST", "vms", {"host": "cmp-3", "name": "drift",
-                                                  "resources": {"VCPU": 1, "MEMORY_MB": 256}})
+    created = manager.control(
+        sb,
+        "POST",
+        "vms",
+        {"host": "cmp-3", "name": "drift", "resources": {"VCPU": 1, "MEMORY_MB": 256}},
+    )
     assert created["status"] == "ACTIVE" and created["host"] == "cmp-3"
     inv, _ = snapshot.collect(Api(conn), "s", mapping.load(sb.mapping_file))
     hosts = {h["name"]: h for h in inv["hosts"]}
@@ -267,8 +336,7 @@ def test_upgrade_and_refusal_are_visible_through_the_apis(sb: manager.Running, c
 
 def test_killed_sandbox_leaves_nothing(env: dict[str, str], tmp_path: Path) -> None:
     d = tmp_path / "tiny"
-    tiny = {**X, "hosts": [_host("solo", "nova")], "vms": [], "server_groups": [],
-            "ha_groups": []}
+    tiny = {**X, "hosts": [_host("solo", "nova")], "vms": [], "server_groups": [], "ha_groups": []}
     sb = manager.start(tiny, directory=d, exit_with_parent=True, write_clouds_yaml=False)
     assert (d / "work").is_dir() and any((d / "work").iterdir())
     os.kill(sb.pid, signal.SIGTERM)
@@ -283,11 +351,22 @@ def test_killed_sandbox_leaves_nothing(env: dict[str, str], tmp_path: Path) -> N
 
 def test_pagination_collects_every_page(sb: manager.Running, conn: Any) -> None:
     api = Api(conn)
-    pages = list(api.paginate("compute", "/servers/detail?all_tenants=True", "servers",
-                              microversion="2.96", limit=2))
+    pages = list(
+        api.paginate(
+            "compute", "/servers/detail?all_tenants=True", "servers", microversion="2.96", limit=2
+        )
+    )
     assert [len(p) for p in pages[:-1]] == [2] * (len(pages) - 1) and len(pages) >= 4
     ids = [s["id"] for p in pages for s in p]
     assert len(ids) == len(set(ids)) >= len(X["vms"])
-    groups = list(api.paginate("compute", "/os-server-groups?all_projects=True",
-                               "server_groups", microversion="2.64", limit=1, by_offset=True))
+    groups = list(
+        api.paginate(
+            "compute",
+            "/os-server-groups?all_projects=True",
+            "server_groups",
+            microversion="2.64",
+            limit=1,
+            by_offset=True,
+        )
+    )
     assert [len(p) for p in groups] == [1, 1]

@@ -23,11 +23,15 @@ def _register() -> None:
     from planner.cli.demo import demo_cmd
     from planner.cli.generate import generate_cmd
     from planner.cli.plan import plan_cmd
+    from planner.cli.schema import schema_cmd
+    from planner.cli.simulate import simulate_cmd
 
-    for cmd in (demo_cmd, generate_cmd, plan_cmd, check_cmd):
+    for cmd in (demo_cmd, generate_cmd, plan_cmd, check_cmd, schema_cmd, simulate_cmd):
         cli.add_command(cmd)
-    from planner.cli import sandbox, snapshot  # issue 5: the Nova sandbox and cloud snapshots
-    cli.add_command(sandbox.sandbox); cli.add_command(snapshot.snapshot)  # noqa: E702
+    from planner.cli import sandbox, snapshot  # issue 5: the Nova sandbox, cloud snapshots
+
+    for cmd in (sandbox.sandbox, snapshot.snapshot):
+        cli.add_command(cmd)
 
 
 _register()

@@ -27,40 +27,76 @@ def _generated(hosts: int, vms_per_host: float, seed: int) -> dict[str, Any]:
 
 
 @sandbox.command("up")
-@click.option("--inventory", "inventory_path", type=click.Path(dir_okay=False),
-              help="Seed from this inventory (JSON or YAML).")
+@click.option(
+    "--inventory",
+    "inventory_path",
+    type=click.Path(dir_okay=False),
+    help="Seed from this inventory (JSON or YAML).",
+)
 @click.option("--hosts", type=click.IntRange(1), help="Generate an inventory with N hosts.")
-@click.option("--vms-per-host", type=click.FloatRange(0.5), default=4.0, show_default=True,
-              help="Average VMs per host of the generated cloud.")
+@click.option(
+    "--vms-per-host",
+    type=click.FloatRange(0.5),
+    default=4.0,
+    show_default=True,
+    help="Average VMs per host of the generated cloud.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=0,
-              help="Port on 127.0.0.1 (default: a free one).")
-@click.option("--migration-seconds", type=click.FloatRange(0), default=1.0, show_default=True,
-              help="How long a fake live migration takes.")
-@click.option("--no-clouds-yaml", is_flag=True,
-              help="Do not merge the rollwave-sandbox entry into ~/.config/openstack/clouds.yaml.")
-def up(inventory_path: str | None, hosts: int | None, vms_per_host: float, seed: int, port: int,
-       migration_seconds: float, no_clouds_yaml: bool) -> None:
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Port on 127.0.0.1 (default: a free one).",
+)
+@click.option(
+    "--migration-seconds",
+    type=click.FloatRange(0),
+    default=1.0,
+    show_default=True,
+    help="How long a fake live migration takes.",
+)
+@click.option(
+    "--no-clouds-yaml",
+    is_flag=True,
+    help="Do not merge the rollwave-sandbox entry into ~/.config/openstack/clouds.yaml.",
+)
+def up(
+    inventory_path: str | None,
+    hosts: int | None,
+    vms_per_host: float,
+    seed: int,
+    port: int,
+    migration_seconds: float,
+    no_clouds_yaml: bool,
+) -> None:
     """Start the sandbox in the background, seeded from an inventory."""
     if bool(inventory_path) == bool(hosts):
         raise UsageError("give either --inventory FILE or --hosts N")
-    inv = invio.read(inventory_path) if inventory_path else _generated(
-        hosts or 0, vms_per_host, seed)
-    click.echo(f"starting sandbox: {len(inv.get('hosts', []))} hosts, "
-               f"{len(inv.get('vms', []))} VMs ...", err=True)
-    sb = manager.start(inv, port=port, migration_seconds=migration_seconds,
-                       write_clouds_yaml=not no_clouds_yaml)
+    inv = (
+        invio.read(inventory_path) if inventory_path else _generated(hosts or 0, vms_per_host, seed)
+    )
+    click.echo(
+        f"starting sandbox: {len(inv.get('hosts', []))} hosts, {len(inv.get('vms', []))} VMs ...",
+        err=True,
+    )
+    sb = manager.start(
+        inv, port=port, migration_seconds=migration_seconds, write_clouds_yaml=not no_clouds_yaml
+    )
     st = sb.state
-    click.echo(f"sandbox up in {st['startup_seconds']} s: {st['hosts']} compute hosts, "
-               f"{st['controllers']} controllers, {st['vms']} VMs, pid {sb.pid}, {sb.url}")
+    click.echo(
+        f"sandbox up in {st['startup_seconds']} s: {st['hosts']} compute hosts, "
+        f"{st['controllers']} controllers, {st['vms']} VMs, pid {sb.pid}, {sb.url}"
+    )
     entry = sb.cloud_entry()
     entry["auth"]["password"] = "<see clouds.yaml>"  # never print credentials
     click.echo("\nclouds.yaml entry:\n" + _yaml({"clouds": {manager.CLOUD_NAME: entry}}))
     if not no_clouds_yaml:
-        click.echo(f"merged into {clouds_yaml.user_clouds_yaml()}; try:\n"
-                   f"  OS_CLOUD={manager.CLOUD_NAME} openstack compute service list\n"
-                   f"  rollwave snapshot --os-cloud {manager.CLOUD_NAME} "
-                   f"--mapping {sb.mapping_file} -o inventory.json")
+        click.echo(
+            f"merged into {clouds_yaml.user_clouds_yaml()}; try:\n"
+            f"  OS_CLOUD={manager.CLOUD_NAME} openstack compute service list\n"
+            f"  rollwave snapshot --os-cloud {manager.CLOUD_NAME} "
+            f"--mapping {sb.mapping_file} -o inventory.json"
+        )
 
 
 def _yaml(data: Any) -> str:
@@ -91,14 +127,16 @@ def status(as_json: bool) -> None:
     versions: dict[str, int] = {}
     for h in st["hosts"]:
         versions[h["version"]] = versions.get(h["version"], 0) + 1
-    click.echo(f"running: pid {sb.pid}, {sb.url} (cloud {manager.CLOUD_NAME})\n"
-               f"hosts: {len(st['hosts'])} ({len(down_hosts)} down"
-               f"{': ' + ', '.join(down_hosts) if down_hosts else ''}); versions: "
-               + ", ".join(f"{v} x{n}" for v, n in sorted(versions.items()))
-               + f"\nVMs seeded: {st['vms']}; migrations: {st['migrations_completed']} done, "
-               f"{st['migrations_failed']} failed, {len(st['migrations_running'])} running; "
-               f"fake duration {st['migration_seconds']} s\n"
-               f"state dir: {sb.dir}")
+    click.echo(
+        f"running: pid {sb.pid}, {sb.url} (cloud {manager.CLOUD_NAME})\n"
+        f"hosts: {len(st['hosts'])} ({len(down_hosts)} down"
+        f"{': ' + ', '.join(down_hosts) if down_hosts else ''}); versions: "
+        + ", ".join(f"{v} x{n}" for v, n in sorted(versions.items()))
+        + f"\nVMs seeded: {st['vms']}; migrations: {st['migrations_completed']} done, "
+        f"{st['migrations_failed']} failed, {len(st['migrations_running'])} running; "
+        f"fake duration {st['migration_seconds']} s\n"
+        f"state dir: {sb.dir}"
+    )
 
 
 @sandbox.group("ctl")
@@ -169,11 +207,25 @@ def upgrade(host: str, version: str) -> None:
 @click.option("--name")
 @click.option("--project", default="rollwave", show_default=True)
 @click.option("--server-group", help="Inventory id or Nova uuid of a server group.")
-def create_vm(host: str, vcpus: int, ram_mb: int, disk_gb: int, name: str | None, project: str,
-              server_group: str | None) -> None:
+def create_vm(
+    host: str,
+    vcpus: int,
+    ram_mb: int,
+    disk_gb: int,
+    name: str | None,
+    project: str,
+    server_group: str | None,
+) -> None:
     """Boot a VM on HOST through the real API (e.g. to make drift)."""
-    out = _do("POST", "vms", {"host": host, "name": name, "project": project,
-                              "server_group": server_group,
-                              "resources": {"VCPU": vcpus, "MEMORY_MB": ram_mb,
-                                            "DISK_GB": disk_gb}})
+    out = _do(
+        "POST",
+        "vms",
+        {
+            "host": host,
+            "name": name,
+            "project": project,
+            "server_group": server_group,
+            "resources": {"VCPU": vcpus, "MEMORY_MB": ram_mb, "DISK_GB": disk_gb},
+        },
+    )
     click.echo(f"{out['id']} {out['status']} on {out['host']}")

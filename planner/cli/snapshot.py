@@ -8,16 +8,30 @@ from planner.openstack import invio
 
 
 @click.command("snapshot")
-@click.option("--os-cloud", "cloud", envvar="OS_CLOUD",
-              help="Cloud name in clouds.yaml (default: $OS_CLOUD, else the OS_* variables).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Inventory file to write (JSON).")
-@click.option("--mapping", "mapping_path", type=click.Path(dir_okay=False),
-              help="Mapping file: controllers, HA groups, racks, versions, VM overrides.")
+@click.option(
+    "--os-cloud",
+    "cloud",
+    envvar="OS_CLOUD",
+    help="Cloud name in clouds.yaml (default: $OS_CLOUD, else the OS_* variables).",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Inventory file to write (JSON).",
+)
+@click.option(
+    "--mapping",
+    "mapping_path",
+    type=click.Path(dir_okay=False),
+    help="Mapping file: controllers, HA groups, racks, versions, VM overrides.",
+)
 @click.option("--anonymize", is_flag=True, help="Replace names and ids consistently.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def snapshot(cloud: str | None, output: str, mapping_path: str | None, anonymize: bool,
-             quiet: bool) -> None:
+def snapshot(
+    cloud: str | None, output: str, mapping_path: str | None, anonymize: bool, quiet: bool
+) -> None:
     """Collect an inventory (hosts, capacity, VMs, groups) from an OpenStack cloud."""
     from planner.openstack import connect, mapping
     from planner.openstack import snapshot as snap

@@ -52,8 +52,9 @@ def merge_entry(name: str, entry: dict[str, Any], path: Path | None = None) -> P
     return p
 
 
-def remove_entry(name: str, *, only_if_auth_url: str | None = None,
-                 path: Path | None = None) -> bool:
+def remove_entry(
+    name: str, *, only_if_auth_url: str | None = None, path: Path | None = None
+) -> bool:
     """Remove `name`; with `only_if_auth_url`, only if it still points there (not the user's)."""
     p = path or user_clouds_yaml()
     try:

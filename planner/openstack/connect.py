@@ -45,8 +45,15 @@ class Api:
     calls: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def request(self, service: str, method: str, path: str, *,
-                microversion: str | None = None, json: Any = None) -> Any:
+    def request(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        microversion: str | None = None,
+        json: Any = None,
+    ) -> Any:
         from keystoneauth1 import exceptions as ks_exc
         from openstack import exceptions as sdk_exc
 
@@ -55,31 +62,38 @@ class Api:
             self.calls += 1
         try:
             adapter = getattr(self.conn, service)
-            resp = adapter.request(path, method, microversion=microversion, json=json,
-                                   raise_exc=False)
+            resp = adapter.request(
+                path, method, microversion=microversion, json=json, raise_exc=False
+            )
         except ks_exc.Unauthorized:
-            raise CloudError("authentication failed: the cloud refused the credentials",
-                             call=call, status=401) from None
+            raise CloudError(
+                "authentication failed: the cloud refused the credentials", call=call, status=401
+            ) from None
         except (ks_exc.ConnectFailure, ks_exc.ConnectTimeout) as exc:
             raise CloudError(f"cannot reach the endpoint ({_reason(exc)})", call=call) from None
         except ks_exc.EndpointNotFound:
-            raise CloudError(f"the service catalog has no {service} endpoint",
-                             call=call) from None
+            raise CloudError(f"the service catalog has no {service} endpoint", call=call) from None
         except ks_exc.DiscoveryFailure as exc:
-            raise CloudError(f"cannot reach the endpoint or discover its API versions "
-                             f"({_reason(exc)})", call=call) from None
+            raise CloudError(
+                f"cannot reach the endpoint or discover its API versions ({_reason(exc)})",
+                call=call,
+            ) from None
         except ks_exc.HttpError as exc:
-            raise CloudError(_first_line(exc), call=call,
-                             status=getattr(exc, "http_status", None)) from None
+            raise CloudError(
+                _first_line(exc), call=call, status=getattr(exc, "http_status", None)
+            ) from None
         except (ks_exc.ClientException, sdk_exc.SDKException) as exc:
             raise CloudError(_first_line(exc), call=call) from None
         if resp.status_code == 401:
-            raise CloudError("authentication failed: the token was refused", call=call,
-                             status=401)
+            raise CloudError("authentication failed: the token was refused", call=call, status=401)
         if resp.status_code == 403:
-            raise CloudError("permission denied: rollwave needs an admin role on this cloud "
-                             "(read access to services, hypervisors, all projects' servers "
-                             "and Placement)", call=call, status=403)
+            raise CloudError(
+                "permission denied: rollwave needs an admin role on this cloud "
+                "(read access to services, hypervisors, all projects' servers "
+                "and Placement)",
+                call=call,
+                status=403,
+            )
         if resp.status_code >= 400:
             raise CloudError(_error_message(resp), call=call, status=resp.status_code)
         return resp.json() if resp.content else {}
@@ -94,17 +108,24 @@ class Api:
         try:
             data = getattr(self.conn, service).get_endpoint_data()
         except ks_exc.Unauthorized:
-            raise CloudError("authentication failed: the cloud refused the credentials",
-                             call=f"discover {service}", status=401) from None
+            raise CloudError(
+                "authentication failed: the cloud refused the credentials",
+                call=f"discover {service}",
+                status=401,
+            ) from None
         except (ks_exc.ConnectFailure, ks_exc.ConnectTimeout) as exc:
-            raise CloudError(f"cannot reach the endpoint ({_reason(exc)})",
-                             call=f"discover {service}") from None
+            raise CloudError(
+                f"cannot reach the endpoint ({_reason(exc)})", call=f"discover {service}"
+            ) from None
         except ks_exc.EndpointNotFound:
-            raise CloudError(f"the service catalog has no {service} endpoint",
-                             call=f"discover {service}") from None
+            raise CloudError(
+                f"the service catalog has no {service} endpoint", call=f"discover {service}"
+            ) from None
         except ks_exc.DiscoveryFailure as exc:
-            raise CloudError(f"cannot reach the endpoint or discover its API versions "
-                             f"({_reason(exc)})", call=f"discover {service}") from None
+            raise CloudError(
+                f"cannot reach the endpoint or discover its API versions ({_reason(exc)})",
+                call=f"discover {service}",
+            ) from None
         except ks_exc.ClientException as exc:
             raise CloudError(_first_line(exc), call=f"discover {service}") from None
         if data is None or not data.max_microversion:
@@ -112,8 +133,16 @@ class Api:
         mv = data.max_microversion
         return (int(mv[0]), int(mv[1]))
 
-    def paginate(self, service: str, path: str, key: str, *, microversion: str | None,
-                 limit: int = 1000, by_offset: bool = False) -> Iterator[list[dict[str, Any]]]:
+    def paginate(
+        self,
+        service: str,
+        path: str,
+        key: str,
+        *,
+        microversion: str | None,
+        limit: int = 1000,
+        by_offset: bool = False,
+    ) -> Iterator[list[dict[str, Any]]]:
         """Yield pages of a list call (marker or offset pagination), never one call per item.
 
         A cloud may cap pages below `limit` (Nova's `[api] max_limit`): marker pagination
@@ -153,8 +182,13 @@ def pick_microversion(maximum: tuple[int, int], wanted: tuple[int, int]) -> str 
 def _reason(exc: BaseException) -> str:
     """The useful end of a keystoneauth message (they nest urllib3's whole story)."""
     text = str(exc)
-    for known in ("Connection refused", "timed out", "Name or service not known",
-                  "No route to host", "certificate verify failed"):
+    for known in (
+        "Connection refused",
+        "timed out",
+        "Name or service not known",
+        "No route to host",
+        "certificate verify failed",
+    ):
         if known in text:
             return known
     return _first_line(exc)[:160]

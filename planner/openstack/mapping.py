@@ -31,8 +31,16 @@ import yaml
 
 from planner.errors import InputError, Problem
 
-_TOP = {"controllers", "ha_groups", "hosts", "versions", "racks", "default_version", "vms",
-        "projects"}
+_TOP = {
+    "controllers",
+    "ha_groups",
+    "hosts",
+    "versions",
+    "racks",
+    "default_version",
+    "vms",
+    "projects",
+}
 VM_FIELDS = {"migration", "dirty_rate_mb_s", "local_disk", "allowed_aggregates", "az"}
 MIGRATIONS = {"live", "cold", "none"}
 
@@ -127,13 +135,22 @@ def parse(data: Any, file: str = "<mapping>") -> Mapping:
             for k in sorted(set(fields) - VM_FIELDS):
                 problems.append(Problem(f"{where}.{name}.{k}", "unknown VM field"))
             if "migration" in fields and fields["migration"] not in MIGRATIONS:
-                problems.append(Problem(f"{where}.{name}.migration",
-                                        f"must be one of {', '.join(sorted(MIGRATIONS))}"))
+                problems.append(
+                    Problem(
+                        f"{where}.{name}.migration",
+                        f"must be one of {', '.join(sorted(MIGRATIONS))}",
+                    )
+                )
     m = Mapping(
-        controllers=tuple(controllers), ha_groups=tuple(groups), hosts=keyed("hosts"),
-        versions=patterns("versions", "version"), racks=patterns("racks", "rack"),
-        default_version=str(data.get("default_version") or "unknown"), vms=vms,
-        projects=projects)
+        controllers=tuple(controllers),
+        ha_groups=tuple(groups),
+        hosts=keyed("hosts"),
+        versions=patterns("versions", "version"),
+        racks=patterns("racks", "rack"),
+        default_version=str(data.get("default_version") or "unknown"),
+        vms=vms,
+        projects=projects,
+    )
     if problems:
         raise InputError(file, problems)
     return m

@@ -90,21 +90,24 @@ def flavor_resources(flavor: dict[str, Any], volume_backed: bool) -> dict[str, i
     return {k: v for k, v in res.items() if v > 0}
 
 
-def collect(api: Api, cloud: str, mapping: Mapping, progress: Progress = lambda s: None
-            ) -> tuple[dict[str, Any], Stats]:
+def collect(
+    api: Api, cloud: str, mapping: Mapping, progress: Progress = lambda s: None
+) -> tuple[dict[str, Any], Stats]:
     t0 = time.monotonic()
     cmax = api.max_microversion("compute")
     cmv = pick_microversion(cmax, COMPUTE_WANTED)
     hmv = pick_microversion(cmax, HYPERVISOR_WANTED)
 
     progress("compute services ...")
-    services = [s for s in api.get("compute", "/os-services?binary=nova-compute", cmv)
-                ["services"] if s.get("binary") == "nova-compute"]
+    services = [
+        s
+        for s in api.get("compute", "/os-services?binary=nova-compute", cmv)["services"]
+        if s.get("binary") == "nova-compute"
+    ]
     progress(f"compute services: {len(services)}; hypervisors ...")
     node_host: dict[str, str] = {}
     node_ids: dict[str, str] = {}
-    for page in api.paginate("compute", "/os-hypervisors/detail", "hypervisors",
-                             microversion=hmv):
+    for page in api.paginate("compute", "/os-hypervisors/detail", "hypervisors", microversion=hmv):
         for h in page:
             node = str(h["hypervisor_hostname"])
             node_host[node] = str((h.get("service") or {}).get("host") or node)
@@ -120,8 +123,9 @@ def collect(api: Api, cloud: str, mapping: Mapping, progress: Progress = lambda 
             host_rps.setdefault(host, []).append(rp)
 
     def inventory(rp: str) -> dict[str, Any]:
-        out: dict[str, Any] = api.get("placement", f"/resource_providers/{rp}/inventories",
-                                      PLACEMENT_MV)["inventories"]
+        out: dict[str, Any] = api.get(
+            "placement", f"/resource_providers/{rp}/inventories", PLACEMENT_MV
+        )["inventories"]
         return out
 
     all_rps = [rp for rps_ in host_rps.values() for rp in rps_]
@@ -135,13 +139,24 @@ def collect(api: Api, cloud: str, mapping: Mapping, progress: Progress = lambda 
     groups: list[dict[str, Any]] = []
     member_of: dict[str, str] = {}
     gmv = pick_microversion(cmax, (2, 64))
-    for page in api.paginate("compute", "/os-server-groups?all_projects=True", "server_groups",
-                             microversion=gmv, by_offset=True):
+    for page in api.paginate(
+        "compute",
+        "/os-server-groups?all_projects=True",
+        "server_groups",
+        microversion=gmv,
+        by_offset=True,
+    ):
         for g in page:
             policy = g.get("policy") or (g.get("policies") or ["anti-affinity"])[0]
             rules = g.get("rules") or {}
-            groups.append({"id": g["id"], "name": g.get("name") or g["id"], "policy": policy,
-                           "max_server_per_host": int(rules.get("max_server_per_host", 1))})
+            groups.append(
+                {
+                    "id": g["id"],
+                    "name": g.get("name") or g["id"],
+                    "policy": policy,
+                    "max_server_per_host": int(rules.get("max_server_per_host", 1)),
+                }
+            )
             for m in g.get("members") or []:
                 member_of[m] = g["id"]
     progress(f"server groups: {len(groups)}; servers ...")
@@ -149,8 +164,9 @@ def collect(api: Api, cloud: str, mapping: Mapping, progress: Progress = lambda 
     vms: list[dict[str, Any]] = []
     known = {h["name"] for h in hosts}
     skipped = 0
-    for page in api.paginate("compute", "/servers/detail?all_tenants=True", "servers",
-                             microversion=cmv):
+    for page in api.paginate(
+        "compute", "/servers/detail?all_tenants=True", "servers", microversion=cmv
+    ):
         for s in page:
             if s.get("OS-EXT-SRV-ATTR:host") in known:
                 vms.append(_vm(s, flavors, member_of, mapping))
@@ -167,9 +183,16 @@ def collect(api: Api, cloud: str, mapping: Mapping, progress: Progress = lambda 
         "server_groups": sorted(groups, key=lambda g: g["id"]),
         "ha_groups": [dict(g) for g in mapping.ha_groups],
         "aggregates": sorted(
-            ({"name": a["name"], "hosts": sorted(a.get("hosts") or []),
-              "metadata": dict(a.get("metadata") or {})} for a in aggregates),
-            key=lambda a: a["name"]),
+            (
+                {
+                    "name": a["name"],
+                    "hosts": sorted(a.get("hosts") or []),
+                    "metadata": dict(a.get("metadata") or {}),
+                }
+                for a in aggregates
+            ),
+            key=lambda a: a["name"],
+        ),
     }
     return inv, Stats(time.monotonic() - t0, api.calls, skipped)
 
@@ -187,9 +210,13 @@ def _label_aggregates(aggregates: list[dict[str, Any]]) -> set[str]:
     return out
 
 
-def _hosts(services: list[dict[str, Any]], host_rps: dict[str, list[str]],
-           invs: dict[str, Any], aggregates: list[dict[str, Any]], mapping: Mapping
-           ) -> list[dict[str, Any]]:
+def _hosts(
+    services: list[dict[str, Any]],
+    host_rps: dict[str, list[str]],
+    invs: dict[str, Any],
+    aggregates: list[dict[str, Any]],
+    mapping: Mapping,
+) -> list[dict[str, Any]]:
     labels = _label_aggregates(aggregates)
     per_host: dict[str, str] = {}  # "rollwave_version:cmp-1" -> label, from any aggregate
     for a in aggregates:
@@ -212,20 +239,24 @@ def _hosts(services: list[dict[str, Any]], host_rps: dict[str, list[str]],
                 reserved[rc] = reserved.get(rc, 0) + int(inv.get("reserved", 0))
                 ratio[rc] = float(inv.get("allocation_ratio", 1.0))
         aggs = by_host.get(name, [])
-        meta_version = next((a["metadata"][VERSION_KEY] for a in aggs
-                             if VERSION_KEY in (a.get("metadata") or {})), None)
-        meta_rack = next((a["metadata"][RACK_KEY] for a in aggs
-                          if RACK_KEY in (a.get("metadata") or {})), None)
+        meta_version = next(
+            (a["metadata"][VERSION_KEY] for a in aggs if VERSION_KEY in (a.get("metadata") or {})),
+            None,
+        )
+        meta_rack = next(
+            (a["metadata"][RACK_KEY] for a in aggs if RACK_KEY in (a.get("metadata") or {})), None
+        )
         enabled = s.get("status") == "enabled"
         host: dict[str, Any] = {
             "name": name,
             "role": "compute",
             "az": s.get("zone") or DEFAULT_AZ,
-            "rack": mapping.host_rack(name) or per_host.get(label_key(RACK_KEY, name))
-            or meta_rack,
+            "rack": mapping.host_rack(name) or per_host.get(label_key(RACK_KEY, name)) or meta_rack,
             "aggregates": sorted(a["name"] for a in aggs if a["name"] not in labels),
-            "version": mapping.host_version(name) or per_host.get(label_key(VERSION_KEY, name))
-            or meta_version or mapping.default_version,
+            "version": mapping.host_version(name)
+            or per_host.get(label_key(VERSION_KEY, name))
+            or meta_version
+            or mapping.default_version,
             "enabled": enabled,
             "up": s.get("state") == "up" and not s.get("forced_down", False),
             "disabled_reason": None if enabled else s.get("disabled_reason"),
@@ -242,38 +273,55 @@ def _hosts(services: list[dict[str, Any]], host_rps: dict[str, list[str]],
 def _controllers(mapping: Mapping) -> list[dict[str, Any]]:
     out = []
     for c in mapping.controllers:
-        out.append({
-            "name": c["name"], "role": "controller", "az": c.get("az"), "rack": c.get("rack"),
-            "aggregates": list(c.get("aggregates") or []),
-            "version": c.get("version") or mapping.host_version(c["name"])
-            or mapping.default_version,
-            "enabled": bool(c.get("enabled", True)), "up": bool(c.get("up", True)),
-            "disabled_reason": c.get("disabled_reason"),
-            "capacity": {}, "reserved": {}, "allocation_ratio": {},
-        })
+        out.append(
+            {
+                "name": c["name"],
+                "role": "controller",
+                "az": c.get("az"),
+                "rack": c.get("rack"),
+                "aggregates": list(c.get("aggregates") or []),
+                "version": c.get("version")
+                or mapping.host_version(c["name"])
+                or mapping.default_version,
+                "enabled": bool(c.get("enabled", True)),
+                "up": bool(c.get("up", True)),
+                "disabled_reason": c.get("disabled_reason"),
+                "capacity": {},
+                "reserved": {},
+                "allocation_ratio": {},
+            }
+        )
     return out
 
 
 def _flavors_by_id(api: Api, mv: str | None) -> dict[str, dict[str, Any]]:
     """Before 2.47 servers name their flavor only by id: fetch flavors (and specs) once."""
     out = {}
-    for page in api.paginate("compute", "/flavors/detail?is_public=None", "flavors",
-                             microversion=mv):
+    for page in api.paginate(
+        "compute", "/flavors/detail?is_public=None", "flavors", microversion=mv
+    ):
         for f in page:
             specs = api.get("compute", f"/flavors/{f['id']}/os-extra_specs", mv)
             out[str(f["id"])] = {**f, "extra_specs": specs.get("extra_specs", {})}
     return out
 
 
-def _vm(s: dict[str, Any], flavors: dict[str, dict[str, Any]], member_of: dict[str, str],
-        mapping: Mapping) -> dict[str, Any]:
+def _vm(
+    s: dict[str, Any],
+    flavors: dict[str, dict[str, Any]],
+    member_of: dict[str, str],
+    mapping: Mapping,
+) -> dict[str, Any]:
     flavor = s.get("flavor") or {}
     if "vcpus" not in flavor and str(flavor.get("id")) in flavors:
         flavor = flavors[str(flavor["id"])]
     volume_backed = not s.get("image")
     status = str(s.get("status", "UNKNOWN"))
-    meta = {k[len(META_PREFIX):]: _meta_value(v) for k, v in (s.get("metadata") or {}).items()
-            if k.startswith(META_PREFIX) and k[len(META_PREFIX):] in VM_META_FIELDS}
+    meta = {
+        k[len(META_PREFIX) :]: _meta_value(v)
+        for k, v in (s.get("metadata") or {}).items()
+        if k.startswith(META_PREFIX) and k[len(META_PREFIX) :] in VM_META_FIELDS
+    }
     project = s.get("tenant_id") or s.get("project_id") or ""
     over = mapping.vm_overrides(s["id"], s.get("name", ""), project)
     vm: dict[str, Any] = {
@@ -284,8 +332,9 @@ def _vm(s: dict[str, Any], flavors: dict[str, dict[str, Any]], member_of: dict[s
         "status": status,
         "resources": flavor_resources(flavor, volume_backed),
         "az": over.get("az", s.get("pinned_availability_zone")),
-        "allowed_aggregates": list(over.get("allowed_aggregates",
-                                            meta.get("allowed_aggregates") or [])),
+        "allowed_aggregates": list(
+            over.get("allowed_aggregates", meta.get("allowed_aggregates") or [])
+        ),
         "server_group": member_of.get(s["id"]),
         "migration": over.get("migration", meta.get("migration") or _default_migration(status)),
     }
@@ -297,6 +346,7 @@ def _vm(s: dict[str, Any], flavors: dict[str, dict[str, Any]], member_of: dict[s
 
 
 # -- anonymisation ----------------------------------------------------------------------------
+
 
 class _Renamer:
     def __init__(self, prefix: str, width: int) -> None:
@@ -330,20 +380,39 @@ def anonymize(inv: dict[str, Any]) -> dict[str, Any]:
     for v in sorted(inv["vms"], key=lambda v: v["id"]):
         vm_id(v["id"])
     # New names come from sorted order, not from hashes of the originals: nothing to reverse.
-    hosts = [{**h, "name": host(h["name"]), "az": az(h.get("az")), "rack": rack(h.get("rack")),
-              "aggregates": [agg(a) for a in h.get("aggregates") or []],
-              "disabled_reason": "(anonymized)" if h.get("disabled_reason") else None}
-             for h in inv["hosts"]]
-    vms = [{**v, "id": vm_id(v["id"]), "name": vm_name(v.get("name") or v["id"]),
-            "project": project(v.get("project")), "host": host(v.get("host")),
+    hosts = [
+        {
+            **h,
+            "name": host(h["name"]),
+            "az": az(h.get("az")),
+            "rack": rack(h.get("rack")),
+            "aggregates": [agg(a) for a in h.get("aggregates") or []],
+            "disabled_reason": "(anonymized)" if h.get("disabled_reason") else None,
+        }
+        for h in inv["hosts"]
+    ]
+    vms = [
+        {
+            **v,
+            "id": vm_id(v["id"]),
+            "name": vm_name(v.get("name") or v["id"]),
+            "project": project(v.get("project")),
+            "host": host(v.get("host")),
             "az": az(v.get("az")),
             "allowed_aggregates": [agg(a) for a in v.get("allowed_aggregates") or []],
-            "server_group": group(v.get("server_group"))}
-           for v in inv["vms"]]
-    groups = [{**g, "id": group(g["id"]), "name": group_name(g.get("name") or g["id"])}
-              for g in inv["server_groups"]]
-    has = [{**g, "name": ha(g["name"]), "hosts": [host(h) for h in g.get("hosts", [])]}
-           for g in inv.get("ha_groups", [])]
+            "server_group": group(v.get("server_group")),
+        }
+        for v in inv["vms"]
+    ]
+    groups = [
+        {**g, "id": group(g["id"]), "name": group_name(g.get("name") or g["id"])}
+        for g in inv["server_groups"]
+    ]
+    has = [
+        {**g, "name": ha(g["name"]), "hosts": [host(h) for h in g.get("hosts", [])]}
+        for g in inv.get("ha_groups", [])
+    ]
+
     def meta(k: str, v: Any) -> tuple[str, Any] | None:
         key, _, name = k.partition(":")
         if k == "availability_zone":
@@ -354,15 +423,25 @@ def anonymize(inv: dict[str, Any]) -> dict[str, Any]:
             return f"{key}:{host(name)}", v if key == VERSION_KEY else rack(v)
         return None  # anything else may name the operator's world
 
-    aggs = [{"name": agg(a["name"]) if a["name"] != LABELS_AGGREGATE else a["name"],
-             "hosts": [host(h) for h in a.get("hosts", [])],
-             "metadata": dict(m for k, v in a.get("metadata", {}).items()
-                              if (m := meta(k, v)) is not None)}
-            for a in inv.get("aggregates", [])]
-    return {**inv, "cloud": "anonymized", "hosts": sorted(hosts, key=lambda h: h["name"]),
-            "vms": sorted(vms, key=lambda v: v["id"]),
-            "server_groups": sorted(groups, key=lambda g: g["id"]), "ha_groups": has,
-            "aggregates": sorted(aggs, key=lambda a: a["name"])}
+    aggs = [
+        {
+            "name": agg(a["name"]) if a["name"] != LABELS_AGGREGATE else a["name"],
+            "hosts": [host(h) for h in a.get("hosts", [])],
+            "metadata": dict(
+                m for k, v in a.get("metadata", {}).items() if (m := meta(k, v)) is not None
+            ),
+        }
+        for a in inv.get("aggregates", [])
+    ]
+    return {
+        **inv,
+        "cloud": "anonymized",
+        "hosts": sorted(hosts, key=lambda h: h["name"]),
+        "vms": sorted(vms, key=lambda v: v["id"]),
+        "server_groups": sorted(groups, key=lambda g: g["id"]),
+        "ha_groups": has,
+        "aggregates": sorted(aggs, key=lambda a: a["name"]),
+    }
 
 
 def summary(inv: dict[str, Any], stats: Stats) -> str:

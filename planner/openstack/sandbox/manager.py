@@ -122,13 +122,21 @@ def find(directory: Path | None = None) -> Running | None:
     sec = _read_json(d / "secrets.json")
     if not st or not sec or not _alive(int(st.get("pid", 0))):
         return None
-    return Running(int(st["pid"]), int(st["port"]), st["url"], st["auth_url"], st,
-                   sec["admin_password"], sec["demo_password"], sec["control_secret"], d)
+    return Running(
+        int(st["pid"]),
+        int(st["port"]),
+        st["url"],
+        st["auth_url"],
+        st,
+        sec["admin_password"],
+        sec["demo_password"],
+        sec["control_secret"],
+        d,
+    )
 
 
 def _remove_stale(d: Path) -> None:
-    for name in ("state.json", "secrets.json", "mapping.json", "ids.json", "spec.json",
-                 "pid"):
+    for name in ("state.json", "secrets.json", "mapping.json", "ids.json", "spec.json", "pid"):
         (d / name).unlink(missing_ok=True)
     shutil.rmtree(d / "work", ignore_errors=True)
 
@@ -148,8 +156,10 @@ def start(
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     running = find(d)
     if running:
-        raise SandboxError(f"a sandbox is already running (pid {running.pid}, {running.url}); "
-                           "run `rollwave sandbox down` first")
+        raise SandboxError(
+            f"a sandbox is already running (pid {running.pid}, {running.url}); "
+            "run `rollwave sandbox down` first"
+        )
     pid_file = d / "pid"
     if pid_file.exists():  # a sandbox that died during start-up: clean after it
         try:
@@ -157,31 +167,47 @@ def start(
         except ValueError:
             old = 0
         if old and _alive(old):
-            raise SandboxError(f"a sandbox is still starting (pid {old}); wait, or "
-                               "`rollwave sandbox down`")
+            raise SandboxError(
+                f"a sandbox is still starting (pid {old}); wait, or `rollwave sandbox down`"
+            )
     _remove_stale(d)
     problems = check_seedable(inventory)
     if problems:
-        raise SandboxError("the inventory cannot be reproduced in the sandbox:\n  "
-                           + "\n  ".join(problems[:20]))
+        raise SandboxError(
+            "the inventory cannot be reproduced in the sandbox:\n  " + "\n  ".join(problems[:20])
+        )
     work = d / "work"
     work.mkdir(mode=0o700)
-    secrets_ = {"admin_password": secrets.token_urlsafe(16),
-                "demo_password": secrets.token_urlsafe(16),
-                "control_secret": secrets.token_hex(16)}
+    secrets_ = {
+        "admin_password": secrets.token_urlsafe(16),
+        "demo_password": secrets.token_urlsafe(16),
+        "control_secret": secrets.token_hex(16),
+    }
     _write_private(d / "secrets.json", secrets_)
-    spec = {"inventory": dict(inventory), "state_dir": str(d), "work_dir": str(work),
-            "port": port, "migration_seconds": migration_seconds,
-            "exit_with_parent": os.getpid() if exit_with_parent else None, **secrets_}
+    spec = {
+        "inventory": dict(inventory),
+        "state_dir": str(d),
+        "work_dir": str(work),
+        "port": port,
+        "migration_seconds": migration_seconds,
+        "exit_with_parent": os.getpid() if exit_with_parent else None,
+        **secrets_,
+    }
     _write_private(d / "spec.json", spec)
-    env = dict(os.environ, TMPDIR=str(work), OS_NOVA_DISABLE_EVENTLET_PATCHING="1",
-               PYTHONWARNINGS="ignore")
+    env = dict(
+        os.environ, TMPDIR=str(work), OS_NOVA_DISABLE_EVENTLET_PATCHING="1", PYTHONWARNINGS="ignore"
+    )
     log = open(d / "sandbox.out", "wb")  # noqa: SIM115 - handed to the child
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "planner.openstack.sandbox.server", str(d / "spec.json")],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True, cwd=str(d))
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            cwd=str(d),
+        )
     finally:
         log.close()
     pid_file.write_text(str(proc.pid))
@@ -189,8 +215,10 @@ def start(
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             (d / "spec.json").unlink(missing_ok=True)
-            raise SandboxError(f"the sandbox exited during start-up (code {proc.returncode}):\n"
-                               + _tail(d / "sandbox.out"))
+            raise SandboxError(
+                f"the sandbox exited during start-up (code {proc.returncode}):\n"
+                + _tail(d / "sandbox.out")
+            )
         got = find(d)
         if got:
             (d / "spec.json").unlink(missing_ok=True)  # it holds the passwords twice
@@ -199,8 +227,9 @@ def start(
             return got
         time.sleep(0.2)
     _kill(proc.pid)
-    raise SandboxError(f"the sandbox did not come up within {timeout:.0f} s:\n"
-                       + _tail(d / "sandbox.out"))
+    raise SandboxError(
+        f"the sandbox did not come up within {timeout:.0f} s:\n" + _tail(d / "sandbox.out")
+    )
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -257,13 +286,21 @@ def require(directory: Path | None = None) -> Running:
     return got
 
 
-def control(sb: Running, method: str, path: str, body: Mapping[str, Any] | None = None,
-            timeout: float = 300.0) -> Any:
+def control(
+    sb: Running,
+    method: str,
+    path: str,
+    body: Mapping[str, Any] | None = None,
+    timeout: float = 300.0,
+) -> Any:
     """Call the sandbox's control endpoint; errors become SandboxError with its message."""
     data = json.dumps(dict(body or {})).encode() if method != "GET" else None
-    req = urllib.request.Request(f"{sb.url}/rollwave/{path.lstrip('/')}", data=data,
-                                 method=method, headers={CONTROL_HEADER: sb.control_secret,
-                                                         "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{sb.url}/rollwave/{path.lstrip('/')}",
+        data=data,
+        method=method,
+        headers={CONTROL_HEADER: sb.control_secret, "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read() or b"{}")

@@ -59,8 +59,9 @@ def flavor_for(resources: Mapping[str, int]) -> FlavorSpec:
     if ram == 0:
         extras = (*extras, ("resources:MEMORY_MB", "0"))
     tail = "".join(f"-{k.split(':', 1)[1].lower()}{v}" for k, v in extras)
-    return FlavorSpec(f"rw-{vcpus}c-{ram}m-{disk}g{tail}", max(vcpus, 1), max(ram, 1), disk,
-                      tuple(sorted(extras)))
+    return FlavorSpec(
+        f"rw-{vcpus}c-{ram}m-{disk}g{tail}", max(vcpus, 1), max(ram, 1), disk, tuple(sorted(extras))
+    )
 
 
 def label_key(key: str, host: str) -> str:
@@ -120,8 +121,9 @@ def aggregates(inv: Mapping[str, Any]) -> list[AggregateSpec]:
             if h["name"] not in members.setdefault(agg, []):
                 members[agg].append(h["name"])
     return [
-        AggregateSpec(name, zone[name], tuple(sorted(meta.get(name, {}).items())),
-                      tuple(members[name]))
+        AggregateSpec(
+            name, zone[name], tuple(sorted(meta.get(name, {}).items())), tuple(members[name])
+        )
         for name in members
     ]
 
@@ -142,8 +144,11 @@ def check_seedable(inv: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     names = {h["name"] for h in computes(inv)}
     ctl = {h["name"] for h in controllers(inv)}
-    problems += [f"host {n!r}: name has characters Nova metadata keys refuse"
-                 for n in sorted(names) if not host_name_ok(n)]
+    problems += [
+        f"host {n!r}: name has characters Nova metadata keys refuse"
+        for n in sorted(names)
+        if not host_name_ok(n)
+    ]
     for vm in inv.get("vms", []):
         where = f"vm {vm.get('id')}"
         if vm.get("host") in ctl:
@@ -151,6 +156,8 @@ def check_seedable(inv: Mapping[str, Any]) -> list[str]:
         elif vm.get("host") not in names:
             problems.append(f"{where}: host {vm.get('host')!r} is not a compute host")
         if str(vm.get("status", "ACTIVE")).upper() not in SUPPORTED_STATUS:
-            problems.append(f"{where}: status {vm.get('status')!r} cannot be reproduced "
-                            f"(supported: {', '.join(SUPPORTED_STATUS)})")
+            problems.append(
+                f"{where}: status {vm.get('status')!r} cannot be reproduced "
+                f"(supported: {', '.join(SUPPORTED_STATUS)})"
+            )
     return problems

@@ -26,8 +26,13 @@ os.environ["OS_NOVA_DISABLE_EVENTLET_PATCHING"] = "1"
 
 READY_FILE = "state.json"
 # API status -> Nova vm_state, for waiting on the database directly.
-_VM_STATE = {"ACTIVE": "active", "SHUTOFF": "stopped", "PAUSED": "paused",
-             "SUSPENDED": "suspended", "ERROR": "error"}
+_VM_STATE = {
+    "ACTIVE": "active",
+    "SHUTOFF": "stopped",
+    "PAUSED": "paused",
+    "SUSPENDED": "suspended",
+    "ERROR": "error",
+}
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -85,8 +90,9 @@ class Sandbox:
             self.driver.CONTROL.hosts[h["name"]] = self.driver.HostSpec(
                 capacity={k: int(v) for k, v in (h.get("capacity") or {}).items()},
                 reserved={k: int(v) for k, v in (h.get("reserved") or {}).items()},
-                allocation_ratio={k: float(v)
-                                  for k, v in (h.get("allocation_ratio") or {}).items()},
+                allocation_ratio={
+                    k: float(v) for k, v in (h.get("allocation_ratio") or {}).items()
+                },
                 version=str(h.get("version") or "unknown"),
             )
         for name in self.driver.CONTROL.hosts:
@@ -98,8 +104,12 @@ class Sandbox:
         ids = {a.name: self._create_aggregate(a.name, a.az, dict(a.metadata), ()) for a in aggs}
         # Memberships are independent requests; Nova serialises what must be (its DB locks).
         with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda ah: self.admin.add_host_to_aggregate(ids[ah[0]], ah[1]),
-                          [(a.name, h) for a in aggs for h in a.hosts]))
+            list(
+                pool.map(
+                    lambda ah: self.admin.add_host_to_aggregate(ids[ah[0]], ah[1]),
+                    [(a.name, h) for a in aggs for h in a.hosts],
+                )
+            )
         self._create_aggregate(seed.LABELS_AGGREGATE, None, seed.label_metadata(self.inv), ())
         self._phase("aggregates", t0)
 
@@ -116,8 +126,9 @@ class Sandbox:
                 self._take_down(h["name"])
         self._phase("services", t0)
 
-    def _create_aggregate(self, name: str, az: str | None, meta: dict[str, str],
-                          hosts: tuple[str, ...] | list[str]) -> int:
+    def _create_aggregate(
+        self, name: str, az: str | None, meta: dict[str, str], hosts: tuple[str, ...] | list[str]
+    ) -> int:
         body: dict[str, Any] = {"name": name}
         if az:
             body["availability_zone"] = az
@@ -152,8 +163,11 @@ class Sandbox:
             self._clients = {}
         if project not in self._clients:
             api = client.TestOpenStackClient(
-                "admin", self.admin.base_url, project_id=project,
-                roles=["reader", "member", "admin"])
+                "admin",
+                self.admin.base_url,
+                project_id=project,
+                roles=["reader", "member", "admin"],
+            )
             api.microversion = "2.96"
             self._clients[project] = api
         return self._clients[project]
@@ -165,8 +179,9 @@ class Sandbox:
         with self.lock:
             if fl in self.flavors:
                 return self.flavors[fl]
-            made = self.admin.post_flavor({"flavor": {
-                "name": fl.name, "vcpus": fl.vcpus, "ram": fl.ram, "disk": fl.disk}})
+            made = self.admin.post_flavor(
+                {"flavor": {"name": fl.name, "vcpus": fl.vcpus, "ram": fl.ram, "disk": fl.disk}}
+            )
             if fl.extra_specs:
                 self.admin.post_extra_spec(made["id"], {"extra_specs": dict(fl.extra_specs)})
             self.flavors[fl] = made["id"]
@@ -212,28 +227,37 @@ class Sandbox:
         errors = [self.admin.get_server(sid) for sid, st in states.items() if st == "error"]
         if errors:
             by_uuid = {v: k for k, v in self.vm_ids.items()}
-            lines = [f"vm {by_uuid[s['id']]} on {s.get('OS-EXT-SRV-ATTR:host') or '?'}: "
-                     f"{(s.get('fault') or {}).get('message', 'boot failed')}" for s in errors[:10]]
-            raise RuntimeError("Nova refused to boot some VMs as the inventory has them:\n  "
-                               + "\n  ".join(lines))
+            lines = [
+                f"vm {by_uuid[s['id']]} on {s.get('OS-EXT-SRV-ATTR:host') or '?'}: "
+                f"{(s.get('fault') or {}).get('message', 'boot failed')}"
+                for s in errors[:10]
+            ]
+            raise RuntimeError(
+                "Nova refused to boot some VMs as the inventory has them:\n  " + "\n  ".join(lines)
+            )
         # Then put each server into its inventory status through the real API.
-        action = {"SHUTOFF": ("os-stop", "SHUTOFF"), "PAUSED": ("pause", "PAUSED"),
-                  "SUSPENDED": ("suspend", "SUSPENDED"),
-                  "ERROR": ("os-resetState", "ERROR")}
+        action = {
+            "SHUTOFF": ("os-stop", "SHUTOFF"),
+            "PAUSED": ("pause", "PAUSED"),
+            "SUSPENDED": ("suspend", "SUSPENDED"),
+            "ERROR": ("os-resetState", "ERROR"),
+        }
         todo: dict[str, str] = {}
         for vm in vms:
             st = str(vm.get("status", "ACTIVE")).upper()
             if st in action:
                 name, final = action[st]
-                body: dict[str, Any] = {name: {"state": "error"} if name == "os-resetState"
-                                        else None}
+                body: dict[str, Any] = {
+                    name: {"state": "error"} if name == "os-resetState" else None
+                }
                 self.admin.post_server_action(self.vm_ids[vm["id"]], body)
                 todo[self.vm_ids[vm["id"]]] = final
         for final in set(todo.values()):
             self._wait_servers({k for k, v in todo.items() if v == final}, {final})
 
-    def _wait_servers(self, ids: set[str], statuses: set[str],
-                      timeout: float = 600.0) -> dict[str, str]:
+    def _wait_servers(
+        self, ids: set[str], statuses: set[str], timeout: float = 600.0
+    ) -> dict[str, str]:
         """Wait until every server in `ids` has one of `statuses`; their Nova vm_states."""
         deadline = time.monotonic() + timeout
         wanted = {_VM_STATE[s] for s in statuses}
@@ -242,7 +266,8 @@ class Sandbox:
             # (eager joins of metadata, system metadata, ...) costs more CPU than the boots.
             states = self._instance_states(ids)
             if len(states) == len(ids) and all(
-                    vs in wanted and ts is None for vs, ts in states.values()):
+                vs in wanted and ts is None for vs, ts in states.values()
+            ):
                 break
             if time.monotonic() > deadline:
                 late = [i for i in ids if states.get(i, ("?", None))[0] not in wanted]
@@ -257,7 +282,8 @@ class Sandbox:
         cell = self.harness.cell_mappings["cell1"]
         with context.target_cell(ctx, cell) as cctx:
             found = objects.InstanceList.get_by_filters(
-                cctx, {"uuid": list(ids)}, expected_attrs=[])
+                cctx, {"uuid": list(ids)}, expected_attrs=[]
+            )
         return {i.uuid: (i.vm_state, i.task_state) for i in found}
 
     # -- services ----------------------------------------------------------------------------
@@ -300,7 +326,8 @@ class Sandbox:
             self.computes[host] = self._start_again(host, old)
         else:
             self.computes[host] = self.harness.restart_compute_service(
-                old, keep_hypervisor_state=True)
+                old, keep_hypervisor_state=True
+            )
 
     def _start_again(self, host: str, old: Any) -> Any:
         from unittest import mock
@@ -320,16 +347,21 @@ class Sandbox:
             # would record what it installed.
             self.admin.post_aggregate_action(
                 self.agg_ids[seed.LABELS_AGGREGATE],
-                {"set_metadata": {"metadata": {seed.label_key(seed.VERSION_KEY, host): version}}})
+                {"set_metadata": {"metadata": {seed.label_key(seed.VERSION_KEY, host): version}}},
+            )
             spec.version = version
             self._bring_up(host)
 
     def _create_vm(self, body: dict[str, Any]) -> dict[str, Any]:
-        vm = {"id": body.get("id") or f"drift-{uuid.uuid4().hex[:8]}",
-              "name": body.get("name"), "host": body["host"],
-              "project": body.get("project") or "rollwave",
-              "resources": {k: int(v) for k, v in (body.get("resources") or {}).items()},
-              "az": body.get("az"), "server_group": body.get("server_group")}
+        vm = {
+            "id": body.get("id") or f"drift-{uuid.uuid4().hex[:8]}",
+            "name": body.get("name"),
+            "host": body["host"],
+            "project": body.get("project") or "rollwave",
+            "resources": {k: int(v) for k, v in (body.get("resources") or {}).items()},
+            "az": body.get("az"),
+            "server_group": body.get("server_group"),
+        }
         if vm["server_group"] and vm["server_group"] not in self.group_ids:
             # Accept a Nova group uuid as well as an inventory group id.
             inv = {v: k for k, v in self.group_ids.items()}
@@ -353,7 +385,8 @@ class Sandbox:
         from urllib.parse import quote
 
         found = self.admin.api_get(
-            f"/servers?all_tenants=1&name={quote('^' + re.escape(ref) + '$')}").body["servers"]
+            f"/servers?all_tenants=1&name={quote('^' + re.escape(ref) + '$')}"
+        ).body["servers"]
         named = [s["id"] for s in found if s["name"] == ref]
         if len(named) == 1:
             return str(named[0])
@@ -362,14 +395,26 @@ class Sandbox:
     def status(self) -> dict[str, Any]:
         c = self.driver.CONTROL
         with c.lock:
-            hosts = [{"name": n, "version": s.version, "up": n not in self.down,
-                      "refuse_up": n in self.refuse_up} for n, s in sorted(c.hosts.items())]
-            return {"hosts": hosts, "migration_seconds": c.migration_seconds,
-                    "migration_seconds_per_vm": dict(c.migration_seconds_per_vm),
-                    "fail_next_migration": sorted(c.fail_next),
-                    "migrations_running": sorted(c.running), "migrations_completed": c.completed,
-                    "migrations_failed": c.failed, "vms": len(self.vm_ids),
-                    "timings": self.timings}
+            hosts = [
+                {
+                    "name": n,
+                    "version": s.version,
+                    "up": n not in self.down,
+                    "refuse_up": n in self.refuse_up,
+                }
+                for n, s in sorted(c.hosts.items())
+            ]
+            return {
+                "hosts": hosts,
+                "migration_seconds": c.migration_seconds,
+                "migration_seconds_per_vm": dict(c.migration_seconds_per_vm),
+                "fail_next_migration": sorted(c.fail_next),
+                "migrations_running": sorted(c.running),
+                "migrations_completed": c.completed,
+                "migrations_failed": c.failed,
+                "vms": len(self.vm_ids),
+                "timings": self.timings,
+            }
 
     def control(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         parts = [p for p in path.split("/") if p]
@@ -407,8 +452,11 @@ class Sandbox:
                         self._bring_up(host)
                 elif op == "refuse-up":
                     with self.lock:
-                        (self.refuse_up.add if body.get("refuse", True)
-                         else self.refuse_up.discard)(host)
+                        (
+                            self.refuse_up.add
+                            if body.get("refuse", True)
+                            else self.refuse_up.discard
+                        )(host)
                 elif op == "upgrade":
                     self._upgrade(host, str(body["version"]))
                 else:
@@ -432,14 +480,29 @@ class Sandbox:
 
         ctl = seed.controllers(self.inv)
         mapping = {
-            "controllers": [{k: h[k] for k in ("name", "az", "rack", "version", "aggregates",
-                                               "enabled", "up", "disabled_reason") if k in h}
-                            for h in ctl],
+            "controllers": [
+                {
+                    k: h[k]
+                    for k in (
+                        "name",
+                        "az",
+                        "rack",
+                        "version",
+                        "aggregates",
+                        "enabled",
+                        "up",
+                        "disabled_reason",
+                    )
+                    if k in h
+                }
+                for h in ctl
+            ],
             "ha_groups": list(self.inv.get("ha_groups", [])),
         }
         _write_json(self.state_dir / "mapping.json", mapping)
-        _write_json(self.state_dir / "ids.json",
-                    {"vms": self.vm_ids, "server_groups": self.group_ids})
+        _write_json(
+            self.state_dir / "ids.json", {"vms": self.vm_ids, "server_groups": self.group_ids}
+        )
 
 
 def _make_harness() -> Any:
@@ -457,8 +520,9 @@ def _make_harness() -> Any:
 
         def setUp(self) -> None:
             # (pitfall 2) the wheel installs api-paste.ini under <venv>/etc/nova.
-            self.flags(api_paste_config=os.path.join(sys.prefix, "etc/nova/api-paste.ini"),
-                       group="wsgi")
+            self.flags(
+                api_paste_config=os.path.join(sys.prefix, "etc/nova/api-paste.ini"), group="wsgi"
+            )
             # Set before the services and the API read them. No heartbeat timer is needed:
             # a host is down only when forced down (`ctl host-down`), as an operator's fencing
             # would mark it; so the heartbeat can be rare and never late.
@@ -469,8 +533,15 @@ def _make_harness() -> Any:
             # Versioned notifications are built for the harness to collect, never read here.
             self.flags(notification_format="unversioned", group="notifications")
             # (pitfall 5) unlimited quotas; Nova's defaults refuse a cloud of any size.
-            for opt in ("instances", "cores", "ram", "server_groups", "server_group_members",
-                        "metadata_items", "key_pairs"):
+            for opt in (
+                "instances",
+                "cores",
+                "ram",
+                "server_groups",
+                "server_group_members",
+                "metadata_items",
+                "key_pairs",
+            ):
                 self.flags(**{opt: -1, "group": "quota"})
             super().setUp()
 
@@ -550,13 +621,24 @@ def _event_driven_fake_rpc() -> None:
                 name = exchange_manager.get_exchange(t.exchange).name
                 waiters.setdefault((name, t.topic, t.server or None), set()).add(self._rw_wake)
 
-    def deliver(self: Any, topic: str, ctxt: Any, message: Any, server: Any = None,
-                fanout: bool = False, reply_q: Any = None) -> None:
+    def deliver(
+        self: Any,
+        topic: str,
+        ctxt: Any,
+        message: Any,
+        server: Any = None,
+        fanout: bool = False,
+        reply_q: Any = None,
+    ) -> None:
         orig_deliver(self, topic, ctxt, message, server=server, fanout=fanout, reply_q=reply_q)
         with lock:
             if fanout:
-                events = [e for k, evs in waiters.items()
-                          if k[0] == self.name and k[1] == topic for e in evs]
+                events = [
+                    e
+                    for k, evs in waiters.items()
+                    if k[0] == self.name and k[1] == topic
+                    for e in evs
+                ]
             else:
                 events = list(waiters.get((self.name, topic, server), ()))
         for e in events:
@@ -673,6 +755,7 @@ def main(argv: list[str]) -> int:
     install_signals()
     parent = spec.get("exit_with_parent")
     if parent:
+
         def watch_parent() -> None:
             while _alive(int(parent)):
                 time.sleep(0.5)
@@ -695,26 +778,45 @@ def main(argv: list[str]) -> int:
 
         placement_app = deploy.loadapp(_placement_conf(sb.harness))
         users = [
-            web.User("admin", "admin", spec["admin_password"], "admin", "admin",
-                     ("admin", "member", "reader")),
-            web.User("demo", "demo", spec["demo_password"], "demo", "demo",
-                     ("member", "reader")),
+            web.User(
+                "admin",
+                "admin",
+                spec["admin_password"],
+                "admin",
+                "admin",
+                ("admin", "member", "reader"),
+            ),
+            web.User("demo", "demo", spec["demo_password"], "demo", "demo", ("member", "reader")),
         ]
-        front = web.Front(web.Identity(users), sb.harness.api_fixture.app(), placement_app,
-                          sb.control, spec["control_secret"])
+        front = web.Front(
+            web.Identity(users),
+            sb.harness.api_fixture.app(),
+            placement_app,
+            sb.control,
+            spec["control_secret"],
+        )
         httpd, _ = web.serve(front, int(spec.get("port", 0)))
         port = httpd.server_address[1]
         front.base_url = f"http://127.0.0.1:{port}"
         sb.timings["total"] = time.monotonic() - t0
-        _write_json(state_dir / READY_FILE, {
-            "pid": os.getpid(), "port": port, "url": front.base_url,
-            "auth_url": front.base_url + "/identity/v3", "work_dir": str(work_dir),
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "hosts": len(sb.driver.CONTROL.hosts), "vms": len(sb.vm_ids),
-            "controllers": len([h for h in sb.inv.get("hosts", [])
-                                if h.get("role") == "controller"]),
-            "startup_seconds": round(sb.timings["total"], 2), "timings": sb.timings,
-        })
+        _write_json(
+            state_dir / READY_FILE,
+            {
+                "pid": os.getpid(),
+                "port": port,
+                "url": front.base_url,
+                "auth_url": front.base_url + "/identity/v3",
+                "work_dir": str(work_dir),
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "hosts": len(sb.driver.CONTROL.hosts),
+                "vms": len(sb.vm_ids),
+                "controllers": len(
+                    [h for h in sb.inv.get("hosts", []) if h.get("role") == "controller"]
+                ),
+                "startup_seconds": round(sb.timings["total"], 2),
+                "timings": sb.timings,
+            },
+        )
         print(f"rollwave sandbox ready on {front.base_url}", flush=True)
     except Exception as exc:
         print(f"sandbox failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)

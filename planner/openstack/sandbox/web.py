@@ -71,21 +71,37 @@ class Identity:
         return tok
 
 
-def _json(start: StartResponse, status: int, body: Any,
-          headers: tuple[tuple[str, str], ...] = ()) -> list[bytes]:
+def _json(
+    start: StartResponse, status: int, body: Any, headers: tuple[tuple[str, str], ...] = ()
+) -> list[bytes]:
     data = json.dumps(body).encode()
-    reason = {200: "OK", 201: "Created", 204: "No Content", 300: "Multiple Choices",
-              400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-              405: "Method Not Allowed", 409: "Conflict", 500: "Internal Server Error"}
-    start(f"{status} {reason.get(status, 'Status')}",
-          [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *headers])
+    reason = {
+        200: "OK",
+        201: "Created",
+        204: "No Content",
+        300: "Multiple Choices",
+        400: "Bad Request",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        409: "Conflict",
+        500: "Internal Server Error",
+    }
+    start(
+        f"{status} {reason.get(status, 'Status')}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *headers],
+    )
     return [data]
 
 
 def _error(start: StartResponse, status: int, message: str) -> list[bytes]:
     title = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
-    return _json(start, status, {"error": {"code": status, "message": message,
-                                           "title": title.get(status, "Error")}})
+    return _json(
+        start,
+        status,
+        {"error": {"code": status, "message": message, "title": title.get(status, "Error")}},
+    )
 
 
 def _read_json(environ: Environ) -> Any:
@@ -119,10 +135,17 @@ class Front:
         def service(kind: str, name: str, path: str) -> dict[str, Any]:
             url = self.base_url + path
             return {
-                "type": kind, "name": name, "id": uuid.uuid5(uuid.NAMESPACE_URL, url).hex,
+                "type": kind,
+                "name": name,
+                "id": uuid.uuid5(uuid.NAMESPACE_URL, url).hex,
                 "endpoints": [
-                    {"id": uuid.uuid5(uuid.NAMESPACE_URL, url + i).hex, "interface": i,
-                     "region": "RegionOne", "region_id": "RegionOne", "url": url}
+                    {
+                        "id": uuid.uuid5(uuid.NAMESPACE_URL, url + i).hex,
+                        "interface": i,
+                        "region": "RegionOne",
+                        "region_id": "RegionOne",
+                        "url": url,
+                    }
                     for i in ("public", "internal", "admin")
                 ],
             }
@@ -143,7 +166,7 @@ class Front:
         ):
             if path == prefix or path.startswith(prefix + "/"):
                 environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
-                environ["PATH_INFO"] = path[len(prefix):]
+                environ["PATH_INFO"] = path[len(prefix) :]
                 return handler(environ, start)
         return _error(start, 404, f"no service at {path}")
 
@@ -152,10 +175,15 @@ class Front:
     def _identity(self, environ: Environ, start: StartResponse) -> Iterable[bytes]:
         path = environ["PATH_INFO"].rstrip("/")
         method = environ["REQUEST_METHOD"]
-        v3 = {"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
-              "links": [{"rel": "self", "href": self.base_url + "/identity/v3/"}],
-              "media-types": [{"base": "application/json",
-                               "type": "application/vnd.openstack.identity-v3+json"}]}
+        v3 = {
+            "id": "v3.14",
+            "status": "stable",
+            "updated": "2020-04-07T00:00:00Z",
+            "links": [{"rel": "self", "href": self.base_url + "/identity/v3/"}],
+            "media-types": [
+                {"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}
+            ],
+        }
         if path == "" and method == "GET":
             return _json(start, 300, {"versions": {"values": [v3]}})
         if path == "/v3" and method == "GET":
@@ -193,7 +221,8 @@ class Front:
         if "password" in methods:
             pw = ident.get("password", {}).get("user", {})
             cand = self.identity.users.get(pw.get("name", "")) or next(
-                (x for x in self.identity.users.values() if x.id == pw.get("id")), None)
+                (x for x in self.identity.users.values() if x.id == pw.get("id")), None
+            )
             if cand and secrets.compare_digest(cand.password, str(pw.get("password", ""))):
                 user = cand
         elif "token" in methods:
@@ -262,8 +291,9 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
 
 def serve(app: WSGIApp, port: int) -> tuple[WSGIServer, threading.Thread]:
     """Serve `app` on 127.0.0.1:`port` (0 picks a free port) in a daemon thread."""
-    server = make_server("127.0.0.1", port, app, server_class=_ThreadingServer,
-                         handler_class=_QuietHandler)
+    server = make_server(
+        "127.0.0.1", port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+    )
     thread = threading.Thread(target=server.serve_forever, name="rollwave-http", daemon=True)
     thread.start()
     return server, thread
