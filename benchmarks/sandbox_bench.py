@@ -1,6 +1,6 @@
 """Start-up time of the Nova sandbox and time of `rollwave snapshot` against it.
 
-    python -m benchmarks.sandbox_bench [--runs 3] [--sizes 20x0,20x2,100x0,100x2]
+    python -m benchmarks sandbox_bench -- [--runs 3] [--sizes 20x0,20x2,100x0,100x2] [--quick]
 
 A size HxV is H compute hosts from `rollwave generate` (same seed) keeping the first V of each
 host's VMs (0: the generated hosts, AZs, aggregates, versions and controllers, no VMs). Prints a
@@ -76,7 +76,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--sizes", default="20x0,20x2,100x0,100x2")
+    ap.add_argument("--quick", action="store_true", help="one run of 20x0 and 20x2")
     args = ap.parse_args()
+    if args.quick:
+        args.runs, args.sizes = 1, "20x0,20x2"
     cols = ["start", "computes", "aggregates", "vms", "snapshot", "cpu", "vm_cpu"]
     print(f"{'hosts':>5} {'VMs':>5} | " + " | ".join(f"{c + ' s':>16}" for c in cols))
     print("-" * (14 + 19 * len(cols)))
