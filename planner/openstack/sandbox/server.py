@@ -765,6 +765,9 @@ def main(argv: list[str]) -> int:
 
     t0 = time.monotonic()
     try:
+        from planner.openstack.sandbox import web
+
+        httpd = web.bind(int(spec.get("port", 0)))
         sb = Sandbox(spec)
         sb.start()
         install_signals()
@@ -773,8 +776,6 @@ def main(argv: list[str]) -> int:
         install_signals()
         sb._write_side_files()
         from placement import deploy
-
-        from planner.openstack.sandbox import web
 
         placement_app = deploy.loadapp(_placement_conf(sb.harness))
         users = [
@@ -795,9 +796,9 @@ def main(argv: list[str]) -> int:
             sb.control,
             spec["control_secret"],
         )
-        httpd, _ = web.serve(front, int(spec.get("port", 0)))
         port = httpd.server_address[1]
         front.base_url = f"http://127.0.0.1:{port}"
+        web.serve(httpd, front)
         sb.timings["total"] = time.monotonic() - t0
         _write_json(
             state_dir / READY_FILE,

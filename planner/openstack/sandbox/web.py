@@ -87,6 +87,7 @@ def _json(
         405: "Method Not Allowed",
         409: "Conflict",
         500: "Internal Server Error",
+        503: "Service Unavailable",
     }
     start(
         f"{status} {reason.get(status, 'Status')}",
@@ -289,11 +290,23 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
     request_queue_size = 128
 
 
-def serve(app: WSGIApp, port: int) -> tuple[WSGIServer, threading.Thread]:
-    """Serve `app` on 127.0.0.1:`port` (0 picks a free port) in a daemon thread."""
-    server = make_server(
-        "127.0.0.1", port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+def bind(port: int) -> WSGIServer:
+    """Take 127.0.0.1:`port` (0 picks a free one) now; `serve` answers on it later.
+
+    Binding first makes a busy port fail in a second, not after the whole start-up.
+    """
+    return make_server(
+        "127.0.0.1", port, _unset_app, server_class=_ThreadingServer, handler_class=_QuietHandler
     )
+
+
+def _unset_app(environ: Environ, start: StartResponse) -> Iterable[bytes]:
+    return _error(start, 503, "the sandbox is still starting")
+
+
+def serve(server: WSGIServer, app: WSGIApp) -> threading.Thread:
+    """Answer on a bound server with `app`, in a daemon thread."""
+    server.set_app(app)
     thread = threading.Thread(target=server.serve_forever, name="rollwave-http", daemon=True)
     thread.start()
-    return server, thread
+    return thread
