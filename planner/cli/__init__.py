@@ -32,6 +32,9 @@ def _register() -> None:
 
     for cmd in (sandbox.sandbox, snapshot.snapshot):
         cli.add_command(cmd)
+    from planner.cli.execute import execute_cmd  # issues 6 and 8: the executor
+
+    cli.add_command(execute_cmd)
 
 
 _register()

@@ -159,10 +159,17 @@ def migration_duration(seconds: float, vm: str | None) -> None:
 
 @ctl.command("fail-next-migration")
 @click.argument("vm")
-def fail_next_migration(vm: str) -> None:
-    """Make VM's next live migration fail (it stays ACTIVE on its source)."""
-    out = _do("POST", "fail-next-migration", {"vm": vm})
-    click.echo(f"next migration of {out['vm']} will fail")
+@click.option(
+    "--times",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    help="How many of its next live migrations fail (0 clears the fault).",
+)
+def fail_next_migration(vm: str, times: int) -> None:
+    """Make VM's next live migration(s) fail (it stays ACTIVE on its source)."""
+    out = _do("POST", "fail-next-migration", {"vm": vm, "times": times})
+    click.echo(f"next {times} migration(s) of {out['vm']} will fail")
 
 
 @ctl.command("host-down")

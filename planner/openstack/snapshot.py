@@ -210,6 +210,40 @@ def _label_aggregates(aggregates: list[dict[str, Any]]) -> set[str]:
     return out
 
 
+def _per_host_labels(aggregates: list[dict[str, Any]]) -> dict[str, str]:
+    """ "rollwave_version:cmp-1" -> label (and rollwave_rack:...), from any aggregate."""
+    per_host: dict[str, str] = {}
+    for a in aggregates:
+        for k, v in (a.get("metadata") or {}).items():
+            if k.startswith((VERSION_KEY + ":", RACK_KEY + ":")):
+                per_host[k] = str(v)
+    return per_host
+
+
+def _by_host(aggregates: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_host: dict[str, list[dict[str, Any]]] = {}
+    for a in aggregates:
+        for h in a.get("hosts") or []:
+            by_host.setdefault(h, []).append(a)
+    return by_host
+
+
+def _label_version(name: str, per_host: dict[str, str], aggs: list[dict[str, Any]]) -> str | None:
+    """The version label the cloud publishes for a host (per-host key, else membership)."""
+    return per_host.get(label_key(VERSION_KEY, name)) or next(
+        (a["metadata"][VERSION_KEY] for a in aggs if VERSION_KEY in (a.get("metadata") or {})),
+        None,
+    )
+
+
+def observed_version(name: str, aggregates: list[dict[str, Any]], mapping: Mapping) -> str | None:
+    """The version the cloud itself reports for a host (aggregate metadata), or None when the
+    mapping file decides it or nothing is published: what an executor can watch change."""
+    if mapping.host_version(name):
+        return None
+    return _label_version(name, _per_host_labels(aggregates), _by_host(aggregates).get(name, []))
+
+
 def _hosts(
     services: list[dict[str, Any]],
     host_rps: dict[str, list[str]],
@@ -218,15 +252,8 @@ def _hosts(
     mapping: Mapping,
 ) -> list[dict[str, Any]]:
     labels = _label_aggregates(aggregates)
-    per_host: dict[str, str] = {}  # "rollwave_version:cmp-1" -> label, from any aggregate
-    for a in aggregates:
-        for k, v in (a.get("metadata") or {}).items():
-            if k.startswith((VERSION_KEY + ":", RACK_KEY + ":")):
-                per_host[k] = str(v)
-    by_host: dict[str, list[dict[str, Any]]] = {}
-    for a in aggregates:
-        for h in a.get("hosts") or []:
-            by_host.setdefault(h, []).append(a)
+    per_host = _per_host_labels(aggregates)
+    by_host = _by_host(aggregates)
     out: dict[str, dict[str, Any]] = {}
     for s in services:
         name = s["host"]
@@ -239,10 +266,6 @@ def _hosts(
                 reserved[rc] = reserved.get(rc, 0) + int(inv.get("reserved", 0))
                 ratio[rc] = float(inv.get("allocation_ratio", 1.0))
         aggs = by_host.get(name, [])
-        meta_version = next(
-            (a["metadata"][VERSION_KEY] for a in aggs if VERSION_KEY in (a.get("metadata") or {})),
-            None,
-        )
         meta_rack = next(
             (a["metadata"][RACK_KEY] for a in aggs if RACK_KEY in (a.get("metadata") or {})), None
         )
@@ -254,8 +277,7 @@ def _hosts(
             "rack": mapping.host_rack(name) or per_host.get(label_key(RACK_KEY, name)) or meta_rack,
             "aggregates": sorted(a["name"] for a in aggs if a["name"] not in labels),
             "version": mapping.host_version(name)
-            or per_host.get(label_key(VERSION_KEY, name))
-            or meta_version
+            or _label_version(name, per_host, aggs)
             or mapping.default_version,
             "enabled": enabled,
             "up": s.get("state") == "up" and not s.get("forced_down", False),

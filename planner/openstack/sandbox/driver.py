@@ -35,7 +35,7 @@ class Control:
         self.hosts: dict[str, HostSpec] = {}
         self.migration_seconds = 1.0
         self.migration_seconds_per_vm: dict[str, float] = {}
-        self.fail_next: set[str] = set()
+        self.fail_next: dict[str, int] = {}  # VM -> how many of its next migrations fail
         self.running: dict[str, _Migration] = {}
         self.completed = 0
         self.failed = 0
@@ -46,10 +46,14 @@ class Control:
 
     def take_failure(self, vm: str) -> bool:
         with self.lock:
-            if vm in self.fail_next:
-                self.fail_next.discard(vm)
-                return True
-            return False
+            left = self.fail_next.get(vm, 0)
+            if left <= 0:
+                return False
+            if left == 1:
+                del self.fail_next[vm]
+            else:
+                self.fail_next[vm] = left - 1
+            return True
 
 
 CONTROL = Control()

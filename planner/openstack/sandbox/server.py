@@ -434,9 +434,15 @@ class Sandbox:
                 return 200, {"ok": True}
             if method == "POST" and parts == ["fail-next-migration"]:
                 vm = self._vm_uuid(body["vm"])
+                times = int(body.get("times", 1))
+                if times < 0:
+                    return 400, {"error": "times must be >= 0"}
                 with c.lock:
-                    c.fail_next.add(vm)
-                return 200, {"ok": True, "vm": vm}
+                    if times:
+                        c.fail_next[vm] = times
+                    else:
+                        c.fail_next.pop(vm, None)
+                return 200, {"ok": True, "vm": vm, "times": times}
             if method == "POST" and parts == ["vms"]:
                 if body.get("host") not in c.hosts:
                     return 404, {"error": f"unknown compute host {body.get('host')!r}"}

@@ -1,0 +1,412 @@
+"""`rollwave execute PLAN`: run a plan against a live cloud, safely, resumably, with progress.
+
+`rollwave execute --status JOURNAL` shows where a run stands without touching the cloud.
+docs/executor.md explains the procedure, the journal and every option.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from planner.checker import check_plan
+from planner.cli.common import emit_json, err, format_option, out
+from planner.errors import ExitCode, InputError, UsageError
+from planner.formats import load_inventory, load_plan, sha256_file
+
+
+def default_journal(plan: str) -> Path:
+    p = Path(plan)
+    return p.with_name(p.stem + ".journal.jsonl")
+
+
+@click.command("execute")
+@click.argument("plan", required=False, type=click.Path(dir_okay=False, path_type=str))
+@click.option(
+    "--os-cloud",
+    "cloud",
+    envvar="OS_CLOUD",
+    help="Cloud name in clouds.yaml (default: $OS_CLOUD, else the OS_* variables).",
+)
+@click.option(
+    "--inventory",
+    "inventory_path",
+    type=click.Path(dir_okay=False),
+    help="The inventory the plan was made from: its digest must match the plan's and the "
+    "checker must accept the plan on it.",
+)
+@click.option(
+    "--mapping",
+    "mapping_path",
+    type=click.Path(dir_okay=False),
+    help="Mapping file for the snapshots (controllers, HA groups, versions), as for snapshot.",
+)
+@click.option("--dry-run", is_flag=True, help="Print every API call it would make; change nothing.")
+@click.option(
+    "--journal",
+    "journal_path",
+    type=click.Path(dir_okay=False),
+    help="Journal file (default: PLAN's name with .journal.jsonl).",
+)
+@click.option("--resume", is_flag=True, help="Continue the run the journal records.")
+@click.option(
+    "--status",
+    "status_journal",
+    type=click.Path(dir_okay=False),
+    help="Show where the run in this journal stands (touches no cloud).",
+)
+@click.option(
+    "--max-parallel",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Migrations in flight at once, overall.",
+)
+@click.option(
+    "--max-inbound",
+    type=click.IntRange(0),
+    default=2,
+    show_default=True,
+    help="Migrations in flight at once to one destination host (0: no limit).",
+)
+@click.option(
+    "--upgrade-command",
+    metavar="CMD",
+    help="Upgrades one host, e.g. 'ansible-playbook upgrade.yml --limit {host}'. "
+    "Placeholders: {host} {wave} {plan} {version}.",
+)
+@click.option(
+    "--rollback-command",
+    metavar="CMD",
+    help="Rolls one host back when its upgrade fails or it does not come back healthy.",
+)
+@click.option(
+    "--health-command",
+    metavar="CMD",
+    help="Checks one canary host after the soak (exit 0: healthy).",
+)
+@click.option(
+    "--replan/--no-replan",
+    default=True,
+    show_default=True,
+    help="On drift, re-plan the remaining waves from the live state (else stop, exit 5).",
+)
+@click.option(
+    "--on-host-failure",
+    type=click.Choice(["stop", "continue"]),
+    default="stop",
+    show_default=True,
+    help="After a host's upgrade fails (rolled back or not): finish the wave and stop, or "
+    "go on without it.",
+)
+@click.option(
+    "--canary",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="After the first N upgraded hosts are back: move a few VMs onto them, soak, check.",
+)
+@click.option(
+    "--soak",
+    "soak_s",
+    type=click.FloatRange(0),
+    default=600.0,
+    show_default=True,
+    help="Seconds the canary soaks.",
+)
+@click.option(
+    "--canary-vms",
+    type=click.IntRange(0),
+    default=2,
+    show_default=True,
+    help="VMs moved onto the canary hosts (the next wave's own evacuees first).",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0),
+    default=2,
+    show_default=True,
+    help="Retries of a failed migration before another destination is asked for.",
+)
+@click.option(
+    "--retry-delay",
+    "retry_delay_s",
+    type=click.FloatRange(0),
+    default=10.0,
+    show_default=True,
+    help="Seconds before a failed migration is tried again.",
+)
+@click.option(
+    "--service-timeout",
+    "service_timeout_s",
+    type=click.FloatRange(0),
+    default=600.0,
+    show_default=True,
+    help="Seconds a host's compute service has to come back healthy after its upgrade.",
+)
+@click.option(
+    "--hook-timeout",
+    "hook_timeout_s",
+    type=click.FloatRange(0),
+    default=0.0,
+    help="Seconds an upgrade/rollback/health command may run (0: no limit).",
+)
+@click.option(
+    "--migration-timeout",
+    "migration_timeout_s",
+    type=click.FloatRange(0),
+    default=0.0,
+    help="Abort a migration after this many seconds (0: Nova's own timeout only).",
+)
+@click.option(
+    "--poll-interval",
+    "poll_s",
+    type=click.FloatRange(0.05),
+    default=2.0,
+    show_default=True,
+    help="Seconds between polls of migrations and services.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False),
+    help="Simulation model for the ETA (default: the simulator's defaults).",
+)
+@click.option("--notify-command", metavar="CMD", help="Run on run/wave start and end, failures.")
+@click.option("--notify-webhook", metavar="URL", help="POST the same events as JSON.")
+@click.option(
+    "--allow-digest-mismatch",
+    is_flag=True,
+    help="Accept a plan made for another inventory file than --inventory.",
+)
+@click.option(
+    "--allow-check-failures",
+    is_flag=True,
+    help="Accept a plan the checker rejects on --inventory (the live re-checks still apply).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress; warnings and the summary only.")
+@format_option
+def execute_cmd(
+    plan: str | None,
+    cloud: str | None,
+    inventory_path: str | None,
+    mapping_path: str | None,
+    dry_run: bool,
+    journal_path: str | None,
+    resume: bool,
+    status_journal: str | None,
+    max_parallel: int,
+    max_inbound: int,
+    upgrade_command: str | None,
+    rollback_command: str | None,
+    health_command: str | None,
+    replan: bool,
+    on_host_failure: str,
+    canary: int,
+    soak_s: float,
+    canary_vms: int,
+    retries: int,
+    retry_delay_s: float,
+    service_timeout_s: float,
+    hook_timeout_s: float,
+    migration_timeout_s: float,
+    poll_s: float,
+    model_path: str | None,
+    notify_command: str | None,
+    notify_webhook: str | None,
+    allow_digest_mismatch: bool,
+    allow_check_failures: bool,
+    quiet: bool,
+    fmt: str,
+) -> int:
+    """Execute PLAN against a live cloud, wave by wave: re-check, disable, migrate, upgrade,
+    enable. Every step is journaled; --resume continues a run that was stopped or killed."""
+    if status_journal:
+        return _status(status_journal, fmt)
+    if plan is None:
+        raise UsageError("give the PLAN to execute (or --status JOURNAL)")
+    if dry_run and resume:
+        raise UsageError("--dry-run and --resume do not go together")
+    if not dry_run and not upgrade_command:
+        raise UsageError(
+            "give --upgrade-command CMD (e.g. 'ansible-playbook upgrade.yml --limit {host}'): "
+            "it is what upgrades each host"
+        )
+    if canary and not dry_run and soak_s > 0 and poll_s <= 0:
+        raise UsageError("--poll-interval must be positive")
+
+    from planner.executor.cloud import DryRunCloud, LiveCloud
+    from planner.executor.hooks import DryRunHooks, Hooks, Notifier
+    from planner.executor.run import ExecOptions, Executor
+    from planner.executor.ui import Reporter, summary_table
+    from planner.openstack import connect, mapping
+    from sim.model import DEFAULT, load_model
+
+    plan_obj = load_plan(plan)
+    sha = sha256_file(plan)
+    if inventory_path:
+        _check_against_inventory(
+            plan, plan_obj, inventory_path, allow_digest_mismatch, allow_check_failures
+        )
+    elif not resume:
+        err.print(
+            "note: no --inventory: the plan's digest is not verified; the first wave's re-check "
+            "judges the whole plan against the live cloud"
+        )
+    model = load_model(model_path) if model_path else DEFAULT
+    model = model.with_changes(max_inbound_migrations=max_inbound or None)
+    m = mapping.load(mapping_path) if mapping_path else mapping.Mapping()
+    api = connect.Api(connect.connect(cloud))
+    live = LiveCloud(api, cloud or "default", m)
+    journal = Path(journal_path) if journal_path else default_journal(plan)
+    opts = ExecOptions(
+        max_parallel=max_parallel,
+        max_inbound=max_inbound or None,
+        upgrade_command=upgrade_command,
+        rollback_command=rollback_command,
+        health_command=health_command,
+        replan=replan,
+        on_host_failure=on_host_failure,
+        canary=canary,
+        soak_s=soak_s,
+        canary_vms=canary_vms,
+        retries=retries,
+        retry_delay_s=retry_delay_s,
+        poll_s=poll_s,
+        service_timeout_s=service_timeout_s,
+        hook_timeout_s=hook_timeout_s,
+        migration_timeout_s=migration_timeout_s,
+        model=model,
+    )
+    reporter = Reporter(err, quiet=quiet or dry_run)
+    if dry_run:
+        err.print("dry run: reading the cloud once (read-only); every other call is printed")
+        start = live.snapshot()
+        cloud_obj: Any = DryRunCloud(
+            start,
+            lambda line: out.print(line, markup=False, highlight=False),
+            plan_obj.policy.target_version,
+        )
+        hooks: Any = DryRunHooks(cloud_obj.run_hook)
+    else:
+        cloud_obj = live
+        hooks = Hooks(journal.with_name(journal.stem + ".logs"))
+    notifier = Notifier(notify_command, notify_webhook, reporter.warn, dry=dry_run)
+    ex = Executor(
+        plan_obj,
+        sha,
+        cloud_obj,
+        opts=opts,
+        reporter=reporter,
+        hooks=hooks,
+        notify=notifier,
+        journal_path=None if dry_run else journal,
+        plan_file=plan,
+        resume=resume,
+    )
+    result = ex.run()
+    if fmt == "json":
+        from planner.executor.ui import status_dict
+
+        data = status_dict(result.state, str(journal))
+        data.update(status=result.status, reason=result.reason, final=result.final)
+        emit_json(data)
+    else:
+        if not dry_run:
+            out.print(summary_table(result.state))
+        _print_end(result, plan, journal, dry_run)
+    return result.exit_code
+
+
+def _check_against_inventory(
+    plan_path: str, plan: Any, inventory_path: str, allow_digest: bool, allow_check: bool
+) -> None:
+    inv = load_inventory(inventory_path)
+    digest_ok = plan.inventory_sha256 == inv.digest
+    if not digest_ok and not allow_digest:
+        raise InputError(
+            plan_path,
+            f"the plan was made for inventory sha256 {plan.inventory_sha256[:12] or '(none)'}..., "
+            f"{inventory_path} is {(inv.digest or '')[:12]}...: refusing to execute it "
+            "(--allow-digest-mismatch to go on anyway)",
+        )
+    report = check_plan(inv, plan, digest=plan.inventory_sha256 if not digest_ok else None)
+    bad = [v for v in report.violations if v.rule != "digest"]
+    if bad and not allow_check:
+        lines = "\n".join(f"  {v}" for v in bad[:10])
+        raise InputError(
+            plan_path,
+            f"the checker rejects the plan on {inventory_path} ({len(bad)} violation(s)); "
+            f"refusing to execute it (--allow-check-failures to go on anyway):\n{lines}",
+        )
+
+
+def _print_end(result: Any, plan: str, journal: Path, dry: bool) -> None:
+    st = result.state
+    f = result.final
+    for h, o in sorted(st.outcomes.items()):
+        if o.status != "upgraded":
+            left = "; left disabled by rollwave" if o.left_disabled else ""
+            out.print(f"[yellow]not upgraded[/]: {h} ({o.reason}){left}")
+    for v in f.get("vms_not_running", []):
+        out.print(
+            f"[yellow]VM not running[/]: {v['name']} ({v['vm']}) {v['status']} on {v['host']}"
+        )
+    for p in f.get("capacity_problems", []):
+        out.print(f"[red]capacity[/]: {p}")
+    if st.headroom_breaches:
+        out.print(f"[red]headroom was short {len(st.headroom_breaches)} time(s)[/] during the run")
+    if dry:
+        out.print(f"dry run: {result.status}; nothing was changed")
+        return
+    cmd = f"rollwave execute {shlex.quote(plan)} --resume --journal {shlex.quote(str(journal))}"
+    if result.status == "completed":
+        out.print(f"[green]done[/]: every host upgraded; journal {journal}")
+    elif result.status == "incomplete":
+        out.print(f"[yellow]finished[/] with {result.reason}; journal {journal}")
+    else:
+        disabled = sorted(st.disabled_by_us)
+        if disabled:
+            out.print(f"hosts disabled by rollwave: {', '.join(disabled)}")
+        out.print(f"[yellow]{result.status}[/]: {result.reason}")
+        out.print(f"to continue: {cmd} (with the same options)")
+
+
+def _status(journal: str, fmt: str) -> int:
+    from planner.executor.journal import RunState, read_records
+    from planner.executor.ui import status_dict, summary_table
+
+    st = RunState.replay(read_records(journal))
+    data = status_dict(st, journal)
+    if fmt == "json":
+        emit_json(data)
+        return int(ExitCode.OK)
+    out.print(
+        f"journal {journal}: plan {str(data['plan_sha256'])[:12]} on cloud {data['cloud']}, "
+        f"started {data['started_at']}, last record {data['last_record_at']}"
+    )
+    out.print(f"status: {data['status']}" + (f" ({data['reason']})" if data["reason"] else ""))
+    out.print(
+        f"waves: {data['waves_done']} of {data['waves']} done"
+        + (
+            f"; current: wave {data['current_wave']} ({', '.join(data['current_hosts'])})"
+            if data["current_wave"]
+            else ""
+        )
+    )
+    for s in data["open_steps"]:
+        what = s.get("vm") or s.get("host")
+        out.print(f"  in flight when last written: {s['op']} {what} (wave {s.get('wave')})")
+    for h, o in data["hosts_not_upgraded"].items():
+        out.print(f"  not upgraded: {h}: {o['reason']}")
+    if data["disabled_by_rollwave"]:
+        out.print(f"  disabled by rollwave: {', '.join(data['disabled_by_rollwave'])}")
+    if data["stopped_by_rollwave"]:
+        out.print(f"  stopped by rollwave: {', '.join(data['stopped_by_rollwave'])}")
+    out.print(summary_table(st))
+    sys.stdout.flush()
+    return int(ExitCode.OK)

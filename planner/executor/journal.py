@@ -1,0 +1,393 @@
+"""The execution journal: JSON lines, append-only, each record flushed and fsync'd.
+
+Every step is written twice: an `intent` record before it happens and a `done` (or `failed`)
+record after, with the same step id, so a run killed at any instant (SIGKILL included) knows
+which steps were begun but not finished. `note` records carry facts that are not steps (checks,
+re-plans, host outcomes). The first record is a header naming the plan (its sha256), the cloud
+and rollwave's version; no record ever holds a credential or a token.
+
+`RunState.apply` folds records into the state of a run; the executor applies each record as it
+writes it, and `--resume` / `--status` replay the file: one code path for both.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from planner.errors import InputError, Problem
+from planner.plan import Migration, Plan, Stop, Wave
+
+FORMAT_VERSION = "1.0"
+KIND = "rollwave-journal"
+
+INTENT, DONE, FAILED, NOTE, HEADER = "intent", "done", "failed", "note", "header"
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def parse_iso(t: str) -> float:
+    return _dt.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+
+
+def wave_to_dict(w: Wave) -> dict[str, Any]:
+    return {
+        "index": w.index,
+        "hosts": list(w.hosts),
+        "migrations": [
+            {"vm": m.vm, "from": m.src, "to": m.dst, "method": m.method} for m in w.migrations
+        ],
+        "stops": [{"vm": s.vm, "host": s.host} for s in w.stops],
+    }
+
+
+def wave_from_dict(d: Mapping[str, Any]) -> Wave:
+    return Wave(
+        index=int(d["index"]),
+        hosts=tuple(d["hosts"]),
+        migrations=tuple(
+            Migration(m["vm"], m["from"], m["to"], m.get("method", "live"))
+            for m in d.get("migrations", ())
+        ),
+        stops=tuple(Stop(s["vm"], s["host"]) for s in d.get("stops", ())),
+    )
+
+
+class Journal:
+    """The writer. Opened in append mode; each record is one line, flushed and fsync'd."""
+
+    def __init__(self, path: str | os.PathLike[str], *, seq: int = 0) -> None:
+        self.path = Path(path)
+        new = not self.path.exists()
+        try:
+            self._f: TextIO | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise InputError(str(path), f"cannot write the journal: {exc.strerror}") from None
+        if new:  # the new file's directory entry must survive a crash too
+            _fsync_dir(self.path.parent)
+        self.seq = seq
+
+    def write(self, record: dict[str, Any]) -> dict[str, Any]:
+        self.seq += 1
+        rec = {"seq": self.seq, "t": now_iso(), **record}
+        assert self._f is not None, "journal closed"
+        self._f.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        return rec
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d if str(d) else ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every record of a journal. A torn last line (the writer was killed mid-line) is dropped;
+    a bad line anywhere else is an error naming its line."""
+    file = os.fspath(path)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(file, "no such journal") from None
+    except OSError as exc:
+        raise InputError(file, f"cannot read: {exc.strerror}") from None
+    lines = text.split("\n")
+    out: list[dict[str, Any]] = []
+    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            if i == last and not text.endswith("\n"):
+                break  # torn write at the very end: the step it announced never started
+            raise InputError(file, Problem(f"line {i + 1}", "is not a JSON record")) from None
+        if not isinstance(rec, dict):
+            raise InputError(file, Problem(f"line {i + 1}", "is not a JSON object"))
+        out.append(rec)
+    if not out or out[0].get("ev") != HEADER or out[0].get("kind") != KIND:
+        raise InputError(file, Problem("line 1", f"is not a {KIND} header"))
+    major = str(out[0].get("format_version", "")).split(".")[0]
+    if major != FORMAT_VERSION.split(".")[0]:
+        raise InputError(
+            file,
+            Problem(
+                "line 1",
+                f"format_version {out[0].get('format_version')!r}; this rollwave reads "
+                f"{FORMAT_VERSION.split('.')[0]}.x",
+            ),
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The run state
+# ---------------------------------------------------------------------------------------------
+HOST_UPGRADED = "upgraded"
+HOST_NOT_UPGRADED = "not-upgraded"  # back in service at its old version (rolled back, or kept)
+HOST_FAILED = "failed"  # not back in service: left disabled or down, with the reason
+
+
+@dataclass
+class HostOutcome:
+    status: str
+    reason: str | None
+    wave: int
+    left_disabled: bool = False
+
+
+@dataclass
+class RunState:
+    """What the journal says about a run. Built by replaying records (`apply`)."""
+
+    header: dict[str, Any] = field(default_factory=dict)
+    schedule: list[Wave] = field(default_factory=list)  # by execution order, re-plans applied
+    started: set[int] = field(default_factory=set)
+    ended: set[int] = field(default_factory=set)
+    wave_t: dict[int, list[float]] = field(default_factory=dict)  # wave -> [start, end?]
+    moved: dict[str, tuple[int, str]] = field(default_factory=dict)  # vm -> its last move
+    done_moves: set[tuple[int, str]] = field(default_factory=set)  # (wave, vm) confirmed
+    attempts: Counter[tuple[int, str]] = field(default_factory=Counter)  # (wave, vm) -> begun
+    failed_attempts: Counter[str] = field(default_factory=Counter)
+    retargeted: dict[str, int] = field(default_factory=dict)  # vm -> times re-planned
+    skipped: dict[str, str] = field(default_factory=dict)  # vm -> why it stays
+    disabled_by_us: dict[str, dict[str, Any]] = field(default_factory=dict)  # host -> before
+    stopped_by_us: dict[str, str] = field(default_factory=dict)  # vm -> host
+    outcomes: dict[str, HostOutcome] = field(default_factory=dict)
+    open_steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    replans: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    canary: dict[str, Any] | None = None  # the canary's last record
+    headroom_breaches: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # start / resume / stop / end notes
+    last_t: str | None = None
+    hook_failures: int = 0
+    per_wave: dict[int, Counter[str]] = field(default_factory=dict)  # done/retried/... per wave
+    # host -> its last upgrade / rollback / wait / rbwait step outcome ("done" or "failed";
+    # a step cut by an interruption is forgotten: it is done again), and why it failed
+    last_steps: dict[str, dict[str, str]] = field(default_factory=dict)
+    first_version: dict[str, str] = field(default_factory=dict)  # as observed before the run
+    upgrade_order: list[str] = field(default_factory=list)  # hosts in the order they came back
+    _retried: set[tuple[int, str]] = field(default_factory=set)
+
+    @classmethod
+    def start(cls, plan: Plan) -> RunState:
+        return cls(schedule=list(plan.waves))
+
+    @classmethod
+    def replay(cls, records: Iterable[dict[str, Any]], plan: Plan | None = None) -> RunState:
+        st = cls(schedule=list(plan.waves) if plan is not None else [])
+        for rec in records:
+            st.apply(rec)
+        return st
+
+    # -- folding ------------------------------------------------------------------------------
+    def apply(self, rec: Mapping[str, Any]) -> None:
+        ev, op = rec.get("ev"), rec.get("op")
+        self.last_t = rec.get("t", self.last_t)
+        if ev == HEADER:
+            self.header = dict(rec)
+            if not self.schedule and rec.get("waves_detail"):
+                self.schedule = [wave_from_dict(w) for w in rec["waves_detail"]]
+            return
+        step = rec.get("step")
+        if ev == INTENT and step:
+            self.open_steps[step] = dict(rec)
+        elif ev in (DONE, FAILED) and step:
+            self.open_steps.pop(step, None)
+        handler = getattr(self, f"_on_{op}", None)
+        if handler is not None:
+            handler(ev, rec)
+
+    def _on_run(self, ev: str, rec: Mapping[str, Any]) -> None:
+        self.runs.append(dict(rec))
+
+    def _on_wave(self, ev: str, rec: Mapping[str, Any]) -> None:
+        k = int(rec["wave"])
+        t = parse_iso(rec["t"])
+        if ev == INTENT:
+            self.started.add(k)
+            self.wave_t.setdefault(k, [t])
+        elif ev == DONE:
+            self.ended.add(k)
+            self.wave_t.setdefault(k, [t]).append(t)
+
+    def _on_check(self, ev: str, rec: Mapping[str, Any]) -> None:
+        self.checks.append(dict(rec))
+
+    def _on_replan(self, ev: str, rec: Mapping[str, Any]) -> None:
+        k = int(rec["wave"])
+        waves = [wave_from_dict(w) for w in rec["waves"]]
+        self.schedule = self.schedule[: k - 1] + waves
+        self.replans.append(dict(rec))
+
+    def _on_retarget(self, ev: str, rec: Mapping[str, Any]) -> None:
+        k, vm, dst = int(rec["wave"]), rec["vm"], rec["dst"]
+        w = self.schedule[k - 1]
+        migs = tuple(
+            Migration(m.vm, m.src, dst, m.method) if m.vm == vm else m for m in w.migrations
+        )
+        if not any(m.vm == vm for m in w.migrations):  # a VM found on the host mid-wave
+            migs = (*migs, Migration(vm, rec["src"], dst, rec.get("method", "live")))
+        self.schedule[k - 1] = Wave(w.index, w.hosts, migs, w.stops)
+        self.retargeted[vm] = self.retargeted.get(vm, 0) + 1
+        self._count(k, "replanned")
+
+    def _on_skip(self, ev: str, rec: Mapping[str, Any]) -> None:
+        why = str(rec.get("reason", ""))
+        self.skipped[rec["vm"]] = why
+        if why.startswith("could not"):
+            self._count(int(rec.get("wave") or 0), "failed")
+
+    def _on_migrate(self, ev: str, rec: Mapping[str, Any]) -> None:
+        vm = rec["vm"]
+        k = int(rec.get("wave") or 0)
+        if ev == INTENT:
+            self.attempts[(k, vm)] += 1
+            if self.attempts[(k, vm)] > 1 and (k, vm) not in self._retried:
+                self._retried.add((k, vm))
+                self._count(k, "retried")
+        elif ev == DONE:
+            self.moved[vm] = (k, rec["host"])
+            if (k, vm) not in self.done_moves:
+                self.done_moves.add((k, vm))
+                self._count(k, "done")
+        elif ev == FAILED:
+            self.failed_attempts[vm] += 1
+
+    def _count(self, k: int, what: str) -> None:
+        self.per_wave.setdefault(k, Counter())[what] += 1
+
+    def _on_disable(self, ev: str, rec: Mapping[str, Any]) -> None:
+        if ev == DONE:
+            self.disabled_by_us[rec["host"]] = {
+                "wave": rec.get("wave"),
+                "reason": rec.get("reason"),
+            }
+
+    def _on_enable(self, ev: str, rec: Mapping[str, Any]) -> None:
+        if ev == DONE:
+            self.disabled_by_us.pop(rec["host"], None)
+
+    def _on_stop(self, ev: str, rec: Mapping[str, Any]) -> None:
+        if ev == DONE and rec.get("was") in RUNNING:
+            self.stopped_by_us[rec["vm"]] = rec["host"]
+
+    def _on_start(self, ev: str, rec: Mapping[str, Any]) -> None:
+        if ev == DONE:
+            self.stopped_by_us.pop(rec["vm"], None)
+
+    def _on_host(self, ev: str, rec: Mapping[str, Any]) -> None:
+        host = rec["host"]
+        self.outcomes[host] = HostOutcome(
+            rec["status"], rec.get("reason"), int(rec.get("wave") or 0), bool(rec.get("disabled"))
+        )
+        if rec["status"] == HOST_UPGRADED and host not in self.upgrade_order:
+            self.upgrade_order.append(host)
+
+    def _host_step(self, ev: str, rec: Mapping[str, Any]) -> None:
+        host, op = rec.get("host"), str(rec.get("op"))
+        if not host or ev not in (DONE, FAILED):
+            return
+        last = self.last_steps.setdefault(host, {})
+        if ev == FAILED and rec.get("interrupted"):
+            last.pop(op, None)
+            return
+        last[op] = ev
+        if ev == FAILED:
+            last["failure_reason"] = str(rec.get("reason") or f"{op} failed")
+
+    def _on_upgrade(self, ev: str, rec: Mapping[str, Any]) -> None:
+        if ev == FAILED and not rec.get("interrupted"):
+            self.hook_failures += 1
+        self._host_step(ev, rec)
+
+    def _on_rollback(self, ev: str, rec: Mapping[str, Any]) -> None:
+        self._host_step(ev, rec)
+
+    def _on_wait(self, ev: str, rec: Mapping[str, Any]) -> None:
+        self._host_step(ev, rec)
+
+    def _on_rbwait(self, ev: str, rec: Mapping[str, Any]) -> None:
+        self._host_step(ev, rec)
+
+    def _on_version(self, ev: str, rec: Mapping[str, Any]) -> None:
+        self.first_version.setdefault(rec["host"], str(rec.get("version") or ""))
+
+    def _on_canary(self, ev: str, rec: Mapping[str, Any]) -> None:
+        self.canary = dict(rec)
+
+    def _on_headroom(self, ev: str, rec: Mapping[str, Any]) -> None:
+        self.headroom_breaches.append(dict(rec))
+
+    # -- views --------------------------------------------------------------------------------
+    @property
+    def upgraded(self) -> set[str]:
+        return {h for h, o in self.outcomes.items() if o.status == HOST_UPGRADED}
+
+    @property
+    def excluded(self) -> dict[str, str]:
+        """Hosts this run gave up on: not upgraded, or failed (host -> reason)."""
+        return {h: o.reason or o.status for h, o in self.outcomes.items() if o.status != "upgraded"}
+
+    def next_wave(self) -> int:
+        """The first wave (1-based) not ended; len(schedule) + 1 when all are."""
+        for k in range(1, len(self.schedule) + 1):
+            if k not in self.ended:
+                return k
+        return len(self.schedule) + 1
+
+    @property
+    def finished(self) -> bool:
+        return any(r.get("what") == "end" for r in self.runs)
+
+    def counts(self) -> dict[str, int]:
+        retried = len(self._retried)
+        return {
+            "migrations_done": len(self.done_moves),
+            "migrations_retried": retried,
+            "migrations_replanned": len(self.retargeted),
+            "migrations_failed": len(self.skipped_failed()),
+            "waves_replanned": len(self.replans),
+            "hosts_upgraded": len(self.upgraded),
+            "hosts_not_upgraded": sum(
+                1 for o in self.outcomes.values() if o.status == HOST_NOT_UPGRADED
+            ),
+            "hosts_failed": sum(1 for o in self.outcomes.values() if o.status == HOST_FAILED),
+        }
+
+    def skipped_failed(self) -> list[str]:
+        """VMs that could not be moved (retries and re-planning exhausted)."""
+        return [vm for vm, why in self.skipped.items() if why.startswith("could not")]
+
+    def wave_seconds(self) -> dict[int, float]:
+        return {k: t[1] - t[0] for k, t in self.wave_t.items() if len(t) > 1}
+
+    def iter_open(self) -> Iterator[dict[str, Any]]:
+        return iter(sorted(self.open_steps.values(), key=lambda r: int(r.get("seq", 0))))
+
+
+RUNNING = ("ACTIVE", "PAUSED", "SUSPENDED")

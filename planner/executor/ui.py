@@ -1,0 +1,208 @@
+"""What the operator sees: progress bars per wave and overall (stderr), one status line per VM
+and host step, warnings, and the final summary table (stdout)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from planner.executor.journal import HOST_FAILED, HOST_NOT_UPGRADED, HOST_UPGRADED, RunState
+
+
+def hms(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:
+        return "-"
+    s = round(max(seconds, 0.0))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class Reporter:
+    """Progress on `console` (stderr). `quiet`: warnings and errors only."""
+
+    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.progress: Progress | None = None
+        self._overall: TaskID | None = None
+        self._wave: TaskID | None = None
+        self.eta: str = ""
+
+    # -- bars ---------------------------------------------------------------------------------
+    def start(self, total_steps: int, done_steps: int) -> None:
+        if self.quiet:
+            return
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"),
+            console=self.console,
+            transient=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self.progress.start()
+        self._overall = self.progress.add_task(
+            "overall", total=max(total_steps, 1), completed=done_steps, eta=""
+        )
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def set_total(self, total_steps: int, done_steps: int) -> None:
+        if self.progress is not None and self._overall is not None:
+            self.progress.update(self._overall, total=max(total_steps, 1), completed=done_steps)
+
+    def wave_start(self, k: int, n: int, steps: int, done: int, eta: str) -> None:
+        self.eta = eta
+        if self.progress is not None:
+            if self._wave is not None:
+                self.progress.remove_task(self._wave)
+            self._wave = self.progress.add_task(
+                f"wave {k}/{n}", total=max(steps, 1), completed=done, eta=""
+            )
+            if self._overall is not None:
+                self.progress.update(self._overall, eta=eta)
+
+    def advance(self, n: int = 1) -> None:
+        if self.progress is None:
+            return
+        for t in (self._wave, self._overall):
+            if t is not None:
+                self.progress.advance(t, n)
+
+    # -- lines --------------------------------------------------------------------------------
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            self._print(text)
+
+    def warn(self, text: str) -> None:
+        self._print(f"[yellow]warning:[/] {text}")
+
+    def error(self, text: str) -> None:
+        self._print(f"[red]error:[/] {text}")
+
+    def _print(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=True, highlight=False)
+        else:
+            self.console.print(text, markup=True, highlight=False)
+
+
+def summary_table(state: RunState, wave_names: dict[int, int] | None = None) -> Table:
+    """Per wave: hosts upgraded / not, migrations done, retried, re-planned, failed, time."""
+    t = Table(
+        title="execution summary",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 0),
+    )
+    for col in (
+        "wave",
+        "hosts",
+        "upgraded",
+        "not",
+        "migrated",
+        "retried",
+        "re-planned",
+        "failed",
+        "time",
+    ):
+        t.add_column(col, justify="right" if col != "wave" else "left", no_wrap=True)
+    per = state.per_wave
+    secs = state.wave_seconds()
+    totals = [0] * 7
+    for k in sorted(state.started):
+        w = state.schedule[k - 1] if k <= len(state.schedule) else None
+        c: Counter[str] = per.get(k, Counter())
+        hosts = len(w.hosts) if w else 0
+        up = sum(1 for o in state.outcomes.values() if o.wave == k and o.status == HOST_UPGRADED)
+        notup = sum(
+            1
+            for o in state.outcomes.values()
+            if o.wave == k and o.status in (HOST_NOT_UPGRADED, HOST_FAILED)
+        )
+        row = [
+            hosts,
+            up,
+            notup,
+            c.get("done", 0),
+            c.get("retried", 0),
+            c.get("replanned", 0),
+            c.get("failed", 0),
+        ]
+        totals = [a + b for a, b in zip(totals, row, strict=True)]
+        status = "" if k in state.ended else " (open)"
+        t.add_row(f"{k}{status}", *map(str, row), hms(secs.get(k)))
+    t.add_row("total", *map(str, totals), hms(sum(secs.values())), style="bold")
+    return t
+
+
+def status_dict(state: RunState, journal: str) -> dict[str, Any]:
+    """Where a run stands, from its journal alone (`execute --status`)."""
+    h = state.header
+    k = state.next_wave()
+    last_run = state.runs[-1] if state.runs else {}
+    if state.finished:
+        status = "completed" if last_run.get("status") == "completed" else "ended"
+        status = last_run.get("status", status)
+    elif last_run.get("what") == "stop":
+        status = f"stopped ({last_run.get('status', 'stopped')})"
+    else:
+        status = "running or killed (no end record)"
+    open_steps = [
+        {k_: r.get(k_) for k_ in ("step", "op", "wave", "host", "vm", "src", "dst", "t")}
+        for r in state.iter_open()
+        if r.get("op") != "wave"
+    ]
+    return {
+        "journal": journal,
+        "plan_sha256": h.get("plan_sha256"),
+        "plan_file": h.get("plan_file"),
+        "cloud": h.get("cloud"),
+        "rollwave": h.get("rollwave"),
+        "started_at": h.get("t"),
+        "last_record_at": state.last_t,
+        "status": status,
+        "reason": last_run.get("reason"),
+        "waves": len(state.schedule),
+        "waves_done": len(state.ended),
+        "current_wave": k if k <= len(state.schedule) else None,
+        "current_hosts": list(state.schedule[k - 1].hosts) if k <= len(state.schedule) else [],
+        "counts": state.counts(),
+        "open_steps": open_steps,
+        "hosts_not_upgraded": {
+            host: {"status": o.status, "reason": o.reason, "wave": o.wave}
+            for host, o in sorted(state.outcomes.items())
+            if o.status != HOST_UPGRADED
+        },
+        "disabled_by_rollwave": sorted(state.disabled_by_us),
+        "stopped_by_rollwave": dict(sorted(state.stopped_by_us.items())),
+        "replans": [{"wave": r.get("wave"), "reason": r.get("reason")} for r in state.replans],
+        "canary": None
+        if state.canary is None
+        else {k_: state.canary.get(k_) for k_ in ("ev", "hosts", "vms", "reason")},
+        "headroom_breaches": len(state.headroom_breaches),
+        "wave_seconds": {str(k_): round(v, 1) for k_, v in sorted(state.wave_seconds().items())},
+    }
+
+
+def clock() -> float:
+    return time.monotonic()
