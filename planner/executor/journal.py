@@ -180,7 +180,8 @@ class RunState:
     open_steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     replans: list[dict[str, Any]] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
-    canary: dict[str, Any] | None = None  # the canary's last record
+    canary: dict[str, Any] | None = None  # the canary's last step record
+    canary_verdict: dict[str, Any] | None = None  # a failed canary's verdict (before rollback)
     headroom_breaches: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)  # start / resume / stop / end notes
     last_t: str | None = None
@@ -338,7 +339,10 @@ class RunState:
         self.first_version.setdefault(rec["host"], str(rec.get("version") or ""))
 
     def _on_canary(self, ev: str, rec: Mapping[str, Any]) -> None:
-        self.canary = dict(rec)
+        if ev == NOTE and rec.get("what") == "verdict":
+            self.canary_verdict = dict(rec)
+        else:
+            self.canary = dict(rec)
 
     def _on_headroom(self, ev: str, rec: Mapping[str, Any]) -> None:
         self.headroom_breaches.append(dict(rec))

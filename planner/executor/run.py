@@ -245,7 +245,7 @@ class Executor:
         self._vpolicy: Policy = plan.policy
         self._breached: set[tuple[str, str]] = set()
         self.min_slack: dict[str, int] = {}
-        self.live_versions: dict[str, str] = {}
+        self._bar_overall = True  # steps outside the plan (a rollback) do not count overall
 
     # =========================================================================================
     # Journal
@@ -391,6 +391,9 @@ class Executor:
         done = len(self.state.done_moves) + len(self.state.outcomes)
         return total, min(done, total)
 
+    def _bar(self) -> None:
+        self.ui.advance(overall=self._bar_overall)
+
     def _sleep_tick(self, seconds: float | None = None) -> None:
         if self.dry:
             return
@@ -511,7 +514,8 @@ class Executor:
         done += len(wave.hosts) - len(hosts)
         total, all_done = self._steps()
         self.ui.set_total(total, all_done)
-        self.ui.wave_start(k, n, steps, done, self.eta.text() if self.eta else "")
+        self._bar_overall = True
+        self.ui.wave_start(f"wave {k}/{n}", steps, done, self.eta.text() if self.eta else "")
         self.ui.line(
             f"[bold]wave {k}/{n}[/]: {len(hosts)} host(s) {', '.join(hosts)}; "
             f"{len(wave.migrations)} migration(s), {len(wave.stops)} stop(s)"
@@ -545,8 +549,6 @@ class Executor:
     def _check(self, k: int) -> tuple[Inventory, Policy, Inventory]:
         for _attempt in range(3):
             live = self.cloud.snapshot()
-            for h in live.hosts:
-                self.live_versions.setdefault(h.name, h.version)
             view, vpolicy = views.planning_view(live, self.policy, self._progress())
             self._reconcile_moves(k, view)
             remaining = self._remaining(k, vpolicy)
@@ -872,7 +874,7 @@ class Executor:
                     seconds=round(secs, 3),
                 )
                 v.state = DONE_
-                self.ui.advance()
+                self._bar()
                 self.ui.line(f"  [green]ok[/] {v.label}: on {v.dst}, {srv.status} ({secs:.1f} s)")
                 continue
             self._attempt_failed(v, self._why_failed(v, srv))
@@ -947,7 +949,7 @@ class Executor:
         v.state = GAVE_UP
         self._log(NOTE, "skip", wave=v.wave, vm=v.vm, host=v.src, reason=reason)
         self.ui.line(f"  [red]failed[/] {v.label}: {reason}; it stays on {v.src}")
-        self.ui.advance()
+        self._bar()
         hr = self._hruns.get(v.src)
         if hr is not None and not hr.abandoned:
             self._abandon(hr, f"{v.label} could not be moved off it")
@@ -966,7 +968,7 @@ class Executor:
                     host=o.src,
                     reason=f"its host is not upgraded ({reason})",
                 )
-                self.ui.advance()
+                self._bar()
         self.notify("host_failed", wave=hr.wave, host=hr.host, message=reason)
 
     def _abort(self, v: VmRun) -> None:
@@ -1290,7 +1292,7 @@ class Executor:
             disabled=disabled,
         )
         hr.state = FINISHED
-        self.ui.advance()
+        self._bar()
         self.ui.error(
             f"{hr.host}: {reason}; "
             + ("left disabled by rollwave" if disabled else "not back in service")
@@ -1350,7 +1352,7 @@ class Executor:
             self._log(NOTE, "host", wave=hr.wave, host=hr.host, status=HOST_UPGRADED)
             self.ui.line(f"  [green]{hr.host}: upgraded[/]")
         hr.state = FINISHED
-        self.ui.advance()
+        self._bar()
 
     # =========================================================================================
     # 5. The canary
@@ -1358,65 +1360,66 @@ class Executor:
     def _maybe_canary(self, k: int) -> None:
         n = self.opts.canary
         st = self.state
-        if n <= 0 or (st.canary is not None and st.canary.get("ev") in (DONE, FAILED)):
+        if n <= 0:
             return
-        order = [h for h in st.upgrade_order if st.outcomes.get(h) is not None]
-        order = [h for h in order if st.outcomes[h].status == HOST_UPGRADED]
+        c = st.canary
+        if c is not None and c.get("ev") in (DONE, FAILED) and not c.get("interrupted"):
+            return
+        verdict = st.canary_verdict
+        if verdict is not None:  # resumed after a failed canary's verdict: finish the rollback
+            self._canary_failed(k, list(verdict["hosts"]), verdict["problems"])
+            return
+        order = [h for h in st.upgrade_order if st.outcomes[h].status == HOST_UPGRADED]
         nxt = st.schedule[k] if k < len(st.schedule) else None
-        if len(order) < n and nxt is not None:
+        if not order or (len(order) < n and nxt is not None):
             return
-        if not order:
-            return
-        hosts = order[:n]
-        self._canary(k, hosts, nxt)
+        self._canary(k, order[:n], nxt)
+
+    def _canary_picks(
+        self, k: int, hosts: list[str], nxt: Wave | None, view: Inventory, vpolicy: Policy
+    ) -> list[Migration]:
+        """The next wave's own evacuees bound for the canary hosts, then more of them
+        re-targeted to the canary hosts when the checker agrees."""
+        want = max(self.opts.canary_vms, 0)
+        if nxt is None or want == 0:
+            return []
+        todo = [
+            m
+            for m in nxt.migrations
+            if (k + 1, m.vm) not in self.state.done_moves and m.method == "live"
+        ]
+        picks = [m for m in todo if m.dst in hosts][:want]
+        taken = {m.vm for m in picks}
+        for m in todo:
+            if len(picks) >= want:
+                break
+            if m.vm in taken:
+                continue
+            others = tuple(o for o in nxt.migrations if o.vm != m.vm)
+            dst = views.find_destination(
+                view, vpolicy, m.vm, nxt.hosts, others, nxt.stops, avoid=set(), only=set(hosts)
+            )
+            if dst is None:
+                continue
+            self._log(
+                NOTE,
+                "retarget",
+                wave=k + 1,
+                vm=m.vm,
+                src=m.src,
+                old=m.dst,
+                dst=dst[0],
+                method=dst[1],
+                reason="canary",
+            )
+            picks.append(Migration(m.vm, m.src, dst[0], "live"))
+            taken.add(m.vm)
+        return picks
 
     def _canary(self, k: int, hosts: list[str], nxt: Wave | None) -> None:
-        want = max(self.opts.canary_vms, 0)
-        picks: list[Migration] = []
-        if nxt is not None:
-            picks = [
-                m
-                for m in nxt.migrations
-                if m.dst in hosts
-                and (k + 1, m.vm) not in self.state.done_moves
-                and m.method == "live"
-            ][:want]
         live = self.cloud.snapshot()
         view, vpolicy = views.planning_view(live, self.policy, self._progress())
-        if nxt is not None and len(picks) < want:
-            # More VMs of the next wave, re-targeted to the canary hosts if the checker agrees.
-            taken = {m.vm for m in picks}
-            for m in nxt.migrations:
-                if len(picks) >= want:
-                    break
-                if m.vm in taken or m.method != "live" or (k + 1, m.vm) in self.state.done_moves:
-                    continue
-                others = tuple(o for o in nxt.migrations if o.vm != m.vm)
-                dst = views.find_destination(
-                    view,
-                    vpolicy,
-                    m.vm,
-                    nxt.hosts,
-                    others,
-                    nxt.stops,
-                    avoid=set(),
-                    only=set(hosts),
-                )
-                if dst is None:
-                    continue
-                self._log(
-                    NOTE,
-                    "retarget",
-                    wave=k + 1,
-                    vm=m.vm,
-                    src=m.src,
-                    old=m.dst,
-                    dst=dst[0],
-                    method=dst[1],
-                    reason="canary",
-                )
-                picks.append(Migration(m.vm, m.src, dst[0], "live"))
-                taken.add(m.vm)
+        picks = self._canary_picks(k, hosts, nxt, view, vpolicy)
         step = "canary"
         self._log(INTENT, "canary", step=step, wave=k, hosts=hosts, vms=[m.vm for m in picks])
         self.ui.line(
@@ -1427,6 +1430,7 @@ class Executor:
         vruns = {m.vm: self._vmrun(m, k + 1, view) for m in picks}
         self._vruns = vruns
         self._hruns = {}
+        self.ui.wave_start("canary", len(picks), 0)
         while any(v.state not in TERMINAL_VM for v in vruns.values()):
             if self.interrupts >= 2:
                 self._abort_in_flight(vruns, {})
@@ -1435,44 +1439,55 @@ class Executor:
             if self.interrupts and not any(v.state == RUNNING_ for v in vruns.values()):
                 return
             self._sleep_tick()
-        problems = [
-            f"{v.label} could not be moved onto {v.dst}" for v in vruns.values() if v.state != DONE_
-        ]
-        if not self.dry and self.opts.soak_s > 0:
+        problems: dict[str, list[str]] = {h: [] for h in hosts}
+        for v in vruns.values():
+            if v.state != DONE_:
+                problems.setdefault(v.dst, []).append(f"{v.label} could not be moved onto it")
+        if self.dry:
+            self.ui.line(f"SOAK {self.opts.soak_s:g} s")
+        elif self.opts.soak_s > 0:
+            self.ui.line(f"  soaking {hms(self.opts.soak_s)} ...")
             end = self.clock() + self.opts.soak_s
             while self.clock() < end:
                 if self.interrupts:
                     return
                 self._sleep(min(self.opts.poll_s, max(end - self.clock(), 0.0)))
-        elif self.dry:
-            self.ui.line(f"SOAK {self.opts.soak_s:g} s")
         for v in vruns.values():
             if v.state != DONE_:
                 continue
             srv = self.cloud.server(v.vm)
             if srv is None or srv.status != "ACTIVE" or srv.host != v.dst:
                 got = f"{srv.status} on {srv.host}" if srv else "deleted"
-                problems.append(f"{v.label} is {got} after the soak, not ACTIVE on {v.dst}")
+                problems[v.dst].append(f"{v.label} is {got} after the soak")
         for h in hosts:
             ok, why = self._healthy(h, self.policy.target_version)
             if not ok:
-                problems.append(f"{h}: {why}")
+                problems[h].append(why)
             if self.opts.health_command:
                 rc, out = self._run_health(h, k)
                 if rc != 0:
-                    problems.append(
-                        f"{h}: the health command exited {rc}" + (f" ({out})" if out else "")
+                    problems[h].append(
+                        f"the health command exited {rc}" + (f" ({out})" if out else "")
                     )
-        if not problems:
+        bad = {h: p for h, p in problems.items() if p}
+        if not bad:
             self._log(DONE, "canary", step=step, wave=k, hosts=hosts, vms=[m.vm for m in picks])
             self.ui.line("[green]canary passed[/]")
             self.notify("canary", wave=k, hosts=hosts, message="passed")
             return
-        reason = "; ".join(problems)
-        self._log(FAILED, "canary", step=step, wave=k, hosts=hosts, reason=reason)
-        self.ui.error(f"canary failed: {reason}")
-        self.notify("canary", wave=k, hosts=hosts, message=f"failed: {reason}")
-        self._roll_back_hosts(k, hosts, f"canary failed: {reason}")
+        self._log(NOTE, "canary", what="verdict", ok=False, wave=k, hosts=hosts, problems=bad)
+        self._canary_failed(k, hosts, bad)
+
+    def _canary_failed(self, k: int, hosts: list[str], bad: dict[str, list[str]]) -> None:
+        """A failed canary rolls back every canary host (they share the new version)."""
+        summary = "; ".join(f"{h}: {', '.join(p)}" for h, p in bad.items())
+        self.ui.error(f"canary failed: {summary}")
+        self.notify("canary", wave=k, hosts=hosts, message=f"failed: {summary}")
+        reasons = {h: f"canary failed: {'; '.join(bad.get(h) or [summary])}" for h in hosts}
+        self._roll_back_hosts(k, hosts, reasons)
+        if self.interrupts:
+            return
+        self._log(FAILED, "canary", step="canary", wave=k, hosts=hosts, reason=summary)
 
     def _run_health(self, host: str, k: int) -> tuple[int, str]:
         assert self.opts.health_command
@@ -1500,15 +1515,26 @@ class Executor:
         self._log(DONE if rc == 0 else FAILED, "health", step=step, wave=k, host=host, rc=rc)
         return rc, out
 
-    def _roll_back_hosts(self, k: int, hosts: list[str], reason: str) -> None:
+    def _roll_back_hosts(self, k: int, hosts: list[str], reasons: dict[str, str]) -> None:
         """The rollback path for hosts already upgraded and back in service: disable, run the
-        rollback command, wait for the old version, enable; their guests stay where they are."""
+        rollback command, wait for the old version, enable; their guests stay where they are
+        (the daemons restart under them, as during the upgrade)."""
         live = self.cloud.snapshot()
         view, vpolicy = views.planning_view(live, self.policy, self._progress())
         hruns: dict[str, HostRun] = {}
         for h in hosts:
+            if self.state.outcomes.get(h) and self.state.outcomes[h].status != HOST_UPGRADED:
+                continue  # rolled back already (a resumed run)
             hr = HostRun(h, True, k, self.state.first_version.get(h) or None)
-            hr.failure = reason
+            hr.failure = reasons[h]
+            hruns[h] = hr
+            last = self.state.last_steps.get(h, {})
+            if last.get("rbwait") == DONE:
+                hr.state, hr.rolled_back = ENABLING, True
+                continue
+            if last.get("rollback") == DONE:
+                hr.state, hr.t0, hr.rolled_back = RB_WAITING, self.clock(), True
+                continue
             svc = self.cloud.service(h)
             if svc is not None and svc.enabled:
                 step = f"w{k}/disable/{h}"
@@ -1519,11 +1545,12 @@ class Executor:
             if self.opts.rollback_command:
                 self._begin_hook(hr, "rollback", self.opts.rollback_command)
             else:
-                self._host_failed(hr, f"{reason}; no --rollback-command", left_disabled=True)
-            hruns[h] = hr
+                self._host_failed(hr, f"{reasons[h]}; no --rollback-command", left_disabled=True)
         self._hruns = hruns
         self._vruns = {}
-        self._start_sampling(view, vpolicy, hosts)
+        self._start_sampling(view, vpolicy, list(hruns))
+        self._bar_overall = False
+        self.ui.wave_start("rollback", len(hruns), 0)
         while not all(hr.state == FINISHED for hr in hruns.values()):
             for hr in hruns.values():
                 self._advance(hr, {})

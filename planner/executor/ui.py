@@ -69,21 +69,21 @@ class Reporter:
         if self.progress is not None and self._overall is not None:
             self.progress.update(self._overall, total=max(total_steps, 1), completed=done_steps)
 
-    def wave_start(self, k: int, n: int, steps: int, done: int, eta: str) -> None:
-        self.eta = eta
+    def wave_start(self, label: str, steps: int, done: int, eta: str = "") -> None:
+        """A new bar for a wave (or the canary, a rollback) under the overall one."""
+        if eta:
+            self.eta = eta
         if self.progress is not None:
             if self._wave is not None:
                 self.progress.remove_task(self._wave)
-            self._wave = self.progress.add_task(
-                f"wave {k}/{n}", total=max(steps, 1), completed=done, eta=""
-            )
-            if self._overall is not None:
+            self._wave = self.progress.add_task(label, total=max(steps, 1), completed=done, eta="")
+            if self._overall is not None and eta:
                 self.progress.update(self._overall, eta=eta)
 
-    def advance(self, n: int = 1) -> None:
+    def advance(self, n: int = 1, *, overall: bool = True) -> None:
         if self.progress is None:
             return
-        for t in (self._wave, self._overall):
+        for t in (self._wave, self._overall if overall else None):
             if t is not None:
                 self.progress.advance(t, n)
 
