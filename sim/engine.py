@@ -44,6 +44,7 @@ __all__ = ["OUTCOME_NAMES", "Breach", "Failure", "Prepared", "SimResult", "prepa
 
 # Event kinds (ints for speed).
 _WAVE, _DRAIN, _END, _FAIL, _RETRY, _STOPPED, _UPGRADED, _ENABLE, _CRASH = range(9)
+_ROLLEDBACK, _SOAK_END = 9, 10
 # Host states.
 NORMAL, MAINT, DONE_DOWN, CRASHED = 0, 1, 2, 3
 MAX_DETAILED_BREACHES = 200
@@ -120,6 +121,10 @@ class SimResult:
     plan_lower_bound_s: float  # this plan's waves, one after another
     vms_lost: int
     timeline: list[tuple[Any, ...]] | None
+    rollback_s: float = 0.0  # time spent rolling hosts back (sum over hosts)
+    soak_s: float = 0.0  # time the canary soaked (nothing else ran)
+    canary_hosts: tuple[str, ...] = ()
+    canary_failed: bool = False
 
     @property
     def breached(self) -> bool:
@@ -203,6 +208,16 @@ def _run_loop(
     up_dur_l: list[float] = np.maximum(up_dur, 0.0).tolist()
     rng_uf = np.random.Generator(np.random.PCG64(_sub_seed(seed, 1)))
     up_fail: list[bool] = (rng_uf.random(H) < model.upgrade_failure_p).tolist()
+    # Streams of their own, drawn only when used: runs without them are unchanged.
+    rb_dur: list[float] = [0.0] * H
+    if model.rollback or model.canary_hosts:
+        rng_rb = np.random.Generator(np.random.PCG64(_sub_seed(seed, 5)))
+        rb_dur = np.maximum(model.upgrade_rollback.sample(rng_rb, H), 0.0).tolist()
+    canary_fails = (
+        model.canary_hosts > 0
+        and model.canary_failure_p > 0
+        and random.Random(_sub_seed(seed, 6)).random() < model.canary_failure_p
+    )
     p_mig = model.migration_failure_p
     retries = model.migration_retries
     if p_mig > 0 and N:
@@ -395,6 +410,14 @@ def _run_loop(
     waiting_on: dict[int, set[int]] = {}  # destination -> sources with a migration waiting for it
     waves_done = 0
     now = 0.0
+    rolled_back: set[int] = set()
+    rollback_total = 0.0
+    upgraded_order: list[int] = []  # hosts back upgraded, in order (the canary's are the first)
+    canary_state = 0 if model.canary_hosts > 0 else 2  # 0 pending, 1 soaking/rolling back, 2 over
+    canary: list[int] = []
+    canary_left = 0
+    canary_next = -1  # the wave that waits for the canary
+    soak_total = 0.0
 
     if n_waves:
         push(heap, (0.0, seq, _WAVE, 0, 0))
@@ -406,10 +429,12 @@ def _run_loop(
         crash_u = crash[1]
 
     def host_done(h: int, t: float, status: str) -> None:
-        nonlocal waves_done, seq
+        nonlocal waves_done, seq, canary_state, canary_next
         if h in host_status:
             return
         host_status[h] = status
+        if status == "upgraded":
+            upgraded_order.append(h)
         host_times[h] = (maint_start.get(h, t), upgrade_start.get(h, math.nan), t)
         w = host_wave[h]
         wave_left[w] -= 1
@@ -419,7 +444,21 @@ def _run_loop(
             if tl is not None:
                 tl((t, "wave_end", w + 1, None, None, None, None))
             sample_all(t)
-            if w + 1 < n_waves:
+            if (
+                canary_state == 0
+                and upgraded_order
+                and (len(upgraded_order) >= model.canary_hosts or w + 1 == n_waves)
+            ):
+                # The canary: its hosts soak; nothing starts meanwhile.
+                canary_state = 1
+                canary.extend(upgraded_order[: model.canary_hosts])
+                canary_next = w + 1
+                if tl is not None:
+                    names = ", ".join(hosts[c] for c in canary)
+                    tl((t, "soak_start", w + 1, None, None, None, f"canary: {names}"))
+                push(heap, (t + model.soak_s, seq, _SOAK_END, w, 0))
+                seq += 1
+            elif w + 1 < n_waves:
                 push(heap, (t, seq, _WAVE, w + 1, 0))
                 seq += 1
 
@@ -877,7 +916,21 @@ def _run_loop(
             h = a
             if hstate[h] != MAINT:
                 continue
-            if up_fail[h]:
+            if up_fail[h] and model.rollback:
+                record_failure(
+                    t,
+                    "upgrade",
+                    h,
+                    None,
+                    f"{hosts[h]} failed its upgrade; rolled back ({rb_dur[h]:.0f} s)",
+                )
+                rolled_back.add(h)
+                rollback_total += rb_dur[h]
+                if tl is not None:
+                    tl((t, "rollback_start", host_wave[h] + 1, hosts[h], None, None, None))
+                push(heap, (t + rb_dur[h], seq, _ROLLEDBACK, h, 0))
+                seq += 1
+            elif up_fail[h]:
                 hstate[h] = DONE_DOWN
                 record_failure(
                     t, "upgrade", h, None, f"{hosts[h]} failed its upgrade and stays down"
@@ -888,6 +941,48 @@ def _run_loop(
             else:
                 push(heap, (t + model.enable_s, seq, _ENABLE, h, 1))
                 seq += 1
+        elif kind == _ROLLEDBACK:
+            h = a
+            if hstate[h] != MAINT:
+                continue
+            if tl is not None:
+                tl((t, "rollback_end", host_wave[h] + 1, hosts[h], None, None, None))
+            push(heap, (t + model.enable_s, seq, _ENABLE, h, 0))
+            seq += 1
+        elif kind == _SOAK_END:
+            soak_total += model.soak_s
+            if tl is not None:
+                verdict = "failed: rolling back" if canary_fails else "passed"
+                tl((t, "soak_end", a + 1, None, None, None, f"canary {verdict}"))
+            if canary_fails:
+                record_failure(
+                    t,
+                    "canary",
+                    canary[0],
+                    None,
+                    "the canary failed its checks; rolling back "
+                    + ", ".join(hosts[c] for c in canary),
+                )
+                changed: set[int] = set()
+                for c in canary:
+                    if hstate[c] != NORMAL:
+                        continue
+                    set_down(c, MAINT)
+                    changed.update(prep.host_ha[c])
+                    rolled_back.add(c)
+                    rollback_total += rb_dur[c]
+                    canary_left += 1
+                    if tl is not None:
+                        tl((t, "rollback_start", host_wave[c] + 1, hosts[c], None, None, None))
+                    push(heap, (t + model.disable_s + rb_dur[c], seq, _ROLLEDBACK, c, 0))
+                    seq += 1
+                check_ha(t, sorted(changed))
+                sample_all(t)
+            if canary_left == 0:
+                canary_state = 2
+                if canary_next < n_waves:
+                    push(heap, (t, seq, _WAVE, canary_next, 0))
+                    seq += 1
         elif kind == _ENABLE:
             h = a
             if hstate[h] != MAINT:
@@ -902,6 +997,19 @@ def _run_loop(
                 check_group(t, g)
                 if record:
                     sample_group(t, g)
+            if canary_state == 1 and h in canary and h in host_status:
+                # A canary host back at its old version: the run goes on once all are.
+                host_status[h] = "rolled-back"
+                if tl is not None:
+                    tl((t, "host_enable", host_wave[h] + 1, hosts[h], None, None, "rolled-back"))
+                canary_left -= 1
+                if canary_left == 0:
+                    canary_state = 2
+                    if canary_next < n_waves:
+                        push(heap, (t, seq, _WAVE, canary_next, 0))
+                        seq += 1
+                wake(h, t)
+                continue
             for j in prep.waves[host_wave[h]][2].get(h, ()):
                 if j in stop_begin and j not in lost_vm:
                     stop_down[j] = (
@@ -916,10 +1024,12 @@ def _run_loop(
                         hosts[h],
                         None,
                         None,
-                        "upgraded" if b else "not-upgraded",
+                        "upgraded" if b else "rolled-back" if h in rolled_back else "not-upgraded",
                     )
                 )
-            host_done(h, t, "upgraded" if b else "not-upgraded")
+            host_done(
+                h, t, "upgraded" if b else "rolled-back" if h in rolled_back else "not-upgraded"
+            )
             wake(h, t)
         elif kind == _CRASH:
             if waves_done >= n_waves:
@@ -1022,6 +1132,10 @@ def _run_loop(
         plan_lower_bound_s=plan_lower_bound(prep, up_dur_l),
         vms_lost=len(lost_vm),
         timeline=timeline,
+        rollback_s=rollback_total,
+        soak_s=soak_total,
+        canary_hosts=tuple(hosts[c] for c in canary),
+        canary_failed=bool(canary and canary_fails),
     )
 
 
@@ -1078,7 +1192,7 @@ def plan_lower_bound(prep: Prepared, up_dur: list[float]) -> float:
     """This plan's own bound: its waves run one after another, so the makespan is at least the sum
     over waves of their slowest host's p_h (failure-free, with this run's upgrade times)."""
     m = prep.model
-    total = 0.0
+    total = _soak(prep)
     for whosts, _, stops in prep.waves:
         worst = 0.0
         for h in whosts:
@@ -1111,4 +1225,14 @@ def lower_bound(prep: Prepared, up_dur: list[float]) -> float:
         sum(comp) / prep.m_eff_compute if comp else 0.0,
         prep.lb_bytes / prep.m_eff_compute + min(ups),
     )
-    return float(bound)
+    # The canary's soak: no host is worked on meanwhile, so it adds to every term.
+    return float(bound) + _soak(prep)
+
+
+def _soak(prep: Prepared) -> float:
+    """The soak a failure-free run certainly makes: a canary, and a host that gets upgraded."""
+    m = prep.model
+    if m.canary_hosts <= 0 or m.soak_s <= 0:
+        return 0.0
+    upgraded = any(h not in prep.lb_not_upgraded for whosts, _, _ in prep.waves for h in whosts)
+    return m.soak_s if upgraded else 0.0

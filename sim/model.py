@@ -88,6 +88,13 @@ class SimModel:
     disable_s: float = 5.0  # disabling a wave's compute services before its migrations
     enable_s: float = 5.0  # enabling a host after its upgrade
     retry_delay_s: float = 30.0  # before a failed migration is tried again
+    # A failed upgrade is rolled back (`execute --rollback-command`): the host returns to service
+    # at its old version after `upgrade_rollback`; else it stays down (the default).
+    rollback: bool = False
+    # The canary (`execute --canary N --soak S`): after the wave in which the first N upgraded
+    # hosts are back (or the last wave), nothing starts for soak_s; 0 hosts: no canary.
+    canary_hosts: int = 0
+    soak_s: float = 0.0
     # guests
     default_dirty_rate_mib_s: float = 20.0  # for VMs without dirty_rate_mb_s
     shutdown_s: float = 30.0  # a guest's clean shutdown (cold migration, stop in place)
@@ -96,10 +103,12 @@ class SimModel:
     upgrade_compute: Distribution = Distribution("lognormal", 1200.0, 0.25)
     upgrade_controller: Distribution = Distribution("lognormal", 1800.0, 0.25)
     upgrade_by_host: tuple[tuple[str, Distribution], ...] = ()  # (selector, ...), first wins
+    upgrade_rollback: Distribution = Distribution("lognormal", 600.0, 0.25)  # a rollback's time
     # failures
     migration_failure_p: float = 0.0  # per attempt
     migration_retries: int = 2
     upgrade_failure_p: float = 0.0  # per host
+    canary_failure_p: float = 0.0  # the canary fails its checks: its hosts are rolled back
     crash_p: float = 0.0  # probability that one random host crashes during a run
     crash_window_s: tuple[float, float] | None = None  # None: anywhere within the run
     source: str | None = None
@@ -170,6 +179,9 @@ class SimModel:
                 "disable_s": self.disable_s,
                 "enable_s": self.enable_s,
                 "retry_delay_s": self.retry_delay_s,
+                "rollback": self.rollback,
+                "canary_hosts": self.canary_hosts,
+                "soak_s": self.soak_s,
             },
             "guests": {
                 "default_dirty_rate_mb_s": self.default_dirty_rate_mib_s,
@@ -180,6 +192,7 @@ class SimModel:
                 "compute": self.upgrade_compute.to_dict(),
                 "controller": self.upgrade_controller.to_dict(),
                 "hosts": [{"match": s, "duration": d.to_dict()} for s, d in self.upgrade_by_host],
+                "rollback": self.upgrade_rollback.to_dict(),
             },
             "failures": {
                 "migration": {
@@ -187,6 +200,7 @@ class SimModel:
                     "retries": self.migration_retries,
                 },
                 "upgrade": {"probability": self.upgrade_failure_p},
+                "canary": {"probability": self.canary_failure_p},
                 "host_crash": {
                     "probability": self.crash_p,
                     "window_s": list(self.crash_window_s) if self.crash_window_s else None,
@@ -238,12 +252,16 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "disable_s",
         "enable_s",
         "retry_delay_s",
+        "rollback",
+        "canary_hosts",
+        "soak_s",
     ),
     "guests": ("default_dirty_rate_mb_s", "shutdown_s", "boot_s"),
-    "upgrade": ("compute", "controller", "hosts"),
-    "failures": ("migration", "upgrade", "host_crash"),
+    "upgrade": ("compute", "controller", "hosts", "rollback"),
+    "failures": ("migration", "upgrade", "host_crash", "canary"),
     "failures.migration": ("probability", "retries"),
     "failures.upgrade": ("probability",),
+    "failures.canary": ("probability",),
     "failures.host_crash": ("probability", "window_s"),
 }
 
@@ -463,10 +481,14 @@ def model_from_dict(data: Mapping[str, Any], file: str = "<model>") -> SimModel:
         )
         if "max_inbound_migrations" in ex and ex["max_inbound_migrations"] is None:
             kw["max_inbound_migrations"] = None
-        for key in ("orchestration_overhead_s", "disable_s", "enable_s", "retry_delay_s"):
+        for key in ("orchestration_overhead_s", "disable_s", "enable_s", "retry_delay_s", "soak_s"):
             kw[key] = r.num(
                 ex, key, "executor", required=False, default=getattr(d, key), minimum=0.0
             )
+        kw["rollback"] = r.bool_(ex, "rollback", "executor", required=False, default=d.rollback)
+        kw["canary_hosts"] = r.int_(
+            ex, "canary_hosts", "executor", required=False, default=d.canary_hosts, minimum=0
+        )
 
     g = _section(r, data, "guests")
     if g is not None:
@@ -485,7 +507,7 @@ def model_from_dict(data: Mapping[str, Any], file: str = "<model>") -> SimModel:
 
     up = _section(r, data, "upgrade")
     if up is not None:
-        for role in ("compute", "controller"):
+        for role in ("compute", "controller", "rollback"):
             if role in up:
                 dist = _distribution(r, up[role], f"upgrade.{role}")
                 if dist is not None:
@@ -522,6 +544,9 @@ def model_from_dict(data: Mapping[str, Any], file: str = "<model>") -> SimModel:
         upf = _section(r, fl, "upgrade", "failures")
         if upf is not None:
             kw["upgrade_failure_p"] = _prob(r, upf, "failures.upgrade")
+        caf = _section(r, fl, "canary", "failures")
+        if caf is not None:
+            kw["canary_failure_p"] = _prob(r, caf, "failures.canary")
         cr = _section(r, fl, "host_crash", "failures")
         if cr is not None:
             kw["crash_p"] = _prob(r, cr, "failures.host_crash")

@@ -204,9 +204,20 @@ def print_run(prep: Prepared, res: SimResult, max_rows: int = 25) -> None:
         (
             "hosts",
             f"{s['hosts_upgraded']} upgraded, {s['hosts_not_upgraded']} not upgraded, "
-            f"{s['hosts_upgrade_failed']} failed their upgrade, {s['hosts_crashed']} crashed",
+            f"{s['hosts_rolled_back']} rolled back, {s['hosts_upgrade_failed']} failed their "
+            f"upgrade, {s['hosts_crashed']} crashed",
         ),
     ]
+    if res.canary_hosts:
+        verdict = "failed, its hosts rolled back" if res.canary_failed else "passed"
+        rows.append(
+            (
+                "canary",
+                f"{', '.join(res.canary_hosts)}: soak {_s(res.soak_s)} in the makespan; {verdict}",
+            )
+        )
+    if res.rollback_s > 0:
+        rows.append(("rollbacks", f"{_s(res.rollback_s)} in total (hosts rolling back)"))
     if prep.check_count:
         rows.append(("plan check", f"{prep.check_count} violation(s) (see `rollwave check`)"))
     out.print(kv_table("simulation", rows))
