@@ -388,3 +388,7 @@ class DryRunCloud:
         self._say(f"RUN  {kind} hook: {command}")
         if kind == "upgrade" and self.target is not None:
             self.versions[host] = self.target
+        if kind == "rollback" and self._inv.has_host(host):
+            self.versions[host] = self._inv.host(host).version
+        if kind in ("upgrade", "rollback") and host in self.services:
+            self.services[host]["up"] = True  # assumed to come back healthy

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -66,16 +66,14 @@ from planner.policy import Policy
 from sim.model import SimModel
 
 
-class HookRunner:
+class HookRunner(Protocol):
     """What starts commands: `hooks.Hooks` or `hooks.DryRunHooks`."""
 
-    def log_path(self, kind: str, host: str) -> Path | None:
-        raise NotImplementedError
+    def log_path(self, kind: str, host: str) -> Path | None: ...
 
     def start(
         self, kind: str, host: str, command: str, *, wave: int, plan: str, version: str | None
-    ) -> Running:
-        raise NotImplementedError
+    ) -> Running: ...
 
 
 @dataclass(frozen=True)
@@ -1247,7 +1245,7 @@ class Executor:
             self._log(DONE, what, step=step, wave=hr.wave, host=hr.host, version=version)
             hr.state = ENABLING
             return
-        if now - hr.t0 > self.opts.service_timeout_s:
+        if now - hr.t0 > self.opts.service_timeout_s or self.dry:
             after = "upgrade" if what == "wait" else "rollback"
             reason = f"not healthy {self.opts.service_timeout_s:.0f} s after the {after}: {why}"
             self._log(FAILED, what, step=step, wave=hr.wave, host=hr.host, reason=reason)
