@@ -138,7 +138,7 @@ def default_journal(plan: str) -> Path:
     type=click.FloatRange(0),
     default=10.0,
     show_default=True,
-    help="Seconds before a failed migration is tried again.",
+    help="Seconds before a failed migration is tried again (doubled at each retry).",
 )
 @click.option(
     "--service-timeout",

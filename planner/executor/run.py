@@ -897,11 +897,14 @@ class Executor:
             self._give_up(v, f"could not be moved: {reason} (not retried: the VM is in ERROR)")
             return
         if v.fails_here <= self.opts.retries:
+            # Backing off: a refusal is often a view that catches up (Nova's scheduler keeps a
+            # migrated VM listed on its source until its periodic sync, every 120 s by default).
+            delay = self.opts.retry_delay_s * 2 ** (v.fails_here - 1)
             v.state = RETRY
-            v.next_try = self.clock() + self.opts.retry_delay_s
+            v.next_try = self.clock() + delay
             self.ui.line(
                 f"  [yellow]retry[/] {v.label}: {reason}; attempt {v.fails_here + 1} of "
-                f"{self.opts.retries + 1} in {self.opts.retry_delay_s:.0f} s"
+                f"{self.opts.retries + 1} in {delay:.0f} s"
             )
             return
         if len(v.tried) <= self.opts.retargets:

@@ -146,6 +146,7 @@ def start(
     *,
     port: int = 0,
     migration_seconds: float = 1.0,
+    scheduler_sync_seconds: float = 2.0,
     directory: Path | None = None,
     exit_with_parent: bool = False,
     timeout: float = 900.0,
@@ -190,6 +191,7 @@ def start(
         "work_dir": str(work),
         "port": port,
         "migration_seconds": migration_seconds,
+        "scheduler_sync_seconds": scheduler_sync_seconds,
         "exit_with_parent": os.getpid() if exit_with_parent else None,
         **secrets_,
     }

@@ -376,6 +376,22 @@ class Sandbox:
 
     # -- control endpoint ---------------------------------------------------------------------
 
+    def sync_scheduler(self) -> None:
+        """Nova's periodic `_sync_scheduler_instance_info` (every 120 s in a real cloud; the
+        harness runs no periodic task). Without it the scheduler's list of instances per host
+        only grows: a live-migrated VM stays listed on its source (Nova's post-migration update
+        merges, it does not remove), and anti-affinity refuses that host to the VM's peers."""
+        from nova import context as nova_context
+
+        with self.lock:
+            running = [(n, c) for n, c in self.computes.items() if n not in self.down]
+        ctx = nova_context.get_admin_context()
+        for name, svc in running:
+            try:
+                svc.manager._sync_scheduler_instance_info(ctx)
+            except Exception:  # a compute restarting under us: next time
+                logging.getLogger("rollwave.sandbox").debug("sync %s", name, exc_info=True)
+
     def _vm_uuid(self, ref: str) -> str:
         if ref in self.vm_ids:
             return self.vm_ids[ref]
@@ -828,11 +844,16 @@ def main(argv: list[str]) -> int:
     except Exception as exc:
         print(f"sandbox failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         cleanup_and_exit(1)
+    sync_every = float(spec.get("scheduler_sync_seconds", 2.0))
+    last_sync = time.monotonic()
     while True:
         # Handlers can be set only from this thread; a restarted nova-compute may have
         # replaced them, so put ours back now and then.
-        time.sleep(1.0)
+        time.sleep(min(1.0, sync_every) if sync_every > 0 else 1.0)
         install_signals()
+        if sync_every > 0 and time.monotonic() - last_sync >= sync_every:
+            sb.sync_scheduler()
+            last_sync = time.monotonic()
 
 
 def _placement_conf(harness: Any) -> Any:
