@@ -39,10 +39,14 @@ def upgrade_hook(version: str = NEW) -> str:
     return f"case {{host}} in ctl-*) exit 0;; esac; {upgrade}"
 
 
-def rollback_hook() -> str:
+def rollback_hook(inv: Inventory) -> str:
+    """The rollback: the host comes back (a refusal cleared) at the version it ran when the
+    plan was made."""
+    cases = " ".join(f"{h.name}) V={h.version};;" for h in inv.hosts if h.is_compute)
+    ctl = f"{ROLLWAVE} sandbox ctl"
     return (
-        f"case {{host}} in ctl-*) exit 0;; esac; {ROLLWAVE} sandbox ctl refuse-up {{host}} --allow "
-        f"&& {ROLLWAVE} sandbox ctl upgrade {{host}} --version {OLD}"
+        f"case {{host}} in {cases} *) exit 0;; esac; "
+        f"{ctl} refuse-up {{host}} --allow && {ctl} upgrade {{host}} --version $V"
     )
 
 
@@ -74,16 +78,18 @@ class Box:
         return data
 
     def fresh_plan(
-        self, name: str, policy: Policy | None = None
+        self, name: str, target: str | None = None, **policy_changes: Any
     ) -> tuple[Path, Path, Inventory, Plan]:
-        """Snapshot the sandbox, plan it (checked), write both files."""
+        """Snapshot the sandbox, plan it (checked; to `target`, else the policy's), write both."""
         self.n += 1
         d = self.root / f"{self.n:02d}-{name}"
         d.mkdir()
         inv_path, plan_path = d / "inventory.json", d / "plan.json"
         invio.write(inv_path, self.snapshot())
         inv = formats.load_inventory(inv_path)
-        pol = policy or self.policy
+        pol = self.policy.with_changes(**policy_changes)
+        if target:
+            pol = pol.with_changes(target_version=target)
         plan = greedy_plan(inv, pol, inventory_sha256=inv.digest or "")
         report = check_plan(inv, plan)
         assert report.ok, report.violations[:3]
@@ -95,14 +101,13 @@ class Box:
         return manager.control(self.sb, method, path, body)
 
     def reset(self) -> None:
-        """Every host back at OLD, up, enabled; no injected fault; quick migrations."""
+        """Every host up and enabled; no injected fault; quick migrations. Versions stay: each
+        test upgrades to a target of its own, so every host is to upgrade again."""
         st = self.ctl("GET", "status")
         for h in st["hosts"]:
             if h["refuse_up"]:
                 self.ctl("POST", f"hosts/{h['name']}/refuse-up", {"refuse": False})
-            if h["version"] != OLD:
-                self.ctl("POST", f"hosts/{h['name']}/upgrade", {"version": OLD})
-            elif not h["up"]:
+            if not h["up"]:
                 self.ctl("POST", f"hosts/{h['name']}/up")
         for vm in st["fail_next_migration"]:
             self.ctl("POST", "fail-next-migration", {"vm": vm, "times": 0})

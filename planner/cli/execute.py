@@ -15,7 +15,7 @@ import click
 
 from planner.checker import check_plan
 from planner.cli.common import emit_json, err, format_option, out
-from planner.errors import ExitCode, InputError, UsageError
+from planner.errors import CloudError, ExitCode, InputError, UsageError
 from planner.formats import load_inventory, load_plan, sha256_file
 
 
@@ -308,7 +308,16 @@ def execute_cmd(
         plan_file=plan,
         resume=resume,
     )
-    result = ex.run()
+    try:
+        result = ex.run()
+    except CloudError:
+        if not dry_run:
+            err.print(
+                f"the journal {journal} has every step so far; when the cloud answers again: "
+                f"rollwave execute {shlex.quote(plan)} --resume --journal "
+                f"{shlex.quote(str(journal))} (with the same options)"
+            )
+        raise
     if fmt == "json":
         from planner.executor.ui import status_dict
 

@@ -346,11 +346,14 @@ class Executor:
                 )
             elif self.stop_reason:
                 status, reason = "stopped", self.stop_reason
-        except (CloudError, ExecutionError) as exc:
+        except ExecutionError as exc:  # stopped safely, on purpose: a result, not a crash
             status, reason = "stopped", str(exc)
+        except CloudError as exc:  # the cloud failed us: say so in the journal, then exit 4
             self._log(NOTE, "run", what="stop", status="error", reason=str(exc))
             self.ui.stop()
-            self.notify("run_stopped", reason=str(exc))
+            self.notify("run_stopped", status="error", message=str(exc))
+            if self.journal is not None:
+                self.journal.close()
             raise
         finally:
             with contextlib.suppress(ValueError):
