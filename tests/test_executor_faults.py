@@ -97,7 +97,7 @@ def before_wave(inv: Inventory, plan: Plan, index: int) -> Inventory:
         done |= set(w.hosts)
         for m in w.migrations:
             where[m.vm] = m.dst
-    target = plan.policy.target_version
+    target = plan.policy.target_version or NEW
     return replace(
         inv,
         hosts=tuple(replace(h, version=target) if h.name in done else h for h in inv.hosts),
