@@ -15,7 +15,7 @@ from rich.console import Console
 
 from planner import formats
 from planner.checker import check_plan
-from planner.errors import ExecutionError, InfeasibleError, InputError
+from planner.errors import InfeasibleError, InputError, UsageError
 from planner.executor import view as views
 from planner.executor.cloud import DryRunCloud
 from planner.executor.hooks import DryRunHooks, Hooks, Notifier, expand
@@ -263,11 +263,10 @@ def test_drift_is_detected_and_the_remaining_waves_are_replanned() -> None:
 
 def test_drift_without_replan_stops_before_touching_the_wave() -> None:
     fx = NAMED["three_plus_spare"]()
-    lines: list[str] = []
-    with pytest.raises(ExecutionError, match="drift") as e:
-        dry_run(fx.inventory, fx.plan, live=_drifted(fx), replan=False, lines=lines)
+    res, lines = dry_run(fx.inventory, fx.plan, live=_drifted(fx), replan=False)
     # waves 1 and 2 still fit and run; wave 3 (cmp-2, where the VM appeared) is not touched
-    assert "new-vm" in str(e.value) and "wave 3" in str(e.value)
+    assert res.status == "stopped" and res.exit_code == 5 and res.reason
+    assert "drift" in res.reason and "new-vm" in res.reason and "wave 3" in res.reason
     assert any("upgrade hook: upgrade cmp-1" in ln for ln in lines)
     assert not any("<cmp-2>" in ln for ln in lines)
 
@@ -325,3 +324,14 @@ def test_cli_status_reads_the_journal_only(tmp_path: Path) -> None:
     assert r.code == 0 and "in flight when last written: migrate b" in r.out, r
     r = clean(rollwave("execute", "--status", tmp_path / "none.jsonl"))
     assert r.code == 2 and "no such journal" in r.err, r
+
+
+def test_one_executor_per_journal(tmp_path: Path) -> None:
+    p = _journal(tmp_path)
+    first = Journal(p, seq=4)
+    try:
+        with pytest.raises(UsageError, match="another rollwave"):
+            Journal(p)
+    finally:
+        first.close()
+    Journal(p).close()  # free again once the first is gone

@@ -258,7 +258,13 @@ def execute_cmd(
             "judges the whole plan against the live cloud"
         )
     model = load_model(model_path) if model_path else DEFAULT
-    model = model.with_changes(max_inbound_migrations=max_inbound or None)
+    # The ETA models this run: its limits, its canary and soak, whether it rolls back.
+    model = model.with_changes(
+        max_inbound_migrations=max_inbound or None,
+        canary_hosts=canary,
+        soak_s=soak_s if canary else 0.0,
+        rollback=bool(rollback_command),
+    )
     m = mapping.load(mapping_path) if mapping_path else mapping.Mapping()
     api = connect.Api(connect.connect(cloud))
     live = LiveCloud(api, cloud or "default", m)
@@ -355,6 +361,8 @@ def _check_against_inventory(
 
 
 def _print_end(result: Any, plan: str, journal: Path, dry: bool) -> None:
+    from planner.executor.ui import hms
+
     st = result.state
     f = result.final
     for h, o in sorted(st.outcomes.items()):
@@ -370,6 +378,9 @@ def _print_end(result: Any, plan: str, journal: Path, dry: bool) -> None:
     if st.headroom_breaches:
         out.print(f"[red]headroom was short {len(st.headroom_breaches)} time(s)[/] during the run")
     if dry:
+        eta = result.final.get("model_eta_s")
+        if eta is not None:
+            out.print(f"the simulator's model puts this run at {hms(eta)} (--model to refine)")
         out.print(f"dry run: {result.status}; nothing was changed")
         return
     cmd = f"rollwave execute {shlex.quote(plan)} --resume --journal {shlex.quote(str(journal))}"

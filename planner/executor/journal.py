@@ -13,6 +13,7 @@ writes it, and `--resume` / `--status` replay the file: one code path for both.
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import json
 import os
 from collections import Counter
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from planner.errors import InputError, Problem
+from planner.errors import InputError, Problem, UsageError
 from planner.plan import Migration, Plan, Stop, Wave
 
 FORMAT_VERSION = "1.0"
@@ -71,6 +72,17 @@ class Journal:
             self._f: TextIO | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             raise InputError(str(path), f"cannot write the journal: {exc.strerror}") from None
+        try:
+            # One writer per journal: a second executor on the same run would act twice. The
+            # lock dies with its process, SIGKILL included.
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._f.close()
+            self._f = None
+            raise UsageError(
+                f"another rollwave is executing with the journal {path} right now "
+                "(see `rollwave execute --status`); one run at a time"
+            ) from None
         if new:  # the new file's directory entry must survive a crash too
             _fsync_dir(self.path.parent)
         self.seq = seq

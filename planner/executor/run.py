@@ -244,6 +244,7 @@ class Executor:
         self._breached: set[tuple[str, str]] = set()
         self.min_slack: dict[str, int] = {}
         self._bar_overall = True  # steps outside the plan (a rollback) do not count overall
+        self.first_eta_s: float | None = None  # the model's time for the whole run
 
     # =========================================================================================
     # Journal
@@ -264,21 +265,29 @@ class Executor:
             return
         path = self.journal_path
         if self.resume:
-            records = read_records(path)
-            head = records[0]
-            if head.get("plan_sha256") != self.sha:
-                raise InputError(
-                    str(path),
-                    f"the journal is for plan {str(head.get('plan_sha256'))[:12]}..., "
-                    f"not this plan ({self.sha[:12]}...)",
-                )
-            if head.get("cloud") and head.get("cloud") != self.cloud.name:
-                raise UsageError(
-                    f"the journal {path} is for cloud {head.get('cloud')!r}, "
-                    f"not {self.cloud.name!r}"
-                )
+            if not path.exists():
+                raise InputError(str(path), "no such journal: nothing to resume")
+            journal = Journal(path)  # the lock first: nobody appends while it is read
+            try:
+                records = read_records(path)
+                head = records[0]
+                if head.get("plan_sha256") != self.sha:
+                    raise InputError(
+                        str(path),
+                        f"the journal is for plan {str(head.get('plan_sha256'))[:12]}..., "
+                        f"not this plan ({self.sha[:12]}...)",
+                    )
+                if head.get("cloud") and head.get("cloud") != self.cloud.name:
+                    raise UsageError(
+                        f"the journal {path} is for cloud {head.get('cloud')!r}, "
+                        f"not {self.cloud.name!r}"
+                    )
+            except BaseException:
+                journal.close()
+                raise
             self.state = RunState.replay(records, self.plan)
-            self.journal = Journal(path, seq=int(records[-1].get("seq", len(records))))
+            journal.seq = int(records[-1].get("seq", len(records)))
+            self.journal = journal
             return
         if path.exists() and path.stat().st_size > 0:
             raise UsageError(
@@ -310,7 +319,14 @@ class Executor:
     def run(self) -> RunResult:
         self._open_journal()
         if self.state.finished:
-            return RunResult("completed", "the journal says this run already ended", self.state)
+            end = [r for r in self.state.runs if r.get("what") == "end"][-1]
+            if self.journal is not None:
+                self.journal.close()
+            return RunResult(
+                str(end.get("status", "completed")),
+                f"the journal says this run already ended ({end.get('reason') or 'done'})",
+                self.state,
+            )
         old_int = signal.getsignal(signal.SIGINT)
         old_term = signal.getsignal(signal.SIGTERM)
         with contextlib.suppress(ValueError):  # not in the main thread: no signal handling
@@ -361,6 +377,7 @@ class Executor:
                 signal.signal(signal.SIGTERM, old_term)
             self.ui.stop()
         final = self._final_check() if status == "completed" else {}
+        final["model_eta_s"] = self.first_eta_s
         if status == "completed" and self.state.excluded:
             status = "incomplete"
             reason = f"{len(self.state.excluded)} host(s) not upgraded"
@@ -567,7 +584,12 @@ class Executor:
                 count=len(report.violations),
             )
             if self.eta is not None and report.ok:
-                self.eta.estimate(view, remaining, k)
+                c = self.state.canary
+                if self.eta.model.canary_hosts and c is not None and c.get("ev") == DONE:
+                    self.eta.model = self.eta.model.with_changes(canary_hosts=0)
+                est = self.eta.estimate(view, remaining, k)
+                if self.first_eta_s is None:
+                    self.first_eta_s = est
             if report.ok:
                 return view, vpolicy, live
             drift = [f"wave {k + (v.wave or 1) - 1}: {_drop_where(v)}" for v in now + later]
