@@ -880,14 +880,19 @@ def _dump(x: Any, depth: int, expand: int, out: list[str]) -> None:
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write via a temporary file in the same directory and rename: never a half-written file."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """`write_text_atomic` for binary outputs (e.g. a report's PNG plots)."""
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(str(target), f"cannot write: directory {str(parent)!r} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

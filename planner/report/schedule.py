@@ -1,0 +1,176 @@
+"""A plan in time, as the report draws it: when each wave, host maintenance and migration runs.
+
+It comes from a simulation's timeline when one is given, else from `estimate_schedule`, a small,
+documented estimate (no failures, no network sharing, no dirty pages):
+
+- a live migration takes (memory + local disk) / bandwidth + a fixed orchestration overhead;
+- a cold migration takes local disk / bandwidth + shut-down-and-boot time + the overhead, and the
+  VM is down for all of it;
+- each source host runs its migrations in plan order, at most `max_concurrent_live_migrations`
+  at once (cold ones share the same slots), every host of a wave starting with the wave;
+- a host is upgraded once drained, for `upgrade_s`; VMs stopped in place go down when the host
+  is drained and come back when its upgrade ends;
+- the next wave starts when every host of the previous one is back.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+from planner.inventory import VM, Inventory
+from planner.plan import Plan
+
+MB = 1.0  # the inventory's MEMORY_MB are MiB; bandwidths are MiB/s to match
+
+
+@dataclass(frozen=True, slots=True)
+class EstimateModel:
+    """Parameters of the estimate. Defaults: a 10 GbE migration network (~1.15 GB/s of payload,
+    the reference point in the simulator's notes), Nova's per-migration orchestration in seconds,
+    a 20-minute host upgrade."""
+
+    bandwidth_mib_s: float = 1100.0
+    overhead_s: float = 10.0
+    upgrade_s: float = 1200.0
+    cold_boot_s: float = 60.0  # shut down at the source and boot at the destination
+
+    def __post_init__(self) -> None:
+        for name in ("bandwidth_mib_s",):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        for name in ("overhead_s", "upgrade_s", "cold_boot_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationSpan:
+    vm: str
+    src: str
+    dst: str
+    wave: int
+    method: str
+    start: float  # seconds from the start of the upgrade
+    end: float
+    downtime_s: float
+    ok: bool = True  # False: failed (the VM stayed on its source)
+    lane: int = 0  # which of the source host's concurrent slots it ran in
+
+
+@dataclass(frozen=True, slots=True)
+class HostSpan:
+    """A host's maintenance: disabled at `start`, drained at `drained`, back at `end`."""
+
+    host: str
+    wave: int
+    start: float
+    drained: float
+    end: float
+    ok: bool = True  # False: its upgrade failed or it could not be drained
+
+
+@dataclass(frozen=True, slots=True)
+class StopSpan:
+    vm: str
+    host: str
+    wave: int
+    start: float
+    end: float
+
+    @property
+    def downtime_s(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class WaveSpan:
+    index: int
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Schedule:
+    source: str  # "estimate" or "simulation"
+    waves: tuple[WaveSpan, ...]
+    hosts: tuple[HostSpan, ...]
+    migrations: tuple[MigrationSpan, ...]
+    stops: tuple[StopSpan, ...]
+    note: str = ""  # how it was obtained, for the report
+
+    @property
+    def makespan_s(self) -> float:
+        ends = [w.end for w in self.waves] + [h.end for h in self.hosts]
+        return max(ends, default=0.0)
+
+
+def migration_seconds(vm: VM, method: str, model: EstimateModel) -> tuple[float, float]:
+    """(duration, downtime) of one migration in the estimate (see the module docstring)."""
+    disk_mib = vm.local_disk_gb * 1024 * MB
+    if method == "live":
+        copy = (vm.memory_mb * MB + disk_mib) / model.bandwidth_mib_s
+        return copy + model.overhead_s, 0.0
+    total = disk_mib / model.bandwidth_mib_s + model.cold_boot_s + model.overhead_s
+    return total, total
+
+
+def estimate_schedule(inv: Inventory, plan: Plan, model: EstimateModel | None = None) -> Schedule:
+    """The estimate described in the module docstring. Unknown VMs (an invalid plan) cost only the
+    overhead, so the picture still shows where the plan breaks."""
+    model = model or EstimateModel()
+    k = max(1, plan.policy.max_concurrent_live_migrations)
+    waves: list[WaveSpan] = []
+    hosts: list[HostSpan] = []
+    migrations: list[MigrationSpan] = []
+    stops: list[StopSpan] = []
+    t = 0.0
+    for wave in plan.waves:
+        by_src: dict[str, list[int]] = {h: [] for h in wave.hosts}
+        for i, m in enumerate(wave.migrations):
+            by_src.setdefault(m.src, []).append(i)
+        drained: dict[str, float] = {}
+        for src, idx in by_src.items():
+            slots = [(t, lane) for lane in range(k)]  # (free at, lane)
+            heapq.heapify(slots)
+            end = t
+            for i in idx:
+                m = wave.migrations[i]
+                if inv.has_vm(m.vm):
+                    dur, down = migration_seconds(inv.vm(m.vm), m.method, model)
+                else:
+                    dur, down = model.overhead_s, 0.0
+                free_at, lane = heapq.heappop(slots)
+                migrations.append(
+                    MigrationSpan(
+                        m.vm,
+                        m.src,
+                        m.dst,
+                        wave.index,
+                        m.method,
+                        free_at,
+                        free_at + dur,
+                        down,
+                        True,
+                        lane,
+                    )
+                )
+                heapq.heappush(slots, (free_at + dur, lane))
+                end = max(end, free_at + dur)
+            drained[src] = end
+        wave_end = t
+        for h in dict.fromkeys(wave.hosts):
+            d = drained.get(h, t)
+            hosts.append(HostSpan(h, wave.index, t, d, d + model.upgrade_s))
+            wave_end = max(wave_end, d + model.upgrade_s)
+        for s in wave.stops:
+            d = drained.get(s.host, t)
+            stops.append(StopSpan(s.vm, s.host, wave.index, d, d + model.upgrade_s))
+        waves.append(WaveSpan(wave.index, t, wave_end))
+        t = wave_end
+    note = (
+        f"estimated: {model.bandwidth_mib_s:g} MiB/s per migration, {model.overhead_s:g} s "
+        f"overhead each, {k} at a time per source host, {model.upgrade_s / 60:g} min upgrade "
+        "per host"
+    )
+    return Schedule("estimate", tuple(waves), tuple(hosts), tuple(migrations), tuple(stops), note)
