@@ -378,6 +378,17 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
     t = tightest(report)
     if t is not None:
         rows.append(("tightest headroom", f"{t[0]}: free = {t[1]:.2f} x required"))
+    worst = report.replay.min_absorbable()
+    if worst is not None:
+        scope = report.plan.policy.headroom.scope
+        per = "in each AZ" if scope == "az" else "cloud-wide"
+        rows.append(
+            (
+                "failures absorbed",
+                f"at its tightest ({worst[1]}) the cloud could lose its {worst[0]:,} largest "
+                f"host(s) {per} and still have room for their VMs (by total free capacity)",
+            )
+        )
     rows.append(("fullest host after a move", f"{100 * m['max_utilisation']:.1f}%"))
     if lb.get("max_compute_hosts_down") is not None:
         rows.append(

@@ -19,6 +19,7 @@ from planner.capacity import HeadroomRow, headroom, scope_groups
 from planner.checker import State
 from planner.inventory import Inventory
 from planner.plan import Plan
+from planner.policy import Headroom
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -33,6 +34,9 @@ class Step:
     down: BoolArray  # hosts in maintenance in this state
     headroom: tuple[HeadroomRow, ...]
     utilisation: FloatArray  # (hosts, classes), used / effective capacity
+    # How many of its largest hosts every scope group could lose in this state and still hold
+    # their VMs (the N+k rule with k varied, reserve % left out); None when not computed.
+    absorbable: int | None = None
 
     def min_ratio(self) -> float | None:
         """The tightest free / required over groups and classes (None: nothing is required)."""
@@ -101,11 +105,38 @@ class Replay:
 
         return max(waves, key=lambda s: (fullest(s), -(s.wave or 0)))
 
+    def min_absorbable(self) -> tuple[int, str] | None:
+        """The fewest host failures absorbable at the end of any wave, and which wave."""
+        found = [(s.absorbable, s.label) for s in self.wave_steps if s.absorbable is not None]
+        return min(found, key=lambda x: x[0]) if found else None
+
     def moved_more_than_once(self) -> dict[str, tuple[Move, ...]]:
         return {vm: ms for vm, ms in self.moves.items() if len(ms) > 1}
 
 
-def replay(inv: Inventory, plan: Plan) -> Replay:
+def absorbable_failures(state: State, down: BoolArray) -> int:
+    """The largest k for which `capacity.headroom` with N+k (the policy's scope, no reserve)
+    holds in every scope group and class: the host failures the cloud absorbs right now."""
+    scope = state.policy.headroom.scope
+
+    def holds(k: int) -> bool:
+        rule = Headroom(failures=k, scope=scope, reserve_percent=0.0)
+        return all(r.ok for r in headroom(state.model, rule, down))
+
+    avail = state.model.available & ~down
+    lo, hi = 0, int(avail.sum())
+    if not holds(0):
+        return 0
+    while lo < hi:  # N+k is monotone in k: the k largest only grow with k
+        mid = (lo + hi + 1) // 2
+        if holds(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def replay(inv: Inventory, plan: Plan, *, absorbable: bool = True) -> Replay:
     """Replay `plan` on `inv`. Entries the checker would reject as unknown (a VM or host not in the
     inventory, a controller as destination) are skipped, as the checker's own replay does, so an
     invalid plan still gets a report that shows where it breaks."""
@@ -113,7 +144,7 @@ def replay(inv: Inventory, plan: Plan) -> Replay:
     state = State(inv, policy)
     model = state.model
     groups, host_group = scope_groups(inv, policy.headroom.scope)
-    steps = [_step(state, "before", None, set())]
+    steps = [_step(state, "before", None, set(), absorbable)]
     moves: dict[str, list[Move]] = defaultdict(list)
     stops: list[Stopped] = []
     for wave in plan.waves:
@@ -130,8 +161,8 @@ def replay(inv: Inventory, plan: Plan) -> Replay:
         for s in wave.stops:
             if inv.has_vm(s.vm):
                 stops.append(Stopped(wave.index, s.vm, state.host_of[s.vm]))
-        steps.append(_step(state, f"wave {wave.index}", wave.index, wave_hosts))
-    steps.append(_step(state, "after", None, set()))
+        steps.append(_step(state, f"wave {wave.index}", wave.index, wave_hosts, absorbable))
+    steps.append(_step(state, "after", None, set(), absorbable))
     return Replay(
         inventory=inv,
         plan=plan,
@@ -147,7 +178,10 @@ def replay(inv: Inventory, plan: Plan) -> Replay:
     )
 
 
-def _step(state: State, label: str, wave: int | None, down_hosts: set[str]) -> Step:
+def _step(
+    state: State, label: str, wave: int | None, down_hosts: set[str], absorbable: bool
+) -> Step:
     down = state.down_mask(down_hosts)
     rows = headroom(state.model, state.policy.headroom, down)
-    return Step(label, wave, down, tuple(rows), state.model.utilisation())
+    k = absorbable_failures(state, down) if absorbable else None
+    return Step(label, wave, down, tuple(rows), state.model.utilisation(), k)

@@ -1,0 +1,388 @@
+"""What-if sweeps: plan (and simulate) a cloud under every combination of policy changes, to
+compare waves, makespan and risk side by side (`rollwave whatif`).
+
+A sweep varies policy keys (`max_hosts_per_wave=2,4,8`, `headroom.failures=0,1,2`, any key
+`Policy.with_changes` takes) and `spare_hosts`: N empty compute hosts added like the largest
+existing one (`add_spare_hosts`). Every combination is solved with the planner, re-checked by the
+checker, and put in time; combinations run in parallel processes. A combination without a plan is
+a row with the reason, never a crash.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from planner.checker import check_plan
+from planner.errors import InfeasibleError, InputError, RollwaveError, UsageError
+from planner.formats import policy_from_dict, policy_to_dict
+from planner.inventory import Host, Inventory
+from planner.plan import Plan
+from planner.policy import Policy
+from planner.report.replay import replay
+from planner.report.schedule import EstimateModel, estimate_schedule
+from solver.greedy import greedy_plan
+
+SPARE = "spare_hosts"
+# Policy keys a sweep may vary, and how to read their values.
+POLICY_KEYS: dict[str, str] = {
+    "max_hosts_per_wave": "int",
+    "max_hosts_per_wave_per_az": "int?",
+    "max_hosts_per_wave_per_rack": "int?",
+    "max_concurrent_live_migrations": "int",
+    "allow_stop": "bool",
+    "target_version": "str?",
+    "headroom.failures": "int",
+    "headroom.scope": "str",
+    "headroom.reserve_percent": "float",
+}
+KEYS: dict[str, str] = {**POLICY_KEYS, SPARE: "int"}
+ALIASES = {"extra_spare_hosts": SPARE, "spares": SPARE, "failures": "headroom.failures"}
+
+
+# ---------------------------------------------------------------------------------------------
+# --vary KEY=V1,V2,...
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Vary:
+    key: str
+    values: tuple[Any, ...]
+
+
+def _value(kind: str, raw: str, where: str) -> Any:
+    text = raw.strip()
+    if kind.endswith("?") and text.lower() in ("none", "null", "-"):
+        return None
+    base = kind.rstrip("?")
+    try:
+        if base == "int":
+            return int(text)
+        if base == "float":
+            v = float(text)
+            if not math.isfinite(v):
+                raise ValueError
+            return v
+    except ValueError:
+        raise UsageError(
+            f"{where}: {text!r} is not {'an integer' if base == 'int' else 'a number'}"
+        ) from None
+    if base == "bool":
+        low = text.lower()
+        if low in ("true", "yes", "on", "1"):
+            return True
+        if low in ("false", "no", "off", "0"):
+            return False
+        raise UsageError(f"{where}: {text!r} is not true or false")
+    if not text:
+        raise UsageError(f"{where}: empty value")
+    return text
+
+
+def parse_vary(text: str) -> Vary:
+    """`KEY=V1,V2,...` -> Vary; a clear UsageError names the option and the problem."""
+    where = f"--vary {text}"
+    key, sep, values = text.partition("=")
+    key = ALIASES.get(key.strip(), key.strip())
+    if not sep or not key:
+        raise UsageError(f"{where}: expected KEY=V1,V2,... (e.g. max_hosts_per_wave=2,4,8)")
+    if key not in KEYS:
+        raise UsageError(f"{where}: unknown key {key!r}; one of: {', '.join(sorted(KEYS))}")
+    parts = [p for p in values.split(",")]
+    if not values.strip() or any(not p.strip() for p in parts):
+        raise UsageError(f"{where}: empty value in the list")
+    vals = tuple(_value(KEYS[key], p, where) for p in parts)
+    if key == SPARE and any(v < 0 for v in vals):
+        raise UsageError(f"{where}: spare hosts must not be negative")
+    if len(set(vals)) != len(vals):
+        raise UsageError(f"{where}: a value is listed twice")
+    return Vary(key, vals)
+
+
+def combinations(varies: Sequence[Vary]) -> list[dict[str, Any]]:
+    """Every combination, the first --vary varying slowest (as nested loops read)."""
+    keys = [v.key for v in varies]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise UsageError(f"--vary {dup}: given twice; list every value in one --vary")
+    return [
+        dict(zip(keys, vals, strict=True))
+        for vals in itertools.product(*(v.values for v in varies))
+    ]
+
+
+def apply_policy(policy: Policy, combo: Mapping[str, Any]) -> Policy:
+    """The policy with the combination's policy keys, validated by the policy reader."""
+    changes = {k: v for k, v in combo.items() if k in POLICY_KEYS}
+    if not changes:
+        return policy
+    d = policy_to_dict(policy)
+    for key, value in changes.items():
+        if key.startswith("headroom."):
+            d["headroom"][key.split(".", 1)[1]] = value
+        else:
+            d[key] = value
+    label = ", ".join(f"{k}={v}" for k, v in changes.items())
+    try:
+        return policy_from_dict(d, file=f"--vary {label}")
+    except InputError as exc:
+        raise UsageError("; ".join(f"--vary {p}" for p in exc.problems)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Spare hosts: a pure inventory transform
+# ---------------------------------------------------------------------------------------------
+def largest_compute_host(inv: Inventory) -> Host:
+    """The compute host with the most effective memory, then vCPU, then disk (then by name)."""
+    computes = [h for h in inv.compute_hosts if h.available] or list(inv.compute_hosts)
+    if not computes:
+        raise UsageError("spare_hosts: the inventory has no compute host to copy")
+    return max(
+        computes,
+        key=lambda h: (
+            h.effective("MEMORY_MB"),
+            h.effective("VCPU"),
+            h.effective("DISK_GB"),
+            [-ord(c) for c in h.name],
+        ),
+    )
+
+
+def add_spare_hosts(inv: Inventory, n: int, version: str | None = None) -> Inventory:
+    """`inv` with `n` empty, enabled compute hosts built like the largest existing one, spread
+    round-robin over the AZs (sorted), named `spare-01`, ... New hosts are installed with
+    `version` (the target release: they need no upgrade and take evacuees from the first wave).
+    """
+    if n <= 0:
+        return inv
+    model = largest_compute_host(inv)
+    azs: list[str | None] = list(inv.azs) or [model.az]
+    names = {h.name for h in inv.hosts}
+    width = max(2, len(str(n)))
+    spares: list[Host] = []
+    i = 0
+    while len(spares) < n:
+        i += 1
+        name = f"spare-{i:0{width}d}"
+        if name in names:
+            continue
+        az = azs[len(spares) % len(azs)]
+        spares.append(
+            replace(
+                model,
+                name=name,
+                az=az,
+                rack=f"{az}-spare" if az else "spare",
+                version=version or model.version,
+                enabled=True,
+                up=True,
+                disabled_reason=None,
+            )
+        )
+    return Inventory(
+        cloud=inv.cloud,
+        taken_at=inv.taken_at,
+        hosts=(*inv.hosts, *spares),
+        vms=inv.vms,
+        server_groups=inv.server_groups,
+        ha_groups=inv.ha_groups,
+        digest=None,  # not a file: plans made for it record no digest
+        source=None,
+    )
+
+
+def apply(inv: Inventory, policy: Policy, combo: Mapping[str, Any]) -> tuple[Inventory, Policy]:
+    p = apply_policy(policy, combo)
+    return add_spare_hosts(inv, int(combo.get(SPARE, 0)), p.target_version), p
+
+
+# ---------------------------------------------------------------------------------------------
+# One combination
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """One row of a sweep. Metrics are None when there is no plan (see `reason`)."""
+
+    combo: dict[str, Any]
+    status: str  # "ok", "infeasible", "invalid" (the checker rejected the plan) or "error"
+    reason: str | None = None
+    waves: int | None = None
+    waves_lower_bound: int | None = None
+    migrations: int | None = None
+    migrations_per_vm: float | None = None
+    vms_moved_twice: int | None = None
+    min_headroom_ratio: float | None = None
+    tightest: str | None = None
+    failures_absorbed: int | None = None  # at the worst wave: largest hosts it could lose
+    makespan_s: float | None = None  # the estimate (deterministic, no failures)
+    makespan_p50_s: float | None = None
+    makespan_p95_s: float | None = None
+    breach_probability: float | None = None
+    stall_probability: float | None = None
+    runs: int = 0
+    solve_s: float = 0.0
+    simulate_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.combo.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            **self.combo,
+            "status": self.status,
+            "reason": self.reason,
+            "waves": self.waves,
+            "waves_lower_bound": self.waves_lower_bound,
+            "migrations": self.migrations,
+            "migrations_per_vm": self.migrations_per_vm,
+            "vms_moved_twice": self.vms_moved_twice,
+            "min_headroom_ratio": self.min_headroom_ratio,
+            "tightest": self.tightest,
+            "failures_absorbed": self.failures_absorbed,
+            "makespan_estimate_s": _round(self.makespan_s),
+            "makespan_p50_s": _round(self.makespan_p50_s),
+            "makespan_p95_s": _round(self.makespan_p95_s),
+            "breach_probability": self.breach_probability,
+            "stall_probability": self.stall_probability,
+            "runs": self.runs,
+            "solve_s": round(self.solve_s, 3),
+            "simulate_s": round(self.simulate_s, 3),
+        }
+        return d
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 1)
+
+
+def solve(inv: Inventory, policy: Policy) -> Plan:
+    """The planner a sweep uses."""
+    return greedy_plan(inv, policy, inventory_sha256=inv.digest or "")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    runs: int = 0  # Monte Carlo runs per combination (0: the estimate only)
+    seed: int = 0
+    estimate: EstimateModel = field(default_factory=EstimateModel)
+
+
+def evaluate(
+    inv: Inventory, policy: Policy, combo: Mapping[str, Any], config: SweepConfig
+) -> Outcome:
+    """Solve, check and time one combination. Never raises for a combination's own problems."""
+    combo = dict(combo)
+    t0 = time.perf_counter()
+    try:
+        inv2, p2 = apply(inv, policy, combo)
+        plan = solve(inv2, p2)
+    except InfeasibleError as exc:
+        return Outcome(
+            combo, "infeasible", "; ".join(exc.reasons), solve_s=time.perf_counter() - t0
+        )
+    except RollwaveError as exc:
+        return Outcome(combo, "error", str(exc), solve_s=time.perf_counter() - t0)
+    solve_s = time.perf_counter() - t0
+    report = check_plan(inv2, plan)
+    m = report.metrics
+    ratios: dict[str, float] = m.get("min_headroom_ratio") or {}
+    tight = min(ratios, key=lambda k: ratios[k]) if ratios else None
+    status, reason = "ok", None
+    if not report.ok:
+        status = "invalid"
+        reason = f"the checker rejects the plan: {report.violations[0]}"
+    sched = estimate_schedule(inv2, plan, config.estimate)
+    worst = replay(inv2, plan).min_absorbable()
+    return Outcome(
+        combo,
+        status,
+        reason,
+        waves=m["waves"],
+        waves_lower_bound=m["lower_bounds"].get("waves"),
+        migrations=m["migrations"],
+        migrations_per_vm=m["migrations_per_moved_vm"],
+        vms_moved_twice=m["vms_moved_more_than_once"],
+        min_headroom_ratio=ratios[tight] if tight else None,
+        tightest=tight,
+        failures_absorbed=worst[0] if worst else None,
+        makespan_s=sched.makespan_s,
+        solve_s=solve_s,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep, in parallel processes
+# ---------------------------------------------------------------------------------------------
+_JOB: tuple[Inventory, Policy, list[dict[str, Any]], SweepConfig] | None = None
+
+
+def _run_one(i: int) -> tuple[int, Outcome]:
+    assert _JOB is not None
+    inv, policy, combos, config = _JOB
+    return i, evaluate(inv, policy, combos[i], config)
+
+
+def _init(job: tuple[Inventory, Policy, list[dict[str, Any]], SweepConfig] | None) -> None:
+    global _JOB
+    if job is not None:
+        _JOB = job
+
+
+Progress = Callable[[int, int, Outcome], None]
+
+
+def sweep(
+    inv: Inventory,
+    policy: Policy,
+    combos: Sequence[Mapping[str, Any]],
+    config: SweepConfig | None = None,
+    *,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> list[Outcome]:
+    """Evaluate every combination (in `jobs` processes; default: the CPUs), results in the order
+    of `combos` whatever order they finish in. `progress(done, total, outcome)` after each."""
+    global _JOB
+    config = config or SweepConfig()
+    todo = [dict(c) for c in combos]
+    n = len(todo)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, n))
+    results: list[Outcome | None] = [None] * n
+    if jobs == 1:
+        for i, c in enumerate(todo):
+            results[i] = evaluate(inv, policy, c, config)
+            if progress:
+                progress(i + 1, n, results[i])  # type: ignore[arg-type]
+        return [r for r in results if r is not None]
+    # fork shares the inventory with the workers without pickling it; elsewhere it is sent once
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    job = (inv, policy, todo, config)
+    _JOB = job
+    forked = ctx.get_start_method() == "fork"
+    try:
+        with ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=ctx,
+            initializer=_init,
+            initargs=(None if forked else job,),
+        ) as pool:
+            futures = [pool.submit(_run_one, i) for i in range(n)]
+            for done, fut in enumerate(as_completed(futures), 1):
+                i, outcome = fut.result()
+                results[i] = outcome
+                if progress:
+                    progress(done, n, outcome)
+    finally:
+        _JOB = None
+    return [r for r in results if r is not None]
