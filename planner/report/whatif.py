@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from planner.bounds import lower_bounds
 from planner.checker import check_plan
 from planner.errors import InfeasibleError, InputError, RollwaveError, UsageError
 from planner.formats import policy_from_dict, policy_to_dict
@@ -386,3 +387,28 @@ def sweep(
     finally:
         _JOB = None
     return [r for r in results if r is not None]
+
+
+# ---------------------------------------------------------------------------------------------
+# How many hosts may go down at once
+# ---------------------------------------------------------------------------------------------
+def hosts_down_at_once(inv: Inventory, policy: Policy) -> dict[str, int | None]:
+    """Per scope group (each AZ, or "cloud"), the most of its compute hosts that may be in
+    maintenance at once with headroom still holding: the lower-bound argument of
+    `bounds.lower_bounds` (`max_compute_hosts_down`) on that group alone. None: headroom does not
+    limit it (no host of the group to upgrade). An upper bound: a plan may need fewer at once."""
+    if policy.headroom.scope == "cloud":
+        return {"cloud": lower_bounds(inv, policy).max_compute_hosts_down}
+    out: dict[str, int | None] = {}
+    for az in inv.azs:
+        hosts = tuple(h for h in inv.hosts if h.is_compute and h.az == az)
+        names = {h.name for h in hosts}
+        sub = Inventory(
+            cloud=f"{inv.cloud}/{az}",
+            taken_at=inv.taken_at,
+            hosts=hosts,
+            vms=tuple(v for v in inv.vms if v.host in names),
+            server_groups=inv.server_groups,
+        )
+        out[az] = lower_bounds(sub, policy).max_compute_hosts_down
+    return out

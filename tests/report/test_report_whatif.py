@@ -274,3 +274,28 @@ def test_cli_whatif_bad_options_exit_2(args: list[str], message: str) -> None:
 
 def test_outcome_label() -> None:
     assert Outcome({"a": 1, "b": "x"}, "ok").label() == "a=1, b=x"
+
+
+def test_hosts_down_at_once_per_az_shrinks_with_n_plus_k(small: Case) -> None:
+    from planner.report.whatif import hosts_down_at_once
+
+    inv, policy = small.inventory, small.policy
+    downs = [
+        hosts_down_at_once(inv, policy.with_changes(**{"headroom.failures": k})) for k in (0, 1, 2)
+    ]
+    assert all(set(d) == set(inv.azs) for d in downs)
+    for az in inv.azs:
+        assert downs[0][az] >= downs[1][az] >= downs[2][az]  # type: ignore[operator]
+    assert downs[0] != downs[2]
+
+
+def test_hosts_down_at_once_on_a_tiny_cloud() -> None:
+    from planner.report.whatif import hosts_down_at_once
+
+    # two 64 GiB hosts per AZ, ~30 GiB of VMs that must stay up in each: one may go down at N+0,
+    # none at N+1 (the other host would have to hold them and keep 64 GiB free)
+    assert hosts_down_at_once(tiny_cloud(), tiny_policy()) == {"az1": 1, "az2": 1}
+    n1 = tiny_policy(**{"headroom.failures": 1})
+    assert hosts_down_at_once(tiny_cloud(), n1) == {"az1": 0, "az2": 0}
+    cloud = tiny_policy(**{"headroom.scope": "cloud"})
+    assert hosts_down_at_once(tiny_cloud(), cloud) == {"cloud": 3}
