@@ -73,6 +73,11 @@ def _read_bytes(path: str | os.PathLike[str]) -> bytes:
         raise InputError(name, f"cannot read: {exc.strerror or exc}") from None
 
 
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A file's bytes; a missing or unreadable file is an InputError naming it (exit 2)."""
+    return _read_bytes(path)
+
+
 def parse_bytes(data: bytes, file: str) -> Any:
     """JSON or YAML by extension; unknown extensions try JSON first, then YAML."""
     try:

@@ -13,6 +13,7 @@ from planner.formats import load_inventory, load_plan
 from planner.report.build import build_report
 from planner.report.html import write_report
 from planner.report.schedule import EstimateModel
+from planner.report.timeline import read_montecarlo, read_timeline
 
 _DEFAULT = EstimateModel()
 
@@ -38,6 +39,22 @@ def check_output_paths(output: str, png_dir: str | None) -> None:
     required=True,
     type=click.Path(dir_okay=False),
     help="HTML file to write (self-contained: plots embedded, opens offline).",
+)
+@click.option(
+    "--timeline",
+    "timeline_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A simulated run's timeline (`rollwave simulate -o TIMELINE`, JSON lines or CSV): "
+    "the schedule and headroom over time come from it instead of the estimate.",
+)
+@click.option(
+    "--montecarlo",
+    "montecarlo_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Monte Carlo results (`rollwave simulate --runs N --format json > FILE`): makespan "
+    "distribution and probability of a headroom breach.",
 )
 @click.option(
     "--png",
@@ -84,6 +101,8 @@ def report_cmd(
     inventory: str,
     plan: str,
     output: str,
+    timeline_path: str | None,
+    montecarlo_path: str | None,
     png_dir: str | None,
     ignore_digest: bool,
     bandwidth: float,
@@ -95,17 +114,29 @@ def report_cmd(
     """Write an HTML report of PLAN for INVENTORY: summary, policy, schedule (Gantt), headroom,
     utilisation, migrations per wave, lower bounds, VMs moved twice and stopped VMs.
 
-    Without a simulation timeline the schedule is estimated (see --bandwidth, --overhead,
-    --upgrade-minutes). An invalid plan still gets a report, marked INVALID with its violations.
+    With --timeline the schedule and headroom over time are the simulated run's; without, the
+    schedule is estimated (see --bandwidth, --overhead, --upgrade-minutes). --montecarlo adds the
+    makespan distribution and the probability of a headroom breach. An invalid plan still gets
+    a report, marked INVALID with its violations.
     """
     check_output_paths(output, png_dir)
     inv = load_inventory(inventory)
     p = load_plan(plan)
+    timeline = read_timeline(timeline_path) if timeline_path else None
+    montecarlo = read_montecarlo(montecarlo_path) if montecarlo_path else None
     t0 = time.perf_counter()
     model = EstimateModel(
         bandwidth_mib_s=bandwidth, overhead_s=overhead, upgrade_s=upgrade_minutes * 60
     )
-    rep = build_report(inv, p, estimate=model, ignore_digest=ignore_digest, max_rows=max_rows)
+    rep = build_report(
+        inv,
+        p,
+        timeline=timeline,
+        montecarlo=montecarlo,
+        estimate=model,
+        ignore_digest=ignore_digest,
+        max_rows=max_rows,
+    )
     err.print(f"checked and replayed {len(p.waves)} waves in {time.perf_counter() - t0:.1f} s")
     files = write_report(rep, output, png_dir)
     elapsed = time.perf_counter() - t0

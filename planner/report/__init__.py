@@ -4,10 +4,11 @@ its schedule (simulated or estimated), as one self-contained HTML file (`rollwav
 Application layer: may import the core, `solver` and `sim`.
 """
 
-from planner.report.build import MonteCarlo, Report, build_report, figures
+from planner.report.build import Report, build_report, figures
 from planner.report.html import render_html, write_report
 from planner.report.replay import Replay, replay
-from planner.report.schedule import EstimateModel, Schedule, estimate_schedule
+from planner.report.schedule import EstimateModel, MonteCarlo, Schedule, estimate_schedule
+from planner.report.timeline import Timeline, read_montecarlo, read_timeline
 
 __all__ = [
     "EstimateModel",
@@ -15,9 +16,12 @@ __all__ = [
     "Replay",
     "Report",
     "Schedule",
+    "Timeline",
     "build_report",
     "estimate_schedule",
     "figures",
+    "read_montecarlo",
+    "read_timeline",
     "render_html",
     "replay",
     "write_report",

@@ -16,33 +16,8 @@ from planner.inventory import Inventory
 from planner.plan import Plan
 from planner.report import plots
 from planner.report.replay import Replay, Step, replay
-from planner.report.schedule import EstimateModel, Schedule, estimate_schedule
-
-
-@dataclass(frozen=True)
-class MonteCarlo:
-    """Monte Carlo results to show: one makespan per run, and how many runs breached headroom or
-    stalled."""
-
-    makespans_s: tuple[float, ...]
-    breaches: int = 0
-    stalls: int = 0
-    source: str = ""  # where they came from, for the report
-
-    @property
-    def runs(self) -> int:
-        return len(self.makespans_s)
-
-    @property
-    def breach_probability(self) -> float:
-        return self.breaches / self.runs if self.runs else 0.0
-
-    @property
-    def stall_probability(self) -> float:
-        return self.stalls / self.runs if self.runs else 0.0
-
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(np.asarray(self.makespans_s, float), q)) if self.runs else 0.0
+from planner.report.schedule import EstimateModel, MonteCarlo, Schedule, estimate_schedule
+from planner.report.timeline import Timeline, headroom_from_timeline, schedule_from_timeline
 
 
 @dataclass(frozen=True)
@@ -61,6 +36,7 @@ class Report:
     replay: Replay
     schedule: Schedule
     montecarlo: MonteCarlo | None = None
+    timeline: Timeline | None = None
     max_rows: int = 60
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -79,22 +55,30 @@ def build_report(
     inv: Inventory,
     plan: Plan,
     *,
+    timeline: Timeline | None = None,
     schedule: Schedule | None = None,
     montecarlo: MonteCarlo | None = None,
     estimate: EstimateModel | None = None,
     ignore_digest: bool = False,
     max_rows: int = 60,
 ) -> Report:
-    """Check and replay the plan and put it in time: `schedule` (from a simulation) when given,
-    else `estimate_schedule` with `estimate`'s parameters."""
+    """Check and replay the plan and put it in time: from a simulation's `timeline` when given
+    (or a ready `schedule`), else `estimate_schedule` with `estimate`'s parameters."""
     check = check_plan(inv, plan, digest=plan.inventory_sha256 if ignore_digest else None)
+    if schedule is None:
+        schedule = (
+            schedule_from_timeline(timeline, plan)
+            if timeline is not None
+            else estimate_schedule(inv, plan, estimate)
+        )
     return Report(
         inventory=inv,
         plan=plan,
         check=check,
         replay=replay(inv, plan),
-        schedule=schedule if schedule is not None else estimate_schedule(inv, plan, estimate),
+        schedule=schedule,
         montecarlo=montecarlo,
+        timeline=timeline,
         max_rows=max_rows,
     )
 
@@ -199,16 +183,7 @@ def figures(report: Report) -> list[FigureSpec]:
             ),
             plots.gantt_figure(sched, max_rows=report.max_rows),
         ),
-        FigureSpec(
-            "headroom",
-            "Headroom",
-            "Free capacity per scope group and resource class over the available hosts that are "
-            "not in maintenance, against what the policy requires (N+k largest hosts, reserve %). "
-            "Each wave is drawn over its span at its end-of-wave state, which bounds every state "
-            "within it; the dots are the cloud before the first and after the last wave. The "
-            "circled point is the tightest.",
-            plots.headroom_figure(headroom_series(rp, sched)),
-        ),
+        _headroom_spec(report),
         FigureSpec(
             "utilisation",
             "Utilisation per host",
@@ -249,6 +224,30 @@ def figures(report: Report) -> list[FigureSpec]:
             )
         )
     return out
+
+
+def _headroom_spec(report: Report) -> FigureSpec:
+    sampled = headroom_from_timeline(report.timeline) if report.timeline is not None else []
+    if sampled:
+        return FigureSpec(
+            "headroom",
+            "Headroom",
+            "Free capacity per scope group and resource class over the available hosts that are "
+            "not in maintenance, against what the policy requires (N+k largest hosts, reserve %), "
+            "as the simulator sampled it during the run (failures included). The circled point "
+            "is the tightest.",
+            plots.headroom_figure(sampled),
+        )
+    return FigureSpec(
+        "headroom",
+        "Headroom",
+        "Free capacity per scope group and resource class over the available hosts that are "
+        "not in maintenance, against what the policy requires (N+k largest hosts, reserve %). "
+        "Each wave is drawn over its span at its end-of-wave state, which bounds every state "
+        "within it; the dots are the cloud before the first and after the last wave. The "
+        "circled point is the tightest.",
+        plots.headroom_figure(headroom_series(report.replay, report.schedule)),
+    )
 
 
 def stopped_rows(report: Report) -> list[dict[str, Any]]:
@@ -365,6 +364,18 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
             f"({'simulated' if sched.source == 'simulation' else 'estimated'})",
         ),
     ]
+    tl = report.timeline
+    if tl is not None:
+        done = tl.header.get("completed")
+        n_inc = {k: len(tl.of(k)) for k in ("failure", "breach", "stall")}
+        rows.append(
+            (
+                "simulated run",
+                ("completed" if done is not False else "STALLED: the plan did not finish")
+                + f"; {n_inc['failure']} failure(s), {n_inc['breach']} invariant breach(es)"
+                + (f", seed {tl.header['seed']}" if tl.header.get("seed") is not None else ""),
+            )
+        )
     mc = report.montecarlo
     if mc is not None and mc.runs:
         rows.append(

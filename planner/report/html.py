@@ -24,6 +24,7 @@ from planner.report.build import (
     summary_rows,
     wave_rows,
 )
+from planner.report.timeline import incidents
 
 MAX_TABLE_ROWS = 200
 
@@ -177,6 +178,7 @@ def render_html(report: Report, rendered: list[tuple[FigureSpec, bytes]] | None 
     for s in specs:
         parts.append(f"<h2>{esc(s.title)}</h2>")
         parts.append(figure_html(s, pngs[s.key]))
+    parts += _incidents_html(report)
     parts += _waves_html(report)
     parts += _moved_twice_html(report)
     parts += _stopped_html(report)
@@ -188,6 +190,36 @@ def render_html(report: Report, rendered: list[tuple[FigureSpec, bytes]] | None 
         parts.append(_more(len(chk.warnings), MAX_TABLE_ROWS, "warnings"))
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _incidents_html(report: Report) -> list[str]:
+    if report.timeline is None:
+        return []
+    rows = incidents(report.timeline)
+    out = [f'<h2 id="incidents">Failures and breaches in the simulated run ({len(rows):,})</h2>']
+    if not rows:
+        out.append('<p class="note">None: no failure, no invariant breached, no stall.</p>')
+        return out
+    out.append(
+        '<p class="note">What went wrong during the run, in time order: failures drawn by the '
+        "simulator (and whether headroom absorbed them), invariants breached, stalls.</p>"
+    )
+    out.append(
+        _table(
+            ["time", "event", "host", "what"],
+            (
+                [
+                    duration(float(e["t_s"])),
+                    e.get("event", ""),
+                    e.get("host") or "-",
+                    e.get("detail") or "",
+                ]
+                for e in rows[:MAX_TABLE_ROWS]
+            ),
+        )
+    )
+    out.append(_more(len(rows), MAX_TABLE_ROWS, "events"))
+    return out
 
 
 def _waves_html(report: Report) -> list[str]:

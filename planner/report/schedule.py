@@ -18,10 +18,10 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
+import numpy as np
+
 from planner.inventory import VM, Inventory
 from planner.plan import Plan
-
-MB = 1.0  # the inventory's MEMORY_MB are MiB; bandwidths are MiB/s to match
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +107,10 @@ class Schedule:
 
 def migration_seconds(vm: VM, method: str, model: EstimateModel) -> tuple[float, float]:
     """(duration, downtime) of one migration in the estimate (see the module docstring)."""
-    disk_mib = vm.local_disk_gb * 1024 * MB
+    # MEMORY_MB is in MiB (as Nova counts it), local disk in GiB; bandwidth in MiB/s
+    disk_mib = vm.local_disk_gb * 1024
     if method == "live":
-        copy = (vm.memory_mb * MB + disk_mib) / model.bandwidth_mib_s
+        copy = (vm.memory_mb + disk_mib) / model.bandwidth_mib_s
         return copy + model.overhead_s, 0.0
     total = disk_mib / model.bandwidth_mib_s + model.cold_boot_s + model.overhead_s
     return total, total
@@ -174,3 +175,33 @@ def estimate_schedule(inv: Inventory, plan: Plan, model: EstimateModel | None = 
         "per host"
     )
     return Schedule("estimate", tuple(waves), tuple(hosts), tuple(migrations), tuple(stops), note)
+
+
+@dataclass(frozen=True)
+class MonteCarlo:
+    """Monte Carlo results to show: the makespan of every completed run, and how many of all the
+    runs breached headroom or stalled."""
+
+    makespans_s: tuple[float, ...]
+    breaches: int = 0
+    stalls: int = 0
+    total_runs: int | None = None  # all runs, completed or not (default: the makespans)
+    source: str = ""  # where they came from, for the report
+
+    @property
+    def runs(self) -> int:
+        return self.total_runs if self.total_runs is not None else len(self.makespans_s)
+
+    @property
+    def breach_probability(self) -> float:
+        return self.breaches / self.runs if self.runs else 0.0
+
+    @property
+    def stall_probability(self) -> float:
+        return self.stalls / self.runs if self.runs else 0.0
+
+    def percentile(self, q: float) -> float:
+        """Of the completed runs' makespans (0 when none completed)."""
+        if not self.makespans_s:
+            return 0.0
+        return float(np.percentile(np.asarray(self.makespans_s, float), q))

@@ -20,8 +20,8 @@ from planner.cli import cli
 from planner.formats import load_inventory, load_plan, save_plan
 from planner.plan import Migration
 from planner.report import build_report, render_html, write_report
-from planner.report.build import MonteCarlo, Report, summary_rows, wave_rows
-from planner.report.schedule import EstimateModel, estimate_schedule
+from planner.report.build import Report, summary_rows, wave_rows
+from planner.report.schedule import EstimateModel, MonteCarlo, estimate_schedule
 
 SECTIONS = (
     "Summary",
