@@ -147,10 +147,20 @@ def test_headroom_below_the_requirement_is_flagged() -> None:
 
 
 def test_headroom_switches_to_ratios_with_many_groups() -> None:
-    many = [series(f"az{i}", [10.0, 8.0, 10.0], [4.0, 4.0, 4.0]) for i in range(8)]
+    many = [series(f"az{i}", [10.0, 8.0, 10.0, 10.0], [4.0] * 4) for i in range(1, 11)]
+    many[8] = series("az9", [10.0, 5.0, 4.2, 10.0], [4.0] * 4)  # the tightest, at wave 2
     ax = plots.headroom_figure(many, max_groups=6).axes[0]
     assert "free / required" in ax.get_ylabel()
-    assert any(ln.get_label() == "required (1.0)" for ln in ax.get_lines())
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    assert "required (1.0)" in labels and "az9 (tightest)" in labels
+    assert "az9, wave 2: free = 1.05 x required" in ax.get_title(loc="left")
+    band = next(c for c in ax.collections if c.get_label() == "range over 10 groups")
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(4.2 / 4.0) and ys.max() == pytest.approx(10 / 4.0)
+
+
+def test_groups_sort_naturally() -> None:
+    assert sorted(["az10", "az2", "az1"], key=plots.natural_key) == ["az1", "az2", "az10"]
 
 
 def test_headroom_one_panel_per_class() -> None:
