@@ -14,6 +14,7 @@ import itertools
 import math
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -336,6 +337,8 @@ def _run_one(i: int) -> tuple[int, Outcome]:
 
 def _init(job: tuple[Inventory, Policy, list[dict[str, Any]], SweepConfig] | None) -> None:
     global _JOB
+    # Ctrl-C is the parent's to handle: it stops the workers (no traceback from each of them).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if job is not None:
         _JOB = job
 
@@ -371,19 +374,24 @@ def sweep(
     job = (inv, policy, todo, config)
     _JOB = job
     forked = ctx.get_start_method() == "fork"
+    pool = ProcessPoolExecutor(
+        max_workers=jobs, mp_context=ctx, initializer=_init, initargs=(None if forked else job,)
+    )
     try:
-        with ProcessPoolExecutor(
-            max_workers=jobs,
-            mp_context=ctx,
-            initializer=_init,
-            initargs=(None if forked else job,),
-        ) as pool:
-            futures = [pool.submit(_run_one, i) for i in range(n)]
-            for done, fut in enumerate(as_completed(futures), 1):
-                i, outcome = fut.result()
-                results[i] = outcome
-                if progress:
-                    progress(done, n, outcome)
+        futures = [pool.submit(_run_one, i) for i in range(n)]
+        for done, fut in enumerate(as_completed(futures), 1):
+            i, outcome = fut.result()
+            results[i] = outcome
+            if progress:
+                progress(done, n, outcome)
+    except BaseException:
+        # interrupted (or a worker died): stop the others now rather than after their work
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown()
     finally:
         _JOB = None
     return [r for r in results if r is not None]
