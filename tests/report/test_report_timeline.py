@@ -286,3 +286,35 @@ def test_bad_montecarlo_files_are_located_errors(
     with pytest.raises(InputError) as exc:
         read_montecarlo(f)
     assert message in str(exc.value)
+
+
+# ---------------------------------------------------------------------------------------------
+def test_cli_report_with_timeline_and_montecarlo(
+    tmp_path: Path, tiny_run: tuple[Schedule, list[dict[str, Any]]]
+) -> None:
+    from dataclasses import replace
+
+    from click.testing import CliRunner
+
+    from planner.cli import cli
+    from planner.formats import save_inventory, save_plan
+
+    inv_file = tmp_path / "inv.json"
+    digest = save_inventory(tiny_cloud(), inv_file)
+    plan_file = tmp_path / "plan.json"
+    save_plan(replace(tiny_plan(), inventory_sha256=digest), plan_file)
+    tl_file = write_csv(tmp_path / "run.csv", tiny_run[1])
+    mc_file = tmp_path / "mc.json"
+    mc_file.write_text(json.dumps(mc_doc()))
+    out = tmp_path / "r.html"
+    args = ["report", str(inv_file), str(plan_file), "-o", str(out), "--format", "json"]
+    r = CliRunner().invoke(cli, [*args, "--timeline", str(tl_file), "--montecarlo", str(mc_file)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["schedule"] == "simulation"
+    text = out.read_text()
+    assert "Makespan over 10 simulated runs" not in text  # it is a picture, not text
+    assert "10 runs: makespan P50" in text and "headroom breached in 20.0% of runs" in text
+    out.unlink()
+    mc_file.write_text(json.dumps(mc_doc(kind="plan")))
+    r = CliRunner().invoke(cli, [*args, "--montecarlo", str(mc_file)])
+    assert r.exit_code != 0 and not out.exists()
