@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,6 @@ class Report:
     montecarlo: MonteCarlo | None = None
     timeline: Timeline | None = None
     max_rows: int = 60
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def metrics(self) -> dict[str, Any]:
