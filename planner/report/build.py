@@ -219,7 +219,11 @@ def figures(report: Report) -> list[FigureSpec]:
                 "Monte Carlo",
                 f"{mc.runs:,} simulated runs with failures drawn at random: the spread of the "
                 "makespan and how often headroom was breached.",
-                plots.makespan_figure(mc.makespans_s, breach_probability=mc.breach_probability),
+                plots.makespan_figure(
+                    mc.makespans_s,
+                    breach_probability=mc.breach_probability,
+                    lower_bound_s=mc.lower_bound_s,
+                ),
             )
         )
     return out

@@ -162,6 +162,15 @@ def gantt_figure(schedule: Schedule, *, max_rows: int = 60) -> Figure:
             edgecolors="none",
             alpha=1.0 if h.ok else 0.35,
         )
+        if not h.ok:  # not upgraded: outline the whole stay in maintenance
+            ax.broken_barh(
+                [(h.start / scale, (h.end - h.start) / scale)],
+                (i - 0.42, 0.84),
+                facecolors="none",
+                edgecolors=FAILED,
+                hatch="//",
+                linewidth=1.2,
+            )
     bars: dict[tuple[int, int, str], list[tuple[float, float]]] = {}
     for m in schedule.migrations:
         if m.src not in row:
@@ -209,6 +218,9 @@ def gantt_figure(schedule: Schedule, *, max_rows: int = 60) -> Figure:
             ax.axhline(start - 0.5, color=GREY, lw=0.6)
         start = end
     ax.set_yticks(range(len(hosts)), [h.host for h in hosts])
+    for tick, h in zip(ax.get_yticklabels(), hosts, strict=True):
+        if not h.ok:
+            tick.set_color(FAILED)
     ax.set_ylim(len(hosts) - 0.5, -0.5)
     ax.set_xlim(0, max(schedule.makespan_s / scale, 1e-6) * 1.01)
     ax.set_xlabel(f"time since the start of the upgrade ({unit})")
@@ -220,8 +232,12 @@ def gantt_figure(schedule: Schedule, *, max_rows: int = 60) -> Figure:
         Patch(color=LIVE, label="live migration"),
         Patch(color=COLD, label="cold migration"),
     ]
-    if any(not m.ok for m in schedule.migrations) or any(not h.ok for h in schedule.hosts):
-        handles.append(Patch(color=FAILED, label="failed"))
+    if any(not m.ok for m in schedule.migrations):
+        handles.append(Patch(color=FAILED, label="failed migration attempt"))
+    if any(not h.ok for h in schedule.hosts):
+        handles.append(
+            Patch(facecolor="none", edgecolor=FAILED, hatch="//", label="host not upgraded")
+        )
     if stops:
         handles.append(
             ax.scatter(
@@ -268,6 +284,10 @@ def _gantt_by_wave(schedule: Schedule) -> Figure:
     for h in schedule.hosts:
         by_wave.setdefault(h.wave, []).append(h.drained)
         count[h.wave] = count.get(h.wave, 0) + 1
+    failed: dict[int, int] = {}
+    for h in schedule.hosts:
+        if not h.ok:
+            failed[h.wave] = failed.get(h.wave, 0) + 1
     migr: dict[int, int] = {}
     for m in schedule.migrations:
         migr[m.wave] = migr.get(m.wave, 0) + 1
@@ -299,7 +319,8 @@ def _gantt_by_wave(schedule: Schedule) -> Figure:
                 w.end / scale,
                 i,
                 f"  {plural(count.get(w.index, 0), 'host')}, "
-                f"{plural(migr.get(w.index, 0), 'migration')}",
+                f"{plural(migr.get(w.index, 0), 'migration')}"
+                + (f", {failed[w.index]} NOT upgraded" if failed.get(w.index) else ""),
                 va="center",
                 fontsize=8,
             )

@@ -187,6 +187,7 @@ class MonteCarlo:
     stalls: int = 0
     total_runs: int | None = None  # all runs, completed or not (default: the makespans)
     source: str = ""  # where they came from, for the report
+    lower_bound_s: float | None = None  # the simulator's makespan lower bound
 
     @property
     def runs(self) -> int:

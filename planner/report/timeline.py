@@ -331,8 +331,12 @@ def headroom_from_timeline(tl: Timeline) -> list[plots.HeadroomSeries]:
     end = tl.makespan_s
     out = []
     for (group, rc), pts in samples.items():
-        pts.sort()
-        t0 = [p[0] for p in pts]
+        # several samples at one instant: the state after all of them is the one that lasts
+        # (a breach within the instant is an event of its own, listed with the incidents)
+        last: dict[float, tuple[float, float]] = {}
+        for t, free, req in pts:
+            last[t] = (free, req)
+        t0 = sorted(last)
         t1 = [*t0[1:], max(end, t0[-1])]
         out.append(
             plots.HeadroomSeries(
@@ -340,14 +344,19 @@ def headroom_from_timeline(tl: Timeline) -> list[plots.HeadroomSeries]:
                 rc,
                 t0,
                 t1,
-                [p[1] for p in pts],
-                [p[2] for p in pts],
-                [f"t = {t:,.0f} s" for t in t0],
+                [last[t][0] for t in t0],
+                [last[t][1] for t in t0],
+                [f"at {_hms(t)}" for t in t0],
             )
         )
     order = {rc: i for i, rc in enumerate(("VCPU", "MEMORY_MB", "DISK_GB"))}
     out.sort(key=lambda s: (order.get(s.rc, 9), s.rc, s.group))
     return out
+
+
+def _hms(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def incidents(tl: Timeline) -> list[Mapping[str, Any]]:
@@ -404,6 +413,13 @@ def read_montecarlo(path: str | os.PathLike[str]) -> MonteCarlo:
         stalls += bool(r.get("stalled"))
     if problems:
         raise InputError(file, problems)
+    lb = data.get("lower_bound_s")
+    lower = lb.get("p50") if isinstance(lb, dict) else None
     return MonteCarlo(
-        tuple(makespans), breaches=breaches, stalls=stalls, total_runs=len(runs), source=file
+        tuple(makespans),
+        breaches=breaches,
+        stalls=stalls,
+        total_runs=len(runs),
+        source=file,
+        lower_bound_s=float(lower) if isinstance(lower, (int, float)) and lower > 0 else None,
     )

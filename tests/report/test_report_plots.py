@@ -95,7 +95,7 @@ def test_gantt_draws_one_row_per_host_grouped_by_wave() -> None:
 
 
 def test_gantt_shows_failures_in_the_legend() -> None:
-    assert "failed" in texts(plots.gantt_figure(schedule(4, failed=True)))
+    assert "failed migration attempt" in texts(plots.gantt_figure(schedule(4, failed=True)))
 
 
 def test_gantt_aggregates_beyond_max_rows() -> None:
@@ -239,3 +239,17 @@ def test_empty_inputs_draw_a_message_not_an_error() -> None:
     assert "no runs" in texts(plots.makespan_figure([]))
     assert "the plan has no waves" in texts(plots.migrations_per_wave_figure([], [], [], [], []))
     assert "no headroom data" in texts(plots.headroom_figure([]))
+
+
+def test_gantt_marks_hosts_not_upgraded() -> None:
+    from dataclasses import replace
+
+    s = schedule(4)
+    bad = replace(s.hosts[1], ok=False)
+    s = replace(s, hosts=(s.hosts[0], bad, *s.hosts[2:]))
+    fig = plots.gantt_figure(s)
+    assert "host not upgraded" in texts(fig)
+    ticks = {t.get_text(): t.get_color() for t in fig.axes[0].get_yticklabels()}
+    assert ticks[bad.host] == plots.FAILED and ticks[s.hosts[0].host] != plots.FAILED
+    agg = plots.gantt_figure(s, max_rows=2)
+    assert "2 hosts, 4 migrations, 1 NOT upgraded" in " ".join(texts(agg))
