@@ -807,18 +807,25 @@ def pareto(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 def label_spots(
-    xs: np.ndarray[Any, Any], ys: np.ndarray[Any, Any], labels: Sequence[str], shown: Sequence[int]
+    xs: np.ndarray[Any, Any],
+    ys: np.ndarray[Any, Any],
+    labels: Sequence[str],
+    shown: Sequence[int],
+    tol_frac: float = 0.05,
 ) -> list[tuple[float, float, list[str]]]:
-    """Group labels of points closer than 2% of the x range at the same y: one annotation each."""
+    """Group labels of points at the same y whose x are within `tol_frac` of the x range of the
+    previous one: one annotation per group, at its first point."""
     span = float(xs.max() - xs.min()) if len(xs) else 0.0
-    tol = 0.02 * (span or 1.0)
+    tol = tol_frac * (span or 1.0)
     out: list[tuple[float, float, list[str]]] = []
+    last_x = float("nan")
     for i in sorted(shown, key=lambda i: (float(ys[i]), float(xs[i]))):
         x, y = float(xs[i]), float(ys[i])
-        if out and out[-1][1] == y and x - out[-1][0] <= tol:
+        if out and out[-1][1] == y and x - last_x <= tol:  # chained: near the previous point
             out[-1][2].append(labels[i])
         else:
             out.append((x, y, [labels[i]]))
+        last_x = x
     return out
 
 
@@ -845,7 +852,7 @@ def tradeoff_figure(
     )
     axes = [fig.add_subplot(gs[0, i]) for i in range(n_panels)]
     fig.suptitle(
-        title + (f" (points: {key_order})" if key_order else ""),
+        title + (f"\npoint labels: {key_order}" if key_order else ""),
         x=0.01,
         ha="left",
         fontsize=11,
@@ -900,9 +907,11 @@ def tradeoff_figure(
             )
             # one label per spot: combinations that land (nearly) on the same point share it
             shown = list(range(len(pts))) if len(pts) <= max_labels else list(front)
-            for x, y, names in label_spots(
-                xs, ys, [pts[i][0].label for i in range(len(pts))], shown
-            ):
+            names_all = [pts[i][0].label for i in range(len(pts))]
+            # a label is about 1.1% of a full-width axis per character: keep them apart
+            longest = max(len(n) for n in names_all)
+            frac = min(0.3, 0.011 * longest * n_panels)
+            for x, y, names in label_spots(xs, ys, names_all, shown, frac):
                 text = "\n".join(names[:4]) + (
                     f"\n+{len(names) - 4} more" if len(names) > 4 else ""
                 )
@@ -917,6 +926,9 @@ def tradeoff_figure(
             ax.margins(x=0.08, y=0.22)
             if higher_is_safer:
                 ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            else:  # a probability
+                ax.set_ylim(0, max(0.05, float(ys.max()) * 1.3))
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.0%}"))
             ax.set_xlabel(f"makespan ({unit}{', P50 to P95' if simulated else ', estimated'})")
             ax.set_ylabel(ylabel)
             ax.legend(loc="best", fontsize=8)
