@@ -18,7 +18,7 @@ def test_the_notebooks_are_there() -> None:
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
-    nb = nbformat.read(path, as_version=4)
+    nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
     # committed clean: no outputs, no execution counts (small diffs, no stale pictures)
     for cell in nb.cells:
         if cell.cell_type == "code":

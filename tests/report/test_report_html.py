@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import Case, load_images
 
 from planner.cli import cli
 from planner.formats import load_inventory, load_plan, save_plan
@@ -22,6 +21,7 @@ from planner.plan import Migration
 from planner.report import build_report, render_html, write_report
 from planner.report.build import Report, summary_rows, wave_rows
 from planner.report.schedule import EstimateModel, MonteCarlo, estimate_schedule
+from tests.report.support import Case, bundled, example, load_images
 
 SECTIONS = (
     "Summary",
@@ -75,10 +75,8 @@ class Rendered:
 def example_report(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     """The bundled example's report, written once with its PNGs (inventory read from its file,
     so the digest is the file's)."""
-    from conftest import _small, example
-
     inv = load_inventory(example("small.json"))
-    report = build_report(inv, _small().plan)
+    report = build_report(inv, bundled().plan)
     d = tmp_path_factory.mktemp("example")
     return Rendered(report, write_report(report, d / "r.html", d / "png"))
 

@@ -21,7 +21,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 def texts(fig: Figure) -> list[str]:
-    out = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]  # type: ignore[arg-type]
+    out = [a.get_text() for a in fig.findobj(Text) if isinstance(a, Text)]
     return [t for t in out if t]
 
 
@@ -155,7 +155,7 @@ def test_headroom_switches_to_ratios_with_many_groups() -> None:
     assert "required (1.0)" in labels and "az9 (tightest)" in labels
     assert "az9, wave 2: free = 1.05 x required" in ax.get_title(loc="left")
     band = next(c for c in ax.collections if c.get_label() == "range over 10 groups")
-    ys = band.get_paths()[0].vertices[:, 1]
+    ys = np.asarray(band.get_paths()[0].vertices)[:, 1]
     assert ys.min() == pytest.approx(4.2 / 4.0) and ys.max() == pytest.approx(10 / 4.0)
 
 
@@ -206,7 +206,7 @@ def test_utilisation_aggregates_beyond_max_rows() -> None:
     assert "300 compute hosts" in fig.get_suptitle()
     # the fullest host of each state and group is marked
     marks = fig.axes[0].collections
-    tops = sorted(float(np.nanmax(c.get_offsets()[:, 1])) for c in marks)  # type: ignore[arg-type]
+    tops = sorted(float(np.nanmax(np.asarray(c.get_offsets())[:, 1])) for c in marks)
     assert max(tops) == pytest.approx(float(data.values[:, :, 0][~data.down].max()) * 100)
 
 

@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import Case, tiny_cloud, tiny_plan, tiny_policy
 
 from planner.capacity import headroom
 from planner.checker import State, check_plan
 from planner.plan import Migration, Wave
 from planner.report.replay import replay
+from tests.report.support import Case, tiny_cloud, tiny_plan, tiny_policy
 
 
 def test_steps_are_before_each_wave_and_after(small: Case) -> None:

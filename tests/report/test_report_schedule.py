@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
-from conftest import Case, tiny_cloud, tiny_plan, tiny_policy, vm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.report.schedule import EstimateModel, Schedule, estimate_schedule, migration_seconds
+from tests.report.support import Case, bundled, tiny_cloud, tiny_plan, tiny_policy, vm
 
 MODEL = EstimateModel(bandwidth_mib_s=1000.0, overhead_s=10.0, upgrade_s=600.0, cold_boot_s=60.0)
 
@@ -110,9 +110,7 @@ def test_the_bundled_example(small: Case) -> None:
 def test_invariants_hold_for_any_parameters(
     k: int, bw: float, overhead: float, upgrade: float
 ) -> None:
-    from conftest import _small  # the cached bundled example
-
-    case = _small()
+    case = bundled()
     plan = case.plan
     plan = type(plan)(
         plan.inventory_sha256,

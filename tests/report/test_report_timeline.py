@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Case, tiny_cloud, tiny_plan
 
 from planner.errors import InputError
 from planner.report import build_report, render_html
@@ -23,6 +22,7 @@ from planner.report.timeline import (
     read_timeline,
     schedule_from_timeline,
 )
+from tests.report.support import Case, tiny_cloud, tiny_plan
 
 COLUMNS = [
     "t_s",
@@ -137,12 +137,11 @@ def test_timeline_becomes_the_schedule_it_records(
     assert sorted((h.host, h.start, h.drained, h.end) for h in got.hosts) == sorted(
         (h.host, h.start, h.drained, h.end) for h in sched.hosts
     )
-    key = lambda m: (m.vm, m.wave)  # noqa: E731
     assert sorted((m.vm, m.wave, m.start, m.end) for m in got.migrations) == sorted(
         (m.vm, m.wave, m.start, m.end) for m in sched.migrations
     )
     assert all(m.ok for m in got.migrations)
-    assert {key(m) for m in got.migrations} == {key(m) for m in sched.migrations}
+    assert {(m.vm, m.wave) for m in got.migrations} == {(m.vm, m.wave) for m in sched.migrations}
     assert [(s.vm, s.host) for s in got.stops] == [("v3", "a")]
 
 

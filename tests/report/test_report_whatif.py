@@ -9,9 +9,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import Case, example, tiny_cloud, tiny_policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from matplotlib.text import Text
 
 from planner.checker import check_plan
 from planner.cli import cli
@@ -32,6 +32,7 @@ from planner.report.whatif import (
     sweep,
 )
 from solver.greedy import greedy_plan
+from tests.report.support import Case, example, tiny_cloud, tiny_policy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +185,7 @@ def test_tradeoff_plot_marks_the_pareto_front_and_lists_infeasible() -> None:
     ]
     assert plots.pareto([(1.0, -2.0), (2.0, -1.0), (0.5, 0.0)]) == [2, 0]
     fig = plots.tradeoff_figure(pts, [("x=1", "headroom: no host can go down")], key_order="x")
-    labels = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]  # type: ignore[arg-type]
+    labels = [a.get_text() for a in fig.findobj(Text) if isinstance(a, Text)]
     assert "no plan: x=1: headroom: no host can go down" in labels
     front = next(ln for ln in fig.axes[0].get_lines() if ln.get_label() == "best trade-offs")
     assert list(front.get_xdata()) == [0.5, 1.0]  # type: ignore[arg-type]
