@@ -395,6 +395,10 @@ class _Reader:
         return out
 
 
+# Public name for other readers of located files (e.g. the simulator's model file).
+Reader = _Reader
+
+
 # ---------------------------------------------------------------------------------------------
 # Inventory
 # ---------------------------------------------------------------------------------------------

@@ -263,9 +263,17 @@ def test_usage_errors_exit_2(files: dict[str, Path]) -> None:
     assert clean(rollwave("no-such-command")).code == 2
 
 
-def test_demo_plans_and_checks_the_bundled_example(tmp_path: Path) -> None:
+def test_demo_plans_checks_and_simulates_the_bundled_example(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     r = clean(rollwave("demo", "--out", out))
     assert r.code == 0, r
-    assert sorted(p.name for p in out.iterdir()) == ["inventory.json", "plan.json", "policy.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "inventory.json",
+        "plan.json",
+        "policy.yaml",
+        "timeline.jsonl",
+    ]
     assert clean(rollwave("check", out / "inventory.json", out / "plan.json")).code == 0
+    assert "makespan" in r.out
+    first = json.loads((out / "timeline.jsonl").read_text().splitlines()[0])
+    assert first["kind"] == "timeline"

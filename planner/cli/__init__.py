@@ -25,9 +25,19 @@ def _register() -> None:
     from planner.cli.plan import plan_cmd
     from planner.cli.report import report_cmd
     from planner.cli.schema import schema_cmd
+    from planner.cli.simulate import simulate_cmd
     from planner.cli.whatif import whatif_cmd
 
-    for cmd in (demo_cmd, generate_cmd, plan_cmd, check_cmd, schema_cmd, report_cmd, whatif_cmd):
+    for cmd in (
+        demo_cmd,
+        generate_cmd,
+        plan_cmd,
+        check_cmd,
+        schema_cmd,
+        simulate_cmd,
+        report_cmd,
+        whatif_cmd,
+    ):
         cli.add_command(cmd)
 
 
