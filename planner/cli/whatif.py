@@ -23,11 +23,13 @@ from planner.report.whatif import (
     Outcome,
     SweepConfig,
     Vary,
+    apply_model,
     apply_policy,
     combinations,
     parse_vary,
     sweep,
 )
+from sim.model import load_model
 
 COLUMNS = (
     ("waves", "waves"),
@@ -57,7 +59,30 @@ COLUMNS = (
     help="A policy key and its values (repeatable; every combination is tried), e.g. "
     "max_hosts_per_wave=2,4,8, headroom.failures=0,1,2, spare_hosts=0,2. Keys: "
     + ", ".join(sorted(KEYS))
-    + ".",
+    + ", or model.SECTION.KEY of the simulation model, e.g. "
+    "model.failures.migration.probability=0,0.05.",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(0),
+    default=20,
+    show_default=True,
+    help="Simulated runs per combination (Monte Carlo: makespan P50/P95, breach probability); "
+    "0: no simulation, the estimate only.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Simulation model (as `rollwave simulate --model`); default: Nova's defaults, 10 GbE.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Base seed; every combination uses the same seeds.",
 )
 @click.option(
     "--jobs",
@@ -91,14 +116,18 @@ def whatif_cmd(
     inventory: str,
     policy_path: str,
     vary: tuple[str, ...],
+    runs: int,
+    model_path: str | None,
+    seed: int,
     jobs: int | None,
     max_combinations: int,
     plot_path: str | None,
     fmt: str,
 ) -> None:
-    """Plan INVENTORY under every combination of --vary changes to POLICY, in parallel, and
-    compare: waves, makespan, migrations per VM, tightest headroom; combinations without a
-    plan are rows with the reason.
+    """Plan and simulate INVENTORY under every combination of --vary changes to POLICY (and to
+    the simulation model: model.SECTION.KEY), in parallel, and compare: waves, makespan P50/P95,
+    migrations per VM, tightest headroom, failures absorbed, probability of a headroom breach;
+    combinations without a plan are rows with the reason.
     """
     varies = [parse_vary(v) for v in vary]
     combos = combinations(varies)
@@ -109,20 +138,27 @@ def whatif_cmd(
         )
     inv = load_inventory(inventory)
     policy = load_policy(policy_path)
-    for c in combos:  # every value is valid for the policy before any work starts
+    model = load_model(model_path)
+    for c in combos:  # every value is valid before any work starts
         apply_policy(policy, c)
+        apply_model(model, c)
     t0 = time.perf_counter()
     err.print(f"{len(combos)} combination(s) of {', '.join(v.key for v in varies)}")
 
     def progress(done: int, total: int, o: Outcome) -> None:
-        what = (
-            f"{o.waves} waves, makespan {_hours(o.makespan_s)}"
-            if o.status == "ok"
-            else f"{o.status}: {o.reason}"
-        )
+        if o.status != "ok":
+            what = f"{o.status}: {o.reason}"
+        elif o.makespan_p50_s is not None:
+            what = (
+                f"{o.waves} waves, makespan P50 {_hours(o.makespan_p50_s)}, "
+                f"P(breach) {o.breach_probability:.0%}"
+            )
+        else:
+            what = f"{o.waves} waves, makespan {_hours(o.makespan_s)} (estimated)"
         err.print(f"  [{done}/{total}] {o.label()}: {what}", markup=False, highlight=False)
 
-    results = sweep(inv, policy, combos, SweepConfig(), jobs=jobs, progress=progress)
+    config = SweepConfig(runs=runs, seed=seed, model=model)
+    results = sweep(inv, policy, combos, config, jobs=jobs, progress=progress)
     elapsed = time.perf_counter() - t0
     if plot_path:
         fig = tradeoff(results, varies)
@@ -136,6 +172,9 @@ def whatif_cmd(
                 "inventory_sha256": inv.digest,
                 "policy": policy_to_dict(policy, standalone=False),
                 "vary": {v.key: list(v.values) for v in varies},
+                "runs": runs,
+                "seed": seed,
+                "model": model.to_dict(),
                 "time_s": round(elapsed, 3),
                 "rows": [r.to_dict() for r in results],
             }
@@ -156,30 +195,44 @@ def _hours(seconds: float | None) -> str:
 
 
 def table(results: Sequence[Outcome], varies: Sequence[Vary]) -> Table:
+    simulated = any(r.makespan_p50_s is not None for r in results)
     t = Table(title="what-if", title_justify="left")
     for v in varies:
         t.add_column(v.key, justify="right")
     t.add_column("waves (bound)", justify="right")
-    t.add_column("makespan (est.)", justify="right")
+    if simulated:
+        t.add_column("makespan P50", justify="right")
+        t.add_column("P95", justify="right")
+    else:
+        t.add_column("makespan (est.)", justify="right")
     t.add_column("migr/VM", justify="right")
     t.add_column("2x moved", justify="right")
     t.add_column("min headroom", justify="right")
     t.add_column("absorbs", justify="right")
+    if simulated:
+        t.add_column("P(breach)", justify="right")
     t.add_column("status", overflow="fold", min_width=12)
+    n_metrics = len(t.columns) - len(varies) - 1
     for r in results:
         cells = [str(r.combo[v.key]) for v in varies]
         if r.waves is None:
-            cells += ["-"] * 6 + [f"[red]{r.status}[/]: {_esc(r.reason or '')}"]
+            cells += ["-"] * n_metrics + [f"[red]{r.status}[/]: {_esc(r.reason or '')}"]
+            t.add_row(*cells)
+            continue
+        cells.append(f"{r.waves} ({r.waves_lower_bound})" if r.waves_lower_bound else str(r.waves))
+        if simulated:
+            cells += [_hours(r.makespan_p50_s), _hours(r.makespan_p95_s)]
         else:
-            cells += [
-                f"{r.waves} ({r.waves_lower_bound})" if r.waves_lower_bound else str(r.waves),
-                _hours(r.makespan_s),
-                f"{r.migrations_per_vm:.3f}" if r.migrations_per_vm is not None else "-",
-                str(r.vms_moved_twice),
-                f"{r.min_headroom_ratio:.2f}" if r.min_headroom_ratio is not None else "-",
-                "-" if r.failures_absorbed is None else str(r.failures_absorbed),
-                "ok" if r.ok else f"[red]{r.status}[/]: {_esc(r.reason or '')}",
-            ]
+            cells.append(_hours(r.makespan_s))
+        cells += [
+            f"{r.migrations_per_vm:.3f}" if r.migrations_per_vm is not None else "-",
+            str(r.vms_moved_twice),
+            f"{r.min_headroom_ratio:.2f}" if r.min_headroom_ratio is not None else "-",
+            "-" if r.failures_absorbed is None else str(r.failures_absorbed),
+        ]
+        if simulated:
+            cells.append("-" if r.breach_probability is None else f"{r.breach_probability:.1%}")
+        cells.append("ok" if r.ok else f"[red]{r.status}[/]: {_esc(r.reason or '')}")
         t.add_row(*cells)
     return t
 

@@ -30,6 +30,10 @@ from planner.plan import Plan
 from planner.policy import Policy
 from planner.report.replay import replay
 from planner.report.schedule import EstimateModel, estimate_schedule
+from sim.model import DEFAULT as DEFAULT_MODEL
+from sim.model import SimModel, model_from_dict
+from sim.montecarlo import run_many, summarise
+from sim.prepare import prepare
 from solver.greedy import greedy_plan
 
 SPARE = "spare_hosts"
@@ -46,6 +50,8 @@ POLICY_KEYS: dict[str, str] = {
     "headroom.reserve_percent": "float",
 }
 KEYS: dict[str, str] = {**POLICY_KEYS, SPARE: "int"}
+MODEL = "model."  # model.SECTION.KEY: any field of the simulation model file, e.g.
+# model.failures.migration.probability=0,0.05 or model.network.nic_gbps=10,25
 ALIASES = {"extra_spare_hosts": SPARE, "spares": SPARE, "failures": "headroom.failures"}
 
 
@@ -94,8 +100,13 @@ def parse_vary(text: str) -> Vary:
     key = ALIASES.get(key.strip(), key.strip())
     if not sep or not key:
         raise UsageError(f"{where}: expected KEY=V1,V2,... (e.g. max_hosts_per_wave=2,4,8)")
+    if key.startswith(MODEL):
+        return _model_vary(key, values, where)
     if key not in KEYS:
-        raise UsageError(f"{where}: unknown key {key!r}; one of: {', '.join(sorted(KEYS))}")
+        raise UsageError(
+            f"{where}: unknown key {key!r}; one of: {', '.join(sorted(KEYS))}, or "
+            "model.SECTION.KEY (a field of the simulation model file)"
+        )
     parts = [p for p in values.split(",")]
     if not values.strip() or any(not p.strip() for p in parts):
         raise UsageError(f"{where}: empty value in the list")
@@ -105,6 +116,59 @@ def parse_vary(text: str) -> Vary:
     if len(set(vals)) != len(vals):
         raise UsageError(f"{where}: a value is listed twice")
     return Vary(key, vals)
+
+
+def _model_vary(key: str, values: str, where: str) -> Vary:
+    path = key[len(MODEL) :].split(".")
+    if len(path) < 2 or not all(path):
+        raise UsageError(f"{where}: expected model.SECTION.KEY, e.g. model.network.nic_gbps")
+    parts = values.split(",")
+    if not values.strip() or any(not p.strip() for p in parts):
+        raise UsageError(f"{where}: empty value in the list")
+    vals = tuple(_model_value(p.strip()) for p in parts)
+    if len(set(map(repr, vals))) != len(vals):
+        raise UsageError(f"{where}: a value is listed twice")
+    apply_model(DEFAULT_MODEL, {key: vals[0]})  # the model reader judges the key and the values
+    for v in vals[1:]:
+        apply_model(DEFAULT_MODEL, {key: v})
+    return Vary(key, vals)
+
+
+def _model_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def apply_model(model: SimModel, combo: Mapping[str, Any]) -> SimModel:
+    """The model with the combination's `model.SECTION.KEY` values, re-read (and so validated,
+    with the option named) by the model file's reader."""
+    changes = {k: v for k, v in combo.items() if k.startswith(MODEL)}
+    if not changes:
+        return model
+    d = model.to_dict()
+    for key, value in changes.items():
+        *sections, leaf = key[len(MODEL) :].split(".")
+        node = d
+        for sec in sections:
+            nxt = node.get(sec)
+            if not isinstance(nxt, dict):
+                nxt = node[sec] = {}
+            node = nxt
+        node[leaf] = value
+    label = ", ".join(f"{k}={v}" for k, v in changes.items())
+    try:
+        return model_from_dict(d, file=f"--vary {label}")
+    except InputError as exc:
+        raise UsageError("; ".join(f"--vary {p}" for p in exc.problems)) from None
 
 
 def combinations(varies: Sequence[Vary]) -> list[dict[str, Any]]:
@@ -225,7 +289,8 @@ class Outcome:
     makespan_s: float | None = None  # the estimate (deterministic, no failures)
     makespan_p50_s: float | None = None
     makespan_p95_s: float | None = None
-    breach_probability: float | None = None
+    breach_probability: float | None = None  # headroom below the policy's requirement
+    any_breach_probability: float | None = None  # any invariant the simulator checks
     stall_probability: float | None = None
     runs: int = 0
     solve_s: float = 0.0
@@ -256,6 +321,7 @@ class Outcome:
             "makespan_p50_s": _round(self.makespan_p50_s),
             "makespan_p95_s": _round(self.makespan_p95_s),
             "breach_probability": self.breach_probability,
+            "any_breach_probability": self.any_breach_probability,
             "stall_probability": self.stall_probability,
             "runs": self.runs,
             "solve_s": round(self.solve_s, 3),
@@ -275,20 +341,30 @@ def solve(inv: Inventory, policy: Policy) -> Plan:
 
 @dataclass(frozen=True)
 class SweepConfig:
-    runs: int = 0  # Monte Carlo runs per combination (0: the estimate only)
-    seed: int = 0
+    runs: int = 0  # simulated runs per combination (0: the estimate only)
+    seed: int = 0  # every combination uses the same seeds: differences come from the policy
+    model: SimModel = field(default_factory=lambda: DEFAULT_MODEL)
     estimate: EstimateModel = field(default_factory=EstimateModel)
 
 
 def evaluate(
-    inv: Inventory, policy: Policy, combo: Mapping[str, Any], config: SweepConfig
+    inv: Inventory,
+    policy: Policy,
+    combo: Mapping[str, Any],
+    config: SweepConfig,
+    *,
+    reuse_plans: bool = False,
 ) -> Outcome:
-    """Solve, check and time one combination. Never raises for a combination's own problems."""
+    """Solve, check, replay, estimate and (with `config.runs`) simulate one combination. Never
+    raises for a combination's own problems. `reuse_plans`: within a sweep, combinations that
+    differ only in the simulation model share one plan."""
     combo = dict(combo)
     t0 = time.perf_counter()
     try:
         inv2, p2 = apply(inv, policy, combo)
-        plan = solve(inv2, p2)
+        model = apply_model(config.model, combo)
+        spares = int(combo.get(SPARE, 0))
+        plan = _solve_once(inv, inv2, p2, spares) if reuse_plans else solve(inv2, p2)
     except InfeasibleError as exc:
         return Outcome(
             combo, "infeasible", "; ".join(exc.reasons), solve_s=time.perf_counter() - t0
@@ -306,6 +382,19 @@ def evaluate(
         reason = f"the checker rejects the plan: {report.violations[0]}"
     sched = estimate_schedule(inv2, plan, config.estimate)
     worst = replay(inv2, plan).min_absorbable()
+    sim: dict[str, Any] = {}
+    t1 = time.perf_counter()
+    if config.runs > 0 and status == "ok":
+        prep = prepare(inv2, plan, model, check=False)
+        stats = summarise(run_many(prep, config.runs, config.seed, jobs=1))
+        sim = {
+            "makespan_p50_s": stats["makespan_s"]["p50"],
+            "makespan_p95_s": stats["makespan_s"]["p95"],
+            "breach_probability": stats["p_headroom_breach"],
+            "any_breach_probability": stats["p_any_breach"],
+            "stall_probability": stats["p_stall"],
+            "runs": config.runs,
+        }
     return Outcome(
         combo,
         status,
@@ -320,7 +409,23 @@ def evaluate(
         failures_absorbed=worst[0] if worst else None,
         makespan_s=sched.makespan_s,
         solve_s=solve_s,
+        simulate_s=time.perf_counter() - t1 if sim else 0.0,
+        **sim,
     )
+
+
+# Plans solved in this process during one sweep, by (base inventory, policy, spare hosts):
+# combinations that differ only in the simulation model share their plan.
+_PLANS: dict[tuple[int, str, int], Plan] = {}
+
+
+def _solve_once(base: Inventory, inv: Inventory, policy: Policy, spares: int) -> Plan:
+    key = (id(base), repr(policy), spares)
+    if key not in _PLANS:
+        if len(_PLANS) > 64:
+            _PLANS.clear()
+        _PLANS[key] = solve(inv, policy)
+    return _PLANS[key]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,7 +437,7 @@ _JOB: tuple[Inventory, Policy, list[dict[str, Any]], SweepConfig] | None = None
 def _run_one(i: int) -> tuple[int, Outcome]:
     assert _JOB is not None
     inv, policy, combos, config = _JOB
-    return i, evaluate(inv, policy, combos[i], config)
+    return i, evaluate(inv, policy, combos[i], config, reuse_plans=True)
 
 
 def _init(job: tuple[Inventory, Policy, list[dict[str, Any]], SweepConfig] | None) -> None:
@@ -359,13 +464,14 @@ def sweep(
     of `combos` whatever order they finish in. `progress(done, total, outcome)` after each."""
     global _JOB
     config = config or SweepConfig()
+    _PLANS.clear()  # plans of an earlier sweep (perhaps of another inventory) do not apply
     todo = [dict(c) for c in combos]
     n = len(todo)
     jobs = max(1, min(jobs or os.cpu_count() or 1, n))
     results: list[Outcome | None] = [None] * n
     if jobs == 1:
         for i, c in enumerate(todo):
-            results[i] = evaluate(inv, policy, c, config)
+            results[i] = evaluate(inv, policy, c, config, reuse_plans=True)
             if progress:
                 progress(i + 1, n, results[i])  # type: ignore[arg-type]
         return [r for r in results if r is not None]

@@ -9,7 +9,7 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-EXPECTED = {"plan-walkthrough.ipynb", "capacity-whatif.ipynb"}
+EXPECTED = {"plan-walkthrough.ipynb", "capacity-whatif.ipynb", "failure-study.ipynb"}
 
 
 def test_the_notebooks_are_there() -> None:
