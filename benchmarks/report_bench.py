@@ -23,7 +23,7 @@ from planner.plan import Plan
 from planner.report import build_report
 from planner.report.build import figures
 from planner.report.html import render_figures, render_html, write_report
-from planner.report.whatif import combinations, parse_vary, sweep
+from planner.report.whatif import SweepConfig, combinations, parse_vary, sweep
 from solver.greedy import greedy_plan
 
 
@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--vms-per-host", type=float, default=10.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--whatif-hosts", type=int, default=200)
+    ap.add_argument("--whatif-runs", type=int, default=20, help="simulated runs per combination")
     args = ap.parse_args()
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -103,13 +104,15 @@ def main() -> None:
         [parse_vary("max_hosts_per_wave=4,8,16"), parse_vary("headroom.failures=0,1")]
     )
     cpus = os.cpu_count() or 1
-    t1 = median_time(lambda: sweep(inv, policy, combos, jobs=1), 1, "wall")
-    tn = median_time(lambda: sweep(inv, policy, combos, jobs=cpus), 1, "wall")
     print()
     print(f"whatif: {len(combos)} combinations on {n} hosts ({len(inv.vms)} VMs), wall seconds")
-    print(f"{'processes':>9} {'time':>7} {'per combination':>16} {'speed-up':>9}")
-    print(f"{1:>9} {t1:>6.2f}s {t1 / len(combos):>15.2f}s {1.0:>8.2f}x")
-    print(f"{cpus:>9} {tn:>6.2f}s {tn / len(combos):>15.2f}s {t1 / tn:>8.2f}x")
+    print(f"{'runs':>5} {'processes':>9} {'time':>7} {'per combination':>16} {'speed-up':>9}")
+    for runs in (0, args.whatif_runs):
+        cfg = SweepConfig(runs=runs)
+        t1 = median_time(lambda cfg=cfg: sweep(inv, policy, combos, cfg, jobs=1), 1, "wall")
+        tn = median_time(lambda cfg=cfg: sweep(inv, policy, combos, cfg, jobs=cpus), 1, "wall")
+        print(f"{runs:>5} {1:>9} {t1:>6.2f}s {t1 / len(combos):>15.2f}s {1.0:>8.2f}x")
+        print(f"{runs:>5} {cpus:>9} {tn:>6.2f}s {tn / len(combos):>15.2f}s {t1 / tn:>8.2f}x")
 
 
 if __name__ == "__main__":
