@@ -371,11 +371,17 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
     if tl is not None:
         done = tl.header.get("completed")
         n_inc = {k: len(tl.of(k)) for k in ("failure", "breach", "stall")}
+        left = [h.host for h in report.schedule.hosts if not h.ok]
         rows.append(
             (
                 "simulated run",
                 ("completed" if done is not False else "STALLED: the plan did not finish")
                 + f"; {n_inc['failure']} failure(s), {n_inc['breach']} invariant breach(es)"
+                + (
+                    f"; {plural(len(left), 'host')} NOT upgraded ({shorten(left, 5)})"
+                    if left
+                    else "; every host upgraded"
+                )
                 + (f", seed {tl.header['seed']}" if tl.header.get("seed") is not None else ""),
             )
         )

@@ -154,6 +154,7 @@ def render_html(report: Report, rendered: list[tuple[FigureSpec, bytes]] | None 
         f"{esc(report.schedule.note)}</p>",
         "<nav>"
         + "".join(f'<a href="#fig-{esc(s.key)}">{esc(s.title)}</a>' for s in specs)
+        + ('<a href="#incidents">Failures</a>' if report.timeline is not None else "")
         + '<a href="#waves">Waves</a><a href="#moved-twice">Moved twice</a>'
         '<a href="#stopped">Stopped VMs</a></nav>',
         "<h2>Summary</h2>",

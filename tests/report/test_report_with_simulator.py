@@ -76,7 +76,13 @@ def test_a_simulated_run_becomes_the_reports_schedule(
     }
     if suffix == ".jsonl":  # one rendering is enough
         rep = build_report(small.inventory, small.plan, timeline=tl)
-        assert "(simulated)" in render_html(rep)
+        text = render_html(rep)
+        assert "(simulated)" in text
+        left = sorted(h for h, st in statuses.items() if st != "upgraded")
+        if left:
+            assert f"{len(left)} host{'s' if len(left) > 1 else ''} NOT upgraded" in text
+        else:
+            assert "every host upgraded" in text
 
 
 def test_cli_simulate_then_report(tmp_path: Path, small_files: Case, chromium: str) -> None:
