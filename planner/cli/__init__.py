@@ -39,6 +39,10 @@ def _register() -> None:
         whatif_cmd,
     ):
         cli.add_command(cmd)
+    from planner.cli import sandbox, snapshot  # issue 5: the Nova sandbox, cloud snapshots
+
+    for cmd in (sandbox.sandbox, snapshot.snapshot):
+        cli.add_command(cmd)
 
 
 _register()
