@@ -1,0 +1,233 @@
+"""The CP-SAT planner: waves first (`solver.waves`), then destinations wave by wave
+(`solver.placement`), with repair when a wave cannot be evacuated as planned.
+
+Repair: the hosts whose VMs found no destination leave their wave, together with any host of the
+same wave that policy.first / policy.last orders after them; they join the next wave when every
+limit allows it, or else a new wave right after. A wave is retried until it succeeds; a host that
+cannot be evacuated even alone, as late as possible, ends the attempt (`NoPlanFound`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from planner import __version__
+from planner.capacity import IntArray
+from planner.plan import Plan, Wave
+from solver.aggregate import Aggregates, build_aggregates, evaluate
+from solver.context import TIER_FIRST, TIER_LAST, Context, build_context
+from solver.params import SolveParams
+from solver.placement import PlacementState, place_wave
+from solver.waves import plan_waves, selected
+
+Progress = Callable[[str, float | None, float | None], None]
+
+
+class NoPlanFound(Exception):
+    """The CP-SAT planner found no plan (not a proof that none exists)."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        super().__init__("; ".join(reasons))
+
+
+@dataclass
+class CpsatResult:
+    plan: Plan
+    status: str  # of the wave phase: optimal (waves proven minimal) or feasible
+    wave_bound: float | None
+    stats: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def cpsat_plan(
+    inv: Any,
+    policy: Any,
+    params: SolveParams,
+    *,
+    lower_bound: int = 0,
+    inventory_sha256: str = "",
+    progress: Progress | None = None,
+    ctx: Context | None = None,
+) -> CpsatResult:
+    ctx = ctx or build_context(inv, policy)
+    agg = build_aggregates(ctx)
+    wp = plan_waves(ctx, agg, params, lower_bound, progress)
+    if not wp.waves and ctx.todo.size:
+        raise NoPlanFound(wp.notes or ["the wave model found no feasible order of hosts"])
+    waves = [list(w) for w in wp.waves]
+    shift = wp.shift.copy()
+    st = PlacementState(ctx)
+    out: list[Wave] = []
+    repairs = 0
+    max_repairs = 2 * len(ctx.todo) + 10
+    total_blocks = max(1, int((~ctx.stuck & ctx.is_todo[ctx.vm_host0]).sum()))
+    dtime_all = params.budget("placement")
+    stats: dict[str, Any] = {"double_moves": 0, "cross_group_moves": 0, "repairs": 0}
+    statuses: set[str] = set()
+    slack = _predicted_slack(agg, waves, shift)
+    i = 0
+    while i < len(waves):
+        if progress is not None:
+            progress("placement", float(i), float(len(waves)))
+        late = _lateness(ctx, waves)
+        future = _future_budget(ctx, st, shift, slack, i)
+        n_evac = sum(len(st.vms_on[h]) for h in waves[i])
+        dtime = dtime_all * n_evac / total_blocks
+        res = place_wave(st, waves[i], future, late, params, dtime, use_cpsat=True)
+        if res.failed:
+            repairs += 1
+            if repairs > max_repairs:
+                raise NoPlanFound(res.reasons)
+            failing = sorted({b.src for b in res.failed})
+            if len(waves[i]) == len(failing) and i == len(waves) - 1:
+                raise NoPlanFound(res.reasons)
+            waves, shift = _repair(ctx, waves, shift, i, failing)
+            slack = _predicted_slack(agg, waves, shift)
+            continue
+        statuses.update(s for s in res.solver_status.split(",") if s)
+        stats["double_moves"] += res.double_moves
+        stats["cross_group_moves"] += res.cross_group
+        out.append(
+            Wave(
+                index=len(out) + 1,
+                hosts=tuple(sorted(ctx.host_names[h] for h in waves[i])),
+                migrations=tuple(res.migrations),
+                stops=tuple(res.stops),
+            )
+        )
+        i += 1
+    stats["repairs"] = repairs
+    stats["placement_status"] = sorted(statuses)
+    generator = {
+        "name": "rollwave-cpsat",
+        "version": __version__,
+        "ortools": _ortools_version(),
+        "seed": params.seed,
+        "workers": params.workers,
+        "effort": round(params.total_effort, 3),
+        "wave_status": wp.status,
+        "repairs": repairs,
+    }
+    plan = Plan(
+        inventory_sha256=inventory_sha256,
+        policy=policy,
+        waves=tuple(out),
+        generator=generator,
+    )
+    return CpsatResult(plan, wp.status, wp.bound, stats, wp.notes)
+
+
+def _ortools_version() -> str:
+    import ortools
+
+    return str(getattr(ortools, "__version__", "?"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Budgets for later waves
+# ---------------------------------------------------------------------------------------------
+def _predicted_slack(agg: Aggregates, waves: list[list[int]], shift: IntArray) -> IntArray:
+    """(W, G, C) free minus required at the end of each wave, as planned."""
+    if not waves:
+        return np.zeros((0, agg.G, agg.ctx.C), dtype=np.int64)
+    free, req = evaluate(agg, waves, shift)
+    slack: IntArray = free - req
+    return slack
+
+
+def _future_budget(
+    ctx: Context, st: PlacementState, shift: IntArray, slack: IntArray, i: int
+) -> IntArray | None:
+    """(G+1, C): how much more net demand each group may take in wave i than planned without
+    breaking a later wave's headroom (as planned), given the shifts made so far."""
+    if i + 1 >= len(slack) or ctx.G + 1 <= 1:
+        return None
+    big = np.iinfo(np.int64).max // 4
+    out = np.full((ctx.G + 1, ctx.C), big, dtype=np.int64)
+    planned = shift[: i + 1].sum(axis=0)  # (G+1, C) cumulative planned shift through wave i
+    later = slack[i + 1 :].min(axis=0)  # (G, C)
+    out[: ctx.G] = planned[: ctx.G] - st.shift[: ctx.G] + later
+    return out
+
+
+def _lateness(ctx: Context, waves: list[list[int]]) -> IntArray:
+    """Per host, how late (0..1) its wave is: overflow should go to hosts upgraded late."""
+    late = np.zeros(ctx.H, dtype=np.float64)
+    n = max(1, len(waves))
+    for w, hs in enumerate(waves):
+        late[np.asarray(hs, dtype=np.int64)] = w / n
+    return late  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------
+# Repair
+# ---------------------------------------------------------------------------------------------
+def _repair(
+    ctx: Context, waves: list[list[int]], shift: IntArray, i: int, failing: list[int]
+) -> tuple[list[list[int]], IntArray]:
+    """Move `failing` (and hosts ordered after them) out of wave i into wave i+1 if every limit
+    allows, else into a new wave after i."""
+    worst = min(int(ctx.tier[h]) for h in failing)
+    moved = sorted(set(failing) | {h for h in waves[i] if int(ctx.tier[h]) > worst})
+    keep = [h for h in waves[i] if h not in set(moved)]
+    new_waves = [list(w) for w in waves]
+    new_shift = shift.copy()
+    merged = False
+    if i + 1 < len(waves):
+        candidate = sorted(waves[i + 1] + moved)
+        trial = [*new_waves[: i + 1], candidate, *new_waves[i + 2 :]]
+        trial[i] = keep
+        trial = [w for w in trial if w]
+        if _limits_ok(ctx, candidate) and _order_ok(ctx, trial):
+            new_waves = trial
+            if not keep:
+                new_shift = np.delete(new_shift, i, axis=0)
+            merged = True
+    if not merged:
+        new_waves[i] = keep
+        new_waves.insert(i + 1, moved)
+        new_shift = np.insert(new_shift, i + 1, 0, axis=0)
+        if not keep:
+            new_waves.pop(i)
+            new_shift = np.delete(new_shift, i, axis=0)
+    return new_waves, new_shift
+
+
+def _limits_ok(ctx: Context, wave: list[int]) -> bool:
+    p = ctx.policy
+    if len(wave) > p.max_hosts_per_wave:
+        return False
+    for attr, limit in (
+        ("az", p.max_hosts_per_wave_per_az),
+        ("rack", p.max_hosts_per_wave_per_rack),
+    ):
+        if limit is None:
+            continue
+        counts: dict[str, int] = {}
+        for h in wave:
+            key = getattr(ctx.inv.hosts[h], attr)
+            if key is not None:
+                counts[key] = counts.get(key, 0) + 1
+                if counts[key] > limit:
+                    return False
+    members = set(wave)
+    return all(sum(1 for h in g.hosts if int(h) in members) <= max(g.limit, 0) for g in ctx.ha)
+
+
+def _order_ok(ctx: Context, waves: list[list[int]]) -> bool:
+    """The checker's order rule on host indices."""
+    first = {h for h in range(ctx.H) if ctx.tier[h] == TIER_FIRST}
+    last = selected(ctx, ctx.policy.last)
+    wave_of = {h: w for w, hs in enumerate(waves) for h in hs}
+    f = [wave_of[h] for h in wave_of if h in first]
+    rest = [wave_of[h] for h in wave_of if h not in first or h in last]
+    if f and rest and min(rest) < max(f):
+        return False
+    lasts = [wave_of[h] for h in wave_of if h in last or ctx.tier[h] == TIER_LAST]
+    others = [wave_of[h] for h in wave_of if h not in first and h not in last]
+    return not (lasts and others and max(others) > min(lasts))
