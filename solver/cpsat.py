@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from planner import __version__
+import planner
 from planner.capacity import IntArray
 from planner.plan import Plan, Wave
 from solver.aggregate import Aggregates, build_aggregates, evaluate
@@ -105,7 +105,7 @@ def cpsat_plan(
     stats["placement_status"] = sorted(statuses)
     generator = {
         "name": "rollwave-cpsat",
-        "version": __version__,
+        "version": planner.__version__,
         "ortools": _ortools_version(),
         "seed": params.seed,
         "workers": params.workers,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from ortools.sat.python import cp_model
 
@@ -61,9 +62,9 @@ def run(
     solver: cp_model.CpSolver,
     model: cp_model.CpModel,
     callback: cp_model.CpSolverSolutionCallback | None = None,
-) -> int:
+) -> Any:
     """Solve, recording the work done and whether the wall clock (not the budget) stopped it."""
-    status = int(solver.solve(model, callback) if callback is not None else solver.solve(model))
+    status = solver.solve(model, callback) if callback is not None else solver.solve(model)
     params.dtime_used += solver.deterministic_time
     limit = solver.parameters.max_time_in_seconds
     if status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE) and solver.wall_time >= 0.98 * limit:
