@@ -537,26 +537,23 @@ def cpsat_assign(
 def problems(
     st: PlacementState, blocks: list[Block], dests: list[int], in_wave: BoolArray
 ) -> list[int]:
-    """Blocks (indices) the greedy placed where CP-SAT may do better: no destination; a host
-    not yet upgraded, or another headroom group, while an upgraded host of its group is
-    eligible; or a host now filled past the balance threshold."""
+    """Blocks (indices) the greedy placed where CP-SAT may do better by moving others: no
+    destination; or a host not yet upgraded (or in another headroom group) while upgraded hosts
+    of its group that it may use still have, together, room for it."""
     ctx = st.ctx
-    t2 = _thresholds(st)[1]
-    over: dict[int, bool] = {}
     out = []
+    room: dict[tuple[int, int], IntArray] = {}
     for i, (b, d) in enumerate(zip(blocks, dests, strict=True)):
         if d < 0:
             out.append(i)
             continue
-        if d not in over:
-            over[d] = bool(np.any(st.model.used[d] * 1000 > t2 * ctx.cap[d]))
-        if over[d]:
-            out.append(i)
-            continue
         if st.upgraded[d] and ctx.group_of[d] == ctx.group_of[b.src]:
             continue
-        better = b.ok & ~in_wave & st.upgraded & (ctx.group_of == ctx.group_of[b.src])
-        if better.any():
+        key = (id(b.ok), int(ctx.group_of[b.src]))
+        if key not in room:
+            better = b.ok & ~in_wave & st.upgraded & (ctx.group_of == key[1])
+            room[key] = np.maximum(st.model.free[better], 0).sum(axis=0)
+        if np.all(room[key] >= b.demand):
             out.append(i)
     return out
 
@@ -594,7 +591,12 @@ def place_wave(
             greedy.place(b, d)
         dests.append(d)
     status = "greedy"
-    bad = problems(st, blocks, dests, in_wave) if use_cpsat else []
+    if not use_cpsat:
+        bad = []
+    elif len(blocks) <= SMALL_WAVE:
+        bad = list(range(len(blocks)))  # small waves: CP-SAT re-decides every destination
+    else:
+        bad = problems(st, blocks, dests, in_wave)
     if bad:
         nb = neighbourhood(st, blocks, dests, bad, in_wave, future, late)
         for i in reversed(nb):
@@ -632,7 +634,8 @@ def place_wave(
     return res
 
 
-NEIGHBOURHOOD_BLOCKS = 600
+NEIGHBOURHOOD_BLOCKS = 400
+SMALL_WAVE = 300  # blocks: up to this many, the whole wave is one CP-SAT model
 
 
 def neighbourhood(

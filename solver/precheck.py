@@ -80,15 +80,22 @@ def _largest(ctx: Context, mask: np.ndarray, demand: np.ndarray) -> str:
 def _vm_destinations(ctx: Context) -> list[str]:
     out: list[str] = []
     seen = 0
+    # Hosts large enough, per (pins, demand): VMs share flavors and pins, so this is small.
+    fitting: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
     for j in range(len(ctx.inv.vms)):
         h = int(ctx.vm_host0[j])
         if not ctx.is_todo[h] or ctx.stuck[j] or ctx.movable_none[j]:
             continue
-        ok = ctx.static_ok(j).copy()
-        ok[h] = False
-        fits = ok & np.all(ctx.cap >= ctx.demand[j], axis=1)
-        if fits.any():
+        static = ctx.static_ok(j)
+        key = (id(static), tuple(int(x) for x in ctx.demand[j]))
+        idx = fitting.get(key)
+        if idx is None:
+            idx = np.flatnonzero(static & np.all(ctx.cap >= ctx.demand[j], axis=1))[:2]
+            fitting[key] = idx
+        if idx.size > 1 or (idx.size == 1 and int(idx[0]) != h):
             continue
+        ok = static.copy()
+        ok[h] = False
         seen += 1
         if len(out) < SHOWN:
             where = _pins(ctx, j)

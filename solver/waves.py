@@ -71,12 +71,24 @@ def host_sequence(ctx: Context) -> list[int]:
     return [k[-1] for k in keys]
 
 
-def heuristic_waves(ctx: Context, agg: Aggregates) -> tuple[list[list[int]], list[int]]:
+def heuristic_waves(
+    ctx: Context, agg: Aggregates, target: int | None = None
+) -> tuple[list[list[int]], list[int]]:
     """Fill waves first-fit in `host_sequence` order under every hard rule, evacuees staying in
-    their headroom group. Returns (waves, hosts it could not place)."""
+    their headroom group. Returns (waves, hosts it could not place).
+
+    With a `target` number of waves, a wave also takes a host only while its VMs fit in the
+    free upgraded capacity of their group, unless the hosts left would not fit in the waves
+    left: early waves stay small so that fewer VMs must move twice."""
     p = ctx.policy
     remaining = host_sequence(ctx)
     evacuated = np.zeros((ctx.G, ctx.C), dtype=np.int64)
+    up_free = np.zeros((ctx.G + 1, ctx.C), dtype=np.int64)
+    if target is not None:
+        done = ctx.available & ~ctx.is_todo
+        for g in range(ctx.G + 1):
+            on = done & (ctx.group_of == g)
+            up_free[g] = np.maximum(ctx.model.free[on], 0).sum(axis=0)
     ha_of: dict[int, list[int]] = {}
     for i, g in enumerate(ctx.ha):
         for h in g.hosts:
@@ -89,10 +101,17 @@ def heuristic_waves(ctx: Context, agg: Aggregates) -> tuple[list[list[int]], lis
         per_rack: dict[int, int] = {}
         per_ha = [0] * len(ctx.ha)
         blocked: int | None = None
+        left = up_free * PACKING_PERCENT // 100
         for h in remaining:
             if len(wave) >= p.max_hosts_per_wave:
                 break
             t = int(ctx.tier[h])
+            gr = int(ctx.group_of[h])
+            if target is not None and gr >= 0 and ctx.mov_demand[h].any():
+                later = (target - len(waves) - 1) * p.max_hosts_per_wave
+                forced = len(remaining) - len(wave) > later
+                if not forced and np.any(ctx.mov_demand[h] > left[gr]):
+                    continue
             if blocked is not None and t > blocked:
                 break
             a = int(ctx.az_code[h])
@@ -110,6 +129,8 @@ def heuristic_waves(ctx: Context, agg: Aggregates) -> tuple[list[list[int]], lis
                 blocked = t if blocked is None else min(blocked, t)
                 continue
             wave.append(h)
+            if gr >= 0:
+                left[gr] -= ctx.mov_demand[h]
             per_az[a] = per_az.get(a, 0) + 1
             per_rack[r] = per_rack.get(r, 0) + 1
             for i in ha_of.get(h, ()):
@@ -120,6 +141,11 @@ def heuristic_waves(ctx: Context, agg: Aggregates) -> tuple[list[list[int]], lis
             gr = int(ctx.group_of[h])
             if 0 <= gr < ctx.G and not ctx.available[h]:
                 evacuated[gr] += ctx.mov_demand[h]
+            if gr >= 0:
+                # its VMs fill upgraded room first; the host comes back with its room
+                up_free[gr] = np.maximum(up_free[gr] - ctx.mov_demand[h], 0)
+                if ctx.available[h]:
+                    up_free[gr] += agg.down_weight[h]
         waves.append(wave)
         chosen = set(wave)
         remaining = [h for h in remaining if h not in chosen]
@@ -364,20 +390,20 @@ class WaveModel:
         self.has_shifts = len(groups) > 1 and bool(ctx.unpinned_demand[ctx.is_todo].any())
         if not self.has_shifts:
             return
+        # Demand leaves a group only from its hosts going down: their own movable VMs that are
+        # not pinned to it, or VMs that came in from other groups in earlier waves.
         for w in range(W):
             for c in range(C):
                 u = int(self.units[c])
+                total = int(ctx.mov_demand[:, c].sum()) // u + 1
                 ins, outs = [], []
                 for g in range(G + 1):
                     idx = [i for i, t in enumerate(types) if t.group == g]
-                    ub = sum(int(types[i].unpinned_lo[c]) * types[i].n for i in idx) // u
-                    in_ub = int(ctx.mov_demand[:, c].sum()) // u + 1 if g in groups else 0
-                    o = m.new_int_var(0, ub, "")
-                    i_ = m.new_int_var(0, in_ub, "")
-                    if ub > 0:
-                        m.add(
-                            u * o <= sum(self.by_wave(i, types[i].unpinned_lo, c, w) for i in idx)
-                        )
+                    own = sum(self.by_wave(i, types[i].unpinned_lo, c, w) for i in idx)
+                    came = [self.shift_in[g, c, ww] for ww in range(w)]
+                    o = m.new_int_var(0, total, "")
+                    i_ = m.new_int_var(0, total if g in groups else 0, "")
+                    m.add(u * o <= own + u * sum(came))
                     self.shift_in[g, c, w] = i_
                     self.shift_out[g, c, w] = o
                     ins.append(i_)
@@ -486,32 +512,35 @@ class WaveModel:
             out.append(row)
         return out
 
-    def fix_hint(self, waves: Sequence[Sequence[int]], params: SolveParams) -> bool:
+    def fix_hint(
+        self, waves: Sequence[Sequence[int]], params: SolveParams, *, shifts: bool = False
+    ) -> float | None:
         """Hint `waves` with every auxiliary variable completed (a quick solve with the counts
-        fixed): CP-SAT uses a complete hint far better than a partial one. False if the waves
-        do not fit this model."""
+        fixed): CP-SAT uses a complete hint far better than a partial one. Returns the hint's
+        objective value, None if the waves do not fit this model (the hint is then unchanged)."""
         counts = self.counts(waves)
         if any(sum(row) != t.n for row, t in zip(counts, self.types, strict=True)):
-            return False
+            return None
         probe = self.m.clone()
-        probe.clear_objective()  # type: ignore[no-untyped-call]
         for i, row in enumerate(counts):
             for w, n in enumerate(row):
                 probe.add(probe.get_int_var_from_proto_index(self.cnt[i][w].index) == n)
-        for v in [*self.shift_in.values(), *self.shift_out.values()]:
-            probe.add(probe.get_int_var_from_proto_index(v.index) == 0)
+        if not shifts:  # waves from the in-group heuristic: no demand moves between groups
+            for v in [*self.shift_in.values(), *self.shift_out.values()]:
+                probe.add(probe.get_int_var_from_proto_index(v.index) == 0)
         s = make_solver(params, 5.0)
         s.parameters.num_workers = 1
         s.parameters.interleave_search = False
+        s.parameters.stop_after_first_solution = True
         st = run(params, s, probe)
         if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return False
+            return None
         values = list(s.response_proto.solution)
         self.m.clear_hints()  # type: ignore[no-untyped-call]
         hint = self.m.proto.solution_hint
         hint.vars.extend(range(len(values)))
         hint.values.extend(values)
-        return True
+        return float(s.objective_value)
 
     def minimize_waves(self) -> None:
         self.m.minimize(sum(self.used))
@@ -570,23 +599,28 @@ def plan_waves(
     if not ctx.todo.size:
         return WavePlan([], np.zeros((0, G1, C), dtype=np.int64), "empty")
     best: list[list[int]] | None = None if left else hint
-    shift = np.zeros((len(hint), G1, C), dtype=np.int64)
+    best_shift = np.zeros((len(hint), G1, C), dtype=np.int64)
+    start, start_shifts = hint, False
+    if left:
+        # Evacuees must leave their group somewhere: start from the greedy planner's waves.
+        greedy = _greedy_waves(ctx)
+        if greedy is not None:
+            start, start_shifts = greedy, True
     status = "heuristic"
     bound: float | None = float(lower_bound)
     # Phase A: fewer waves.
-    if best is None or len(best) > lower_bound:
-        W = len(best) if best is not None else _wave_cap(ctx, hint, left, lower_bound)
+    searched = best is None or len(best) > lower_bound
+    if searched:
+        W = len(best) if best is not None else _wave_cap(ctx, start, left, lower_bound)
         while True:
             wm = WaveModel(ctx, agg, types, W, fixed_waves=False, lower_bound=lower_bound)
-            wm.fix_hint(best if best is not None else hint, params)
+            wm.fix_hint(best if best is not None else start, params, shifts=start_shifts)
             wm.minimize_waves()
             solver = make_solver(params, params.budget("waves"))
             st = run(params, solver, wm.m, _Watch("waves", progress))
             if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-                waves, shift = wm.extract(solver)
-                if best is None or len(waves) < len(best) or (len(waves) == len(best)):
-                    best = waves
-                    status = "optimal" if st == cp_model.OPTIMAL else "feasible"
+                best, best_shift = wm.extract(solver)
+                status = "optimal" if st == cp_model.OPTIMAL else "feasible"
                 bound = max(float(lower_bound), solver.best_objective_bound)
                 break
             if st == cp_model.INFEASIBLE and len(ctx.todo) > W:
@@ -599,21 +633,42 @@ def plan_waves(
     if status == "heuristic":
         status = "optimal"  # the heuristic met the lower bound on waves
         bound = float(lower_bound)
-    # Phase B: same number of waves, fewest double moves.
+    # Phase B: same number of waves, fewest double moves; hinted with the better of the
+    # waves so far and the heuristic's small-early-waves variant.
     W = len(best)
     wm = WaveModel(ctx, agg, types, W, fixed_waves=True)
-    wm.fix_hint(best, params)
     wm.minimize_overflow()
-    solver = make_solver(params, params.budget("overflow"))
+    value = wm.fix_hint(best, params, shifts=True)
+    ramp, ramp_left = heuristic_waves(ctx, agg, target=W)
+    if not ramp_left and len(ramp) == W:
+        ramp_value = wm.fix_hint(ramp, params)
+        if ramp_value is not None and (value is None or ramp_value < value):
+            best, best_shift = ramp, np.zeros((W, G1, C), dtype=np.int64)
+        elif value is not None:
+            wm.fix_hint(best, params, shifts=True)
+    share = params.budget("overflow") + (0.0 if searched else params.budget("waves"))
+    solver = make_solver(params, share)
     st = run(params, solver, wm.m, _Watch("overflow", progress))
     objective = None
     if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        best, shift = wm.extract(solver)
+        best, best_shift = wm.extract(solver)
         objective = solver.objective_value
     else:
         notes.append(f"overflow model: {solver.status_name(st).lower()}; kept the wave order")
-        shift = np.zeros((len(best), G1, C), dtype=np.int64)
-    return WavePlan(best, shift, status, objective, bound, notes)
+    return WavePlan(best, best_shift, status, objective, bound, notes)
+
+
+def _greedy_waves(ctx: Context) -> list[list[int]] | None:
+    """The greedy planner's waves as host indices (None when it finds no plan either)."""
+    from planner.errors import InfeasibleError
+    from solver.greedy import greedy_plan
+
+    try:
+        plan = greedy_plan(ctx.inv, ctx.policy)
+    except InfeasibleError:
+        return None
+    index = ctx.model.host_index
+    return [sorted(index[h] for h in w.hosts) for w in plan.waves]
 
 
 def _wave_cap(ctx: Context, hint: list[list[int]], left: list[int], lower_bound: int) -> int:
