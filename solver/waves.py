@@ -86,9 +86,9 @@ def heuristic_waves(
     up_free = np.zeros((ctx.G + 1, ctx.C), dtype=np.int64)
     if target is not None:
         done = ctx.available & ~ctx.is_todo
-        for g in range(ctx.G + 1):
-            on = done & (ctx.group_of == g)
-            up_free[g] = np.maximum(ctx.model.free[on], 0).sum(axis=0)
+        for gi in range(ctx.G + 1):
+            on = done & (ctx.group_of == gi)
+            up_free[gi] = np.maximum(ctx.model.free[on], 0).sum(axis=0)
     ha_of: dict[int, list[int]] = {}
     for i, g in enumerate(ctx.ha):
         for h in g.hosts:
