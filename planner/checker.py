@@ -97,6 +97,14 @@ class CheckReport:
         }
 
 
+def vm_label(inv: Inventory, vm_id: str) -> str:
+    """How messages name a VM: its name and the start of its id (ids stay whole in `objects`)."""
+    if not inv.has_vm(vm_id):
+        return vm_id
+    name = inv.vm(vm_id).name
+    return f"{name} ({vm_id[:8]})" if name and name != vm_id else vm_id
+
+
 # ---------------------------------------------------------------------------------------------
 # The replay state
 # ---------------------------------------------------------------------------------------------
@@ -349,7 +357,7 @@ def rule_evacuation(state: State, wave: Wave) -> Iterator[Violation]:
         if n > 1:
             yield Violation(
                 "evacuation",
-                f"{vm} is migrated or stopped {n} times in one wave",
+                f"{vm_label(state.inv, vm)} is migrated or stopped {n} times in one wave",
                 wave.index,
                 (vm,),
                 {"times": n},
@@ -357,7 +365,9 @@ def rule_evacuation(state: State, wave: Wave) -> Iterator[Violation]:
     for host in dict.fromkeys(wave.hosts):
         left = sorted(v for v in state.on_host.get(host, ()) if v not in handled)
         if left:
-            shown = ", ".join(left[:8]) + (f" and {len(left) - 8} more" if len(left) > 8 else "")
+            shown = ", ".join(vm_label(state.inv, v) for v in left[:8]) + (
+                f" and {len(left) - 8} more" if len(left) > 8 else ""
+            )
             yield Violation(
                 "evacuation",
                 f"{len(left)} VM(s) on {host} are neither migrated nor stopped: {shown}",
@@ -375,15 +385,16 @@ def rule_migration(
     if not (inv.has_vm(m.vm) and inv.has_host(m.src) and inv.has_host(m.dst)):
         return  # reported by rule_unknown
     vm = inv.vm(m.vm)
+    label = vm_label(inv, m.vm)
     current = state.host_of[m.vm]
     if m.src != current:
         yield Violation(
-            "source", f"{m.vm} is on {current}, not on {m.src}", w, (m.vm, current, m.src)
+            "source", f"{label} is on {current}, not on {m.src}", w, (m.vm, current, m.src)
         )
     if current not in wave_hosts:
         yield Violation(
             "source",
-            f"{m.vm} leaves {current}, which is not in this wave (no VM leaves a host that is "
+            f"{label} leaves {current}, which is not in this wave (no VM leaves a host that is "
             "not in maintenance)",
             w,
             (m.vm, current),
@@ -403,36 +414,36 @@ def rule_migration(
     if why:
         yield Violation(
             "destination",
-            f"{m.vm} -> {m.dst}: destination is {', '.join(why)}",
+            f"{label} -> {m.dst}: destination is {', '.join(why)}",
             w,
             (m.vm, m.dst),
         )
     if m.method == "live" and not (vm.status == "ACTIVE" and vm.migration == "live"):
         yield Violation(
             "method",
-            f"{m.vm} cannot be live-migrated (status {vm.status}, migration {vm.migration})",
+            f"{label} cannot be live-migrated (status {vm.status}, migration {vm.migration})",
             w,
             (m.vm,),
         )
     if m.method == "cold" and vm.migration not in ("live", "cold"):
         yield Violation(
-            "method", f"{m.vm} cannot be migrated at all (migration {vm.migration})", w, (m.vm,)
+            "method", f"{label} cannot be migrated at all (migration {vm.migration})", w, (m.vm,)
         )
     if current in state.upgraded and m.dst not in state.upgraded:
         yield Violation(
             "version",
-            f"{m.vm}: {current} is upgraded, {m.dst} is not (Nova refuses newer -> older)",
+            f"{label}: {current} is upgraded, {m.dst} is not (Nova refuses newer -> older)",
             w,
             (m.vm, current, m.dst),
         )
     if vm.az is not None and dst.az != vm.az:
         yield Violation(
-            "az", f"{m.vm} is pinned to AZ {vm.az}; {m.dst} is in {dst.az}", w, (m.vm, m.dst)
+            "az", f"{label} is pinned to AZ {vm.az}; {m.dst} is in {dst.az}", w, (m.vm, m.dst)
         )
     if vm.allowed_aggregates and not set(vm.allowed_aggregates) & set(dst.aggregates):
         yield Violation(
             "aggregates",
-            f"{m.vm} may only run in aggregates {', '.join(vm.allowed_aggregates)}; "
+            f"{label} may only run in aggregates {', '.join(vm.allowed_aggregates)}; "
             f"{m.dst} is in {', '.join(dst.aggregates) or 'none'}",
             w,
             (m.vm, m.dst),
@@ -444,17 +455,21 @@ def rule_stop(state: State, wave: Wave, s: Stop, wave_hosts: set[str]) -> Iterat
     if not (inv.has_vm(s.vm) and inv.has_host(s.host)):
         return
     vm = inv.vm(s.vm)
+    label = vm_label(inv, s.vm)
     current = state.host_of[s.vm]
     if s.host != current:
-        yield Violation("stop", f"{s.vm} is on {current}, not on {s.host}", w, (s.vm,))
+        yield Violation("stop", f"{label} is on {current}, not on {s.host}", w, (s.vm,))
     if current not in wave_hosts:
         yield Violation(
-            "stop", f"{s.vm} is stopped on {current}, which is not in this wave", w, (s.vm, current)
+            "stop",
+            f"{label} is stopped on {current}, which is not in this wave",
+            w,
+            (s.vm, current),
         )
     if vm.migration != "none":
         yield Violation(
             "stop",
-            f"{s.vm} can migrate (migration {vm.migration}); only VMs with migration none may "
+            f"{label} can migrate (migration {vm.migration}); only VMs with migration none may "
             "be stopped in place",
             w,
             (s.vm,),
@@ -462,7 +477,7 @@ def rule_stop(state: State, wave: Wave, s: Stop, wave_hosts: set[str]) -> Iterat
     elif not policy.allow_stop:
         yield Violation(
             "stop",
-            f"{s.vm} would be stopped in place but the policy does not allow_stop",
+            f"{label} would be stopped in place but the policy does not allow_stop",
             w,
             (s.vm,),
         )
@@ -632,6 +647,8 @@ def check_plan(inv: Inventory, plan: Plan, *, digest: str | None = None) -> Chec
 
     warnings = _soft_group_warnings(state) + _summary_warnings(plan, moves_per_vm)
     metrics = _metrics(inv, plan, moves_per_vm, per_wave, min_slack, worst_util, warnings)
+    # The inventory's problems first, then the plan's, then wave by wave (stable within).
+    violations.sort(key=lambda v: (0 if v.rule.startswith("inventory.") else 1, v.wave or 0))
     return CheckReport(tuple(violations), tuple(warnings), metrics)
 
 

@@ -72,11 +72,32 @@ class GenerateSpec:
     cloud: str | None = None
 
 
+def _fill(rng: random.Random, budget_mb: float) -> list[Flavor]:
+    """Flavors drawn as a scheduler filling one host would see them, up to a memory budget."""
+    used = 0
+    out: list[Flavor] = []
+    while True:
+        fitting = [f for f in FLAVORS if used + f.ram_mb <= budget_mb]
+        if not fitting:
+            return out
+        f = rng.choices(fitting, weights=[f.weight for f in fitting])[0]
+        used += f.ram_mb
+        out.append(f)
+
+
 def _host_memory_base(spec: GenerateSpec) -> int:
-    """Base host memory (MB) so that vms_per_host average flavors fill it to the utilisation."""
+    """Base host memory (MB) so that hosts filled to the utilisation hold vms_per_host VMs on
+    average. The fill favours small flavors near the top, so the VMs a GiB holds is measured on
+    simulated fills (a fixed private seed: the result depends on the spec only)."""
+    util = max(spec.utilisation, 0.05)
+    mean_gen = sum(g.ram_scale * g.weight for g in GENERATIONS) / sum(g.weight for g in GENERATIONS)
     total_w = sum(f.weight for f in FLAVORS)
-    mean_ram = sum(f.ram_mb * f.weight for f in FLAVORS) / total_w
-    base = spec.vms_per_host * mean_ram / max(spec.utilisation, 0.05)
+    base = spec.vms_per_host * sum(f.ram_mb * f.weight for f in FLAVORS) / total_w / util
+    for _ in range(2):  # the density depends on the budget: probe at the budget found so far
+        rng = random.Random(0x5EED)
+        budget = base * mean_gen * util
+        per_mb = sum(len(_fill(rng, budget)) for _ in range(200)) / (200 * budget)
+        base = spec.vms_per_host / (per_mb * util * mean_gen)
     return max(32768, round(base / 16384) * 16384)  # whole 16 GiB steps, as DIMMs come
 
 
@@ -133,11 +154,15 @@ def generate(spec: GenerateSpec) -> Inventory:
         >= 3
         for h in hosts
     }
+    # Nearly empty hosts (about 6%, plus the disabled ones) pull the average down: aim the others
+    # higher so that the whole cloud averages the requested utilisation.
+    p_low = min(0.9, 0.06 + len(disabled) / spec.hosts)
+    normal = min(0.92, (spec.utilisation - 0.1 * p_low) / (1 - p_low))
     for i, h in enumerate(hosts):
         if rng.random() < 0.06 or i in disabled:
             target = rng.uniform(0.0, 0.2)  # nearly empty hosts exist in every cloud
         else:
-            target = min(0.95, max(0.05, rng.gauss(spec.utilisation, 0.1)))
+            target = min(0.95, max(0.05, rng.gauss(normal, 0.1)))
         cap = {rc: h.effective(rc) for rc in h.capacity}
         used = {rc: 0 for rc in cap}
         while True:

@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from planner.checker import RULES, CheckReport, check_plan
@@ -45,7 +46,7 @@ def print_report(report: CheckReport, max_shown: int = 50) -> None:
     if report.warnings:
         err.print(f"[yellow]{len(report.warnings)} warning(s)[/]")
         for w in report.warnings[:10]:
-            err.print(f"  [yellow]warning[/] {w}")
+            err.print(f"  [yellow]warning[/] {escape(str(w))}")
     if report.ok:
         out.print("[bold green]plan is valid[/]: every rule holds at every wave")
         return
