@@ -21,10 +21,12 @@ from planner.plan import Plan, Wave
 from solver.aggregate import Aggregates, build_aggregates, evaluate
 from solver.context import TIER_FIRST, TIER_LAST, Context, build_context
 from solver.params import SolveParams
-from solver.placement import PlacementState, place_wave
+from solver.placement import PlacementState, WaveResult, place_wave
 from solver.waves import plan_waves, selected
 
 Progress = Callable[[str, float | None, float | None], None]
+# Up to this many VMs to move, CP-SAT re-decides every destination of every wave.
+SMALL_CLOUD = 1000
 
 
 class NoPlanFound(Exception):
@@ -62,13 +64,13 @@ def cpsat_plan(
     waves = [list(w) for w in wp.waves]
     shift = wp.shift.copy()
     st = PlacementState(ctx)
-    out: list[Wave] = []
+    done: list[tuple[Wave, WaveResult]] = []  # placed waves, in order, with their moves
     repairs = 0
     max_repairs = 2 * len(ctx.todo) + 10
     total_blocks = max(1, int((~ctx.stuck & ctx.is_todo[ctx.vm_host0]).sum()))
     dtime_all = params.budget("placement")
-    stats: dict[str, Any] = {"double_moves": 0, "cross_group_moves": 0, "repairs": 0}
-    statuses: set[str] = set()
+    stats: dict[str, Any] = {"repairs": 0, "repair_reasons": []}
+    tried: set[tuple[int, int]] = set()
     slack = _predicted_slack(agg, waves, shift)
     i = 0
     while i < len(waves):
@@ -78,29 +80,46 @@ def cpsat_plan(
         future = _future_budget(ctx, st, shift, slack, i)
         n_evac = sum(len(st.vms_on[h]) for h in waves[i])
         dtime = dtime_all * n_evac / total_blocks
-        res = place_wave(st, waves[i], future, late, params, dtime, use_cpsat=True)
+        res = place_wave(
+            st, waves[i], future, late, params, dtime, small_cloud=total_blocks <= SMALL_CLOUD
+        )
         if res.failed:
             repairs += 1
+            if len(stats["repair_reasons"]) < 5:
+                stats["repair_reasons"].append(f"wave {i + 1}: " + "; ".join(res.reasons[:2]))
             if repairs > max_repairs:
                 raise NoPlanFound(res.reasons)
             failing = sorted({b.src for b in res.failed})
+            swap = _find_swap(ctx, st, waves, i, failing, tried) if res.no_room else None
+            if swap is not None:
+                # An earlier wave, when freshly emptied hosts still offer room, takes the
+                # failing host; its emptiest host of the same tier comes here instead.
+                j, f, x = swap
+                tried.add((f, j))
+                while len(done) > j:
+                    _undo(ctx, st, *done.pop())
+                waves[j] = sorted(set(waves[j]) - {x} | {f})
+                waves[i] = sorted(set(waves[i]) - {f} | {x})
+                slack = _predicted_slack(agg, waves, shift)
+                i = j
+                continue
             if len(waves[i]) == len(failing) and i == len(waves) - 1:
                 raise NoPlanFound(res.reasons)
             waves, shift = _repair(ctx, waves, shift, i, failing)
             slack = _predicted_slack(agg, waves, shift)
             continue
-        statuses.update(s for s in res.solver_status.split(",") if s)
-        stats["double_moves"] += res.double_moves
-        stats["cross_group_moves"] += res.cross_group
-        out.append(
-            Wave(
-                index=len(out) + 1,
-                hosts=tuple(sorted(ctx.host_names[h] for h in waves[i])),
-                migrations=tuple(res.migrations),
-                stops=tuple(res.stops),
-            )
+        wave = Wave(
+            index=len(done) + 1,
+            hosts=tuple(sorted(ctx.host_names[h] for h in waves[i])),
+            migrations=tuple(res.migrations),
+            stops=tuple(res.stops),
         )
+        done.append((wave, res))
         i += 1
+    out = [w for w, _ in done]
+    stats["double_moves"] = sum(r.double_moves for _, r in done)
+    stats["cross_group_moves"] = sum(r.cross_group for _, r in done)
+    statuses = {s for _, r in done for s in r.solver_status.split(",") if s}
     stats["repairs"] = repairs
     stats["placement_status"] = sorted(statuses)
     generator = {
@@ -196,6 +215,45 @@ def _repair(
             new_waves.pop(i)
             new_shift = np.delete(new_shift, i, axis=0)
     return new_waves, new_shift
+
+
+def _undo(ctx: Context, st: PlacementState, wave: Wave, res: WaveResult) -> None:
+    """Take back a placed wave: its VMs return to their hosts, which are not upgraded yet."""
+    vi, hi = ctx.model.vm_index, ctx.model.host_index
+    for m in reversed(res.migrations):
+        st.move(vi[m.vm], hi[m.src])
+    for h in wave.hosts:
+        st.upgraded[hi[h]] = bool(ctx.upgraded0[hi[h]])
+
+
+def _find_swap(
+    ctx: Context,
+    st: PlacementState,
+    waves: list[list[int]],
+    i: int,
+    failing: list[int],
+    tried: set[tuple[int, int]],
+    depth: int = 3,
+) -> tuple[int, int, int] | None:
+    """(j, f, x): a failing host f to exchange with host x of an earlier wave j (at most
+    `depth` back): x of the same tier, the emptiest such, with every limit and the order kept."""
+    for f in failing:
+        for j in range(i - 1, max(-1, i - 1 - depth), -1):
+            if (f, j) in tried:
+                continue
+            options = [
+                x
+                for x in waves[j]
+                if ctx.tier[x] == ctx.tier[f] and x not in failing and ctx.compute[x]
+            ]
+            options.sort(key=lambda x: (len(st.vms_on[x]), ctx.host_names[x]))
+            for x in options[:8]:
+                a = sorted(set(waves[j]) - {x} | {f})
+                b = sorted(set(waves[i]) - {f} | {x})
+                trial = [*waves[:j], a, *waves[j + 1 : i], b, *waves[i + 1 :]]
+                if _limits_ok(ctx, a) and _limits_ok(ctx, b) and _order_ok(ctx, trial):
+                    return j, f, x
+    return None
 
 
 def _limits_ok(ctx: Context, wave: list[int]) -> bool:

@@ -59,6 +59,7 @@ class WaveResult:
     stops: list[Stop]
     failed: list[Block]  # blocks that found no destination (nothing was moved then)
     reasons: list[str] = field(default_factory=list)
+    no_room: bool = False  # a failed block had eligible hosts, none with room
     double_moves: int = 0
     cross_group: int = 0
     solver_status: str = ""
@@ -569,6 +570,7 @@ def place_wave(
     params: SolveParams,
     dtime: float,
     use_cpsat: bool = True,
+    small_cloud: bool = False,
 ) -> WaveResult:
     """Evacuate `hosts` (one wave) and apply the moves to `st`; on failure nothing is applied
     and `failed` names the blocks without a destination.
@@ -593,8 +595,8 @@ def place_wave(
     status = "greedy"
     if not use_cpsat:
         bad = []
-    elif len(blocks) <= SMALL_WAVE:
-        bad = list(range(len(blocks)))  # small waves: CP-SAT re-decides every destination
+    elif len(blocks) <= SMALL_WAVE and small_cloud:
+        bad = list(range(len(blocks)))  # small clouds: CP-SAT re-decides every destination
     else:
         bad = problems(st, blocks, dests, in_wave)
     if bad:
@@ -616,7 +618,12 @@ def place_wave(
             if d >= 0:
                 for j in b.vms:
                     st.move(j, b.src)
-        return WaveResult([], [], failed, _why(st, failed, in_wave), solver_status=status)
+        res = WaveResult([], [], failed, _why(st, failed, in_wave), solver_status=status)
+        for b in failed:
+            ok = candidates_mask(st, b, in_wave)
+            if ok.any() and not np.all(st.model.free[ok] >= b.demand, axis=1).any():
+                res.no_room = True
+        return res
     res = WaveResult([], [], [], solver_status=status)
     names = ctx.host_names
     for b, d in zip(blocks, dests, strict=True):
