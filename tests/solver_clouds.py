@@ -293,6 +293,31 @@ def first_and_last() -> Cloud:
     )
 
 
+def disabled_host_before_last() -> Cloud:
+    """A disabled host whose VMs, once moved, leave room for no host of its AZ to go down:
+    every other host must be upgraded before it, which policy.last = cmp-a forbids. The
+    pre-checks pass (each rule alone can hold); CP-SAT names the conflict."""
+    hosts = [host("cmp-a"), host("cmp-b"), host("cmp-c"), host("cmp-d", enabled=False)]
+    vms = fill("cmp-a", 2) + fill("cmp-b", 2) + fill("cmp-c", 2) + fill("cmp-d", 5)
+    return Cloud(
+        "disabled_host_before_last",
+        _inv("disabled-host-before-last", hosts, vms),
+        policy(last=("cmp-a",)),
+        {"infeasible": ["last (cmp-a)", "headroom of az1 for MEMORY_MB", "cmp-d"]},
+    )
+
+
+def disabled_host_last() -> Cloud:
+    """The same cloud without policy.last: the disabled host goes alone, last."""
+    base = disabled_host_before_last()
+    return Cloud(
+        "disabled_host_last",
+        base.inventory,
+        base.policy.with_changes(last=()),
+        {"last_wave": ("cmp-d",)},
+    )
+
+
 FEASIBLE = (
     three_plus_spare,
     anti_affinity_fits,
@@ -303,5 +328,11 @@ FEASIBLE = (
     pinned_and_bound,
     disabled_and_upgraded,
     first_and_last,
+    disabled_host_last,
 )
-INFEASIBLE = (anti_affinity_too_wide, cannot_migrate, headroom_impossible)
+INFEASIBLE = (
+    anti_affinity_too_wide,
+    cannot_migrate,
+    headroom_impossible,
+    disabled_host_before_last,
+)

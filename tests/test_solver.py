@@ -116,6 +116,13 @@ def test_first_and_last_are_kept() -> None:
     assert plan.waves[-1].hosts == cloud.expect["last_wave"]
 
 
+def test_disabled_host_goes_last_alone() -> None:
+    # The pair of test_infeasible_cloud_says_why_in_operator_terms[disabled_host_before_last].
+    cloud = sc.disabled_host_last()
+    plan = plan_of(cloud).plan
+    assert plan.waves[-1].hosts == cloud.expect["last_wave"]
+
+
 @pytest.mark.parametrize("make", sc.INFEASIBLE, ids=lambda f: f.__name__)
 def test_infeasible_cloud_says_why_in_operator_terms(make: object) -> None:
     cloud = make()  # type: ignore[operator]
