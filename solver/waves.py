@@ -72,14 +72,15 @@ def host_sequence(ctx: Context) -> list[int]:
 
 
 def heuristic_waves(
-    ctx: Context, agg: Aggregates, target: int | None = None
+    ctx: Context, agg: Aggregates, target: int | None = None, extra: int = 0
 ) -> tuple[list[list[int]], list[int]]:
     """Fill waves first-fit in `host_sequence` order under every hard rule, evacuees staying in
     their headroom group. Returns (waves, hosts it could not place).
 
     With a `target` number of waves, a wave also takes a host only while its VMs fit in the
-    free upgraded capacity of their group, unless the hosts left would not fit in the waves
-    left: early waves stay small so that fewer VMs must move twice."""
+    free upgraded capacity of their group (or, for `extra` hosts a wave, regardless), unless
+    the hosts left would not fit in the waves left: early waves stay small so that fewer VMs
+    must move twice."""
     p = ctx.policy
     remaining = host_sequence(ctx)
     evacuated = np.zeros((ctx.G, ctx.C), dtype=np.int64)
@@ -102,6 +103,7 @@ def heuristic_waves(
         per_ha = [0] * len(ctx.ha)
         blocked: int | None = None
         left = up_free * PACKING_PERCENT // 100
+        spare = extra
         for h in remaining:
             if len(wave) >= p.max_hosts_per_wave:
                 break
@@ -111,7 +113,9 @@ def heuristic_waves(
                 later = (target - len(waves) - 1) * p.max_hosts_per_wave
                 forced = len(remaining) - len(wave) > later
                 if not forced and np.any(ctx.mov_demand[h] > left[gr]):
-                    continue
+                    if spare <= 0:
+                        continue
+                    spare -= 1
             if blocked is not None and t > blocked:
                 break
             a = int(ctx.az_code[h])
@@ -639,8 +643,8 @@ def plan_waves(
     wm = WaveModel(ctx, agg, types, W, fixed_waves=True)
     wm.minimize_overflow()
     value = wm.fix_hint(best, params, shifts=True)
-    ramp, ramp_left = heuristic_waves(ctx, agg, target=W)
-    if not ramp_left and len(ramp) == W:
+    ramp = _best_ramp(ctx, agg, W)
+    if ramp is not None:
         ramp_value = wm.fix_hint(ramp, params)
         if ramp_value is not None and (value is None or ramp_value < value):
             best, best_shift = ramp, np.zeros((W, G1, C), dtype=np.int64)
@@ -656,6 +660,45 @@ def plan_waves(
     else:
         notes.append(f"overflow model: {solver.status_name(st).lower()}; kept the wave order")
     return WavePlan(best, best_shift, status, objective, bound, notes)
+
+
+def overflow_estimate(ctx: Context, agg: Aggregates, waves: Sequence[Sequence[int]]) -> float:
+    """What the overflow objective roughly measures, for a wave sequence: demand evacuated
+    beyond the free upgraded capacity of its group, in quarter-VMs, summed over classes."""
+    units = _units(ctx)
+    G1 = ctx.G + 1
+    done = ctx.available & ~ctx.is_todo
+    up = np.stack(
+        [np.maximum(ctx.model.free[done & (ctx.group_of == g)], 0).sum(axis=0) for g in range(G1)]
+    )
+    total = 0.0
+    for hosts in waves:
+        idx = np.asarray(hosts, dtype=np.int64)
+        grp = ctx.group_of[idx]
+        ok = grp >= 0
+        ev = np.zeros((G1, ctx.C), dtype=np.int64)
+        np.add.at(ev, grp[ok], ctx.mov_demand[idx[ok]])
+        fit = np.minimum(ev, up * PACKING_PERCENT // 100)
+        total += float(((ev - fit) / units).sum())
+        up = up - fit
+        back = idx[ok & ctx.available[idx]]
+        np.add.at(up, ctx.group_of[back], agg.down_weight[back])
+    return total
+
+
+def _best_ramp(ctx: Context, agg: Aggregates, W: int) -> list[list[int]] | None:
+    """The small-early-waves heuristic with the number of hosts a wave may take beyond its
+    upgraded room that `overflow_estimate` likes best."""
+    best: tuple[float, list[list[int]]] | None = None
+    M = ctx.policy.max_hosts_per_wave
+    for extra in sorted({0, 1, 2, 4, 8, 16, 32, 64} & set(range(M + 1))):
+        waves, left = heuristic_waves(ctx, agg, target=W, extra=extra)
+        if left or len(waves) != W:
+            continue
+        value = overflow_estimate(ctx, agg, waves)
+        if best is None or value < best[0]:
+            best = (value, waves)
+    return best[1] if best is not None else None
 
 
 def _greedy_waves(ctx: Context) -> list[list[int]] | None:
