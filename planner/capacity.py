@@ -84,6 +84,16 @@ class CapacityModel:
         self.free[dst] -= d
         self.vm_host[vm] = dst
 
+    def scope_groups(self, scope: str) -> tuple[tuple[str, ...], npt.NDArray[np.int64]]:
+        """`scope_groups` of this model's inventory, computed once per scope (headroom is
+        evaluated after every wave, and the inventory never changes)."""
+        cache: dict[str, tuple[tuple[str, ...], npt.NDArray[np.int64]]] = self.__dict__.setdefault(
+            "_scope_cache", {}
+        )
+        if scope not in cache:
+            cache[scope] = scope_groups(self.inventory, scope)
+        return cache[scope]
+
     # -- queries ------------------------------------------------------------------------------
     def fits(self, vm: int, candidates: BoolArray | None = None) -> BoolArray:
         """Hosts whose free capacity takes the VM in every class (among candidates, if given)."""
@@ -145,7 +155,7 @@ def headroom(
     free = sum over those hosts of max(free, 0); required = max(sum of the k largest effective
     capacities among them, reserve_percent of their total effective capacity).
     """
-    names, group = scope_groups(model.inventory, rule.scope)
+    names, group = model.scope_groups(rule.scope)
     avail = model.available if down is None else model.available & ~down
     free = np.maximum(model.free, 0)
     rows: list[HeadroomRow] = []
