@@ -19,10 +19,10 @@ import planner
 from planner.capacity import IntArray
 from planner.plan import Plan, Wave
 from solver.aggregate import Aggregates, build_aggregates, evaluate
-from solver.context import TIER_FIRST, TIER_LAST, Context, build_context
+from solver.context import Context, build_context, order_ok, wave_limits_ok
 from solver.params import SolveParams
 from solver.placement import PlacementState, WaveResult, place_wave
-from solver.waves import plan_waves, selected
+from solver.waves import plan_waves
 
 Progress = Callable[[str, float | None, float | None], None]
 # Up to this many VMs to move, CP-SAT re-decides every destination of every wave.
@@ -202,7 +202,7 @@ def _repair(
         trial = [*new_waves[: i + 1], candidate, *new_waves[i + 2 :]]
         trial[i] = keep
         trial = [w for w in trial if w]
-        if _limits_ok(ctx, candidate) and _order_ok(ctx, trial):
+        if wave_limits_ok(ctx, candidate) and order_ok(ctx, trial):
             new_waves = trial
             if not keep:
                 new_shift = np.delete(new_shift, i, axis=0)
@@ -251,41 +251,6 @@ def _find_swap(
                 a = sorted(set(waves[j]) - {x} | {f})
                 b = sorted(set(waves[i]) - {f} | {x})
                 trial = [*waves[:j], a, *waves[j + 1 : i], b, *waves[i + 1 :]]
-                if _limits_ok(ctx, a) and _limits_ok(ctx, b) and _order_ok(ctx, trial):
+                if wave_limits_ok(ctx, a) and wave_limits_ok(ctx, b) and order_ok(ctx, trial):
                     return j, f, x
     return None
-
-
-def _limits_ok(ctx: Context, wave: list[int]) -> bool:
-    p = ctx.policy
-    if len(wave) > p.max_hosts_per_wave:
-        return False
-    for attr, limit in (
-        ("az", p.max_hosts_per_wave_per_az),
-        ("rack", p.max_hosts_per_wave_per_rack),
-    ):
-        if limit is None:
-            continue
-        counts: dict[str, int] = {}
-        for h in wave:
-            key = getattr(ctx.inv.hosts[h], attr)
-            if key is not None:
-                counts[key] = counts.get(key, 0) + 1
-                if counts[key] > limit:
-                    return False
-    members = set(wave)
-    return all(sum(1 for h in g.hosts if int(h) in members) <= max(g.limit, 0) for g in ctx.ha)
-
-
-def _order_ok(ctx: Context, waves: list[list[int]]) -> bool:
-    """The checker's order rule on host indices."""
-    first = {h for h in range(ctx.H) if ctx.tier[h] == TIER_FIRST}
-    last = selected(ctx, ctx.policy.last)
-    wave_of = {h: w for w, hs in enumerate(waves) for h in hs}
-    f = [wave_of[h] for h in wave_of if h in first]
-    rest = [wave_of[h] for h in wave_of if h not in first or h in last]
-    if f and rest and min(rest) < max(f):
-        return False
-    lasts = [wave_of[h] for h in wave_of if h in last or ctx.tier[h] == TIER_LAST]
-    others = [wave_of[h] for h in wave_of if h not in first and h not in last]
-    return not (lasts and others and max(others) > min(lasts))

@@ -26,8 +26,9 @@ import numpy as np
 from planner.bounds import LowerBounds
 from planner.capacity import format_amount, headroom
 from planner.checker import check_inventory
+from planner.policy import select_hosts
 from solver.aggregate import build_aggregates, required
-from solver.context import Context
+from solver.context import Context, wave_limits_ok
 
 SHOWN = 8  # reasons per family, at most
 
@@ -42,6 +43,7 @@ def precheck(ctx: Context, lb: LowerBounds) -> list[str]:
     reasons += list(lb.infeasible)
     if inv_problems:
         return reasons
+    reasons += _first_last_overlap(ctx)
     reasons += _vm_destinations(ctx)
     reasons += _anti_affinity(ctx)
     reasons += _affinity(ctx)
@@ -75,6 +77,40 @@ def _largest(ctx: Context, mask: np.ndarray, demand: np.ndarray) -> str:
         f"it needs {format_amount(rc, int(demand[c]))} of {rc}; the largest of them offers "
         f"{format_amount(rc, best)}"
     )
+
+
+def _first_last_overlap(ctx: Context) -> list[str]:
+    """Hosts that policy.first and policy.last both select must be upgraded in the wave where
+    the first ones end, and so must every host that neither selects (the checker's order rule:
+    first hosts no later than any other, last ones no earlier than any other)."""
+    p = ctx.policy
+    todo = {ctx.host_names[int(h)] for h in ctx.todo}
+    first = select_hosts(ctx.inv, p.first) & todo
+    last = select_hosts(ctx.inv, p.last) & todo
+    both = sorted(first & last)
+    if not both:
+        return []
+    others = sorted(todo - first - last)
+    together = both + others
+    shown = ", ".join(both[:5]) + (f" and {len(both) - 5} more" if len(both) > 5 else "")
+    head = f"policy.first and policy.last both select {shown}: the order rule then needs them"
+    head += (
+        f" and the {len(others)} host(s) neither selects in one wave" if others else " in one wave"
+    )
+    index = ctx.model.host_index
+    wave = [index[h] for h in together]
+    if len(wave) > p.max_hosts_per_wave:
+        return [f"{head}, {len(wave)} hosts, more than max_hosts_per_wave ({p.max_hosts_per_wave})"]
+    for g in ctx.ha:
+        n = sum(1 for h in g.hosts if int(h) in set(wave))
+        if n > max(g.limit, 0):
+            return [
+                f"{head}, with {n} hosts of HA group {g.name} of which at most "
+                f"{max(g.limit, 0)} may be down at once"
+            ]
+    if not wave_limits_ok(ctx, wave):
+        return [f"{head}, which the per-AZ or per-rack wave limits do not allow"]
+    return []
 
 
 def _vm_destinations(ctx: Context) -> list[str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from planner.bounds import LowerBounds, lower_bounds
+from planner.checker import check_plan
 from planner.errors import InfeasibleError
 from planner.inventory import Inventory
 from planner.plan import Plan
@@ -94,7 +95,7 @@ def solve(
     notes: list[str] = []
     if opts.planner == "greedy":
         try:
-            plan = greedy_plan(inv, policy, inventory_sha256=digest)
+            plan = _checked_greedy(inv, policy, digest)
         except InfeasibleError as exc:
             raise InfeasibleError(
                 _not_found("the greedy planner", exc.reasons, ctx, params)
@@ -117,7 +118,7 @@ def solve(
             raise InfeasibleError(_not_found("CP-SAT", first, ctx, params)) from None
         notes.append("CP-SAT found no plan (" + "; ".join(first[:2]) + "); used the greedy")
         try:
-            plan = greedy_plan(inv, policy, inventory_sha256=digest)
+            plan = _checked_greedy(inv, policy, digest)
         except InfeasibleError as exc2:
             raise InfeasibleError(
                 _not_found("CP-SAT and the greedy planner", first + exc2.reasons, ctx, params)
@@ -135,6 +136,16 @@ def solve(
         notes,
         res.stats,
     )
+
+
+def _checked_greedy(inv: Inventory, policy: Policy, digest: str) -> Plan:
+    """The greedy planner's plan, if the checker accepts it (the greedy is a fallback, not a
+    judge: e.g. it does not know hosts that policy.first and policy.last both select)."""
+    plan = greedy_plan(inv, policy, inventory_sha256=digest)
+    report = check_plan(inv, plan, digest=digest)
+    if not report.ok:
+        raise InfeasibleError([f"its plan breaks a rule: {report.violations[0]}"])
+    return plan
 
 
 def _not_found(who: str, reasons: list[str], ctx: Any, params: SolveParams) -> list[str]:

@@ -28,7 +28,7 @@ from ortools.sat.python import cp_model
 from planner.capacity import IntArray
 from planner.policy import select_hosts
 from solver.aggregate import Aggregates, WaveBudget
-from solver.context import TIER_FIRST, TIER_LAST, TIER_OTHER, Context
+from solver.context import TIER_FIRST, TIER_LAST, TIER_OTHER, Context, order_ok
 from solver.params import SolveParams, make_solver, run
 
 # Upgraded hosts are counted full at this share of their capacity (room for packing).
@@ -598,6 +598,8 @@ def plan_waves(
     lower bound) and, for that many waves, the VMs that must move twice."""
     notes: list[str] = []
     hint, left = heuristic_waves(ctx, agg)
+    if not left and not order_ok(ctx, hint):
+        left = [h for w in hint for h in w]  # e.g. hosts both first and last: let CP-SAT decide
     types = host_types(ctx)
     G1, C = ctx.G + 1, ctx.C
     if not ctx.todo.size:
@@ -631,6 +633,8 @@ def plan_waves(
                 W = min(len(ctx.todo), 2 * W)
                 continue
             notes.append(f"wave model: {solver.status_name(st).lower()} with {W} waves")
+            if st == cp_model.INFEASIBLE:
+                best = None  # no order of the hosts keeps every rule
             break
     if best is None:
         return WavePlan([], np.zeros((0, G1, C), dtype=np.int64), "failed", notes=notes)
@@ -693,7 +697,7 @@ def _best_ramp(ctx: Context, agg: Aggregates, W: int) -> list[list[int]] | None:
     M = ctx.policy.max_hosts_per_wave
     for extra in sorted({0, 1, 2, 4, 8, 16, 32, 64} & set(range(M + 1))):
         waves, left = heuristic_waves(ctx, agg, target=W, extra=extra)
-        if left or len(waves) != W:
+        if left or len(waves) != W or not order_ok(ctx, waves):
             continue
         value = overflow_estimate(ctx, agg, waves)
         if best is None or value < best[0]:
