@@ -84,6 +84,7 @@ class Context:
     agg_mask: dict[str, BoolArray] = field(default_factory=dict)
     _mask_cache: dict[tuple[str | None, tuple[str, ...]], BoolArray] = field(default_factory=dict)
     _pinned_cache: dict[tuple[str | None, tuple[str, ...]], bool] = field(default_factory=dict)
+    _pools: list[tuple[BoolArray, IntArray]] | None = None
 
     @property
     def H(self) -> int:
@@ -117,6 +118,20 @@ class Context:
             mask.setflags(write=False)
             self._mask_cache[key] = mask
         return mask
+
+    def pools(self) -> list[tuple[BoolArray, IntArray]]:
+        """(hosts, VMs) for every set of pins (AZ, aggregates) that restricts some VM, in a
+        fixed order; VMs free to go anywhere are in none."""
+        if self._pools is None:
+            keys: dict[tuple[str | None, tuple[str, ...]], list[int]] = {}
+            for j, vm in enumerate(self.inv.vms):
+                if (vm.az is not None or vm.allowed_aggregates) and not self.stuck[j]:
+                    keys.setdefault((vm.az, tuple(vm.allowed_aggregates)), []).append(j)
+            self._pools = [
+                (self.static_ok(js[0]), np.asarray(js, dtype=np.int64))
+                for _key, js in sorted(keys.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
+            ]
+        return self._pools
 
     def pinned_to_group(self, j: int) -> bool:
         """True when every host VM j may run on lies in one headroom group."""

@@ -117,6 +117,7 @@ def cpsat_plan(
         done.append((wave, res))
         i += 1
     out = [w for w, _ in done]
+    stats["added_waves"] = len(out) - len(wp.waves)
     stats["double_moves"] = sum(r.double_moves for _, r in done)
     stats["cross_group_moves"] = sum(r.cross_group for _, r in done)
     statuses = {s for _, r in done for s in r.solver_status.split(",") if s}

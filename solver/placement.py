@@ -38,6 +38,8 @@ COST_LEAVE_GROUP = 400
 COST_SOFT_GROUP = 300
 # Balance: per mille of a host's capacity above each threshold, times its slope.
 BALANCE_SLOPES = (1, 4, 24)
+# How strongly VMs free to go anywhere avoid pools that pinned VMs still need (room units).
+PRESSURE_WEIGHT = 1.0
 # Candidate destinations per block in the CP-SAT model, and blocks per model.
 CANDIDATES = 12
 CHUNK_BLOCKS = 2500
@@ -51,6 +53,7 @@ class Block:
     ok: BoolArray  # hosts every member may ever run on
     anti: int  # hard anti-affinity server group index, -1 none
     soft: int  # soft server group index, -1 none
+    restricted: bool = False  # pinned to an AZ or bound to aggregates
 
 
 @dataclass
@@ -130,14 +133,42 @@ def wave_blocks(st: PlacementState, hosts: Sequence[int]) -> tuple[list[Block], 
                 continue
             anti = g if sg is not None and sg.hard and sg.anti else -1
             soft = g if sg is not None and not sg.hard else -1
-            blocks.append(Block([j], h, ctx.demand[j].copy(), ctx.static_ok(j), anti, soft))
+            blocks.append(
+                Block([j], h, ctx.demand[j].copy(), ctx.static_ok(j), anti, soft, _pinned(ctx, j))
+            )
         for members in affinity.values():
             ok = ctx.static_ok(members[0]).copy()
             for j in members[1:]:
                 ok &= ctx.static_ok(j)
-            blocks.append(Block(members, h, ctx.demand[members].sum(axis=0), ok, -1, -1))
+            pinned = any(_pinned(ctx, j) for j in members)
+            blocks.append(Block(members, h, ctx.demand[members].sum(axis=0), ok, -1, -1, pinned))
     blocks.sort(key=lambda b: (-float((b.demand * st.inv_cap[b.src]).max()), b.vms[0]))
     return blocks, stops
+
+
+def _pinned(ctx: Context, j: int) -> bool:
+    vm = ctx.inv.vms[j]
+    return vm.az is not None or bool(vm.allowed_aggregates)
+
+
+def pool_pressure(st: PlacementState) -> Any:
+    """Per host, how much of its pools' capacity VMs pinned to them (AZ or aggregates) still
+    need: the largest share, over the pools the host is in, of their demand still to move over
+    their capacity. VMs free to go anywhere keep away from pressed pools, so that the pinned
+    ones find room there later."""
+    ctx, m = st.ctx, st.model
+    out = np.zeros(ctx.H, dtype=np.float64)
+    for mask, vms in ctx.pools():
+        where = m.vm_host[vms]
+        pending = vms[ctx.is_todo[where] & ~st.upgraded[where]]
+        if pending.size == 0:
+            continue
+        cap = ctx.cap[mask].sum(axis=0)
+        need = ctx.demand[pending].sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = float(np.where(cap > 0, need / np.maximum(cap, 1), 0.0).max())
+        out = np.maximum(out, share * mask)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,6 +261,7 @@ class Greedy:
             late,
         )
         self.room = room_of(st)
+        self.pressure = PRESSURE_WEIGHT * pool_pressure(st)
         self._tiers: dict[tuple[int, int], list[BoolArray]] = {}
 
     def tiers(self, b: Block) -> list[BoolArray]:
@@ -276,6 +308,8 @@ class Greedy:
             if ctx.server_groups[b.soft].anti:
                 prefer = ~prefer
         key = self.room + 0.05 * self.late
+        if not b.restricted:
+            key = key - self.pressure
         for ti, tier in enumerate(self.tiers(b)):
             mask = tier
             if anti_full:

@@ -33,6 +33,8 @@ from solver.precheck import precheck
 
 PlannerName = Literal["cpsat", "greedy"]
 PLANNERS: tuple[PlannerName, ...] = ("cpsat", "greedy")
+# When repairs add waves to CP-SAT's plan, the greedy's is compared, up to this many VMs.
+COMPARE_WITH_GREEDY_VMS = 30_000
 # (phase, best, bound): "waves"/"overflow" with objective values, "placement" with (wave, waves)
 Progress = Callable[[str, float | None, float | None], None]
 
@@ -126,6 +128,25 @@ def solve(
         plan = replace(plan, generator={**plan.generator, "seed": opts.seed, "fallback": True})
         return SolveOutcome(plan, "greedy", lb, "feasible", None, params.wall_clock_hit, notes)
     notes += res.notes
+    if (
+        opts.fallback
+        and res.stats.get("added_waves", 0) > 0
+        and len(inv.vms) <= COMPARE_WITH_GREEDY_VMS
+    ):
+        # Repairs cost waves: the greedy may do better on this cloud; keep the better plan.
+        try:
+            other = _checked_greedy(inv, policy, digest)
+        except InfeasibleError:
+            other = None
+        if other is not None and _rank(other) < _rank(res.plan):
+            notes.append(
+                f"the greedy planner's plan ({len(other.waves)} waves) beats CP-SAT's after "
+                f"repairs ({len(res.plan.waves)} waves); kept the greedy's"
+            )
+            plan = replace(
+                other, generator={**other.generator, "seed": opts.seed, "fallback": True}
+            )
+            return SolveOutcome(plan, "greedy", lb, "feasible", None, params.wall_clock_hit, notes)
     return SolveOutcome(
         res.plan,
         "cpsat",
@@ -136,6 +157,11 @@ def solve(
         notes,
         res.stats,
     )
+
+
+def _rank(plan: Plan) -> tuple[int, int]:
+    """Fewest waves, then fewest migrations."""
+    return len(plan.waves), sum(len(w.migrations) for w in plan.waves)
 
 
 def _checked_greedy(inv: Inventory, policy: Policy, digest: str) -> Plan:
