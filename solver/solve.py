@@ -46,7 +46,7 @@ def default_time_limit(inv: Inventory) -> float:
 
 def default_effort(inv: Inventory, time_limit: float) -> float:
     """Deterministic CP-SAT work for a cloud of this size, within a fifth of the time limit."""
-    size = 0.5 + len(inv.hosts) / 500 + len(inv.vms) / 50_000
+    size = 1.0 + len(inv.hosts) / 500 + len(inv.vms) / 50_000
     return round(min(size, 0.2 * time_limit), 3)
 
 

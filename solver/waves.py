@@ -272,12 +272,17 @@ class WaveModel:
         fixed_waves: bool,
         lower_bound: int = 0,
         explain: bool = False,
+        reflow: bool = False,
     ) -> None:
         self.ctx, self.agg, self.types, self.W = ctx, agg, types, W
         # With `explain`, each rule family holds only under an assumption literal, so CP-SAT
         # can name a small set of families that cannot hold together.
         self.explain = explain
         self.guards: dict[str, Any] = {}
+        # With `reflow`, demand that came into a group may leave it again in a later wave (real
+        # plans can do that, moving VMs twice); without, only a host's own VMs leave its group,
+        # which the placement phase can always realise.
+        self.reflow = reflow or explain
         p = ctx.policy
         m = self.m = cp_model.CpModel()
         G, C = ctx.G, ctx.C
@@ -404,7 +409,7 @@ class WaveModel:
                 for g in range(G + 1):
                     idx = [i for i, t in enumerate(types) if t.group == g]
                     own = sum(self.by_wave(i, types[i].unpinned_lo, c, w) for i in idx)
-                    came = [self.shift_in[g, c, ww] for ww in range(w)]
+                    came = [self.shift_in[g, c, ww] for ww in range(w)] if self.reflow else []
                     o = m.new_int_var(0, total, "")
                     i_ = m.new_int_var(0, total if g in groups else 0, "")
                     m.add(u * o <= own + u * sum(came))
@@ -616,10 +621,14 @@ def plan_waves(
     bound: float | None = float(lower_bound)
     # Phase A: fewer waves.
     searched = best is None or len(best) > lower_bound
+    reflow = False
     if searched:
         W = len(best) if best is not None else _wave_cap(ctx, start, left, lower_bound)
+        W0 = W
         while True:
-            wm = WaveModel(ctx, agg, types, W, fixed_waves=False, lower_bound=lower_bound)
+            wm = WaveModel(
+                ctx, agg, types, W, fixed_waves=False, lower_bound=lower_bound, reflow=reflow
+            )
             wm.fix_hint(best if best is not None else start, params, shifts=start_shifts)
             wm.minimize_waves()
             solver = make_solver(params, params.budget("waves"))
@@ -631,6 +640,10 @@ def plan_waves(
                 break
             if st == cp_model.INFEASIBLE and len(ctx.todo) > W:
                 W = min(len(ctx.todo), 2 * W)
+                continue
+            if best is None and not reflow:
+                # Let demand that moved into a group leave it again (VMs moving twice).
+                reflow, W = True, W0
                 continue
             notes.append(f"wave model: {solver.status_name(st).lower()} with {W} waves")
             if st == cp_model.INFEASIBLE:
@@ -644,7 +657,7 @@ def plan_waves(
     # Phase B: same number of waves, fewest double moves; hinted with the better of the
     # waves so far and the heuristic's small-early-waves variant.
     W = len(best)
-    wm = WaveModel(ctx, agg, types, W, fixed_waves=True)
+    wm = WaveModel(ctx, agg, types, W, fixed_waves=True, reflow=reflow)
     wm.minimize_overflow()
     value = wm.fix_hint(best, params, shifts=True)
     ramp = _best_ramp(ctx, agg, W)
