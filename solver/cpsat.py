@@ -234,7 +234,7 @@ def _find_swap(
     i: int,
     failing: list[int],
     tried: set[tuple[int, int]],
-    depth: int = 3,
+    depth: int = 6,
 ) -> tuple[int, int, int] | None:
     """(j, f, x): a failing host f to exchange with host x of an earlier wave j (at most
     `depth` back): x of the same tier, the emptiest such, with every limit and the order kept."""

@@ -15,7 +15,7 @@ from typing import Any
 from ortools.sat.python import cp_model
 
 # Share of the deterministic budget per phase.
-SHARES = {"waves": 0.25, "overflow": 0.15, "placement": 0.55, "explain": 0.05}
+SHARES = {"waves": 0.25, "overflow": 0.1, "placement": 0.55, "explain": 0.1}
 # Deterministic time per second of the time limit: measured on a shared 2-core machine, a unit
 # of CP-SAT deterministic time takes ~2-3 s of wall clock; 0.2 keeps a full run well inside.
 DTIME_PER_SECOND = 0.2

@@ -62,7 +62,7 @@ class WaveResult:
     stops: list[Stop]
     failed: list[Block]  # blocks that found no destination (nothing was moved then)
     reasons: list[str] = field(default_factory=list)
-    no_room: bool = False  # a failed block had eligible hosts, none with room
+    no_room: bool = False  # a failed block had eligible hosts, (almost) none with room
     double_moves: int = 0
     cross_group: int = 0
     solver_status: str = ""
@@ -655,8 +655,9 @@ def place_wave(
         res = WaveResult([], [], failed, _why(st, failed, in_wave), solver_status=status)
         for b in failed:
             ok = candidates_mask(st, b, in_wave)
-            if ok.any() and not np.all(st.model.free[ok] >= b.demand, axis=1).any():
-                res.no_room = True
+            room = int(np.all(st.model.free[ok] >= b.demand, axis=1).sum()) if ok.any() else 0
+            if ok.any() and room <= len(failed):
+                res.no_room = True  # (almost) every host it may use is too full
         return res
     res = WaveResult([], [], [], solver_status=status)
     names = ctx.host_names

@@ -667,8 +667,7 @@ def plan_waves(
             best, best_shift = ramp, np.zeros((W, G1, C), dtype=np.int64)
         elif value is not None:
             wm.fix_hint(best, params, shifts=True)
-    share = params.budget("overflow") + (0.0 if searched else params.budget("waves"))
-    solver = make_solver(params, share)
+    solver = make_solver(params, params.budget("overflow"))
     st = run(params, solver, wm.m, _Watch("overflow", progress))
     objective = None
     if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
