@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.capacity import BoolArray, IntArray
-from solver.context import Context, reserve_required
+from planner.capacity import BoolArray, IntArray, required_headroom
+from solver.context import Context
 
 
 @dataclass(frozen=True)
@@ -63,24 +63,24 @@ def build_aggregates(ctx: Context) -> Aggregates:
 
 
 def required(agg: Aggregates, g: int, c: int, down: BoolArray) -> int:
-    """Headroom required in group g, class c, with the hosts of `down` down (exact rule)."""
+    """Headroom required in group g, class c, with the hosts of `down` down: the core's rule
+    (`capacity.required_headroom`) over the group's available hosts that are up."""
     ctx = agg.ctx
     rule = ctx.policy.headroom
-    k = rule.failures
-    need_k = 0
-    if k > 0:
-        taken = 0
-        for h in agg.order[g][c]:
-            if down[h]:
-                continue
-            need_k += int(ctx.cap[h, c])
-            taken += 1
-            if taken == k:
-                break
-    need_r = 0
     if rule.reserve_percent > 0:
-        mask = agg.members[g] & ~down
-        need_r = reserve_required(int(ctx.cap[mask, c].sum()), rule.reserve_percent)
+        caps = ctx.cap[agg.members[g] & ~down, c]
+    elif rule.failures <= 0:
+        return 0
+    else:
+        # Only the k largest matter: walk the group's hosts, largest first, skipping those down.
+        top: list[int] = []
+        for h in agg.order[g][c]:
+            if not down[h]:
+                top.append(int(ctx.cap[h, c]))
+                if len(top) == rule.failures:
+                    break
+        caps = np.asarray(top, dtype=np.int64)
+    need_k, need_r = required_headroom(caps, rule)
     return max(need_k, need_r)
 
 

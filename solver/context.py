@@ -13,14 +13,14 @@ every group (no AZ under an AZ scope) form one extra pseudo-group with no headro
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from planner import checker
 from planner.capacity import BoolArray, CapacityModel, IntArray, scope_groups
 from planner.inventory import VM, Inventory
-from planner.plan import Method
+from planner.plan import Method, Plan, Wave
 from planner.policy import Policy, select_hosts
 
 TIER_FIRST, TIER_OTHER, TIER_LAST = 0, 1, 2
@@ -259,43 +259,20 @@ def build_context(inv: Inventory, policy: Policy) -> Context:
 
 
 def wave_limits_ok(ctx: Context, wave: list[int]) -> bool:
-    """A wave's size within max_hosts_per_wave, per AZ and per rack, and its HA groups."""
-    p = ctx.policy
-    if len(wave) > p.max_hosts_per_wave:
+    """The checker's wave size and HA group rules hold for a wave of these hosts."""
+    names = tuple(ctx.host_names[h] for h in wave)
+    if any(checker.rule_wave_size(ctx.inv, ctx.policy, Wave(1, names))):
         return False
-    for attr, limit in (
-        ("az", p.max_hosts_per_wave_per_az),
-        ("rack", p.max_hosts_per_wave_per_rack),
-    ):
-        if limit is None:
-            continue
-        counts: dict[str, int] = {}
-        for h in wave:
-            key = getattr(ctx.inv.hosts[h], attr)
-            if key is not None:
-                counts[key] = counts.get(key, 0) + 1
-                if counts[key] > limit:
-                    return False
-    members = set(wave)
-    return all(sum(1 for h in g.hosts if int(h) in members) <= max(g.limit, 0) for g in ctx.ha)
+    return not any(checker.rule_ha_groups(ctx.inv, set(names)))
 
 
 def order_ok(ctx: Context, waves: list[list[int]]) -> bool:
-    """The checker's order rule, on host indices: hosts of policy.first no later than any
-    other (policy.last ones included), policy.last ones no earlier than any other."""
-    last = select_hosts(ctx.inv, ctx.policy.last)
-    first = select_hosts(ctx.inv, ctx.policy.first)
-    wave_of = {h: w for w, hs in enumerate(waves) for h in hs}
-    name = ctx.host_names
-    f = [w for h, w in wave_of.items() if name[h] in first]
-    rest = [w for h, w in wave_of.items() if name[h] not in first or name[h] in last]
-    if f and rest and min(rest) < max(f):
-        return False
-    lasts = [w for h, w in wave_of.items() if name[h] in last]
-    others = [w for h, w in wave_of.items() if name[h] not in first and name[h] not in last]
-    return not (lasts and others and max(others) > min(lasts))
-
-
-def reserve_required(total: int, percent: float) -> int:
-    """The reserve part of the headroom rule, exactly as `capacity.headroom` computes it."""
-    return math.ceil(total * percent / 100.0 - 1e-9)
+    """The checker's order rule (policy.first before, policy.last after all others) holds."""
+    plan = Plan(
+        inventory_sha256="",
+        policy=ctx.policy,
+        waves=tuple(
+            Wave(i + 1, tuple(ctx.host_names[h] for h in hs)) for i, hs in enumerate(waves)
+        ),
+    )
+    return not any(checker.rule_order(ctx.inv, plan))
