@@ -27,6 +27,11 @@ from solver.waves import plan_waves
 Progress = Callable[[str, float | None, float | None], None]
 # Up to this many VMs to move, CP-SAT re-decides every destination of every wave.
 SMALL_CLOUD = 1000
+# Repairs before giving up (to the greedy fallback), swaps among them, and the share of the
+# time limit that must remain to try another.
+MAX_REPAIRS = 60
+MAX_SWAPS = 12
+REPAIR_TIME_SHARE = 0.4
 
 
 class NoPlanFound(Exception):
@@ -66,7 +71,10 @@ def cpsat_plan(
     st = PlacementState(ctx)
     done: list[tuple[Wave, WaveResult]] = []  # placed waves, in order, with their moves
     repairs = 0
-    max_repairs = 2 * len(ctx.todo) + 10
+    # Repairs are bounded: by count, by swaps (each replays waves), and by the wall clock (the
+    # greedy fallback still needs its time).
+    max_repairs = min(2 * len(ctx.todo) + 10, MAX_REPAIRS)
+    swaps = 0
     total_blocks = max(1, int((~ctx.stuck & ctx.is_todo[ctx.vm_host0]).sum()))
     dtime_all = params.budget("placement")
     stats: dict[str, Any] = {"repairs": 0, "repair_reasons": []}
@@ -87,11 +95,14 @@ def cpsat_plan(
             repairs += 1
             if len(stats["repair_reasons"]) < 5:
                 stats["repair_reasons"].append(f"wave {i + 1}: " + "; ".join(res.reasons[:2]))
-            if repairs > max_repairs:
-                raise NoPlanFound(res.reasons)
+            if repairs > max_repairs or params.remaining() < REPAIR_TIME_SHARE * params.time_limit:
+                raise NoPlanFound([*res.reasons[:3], f"gave up after {repairs - 1} repair(s)"])
             failing = sorted({b.src for b in res.failed})
-            swap = _find_swap(ctx, st, waves, i, failing, tried) if res.no_room else None
+            swap = None
+            if res.no_room and swaps < MAX_SWAPS:
+                swap = _find_swap(ctx, agg, st, waves, shift, i, failing, tried)
             if swap is not None:
+                swaps += 1
                 # An earlier wave, when freshly emptied hosts still offer room, takes the
                 # failing host; its emptiest host of the same tier comes here instead.
                 j, f, x = swap
@@ -105,7 +116,7 @@ def cpsat_plan(
                 continue
             if len(waves[i]) == len(failing) and i == len(waves) - 1:
                 raise NoPlanFound(res.reasons)
-            waves, shift = _repair(ctx, waves, shift, i, failing)
+            waves, shift = _repair(ctx, agg, waves, shift, i, failing)
             slack = _predicted_slack(agg, waves, shift)
             continue
         wave = Wave(
@@ -187,11 +198,22 @@ def _lateness(ctx: Context, waves: list[list[int]]) -> IntArray:
 # ---------------------------------------------------------------------------------------------
 # Repair
 # ---------------------------------------------------------------------------------------------
+def _headroom_holds(agg: Aggregates, waves: list[list[int]], shift: IntArray, k: int) -> bool:
+    """Headroom, in aggregate, still holds at the end of wave k of `waves` (as planned)."""
+    free, req = evaluate(agg, waves[: k + 1], shift[: k + 1])
+    return bool((free[k] >= req[k]).all())
+
+
 def _repair(
-    ctx: Context, waves: list[list[int]], shift: IntArray, i: int, failing: list[int]
+    ctx: Context,
+    agg: Aggregates,
+    waves: list[list[int]],
+    shift: IntArray,
+    i: int,
+    failing: list[int],
 ) -> tuple[list[list[int]], IntArray]:
     """Move `failing` (and hosts ordered after them) out of wave i into wave i+1 if every limit
-    allows, else into a new wave after i."""
+    and headroom allow, else into a new wave after i."""
     worst = min(int(ctx.tier[h]) for h in failing)
     moved = sorted(set(failing) | {h for h in waves[i] if int(ctx.tier[h]) > worst})
     keep = [h for h in waves[i] if h not in set(moved)]
@@ -203,10 +225,14 @@ def _repair(
         trial = [*new_waves[: i + 1], candidate, *new_waves[i + 2 :]]
         trial[i] = keep
         trial = [w for w in trial if w]
-        if wave_limits_ok(ctx, candidate) and order_ok(ctx, trial):
-            new_waves = trial
-            if not keep:
-                new_shift = np.delete(new_shift, i, axis=0)
+        trial_shift = np.delete(new_shift, i, axis=0) if not keep else new_shift
+        at = i if not keep else i + 1
+        if (
+            wave_limits_ok(ctx, candidate)
+            and order_ok(ctx, trial)
+            and _headroom_holds(agg, trial, trial_shift, at)
+        ):
+            new_waves, new_shift = trial, trial_shift
             merged = True
     if not merged:
         new_waves[i] = keep
@@ -229,8 +255,10 @@ def _undo(ctx: Context, st: PlacementState, wave: Wave, res: WaveResult) -> None
 
 def _find_swap(
     ctx: Context,
+    agg: Aggregates,
     st: PlacementState,
     waves: list[list[int]],
+    shift: IntArray,
     i: int,
     failing: list[int],
     tried: set[tuple[int, int]],
@@ -252,6 +280,12 @@ def _find_swap(
                 a = sorted(set(waves[j]) - {x} | {f})
                 b = sorted(set(waves[i]) - {f} | {x})
                 trial = [*waves[:j], a, *waves[j + 1 : i], b, *waves[i + 1 :]]
-                if wave_limits_ok(ctx, a) and wave_limits_ok(ctx, b) and order_ok(ctx, trial):
+                if (
+                    wave_limits_ok(ctx, a)
+                    and wave_limits_ok(ctx, b)
+                    and order_ok(ctx, trial)
+                    and _headroom_holds(agg, trial, shift, j)
+                    and _headroom_holds(agg, trial, shift, i)
+                ):
                     return j, f, x
     return None

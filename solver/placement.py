@@ -142,7 +142,15 @@ def wave_blocks(st: PlacementState, hosts: Sequence[int]) -> tuple[list[Block], 
                 ok &= ctx.static_ok(j)
             pinned = any(_pinned(ctx, j) for j in members)
             blocks.append(Block(members, h, ctx.demand[members].sum(axis=0), ok, -1, -1, pinned))
-    blocks.sort(key=lambda b: (-float((b.demand * st.inv_cap[b.src]).max()), b.vms[0]))
+    # Most constrained first (pinned, bound, in a hard group: their group's room is theirs before
+    # VMs free to go elsewhere take it), then largest first.
+    blocks.sort(
+        key=lambda b: (
+            not (b.restricted or b.anti >= 0 or len(b.vms) > 1),
+            -float((b.demand * st.inv_cap[b.src]).max()),
+            b.vms[0],
+        )
+    )
     return blocks, stops
 
 
@@ -693,18 +701,31 @@ def neighbourhood(
     the hosts those could use instead (their best few candidates), up to a size cap."""
     chosen = list(dict.fromkeys(bad))[:NEIGHBOURHOOD_BLOCKS]
     hosts: set[int] = set()
+    groups: set[int] = set()
     for i in chosen:
         b = blocks[i]
         idx = np.flatnonzero(candidates_mask(st, b, in_wave))
+        if dests[i] < 0:
+            groups.update(int(g) for g in np.unique(st.ctx.group_of[idx]))
         if idx.size > CANDIDATES:
             s = score(st, b, idx, future, late)
             idx = idx[np.argsort(-s, kind="stable")[:CANDIDATES]]
         hosts.update(int(h) for h in idx)
+    # A block without a destination may be short of its group's headroom rather than of room:
+    # blocks free to leave that group, placed in it, are part of the neighbourhood too.
+    ctx = st.ctx
+    seen = set(chosen)
+    for i, d in enumerate(dests):
+        if len(chosen) >= NEIGHBOURHOOD_BLOCKS:
+            break
+        b = blocks[i]
+        if d >= 0 and i not in seen and int(ctx.group_of[d]) in groups and not b.restricted:
+            seen.add(i)
+            chosen.append(i)
     on: dict[int, list[int]] = {}
     for i, d in enumerate(dests):
         if d in hosts:
             on.setdefault(d, []).append(i)
-    seen = set(chosen)
     for h in sorted(hosts):
         for i in on.get(h, []):
             if len(chosen) >= NEIGHBOURHOOD_BLOCKS:
