@@ -41,7 +41,9 @@ class Aggregates:
         return self.ctx.G
 
 
-def build_aggregates(ctx: Context) -> Aggregates:
+def build_aggregates(ctx: Context, pad: IntArray | None = None) -> Aggregates:
+    """With `pad`, each host to upgrade counts as taking that much more (per class) from its
+    group when down: room left for packing VMs onto real hosts, which aggregates ignore."""
     G, C, H = ctx.G, ctx.C, ctx.H
     members = np.zeros((G + 1, H), dtype=bool)
     for g in range(G + 1):
@@ -49,6 +51,8 @@ def build_aggregates(ctx: Context) -> Aggregates:
     free0 = np.maximum(ctx.model.free, 0)
     base_free = np.stack([free0[members[g]].sum(axis=0) for g in range(G + 1)]).astype(np.int64)
     down_weight = np.where(ctx.available[:, None], ctx.cap - ctx.stuck_demand, 0).astype(np.int64)
+    if pad is not None:
+        down_weight = down_weight + np.where((ctx.available & ctx.is_todo)[:, None], pad, 0)
     total_cap = np.stack([ctx.cap[members[g]].sum(axis=0) for g in range(G + 1)]).astype(np.int64)
     order = tuple(
         tuple(

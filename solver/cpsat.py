@@ -62,7 +62,57 @@ def cpsat_plan(
     ctx: Context | None = None,
 ) -> CpsatResult:
     ctx = ctx or build_context(inv, policy)
-    agg = build_aggregates(ctx)
+    # When wave by wave placement cannot realise the waves planned in aggregate, plan again
+    # with room for packing: each host down counts as taking one, then two, average VMs more.
+    movable = ~ctx.stuck
+    mean = ctx.demand[movable].mean(axis=0) if movable.any() else np.zeros(ctx.C)
+    one: IntArray = np.ceil(mean).astype(np.int64)
+    pads: list[IntArray | None] = [None, one, 2 * one]
+    failure: NoPlanFound | None = None
+    best: CpsatResult | None = None
+    for attempt, pad in enumerate(pads):
+        if attempt and params.remaining() < REPAIR_TIME_SHARE * params.time_limit:
+            params.wall_clock_hit = True  # the result may differ on a faster machine
+            break
+        try:
+            result = _attempt(
+                inv,
+                policy,
+                params,
+                ctx,
+                build_aggregates(ctx, pad),
+                lower_bound,
+                inventory_sha256,
+                progress,
+            )
+        except NoPlanFound as exc:
+            failure = exc
+            continue
+        result.stats["packing_pad"] = attempt
+        if best is None or _rank(result) < _rank(best):
+            best = result
+        if not result.stats["added_waves"]:
+            break  # the waves as planned: padding would only cost waves
+    if best is not None:
+        return best
+    assert failure is not None
+    raise failure
+
+
+def _rank(r: CpsatResult) -> tuple[int, int]:
+    return len(r.plan.waves), sum(len(w.migrations) for w in r.plan.waves)
+
+
+def _attempt(
+    inv: Any,
+    policy: Any,
+    params: SolveParams,
+    ctx: Context,
+    agg: Aggregates,
+    lower_bound: int,
+    inventory_sha256: str,
+    progress: Progress | None,
+) -> CpsatResult:
     wp = plan_waves(ctx, agg, params, lower_bound, progress)
     if not wp.waves and ctx.todo.size:
         raise NoPlanFound(wp.notes or ["the wave model found no feasible order of hosts"])
@@ -95,7 +145,9 @@ def cpsat_plan(
             repairs += 1
             if len(stats["repair_reasons"]) < 5:
                 stats["repair_reasons"].append(f"wave {i + 1}: " + "; ".join(res.reasons[:2]))
-            if repairs > max_repairs or params.remaining() < REPAIR_TIME_SHARE * params.time_limit:
+            out_of_time = params.remaining() < REPAIR_TIME_SHARE * params.time_limit
+            if repairs > max_repairs or out_of_time:
+                params.wall_clock_hit |= out_of_time
                 raise NoPlanFound([*res.reasons[:3], f"gave up after {repairs - 1} repair(s)"])
             failing = sorted({b.src for b in res.failed})
             swap = None

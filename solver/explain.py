@@ -29,7 +29,7 @@ def explain(ctx: Context, params: SolveParams) -> list[str]:
     if not ctx.todo.size:
         return []
     agg = build_aggregates(ctx)
-    types = host_types(ctx)
+    types = host_types(ctx, agg)
     W = max(1, min(len(ctx.todo), MAX_WAVES))
     wm = WaveModel(ctx, agg, types, W, fixed_waves=False, explain=True)
     names = sorted(wm.guards)

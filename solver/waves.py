@@ -195,7 +195,7 @@ def selected(ctx: Context, selectors: tuple[str, ...]) -> set[int]:
     return {i for i, n in enumerate(ctx.host_names) if n in names}
 
 
-def host_types(ctx: Context) -> list[HostType]:
+def host_types(ctx: Context, agg: Aggregates) -> list[HostType]:
     p = ctx.policy
     in_last = selected(ctx, p.last)
     ha_of: dict[int, list[int]] = {}
@@ -223,7 +223,7 @@ def host_types(ctx: Context) -> list[HostType]:
     for key, hosts in by_key.items():
         h0 = hosts[0]
         idx = np.asarray(hosts, dtype=np.int64)
-        down = np.where(ctx.available[idx, None], ctx.cap[idx] - ctx.stuck_demand[idx], 0)
+        down = agg.down_weight[idx]
         mov = ctx.mov_demand[idx]
         types.append(
             HostType(
@@ -605,7 +605,7 @@ def plan_waves(
     hint, left = heuristic_waves(ctx, agg)
     if not left and not order_ok(ctx, hint):
         left = [h for w in hint for h in w]  # e.g. hosts both first and last: let CP-SAT decide
-    types = host_types(ctx)
+    types = host_types(ctx, agg)
     G1, C = ctx.G + 1, ctx.C
     if not ctx.todo.size:
         return WavePlan([], np.zeros((0, G1, C), dtype=np.int64), "empty")
