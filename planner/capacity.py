@@ -108,6 +108,14 @@ class CapacityModel:
         """(H, C) mask of host/class pairs whose usage exceeds the effective capacity."""
         return self.used > self.cap
 
+    def scope_groups(self, scope: str) -> tuple[tuple[str, ...], npt.NDArray[np.int64]]:
+        """`scope_groups` of the model's inventory, computed once per scope (it never changes)."""
+        cache: dict[str, tuple[tuple[str, ...], npt.NDArray[np.int64]]]
+        cache = self.__dict__.setdefault("_scope_groups", {})
+        if scope not in cache:
+            cache[scope] = scope_groups(self.inventory, scope)
+        return cache[scope]
+
     def utilisation(self) -> npt.NDArray[np.float64]:
         with np.errstate(divide="ignore", invalid="ignore"):
             u = np.where(self.cap > 0, self.used / np.maximum(self.cap, 1), 0.0)
@@ -136,12 +144,23 @@ class HeadroomRow:
         return self.free - self.required
 
 
+NO_AZ = "(no AZ)"
+
+
 def scope_groups(inv: Inventory, scope: str) -> tuple[tuple[str, ...], npt.NDArray[np.int64]]:
-    """Group names and the group index of each host (-1: in no group, e.g. controllers)."""
+    """Group names and the group index of each host (-1: in no group, i.e. controllers).
+
+    With scope az, compute hosts whose `az` is null form one more group, `(no AZ)`, last: they
+    are protected like any AZ (Nova puts them in its default AZ), never left out of the rule.
+    """
     if scope == "cloud":
         return ("cloud",), np.array([0 if h.is_compute else -1 for h in inv.hosts], dtype=np.int64)
     names = inv.azs
-    idx = {a: i for i, a in enumerate(names)}
+    if any(h.is_compute and h.az is None for h in inv.hosts):
+        names = (*names, NO_AZ)
+    idx: dict[str | None, int] = {a: i for i, a in enumerate(names)}
+    if NO_AZ in names:
+        idx[None] = len(names) - 1
     return names, np.array(
         [idx[h.az] if h.is_compute and h.az in idx else -1 for h in inv.hosts], dtype=np.int64
     )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from planner import bounds
-from planner.capacity import CapacityModel, format_amount, headroom
+from planner.capacity import CapacityModel, HeadroomRow, format_amount, headroom
 from planner.inventory import Inventory
 from planner.plan import Migration, Plan, Stop, Wave
 from planner.policy import Policy, select_hosts
@@ -192,10 +192,14 @@ def rule_inventory_groups(state: State) -> Iterator[Violation]:
 # ---------------------------------------------------------------------------------------------
 def rule_digest(plan: Plan, digest: str | None) -> Iterator[Violation]:
     if digest is not None and plan.inventory_sha256 != digest:
+        made_for = (
+            f"inventory sha256 {plan.inventory_sha256[:12]}..."
+            if plan.inventory_sha256
+            else "no recorded inventory (its inventory_sha256 is empty)"
+        )
         yield Violation(
             "digest",
-            f"the plan was made for inventory sha256 {plan.inventory_sha256[:12]}..., "
-            f"this inventory file is {digest[:12]}...",
+            f"the plan was made for {made_for}, this inventory file is {digest[:12]}...",
             objects=(plan.inventory_sha256, digest),
         )
 
@@ -540,10 +544,17 @@ def rule_server_groups(
 
 
 def rule_headroom(
-    state: State, wave: int | None, wave_hosts: set[str], rule: str = "headroom"
+    state: State,
+    wave: int | None,
+    wave_hosts: set[str],
+    rule: str = "headroom",
+    rows: list[HeadroomRow] | None = None,
 ) -> Iterator[Violation]:
+    """`rows`: the headroom with `wave_hosts` down, when the caller has computed it already."""
     h = state.policy.headroom
-    for row in headroom(state.model, h, state.down_mask(wave_hosts)):
+    if rows is None:
+        rows = headroom(state.model, h, state.down_mask(wave_hosts))
+    for row in rows:
         if row.ok:
             continue
         parts = []
@@ -621,9 +632,9 @@ def check_plan(inv: Inventory, plan: Plan, *, digest: str | None = None) -> Chec
                 moves_per_vm[vm] += 1
         violations += rule_capacity(state, wave.index, moved.values())
         violations += rule_server_groups(state, wave.index, moved, groups_before)
-        violations += rule_headroom(state, wave.index, wave_hosts)
-        # metrics of this wave
         rows = headroom(state.model, policy.headroom, state.down_mask(wave_hosts))
+        violations += rule_headroom(state, wave.index, wave_hosts, rows=rows)
+        # metrics of this wave
         for r in rows:
             if r.required > 0:
                 key = f"{r.group}/{r.rc}"

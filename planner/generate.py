@@ -98,7 +98,8 @@ def _host_memory_base(spec: GenerateSpec) -> int:
         budget = base * mean_gen * util
         per_mb = sum(len(_fill(rng, budget)) for _ in range(200)) / (200 * budget)
         base = spec.vms_per_host / (per_mb * util * mean_gen)
-    return max(32768, round(base / 16384) * 16384)  # whole 16 GiB steps, as DIMMs come
+    step = 16384 if base >= 65536 else 4096  # whole DIMM steps; small hosts for small clouds
+    return max(8192, round(base / step) * step)
 
 
 def generate(spec: GenerateSpec) -> Inventory:
@@ -117,7 +118,8 @@ def generate(spec: GenerateSpec) -> Inventory:
         az_i = min(i // per_az, len(azs) - 1)
         in_az = i - az_i * per_az
         gen = gens[i]
-        ram = max(32768, round(base_ram * gen.ram_scale / 16384) * 16384)
+        step = 16384 if base_ram >= 65536 else 4096
+        ram = max(8192, round(base_ram * gen.ram_scale / step) * step)
         aggregates = [gen.name]
         if gen.name != "gen1" and rng.random() < 0.5:
             aggregates.append("ssd")

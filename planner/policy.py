@@ -68,6 +68,21 @@ def selector_matches(selector: str, host: Host) -> bool:
     return fnmatch.fnmatchcase(host.name, selector)
 
 
+def selector_problem(selector: str) -> str | None:
+    """Why a selector can never match anything (a typo'd key, an empty value), or None."""
+    if "=" not in selector:
+        return None if selector.strip() else "an empty selector matches no host"
+    key, _, pattern = selector.partition("=")
+    if key.strip() not in SELECTOR_KEYS:
+        return (
+            f"unknown selector key {key.strip()!r} in {selector!r}; "
+            f"use a host name glob or one of {', '.join(k + '=' for k in SELECTOR_KEYS)}"
+        )
+    if not pattern.strip():
+        return f"selector {selector!r} has no value after '='"
+    return None
+
+
 def select_hosts(inventory: Inventory, selectors: tuple[str, ...]) -> frozenset[str]:
     """Names of the hosts any selector matches."""
     if not selectors:

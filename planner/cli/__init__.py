@@ -23,8 +23,14 @@ def _register() -> None:
     from planner.cli.demo import demo_cmd
     from planner.cli.generate import generate_cmd
     from planner.cli.plan import plan_cmd
+    from planner.cli.schema import schema_cmd
+    from planner.cli.simulate import simulate_cmd
 
-    for cmd in (demo_cmd, generate_cmd, plan_cmd, check_cmd):
+    for cmd in (demo_cmd, generate_cmd, plan_cmd, check_cmd, schema_cmd, simulate_cmd):
+        cli.add_command(cmd)
+    from planner.cli import sandbox, snapshot  # issue 5: the Nova sandbox, cloud snapshots
+
+    for cmd in (sandbox.sandbox, snapshot.snapshot):
         cli.add_command(cmd)
 
 

@@ -14,6 +14,10 @@ from planner.cli.check import print_metrics
 from planner.cli.common import err, kv_table, out
 from planner.cli.plan import solve_and_check
 from planner.formats import load_inventory, load_policy, save_plan
+from sim.engine import simulate
+from sim.model import load_model
+from sim.prepare import prepare
+from sim.timeline import summary, write_timeline
 
 
 def example_path(name: str) -> Path:
@@ -30,7 +34,7 @@ def example_path(name: str) -> Path:
     help="Directory for the demo's files.",
 )
 def demo_cmd(out_dir: str) -> None:
-    """Plan and check the bundled example cloud (12 hosts, 3 controllers), print a summary."""
+    """Plan, check and simulate the bundled example cloud (12 hosts, 3 controllers)."""
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
     inv_file = target / "inventory.json"
@@ -70,5 +74,41 @@ def demo_cmd(out_dir: str) -> None:
             markup=False,
         )
     verdict = "[bold green]valid[/]" if report.ok else "[bold red]INVALID[/]"
-    out.print(f"plan {verdict}; files in {target}/ (inventory.json, policy.yaml, plan.json)")
-    out.print(f"next: rollwave check {inv_file} {plan_file}")
+    out.print(f"plan {verdict}")
+
+    # Simulate the plan with the default model (Nova's defaults, 10 GbE).
+    model = load_model(None)
+    prep = prepare(inv, plan, model, plan_file=str(plan_file))
+    res = simulate(prep, seed=0, record=True)
+    timeline_file = target / "timeline.jsonl"
+    write_timeline(timeline_file, prep, res)
+    s = summary(prep, res)
+    out.print(
+        kv_table(
+            "simulation (Nova's defaults, 10 GbE)",
+            [
+                ("makespan", f"{_hms(res.makespan_s)} (lower bound {_hms(res.lower_bound_s)})"),
+                (
+                    "downtime",
+                    f"total {s['downtime_total_s']:,.1f} s, worst migration "
+                    f"{s['downtime_max_s']:.3f} s",
+                ),
+                ("non-converging VMs", s["non_converging"]),
+                (
+                    "hosts not upgraded",
+                    f"{s['hosts_not_upgraded']} (a VM left behind: see rollwave simulate)",
+                ),
+                ("invariant breaches", sum(res.breach_counts.values())),
+            ],
+        )
+    )
+    out.print(
+        f"files in {target}/: inventory.json, policy.yaml, plan.json, timeline.jsonl\n"
+        f"next: rollwave check {inv_file} {plan_file}\n"
+        f"      rollwave simulate {inv_file} {plan_file} --runs 100"
+    )
+
+
+def _hms(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from planner.cli.common import kv_table, out
+from planner.errors import InputError
 from planner.formats import save_inventory, save_policy
 from planner.generate import GenerateSpec, default_policy, generate
 
@@ -77,6 +80,10 @@ from planner.generate import GenerateSpec, default_policy, generate
 )
 def generate_cmd(output: str, policy_out: str | None, **kw: object) -> None:
     """Generate an example cloud, deterministic by --seed (same options, same bytes)."""
+    for target in (output, policy_out):
+        parent = Path(target).parent if target else None
+        if parent is not None and not parent.is_dir():
+            raise InputError(str(target), f"cannot write: directory {str(parent)!r} does not exist")
     spec = GenerateSpec(**kw)  # type: ignore[arg-type]
     inv = generate(spec)
     save_inventory(inv, output)

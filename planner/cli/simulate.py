@@ -1,0 +1,330 @@
+"""`rollwave simulate INVENTORY PLAN`: replay a plan in time (one run, or Monte Carlo)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import click
+from rich.table import Table
+
+from planner.capacity import format_amount
+from planner.cli.common import emit_json, err, format_option, kv_table, out, path_arg
+from planner.errors import ExitCode
+from planner.formats import load_inventory, load_plan
+from sim.engine import OUTCOME_NAMES, Prepared, SimResult, prepare, simulate
+from sim.model import load_model
+from sim.montecarlo import RunSummary, run_many, summarise
+from sim.timeline import hms, result_to_dict, summary, write_timeline
+
+
+@click.command("simulate")
+@path_arg("inventory")
+@path_arg("plan")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Simulation model (YAML/JSON, kind sim-model); default: Nova's defaults on 10 GbE.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the run(s).")
+@click.option(
+    "--runs",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Monte Carlo runs (seeds derived from --seed), in parallel processes.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1),
+    default=None,
+    help="Processes for --runs (default: the number of CPUs).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "timeline",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Timeline file to write: JSON lines, or CSV if the name ends in .csv. "
+    "With --runs, the timeline of the median-makespan run.",
+)
+@click.option(
+    "--ignore-digest",
+    is_flag=True,
+    help="Accept a plan made for another inventory file (as `rollwave check`).",
+)
+@click.option(
+    "--no-vms",
+    is_flag=True,
+    help="Leave the per-VM list out of --format json (large clouds).",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 when an invariant is breached, the run stalls or a host is not upgraded "
+    "(with --runs: in any run).",
+)
+@format_option
+def simulate_cmd(
+    inventory: str,
+    plan: str,
+    model_path: str | None,
+    seed: int,
+    runs: int,
+    jobs: int | None,
+    timeline: str | None,
+    ignore_digest: bool,
+    no_vms: bool,
+    strict: bool,
+    fmt: str,
+) -> int:
+    """Simulate executing PLAN on INVENTORY: makespan, per-wave and per-VM timings, downtime,
+    bytes, failures, headroom over time and invariant breaches with their simulated time.
+
+    Live migrations follow Nova's settings (downtime steps, completion timeout and its action,
+    auto-converge, post-copy, bandwidth). With --runs N, prints P50/P95/P99 of makespan and
+    downtime and the probability of a headroom breach and of a stall.
+    """
+    inv = load_inventory(inventory)
+    p = load_plan(plan)
+    model = load_model(model_path)
+    t0 = time.perf_counter()
+    prep = prepare(
+        inv,
+        p,
+        model,
+        plan_file=plan,
+        digest=p.inventory_sha256 if ignore_digest else None,
+    )
+    if prep.check_count:
+        err.print(
+            f"[yellow]warning[/]: the plan fails `rollwave check` with {prep.check_count} "
+            f"violation(s); simulating it as written. First: {prep.check_violations[0]}",
+            markup=True,
+        )
+    if runs == 1:
+        res = simulate(prep, seed, record=True)
+        elapsed = time.perf_counter() - t0
+        if timeline:
+            write_timeline(timeline, prep, res)
+        if fmt == "json":
+            emit_json(result_to_dict(prep, res, per_vm=not no_vms))
+        else:
+            print_run(prep, res)
+            err.print(f"simulated {res.events:,} events in {elapsed:.2f} s")
+            if timeline:
+                out.print(f"wrote {timeline}")
+        bad = res.breached or res.stalled or _not_upgraded(res)
+        return int(ExitCode.VIOLATIONS if strict and bad else ExitCode.OK)
+
+    results = run_many(prep, runs, seed, jobs=jobs)
+    elapsed = time.perf_counter() - t0
+    stats = summarise(results)
+    median_run = _median_run(results)
+    if timeline and median_run is not None:
+        write_timeline(timeline, prep, simulate(prep, median_run, record=True))
+    if fmt == "json":
+        emit_json(
+            {
+                "format_version": "1.0",
+                "kind": "simulation-montecarlo",
+                "seed": seed,
+                **stats,
+                "median_run_seed": median_run,
+                "time_s": round(elapsed, 3),
+                "run_results": [r.to_dict() for r in results],
+                "model": model.to_dict(),
+            }
+        )
+    else:
+        print_montecarlo(prep, stats, seed, median_run)
+        err.print(f"{runs} runs, {stats['events']:,} events in {elapsed:.2f} s")
+        if timeline:
+            out.print(f"wrote {timeline} (the median-makespan run, seed {median_run})")
+    bad = any(r.any_breach or r.stalled or r.hosts_not_upgraded for r in results)
+    return int(ExitCode.VIOLATIONS if strict and bad else ExitCode.OK)
+
+
+def _not_upgraded(res: SimResult) -> bool:
+    return any(s != "upgraded" for s in res.host_status.values())
+
+
+def _median_run(results: list[RunSummary]) -> int | None:
+    done = sorted((r.makespan_s, i) for i, r in enumerate(results) if r.completed)
+    if not done:
+        return results[0].seed if results else None
+    return int(results[done[(len(done) - 1) // 2][1]].seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text output
+# ---------------------------------------------------------------------------------------------
+def _s(x: float) -> str:
+    return f"{hms(x)} ({x:,.0f} s)" if math.isfinite(x) else "never"
+
+
+def print_run(prep: Prepared, res: SimResult, max_rows: int = 25) -> None:
+    s = summary(prep, res)
+    lb = res.lower_bound_s
+    head = f"makespan {_s(res.makespan_s)}"
+    if not res.completed:
+        head = f"STALLED after {_s(res.makespan_s)}: the plan did not finish"
+    out.print(f"[bold]{head}[/]")
+    rows: list[tuple[str, Any]] = []
+    if lb > 0:
+        rows.append(("lower bound", f"{_s(lb)}; simulated / bound = {res.makespan_s / lb:.2f}"))
+    plb = res.plan_lower_bound_s
+    if plb > 0:
+        rows.append(
+            (
+                "this plan's bound",
+                f"{_s(plb)} (its waves one after another; simulated / bound = "
+                f"{res.makespan_s / plb:.2f})",
+            )
+        )
+    rows += [
+        ("cloud", f"{prep.inv.cloud}: {len(prep.waves)} waves, seed {res.seed}"),
+        (
+            "migrations",
+            f"{s['migrations']} ({s['live']} live, {s['cold']} cold), {s['stops']} stops, "
+            f"{(s['bytes'] or 0) / 2**40:,.2f} TiB sent",
+        ),
+        ("outcomes", ", ".join(f"{k} {v}" for k, v in s["outcomes"].items()) or "none"),
+        (
+            "downtime",
+            f"total {s['downtime_total_s']:,.1f} s (migrations {s['downtime_migrations_s']:,.1f} "
+            f"s, stops {s['downtime_stops_s']:,.1f} s), worst migration "
+            f"{s['downtime_max_s']:.3f} s",
+        ),
+        ("non-converging VMs", s["non_converging"]),
+        (
+            "hosts",
+            f"{s['hosts_upgraded']} upgraded, {s['hosts_not_upgraded']} not upgraded, "
+            f"{s['hosts_upgrade_failed']} failed their upgrade, {s['hosts_crashed']} crashed",
+        ),
+    ]
+    if prep.check_count:
+        rows.append(("plan check", f"{prep.check_count} violation(s) (see `rollwave check`)"))
+    out.print(kv_table("simulation", rows))
+
+    t = Table(title="waves", title_justify="left")
+    for col in ("wave", "start", "end", "duration", "hosts", "migrations"):
+        t.add_column(col, justify="right" if col != "hosts" else "left")
+    for w in range(min(len(prep.waves), max_rows)):
+        whosts = [prep.hosts[h] for h in prep.waves[w][0]]
+        shown = ", ".join(whosts[:4]) + (f" +{len(whosts) - 4}" if len(whosts) > 4 else "")
+        t.add_row(
+            str(w + 1),
+            hms(res.wave_start[w]),
+            hms(res.wave_end[w]),
+            hms(res.wave_end[w] - res.wave_start[w]),
+            shown,
+            str(sum(len(q) for q in prep.waves[w][1].values())),
+        )
+    if len(prep.waves) > max_rows:
+        t.caption = f"... and {len(prep.waves) - max_rows} more waves (--format json for all)"
+    out.print(t)
+
+    slow = sorted(
+        (i for i in range(len(prep.m_vm)) if prep.m_flag[i] and res.mig_state[i] >= 0),
+        key=lambda i: -(res.mig_end[i] - res.mig_start[i]),
+    )
+    if slow:
+        out.print(
+            f"[yellow]{len(slow)} VM(s) do not converge by pre-copy[/] (dirty rate >= "
+            "bandwidth); each holds a migration slot:"
+        )
+        for i in slow[:10]:
+            rec_end = res.mig_end[i] - res.mig_start[i]
+            out.print(
+                f"  {prep.inv.vms[prep.m_vm[i]].id} on {prep.hosts[prep.m_src[i]]}: "
+                f"{prep.inv.vms[prep.m_vm[i]].memory_mb / 1024:.0f} GiB, "
+                f"{_outcome(res, i)} after {hms(rec_end)}",
+                markup=False,
+            )
+    if res.failures:
+        out.print(f"[bold]{len(res.failures)} failure(s)[/]")
+        for f in res.failures[:15]:
+            verdict = "absorbed by headroom" if f.absorbed else "NOT absorbed by headroom"
+            out.print(f"  {hms(f.t)} {f.kind}: {f.detail} ({verdict})", markup=False)
+        if len(res.failures) > 15:
+            out.print(f"  ... and {len(res.failures) - 15} more")
+    if res.breach_counts:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(res.breach_counts.items()))
+        out.print(f"[bold red]invariants breached[/]: {counts}")
+        for b in res.breaches[:10]:
+            out.print(f"  {hms(b.t)} [{b.kind}] {b.message}", markup=False, style="red")
+    else:
+        out.print(
+            "[green]invariants held at every event[/] (capacity, anti-affinity, HA "
+            "groups, headroom)"
+        )
+    tight = [
+        (ms, g, c)
+        for g, row in enumerate(res.min_slack)
+        for c, ms in enumerate(row)
+        if ms < 1 << 61
+    ]
+    if tight:
+        ms, g, c = min(tight)
+        rc = prep.classes[c]
+        out.print(
+            f"tightest headroom: {prep.groups[g]} {rc}, "
+            f"{format_amount(rc, ms)} {'above' if ms >= 0 else 'BELOW'} the requirement"
+        )
+    if res.stall:
+        out.print(f"[bold red]stall[/]: {res.stall['reason']}", markup=True)
+
+
+def _outcome(res: SimResult, i: int) -> str:
+    st = res.mig_state[i]
+    return OUTCOME_NAMES[st] if st >= 0 else "not started"
+
+
+def print_montecarlo(prep: Prepared, stats: dict[str, Any], seed: int, median: int | None) -> None:
+    mk = stats["makespan_s"]
+    if mk["p50"] is not None:
+        out.print(
+            f"[bold]makespan P50 {hms(mk['p50'])}, P95 {hms(mk['p95'])}, "
+            f"P99 {hms(mk['p99'])}[/] over {stats['completed_runs']} completed run(s)"
+        )
+    else:
+        out.print("[bold red]no run completed[/]: every run stalled")
+    t = Table(title=f"{stats['runs']} runs (seeds derived from {seed})", title_justify="left")
+    for col in ("", "P50", "P95", "P99", "mean", "min", "max"):
+        t.add_column(col, justify="right")
+    for key, label in (
+        ("makespan_s", "makespan"),
+        ("downtime_s", "total downtime (s)"),
+        ("lower_bound_s", "lower bound"),
+    ):
+        v = stats[key]
+        fmt = hms if key != "downtime_s" else (lambda x: f"{x:,.1f}")
+        t.add_row(
+            label,
+            *[
+                fmt(v[k]) if v[k] is not None else "-"
+                for k in ("p50", "p95", "p99", "mean", "min", "max")
+            ],
+        )
+    out.print(t)
+    out.print(
+        kv_table(
+            "risks",
+            [
+                ("P(headroom breach)", f"{100 * stats['p_headroom_breach']:.1f}%"),
+                ("P(any invariant breach)", f"{100 * stats['p_any_breach']:.1f}%"),
+                ("P(stall)", f"{100 * stats['p_stall']:.1f}%"),
+                ("P(a host not upgraded)", f"{100 * stats['p_host_not_upgraded']:.1f}%"),
+                ("failures per run (mean)", stats["mean_failures"]),
+                (
+                    "median run",
+                    f"--seed {median} --runs 1 replays it" if median is not None else "-",
+                ),
+            ],
+        )
+    )

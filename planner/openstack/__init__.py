@@ -1,0 +1,1 @@
+"""rollwave's OpenStack adapter: connecting, snapshotting a cloud, and the local Nova sandbox."""

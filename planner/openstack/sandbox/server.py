@@ -1,0 +1,848 @@
+"""The sandbox process: real Nova + Placement in-process on fake hypervisors, served over HTTP.
+
+Run by `manager.start` as `python -m planner.openstack.sandbox.server SPEC.json`; never imported
+by rollwave's client side (Nova's harness patches openstacksdk and other process-wide state).
+Pitfalls from the feasibility run are marked `(pitfall N)`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+# (pitfall 1) native threads, before anything imports nova.
+os.environ["OS_NOVA_DISABLE_EVENTLET_PATCHING"] = "1"
+
+READY_FILE = "state.json"
+# API status -> Nova vm_state, for waiting on the database directly.
+_VM_STATE = {
+    "ACTIVE": "active",
+    "SHUTOFF": "stopped",
+    "PAUSED": "paused",
+    "SUSPENDED": "suspended",
+    "ERROR": "error",
+}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+class Sandbox:
+    """Owns the Nova harness; seeds it from an inventory; answers control requests."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.inv: dict[str, Any] = spec["inventory"]
+        self.state_dir = Path(spec["state_dir"])
+        self.lock = threading.RLock()
+        self.computes: dict[str, Any] = {}
+        self.down: set[str] = set()
+        self.refuse_up: set[str] = set()
+        self.vm_ids: dict[str, str] = {}  # inventory id -> Nova server uuid
+        self.group_ids: dict[str, str] = {}
+        self.flavors: dict[Any, str] = {}
+        self.agg_ids: dict[str, int] = {}
+        self.timings: dict[str, float] = {}
+
+    def _phase(self, name: str, t0: float) -> None:
+        """Record a phase's wall time, and the process's CPU time so far (all threads)."""
+        self.timings[name] = time.monotonic() - t0
+        self.timings[name + "_cpu_total"] = time.process_time()
+
+    # -- start-up --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        # nova.tests.functional applies Nova's threading mode; it must come before any other
+        # nova module (the driver imports nova.virt, which pulls in futurist, then eventlet).
+        import nova.tests.functional  # noqa: F401
+
+        from planner.openstack.sandbox import driver
+
+        # Nova loads drivers only from its own namespace: nova.virt.<compute_driver>.
+        sys.modules["nova.virt.rollwave_sandbox"] = driver
+        self.driver = driver
+        driver.CONTROL.migration_seconds = float(self.spec.get("migration_seconds", 1.0))
+        self.harness = _make_harness()
+        self._phase("harness", t0)
+        self.admin = self.harness.admin_api
+
+    def seed(self) -> None:
+        from planner.openstack.sandbox import seed
+
+        t0 = time.monotonic()
+        for h in seed.computes(self.inv):
+            self.driver.CONTROL.hosts[h["name"]] = self.driver.HostSpec(
+                capacity={k: int(v) for k, v in (h.get("capacity") or {}).items()},
+                reserved={k: int(v) for k, v in (h.get("reserved") or {}).items()},
+                allocation_ratio={
+                    k: float(v) for k, v in (h.get("allocation_ratio") or {}).items()
+                },
+                version=str(h.get("version") or "unknown"),
+            )
+        for name in self.driver.CONTROL.hosts:
+            self.computes[name] = self.harness._start_compute(name)
+        self._phase("computes", t0)
+
+        t0 = time.monotonic()
+        aggs = seed.aggregates(self.inv)
+        ids = {a.name: self._create_aggregate(a.name, a.az, dict(a.metadata), ()) for a in aggs}
+        # Memberships are independent requests; Nova serialises what must be (its DB locks).
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(
+                pool.map(
+                    lambda ah: self.admin.add_host_to_aggregate(ids[ah[0]], ah[1]),
+                    [(a.name, h) for a in aggs for h in a.hosts],
+                )
+            )
+        self._create_aggregate(seed.LABELS_AGGREGATE, None, seed.label_metadata(self.inv), ())
+        self._phase("aggregates", t0)
+
+        t0 = time.monotonic()
+        self._create_groups()
+        self._boot_vms(seed)
+        self._phase("vms", t0)
+
+        t0 = time.monotonic()
+        for h in seed.computes(self.inv):
+            if h.get("enabled", True) is False:
+                self._set_enabled(h["name"], False, h.get("disabled_reason"))
+            if h.get("up", True) is False:
+                self._take_down(h["name"])
+        self._phase("services", t0)
+
+    def _create_aggregate(
+        self, name: str, az: str | None, meta: dict[str, str], hosts: tuple[str, ...] | list[str]
+    ) -> int:
+        body: dict[str, Any] = {"name": name}
+        if az:
+            body["availability_zone"] = az
+        agg = self.admin.post_aggregate({"aggregate": body})
+        self.agg_ids[name] = agg["id"]
+        if meta:
+            self.admin.post_aggregate_action(agg["id"], {"set_metadata": {"metadata": meta}})
+        for host in hosts:
+            self.admin.add_host_to_aggregate(agg["id"], host)
+        return int(agg["id"])
+
+    def _create_groups(self) -> None:
+        members: dict[str, str] = {}
+        for vm in self.inv.get("vms", []):
+            if vm.get("server_group"):
+                members.setdefault(vm["server_group"], vm.get("project") or "rollwave")
+        for g in self.inv.get("server_groups", []):
+            body: dict[str, Any] = {"name": g.get("name") or g["id"], "policy": g["policy"]}
+            mspp = int(g.get("max_server_per_host", 1) or 1)
+            if g["policy"] == "anti-affinity" and mspp != 1:
+                body["rules"] = {"max_server_per_host": mspp}
+            api = self._api_for(members.get(g["id"], "rollwave"))
+            self.group_ids[g["id"]] = api.post_server_groups(body)["id"]
+
+    _clients: dict[str, Any]
+
+    def _api_for(self, project: str) -> Any:
+        """An admin client acting inside `project`, so servers get that project_id."""
+        from nova.tests.functional.api import client
+
+        if not hasattr(self, "_clients"):
+            self._clients = {}
+        if project not in self._clients:
+            api = client.TestOpenStackClient(
+                "admin",
+                self.admin.base_url,
+                project_id=project,
+                roles=["reader", "member", "admin"],
+            )
+            api.microversion = "2.96"
+            self._clients[project] = api
+        return self._clients[project]
+
+    def _flavor(self, resources: dict[str, int]) -> str:
+        from planner.openstack.sandbox import seed
+
+        fl = seed.flavor_for(resources)
+        with self.lock:
+            if fl in self.flavors:
+                return self.flavors[fl]
+            made = self.admin.post_flavor(
+                {"flavor": {"name": fl.name, "vcpus": fl.vcpus, "ram": fl.ram, "disk": fl.disk}}
+            )
+            if fl.extra_specs:
+                self.admin.post_extra_spec(made["id"], {"extra_specs": dict(fl.extra_specs)})
+            self.flavors[fl] = made["id"]
+            return str(made["id"])
+
+    def _boot_body(self, vm: dict[str, Any], flavor: str) -> dict[str, Any]:
+        from nova.tests import fixtures as nova_fixtures
+
+        from planner.openstack.sandbox import seed
+
+        body: dict[str, Any] = {
+            "name": vm.get("name") or vm["id"],
+            "imageRef": nova_fixtures.GlanceFixture.image1["id"],
+            "flavorRef": flavor,
+            "networks": "none",
+            "host": vm["host"],
+        }
+        if vm.get("az"):
+            body["availability_zone"] = vm["az"]
+        meta = seed.vm_metadata(vm)
+        if meta:
+            body["metadata"] = meta
+        out: dict[str, Any] = {"server": body}
+        if vm.get("server_group"):
+            out["os:scheduler_hints"] = {"group": self.group_ids[vm["server_group"]]}
+        return out
+
+    def _boot_vms(self, seed: Any) -> None:
+        vms = list(self.inv.get("vms", []))
+        for vm in vms:  # flavors first, sequentially: fewer races, few distinct ones
+            self._flavor(vm.get("resources") or {})
+
+        def boot(vm: dict[str, Any]) -> tuple[str, str]:
+            flavor = self._flavor(vm.get("resources") or {})
+            api = self._api_for(vm.get("project") or "rollwave")
+            return vm["id"], api.post_server(self._boot_body(vm, flavor))["id"]
+
+        workers = int(os.environ.get("ROLLWAVE_SANDBOX_BOOT_WORKERS", "6"))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for inv_id, sid in pool.map(boot, vms):
+                self.vm_ids[inv_id] = sid
+        states = self._wait_servers(set(self.vm_ids.values()), {"ACTIVE", "ERROR"})
+        errors = [self.admin.get_server(sid) for sid, st in states.items() if st == "error"]
+        if errors:
+            by_uuid = {v: k for k, v in self.vm_ids.items()}
+            lines = [
+                f"vm {by_uuid[s['id']]} on {s.get('OS-EXT-SRV-ATTR:host') or '?'}: "
+                f"{(s.get('fault') or {}).get('message', 'boot failed')}"
+                for s in errors[:10]
+            ]
+            raise RuntimeError(
+                "Nova refused to boot some VMs as the inventory has them:\n  " + "\n  ".join(lines)
+            )
+        # Then put each server into its inventory status through the real API.
+        action = {
+            "SHUTOFF": ("os-stop", "SHUTOFF"),
+            "PAUSED": ("pause", "PAUSED"),
+            "SUSPENDED": ("suspend", "SUSPENDED"),
+            "ERROR": ("os-resetState", "ERROR"),
+        }
+        todo: dict[str, str] = {}
+        for vm in vms:
+            st = str(vm.get("status", "ACTIVE")).upper()
+            if st in action:
+                name, final = action[st]
+                body: dict[str, Any] = {
+                    name: {"state": "error"} if name == "os-resetState" else None
+                }
+                self.admin.post_server_action(self.vm_ids[vm["id"]], body)
+                todo[self.vm_ids[vm["id"]]] = final
+        for final in set(todo.values()):
+            self._wait_servers({k for k, v in todo.items() if v == final}, {final})
+
+    def _wait_servers(
+        self, ids: set[str], statuses: set[str], timeout: float = 600.0
+    ) -> dict[str, str]:
+        """Wait until every server in `ids` has one of `statuses`; their Nova vm_states."""
+        deadline = time.monotonic() + timeout
+        wanted = {_VM_STATE[s] for s in statuses}
+        while True:
+            # One query on the cell database per round: the API's detailed view of servers
+            # (eager joins of metadata, system metadata, ...) costs more CPU than the boots.
+            states = self._instance_states(ids)
+            if len(states) == len(ids) and all(
+                vs in wanted and ts is None for vs, ts in states.values()
+            ):
+                break
+            if time.monotonic() > deadline:
+                late = [i for i in ids if states.get(i, ("?", None))[0] not in wanted]
+                raise RuntimeError(f"{len(late)} servers did not reach {sorted(statuses)}")
+            time.sleep(0.3)
+        return {k: v[0] for k, v in states.items()}
+
+    def _instance_states(self, ids: set[str]) -> dict[str, tuple[str, str | None]]:
+        from nova import context, objects
+
+        ctx = context.get_admin_context()
+        cell = self.harness.cell_mappings["cell1"]
+        with context.target_cell(ctx, cell) as cctx:
+            found = objects.InstanceList.get_by_filters(
+                cctx, {"uuid": list(ids)}, expected_attrs=[]
+            )
+        return {i.uuid: (i.vm_state, i.task_state) for i in found}
+
+    # -- services ----------------------------------------------------------------------------
+
+    def _service_id(self, host: str) -> str:
+        svcs = self.admin.get_services(binary="nova-compute", host=host)
+        if not svcs:
+            raise KeyError(host)
+        return str(svcs[0]["id"])
+
+    def _set_enabled(self, host: str, enabled: bool, reason: str | None = None) -> None:
+        body: dict[str, Any] = {"status": "enabled" if enabled else "disabled"}
+        if not enabled and reason:
+            body["disabled_reason"] = reason
+        self.admin.put_service(self._service_id(host), body)
+
+    def _take_down(self, host: str) -> None:
+        """Stop nova-compute and mark it forced down, as a fenced host looks to the API."""
+        with self.lock:
+            if host in self.down:
+                return
+            self.computes[host].stop()
+            self.admin.put_service(self._service_id(host), {"forced_down": True})
+            self.down.add(host)
+
+    def _bring_up(self, host: str) -> None:
+        with self.lock:
+            if host in self.refuse_up:
+                raise PermissionError(f"host {host} refuses to come back up (injected fault)")
+            self._restart(host)
+            self.admin.put_service(self._service_id(host), {"forced_down": False})
+            self.down.discard(host)
+
+    def _restart(self, host: str) -> None:
+        """A new nova-compute on the same fake hypervisor (its guests survive the restart)."""
+        old = self.computes[host]
+        if host not in self.down:
+            old.stop()
+        if host in self.down:
+            self.computes[host] = self._start_again(host, old)
+        else:
+            self.computes[host] = self.harness.restart_compute_service(
+                old, keep_hypervisor_state=True
+            )
+
+    def _start_again(self, host: str, old: Any) -> Any:
+        from unittest import mock
+
+        with mock.patch("nova.virt.driver.load_compute_driver") as load:
+            load.return_value = old.manager.driver
+            return self.harness.start_service("compute", host=host, cell_name="cell1")
+
+    def _upgrade(self, host: str, version: str) -> None:
+        from planner.openstack.sandbox import seed
+
+        with self.lock:
+            spec = self.driver.CONTROL.hosts[host]
+            if host not in self.down:
+                self._take_down(host)
+            # The new label is published before the service returns, as a deployment tool
+            # would record what it installed.
+            self.admin.post_aggregate_action(
+                self.agg_ids[seed.LABELS_AGGREGATE],
+                {"set_metadata": {"metadata": {seed.label_key(seed.VERSION_KEY, host): version}}},
+            )
+            spec.version = version
+            self._bring_up(host)
+
+    def _create_vm(self, body: dict[str, Any]) -> dict[str, Any]:
+        vm = {
+            "id": body.get("id") or f"drift-{uuid.uuid4().hex[:8]}",
+            "name": body.get("name"),
+            "host": body["host"],
+            "project": body.get("project") or "rollwave",
+            "resources": {k: int(v) for k, v in (body.get("resources") or {}).items()},
+            "az": body.get("az"),
+            "server_group": body.get("server_group"),
+        }
+        if vm["server_group"] and vm["server_group"] not in self.group_ids:
+            # Accept a Nova group uuid as well as an inventory group id.
+            inv = {v: k for k, v in self.group_ids.items()}
+            vm["server_group"] = inv.get(vm["server_group"], vm["server_group"])
+        flavor = self._flavor(vm["resources"])
+        sid = self._api_for(vm["project"]).post_server(self._boot_body(vm, flavor))["id"]
+        self._wait_servers({sid}, {"ACTIVE", "ERROR"}, timeout=120)
+        got = self.admin.get_server(sid)
+        self.vm_ids[vm["id"]] = sid
+        self._write_side_files()
+        return {"id": sid, "status": got["status"], "host": got.get("OS-EXT-SRV-ATTR:host")}
+
+    # -- control endpoint ---------------------------------------------------------------------
+
+    def _vm_uuid(self, ref: str) -> str:
+        if ref in self.vm_ids:
+            return self.vm_ids[ref]
+        if ref in self.vm_ids.values():
+            return ref
+        import re
+        from urllib.parse import quote
+
+        found = self.admin.api_get(
+            f"/servers?all_tenants=1&name={quote('^' + re.escape(ref) + '$')}"
+        ).body["servers"]
+        named = [s["id"] for s in found if s["name"] == ref]
+        if len(named) == 1:
+            return str(named[0])
+        raise KeyError(ref)
+
+    def status(self) -> dict[str, Any]:
+        c = self.driver.CONTROL
+        with c.lock:
+            hosts = [
+                {
+                    "name": n,
+                    "version": s.version,
+                    "up": n not in self.down,
+                    "refuse_up": n in self.refuse_up,
+                }
+                for n, s in sorted(c.hosts.items())
+            ]
+            return {
+                "hosts": hosts,
+                "migration_seconds": c.migration_seconds,
+                "migration_seconds_per_vm": dict(c.migration_seconds_per_vm),
+                "fail_next_migration": sorted(c.fail_next),
+                "migrations_running": sorted(c.running),
+                "migrations_completed": c.completed,
+                "migrations_failed": c.failed,
+                "vms": len(self.vm_ids),
+                "timings": self.timings,
+            }
+
+    def control(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        parts = [p for p in path.split("/") if p]
+        c = self.driver.CONTROL
+        try:
+            if method == "GET" and parts == ["status"]:
+                return 200, self.status()
+            if method == "POST" and parts == ["migration-duration"]:
+                seconds = float(body["seconds"])
+                if seconds < 0:
+                    return 400, {"error": "seconds must be >= 0"}
+                with c.lock:
+                    if body.get("vm"):
+                        c.migration_seconds_per_vm[self._vm_uuid(body["vm"])] = seconds
+                    else:
+                        c.migration_seconds = seconds
+                return 200, {"ok": True}
+            if method == "POST" and parts == ["fail-next-migration"]:
+                vm = self._vm_uuid(body["vm"])
+                with c.lock:
+                    c.fail_next.add(vm)
+                return 200, {"ok": True, "vm": vm}
+            if method == "POST" and parts == ["vms"]:
+                if body.get("host") not in c.hosts:
+                    return 404, {"error": f"unknown compute host {body.get('host')!r}"}
+                return 201, self._create_vm(body)
+            if method == "POST" and len(parts) == 3 and parts[0] == "hosts":
+                host, op = parts[1], parts[2]
+                if host not in c.hosts:
+                    return 404, {"error": f"unknown compute host {host!r}"}
+                if op == "down":
+                    self._take_down(host)
+                elif op == "up":
+                    if host in self.down:
+                        self._bring_up(host)
+                elif op == "refuse-up":
+                    with self.lock:
+                        (
+                            self.refuse_up.add
+                            if body.get("refuse", True)
+                            else self.refuse_up.discard
+                        )(host)
+                elif op == "upgrade":
+                    self._upgrade(host, str(body["version"]))
+                else:
+                    return 404, {"error": f"unknown host operation {op!r}"}
+                return 200, {"ok": True, "host": host}
+        except PermissionError as exc:
+            return 409, {"error": str(exc)}
+        except KeyError as exc:
+            return 404, {"error": f"unknown {exc.args[0]!r}"}
+        except (TypeError, ValueError) as exc:
+            return 400, {"error": f"bad request: {exc}"}
+        except Exception as exc:  # an unexpected Nova failure: report it, keep serving
+            logging.getLogger("rollwave.sandbox").exception("control %s %s", method, path)
+            return 500, {"error": f"{type(exc).__name__}: {exc}"}
+        return 404, {"error": f"no control operation {method} /{'/'.join(parts)}"}
+
+    # -- files the client side reads --------------------------------------------------------
+
+    def _write_side_files(self) -> None:
+        from planner.openstack.sandbox import seed
+
+        ctl = seed.controllers(self.inv)
+        mapping = {
+            "controllers": [
+                {
+                    k: h[k]
+                    for k in (
+                        "name",
+                        "az",
+                        "rack",
+                        "version",
+                        "aggregates",
+                        "enabled",
+                        "up",
+                        "disabled_reason",
+                    )
+                    if k in h
+                }
+                for h in ctl
+            ],
+            "ha_groups": list(self.inv.get("ha_groups", [])),
+        }
+        _write_json(self.state_dir / "mapping.json", mapping)
+        _write_json(
+            self.state_dir / "ids.json", {"vms": self.vm_ids, "server_groups": self.group_ids}
+        )
+
+
+def _make_harness() -> Any:
+    import importlib
+    import warnings
+
+    from nova.tests.functional import integrated_helpers
+    from oslo_config import cfg
+
+    class Harness(integrated_helpers.ProviderUsageBaseTestCase):  # type: ignore[misc]
+        compute_driver = "rollwave_sandbox.SandboxDriver"
+
+        def runTest(self) -> None:  # unittest wants one; the harness is never "run"
+            pass
+
+        def setUp(self) -> None:
+            # (pitfall 2) the wheel installs api-paste.ini under <venv>/etc/nova.
+            self.flags(
+                api_paste_config=os.path.join(sys.prefix, "etc/nova/api-paste.ini"), group="wsgi"
+            )
+            # Set before the services and the API read them. No heartbeat timer is needed:
+            # a host is down only when forced down (`ctl host-down`), as an operator's fencing
+            # would mark it; so the heartbeat can be rare and never late.
+            self.flags(service_down_time=10**8, report_interval=3600)
+            # The harness checks every API response against its JSON schema (a test of Nova,
+            # not of its clients), a fifth of the CPU a boot costs; production Nova does not.
+            self.flags(response_validation="ignore", group="api")
+            # Versioned notifications are built for the harness to collect, never read here.
+            self.flags(notification_format="unversioned", group="notifications")
+            # (pitfall 5) unlimited quotas; Nova's defaults refuse a cloud of any size.
+            for opt in (
+                "instances",
+                "cores",
+                "ram",
+                "server_groups",
+                "server_group_members",
+                "metadata_items",
+                "key_pairs",
+            ):
+                self.flags(**{opt: -1, "group": "quota"})
+            super().setUp()
+
+    _single_cell_db_routing()
+    _event_driven_fake_rpc()
+    _pooled_sqlite()
+    _lazy_provider_allocations()
+    h = Harness()
+    h.setUp()
+    # The harness makes idle pool threads wake every 10 ms (to end tests fast); with a few
+    # hundred threads that burns a core doing nothing. Once a second is plenty here.
+    import futurist._thread
+
+    futurist._thread.ThreadWorker.MAX_IDLE_FOR = 1
+    # The harness's fake notifiers keep every notification in memory for assertions; a
+    # sandbox that runs for hours must not grow with every boot and migration.
+    notifications = importlib.import_module("nova.tests.fixtures.notifications")
+    for cls in (notifications.FakeNotifier, notifications.FakeVersionedNotifier):
+        cls._notify = lambda *args, **kwargs: None
+    # (pitfall 3) the harness turns warnings into errors; SQLAlchemy's would become HTTP 500s.
+    warnings.resetwarnings()
+    warnings.simplefilter("ignore")
+    cfg.CONF.set_override("debug", False)
+    return h
+
+
+def _single_cell_db_routing() -> None:
+    """Replace the harness's global cell switching with per-context routing.
+
+    Nova's CellDatabases fixture points *untargeted* DB access at the cell last targeted,
+    guarded by a process-wide reader/writer lock; with many concurrent requests (parallel boots,
+    migrations while polling) that lock deadlocks against the per-DB write lock. Here every
+    targeted context carries its own connection and untargeted code (nova-compute) always
+    means cell1, the only cell with hosts, so no global switching is needed.
+    """
+    import contextlib
+    import importlib
+
+    # (the package re-exports names, so `from nova.tests.fixtures import nova` is not the module)
+    nova_fixtures = importlib.import_module("nova.tests.fixtures.nova")
+
+    @contextlib.contextmanager
+    def target_cell(self: Any, context: Any, cell_mapping: Any) -> Any:
+        with self._real_target_cell(context, cell_mapping) as cctxt:
+            yield cctxt
+
+    def get_context_manager(self: Any, context: Any) -> Any:
+        return getattr(context, "db_connection", None) or self._default_ctxt_mgr
+
+    nova_fixtures.CellDatabases._wrap_target_cell = target_cell
+    nova_fixtures.CellDatabases._wrap_get_context_manager = get_context_manager
+
+
+def _event_driven_fake_rpc() -> None:
+    """Make oslo.messaging's in-memory transport wake listeners instead of polling them.
+
+    Its listeners poll every queue each 50 ms: with two RPC servers per nova-compute, 100 hosts
+    mean thousands of wake-ups a second fighting for the GIL, idle or not. Here each listener
+    sleeps on an Event that message delivery sets.
+    """
+    import importlib
+    import time as _time
+
+    base = importlib.import_module("oslo_messaging._drivers.base")
+    impl_fake = importlib.import_module("oslo_messaging._drivers.impl_fake")
+
+    lock = threading.Lock()
+    waiters: dict[tuple[str, str, str | None], set[threading.Event]] = {}
+    orig_init = impl_fake.FakeListener.__init__
+    orig_deliver = impl_fake.FakeExchange.deliver_message
+
+    def init(self: Any, exchange_manager: Any, targets: Any, pool: Any = None) -> None:
+        orig_init(self, exchange_manager, targets, pool)
+        self._rw_wake = threading.Event()
+        with lock:
+            for t in targets:
+                name = exchange_manager.get_exchange(t.exchange).name
+                waiters.setdefault((name, t.topic, t.server or None), set()).add(self._rw_wake)
+
+    def deliver(
+        self: Any,
+        topic: str,
+        ctxt: Any,
+        message: Any,
+        server: Any = None,
+        fanout: bool = False,
+        reply_q: Any = None,
+    ) -> None:
+        orig_deliver(self, topic, ctxt, message, server=server, fanout=fanout, reply_q=reply_q)
+        with lock:
+            if fanout:
+                events = [
+                    e
+                    for k, evs in waiters.items()
+                    if k[0] == self.name and k[1] == topic
+                    for e in evs
+                ]
+            else:
+                events = list(waiters.get((self.name, topic, server), ()))
+        for e in events:
+            e.set()
+
+    def poll(self: Any, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else _time.time() + timeout
+        while not self._stopped.is_set():
+            self._rw_wake.clear()
+            for target in self._targets:
+                exchange = self._exchange_manager.get_exchange(target.exchange)
+                ctxt, message, reply_q, requeue = exchange.poll(target, self._pool)
+                if message is not None:
+                    return impl_fake.FakeIncomingMessage(ctxt, message, reply_q, requeue)
+            wait = 1.0 if deadline is None else min(1.0, deadline - _time.time())
+            if wait < 0:
+                break
+            self._rw_wake.wait(wait)
+        return None
+
+    impl_fake.FakeListener.__init__ = init
+    impl_fake.FakeExchange.deliver_message = deliver
+    impl_fake.FakeListener.poll = base.batch_poll_helper(poll)
+
+
+def _pooled_sqlite() -> None:
+    """Keep SQLite connections open in a pool instead of one new connection per transaction.
+
+    oslo.db gives file-backed SQLite a NullPool; connecting (and its PRAGMAs) then costs more
+    than the queries. Each pooled connection is used by one thread at a time.
+    """
+    import importlib
+
+    from sqlalchemy import pool
+
+    engines = importlib.import_module("oslo_db.sqlalchemy.engines")
+
+    orig = engines._init_connection_args
+
+    def init_args(url: Any, engine_args: dict[str, Any], kw: dict[str, Any]) -> None:
+        orig(url, engine_args, kw)
+        if url.get_backend_name() == "sqlite" and engine_args.get("poolclass") is pool.NullPool:
+            engine_args["poolclass"] = pool.QueuePool
+            engine_args["pool_size"] = 8
+            engine_args["max_overflow"] = 64
+            engine_args["pool_pre_ping"] = False  # a local file does not drop connections
+            engine_args.setdefault("connect_args", {})["check_same_thread"] = False
+
+    engines._init_connection_args = init_args  # type: ignore[attr-defined]
+
+
+def _lazy_provider_allocations() -> None:
+    """Fetch a provider tree's allocations only when something reads them.
+
+    The resource tracker asks Placement for every allocation on a host (one GET per instance)
+    at each claim, but reads them only to reshape a tree or heal PCI allocations, neither of
+    which happens on a fake hypervisor; eagerly, booting M servers on a host costs O(M^2) GETs.
+    """
+    from collections import UserDict
+
+    from nova.scheduler.client import report
+
+    orig = report.SchedulerReportClient.get_allocations_for_provider_tree
+
+    class Lazy(UserDict[str, Any]):
+        def __init__(self, load: Any) -> None:  # no super().__init__: `data` loads on demand
+            self._load = load
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "data":  # first read of the mapping: fetch it now, once
+                self.data = self._load()
+                return self.data
+            raise AttributeError(name)
+
+    def lazy(self: Any, context: Any, nodename: str) -> Any:
+        return Lazy(lambda: orig(self, context, nodename))
+
+    report.SchedulerReportClient.get_allocations_for_provider_tree = lazy
+
+
+def _quiet_logs(log_file: Path) -> None:
+    """(pitfall 7) drop the harness's in-memory log capture; keep warnings in a bounded file."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    fh = logging.handlers.RotatingFileHandler(log_file, maxBytes=5_000_000, backupCount=1)
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(name)s] %(message)s"))
+    root.addHandler(fh)
+    root.setLevel(logging.WARNING)
+
+
+def main(argv: list[str]) -> int:
+    spec_path = Path(argv[0])
+    spec = json.loads(spec_path.read_text())
+    state_dir = Path(spec["state_dir"])
+    work_dir = Path(spec["work_dir"])
+
+    def cleanup_and_exit(code: int) -> None:
+        # (pitfall 8) every temporary file of the harness lives under work_dir (its TMPDIR).
+        # Exit at once: the harness's own teardown is slow and its files are gone anyway.
+        shutil.rmtree(work_dir, ignore_errors=True)
+        for name in (READY_FILE, "mapping.json", "ids.json", "secrets.json", "spec.json", "pid"):
+            (state_dir / name).unlink(missing_ok=True)
+        os._exit(code)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        cleanup_and_exit(0)
+
+    def install_signals() -> None:
+        # Re-installed after Nova starts services: oslo.service may set its own handlers.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, on_signal)
+
+    install_signals()
+    parent = spec.get("exit_with_parent")
+    if parent:
+
+        def watch_parent() -> None:
+            while _alive(int(parent)):
+                time.sleep(0.5)
+            cleanup_and_exit(0)
+
+        threading.Thread(target=watch_parent, name="rollwave-parent", daemon=True).start()
+
+    t0 = time.monotonic()
+    try:
+        from planner.openstack.sandbox import web
+
+        httpd = web.bind(int(spec.get("port", 0)))
+        sb = Sandbox(spec)
+        sb.start()
+        install_signals()
+        _quiet_logs(state_dir / "sandbox.log")
+        sb.seed()
+        install_signals()
+        sb._write_side_files()
+        from placement import deploy
+
+        placement_app = deploy.loadapp(_placement_conf(sb.harness))
+        users = [
+            web.User(
+                "admin",
+                "admin",
+                spec["admin_password"],
+                "admin",
+                "admin",
+                ("admin", "member", "reader"),
+            ),
+            web.User("demo", "demo", spec["demo_password"], "demo", "demo", ("member", "reader")),
+        ]
+        front = web.Front(
+            web.Identity(users),
+            sb.harness.api_fixture.app(),
+            placement_app,
+            sb.control,
+            spec["control_secret"],
+        )
+        port = httpd.server_address[1]
+        front.base_url = f"http://127.0.0.1:{port}"
+        web.serve(httpd, front)
+        sb.timings["total"] = time.monotonic() - t0
+        _write_json(
+            state_dir / READY_FILE,
+            {
+                "pid": os.getpid(),
+                "port": port,
+                "url": front.base_url,
+                "auth_url": front.base_url + "/identity/v3",
+                "work_dir": str(work_dir),
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "hosts": len(sb.driver.CONTROL.hosts),
+                "vms": len(sb.vm_ids),
+                "controllers": len(
+                    [h for h in sb.inv.get("hosts", []) if h.get("role") == "controller"]
+                ),
+                "startup_seconds": round(sb.timings["total"], 2),
+                "timings": sb.timings,
+            },
+        )
+        print(f"rollwave sandbox ready on {front.base_url}", flush=True)
+    except Exception as exc:
+        print(f"sandbox failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        cleanup_and_exit(1)
+    while True:
+        # Handlers can be set only from this thread; a restarted nova-compute may have
+        # replaced them, so put ours back now and then.
+        time.sleep(1.0)
+        install_signals()
+
+
+def _placement_conf(harness: Any) -> Any:
+    # The harness's placement client knows its fixture, which holds Placement's own config.
+    return harness.placement.fixture.conf_fixture.conf
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

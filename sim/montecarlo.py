@@ -1,0 +1,162 @@
+"""Monte Carlo: many runs of one prepared plan with seeds derived from a base seed, in parallel
+processes. Run i uses `run_seed(base, i)`; `simulate(prep, run_seed(base, i))` reproduces it alone.
+The result does not depend on the number of processes.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sim.engine import Prepared, simulate
+
+
+def run_seed(base: int, i: int) -> int:
+    """The seed of run i (0-based) of a Monte Carlo series with base seed `base`."""
+    ss = np.random.SeedSequence([base & 0xFFFFFFFFFFFFFFFF, 0x5EED, i])
+    return int(ss.generate_state(1, np.uint64)[0] >> 1)  # a non-negative int64
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    seed: int
+    makespan_s: float
+    downtime_s: float
+    completed: bool
+    stalled: bool
+    headroom_breach: bool
+    any_breach: bool
+    failures: int
+    hosts_not_upgraded: int
+    vms_lost: int
+    lower_bound_s: float
+    events: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "makespan_s": round(self.makespan_s, 3),
+            "downtime_s": round(self.downtime_s, 3),
+            "completed": self.completed,
+            "stalled": self.stalled,
+            "headroom_breach": self.headroom_breach,
+            "any_breach": self.any_breach,
+            "failures": self.failures,
+            "hosts_not_upgraded": self.hosts_not_upgraded,
+            "vms_lost": self.vms_lost,
+            "lower_bound_s": round(self.lower_bound_s, 3),
+        }
+
+
+def one_run(prep: Prepared, seed: int) -> RunSummary:
+    r = simulate(prep, seed, record=False)
+    not_upgraded = sum(1 for s in r.host_status.values() if s != "upgraded")
+    return RunSummary(
+        seed=seed,
+        makespan_s=r.makespan_s,
+        downtime_s=r.total_downtime_s,
+        completed=r.completed,
+        stalled=r.stalled,
+        headroom_breach=r.headroom_breached,
+        any_breach=r.breached,
+        failures=len(r.failures),
+        hosts_not_upgraded=not_upgraded,
+        vms_lost=r.vms_lost,
+        lower_bound_s=r.lower_bound_s,
+        events=r.events,
+    )
+
+
+_PREP: Prepared | None = None  # set in the parent before forking; inherited by the workers
+
+
+def _init(prep: Prepared | None) -> None:
+    global _PREP
+    if prep is not None:
+        _PREP = prep
+
+
+def _chunk(seeds: Sequence[int]) -> list[RunSummary]:
+    assert _PREP is not None
+    return [one_run(_PREP, s) for s in seeds]
+
+
+def run_many(
+    prep: Prepared, runs: int, base_seed: int = 0, *, jobs: int | None = None
+) -> list[RunSummary]:
+    """`runs` runs, in order of their index, on `jobs` processes (default: the CPUs)."""
+    global _PREP
+    seeds = [run_seed(base_seed, i) for i in range(runs)]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, runs))
+    if jobs == 1:
+        return [one_run(prep, s) for s in seeds]
+    # Fork shares the prepared plan with the workers without pickling it; elsewhere it is sent.
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+    _PREP = prep
+    forked = ctx.get_start_method() == "fork"
+    n_chunks = min(runs, jobs * 4)
+    chunks = [seeds[i::n_chunks] for i in range(n_chunks)]
+    try:
+        with ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=ctx,
+            initializer=_init,
+            initargs=(None if forked else prep,),
+        ) as pool:
+            parts = list(pool.map(_chunk, chunks))
+    finally:
+        _PREP = None
+    by_seed = {r.seed: r for part in parts for r in part}
+    return [by_seed[s] for s in seeds]
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100), linear interpolation; None for no values."""
+    vals = [v for v in values if math.isfinite(v)]
+    if not vals:
+        return None
+    return float(np.percentile(np.array(vals), q))
+
+
+def summarise(runs: Sequence[RunSummary]) -> dict[str, Any]:
+    """P50/P95/P99 of makespan (completed runs) and total downtime, breach and stall odds."""
+    n = len(runs)
+    done = [r for r in runs if r.completed]
+
+    def stats(vals: list[float]) -> dict[str, float | None]:
+        return {
+            "p50": _r(percentile(vals, 50)),
+            "p95": _r(percentile(vals, 95)),
+            "p99": _r(percentile(vals, 99)),
+            "mean": _r(float(np.mean(vals)) if vals else None),
+            "min": _r(min(vals) if vals else None),
+            "max": _r(max(vals) if vals else None),
+        }
+
+    return {
+        "runs": n,
+        "completed_runs": len(done),
+        "makespan_s": stats([r.makespan_s for r in done]),
+        "downtime_s": stats([r.downtime_s for r in runs]),
+        "lower_bound_s": stats([r.lower_bound_s for r in runs]),
+        "p_headroom_breach": _r(sum(r.headroom_breach for r in runs) / n if n else None, 4),
+        "p_any_breach": _r(sum(r.any_breach for r in runs) / n if n else None, 4),
+        "p_stall": _r(sum(r.stalled for r in runs) / n if n else None, 4),
+        "p_host_not_upgraded": _r(
+            sum(r.hosts_not_upgraded > 0 for r in runs) / n if n else None, 4
+        ),
+        "mean_failures": _r(float(np.mean([r.failures for r in runs])) if n else None, 4),
+        "events": sum(r.events for r in runs),
+    }
+
+
+def _r(x: float | None, nd: int = 3) -> float | None:
+    return None if x is None else round(x, nd)

@@ -1,0 +1,367 @@
+"""Preparing a plan for simulation: names resolved, concurrency and NIC shares sized, every
+migration's duration, downtime and bytes computed (once per plan and model; shared by every
+Monte Carlo run), and the lower bounds' ingredients.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from planner import bounds
+from planner.capacity import CapacityModel, scope_groups
+from planner.errors import InputError, Problem
+from planner.inventory import Inventory
+from planner.plan import Plan
+from sim.migration import GIB, MIB, cold_migration, live_migration
+from sim.model import Distribution, SimModel
+
+# Migration outcomes: the live ones, then "cold", "failed" (retries exhausted) and "lost" (crash).
+OUTCOME_NAMES = (
+    "converged",
+    "post-copy",
+    "paused",
+    "aborted",
+    "never",
+    "cold",
+    "failed",
+    "lost",
+    "skipped",
+)
+OUTCOME_CODE = {n: i for i, n in enumerate(OUTCOME_NAMES)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Preparation: everything that does not depend on the seed
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """One migration at one bandwidth share."""
+
+    total_s: float  # including the orchestration overhead
+    downtime_s: float
+    bytes: float
+    outcome: int  # into OUTCOME_NAMES
+    moves: bool  # the VM ends on the destination
+    flag: bool  # does not converge by pre-copy
+
+
+NO_TRANSFER = Transfer(0.0, 0.0, 0.0, 0, True, False)
+
+
+@dataclass
+class Prepared:
+    inv: Inventory
+    plan: Plan
+    model: SimModel
+    hosts: tuple[str, ...]
+    classes: tuple[str, ...]
+    capacity: CapacityModel
+    k_out: int
+    k_in: int  # a large number when unlimited
+    # VMs
+    demand: list[list[int]]
+    vm_group: list[int]  # hard anti-affinity group index, -1: none
+    group_max: list[int]
+    group_ids: list[str]
+    # migrations, flattened in plan order
+    m_vm: list[int]
+    m_src: list[int]
+    m_dst: list[int]
+    m_wave: list[int]  # position of the wave (0-based)
+    m_cold: list[bool]
+    m_dur: list[float]  # including the orchestration overhead
+    m_down: list[float]
+    m_bytes: list[float]
+    m_outcome: list[int]  # into OUTCOME_NAMES
+    m_moves: list[bool]  # the VM ends on the destination
+    m_flag: list[bool]  # does not converge by pre-copy (dirty rate >= bandwidth)
+    m_bw: list[float]  # bytes/s
+    # waves: (host indices, {host: [migration indices]}, {host: [vm indices stopped]})
+    waves: list[tuple[list[int], dict[int, list[int]], dict[int, list[int]]]]
+    dists: list[Distribution]
+    dist_of_host: list[int]  # index into dists
+    groups: tuple[str, ...]  # headroom scope groups (AZs, or "cloud")
+    ha: list[tuple[str, list[int], int]]
+    host_ha: list[list[int]]
+    stop_active: list[bool]  # per VM: running when stopped (it pays shutdown and boot)
+    lb_drain: dict[int, float]  # per wave host: drain-time lower bound
+    lb_bytes: float
+    lb_not_upgraded: set[int]  # hosts a deterministic timeout abort keeps from their upgrade
+    m_eff_all: int
+    m_eff_compute: int
+    nic: list[float] = field(default_factory=list)  # bytes/s per host and direction
+    dynamic: bool = False  # share NICs among the migrations running now (else: static shares)
+    plan_file: str = "<plan>"
+    check_violations: list[str] = field(default_factory=list)
+    check_count: int = 0
+    _memo: dict[tuple[Any, ...], Transfer] = field(default_factory=dict, repr=False)
+    _by_mi: dict[tuple[int, float], Transfer] = field(default_factory=dict, repr=False)
+
+    def transfer(self, mi: int, share: float) -> Transfer:
+        """Migration mi with `share` bytes/s of its NICs (live_migration_bandwidth applies to
+        live migrations; the switch-over and cold copies use the whole share)."""
+        got = self._by_mi.get((mi, share))
+        if got is not None:
+            return got
+        v = self.inv.vms[self.m_vm[mi]]
+        cold = self.m_cold[mi]
+        key = (v.memory_mb, v.dirty_rate_mb_s, v.local_disk_gb, v.status, cold, share)
+        got = self._memo.get(key)
+        if got is not None:
+            self._by_mi[(mi, share)] = got
+            return got
+        model = self.model
+        disk = v.local_disk_gb * GIB
+        overhead = model.orchestration_overhead_s
+        if cold:
+            cr = cold_migration(
+                disk,
+                share,
+                running=v.status == "ACTIVE",
+                shutdown_s=model.shutdown_s,
+                boot_s=model.boot_s,
+            )
+            tr = Transfer(
+                overhead + cr.total_s, cr.downtime_s, cr.bytes, OUTCOME_CODE["cold"], True, False
+            )
+        else:
+            sw = model.switchover_gbps * 1e9 / 8 if model.switchover_gbps else share
+            lr = live_migration(
+                v.memory_mb * MIB,
+                model.dirty_rate(v.dirty_rate_mb_s),
+                min(model.bandwidth_cap, share),
+                disk=disk,
+                nova=model.nova,
+                qemu=model.qemu,
+                switchover_bandwidth=sw,
+                memory_mib=v.memory_mb,
+                disk_gib=v.local_disk_gb,
+            )
+            tr = Transfer(
+                overhead + lr.total_s,
+                lr.downtime_s if lr.moved else 0.0,
+                lr.bytes,
+                OUTCOME_CODE[lr.outcome],
+                lr.moved,
+                lr.flagged,
+            )
+        self._memo[key] = tr
+        self._by_mi[(mi, share)] = tr
+        return tr
+
+
+def prepare(
+    inv: Inventory,
+    plan: Plan,
+    model: SimModel,
+    *,
+    plan_file: str = "<plan>",
+    check: bool = True,
+    digest: str | None = None,
+) -> Prepared:
+    """Resolve names, size bandwidths and compute every migration's duration, downtime and bytes.
+    Names the plan's unknown hosts and VMs as input errors (file and place)."""
+    _resolve_names(inv, plan, plan_file)
+    cm = CapacityModel(inv)
+    hosts = cm.host_names
+    hidx = cm.host_index
+    vidx = cm.vm_index
+    policy = plan.policy
+    k_nova = model.max_concurrent_live_migrations
+    # None: the plan's policy; Nova's 0: no limit.
+    k_out = policy.max_concurrent_live_migrations if k_nova is None else (k_nova or 1 << 30)
+    k_in = model.max_inbound_migrations or 1 << 30
+
+    group_ids = [g.id for g in inv.server_groups if g.hard and g.anti]
+    gi = {g: i for i, g in enumerate(group_ids)}
+    group_max = [inv.group(g).max_server_per_host for g in group_ids]
+    vm_group = [gi.get(v.server_group, -1) if v.server_group else -1 for v in inv.vms]
+    demand = cm.demand.tolist()
+
+    m_vm: list[int] = []
+    m_src: list[int] = []
+    m_dst: list[int] = []
+    m_wave: list[int] = []
+    m_cold: list[bool] = []
+    waves: list[tuple[list[int], dict[int, list[int]], dict[int, list[int]]]] = []
+    for wpos, w in enumerate(plan.waves):
+        whosts = list(dict.fromkeys(hidx[h] for h in w.hosts))
+        queues: dict[int, list[int]] = {h: [] for h in whosts}
+        stops: dict[int, list[int]] = {h: [] for h in whosts}
+        for m in w.migrations:
+            mi = len(m_vm)
+            s = hidx[m.src]
+            m_vm.append(vidx[m.vm])
+            m_src.append(s)
+            m_dst.append(hidx[m.dst])
+            m_wave.append(wpos)
+            m_cold.append(m.method == "cold")
+            queues.setdefault(s, []).append(mi)
+            if s not in stops:
+                stops[s] = []
+                whosts.append(s)
+        for st in w.stops:
+            h = hidx[st.host]
+            stops.setdefault(h, []).append(vidx[st.vm])
+            queues.setdefault(h, [])
+            if h not in whosts:
+                whosts.append(h)
+        waves.append((whosts, queues, stops))
+
+    # Bandwidth shares and the migrations themselves.
+    nic = [model.nic_bytes_s(h) for h in inv.hosts]
+    # How many can run at once on each end: a host's limit, and what the other ends allow.
+    pair_n: Counter[tuple[int, int, int]] = Counter(zip(m_wave, m_src, m_dst, strict=True))
+    out_n: Counter[tuple[int, int]] = Counter()
+    in_n: Counter[tuple[int, int]] = Counter()
+    for (wp, s, d), n in pair_n.items():
+        out_n[(wp, s)] += min(k_in, n)
+        in_n[(wp, d)] += min(k_out, n)
+    N = len(m_vm)
+    dynamic = model.sharing == "dynamic"
+    m_share = [0.0] * N
+    for mi in range(N):
+        s, d, wp = m_src[mi], m_dst[mi], m_wave[mi]
+        if dynamic:  # alone on both NICs: the fastest it can go (what the lower bound needs)
+            m_share[mi] = min(nic[s], nic[d])
+        else:
+            m_share[mi] = min(
+                nic[s] / min(k_out, out_n[(wp, s)]),
+                nic[d] / min(k_in, in_n[(wp, d)]),
+            )
+
+    dists: list[Distribution] = []
+    dist_of_host = []
+    for host in inv.hosts:
+        dd = model.upgrade_distribution(host)
+        if dd not in dists:
+            dists.append(dd)
+        dist_of_host.append(dists.index(dd))
+
+    ha = [(g.name, [hidx[h] for h in g.hosts if h in hidx], g.min_available) for g in inv.ha_groups]
+    host_ha: list[list[int]] = [[] for _ in hosts]
+    for i, (_, members, _) in enumerate(ha):
+        for h in members:
+            host_ha[h].append(i)
+
+    lb = bounds.lower_bounds(inv, policy)
+    m_cap = lb.max_compute_hosts_down
+    mhpw = policy.max_hosts_per_wave
+    m_eff_compute = min(mhpw, m_cap) if m_cap else mhpw
+
+    prep = Prepared(
+        inv=inv,
+        plan=plan,
+        model=model,
+        hosts=hosts,
+        classes=cm.classes,
+        capacity=cm,
+        k_out=k_out,
+        k_in=k_in,
+        demand=demand,
+        vm_group=vm_group,
+        group_max=group_max,
+        group_ids=group_ids,
+        m_vm=m_vm,
+        m_src=m_src,
+        m_dst=m_dst,
+        m_wave=m_wave,
+        m_cold=m_cold,
+        m_dur=[0.0] * N,
+        m_down=[0.0] * N,
+        m_bytes=[0.0] * N,
+        m_outcome=[0] * N,
+        m_moves=[True] * N,
+        m_flag=[False] * N,
+        m_bw=m_share,
+        waves=waves,
+        dists=dists,
+        dist_of_host=dist_of_host,
+        groups=tuple(scope_groups(inv, policy.headroom.scope)[0]),
+        ha=ha,
+        host_ha=host_ha,
+        stop_active=[v.status == "ACTIVE" for v in inv.vms],
+        lb_drain={},
+        lb_bytes=0.0,
+        lb_not_upgraded=set(),
+        m_eff_all=mhpw,
+        m_eff_compute=max(1, m_eff_compute),
+        plan_file=plan_file,
+        nic=nic,
+        dynamic=dynamic,
+    )
+    for mi in range(N):
+        tr = prep.transfer(mi, m_share[mi])
+        prep.m_dur[mi] = tr.total_s
+        prep.m_down[mi] = tr.downtime_s
+        prep.m_bytes[mi] = tr.bytes
+        prep.m_outcome[mi] = tr.outcome
+        prep.m_moves[mi] = tr.moves
+        prep.m_flag[mi] = tr.flag
+    _drain_bounds(prep)
+    if check:
+        from planner.checker import check_plan
+
+        report = check_plan(inv, plan, digest=digest)
+        prep.check_count = len(report.violations)
+        prep.check_violations = [str(v) for v in report.violations[:20]]
+    return prep
+
+
+def _drain_bounds(prep: Prepared) -> None:
+    """Lower-bound ingredients (lower-bounds.md) from the migrations' durations, replaying the
+    plan without random failures: a migration that Nova's timeout aborts leaves its VM in place
+    (its host is then not upgraded, and a later migration of that VM from elsewhere is skipped)."""
+    where = prep.capacity.vm_host.tolist()
+    per_host: dict[int, list[int]] = defaultdict(list)
+    for whosts, queues, _ in prep.waves:
+        for h in whosts:
+            for mi in queues.get(h, ()):
+                v = prep.m_vm[mi]
+                if where[v] != h:
+                    continue  # skipped in the run too
+                per_host[h].append(mi)
+                if prep.m_moves[mi]:
+                    where[v] = prep.m_dst[mi]
+                else:
+                    prep.lb_not_upgraded.add(h)
+    total = 0.0
+    for h, mis in per_host.items():
+        durs = [prep.m_dur[mi] for mi in mis if math.isfinite(prep.m_dur[mi])]
+        byts = sum(prep.m_bytes[mi] for mi in mis if math.isfinite(prep.m_bytes[mi]))
+        total += byts
+        if durs:
+            prep.lb_drain[h] = max(max(durs), sum(durs) / prep.k_out, byts / prep.nic[h])
+    prep.lb_bytes = total / max(prep.nic) if prep.nic else 0.0
+
+
+def _resolve_names(inv: Inventory, plan: Plan, file: str) -> None:
+    problems: list[Problem] = []
+    hosts = {h.name: h for h in inv.hosts}
+    vms = {v.id for v in inv.vms}
+    for i, w in enumerate(plan.waves):
+        for j, h in enumerate(w.hosts):
+            if h not in hosts:
+                problems.append(Problem(f"waves[{i}].hosts[{j}]", f"unknown host {h!r}"))
+        for j, m in enumerate(w.migrations):
+            if m.vm in vms and m.src in hosts and m.dst in hosts and hosts[m.dst].is_compute:
+                continue
+            loc = f"waves[{i}].migrations[{j}]"
+            if m.vm not in vms:
+                problems.append(Problem(f"{loc}.vm", f"unknown VM {m.vm!r}"))
+            for key, h in (("from", m.src), ("to", m.dst)):
+                if h not in hosts:
+                    problems.append(Problem(f"{loc}.{key}", f"unknown host {h!r}"))
+            if m.dst in hosts and not hosts[m.dst].is_compute:
+                problems.append(Problem(f"{loc}.to", f"{m.dst!r} is a controller"))
+        for j, s in enumerate(w.stops):
+            loc = f"waves[{i}].stops[{j}]"
+            if s.vm not in vms:
+                problems.append(Problem(f"{loc}.vm", f"unknown VM {s.vm!r}"))
+            if s.host not in hosts:
+                problems.append(Problem(f"{loc}.host", f"unknown host {s.host!r}"))
+    if problems:
+        raise InputError(file, problems)

@@ -1,0 +1,722 @@
+"""One pass/fail pair for every rule in `checker.RULES`, on the named fixture clouds.
+
+Each failing twin breaks one thing in a valid plan (or cloud) and asserts the violation's rule,
+wave and objects; each passing twin asserts that the rule stays silent. `test_every_rule_has_a_pair`
+keeps it that way when a rule is added.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+
+import pytest
+
+from planner.checker import RULES, CheckReport, Violation, check_inventory, check_plan
+from planner.inventory import Inventory
+from planner.plan import Plan, Wave
+from tests.clouds import (
+    NAMED,
+    NEW,
+    Cloud,
+    Fixture,
+    add_migration,
+    add_stop,
+    affinity_pair,
+    anti_affinity_tight,
+    drop_migration,
+    edit_host,
+    edit_migration,
+    edit_vm,
+    ha_trio,
+    make_plan,
+    migration_to_stop,
+    mixed_methods,
+    move_host,
+    mv,
+    pinned_and_bound,
+    policy,
+    remove_host,
+    three_plus_spare,
+    two_azs_two_racks,
+    unavailable_hosts,
+    wave,
+    with_policy,
+)
+
+DIGEST = "a" * 64
+
+
+def check(inv: Inventory, plan: Plan, digest: str | None = None) -> CheckReport:
+    return check_plan(inv, plan, digest=digest)
+
+
+def of(report: CheckReport, rule: str) -> list[Violation]:
+    return [v for v in report.violations if v.rule == rule]
+
+
+def one(report: CheckReport, rule: str) -> Violation:
+    found = of(report, rule)
+    assert len(found) == 1, f"expected one {rule} violation, got {[str(v) for v in found]}"
+    return found[0]
+
+
+def silent(report: CheckReport, rule: str) -> None:
+    assert of(report, rule) == [], [str(v) for v in of(report, rule)]
+
+
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_named_fixture_plans_are_valid(name: str) -> None:
+    fx: Fixture = NAMED[name]()
+    report = check(fx.inventory, fx.plan)
+    assert report.ok, [str(v) for v in report.violations]
+    assert report.warnings == ()
+    assert fx.plan.policy == fx.policy
+
+
+def test_every_rule_has_a_pair() -> None:
+    here = vars(sys.modules[__name__])
+    for rule in RULES:
+        stem = "test_" + rule.replace(".", "_")
+        assert f"{stem}_passes" in here and f"{stem}_fails" in here, rule
+
+
+# -- digest ---------------------------------------------------------------------------------------
+def test_digest_passes() -> None:
+    fx = three_plus_spare()
+    plan = replace(fx.plan, inventory_sha256=DIGEST)
+    silent(check(fx.inventory, plan, digest=DIGEST), "digest")
+
+
+def test_digest_fails() -> None:
+    fx = three_plus_spare()
+    plan = replace(fx.plan, inventory_sha256=DIGEST)
+    v = one(check(fx.inventory, plan, digest="b" * 64), "digest")
+    assert v.wave is None
+    assert v.objects == (DIGEST, "b" * 64)
+
+
+# -- wave_index -----------------------------------------------------------------------------------
+def test_wave_index_passes() -> None:
+    fx = three_plus_spare()
+    silent(check(fx.inventory, fx.plan), "wave_index")
+
+
+def test_wave_index_fails() -> None:
+    fx = three_plus_spare()
+    waves = list(fx.plan.waves)
+    waves[2] = replace(waves[2], index=5)
+    v = one(check(fx.inventory, replace(fx.plan, waves=tuple(waves))), "wave_index")
+    assert v.wave == 5
+    assert v.numbers == {"position": 3, "index": 5}
+
+
+def test_wave_index_fails_on_an_empty_wave() -> None:
+    fx = three_plus_spare()
+    plan = replace(fx.plan, waves=(*fx.plan.waves, Wave(5, ())))
+    v = one(check(fx.inventory, plan), "wave_index")
+    assert v.wave == 5
+    assert "no hosts" in v.message
+
+
+# -- unknown --------------------------------------------------------------------------------------
+def test_unknown_passes() -> None:
+    fx = three_plus_spare()
+    silent(check(fx.inventory, fx.plan), "unknown")
+
+
+def test_unknown_fails() -> None:
+    fx = three_plus_spare()
+    plan = move_host(fx.plan, "ghost", 1)
+    plan = add_migration(plan, 2, mv("no-such-vm", "cmp-1", "cmp-4"))
+    plan = add_migration(plan, 3, mv("vm-2a", "cmp-2", "nowhere"))
+    plan = add_stop(plan, 4, "phantom", "cmp-3")
+    found = {(v.wave, v.objects) for v in of(check(fx.inventory, plan), "unknown")}
+    assert found == {
+        (1, ("ghost",)),
+        (2, ("no-such-vm",)),
+        (3, ("nowhere",)),
+        (4, ("phantom",)),
+    }
+
+
+# -- coverage -------------------------------------------------------------------------------------
+def test_coverage_passes() -> None:
+    fx = unavailable_hosts()  # cmp-4 already runs NEW and is rightly in no wave
+    silent(check(fx.inventory, fx.plan), "coverage")
+
+
+def test_coverage_fails() -> None:
+    fx = three_plus_spare()
+    v = one(check(fx.inventory, remove_host(fx.plan, "cmp-3")), "coverage")
+    assert v.wave is None
+    assert v.objects == ("cmp-3",)
+    assert v.numbers == {"missing": 1}
+
+
+def test_coverage_fails_on_a_host_in_two_waves() -> None:
+    fx = three_plus_spare()
+    plan = move_host(fx.plan, "cmp-4", 3)
+    plan = replace(plan, waves=(replace(plan.waves[0], hosts=("cmp-4",)), *plan.waves[1:]))
+    v = one(check(fx.inventory, plan), "coverage")
+    assert (v.wave, v.objects) == (3, ("cmp-4",))
+    assert "twice" in v.message
+
+
+def test_coverage_fails_on_a_host_already_at_target() -> None:
+    fx = unavailable_hosts()
+    plan = replace(fx.plan, waves=(*fx.plan.waves, wave(5, ["cmp-4"])))
+    v = one(check(fx.inventory, plan), "coverage")
+    assert (v.wave, v.objects) == (5, ("cmp-4",))
+    assert NEW in v.message
+
+
+def test_coverage_without_target_version_means_every_host() -> None:
+    fx = unavailable_hosts()
+    plan = with_policy(fx.plan, target_version=None)
+    v = one(check(fx.inventory, plan), "coverage")
+    assert v.objects == ("cmp-4",)
+
+
+# -- order ----------------------------------------------------------------------------------------
+def test_order_passes() -> None:
+    fx = ha_trio()
+    silent(check(fx.inventory, fx.plan), "order")
+    # A host of policy.first may share its wave with other hosts: "not after" is the rule.
+    shared = make_plan(
+        fx.policy,
+        wave(1, ["ctl-1"]),
+        wave(2, ["ctl-2"]),
+        wave(3, ["ctl-3", "cmp-2"]),
+        wave(4, ["cmp-1"], [mv("vm-1", "cmp-1", "cmp-2")]),
+    )
+    assert check(fx.inventory, shared).ok
+
+
+def test_order_fails() -> None:
+    fx = ha_trio()
+    plan = make_plan(
+        fx.policy,
+        wave(1, ["ctl-1", "cmp-2"]),
+        wave(2, ["ctl-2"]),
+        wave(3, ["ctl-3"]),
+        wave(4, ["cmp-1"], [mv("vm-1", "cmp-1", "cmp-2")]),
+    )
+    v = one(check(fx.inventory, plan), "order")
+    assert (v.wave, v.objects) == (1, ("cmp-2", "ctl-3"))
+
+
+def test_order_fails_for_policy_last() -> None:
+    fx = three_plus_spare()
+    plan = with_policy(fx.plan, last=("cmp-2",))
+    v = one(check(fx.inventory, plan), "order")
+    assert (v.wave, v.objects) == (4, ("cmp-3", "cmp-2"))
+    # ... and cmp-3 last is exactly what the plan does.
+    silent(check(fx.inventory, with_policy(fx.plan, last=("cmp-3",))), "order")
+
+
+# -- wave_size ------------------------------------------------------------------------------------
+def test_wave_size_passes() -> None:
+    fx = two_azs_two_racks()  # 4 hosts a wave, 2 per AZ, 1 per rack: exactly at every limit
+    silent(check(fx.inventory, fx.plan), "wave_size")
+
+
+def test_wave_size_fails() -> None:
+    fx = two_azs_two_racks()
+    v = [
+        v for v in of(check(fx.inventory, with_policy(fx.plan, max_hosts_per_wave=3)), "wave_size")
+    ]
+    assert [(x.wave, x.objects, dict(x.numbers)) for x in v] == [
+        (1, (), {"hosts": 4, "max": 3}),
+        (2, (), {"hosts": 4, "max": 3}),
+    ]
+
+
+def test_wave_size_fails_per_az_and_per_rack() -> None:
+    fx = two_azs_two_racks()
+    plan = move_host(fx.plan, "az1-r1-h2", 1)
+    found = {(v.wave, v.objects) for v in of(check(fx.inventory, plan), "wave_size")}
+    assert found == {(1, ()), (1, ("az1",)), (1, ("az1-r1",))}
+
+
+# -- ha_group -------------------------------------------------------------------------------------
+def test_ha_group_passes() -> None:
+    fx = ha_trio()
+    silent(check(fx.inventory, fx.plan), "ha_group")
+
+
+def test_ha_group_fails() -> None:
+    fx = ha_trio()
+    plan = make_plan(
+        fx.policy,
+        wave(1, ["ctl-1", "ctl-2"]),
+        wave(2, ["ctl-3"]),
+        wave(3, ["cmp-2"]),
+        wave(4, ["cmp-1"], [mv("vm-1", "cmp-1", "cmp-2")]),
+    )
+    v = one(check(fx.inventory, plan), "ha_group")
+    assert (v.wave, v.objects) == (1, ("control-plane", "ctl-1", "ctl-2"))
+    assert v.numbers == {"available": 1, "min_available": 2}
+
+
+def test_ha_group_counts_a_host_already_down() -> None:
+    fx = ha_trio()
+    inv = edit_host(fx.inventory, "ctl-3", up=False)
+    assert check_inventory(inv, fx.policy) == []  # two of three up: fine before any wave
+    found = [(v.wave, v.objects) for v in of(check(inv, fx.plan), "ha_group")]
+    assert found == [
+        (1, ("control-plane", "ctl-1", "ctl-3")),
+        (2, ("control-plane", "ctl-2", "ctl-3")),
+    ]
+
+
+# -- evacuation -----------------------------------------------------------------------------------
+def test_evacuation_passes() -> None:
+    fx = three_plus_spare()
+    silent(check(fx.inventory, fx.plan), "evacuation")
+
+
+def test_evacuation_fails() -> None:
+    fx = three_plus_spare()
+    v = one(check(fx.inventory, drop_migration(fx.plan, "vm-2a")), "evacuation")
+    assert (v.wave, v.objects) == (3, ("cmp-2", "vm-2a"))
+
+
+def test_evacuation_fails_on_a_vm_handled_twice() -> None:
+    fx = three_plus_spare()
+    plan = add_stop(fx.plan, 3, "vm-2a", "cmp-2")
+    v = [v for v in of(check(fx.inventory, plan), "evacuation")]
+    assert [(x.wave, x.objects) for x in v] == [(3, ("vm-2a",))]
+
+
+# -- source ---------------------------------------------------------------------------------------
+def test_source_passes() -> None:
+    fx = three_plus_spare()
+    silent(check(fx.inventory, fx.plan), "source")
+
+
+def test_source_fails() -> None:
+    fx = three_plus_spare()
+    report = check(fx.inventory, edit_migration(fx.plan, "vm-2a", src="cmp-3"))
+    v = one(report, "source")
+    assert (v.wave, v.objects) == (3, ("vm-2a", "cmp-2", "cmp-3"))
+    assert {x.rule for x in report.violations} == {"source"}
+
+
+def test_source_fails_when_a_vm_leaves_a_host_outside_the_wave() -> None:
+    fx = three_plus_spare()
+    plan = add_migration(fx.plan, 2, mv("vm-3a", "cmp-3", "cmp-4"))
+    found = [(v.wave, v.objects) for v in of(check(fx.inventory, plan), "source")]
+    assert found[0] == (2, ("vm-3a", "cmp-3"))
+    # vm-3a is then on cmp-4, so its planned migration from cmp-3 in wave 4 is wrong too.
+    assert found[1:] == [(4, ("vm-3a", "cmp-4", "cmp-3")), (4, ("vm-3a", "cmp-4"))]
+
+
+# -- destination ----------------------------------------------------------------------------------
+def test_destination_passes() -> None:
+    fx = unavailable_hosts()  # to the already-upgraded cmp-4, past the disabled and down hosts
+    silent(check(fx.inventory, fx.plan), "destination")
+
+
+@pytest.mark.parametrize(
+    ("dst", "why"), [("cmp-2", "disabled"), ("cmp-3", "down"), ("cmp-1", "in this wave")]
+)
+def test_destination_fails(dst: str, why: str) -> None:
+    fx = unavailable_hosts()
+    v = one(check(fx.inventory, edit_migration(fx.plan, "vm-1", dst=dst)), "destination")
+    assert (v.wave, v.objects) == (1, ("vm-1", dst))
+    assert why in v.message
+
+
+def test_destination_fails_on_a_controller() -> None:
+    fx = ha_trio()
+    v = one(check(fx.inventory, edit_migration(fx.plan, "vm-1", dst="ctl-1")), "destination")
+    assert (v.wave, v.objects) == (5, ("vm-1", "ctl-1"))
+    assert "controller" in v.message
+
+
+def test_destination_fails_on_another_host_of_the_wave() -> None:
+    fx = three_plus_spare()
+    plan = make_plan(
+        policy(2, failures=0),
+        wave(1, ["cmp-4"]),
+        wave(
+            2,
+            ["cmp-1", "cmp-2"],
+            [
+                mv("vm-1a", "cmp-1", "cmp-4"),
+                mv("vm-1b", "cmp-1", "cmp-4"),
+                mv("vm-2a", "cmp-2", "cmp-1"),
+                mv("vm-2b", "cmp-2", "cmp-3"),
+            ],
+        ),
+        wave(3, ["cmp-3"], [mv(v, "cmp-3", "cmp-2") for v in ("vm-3a", "vm-3b", "vm-2b")]),
+    )
+    report = check(fx.inventory, plan)
+    v = one(report, "destination")
+    assert (v.wave, v.objects) == (2, ("vm-2a", "cmp-1"))
+    assert {x.rule for x in report.violations} == {"destination"}
+
+
+# -- method ---------------------------------------------------------------------------------------
+def test_method_passes() -> None:
+    fx = mixed_methods()  # live for the live VM, cold for SHUTOFF and cold-only VMs
+    silent(check(fx.inventory, fx.plan), "method")
+
+
+@pytest.mark.parametrize("vm", ["off", "coldonly"])
+def test_method_fails(vm: str) -> None:
+    fx = mixed_methods()
+    report = check(fx.inventory, edit_migration(fx.plan, vm, method="live"))
+    v = one(report, "method")
+    assert (v.wave, v.objects) == (2, (vm,))
+    assert {x.rule for x in report.violations} == {"method"}
+
+
+def test_method_fails_on_migrating_a_vm_that_cannot_move() -> None:
+    fx = mixed_methods()
+    plan = fx.plan
+    plan = replace(plan, waves=tuple(replace(w, stops=()) for w in plan.waves))
+    plan = add_migration(plan, 2, mv("pinned-pci", "cmp-1", "cmp-2", "cold"))
+    report = check(fx.inventory, plan)
+    v = one(report, "method")
+    assert (v.wave, v.objects) == (2, ("pinned-pci",))
+    assert {x.rule for x in report.violations} == {"method"}
+
+
+# -- stop -----------------------------------------------------------------------------------------
+def test_stop_passes() -> None:
+    fx = mixed_methods()
+    silent(check(fx.inventory, fx.plan), "stop")
+
+
+def test_stop_fails() -> None:
+    fx = mixed_methods()
+    v = one(check(fx.inventory, migration_to_stop(fx.plan, "live")), "stop")
+    assert (v.wave, v.objects) == (2, ("live",))
+
+
+def test_stop_fails_without_allow_stop() -> None:
+    fx = mixed_methods()
+    report = check(fx.inventory, with_policy(fx.plan, allow_stop=False))
+    v = one(report, "stop")
+    assert (v.wave, v.objects) == (2, ("pinned-pci",))
+    assert {x.rule for x in report.violations} == {"stop"}
+
+
+def test_stop_fails_outside_the_wave() -> None:
+    fx = mixed_methods()
+    plan = add_stop(fx.plan, 1, "pinned-pci", "cmp-1")
+    found = [(v.wave, v.objects) for v in of(check(fx.inventory, plan), "stop")]
+    assert (1, ("pinned-pci", "cmp-1")) in found
+
+
+# -- version --------------------------------------------------------------------------------------
+def test_version_passes() -> None:
+    fx = three_plus_spare()
+    silent(check(fx.inventory, fx.plan), "version")
+    # Old to old is allowed too: the VM simply moves again later.
+    plan = make_plan(
+        fx.policy,
+        wave(1, ["cmp-1"], [mv("vm-1a", "cmp-1", "cmp-4"), mv("vm-1b", "cmp-1", "cmp-4")]),
+        wave(2, ["cmp-4"], [mv("vm-1a", "cmp-4", "cmp-1"), mv("vm-1b", "cmp-4", "cmp-1")]),
+        wave(3, ["cmp-2"], [mv("vm-2a", "cmp-2", "cmp-4"), mv("vm-2b", "cmp-2", "cmp-4")]),
+        wave(4, ["cmp-3"], [mv("vm-3a", "cmp-3", "cmp-2"), mv("vm-3b", "cmp-3", "cmp-2")]),
+    )
+    report = check(fx.inventory, plan)
+    assert report.ok, [str(v) for v in report.violations]
+    assert report.metrics["vms_moved_more_than_once"] == 2
+
+
+def test_version_fails() -> None:
+    fx = three_plus_spare()
+    plan = add_migration(fx.plan, 3, mv("vm-1a", "cmp-4", "cmp-3"))  # cmp-4 upgraded in wave 1
+    v = one(check(fx.inventory, plan), "version")
+    assert (v.wave, v.objects) == (3, ("vm-1a", "cmp-4", "cmp-3"))
+
+
+# -- az -------------------------------------------------------------------------------------------
+def test_az_passes() -> None:
+    fx = pinned_and_bound()
+    silent(check(fx.inventory, fx.plan), "az")
+
+
+def test_az_fails() -> None:
+    fx = pinned_and_bound()
+    report = check(fx.inventory, edit_migration(fx.plan, "pinned", dst="cmp-3"))
+    v = one(report, "az")
+    assert (v.wave, v.objects) == (2, ("pinned", "cmp-3"))
+    # cmp-3 itself is upgraded in wave 3: the VM now on it must move again.
+    assert [(x.rule, x.wave) for x in report.violations if x.rule != "az"] == [("evacuation", 3)]
+
+
+# -- aggregates -----------------------------------------------------------------------------------
+def test_aggregates_passes() -> None:
+    fx = pinned_and_bound()
+    silent(check(fx.inventory, fx.plan), "aggregates")
+
+
+def test_aggregates_fails() -> None:
+    fx = pinned_and_bound()
+    report = check(fx.inventory, edit_migration(fx.plan, "bound", dst="cmp-3"))
+    v = one(report, "aggregates")
+    assert (v.wave, v.objects) == (2, ("bound", "cmp-3"))
+    # cmp-3 itself is upgraded in wave 3: the VM now on it must move again.
+    assert [(x.rule, x.wave) for x in report.violations if x.rule != "aggregates"] == [
+        ("evacuation", 3)
+    ]
+
+
+# -- capacity -------------------------------------------------------------------------------------
+def _small_spare(fx: Fixture) -> Inventory:
+    # 12 effective VCPU, by Placement's rule: floor((10 - 2) * 1.5).
+    return edit_host(
+        fx.inventory,
+        "cmp-4",
+        capacity={"VCPU": 10, "MEMORY_MB": 65536, "DISK_GB": 1000},
+        reserved={"VCPU": 2},
+        allocation_ratio={"VCPU": 1.5},
+    )
+
+
+def test_capacity_passes() -> None:
+    fx = three_plus_spare()
+    inv = _small_spare(fx)
+    plan = edit_migration(fx.plan, "vm-2a", dst="cmp-4")  # cmp-4: 3 x 4 VCPU = 12, exactly full
+    report = check(inv, plan)
+    silent(report, "capacity")
+    assert report.ok, [str(v) for v in report.violations]
+
+
+def test_capacity_fails() -> None:
+    fx = three_plus_spare()
+    inv = _small_spare(fx)
+    plan = edit_migration(edit_migration(fx.plan, "vm-2a", dst="cmp-4"), "vm-2b", dst="cmp-4")
+    v = one(check(inv, plan), "capacity")
+    assert (v.wave, v.objects) == (3, ("cmp-4",))
+    assert v.numbers == {"used": 16, "capacity": 12}
+    assert "VCPU" in v.message
+
+
+# -- anti_affinity --------------------------------------------------------------------------------
+def test_anti_affinity_passes() -> None:
+    fx = anti_affinity_tight()
+    silent(check(fx.inventory, fx.plan), "anti_affinity")
+    # Two per host allowed: web-2 may join web-1 on cmp-4.
+    c = Cloud()
+    c.hosts_("cmp-1", "cmp-2", "cmp-3", "cmp-4")
+    for i in (1, 2, 3):
+        c.vm(f"web-{i}", f"cmp-{i}")
+    c.group("web", "anti-affinity", members=["web-1", "web-2", "web-3"], max_per_host=2)
+    plan = edit_migration(fx.plan, "web-2", dst="cmp-4")
+    assert check(c.build(), plan).ok
+
+
+def test_anti_affinity_fails() -> None:
+    fx = anti_affinity_tight()
+    report = check(fx.inventory, edit_migration(fx.plan, "web-2", dst="cmp-4"))
+    v = one(report, "anti_affinity")
+    assert (v.wave, v.objects) == (3, ("web", "cmp-4"))
+    assert v.numbers == {"members": 2, "max": 1}
+    assert {x.rule for x in report.violations} == {"anti_affinity"}
+
+
+def test_soft_anti_affinity_is_a_warning_not_a_violation() -> None:
+    fx = anti_affinity_tight()
+    groups = (replace(fx.inventory.server_groups[0], policy="soft-anti-affinity"),)
+    inv = replace(fx.inventory, server_groups=groups)
+    report = check(inv, edit_migration(fx.plan, "web-2", dst="cmp-4"))
+    assert report.ok
+    assert [w.rule for w in report.warnings] == ["soft_anti_affinity"]
+
+
+# -- affinity -------------------------------------------------------------------------------------
+def test_affinity_passes() -> None:
+    fx = affinity_pair()
+    silent(check(fx.inventory, fx.plan), "affinity")
+
+
+def test_affinity_fails() -> None:
+    fx = affinity_pair()
+    plan = edit_migration(fx.plan, "db-2", dst="cmp-3")
+    v = one(check(fx.inventory, plan), "affinity")
+    assert (v.wave, v.objects) == (2, ("db", "cmp-2", "cmp-3"))
+
+
+def test_soft_affinity_is_a_warning_not_a_violation() -> None:
+    fx = affinity_pair()
+    groups = (replace(fx.inventory.server_groups[0], policy="soft-affinity"),)
+    inv = replace(fx.inventory, server_groups=groups)
+    plan = make_plan(
+        fx.policy,
+        wave(1, ["cmp-2"]),
+        wave(2, ["cmp-1"], [mv("db-1", "cmp-1", "cmp-2"), mv("db-2", "cmp-1", "cmp-3")]),
+        wave(3, ["cmp-3"], [mv("db-2", "cmp-3", "cmp-1")]),
+    )
+    report = check(inv, plan)
+    assert report.ok, [str(v) for v in report.violations]
+    assert [w.rule for w in report.warnings] == ["soft_affinity"]
+
+
+# -- headroom -------------------------------------------------------------------------------------
+def test_headroom_passes() -> None:
+    fx = three_plus_spare()
+    report = check(fx.inventory, fx.plan)
+    silent(report, "headroom")
+    # Wave 1 (cmp-4 down): 3 x 8 VCPU free against the largest host's 16.
+    assert report.metrics["min_headroom_ratio"]["az1/VCPU"] == 1.5
+
+
+def test_headroom_fails() -> None:
+    fx = three_plus_spare()
+    report = check(fx.inventory, with_policy(fx.plan, **{"headroom.failures": 2}))
+    # With any one host down, 24 VCPU are free against the two largest hosts' 32: every wave.
+    found = of(report, "headroom")
+    assert [(v.wave, v.objects) for v in found] == [(w, ("az1", "VCPU")) for w in (1, 2, 3, 4)]
+    assert found[0].numbers == {"free": 24, "required": 32}
+    assert {x.rule for x in report.violations} == {"headroom"}
+
+
+def test_headroom_fails_on_reserve_percent() -> None:
+    fx = three_plus_spare()
+    # Before any wave 40 of 64 VCPU (62.5%) are free; with cmp-4 down 24 of 48 (50%).
+    plan = with_policy(fx.plan, **{"headroom.failures": 0, "headroom.reserve_percent": 55})
+    report = check(fx.inventory, plan)
+    found = of(report, "headroom")
+    assert [(v.wave, v.objects) for v in found] == [(w, ("az1", "VCPU")) for w in (1, 2, 3, 4)]
+    assert found[0].numbers == {"free": 24, "required": 27}  # ceil(0.55 * 48)
+    silent(report, "inventory.headroom")
+
+
+def test_headroom_per_az_is_separate_per_az() -> None:
+    # az2's spare capacity cannot cover az1 with scope az, but can with scope cloud.
+    c = Cloud().hosts_("a1", "a2", az="az1").hosts_("b1", "b2", az="az2")
+    c.vm("v1", "a1", vcpu=8).vm("v2", "a2", vcpu=8)
+    plan = make_plan(
+        policy(1),
+        wave(1, ["b1"]),
+        wave(2, ["b2"]),
+        wave(3, ["a1"], [mv("v1", "a1", "b1")]),
+        wave(4, ["a2"], [mv("v2", "a2", "b2")]),
+    )
+    inv = c.build()
+    per_az = check(inv, plan)
+    # Wave 3: a1 down, a2 alone in az1 has 8 VCPU free, not the 16 of a1 (and so for memory
+    # and disk). Wave 4: a2 down, a1 is empty again: exactly enough.
+    assert {(v.wave, v.objects) for v in of(per_az, "headroom")} == {
+        (3, ("az1", "VCPU")),
+        (3, ("az1", "MEMORY_MB")),
+        (3, ("az1", "DISK_GB")),
+    }
+    assert check(inv, with_policy(plan, **{"headroom.scope": "cloud"})).ok
+
+
+# -- inventory rules ------------------------------------------------------------------------------
+def test_inventory_capacity_passes() -> None:
+    fx = three_plus_spare()
+    silent(check(fx.inventory, fx.plan), "inventory.capacity")
+
+
+def test_inventory_capacity_fails() -> None:
+    fx = three_plus_spare()
+    inv = edit_host(
+        fx.inventory, "cmp-1", capacity={"VCPU": 6, "MEMORY_MB": 65536, "DISK_GB": 1000}
+    )
+    v = one(check(inv, fx.plan), "inventory.capacity")
+    assert (v.wave, v.objects) == (None, ("cmp-1",))
+    assert v.numbers == {"used": 8, "capacity": 6}
+    assert str(v).startswith("inventory: [inventory.capacity]")
+
+
+def test_inventory_headroom_passes() -> None:
+    fx = three_plus_spare()
+    assert (
+        check_inventory(fx.inventory, with_policy(fx.plan, **{"headroom.failures": 2}).policy) == []
+    )
+
+
+def test_inventory_headroom_fails() -> None:
+    fx = three_plus_spare()
+    v = one(
+        check(fx.inventory, with_policy(fx.plan, **{"headroom.failures": 3})), "inventory.headroom"
+    )
+    assert (v.wave, v.objects) == (None, ("az1", "VCPU"))
+    assert v.numbers == {"free": 40, "required": 48}
+
+
+def test_inventory_ha_group_passes() -> None:
+    fx = ha_trio()
+    silent(check(edit_host(fx.inventory, "ctl-3", up=False), fx.plan), "inventory.ha_group")
+
+
+def test_inventory_ha_group_fails() -> None:
+    fx = ha_trio()
+    inv = edit_host(edit_host(fx.inventory, "ctl-2", up=False), "ctl-3", enabled=False)
+    v = one(check(inv, fx.plan), "inventory.ha_group")
+    assert (v.wave, v.objects) == (None, ("control-plane", "ctl-2", "ctl-3"))
+
+
+def test_inventory_anti_affinity_passes() -> None:
+    fx = anti_affinity_tight()
+    silent(check(fx.inventory, fx.plan), "inventory.anti_affinity")
+
+
+def test_inventory_anti_affinity_fails() -> None:
+    fx = anti_affinity_tight()
+    inv = edit_vm(fx.inventory, "web-3", host="cmp-2")
+    report = check(inv, fx.plan)
+    v = one(report, "inventory.anti_affinity")
+    assert (v.wave, v.objects) == (None, ("web", "cmp-2"))
+    # Reported once, as an inventory problem, not again for every wave.
+    silent(report, "anti_affinity")
+
+
+def test_inventory_affinity_passes() -> None:
+    fx = affinity_pair()
+    silent(check(fx.inventory, fx.plan), "inventory.affinity")
+
+
+def test_inventory_affinity_fails() -> None:
+    fx = affinity_pair()
+    inv = edit_vm(fx.inventory, "db-2", host="cmp-3")
+    report = check(inv, fx.plan)
+    v = one(report, "inventory.affinity")
+    assert (v.wave, v.objects) == (None, ("db", "cmp-1", "cmp-3"))
+    # The plan keeps the group on no more hosts than before: no new affinity violation.
+    silent(report, "affinity")
+
+
+# -- the report -----------------------------------------------------------------------------------
+def test_report_metrics_count_what_the_plan_does() -> None:
+    fx = mixed_methods()
+    m = check(fx.inventory, fx.plan).metrics
+    assert (m["waves"], m["hosts_upgraded"], m["migrations"]) == (3, 3, 3)
+    assert (m["live_migrations"], m["cold_migrations"], m["stops"]) == (1, 2, 1)
+    assert m["vms_moved"] == 3
+    assert m["lower_bounds"]["migrations"] == 3
+    assert [w["migrations"] for w in m["per_wave"]] == [0, 3, 0]
+
+
+def test_report_to_dict_is_json_ready() -> None:
+    import json
+
+    fx = three_plus_spare()
+    report = check(fx.inventory, drop_migration(fx.plan, "vm-2a"))
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["valid"] is False
+    assert d["violations"][0]["rule"] == "evacuation"
+    assert d["violations"][0]["wave"] == 3
+    assert d["violations"][0]["objects"] == ["cmp-2", "vm-2a"]
+
+
+def test_summary_that_disagrees_with_the_plan_is_a_warning() -> None:
+    fx = three_plus_spare()
+    report = check(fx.inventory, replace(fx.plan, summary={"waves": 3, "migrations": 6}))
+    assert report.ok
+    assert [w.rule for w in report.warnings] == ["summary"]
+
+
+def test_digest_fails_for_a_plan_that_records_no_inventory() -> None:
+    fx = three_plus_spare()  # built in memory: its plan records an empty inventory_sha256
+    v = one(check(fx.inventory, fx.plan, digest=DIGEST), "digest")
+    assert "no recorded inventory" in v.message
