@@ -84,16 +84,6 @@ class CapacityModel:
         self.free[dst] -= d
         self.vm_host[vm] = dst
 
-    def scope_groups(self, scope: str) -> tuple[tuple[str, ...], npt.NDArray[np.int64]]:
-        """`scope_groups` of this model's inventory, computed once per scope (headroom is
-        evaluated after every wave, and the inventory never changes)."""
-        cache: dict[str, tuple[tuple[str, ...], npt.NDArray[np.int64]]] = self.__dict__.setdefault(
-            "_scope_cache", {}
-        )
-        if scope not in cache:
-            cache[scope] = scope_groups(self.inventory, scope)
-        return cache[scope]
-
     # -- queries ------------------------------------------------------------------------------
     def fits(self, vm: int, candidates: BoolArray | None = None) -> BoolArray:
         """Hosts whose free capacity takes the VM in every class (among candidates, if given)."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import solver_clouds as sc
-
 from planner.checker import check_plan
 from planner.inventory import Inventory, ServerGroup
 from solver.baseline import nova_baseline_plan
+from tests import solver_clouds as sc
 
 
 def _cloud() -> Inventory:

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-import solver_clouds as sc
 
 from planner.checker import check_plan
 from planner.cli import main
 from planner.formats import load_inventory, load_plan, save_inventory, save_policy
+from tests import solver_clouds as sc
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -4,9 +4,9 @@ checker and no plan beats a lower bound), and its determinism."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
-import solver_clouds as sc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,8 +16,10 @@ from planner.errors import InfeasibleError
 from planner.formats import plan_to_dict
 from planner.generate import GenerateSpec, default_policy, generate
 from planner.plan import Plan
+from planner.policy import Policy
 from solver.greedy import greedy_plan
 from solver.solve import SolveOptions, SolveOutcome, solve
+from tests import solver_clouds as sc
 
 FAST = SolveOptions(effort=0.5, time_limit=60)
 
@@ -197,7 +199,7 @@ policies = st.fixed_dictionaries(
 )
 
 
-def _policy(spec: GenerateSpec, p: dict[str, object]) -> object:
+def _policy(spec: GenerateSpec, p: dict[str, Any]) -> Policy:
     return default_policy(spec).with_changes(
         max_hosts_per_wave=p["max_hosts_per_wave"],
         max_hosts_per_wave_per_az=p["per_az"],
@@ -236,7 +238,7 @@ def test_greedy_plans_never_beat_a_bound_either(spec: GenerateSpec, p: dict[str,
     policy = _policy(spec, p)
     lb = lower_bounds(inv, policy)
     try:
-        plan = greedy_plan(inv, policy)  # type: ignore[arg-type]
+        plan = greedy_plan(inv, policy)
     except InfeasibleError:
         return
     report = check_plan(inv, plan)

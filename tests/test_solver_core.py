@@ -5,7 +5,6 @@ aggregate view of headroom agreeing with the core's."""
 from __future__ import annotations
 
 import numpy as np
-import solver_clouds as sc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +14,7 @@ from planner.generate import GenerateSpec, default_policy, generate
 from planner.policy import Headroom
 from solver.aggregate import build_aggregates, evaluate, required
 from solver.context import build_context
+from tests import solver_clouds as sc
 
 
 @given(
