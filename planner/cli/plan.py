@@ -12,11 +12,11 @@ from rich.table import Table
 
 from planner.checker import check_plan, plan_summary
 from planner.cli.common import emit_json, err, format_option, out, path_arg
-from planner.errors import RollwaveError
+from planner.errors import RollwaveError, UsageError
 from planner.formats import load_inventory, load_policy, save_plan
 from planner.inventory import Inventory
 from planner.plan import Plan
-from planner.policy import Policy
+from planner.policy import Policy, selector_problem
 from solver.solve import PLANNERS, SolveOptions, SolveOutcome, solve
 
 
@@ -157,6 +157,11 @@ def plan_cmd(
     """
     inv = load_inventory(inventory)
     policy = load_policy(policy_path)
+    for opt, selectors in (("--first", first), ("--last", last)):
+        for sel in selectors:
+            problem = selector_problem(sel)
+            if problem:
+                raise UsageError(f"{opt}: {problem}")
     if first or last:
         policy = policy.with_changes(first=policy.first + first, last=policy.last + last)
     options = SolveOptions(
