@@ -61,7 +61,7 @@ def demo_cmd(out_dir: str) -> None:
         )
     )
     t0 = time.perf_counter()
-    plan, _ = solve_and_check(inv, policy)
+    plan, _, _ = solve_and_check(inv, policy)
     err.print(f"planned in {time.perf_counter() - t0:.2f} s")
     plan_file = target / "plan.json"
     save_plan(plan, plan_file)
