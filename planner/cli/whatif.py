@@ -85,6 +85,19 @@ COLUMNS = (
     help="Base seed; every combination uses the same seeds.",
 )
 @click.option(
+    "--planner",
+    type=click.Choice(["cpsat", "greedy"]),
+    default="cpsat",
+    show_default=True,
+    help="The planner for every combination (as `rollwave plan --planner`).",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds the planner may take per combination (default: as `rollwave plan`).",
+)
+@click.option(
     "--jobs",
     type=click.IntRange(1),
     default=None,
@@ -119,6 +132,8 @@ def whatif_cmd(
     runs: int,
     model_path: str | None,
     seed: int,
+    planner: str,
+    time_limit: float | None,
     jobs: int | None,
     max_combinations: int,
     plot_path: str | None,
@@ -157,7 +172,13 @@ def whatif_cmd(
             what = f"{o.waves} waves, makespan {_hours(o.makespan_s)} (estimated)"
         err.print(f"  [{done}/{total}] {o.label()}: {what}", markup=False, highlight=False)
 
-    config = SweepConfig(runs=runs, seed=seed, model=model)
+    config = SweepConfig(
+        runs=runs,
+        seed=seed,
+        model=model,
+        planner="greedy" if planner == "greedy" else "cpsat",
+        time_limit=time_limit,
+    )
     results = sweep(inv, policy, combos, config, jobs=jobs, progress=progress)
     elapsed = time.perf_counter() - t0
     if plot_path:
@@ -174,6 +195,7 @@ def whatif_cmd(
                 "vary": {v.key: list(v.values) for v in varies},
                 "runs": runs,
                 "seed": seed,
+                "planner": planner,
                 "model": model.to_dict(),
                 "time_s": round(elapsed, 3),
                 "rows": [r.to_dict() for r in results],

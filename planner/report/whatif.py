@@ -34,7 +34,8 @@ from sim.model import DEFAULT as DEFAULT_MODEL
 from sim.model import SimModel, model_from_dict
 from sim.montecarlo import run_many, summarise
 from sim.prepare import prepare
-from solver.greedy import greedy_plan
+from solver.solve import PlannerName, SolveOptions
+from solver.solve import solve as solve_plan
 
 SPARE = "spare_hosts"
 # Policy keys a sweep may vary, and how to read their values.
@@ -334,15 +335,25 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
 
 
-def solve(inv: Inventory, policy: Policy) -> Plan:
-    """The planner a sweep uses."""
-    return greedy_plan(inv, policy, inventory_sha256=inv.digest or "")
+def solve(
+    inv: Inventory,
+    policy: Policy,
+    planner: PlannerName = "cpsat",
+    time_limit: float | None = None,
+    seed: int = 0,
+) -> Plan:
+    """Plan as `rollwave plan` does (CP-SAT, with the greedy planner as its fallback); raises
+    InfeasibleError with the reasons when no plan exists."""
+    options = SolveOptions(planner=planner, time_limit=time_limit, seed=seed)
+    return solve_plan(inv, policy, options, inventory_sha256=inv.digest or "").plan
 
 
 @dataclass(frozen=True)
 class SweepConfig:
     runs: int = 0  # simulated runs per combination (0: the estimate only)
     seed: int = 0  # every combination uses the same seeds: differences come from the policy
+    planner: PlannerName = "cpsat"
+    time_limit: float | None = None  # per combination's plan; None: the planner's default
     model: SimModel = field(default_factory=lambda: DEFAULT_MODEL)
     estimate: EstimateModel = field(default_factory=EstimateModel)
 
@@ -364,7 +375,11 @@ def evaluate(
         inv2, p2 = apply(inv, policy, combo)
         model = apply_model(config.model, combo)
         spares = int(combo.get(SPARE, 0))
-        plan = _solve_once(inv, inv2, p2, spares) if reuse_plans else solve(inv2, p2)
+        plan = (
+            _solve_once(inv, inv2, p2, spares, config)
+            if reuse_plans
+            else solve(inv2, p2, config.planner, config.time_limit, config.seed)
+        )
     except InfeasibleError as exc:
         return Outcome(
             combo, "infeasible", "; ".join(exc.reasons), solve_s=time.perf_counter() - t0
@@ -419,12 +434,14 @@ def evaluate(
 _PLANS: dict[tuple[int, str, int], Plan] = {}
 
 
-def _solve_once(base: Inventory, inv: Inventory, policy: Policy, spares: int) -> Plan:
+def _solve_once(
+    base: Inventory, inv: Inventory, policy: Policy, spares: int, config: SweepConfig
+) -> Plan:
     key = (id(base), repr(policy), spares)
     if key not in _PLANS:
         if len(_PLANS) > 64:
             _PLANS.clear()
-        _PLANS[key] = solve(inv, policy)
+        _PLANS[key] = solve(inv, policy, config.planner, config.time_limit, config.seed)
     return _PLANS[key]
 
 

@@ -29,6 +29,7 @@ from planner.report.whatif import (
     evaluate,
     largest_compute_host,
     parse_vary,
+    solve,
     sweep,
 )
 from solver.greedy import greedy_plan
@@ -131,17 +132,28 @@ def test_an_infeasible_combination_is_a_row_with_the_reason() -> None:
     # N+2 per AZ with two hosts per AZ: no host can ever go down
     o = evaluate(inv, tiny_policy(), {"headroom.failures": 2}, SweepConfig())
     assert o.status == "infeasible" and o.waves is None
-    assert o.reason and "headroom" in o.reason
+    assert o.reason and "N+2" in o.reason
 
 
 def test_a_feasible_row_carries_the_checkers_metrics(small: Case) -> None:
+    """The default planner is the solver `rollwave plan` uses (CP-SAT)."""
     o = evaluate(small.inventory, small.policy, {"max_hosts_per_wave": 2}, SweepConfig())
-    plan = greedy_plan(small.inventory, small.policy.with_changes(max_hosts_per_wave=2))
+    plan = solve(small.inventory, small.policy.with_changes(max_hosts_per_wave=2))
+    assert plan.generator.get("name") == "rollwave-cpsat"
     m = check_plan(small.inventory, plan).metrics
     assert o.ok and o.waves == m["waves"] and o.migrations == m["migrations"]
     assert o.min_headroom_ratio == min(m["min_headroom_ratio"].values())
-    assert o.failures_absorbed == replay(small.inventory, plan).min_absorbable()[0]  # type: ignore[index]
+    absorbed = replay(small.inventory, plan).min_absorbable()
+    assert absorbed is not None and o.failures_absorbed == absorbed[0]
     assert o.makespan_s and o.makespan_s > 0
+    greedy = evaluate(
+        small.inventory, small.policy, {"max_hosts_per_wave": 2}, SweepConfig(planner="greedy")
+    )
+    g = check_plan(
+        small.inventory,
+        greedy_plan(small.inventory, small.policy.with_changes(max_hosts_per_wave=2)),
+    ).metrics
+    assert (greedy.waves, greedy.migrations) == (g["waves"], g["migrations"])
 
 
 def test_n_plus_1_absorbs_a_failure_that_n_plus_0_may_not(small: Case) -> None:
@@ -162,14 +174,16 @@ def test_parallel_sweep_equals_serial_and_keeps_the_order(small: Case) -> None:
         [parse_vary("max_hosts_per_wave=1,2,4"), parse_vary("headroom.failures=1,3")]
     )
     seen: list[int] = []
+    fast = SweepConfig(planner="greedy")
     par = sweep(
         small.inventory,
         small.policy,
         combos,
+        fast,
         jobs=2,
         progress=lambda done, total, o: seen.append(done),
     )
-    ser = sweep(small.inventory, small.policy, combos, jobs=1)
+    ser = sweep(small.inventory, small.policy, combos, fast, jobs=1)
     strip = [dict(o.to_dict(), solve_s=0, simulate_s=0) for o in par]
     assert strip == [dict(o.to_dict(), solve_s=0, simulate_s=0) for o in ser]
     assert [o.combo for o in par] == combos
@@ -233,6 +247,10 @@ def test_cli_whatif_json_csv_and_plot(tmp_path: pytest.TempPathFactory) -> None:
     }
     assert statuses[(2, 1)] == "ok" and statuses[(2, 5)] == "infeasible"
     assert "[4/4]" in stderr
+    # by default: planned by CP-SAT and simulated 20 times
+    assert data["planner"] == "cpsat" and data["runs"] == 20
+    ok = [r for r in data["rows"] if r["status"] == "ok"]
+    assert all(r["runs"] == 20 and r["makespan_p50_s"] <= r["makespan_p95_s"] for r in ok)
     with open(plot, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     code, stdout, _ = _cli(
@@ -244,6 +262,10 @@ def test_cli_whatif_json_csv_and_plot(tmp_path: pytest.TempPathFactory) -> None:
         "spare_hosts=0,1",
         "--jobs",
         "1",
+        "--planner",
+        "greedy",
+        "--runs",
+        "0",
         "--format",
         "csv",
     )
@@ -251,7 +273,16 @@ def test_cli_whatif_json_csv_and_plot(tmp_path: pytest.TempPathFactory) -> None:
     assert code == 0 and [r["spare_hosts"] for r in rows] == ["0", "1"]
     assert rows[0]["status"] == "ok" and float(rows[0]["migrations_per_vm"]) >= 1.0
     code, stdout, _ = _cli(
-        "whatif", inv, "--policy", pol, "--vary", "headroom.failures=1,9", "--jobs", "1"
+        "whatif",
+        inv,
+        "--policy",
+        pol,
+        "--vary",
+        "headroom.failures=1,9",
+        "--jobs",
+        "1",
+        "--planner",
+        "greedy",
     )
     assert code == 0 and "infeasible" in stdout
 
