@@ -14,6 +14,7 @@ from planner.report.build import build_report
 from planner.report.html import write_report
 from planner.report.schedule import EstimateModel
 from planner.report.timeline import read_montecarlo, read_timeline
+from sim.model import load_model
 
 _DEFAULT = EstimateModel()
 
@@ -69,25 +70,30 @@ def check_output_paths(output: str, png_dir: str | None) -> None:
     help="Accept a plan made for another inventory file (as `rollwave check --ignore-digest`).",
 )
 @click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Without a timeline, estimate with this simulation model (as `rollwave simulate "
+    "--model`; default: Nova's defaults on 10 GbE).",
+)
+@click.option(
     "--bandwidth",
     type=click.FloatRange(min=0, min_open=True),
-    default=_DEFAULT.bandwidth_mib_s,
-    show_default=True,
-    help="Estimate without a timeline: MiB/s one migration achieves.",
+    default=None,
+    help=f"Simple estimate instead: MiB/s one migration achieves [{_DEFAULT.bandwidth_mib_s:g}].",
 )
 @click.option(
     "--overhead",
     type=click.FloatRange(min=0),
-    default=_DEFAULT.overhead_s,
-    show_default=True,
-    help="Estimate: fixed seconds of Nova orchestration per migration.",
+    default=None,
+    help=f"Simple estimate: seconds of Nova orchestration per migration [{_DEFAULT.overhead_s:g}].",
 )
 @click.option(
     "--upgrade-minutes",
     type=click.FloatRange(min=0),
-    default=_DEFAULT.upgrade_s / 60,
-    show_default=True,
-    help="Estimate: minutes to upgrade and reboot a drained host.",
+    default=None,
+    help=f"Simple estimate: minutes to upgrade a drained host [{_DEFAULT.upgrade_s / 60:g}].",
 )
 @click.option(
     "--max-rows",
@@ -105,9 +111,10 @@ def report_cmd(
     montecarlo_path: str | None,
     png_dir: str | None,
     ignore_digest: bool,
-    bandwidth: float,
-    overhead: float,
-    upgrade_minutes: float,
+    model_path: str | None,
+    bandwidth: float | None,
+    overhead: float | None,
+    upgrade_minutes: float | None,
     max_rows: int,
     fmt: str,
 ) -> None:
@@ -115,7 +122,8 @@ def report_cmd(
     utilisation, migrations per wave, lower bounds, VMs moved twice and stopped VMs.
 
     With --timeline the schedule and headroom over time are the simulated run's; without, the
-    schedule is estimated (see --bandwidth, --overhead, --upgrade-minutes). --montecarlo adds the
+    schedule is estimated with the simulator's migration model (--model), or with the simple
+    model of --bandwidth, --overhead and --upgrade-minutes. --montecarlo adds the
     makespan distribution and the probability of a headroom breach. An invalid plan still gets
     a report, marked INVALID with its violations.
     """
@@ -124,16 +132,22 @@ def report_cmd(
     p = load_plan(plan)
     timeline = read_timeline(timeline_path) if timeline_path else None
     montecarlo = read_montecarlo(montecarlo_path) if montecarlo_path else None
+    sim_model = load_model(model_path)
     t0 = time.perf_counter()
-    model = EstimateModel(
-        bandwidth_mib_s=bandwidth, overhead_s=overhead, upgrade_s=upgrade_minutes * 60
-    )
+    simple = None
+    if bandwidth is not None or overhead is not None or upgrade_minutes is not None:
+        simple = EstimateModel(
+            bandwidth_mib_s=bandwidth if bandwidth is not None else _DEFAULT.bandwidth_mib_s,
+            overhead_s=overhead if overhead is not None else _DEFAULT.overhead_s,
+            upgrade_s=upgrade_minutes * 60 if upgrade_minutes is not None else _DEFAULT.upgrade_s,
+        )
     rep = build_report(
         inv,
         p,
         timeline=timeline,
         montecarlo=montecarlo,
-        estimate=model,
+        estimate=simple,
+        sim_model=sim_model,
         ignore_digest=ignore_digest,
         max_rows=max_rows,
     )

@@ -12,12 +12,21 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from planner.checker import CheckReport, check_plan
+from planner.errors import InputError
 from planner.inventory import Inventory
 from planner.plan import Plan
 from planner.report import plots
 from planner.report.replay import Replay, Step, replay
-from planner.report.schedule import EstimateModel, MonteCarlo, Schedule, estimate_schedule
+from planner.report.schedule import (
+    EstimateModel,
+    MonteCarlo,
+    Schedule,
+    estimate_schedule,
+    estimate_with_simulator,
+)
 from planner.report.timeline import Timeline, headroom_from_timeline, schedule_from_timeline
+from sim.model import DEFAULT as DEFAULT_MODEL
+from sim.model import SimModel
 
 
 @dataclass(frozen=True)
@@ -58,18 +67,24 @@ def build_report(
     schedule: Schedule | None = None,
     montecarlo: MonteCarlo | None = None,
     estimate: EstimateModel | None = None,
+    sim_model: SimModel | None = None,
     ignore_digest: bool = False,
     max_rows: int = 60,
 ) -> Report:
     """Check and replay the plan and put it in time: from a simulation's `timeline` when given
-    (or a ready `schedule`), else `estimate_schedule` with `estimate`'s parameters."""
+    (or a ready `schedule`); else estimated, with `estimate`'s simple parameters when given, or
+    with the simulator's migration model (`sim_model`, default Nova's defaults on 10 GbE)."""
     check = check_plan(inv, plan, digest=plan.inventory_sha256 if ignore_digest else None)
     if schedule is None:
-        schedule = (
-            schedule_from_timeline(timeline, plan)
-            if timeline is not None
-            else estimate_schedule(inv, plan, estimate)
-        )
+        if timeline is not None:
+            schedule = schedule_from_timeline(timeline, plan)
+        elif estimate is not None:
+            schedule = estimate_schedule(inv, plan, estimate)
+        else:
+            try:
+                schedule = estimate_with_simulator(inv, plan, sim_model or DEFAULT_MODEL)
+            except InputError:  # a plan naming unknown hosts or VMs: the simple estimate
+                schedule = estimate_schedule(inv, plan)
     return Report(
         inventory=inv,
         plan=plan,

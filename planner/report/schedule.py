@@ -1,7 +1,9 @@
 """A plan in time, as the report draws it: when each wave, host maintenance and migration runs.
 
-It comes from a simulation's timeline when one is given, else from `estimate_schedule`, a small,
-documented estimate (no failures, no network sharing, no dirty pages):
+It comes from a simulation's timeline when one is given, else from an estimate: by default
+`estimate_with_simulator` (each migration's duration from the simulator's migration model, no
+failures, no randomness), or `estimate_schedule`, a small documented model (no failures, no
+network sharing, no dirty pages):
 
 - a live migration takes (memory + local disk) / bandwidth + a fixed orchestration overhead;
 - a cold migration takes local disk / bandwidth + shut-down-and-boot time + the overhead, and the
@@ -16,12 +18,15 @@ documented estimate (no failures, no network sharing, no dirty pages):
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from planner.inventory import VM, Inventory
-from planner.plan import Plan
+from planner.plan import Migration, Plan
+from sim.model import SimModel
+from sim.prepare import OUTCOME_NAMES, prepare
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,31 +121,47 @@ def migration_seconds(vm: VM, method: str, model: EstimateModel) -> tuple[float,
     return total, total
 
 
-def estimate_schedule(inv: Inventory, plan: Plan, model: EstimateModel | None = None) -> Schedule:
-    """The estimate described in the module docstring. Unknown VMs (an invalid plan) cost only the
-    overhead, so the picture still shows where the plan breaks."""
-    model = model or EstimateModel()
-    k = max(1, plan.policy.max_concurrent_live_migrations)
+# Outcomes (the simulator's names) after which the VM is still on its source.
+FAILED_OUTCOMES = ("aborted", "never", "failed", "lost", "skipped")
+
+# (duration, downtime, ok) of the n-th migration of the plan (in plan order)
+DurationOf = Callable[[int, Migration], tuple[float, float, bool]]
+
+
+def list_schedule(
+    plan: Plan,
+    k: int,
+    duration: DurationOf,
+    upgrade_s: Callable[[str], float],
+    note: str,
+    *,
+    start_s: float = 0.0,
+) -> Schedule:
+    """Waves back to back; in each, every source host runs its migrations in plan order on `k`
+    slots from `start_s` after the wave starts; a host upgrades once drained; stopped VMs are
+    down while their host upgrades. A host whose migration did not succeed is not upgraded."""
+    k = max(1, k)
     waves: list[WaveSpan] = []
     hosts: list[HostSpan] = []
     migrations: list[MigrationSpan] = []
     stops: list[StopSpan] = []
     t = 0.0
+    n = 0
     for wave in plan.waves:
         by_src: dict[str, list[int]] = {h: [] for h in wave.hosts}
         for i, m in enumerate(wave.migrations):
             by_src.setdefault(m.src, []).append(i)
+        flat = {i: n + i for i in range(len(wave.migrations))}
+        n += len(wave.migrations)
         drained: dict[str, float] = {}
+        failed: set[str] = set()
         for src, idx in by_src.items():
-            slots = [(t, lane) for lane in range(k)]  # (free at, lane)
+            slots = [(t + start_s, lane) for lane in range(min(k, max(1, len(idx))))]
             heapq.heapify(slots)
-            end = t
+            end = t + start_s if idx else t
             for i in idx:
                 m = wave.migrations[i]
-                if inv.has_vm(m.vm):
-                    dur, down = migration_seconds(inv.vm(m.vm), m.method, model)
-                else:
-                    dur, down = model.overhead_s, 0.0
+                dur, down, ok = duration(flat[i], m)
                 free_at, lane = heapq.heappop(slots)
                 migrations.append(
                     MigrationSpan(
@@ -152,29 +173,71 @@ def estimate_schedule(inv: Inventory, plan: Plan, model: EstimateModel | None = 
                         free_at,
                         free_at + dur,
                         down,
-                        True,
+                        ok,
                         lane,
                     )
                 )
                 heapq.heappush(slots, (free_at + dur, lane))
                 end = max(end, free_at + dur)
+                if not ok:
+                    failed.add(src)
             drained[src] = end
         wave_end = t
         for h in dict.fromkeys(wave.hosts):
             d = drained.get(h, t)
-            hosts.append(HostSpan(h, wave.index, t, d, d + model.upgrade_s))
-            wave_end = max(wave_end, d + model.upgrade_s)
+            up = 0.0 if h in failed else upgrade_s(h)
+            hosts.append(HostSpan(h, wave.index, t, d, d + up, h not in failed))
+            wave_end = max(wave_end, d + up)
         for s in wave.stops:
             d = drained.get(s.host, t)
-            stops.append(StopSpan(s.vm, s.host, wave.index, d, d + model.upgrade_s))
+            stops.append(StopSpan(s.vm, s.host, wave.index, d, d + upgrade_s(s.host)))
         waves.append(WaveSpan(wave.index, t, wave_end))
         t = wave_end
+    return Schedule("estimate", tuple(waves), tuple(hosts), tuple(migrations), tuple(stops), note)
+
+
+def estimate_schedule(inv: Inventory, plan: Plan, model: EstimateModel | None = None) -> Schedule:
+    """The simple estimate described in the module docstring. Unknown VMs (an invalid plan) cost
+    only the overhead, so the picture still shows where the plan breaks."""
+    model = model or EstimateModel()
+    k = max(1, plan.policy.max_concurrent_live_migrations)
+
+    def duration(_n: int, m: Migration) -> tuple[float, float, bool]:
+        if inv.has_vm(m.vm):
+            return (*migration_seconds(inv.vm(m.vm), m.method, model), True)
+        return model.overhead_s, 0.0, True
+
     note = (
         f"estimated: {model.bandwidth_mib_s:g} MiB/s per migration, {model.overhead_s:g} s "
         f"overhead each, {k} at a time per source host, {model.upgrade_s / 60:g} min upgrade "
         "per host"
     )
-    return Schedule("estimate", tuple(waves), tuple(hosts), tuple(migrations), tuple(stops), note)
+    return list_schedule(plan, k, duration, lambda _h: model.upgrade_s, note)
+
+
+def estimate_with_simulator(inv: Inventory, plan: Plan, model: SimModel) -> Schedule:
+    """The estimate with the simulator's migration model (`sim.prepare`): every migration's
+    duration and downtime as the simulator computes them (Nova's live-migration settings, dirty
+    pages, completion timeouts, the NIC shared by a host's concurrent migrations, orchestration
+    overhead), upgrades at the mean of the model's distributions; no failures, no randomness,
+    no per-destination queueing. A migration that Nova would abort leaves its host not
+    upgraded."""
+    prep = prepare(inv, plan, model, check=False)
+
+    def duration(n: int, _m: Migration) -> tuple[float, float, bool]:
+        ok = OUTCOME_NAMES[prep.m_outcome[n]] not in FAILED_OUTCOMES
+        return prep.m_dur[n], prep.m_down[n], ok
+
+    def upgrade_s(host: str) -> float:
+        return model.upgrade_distribution(inv.host(host)).mean + model.enable_s
+
+    k = min(prep.k_out, max((len(w.migrations) for w in plan.waves), default=1))
+    src = model.source or "Nova's defaults on 10 GbE"
+    note = (
+        f"estimated with the simulator's migration model ({src}; no failures, upgrades at "
+        "their mean); a simulated run's timeline (--timeline) shows contention and failures"
+    )
+    return list_schedule(plan, k, duration, upgrade_s, note, start_s=model.disable_s)
 
 
 @dataclass(frozen=True)

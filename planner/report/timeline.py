@@ -27,6 +27,7 @@ from planner.formats import read_bytes
 from planner.plan import Plan
 from planner.report import plots
 from planner.report.schedule import (
+    FAILED_OUTCOMES,
     HostSpan,
     MigrationSpan,
     MonteCarlo,
@@ -36,8 +37,6 @@ from planner.report.schedule import (
 )
 
 MAJOR = 1
-# Outcomes after which the VM is still on its source (the simulator's names).
-FAILED_OUTCOMES = ("aborted", "never", "failed", "lost", "skipped")
 NUMERIC = ("t_s", "bytes", "downtime_s", "free", "required")
 INTEGER = ("wave",)
 _CSV_HEAD = re.compile(r"^#\s*rollwave timeline\b(?P<rest>.*)$")

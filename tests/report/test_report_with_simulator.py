@@ -156,8 +156,33 @@ def test_an_infeasible_combination_is_not_simulated() -> None:
 
 
 def test_the_failed_outcomes_the_report_knows_are_the_simulators() -> None:
-    from planner.report.timeline import FAILED_OUTCOMES
+    from planner.report.schedule import FAILED_OUTCOMES
     from sim.prepare import OUTCOME_NAMES
 
     assert set(FAILED_OUTCOMES) <= set(OUTCOME_NAMES)
     assert "converged" not in FAILED_OUTCOMES and "cold" not in FAILED_OUTCOMES
+
+
+# ---------------------------------------------------------------------------------------------
+def test_the_default_estimate_uses_the_simulators_migration_model(small: Case) -> None:
+    from planner.report.schedule import estimate_with_simulator
+
+    prep = prepare(small.inventory, small.plan, DEFAULT, check=False)
+    sched = estimate_with_simulator(small.inventory, small.plan, DEFAULT)
+    flat = [m for w in small.plan.waves for m in w.migrations]
+    assert len(sched.migrations) == len(flat) == len(prep.m_dur)
+    # spans come out grouped by source host; match them to the plan's order by (wave, vm)
+    order = {
+        (i_w.index, m.vm): n
+        for n, (i_w, m) in enumerate((w, m) for w in small.plan.waves for m in w.migrations)
+    }
+    for span in sched.migrations:
+        n = order[(span.wave, span.vm)]
+        assert span.end - span.start == pytest.approx(prep.m_dur[n])
+        assert span.downtime_s == pytest.approx(prep.m_down[n])
+    # a host whose migration Nova would abort is not upgraded, and the report says so
+    aborted = {m.src for m in sched.migrations if not m.ok}
+    assert aborted == {h.host for h in sched.hosts if not h.ok}
+    rep = build_report(small.inventory, small.plan)
+    assert "simulator's migration model" in rep.schedule.note
+    assert rep.schedule.makespan_s == pytest.approx(sched.makespan_s)
