@@ -271,6 +271,7 @@ def test_demo_plans_checks_and_simulates_the_bundled_example(tmp_path: Path) -> 
         "inventory.json",
         "plan.json",
         "policy.yaml",
+        "report.html",
         "timeline.jsonl",
     ]
     assert clean(rollwave("check", out / "inventory.json", out / "plan.json")).code == 0
