@@ -171,6 +171,14 @@ def default_journal(plan: str) -> Path:
     help="Seconds between polls of migrations and services.",
 )
 @click.option(
+    "--replan-time-limit",
+    "replan_time_limit_s",
+    type=click.FloatRange(1),
+    default=30.0,
+    show_default=True,
+    help="Seconds the solver may take to re-plan the remaining waves after drift.",
+)
+@click.option(
     "--model",
     "model_path",
     type=click.Path(dir_okay=False),
@@ -215,6 +223,7 @@ def execute_cmd(
     hook_timeout_s: float,
     migration_timeout_s: float,
     poll_s: float,
+    replan_time_limit_s: float,
     model_path: str | None,
     notify_command: str | None,
     notify_webhook: str | None,
@@ -286,6 +295,7 @@ def execute_cmd(
         service_timeout_s=service_timeout_s,
         hook_timeout_s=hook_timeout_s,
         migration_timeout_s=migration_timeout_s,
+        replan_time_limit_s=replan_time_limit_s,
         model=model,
     )
     reporter = Reporter(err, quiet=quiet or dry_run)

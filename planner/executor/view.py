@@ -104,12 +104,11 @@ def renumber(waves: tuple[Wave, ...] | list[Wave], start: int) -> list[Wave]:
 
 
 def solve_remaining(view: Inventory, policy: Policy, *, time_limit: float = 30.0) -> Plan:
-    """A plan for every host of the view still to upgrade. The one place that picks the planner:
-    the greedy planner until the CP-SAT solver lands (then `solver.solve.solve`)."""
-    from solver.greedy import greedy_plan
+    """A plan for every host of the view still to upgrade: the CP-SAT solver (the greedy planner
+    its fallback), within `time_limit` seconds. The one place that picks the planner."""
+    from solver.solve import SolveOptions, solve
 
-    del time_limit  # the greedy planner takes no time limit
-    return greedy_plan(view, policy, inventory_sha256="")
+    return solve(view, policy, SolveOptions(time_limit=time_limit), inventory_sha256="").plan
 
 
 def replan(view: Inventory, policy: Policy, *, time_limit: float = 30.0) -> Plan:

@@ -41,6 +41,7 @@ PALETTE = (BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, YELLOW, BLACK)
 
 LIVE, COLD, FAILED, STOPPED = BLUE, ORANGE, VERMILLION, PURPLE
 DRAINING, UPGRADING = "#DDDDDD", "#A6DBC9"  # light grey; a light bluish green
+ROLLBACK, SOAK = "#F0C987", "#FFF3C4"  # light orange: rolling back; pale yellow: the soak
 
 STYLE: Any = {  # typed Any: matplotlib types rc keys as a Literal
     "font.family": "DejaVu Sans",
@@ -188,6 +189,16 @@ def gantt_figure(schedule: Schedule, *, max_rows: int = 60) -> Figure:
             edgecolors="white",
             linewidth=0.3,
         )
+    for r in schedule.rollbacks:
+        if r.host in row:
+            ax.broken_barh(
+                [(r.start / scale, (r.end - r.start) / scale)],
+                (row[r.host] - 0.4, 0.8),
+                facecolors=ROLLBACK,
+                edgecolors=FAILED,
+                linewidth=0.8,
+            )
+    _soak_bands(ax, schedule, scale)
     stops = [(s.start / scale, row[s.host]) for s in schedule.stops if s.host in row]
     if stops:
         xs, ys = zip(*stops, strict=True)
@@ -238,6 +249,10 @@ def gantt_figure(schedule: Schedule, *, max_rows: int = 60) -> Figure:
         handles.append(
             Patch(facecolor="none", edgecolor=FAILED, hatch="//", label="host not upgraded")
         )
+    if schedule.rollbacks:
+        handles.append(Patch(facecolor=ROLLBACK, edgecolor=FAILED, label="host rolling back"))
+    if schedule.soaks:
+        handles.append(Patch(color=SOAK, label="canary soak (nothing else runs)"))
     if stops:
         handles.append(
             ax.scatter(
@@ -264,6 +279,22 @@ def in_flight(
     d = np.concatenate([np.ones(len(starts), int), -np.ones(len(ends), int)])
     order = np.lexsort((d, t))  # at equal times, ends (-1) before starts
     return t[order], np.cumsum(d[order])
+
+
+def _soak_bands(ax: Any, schedule: Schedule, scale: float) -> None:
+    """The canary's soak: a band across every row (the run waits; it is in the makespan)."""
+    for s in schedule.soaks:
+        ax.axvspan(s.start / scale, s.end / scale, color=SOAK, zorder=0, lw=0)
+        ax.text(
+            (s.start + s.end) / 2 / scale,
+            0.0,
+            "soak",
+            transform=blended_transform_factory(ax.transData, ax.transAxes),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color=GREY,
+        )
 
 
 def _gantt_by_wave(schedule: Schedule) -> Figure:
@@ -328,6 +359,7 @@ def _gantt_by_wave(schedule: Schedule) -> Figure:
     ax.set_yticks(range(0, n, step), [f"wave {w.index}" for w in waves][::step])
     ax.set_ylim(n - 0.5, -0.5)
     ax.grid(axis="y", visible=False)
+    _soak_bands(ax, schedule, scale)
     t, c = in_flight([m.start for m in schedule.migrations], [m.end for m in schedule.migrations])
     (l1,) = ax2.step(t / scale, c, where="post", color=LIVE, lw=1.0, label="migrations in flight")
     th, ch = in_flight([h.start for h in schedule.hosts], [h.end for h in schedule.hosts])
@@ -345,6 +377,7 @@ def _gantt_by_wave(schedule: Schedule) -> Figure:
             Patch(color=UPGRADING, label="last hosts upgrading"),
             l1,
             l2,
+            *([Patch(color=SOAK, label="canary soak")] if schedule.soaks else []),
         ],
         loc="outside lower center",
         ncol=3,

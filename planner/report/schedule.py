@@ -89,6 +89,16 @@ class StopSpan:
 
 
 @dataclass(frozen=True, slots=True)
+class Span:
+    """A stretch of time with a label: a host rolling back, the canary soaking."""
+
+    start: float
+    end: float
+    label: str = ""
+    host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WaveSpan:
     index: int
     start: float
@@ -103,10 +113,13 @@ class Schedule:
     migrations: tuple[MigrationSpan, ...]
     stops: tuple[StopSpan, ...]
     note: str = ""  # how it was obtained, for the report
+    rollbacks: tuple[Span, ...] = ()  # hosts rolling back (a failed upgrade, a failed canary)
+    soaks: tuple[Span, ...] = ()  # the canary's soak: nothing else runs
 
     @property
     def makespan_s(self) -> float:
         ends = [w.end for w in self.waves] + [h.end for h in self.hosts]
+        ends += [s.end for s in self.rollbacks] + [s.end for s in self.soaks]
         return max(ends, default=0.0)
 
 

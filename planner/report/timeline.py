@@ -32,6 +32,7 @@ from planner.report.schedule import (
     MigrationSpan,
     MonteCarlo,
     Schedule,
+    Span,
     StopSpan,
     WaveSpan,
 )
@@ -192,10 +193,31 @@ def schedule_from_timeline(tl: Timeline, plan: Plan) -> Schedule:
     open_attempts: dict[str, _Attempt] = {}
     spans: list[MigrationSpan] = []
     end = tl.makespan_s
+    rolling: dict[str, float] = {}
+    rollbacks: list[Span] = []
+    soak_from: tuple[float, str] | None = None
+    soaks: list[Span] = []
     for e in tl.events:
         kind, t = e.get("event"), float(e["t_s"])
         wave = int(e.get("wave", 0) or 0)
-        if kind == "wave_start":
+        if kind == "rollback_start":
+            rolling[str(e.get("host"))] = t
+        elif kind == "rollback_end" and str(e.get("host")) in rolling:
+            host = str(e.get("host"))
+            rollbacks.append(Span(rolling.pop(host), t, "rolling back", host))
+        elif kind == "soak_start":
+            soak_from = (t, str(e.get("detail") or "canary soak"))
+        elif kind == "soak_end" and soak_from is not None:
+            verdict = str(e.get("detail") or "")
+            soaks.append(Span(soak_from[0], t, f"{soak_from[1]}; {verdict}".strip("; ")))
+            soak_from = None
+        elif (
+            kind == "host_enable"
+            and e.get("detail") == "rolled-back"
+            and (str(e.get("host")) in acc.hosts and acc.hosts[str(e["host"])].end is not None)
+        ):
+            acc.hosts[str(e["host"])].ok = False  # a canary host, rolled back after its wave
+        elif kind == "wave_start":
             acc.waves[wave] = [t, math.nan]
         elif kind == "wave_end" and wave in acc.waves:
             acc.waves[wave][1] = t
@@ -236,6 +258,9 @@ def schedule_from_timeline(tl: Timeline, plan: Plan) -> Schedule:
                     ok,
                 )
             )
+    rollbacks += [Span(t0, end, "rolling back", h) for h, t0 in rolling.items()]
+    if soak_from is not None:
+        soaks.append(Span(soak_from[0], end, soak_from[1]))
     for a in open_attempts.values():  # still running when the run ended (a stall)
         spans.append(MigrationSpan(a.vm, a.src, a.dst, a.wave, a.method, a.start, end, 0.0, False))
     spans = _assign_lanes(spans)
@@ -262,7 +287,9 @@ def schedule_from_timeline(tl: Timeline, plan: Plan) -> Schedule:
     )
     seed = tl.header.get("seed")
     note = "simulated" + (f" (seed {seed})" if seed is not None else "") + f" from {tl.source}"
-    return Schedule("simulation", waves, hosts, tuple(spans), stops, note)
+    return Schedule(
+        "simulation", waves, hosts, tuple(spans), stops, note, tuple(rollbacks), tuple(soaks)
+    )
 
 
 def check_matches(tl: Timeline, plan: Plan) -> None:

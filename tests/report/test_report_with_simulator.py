@@ -186,3 +186,34 @@ def test_the_default_estimate_uses_the_simulators_migration_model(small: Case) -
     rep = build_report(small.inventory, small.plan)
     assert "simulator's migration model" in rep.schedule.note
     assert rep.schedule.makespan_s == pytest.approx(sched.makespan_s)
+
+
+def test_rollbacks_and_the_canary_soak_are_in_the_schedule_and_the_gantt(
+    tmp_path: Path, small: Case
+) -> None:
+    from planner.report import plots
+
+    model = DEFAULT.with_changes(
+        rollback=True, upgrade_failure_p=0.5, canary_hosts=2, soak_s=1800.0
+    )
+    prep = prepare(small.inventory, small.plan, model)
+    res = simulate(prep, seed=1, record=True)
+    assert res.rollback_s > 0 and res.soak_s == 1800.0
+    f = tmp_path / "run.jsonl"
+    write_timeline(f, prep, res)
+    sched = schedule_from_timeline(read_timeline(f), small.plan)
+    assert sched.makespan_s == pytest.approx(res.makespan_s, abs=1e-2)
+    assert len(sched.soaks) == 1 and sched.soaks[0].end - sched.soaks[0].start == 1800.0
+    rolled = {h for h, s in res.host_status.items() if s == "rolled-back"}
+    assert {r.host for r in sched.rollbacks} == {prep.hosts[h] for h in rolled}
+    assert sum(r.end - r.start for r in sched.rollbacks) == pytest.approx(res.rollback_s)
+    for h in sched.hosts:
+        if h.host in {prep.hosts[x] for x in rolled}:
+            assert not h.ok  # drawn as not upgraded
+    for fig in (plots.gantt_figure(sched), plots.gantt_figure(sched, max_rows=1)):
+        legend = " ".join(t.get_text() for lg in fig.legends for t in lg.get_texts())
+        assert "canary soak" in legend
+    legend = " ".join(
+        t.get_text() for lg in plots.gantt_figure(sched).legends for t in lg.get_texts()
+    )
+    assert "host rolling back" in legend
