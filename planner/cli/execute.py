@@ -240,7 +240,9 @@ def execute_cmd(
         raise UsageError("give the PLAN to execute (or --status JOURNAL)")
     if dry_run and resume:
         raise UsageError("--dry-run and --resume do not go together")
-    if not dry_run and not upgrade_command:
+    if dry_run and not upgrade_command:
+        upgrade_command = "<--upgrade-command> {host}"
+    if not upgrade_command:
         raise UsageError(
             "give --upgrade-command CMD (e.g. 'ansible-playbook upgrade.yml --limit {host}'): "
             "it is what upgrades each host"

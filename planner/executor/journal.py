@@ -255,6 +255,9 @@ class RunState:
         k = int(rec["wave"])
         waves = [wave_from_dict(w) for w in rec["waves"]]
         self.schedule = self.schedule[: k - 1] + waves
+        # Waves from k on are new: a move done in the wave k they replace is history (counted
+        # in per_wave), not a move of the new wave k.
+        self.done_moves = {(w, vm) for w, vm in self.done_moves if w < k}
         self.replans.append(dict(rec))
 
     def _on_retarget(self, ev: str, rec: Mapping[str, Any]) -> None:
@@ -383,7 +386,7 @@ class RunState:
     def counts(self) -> dict[str, int]:
         retried = len(self._retried)
         return {
-            "migrations_done": len(self.done_moves),
+            "migrations_done": sum(c["done"] for c in self.per_wave.values()),
             "migrations_retried": retried,
             "migrations_replanned": len(self.retargeted),
             "migrations_failed": len(self.skipped_failed()),

@@ -22,6 +22,7 @@ were cut with the live cloud.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 from collections import Counter
@@ -337,7 +338,7 @@ class Executor:
             NOTE,
             "run",
             what="resume" if self.resume else "start",
-            pid=None,
+            pid=os.getpid(),
             dry=self.dry or None,
         )
         self.notify("run_start", plan=self.sha, cloud=self.cloud.name, resume=self.resume)
@@ -629,6 +630,7 @@ class Executor:
                 f"(was {len(remaining.waves)})"
             )
             self.notify("replan", wave=k, waves=len(waves))
+        self._release_hosts_not_in(k, None)
         raise ExecutionError(f"wave {k}: the cloud keeps changing under the plan; stopped")
 
     def _remaining(self, k: int, vpolicy: Policy) -> Plan:
@@ -785,10 +787,10 @@ class Executor:
         elif last.get("upgrade") == FAILED or last.get("wait") == FAILED:
             hr.failure = last.get("failure_reason", "upgrade failed")
             self._fail_path(hr, hr.failure)
-        elif last.get("upgrade") == DONE:
-            hr.state, hr.t0 = WAITING, self.clock()
         elif last.get("wait") == DONE:
             hr.state = ENABLING
+        elif last.get("upgrade") == DONE:
+            hr.state, hr.t0 = WAITING, self.clock()
         return hr
 
     def _observed_version_before(self, h: str, live: Inventory) -> str | None:

@@ -1,0 +1,201 @@
+"""The executor's own costs, apart from the cloud's: the journal, and the state machine with its
+per-wave re-checks (through the dry run, whose model of the cloud answers at once).
+
+    python -m benchmarks exec_bench -- [--quick] [--sizes 100,1000] [--records 20000]
+    python -m benchmarks exec_bench -- --sandbox        # also a 20-host run on the Nova sandbox
+
+Prints tables: journal records written per second (each flushed and fsync'd) and replayed per
+second; for generated clouds, the dry run's wall and CPU seconds in total, per wave (the re-check:
+a snapshot of the model, the planning view, the checker on the remaining plan, the ETA's
+simulation) and per migration, and how many calls it makes; with --sandbox, a real run's wall
+time, time per wave and per migration, and API calls per migration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from planner.executor.cloud import DryRunCloud
+from planner.executor.hooks import DryRunHooks, Notifier
+from planner.executor.journal import Journal, RunState, read_records
+from planner.executor.run import ExecOptions, Executor
+from planner.executor.ui import Reporter
+from planner.generate import GenerateSpec, default_policy, generate
+from sim.model import DEFAULT
+from solver.greedy import greedy_plan
+
+
+def journal_bench(n: int, root: Path) -> dict[str, float]:
+    p = root / "bench.journal.jsonl"
+    j = Journal(p)
+    j.write({"ev": "header", "format_version": "1.0", "kind": "rollwave-journal"})
+    t0 = time.perf_counter()
+    for i in range(n):
+        step = f"w1/migrate/vm-{i}/1"
+        ev = "intent" if i % 2 == 0 else "done"
+        j.write({"ev": ev, "op": "migrate", "step": step, "wave": 1, "vm": f"vm-{i}", "host": "h"})
+    write_s = time.perf_counter() - t0
+    j.close()
+    t1 = time.perf_counter()
+    st = RunState.replay(read_records(p))
+    replay_s = time.perf_counter() - t1
+    assert len(st.done_moves) == n // 2
+    return {"records": n, "write_s": write_s, "replay_s": replay_s, "bytes": p.stat().st_size}
+
+
+def dry_bench(hosts: int) -> dict[str, Any]:
+    spec = GenerateSpec(hosts=hosts, vms_per_host=10, seed=1, controllers=3)
+    inv = generate(spec)
+    pol = default_policy(spec)
+    plan = greedy_plan(inv, pol)
+    calls: list[str] = []
+    cloud = DryRunCloud(inv, calls.append, pol.target_version)
+    ex = Executor(
+        plan,
+        "b" * 64,
+        cloud,
+        opts=ExecOptions(upgrade_command="true", model=DEFAULT),
+        reporter=Reporter(Console(file=open(os.devnull, "w")), quiet=True),  # noqa: SIM115
+        hooks=DryRunHooks(cloud.run_hook),
+        notify=Notifier(None, None, lambda s: None),
+        journal_path=None,
+    )
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = ex.run()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    assert res.status == "completed", res.reason
+    migrations = sum(len(w.migrations) for w in plan.waves)
+    return {
+        "hosts": len(inv.hosts),
+        "vms": len(inv.vms),
+        "waves": len(plan.waves),
+        "migrations": migrations,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "per_wave_ms": 1000 * wall / max(len(plan.waves), 1),
+        "per_migration_ms": 1000 * wall / max(migrations, 1),
+        "calls": len(calls),
+    }
+
+
+def sandbox_bench(root: Path) -> dict[str, Any]:
+    """One 20-host plan executed on the sandbox (a few minutes)."""
+    from planner import formats
+    from planner.checker import check_plan
+    from planner.executor.cloud import LiveCloud
+    from planner.executor.hooks import Hooks
+    from planner.openstack import invio, mapping, snapshot
+    from planner.openstack.connect import Api, connect
+    from planner.openstack.sandbox import manager
+
+    os.environ["OS_CLIENT_CONFIG_FILE"] = str(root / "clouds.yaml")
+    spec = GenerateSpec(hosts=20, vms_per_host=1.5, utilisation=0.4, controllers=0, seed=0)
+    data = formats.inventory_to_dict(generate(spec))
+    d = root / "state"
+    sb = manager.start(data, directory=d, migration_seconds=0.5, exit_with_parent=True)
+    try:
+        m = mapping.load(sb.mapping_file)
+        api = Api(connect(manager.CLOUD_NAME))
+        snap = root / "inv.json"
+        invio.write(snap, snapshot.collect(api, manager.CLOUD_NAME, m)[0])
+        inv = formats.load_inventory(snap)
+        pol = default_policy(spec).with_changes(max_hosts_per_wave=4)
+        plan = greedy_plan(inv, pol, inventory_sha256=inv.digest or "")
+        assert check_plan(inv, plan).ok
+        rollwave = str(Path(sys.executable).with_name("rollwave"))
+        cmd = f"{rollwave} sandbox ctl upgrade {{host}} --version {pol.target_version}"
+        env = {"ROLLWAVE_SANDBOX_DIR": str(d)}
+        os.environ.update(env)
+        calls0 = api.calls
+        ex = Executor(
+            plan,
+            "c" * 64,
+            LiveCloud(api, manager.CLOUD_NAME, m),
+            opts=ExecOptions(upgrade_command=cmd, poll_s=0.5, retry_delay_s=1.0),
+            reporter=Reporter(Console(file=open(os.devnull, "w")), quiet=True),  # noqa: SIM115
+            hooks=Hooks(root / "logs"),
+            notify=Notifier(None, None, lambda s: None),
+            journal_path=root / "run.journal.jsonl",
+        )
+        t0 = time.perf_counter()
+        res = ex.run()
+        wall = time.perf_counter() - t0
+        assert res.status == "completed", res.reason
+        migrations = sum(len(w.migrations) for w in plan.waves)
+        secs = list(res.state.wave_seconds().values())
+        mig_s = [
+            r["seconds"]
+            for r in read_records(root / "run.journal.jsonl")
+            if r.get("op") == "migrate" and r["ev"] == "done" and "seconds" in r
+        ]
+        return {
+            "waves": len(plan.waves),
+            "migrations": migrations,
+            "wall_s": wall,
+            "wave_median_s": statistics.median(secs),
+            "migration_median_s": statistics.median(mig_s),
+            "calls_per_migration": (api.calls - calls0) / max(migrations, 1),
+        }
+    finally:
+        manager.stop(d, remove_cloud_entry=False)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="benchmarks.exec_bench")
+    ap.add_argument("--quick", action="store_true", help="small sizes only")
+    ap.add_argument("--sizes", default="100,1000", help="generated clouds' host counts")
+    ap.add_argument("--records", type=int, default=20000)
+    ap.add_argument("--sandbox", action="store_true", help="also a 20-host run on the sandbox")
+    a = ap.parse_args()
+    sizes = [100] if a.quick else [int(s) for s in a.sizes.split(",")]
+    records = 2000 if a.quick else a.records
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        j = journal_bench(records, root)
+        print("| journal records | write (fsync each) | records/s | replay | records/s | bytes |")
+        print("|---|---|---|---|---|---|")
+        print(
+            f"| {j['records']:,} | {j['write_s']:.2f} s | {j['records'] / j['write_s']:,.0f} | "
+            f"{j['replay_s']:.2f} s | {j['records'] / j['replay_s']:,.0f} | {j['bytes']:,} |"
+        )
+        print()
+        print(
+            "| hosts | VMs | waves | migrations | dry run wall | CPU | per wave | "
+            "per migration | calls printed |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for n in sizes:
+            r = dry_bench(n)
+            print(
+                f"| {r['hosts']:,} | {r['vms']:,} | {r['waves']} | {r['migrations']:,} | "
+                f"{r['wall_s']:.1f} s | {r['cpu_s']:.1f} s | {r['per_wave_ms']:,.0f} ms | "
+                f"{r['per_migration_ms']:.1f} ms | {r['calls']:,} |",
+                flush=True,
+            )
+        if a.sandbox:
+            s = sandbox_bench(root)
+            print()
+            print(
+                "| sandbox: waves | migrations | wall | wave (median) | migration (median) | "
+                "API calls per migration |"
+            )
+            print("|---|---|---|---|---|---|")
+            print(
+                f"| {s['waves']} | {s['migrations']} | {s['wall_s']:.0f} s | "
+                f"{s['wave_median_s']:.1f} s | {s['migration_median_s']:.2f} s | "
+                f"{s['calls_per_migration']:.1f} |"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
