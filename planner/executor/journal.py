@@ -115,6 +115,21 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
+def journal_in_use(path: str | os.PathLike[str]) -> bool:
+    """Whether a running rollwave holds the journal (its lock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return False
+
+
 def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every record of a journal. A torn last line (the writer was killed mid-line) is dropped;
     a bad line anywhere else is an error naming its line."""

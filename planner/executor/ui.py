@@ -19,7 +19,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from planner.executor.journal import HOST_FAILED, HOST_NOT_UPGRADED, HOST_UPGRADED, RunState
+from planner.executor.journal import (
+    HOST_FAILED,
+    HOST_NOT_UPGRADED,
+    HOST_UPGRADED,
+    RunState,
+    journal_in_use,
+)
 
 
 def hms(seconds: float | None) -> str:
@@ -161,12 +167,13 @@ def status_dict(state: RunState, journal: str) -> dict[str, Any]:
     k = state.next_wave()
     last_run = state.runs[-1] if state.runs else {}
     if state.finished:
-        status = "completed" if last_run.get("status") == "completed" else "ended"
-        status = last_run.get("status", status)
+        status = str(last_run.get("status", "completed"))
     elif last_run.get("what") == "stop":
-        status = f"stopped ({last_run.get('status', 'stopped')})"
+        status = str(last_run.get("status", "stopped"))
+    elif journal_in_use(journal):
+        status = f"running (pid {last_run.get('pid', '?')})"
     else:
-        status = "running or killed (no end record)"
+        status = "killed: no end record and no rollwave holds the journal (--resume continues it)"
     open_steps = [
         {k_: r.get(k_) for k_ in ("step", "op", "wave", "host", "vm", "src", "dst", "t")}
         for r in state.iter_open()
