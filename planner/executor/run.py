@@ -124,6 +124,8 @@ PENDING, RUNNING_, RETRY, DONE_, GAVE_UP, SKIPPED, GONE = (
     "gone",
 )
 TERMINAL_VM = (DONE_, GAVE_UP, SKIPPED, GONE)
+# How long a confirmed cold migration may stay VERIFY_RESIZE (Nova confirms asynchronously).
+CONFIRM_TIMEOUT_S = 300.0
 # host pipeline states
 (
     DRAINING,
@@ -166,6 +168,7 @@ class VmRun:
     tried: set[str] = field(default_factory=set)
     aborting: bool = False
     confirmed_resize: bool = False
+    t_confirm: float = 0.0
 
 
 @dataclass
@@ -497,12 +500,17 @@ class Executor:
         """A VM's server once no migration is under way for it (a run killed mid-migration
         leaves Nova to finish it)."""
         t0 = self.clock()
+        confirmed = False
         while True:
             srv = self.cloud.server(vm)
             if srv is None:
                 return None
             if srv.status == "VERIFY_RESIZE":
-                self.cloud.confirm_resize(vm)
+                # Nova confirms asynchronously (a cast to the compute): confirm once, then wait
+                # for the status to change; a second confirm would be refused.
+                if not confirmed:
+                    self.cloud.confirm_resize(vm)
+                    confirmed = True
             elif srv.settled:
                 return srv
             if self.clock() - t0 > 6 * 3600:
@@ -828,8 +836,10 @@ class Executor:
                 in_busy[v.dst] += 1
 
     def _start(self, v: VmRun) -> bool:
-        v.known = {m.id for m in self.cloud.migrations(v.vm)}
         attempt = self.state.attempts[(v.wave, v.vm)] + 1
+        if attempt > 1 and self._found_on_destination(v):
+            return False
+        v.known = {m.id for m in self.cloud.migrations(v.vm)}
         v.step = f"w{v.wave}/migrate/{v.vm}/{attempt}"
         self._log(
             INTENT,
@@ -865,6 +875,27 @@ class Executor:
         self.ui.line(f"  {v.label}: {v.src} -> {v.dst} ({v.method}) ...")
         return True
 
+    def _found_on_destination(self, v: VmRun) -> bool:
+        """Before another attempt: a VM an attempt judged failed may have arrived since (Nova
+        finished it late); it is not moved again (Nova would refuse: it is there)."""
+        srv = self.cloud.server(v.vm)
+        if srv is None or not srv.settled or srv.host != v.dst or srv.status != v.expect_status:
+            return False
+        self._log(
+            DONE,
+            "migrate",
+            step=f"w{v.wave}/migrate/{v.vm}/found",
+            wave=v.wave,
+            vm=v.vm,
+            host=v.dst,
+            reconciled=True,
+        )
+        v.state = DONE_
+        self._sample_move(v, forward=True)
+        self._bar()
+        self.ui.line(f"  [green]ok[/] {v.label}: found on {v.dst}, {srv.status}")
+        return True
+
     def _poll_migrations(self, vruns: dict[str, VmRun], hruns: dict[str, HostRun]) -> None:
         for v in vruns.values():
             if v.state != RUNNING_:
@@ -877,10 +908,15 @@ class Executor:
                 self._sample_move(v, forward=False, gone=True)
                 self.ui.line(f"  {v.label}: deleted meanwhile; nothing to move")
                 continue
-            if v.method == "cold" and srv.status == "VERIFY_RESIZE" and not v.confirmed_resize:
-                self.cloud.confirm_resize(v.vm)
-                v.confirmed_resize = True
-                continue
+            if v.method == "cold" and srv.status == "VERIFY_RESIZE":
+                if not v.confirmed_resize:
+                    self.cloud.confirm_resize(v.vm)
+                    v.confirmed_resize = True
+                    v.t_confirm = self.clock()
+                    continue
+                # Nova confirms asynchronously: VERIFY_RESIZE until the source compute is done.
+                if self.clock() - v.t_confirm < CONFIRM_TIMEOUT_S:
+                    continue
             if not srv.settled:
                 t = self.opts.migration_timeout_s
                 if t and self.clock() - v.t0 > t and not v.aborting:
