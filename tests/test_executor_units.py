@@ -245,6 +245,58 @@ def test_dry_run_of_every_fixture_upgrades_every_host_in_a_safe_order(name: str)
             assert not any(f'<{host.name}> {{"status": "enabled"' in ln for ln in lines)
 
 
+class _CtrlCAt(list[str]):
+    """The dry run's printed calls; sets the executor's Ctrl-C count at the first line that
+    contains `needle` (as a signal arriving during that call would)."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__()
+        self.needle = needle
+        self.ex: Executor | None = None
+
+    def append(self, line: str) -> None:
+        super().append(line)
+        if self.needle in line and self.ex is not None and not self.ex.interrupts:
+            self.ex.interrupts = 1
+
+
+def _interrupted_dry_run(fx: Fixture, needle: str) -> tuple[RunResult, _CtrlCAt]:
+    lines = _CtrlCAt(needle)
+    cloud = DryRunCloud(fx.inventory, lines.append, fx.plan.policy.target_version)
+    ex = Executor(
+        fx.plan,
+        "f" * 64,
+        cloud,
+        opts=ExecOptions(upgrade_command="upgrade {host}", poll_s=0.01, max_parallel=8),
+        reporter=Reporter(Console(file=open(os.devnull, "w")), quiet=True),  # noqa: SIM115
+        hooks=DryRunHooks(cloud.run_hook),
+        notify=Notifier(None, None, lines.append),
+        journal_path=None,
+    )
+    lines.ex = ex
+    return ex.run(), lines
+
+
+def test_ctrl_c_during_a_migration_call_starts_nothing_more() -> None:
+    fx = NAMED["three_plus_spare"]()
+    # two migrations per source at once, so that the first wave's two could start together
+    pol = fx.plan.policy.with_changes(max_concurrent_live_migrations=2)
+    fx = replace(fx, plan=replace(fx.plan, policy=pol))
+    res, lines = _interrupted_dry_run(fx, '{"os-migrateLive"')
+    assert res.status == "interrupted" and res.exit_code == 130
+    moves = [ln for ln in lines if '{"os-migrateLive"' in ln or '{"migrate"' in ln]
+    assert len(moves) == 1  # the call under way when Ctrl-C came, and no other
+    first = _index(lines, '{"os-migrateLive"')
+    assert not any("upgrade hook" in ln or '"disabled"' in ln for ln in lines[first:])
+
+
+def test_ctrl_c_during_a_wave_re_check_touches_nothing_of_that_wave() -> None:
+    fx = NAMED["three_plus_spare"]()
+    res, lines = _interrupted_dry_run(fx, "(snapshot)")
+    assert res.status == "interrupted"
+    assert not any('"disabled"' in ln or "/action" in ln or "hook" in ln for ln in lines)
+
+
 def _drifted(fx: Fixture) -> Inventory:
     """A VM appeared on cmp-2 (wave 3) after the plan was made."""
     c = Cloud("x").host("tmp")

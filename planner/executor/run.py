@@ -350,7 +350,7 @@ class Executor:
         try:
             if self.resume:
                 self._reconcile()
-            while not self.stop_reason:
+            while not self.stop_reason and not self.interrupts:
                 k = self.state.next_wave()
                 if k > len(self.state.schedule):
                     break
@@ -548,6 +548,8 @@ class Executor:
             f"{len(wave.migrations)} migration(s), {len(wave.stops)} stop(s)"
             + (f"; {self.eta.text()}" if self.eta and self.eta.text() else "")
         )
+        if self.interrupts:  # Ctrl-C during the re-check: touch nothing of this wave
+            return
         self.notify("wave_start", wave=k, hosts=list(hosts))
         self._start_sampling(view, vpolicy, hosts)
         self._disable(k, hosts, view)
@@ -822,7 +824,8 @@ class Executor:
         in_busy = Counter(v.dst for v in running)
         now = self.clock()
         for v in vruns.values():
-            if len(running) >= self.opts.max_parallel:
+            # A Ctrl-C may come during one of these calls: nothing new starts after it.
+            if len(running) >= self.opts.max_parallel or self.interrupts:
                 return
             if v.state == RETRY and (now >= v.next_try or self.dry):
                 v.state = PENDING
