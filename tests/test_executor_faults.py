@@ -209,7 +209,7 @@ def test_a_vm_created_on_a_wave_host_just_before_its_wave(fresh: Box, tmp_path: 
 
 
 def _run_in_background(
-    box: Box, inv_path: Path, plan_path: Path, hook: str
+    box: Box, inv_path: Path, plan_path: Path, hook: str, *more: str
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -225,6 +225,7 @@ def _run_in_background(
             *FAST,
             "--upgrade-command",
             hook,
+            *more,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -237,6 +238,15 @@ def _migration_in_flight(plan_path: Path, min_wave: int) -> bool:
         return False
     st = RunState.replay(records(plan_path))
     return any(r["op"] == "migrate" and int(r["wave"]) >= min_wave for r in st.open_steps.values())
+
+
+def _upgrade_in_flight(plan_path: Path, after_seq: int) -> str | None:
+    """A compute host whose upgrade command runs (begun after record `after_seq`)."""
+    st = RunState.replay(records(plan_path))
+    for r in st.open_steps.values():
+        if r["op"] == "upgrade" and r["seq"] > after_seq and not r["host"].startswith("ctl-"):
+            return str(r["host"])
+    return None
 
 
 def test_sigkill_mid_wave_then_resume_loses_nothing(fresh: Box) -> None:
@@ -257,10 +267,27 @@ def test_sigkill_mid_wave_then_resume_loses_nothing(fresh: Box) -> None:
     r = execute(fresh, inv_path, plan_path, "--upgrade-command", hook)
     assert r.code == 2 and "--resume" in r.err, r  # the journal is there: no second start
     fresh.ctl("POST", "migration-duration", {"seconds": 0.3})
+    # Killed again, now while a host's upgrade command runs: the command (in a session of its
+    # own) goes on and the cloud soon reports the new version, which the run has not verified;
+    # the resume must take the host through its upgrade, wait and enable, not re-plan it away.
+    seen = max(int(x["seq"]) for x in before_recs)
+    proc = _run_in_background(fresh, inv_path, plan_path, hook, "--resume")
+    try:
+        assert wait_for(lambda: _upgrade_in_flight(plan_path, seen), timeout=120)
+        cut_host = _upgrade_in_flight(plan_path, seen)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    assert cut_host is not None
+    target = plan.policy.target_version
+    assert wait_for(lambda: hosts_now(fresh)[cut_host]["version"] == target, timeout=60)
     r = execute(fresh, inv_path, plan_path, "--resume", "--upgrade-command", hook)
     assert r.code == 0, r
     st = state_of(plan_path)
     assert st.finished and st.upgraded == set(plan.hosts) and not st.open_steps
+    assert not st.replans, st.replans  # the plan held all along
+    assert hosts_now(fresh)[cut_host]["enabled"]
     # nothing lost: every VM where the plan put it, in its state
     vms = {v["id"]: v for v in fresh.snapshot()["vms"]}
     want = planned_hosts(plan, {v.id: v.host for v in inv.vms})

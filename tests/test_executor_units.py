@@ -102,6 +102,29 @@ def test_planning_view_marks_done_hosts_upgraded_and_ours_enabled() -> None:
     assert pol2.target_version == views.SYNTHETIC_TARGET
 
 
+def test_a_host_cut_mid_upgrade_stays_in_its_wave_though_it_reports_the_target() -> None:
+    """A run killed while a host's upgrade command ran: the cloud may already report the new
+    version, but the run never saw the command succeed nor the service come back. The host
+    stays in its wave (no drift, no re-plan that would drop it unverified)."""
+    fx = NAMED["three_plus_spare"]()
+    k = next(w.index for w in fx.plan.waves if "cmp-1" in w.hosts)
+    sched = list(fx.plan.waves)
+    done = {(k, m.vm) for m in sched[k - 1].migrations}
+    moved = {m.vm: m.dst for m in sched[k - 1].migrations}  # drained, then its upgrade began
+    inv = fx.inventory
+    live = replace(
+        inv,
+        hosts=tuple(replace(h, version=NEW) if h.name == "cmp-1" else h for h in inv.hosts),
+        vms=tuple(replace(v, host=moved.get(v.id, v.host)) for v in inv.vms),
+    )
+    before = frozenset(h for w in sched[: k - 1] for h in w.hosts)  # earlier waves: done
+    for mid, ok in ((frozenset(), False), (frozenset({"cmp-1"}), True)):
+        prog = views.Progress(before, frozenset(), frozenset(), mid_upgrade=mid)
+        view, pol = views.planning_view(live, fx.policy, prog)
+        rem = views.remaining_plan(sched, k, pol, terminal=set(), done_moves=done, skipped=set())
+        assert check_plan(view, rem).ok is ok
+
+
 def test_remaining_plan_drops_done_moves_and_finished_hosts() -> None:
     fx = NAMED["three_plus_spare"]()
     sched = list(fx.plan.waves)

@@ -421,7 +421,11 @@ def _status(journal: str, fmt: str) -> int:
         f"journal {journal}: plan {str(data['plan_sha256'])[:12]} on cloud {data['cloud']}, "
         f"started {data['started_at']}, last record {data['last_record_at']}"
     )
-    out.print(f"status: {data['status']}" + (f" ({data['reason']})" if data["reason"] else ""))
+    reason = data["reason"]
+    if reason and reason.startswith(data["status"]):
+        out.print(f"status: {reason}")  # "interrupted (Ctrl-C)", not said twice
+    else:
+        out.print(f"status: {data['status']}" + (f" ({reason})" if reason else ""))
     out.print(
         f"waves: {data['waves_done']} of {data['waves']} done"
         + (

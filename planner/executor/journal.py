@@ -219,6 +219,7 @@ class RunState:
     last_steps: dict[str, dict[str, str]] = field(default_factory=dict)
     first_version: dict[str, str] = field(default_factory=dict)  # as observed before the run
     upgrade_order: list[str] = field(default_factory=list)  # hosts in the order they came back
+    upgrade_begun: set[str] = field(default_factory=set)  # hosts whose upgrade command ran
     _retried: set[tuple[int, str]] = field(default_factory=set)
 
     @classmethod
@@ -352,6 +353,8 @@ class RunState:
             last["failure_reason"] = str(rec.get("reason") or f"{op} failed")
 
     def _on_upgrade(self, ev: str, rec: Mapping[str, Any]) -> None:
+        if ev == INTENT and rec.get("host"):
+            self.upgrade_begun.add(str(rec["host"]))
         if ev == FAILED and not rec.get("interrupted"):
             self.hook_failures += 1
         self._host_step(ev, rec)
@@ -381,6 +384,11 @@ class RunState:
     @property
     def upgraded(self) -> set[str]:
         return {h for h, o in self.outcomes.items() if o.status == HOST_UPGRADED}
+
+    @property
+    def mid_upgrade(self) -> set[str]:
+        """Hosts whose upgrade this run began and has not concluded (no outcome yet)."""
+        return self.upgrade_begun - set(self.outcomes)
 
     @property
     def excluded(self) -> dict[str, str]:

@@ -573,6 +573,7 @@ class Executor:
             upgraded=frozenset(st.upgraded),
             excluded=frozenset(st.excluded),
             ours_in_progress=frozenset(set(st.disabled_by_us) - left_disabled),
+            mid_upgrade=frozenset(st.mid_upgrade),
         )
 
     def _check(self, k: int) -> tuple[Inventory, Policy, Inventory]:

@@ -7,6 +7,9 @@ The planning view of a live snapshot:
   destination; one left disabled or down is not (it is not available);
 - hosts this run disabled and is still working on count as enabled: it will enable them, and the
   wave that holds them counts them down anyway;
+- hosts whose upgrade this run began but has not concluded (a run cut during the upgrade
+  command or the wait after it) count as not upgraded even when the cloud already reports the
+  target: the run has not seen the command succeed nor the service come back, and resumes them;
 - a VM being live-migrated (status MIGRATING) counts as ACTIVE, on its source until Nova says
   otherwise.
 Without a target version in the policy, a synthetic label stands for "upgraded by this run".
@@ -26,6 +29,7 @@ from planner.policy import Policy
 from solver.greedy import GreedyState
 
 SYNTHETIC_TARGET = "rollwave:upgraded"
+UNFINISHED = "rollwave:upgrade-unfinished"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class Progress:
     upgraded: frozenset[str]  # by this run
     excluded: frozenset[str]  # given up on (not upgraded, or failed)
     ours_in_progress: frozenset[str]  # disabled by this run, to be enabled again by it
+    mid_upgrade: frozenset[str] = frozenset()  # upgrade begun by this run, not concluded
 
 
 def planning_view(live: Inventory, policy: Policy, progress: Progress) -> tuple[Inventory, Policy]:
@@ -44,6 +49,8 @@ def planning_view(live: Inventory, policy: Policy, progress: Progress) -> tuple[
     for h in live.hosts:
         if h.name in done:
             h = replace(h, version=target)
+        elif h.name in progress.mid_upgrade and h.version == target:
+            h = replace(h, version=UNFINISHED)
         if h.name in progress.ours_in_progress and not h.enabled:
             h = replace(h, enabled=True, disabled_reason=None)
         hosts.append(h)
