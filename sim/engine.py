@@ -413,6 +413,10 @@ def _run_loop(
     rolled_back: set[int] = set()
     rollback_total = 0.0
     upgraded_order: list[int] = []  # hosts back upgraded, in order (the canary's are the first)
+    # The canary moves VMs onto its hosts: compute hosts in service, never controllers.
+    canary_host_ok = [
+        prep.inv.host(name).is_compute and prep.inv.host(name).enabled for name in hosts
+    ]
     canary_state = 0 if model.canary_hosts > 0 else 2  # 0 pending, 1 soaking/rolling back, 2 over
     canary: list[int] = []
     canary_left = 0
@@ -433,7 +437,7 @@ def _run_loop(
         if h in host_status:
             return
         host_status[h] = status
-        if status == "upgraded":
+        if status == "upgraded" and canary_host_ok[h]:
             upgraded_order.append(h)
         host_times[h] = (maint_start.get(h, t), upgrade_start.get(h, math.nan), t)
         w = host_wave[h]

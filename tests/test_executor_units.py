@@ -320,6 +320,16 @@ def test_ctrl_c_during_a_wave_re_check_touches_nothing_of_that_wave() -> None:
     assert not any('"disabled"' in ln or "/action" in ln or "hook" in ln for ln in lines)
 
 
+@pytest.mark.parametrize(("name", "first"), [("ha_trio", "cmp-2"), ("unavailable_hosts", "cmp-1")])
+def test_the_canary_uses_compute_hosts_in_service_only(name: str, first: str) -> None:
+    """Controllers (no nova-compute) and a host disabled before the run are upgraded before
+    the first compute host in service: the canary waits for it instead."""
+    fx: Fixture = NAMED[name]()
+    res, _ = dry_run(fx.inventory, fx.plan, canary=1, soak_s=60)
+    assert res.status == "completed", res.reason
+    assert res.state.canary is not None and res.state.canary["hosts"] == [first]
+
+
 def _drifted(fx: Fixture) -> Inventory:
     """A VM appeared on cmp-2 (wave 3) after the plan was made."""
     c = Cloud("x").host("tmp")

@@ -12,6 +12,7 @@ from planner.plan import Plan
 from sim.engine import SimResult, prepare, simulate
 from sim.model import Distribution, SimModel, model_from_dict
 from sim.timeline import result_to_dict, timeline_rows
+from tests.clouds import NAMED
 from tests.sim_fixtures import pair_plan, two_hosts
 
 FIXED = SimModel(
@@ -120,3 +121,12 @@ def test_model_file_keys_for_rollback_and_canary() -> None:
         )
     text = str(e.value)
     assert "executor.canary_hosts" in text and "failures.canary.probabilty" in text
+
+
+def test_the_canary_waits_for_a_compute_host_in_service() -> None:
+    """Controllers (first in ha_trio) and a host disabled before the run take no VMs: the
+    canary's hosts are the first upgraded compute hosts in service, as the executor picks them."""
+    for name, first in (("ha_trio", "cmp-2"), ("unavailable_hosts", "cmp-1")):
+        fx = NAMED[name]()
+        _, d = run(fx.inventory, fx.plan, FIXED.with_changes(canary_hosts=1, soak_s=600.0))
+        assert d["summary"]["canary"]["hosts"] == [first], name

@@ -249,6 +249,7 @@ class Executor:
         self.min_slack: dict[str, int] = {}
         self._bar_overall = True  # steps outside the plan (a rollback) do not count overall
         self.first_eta_s: float | None = None  # the model's time for the whole run
+        self._view: Inventory | None = None  # the planning view of the wave under way
 
     # =========================================================================================
     # Journal
@@ -1437,11 +1438,24 @@ class Executor:
         if verdict is not None:  # resumed after a failed canary's verdict: finish the rollback
             self._canary_failed(k, list(verdict["hosts"]), verdict["problems"])
             return
-        order = [h for h in st.upgrade_order if st.outcomes[h].status == HOST_UPGRADED]
+        # The canary moves VMs onto its hosts: upgraded compute hosts in service (not a
+        # controller, not a host someone else had disabled before the run).
+        order = [
+            h
+            for h in st.upgrade_order
+            if st.outcomes[h].status == HOST_UPGRADED and h in self._canary_able
+        ]
         nxt = st.schedule[k] if k < len(st.schedule) else None
         if not order or (len(order) < n and nxt is not None):
             return
         self._canary(k, order[:n], nxt)
+
+    @property
+    def _canary_able(self) -> set[str]:
+        """Hosts the canary may use: compute hosts in service when the wave began (this run's
+        own disabled hosts count as in service)."""
+        v = self._view
+        return set() if v is None else {h.name for h in v.hosts if h.is_compute and h.enabled}
 
     def _canary_picks(
         self, k: int, hosts: list[str], nxt: Wave | None, view: Inventory, vpolicy: Policy
