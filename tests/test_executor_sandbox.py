@@ -3,6 +3,7 @@ its headroom sampled from outside during the run; the dry run first (it changes 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,23 @@ def test_dry_run_prints_every_call_and_changes_nothing(box: Box) -> None:
     assert sum("disabled_reason" in ln for ln in lines) == 20  # each compute host, once
     assert any(ln.startswith("RUN  upgrade hook") for ln in lines)
     assert "nothing was changed" in r.out
+    # --format json: the same calls inside the JSON, and nothing else on stdout
+    rj = execute(
+        box,
+        inv_path,
+        plan_path,
+        "--dry-run",
+        "--format",
+        "json",
+        "--upgrade-command",
+        upgrade_hook(),
+    )
+    assert rj.code == 0, rj
+    data = json.loads(rj.out)
+    assert data["dry_run"] and data["status"] == "completed"
+    assert data["calls"] == [
+        ln for ln in lines if ln.startswith(("GET", "PUT", "POST", "DEL", "RUN"))
+    ]
     assert _state(box) == before
     assert box.ctl("GET", "status")["migrations_completed"] == done_before
     assert not journal_of(plan_path).exists()

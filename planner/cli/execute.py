@@ -306,7 +306,10 @@ def execute_cmd(
         start = live.snapshot()
         cloud_obj: Any = DryRunCloud(
             start,
-            lambda line: out.print(line, markup=False, highlight=False),
+            # with --format json the calls go in the JSON (stdout holds nothing else)
+            (lambda line: None)
+            if fmt == "json"
+            else (lambda line: out.print(line, markup=False, highlight=False)),
             plan_obj.policy.target_version,
         )
         hooks: Any = DryRunHooks(cloud_obj.run_hook)
@@ -341,6 +344,8 @@ def execute_cmd(
 
         data = status_dict(result.state, str(journal))
         data.update(status=result.status, reason=result.reason, final=result.final)
+        if dry_run:
+            data.update(dry_run=True, journal=None, calls=list(cloud_obj.calls))
         emit_json(data)
     else:
         if not dry_run:
