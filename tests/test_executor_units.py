@@ -402,6 +402,11 @@ def test_cli_needs_an_upgrade_command_and_a_plan(tmp_path: Path) -> None:
     assert r.code == 2 and "PLAN" in r.err, r
     r = clean(rollwave("execute", plan, "--dry-run", "--resume"))
     assert r.code == 2, r
+    secret = "hooks.example.com/T0K3N"
+    r = clean(
+        rollwave("execute", plan, "--upgrade-command", "u {host}", "--notify-webhook", secret)
+    )
+    assert r.code == 2 and "--notify-webhook" in r.err and "T0K3N" not in r.err, r
 
 
 def test_cli_status_reads_the_journal_only(tmp_path: Path) -> None:

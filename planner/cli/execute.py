@@ -10,6 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -247,6 +248,9 @@ def execute_cmd(
             "give --upgrade-command CMD (e.g. 'ansible-playbook upgrade.yml --limit {host}'): "
             "it is what upgrades each host"
         )
+    if notify_webhook and urlsplit(notify_webhook).scheme not in ("http", "https"):
+        # checked now, not at each event; the URL itself is not repeated (it may hold a token)
+        raise UsageError("--notify-webhook must be an http:// or https:// URL")
     if canary and not dry_run and soak_s > 0 and poll_s <= 0:
         raise UsageError("--poll-interval must be positive")
 
