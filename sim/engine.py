@@ -249,8 +249,7 @@ def _run_loop(
     seq = 0
     push = heapq.heappush
     pop = heapq.heappop
-    events = 0
-    popped = 0
+    popped = 0  # effective heap events (with the migration starts, sum(tries): the events)
 
     breaches: list[Breach] = []
     breach_counts: Counter[str] = Counter()
@@ -266,7 +265,8 @@ def _run_loop(
     dyn = prep.dynamic
     nic = prep.nic
     transfer = prep.transfer
-    by_mi = prep._by_mi
+    by_share = prep.by_share
+    m_kind = prep.m_kind
     overhead = model.orchestration_overhead_s
     run_out: list[set[int]] = [set() for _ in range(H)] if dyn else []
     run_in: list[set[int]] = [set() for _ in range(H)] if dyn else []
@@ -384,7 +384,7 @@ def _run_loop(
     wave_left = [0] * n_waves
     host_wave: dict[int, int] = {}
     pending = [0] * H
-    queue: dict[int, list[int]] = {}
+    queue: list[list[int]] = [[] for _ in range(H)]  # per source host, in plan order
     host_failed: set[int] = set()
     host_status: dict[int, str] = {}
     host_times: dict[int, tuple[float, float, float]] = {}
@@ -392,7 +392,8 @@ def _run_loop(
     upgrade_start: dict[int, float] = {}
     stop_down: dict[int, float] = {}
     stop_begin: dict[int, float] = {}
-    waiting_on: dict[int, set[int]] = {}  # destination -> sources with a migration waiting for it
+    # Per destination: the sources with a migration waiting for it.
+    waiting_on: list[set[int]] = [set() for _ in range(H)]
     waves_done = 0
     now = 0.0
 
@@ -440,114 +441,6 @@ def _run_loop(
         push(heap, (t + up_dur_l[h], seq, _UPGRADED, h, 0))
         seq += 1
 
-    def start(mi: int, t: float) -> None:
-        nonlocal seq, events
-        events += 1  # a migration start is an event of its own (state change, checks)
-        s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
-        out_busy[s] += 1
-        in_busy[d] += 1
-        dem = demand[v]
-        used_d, cap_d = st_used[d], st_cap[d]
-        gd = group_of[d]
-        counted = gd >= 0 and st_avail[d]
-        free = st_free[gd] if counted else None
-        fits = True
-        for c in class_range:  # HeadroomState.add, inlined: the hottest code of the run
-            n = dem[c]
-            if n:
-                before = cap_d[c] - used_d[c]
-                used_d[c] += n
-                if before < n:
-                    fits = False
-                    if free is not None and before > 0:
-                        free[c] -= before
-                elif free is not None:
-                    free[c] -= n
-        if not fits:
-            bk = ("cap", d)
-            if bk not in in_breach:
-                in_breach.add(bk)
-                breach(
-                    t,
-                    "capacity",
-                    bk,
-                    f"{hosts[d]} over capacity in "
-                    + ", ".join(prep.classes[c] for c in st.over(d))
-                    + f" with {vms[v].id} arriving",
-                    (hosts[d], vms[v].id),
-                )
-        g = vm_group[v]
-        if g >= 0:
-            gcount[(g, d)] += 1
-            if gcount[(g, d)] > group_max[g]:
-                breach(
-                    t,
-                    "anti_affinity",
-                    ("aa", g, d),
-                    f"server group {prep.group_ids[g]}: {gcount[(g, d)]} members on "
-                    f"{hosts[d]} while {vms[v].id} migrates",
-                    (prep.group_ids[g], hosts[d]),
-                )
-        if counted:
-            # Free capacity only falls here: track the minimum; the full check on a shortfall.
-            free_g, req, ms = st_free[gd], st_req[gd], min_slack[gd]
-            for c in class_range:
-                sl = free_g[c] - req[c]
-                if sl < ms[c]:
-                    ms[c] = sl
-                if sl < 0:
-                    check_group(t, gd)
-                    break
-        if tries[mi] == 0:
-            mig_start[mi] = t
-        tries[mi] += 1
-        if dyn:
-            ro = run_out[s]
-            ri = run_in[d]
-            ro.add(mi)
-            ri.add(mi)
-            share = min(nic[s] / len(ro), nic[d] / len(ri))
-            tr = by_mi.get((mi, share)) or transfer(mi, share)
-            cur_bw[mi] = share
-            cur_tr[mi] = tr
-            x0[mi] = seg_t[mi] = t + overhead
-            prog[mi] = 0.0
-            bw_acc[mi] = 0.0
-            dirty.add(s)
-            dirty.add(d)
-            dur = tr.total_s
-        else:
-            dur = m_dur[mi]
-        if track or dur == math.inf:
-            in_flight.add(mi)
-        if tl is not None:
-            tl(
-                (
-                    t,
-                    "migration_start",
-                    prep.m_wave[mi] + 1,
-                    hosts[s],
-                    mi,
-                    hosts[d],
-                    attempts[mi] + 1,
-                )
-            )
-        if attempts[mi] < fails[mi] and dur != math.inf:
-            u = frac_rng.random()
-            if dyn:  # fails at that fraction of its transfer, whatever the bandwidth does
-                target[mi] = u
-                ekind[mi] = _FAIL
-                push(heap, (t + overhead + u * (dur - overhead), seq, _FAIL, mi, token[mi]))
-            else:
-                push(heap, (t + u * dur, seq, _FAIL, mi, token[mi]))
-            seq += 1
-        elif dur != math.inf:
-            if dyn:
-                target[mi] = 1.0
-                ekind[mi] = _END
-            push(heap, (t + dur, seq, _END, mi, token[mi]))
-            seq += 1
-
     def leave(mi: int) -> None:
         """Migration mi no longer uses its NICs (ended, failed or cancelled)."""
         s, d = m_src[mi], m_dst[mi]
@@ -556,108 +449,158 @@ def _run_loop(
         dirty.add(s)
         dirty.add(d)
 
-    def rebalance(t: float) -> None:
-        """Running migrations on the hosts whose count changed get their new share: progress so
-        far is kept, the rest goes at the new speed (its end event is moved)."""
-        nonlocal seq
-        # Set iteration order is deterministic for the same operations: no need to sort.
-        hs = list(dirty)
-        dirty.clear()
-        todo: list[int] = []
-        outs, ins, shares = run_out, run_in, cur_bw
-        for h in hs:
-            ro = outs[h]
-            ri = ins[h]
-            n_out = len(ro)
-            n_in = len(ri)
-            if n_out == last_out[h] and n_in == last_in[h]:
-                continue  # same counts as at the last rebalance: same shares
-            last_out[h] = n_out
-            last_in[h] = n_in
-            if ro:
-                todo.extend(ro)
-            if ri:
-                todo.extend(ri)
-        if len(todo) > 1:
-            todo = list(dict.fromkeys(todo))
-        for mi in todo:
-            s, d = m_src[mi], m_dst[mi]
-            sa = nic[s] / len(outs[s])
-            sb = nic[d] / len(ins[d])
-            share = sa if sa < sb else sb
-            if share == shares[mi]:
-                continue
-            old = cur_tr[mi].total_s - overhead
-            base = seg_t[mi] if seg_t[mi] > x0[mi] else x0[mi]
-            if t > base:
-                bw_acc[mi] += cur_bw[mi] * (t - base)
-                if old != math.inf:
-                    prog[mi] += (t - base) / old
-            seg_t[mi] = t if t > x0[mi] else x0[mi]
-            tr = transfer(mi, share)
-            cur_bw[mi] = share
-            cur_tr[mi] = tr
-            new = tr.total_s - overhead
-            token[mi] += 1
-            if new != math.inf:
-                rest = target[mi] - prog[mi]
-                at = seg_t[mi] + (rest if rest > 0 else 0.0) * new
-                push(heap, (at, seq, ekind[mi], mi, token[mi]))
-                seq += 1
-            else:
-                in_flight.add(mi)  # never ends now: a stall names it
-
     def try_start(h: int, t: float) -> None:
         """Start h's first startable migrations (plan order) while h has free slots; note the
         destinations it waits for."""
-        q = queue.get(h)
+        nonlocal seq
+        q = queue[h]
         if not q:
             return
         slots = k_out - out_busy[h]
         if slots <= 0:
             return
-        ok, busy, where, which, to, waits = dest_ok, in_busy, vm_host, m_vm, m_dst, waiting_on
         i = 0
         n = len(q)
         while i < n:
             mi = q[i]
-            if where[which[mi]] != h:
+            v = m_vm[mi]
+            if vm_host[v] != h:
                 # Lost in a crash, or not on this host (an earlier migration of it failed):
                 # nothing to move off this host.
                 del q[i]
                 n -= 1
-                mig_state[mi] = OUTCOME_CODE["lost" if which[mi] in lost_vm else "skipped"]
+                mig_state[mi] = OUTCOME_CODE["lost" if v in lost_vm else "skipped"]
                 finish_one(h, t)
                 continue
-            d = to[mi]
-            if ok[d] and busy[d] < k_in:
-                del q[i]
-                n -= 1
-                start(mi, t)
-                slots -= 1
-                if slots == 0:
-                    return
-            else:
-                w = waits.get(d)
-                if w is None:
-                    waits[d] = {h}
-                else:
-                    w.add(h)
+            d = m_dst[mi]
+            if not dest_ok[d] or in_busy[d] >= k_in:
+                waiting_on[d].add(h)
                 i += 1
+                continue
+            del q[i]
+            n -= 1
+            # Start mi (a state change and checks: an event of its own).
+            out_busy[h] += 1
+            in_busy[d] += 1
+            dem = demand[v]
+            used_d, cap_d = st_used[d], st_cap[d]
+            gd = group_of[d]
+            counted = gd >= 0 and st_avail[d]
+            free = st_free[gd] if counted else None
+            fits = True
+            for c in class_range:  # HeadroomState.add, inlined: the hottest code of the run
+                nd = dem[c]
+                if nd:
+                    before = cap_d[c] - used_d[c]
+                    used_d[c] += nd
+                    if before < nd:
+                        fits = False
+                        if free is not None and before > 0:
+                            free[c] -= before
+                    elif free is not None:
+                        free[c] -= nd
+            if not fits:
+                bk = ("cap", d)
+                if bk not in in_breach:
+                    in_breach.add(bk)
+                    breach(
+                        t,
+                        "capacity",
+                        bk,
+                        f"{hosts[d]} over capacity in "
+                        + ", ".join(prep.classes[c] for c in st.over(d))
+                        + f" with {vms[v].id} arriving",
+                        (hosts[d], vms[v].id),
+                    )
+            g = vm_group[v]
+            if g >= 0:
+                gcount[(g, d)] += 1
+                if gcount[(g, d)] > group_max[g]:
+                    breach(
+                        t,
+                        "anti_affinity",
+                        ("aa", g, d),
+                        f"server group {prep.group_ids[g]}: {gcount[(g, d)]} members on "
+                        f"{hosts[d]} while {vms[v].id} migrates",
+                        (prep.group_ids[g], hosts[d]),
+                    )
+            if counted:
+                # Free capacity only falls here: track the minimum; the full check on a shortfall.
+                free_g, req, ms = st_free[gd], st_req[gd], min_slack[gd]
+                for c in class_range:
+                    sl = free_g[c] - req[c]
+                    if sl < ms[c]:
+                        ms[c] = sl
+                    if sl < 0:
+                        check_group(t, gd)
+                        break
+            if tries[mi] == 0:
+                mig_start[mi] = t
+            elif dyn:  # a new attempt: its transfer starts again (first attempts find these)
+                prog[mi] = 0.0
+                bw_acc[mi] = 0.0
+                target[mi] = 1.0
+                ekind[mi] = _END
+            tries[mi] += 1
+            if dyn:
+                run_out[h].add(mi)
+                run_in[d].add(mi)
+                # Its share of both NICs (out_busy and in_busy count the running migrations).
+                sa = nic[h] / out_busy[h]
+                sb = nic[d] / in_busy[d]
+                share = sa if sa < sb else sb
+                tab = by_share.get(share)
+                tr = tab[m_kind[mi]] if tab is not None else None
+                if tr is None:
+                    tr = transfer(mi, share)
+                cur_bw[mi] = share
+                cur_tr[mi] = tr
+                x0[mi] = seg_t[mi] = t + overhead
+                dirty.add(h)
+                dirty.add(d)
+                dur = tr.total_s
+            else:
+                dur = m_dur[mi]
+            if track or dur == math.inf:
+                in_flight.add(mi)
+            if tl is not None:
+                tl(
+                    (
+                        t,
+                        "migration_start",
+                        prep.m_wave[mi] + 1,
+                        hosts[h],
+                        mi,
+                        hosts[d],
+                        attempts[mi] + 1,
+                    )
+                )
+            if attempts[mi] < fails[mi] and dur != math.inf:
+                u = frac_rng.random()
+                if dyn:  # fails at that fraction of its transfer, whatever the bandwidth does
+                    target[mi] = u
+                    ekind[mi] = _FAIL
+                    push(heap, (t + overhead + u * (dur - overhead), seq, _FAIL, mi, token[mi]))
+                else:
+                    push(heap, (t + u * dur, seq, _FAIL, mi, token[mi]))
+                seq += 1
+            elif dur != math.inf:
+                push(heap, (t + dur, seq, _END, mi, token[mi]))
+                seq += 1
+            slots -= 1
+            if slots == 0:
+                return
 
     def wake(d: int, t: float) -> None:
         """Destination d has room again (a slot freed, or it is back): retry who waited for it."""
-        ws = waiting_on.pop(d, None)
+        ws = waiting_on[d]
         if not ws:
             return
+        waiting_on[d] = set()
         order = sorted(ws) if len(ws) > 1 else list(ws)
         for i, h in enumerate(order):
             if in_busy[d] >= k_in:  # full again: the others go on waiting for it
-                rest = waiting_on.get(d)
-                if rest is None:
-                    waiting_on[d] = set(order[i:])
-                else:
-                    rest.update(order[i:])
+                waiting_on[d].update(order[i:])
                 return
             if out_busy[h] < k_out:  # a source with no free slot rescans when one frees
                 try_start(h, t)
@@ -767,9 +710,9 @@ def _run_loop(
             pending[s] -= 1
             if pending[s] == 0:
                 drained(s, t)
-            if queue.get(s):
+            if queue[s]:
                 try_start(s, t)
-            if d in waiting_on:
+            if waiting_on[d]:
                 wake(d, t)
         elif kind == _FAIL:
             mi = a
@@ -819,7 +762,7 @@ def _run_loop(
             if hstate[s] != MAINT:  # its host crashed meanwhile
                 mig_state[a] = OUTCOME_CODE["lost" if m_vm[a] in lost_vm else "skipped"]
                 continue
-            queue.setdefault(s, []).insert(0, a)
+            queue[s].insert(0, a)
             try_start(s, t)
         elif kind == _WAVE:
             w = a
@@ -960,9 +903,9 @@ def _run_loop(
                     else:
                         # The destination is gone: the attempt fails; it waits for a destination.
                         release_dst(mi)
-                        queue.setdefault(s, []).insert(0, mi)
+                        queue[s].insert(0, mi)
             if was == MAINT:
-                for mi in queue.get(h, ()):
+                for mi in queue[h]:
                     mig_state[mi] = OUTCOME_CODE["lost"]
                 queue[h] = []
                 host_done(h, t, "crashed")
@@ -972,12 +915,50 @@ def _run_loop(
             sample_all(t)
             for s in sorted(touched):
                 try_start(s, t)
-            for d in sorted(waiting_on):
+            for d in [d for d in range(H) if waiting_on[d]]:
                 wake(d, t)
         if dirty:
-            rebalance(t)
+            # Rebalance: the running migrations on the hosts whose counts changed get their
+            # new share; progress so far is kept, the rest goes at the new speed (its end event
+            # moves). Counts are final here, so a migration seen twice is unchanged the second
+            # time; the order (set order, out then in) fixes the order of ties in the heap.
+            for h in dirty:
+                n_out = out_busy[h]
+                n_in = in_busy[h]
+                if n_out == last_out[h] and n_in == last_in[h]:
+                    continue  # same counts as at the last rebalance: same shares
+                last_out[h] = n_out
+                last_in[h] = n_in
+                for run in (run_out[h], run_in[h]):
+                    for mi in run:
+                        s = m_src[mi]
+                        d = m_dst[mi]
+                        sa = nic[s] / out_busy[s]
+                        sb = nic[d] / in_busy[d]
+                        share = sa if sa < sb else sb
+                        if share == cur_bw[mi]:
+                            continue
+                        old = cur_tr[mi].total_s - overhead
+                        base = seg_t[mi] if seg_t[mi] > x0[mi] else x0[mi]
+                        if t > base:
+                            bw_acc[mi] += cur_bw[mi] * (t - base)
+                            if old != math.inf:
+                                prog[mi] += (t - base) / old
+                        seg_t[mi] = t if t > x0[mi] else x0[mi]
+                        tr = transfer(mi, share)
+                        cur_bw[mi] = share
+                        cur_tr[mi] = tr
+                        new = tr.total_s - overhead
+                        token[mi] += 1
+                        if new != math.inf:
+                            rest = target[mi] - prog[mi]
+                            at = seg_t[mi] + (rest if rest > 0 else 0.0) * new
+                            push(heap, (at, seq, ekind[mi], mi, token[mi]))
+                            seq += 1
+                        else:
+                            in_flight.add(mi)  # never ends now: a stall names it
+            dirty.clear()
         last = t  # reached only by events that were not stale
-        events += 1
         popped += 1
 
     makespan = last
@@ -999,7 +980,7 @@ def _run_loop(
         completed=not stalled,
         stalled=stalled,
         stall=stall,
-        events=events,
+        events=popped + sum(tries),  # a migration start is an event of its own
         heap_events=popped,
         wave_start=wave_start,
         wave_end=wave_end,
@@ -1027,7 +1008,7 @@ def _run_loop(
 
 def _stall_report(
     prep: Prepared,
-    queue: dict[int, list[int]],
+    queue: list[list[int]],
     in_flight: set[int],
     hstate: list[int],
     avail0: list[bool],
@@ -1035,8 +1016,8 @@ def _stall_report(
 ) -> dict[str, Any]:
     hosts = prep.hosts
     waiting = []
-    for h in sorted(queue):
-        for mi in queue[h]:
+    for h, q in enumerate(queue):
+        for mi in q:
             d = prep.m_dst[mi]
             why = (
                 "crashed"

@@ -97,60 +97,62 @@ class Prepared:
     plan_file: str = "<plan>"
     check_violations: list[str] = field(default_factory=list)
     check_count: int = 0
-    _memo: dict[tuple[Any, ...], Transfer] = field(default_factory=dict, repr=False)
-    _by_mi: dict[tuple[int, float], Transfer] = field(default_factory=dict, repr=False)
+    # A migration's transfer depends on its VM only through these (memory, dirty rate, disk,
+    # status, method): migrations of the same kind share their transfers at every share.
+    m_kind: list[int] = field(default_factory=list)
+    kinds: list[tuple[Any, ...]] = field(default_factory=list)
+    # share (bytes/s) -> per kind, its transfer at that share (None: not computed yet). Filled
+    # as runs need them and kept: every later run (and Monte Carlo worker) reuses them.
+    by_share: dict[float, list[Transfer | None]] = field(default_factory=dict, repr=False)
 
     def transfer(self, mi: int, share: float) -> Transfer:
         """Migration mi with `share` bytes/s of its NICs (live_migration_bandwidth applies to
         live migrations; the switch-over and cold copies use the whole share)."""
-        got = self._by_mi.get((mi, share))
-        if got is not None:
-            return got
-        v = self.inv.vms[self.m_vm[mi]]
-        cold = self.m_cold[mi]
-        key = (v.memory_mb, v.dirty_rate_mb_s, v.local_disk_gb, v.status, cold, share)
-        got = self._memo.get(key)
-        if got is not None:
-            self._by_mi[(mi, share)] = got
-            return got
+        tab = self.by_share.get(share)
+        if tab is None:
+            tab = self.by_share[share] = [None] * len(self.kinds)
+        k = self.m_kind[mi]
+        got = tab[k]
+        if got is None:
+            got = tab[k] = self._compute(self.kinds[k], share)
+        return got
+
+    def _compute(self, kind: tuple[Any, ...], share: float) -> Transfer:
+        memory_mb, dirty_rate_mb_s, local_disk_gb, status, cold = kind
         model = self.model
-        disk = v.local_disk_gb * GIB
+        disk = local_disk_gb * GIB
         overhead = model.orchestration_overhead_s
         if cold:
             cr = cold_migration(
                 disk,
                 share,
-                running=v.status == "ACTIVE",
+                running=status == "ACTIVE",
                 shutdown_s=model.shutdown_s,
                 boot_s=model.boot_s,
             )
-            tr = Transfer(
+            return Transfer(
                 overhead + cr.total_s, cr.downtime_s, cr.bytes, OUTCOME_CODE["cold"], True, False
             )
-        else:
-            sw = model.switchover_gbps * 1e9 / 8 if model.switchover_gbps else share
-            lr = live_migration(
-                v.memory_mb * MIB,
-                model.dirty_rate(v.dirty_rate_mb_s),
-                min(model.bandwidth_cap, share),
-                disk=disk,
-                nova=model.nova,
-                qemu=model.qemu,
-                switchover_bandwidth=sw,
-                memory_mib=v.memory_mb,
-                disk_gib=v.local_disk_gb,
-            )
-            tr = Transfer(
-                overhead + lr.total_s,
-                lr.downtime_s if lr.moved else 0.0,
-                lr.bytes,
-                OUTCOME_CODE[lr.outcome],
-                lr.moved,
-                lr.flagged,
-            )
-        self._memo[key] = tr
-        self._by_mi[(mi, share)] = tr
-        return tr
+        sw = model.switchover_gbps * 1e9 / 8 if model.switchover_gbps else share
+        lr = live_migration(
+            memory_mb * MIB,
+            model.dirty_rate(dirty_rate_mb_s),
+            min(model.bandwidth_cap, share),
+            disk=disk,
+            nova=model.nova,
+            qemu=model.qemu,
+            switchover_bandwidth=sw,
+            memory_mib=memory_mb,
+            disk_gib=local_disk_gb,
+        )
+        return Transfer(
+            overhead + lr.total_s,
+            lr.downtime_s if lr.moved else 0.0,
+            lr.bytes,
+            OUTCOME_CODE[lr.outcome],
+            lr.moved,
+            lr.flagged,
+        )
 
 
 def prepare(
@@ -222,6 +224,12 @@ def prepare(
         in_n[(wp, d)] += min(k_out, n)
     N = len(m_vm)
     dynamic = model.sharing == "dynamic"
+    kind_of: dict[tuple[Any, ...], int] = {}
+    m_kind = []
+    for mi in range(N):
+        v = inv.vms[m_vm[mi]]
+        key = (v.memory_mb, v.dirty_rate_mb_s, v.local_disk_gb, v.status, m_cold[mi])
+        m_kind.append(kind_of.setdefault(key, len(kind_of)))
     m_share = [0.0] * N
     for mi in range(N):
         s, d, wp = m_src[mi], m_dst[mi], m_wave[mi]
@@ -292,6 +300,8 @@ def prepare(
         plan_file=plan_file,
         nic=nic,
         dynamic=dynamic,
+        m_kind=m_kind,
+        kinds=list(kind_of),
     )
     for mi in range(N):
         tr = prep.transfer(mi, m_share[mi])

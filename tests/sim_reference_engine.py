@@ -3,7 +3,8 @@ copy of `sim/engine.py` (commit 59e259a), the oracle of `tests/test_sim_engine_e
 
 Do not optimise or extend it. The optimised engine must give the same runs (times, bytes,
 downtime, outcomes, events) as this one; a change of the simulator's semantics is made in both
-(or this oracle retired) on purpose, never to make the comparison pass.
+(or this oracle retired) on purpose, never to make the comparison pass. (One edit since: it
+calls `Prepared.transfer` where it looked up a private cache that is gone.)
 
 The original module docstring follows.
 
@@ -275,7 +276,6 @@ def _run_loop(
     dyn = prep.dynamic
     nic = prep.nic
     transfer = prep.transfer
-    by_mi = prep._by_mi
     overhead = model.orchestration_overhead_s
     run_out: list[set[int]] = [set() for _ in range(H)] if dyn else []
     run_in: list[set[int]] = [set() for _ in range(H)] if dyn else []
@@ -516,7 +516,7 @@ def _run_loop(
             ro.add(mi)
             ri.add(mi)
             share = min(nic[s] / len(ro), nic[d] / len(ri))
-            tr = by_mi.get((mi, share)) or transfer(mi, share)
+            tr = transfer(mi, share)
             cur_bw[mi] = share
             cur_tr[mi] = tr
             x0[mi] = seg_t[mi] = t + overhead
