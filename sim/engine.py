@@ -449,6 +449,30 @@ def _run_loop(
         dirty.add(s)
         dirty.add(d)
 
+    def reshare(mi: int, share: float, t: float) -> None:
+        """Running migration mi goes on at `share`: the progress made (the fraction of its
+        transfer done) is kept, the rest goes at the new speed: its end event moves."""
+        nonlocal seq
+        old = cur_tr[mi].total_s - overhead
+        base = seg_t[mi] if seg_t[mi] > x0[mi] else x0[mi]
+        if t > base:
+            bw_acc[mi] += cur_bw[mi] * (t - base)
+            if old != math.inf:
+                prog[mi] += (t - base) / old
+        seg_t[mi] = t if t > x0[mi] else x0[mi]
+        tr = transfer(mi, share)
+        cur_bw[mi] = share
+        cur_tr[mi] = tr
+        new = tr.total_s - overhead
+        token[mi] += 1
+        if new != math.inf:
+            rest = target[mi] - prog[mi]
+            at = seg_t[mi] + (rest if rest > 0 else 0.0) * new
+            push(heap, (at, seq, ekind[mi], mi, token[mi]))
+            seq += 1
+        else:
+            in_flight.add(mi)  # never ends now: a stall names it
+
     def try_start(h: int, t: float) -> None:
         """Start h's first startable migrations (plan order) while h has free slots; note the
         destinations it waits for."""
@@ -919,9 +943,8 @@ def _run_loop(
                 wake(d, t)
         if dirty:
             # Rebalance: the running migrations on the hosts whose counts changed get their
-            # new share; progress so far is kept, the rest goes at the new speed (its end event
-            # moves). Counts are final here, so a migration seen twice is unchanged the second
-            # time; the order (set order, out then in) fixes the order of ties in the heap.
+            # new share. Counts are final here, so a migration seen twice is unchanged the
+            # second time; the order (set order, out then in) fixes the order of ties in the heap.
             for h in dirty:
                 n_out = out_busy[h]
                 n_in = in_busy[h]
@@ -929,34 +952,22 @@ def _run_loop(
                     continue  # same counts as at the last rebalance: same shares
                 last_out[h] = n_out
                 last_in[h] = n_in
-                for run in (run_out[h], run_in[h]):
-                    for mi in run:
-                        s = m_src[mi]
+                if n_out:
+                    sa = nic[h] / n_out
+                    for mi in run_out[h]:
                         d = m_dst[mi]
-                        sa = nic[s] / out_busy[s]
                         sb = nic[d] / in_busy[d]
                         share = sa if sa < sb else sb
-                        if share == cur_bw[mi]:
-                            continue
-                        old = cur_tr[mi].total_s - overhead
-                        base = seg_t[mi] if seg_t[mi] > x0[mi] else x0[mi]
-                        if t > base:
-                            bw_acc[mi] += cur_bw[mi] * (t - base)
-                            if old != math.inf:
-                                prog[mi] += (t - base) / old
-                        seg_t[mi] = t if t > x0[mi] else x0[mi]
-                        tr = transfer(mi, share)
-                        cur_bw[mi] = share
-                        cur_tr[mi] = tr
-                        new = tr.total_s - overhead
-                        token[mi] += 1
-                        if new != math.inf:
-                            rest = target[mi] - prog[mi]
-                            at = seg_t[mi] + (rest if rest > 0 else 0.0) * new
-                            push(heap, (at, seq, ekind[mi], mi, token[mi]))
-                            seq += 1
-                        else:
-                            in_flight.add(mi)  # never ends now: a stall names it
+                        if share != cur_bw[mi]:
+                            reshare(mi, share, t)
+                if n_in:
+                    sb = nic[h] / n_in
+                    for mi in run_in[h]:
+                        s = m_src[mi]
+                        sa = nic[s] / out_busy[s]
+                        share = sa if sa < sb else sb
+                        if share != cur_bw[mi]:
+                            reshare(mi, share, t)
             dirty.clear()
         last = t  # reached only by events that were not stale
         popped += 1
