@@ -257,8 +257,10 @@ def _run_loop(
     headroom_breach_start: dict[int, list[float]] = defaultdict(list)  # group -> breach times
     n_classes = len(prep.classes)
     class_range = range(n_classes)
-    st_avail, st_free, st_req = st.avail, st.free, st.required
-    st_used, st_cap = st.used, st.cap
+    st_avail = st.avail
+    # Packed vectors (sim.state): room per host, free and required per group, demand per VM.
+    room, free_p, req_p, all_ok = st.room, st.free_p, st.req_p, st.top
+    dem_p, dem_mask = prep.demand_p, prep.demand_mask
     m_bytes_all, m_outcome_all, m_down_all = prep.m_bytes, prep.m_outcome, prep.m_down
     track = crash is not None  # in-flight migrations matter only to a crash (and a stall)
     # Dynamic NIC sharing: who runs on each host, and each running migration's progress.
@@ -282,6 +284,10 @@ def _run_loop(
     ekind = [_END] * N if dyn else []
     bw_acc = [0.0] * N if dyn else []  # share x seconds, for its mean share
     min_slack: list[list[int]] = [[1 << 62] * n_classes for _ in st.groups]
+    # Free capacity only falls at migration starts, so the least slack between two other changes
+    # is the one after the last start: starts only flag their group (min_pending), and the
+    # slack is taken before any other change of free or required capacity (note_min).
+    min_pending = [False] * len(st.groups)
     samples: list[tuple[float, int, int, int, int]] = []
     failures: list[Failure] = []
     timeline: list[tuple[Any, ...]] | None = [] if record else None
@@ -296,8 +302,20 @@ def _run_loop(
         if tl is not None:
             tl((t, "breach", None, None, None, None, f"{kind}: {message}"))
 
+    def note_min(g: int) -> None:
+        """Take group g's slack into its minimum if starts changed it since it was last taken
+        (before anything else changes g's free or required capacity)."""
+        if min_pending[g]:
+            min_pending[g] = False
+            free, req, ms = st.free_of(g), st.required[g], min_slack[g]
+            for c in class_range:
+                slack = free[c] - req[c]
+                if slack < ms[c]:
+                    ms[c] = slack
+
     def check_group(t: float, g: int) -> None:
-        free, req, ms = st.free[g], st.required[g], min_slack[g]
+        free, req, ms = st.free_of(g), st.required[g], min_slack[g]
+        min_pending[g] = False
         for c in range(n_classes):
             slack = free[c] - req[c]
             if slack < ms[c]:
@@ -326,7 +344,7 @@ def _run_loop(
                 sample_group(t, g)
 
     def sample_group(t: float, g: int) -> None:
-        free, req = st_free[g], st_req[g]
+        free, req = st.free_of(g), st.required[g]
         for c in class_range:
             samples.append((t, g, c, free[c], req[c]))
 
@@ -352,6 +370,8 @@ def _run_loop(
     def set_down(h: int, new_state: int) -> None:
         hstate[h] = new_state
         dest_ok[h] = False
+        if group_of[h] >= 0:
+            note_min(group_of[h])
         st.set_available(h, False)
 
     # --- initial state -------------------------------------------------------------------------
@@ -506,24 +526,18 @@ def _run_loop(
             # Start mi (a state change and checks: an event of its own).
             out_busy[h] += 1
             in_busy[d] += 1
-            dem = demand[v]
-            used_d, cap_d = st_used[d], st_cap[d]
             gd = group_of[d]
             counted = gd >= 0 and st_avail[d]
-            free = st_free[gd] if counted else None
-            fits = True
-            for c in class_range:  # HeadroomState.add, inlined: the hottest code of the run
-                nd = dem[c]
-                if nd:
-                    before = cap_d[c] - used_d[c]
-                    used_d[c] += nd
-                    if before < nd:
-                        fits = False
-                        if free is not None and before > 0:
-                            free[c] -= before
-                    elif free is not None:
-                        free[c] -= nd
-            if not fits:
+            dp = dem_p[v]
+            before = room[d]
+            after = room[d] = before - dp
+            mask = dem_mask[v]
+            if after & mask == mask:  # room left in every class it needs: free falls by it
+                if counted:
+                    free_p[gd] -= dp
+            else:
+                if counted:
+                    free_p[gd] -= st.freed(before, after)
                 bk = ("cap", d)
                 if bk not in in_breach:
                     in_breach.add(bk)
@@ -548,16 +562,11 @@ def _run_loop(
                         f"{hosts[d]} while {vms[v].id} migrates",
                         (prep.group_ids[g], hosts[d]),
                     )
-            if counted:
-                # Free capacity only falls here: track the minimum; the full check on a shortfall.
-                free_g, req, ms = st_free[gd], st_req[gd], min_slack[gd]
-                for c in class_range:
-                    sl = free_g[c] - req[c]
-                    if sl < ms[c]:
-                        ms[c] = sl
-                    if sl < 0:
-                        check_group(t, gd)
-                        break
+            if counted:  # the full check when a class is short; else only note the minimum
+                if (free_p[gd] - req_p[gd]) & all_ok != all_ok:
+                    check_group(t, gd)
+                else:
+                    min_pending[gd] = True
             if tries[mi] == 0:
                 mig_start[mi] = t
             elif dyn:  # a new attempt: its transfer starts again (first attempts find these)
@@ -631,6 +640,8 @@ def _run_loop(
 
     def release_dst(mi: int) -> None:
         d, v = m_dst[mi], m_vm[mi]
+        if group_of[d] >= 0:
+            note_min(group_of[d])
         release(d, demand[v])
         g = vm_group[v]
         if g >= 0:
@@ -705,12 +716,11 @@ def _run_loop(
                 cur = vm_host[v]
                 gc = group_of[cur]
                 if gc >= 0 and st_avail[cur]:
+                    note_min(gc)
                     release(cur, demand[v])
                     check_group(t, gc)
                 else:  # the source is in maintenance: its usage only, no headroom to update
-                    used_c, dem = st_used[cur], demand[v]
-                    for c in class_range:
-                        used_c[c] -= dem[c]
+                    room[cur] += dem_p[v]
                 g = vm_group[v]
                 if g >= 0:
                     gcount[(g, cur)] -= 1
@@ -862,6 +872,8 @@ def _run_loop(
             hstate[h] = NORMAL
             dest_ok[h] = avail0[h]
             if avail0[h]:
+                if group_of[h] >= 0:
+                    note_min(group_of[h])
                 st.set_available(h, True)
             check_ha(t, prep.host_ha[h])
             g = group_of[h]
@@ -905,7 +917,7 @@ def _run_loop(
                 for c, n in enumerate(demand[j]):
                     need[c] += n
             set_down(h, CRASHED)
-            fits = bool(g < 0) or all(st.free[g][c] >= need[c] for c in range(len(need)))
+            fits = bool(g < 0) or all(f >= n for f, n in zip(st.free_of(g), need, strict=True))
             record_failure(
                 t, "crash", h, None, f"{hosts[h]} crashed with {len(lost)} VM(s) on it", fits
             )
@@ -972,6 +984,8 @@ def _run_loop(
         last = t  # reached only by events that were not stale
         popped += 1
 
+    for g in range(len(st.groups)):
+        note_min(g)
     makespan = last
     stalled = waves_done < n_waves
     stall = None

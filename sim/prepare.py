@@ -17,6 +17,7 @@ from planner.inventory import Inventory
 from planner.plan import Plan
 from sim.migration import GIB, MIB, cold_migration, live_migration
 from sim.model import Distribution, SimModel
+from sim.state import pack, sign_mask
 
 # Migration outcomes: the live ones, then "cold", "failed" (retries exhausted) and "lost" (crash).
 OUTCOME_NAMES = (
@@ -63,6 +64,8 @@ class Prepared:
     k_in: int  # a large number when unlimited
     # VMs
     demand: list[list[int]]
+    demand_p: list[int]  # packed (sim.state.pack, plain)
+    demand_mask: list[int]  # sim.state.sign_mask of each VM's demand
     vm_group: list[int]  # hard anti-affinity group index, -1: none
     group_max: list[int]
     group_ids: list[str]
@@ -270,6 +273,8 @@ def prepare(
         k_out=k_out,
         k_in=k_in,
         demand=demand,
+        demand_p=[pack(d, offset=False) for d in demand],
+        demand_mask=[sign_mask(d) for d in demand],
         vm_group=vm_group,
         group_max=group_max,
         group_ids=group_ids,

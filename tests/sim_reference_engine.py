@@ -3,7 +3,8 @@ copy of `sim/engine.py` (commit 59e259a), the oracle of `tests/test_sim_engine_e
 
 Do not optimise or extend it. The optimised engine must give the same runs (times, bytes,
 downtime, outcomes, events) as this one; a change of the simulator's semantics is made in both
-(or this oracle retired) on purpose, never to make the comparison pass. (One edit since: it
+(or this oracle retired) on purpose, never to make the comparison pass. It carries its own copy of
+`sim.state.HeadroomState` as it was (lists; it inlines and mutates them). (One edit since: it
 calls `Prepared.transfer` where it looked up a private cache that is gone.)
 
 The original module docstring follows.
@@ -40,17 +41,147 @@ import gc
 import heapq
 import math
 import random
+from bisect import bisect_left, insort
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from planner.capacity import format_amount
+from planner.capacity import CapacityModel, format_amount, scope_groups
+from planner.policy import Headroom
 from sim.prepare import NO_TRANSFER, OUTCOME_CODE, OUTCOME_NAMES, Prepared, Transfer, prepare
-from sim.state import HeadroomState
 
 __all__ = ["OUTCOME_NAMES", "Breach", "Failure", "Prepared", "SimResult", "prepare", "simulate"]
+
+
+class HeadroomState:  # sim/state.py's, as it was (lists)
+    """Usage per host and class, availability per host, and the headroom sums per scope group."""
+
+    def __init__(self, model: CapacityModel, rule: Headroom) -> None:
+        names, group = scope_groups(model.inventory, rule.scope)
+        self.groups: tuple[str, ...] = tuple(names)
+        self.classes: tuple[str, ...] = model.classes
+        self.k = rule.failures
+        self.pct = rule.reserve_percent
+        self.cap: list[list[int]] = model.cap.tolist()
+        self.used: list[list[int]] = model.used.tolist()
+        self.group_of: list[int] = [int(g) for g in group]
+        self.avail: list[bool] = [bool(a) for a in model.available]
+        G, C = len(self.groups), len(self.classes)
+        self.free: list[list[int]] = [[0] * C for _ in range(G)]
+        self.total: list[list[int]] = [[0] * C for _ in range(G)]
+        self.caps: list[list[list[int]]] = [[[] for _ in range(C)] for _ in range(G)]
+        for h, g in enumerate(self.group_of):
+            if g >= 0 and self.avail[h]:
+                self._join(h, g)
+        self.required: list[list[int]] = [
+            [self._required(g, c) for c in range(C)] for g in range(G)
+        ]
+
+    # -- internals ------------------------------------------------------------------------------
+    def _join(self, h: int, g: int) -> None:
+        cap, used, free, total, caps = (
+            self.cap[h],
+            self.used[h],
+            self.free[g],
+            self.total[g],
+            self.caps[g],
+        )
+        for c in range(len(cap)):
+            f = cap[c] - used[c]
+            if f > 0:
+                free[c] += f
+            total[c] += cap[c]
+            insort(caps[c], cap[c])
+
+    def _leave(self, h: int, g: int) -> None:
+        cap, used, free, total, caps = (
+            self.cap[h],
+            self.used[h],
+            self.free[g],
+            self.total[g],
+            self.caps[g],
+        )
+        for c in range(len(cap)):
+            f = cap[c] - used[c]
+            if f > 0:
+                free[c] -= f
+            total[c] -= cap[c]
+            lst = caps[c]
+            del lst[bisect_left(lst, cap[c])]
+
+    def _required(self, g: int, c: int) -> int:
+        lst = self.caps[g][c]
+        need_k = sum(lst[-self.k :]) if self.k > 0 and lst else 0
+        need_r = math.ceil(self.total[g][c] * self.pct / 100.0 - 1e-9)
+        return max(need_k, need_r)
+
+    # -- changes --------------------------------------------------------------------------------
+    def add(self, h: int, demand: list[int]) -> bool:
+        """Usage of h grows by demand; False when h is now over capacity in some class."""
+        cap, used = self.cap[h], self.used[h]
+        g = self.group_of[h]
+        free = self.free[g] if g >= 0 and self.avail[h] else None
+        ok = True
+        for c, n in enumerate(demand):
+            if n:
+                before = cap[c] - used[c]
+                used[c] += n
+                if before < n:
+                    ok = False
+                    if free is not None and before > 0:
+                        free[c] -= before  # free was max(before, 0), now 0
+                elif free is not None:
+                    free[c] -= n
+        return ok
+
+    def remove(self, h: int, demand: list[int]) -> None:
+        cap, used = self.cap[h], self.used[h]
+        g = self.group_of[h]
+        free = self.free[g] if g >= 0 and self.avail[h] else None
+        for c, n in enumerate(demand):
+            if n:
+                before = cap[c] - used[c]
+                used[c] -= n
+                if free is not None:
+                    after = before + n
+                    if before >= 0:
+                        free[c] += n
+                    elif after > 0:
+                        free[c] += after
+
+    def set_available(self, h: int, flag: bool) -> None:
+        if self.avail[h] == flag:
+            return
+        g = self.group_of[h]
+        if g >= 0:
+            if flag:
+                self.avail[h] = True
+                self._join(h, g)
+            else:
+                self._leave(h, g)
+                self.avail[h] = False
+            req = self.required[g]
+            for c in range(len(req)):
+                req[c] = self._required(g, c)
+        else:
+            self.avail[h] = flag
+
+    # -- queries --------------------------------------------------------------------------------
+    def group_ok(self, g: int) -> bool:
+        free, req = self.free[g], self.required[g]
+        return all(free[c] >= req[c] for c in range(len(req)))
+
+    def short(self, g: int) -> list[int]:
+        """Classes of group g whose free capacity is below the requirement."""
+        free, req = self.free[g], self.required[g]
+        return [c for c in range(len(req)) if free[c] < req[c]]
+
+    def over(self, h: int) -> list[int]:
+        cap, used = self.cap[h], self.used[h]
+        return [c for c in range(len(cap)) if used[c] > cap[c]]
+
 
 # Event kinds (ints for speed).
 _WAVE, _DRAIN, _END, _FAIL, _RETRY, _STOPPED, _UPGRADED, _ENABLE, _CRASH = range(9)
