@@ -214,17 +214,18 @@ def _run_loop(
         fails = [0] * N
         frac_rng = random.Random(0)
 
-    st = HeadroomState(prep.capacity, prep.plan.policy.headroom)
+    st = (
+        prep.state0.copy()
+        if prep.state0 is not None
+        else HeadroomState(prep.capacity, prep.plan.policy.headroom)
+    )
     release = st.remove
     group_of = st.group_of
     demand = prep.demand
     vm_group = prep.vm_group
     group_max = prep.group_max
-    gcount: dict[tuple[int, int], int] = defaultdict(int)
+    gcount: dict[tuple[int, int], int] = defaultdict(int, prep.group_count0)
     vm_host = prep.capacity.vm_host.tolist()
-    for j, g in enumerate(vm_group):
-        if g >= 0:
-            gcount[(g, vm_host[j])] += 1
     avail0 = [bool(a) for a in prep.capacity.available]
     ha_avail0 = [h.available for h in inv.hosts]  # any role: enabled and up
     dest_ok = list(avail0)  # may receive VMs now: compute, enabled, up, not in maintenance

@@ -17,7 +17,7 @@ from planner.inventory import Inventory
 from planner.plan import Plan
 from sim.migration import GIB, MIB, cold_migration, live_migration
 from sim.model import Distribution, SimModel
-from sim.state import pack, sign_mask
+from sim.state import HeadroomState, pack, sign_mask
 
 # Migration outcomes: the live ones, then "cold", "failed" (retries exhausted) and "lost" (crash).
 OUTCOME_NAMES = (
@@ -107,6 +107,10 @@ class Prepared:
     # share (bytes/s) -> per kind, its transfer at that share (None: not computed yet). Filled
     # as runs need them and kept: every later run (and Monte Carlo worker) reuses them.
     by_share: dict[float, list[Transfer | None]] = field(default_factory=dict, repr=False)
+    # The state before the run (each run works on a copy), and the members of each hard
+    # anti-affinity group per host: {(group, host): count}.
+    state0: HeadroomState | None = field(default=None, repr=False)
+    group_count0: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
 
     def transfer(self, mi: int, share: float) -> Transfer:
         """Migration mi with `share` bytes/s of its NICs (live_migration_bandwidth applies to
@@ -307,6 +311,10 @@ def prepare(
         dynamic=dynamic,
         m_kind=m_kind,
         kinds=list(kind_of),
+        state0=HeadroomState(cm, policy.headroom),
+        group_count0=dict(
+            Counter((g, h) for g, h in zip(vm_group, cm.vm_host.tolist(), strict=True) if g >= 0)
+        ),
     )
     for mi in range(N):
         tr = prep.transfer(mi, m_share[mi])

@@ -108,16 +108,36 @@ class HeadroomState:
         return unpack(self.room[h], self.n_classes)
 
     # -- internals ------------------------------------------------------------------------------
+    def copy(self) -> HeadroomState:
+        """An independent copy (the engine copies a prepared initial state for each run)."""
+        new = object.__new__(HeadroomState)
+        new.__dict__.update(self.__dict__)
+        new.room = self.room[:]
+        new.avail = self.avail[:]
+        new.free_p = self.free_p[:]
+        new.req_p = self.req_p[:]
+        new.required = [r[:] for r in self.required]
+        new.total = [t[:] for t in self.total]
+        new.caps = [[lst[:] for lst in per_class] for per_class in self.caps]
+        return new
+
+    def _positive(self, h: int) -> int:
+        """Packed (plain) max(room, 0) of host h: what it adds to its group's free capacity."""
+        r = self.room[h]
+        if r & self.top == self.top:  # no class over capacity
+            return r - self.top
+        return pack([max(x, 0) for x in self.room_of(h)], offset=False)
+
     def _join(self, h: int, g: int) -> None:
         cap, total, caps = self.cap[h], self.total[g], self.caps[g]
-        self.free_p[g] += pack([max(r, 0) for r in self.room_of(h)], offset=False)
+        self.free_p[g] += self._positive(h)
         for c in range(len(cap)):
             total[c] += cap[c]
             insort(caps[c], cap[c])
 
     def _leave(self, h: int, g: int) -> None:
         cap, total, caps = self.cap[h], self.total[g], self.caps[g]
-        self.free_p[g] -= pack([max(r, 0) for r in self.room_of(h)], offset=False)
+        self.free_p[g] -= self._positive(h)
         for c in range(len(cap)):
             total[c] -= cap[c]
             lst = caps[c]
