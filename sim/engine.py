@@ -204,6 +204,8 @@ def _run_loop(
     rng_uf = np.random.Generator(np.random.PCG64(_sub_seed(seed, 1)))
     up_fail: list[bool] = (rng_uf.random(H) < model.upgrade_failure_p).tolist()
     p_mig = model.migration_failure_p
+    failing = p_mig > 0 and N > 0  # some attempts fail (fails[mi] of migration mi's)
+    inf = math.inf
     retries = model.migration_retries
     if p_mig > 0 and N:
         rng_mf = np.random.Generator(np.random.PCG64(_sub_seed(seed, 2)))
@@ -274,8 +276,9 @@ def _run_loop(
     run_out: list[set[int]] = [set() for _ in range(H)] if dyn else []
     run_in: list[set[int]] = [set() for _ in range(H)] if dyn else []
     dirty: set[int] = set()
-    last_out = [0] * H  # running counts per host at the last rebalance
-    last_in = [0] * H
+    # Per host, at the last rebalance: migrations running out of it, minus those running in (a
+    # host sends, as a source in maintenance, or receives, never both at once).
+    last_net = [0] * H
     cur_bw = list(prep.m_bw) if dyn else []
     cur_tr: list[Transfer] = [NO_TRANSFER] * N if dyn else []
     x0 = [0.0] * N if dyn else []  # when its transfer starts (after the overhead)
@@ -405,7 +408,9 @@ def _run_loop(
     wave_left = [0] * n_waves
     host_wave: dict[int, int] = {}
     pending = [0] * H
-    queue: list[list[int]] = [[] for _ in range(H)]  # per source host, in plan order
+    # Per source host, its migrations still to start in plan order: (migration, VM, destination).
+    queue: list[list[tuple[int, int, int]]] = [[] for _ in range(H)]
+    entry = prep.m_entry
     host_failed: set[int] = set()
     host_status: dict[int, str] = {}
     host_times: dict[int, tuple[float, float, float]] = {}
@@ -507,8 +512,7 @@ def _run_loop(
         i = 0
         n = len(q)
         while i < n:
-            mi = q[i]
-            v = m_vm[mi]
+            mi, v, d = q[i]
             if vm_host[v] != h:
                 # Lost in a crash, or not on this host (an earlier migration of it failed):
                 # nothing to move off this host.
@@ -517,7 +521,6 @@ def _run_loop(
                 mig_state[mi] = OUTCOME_CODE["lost" if v in lost_vm else "skipped"]
                 finish_one(h, t)
                 continue
-            d = m_dst[mi]
             if not dest_ok[d] or in_busy[d] >= k_in:
                 waiting_on[d].add(h)
                 i += 1
@@ -595,8 +598,6 @@ def _run_loop(
                 dur = tr.total_s
             else:
                 dur = m_dur[mi]
-            if track or dur == math.inf:
-                in_flight.add(mi)
             if tl is not None:
                 tl(
                     (
@@ -609,17 +610,21 @@ def _run_loop(
                         attempts[mi] + 1,
                     )
                 )
-            if attempts[mi] < fails[mi] and dur != math.inf:
-                u = frac_rng.random()
-                if dyn:  # fails at that fraction of its transfer, whatever the bandwidth does
-                    target[mi] = u
-                    ekind[mi] = _FAIL
-                    push(heap, (t + overhead + u * (dur - overhead), seq, _FAIL, mi, token[mi]))
+            if dur == inf:
+                in_flight.add(mi)  # it never ends: a stall names it
+            else:
+                if track:
+                    in_flight.add(mi)
+                if failing and attempts[mi] < fails[mi]:
+                    u = frac_rng.random()
+                    if dyn:  # fails at that fraction of its transfer, whatever the bandwidth does
+                        target[mi] = u
+                        ekind[mi] = _FAIL
+                        push(heap, (t + overhead + u * (dur - overhead), seq, _FAIL, mi, token[mi]))
+                    else:
+                        push(heap, (t + u * dur, seq, _FAIL, mi, token[mi]))
                 else:
-                    push(heap, (t + u * dur, seq, _FAIL, mi, token[mi]))
-                seq += 1
-            elif dur != math.inf:
-                push(heap, (t + dur, seq, _END, mi, token[mi]))
+                    push(heap, (t + dur, seq, _END, mi, token[mi]))
                 seq += 1
             slots -= 1
             if slots == 0:
@@ -708,10 +713,10 @@ def _run_loop(
                 if t > x0[mi]:
                     cur_bw[mi] = bw_acc[mi] / (t - x0[mi])  # its mean share, for the report
                 moved, down, code = tr.moves, tr.downtime_s, tr.outcome
-                mig_bytes[mi] += tr.bytes
+                mig_bytes[mi] = tr.bytes  # an end is final: set once
             else:
                 moved, down, code = m_moves[mi], m_down_all[mi], m_outcome_all[mi]
-                mig_bytes[mi] += m_bytes_all[mi]
+                mig_bytes[mi] = m_bytes_all[mi]
             mig_state[mi] = code
             if moved:
                 cur = vm_host[v]
@@ -797,7 +802,7 @@ def _run_loop(
             if hstate[s] != MAINT:  # its host crashed meanwhile
                 mig_state[a] = OUTCOME_CODE["lost" if m_vm[a] in lost_vm else "skipped"]
                 continue
-            queue[s].insert(0, a)
+            queue[s].insert(0, entry[a])
             try_start(s, t)
         elif kind == _WAVE:
             w = a
@@ -833,7 +838,7 @@ def _run_loop(
             for h in whosts:
                 if hstate[h] != MAINT:
                     continue
-                q = list(queues.get(h, ()))
+                q = [entry[mi] for mi in queues.get(h, ())]
                 queue[h] = q
                 sv = [j for j in stops.get(h, ()) if j not in lost_vm]
                 pending[h] = len(q) + (1 if sv else 0)
@@ -940,9 +945,9 @@ def _run_loop(
                     else:
                         # The destination is gone: the attempt fails; it waits for a destination.
                         release_dst(mi)
-                        queue[s].insert(0, mi)
+                        queue[s].insert(0, entry[mi])
             if was == MAINT:
-                for mi in queue[h]:
+                for mi, _, _ in queue[h]:
                     mig_state[mi] = OUTCOME_CODE["lost"]
                 queue[h] = []
                 host_done(h, t, "crashed")
@@ -959,22 +964,20 @@ def _run_loop(
             # new share. Counts are final here, so a migration seen twice is unchanged the
             # second time; the order (set order, out then in) fixes the order of ties in the heap.
             for h in dirty:
-                n_out = out_busy[h]
-                n_in = in_busy[h]
-                if n_out == last_out[h] and n_in == last_in[h]:
-                    continue  # same counts as at the last rebalance: same shares
-                last_out[h] = n_out
-                last_in[h] = n_in
-                if n_out:
-                    sa = nic[h] / n_out
+                n = out_busy[h] - in_busy[h]
+                if n == last_net[h]:
+                    continue  # same count as at the last rebalance: same shares
+                last_net[h] = n
+                if n > 0:
+                    sa = nic[h] / n
                     for mi in run_out[h]:
                         d = m_dst[mi]
                         sb = nic[d] / in_busy[d]
                         share = sa if sa < sb else sb
                         if share != cur_bw[mi]:
                             reshare(mi, share, t)
-                if n_in:
-                    sb = nic[h] / n_in
+                elif n < 0:
+                    sb = nic[h] / -n
                     for mi in run_in[h]:
                         s = m_src[mi]
                         sa = nic[s] / out_busy[s]
@@ -1034,7 +1037,7 @@ def _run_loop(
 
 def _stall_report(
     prep: Prepared,
-    queue: list[list[int]],
+    queue: list[list[tuple[int, int, int]]],
     in_flight: set[int],
     hstate: list[int],
     avail0: list[bool],
@@ -1043,7 +1046,7 @@ def _stall_report(
     hosts = prep.hosts
     waiting = []
     for h, q in enumerate(queue):
-        for mi in q:
+        for mi, _, _ in q:
             d = prep.m_dst[mi]
             why = (
                 "crashed"

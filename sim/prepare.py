@@ -103,6 +103,7 @@ class Prepared:
     # A migration's transfer depends on its VM only through these (memory, dirty rate, disk,
     # status, method): migrations of the same kind share their transfers at every share.
     m_kind: list[int] = field(default_factory=list)
+    m_entry: list[tuple[int, int, int]] = field(default_factory=list)  # (mi, VM, destination)
     kinds: list[tuple[Any, ...]] = field(default_factory=list)
     # share (bytes/s) -> per kind, its transfer at that share (None: not computed yet). Filled
     # as runs need them and kept: every later run (and Monte Carlo worker) reuses them.
@@ -311,6 +312,7 @@ def prepare(
         dynamic=dynamic,
         m_kind=m_kind,
         kinds=list(kind_of),
+        m_entry=list(zip(range(N), m_vm, m_dst, strict=True)),
         state0=HeadroomState(cm, policy.headroom),
         group_count0=dict(
             Counter((g, h) for g, h in zip(vm_group, cm.vm_host.tolist(), strict=True) if g >= 0)
