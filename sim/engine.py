@@ -32,6 +32,7 @@ import math
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from itertools import compress, count, islice
 from typing import Any
 
 import numpy as np
@@ -231,6 +232,8 @@ def _run_loop(
     avail0 = [bool(a) for a in prep.capacity.available]
     ha_avail0 = [h.available for h in inv.hosts]  # any role: enabled and up
     dest_ok = list(avail0)  # may receive VMs now: compute, enabled, up, not in maintenance
+    open_ = list(avail0)  # dest_ok and fewer than k_in migrations coming in
+    is_open = open_.__getitem__
     hstate = [NORMAL] * H
     k_out, k_in = prep.k_out, prep.k_in
     out_busy = [0] * H
@@ -374,6 +377,7 @@ def _run_loop(
     def set_down(h: int, new_state: int) -> None:
         hstate[h] = new_state
         dest_ok[h] = False
+        open_[h] = False
         if group_of[h] >= 0:
             note_min(group_of[h])
         st.set_available(h, False)
@@ -408,9 +412,14 @@ def _run_loop(
     wave_left = [0] * n_waves
     host_wave: dict[int, int] = {}
     pending = [0] * H
-    # Per source host, its migrations still to start in plan order: (migration, VM, destination).
+    # Per source host, its migrations still to start in plan order: (migration, VM, destination),
+    # their destinations alone (qdst), and how many of their VMs are not on it (skips: lost in a
+    # crash, left elsewhere by a failure, or moved by another migration in the wave).
     queue: list[list[tuple[int, int, int]]] = [[] for _ in range(H)]
+    qdst: list[list[int]] = [[] for _ in range(H)]
+    skips = [0] * H
     entry = prep.m_entry
+    m_dup = prep.m_dup
     host_failed: set[int] = set()
     host_status: dict[int, str] = {}
     host_times: dict[int, tuple[float, float, float]] = {}
@@ -499,6 +508,13 @@ def _run_loop(
         else:
             in_flight.add(mi)  # never ends now: a stall names it
 
+    def requeue(s: int, mi: int) -> None:
+        """Migration mi waits again at the head of its source's queue."""
+        queue[s].insert(0, entry[mi])
+        qdst[s].insert(0, m_dst[mi])
+        if vm_host[m_vm[mi]] != s:
+            skips[s] += 1
+
     def try_start(h: int, t: float) -> None:
         """Start h's first startable migrations (plan order) while h has free slots; note the
         destinations it waits for."""
@@ -509,27 +525,43 @@ def _run_loop(
         slots = k_out - out_busy[h]
         if slots <= 0:
             return
+        qd = qdst[h]
         i = 0
         n = len(q)
         while i < n:
-            mi, v, d = q[i]
-            if vm_host[v] != h:
-                # Lost in a crash, or not on this host (an earlier migration of it failed):
-                # nothing to move off this host.
-                del q[i]
-                n -= 1
-                mig_state[mi] = OUTCOME_CODE["lost" if v in lost_vm else "skipped"]
-                finish_one(h, t)
-                continue
-            if not dest_ok[d] or in_busy[d] >= k_in:
-                waiting_on[d].add(h)
-                i += 1
-                continue
+            if skips[h]:  # entry by entry
+                mi, v, d = q[i]
+                if vm_host[v] != h:
+                    # Lost in a crash, or not on this host (an earlier migration of it failed):
+                    # nothing to move off this host.
+                    del q[i]
+                    del qd[i]
+                    n -= 1
+                    skips[h] -= 1
+                    mig_state[mi] = OUTCOME_CODE["lost" if v in lost_vm else "skipped"]
+                    finish_one(h, t)
+                    continue
+                if not open_[d]:
+                    waiting_on[d].add(h)
+                    i += 1
+                    continue
+            else:  # every VM is here: the first entry whose destination has room, found in C
+                j = next(compress(count(i), map(is_open, islice(qd, i, None))), n)
+                if j > i:  # h waits for the destinations before it
+                    for d in islice(qd, i, j):
+                        waiting_on[d].add(h)
+                    if j == n:
+                        break
+                    i = j
+                mi, v, d = q[i]
             del q[i]
+            del qd[i]
             n -= 1
             # Start mi (a state change and checks: an event of its own).
             out_busy[h] += 1
             in_busy[d] += 1
+            if in_busy[d] >= k_in:
+                open_[d] = False
             gd = group_of[d]
             counted = gd >= 0 and st_avail[d]
             dp = dem_p[v]
@@ -701,6 +733,7 @@ def _run_loop(
             s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
             out_busy[s] -= 1
             in_busy[d] -= 1
+            open_[d] = dest_ok[d]
             mig_end[mi] = t
             if dyn:
                 tr = cur_tr[mi]
@@ -733,6 +766,8 @@ def _run_loop(
                 if in_breach:
                     cap_recovered(cur)
                 vm_host[v] = d
+                if m_dup[mi]:  # another migration of v may wait in cur's queue: a skip now
+                    skips[cur] = sum(1 for _, u, _ in queue[cur] if vm_host[u] != cur)
                 mig_down[mi] = down
             else:
                 release_dst(mi)
@@ -763,6 +798,7 @@ def _run_loop(
             s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
             out_busy[s] -= 1
             in_busy[d] -= 1
+            open_[d] = dest_ok[d]
             if dyn:
                 leave(mi)
             release_dst(mi)
@@ -802,7 +838,7 @@ def _run_loop(
             if hstate[s] != MAINT:  # its host crashed meanwhile
                 mig_state[a] = OUTCOME_CODE["lost" if m_vm[a] in lost_vm else "skipped"]
                 continue
-            queue[s].insert(0, entry[a])
+            requeue(s, a)
             try_start(s, t)
         elif kind == _WAVE:
             w = a
@@ -840,6 +876,8 @@ def _run_loop(
                     continue
                 q = [entry[mi] for mi in queues.get(h, ())]
                 queue[h] = q
+                qdst[h] = [d for _, _, d in q]
+                skips[h] = sum(1 for _, v, _ in q if vm_host[v] != h)
                 sv = [j for j in stops.get(h, ()) if j not in lost_vm]
                 pending[h] = len(q) + (1 if sv else 0)
                 if sv:
@@ -877,6 +915,7 @@ def _run_loop(
                 continue
             hstate[h] = NORMAL
             dest_ok[h] = avail0[h]
+            open_[h] = avail0[h] and in_busy[h] < k_in
             if avail0[h]:
                 if group_of[h] >= 0:
                     note_min(group_of[h])
@@ -936,6 +975,7 @@ def _run_loop(
                     s, d = m_src[mi], m_dst[mi]
                     out_busy[s] -= 1
                     in_busy[d] -= 1
+                    open_[d] = dest_ok[d]
                     if dyn:
                         leave(mi)
                     if m_src[mi] == h:
@@ -945,11 +985,13 @@ def _run_loop(
                     else:
                         # The destination is gone: the attempt fails; it waits for a destination.
                         release_dst(mi)
-                        queue[s].insert(0, entry[mi])
+                        requeue(s, mi)
             if was == MAINT:
                 for mi, _, _ in queue[h]:
                     mig_state[mi] = OUTCOME_CODE["lost"]
                 queue[h] = []
+                qdst[h] = []
+                skips[h] = 0
                 host_done(h, t, "crashed")
             for j in lost:
                 vm_host[j] = -1

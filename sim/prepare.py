@@ -104,6 +104,7 @@ class Prepared:
     # status, method): migrations of the same kind share their transfers at every share.
     m_kind: list[int] = field(default_factory=list)
     m_entry: list[tuple[int, int, int]] = field(default_factory=list)  # (mi, VM, destination)
+    m_dup: list[bool] = field(default_factory=list)  # its wave migrates its VM more than once
     kinds: list[tuple[Any, ...]] = field(default_factory=list)
     # share (bytes/s) -> per kind, its transfer at that share (None: not computed yet). Filled
     # as runs need them and kept: every later run (and Monte Carlo worker) reuses them.
@@ -232,6 +233,7 @@ def prepare(
         in_n[(wp, d)] += min(k_out, n)
     N = len(m_vm)
     dynamic = model.sharing == "dynamic"
+    per_wave_vm = Counter(zip(m_wave, m_vm, strict=True))
     kind_of: dict[tuple[Any, ...], int] = {}
     m_kind = []
     for mi in range(N):
@@ -313,6 +315,7 @@ def prepare(
         m_kind=m_kind,
         kinds=list(kind_of),
         m_entry=list(zip(range(N), m_vm, m_dst, strict=True)),
+        m_dup=[per_wave_vm[(w, v)] > 1 for w, v in zip(m_wave, m_vm, strict=True)],
         state0=HeadroomState(cm, policy.headroom),
         group_count0=dict(
             Counter((g, h) for g, h in zip(vm_group, cm.vm_host.tolist(), strict=True) if g >= 0)
