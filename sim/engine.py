@@ -871,6 +871,8 @@ def _run_loop(
                 seq += 1
         elif kind == _DRAIN:
             whosts, queues, stops = prep.waves[a]
+            if all(hstate[h] != MAINT for h in whosts):
+                continue  # its hosts crashed while being disabled: the wave is over already
             for h in whosts:
                 if hstate[h] != MAINT:
                     continue
@@ -892,8 +894,9 @@ def _run_loop(
                 if hstate[h] == MAINT:
                     try_start(h, t)
         elif kind == _STOPPED:
-            if hstate[a] == MAINT:
-                finish_one(a, t)
+            if hstate[a] != MAINT:
+                continue  # the host crashed while its VMs shut down: nothing happens now
+            finish_one(a, t)
         elif kind == _UPGRADED:
             h = a
             if hstate[h] != MAINT:
@@ -989,6 +992,10 @@ def _run_loop(
             if was == MAINT:
                 for mi, _, _ in queue[h]:
                     mig_state[mi] = OUTCOME_CODE["lost"]
+                # Its migrations not started yet (its drain had not begun, or they waited):
+                for mi in prep.waves[host_wave[h]][1].get(h, ()):
+                    if mig_state[mi] < 0 and tries[mi] == 0:
+                        mig_state[mi] = OUTCOME_CODE["lost" if m_vm[mi] in lost_vm else "skipped"]
                 queue[h] = []
                 qdst[h] = []
                 skips[h] = 0

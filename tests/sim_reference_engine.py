@@ -5,7 +5,9 @@ Do not optimise or extend it. The optimised engine must give the same runs (time
 downtime, outcomes, events) as this one; a change of the simulator's semantics is made in both
 (or this oracle retired) on purpose, never to make the comparison pass. It carries its own copy of
 `sim.state.HeadroomState` as it was (lists; it inlines and mutates them). (One edit since: it
-calls `Prepared.transfer` where it looked up a private cache that is gone.)
+calls `Prepared.transfer` where it looked up a private cache that is gone. And a fix of the
+semantics, made in both: a stale shutdown end or drain start, after its host crashed, is not an
+event; a host crashing before its drain began marks its migrations lost or skipped.)
 
 The original module docstring follows.
 
@@ -992,6 +994,8 @@ def _run_loop(
                 seq += 1
         elif kind == _DRAIN:
             whosts, queues, stops = prep.waves[a]
+            if all(hstate[h] != MAINT for h in whosts):
+                continue  # its hosts crashed while being disabled: the wave is over already
             for h in whosts:
                 if hstate[h] != MAINT:
                     continue
@@ -1011,8 +1015,9 @@ def _run_loop(
                 if hstate[h] == MAINT:
                     try_start(h, t)
         elif kind == _STOPPED:
-            if hstate[a] == MAINT:
-                finish_one(a, t)
+            if hstate[a] != MAINT:
+                continue  # the host crashed while its VMs shut down: nothing happens now
+            finish_one(a, t)
         elif kind == _UPGRADED:
             h = a
             if hstate[h] != MAINT:
@@ -1104,6 +1109,10 @@ def _run_loop(
             if was == MAINT:
                 for mi in queue.get(h, ()):
                     mig_state[mi] = OUTCOME_CODE["lost"]
+                # Its migrations not started yet (its drain had not begun, or they waited):
+                for mi in prep.waves[host_wave[h]][1].get(h, ()):
+                    if mig_state[mi] < 0 and tries[mi] == 0:
+                        mig_state[mi] = OUTCOME_CODE["lost" if m_vm[mi] in lost_vm else "skipped"]
                 queue[h] = []
                 host_done(h, t, "crashed")
             for j in lost:
