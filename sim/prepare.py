@@ -240,16 +240,16 @@ def prepare(
         v = inv.vms[m_vm[mi]]
         key = (v.memory_mb, v.dirty_rate_mb_s, v.local_disk_gb, v.status, m_cold[mi])
         m_kind.append(kind_of.setdefault(key, len(kind_of)))
-    m_share = [0.0] * N
-    for mi in range(N):
-        s, d, wp = m_src[mi], m_dst[mi], m_wave[mi]
-        if dynamic:  # alone on both NICs: the fastest it can go (what the lower bound needs)
-            m_share[mi] = min(nic[s], nic[d])
-        else:
-            m_share[mi] = min(
-                nic[s] / min(k_out, out_n[(wp, s)]),
-                nic[d] / min(k_in, in_n[(wp, d)]),
-            )
+    # The static share is also the least a dynamic share can be (no more than c_out run on the
+    # source at once, nor c_in on the destination); alone on both NICs is the most.
+    m_static = [
+        min(nic[s] / min(k_out, out_n[(wp, s)]), nic[d] / min(k_in, in_n[(wp, d)]))
+        for s, d, wp in zip(m_src, m_dst, m_wave, strict=True)
+    ]
+    if dynamic:  # alone on both NICs: the fastest it can go (what the lower bound needs)
+        m_share = [min(nic[s], nic[d]) for s, d in zip(m_src, m_dst, strict=True)]
+    else:
+        m_share = m_static
 
     dists: list[Distribution] = []
     dist_of_host = []
@@ -329,7 +329,7 @@ def prepare(
         prep.m_outcome[mi] = tr.outcome
         prep.m_moves[mi] = tr.moves
         prep.m_flag[mi] = tr.flag
-    _drain_bounds(prep)
+    _drain_bounds(prep, m_static if dynamic else None)
     if check:
         from planner.checker import check_plan
 
@@ -339,27 +339,42 @@ def prepare(
     return prep
 
 
-def _drain_bounds(prep: Prepared) -> None:
+def _drain_bounds(prep: Prepared, slowest: list[float] | None) -> None:
     """Lower-bound ingredients (lower-bounds.md) from the migrations' durations, replaying the
     plan without random failures: a migration that Nova's timeout aborts leaves its VM in place
-    (its host is then not upgraded, and a later migration of that VM from elsewhere is skipped)."""
-    where = prep.capacity.vm_host.tolist()
+    (its host is then not upgraded, and a later migration of that VM from elsewhere is skipped).
+
+    With dynamic shares (`slowest`: each migration's least share) the durations are those alone
+    on both NICs, the shortest; but a migration aborted by the timeout runs for a fixed time, so
+    it sends more bytes the faster it goes: bytes count at whichever end of the range is less,
+    and a migration that would move at one end and not at the other leaves both its host (not
+    upgraded) and its VM (where later migrations of it are skipped) undecided, counted neither way.
+    """
+    where: list[int | None] = list(prep.capacity.vm_host.tolist())
+    dur, byts_of, moves = prep.m_dur, prep.m_bytes, prep.m_moves
+    if slowest is not None:
+        slow = [prep.transfer(mi, sh) for mi, sh in enumerate(slowest)]
+        dur = [min(a, b.total_s) for a, b in zip(dur, slow, strict=True)]
+        byts_of = [min(a, b.bytes) for a, b in zip(byts_of, slow, strict=True)]
     per_host: dict[int, list[int]] = defaultdict(list)
     for whosts, queues, _ in prep.waves:
         for h in whosts:
             for mi in queues.get(h, ()):
                 v = prep.m_vm[mi]
                 if where[v] != h:
-                    continue  # skipped in the run too
+                    continue  # skipped in the run too (or maybe: counted as skipped)
                 per_host[h].append(mi)
-                if prep.m_moves[mi]:
+                sure = slowest is None or moves[mi] == slow[mi].moves
+                if moves[mi] and sure:
                     where[v] = prep.m_dst[mi]
                 else:
                     prep.lb_not_upgraded.add(h)
+                    if not sure:
+                        where[v] = None
     total = 0.0
     for h, mis in per_host.items():
-        durs = [prep.m_dur[mi] for mi in mis if math.isfinite(prep.m_dur[mi])]
-        byts = sum(prep.m_bytes[mi] for mi in mis if math.isfinite(prep.m_bytes[mi]))
+        durs = [dur[mi] for mi in mis if math.isfinite(dur[mi])]
+        byts = sum(byts_of[mi] for mi in mis if math.isfinite(byts_of[mi]))
         total += byts
         if durs:
             prep.lb_drain[h] = max(max(durs), sum(durs) / prep.k_out, byts / prep.nic[h])
