@@ -7,16 +7,21 @@ a destination only while it is enabled and up; stop in place the VMs the plan st
 VMs are all gone is upgraded at once (its own duration, drawn per run), then enabled after
 `enable_s`; the next wave starts when every host of this one is done.
 
-Bandwidth: each host's NIC (each direction) is split evenly among the migrations that can run on
-it at once in the wave: a migration gets min(live_migration_bandwidth, NIC_src / c_out(src),
+Bandwidth (`network.sharing`): `dynamic`, the default, splits each host's NIC (each direction)
+evenly among the migrations running on it now; at every start and end the running migrations on
+the hosts whose counts changed get their new share, keep the fraction of their transfer done and
+go on at the new speed (their end event moves; a version token per migration makes the old one
+stale). `static`, the fast approximation, splits it among the migrations that can run on it at
+once in the wave: a migration gets min(live_migration_bandwidth, NIC_src / c_out(src),
 NIC_dst / c_in(dst)), where c_out(src) = min(k_out, what src sends, each destination counting at
-most k_in) and c_in(dst) likewise. So a migration's duration, downtime and bytes are fixed
-before the run (`prepare`) and shared by every Monte Carlo run; the run itself is only
-scheduling, failures and invariants.
+most k_in) and c_in(dst) likewise, so its duration, downtime and bytes are fixed before the run
+(`prepare`) and shared by every Monte Carlo run; the run itself is only scheduling, failures and
+invariants.
 
 Events: every event popped from the heap that changes something (stale ones, e.g. the end of a
-migration cancelled by a crash, are skipped and not counted) plus every migration start. The
-makespan is the time of the last such event.
+migration cancelled by a crash or moved by a new share, or the shutdown end on a host that crashed
+meanwhile, are skipped and not counted) plus every migration start. The makespan is the time of
+the last such event: in a completed run, the end of the last wave.
 
 Invariants, checked at every event that can change them, with the simulated time of a breach:
 capacity on the destination (an in-flight VM counts on both its source and destination), hard
