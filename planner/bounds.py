@@ -5,7 +5,9 @@ no plan exists at all, `infeasible` says why in an operator's terms.
 
 Waves: at most max_hosts_per_wave hosts a wave (and per AZ, per rack); an HA group with a spare
 members above min_available loses at most a of them a wave; and headroom caps the compute hosts
-that may be down at once (m_cap below).
+that may be down at once (m_cap below). With policy.first / policy.last, each tier of hosts needs
+those waves on its own and consecutive tiers share at most one boundary wave (in which the later
+tier has at most max_hosts_per_wave - 1 places), so the tiers' needs add up.
 
 m_cap: VMs that start on available hosts and cannot be stopped always occupy available hosts that
 are not in maintenance (destinations must be enabled and up), so with m available hosts down, per
@@ -23,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from planner.capacity import CapacityModel, format_amount, scope_groups
-from planner.inventory import Inventory
-from planner.policy import Policy
+from planner.inventory import Host, Inventory
+from planner.policy import Policy, select_hosts
 
 
 @dataclass(frozen=True)
@@ -107,11 +109,72 @@ def lower_bounds(inv: Inventory, policy: Policy) -> LowerBounds:
             bounds["headroom"] = n_avail * 10**6  # flagged infeasible above; keep the bound sane
         else:
             bounds["headroom"] = math.ceil(n_avail / min(m_cap, policy.max_hosts_per_wave))
-    waves = max(bounds.values()) if bounds else 0
     if reasons and "headroom" in bounds and bounds["headroom"] >= 10**6:
         del bounds["headroom"]
-        waves = max(bounds.values()) if bounds else 0
+    tiers = _tier_bound(inv, policy, to_upgrade, m_cap if not reasons else None)
+    if tiers is not None:
+        bounds["order (first/last)"] = tiers
+    waves = max(bounds.values()) if bounds else 0
     return LowerBounds(waves, migrations, m_cap, bounds, tuple(reasons))
+
+
+def _waves_for(
+    inv: Inventory, policy: Policy, hosts: list[Host], m_cap: int | None
+) -> tuple[int, int]:
+    """(waves, waves beyond one shared with an earlier tier) that `hosts` alone need: by the
+    wave size limits, their HA groups' spare members and the headroom cap on hosts down."""
+    n = len(hosts)
+    if n == 0:
+        return 0, 0
+    M = policy.max_hosts_per_wave
+    need = [math.ceil(n / M)]
+    for attr, limit in (
+        ("az", policy.max_hosts_per_wave_per_az),
+        ("rack", policy.max_hosts_per_wave_per_rack),
+    ):
+        if limit is None:
+            continue
+        counts = Counter(getattr(h, attr) for h in hosts if getattr(h, attr) is not None)
+        if counts:
+            need.append(math.ceil(counts.most_common(1)[0][1] / limit))
+    names = {h.name for h in hosts}
+    for g in inv.ha_groups:
+        avail = [h for h in g.hosts if inv.has_host(h) and inv.host(h).available]
+        spare = len(g.hosts) - (len(g.hosts) - len(avail)) - g.min_available
+        pending = [h for h in avail if h in names]
+        if pending and spare > 0:
+            need.append(math.ceil(len(pending) / spare))
+    n_avail = sum(1 for h in hosts if h.is_compute and h.available)
+    if m_cap and n_avail:
+        need.append(math.ceil(n_avail / min(m_cap, M)))
+    alone = max(need)
+    # Sharing its first wave with the previous tier's last one (which holds at least one host of
+    # that tier) saves at most that wave, and leaves at most M - 1 places in it.
+    beyond = max(alone - 1, math.ceil(max(0, n - (M - 1)) / M))
+    return alone, beyond
+
+
+def _tier_bound(
+    inv: Inventory, policy: Policy, to_upgrade: tuple[Host, ...], m_cap: int | None
+) -> int | None:
+    """policy.first hosts all come no later than the others, policy.last ones no earlier: the
+    tiers' waves overlap in at most one boundary wave each, so their needs add up."""
+    first = select_hosts(inv, policy.first)
+    last = select_hosts(inv, policy.last)
+    if not (first or last) or first & last:
+        return None
+    tiers = [
+        [h for h in to_upgrade if h.name in first],
+        [h for h in to_upgrade if h.name not in first and h.name not in last],
+        [h for h in to_upgrade if h.name in last],
+    ]
+    tiers = [t for t in tiers if t]
+    if len(tiers) < 2:
+        return None
+    total = _waves_for(inv, policy, tiers[0], m_cap)[0]
+    for t in tiers[1:]:
+        total += _waves_for(inv, policy, t, m_cap)[1]
+    return total
 
 
 def _max_compute_down(

@@ -156,6 +156,18 @@ def scope_groups(inv: Inventory, scope: str) -> tuple[tuple[str, ...], npt.NDArr
     )
 
 
+def required_headroom(caps: IntArray, rule: Headroom) -> tuple[int, int]:
+    """(k largest, reserve) that the rule requires, in one class, of a scope group whose hosts
+    (available, not down) have the effective capacities `caps`: the sum of the k largest, and
+    reserve_percent of their total (rounded up). The headroom is max of the two."""
+    k = rule.failures
+    need_k = 0
+    if k > 0 and len(caps):
+        need_k = int(caps[np.argsort(-caps, kind="stable")[:k]].sum())
+    need_r = int(np.ceil(int(caps.sum()) * rule.reserve_percent / 100.0 - 1e-9))
+    return need_k, need_r
+
+
 def headroom(
     model: CapacityModel, rule: Headroom, down: BoolArray | None = None
 ) -> list[HeadroomRow]:
@@ -174,13 +186,11 @@ def headroom(
         for c, rc in enumerate(model.classes):
             caps = model.cap[sel, c]
             total = int(caps.sum())
+            need_k, need_r = required_headroom(caps, rule)
+            largest: tuple[str, ...] = ()
             if k > 0 and len(sel):
                 top = np.argsort(-caps, kind="stable")[:k]
-                need_k = int(caps[top].sum())
                 largest = tuple(model.host_names[int(sel[t])] for t in top)
-            else:
-                need_k, largest = 0, ()
-            need_r = int(np.ceil(total * rule.reserve_percent / 100.0 - 1e-9))
             rows.append(
                 HeadroomRow(
                     group=name,

@@ -90,6 +90,11 @@ def _read_bytes(path: str | os.PathLike[str]) -> bytes:
         raise InputError(name, f"cannot read: {exc.strerror or exc}") from None
 
 
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A file's bytes; a missing or unreadable file is an InputError naming it (exit 2)."""
+    return _read_bytes(path)
+
+
 def parse_bytes(data: bytes, file: str) -> Any:
     """JSON or YAML by extension; unknown extensions try JSON first, then YAML."""
     try:
@@ -941,6 +946,11 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     mode, else 0666 less the umask), not mkstemp's private 0600. Failures to write are
     `InputError`s naming the file (exit 2), not tracebacks.
     """
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """`write_text_atomic` for binary outputs (e.g. a report's PNG plots)."""
     target = Path(path)
     name = os.fspath(path)
     parent = target.parent if str(target.parent) else Path(".")
@@ -957,8 +967,8 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     except OSError as exc:
         raise InputError(name, f"cannot write: {exc.strerror or exc}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())

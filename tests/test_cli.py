@@ -271,9 +271,28 @@ def test_demo_plans_checks_and_simulates_the_bundled_example(tmp_path: Path) -> 
         "inventory.json",
         "plan.json",
         "policy.yaml",
+        "report.html",
         "timeline.jsonl",
     ]
     assert clean(rollwave("check", out / "inventory.json", out / "plan.json")).code == 0
     assert "makespan" in r.out
     first = json.loads((out / "timeline.jsonl").read_text().splitlines()[0])
     assert first["kind"] == "timeline"
+
+
+def test_plan_rejects_a_mistyped_selector(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "p.json"
+    r = clean(
+        rollwave(
+            "plan",
+            files["inventory"],
+            "--policy",
+            files["policy"],
+            "-o",
+            out,
+            "--first",
+            "roel=controller",
+        )
+    )
+    assert r.code == 2 and "unknown selector key 'roel'" in r.err
+    assert not out.exists()

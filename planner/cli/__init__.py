@@ -23,10 +23,21 @@ def _register() -> None:
     from planner.cli.demo import demo_cmd
     from planner.cli.generate import generate_cmd
     from planner.cli.plan import plan_cmd
+    from planner.cli.report import report_cmd
     from planner.cli.schema import schema_cmd
     from planner.cli.simulate import simulate_cmd
+    from planner.cli.whatif import whatif_cmd
 
-    for cmd in (demo_cmd, generate_cmd, plan_cmd, check_cmd, schema_cmd, simulate_cmd):
+    for cmd in (
+        demo_cmd,
+        generate_cmd,
+        plan_cmd,
+        check_cmd,
+        schema_cmd,
+        simulate_cmd,
+        report_cmd,
+        whatif_cmd,
+    ):
         cli.add_command(cmd)
     from planner.cli import sandbox, snapshot  # issue 5: the Nova sandbox, cloud snapshots
 

@@ -14,6 +14,9 @@ from planner.cli.check import print_metrics
 from planner.cli.common import err, kv_table, out
 from planner.cli.plan import solve_and_check
 from planner.formats import load_inventory, load_policy, save_plan
+from planner.report.build import build_report
+from planner.report.html import write_report
+from planner.report.timeline import read_timeline
 from sim.engine import simulate
 from sim.model import load_model
 from sim.prepare import prepare
@@ -34,7 +37,7 @@ def example_path(name: str) -> Path:
     help="Directory for the demo's files.",
 )
 def demo_cmd(out_dir: str) -> None:
-    """Plan, check and simulate the bundled example cloud (12 hosts, 3 controllers)."""
+    """Plan, check, simulate and report on the bundled example cloud (12 hosts, 3 controllers)."""
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
     inv_file = target / "inventory.json"
@@ -61,7 +64,7 @@ def demo_cmd(out_dir: str) -> None:
         )
     )
     t0 = time.perf_counter()
-    plan, _ = solve_and_check(inv, policy)
+    plan, _, _ = solve_and_check(inv, policy)
     err.print(f"planned in {time.perf_counter() - t0:.2f} s")
     plan_file = target / "plan.json"
     save_plan(plan, plan_file)
@@ -102,8 +105,12 @@ def demo_cmd(out_dir: str) -> None:
             ],
         )
     )
+    report_file = target / "report.html"
+    rep = build_report(inv, plan, timeline=read_timeline(timeline_file))
+    write_report(rep, report_file, None)
     out.print(
-        f"files in {target}/: inventory.json, policy.yaml, plan.json, timeline.jsonl\n"
+        f"files in {target}/: inventory.json, policy.yaml, plan.json, timeline.jsonl, "
+        f"report.html (open it in a browser)\n"
         f"next: rollwave check {inv_file} {plan_file}\n"
         f"      rollwave simulate {inv_file} {plan_file} --runs 100"
     )

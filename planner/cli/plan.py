@@ -2,33 +2,84 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import replace
+from typing import Any
 
 import click
+from rich.table import Table
 
 from planner.checker import check_plan, plan_summary
-from planner.cli.check import print_metrics
 from planner.cli.common import emit_json, err, format_option, out, path_arg
-from planner.errors import RollwaveError
+from planner.errors import RollwaveError, UsageError
 from planner.formats import load_inventory, load_policy, save_plan
 from planner.inventory import Inventory
 from planner.plan import Plan
-from planner.policy import Policy
-from solver.greedy import greedy_plan
+from planner.policy import Policy, selector_problem
+from solver.solve import PLANNERS, SolveOptions, SolveOutcome, solve
 
 
-def solve_and_check(inv: Inventory, policy: Policy) -> tuple[Plan, dict[str, object]]:
+def solve_and_check(
+    inv: Inventory,
+    policy: Policy,
+    options: SolveOptions | None = None,
+    progress: Any = None,
+) -> tuple[Plan, dict[str, Any], SolveOutcome]:
     """Plan, then re-check the result with the checker (the solver is never trusted blindly)."""
-    plan = greedy_plan(inv, policy, inventory_sha256=inv.digest or "")
+    outcome = solve(inv, policy, options, progress=progress)
+    plan = outcome.plan
     report = check_plan(inv, plan)
     if not report.ok:
         lines = "\n".join(f"  {v}" for v in report.violations[:20])
         raise RollwaveError(
-            f"internal error: the planner produced a plan the checker rejects "
+            f"internal error: the {outcome.planner} planner produced a plan the checker rejects "
             f"({len(report.violations)} violations); nothing was written:\n{lines}"
         )
-    return replace(plan, summary=plan_summary(report.metrics)), dict(report.metrics)
+    plan = replace(plan, summary=plan_summary(report.metrics))
+    return plan, dict(report.metrics), outcome
+
+
+class ProgressLine:
+    """The search's progress on stderr: one line per update, at most twice a second (always
+    for a new phase); rewritten in place on a terminal."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+        self.phase = ""
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, phase: str, best: float | None, bound: float | None) -> None:
+        now = time.perf_counter()
+        if phase == self.phase and now - self.last < 0.5:
+            return
+        new_phase = phase != self.phase
+        self.phase, self.last = phase, now
+        t = now - self.t0
+        if phase == "placement":
+            msg = f"placing VMs: wave {int(best or 0) + 1} of {int(bound or 0)}"
+        elif phase == "waves":
+            msg = f"waves: best {_n(best)}, bound {_n(bound)}"
+        else:
+            msg = (
+                f"VMs that would move twice (quarter-VM units): best {_n(best)}, bound {_n(bound)}"
+            )
+        line = f"  {msg}  [{t:5.1f} s]"
+        if self.tty:
+            sys.stderr.write(("\n" if new_phase and self.last else "") + "\r\033[K" + line)
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.tty and self.phase:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _n(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f}"
 
 
 @click.command("plan")
@@ -48,6 +99,31 @@ def solve_and_check(inv: Inventory, policy: Policy) -> tuple[Plan, dict[str, obj
     help="Plan file to write (JSON).",
 )
 @click.option(
+    "--planner",
+    type=click.Choice(PLANNERS),
+    default="cpsat",
+    show_default=True,
+    help="cpsat: OR-Tools CP-SAT (the greedy is its fallback); greedy: the greedy alone.",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0.5),
+    default=None,
+    metavar="SECONDS",
+    help="Wall-clock cap on the search (default: 30 s + 25 ms a host). Plans are reproducible "
+    "unless this cap cuts the search short.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Same input and seed, same plan."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="CP-SAT search workers (deterministic for a given number).",
+)
+@click.option(
     "--first",
     multiple=True,
     metavar="SELECTOR",
@@ -65,25 +141,103 @@ def plan_cmd(
     inventory: str,
     policy_path: str,
     output: str,
+    planner: str,
+    time_limit: float | None,
+    seed: int,
+    workers: int,
     first: tuple[str, ...],
     last: tuple[str, ...],
     fmt: str,
 ) -> None:
     """Plan the rolling upgrade of INVENTORY under POLICY and write PLAN.
 
-    The plan is re-checked by the same checker as `rollwave check` before it is written.
+    Fewest waves first, then fewest migrations (evacuees go to hosts already upgraded, so each
+    VM moves once), then balance. The plan is re-checked by the same checker as `rollwave check`
+    before it is written. When no plan exists, says why and exits with code 3.
     """
     inv = load_inventory(inventory)
     policy = load_policy(policy_path)
+    for opt, selectors in (("--first", first), ("--last", last)):
+        for sel in selectors:
+            problem = selector_problem(sel)
+            if problem:
+                raise UsageError(f"{opt}: {problem}")
     if first or last:
         policy = policy.with_changes(first=policy.first + first, last=policy.last + last)
+    options = SolveOptions(
+        planner=planner,  # type: ignore[arg-type]
+        time_limit=time_limit,
+        seed=seed,
+        workers=workers,
+    )
+    progress = ProgressLine()
     t0 = time.perf_counter()
-    plan, metrics = solve_and_check(inv, policy)
+    try:
+        plan, metrics, outcome = solve_and_check(inv, policy, options, progress)
+    finally:
+        progress.done()
     elapsed = time.perf_counter() - t0
     save_plan(plan, output)
+    for note in outcome.notes:
+        err.print(f"[yellow]note[/]: {note}", markup=True)
+    if outcome.wall_clock_hit:
+        err.print(
+            "[yellow]note[/]: the time limit cut the search short; another run may differ "
+            "(raise --time-limit for a reproducible plan)"
+        )
     if fmt == "json":
-        emit_json({"plan": output, "time_s": round(elapsed, 3), "summary": plan.summary})
+        emit_json(
+            {
+                "plan": output,
+                "planner": outcome.planner,
+                "status": outcome.status,
+                "time_s": round(elapsed, 3),
+                "time_limit_hit": outcome.wall_clock_hit,
+                "summary": plan.summary,
+                "notes": outcome.notes,
+            }
+        )
         return
-    print_metrics(metrics)
-    err.print(f"planned in {elapsed:.2f} s")
+    out.print(summary_table(metrics, outcome, elapsed))
     out.print(f"wrote {output}")
+
+
+def summary_table(m: dict[str, Any], outcome: SolveOutcome, elapsed: float) -> Table:
+    lb = m.get("lower_bounds", {})
+    t = Table(title="plan summary", title_justify="left", show_header=True, box=None)
+    t.add_column("", style="bold")
+    t.add_column("plan", justify="right")
+    t.add_column("bound", justify="right")
+    t.add_column("gap", justify="right")
+    t.add_row("waves", str(m["waves"]), _s(lb.get("waves")), _gap(m.get("wave_gap")))
+    t.add_row(
+        "migrations",
+        f"{m['migrations']:,}",
+        _s(lb.get("migrations")),
+        _gap(m.get("migration_gap")),
+    )
+    t.add_row("migrations per moved VM", f"{m['migrations_per_moved_vm']:.3f}", "1.000", "")
+    t.add_row("VMs moved twice or more", f"{m['vms_moved_more_than_once']:,}", "", "")
+    t.add_row("live / cold", f"{m['live_migrations']:,} / {m['cold_migrations']:,}", "", "")
+    t.add_row("VMs stopped in place", f"{m['stops']:,}", "", "")
+    t.add_row("fullest host", f"{100 * m['max_utilisation']:.1f}%", "", "")
+    slack = m.get("min_headroom_ratio") or {}
+    if slack:
+        key = min(slack, key=lambda k: slack[k])
+        t.add_row("tightest headroom", f"{slack[key]:.2f} x", key, "")
+    if m.get("soft_group_warnings"):
+        t.add_row("soft server groups not kept", str(m["soft_group_warnings"]), "", "")
+    status = outcome.planner
+    if outcome.planner == "cpsat":
+        status += f", waves {outcome.status}"
+    t.add_row("planner", status, "", "")
+    t.add_row("time", f"{elapsed:.1f} s", "", "")
+    return t
+
+
+def _s(x: Any) -> str:
+    return "" if x is None else f"{x:,}"
+
+
+def _gap(x: Any) -> str:
+    return "" if x is None else f"{100 * x:.1f}%"

@@ -1,0 +1,163 @@
+"""Planner benchmark: rollwave's CP-SAT planner beside the way operators upgrade today.
+
+    python -m benchmarks.solver_bench                 # 100, 1,000 and 5,000 hosts
+    python -m benchmarks.solver_bench --sizes 100,1000 --repeat 3
+
+Clouds come from `planner.generate` (20 VMs a host on average, 70% memory utilisation, seed 0 by
+default) with `generate.default_policy`: N+1 per AZ, max_hosts_per_wave = hosts / 20, controllers
+first, stops allowed. Each planner runs in a fresh process (spawned), so its peak memory (max RSS,
+which includes the generated cloud) is its own; generating the cloud is not timed, the checker is
+timed apart. The baseline (`solver.baseline`): hosts in name order, max_hosts_per_wave at a time,
+each VM where Nova's default scheduler would send it (capacity, AZ and anti-affinity filters, RAM
+weigher), upgrade- and headroom-unaware.
+
+Columns: plan time (median of --repeat runs), peak memory, waves against the lower bound
+(`planner.bounds`), migrations per moved VM, and the checker's verdict (violations by rule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+TARGETS = {100: 5.0, 1000: 20.0, 5000: 120.0}  # seconds, from the issue
+
+
+def _run(kind: str, hosts: int, seed: int, queue: Any) -> None:
+    from planner.bounds import lower_bounds
+    from planner.checker import check_plan
+    from planner.generate import GenerateSpec, default_policy, generate
+
+    spec = GenerateSpec(hosts=hosts, vms_per_host=20, utilisation=0.7, seed=seed)
+    inv = generate(spec)
+    policy = default_policy(spec)
+    t0 = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if kind == "rollwave":
+        from solver.solve import solve
+
+        outcome = solve(inv, policy)
+        plan = outcome.plan
+        extra = {"planner": outcome.planner, "status": outcome.status}
+    elif kind == "greedy":
+        from solver.greedy import greedy_plan
+
+        plan = greedy_plan(inv, policy)
+    else:
+        from solver.baseline import nova_baseline_plan
+
+        plan = nova_baseline_plan(inv, policy)
+    elapsed = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
+    t1 = time.perf_counter()
+    report = check_plan(inv, plan)
+    m = report.metrics
+    queue.put(
+        {
+            "kind": kind,
+            "hosts": hosts,
+            "vms": len(inv.vms),
+            "time": elapsed,
+            "check_time": time.perf_counter() - t1,
+            "rss": rss,
+            "waves": m["waves"],
+            "bound": lower_bounds(inv, policy).waves,
+            "per_vm": m["migrations_per_moved_vm"],
+            "moved_twice": m["vms_moved_more_than_once"],
+            "max_util": m["max_utilisation"],
+            "violations": dict(report.by_rule()),
+            "max_per_wave": policy.max_hosts_per_wave,
+            **extra,
+        }
+    )
+
+
+def run_one(kind: str, hosts: int, seed: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    p = ctx.Process(target=_run, args=(kind, hosts, seed, queue))
+    p.start()
+    result: dict[str, Any] = queue.get()
+    p.join()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="100,1000,5000", help="compute hosts, comma-separated")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per size (median time)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--greedy", action="store_true", help="also run the greedy planner")
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    kinds = ["rollwave", *(["greedy"] if args.greedy else []), "baseline"]
+    rows = []
+    for hosts in sizes:
+        for kind in kinds:
+            runs = [run_one(kind, hosts, args.seed) for _ in range(max(1, args.repeat))]
+            r = dict(runs[0])
+            r["time"] = statistics.median(x["time"] for x in runs)
+            r["rss"] = max(x["rss"] for x in runs)
+            rows.append(r)
+            print(_line(r), file=sys.stderr, flush=True)
+    print()
+    print(
+        f"clouds: generate(vms_per_host=20, utilisation=0.7, seed={args.seed}); policy: "
+        "default_policy (N+1 per AZ, max_hosts_per_wave = hosts/20, controllers first); "
+        f"{args.repeat} run(s) each, median time"
+    )
+    header = (
+        "hosts / VMs",
+        "planner",
+        "plan time",
+        "target",
+        "peak RSS",
+        "waves (bound)",
+        "migr./moved VM",
+        "moved twice",
+        "fullest host",
+        "checker",
+    )
+    table = [header]
+    for r in rows:
+        target = TARGETS.get(r["hosts"]) if r["kind"] == "rollwave" else None
+        v = r["violations"]
+        verdict = "valid" if not v else ", ".join(f"{k} {n}" for k, n in Counter(v).most_common())
+        table.append(
+            (
+                f"{r['hosts']:,} / {r['vms']:,}",
+                r["kind"],
+                f"{r['time']:.1f} s",
+                f"<= {target:.0f} s" if target else "",
+                f"{r['rss']:,.0f} MiB",
+                f"{r['waves']} ({r['bound']})",
+                f"{r['per_vm']:.3f}",
+                f"{r['moved_twice']:,}",
+                f"{100 * r['max_util']:.1f}%",
+                verdict,
+            )
+        )
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for k, row in enumerate(table):
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+    return 0
+
+
+def _line(r: dict[str, Any]) -> str:
+    return (
+        f"{r['hosts']} hosts {r['kind']}: {r['time']:.1f} s, {r['rss']:.0f} MiB, "
+        f"waves {r['waves']} (bound {r['bound']}), {r['per_vm']:.3f} per moved VM, "
+        f"violations {r['violations'] or 'none'} (check {r['check_time']:.1f} s)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

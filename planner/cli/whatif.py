@@ -1,0 +1,297 @@
+"""`rollwave whatif INVENTORY --policy POLICY --vary KEY=V1,V2,...`: a policy sweep, side by
+side."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from rich.table import Table
+
+from planner.cli.common import emit_json, err, out, path_arg
+from planner.errors import UsageError
+from planner.formats import load_inventory, load_policy, policy_to_dict, write_bytes_atomic
+from planner.report import plots
+from planner.report.whatif import (
+    KEYS,
+    Outcome,
+    SweepConfig,
+    Vary,
+    apply_model,
+    apply_policy,
+    combinations,
+    parse_vary,
+    sweep,
+)
+from sim.model import load_model
+
+COLUMNS = (
+    ("waves", "waves"),
+    ("makespan", "makespan"),
+    ("migr/VM", "migrations per moved VM"),
+    ("2x moved", "VMs moved more than once"),
+    ("min headroom", "tightest free / required"),
+    ("status", ""),
+)
+
+
+@click.command("whatif")
+@path_arg("inventory")
+@click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The base policy (JSON or YAML); --vary changes it.",
+)
+@click.option(
+    "--vary",
+    "vary",
+    multiple=True,
+    required=True,
+    metavar="KEY=V1,V2,...",
+    help="A policy key and its values (repeatable; every combination is tried), e.g. "
+    "max_hosts_per_wave=2,4,8, headroom.failures=0,1,2, spare_hosts=0,2. Keys: "
+    + ", ".join(sorted(KEYS))
+    + ", or model.SECTION.KEY of the simulation model, e.g. "
+    "model.failures.migration.probability=0,0.05.",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(0),
+    default=20,
+    show_default=True,
+    help="Simulated runs per combination (Monte Carlo: makespan P50/P95, breach probability); "
+    "0: no simulation, the estimate only.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Simulation model (as `rollwave simulate --model`); default: Nova's defaults, 10 GbE.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Base seed; every combination uses the same seeds.",
+)
+@click.option(
+    "--planner",
+    type=click.Choice(["cpsat", "greedy"]),
+    default="cpsat",
+    show_default=True,
+    help="The planner for every combination (as `rollwave plan --planner`).",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds the planner may take per combination (default: as `rollwave plan`).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1),
+    default=None,
+    help="Processes (default: the number of CPUs).",
+)
+@click.option(
+    "--max-combinations",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Refuse sweeps larger than this (each combination is a full plan).",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the trade-off plot (makespan against risk) as PNG.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "csv", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, csv for spreadsheets, json for machines (all on stdout).",
+)
+def whatif_cmd(
+    inventory: str,
+    policy_path: str,
+    vary: tuple[str, ...],
+    runs: int,
+    model_path: str | None,
+    seed: int,
+    planner: str,
+    time_limit: float | None,
+    jobs: int | None,
+    max_combinations: int,
+    plot_path: str | None,
+    fmt: str,
+) -> None:
+    """Plan and simulate INVENTORY under every combination of --vary changes to POLICY (and to
+    the simulation model: model.SECTION.KEY), in parallel, and compare: waves, makespan P50/P95,
+    migrations per VM, tightest headroom, failures absorbed, probability of a headroom breach;
+    combinations without a plan are rows with the reason.
+    """
+    varies = [parse_vary(v) for v in vary]
+    combos = combinations(varies)
+    if len(combos) > max_combinations:
+        raise UsageError(
+            f"--vary: {len(combos)} combinations, more than --max-combinations "
+            f"{max_combinations}; narrow the sweep or raise the limit"
+        )
+    inv = load_inventory(inventory)
+    policy = load_policy(policy_path)
+    model = load_model(model_path)
+    for c in combos:  # every value is valid before any work starts
+        apply_policy(policy, c)
+        apply_model(model, c)
+    t0 = time.perf_counter()
+    err.print(f"{len(combos)} combination(s) of {', '.join(v.key for v in varies)}")
+
+    def progress(done: int, total: int, o: Outcome) -> None:
+        if o.status != "ok":
+            what = f"{o.status}: {o.reason}"
+        elif o.makespan_p50_s is not None:
+            what = (
+                f"{o.waves} waves, makespan P50 {_hours(o.makespan_p50_s)}, "
+                f"P(breach) {o.breach_probability:.0%}"
+            )
+        else:
+            what = f"{o.waves} waves, makespan {_hours(o.makespan_s)} (estimated)"
+        err.print(f"  [{done}/{total}] {o.label()}: {what}", markup=False, highlight=False)
+
+    config = SweepConfig(
+        runs=runs,
+        seed=seed,
+        model=model,
+        planner="greedy" if planner == "greedy" else "cpsat",
+        time_limit=time_limit,
+    )
+    results = sweep(inv, policy, combos, config, jobs=jobs, progress=progress)
+    elapsed = time.perf_counter() - t0
+    if plot_path:
+        fig = tradeoff(results, varies)
+        write_bytes_atomic(plot_path, plots.png_bytes(fig))
+    if fmt == "json":
+        emit_json(
+            {
+                "format_version": "1.0",
+                "kind": "whatif",
+                "inventory": inventory,
+                "inventory_sha256": inv.digest,
+                "policy": policy_to_dict(policy, standalone=False),
+                "vary": {v.key: list(v.values) for v in varies},
+                "runs": runs,
+                "seed": seed,
+                "planner": planner,
+                "model": model.to_dict(),
+                "time_s": round(elapsed, 3),
+                "rows": [r.to_dict() for r in results],
+            }
+        )
+    elif fmt == "csv":
+        sys.stdout.write(to_csv(results, varies))
+    else:
+        out.print(table(results, varies))
+        if plot_path:
+            out.print(f"wrote {plot_path}")
+    err.print(f"{len(results)} combination(s) in {elapsed:.1f} s")
+
+
+def _hours(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / 3600:.2f} h"
+
+
+def table(results: Sequence[Outcome], varies: Sequence[Vary]) -> Table:
+    simulated = any(r.makespan_p50_s is not None for r in results)
+    t = Table(title="what-if", title_justify="left")
+    for v in varies:
+        t.add_column(v.key, justify="right")
+    t.add_column("waves (bound)", justify="right")
+    if simulated:
+        t.add_column("makespan P50", justify="right")
+        t.add_column("P95", justify="right")
+    else:
+        t.add_column("makespan (est.)", justify="right")
+    t.add_column("migr/VM", justify="right")
+    t.add_column("2x moved", justify="right")
+    t.add_column("min headroom", justify="right")
+    t.add_column("absorbs", justify="right")
+    if simulated:
+        t.add_column("P(breach)", justify="right")
+    t.add_column("status", overflow="fold", min_width=12)
+    n_metrics = len(t.columns) - len(varies) - 1
+    for r in results:
+        cells = [str(r.combo[v.key]) for v in varies]
+        if r.waves is None:
+            cells += ["-"] * n_metrics + [f"[red]{r.status}[/]: {_esc(r.reason or '')}"]
+            t.add_row(*cells)
+            continue
+        cells.append(f"{r.waves} ({r.waves_lower_bound})" if r.waves_lower_bound else str(r.waves))
+        if simulated:
+            cells += [_hours(r.makespan_p50_s), _hours(r.makespan_p95_s)]
+        else:
+            cells.append(_hours(r.makespan_s))
+        cells += [
+            f"{r.migrations_per_vm:.3f}" if r.migrations_per_vm is not None else "-",
+            str(r.vms_moved_twice),
+            f"{r.min_headroom_ratio:.2f}" if r.min_headroom_ratio is not None else "-",
+            "-" if r.failures_absorbed is None else str(r.failures_absorbed),
+        ]
+        if simulated:
+            cells.append("-" if r.breach_probability is None else f"{r.breach_probability:.1%}")
+        cells.append("ok" if r.ok else f"[red]{r.status}[/]: {_esc(r.reason or '')}")
+        t.add_row(*cells)
+    return t
+
+
+def _esc(text: str) -> str:
+    """The first reason, short enough for a table cell (--format json has them all)."""
+    from rich.markup import escape
+
+    first = text.split("; ")[0]
+    return escape(textwrap.shorten(first, 90, placeholder=" ..."))
+
+
+def to_csv(results: Sequence[Outcome], varies: Sequence[Vary]) -> str:
+    rows = [r.to_dict() for r in results]
+    fields = [v.key for v in varies] + [k for k in rows[0] if k not in {v.key for v in varies}]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: "" if row.get(k) is None else row.get(k) for k in fields})
+    return buf.getvalue()
+
+
+def tradeoff(results: Sequence[Outcome], varies: Sequence[Vary]) -> Any:
+    def short(r: Outcome) -> str:
+        return " / ".join(str(r.combo[v.key]) for v in varies)
+
+    points = [
+        plots.TradeoffPoint(
+            short(r),
+            r.makespan_p50_s if r.makespan_p50_s is not None else (r.makespan_s or 0.0),
+            r.makespan_p95_s,
+            r.breach_probability,
+            r.failures_absorbed,
+        )
+        for r in results
+        if r.ok and r.makespan_s is not None
+    ]
+    infeasible = [(r.label(), r.reason or r.status) for r in results if not r.ok]
+    return plots.tradeoff_figure(points, infeasible, key_order=" / ".join(v.key for v in varies))

@@ -1,0 +1,545 @@
+"""What-if sweeps: plan (and simulate) a cloud under every combination of policy changes, to
+compare waves, makespan and risk side by side (`rollwave whatif`).
+
+A sweep varies policy keys (`max_hosts_per_wave=2,4,8`, `headroom.failures=0,1,2`, any key
+`Policy.with_changes` takes) and `spare_hosts`: N empty compute hosts added like the largest
+existing one (`add_spare_hosts`). Every combination is solved with the planner, re-checked by the
+checker, and put in time; combinations run in parallel processes. A combination without a plan is
+a row with the reason, never a crash.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from planner.bounds import lower_bounds
+from planner.checker import check_plan
+from planner.errors import InfeasibleError, InputError, RollwaveError, UsageError
+from planner.formats import policy_from_dict, policy_to_dict
+from planner.inventory import Host, Inventory
+from planner.plan import Plan
+from planner.policy import Policy
+from planner.report.replay import replay
+from planner.report.schedule import EstimateModel, estimate_schedule
+from sim.model import DEFAULT as DEFAULT_MODEL
+from sim.model import SimModel, model_from_dict
+from sim.montecarlo import run_many, summarise
+from sim.prepare import prepare
+from solver.solve import PlannerName, SolveOptions
+from solver.solve import solve as solve_plan
+
+SPARE = "spare_hosts"
+# Policy keys a sweep may vary, and how to read their values.
+POLICY_KEYS: dict[str, str] = {
+    "max_hosts_per_wave": "int",
+    "max_hosts_per_wave_per_az": "int?",
+    "max_hosts_per_wave_per_rack": "int?",
+    "max_concurrent_live_migrations": "int",
+    "allow_stop": "bool",
+    "target_version": "str?",
+    "headroom.failures": "int",
+    "headroom.scope": "str",
+    "headroom.reserve_percent": "float",
+}
+KEYS: dict[str, str] = {**POLICY_KEYS, SPARE: "int"}
+MODEL = "model."  # model.SECTION.KEY: any field of the simulation model file, e.g.
+# model.failures.migration.probability=0,0.05 or model.network.nic_gbps=10,25
+ALIASES = {"extra_spare_hosts": SPARE, "spares": SPARE, "failures": "headroom.failures"}
+
+
+# ---------------------------------------------------------------------------------------------
+# --vary KEY=V1,V2,...
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Vary:
+    key: str
+    values: tuple[Any, ...]
+
+
+def _value(kind: str, raw: str, where: str) -> Any:
+    text = raw.strip()
+    if kind.endswith("?") and text.lower() in ("none", "null", "-"):
+        return None
+    base = kind.rstrip("?")
+    try:
+        if base == "int":
+            return int(text)
+        if base == "float":
+            v = float(text)
+            if not math.isfinite(v):
+                raise ValueError
+            return v
+    except ValueError:
+        raise UsageError(
+            f"{where}: {text!r} is not {'an integer' if base == 'int' else 'a number'}"
+        ) from None
+    if base == "bool":
+        low = text.lower()
+        if low in ("true", "yes", "on", "1"):
+            return True
+        if low in ("false", "no", "off", "0"):
+            return False
+        raise UsageError(f"{where}: {text!r} is not true or false")
+    if not text:
+        raise UsageError(f"{where}: empty value")
+    return text
+
+
+def parse_vary(text: str) -> Vary:
+    """`KEY=V1,V2,...` -> Vary; a clear UsageError names the option and the problem."""
+    where = f"--vary {text}"
+    key, sep, values = text.partition("=")
+    key = ALIASES.get(key.strip(), key.strip())
+    if not sep or not key:
+        raise UsageError(f"{where}: expected KEY=V1,V2,... (e.g. max_hosts_per_wave=2,4,8)")
+    if key.startswith(MODEL):
+        return _model_vary(key, values, where)
+    if key not in KEYS:
+        raise UsageError(
+            f"{where}: unknown key {key!r}; one of: {', '.join(sorted(KEYS))}, or "
+            "model.SECTION.KEY (a field of the simulation model file)"
+        )
+    parts = [p for p in values.split(",")]
+    if not values.strip() or any(not p.strip() for p in parts):
+        raise UsageError(f"{where}: empty value in the list")
+    vals = tuple(_value(KEYS[key], p, where) for p in parts)
+    if key == SPARE and any(v < 0 for v in vals):
+        raise UsageError(f"{where}: spare hosts must not be negative")
+    if len(set(vals)) != len(vals):
+        raise UsageError(f"{where}: a value is listed twice")
+    return Vary(key, vals)
+
+
+def _model_vary(key: str, values: str, where: str) -> Vary:
+    path = key[len(MODEL) :].split(".")
+    if len(path) < 2 or not all(path):
+        raise UsageError(f"{where}: expected model.SECTION.KEY, e.g. model.network.nic_gbps")
+    parts = values.split(",")
+    if not values.strip() or any(not p.strip() for p in parts):
+        raise UsageError(f"{where}: empty value in the list")
+    vals = tuple(_model_value(p.strip()) for p in parts)
+    if len(set(map(repr, vals))) != len(vals):
+        raise UsageError(f"{where}: a value is listed twice")
+    apply_model(DEFAULT_MODEL, {key: vals[0]})  # the model reader judges the key and the values
+    for v in vals[1:]:
+        apply_model(DEFAULT_MODEL, {key: v})
+    return Vary(key, vals)
+
+
+def _model_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def apply_model(model: SimModel, combo: Mapping[str, Any]) -> SimModel:
+    """The model with the combination's `model.SECTION.KEY` values, re-read (and so validated,
+    with the option named) by the model file's reader."""
+    changes = {k: v for k, v in combo.items() if k.startswith(MODEL)}
+    if not changes:
+        return model
+    d = model.to_dict()
+    for key, value in changes.items():
+        *sections, leaf = key[len(MODEL) :].split(".")
+        node = d
+        for sec in sections:
+            nxt = node.get(sec)
+            if not isinstance(nxt, dict):
+                nxt = node[sec] = {}
+            node = nxt
+        node[leaf] = value
+    label = ", ".join(f"{k}={v}" for k, v in changes.items())
+    try:
+        return model_from_dict(d, file=f"--vary {label}")
+    except InputError as exc:
+        raise UsageError("; ".join(f"--vary {p}" for p in exc.problems)) from None
+
+
+def combinations(varies: Sequence[Vary]) -> list[dict[str, Any]]:
+    """Every combination, the first --vary varying slowest (as nested loops read)."""
+    keys = [v.key for v in varies]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise UsageError(f"--vary {dup}: given twice; list every value in one --vary")
+    return [
+        dict(zip(keys, vals, strict=True))
+        for vals in itertools.product(*(v.values for v in varies))
+    ]
+
+
+def apply_policy(policy: Policy, combo: Mapping[str, Any]) -> Policy:
+    """The policy with the combination's policy keys, validated by the policy reader."""
+    changes = {k: v for k, v in combo.items() if k in POLICY_KEYS}
+    if not changes:
+        return policy
+    d = policy_to_dict(policy)
+    for key, value in changes.items():
+        if key.startswith("headroom."):
+            d["headroom"][key.split(".", 1)[1]] = value
+        else:
+            d[key] = value
+    label = ", ".join(f"{k}={v}" for k, v in changes.items())
+    try:
+        return policy_from_dict(d, file=f"--vary {label}")
+    except InputError as exc:
+        raise UsageError("; ".join(f"--vary {p}" for p in exc.problems)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Spare hosts: a pure inventory transform
+# ---------------------------------------------------------------------------------------------
+def largest_compute_host(inv: Inventory) -> Host:
+    """The compute host with the most effective memory, then vCPU, then disk (then by name)."""
+    computes = [h for h in inv.compute_hosts if h.available] or list(inv.compute_hosts)
+    if not computes:
+        raise UsageError("spare_hosts: the inventory has no compute host to copy")
+    return max(
+        computes,
+        key=lambda h: (
+            h.effective("MEMORY_MB"),
+            h.effective("VCPU"),
+            h.effective("DISK_GB"),
+            [-ord(c) for c in h.name],
+        ),
+    )
+
+
+def add_spare_hosts(inv: Inventory, n: int, version: str | None = None) -> Inventory:
+    """`inv` with `n` empty, enabled compute hosts built like the largest existing one, spread
+    round-robin over the AZs (sorted), named `spare-01`, ... New hosts are installed with
+    `version` (the target release: they need no upgrade and take evacuees from the first wave).
+    """
+    if n <= 0:
+        return inv
+    model = largest_compute_host(inv)
+    azs: list[str | None] = list(inv.azs) or [model.az]
+    names = {h.name for h in inv.hosts}
+    width = max(2, len(str(n)))
+    spares: list[Host] = []
+    i = 0
+    while len(spares) < n:
+        i += 1
+        name = f"spare-{i:0{width}d}"
+        if name in names:
+            continue
+        az = azs[len(spares) % len(azs)]
+        spares.append(
+            replace(
+                model,
+                name=name,
+                az=az,
+                rack=f"{az}-spare" if az else "spare",
+                version=version or model.version,
+                enabled=True,
+                up=True,
+                disabled_reason=None,
+            )
+        )
+    return Inventory(
+        cloud=inv.cloud,
+        taken_at=inv.taken_at,
+        hosts=(*inv.hosts, *spares),
+        vms=inv.vms,
+        server_groups=inv.server_groups,
+        ha_groups=inv.ha_groups,
+        digest=None,  # not a file: plans made for it record no digest
+        source=None,
+    )
+
+
+def apply(inv: Inventory, policy: Policy, combo: Mapping[str, Any]) -> tuple[Inventory, Policy]:
+    p = apply_policy(policy, combo)
+    return add_spare_hosts(inv, int(combo.get(SPARE, 0)), p.target_version), p
+
+
+# ---------------------------------------------------------------------------------------------
+# One combination
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """One row of a sweep. Metrics are None when there is no plan (see `reason`)."""
+
+    combo: dict[str, Any]
+    status: str  # "ok", "infeasible", "invalid" (the checker rejected the plan) or "error"
+    reason: str | None = None
+    waves: int | None = None
+    waves_lower_bound: int | None = None
+    migrations: int | None = None
+    migrations_per_vm: float | None = None
+    vms_moved_twice: int | None = None
+    min_headroom_ratio: float | None = None
+    tightest: str | None = None
+    failures_absorbed: int | None = None  # at the worst wave: largest hosts it could lose
+    makespan_s: float | None = None  # the estimate (deterministic, no failures)
+    makespan_p50_s: float | None = None
+    makespan_p95_s: float | None = None
+    breach_probability: float | None = None  # headroom below the policy's requirement
+    any_breach_probability: float | None = None  # any invariant the simulator checks
+    stall_probability: float | None = None
+    runs: int = 0
+    solve_s: float = 0.0
+    simulate_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.combo.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            **self.combo,
+            "status": self.status,
+            "reason": self.reason,
+            "waves": self.waves,
+            "waves_lower_bound": self.waves_lower_bound,
+            "migrations": self.migrations,
+            "migrations_per_vm": self.migrations_per_vm,
+            "vms_moved_twice": self.vms_moved_twice,
+            "min_headroom_ratio": self.min_headroom_ratio,
+            "tightest": self.tightest,
+            "failures_absorbed": self.failures_absorbed,
+            "makespan_estimate_s": _round(self.makespan_s),
+            "makespan_p50_s": _round(self.makespan_p50_s),
+            "makespan_p95_s": _round(self.makespan_p95_s),
+            "breach_probability": self.breach_probability,
+            "any_breach_probability": self.any_breach_probability,
+            "stall_probability": self.stall_probability,
+            "runs": self.runs,
+            "solve_s": round(self.solve_s, 3),
+            "simulate_s": round(self.simulate_s, 3),
+        }
+        return d
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 1)
+
+
+def solve(
+    inv: Inventory,
+    policy: Policy,
+    planner: PlannerName = "cpsat",
+    time_limit: float | None = None,
+    seed: int = 0,
+) -> Plan:
+    """Plan as `rollwave plan` does (CP-SAT, with the greedy planner as its fallback); raises
+    InfeasibleError with the reasons when no plan exists."""
+    options = SolveOptions(planner=planner, time_limit=time_limit, seed=seed)
+    return solve_plan(inv, policy, options, inventory_sha256=inv.digest or "").plan
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    runs: int = 0  # simulated runs per combination (0: the estimate only)
+    seed: int = 0  # every combination uses the same seeds: differences come from the policy
+    planner: PlannerName = "cpsat"
+    time_limit: float | None = None  # per combination's plan; None: the planner's default
+    model: SimModel = field(default_factory=lambda: DEFAULT_MODEL)
+    estimate: EstimateModel = field(default_factory=EstimateModel)
+
+
+def evaluate(
+    inv: Inventory,
+    policy: Policy,
+    combo: Mapping[str, Any],
+    config: SweepConfig,
+    *,
+    reuse_plans: bool = False,
+) -> Outcome:
+    """Solve, check, replay, estimate and (with `config.runs`) simulate one combination. Never
+    raises for a combination's own problems. `reuse_plans`: within a sweep, combinations that
+    differ only in the simulation model share one plan."""
+    combo = dict(combo)
+    t0 = time.perf_counter()
+    try:
+        inv2, p2 = apply(inv, policy, combo)
+        model = apply_model(config.model, combo)
+        spares = int(combo.get(SPARE, 0))
+        plan = (
+            _solve_once(inv, inv2, p2, spares, config)
+            if reuse_plans
+            else solve(inv2, p2, config.planner, config.time_limit, config.seed)
+        )
+    except InfeasibleError as exc:
+        return Outcome(
+            combo, "infeasible", "; ".join(exc.reasons), solve_s=time.perf_counter() - t0
+        )
+    except RollwaveError as exc:
+        return Outcome(combo, "error", str(exc), solve_s=time.perf_counter() - t0)
+    solve_s = time.perf_counter() - t0
+    report = check_plan(inv2, plan)
+    m = report.metrics
+    ratios: dict[str, float] = m.get("min_headroom_ratio") or {}
+    tight = min(ratios, key=lambda k: ratios[k]) if ratios else None
+    status, reason = "ok", None
+    if not report.ok:
+        status = "invalid"
+        reason = f"the checker rejects the plan: {report.violations[0]}"
+    sched = estimate_schedule(inv2, plan, config.estimate)
+    worst = replay(inv2, plan).min_absorbable()
+    sim: dict[str, Any] = {}
+    t1 = time.perf_counter()
+    if config.runs > 0 and status == "ok":
+        prep = prepare(inv2, plan, model, check=False)
+        stats = summarise(run_many(prep, config.runs, config.seed, jobs=1))
+        sim = {
+            "makespan_p50_s": stats["makespan_s"]["p50"],
+            "makespan_p95_s": stats["makespan_s"]["p95"],
+            "breach_probability": stats["p_headroom_breach"],
+            "any_breach_probability": stats["p_any_breach"],
+            "stall_probability": stats["p_stall"],
+            "runs": config.runs,
+        }
+    return Outcome(
+        combo,
+        status,
+        reason,
+        waves=m["waves"],
+        waves_lower_bound=m["lower_bounds"].get("waves"),
+        migrations=m["migrations"],
+        migrations_per_vm=m["migrations_per_moved_vm"],
+        vms_moved_twice=m["vms_moved_more_than_once"],
+        min_headroom_ratio=ratios[tight] if tight else None,
+        tightest=tight,
+        failures_absorbed=worst[0] if worst else None,
+        makespan_s=sched.makespan_s,
+        solve_s=solve_s,
+        simulate_s=time.perf_counter() - t1 if sim else 0.0,
+        **sim,
+    )
+
+
+# Plans solved in this process during one sweep, by (base inventory, policy, spare hosts):
+# combinations that differ only in the simulation model share their plan.
+_PLANS: dict[tuple[int, str, int], Plan] = {}
+
+
+def _solve_once(
+    base: Inventory, inv: Inventory, policy: Policy, spares: int, config: SweepConfig
+) -> Plan:
+    key = (id(base), repr(policy), spares)
+    if key not in _PLANS:
+        if len(_PLANS) > 64:
+            _PLANS.clear()
+        _PLANS[key] = solve(inv, policy, config.planner, config.time_limit, config.seed)
+    return _PLANS[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep, in parallel processes
+# ---------------------------------------------------------------------------------------------
+_JOB: tuple[Inventory, Policy, list[dict[str, Any]], SweepConfig] | None = None
+
+
+def _run_one(i: int) -> tuple[int, Outcome]:
+    assert _JOB is not None
+    inv, policy, combos, config = _JOB
+    return i, evaluate(inv, policy, combos[i], config, reuse_plans=True)
+
+
+def _init(job: tuple[Inventory, Policy, list[dict[str, Any]], SweepConfig] | None) -> None:
+    global _JOB
+    # Ctrl-C is the parent's to handle: it stops the workers (no traceback from each of them).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if job is not None:
+        _JOB = job
+
+
+Progress = Callable[[int, int, Outcome], None]
+
+
+def sweep(
+    inv: Inventory,
+    policy: Policy,
+    combos: Sequence[Mapping[str, Any]],
+    config: SweepConfig | None = None,
+    *,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> list[Outcome]:
+    """Evaluate every combination (in `jobs` processes; default: the CPUs), results in the order
+    of `combos` whatever order they finish in. `progress(done, total, outcome)` after each."""
+    global _JOB
+    config = config or SweepConfig()
+    _PLANS.clear()  # plans of an earlier sweep (perhaps of another inventory) do not apply
+    todo = [dict(c) for c in combos]
+    n = len(todo)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, n))
+    results: list[Outcome | None] = [None] * n
+    if jobs == 1:
+        for i, c in enumerate(todo):
+            results[i] = evaluate(inv, policy, c, config, reuse_plans=True)
+            if progress:
+                progress(i + 1, n, results[i])  # type: ignore[arg-type]
+        return [r for r in results if r is not None]
+    # fork shares the inventory with the workers without pickling it; elsewhere it is sent once
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    job = (inv, policy, todo, config)
+    _JOB = job
+    forked = ctx.get_start_method() == "fork"
+    pool = ProcessPoolExecutor(
+        max_workers=jobs, mp_context=ctx, initializer=_init, initargs=(None if forked else job,)
+    )
+    try:
+        futures = [pool.submit(_run_one, i) for i in range(n)]
+        for done, fut in enumerate(as_completed(futures), 1):
+            i, outcome = fut.result()
+            results[i] = outcome
+            if progress:
+                progress(done, n, outcome)
+    except BaseException:
+        # interrupted (or a worker died): stop the others now rather than after their work
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown()
+    finally:
+        _JOB = None
+    return [r for r in results if r is not None]
+
+
+# ---------------------------------------------------------------------------------------------
+# How many hosts may go down at once
+# ---------------------------------------------------------------------------------------------
+def hosts_down_at_once(inv: Inventory, policy: Policy) -> dict[str, int | None]:
+    """Per scope group (each AZ, or "cloud"), the most of its compute hosts that may be in
+    maintenance at once with headroom still holding: the lower-bound argument of
+    `bounds.lower_bounds` (`max_compute_hosts_down`) on that group alone. None: headroom does not
+    limit it (no host of the group to upgrade). An upper bound: a plan may need fewer at once."""
+    if policy.headroom.scope == "cloud":
+        return {"cloud": lower_bounds(inv, policy).max_compute_hosts_down}
+    out: dict[str, int | None] = {}
+    for az in inv.azs:
+        hosts = tuple(h for h in inv.hosts if h.is_compute and h.az == az)
+        names = {h.name for h in hosts}
+        sub = Inventory(
+            cloud=f"{inv.cloud}/{az}",
+            taken_at=inv.taken_at,
+            hosts=hosts,
+            vms=tuple(v for v in inv.vms if v.host in names),
+            server_groups=inv.server_groups,
+        )
+        out[az] = lower_bounds(sub, policy).max_compute_hosts_down
+    return out

@@ -1,0 +1,184 @@
+"""The planner's entry point: `solve(inventory, policy, options)` -> a plan, or InfeasibleError.
+
+1. Lower bounds (`planner.bounds`) and pre-checks (`solver.precheck`): a proven obstacle stops
+   here with its reasons (exit code 3).
+2. The CP-SAT planner (`solver.cpsat`); the greedy planner (`solver.greedy`) when asked for, or
+   as the fallback when CP-SAT finds nothing.
+3. When neither finds a plan: `solver.explain` asks CP-SAT which rules conflict, and the error
+   says so, marked as not proven when it is not.
+
+The returned plan is not yet checked: callers re-check it with `checker.check_plan` (the CLI
+does, and refuses to write a plan the checker rejects).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from planner.bounds import LowerBounds, lower_bounds
+from planner.checker import check_plan
+from planner.errors import InfeasibleError
+from planner.inventory import Inventory
+from planner.plan import Plan
+from planner.policy import Policy
+from solver.context import build_context
+from solver.cpsat import NoPlanFound, cpsat_plan
+from solver.explain import explain
+from solver.greedy import greedy_plan
+from solver.params import SolveParams
+from solver.precheck import precheck
+
+PlannerName = Literal["cpsat", "greedy"]
+PLANNERS: tuple[PlannerName, ...] = ("cpsat", "greedy")
+# When repairs add waves to CP-SAT's plan, the greedy's is compared, up to this many VMs.
+COMPARE_WITH_GREEDY_VMS = 30_000
+# (phase, best, bound): "waves"/"overflow" with objective values, "placement" with (wave, waves)
+Progress = Callable[[str, float | None, float | None], None]
+
+
+def default_time_limit(inv: Inventory) -> float:
+    """A wall-clock cap that normal runs never reach: 30 s + 25 ms a host, at most 15 min."""
+    return float(min(900, 30 + math.ceil(0.025 * len(inv.hosts))))
+
+
+def default_effort(inv: Inventory, time_limit: float) -> float:
+    """Deterministic CP-SAT work for a cloud of this size, within a fifth of the time limit."""
+    size = 1.0 + len(inv.hosts) / 500 + len(inv.vms) / 50_000
+    return round(min(size, 0.2 * time_limit), 3)
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    planner: PlannerName = "cpsat"
+    time_limit: float | None = None  # seconds of wall clock; None: `default_time_limit`
+    seed: int = 0
+    workers: int = 1
+    effort: float | None = None  # deterministic time; None: `default_effort`
+    fallback: bool = True  # greedy when CP-SAT finds nothing
+
+
+@dataclass
+class SolveOutcome:
+    plan: Plan
+    planner: str  # who made the plan: "cpsat" or "greedy"
+    lower_bounds: LowerBounds
+    status: str  # "optimal": waves proven minimal (for the wave model); else "feasible"
+    wave_bound: float | None
+    wall_clock_hit: bool
+    notes: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def solve(
+    inv: Inventory,
+    policy: Policy,
+    options: SolveOptions | None = None,
+    *,
+    inventory_sha256: str | None = None,
+    progress: Progress | None = None,
+) -> SolveOutcome:
+    opts = options or SolveOptions()
+    digest = inventory_sha256 if inventory_sha256 is not None else (inv.digest or "")
+    time_limit = opts.time_limit if opts.time_limit is not None else default_time_limit(inv)
+    params = SolveParams(
+        seed=opts.seed,
+        workers=opts.workers,
+        time_limit=time_limit,
+        effort=opts.effort if opts.effort is not None else default_effort(inv, time_limit),
+    )
+    lb = lower_bounds(inv, policy)
+    ctx = build_context(inv, policy)
+    reasons = precheck(ctx, lb)
+    if reasons:
+        raise InfeasibleError(reasons)
+    notes: list[str] = []
+    if opts.planner == "greedy":
+        try:
+            plan = _checked_greedy(inv, policy, digest)
+        except InfeasibleError as exc:
+            raise InfeasibleError(
+                _not_found("the greedy planner", exc.reasons, ctx, params)
+            ) from None
+        plan = replace(plan, generator={**plan.generator, "seed": opts.seed})
+        return SolveOutcome(plan, "greedy", lb, "feasible", None, False, notes)
+    try:
+        res = cpsat_plan(
+            inv,
+            policy,
+            params,
+            lower_bound=lb.waves,
+            inventory_sha256=digest,
+            progress=progress,
+            ctx=ctx,
+        )
+    except NoPlanFound as exc:
+        first = list(exc.reasons)
+        if not opts.fallback:
+            raise InfeasibleError(_not_found("CP-SAT", first, ctx, params)) from None
+        notes.append("CP-SAT found no plan (" + "; ".join(first[:2]) + "); used the greedy")
+        try:
+            plan = _checked_greedy(inv, policy, digest)
+        except InfeasibleError as exc2:
+            raise InfeasibleError(
+                _not_found("CP-SAT and the greedy planner", first + exc2.reasons, ctx, params)
+            ) from None
+        plan = replace(plan, generator={**plan.generator, "seed": opts.seed, "fallback": True})
+        return SolveOutcome(plan, "greedy", lb, "feasible", None, params.wall_clock_hit, notes)
+    notes += res.notes
+    if (
+        opts.fallback
+        and res.stats.get("added_waves", 0) > 0
+        and len(inv.vms) <= COMPARE_WITH_GREEDY_VMS
+    ):
+        # Repairs cost waves: the greedy may do better on this cloud; keep the better plan.
+        try:
+            other = _checked_greedy(inv, policy, digest)
+        except InfeasibleError:
+            other = None
+        if other is not None and _rank(other) < _rank(res.plan):
+            notes.append(
+                f"the greedy planner's plan ({len(other.waves)} waves) beats CP-SAT's after "
+                f"repairs ({len(res.plan.waves)} waves); kept the greedy's"
+            )
+            plan = replace(
+                other, generator={**other.generator, "seed": opts.seed, "fallback": True}
+            )
+            return SolveOutcome(plan, "greedy", lb, "feasible", None, params.wall_clock_hit, notes)
+    return SolveOutcome(
+        res.plan,
+        "cpsat",
+        lb,
+        res.status,
+        res.wave_bound,
+        params.wall_clock_hit,
+        notes,
+        res.stats,
+    )
+
+
+def _rank(plan: Plan) -> tuple[int, int]:
+    """Fewest waves, then fewest migrations."""
+    return len(plan.waves), sum(len(w.migrations) for w in plan.waves)
+
+
+def _checked_greedy(inv: Inventory, policy: Policy, digest: str) -> Plan:
+    """The greedy planner's plan, if the checker accepts it (the greedy is a fallback, not a
+    judge: e.g. it does not know hosts that policy.first and policy.last both select)."""
+    plan = greedy_plan(inv, policy, inventory_sha256=digest)
+    report = check_plan(inv, plan, digest=digest)
+    if not report.ok:
+        raise InfeasibleError([f"its plan breaks a rule: {report.violations[0]}"])
+    return plan
+
+
+def _not_found(who: str, reasons: list[str], ctx: Any, params: SolveParams) -> list[str]:
+    """No plan found although no pre-check proves it impossible: say what CP-SAT finds in
+    conflict, then what the planners ran into."""
+    out = explain(ctx, params)
+    if not out:
+        out = [f"{who} found no plan; no single rule is to blame (not proven impossible)"]
+    out += [f"{who}: {r}" for r in dict.fromkeys(reasons)][:4]
+    return out

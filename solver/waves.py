@@ -1,0 +1,736 @@
+"""Phase 1 of the CP-SAT planner: which hosts go down in which wave.
+
+A boolean x[h, w] per host to upgrade and wave. Hard constraints, all exact:
+- every host in exactly one wave; wave sizes (global, per AZ, per rack); HA groups;
+- order: policy.first hosts no later than any other, policy.last no earlier (a shared boundary
+  wave is allowed, as the checker allows it);
+- headroom per group, class and wave, in aggregate (see `solver.aggregate`): free capacity with
+  the wave's hosts down >= the k largest capacities still up (modelled exactly for the largest
+  hosts through "are all of the first p largest hosts down?" indicators) and >= the reserve.
+  Demand may move between headroom groups (integer shift variables, only for VMs that are not
+  pinned to their group, and only out of hosts going down in that wave).
+
+Objective, lexicographically: fewest waves; then the fewest VMs that cannot go to an already
+upgraded host (the demand evacuated in a wave beyond the free upgraded capacity, per group and
+class, measured in quarter-VMs), then the least demand moved between groups.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from planner.capacity import IntArray
+from planner.policy import select_hosts
+from solver.aggregate import Aggregates, WaveBudget
+from solver.context import TIER_FIRST, TIER_LAST, TIER_OTHER, Context, order_ok
+from solver.params import SolveParams, make_solver, run
+
+# Upgraded hosts are counted full at this share of their capacity (room for packing).
+PACKING_PERCENT = 95
+MAX_EXACT_CUTS = 12
+
+
+@dataclass
+class WavePlan:
+    waves: list[list[int]]  # host indices per wave, in order
+    shift: IntArray  # (W, G+1, C) planned net demand moved into each group in each wave
+    status: str = "heuristic"
+    objective: float | None = None
+    bound: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# The constructive heuristic (the model's hint)
+# ---------------------------------------------------------------------------------------------
+def host_weight(ctx: Context, h: int) -> float:
+    """Share of the host its movable VMs use (max over classes): emptiest hosts go first."""
+    cap = ctx.cap[h]
+    if not cap.any():
+        return 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(cap > 0, ctx.mov_demand[h] / np.maximum(cap, 1), 0.0)
+    return float(r.max())
+
+
+def host_sequence(ctx: Context) -> list[int]:
+    """Todo hosts in the heuristic's order: tier; then available hosts before unavailable ones
+    (whose VMs, once moved, eat headroom for good); then emptiest first; then name."""
+    keys = []
+    for h in ctx.todo:
+        h = int(h)
+        unavailable = ctx.compute[h] and not ctx.available[h]
+        keys.append((int(ctx.tier[h]), unavailable, host_weight(ctx, h), ctx.host_names[h], h))
+    keys.sort()
+    return [k[-1] for k in keys]
+
+
+def heuristic_waves(
+    ctx: Context, agg: Aggregates, target: int | None = None, extra: int = 0
+) -> tuple[list[list[int]], list[int]]:
+    """Fill waves first-fit in `host_sequence` order under every hard rule, evacuees staying in
+    their headroom group. Returns (waves, hosts it could not place).
+
+    With a `target` number of waves, a wave also takes a host only while its VMs fit in the
+    free upgraded capacity of their group (or, for `extra` hosts a wave, regardless), unless
+    the hosts left would not fit in the waves left: early waves stay small so that fewer VMs
+    must move twice."""
+    p = ctx.policy
+    remaining = host_sequence(ctx)
+    evacuated = np.zeros((ctx.G, ctx.C), dtype=np.int64)
+    up_free = np.zeros((ctx.G + 1, ctx.C), dtype=np.int64)
+    if target is not None:
+        done = ctx.available & ~ctx.is_todo
+        for gi in range(ctx.G + 1):
+            on = done & (ctx.group_of == gi)
+            up_free[gi] = np.maximum(ctx.model.free[on], 0).sum(axis=0)
+    ha_of: dict[int, list[int]] = {}
+    for i, g in enumerate(ctx.ha):
+        for h in g.hosts:
+            ha_of.setdefault(int(h), []).append(i)
+    waves: list[list[int]] = []
+    while remaining:
+        budget = WaveBudget(agg, evacuated)
+        wave: list[int] = []
+        per_az: dict[int, int] = {}
+        per_rack: dict[int, int] = {}
+        per_ha = [0] * len(ctx.ha)
+        blocked: int | None = None
+        left = up_free * PACKING_PERCENT // 100
+        spare = extra
+        for h in remaining:
+            if len(wave) >= p.max_hosts_per_wave:
+                break
+            t = int(ctx.tier[h])
+            gr = int(ctx.group_of[h])
+            if target is not None and gr >= 0 and ctx.mov_demand[h].any():
+                later = (target - len(waves) - 1) * p.max_hosts_per_wave
+                forced = len(remaining) - len(wave) > later
+                if not forced and np.any(ctx.mov_demand[h] > left[gr]):
+                    if spare <= 0:
+                        continue
+                    spare -= 1
+            if blocked is not None and t > blocked:
+                break
+            a = int(ctx.az_code[h])
+            r = int(ctx.rack_code[h])
+            ok = True
+            if p.max_hosts_per_wave_per_az is not None and ctx.inv.hosts[h].az is not None:
+                ok = per_az.get(a, 0) < p.max_hosts_per_wave_per_az
+            if ok and p.max_hosts_per_wave_per_rack is not None and r >= 0:
+                ok = per_rack.get(r, 0) < p.max_hosts_per_wave_per_rack
+            if ok:
+                ok = all(per_ha[i] < ctx.ha[i].limit for i in ha_of.get(h, ()))
+            if ok:
+                ok = budget.try_add(h)
+            if not ok:
+                blocked = t if blocked is None else min(blocked, t)
+                continue
+            wave.append(h)
+            if gr >= 0:
+                left[gr] -= ctx.mov_demand[h]
+            per_az[a] = per_az.get(a, 0) + 1
+            per_rack[r] = per_rack.get(r, 0) + 1
+            for i in ha_of.get(h, ()):
+                per_ha[i] += 1
+        if not wave:
+            break
+        for h in wave:
+            gr = int(ctx.group_of[h])
+            if 0 <= gr < ctx.G and not ctx.available[h]:
+                evacuated[gr] += ctx.mov_demand[h]
+            if gr >= 0:
+                # its VMs fill upgraded room first; the host comes back with its room
+                up_free[gr] = np.maximum(up_free[gr] - ctx.mov_demand[h], 0)
+                if ctx.available[h]:
+                    up_free[gr] += agg.down_weight[h]
+        waves.append(wave)
+        chosen = set(wave)
+        remaining = [h for h in remaining if h not in chosen]
+    return waves, remaining
+
+
+# ---------------------------------------------------------------------------------------------
+# Host types
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class HostType:
+    """Hosts that the wave model treats alike: same headroom group, limits, tier, capacities and
+    a similar share of movable VMs (`WEIGHT_BINS`). Within a type hosts go down emptiest first,
+    so a count per wave says which ones. Per-host amounts become per-type coefficients: exact for
+    single hosts, otherwise conservative where headroom depends on them and means elsewhere."""
+
+    hosts: list[int]
+    group: int
+    az: str | None
+    rack: str | None
+    tier: int
+    in_last: bool
+    available: bool
+    cap: IntArray  # (C,)
+    ha: tuple[int, ...]
+    down_hi: IntArray  # (C,) most a host takes from its group's free capacity when down
+    down_mean: IntArray  # (C,) mean of the same (upgraded capacity gained, for the objective)
+    mov_mean: IntArray  # (C,) mean movable demand (evacuated, for the objective)
+    mov_total: IntArray  # (C,) movable demand of all its hosts (exact; used for single hosts)
+    unpinned_lo: IntArray  # (C,) least movable demand a host has that may leave its group
+
+    @property
+    def n(self) -> int:
+        return len(self.hosts)
+
+
+# Upper edges of the emptiness bins (share of the host its movable VMs use, max over classes).
+WEIGHT_BINS = (0.02, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
+
+
+def selected(ctx: Context, selectors: tuple[str, ...]) -> set[int]:
+    names = select_hosts(ctx.inv, selectors)
+    return {i for i, n in enumerate(ctx.host_names) if n in names}
+
+
+def host_types(ctx: Context, agg: Aggregates) -> list[HostType]:
+    p = ctx.policy
+    in_last = selected(ctx, p.last)
+    ha_of: dict[int, list[int]] = {}
+    for i, g in enumerate(ctx.ha):
+        for h in g.hosts:
+            ha_of.setdefault(int(h), []).append(i)
+    by_key: dict[tuple[Any, ...], list[int]] = {}
+    for h in host_sequence(ctx):
+        host = ctx.inv.hosts[h]
+        singleton = h in ha_of or not ctx.available[h] or not ctx.compute[h]
+        weight_bin = int(np.searchsorted(WEIGHT_BINS, host_weight(ctx, h), side="right"))
+        key = (
+            h if singleton else -1,
+            int(ctx.group_of[h]),
+            host.az if p.max_hosts_per_wave_per_az is not None else None,
+            host.rack if p.max_hosts_per_wave_per_rack is not None else None,
+            int(ctx.tier[h]),
+            h in in_last,
+            bool(ctx.available[h]),
+            tuple(int(v) for v in ctx.cap[h]),
+            weight_bin,
+        )
+        by_key.setdefault(key, []).append(h)
+    types = []
+    for key, hosts in by_key.items():
+        h0 = hosts[0]
+        idx = np.asarray(hosts, dtype=np.int64)
+        down = agg.down_weight[idx]
+        mov = ctx.mov_demand[idx]
+        types.append(
+            HostType(
+                hosts=hosts,
+                group=key[1],
+                az=ctx.inv.hosts[h0].az,
+                rack=ctx.inv.hosts[h0].rack,
+                tier=key[4],
+                in_last=key[5],
+                available=key[6],
+                cap=ctx.cap[h0].copy(),
+                ha=tuple(ha_of.get(h0, ())),
+                down_hi=down.max(axis=0),
+                down_mean=np.round(down.mean(axis=0)).astype(np.int64),
+                mov_mean=np.round(mov.mean(axis=0)).astype(np.int64),
+                mov_total=mov.sum(axis=0),
+                unpinned_lo=ctx.unpinned_demand[idx].min(axis=0),
+            )
+        )
+    return types
+
+
+# ---------------------------------------------------------------------------------------------
+# The CP-SAT model
+# ---------------------------------------------------------------------------------------------
+def _units(ctx: Context) -> IntArray:
+    """Per class, a quarter of the mean movable VM demand: the unit of shifts and overflow."""
+    mov = ~ctx.stuck
+    if not mov.any():
+        return np.ones(ctx.C, dtype=np.int64)
+    mean = ctx.demand[mov].mean(axis=0)
+    units: IntArray = np.maximum(1, np.floor(mean / 4)).astype(np.int64)
+    return units
+
+
+class WaveModel:
+    """The wave model over host types for at most (or exactly) W waves."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        agg: Aggregates,
+        types: list[HostType],
+        W: int,
+        *,
+        fixed_waves: bool,
+        lower_bound: int = 0,
+        explain: bool = False,
+        reflow: bool = False,
+    ) -> None:
+        self.ctx, self.agg, self.types, self.W = ctx, agg, types, W
+        # With `explain`, each rule family holds only under an assumption literal, so CP-SAT
+        # can name a small set of families that cannot hold together.
+        self.explain = explain
+        self.guards: dict[str, Any] = {}
+        # With `reflow`, demand that came into a group may leave it again in a later wave (real
+        # plans can do that, moving VMs twice); without, only a host's own VMs leave its group,
+        # which the placement phase can always realise.
+        self.reflow = reflow or explain
+        p = ctx.policy
+        m = self.m = cp_model.CpModel()
+        G, C = ctx.G, ctx.C
+        self.units = _units(ctx)
+        M = p.max_hosts_per_wave
+        self.cnt: list[list[Any]] = []
+        self.cum: list[list[Any]] = []
+        for t in types:
+            ub = t.n if explain else min(t.n, M)
+            cnt = [m.new_int_var(0, ub, "") for _ in range(W)]
+            cum = [m.new_int_var(0, t.n, "") for _ in range(W)]
+            m.add(cum[0] == cnt[0])
+            for w in range(1, W):
+                m.add(cum[w] == cum[w - 1] + cnt[w])
+            m.add(cum[W - 1] == t.n)
+            self.cnt.append(cnt)
+            self.cum.append(cum)
+
+        # -- sizes, waves used ------------------------------------------------------------------
+        self.used: list[Any] = []
+        for w in range(W):
+            size = sum(c[w] for c in self.cnt)
+            if fixed_waves:
+                m.add(size >= 1)
+                self._add(size <= M, "size")
+            else:
+                u = m.new_bool_var(f"used{w}")
+                self._add(size <= M * u, "size")
+                m.add(size <= len(ctx.todo) * u)
+                m.add(size >= u)
+                if self.used:
+                    m.add_implication(u, self.used[-1])
+                self.used.append(u)
+        if not fixed_waves and lower_bound > 0 and not explain:
+            m.add(sum(self.used) >= min(lower_bound, W))
+        for attr, limit in (
+            ("az", p.max_hosts_per_wave_per_az),
+            ("rack", p.max_hosts_per_wave_per_rack),
+        ):
+            if limit is None:
+                continue
+            by: dict[str, list[int]] = {}
+            for i, t in enumerate(types):
+                key = getattr(t, attr)
+                if key is not None:
+                    by.setdefault(key, []).append(i)
+            for idx in by.values():
+                if sum(types[i].n for i in idx) > limit:
+                    for w in range(W):
+                        self._add(sum(self.cnt[i][w] for i in idx) <= limit, f"size_{attr}")
+        for gi, g in enumerate(ctx.ha):
+            idx = [i for i, t in enumerate(types) if gi in t.ha]
+            if len(idx) > max(g.limit, 0):
+                for w in range(W):
+                    self._add(sum(self.cnt[i][w] for i in idx) <= max(g.limit, 0), f"ha:{gi}")
+
+        # -- order: first / last ----------------------------------------------------------------
+        first = [i for i, t in enumerate(types) if t.tier == TIER_FIRST]
+        rest1 = [i for i, t in enumerate(types) if t.tier != TIER_FIRST or t.in_last]
+        others = [i for i, t in enumerate(types) if t.tier == TIER_OTHER]
+        lasts = [i for i, t in enumerate(types) if t.tier == TIER_LAST or t.in_last]
+        self._boundary(first, rest1, "order_first")
+        self._boundary(others, lasts, "order_last")
+
+        # -- headroom, shifts, overflow ---------------------------------------------------------
+        self.shift_in: dict[tuple[int, int, int], Any] = {}
+        self.shift_out: dict[tuple[int, int, int], Any] = {}
+        self._shifts(G, C)
+        self._headroom(G, C)
+        self.overflow: list[Any] = []
+        if fixed_waves:
+            self._overflow(G, C)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def by_wave(self, i: int, coef: IntArray, c: int, w: int) -> Any:
+        """coef[c] times the number of hosts of type i down in wave w."""
+        v = int(coef[c])
+        return v * self.cnt[i][w] if v else 0
+
+    def by_end(self, i: int, coef: IntArray, c: int, w: int) -> Any:
+        """coef[c] times the number of hosts of type i upgraded by the end of wave w (-1: 0)."""
+        v = int(coef[c])
+        return v * self.cum[i][w] if v and w >= 0 else 0
+
+    def _add(self, constraint: Any, family: str, *enforce: Any) -> None:
+        ct = self.m.add(constraint)
+        lits = list(enforce)
+        if self.explain:
+            if family not in self.guards:
+                self.guards[family] = self.m.new_bool_var(family)
+            lits.append(self.guards[family])
+        if lits:
+            ct.only_enforce_if(*lits)
+
+    def _boundary(self, before: list[int], after: list[int], family: str) -> None:
+        """Every host of `before` in a wave <= b, every host of `after` in a wave >= b."""
+        if not before or not after:
+            return
+        m, W = self.m, self.W
+        beta = [m.new_bool_var("") for _ in range(W)]  # beta[w]: b <= w
+        m.add(beta[W - 1] == 1)
+        for w in range(W - 1):
+            m.add_implication(beta[w], beta[w + 1])
+        for i in before:
+            for w in range(W - 1):
+                self._add(self.cum[i][w] >= self.types[i].n, family, beta[w])
+        for i in after:
+            for w in range(W - 1):
+                self._add(self.cnt[i][w] == 0, family, beta[w].Not())
+
+    def _shifts(self, G: int, C: int) -> None:
+        ctx, m, W, types = self.ctx, self.m, self.W, self.types
+        groups = {int(g) for g in ctx.group_of[ctx.available]}
+        self.has_shifts = len(groups) > 1 and bool(ctx.unpinned_demand[ctx.is_todo].any())
+        if not self.has_shifts:
+            return
+        # Demand leaves a group only from its hosts going down: their own movable VMs that are
+        # not pinned to it, or VMs that came in from other groups in earlier waves.
+        for w in range(W):
+            for c in range(C):
+                u = int(self.units[c])
+                total = int(ctx.mov_demand[:, c].sum()) // u + 1
+                ins, outs = [], []
+                for g in range(G + 1):
+                    idx = [i for i, t in enumerate(types) if t.group == g]
+                    own = sum(self.by_wave(i, types[i].unpinned_lo, c, w) for i in idx)
+                    came = [self.shift_in[g, c, ww] for ww in range(w)] if self.reflow else []
+                    o = m.new_int_var(0, total, "")
+                    i_ = m.new_int_var(0, total if g in groups else 0, "")
+                    m.add(u * o <= own + u * sum(came))
+                    self.shift_in[g, c, w] = i_
+                    self.shift_out[g, c, w] = o
+                    ins.append(i_)
+                    outs.append(o)
+                m.add(sum(ins) == sum(outs))
+
+    def _headroom(self, G: int, C: int) -> None:
+        ctx, agg, m, W, types = self.ctx, self.agg, self.m, self.W, self.types
+        rule = ctx.policy.headroom
+        for g in range(G):
+            avail = [i for i, t in enumerate(types) if t.group == g and t.available]
+            unavail = [i for i, t in enumerate(types) if t.group == g and not t.available]
+            for c in range(C):
+                u = int(self.units[c])
+                span = int(ctx.mov_demand[:, c].sum()) + int(agg.total_cap[g, c]) + 1
+                net_in: Any = 0
+                for w in range(W):
+                    if self.has_shifts:
+                        net_in = net_in + u * (self.shift_in[g, c, w] - self.shift_out[g, c, w])
+                    down = sum(self.by_wave(i, types[i].down_hi, c, w) for i in avail)
+                    evac = sum(self.by_end(i, types[i].mov_total, c, w) for i in unavail)
+                    free = m.new_int_var(-span, span, "")
+                    m.add(free == int(agg.base_free[g, c]) - down - evac - net_in)
+                    self._require(free, g, c, w, avail, rule.failures, rule.reserve_percent)
+
+    def _require(
+        self,
+        free: Any,
+        g: int,
+        c: int,
+        w: int,
+        avail: list[int],
+        k: int,
+        reserve_percent: float,
+    ) -> None:
+        """free >= the k largest capacities still up (exact for the largest ones) and >= the
+        reserve, in group g and class c at the end of wave w."""
+        m, types = self.m, self.types
+        family = f"headroom:{g}:{c}"
+        if reserve_percent > 0:
+            ppm = round(reserve_percent * 10_000)
+            total = int(self.agg.total_cap[g, c])
+            down_cap = sum(int(types[i].cap[c]) * self.cnt[i][w] for i in avail)
+            self._add(free * 1_000_000 >= ppm * (total - down_cap), family)
+        caps = self.ctx.cap[self.agg.members[g], c]
+        levels = sorted({int(v) for v in caps if v > 0}, reverse=True)
+        if k <= 0 or not levels:
+            self._add(free >= 0, family)
+            return
+        max_down = min(self.ctx.policy.max_hosts_per_wave, sum(types[i].n for i in avail))
+        rs = []
+        for j in range(1, k + 1):
+            r = m.new_int_var(0, levels[0], "")
+            rs.append(r)
+            for cut, v in enumerate(levels):
+                at_least = int((caps >= v).sum())
+                idx = [i for i in avail if int(types[i].cap[c]) >= v]
+                could_be_down = min(sum(types[i].n for i in idx), max_down)
+                if at_least - could_be_down >= j or cut >= MAX_EXACT_CUTS:
+                    m.add(r >= v)  # j hosts this large surely stay up (or: conservative cut-off)
+                    break
+                b = m.new_bool_var("")
+                m.add(r >= v * b)
+                m.add(sum(self.cnt[i][w] for i in idx) >= at_least - j + 1).only_enforce_if(b.Not())
+        self._add(free >= sum(rs), family)
+
+    def _overflow(self, G: int, C: int) -> None:
+        """Demand evacuated beyond the free upgraded capacity of its group: VMs that must go to a
+        host not yet upgraded and so move twice (quarter-VM units, per group, class, wave)."""
+        ctx, agg, m, W, types = self.ctx, self.agg, self.m, self.W, self.types
+        for g in range(G + 1):
+            done_avail = agg.members[g] & ~ctx.is_todo
+            idx = [i for i, t in enumerate(types) if t.group == g]
+            avail = [i for i in idx if types[i].available]
+            for c in range(C):
+                u = int(self.units[c])
+                if not any(types[i].mov_total[c] for i in idx):
+                    continue
+                total = int(ctx.mov_demand[:, c].sum()) + 1
+                up0 = int(agg.down_weight[done_avail, c].sum())
+                placed: Any = int(ctx.mov_demand[done_avail, c].sum())
+                for w in range(W):
+                    eff: Any = sum(self.by_wave(i, types[i].mov_mean, c, w) for i in idx)
+                    if self.has_shifts:
+                        eff = eff + u * (self.shift_in[g, c, w] - self.shift_out[g, c, w])
+                    e = m.new_int_var(-total, total, "")
+                    m.add(e == eff)
+                    up_cap = up0 + sum(self.by_end(i, types[i].down_mean, c, w - 1) for i in avail)
+                    o = m.new_int_var(0, total // u + 1, "")
+                    # u * o >= evacuated - PACKING% of the upgraded capacity + what sits on it
+                    m.add(100 * u * o >= 100 * e - PACKING_PERCENT * up_cap + 100 * placed)
+                    self.overflow.append(o)
+                    placed = placed + e - u * o
+
+    # ------------------------------------------------------------------------------------------
+    def counts(self, waves: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Per type and wave, how many of its hosts `waves` puts there."""
+        where = {h: w for w, hs in enumerate(waves) for h in hs}
+        out = []
+        for t in self.types:
+            row = [0] * self.W
+            for h in t.hosts:
+                w = where.get(h)
+                if w is not None and w < self.W:
+                    row[w] += 1
+            out.append(row)
+        return out
+
+    def fix_hint(
+        self, waves: Sequence[Sequence[int]], params: SolveParams, *, shifts: bool = False
+    ) -> float | None:
+        """Hint `waves` with every auxiliary variable completed (a quick solve with the counts
+        fixed): CP-SAT uses a complete hint far better than a partial one. Returns the hint's
+        objective value, None if the waves do not fit this model (the hint is then unchanged)."""
+        counts = self.counts(waves)
+        if any(sum(row) != t.n for row, t in zip(counts, self.types, strict=True)):
+            return None
+        probe = self.m.clone()
+        for i, row in enumerate(counts):
+            for w, n in enumerate(row):
+                probe.add(probe.get_int_var_from_proto_index(self.cnt[i][w].index) == n)
+        if not shifts:  # waves from the in-group heuristic: no demand moves between groups
+            for v in [*self.shift_in.values(), *self.shift_out.values()]:
+                probe.add(probe.get_int_var_from_proto_index(v.index) == 0)
+        s = make_solver(params, 5.0)
+        s.parameters.num_workers = 1
+        s.parameters.interleave_search = False
+        s.parameters.stop_after_first_solution = True
+        st = run(params, s, probe)
+        if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return None
+        values = list(s.response_proto.solution)
+        self.m.clear_hints()  # type: ignore[no-untyped-call]
+        hint = self.m.proto.solution_hint
+        hint.vars.extend(range(len(values)))
+        hint.values.extend(values)
+        return float(s.objective_value)
+
+    def minimize_waves(self) -> None:
+        self.m.minimize(sum(self.used))
+
+    def minimize_overflow(self) -> None:
+        shift = sum(self.shift_out.values()) if self.shift_out else 0
+        self.m.minimize(8 * sum(self.overflow) + shift)
+
+    def extract(self, solver: cp_model.CpSolver) -> tuple[list[list[int]], IntArray]:
+        ctx, W = self.ctx, self.W
+        waves: list[list[int]] = [[] for _ in range(W)]
+        for i, t in enumerate(self.types):
+            pos = 0
+            for w in range(W):
+                n = int(solver.value(self.cnt[i][w]))
+                waves[w].extend(t.hosts[pos : pos + n])
+                pos += n
+        shift = np.zeros((W, ctx.G + 1, ctx.C), dtype=np.int64)
+        for (g, c, w), v in self.shift_in.items():
+            net = int(solver.value(v)) - int(solver.value(self.shift_out[g, c, w]))
+            shift[w, g, c] = net * int(self.units[c])
+        keep = [w for w in range(W) if waves[w]]
+        return [sorted(waves[w]) for w in keep], shift[keep]
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------
+Progress = Callable[[str, float | None, float | None], None]
+
+
+class _Watch(cp_model.CpSolverSolutionCallback):
+    def __init__(self, phase: str, progress: Progress | None) -> None:
+        super().__init__()
+        self.phase = phase
+        self.progress = progress
+
+    def on_solution_callback(self) -> None:
+        if self.progress is not None:
+            self.progress(self.phase, self.objective_value, self.best_objective_bound)
+
+
+def plan_waves(
+    ctx: Context,
+    agg: Aggregates,
+    params: SolveParams,
+    lower_bound: int,
+    progress: Progress | None = None,
+) -> WavePlan:
+    """Heuristic first; CP-SAT then minimises the waves (unless the heuristic already meets the
+    lower bound) and, for that many waves, the VMs that must move twice."""
+    notes: list[str] = []
+    hint, left = heuristic_waves(ctx, agg)
+    if not left and not order_ok(ctx, hint):
+        left = [h for w in hint for h in w]  # e.g. hosts both first and last: let CP-SAT decide
+    types = host_types(ctx, agg)
+    G1, C = ctx.G + 1, ctx.C
+    if not ctx.todo.size:
+        return WavePlan([], np.zeros((0, G1, C), dtype=np.int64), "empty")
+    best: list[list[int]] | None = None if left else hint
+    best_shift = np.zeros((len(hint), G1, C), dtype=np.int64)
+    start, start_shifts = hint, False
+    if left:
+        # Evacuees must leave their group somewhere: start from the greedy planner's waves.
+        greedy = _greedy_waves(ctx)
+        if greedy is not None:
+            start, start_shifts = greedy, True
+    status = "heuristic"
+    bound: float | None = float(lower_bound)
+    # Phase A: fewer waves.
+    searched = best is None or len(best) > lower_bound
+    reflow = False
+    if searched:
+        W = len(best) if best is not None else _wave_cap(ctx, start, left, lower_bound)
+        W0 = W
+        while True:
+            wm = WaveModel(
+                ctx, agg, types, W, fixed_waves=False, lower_bound=lower_bound, reflow=reflow
+            )
+            wm.fix_hint(best if best is not None else start, params, shifts=start_shifts)
+            wm.minimize_waves()
+            solver = make_solver(params, params.budget("waves"))
+            st = run(params, solver, wm.m, _Watch("waves", progress))
+            if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+                best, best_shift = wm.extract(solver)
+                status = "optimal" if st == cp_model.OPTIMAL else "feasible"
+                bound = max(float(lower_bound), solver.best_objective_bound)
+                break
+            if st == cp_model.INFEASIBLE and len(ctx.todo) > W:
+                W = min(len(ctx.todo), 2 * W)
+                continue
+            if best is None and not reflow:
+                # Let demand that moved into a group leave it again (VMs moving twice).
+                reflow, W = True, W0
+                continue
+            notes.append(f"wave model: {solver.status_name(st).lower()} with {W} waves")
+            if st == cp_model.INFEASIBLE:
+                best = None  # no order of the hosts keeps every rule
+            break
+    if best is None:
+        return WavePlan([], np.zeros((0, G1, C), dtype=np.int64), "failed", notes=notes)
+    if status == "heuristic":
+        status = "optimal"  # the heuristic met the lower bound on waves
+        bound = float(lower_bound)
+    # Phase B: same number of waves, fewest double moves; hinted with the better of the
+    # waves so far and the heuristic's small-early-waves variant.
+    W = len(best)
+    wm = WaveModel(ctx, agg, types, W, fixed_waves=True, reflow=reflow)
+    wm.minimize_overflow()
+    value = wm.fix_hint(best, params, shifts=True)
+    ramp = _best_ramp(ctx, agg, W)
+    if ramp is not None:
+        ramp_value = wm.fix_hint(ramp, params)
+        if ramp_value is not None and (value is None or ramp_value < value):
+            best, best_shift = ramp, np.zeros((W, G1, C), dtype=np.int64)
+        elif value is not None:
+            wm.fix_hint(best, params, shifts=True)
+    solver = make_solver(params, params.budget("overflow"))
+    st = run(params, solver, wm.m, _Watch("overflow", progress))
+    objective = None
+    if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        best, best_shift = wm.extract(solver)
+        objective = solver.objective_value
+    else:
+        notes.append(f"overflow model: {solver.status_name(st).lower()}; kept the wave order")
+    return WavePlan(best, best_shift, status, objective, bound, notes)
+
+
+def overflow_estimate(ctx: Context, agg: Aggregates, waves: Sequence[Sequence[int]]) -> float:
+    """What the overflow objective roughly measures, for a wave sequence: demand evacuated
+    beyond the free upgraded capacity of its group, in quarter-VMs, summed over classes."""
+    units = _units(ctx)
+    G1 = ctx.G + 1
+    done = ctx.available & ~ctx.is_todo
+    up = np.stack(
+        [np.maximum(ctx.model.free[done & (ctx.group_of == g)], 0).sum(axis=0) for g in range(G1)]
+    )
+    total = 0.0
+    for hosts in waves:
+        idx = np.asarray(hosts, dtype=np.int64)
+        grp = ctx.group_of[idx]
+        ok = grp >= 0
+        ev = np.zeros((G1, ctx.C), dtype=np.int64)
+        np.add.at(ev, grp[ok], ctx.mov_demand[idx[ok]])
+        fit = np.minimum(ev, up * PACKING_PERCENT // 100)
+        total += float(((ev - fit) / units).sum())
+        up = up - fit
+        back = idx[ok & ctx.available[idx]]
+        np.add.at(up, ctx.group_of[back], agg.down_weight[back])
+    return total
+
+
+def _best_ramp(ctx: Context, agg: Aggregates, W: int) -> list[list[int]] | None:
+    """The small-early-waves heuristic with the number of hosts a wave may take beyond its
+    upgraded room that `overflow_estimate` likes best."""
+    best: tuple[float, list[list[int]]] | None = None
+    M = ctx.policy.max_hosts_per_wave
+    for extra in sorted({0, 1, 2, 4, 8, 16, 32, 64} & set(range(M + 1))):
+        waves, left = heuristic_waves(ctx, agg, target=W, extra=extra)
+        if left or len(waves) != W or not order_ok(ctx, waves):
+            continue
+        value = overflow_estimate(ctx, agg, waves)
+        if best is None or value < best[0]:
+            best = (value, waves)
+    return best[1] if best is not None else None
+
+
+def _greedy_waves(ctx: Context) -> list[list[int]] | None:
+    """The greedy planner's waves as host indices (None when it finds no plan either)."""
+    from planner.errors import InfeasibleError
+    from solver.greedy import greedy_plan
+
+    try:
+        plan = greedy_plan(ctx.inv, ctx.policy)
+    except InfeasibleError:
+        return None
+    index = ctx.model.host_index
+    return [sorted(index[h] for h in w.hosts) for w in plan.waves]
+
+
+def _wave_cap(ctx: Context, hint: list[list[int]], left: list[int], lower_bound: int) -> int:
+    n = len(ctx.todo)
+    guess = max(lower_bound + 2, math.ceil(1.5 * max(lower_bound, 1)), len(hint) + len(left))
+    return max(1, min(n, guess))

@@ -1,0 +1,338 @@
+"""Small named clouds for the planner's tests, each with the answer it must give.
+
+Sizes are in GiB and vCPU for readability; every host offers VCPU, MEMORY_MB and DISK_GB with
+allocation ratio 1 and nothing reserved, so effective capacity is the number written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from planner.inventory import VM, HAGroup, Host, Inventory, MigrationKind, ServerGroup
+from planner.policy import Headroom, Policy
+
+OLD, NEW = "2025.1", "2025.2"
+
+
+def host(
+    name: str,
+    *,
+    mem: int = 64,
+    vcpu: int = 64,
+    disk: int = 2000,
+    az: str | None = "az1",
+    rack: str | None = None,
+    aggregates: Iterable[str] = (),
+    version: str = OLD,
+    enabled: bool = True,
+    up: bool = True,
+    role: str = "compute",
+) -> Host:
+    compute = role == "compute"
+    return Host(
+        name=name,
+        role=role,  # type: ignore[arg-type]
+        az=az,
+        rack=rack,
+        aggregates=tuple(aggregates),
+        version=version,
+        enabled=enabled,
+        up=up,
+        capacity={"VCPU": vcpu, "MEMORY_MB": mem * 1024, "DISK_GB": disk} if compute else {},
+    )
+
+
+def vm(
+    vid: str,
+    on: str,
+    *,
+    mem: int = 8,
+    vcpu: int = 2,
+    disk: int = 20,
+    az: str | None = None,
+    group: str | None = None,
+    migration: MigrationKind = "live",
+    status: str = "ACTIVE",
+    aggregates: Iterable[str] = (),
+) -> VM:
+    return VM(
+        id=vid,
+        name=vid,
+        project="p",
+        host=on,
+        status=status,
+        resources={"VCPU": vcpu, "MEMORY_MB": mem * 1024, "DISK_GB": disk},
+        az=az,
+        allowed_aggregates=tuple(aggregates),
+        server_group=group,
+        migration=migration,
+    )
+
+
+def fill(on: str, n: int, *, mem: int = 8, prefix: str | None = None, **kw: Any) -> list[VM]:
+    """n VMs of `mem` GiB on host `on`."""
+    p = prefix or on
+    return [vm(f"{p}-vm{i}", on, mem=mem, **kw) for i in range(n)]
+
+
+def policy(**kw: Any) -> Policy:
+    head = Headroom(
+        failures=kw.pop("failures", 1),
+        scope=kw.pop("scope", "az"),
+        reserve_percent=kw.pop("reserve_percent", 0.0),
+    )
+    kw.setdefault("max_hosts_per_wave", 1)
+    kw.setdefault("target_version", NEW)
+    return Policy(headroom=head, **kw)
+
+
+@dataclass(frozen=True)
+class Cloud:
+    name: str
+    inventory: Inventory
+    policy: Policy
+    # The known answer, as the tests check it (keys documented per cloud).
+    expect: dict[str, Any] = field(default_factory=dict)
+
+
+def _inv(name: str, hosts: list[Host], vms: list[VM], **kw: Any) -> Inventory:
+    return Inventory(
+        cloud=name, taken_at="2026-01-01T00:00:00Z", hosts=tuple(hosts), vms=tuple(vms), **kw
+    )
+
+
+def three_plus_spare() -> Cloud:
+    """Three hosts half full and an empty spare, one host down at a time (N+1 allows no more):
+    the spare goes first and every VM moves exactly once, into the host upgraded just before
+    its own: 4 waves, 12 migrations."""
+    hosts = [host(n) for n in ("cmp-a", "cmp-b", "cmp-c", "cmp-spare")]
+    vms = fill("cmp-a", 4) + fill("cmp-b", 4) + fill("cmp-c", 4)
+    return Cloud(
+        "three_plus_spare",
+        _inv("three-plus-spare", hosts, vms),
+        policy(max_hosts_per_wave=2),
+        {"waves": 4, "migrations": 12, "first_wave": ("cmp-spare",), "moved_twice": 0},
+    )
+
+
+def anti_affinity_too_wide() -> Cloud:
+    """An anti-affinity group of 4 on the only 4 hosts: with any of them down, 3 remain for 4
+    members. No plan exists; the reason names the group and the numbers."""
+    hosts = [host(f"cmp-{i}") for i in range(1, 5)]
+    vms = [vm(f"db-{i}", f"cmp-{i}", group="g-db") for i in range(1, 5)]
+    return Cloud(
+        "anti_affinity_too_wide",
+        _inv(
+            "anti-affinity-too-wide",
+            hosts,
+            vms,
+            server_groups=(ServerGroup("g-db", "db", "anti-affinity"),),
+        ),
+        policy(failures=0),
+        {"infeasible": ["server group db", "4 members", "only 4 host(s)", "3 remain"]},
+    )
+
+
+def anti_affinity_fits() -> Cloud:
+    """The same group with a fifth host: a plan exists and the group never shares a host."""
+    base = anti_affinity_too_wide()
+    inv = base.inventory
+    return Cloud(
+        "anti_affinity_fits",
+        _inv(
+            "anti-affinity-fits",
+            [*inv.hosts, host("cmp-5")],
+            list(inv.vms),
+            server_groups=inv.server_groups,
+        ),
+        base.policy,
+        {"waves": 5},
+    )
+
+
+def ha_trio() -> Cloud:
+    """Three controllers with min_available 2 and two computes, up to 3 hosts a wave: each
+    controller in a wave of its own."""
+    hosts = [host(f"ctl-{i}", role="controller") for i in range(1, 4)]
+    hosts += [host("cmp-1"), host("cmp-2"), host("cmp-3")]
+    vms = fill("cmp-1", 2) + fill("cmp-2", 2)
+    return Cloud(
+        "ha_trio",
+        _inv(
+            "ha-trio",
+            hosts,
+            vms,
+            ha_groups=(HAGroup("control-plane", ("ctl-1", "ctl-2", "ctl-3"), 2),),
+        ),
+        policy(max_hosts_per_wave=3, failures=0),
+        {"distinct_waves": ("ctl-1", "ctl-2", "ctl-3")},
+    )
+
+
+def controllers_first() -> Cloud:
+    """ha_trio with policy.first = role=controller: every controller no later than any
+    compute host (they may share the boundary wave). The controllers take three waves, the
+    third has room for two of the three computes: 4 waves, the lower bound."""
+    base = ha_trio()
+    return Cloud(
+        "controllers_first",
+        base.inventory,
+        base.policy.with_changes(first=("role=controller",)),
+        {"first": ("ctl-1", "ctl-2", "ctl-3"), "waves": 4},
+    )
+
+
+def affinity_pair() -> Cloud:
+    """A hard affinity pair on cmp-1 with room for both only together on cmp-2 or cmp-3:
+    they move in the same wave to the same host."""
+    hosts = [host("cmp-1"), host("cmp-2"), host("cmp-3")]
+    vms = [vm("web-1", "cmp-1", group="g-web"), vm("web-2", "cmp-1", group="g-web")]
+    vms += fill("cmp-2", 2) + fill("cmp-3", 2)
+    return Cloud(
+        "affinity_pair",
+        _inv("affinity-pair", hosts, vms, server_groups=(ServerGroup("g-web", "web", "affinity"),)),
+        policy(failures=0),
+        {"together": ("web-1", "web-2")},
+    )
+
+
+def cold_and_stop() -> Cloud:
+    """A VM that only cold-migrates, a SHUTOFF VM (cold) and one that cannot migrate, with
+    stops allowed: live for the rest, cold for those two, the third stopped in place."""
+    hosts = [host("cmp-1"), host("cmp-2"), host("cmp-3")]
+    vms = [
+        vm("live-1", "cmp-1"),
+        vm("cold-1", "cmp-1", migration="cold"),
+        vm("off-1", "cmp-1", status="SHUTOFF"),
+        vm("pinned-1", "cmp-1", migration="none"),
+    ]
+    return Cloud(
+        "cold_and_stop",
+        _inv("cold-and-stop", hosts, vms),
+        policy(failures=0, allow_stop=True),
+        {"method": {"live-1": "live", "cold-1": "cold", "off-1": "cold"}, "stopped": ("pinned-1",)},
+    )
+
+
+def cannot_migrate() -> Cloud:
+    """cold_and_stop without allow_stop: no plan; the reason names the VM."""
+    base = cold_and_stop()
+    return Cloud(
+        "cannot_migrate",
+        base.inventory,
+        base.policy.with_changes(allow_stop=False),
+        {"infeasible": ["pinned-1", "cannot migrate"]},
+    )
+
+
+def headroom_impossible() -> Cloud:
+    """Three 64 GiB hosts with 24 GiB used each and N+1: with any host down, 56 GiB free is
+    less than the 64 GiB the largest remaining host needs."""
+    hosts = [host(f"cmp-{i}") for i in range(1, 4)]
+    vms = [v for i in range(1, 4) for v in fill(f"cmp-{i}", 3)]
+    return Cloud(
+        "headroom_impossible",
+        _inv("headroom-impossible", hosts, vms),
+        policy(),
+        {"infeasible": ["az1", "MEMORY_MB free 56.0 GiB < 64.0 GiB needed for N+1"]},
+    )
+
+
+def pinned_and_bound() -> Cloud:
+    """Two AZs; a VM pinned to az1 and one bound to aggregate ssd (only cmp-2 and cmp-4 are
+    ssd): they stay in their AZ and aggregate."""
+    hosts = [
+        host("cmp-1", az="az1"),
+        host("cmp-2", az="az1", aggregates=("ssd",)),
+        host("cmp-3", az="az2"),
+        host("cmp-4", az="az2", aggregates=("ssd",)),
+    ]
+    vms = [
+        vm("az-1", "cmp-1", az="az1"),
+        vm("ssd-1", "cmp-2", aggregates=("ssd",)),
+        vm("free-1", "cmp-3"),
+    ]
+    return Cloud(
+        "pinned_and_bound",
+        _inv("pinned-and-bound", hosts, vms),
+        policy(failures=0, scope="cloud"),
+        {"stays": {"az-1": {"cmp-1", "cmp-2"}, "ssd-1": {"cmp-2", "cmp-4"}}},
+    )
+
+
+def disabled_and_upgraded() -> Cloud:
+    """A disabled host with VMs and a host already at the target version: the disabled host
+    is never a destination (its VMs leave in its own wave); the upgraded host is in no wave
+    and takes the first evacuees, so they move once."""
+    hosts = [
+        host("cmp-1"),
+        host("cmp-2", enabled=False),
+        host("cmp-3"),
+        host("cmp-new", version=NEW),
+    ]
+    vms = fill("cmp-1", 3) + fill("cmp-2", 2) + fill("cmp-3", 3)
+    return Cloud(
+        "disabled_and_upgraded",
+        _inv("disabled-and-upgraded", hosts, vms),
+        policy(),
+        {"not_in_waves": ("cmp-new",), "never_destination": ("cmp-2",), "moved_twice": 0},
+    )
+
+
+def first_and_last() -> Cloud:
+    """policy.first = cmp-3, policy.last = cmp-1 on four hosts, one a wave."""
+    hosts = [host(f"cmp-{i}") for i in range(1, 5)]
+    vms = fill("cmp-1", 2) + fill("cmp-2", 2) + fill("cmp-3", 2)
+    return Cloud(
+        "first_and_last",
+        _inv("first-and-last", hosts, vms),
+        policy(failures=0, first=("cmp-3",), last=("cmp-1",)),
+        {"first_wave": ("cmp-3",), "last_wave": ("cmp-1",)},
+    )
+
+
+def disabled_host_before_last() -> Cloud:
+    """A disabled host whose VMs, once moved, leave room for no host of its AZ to go down:
+    every other host must be upgraded before it, which policy.last = cmp-a forbids. The
+    pre-checks pass (each rule alone can hold); CP-SAT names the conflict."""
+    hosts = [host("cmp-a"), host("cmp-b"), host("cmp-c"), host("cmp-d", enabled=False)]
+    vms = fill("cmp-a", 2) + fill("cmp-b", 2) + fill("cmp-c", 2) + fill("cmp-d", 5)
+    return Cloud(
+        "disabled_host_before_last",
+        _inv("disabled-host-before-last", hosts, vms),
+        policy(last=("cmp-a",)),
+        {"infeasible": ["last (cmp-a)", "headroom of az1 for MEMORY_MB", "cmp-d"]},
+    )
+
+
+def disabled_host_last() -> Cloud:
+    """The same cloud without policy.last: the disabled host goes alone, last."""
+    base = disabled_host_before_last()
+    return Cloud(
+        "disabled_host_last",
+        base.inventory,
+        base.policy.with_changes(last=()),
+        {"last_wave": ("cmp-d",)},
+    )
+
+
+FEASIBLE = (
+    three_plus_spare,
+    anti_affinity_fits,
+    ha_trio,
+    controllers_first,
+    affinity_pair,
+    cold_and_stop,
+    pinned_and_bound,
+    disabled_and_upgraded,
+    first_and_last,
+    disabled_host_last,
+)
+INFEASIBLE = (
+    anti_affinity_too_wide,
+    cannot_migrate,
+    headroom_impossible,
+    disabled_host_before_last,
+)
