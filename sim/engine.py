@@ -563,9 +563,9 @@ def _run_loop(
             del qd[i]
             n -= 1
             # Start mi (a state change and checks: an event of its own).
-            out_busy[h] += 1
-            in_busy[d] += 1
-            if in_busy[d] >= k_in:
+            ob = out_busy[h] = out_busy[h] + 1
+            ib = in_busy[d] = in_busy[d] + 1
+            if ib >= k_in:
                 open_[d] = False
             gd = group_of[d]
             counted = gd >= 0 and st_avail[d]
@@ -620,11 +620,13 @@ def _run_loop(
                 run_out[h].add(mi)
                 run_in[d].add(mi)
                 # Its share of both NICs (out_busy and in_busy count the running migrations).
-                sa = nic[h] / out_busy[h]
-                sb = nic[d] / in_busy[d]
+                sa = nic[h] / ob
+                sb = nic[d] / ib
                 share = sa if sa < sb else sb
-                tab = by_share.get(share)
-                tr = tab[m_kind[mi]] if tab is not None else None
+                try:
+                    tr = by_share[share][m_kind[mi]]
+                except KeyError:
+                    tr = None
                 if tr is None:
                     tr = transfer(mi, share)
                 cur_bw[mi] = share
@@ -746,10 +748,11 @@ def _run_loop(
                 run_in[d].discard(mi)
                 dirty.add(s)
                 dirty.add(d)
-                if t > seg_t[mi]:
-                    bw_acc[mi] += cur_bw[mi] * (t - seg_t[mi])
-                if t > x0[mi]:
-                    cur_bw[mi] = bw_acc[mi] / (t - x0[mi])  # its mean share, for the report
+                sg = seg_t[mi]
+                if sg != x0[mi]:  # reshared since its transfer began: its mean share, reported
+                    if t > sg:
+                        bw_acc[mi] += cur_bw[mi] * (t - sg)
+                    cur_bw[mi] = bw_acc[mi] / (t - x0[mi])
                 moved, down, code = tr.moves, tr.downtime_s, tr.outcome
                 mig_bytes[mi] = tr.bytes  # an end is final: set once
             else:
