@@ -27,7 +27,7 @@ from planner.policy import Policy
 from solver.context import build_context
 from solver.cpsat import NoPlanFound, cpsat_plan
 from solver.explain import explain
-from solver.greedy import greedy_plan
+from solver.greedy import TimeLimitReached, greedy_plan
 from solver.params import SolveParams
 from solver.precheck import precheck
 
@@ -97,7 +97,7 @@ def solve(
     notes: list[str] = []
     if opts.planner == "greedy":
         try:
-            plan = _checked_greedy(inv, policy, digest)
+            plan = _checked_greedy(inv, policy, digest, params)
         except InfeasibleError as exc:
             raise InfeasibleError(
                 _not_found("the greedy planner", exc.reasons, ctx, params)
@@ -120,7 +120,7 @@ def solve(
             raise InfeasibleError(_not_found("CP-SAT", first, ctx, params)) from None
         notes.append("CP-SAT found no plan (" + "; ".join(first[:2]) + "); used the greedy")
         try:
-            plan = _checked_greedy(inv, policy, digest)
+            plan = _checked_greedy(inv, policy, digest, params)
         except InfeasibleError as exc2:
             raise InfeasibleError(
                 _not_found("CP-SAT and the greedy planner", first + exc2.reasons, ctx, params)
@@ -135,7 +135,7 @@ def solve(
     ):
         # Repairs cost waves: the greedy may do better on this cloud; keep the better plan.
         try:
-            other = _checked_greedy(inv, policy, digest)
+            other = _checked_greedy(inv, policy, digest, params)
         except InfeasibleError:
             other = None
         if other is not None and _rank(other) < _rank(res.plan):
@@ -164,10 +164,15 @@ def _rank(plan: Plan) -> tuple[int, int]:
     return len(plan.waves), sum(len(w.migrations) for w in plan.waves)
 
 
-def _checked_greedy(inv: Inventory, policy: Policy, digest: str) -> Plan:
+def _checked_greedy(inv: Inventory, policy: Policy, digest: str, params: SolveParams) -> Plan:
     """The greedy planner's plan, if the checker accepts it (the greedy is a fallback, not a
-    judge: e.g. it does not know hosts that policy.first and policy.last both select)."""
-    plan = greedy_plan(inv, policy, inventory_sha256=digest)
+    judge: e.g. it does not know hosts that policy.first and policy.last both select), within
+    what is left of the time limit."""
+    try:
+        plan = greedy_plan(inv, policy, inventory_sha256=digest, deadline=params.deadline)
+    except TimeLimitReached:
+        params.wall_clock_hit = True
+        raise
     report = check_plan(inv, plan, digest=digest)
     if not report.ok:
         raise InfeasibleError([f"its plan breaks a rule: {report.violations[0]}"])
