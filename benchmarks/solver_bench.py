@@ -183,6 +183,7 @@ def _tight(repeat: int) -> int:
         r = dict(runs[0])
         r["time"] = statistics.median(x["time"] for x in runs)
         r["cpu"] = statistics.median(x["cpu"] for x in runs)
+        r["hosts"] = r["hosts_total"]
         print(f"{name}: " + _line(r), file=sys.stderr, flush=True)
         v = r["violations"]
         verdict = "" if not v else " INVALID " + ", ".join(f"{k} {n}" for k, n in v.items())

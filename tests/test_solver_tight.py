@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -59,3 +60,23 @@ def test_solve_with_the_greedy_keeps_to_the_time_limit() -> None:
     inv, pol = _small()
     with pytest.raises(InfeasibleError, match="time limit"):
         solve(inv, pol, SolveOptions(planner="greedy", time_limit=0.0))
+
+
+def test_a_plan_the_checker_rejects_never_comes_out() -> None:
+    """Four hosts, two AZs, N+1 per AZ: a VM sent into az2 in wave 1 must land on the host that
+    goes down in wave 3 (the wave model plans it to leave again then), not on the other one,
+    which must be empty in wave 3. The placement phase does not know that (a known limit), and
+    its plan breaks headroom; solve() must say so and fall back, never return that plan."""
+    spec = GenerateSpec(hosts=4, vms_per_host=2.0, azs=2, utilisation=0.3, controllers=0, seed=221)
+    spec = dataclasses.replace(spec, disabled_hosts=0)
+    pol = default_policy(spec).with_changes(
+        max_hosts_per_wave=1, allow_stop=False, **{"headroom.failures": 1}
+    )
+    inv = generate(spec)
+    try:
+        out = solve(inv, pol, SolveOptions(effort=0.3))
+    except InfeasibleError as exc:
+        assert "breaks a rule" in str(exc) and "not proven" in str(exc)
+        return
+    assert out.check is not None and out.check.ok
+    assert check_plan(inv, out.plan).ok
