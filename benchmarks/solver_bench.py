@@ -2,6 +2,7 @@
 
     python -m benchmarks.solver_bench                 # 100, 1,000 and 5,000 hosts
     python -m benchmarks.solver_bench --sizes 100,1000 --repeat 3
+    python -m benchmarks.solver_bench --tight         # the tight clouds only
 
 Clouds come from `planner.generate` (20 VMs a host on average, 70% memory utilisation, seed 0 by
 default) with `generate.default_policy`: N+1 per AZ, max_hosts_per_wave = hosts / 20, controllers
@@ -11,8 +12,13 @@ timed apart. The baseline (`solver.baseline`): hosts in name order, max_hosts_pe
 each VM where Nova's default scheduler would send it (capacity, AZ and anti-affinity filters, RAM
 weigher), upgrade- and headroom-unaware.
 
-Columns: plan time (median of --repeat runs), peak memory, waves against the lower bound
-(`planner.bounds`), migrations per moved VM, and the checker's verdict (violations by rule).
+Columns: plan time (median of --repeat runs) and its CPU seconds (this process: compare these on
+a shared machine), peak memory, waves against the lower bound (`planner.bounds`), migrations per
+moved VM, and the checker's verdict (violations by rule).
+
+`--tight`: the tight clouds of `tests.solver_clouds.TIGHT_SPECS` instead (40 hosts of three
+hardware generations at 75% memory with a 20% reserve; 200, 500 and 1,000 hosts at 80% memory
+with a quarter of the hosts a wave), rollwave only, with the waves its regression tests expect.
 """
 
 from __future__ import annotations
@@ -29,15 +35,22 @@ from typing import Any
 TARGETS = {100: 5.0, 1000: 20.0, 5000: 120.0}  # seconds, from the issue
 
 
-def _run(kind: str, hosts: int, seed: int, queue: Any) -> None:
+def _run(kind: str, hosts: int, seed: int, queue: Any, tight: str | None = None) -> None:
     from planner.bounds import lower_bounds
     from planner.checker import check_plan
     from planner.generate import GenerateSpec, default_policy, generate
 
-    spec = GenerateSpec(hosts=hosts, vms_per_host=20, utilisation=0.7, seed=seed)
-    inv = generate(spec)
-    policy = default_policy(spec)
+    if tight is not None:
+        from tests.solver_clouds import tight_cloud
+
+        cloud = tight_cloud(tight)
+        inv, policy = cloud.inventory, cloud.policy
+    else:
+        spec = GenerateSpec(hosts=hosts, vms_per_host=20, utilisation=0.7, seed=seed)
+        inv = generate(spec)
+        policy = default_policy(spec)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     extra: dict[str, Any] = {}
     if kind == "rollwave":
         from solver.solve import solve
@@ -54,6 +67,7 @@ def _run(kind: str, hosts: int, seed: int, queue: Any) -> None:
 
         plan = nova_baseline_plan(inv, policy)
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
     t1 = time.perf_counter()
     report = check_plan(inv, plan)
@@ -62,8 +76,11 @@ def _run(kind: str, hosts: int, seed: int, queue: Any) -> None:
         {
             "kind": kind,
             "hosts": hosts,
+            "tight": tight,
+            "hosts_total": sum(1 for h in inv.hosts if h.is_compute),
             "vms": len(inv.vms),
             "time": elapsed,
+            "cpu": cpu,
             "check_time": time.perf_counter() - t1,
             "rss": rss,
             "waves": m["waves"],
@@ -78,10 +95,10 @@ def _run(kind: str, hosts: int, seed: int, queue: Any) -> None:
     )
 
 
-def run_one(kind: str, hosts: int, seed: int) -> dict[str, Any]:
+def run_one(kind: str, hosts: int, seed: int, tight: str | None = None) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    p = ctx.Process(target=_run, args=(kind, hosts, seed, queue))
+    p = ctx.Process(target=_run, args=(kind, hosts, seed, queue, tight))
     p.start()
     result: dict[str, Any] = queue.get()
     p.join()
@@ -94,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs per size (median time)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--greedy", action="store_true", help="also run the greedy planner")
+    ap.add_argument("--tight", action="store_true", help="the tight clouds instead")
     args = ap.parse_args(argv)
+    if args.tight:
+        return _tight(args.repeat)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     kinds = ["rollwave", *(["greedy"] if args.greedy else []), "baseline"]
     rows = []
@@ -103,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = [run_one(kind, hosts, args.seed) for _ in range(max(1, args.repeat))]
             r = dict(runs[0])
             r["time"] = statistics.median(x["time"] for x in runs)
+            r["cpu"] = statistics.median(x["cpu"] for x in runs)
             r["rss"] = max(x["rss"] for x in runs)
             rows.append(r)
             print(_line(r), file=sys.stderr, flush=True)
@@ -116,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "hosts / VMs",
         "planner",
         "plan time",
+        "CPU",
         "target",
         "peak RSS",
         "waves (bound)",
@@ -134,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['hosts']:,} / {r['vms']:,}",
                 r["kind"],
                 f"{r['time']:.1f} s",
+                f"{r['cpu']:.1f} s",
                 f"<= {target:.0f} s" if target else "",
                 f"{r['rss']:,.0f} MiB",
                 f"{r['waves']} ({r['bound']})",
@@ -151,9 +174,43 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _tight(repeat: int) -> int:
+    from tests.solver_clouds import TIGHT_SPECS, TIGHT_WAVES
+
+    table = [("cloud", "hosts / VMs", "plan time", "CPU", "waves (bound)", "expected", "planner")]
+    for name in TIGHT_SPECS:
+        runs = [run_one("rollwave", 0, 0, name) for _ in range(max(1, repeat))]
+        r = dict(runs[0])
+        r["time"] = statistics.median(x["time"] for x in runs)
+        r["cpu"] = statistics.median(x["cpu"] for x in runs)
+        r["hosts"] = r["hosts_total"]
+        print(f"{name}: " + _line(r), file=sys.stderr, flush=True)
+        v = r["violations"]
+        verdict = "" if not v else " INVALID " + ", ".join(f"{k} {n}" for k, n in v.items())
+        table.append(
+            (
+                name,
+                f"{r['hosts_total']:,} / {r['vms']:,}",
+                f"{r['time']:.1f} s",
+                f"{r['cpu']:.1f} s",
+                f"{r['waves']} ({r['bound']})",
+                f"<= {TIGHT_WAVES[name][0]}",
+                f"{r.get('planner', '?')}{verdict}",
+            )
+        )
+    print(f"\ntight clouds (tests.solver_clouds), seed 0, {repeat} run(s) each, median time")
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
+    for k, row in enumerate(table):
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+    return 0
+
+
 def _line(r: dict[str, Any]) -> str:
     return (
-        f"{r['hosts']} hosts {r['kind']}: {r['time']:.1f} s, {r['rss']:.0f} MiB, "
+        f"{r['hosts']} hosts {r['kind']}: {r['time']:.1f} s (CPU {r['cpu']:.1f} s), "
+        f"{r['rss']:.0f} MiB, "
         f"waves {r['waves']} (bound {r['bound']}), {r['per_vm']:.3f} per moved VM, "
         f"violations {r['violations'] or 'none'} (check {r['check_time']:.1f} s)"
     )

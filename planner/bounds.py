@@ -13,19 +13,34 @@ m_cap: VMs that start on available hosts and cannot be stopped always occupy ava
 are not in maintenance (destinations must be enabled and up), so with m available hosts down, per
 class, sum(cap) - (the m smallest caps) - that demand >= what headroom requires at least (per scope
 group, the k largest caps after removing the group's m largest, or reserve % of what remains).
+
+Packing: m_cap counts hosts as if all were the smallest; with hardware generations of different
+sizes, which hosts may go down *together* matters. Summed over scope groups, at the end of a wave
+whose hosts are D, free = T - demand - sum over D of (cap - stopped demand) - the movable demand of
+D's unavailable hosts (T: the available hosts' capacity, demand: every VM on them; exact up to
+VMs of unavailable hosts evacuated earlier, which only lower it), while the rule requires at
+least reserve % of (T - cap(D)), and at least the k largest capacities left once the M largest
+hosts to upgrade are down. Per class and part of the rule that is a knapsack: sum over D of a
+weight per host <= a budget, the same for every wave. A wave sequence is then a packing of the
+hosts into bins of that budget holding at most M hosts each, and bin-packing bounds apply (see
+`packing_waves`): total weight / budget; hosts heavier than half the budget each need a wave of
+their own, and the lighter hosts that fit beside none of them need more waves. A tier (first/last)
+alone is packed only in knapsacks where no host weighs less than nothing: a host of another tier
+sharing its boundary wave could otherwise make room for it.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from planner.capacity import CapacityModel, format_amount, scope_groups
-from planner.inventory import Host, Inventory
+from planner.capacity import BoolArray, CapacityModel, format_amount, scope_groups
+from planner.inventory import VM, Host, Inventory
 from planner.policy import Policy, select_hosts
 
 
@@ -51,7 +66,16 @@ class LowerBounds:
 
 
 def stoppable(inv: Inventory, policy: Policy, vm_id: str) -> bool:
-    return policy.allow_stop and inv.vm(vm_id).migration == "none"
+    return _stoppable(policy, inv.vm(vm_id))
+
+
+def _stoppable(policy: Policy, vm: VM) -> bool:
+    return policy.allow_stop and vm.migration == "none"
+
+
+def _stoppable_mask(inv: Inventory, policy: Policy) -> BoolArray:
+    """`stoppable` of every VM, in `inv.vms` order (a CapacityModel's VM order)."""
+    return np.array([_stoppable(policy, v) for v in inv.vms], dtype=bool)
 
 
 def lower_bounds(inv: Inventory, policy: Policy) -> LowerBounds:
@@ -100,7 +124,10 @@ def lower_bounds(inv: Inventory, policy: Policy) -> LowerBounds:
                     "and the policy does not allow_stop"
                 )
 
-    m_cap, why = _max_compute_down(inv, policy, upgrade_names)
+    # One capacity model and stop mask for m_cap and the knapsacks (they run on every plan).
+    model = CapacityModel(inv)
+    stuck = _stoppable_mask(inv, policy)
+    m_cap, why = _max_compute_down(inv, policy, upgrade_names, model, stuck)
     if why:
         reasons.append(why)
     n_avail = sum(1 for h in to_upgrade if h.is_compute and h.available)
@@ -111,7 +138,11 @@ def lower_bounds(inv: Inventory, policy: Policy) -> LowerBounds:
             bounds["headroom"] = math.ceil(n_avail / min(m_cap, policy.max_hosts_per_wave))
     if reasons and "headroom" in bounds and bounds["headroom"] >= 10**6:
         del bounds["headroom"]
-    tiers = _tier_bound(inv, policy, to_upgrade, m_cap if not reasons else None)
+    knapsacks = headroom_knapsacks(inv, policy, model, stuck) if not reasons else []
+    packed = _packing_bound(knapsacks, to_upgrade, policy.max_hosts_per_wave)
+    if packed:
+        bounds["headroom (packing)"] = packed
+    tiers = _tier_bound(inv, policy, to_upgrade, m_cap if not reasons else None, knapsacks)
     if tiers is not None:
         bounds["order (first/last)"] = tiers
     waves = max(bounds.values()) if bounds else 0
@@ -119,7 +150,11 @@ def lower_bounds(inv: Inventory, policy: Policy) -> LowerBounds:
 
 
 def _waves_for(
-    inv: Inventory, policy: Policy, hosts: list[Host], m_cap: int | None
+    inv: Inventory,
+    policy: Policy,
+    hosts: list[Host],
+    m_cap: int | None,
+    knapsacks: list[Knapsack] | None = None,
 ) -> tuple[int, int]:
     """(waves, waves beyond one shared with an earlier tier) that `hosts` alone need: by the
     wave size limits, their HA groups' spare members and the headroom cap on hosts down."""
@@ -147,6 +182,10 @@ def _waves_for(
     n_avail = sum(1 for h in hosts if h.is_compute and h.available)
     if m_cap and n_avail:
         need.append(math.ceil(n_avail / min(m_cap, M)))
+    # Hosts of other tiers may share a boundary wave: only knapsacks where no host weighs less
+    # than nothing (none can make room for this tier's hosts) bound this tier alone.
+    sound = [ks for ks in knapsacks or [] if min(ks.weight.values(), default=0.0) >= 0]
+    need.append(_packing_bound(sound, hosts, M))
     alone = max(need)
     # Sharing its first wave with the previous tier's last one (which holds at least one host of
     # that tier) saves at most that wave, and leaves at most M - 1 places in it.
@@ -155,7 +194,11 @@ def _waves_for(
 
 
 def _tier_bound(
-    inv: Inventory, policy: Policy, to_upgrade: tuple[Host, ...], m_cap: int | None
+    inv: Inventory,
+    policy: Policy,
+    to_upgrade: tuple[Host, ...],
+    m_cap: int | None,
+    knapsacks: list[Knapsack] | None = None,
 ) -> int | None:
     """policy.first hosts all come no later than the others, policy.last ones no earlier: the
     tiers' waves overlap in at most one boundary wave each, so their needs add up."""
@@ -171,24 +214,23 @@ def _tier_bound(
     tiers = [t for t in tiers if t]
     if len(tiers) < 2:
         return None
-    total = _waves_for(inv, policy, tiers[0], m_cap)[0]
+    total = _waves_for(inv, policy, tiers[0], m_cap, knapsacks)[0]
     for t in tiers[1:]:
-        total += _waves_for(inv, policy, t, m_cap)[1]
+        total += _waves_for(inv, policy, t, m_cap, knapsacks)[1]
     return total
 
 
 def _max_compute_down(
-    inv: Inventory, policy: Policy, upgrade: set[str]
+    inv: Inventory, policy: Policy, upgrade: set[str], model: CapacityModel, stuck: BoolArray
 ) -> tuple[int | None, str | None]:
     """(m_cap, why not even one) — see the module docstring."""
-    model = CapacityModel(inv)
     avail = model.available
     cand = np.array([avail[i] and name in upgrade for i, name in enumerate(model.host_names)])
     n_cand = int(cand.sum())
     if n_cand == 0:
         return None, None
     # Non-stoppable demand on available hosts.
-    keep = np.array([not stoppable(inv, policy, v) for v in model.vm_ids], dtype=bool)
+    keep = ~stuck
     on_avail = avail[model.vm_host] & keep
     demand = (
         model.demand[on_avail].sum(axis=0)
@@ -227,3 +269,139 @@ def _max_compute_down(
             f"required for N+{k} (scope {policy.headroom.scope}); no host can be taken down"
         )
     return best, None
+
+
+# ---------------------------------------------------------------------------------------------
+# Packing: which hosts may be down together
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Knapsack:
+    """One class and one part of the headroom rule as a knapsack every wave obeys: the weights of
+    its hosts add up to at most `budget` (see the module docstring). Hosts not named weigh 0."""
+
+    rc: str
+    part: str  # "capacity", "reserve" or "failures"
+    weight: dict[str, float]
+    budget: float
+
+
+def headroom_knapsacks(
+    inv: Inventory,
+    policy: Policy,
+    model: CapacityModel | None = None,
+    stuck: BoolArray | None = None,
+) -> list[Knapsack]:
+    """The knapsacks of every class, for the hosts to upgrade. Empty when nothing is to upgrade;
+    a class whose free capacity is already negative has none (the cloud breaks the rule, other
+    checks say so). `model` (unmoved) and `stuck` (`stoppable` per VM) save rebuilding them."""
+    todo = inv.hosts_to_upgrade(policy.target_version)
+    if not todo:
+        return []
+    model = model if model is not None else CapacityModel(inv)
+    stuck = stuck if stuck is not None else _stoppable_mask(inv, policy)
+    avail = model.available
+    H, C = len(model.host_names), len(model.classes)
+    on_avail = avail[model.vm_host] if len(model.vm_ids) else np.zeros(0, dtype=bool)
+    demand = model.demand[on_avail].sum(axis=0) if on_avail.any() else np.zeros(C, np.int64)
+    stuck_on = np.zeros((H, C), dtype=np.int64)
+    mov_on = np.zeros((H, C), dtype=np.int64)
+    if len(model.vm_ids):
+        np.add.at(stuck_on, model.vm_host[stuck], model.demand[stuck])
+        np.add.at(mov_on, model.vm_host[~stuck], model.demand[~stuck])
+    total = model.cap[avail].sum(axis=0)
+    rule = policy.headroom
+    # A slightly smaller share than the rule's keeps the bound valid whatever the rounding.
+    pct = max(0.0, rule.reserve_percent / 100.0 - 1e-12)
+    k = rule.failures
+    M = policy.max_hosts_per_wave
+    todo_names = {h.name for h in todo}
+    is_todo = np.array([n in todo_names for n in model.host_names], dtype=bool)
+    # Per class, the k largest capacities that surely stay up: per group, after the M largest
+    # hosts to upgrade are down.
+    names, group = model.scope_groups(rule.scope)
+    keep_k = np.zeros(C, dtype=np.int64)
+    if k > 0:
+        for g in range(len(names)):
+            sel = np.flatnonzero(avail & (group == g))
+            for c in range(C):
+                order = sel[np.argsort(-model.cap[sel, c], kind="stable")]
+                down = np.cumsum(is_todo[order]) <= M
+                left = order[~(down & is_todo[order])]
+                keep_k[c] += int(model.cap[left[:k], c].sum())
+    out: list[Knapsack] = []
+    idx = [model.host_index[h.name] for h in todo if h.is_compute]
+    for c, rc in enumerate(model.classes):
+        base: dict[str, float] = {}
+        gross: dict[str, float] = {}
+        for i in idx:
+            name = model.host_names[i]
+            if avail[i]:
+                base[name] = float(model.cap[i, c] - stuck_on[i, c])
+                gross[name] = float(model.cap[i, c])
+            else:
+                base[name] = float(mov_on[i, c])
+                gross[name] = 0.0
+        free = float(total[c] - demand[c])
+        if free < 0:
+            continue
+        out.append(Knapsack(rc, "capacity", base, free))
+        if pct > 0:
+            w = {n: base[n] - pct * gross[n] for n in base}
+            out.append(Knapsack(rc, "reserve", w, free - pct * float(total[c])))
+        if k > 0:
+            out.append(Knapsack(rc, "failures", base, free - float(keep_k[c])))
+    return out
+
+
+def packing_waves(weights: list[float], budget: float, per_wave: int) -> int:
+    """A lower bound on the bins (waves) needed to pack items of these weights into bins whose
+    weights add up to at most `budget` and that hold at most `per_wave` items each; 0 when it
+    says nothing (a budget of zero or less, or an item that fits nowhere: other bounds and
+    pre-checks speak then)."""
+    n = len(weights)
+    if n == 0 or per_wave < 1:
+        return 0
+    M = per_wave
+    w = np.sort(np.asarray(weights, dtype=np.float64))[::-1]
+    tol = 1e-9 * (abs(budget) + float(np.abs(w).sum()) + 1.0)
+    best = math.ceil(n / M)
+    if budget <= tol or M == 1:
+        return best
+    total = float(w.sum())
+    best = max(best, math.ceil((total - tol) / budget))
+    # Items of negative weight (hosts that stopped VMs fill beyond their share) loosen every
+    # bin they join: two heavy items conflict only if even the M - 2 lightest cannot save them.
+    neg = float(np.minimum(w, 0.0)[::-1][: max(0, M - 2)].sum())
+    room = budget - neg
+    if w[0] > room + tol:
+        return 0  # an item that fits in no bin: not this bound's business
+    big = w > room / 2 + tol
+    nb = int(big.sum())
+    if nb:
+        # Heavy items pairwise conflict: a bin each. Light items join them only where they fit
+        # beside one, at most M - 1 a bin; fitting is a threshold, so the heaviest heavy items,
+        # which fewest light ones fit beside, take their share first (a greedy that is exact on
+        # such nested neighbourhoods, weights of several light items together ignored).
+        small = w[~big]
+        rising = np.sort(small)
+        joined = 0
+        for wb in w[big]:  # heaviest first
+            fit = int(np.searchsorted(rising, room - wb + tol, side="right"))
+            joined += max(0, min(M - 1, fit - joined))
+        best = max(best, nb + math.ceil((len(small) - joined) / M))
+        lightest_big = float(w[big].min())
+        alone = small[small + lightest_big > room + tol]  # fit beside no heavy item
+        spare = float((budget - w[big]).sum())  # what heavy items' bins leave for the others
+        best = max(best, nb + math.ceil(max(0.0, float(small.sum()) - spare - tol) / budget))
+        lone = float(alone.sum()) + float(np.minimum(small, 0.0).sum())
+        best = max(best, nb + math.ceil(max(0.0, lone - tol) / budget))
+    return best
+
+
+def _packing_bound(knapsacks: list[Knapsack], hosts: Iterable[Host], per_wave: int) -> int:
+    """The most waves any knapsack needs for `hosts` (0: none says anything)."""
+    names = [h.name for h in hosts]
+    best = 0
+    for ks in knapsacks:
+        best = max(best, packing_waves([ks.weight.get(n, 0.0) for n in names], ks.budget, per_wave))
+    return best

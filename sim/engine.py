@@ -7,16 +7,21 @@ a destination only while it is enabled and up; stop in place the VMs the plan st
 VMs are all gone is upgraded at once (its own duration, drawn per run), then enabled after
 `enable_s`; the next wave starts when every host of this one is done.
 
-Bandwidth: each host's NIC (each direction) is split evenly among the migrations that can run on
-it at once in the wave: a migration gets min(live_migration_bandwidth, NIC_src / c_out(src),
+Bandwidth (`network.sharing`): `dynamic`, the default, splits each host's NIC (each direction)
+evenly among the migrations running on it now; at every start and end the running migrations on
+the hosts whose counts changed get their new share, keep the fraction of their transfer done and
+go on at the new speed (their end event moves; a version token per migration makes the old one
+stale). `static`, the fast approximation, splits it among the migrations that can run on it at
+once in the wave: a migration gets min(live_migration_bandwidth, NIC_src / c_out(src),
 NIC_dst / c_in(dst)), where c_out(src) = min(k_out, what src sends, each destination counting at
-most k_in) and c_in(dst) likewise. So a migration's duration, downtime and bytes are fixed
-before the run (`prepare`) and shared by every Monte Carlo run; the run itself is only
-scheduling, failures and invariants.
+most k_in) and c_in(dst) likewise, so its duration, downtime and bytes are fixed before the run
+(`prepare`) and shared by every Monte Carlo run; the run itself is only scheduling, failures and
+invariants.
 
 Events: every event popped from the heap that changes something (stale ones, e.g. the end of a
-migration cancelled by a crash, are skipped and not counted) plus every migration start. The
-makespan is the time of the last such event.
+migration cancelled by a crash or moved by a new share, or the shutdown end on a host that crashed
+meanwhile, are skipped and not counted) plus every migration start. The makespan is the time of
+the last such event: in a completed run, the end of the last wave.
 
 Invariants, checked at every event that can change them, with the simulated time of a breach:
 capacity on the destination (an in-flight VM counts on both its source and destination), hard
@@ -32,6 +37,7 @@ import math
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from itertools import compress, count, islice
 from typing import Any
 
 import numpy as np
@@ -219,6 +225,8 @@ def _run_loop(
         and random.Random(_sub_seed(seed, 6)).random() < model.canary_failure_p
     )
     p_mig = model.migration_failure_p
+    failing = p_mig > 0 and N > 0  # some attempts fail (fails[mi] of migration mi's)
+    inf = math.inf
     retries = model.migration_retries
     if p_mig > 0 and N:
         rng_mf = np.random.Generator(np.random.PCG64(_sub_seed(seed, 2)))
@@ -229,20 +237,23 @@ def _run_loop(
         fails = [0] * N
         frac_rng = random.Random(0)
 
-    st = HeadroomState(prep.capacity, prep.plan.policy.headroom)
+    st = (
+        prep.state0.copy()
+        if prep.state0 is not None
+        else HeadroomState(prep.capacity, prep.plan.policy.headroom)
+    )
     release = st.remove
     group_of = st.group_of
     demand = prep.demand
     vm_group = prep.vm_group
     group_max = prep.group_max
-    gcount: dict[tuple[int, int], int] = defaultdict(int)
+    gcount: dict[tuple[int, int], int] = defaultdict(int, prep.group_count0)
     vm_host = prep.capacity.vm_host.tolist()
-    for j, g in enumerate(vm_group):
-        if g >= 0:
-            gcount[(g, vm_host[j])] += 1
     avail0 = [bool(a) for a in prep.capacity.available]
     ha_avail0 = [h.available for h in inv.hosts]  # any role: enabled and up
     dest_ok = list(avail0)  # may receive VMs now: compute, enabled, up, not in maintenance
+    open_ = list(avail0)  # dest_ok and fewer than k_in migrations coming in
+    is_open = open_.__getitem__
     hstate = [NORMAL] * H
     k_out, k_in = prep.k_out, prep.k_in
     out_busy = [0] * H
@@ -264,8 +275,7 @@ def _run_loop(
     seq = 0
     push = heapq.heappush
     pop = heapq.heappop
-    events = 0
-    popped = 0
+    popped = 0  # effective heap events (with the migration starts, sum(tries): the events)
 
     breaches: list[Breach] = []
     breach_counts: Counter[str] = Counter()
@@ -273,21 +283,25 @@ def _run_loop(
     headroom_breach_start: dict[int, list[float]] = defaultdict(list)  # group -> breach times
     n_classes = len(prep.classes)
     class_range = range(n_classes)
-    st_avail, st_free, st_req = st.avail, st.free, st.required
-    st_used, st_cap = st.used, st.cap
+    st_avail = st.avail
+    # Packed vectors (sim.state): room per host, free and required per group, demand per VM.
+    room, free_p, req_p, all_ok = st.room, st.free_p, st.req_p, st.top
+    dem_p, dem_mask = prep.demand_p, prep.demand_mask
     m_bytes_all, m_outcome_all, m_down_all = prep.m_bytes, prep.m_outcome, prep.m_down
     track = crash is not None  # in-flight migrations matter only to a crash (and a stall)
     # Dynamic NIC sharing: who runs on each host, and each running migration's progress.
     dyn = prep.dynamic
     nic = prep.nic
     transfer = prep.transfer
-    by_mi = prep._by_mi
+    by_share = prep.by_share
+    m_kind = prep.m_kind
     overhead = model.orchestration_overhead_s
     run_out: list[set[int]] = [set() for _ in range(H)] if dyn else []
     run_in: list[set[int]] = [set() for _ in range(H)] if dyn else []
     dirty: set[int] = set()
-    last_out = [0] * H  # running counts per host at the last rebalance
-    last_in = [0] * H
+    # Per host, at the last rebalance: migrations running out of it, minus those running in (a
+    # host sends, as a source in maintenance, or receives, never both at once).
+    last_net = [0] * H
     cur_bw = list(prep.m_bw) if dyn else []
     cur_tr: list[Transfer] = [NO_TRANSFER] * N if dyn else []
     x0 = [0.0] * N if dyn else []  # when its transfer starts (after the overhead)
@@ -297,6 +311,10 @@ def _run_loop(
     ekind = [_END] * N if dyn else []
     bw_acc = [0.0] * N if dyn else []  # share x seconds, for its mean share
     min_slack: list[list[int]] = [[1 << 62] * n_classes for _ in st.groups]
+    # Free capacity only falls at migration starts, so the least slack between two other changes
+    # is the one after the last start: starts only flag their group (min_pending), and the
+    # slack is taken before any other change of free or required capacity (note_min).
+    min_pending = [False] * len(st.groups)
     samples: list[tuple[float, int, int, int, int]] = []
     failures: list[Failure] = []
     timeline: list[tuple[Any, ...]] | None = [] if record else None
@@ -311,8 +329,20 @@ def _run_loop(
         if tl is not None:
             tl((t, "breach", None, None, None, None, f"{kind}: {message}"))
 
+    def note_min(g: int) -> None:
+        """Take group g's slack into its minimum if starts changed it since it was last taken
+        (before anything else changes g's free or required capacity)."""
+        if min_pending[g]:
+            min_pending[g] = False
+            free, req, ms = st.free_of(g), st.required[g], min_slack[g]
+            for c in class_range:
+                slack = free[c] - req[c]
+                if slack < ms[c]:
+                    ms[c] = slack
+
     def check_group(t: float, g: int) -> None:
-        free, req, ms = st.free[g], st.required[g], min_slack[g]
+        free, req, ms = st.free_of(g), st.required[g], min_slack[g]
+        min_pending[g] = False
         for c in range(n_classes):
             slack = free[c] - req[c]
             if slack < ms[c]:
@@ -341,7 +371,7 @@ def _run_loop(
                 sample_group(t, g)
 
     def sample_group(t: float, g: int) -> None:
-        free, req = st_free[g], st_req[g]
+        free, req = st.free_of(g), st.required[g]
         for c in class_range:
             samples.append((t, g, c, free[c], req[c]))
 
@@ -367,6 +397,9 @@ def _run_loop(
     def set_down(h: int, new_state: int) -> None:
         hstate[h] = new_state
         dest_ok[h] = False
+        open_[h] = False
+        if group_of[h] >= 0:
+            note_min(group_of[h])
         st.set_available(h, False)
 
     # --- initial state -------------------------------------------------------------------------
@@ -399,7 +432,14 @@ def _run_loop(
     wave_left = [0] * n_waves
     host_wave: dict[int, int] = {}
     pending = [0] * H
-    queue: dict[int, list[int]] = {}
+    # Per source host, its migrations still to start in plan order: (migration, VM, destination),
+    # their destinations alone (qdst), and how many of their VMs are not on it (skips: lost in a
+    # crash, left elsewhere by a failure, or moved by another migration in the wave).
+    queue: list[list[tuple[int, int, int]]] = [[] for _ in range(H)]
+    qdst: list[list[int]] = [[] for _ in range(H)]
+    skips = [0] * H
+    entry = prep.m_entry
+    m_dup = prep.m_dup
     host_failed: set[int] = set()
     host_status: dict[int, str] = {}
     host_times: dict[int, tuple[float, float, float]] = {}
@@ -407,7 +447,8 @@ def _run_loop(
     upgrade_start: dict[int, float] = {}
     stop_down: dict[int, float] = {}
     stop_begin: dict[int, float] = {}
-    waiting_on: dict[int, set[int]] = {}  # destination -> sources with a migration waiting for it
+    # Per destination: the sources with a migration waiting for it.
+    waiting_on: list[set[int]] = [set() for _ in range(H)]
     waves_done = 0
     now = 0.0
     rolled_back: set[int] = set()
@@ -483,114 +524,6 @@ def _run_loop(
         push(heap, (t + up_dur_l[h], seq, _UPGRADED, h, 0))
         seq += 1
 
-    def start(mi: int, t: float) -> None:
-        nonlocal seq, events
-        events += 1  # a migration start is an event of its own (state change, checks)
-        s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
-        out_busy[s] += 1
-        in_busy[d] += 1
-        dem = demand[v]
-        used_d, cap_d = st_used[d], st_cap[d]
-        gd = group_of[d]
-        counted = gd >= 0 and st_avail[d]
-        free = st_free[gd] if counted else None
-        fits = True
-        for c in class_range:  # HeadroomState.add, inlined: the hottest code of the run
-            n = dem[c]
-            if n:
-                before = cap_d[c] - used_d[c]
-                used_d[c] += n
-                if before < n:
-                    fits = False
-                    if free is not None and before > 0:
-                        free[c] -= before
-                elif free is not None:
-                    free[c] -= n
-        if not fits:
-            bk = ("cap", d)
-            if bk not in in_breach:
-                in_breach.add(bk)
-                breach(
-                    t,
-                    "capacity",
-                    bk,
-                    f"{hosts[d]} over capacity in "
-                    + ", ".join(prep.classes[c] for c in st.over(d))
-                    + f" with {vms[v].id} arriving",
-                    (hosts[d], vms[v].id),
-                )
-        g = vm_group[v]
-        if g >= 0:
-            gcount[(g, d)] += 1
-            if gcount[(g, d)] > group_max[g]:
-                breach(
-                    t,
-                    "anti_affinity",
-                    ("aa", g, d),
-                    f"server group {prep.group_ids[g]}: {gcount[(g, d)]} members on "
-                    f"{hosts[d]} while {vms[v].id} migrates",
-                    (prep.group_ids[g], hosts[d]),
-                )
-        if counted:
-            # Free capacity only falls here: track the minimum; the full check on a shortfall.
-            free_g, req, ms = st_free[gd], st_req[gd], min_slack[gd]
-            for c in class_range:
-                sl = free_g[c] - req[c]
-                if sl < ms[c]:
-                    ms[c] = sl
-                if sl < 0:
-                    check_group(t, gd)
-                    break
-        if tries[mi] == 0:
-            mig_start[mi] = t
-        tries[mi] += 1
-        if dyn:
-            ro = run_out[s]
-            ri = run_in[d]
-            ro.add(mi)
-            ri.add(mi)
-            share = min(nic[s] / len(ro), nic[d] / len(ri))
-            tr = by_mi.get((mi, share)) or transfer(mi, share)
-            cur_bw[mi] = share
-            cur_tr[mi] = tr
-            x0[mi] = seg_t[mi] = t + overhead
-            prog[mi] = 0.0
-            bw_acc[mi] = 0.0
-            dirty.add(s)
-            dirty.add(d)
-            dur = tr.total_s
-        else:
-            dur = m_dur[mi]
-        if track or dur == math.inf:
-            in_flight.add(mi)
-        if tl is not None:
-            tl(
-                (
-                    t,
-                    "migration_start",
-                    prep.m_wave[mi] + 1,
-                    hosts[s],
-                    mi,
-                    hosts[d],
-                    attempts[mi] + 1,
-                )
-            )
-        if attempts[mi] < fails[mi] and dur != math.inf:
-            u = frac_rng.random()
-            if dyn:  # fails at that fraction of its transfer, whatever the bandwidth does
-                target[mi] = u
-                ekind[mi] = _FAIL
-                push(heap, (t + overhead + u * (dur - overhead), seq, _FAIL, mi, token[mi]))
-            else:
-                push(heap, (t + u * dur, seq, _FAIL, mi, token[mi]))
-            seq += 1
-        elif dur != math.inf:
-            if dyn:
-                target[mi] = 1.0
-                ekind[mi] = _END
-            push(heap, (t + dur, seq, _END, mi, token[mi]))
-            seq += 1
-
     def leave(mi: int) -> None:
         """Migration mi no longer uses its NICs (ended, failed or cancelled)."""
         s, d = m_src[mi], m_dst[mi]
@@ -599,114 +532,204 @@ def _run_loop(
         dirty.add(s)
         dirty.add(d)
 
-    def rebalance(t: float) -> None:
-        """Running migrations on the hosts whose count changed get their new share: progress so
-        far is kept, the rest goes at the new speed (its end event is moved)."""
+    def reshare(mi: int, share: float, t: float) -> None:
+        """Running migration mi goes on at `share`: the progress made (the fraction of its
+        transfer done) is kept, the rest goes at the new speed: its end event moves."""
         nonlocal seq
-        # Set iteration order is deterministic for the same operations: no need to sort.
-        hs = list(dirty)
-        dirty.clear()
-        todo: list[int] = []
-        outs, ins, shares = run_out, run_in, cur_bw
-        for h in hs:
-            ro = outs[h]
-            ri = ins[h]
-            n_out = len(ro)
-            n_in = len(ri)
-            if n_out == last_out[h] and n_in == last_in[h]:
-                continue  # same counts as at the last rebalance: same shares
-            last_out[h] = n_out
-            last_in[h] = n_in
-            if ro:
-                todo.extend(ro)
-            if ri:
-                todo.extend(ri)
-        if len(todo) > 1:
-            todo = list(dict.fromkeys(todo))
-        for mi in todo:
-            s, d = m_src[mi], m_dst[mi]
-            sa = nic[s] / len(outs[s])
-            sb = nic[d] / len(ins[d])
-            share = sa if sa < sb else sb
-            if share == shares[mi]:
-                continue
-            old = cur_tr[mi].total_s - overhead
-            base = seg_t[mi] if seg_t[mi] > x0[mi] else x0[mi]
-            if t > base:
-                bw_acc[mi] += cur_bw[mi] * (t - base)
-                if old != math.inf:
-                    prog[mi] += (t - base) / old
-            seg_t[mi] = t if t > x0[mi] else x0[mi]
-            tr = transfer(mi, share)
-            cur_bw[mi] = share
-            cur_tr[mi] = tr
-            new = tr.total_s - overhead
-            token[mi] += 1
-            if new != math.inf:
-                rest = target[mi] - prog[mi]
-                at = seg_t[mi] + (rest if rest > 0 else 0.0) * new
-                push(heap, (at, seq, ekind[mi], mi, token[mi]))
-                seq += 1
-            else:
-                in_flight.add(mi)  # never ends now: a stall names it
+        old = cur_tr[mi].total_s - overhead
+        base = seg_t[mi] if seg_t[mi] > x0[mi] else x0[mi]
+        if t > base:
+            bw_acc[mi] += cur_bw[mi] * (t - base)
+            if old != math.inf:
+                prog[mi] += (t - base) / old
+        seg_t[mi] = t if t > x0[mi] else x0[mi]
+        tr = transfer(mi, share)
+        cur_bw[mi] = share
+        cur_tr[mi] = tr
+        new = tr.total_s - overhead
+        token[mi] += 1
+        if new != math.inf:
+            rest = target[mi] - prog[mi]
+            at = seg_t[mi] + (rest if rest > 0 else 0.0) * new
+            push(heap, (at, seq, ekind[mi], mi, token[mi]))
+            seq += 1
+        else:
+            in_flight.add(mi)  # never ends now: a stall names it
+
+    def requeue(s: int, mi: int) -> None:
+        """Migration mi waits again at the head of its source's queue."""
+        queue[s].insert(0, entry[mi])
+        qdst[s].insert(0, m_dst[mi])
+        if vm_host[m_vm[mi]] != s:
+            skips[s] += 1
 
     def try_start(h: int, t: float) -> None:
         """Start h's first startable migrations (plan order) while h has free slots; note the
         destinations it waits for."""
-        q = queue.get(h)
+        nonlocal seq
+        q = queue[h]
         if not q:
             return
         slots = k_out - out_busy[h]
         if slots <= 0:
             return
-        ok, busy, where, which, to, waits = dest_ok, in_busy, vm_host, m_vm, m_dst, waiting_on
+        qd = qdst[h]
         i = 0
         n = len(q)
         while i < n:
-            mi = q[i]
-            if where[which[mi]] != h:
-                # Lost in a crash, or not on this host (an earlier migration of it failed):
-                # nothing to move off this host.
-                del q[i]
-                n -= 1
-                mig_state[mi] = OUTCOME_CODE["lost" if which[mi] in lost_vm else "skipped"]
-                finish_one(h, t)
-                continue
-            d = to[mi]
-            if ok[d] and busy[d] < k_in:
-                del q[i]
-                n -= 1
-                start(mi, t)
-                slots -= 1
-                if slots == 0:
-                    return
+            if skips[h]:  # entry by entry
+                mi, v, d = q[i]
+                if vm_host[v] != h:
+                    # Lost in a crash, or not on this host (an earlier migration of it failed):
+                    # nothing to move off this host.
+                    del q[i]
+                    del qd[i]
+                    n -= 1
+                    skips[h] -= 1
+                    mig_state[mi] = OUTCOME_CODE["lost" if v in lost_vm else "skipped"]
+                    finish_one(h, t)
+                    continue
+                if not open_[d]:
+                    waiting_on[d].add(h)
+                    i += 1
+                    continue
+            else:  # every VM is here: the first entry whose destination has room, found in C
+                j = next(compress(count(i), map(is_open, islice(qd, i, None))), n)
+                if j > i:  # h waits for the destinations before it
+                    for d in islice(qd, i, j):
+                        waiting_on[d].add(h)
+                    if j == n:
+                        break
+                    i = j
+                mi, v, d = q[i]
+            del q[i]
+            del qd[i]
+            n -= 1
+            # Start mi (a state change and checks: an event of its own).
+            ob = out_busy[h] = out_busy[h] + 1
+            ib = in_busy[d] = in_busy[d] + 1
+            if ib >= k_in:
+                open_[d] = False
+            gd = group_of[d]
+            counted = gd >= 0 and st_avail[d]
+            dp = dem_p[v]
+            before = room[d]
+            after = room[d] = before - dp
+            mask = dem_mask[v]
+            if after & mask == mask:  # room left in every class it needs: free falls by it
+                if counted:
+                    free_p[gd] -= dp
             else:
-                w = waits.get(d)
-                if w is None:
-                    waits[d] = {h}
+                if counted:
+                    free_p[gd] -= st.freed(before, after)
+                bk = ("cap", d)
+                if bk not in in_breach:
+                    in_breach.add(bk)
+                    breach(
+                        t,
+                        "capacity",
+                        bk,
+                        f"{hosts[d]} over capacity in "
+                        + ", ".join(prep.classes[c] for c in st.over(d))
+                        + f" with {vms[v].id} arriving",
+                        (hosts[d], vms[v].id),
+                    )
+            g = vm_group[v]
+            if g >= 0:
+                gcount[(g, d)] += 1
+                if gcount[(g, d)] > group_max[g]:
+                    breach(
+                        t,
+                        "anti_affinity",
+                        ("aa", g, d),
+                        f"server group {prep.group_ids[g]}: {gcount[(g, d)]} members on "
+                        f"{hosts[d]} while {vms[v].id} migrates",
+                        (prep.group_ids[g], hosts[d]),
+                    )
+            if counted:  # the full check when a class is short; else only note the minimum
+                if (free_p[gd] - req_p[gd]) & all_ok != all_ok:
+                    check_group(t, gd)
                 else:
-                    w.add(h)
-                i += 1
+                    min_pending[gd] = True
+            if tries[mi] == 0:
+                mig_start[mi] = t
+            elif dyn:  # a new attempt: its transfer starts again (first attempts find these)
+                prog[mi] = 0.0
+                bw_acc[mi] = 0.0
+                target[mi] = 1.0
+                ekind[mi] = _END
+            tries[mi] += 1
+            if dyn:
+                run_out[h].add(mi)
+                run_in[d].add(mi)
+                # Its share of both NICs (out_busy and in_busy count the running migrations).
+                sa = nic[h] / ob
+                sb = nic[d] / ib
+                share = sa if sa < sb else sb
+                try:
+                    tr = by_share[share][m_kind[mi]]
+                except KeyError:
+                    tr = None
+                if tr is None:
+                    tr = transfer(mi, share)
+                cur_bw[mi] = share
+                cur_tr[mi] = tr
+                x0[mi] = seg_t[mi] = t + overhead
+                dirty.add(h)
+                dirty.add(d)
+                dur = tr.total_s
+            else:
+                dur = m_dur[mi]
+            if tl is not None:
+                tl(
+                    (
+                        t,
+                        "migration_start",
+                        prep.m_wave[mi] + 1,
+                        hosts[h],
+                        mi,
+                        hosts[d],
+                        attempts[mi] + 1,
+                    )
+                )
+            if dur == inf:
+                in_flight.add(mi)  # it never ends: a stall names it
+            else:
+                if track:
+                    in_flight.add(mi)
+                if failing and attempts[mi] < fails[mi]:
+                    u = frac_rng.random()
+                    if dyn:  # fails at that fraction of its transfer, whatever the bandwidth does
+                        target[mi] = u
+                        ekind[mi] = _FAIL
+                        push(heap, (t + overhead + u * (dur - overhead), seq, _FAIL, mi, token[mi]))
+                    else:
+                        push(heap, (t + u * dur, seq, _FAIL, mi, token[mi]))
+                else:
+                    push(heap, (t + dur, seq, _END, mi, token[mi]))
+                seq += 1
+            slots -= 1
+            if slots == 0:
+                return
 
     def wake(d: int, t: float) -> None:
         """Destination d has room again (a slot freed, or it is back): retry who waited for it."""
-        ws = waiting_on.pop(d, None)
+        ws = waiting_on[d]
         if not ws:
             return
+        waiting_on[d] = set()
         order = sorted(ws) if len(ws) > 1 else list(ws)
         for i, h in enumerate(order):
             if in_busy[d] >= k_in:  # full again: the others go on waiting for it
-                rest = waiting_on.get(d)
-                if rest is None:
-                    waiting_on[d] = set(order[i:])
-                else:
-                    rest.update(order[i:])
+                waiting_on[d].update(order[i:])
                 return
             if out_busy[h] < k_out:  # a source with no free slot rescans when one frees
                 try_start(h, t)
 
     def release_dst(mi: int) -> None:
         d, v = m_dst[mi], m_vm[mi]
+        if group_of[d] >= 0:
+            note_min(group_of[d])
         release(d, demand[v])
         g = vm_group[v]
         if g >= 0:
@@ -760,6 +783,7 @@ def _run_loop(
             s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
             out_busy[s] -= 1
             in_busy[d] -= 1
+            open_[d] = dest_ok[d]
             mig_end[mi] = t
             if dyn:
                 tr = cur_tr[mi]
@@ -767,32 +791,34 @@ def _run_loop(
                 run_in[d].discard(mi)
                 dirty.add(s)
                 dirty.add(d)
-                if t > seg_t[mi]:
-                    bw_acc[mi] += cur_bw[mi] * (t - seg_t[mi])
-                if t > x0[mi]:
-                    cur_bw[mi] = bw_acc[mi] / (t - x0[mi])  # its mean share, for the report
+                sg = seg_t[mi]
+                if sg != x0[mi]:  # reshared since its transfer began: its mean share, reported
+                    if t > sg:
+                        bw_acc[mi] += cur_bw[mi] * (t - sg)
+                    cur_bw[mi] = bw_acc[mi] / (t - x0[mi])
                 moved, down, code = tr.moves, tr.downtime_s, tr.outcome
-                mig_bytes[mi] += tr.bytes
+                mig_bytes[mi] = tr.bytes  # an end is final: set once
             else:
                 moved, down, code = m_moves[mi], m_down_all[mi], m_outcome_all[mi]
-                mig_bytes[mi] += m_bytes_all[mi]
+                mig_bytes[mi] = m_bytes_all[mi]
             mig_state[mi] = code
             if moved:
                 cur = vm_host[v]
                 gc = group_of[cur]
                 if gc >= 0 and st_avail[cur]:
+                    note_min(gc)
                     release(cur, demand[v])
                     check_group(t, gc)
                 else:  # the source is in maintenance: its usage only, no headroom to update
-                    used_c, dem = st_used[cur], demand[v]
-                    for c in class_range:
-                        used_c[c] -= dem[c]
+                    room[cur] += dem_p[v]
                 g = vm_group[v]
                 if g >= 0:
                     gcount[(g, cur)] -= 1
                 if in_breach:
                     cap_recovered(cur)
                 vm_host[v] = d
+                if m_dup[mi]:  # another migration of v may wait in cur's queue: a skip now
+                    skips[cur] = sum(1 for _, u, _ in queue[cur] if vm_host[u] != cur)
                 mig_down[mi] = down
             else:
                 release_dst(mi)
@@ -810,9 +836,9 @@ def _run_loop(
             pending[s] -= 1
             if pending[s] == 0:
                 drained(s, t)
-            if queue.get(s):
+            if queue[s]:
                 try_start(s, t)
-            if d in waiting_on:
+            if waiting_on[d]:
                 wake(d, t)
         elif kind == _FAIL:
             mi = a
@@ -823,6 +849,7 @@ def _run_loop(
             s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
             out_busy[s] -= 1
             in_busy[d] -= 1
+            open_[d] = dest_ok[d]
             if dyn:
                 leave(mi)
             release_dst(mi)
@@ -862,7 +889,7 @@ def _run_loop(
             if hstate[s] != MAINT:  # its host crashed meanwhile
                 mig_state[a] = OUTCOME_CODE["lost" if m_vm[a] in lost_vm else "skipped"]
                 continue
-            queue.setdefault(s, []).insert(0, a)
+            requeue(s, a)
             try_start(s, t)
         elif kind == _WAVE:
             w = a
@@ -895,11 +922,15 @@ def _run_loop(
                 seq += 1
         elif kind == _DRAIN:
             whosts, queues, stops = prep.waves[a]
+            if all(hstate[h] != MAINT for h in whosts):
+                continue  # its hosts crashed while being disabled: the wave is over already
             for h in whosts:
                 if hstate[h] != MAINT:
                     continue
-                q = list(queues.get(h, ()))
+                q = [entry[mi] for mi in queues.get(h, ())]
                 queue[h] = q
+                qdst[h] = [d for _, _, d in q]
+                skips[h] = sum(1 for _, v, _ in q if vm_host[v] != h)
                 sv = [j for j in stops.get(h, ()) if j not in lost_vm]
                 pending[h] = len(q) + (1 if sv else 0)
                 if sv:
@@ -914,8 +945,9 @@ def _run_loop(
                 if hstate[h] == MAINT:
                     try_start(h, t)
         elif kind == _STOPPED:
-            if hstate[a] == MAINT:
-                finish_one(a, t)
+            if hstate[a] != MAINT:
+                continue  # the host crashed while its VMs shut down: nothing happens now
+            finish_one(a, t)
         elif kind == _UPGRADED:
             h = a
             if hstate[h] != MAINT:
@@ -993,7 +1025,10 @@ def _run_loop(
                 continue
             hstate[h] = NORMAL
             dest_ok[h] = avail0[h]
+            open_[h] = avail0[h] and in_busy[h] < k_in
             if avail0[h]:
+                if group_of[h] >= 0:
+                    note_min(group_of[h])
                 st.set_available(h, True)
             check_ha(t, prep.host_ha[h])
             g = group_of[h]
@@ -1052,7 +1087,7 @@ def _run_loop(
                 for c, n in enumerate(demand[j]):
                     need[c] += n
             set_down(h, CRASHED)
-            fits = bool(g < 0) or all(st.free[g][c] >= need[c] for c in range(len(need)))
+            fits = bool(g < 0) or all(f >= n for f, n in zip(st.free_of(g), need, strict=True))
             record_failure(
                 t, "crash", h, None, f"{hosts[h]} crashed with {len(lost)} VM(s) on it", fits
             )
@@ -1065,6 +1100,7 @@ def _run_loop(
                     s, d = m_src[mi], m_dst[mi]
                     out_busy[s] -= 1
                     in_busy[d] -= 1
+                    open_[d] = dest_ok[d]
                     if dyn:
                         leave(mi)
                     if m_src[mi] == h:
@@ -1074,11 +1110,17 @@ def _run_loop(
                     else:
                         # The destination is gone: the attempt fails; it waits for a destination.
                         release_dst(mi)
-                        queue.setdefault(s, []).insert(0, mi)
+                        requeue(s, mi)
             if was == MAINT:
-                for mi in queue.get(h, ()):
+                for mi, _, _ in queue[h]:
                     mig_state[mi] = OUTCOME_CODE["lost"]
+                # Its migrations not started yet (its drain had not begun, or they waited):
+                for mi in prep.waves[host_wave[h]][1].get(h, ()):
+                    if mig_state[mi] < 0 and tries[mi] == 0:
+                        mig_state[mi] = OUTCOME_CODE["lost" if m_vm[mi] in lost_vm else "skipped"]
                 queue[h] = []
+                qdst[h] = []
+                skips[h] = 0
                 host_done(h, t, "crashed")
             for j in lost:
                 vm_host[j] = -1
@@ -1086,14 +1128,39 @@ def _run_loop(
             sample_all(t)
             for s in sorted(touched):
                 try_start(s, t)
-            for d in sorted(waiting_on):
+            for d in [d for d in range(H) if waiting_on[d]]:
                 wake(d, t)
         if dirty:
-            rebalance(t)
+            # Rebalance: the running migrations on the hosts whose counts changed get their
+            # new share. Counts are final here, so a migration seen twice is unchanged the
+            # second time; the order (set order, out then in) fixes the order of ties in the heap.
+            for h in dirty:
+                n = out_busy[h] - in_busy[h]
+                if n == last_net[h]:
+                    continue  # same count as at the last rebalance: same shares
+                last_net[h] = n
+                if n > 0:
+                    sa = nic[h] / n
+                    for mi in run_out[h]:
+                        d = m_dst[mi]
+                        sb = nic[d] / in_busy[d]
+                        share = sa if sa < sb else sb
+                        if share != cur_bw[mi]:
+                            reshare(mi, share, t)
+                elif n < 0:
+                    sb = nic[h] / -n
+                    for mi in run_in[h]:
+                        s = m_src[mi]
+                        sa = nic[s] / out_busy[s]
+                        share = sa if sa < sb else sb
+                        if share != cur_bw[mi]:
+                            reshare(mi, share, t)
+            dirty.clear()
         last = t  # reached only by events that were not stale
-        events += 1
         popped += 1
 
+    for g in range(len(st.groups)):
+        note_min(g)
     makespan = last
     stalled = waves_done < n_waves
     stall = None
@@ -1113,7 +1180,7 @@ def _run_loop(
         completed=not stalled,
         stalled=stalled,
         stall=stall,
-        events=events,
+        events=popped + sum(tries),  # a migration start is an event of its own
         heap_events=popped,
         wave_start=wave_start,
         wave_end=wave_end,
@@ -1145,7 +1212,7 @@ def _run_loop(
 
 def _stall_report(
     prep: Prepared,
-    queue: dict[int, list[int]],
+    queue: list[list[tuple[int, int, int]]],
     in_flight: set[int],
     hstate: list[int],
     avail0: list[bool],
@@ -1153,8 +1220,8 @@ def _stall_report(
 ) -> dict[str, Any]:
     hosts = prep.hosts
     waiting = []
-    for h in sorted(queue):
-        for mi in queue[h]:
+    for h, q in enumerate(queue):
+        for mi, _, _ in q:
             d = prep.m_dst[mi]
             why = (
                 "crashed"

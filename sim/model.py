@@ -74,10 +74,10 @@ class SimModel:
     efficiency: float = 0.92  # of line rate a migration stream achieves: 10 GbE ~ 1.15 GB/s
     switchover_gbps: float | None = None  # the paused last copy; None: the migration's NIC share
     nic_by_host: tuple[tuple[str, float], ...] = ()  # (selector, Gbps), first match wins
-    # How migrations share a host's NIC: "static", each gets NIC / (how many can run on the host
-    # at once in the wave), fixed before the run (fast); "dynamic", NIC / (how many run now),
-    # rebalanced at every start and end (more faithful at the tail of a drain, ~2x slower).
-    sharing: Literal["static", "dynamic"] = "static"
+    # How migrations share a host's NIC: "dynamic" (the rule), NIC / (how many run on it
+    # now), rebalanced at every start and end; "static", the fast approximation, NIC / (how many
+    # can run on it at once in the wave), fixed before the run (conservative at a drain's tail).
+    sharing: Literal["static", "dynamic"] = "dynamic"
     # Nova and QEMU
     nova: NovaSettings = field(default_factory=NovaSettings)
     qemu: QemuSettings = field(default_factory=QemuSettings)

@@ -17,6 +17,7 @@ from planner.inventory import Inventory
 from planner.plan import Plan
 from sim.migration import GIB, MIB, cold_migration, live_migration
 from sim.model import Distribution, SimModel
+from sim.state import HeadroomState, pack, sign_mask
 
 # Migration outcomes: the live ones, then "cold", "failed" (retries exhausted) and "lost" (crash).
 OUTCOME_NAMES = (
@@ -63,6 +64,8 @@ class Prepared:
     k_in: int  # a large number when unlimited
     # VMs
     demand: list[list[int]]
+    demand_p: list[int]  # packed (sim.state.pack, plain)
+    demand_mask: list[int]  # sim.state.sign_mask of each VM's demand
     vm_group: list[int]  # hard anti-affinity group index, -1: none
     group_max: list[int]
     group_ids: list[str]
@@ -97,60 +100,68 @@ class Prepared:
     plan_file: str = "<plan>"
     check_violations: list[str] = field(default_factory=list)
     check_count: int = 0
-    _memo: dict[tuple[Any, ...], Transfer] = field(default_factory=dict, repr=False)
-    _by_mi: dict[tuple[int, float], Transfer] = field(default_factory=dict, repr=False)
+    # A migration's transfer depends on its VM only through these (memory, dirty rate, disk,
+    # status, method): migrations of the same kind share their transfers at every share.
+    m_kind: list[int] = field(default_factory=list)
+    m_entry: list[tuple[int, int, int]] = field(default_factory=list)  # (mi, VM, destination)
+    m_dup: list[bool] = field(default_factory=list)  # its wave migrates its VM more than once
+    kinds: list[tuple[Any, ...]] = field(default_factory=list)
+    # share (bytes/s) -> per kind, its transfer at that share (None: not computed yet). Filled
+    # as runs need them and kept: every later run (and Monte Carlo worker) reuses them.
+    by_share: dict[float, list[Transfer | None]] = field(default_factory=dict, repr=False)
+    # The state before the run (each run works on a copy), and the members of each hard
+    # anti-affinity group per host: {(group, host): count}.
+    state0: HeadroomState | None = field(default=None, repr=False)
+    group_count0: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
 
     def transfer(self, mi: int, share: float) -> Transfer:
         """Migration mi with `share` bytes/s of its NICs (live_migration_bandwidth applies to
         live migrations; the switch-over and cold copies use the whole share)."""
-        got = self._by_mi.get((mi, share))
-        if got is not None:
-            return got
-        v = self.inv.vms[self.m_vm[mi]]
-        cold = self.m_cold[mi]
-        key = (v.memory_mb, v.dirty_rate_mb_s, v.local_disk_gb, v.status, cold, share)
-        got = self._memo.get(key)
-        if got is not None:
-            self._by_mi[(mi, share)] = got
-            return got
+        tab = self.by_share.get(share)
+        if tab is None:
+            tab = self.by_share[share] = [None] * len(self.kinds)
+        k = self.m_kind[mi]
+        got = tab[k]
+        if got is None:
+            got = tab[k] = self._compute(self.kinds[k], share)
+        return got
+
+    def _compute(self, kind: tuple[Any, ...], share: float) -> Transfer:
+        memory_mb, dirty_rate_mb_s, local_disk_gb, status, cold = kind
         model = self.model
-        disk = v.local_disk_gb * GIB
+        disk = local_disk_gb * GIB
         overhead = model.orchestration_overhead_s
         if cold:
             cr = cold_migration(
                 disk,
                 share,
-                running=v.status == "ACTIVE",
+                running=status == "ACTIVE",
                 shutdown_s=model.shutdown_s,
                 boot_s=model.boot_s,
             )
-            tr = Transfer(
+            return Transfer(
                 overhead + cr.total_s, cr.downtime_s, cr.bytes, OUTCOME_CODE["cold"], True, False
             )
-        else:
-            sw = model.switchover_gbps * 1e9 / 8 if model.switchover_gbps else share
-            lr = live_migration(
-                v.memory_mb * MIB,
-                model.dirty_rate(v.dirty_rate_mb_s),
-                min(model.bandwidth_cap, share),
-                disk=disk,
-                nova=model.nova,
-                qemu=model.qemu,
-                switchover_bandwidth=sw,
-                memory_mib=v.memory_mb,
-                disk_gib=v.local_disk_gb,
-            )
-            tr = Transfer(
-                overhead + lr.total_s,
-                lr.downtime_s if lr.moved else 0.0,
-                lr.bytes,
-                OUTCOME_CODE[lr.outcome],
-                lr.moved,
-                lr.flagged,
-            )
-        self._memo[key] = tr
-        self._by_mi[(mi, share)] = tr
-        return tr
+        sw = model.switchover_gbps * 1e9 / 8 if model.switchover_gbps else share
+        lr = live_migration(
+            memory_mb * MIB,
+            model.dirty_rate(dirty_rate_mb_s),
+            min(model.bandwidth_cap, share),
+            disk=disk,
+            nova=model.nova,
+            qemu=model.qemu,
+            switchover_bandwidth=sw,
+            memory_mib=memory_mb,
+            disk_gib=local_disk_gb,
+        )
+        return Transfer(
+            overhead + lr.total_s,
+            lr.downtime_s if lr.moved else 0.0,
+            lr.bytes,
+            OUTCOME_CODE[lr.outcome],
+            lr.moved,
+            lr.flagged,
+        )
 
 
 def prepare(
@@ -222,16 +233,23 @@ def prepare(
         in_n[(wp, d)] += min(k_out, n)
     N = len(m_vm)
     dynamic = model.sharing == "dynamic"
-    m_share = [0.0] * N
+    per_wave_vm = Counter(zip(m_wave, m_vm, strict=True))
+    kind_of: dict[tuple[Any, ...], int] = {}
+    m_kind = []
     for mi in range(N):
-        s, d, wp = m_src[mi], m_dst[mi], m_wave[mi]
-        if dynamic:  # alone on both NICs: the fastest it can go (what the lower bound needs)
-            m_share[mi] = min(nic[s], nic[d])
-        else:
-            m_share[mi] = min(
-                nic[s] / min(k_out, out_n[(wp, s)]),
-                nic[d] / min(k_in, in_n[(wp, d)]),
-            )
+        v = inv.vms[m_vm[mi]]
+        key = (v.memory_mb, v.dirty_rate_mb_s, v.local_disk_gb, v.status, m_cold[mi])
+        m_kind.append(kind_of.setdefault(key, len(kind_of)))
+    # The static share is also the least a dynamic share can be (no more than c_out run on the
+    # source at once, nor c_in on the destination); alone on both NICs is the most.
+    m_static = [
+        min(nic[s] / min(k_out, out_n[(wp, s)]), nic[d] / min(k_in, in_n[(wp, d)]))
+        for s, d, wp in zip(m_src, m_dst, m_wave, strict=True)
+    ]
+    if dynamic:  # alone on both NICs: the fastest it can go (what the lower bound needs)
+        m_share = [min(nic[s], nic[d]) for s, d in zip(m_src, m_dst, strict=True)]
+    else:
+        m_share = m_static
 
     dists: list[Distribution] = []
     dist_of_host = []
@@ -262,6 +280,8 @@ def prepare(
         k_out=k_out,
         k_in=k_in,
         demand=demand,
+        demand_p=[pack(d, offset=False) for d in demand],
+        demand_mask=[sign_mask(d) for d in demand],
         vm_group=vm_group,
         group_max=group_max,
         group_ids=group_ids,
@@ -292,6 +312,14 @@ def prepare(
         plan_file=plan_file,
         nic=nic,
         dynamic=dynamic,
+        m_kind=m_kind,
+        kinds=list(kind_of),
+        m_entry=list(zip(range(N), m_vm, m_dst, strict=True)),
+        m_dup=[per_wave_vm[(w, v)] > 1 for w, v in zip(m_wave, m_vm, strict=True)],
+        state0=HeadroomState(cm, policy.headroom),
+        group_count0=dict(
+            Counter((g, h) for g, h in zip(vm_group, cm.vm_host.tolist(), strict=True) if g >= 0)
+        ),
     )
     for mi in range(N):
         tr = prep.transfer(mi, m_share[mi])
@@ -301,7 +329,7 @@ def prepare(
         prep.m_outcome[mi] = tr.outcome
         prep.m_moves[mi] = tr.moves
         prep.m_flag[mi] = tr.flag
-    _drain_bounds(prep)
+    _drain_bounds(prep, m_static if dynamic else None)
     if check:
         from planner.checker import check_plan
 
@@ -311,27 +339,42 @@ def prepare(
     return prep
 
 
-def _drain_bounds(prep: Prepared) -> None:
+def _drain_bounds(prep: Prepared, slowest: list[float] | None) -> None:
     """Lower-bound ingredients (lower-bounds.md) from the migrations' durations, replaying the
     plan without random failures: a migration that Nova's timeout aborts leaves its VM in place
-    (its host is then not upgraded, and a later migration of that VM from elsewhere is skipped)."""
-    where = prep.capacity.vm_host.tolist()
+    (its host is then not upgraded, and a later migration of that VM from elsewhere is skipped).
+
+    With dynamic shares (`slowest`: each migration's least share) the durations are those alone
+    on both NICs, the shortest; but a migration aborted by the timeout runs for a fixed time, so
+    it sends more bytes the faster it goes: bytes count at whichever end of the range is less,
+    and a migration that would move at one end and not at the other leaves both its host (not
+    upgraded) and its VM (where later migrations of it are skipped) undecided, counted neither way.
+    """
+    where: list[int | None] = list(prep.capacity.vm_host.tolist())
+    dur, byts_of, moves = prep.m_dur, prep.m_bytes, prep.m_moves
+    if slowest is not None:
+        slow = [prep.transfer(mi, sh) for mi, sh in enumerate(slowest)]
+        dur = [min(a, b.total_s) for a, b in zip(dur, slow, strict=True)]
+        byts_of = [min(a, b.bytes) for a, b in zip(byts_of, slow, strict=True)]
     per_host: dict[int, list[int]] = defaultdict(list)
     for whosts, queues, _ in prep.waves:
         for h in whosts:
             for mi in queues.get(h, ()):
                 v = prep.m_vm[mi]
                 if where[v] != h:
-                    continue  # skipped in the run too
+                    continue  # skipped in the run too (or maybe: counted as skipped)
                 per_host[h].append(mi)
-                if prep.m_moves[mi]:
+                sure = slowest is None or moves[mi] == slow[mi].moves
+                if moves[mi] and sure:
                     where[v] = prep.m_dst[mi]
                 else:
                     prep.lb_not_upgraded.add(h)
+                    if not sure:
+                        where[v] = None
     total = 0.0
     for h, mis in per_host.items():
-        durs = [prep.m_dur[mi] for mi in mis if math.isfinite(prep.m_dur[mi])]
-        byts = sum(prep.m_bytes[mi] for mi in mis if math.isfinite(prep.m_bytes[mi]))
+        durs = [dur[mi] for mi in mis if math.isfinite(dur[mi])]
+        byts = sum(byts_of[mi] for mi in mis if math.isfinite(byts_of[mi]))
         total += byts
         if durs:
             prep.lb_drain[h] = max(max(durs), sum(durs) / prep.k_out, byts / prep.nic[h])

@@ -6,19 +6,56 @@ cost O(hosts) per event; this state updates only what changed and gives the same
 group and class, free = sum of max(capacity - used, 0) over available hosts, and required =
 max(the k largest capacities, ceil(reserve% of their total)). `tests/test_sim_state.py` checks it
 against `capacity.CapacityModel` + `capacity.headroom` on random states.
+
+Vectors over the resource classes are packed in one Python int (`pack`): class c in bits
+[64c, 64c + 64), holding value + 2^62. A migration's start then changes a host's room and its
+group's free capacity with one subtraction each instead of a loop over the classes, and "is any
+class short" is one mask test: a field's bit 62 is set exactly when its value is >= 0. Values
+must stay within +-2^62 (about 4.6e18), far beyond any cloud's capacity.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
+from collections.abc import Sequence
 
 from planner.capacity import CapacityModel, scope_groups
 from planner.policy import Headroom
 
+W = 64  # bits per class
+OFF = 1 << 62  # offset of a field's value
+_FIELD = (1 << W) - 1
+
+
+def pack(values: Sequence[int], offset: bool = True) -> int:
+    """Values as one int, class c in bits [64c, 64c + 64); with `offset`, each field holds its
+    value + 2^62 (any sign), without it the value itself (>= 0)."""
+    x = 0
+    for c, v in enumerate(values):
+        x |= (v + OFF if offset else v) << (W * c)
+    return x
+
+
+def unpack(x: int, n: int, offset: bool = True) -> list[int]:
+    """The n values `pack` packed."""
+    sub = OFF if offset else 0
+    return [((x >> (W * c)) & _FIELD) - sub for c in range(n)]
+
+
+def sign_mask(values: Sequence[int]) -> int:
+    """Bit 62 of the field of each class whose value is > 0: `x & m == m` then says that every
+    such class of the offset-packed x is >= 0."""
+    m = 0
+    for c, v in enumerate(values):
+        if v > 0:
+            m |= OFF << (W * c)
+    return m
+
 
 class HeadroomState:
-    """Usage per host and class, availability per host, and the headroom sums per scope group."""
+    """Room (capacity - usage) per host and class, availability per host, and the headroom sums
+    per scope group, the vectors packed (`room`, `free_p`: offset; `req_p`: plain)."""
 
     def __init__(self, model: CapacityModel, rule: Headroom) -> None:
         names, group = scope_groups(model.inventory, rule.scope)
@@ -26,12 +63,19 @@ class HeadroomState:
         self.classes: tuple[str, ...] = model.classes
         self.k = rule.failures
         self.pct = rule.reserve_percent
+        C = len(self.classes)
+        self.n_classes = C
+        self.top = pack([0] * C)  # bit 62 of every field: all values >= 0
         self.cap: list[list[int]] = model.cap.tolist()
-        self.used: list[list[int]] = model.used.tolist()
+        used: list[list[int]] = model.used.tolist()
+        self.room: list[int] = [
+            pack([c - u for c, u in zip(cap, us, strict=True)])
+            for cap, us in zip(self.cap, used, strict=True)
+        ]
         self.group_of: list[int] = [int(g) for g in group]
         self.avail: list[bool] = [bool(a) for a in model.available]
-        G, C = len(self.groups), len(self.classes)
-        self.free: list[list[int]] = [[0] * C for _ in range(G)]
+        G = len(self.groups)
+        self.free_p: list[int] = [self.top] * G
         self.total: list[list[int]] = [[0] * C for _ in range(G)]
         self.caps: list[list[list[int]]] = [[[] for _ in range(C)] for _ in range(G)]
         for h, g in enumerate(self.group_of):
@@ -40,35 +84,61 @@ class HeadroomState:
         self.required: list[list[int]] = [
             [self._required(g, c) for c in range(C)] for g in range(G)
         ]
+        self.req_p: list[int] = [pack(r, offset=False) for r in self.required]
+
+    # -- views ----------------------------------------------------------------------------------
+    @property
+    def used(self) -> list[list[int]]:
+        """Usage per host and class (a copy)."""
+        C = self.n_classes
+        return [
+            [c - r for c, r in zip(cap, unpack(room, C), strict=True)]
+            for cap, room in zip(self.cap, self.room, strict=True)
+        ]
+
+    @property
+    def free(self) -> list[list[int]]:
+        """Free capacity per group and class (a copy)."""
+        return [unpack(f, self.n_classes) for f in self.free_p]
+
+    def free_of(self, g: int) -> list[int]:
+        return unpack(self.free_p[g], self.n_classes)
+
+    def room_of(self, h: int) -> list[int]:
+        return unpack(self.room[h], self.n_classes)
 
     # -- internals ------------------------------------------------------------------------------
+    def copy(self) -> HeadroomState:
+        """An independent copy (the engine copies a prepared initial state for each run)."""
+        new = object.__new__(HeadroomState)
+        new.__dict__.update(self.__dict__)
+        new.room = self.room[:]
+        new.avail = self.avail[:]
+        new.free_p = self.free_p[:]
+        new.req_p = self.req_p[:]
+        new.required = [r[:] for r in self.required]
+        new.total = [t[:] for t in self.total]
+        new.caps = [[lst[:] for lst in per_class] for per_class in self.caps]
+        return new
+
+    def _positive(self, h: int) -> int:
+        """Packed (plain) max(room, 0) of host h: what it adds to its group's free capacity."""
+        r = self.room[h]
+        if r & self.top == self.top:  # no class over capacity
+            return r - self.top
+        return pack([max(x, 0) for x in self.room_of(h)], offset=False)
+
     def _join(self, h: int, g: int) -> None:
-        cap, used, free, total, caps = (
-            self.cap[h],
-            self.used[h],
-            self.free[g],
-            self.total[g],
-            self.caps[g],
-        )
+        cap, total, caps = self.cap[h], self.total[g], self.caps[g]
+        self.free_p[g] += self._positive(h)
         for c in range(len(cap)):
-            f = cap[c] - used[c]
-            if f > 0:
-                free[c] += f
             total[c] += cap[c]
             insort(caps[c], cap[c])
 
     def _leave(self, h: int, g: int) -> None:
-        cap, used, free, total, caps = (
-            self.cap[h],
-            self.used[h],
-            self.free[g],
-            self.total[g],
-            self.caps[g],
-        )
+        cap, total, caps = self.cap[h], self.total[g], self.caps[g]
+        self.free_p[g] -= self._positive(h)
         for c in range(len(cap)):
-            f = cap[c] - used[c]
-            if f > 0:
-                free[c] -= f
             total[c] -= cap[c]
             lst = caps[c]
             del lst[bisect_left(lst, cap[c])]
@@ -79,39 +149,51 @@ class HeadroomState:
         need_r = math.ceil(self.total[g][c] * self.pct / 100.0 - 1e-9)
         return max(need_k, need_r)
 
-    # -- changes --------------------------------------------------------------------------------
-    def add(self, h: int, demand: list[int]) -> bool:
-        """Usage of h grows by demand; False when h is now over capacity in some class."""
-        cap, used = self.cap[h], self.used[h]
-        g = self.group_of[h]
-        free = self.free[g] if g >= 0 and self.avail[h] else None
-        ok = True
-        for c, n in enumerate(demand):
-            if n:
-                before = cap[c] - used[c]
-                used[c] += n
-                if before < n:
-                    ok = False
-                    if free is not None and before > 0:
-                        free[c] -= before  # free was max(before, 0), now 0
-                elif free is not None:
-                    free[c] -= n
-        return ok
+    def freed(self, hi: int, lo: int) -> int:
+        """Packed (plain) per class max(hi, 0) - max(lo, 0), for rooms hi >= lo: what a host's
+        free capacity loses when its room falls from hi to lo."""
+        C = self.n_classes
+        return pack(
+            [max(a, 0) - max(b, 0) for a, b in zip(unpack(hi, C), unpack(lo, C), strict=True)],
+            offset=False,
+        )
 
-    def remove(self, h: int, demand: list[int]) -> None:
-        cap, used = self.cap[h], self.used[h]
+    def _counted(self, h: int) -> int:
+        """h's group if h's room counts in its free capacity, else -1."""
         g = self.group_of[h]
-        free = self.free[g] if g >= 0 and self.avail[h] else None
-        for c, n in enumerate(demand):
-            if n:
-                before = cap[c] - used[c]
-                used[c] -= n
-                if free is not None:
-                    after = before + n
-                    if before >= 0:
-                        free[c] += n
-                    elif after > 0:
-                        free[c] += after
+        return g if g >= 0 and self.avail[h] else -1
+
+    # -- changes --------------------------------------------------------------------------------
+    def add(self, h: int, demand: Sequence[int]) -> bool:
+        """Usage of h grows by demand; False when a class it needs is now over capacity."""
+        return self.add_packed(h, pack(demand, offset=False), sign_mask(demand))
+
+    def add_packed(self, h: int, dp: int, mask: int) -> bool:
+        """`add` with the demand packed (plain) and its `sign_mask`."""
+        before = self.room[h]
+        after = self.room[h] = before - dp
+        g = self._counted(h)
+        if after & mask == mask:  # every class it needs still has room: free falls by it
+            if g >= 0:
+                self.free_p[g] -= dp
+            return True
+        if g >= 0:
+            self.free_p[g] -= self.freed(before, after)
+        return False
+
+    def remove(self, h: int, demand: Sequence[int]) -> None:
+        self.remove_packed(h, pack(demand, offset=False), sign_mask(demand))
+
+    def remove_packed(self, h: int, dp: int, mask: int) -> None:
+        before = self.room[h]
+        after = self.room[h] = before + dp
+        g = self._counted(h)
+        if g < 0:
+            return
+        if before & mask == mask:  # it had room in every class it used: free rises by it
+            self.free_p[g] += dp
+            return
+        self.free_p[g] += self.freed(after, before)
 
     def set_available(self, h: int, flag: bool) -> None:
         if self.avail[h] == flag:
@@ -127,19 +209,18 @@ class HeadroomState:
             req = self.required[g]
             for c in range(len(req)):
                 req[c] = self._required(g, c)
+            self.req_p[g] = pack(req, offset=False)
         else:
             self.avail[h] = flag
 
     # -- queries --------------------------------------------------------------------------------
     def group_ok(self, g: int) -> bool:
-        free, req = self.free[g], self.required[g]
-        return all(free[c] >= req[c] for c in range(len(req)))
+        return (self.free_p[g] - self.req_p[g]) & self.top == self.top
 
     def short(self, g: int) -> list[int]:
         """Classes of group g whose free capacity is below the requirement."""
-        free, req = self.free[g], self.required[g]
+        free, req = self.free_of(g), self.required[g]
         return [c for c in range(len(req)) if free[c] < req[c]]
 
     def over(self, h: int) -> list[int]:
-        cap, used = self.cap[h], self.used[h]
-        return [c for c in range(len(cap)) if used[c] > cap[c]]
+        return [c for c, r in enumerate(self.room_of(h)) if r < 0]

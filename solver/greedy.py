@@ -8,6 +8,7 @@ and headroom still holds with the wave's hosts down. It is the CP-SAT solver's h
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -19,6 +20,10 @@ from planner.errors import InfeasibleError
 from planner.inventory import VM, Inventory
 from planner.plan import Migration, Plan, Stop, Wave
 from planner.policy import Policy, select_hosts
+
+
+class TimeLimitReached(InfeasibleError):
+    """The greedy planner stopped at its deadline (the caller's time limit): not a proof."""
 
 
 @dataclass
@@ -271,8 +276,15 @@ def _ha_ok(inv: Inventory, wave_names: set[str]) -> bool:
     return True
 
 
-def greedy_plan(inv: Inventory, policy: Policy, *, inventory_sha256: str = "") -> Plan:
-    """Plan with the greedy rules above. Raises InfeasibleError when some host can never go."""
+def greedy_plan(
+    inv: Inventory,
+    policy: Policy,
+    *,
+    inventory_sha256: str = "",
+    deadline: float | None = None,
+) -> Plan:
+    """Plan with the greedy rules above. Raises InfeasibleError when some host can never go, and
+    TimeLimitReached when `time.monotonic()` passes `deadline` before the plan is complete."""
     st = GreedyState(inv, policy)
     m = st.model
     order = host_order(inv, policy, st)
@@ -301,6 +313,13 @@ def greedy_plan(inv: Inventory, policy: Policy, *, inventory_sha256: str = "") -
         for tier, i in list(remaining):
             if len(names) >= policy.max_hosts_per_wave:
                 break
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeLimitReached(
+                    [
+                        f"greedy planner: stopped at the time limit after {len(waves)} wave(s), "
+                        f"{len(remaining)} host(s) still to place (not a proof; allow more time)"
+                    ]
+                )
             if blocked_tier is not None and tier > blocked_tier:
                 break  # a host of an earlier tier waits for a later wave: keep the order
             h = inv.hosts[i]

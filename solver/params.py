@@ -35,6 +35,11 @@ class SolveParams:
     def total_effort(self) -> float:
         return self.effort if self.effort is not None else DTIME_PER_SECOND * self.time_limit
 
+    @property
+    def deadline(self) -> float:
+        """The time limit as a `time.monotonic()` instant."""
+        return self.started + self.time_limit
+
     def remaining(self) -> float:
         return self.time_limit - (time.monotonic() - self.started)
 

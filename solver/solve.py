@@ -7,8 +7,8 @@
 3. When neither finds a plan: `solver.explain` asks CP-SAT which rules conflict, and the error
    says so, marked as not proven when it is not.
 
-The returned plan is not yet checked: callers re-check it with `checker.check_plan` (the CLI
-does, and refuses to write a plan the checker rejects).
+The returned plan has passed `checker.check_plan` (`SolveOutcome.check` is the report): a
+CP-SAT plan the checker rejects (a bug) gives way to the greedy planner's, with a note.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from planner.bounds import LowerBounds, lower_bounds
-from planner.checker import check_plan
+from planner.checker import CheckReport, check_plan
 from planner.errors import InfeasibleError
 from planner.inventory import Inventory
 from planner.plan import Plan
@@ -27,13 +27,14 @@ from planner.policy import Policy
 from solver.context import build_context
 from solver.cpsat import NoPlanFound, cpsat_plan
 from solver.explain import explain
-from solver.greedy import greedy_plan
+from solver.greedy import TimeLimitReached, greedy_plan
 from solver.params import SolveParams
 from solver.precheck import precheck
 
 PlannerName = Literal["cpsat", "greedy"]
 PLANNERS: tuple[PlannerName, ...] = ("cpsat", "greedy")
-# When repairs add waves to CP-SAT's plan, the greedy's is compared, up to this many VMs.
+# When repairs add waves to CP-SAT's plan, or it has more than the lower bound, the greedy's is
+# compared, up to this many VMs.
 COMPARE_WITH_GREEDY_VMS = 30_000
 # (phase, best, bound): "waves"/"overflow" with objective values, "placement" with (wave, waves)
 Progress = Callable[[str, float | None, float | None], None]
@@ -70,6 +71,7 @@ class SolveOutcome:
     wall_clock_hit: bool
     notes: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    check: CheckReport | None = None  # the checker's report on `plan` (digest as planned)
 
 
 def solve(
@@ -97,13 +99,13 @@ def solve(
     notes: list[str] = []
     if opts.planner == "greedy":
         try:
-            plan = _checked_greedy(inv, policy, digest)
+            plan, report = _checked_greedy(inv, policy, digest, params)
         except InfeasibleError as exc:
             raise InfeasibleError(
                 _not_found("the greedy planner", exc.reasons, ctx, params)
             ) from None
         plan = replace(plan, generator={**plan.generator, "seed": opts.seed})
-        return SolveOutcome(plan, "greedy", lb, "feasible", None, False, notes)
+        return SolveOutcome(plan, "greedy", lb, "feasible", None, False, notes, check=report)
     try:
         res = cpsat_plan(
             inv,
@@ -114,39 +116,50 @@ def solve(
             progress=progress,
             ctx=ctx,
         )
+        report = check_plan(inv, res.plan, digest=digest)
+        if not report.ok:
+            # A bug, never to reach the user as a plan: say so and fall back.
+            raise NoPlanFound([f"its plan breaks a rule ({report.violations[0]})"])
     except NoPlanFound as exc:
         first = list(exc.reasons)
         if not opts.fallback:
             raise InfeasibleError(_not_found("CP-SAT", first, ctx, params)) from None
         notes.append("CP-SAT found no plan (" + "; ".join(first[:2]) + "); used the greedy")
         try:
-            plan = _checked_greedy(inv, policy, digest)
+            plan, report = _checked_greedy(inv, policy, digest, params)
         except InfeasibleError as exc2:
             raise InfeasibleError(
                 _not_found("CP-SAT and the greedy planner", first + exc2.reasons, ctx, params)
             ) from None
         plan = replace(plan, generator={**plan.generator, "seed": opts.seed, "fallback": True})
-        return SolveOutcome(plan, "greedy", lb, "feasible", None, params.wall_clock_hit, notes)
+        return SolveOutcome(
+            plan, "greedy", lb, "feasible", None, params.wall_clock_hit, notes, check=report
+        )
     notes += res.notes
     if (
         opts.fallback
-        and res.stats.get("added_waves", 0) > 0
+        and (res.stats.get("added_waves", 0) > 0 or len(res.plan.waves) > lb.waves)
         and len(inv.vms) <= COMPARE_WITH_GREEDY_VMS
     ):
-        # Repairs cost waves: the greedy may do better on this cloud; keep the better plan.
+        # Repairs cost waves, or the waves are above the bound (a tight cloud): the greedy may
+        # do better on this cloud; keep the better plan (fewer waves, then migrations).
         try:
-            other = _checked_greedy(inv, policy, digest)
+            other: tuple[Plan, CheckReport] | None = _checked_greedy(inv, policy, digest, params)
         except InfeasibleError:
             other = None
-        if other is not None and _rank(other) < _rank(res.plan):
+        if other is not None and _rank(other[0]) < _rank(res.plan):
+            g_plan, g_report = other
             notes.append(
-                f"the greedy planner's plan ({len(other.waves)} waves) beats CP-SAT's after "
-                f"repairs ({len(res.plan.waves)} waves); kept the greedy's"
+                f"the greedy planner's plan ({len(g_plan.waves)} waves, {_rank(g_plan)[1]} "
+                f"migrations) beats CP-SAT's ({len(res.plan.waves)} waves, "
+                f"{_rank(res.plan)[1]} migrations); kept the greedy's"
             )
             plan = replace(
-                other, generator={**other.generator, "seed": opts.seed, "fallback": True}
+                g_plan, generator={**g_plan.generator, "seed": opts.seed, "fallback": True}
             )
-            return SolveOutcome(plan, "greedy", lb, "feasible", None, params.wall_clock_hit, notes)
+            return SolveOutcome(
+                plan, "greedy", lb, "feasible", None, params.wall_clock_hit, notes, check=g_report
+            )
     return SolveOutcome(
         res.plan,
         "cpsat",
@@ -156,6 +169,7 @@ def solve(
         params.wall_clock_hit,
         notes,
         res.stats,
+        check=report,
     )
 
 
@@ -164,14 +178,21 @@ def _rank(plan: Plan) -> tuple[int, int]:
     return len(plan.waves), sum(len(w.migrations) for w in plan.waves)
 
 
-def _checked_greedy(inv: Inventory, policy: Policy, digest: str) -> Plan:
-    """The greedy planner's plan, if the checker accepts it (the greedy is a fallback, not a
-    judge: e.g. it does not know hosts that policy.first and policy.last both select)."""
-    plan = greedy_plan(inv, policy, inventory_sha256=digest)
+def _checked_greedy(
+    inv: Inventory, policy: Policy, digest: str, params: SolveParams
+) -> tuple[Plan, CheckReport]:
+    """The greedy planner's plan and the checker's report, if the checker accepts it (the greedy
+    is a fallback, not a judge: e.g. it does not know hosts that policy.first and policy.last
+    both select), within what is left of the time limit."""
+    try:
+        plan = greedy_plan(inv, policy, inventory_sha256=digest, deadline=params.deadline)
+    except TimeLimitReached:
+        params.wall_clock_hit = True
+        raise
     report = check_plan(inv, plan, digest=digest)
     if not report.ok:
         raise InfeasibleError([f"its plan breaks a rule: {report.violations[0]}"])
-    return plan
+    return plan, report
 
 
 def _not_found(who: str, reasons: list[str], ctx: Any, params: SolveParams) -> list[str]:

@@ -614,7 +614,7 @@ def plan_waves(
     start, start_shifts = hint, False
     if left:
         # Evacuees must leave their group somewhere: start from the greedy planner's waves.
-        greedy = _greedy_waves(ctx)
+        greedy = _greedy_waves(ctx, params)
         if greedy is not None:
             start, start_shifts = greedy, True
     status = "heuristic"
@@ -717,13 +717,17 @@ def _best_ramp(ctx: Context, agg: Aggregates, W: int) -> list[list[int]] | None:
     return best[1] if best is not None else None
 
 
-def _greedy_waves(ctx: Context) -> list[list[int]] | None:
-    """The greedy planner's waves as host indices (None when it finds no plan either)."""
+def _greedy_waves(ctx: Context, params: SolveParams) -> list[list[int]] | None:
+    """The greedy planner's waves as host indices (None when it finds no plan either, or not
+    within the time limit)."""
     from planner.errors import InfeasibleError
-    from solver.greedy import greedy_plan
+    from solver.greedy import TimeLimitReached, greedy_plan
 
     try:
-        plan = greedy_plan(ctx.inv, ctx.policy)
+        plan = greedy_plan(ctx.inv, ctx.policy, deadline=params.deadline)
+    except TimeLimitReached:
+        params.wall_clock_hit = True
+        return None
     except InfeasibleError:
         return None
     index = ctx.model.host_index

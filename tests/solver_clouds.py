@@ -6,10 +6,12 @@ allocation ratio 1 and nothing reserved, so effective capacity is the number wri
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from planner.generate import GenerateSpec, default_policy, generate
 from planner.inventory import VM, HAGroup, Host, Inventory, MigrationKind, ServerGroup
 from planner.policy import Headroom, Policy
 
@@ -336,3 +338,51 @@ INFEASIBLE = (
     headroom_impossible,
     disabled_host_before_last,
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Tight clouds (generated): headroom, not max_hosts_per_wave, sets the number of waves
+# ---------------------------------------------------------------------------------------------
+def _gens_40(seed: int) -> tuple[GenerateSpec, dict[str, Any]]:
+    """40 hosts of three hardware generations (gen3 1.5x gen2, gen1 0.75x) in one AZ at 75%
+    memory, N+1 with a 20% reserve: a big host goes down only beside a small one."""
+    spec = GenerateSpec(
+        hosts=40,
+        azs=1,
+        utilisation=0.75,
+        vms_per_host=12,
+        seed=seed,
+        upgraded_hosts=seed % 3,
+        controllers=3 if seed % 2 else 0,
+    )
+    return spec, {"headroom": Headroom(1, "az", 20.0)}
+
+
+def _quarter(hosts: int) -> tuple[GenerateSpec, dict[str, Any]]:
+    """A quarter of the hosts a wave at 80% memory (two AZs, N+1 per AZ, controllers first)."""
+    spec = GenerateSpec(hosts=hosts, vms_per_host=20, utilisation=0.8, seed=0)
+    return spec, {"max_hosts_per_wave": hosts // 4}
+
+
+TIGHT_SPECS = {
+    "gens-40-s11": lambda: _gens_40(11),
+    "gens-40-s12": lambda: _gens_40(12),
+    "quarter-200": lambda: _quarter(200),
+    "quarter-500": lambda: _quarter(500),
+    "quarter-1000": lambda: _quarter(1000),
+}
+# Waves the planner achieves on each (seed 0): regression thresholds, and the lower bound then.
+TIGHT_WAVES = {
+    "gens-40-s11": (28, 28),
+    "gens-40-s12": (30, 30),
+    "quarter-200": (9, 8),
+    "quarter-500": (8, 7),
+    "quarter-1000": (8, 7),
+}
+
+
+def tight_cloud(name: str) -> Cloud:
+    spec, changes = TIGHT_SPECS[name]()
+    waves, bound = TIGHT_WAVES[name]
+    pol = dataclasses.replace(default_policy(spec), **changes)
+    return Cloud(name, generate(spec), pol, {"waves": waves, "bound": bound})

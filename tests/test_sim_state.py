@@ -113,7 +113,7 @@ def test_agreement_check_can_fail() -> None:
     inv = Inventory("one", "t", (h,), ())
     rule = Headroom(failures=0)
     state = HeadroomState(CapacityModel(inv), rule)
-    state.free[0][0] += 1
+    state.free_p[0] += 1  # one more unit of the first class
     try:
         assert_agrees(inv, rule, state)
     except AssertionError:

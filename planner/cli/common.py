@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -14,7 +15,9 @@ from rich.table import Table
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Human output on stdout; progress, logs and errors on stderr, so `--format json` stays clean.
-out = Console(highlight=False, soft_wrap=True)
+# Piped into a file or a pager, tables get room (rich's default of 80 columns cuts them).
+_PIPED_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+out = Console(highlight=False, soft_wrap=True, width=_PIPED_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
