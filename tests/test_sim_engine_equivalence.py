@@ -77,8 +77,8 @@ def compare(prep: Prepared, seed: int, record: bool = True) -> SimResult:
     assert [f for f in new_fields if f not in ISSUE_8] == [f.name for f in dataclasses.fields(old)]
     for f, neutral in ISSUE_8.items():
         assert getattr(new, f) == neutral, f
-    for f in dataclasses.fields(old):
-        same(getattr(new, f.name), getattr(old, f.name), f"result.{f.name}")
+    for fld in dataclasses.fields(old):
+        same(getattr(new, fld.name), getattr(old, fld.name), f"result.{fld.name}")
     return new
 
 
