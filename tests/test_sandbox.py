@@ -334,6 +334,20 @@ def test_upgrade_and_refusal_are_visible_through_the_apis(
     assert any(v["name"] == "drift" and v["host"] == "cmp-3" for v in inv["vms"])
 
 
+def test_one_upgrade_hook_serves_controllers_too(sb: manager.Running, conn: Any) -> None:
+    """`ctl upgrade` of a controller (no nova-compute in the sandbox) sets its version in the
+    mapping that snapshots read, so an executor's upgrade hook works for every host of a plan."""
+    res = CliRunner().invoke(cli, ["sandbox", "ctl", "upgrade", "ctl-2", "--version", "2026.1"])
+    assert res.exit_code == 0, res.output
+    assert "controller" in res.output
+    inv, _ = snapshot.collect(Api(conn), "s", mapping.load(sb.mapping_file))
+    assert {h["name"]: h["version"] for h in inv["hosts"]}["ctl-2"] == "2026.1"
+    from tests.test_cli import rollwave
+
+    run = rollwave("sandbox", "ctl", "upgrade", "nope", "--version", "2026.1")
+    assert run.code == 6 and "unknown compute host 'nope'" in run.err, run
+
+
 def test_killed_sandbox_leaves_nothing(env: dict[str, str], tmp_path: Path) -> None:
     d = tmp_path / "tiny"
     tiny = {**X, "hosts": [_host("solo", "nova")], "vms": [], "server_groups": [], "ha_groups": []}
