@@ -316,6 +316,7 @@ def _landing(
         return None
     need = np.zeros((ctx.G + 1, ctx.C), dtype=np.int64)
     hosts = np.zeros(ctx.H, dtype=bool)
+    on_host: IntArray | None = None  # (H, C) demand free to leave its group, per host now
     for w in range(i + 1, len(waves)):
         out = np.maximum(-shift[w], 0)  # (G+1, C) planned net outflow
         if not out[: ctx.G].any():
@@ -325,13 +326,13 @@ def _landing(
             g = int(ctx.group_of[h])
             if 0 <= g < ctx.G and out[g].any():
                 by_group.setdefault(g, []).append(h)
+        if by_group and on_host is None:
+            leave = np.flatnonzero(st.free_to_leave())
+            on_host = np.zeros((ctx.H, ctx.C), dtype=np.int64)
+            np.add.at(on_host, st.model.vm_host[leave], ctx.demand[leave])
         for g, hs in by_group.items():
-            on = np.zeros(ctx.C, dtype=np.int64)
-            free_to_leave = st.free_to_leave()
-            for h in hs:
-                js = [j for j in st.vms_on[h] if free_to_leave[j]]
-                if js:
-                    on += ctx.demand[js].sum(axis=0)
+            assert on_host is not None
+            on = on_host[np.asarray(hs, dtype=np.int64)].sum(axis=0)
             short = np.maximum(out[g] - on, 0)
             if short.any():
                 need[g] += short
