@@ -142,6 +142,11 @@ def _attempt(
             nogoods.append(Nogood(before, tuple(wp.waves[k])))
             continue
         result.stats["wave_nogoods"] = len(nogoods)
+        if nogoods:
+            result.notes.append(
+                f"the wave order was planned again {len(nogoods)} time(s): the placement phase "
+                "could not realise a wave (forbidden in the next order)"
+            )
         return result
 
 

@@ -262,9 +262,10 @@ def _units(ctx: Context) -> IntArray:
 
 def shift_units(ctx: Context, units: IntArray) -> IntArray:
     """Per class, the unit of demand moved between groups: the greatest common divisor of
-    the movable VMs' demands when it is no finer than a sixteenth of `units` (flavors usually
-    share one: 1 vCPU, 512 MiB, ...), so that a group can shed exactly all of its hosts' VMs;
-    else `units`, rounding down what may leave."""
+    the movable VMs' demands when it is no finer than `units` (flavors of small VMs often share
+    one: 1,024 MiB against a quarter of a 1.2 GiB mean), so that a group can shed exactly all of
+    its hosts' VMs; else `units`, rounding down what may leave (a finer unit would make the
+    model larger and, on large tight clouds, its search worse)."""
     out = units.copy()
     mov = ~ctx.stuck
     for c in range(ctx.C):
@@ -272,7 +273,7 @@ def shift_units(ctx: Context, units: IntArray) -> IntArray:
         d = d[d > 0]
         if d.size:
             g = int(np.gcd.reduce(d))
-            if 16 * g >= int(units[c]):
+            if g >= int(units[c]):
                 out[c] = g
     return out
 

@@ -1,5 +1,7 @@
 """The planner on tight clouds (`tests.solver_clouds.tight_cloud`): it must not lose waves there
-(regression thresholds), and the greedy planner keeps to the time limit."""
+(regression thresholds), and the greedy planner keeps to the time limit. On tiny, very tight
+two-AZ clouds (`through_az`, `small_two_az`): VMs passing through an AZ land where they can leave
+again, broken waves are reported, not placed, and nogoods let CP-SAT find the plans that exist."""
 
 from __future__ import annotations
 
