@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from planner.bounds import lower_bounds
 from planner.checker import check_plan
 from planner.errors import InfeasibleError
+from planner.formats import plan_to_dict
 from planner.generate import GenerateSpec, default_policy, generate
 from planner.inventory import Inventory
 from planner.policy import Policy
@@ -198,3 +199,10 @@ def test_where_a_simple_planner_finds_a_plan_cpsat_does_too(seed: int) -> None:
     out = solve(inv, pol, SolveOptions(fallback=False, effort=0.3))
     assert out.planner == "cpsat"
     assert check_plan(inv, out.plan).ok
+
+
+def test_replanning_with_nogoods_is_deterministic() -> None:
+    cloud = sc.small_two_az(46)  # the wave order is planned again (nogoods) before a plan
+    runs = [solve(cloud.inventory, cloud.policy, SolveOptions(seed=0, effort=0.3)) for _ in "ab"]
+    assert runs[0].stats["wave_nogoods"] > 0
+    assert plan_to_dict(runs[0].plan) == plan_to_dict(runs[1].plan)
