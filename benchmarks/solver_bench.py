@@ -3,6 +3,7 @@
     python -m benchmarks.solver_bench                 # 100, 1,000 and 5,000 hosts
     python -m benchmarks.solver_bench --sizes 100,1000 --repeat 3
     python -m benchmarks.solver_bench --tight         # the tight clouds only
+    python -m benchmarks.solver_bench --small-tight 300-450   # tiny two-AZ clouds, CP-SAT alone
 
 Clouds come from `planner.generate` (20 VMs a host on average, 70% memory utilisation, seed 0 by
 default) with `generate.default_policy`: N+1 per AZ, max_hosts_per_wave = hosts / 20, controllers
@@ -112,9 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--greedy", action="store_true", help="also run the greedy planner")
     ap.add_argument("--tight", action="store_true", help="the tight clouds instead")
+    ap.add_argument(
+        "--small-tight",
+        metavar="FROM-TO",
+        help="CP-SAT alone on tests.solver_clouds.small_two_az(seed), seeds FROM..TO-1, instead",
+    )
     args = ap.parse_args(argv)
     if args.tight:
         return _tight(args.repeat)
+    if args.small_tight:
+        lo, hi = (int(x) for x in args.small_tight.split("-"))
+        return _small_tight(range(lo, hi))
     sizes = [int(s) for s in args.sizes.split(",") if s]
     kinds = ["rollwave", *(["greedy"] if args.greedy else []), "baseline"]
     rows = []
@@ -171,6 +180,56 @@ def main(argv: list[str] | None = None) -> int:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
         if k == 0:
             print("  ".join("-" * w for w in widths))
+    return 0
+
+
+def _small_tight(seeds: range) -> int:
+    """Per seed that passes the pre-checks: does CP-SAT alone (no greedy fallback, effort 0.3)
+    return a plan the checker accepts, one it rejects, or none; and is a plan known to exist
+    (the greedy, or the tiny search planner within 3,000 checker calls, finds one)?"""
+    from planner.bounds import lower_bounds
+    from planner.checker import check_plan
+    from planner.errors import InfeasibleError
+    from solver.context import build_context
+    from solver.cpsat import NoPlanFound, cpsat_plan
+    from solver.greedy import greedy_plan
+    from solver.params import SolveParams
+    from solver.precheck import precheck
+    from tests.solver_clouds import small_two_az
+    from tests.tiny_planner import tiny_plan
+
+    count: Counter[str] = Counter()
+    missed: list[int] = []
+    c0 = time.process_time()
+    for seed in seeds:
+        cloud = small_two_az(seed)
+        inv, pol = cloud.inventory, cloud.policy
+        lb = lower_bounds(inv, pol)
+        if precheck(build_context(inv, pol), lb):
+            continue
+        count["clouds"] += 1
+        try:
+            greedy_plan(inv, pol)
+            known = True
+        except InfeasibleError:
+            known = tiny_plan(inv, pol, budget=3000) is not None
+        count["known"] += known
+        try:
+            res = cpsat_plan(inv, pol, SolveParams(effort=0.3), lower_bound=lb.waves)
+            verdict = "accepted" if check_plan(inv, res.plan).ok else "rejected"
+        except NoPlanFound:
+            verdict = "none"
+        count[verdict] += 1
+        count["only cpsat"] += known is False and verdict == "accepted"
+        if known and verdict != "accepted":
+            missed.append(seed)
+        print(f"seed {seed}: {verdict}, plan known: {known}", file=sys.stderr, flush=True)
+    print()
+    print(f"small_two_az, seeds {seeds.start}-{seeds.stop - 1}: CP-SAT alone, effort 0.3")
+    keys = ("clouds", "known", "accepted", "rejected", "none", "only cpsat")
+    print("  ".join(f"{k}: {count[k]}" for k in keys))
+    print(f"a plan is known, CP-SAT has none or a rejected one: {missed or 'none'}")
+    print(f"CPU {time.process_time() - c0:.0f} s")
     return 0
 
 

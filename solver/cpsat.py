@@ -21,8 +21,8 @@ from planner.plan import Plan, Wave
 from solver.aggregate import Aggregates, build_aggregates, evaluate
 from solver.context import Context, build_context, order_ok, wave_limits_ok
 from solver.params import SolveParams
-from solver.placement import PlacementState, WaveResult, place_wave
-from solver.waves import plan_waves
+from solver.placement import Landing, PlacementState, WaveResult, place_wave
+from solver.waves import Nogood, WavePlan, plan_waves
 
 Progress = Callable[[str, float | None, float | None], None]
 # Up to this many VMs to move, CP-SAT re-decides every destination of every wave.
@@ -32,6 +32,8 @@ SMALL_CLOUD = 1000
 MAX_REPAIRS = 60
 MAX_SWAPS = 12
 REPAIR_TIME_SHARE = 0.4
+# Wave orders the placement phase could not realise, forbidden in turn before giving up.
+MAX_NOGOODS = 12
 
 
 class NoPlanFound(Exception):
@@ -113,9 +115,60 @@ def _attempt(
     inventory_sha256: str,
     progress: Progress | None,
 ) -> CpsatResult:
-    wp = plan_waves(ctx, agg, params, lower_bound, progress)
-    if not wp.waves and ctx.todo.size:
-        raise NoPlanFound(wp.notes or ["the wave model found no feasible order of hosts"])
+    # Waves the placement phase cannot realise (one broken whatever its VMs do: demand the
+    # wave model lets leave a group again sits on the wrong hosts; or one that repairs cannot
+    # mend: e.g. anti-affinity, which the wave model does not see, keeps VMs out of their group)
+    # are forbidden in the wave model, which plans again: a nogood on the first wave that
+    # failed, with the hosts upgraded before it.
+    nogoods: list[Nogood] = []
+    while True:
+        wp = plan_waves(ctx, agg, params, lower_bound, progress, nogoods=nogoods)
+        if not wp.waves and ctx.todo.size:
+            reasons = wp.notes or ["the wave model found no feasible order of hosts"]
+            if nogoods:
+                reasons = [*reasons, f"placement could not realise {len(nogoods)} wave order(s)"]
+            raise NoPlanFound(reasons)
+        try:
+            result = _place_all(inv, policy, params, ctx, agg, wp, inventory_sha256, progress)
+        except _Broken as exc:
+            out_of_time = params.remaining() < REPAIR_TIME_SHARE * params.time_limit
+            if len(nogoods) >= MAX_NOGOODS or out_of_time:
+                params.wall_clock_hit |= out_of_time
+                raise NoPlanFound(
+                    [exc.reason, f"gave up after {len(nogoods) + 1} wave order(s)"]
+                ) from None
+            k = exc.wave
+            before = tuple(sorted(h for w in wp.waves[:k] for h in w))
+            nogoods.append(Nogood(before, tuple(wp.waves[k])))
+            continue
+        result.stats["wave_nogoods"] = len(nogoods)
+        if nogoods:
+            result.notes.append(
+                f"the wave order was planned again {len(nogoods)} time(s): the placement phase "
+                "could not realise a wave (forbidden in the next order)"
+            )
+        return result
+
+
+class _Broken(Exception):
+    """Placement found wave `wave` broken whatever its VMs do."""
+
+    def __init__(self, wave: int, reason: str) -> None:
+        self.wave, self.reason = wave, reason
+        super().__init__(reason)
+
+
+def _place_all(
+    inv: Any,
+    policy: Any,
+    params: SolveParams,
+    ctx: Context,
+    agg: Aggregates,
+    wp: WavePlan,
+    inventory_sha256: str,
+    progress: Progress | None,
+) -> CpsatResult:
+    """Destinations for the waves of `wp`, wave by wave, with repairs."""
     waves = [list(w) for w in wp.waves]
     shift = wp.shift.copy()
     st = PlacementState(ctx)
@@ -130,25 +183,43 @@ def _attempt(
     stats: dict[str, Any] = {"repairs": 0, "repair_reasons": []}
     tried: set[tuple[int, int]] = set()
     slack = _predicted_slack(agg, waves, shift)
+    first_fail: int | None = None  # the first wave placement failed on
     i = 0
     while i < len(waves):
         if progress is not None:
             progress("placement", float(i), float(len(waves)))
         late = _lateness(ctx, waves)
         future = _future_budget(ctx, st, shift, slack, i)
+        landing = _landing(ctx, st, waves, shift, i)
         n_evac = sum(len(st.vms_on[h]) for h in waves[i])
         dtime = dtime_all * n_evac / total_blocks
         res = place_wave(
-            st, waves[i], future, late, params, dtime, small_cloud=total_blocks <= SMALL_CLOUD
+            st,
+            waves[i],
+            future,
+            late,
+            params,
+            dtime,
+            small_cloud=total_blocks <= SMALL_CLOUD,
+            landing=landing,
         )
+        if res.broken:
+            # the wave model's order, as far as it is still the model's, up to this wave
+            at = i if first_fail is None else first_fail
+            raise _Broken(min(at, len(wp.waves) - 1), f"wave {i + 1}: " + res.reasons[0])
         if res.failed:
+            if first_fail is None:
+                first_fail = i  # the waves are still the wave model's up to here
             repairs += 1
             if len(stats["repair_reasons"]) < 5:
                 stats["repair_reasons"].append(f"wave {i + 1}: " + "; ".join(res.reasons[:2]))
             out_of_time = params.remaining() < REPAIR_TIME_SHARE * params.time_limit
             if repairs > max_repairs or out_of_time:
                 params.wall_clock_hit |= out_of_time
-                raise NoPlanFound([*res.reasons[:3], f"gave up after {repairs - 1} repair(s)"])
+                reasons = [*res.reasons[:3], f"gave up after {repairs - 1} repair(s)"]
+                if out_of_time:
+                    raise NoPlanFound(reasons)
+                raise _Broken(first_fail, "; ".join(reasons))
             failing = sorted({b.src for b in res.failed})
             swap = None
             if res.no_room and swaps < MAX_SWAPS:
@@ -167,7 +238,7 @@ def _attempt(
                 i = j
                 continue
             if len(waves[i]) == len(failing) and i == len(waves) - 1:
-                raise NoPlanFound(res.reasons)
+                raise _Broken(first_fail, "; ".join(res.reasons))
             waves, shift = _repair(ctx, agg, waves, shift, i, failing)
             slack = _predicted_slack(agg, waves, shift)
             continue
@@ -236,6 +307,44 @@ def _future_budget(
     later = slack[i + 1 :].min(axis=0)  # (G, C)
     out[: ctx.G] = planned[: ctx.G] - st.shift[: ctx.G] + later
     return out
+
+
+def _landing(
+    ctx: Context, st: PlacementState, waves: list[list[int]], shift: IntArray, i: int
+) -> Landing | None:
+    """Where demand entering a group in wave i must land for the wave plan to hold: the wave
+    model may let a group shed, in a later wave, more than the VMs its hosts going down then
+    hold (demand that came in earlier leaves again). Real VMs leave only from hosts going down,
+    so that demand must sit on those hosts. Returns, per group and class, how much is still
+    missing there (planned outflow less the movable demand on them now), and the hosts."""
+    if ctx.G <= 1 or i + 1 >= len(waves):
+        return None
+    need = np.zeros((ctx.G + 1, ctx.C), dtype=np.int64)
+    hosts = np.zeros(ctx.H, dtype=bool)
+    on_host: IntArray | None = None  # (H, C) demand free to leave its group, per host now
+    for w in range(i + 1, len(waves)):
+        out = np.maximum(-shift[w], 0)  # (G+1, C) planned net outflow
+        if not out[: ctx.G].any():
+            continue
+        by_group: dict[int, list[int]] = {}
+        for h in waves[w]:
+            g = int(ctx.group_of[h])
+            if 0 <= g < ctx.G and out[g].any():
+                by_group.setdefault(g, []).append(h)
+        if by_group and on_host is None:
+            leave = np.flatnonzero(st.free_to_leave())
+            on_host = np.zeros((ctx.H, ctx.C), dtype=np.int64)
+            np.add.at(on_host, st.model.vm_host[leave], ctx.demand[leave])
+        for g, hs in by_group.items():
+            assert on_host is not None
+            on = on_host[np.asarray(hs, dtype=np.int64)].sum(axis=0)
+            short = np.maximum(out[g] - on, 0)
+            if short.any():
+                need[g] += short
+                hosts[np.asarray(hs, dtype=np.int64)] = True
+    if not need.any():
+        return None
+    return Landing(need, hosts)
 
 
 def _lateness(ctx: Context, waves: list[list[int]]) -> IntArray:

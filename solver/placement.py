@@ -35,6 +35,9 @@ COST_UNPLACED = 10_000_000
 COST_DOUBLE_MOVE = 20_000
 COST_FUTURE_HEADROOM = 2_000  # per unit of demand beyond a later wave's planned room (per mille)
 COST_LEAVE_GROUP = 400
+# per unit (per mille of the largest capacity) of demand the wave plan needs on hosts that shed
+# it again later and that is not sent there: a later wave would break headroom
+COST_LANDING = 5_000
 COST_SOFT_GROUP = 300
 # Balance: per mille of a host's capacity above each threshold, times its slope.
 BALANCE_SLOPES = (1, 4, 24)
@@ -57,12 +60,26 @@ class Block:
 
 
 @dataclass
+class Landing:
+    """Demand that must enter each group on the hosts that will shed it again later (see
+    `solver.cpsat._landing`): `need` (G+1, C) still missing there, `hosts` (H,) those hosts."""
+
+    need: IntArray
+    hosts: BoolArray
+
+    def copy(self) -> Landing:
+        return Landing(self.need.copy(), self.hosts)
+
+
+@dataclass
 class WaveResult:
     migrations: list[Migration]
     stops: list[Stop]
     failed: list[Block]  # blocks that found no destination (nothing was moved then)
     reasons: list[str] = field(default_factory=list)
     no_room: bool = False  # a failed block had eligible hosts, (almost) none with room
+    # headroom breaks in this wave whatever its VMs do (hosts outside the wave hold too much)
+    broken: bool = False
     double_moves: int = 0
     cross_group: int = 0
     solver_status: str = ""
@@ -89,6 +106,15 @@ class PlacementState:
         self.shift = np.zeros((ctx.G + 1, ctx.C), dtype=np.int64)  # net demand moved in, per group
         cap = ctx.cap.astype(np.float64)
         self.inv_cap = np.where(cap > 0, 1.0 / np.maximum(cap, 1.0), 0.0)
+        self._free_to_leave: BoolArray | None = None
+
+    def free_to_leave(self) -> BoolArray:
+        """(V,) VMs that may move and leave their headroom group."""
+        if self._free_to_leave is None:
+            ctx = self.ctx
+            pinned = np.array([ctx.pinned_to_group(j) for j in range(len(ctx.vm_host0))], bool)
+            self._free_to_leave = ~ctx.stuck & ~pinned
+        return self._free_to_leave
 
     def move(self, j: int, dst: int) -> None:
         ctx = self.ctx
@@ -260,6 +286,7 @@ class Greedy:
         budget: IntArray,
         future: IntArray | None,
         late: IntArray,
+        landing: Landing | None = None,
     ) -> None:
         self.st, self.in_wave, self.budget, self.future, self.late = (
             st,
@@ -268,6 +295,7 @@ class Greedy:
             future,
             late,
         )
+        self.landing = landing
         self.room = room_of(st)
         self.pressure = PRESSURE_WEIGHT * pool_pressure(st)
         self._tiers: dict[tuple[int, int], list[BoolArray]] = {}
@@ -318,17 +346,28 @@ class Greedy:
         key = self.room + 0.05 * self.late
         if not b.restricted:
             key = key - self.pressure
-        for ti, tier in enumerate(self.tiers(b)):
+        tiers = [(t, ti == 1) for ti, t in enumerate(self.tiers(b))]
+        land = self.landing_mask(b)
+        if land is not None:
+            # after upgraded hosts of its own group: hosts that will shed it again as planned
+            tiers.insert(1, (land, False))
+        for tier, strict in tiers:
             mask = tier
             if anti_full:
                 mask = mask.copy()
                 mask[np.asarray(anti_full, dtype=np.int64)] = False
             masks = [mask & prefer, mask] if prefer is not None else [mask]
             for mk in masks:
-                h = self._best(b, mk, key, strict_future=ti == 1)
+                h = self._best(b, mk, key, strict_future=strict)
                 if h >= 0:
                     return h
         return -1
+
+    def landing_mask(self, b: Block) -> BoolArray | None:
+        """Hosts outside its group where the block would land as the wave plan needs."""
+        if self.landing is None:
+            return None
+        return landing_mask(self.st, self.landing, b, self.in_wave)
 
     def _best(self, b: Block, mask: BoolArray, key: Any, strict_future: bool) -> int:
         if not mask.any():
@@ -360,11 +399,35 @@ class Greedy:
 
     def place(self, b: Block, h: int) -> None:
         _apply(self.st, b, h, self.budget, self.future)
+        self._land(b, h, +1)
         self.room[h] = room_of(self.st, np.array([h]))[0]
 
     def unplace(self, b: Block, h: int) -> None:
         _unapply(self.st, b, h, self.budget, self.future)
+        self._land(b, h, -1)
         self.room[h] = room_of(self.st, np.array([h]))[0]
+
+    def _land(self, b: Block, h: int, sign: int) -> None:
+        ctx = self.st.ctx
+        if self.landing is not None and landed(ctx, self.landing, b, h):
+            self.landing.need[int(ctx.group_of[h])] -= sign * b.demand
+
+
+def landed(ctx: Context, landing: Landing, b: Block, h: int) -> bool:
+    """Block b sent to host h lands where the wave plan needs demand from outside."""
+    return bool(landing.hosts[h]) and int(ctx.group_of[h]) != int(ctx.group_of[b.src])
+
+
+def landing_mask(
+    st: PlacementState, landing: Landing, b: Block, in_wave: BoolArray
+) -> BoolArray | None:
+    """Hosts of other groups than block b's where demand is still missing (None: none)."""
+    ctx = st.ctx
+    needy: BoolArray = np.asarray((landing.need > 0).any(axis=1), dtype=bool)
+    g = ctx.group_of
+    mask: BoolArray = landing.hosts & b.ok & ~in_wave & (g >= 0) & (g != g[b.src])
+    mask &= needy[np.maximum(g, 0)]
+    return mask if mask.any() else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,6 +458,7 @@ def cpsat_assign(
     hint: list[int],
     params: SolveParams,
     dtime: float,
+    landing: Landing | None = None,
 ) -> tuple[list[int], str]:
     """Re-decide the destinations of `blocks` (not applied to `st`; `hint` is the greedy's
     answer from the same state, given to CP-SAT complete). Returns destinations (-1: none) and
@@ -413,6 +477,10 @@ def cpsat_assign(
             best = np.argsort(-s, kind="stable")[:CANDIDATES]
             idx = idx[np.sort(best)]
         lst = [int(h) for h in idx]
+        land = landing_mask(st, landing, b, in_wave) if landing is not None else None
+        if land is not None:
+            fits = land & ok & np.all(state.free >= b.demand, axis=1)
+            lst = sorted(set(lst) | {int(h) for h in np.flatnonzero(fits)[:CANDIDATES]})
         if h0 >= 0 and h0 not in lst:
             lst.append(h0)
         cand.append(lst)
@@ -558,6 +626,9 @@ def cpsat_assign(
             hints.append((over, val))
             hint_cost += COST_FUTURE_HEADROOM * val
 
+    if landing is not None:
+        hint_cost += _landing_terms(st, blocks, cand, y, hint, landing, m, objective, hints)
+
     m.minimize(sum(objective))
     for v, val in hints:
         m.add_hint(v, val)
@@ -575,6 +646,48 @@ def cpsat_assign(
                 break
         out.append(dst)
     return out, name
+
+
+def _landing_terms(
+    st: PlacementState,
+    blocks: list[Block],
+    cand: list[list[int]],
+    y: list[list[Any]],
+    hint: list[int],
+    landing: Landing,
+    m: cp_model.CpModel,
+    objective: list[Any],
+    hints: list[tuple[Any, int]],
+) -> int:
+    """Demand still missing on the hosts that will shed it again as planned (`Landing`), at
+    COST_LANDING a unit: without it a later wave breaks headroom. Returns the hint's cost."""
+    ctx = st.ctx
+    hint_cost = 0
+    for g in np.flatnonzero((landing.need > 0).any(axis=1)):
+        for c in np.flatnonzero(landing.need[g] > 0):
+            terms = []
+            got = 0
+            for bi, lst in enumerate(cand):
+                b = blocks[bi]
+                d = int(b.demand[c])
+                if not d:
+                    continue
+                for v, h in zip(y[bi], lst, strict=True):
+                    if int(ctx.group_of[h]) == g and landed(ctx, landing, b, h):
+                        terms.append(d * v)
+                        if hint[bi] == h:
+                            got += d
+            if not terms:
+                continue
+            need = int(landing.need[g, c])
+            unit = max(1, int(ctx.cap[ctx.available, c].max(initial=1)) // 1000)
+            short = m.new_int_var(0, need // unit + 1, "")
+            m.add(unit * short >= need - sum(terms))
+            objective.append(COST_LANDING * short)
+            val = max(0, -(-(need - got) // unit))
+            hints.append((short, val))
+            hint_cost += COST_LANDING * val
+    return hint_cost
 
 
 def problems(
@@ -613,6 +726,7 @@ def place_wave(
     dtime: float,
     use_cpsat: bool = True,
     small_cloud: bool = False,
+    landing: Landing | None = None,
 ) -> WaveResult:
     """Evacuate `hosts` (one wave) and apply the moves to `st`; on failure nothing is applied
     and `failed` names the blocks without a destination.
@@ -625,9 +739,17 @@ def place_wave(
     in_wave[np.asarray(hosts, dtype=np.int64)] = True
     blocks, stop_vms = wave_blocks(st, hosts)
     budget = wave_budget(st, in_wave)
+    short = np.flatnonzero((budget[: ctx.G] < 0).any(axis=1))
+    if short.size:
+        # Inflow only lowers the free capacity: the checker would reject this wave.
+        groups = ", ".join(ctx.group_names[int(g)] for g in short[:3])
+        why = f"headroom of {groups} breaks with this wave down, whatever its VMs do"
+        return WaveResult([], [], [], [why], broken=True, solver_status="broken")
     if future is not None:
         future = future.copy()
-    greedy = Greedy(st, in_wave, budget, future, late)
+    if landing is not None:
+        landing = landing.copy()
+    greedy = Greedy(st, in_wave, budget, future, late, landing)
     dests: list[int] = []
     for b in blocks:
         d = greedy.choose(b)
@@ -648,7 +770,16 @@ def place_wave(
                 greedy.unplace(blocks[i], dests[i])
         sub = [blocks[i] for i in nb]
         new, status = cpsat_assign(
-            st, sub, in_wave, budget, future, late, [dests[i] for i in nb], params, dtime
+            st,
+            sub,
+            in_wave,
+            budget,
+            future,
+            late,
+            [dests[i] for i in nb],
+            params,
+            dtime,
+            landing,
         )
         for i, d in zip(nb, new, strict=True):
             if d >= 0:

@@ -18,7 +18,7 @@ class, measured in quarter-VMs), then the least demand moved between groups.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,7 +195,8 @@ def selected(ctx: Context, selectors: tuple[str, ...]) -> set[int]:
     return {i for i, n in enumerate(ctx.host_names) if n in names}
 
 
-def host_types(ctx: Context, agg: Aggregates) -> list[HostType]:
+def host_types(ctx: Context, agg: Aggregates, split: Set[int] = frozenset()) -> list[HostType]:
+    """The hosts to upgrade by type; hosts in `split` are types of their own."""
     p = ctx.policy
     in_last = selected(ctx, p.last)
     ha_of: dict[int, list[int]] = {}
@@ -205,7 +206,7 @@ def host_types(ctx: Context, agg: Aggregates) -> list[HostType]:
     by_key: dict[tuple[Any, ...], list[int]] = {}
     for h in host_sequence(ctx):
         host = ctx.inv.hosts[h]
-        singleton = h in ha_of or not ctx.available[h] or not ctx.compute[h]
+        singleton = h in ha_of or not ctx.available[h] or not ctx.compute[h] or h in split
         weight_bin = int(np.searchsorted(WEIGHT_BINS, host_weight(ctx, h), side="right"))
         key = (
             h if singleton else -1,
@@ -259,6 +260,40 @@ def _units(ctx: Context) -> IntArray:
     return units
 
 
+def shift_units(ctx: Context, units: IntArray) -> IntArray:
+    """Per class, the unit of demand moved between groups: the greatest common divisor of
+    the movable VMs' demands when it is no finer than `units` (flavors of small VMs often share
+    one: 1,024 MiB against a quarter of a 1.2 GiB mean), so that a group can shed exactly all of
+    its hosts' VMs; else `units`, rounding down what may leave (a finer unit would make the
+    model larger and, on large tight clouds, its search worse)."""
+    out = units.copy()
+    mov = ~ctx.stuck
+    for c in range(ctx.C):
+        d = ctx.demand[mov, c]
+        d = d[d > 0]
+        if d.size:
+            g = int(np.gcd.reduce(d))
+            if g >= int(units[c]):
+                out[c] = g
+    return out
+
+
+@dataclass(frozen=True)
+class Nogood:
+    """A wave the placement phase could not realise: `wave` down with `before` upgraded."""
+
+    before: tuple[int, ...]
+    wave: tuple[int, ...]
+
+
+def _type_counts(types: list[HostType], hosts: Sequence[int]) -> dict[int, int]:
+    type_of = {h: i for i, t in enumerate(types) for h in t.hosts}
+    out: dict[int, int] = {}
+    for h in hosts:
+        out[type_of[h]] = out.get(type_of[h], 0) + 1
+    return out
+
+
 class WaveModel:
     """The wave model over host types for at most (or exactly) W waves."""
 
@@ -273,6 +308,7 @@ class WaveModel:
         lower_bound: int = 0,
         explain: bool = False,
         reflow: bool = False,
+        nogoods: Sequence[Nogood] = (),
     ) -> None:
         self.ctx, self.agg, self.types, self.W = ctx, agg, types, W
         # With `explain`, each rule family holds only under an assumption literal, so CP-SAT
@@ -287,6 +323,7 @@ class WaveModel:
         m = self.m = cp_model.CpModel()
         G, C = ctx.G, ctx.C
         self.units = _units(ctx)
+        self.shift_units = shift_units(ctx, self.units)
         M = p.max_hosts_per_wave
         self.cnt: list[list[Any]] = []
         self.cum: list[list[Any]] = []
@@ -355,6 +392,8 @@ class WaveModel:
         self.overflow: list[Any] = []
         if fixed_waves:
             self._overflow(G, C)
+        for ng in nogoods:
+            self._nogood(ng)
 
     # -- helpers -------------------------------------------------------------------------------
     def by_wave(self, i: int, coef: IntArray, c: int, w: int) -> Any:
@@ -393,6 +432,26 @@ class WaveModel:
             for w in range(W - 1):
                 self._add(self.cnt[i][w] == 0, family, beta[w].Not())
 
+    def _nogood(self, ng: Nogood) -> None:
+        """Forbid, in any wave w, taking down exactly the hosts of ng.wave (counted per type)
+        when exactly those of ng.before are upgraded: the placement phase could not realise it.
+        The order before does not count (it changes where VMs are, but rarely what fails)."""
+        before, wave = _type_counts(self.types, ng.before), _type_counts(self.types, ng.wave)
+        n_before = sum(before.values())
+        for w in range(self.W):
+            if w == 0 and n_before:
+                continue
+            lits = []
+            for i in range(len(self.types)):
+                if w > 0:
+                    a = self.m.new_bool_var("")
+                    self.m.add(self.cum[i][w - 1] != before.get(i, 0)).only_enforce_if(a)
+                    lits.append(a)
+                b = self.m.new_bool_var("")
+                self.m.add(self.cnt[i][w] != wave.get(i, 0)).only_enforce_if(b)
+                lits.append(b)
+            self.m.add_bool_or(lits)
+
     def _shifts(self, G: int, C: int) -> None:
         ctx, m, W, types = self.ctx, self.m, self.W, self.types
         groups = {int(g) for g in ctx.group_of[ctx.available]}
@@ -403,7 +462,7 @@ class WaveModel:
         # not pinned to it, or VMs that came in from other groups in earlier waves.
         for w in range(W):
             for c in range(C):
-                u = int(self.units[c])
+                u = int(self.shift_units[c])
                 total = int(ctx.mov_demand[:, c].sum()) // u + 1
                 ins, outs = [], []
                 for g in range(G + 1):
@@ -426,7 +485,7 @@ class WaveModel:
             avail = [i for i, t in enumerate(types) if t.group == g and t.available]
             unavail = [i for i, t in enumerate(types) if t.group == g and not t.available]
             for c in range(C):
-                u = int(self.units[c])
+                u = int(self.shift_units[c])
                 span = int(ctx.mov_demand[:, c].sum()) + int(agg.total_cap[g, c]) + 1
                 net_in: Any = 0
                 for w in range(W):
@@ -497,7 +556,8 @@ class WaveModel:
                 for w in range(W):
                     eff: Any = sum(self.by_wave(i, types[i].mov_mean, c, w) for i in idx)
                     if self.has_shifts:
-                        eff = eff + u * (self.shift_in[g, c, w] - self.shift_out[g, c, w])
+                        su = int(self.shift_units[c])
+                        eff = eff + su * (self.shift_in[g, c, w] - self.shift_out[g, c, w])
                     e = m.new_int_var(-total, total, "")
                     m.add(e == eff)
                     up_cap = up0 + sum(self.by_end(i, types[i].down_mean, c, w - 1) for i in avail)
@@ -570,7 +630,7 @@ class WaveModel:
         shift = np.zeros((W, ctx.G + 1, ctx.C), dtype=np.int64)
         for (g, c, w), v in self.shift_in.items():
             net = int(solver.value(v)) - int(solver.value(self.shift_out[g, c, w]))
-            shift[w, g, c] = net * int(self.units[c])
+            shift[w, g, c] = net * int(self.shift_units[c])
         keep = [w for w in range(W) if waves[w]]
         return [sorted(waves[w]) for w in keep], shift[keep]
 
@@ -598,14 +658,19 @@ def plan_waves(
     params: SolveParams,
     lower_bound: int,
     progress: Progress | None = None,
+    nogoods: Sequence[Nogood] = (),
 ) -> WavePlan:
     """Heuristic first; CP-SAT then minimises the waves (unless the heuristic already meets the
-    lower bound) and, for that many waves, the VMs that must move twice."""
+    lower bound) and, for that many waves, the VMs that must move twice. `nogoods`: waves no
+    plan may have (the placement phase failed on them)."""
     notes: list[str] = []
     hint, left = heuristic_waves(ctx, agg)
     if not left and not order_ok(ctx, hint):
         left = [h for w in hint for h in w]  # e.g. hosts both first and last: let CP-SAT decide
-    types = host_types(ctx, agg)
+    # A host a wave failed on is a type of its own: the nogood forbids it, not its look-alikes.
+    types = host_types(ctx, agg, {h for ng in nogoods for h in ng.wave})
+    if not left and any(_visits(types, hint, ng) for ng in nogoods):
+        left = [h for w in hint for h in w]  # the placement phase failed on it: let CP-SAT decide
     G1, C = ctx.G + 1, ctx.C
     if not ctx.todo.size:
         return WavePlan([], np.zeros((0, G1, C), dtype=np.int64), "empty")
@@ -627,7 +692,14 @@ def plan_waves(
         W0 = W
         while True:
             wm = WaveModel(
-                ctx, agg, types, W, fixed_waves=False, lower_bound=lower_bound, reflow=reflow
+                ctx,
+                agg,
+                types,
+                W,
+                fixed_waves=False,
+                lower_bound=lower_bound,
+                reflow=reflow,
+                nogoods=nogoods,
             )
             wm.fix_hint(best if best is not None else start, params, shifts=start_shifts)
             wm.minimize_waves()
@@ -657,7 +729,7 @@ def plan_waves(
     # Phase B: same number of waves, fewest double moves; hinted with the better of the
     # waves so far and the heuristic's small-early-waves variant.
     W = len(best)
-    wm = WaveModel(ctx, agg, types, W, fixed_waves=True, reflow=reflow)
+    wm = WaveModel(ctx, agg, types, W, fixed_waves=True, reflow=reflow, nogoods=nogoods)
     wm.minimize_overflow()
     value = wm.fix_hint(best, params, shifts=True)
     ramp = _best_ramp(ctx, agg, W)
@@ -676,6 +748,17 @@ def plan_waves(
     else:
         notes.append(f"overflow model: {solver.status_name(st).lower()}; kept the wave order")
     return WavePlan(best, best_shift, status, objective, bound, notes)
+
+
+def _visits(types: list[HostType], waves: Sequence[Sequence[int]], ng: Nogood) -> bool:
+    """`waves` take down ng.wave with ng.before upgraded (counting hosts per type)."""
+    before, wave = _type_counts(types, ng.before), _type_counts(types, ng.wave)
+    done: list[int] = []
+    for hs in waves:
+        if _type_counts(types, done) == before and _type_counts(types, hs) == wave:
+            return True
+        done.extend(hs)
+    return False
 
 
 def overflow_estimate(ctx: Context, agg: Aggregates, waves: Sequence[Sequence[int]]) -> float:

@@ -320,6 +320,35 @@ def disabled_host_last() -> Cloud:
     )
 
 
+def through_az(anti: bool = False) -> Cloud:
+    """Two AZs of two hosts, N+1 per AZ, one host a wave: with a host of an AZ down the other
+    must be empty. a1 is empty, a2 holds x; b1 (8 GiB) is empty, b2 (16 GiB) holds y and z.
+    Only a2 or b2 can go first. The plan: a2 down, x to az2 onto b2 (not b1, which must be
+    empty when b2 goes down); a1; b2 down, x, y, z to az1; b1: x enters az2 and leaves it again
+    with b2, moving twice. With `anti` (x and y in a hard anti-affinity group, one a host) x
+    cannot go onto b2 and no plan exists at all (every order dead-ends: the tiny search
+    planner tries them all)."""
+    hosts = [
+        host("a1", mem=8, az="az1"),
+        host("a2", mem=8, az="az1"),
+        host("b1", mem=8, az="az2"),
+        host("b2", mem=16, az="az2"),
+    ]
+    group = "anti" if anti else None
+    vms = [
+        vm("x", "a2", mem=2, group=group),
+        vm("y", "b2", mem=2, group=group),
+        vm("z", "b2", mem=2),
+    ]
+    groups = (ServerGroup("anti", "anti", "anti-affinity", 1),) if anti else ()
+    return Cloud(
+        "through_az_anti" if anti else "through_az",
+        _inv("through-az", hosts, vms, server_groups=groups),
+        policy(),
+        {"waves": 4, "first_wave": ("a2",), "moved_twice": ("x",)} if not anti else {},
+    )
+
+
 FEASIBLE = (
     three_plus_spare,
     anti_affinity_fits,
@@ -386,3 +415,31 @@ def tight_cloud(name: str) -> Cloud:
     waves, bound = TIGHT_WAVES[name]
     pol = dataclasses.replace(default_policy(spec), **changes)
     return Cloud(name, generate(spec), pol, {"waves": waves, "bound": bound})
+
+
+# ---------------------------------------------------------------------------------------------
+# Small very tight clouds (generated): two AZs, N+1 per AZ, hosts to spare in neither
+# ---------------------------------------------------------------------------------------------
+def small_two_az(seed: int) -> Cloud:
+    """4-6 hosts in two AZs at 25-40% memory, N+1 per AZ, one host a wave (two when seed % 5
+    is 0), nothing stopped: with a host of an AZ down the others must take all its VMs and
+    still keep the largest free, so VMs often pass through the other AZ and back."""
+    spec = GenerateSpec(
+        hosts=4 + seed % 3,
+        vms_per_host=2.0 + seed % 2,
+        azs=2,
+        utilisation=0.25 + 0.05 * (seed % 4),
+        controllers=0,
+        seed=seed,
+    )
+    spec = dataclasses.replace(spec, disabled_hosts=0)
+    pol = default_policy(spec).with_changes(
+        max_hosts_per_wave=1 + (seed % 5 == 0), allow_stop=False, **{"headroom.failures": 1}
+    )
+    return Cloud(f"small-two-az-{seed}", generate(spec), pol)
+
+
+# Seeds of `small_two_az` where a plan exists (the greedy or the tiny search planner finds one)
+# and CP-SAT once found none: anti-affinity keeps evacuees out of their AZ (46), a group must shed
+# exactly all its VMs (180), look-alike hosts differ in their AZ-pinned VMs (251).
+SMALL_TWO_AZ_SEEDS = (46, 180, 251)

@@ -24,6 +24,26 @@ class _Budget(Exception):
 
 
 def tiny_plan(inv: Inventory, policy: Policy, budget: int = 400) -> Plan | None:
+    try:
+        plan = _search(inv, policy, budget)
+    except _Budget:
+        return None
+    # Prefixes were checked as they grew; the whole plan (even an empty one: nothing to upgrade,
+    # but the cloud itself may be broken) must pass as well.
+    return plan if plan is not None and check_plan(inv, plan).ok else None
+
+
+def no_one_host_plan(inv: Inventory, policy: Policy, budget: int = 2000) -> bool:
+    """True when the search tried every one-host-a-wave plan within `budget` checker calls and
+    none passes (with max_hosts_per_wave 1: no plan exists at all); False when it found one or
+    ran out of budget."""
+    try:
+        return _search(inv, policy, budget) is None
+    except _Budget:
+        return False
+
+
+def _search(inv: Inventory, policy: Policy, budget: int) -> Plan | None:
     todo = [h.name for h in inv.hosts_to_upgrade(policy.target_version)]
     first = select_hosts(inv, policy.first)
     last = select_hosts(inv, policy.last)
@@ -64,13 +84,7 @@ def tiny_plan(inv: Inventory, policy: Policy, budget: int = 400) -> Plan | None:
                     return found
         return None
 
-    try:
-        plan = dfs(todo, [], {v.id: v.host for v in inv.vms})
-    except _Budget:
-        return None
-    # Prefixes were checked as they grew; the whole plan (even an empty one: nothing to upgrade,
-    # but the cloud itself may be broken) must pass as well.
-    return plan if plan is not None and check_plan(inv, plan).ok else None
+    return dfs(todo, [], {v.id: v.host for v in inv.vms})
 
 
 def _evacuations(
