@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    console = Console()
+    console = Console(width=max(Console().width, 120))  # piped: room for the columns
     rows = []
     with tempfile.TemporaryDirectory(prefix="rollwave-bench-") as tmp:
         for n in sizes:
