@@ -30,6 +30,7 @@ class SolveParams:
     started: float = field(default_factory=time.monotonic)
     wall_clock_hit: bool = False
     dtime_used: float = 0.0
+    solver_errors: list[str] = field(default_factory=list)  # CP-SAT's own failures, if any
 
     @property
     def total_effort(self) -> float:
@@ -68,8 +69,14 @@ def run(
     model: cp_model.CpModel,
     callback: cp_model.CpSolverSolutionCallback | None = None,
 ) -> Any:
-    """Solve, recording the work done and whether the wall clock (not the budget) stopped it."""
-    status = solver.solve(model, callback) if callback is not None else solver.solve(model)
+    """Solve, recording the work done and whether the wall clock (not the budget) stopped it.
+    An internal error of CP-SAT on a model (seen once: `IndexError: absl::btree_map::at` on a
+    tiny random cloud) is recorded and answered as MODEL_INVALID, so the caller's fallback runs."""
+    try:
+        status = solver.solve(model, callback) if callback is not None else solver.solve(model)
+    except (IndexError, RuntimeError, ValueError) as exc:
+        params.solver_errors.append(f"{type(exc).__name__}: {exc}")
+        return cp_model.MODEL_INVALID
     params.dtime_used += solver.deterministic_time
     limit = solver.parameters.max_time_in_seconds
     if status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE) and solver.wall_time >= 0.98 * limit:

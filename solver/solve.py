@@ -97,80 +97,97 @@ def solve(
     if reasons:
         raise InfeasibleError(reasons)
     notes: list[str] = []
-    if opts.planner == "greedy":
-        try:
-            plan, report = _checked_greedy(inv, policy, digest, params)
-        except InfeasibleError as exc:
-            raise InfeasibleError(
-                _not_found("the greedy planner", exc.reasons, ctx, params)
-            ) from None
-        plan = replace(plan, generator={**plan.generator, "seed": opts.seed})
-        return SolveOutcome(plan, "greedy", lb, "feasible", None, False, notes, check=report)
     try:
-        res = cpsat_plan(
-            inv,
-            policy,
-            params,
-            lower_bound=lb.waves,
-            inventory_sha256=digest,
-            progress=progress,
-            ctx=ctx,
-        )
-        report = check_plan(inv, res.plan, digest=digest)
-        if not report.ok:
-            # A bug, never to reach the user as a plan: say so and fall back.
-            raise NoPlanFound([f"its plan breaks a rule ({report.violations[0]})"])
-    except NoPlanFound as exc:
-        first = list(exc.reasons)
-        if not opts.fallback:
-            raise InfeasibleError(_not_found("CP-SAT", first, ctx, params)) from None
-        notes.append("CP-SAT found no plan (" + "; ".join(first[:2]) + "); used the greedy")
+        if opts.planner == "greedy":
+            try:
+                plan, report = _checked_greedy(inv, policy, digest, params)
+            except InfeasibleError as exc:
+                raise InfeasibleError(
+                    _not_found("the greedy planner", exc.reasons, ctx, params)
+                ) from None
+            plan = replace(plan, generator={**plan.generator, "seed": opts.seed})
+            return SolveOutcome(plan, "greedy", lb, "feasible", None, False, notes, check=report)
         try:
-            plan, report = _checked_greedy(inv, policy, digest, params)
-        except InfeasibleError as exc2:
-            raise InfeasibleError(
-                _not_found("CP-SAT and the greedy planner", first + exc2.reasons, ctx, params)
-            ) from None
-        plan = replace(plan, generator={**plan.generator, "seed": opts.seed, "fallback": True})
-        return SolveOutcome(
-            plan, "greedy", lb, "feasible", None, params.wall_clock_hit, notes, check=report
-        )
-    notes += res.notes
-    if (
-        opts.fallback
-        and (res.stats.get("added_waves", 0) > 0 or len(res.plan.waves) > lb.waves)
-        and len(inv.vms) <= COMPARE_WITH_GREEDY_VMS
-    ):
-        # Repairs cost waves, or the waves are above the bound (a tight cloud): the greedy may
-        # do better on this cloud; keep the better plan (fewer waves, then migrations).
-        try:
-            other: tuple[Plan, CheckReport] | None = _checked_greedy(inv, policy, digest, params)
-        except InfeasibleError:
-            other = None
-        if other is not None and _rank(other[0]) < _rank(res.plan):
-            g_plan, g_report = other
-            notes.append(
-                f"the greedy planner's plan ({len(g_plan.waves)} waves, {_rank(g_plan)[1]} "
-                f"migrations) beats CP-SAT's ({len(res.plan.waves)} waves, "
-                f"{_rank(res.plan)[1]} migrations); kept the greedy's"
+            res = cpsat_plan(
+                inv,
+                policy,
+                params,
+                lower_bound=lb.waves,
+                inventory_sha256=digest,
+                progress=progress,
+                ctx=ctx,
             )
-            plan = replace(
-                g_plan, generator={**g_plan.generator, "seed": opts.seed, "fallback": True}
-            )
+            report = check_plan(inv, res.plan, digest=digest)
+            if not report.ok:
+                # A bug, never to reach the user as a plan: say so and fall back.
+                raise NoPlanFound([f"its plan breaks a rule ({report.violations[0]})"])
+        except NoPlanFound as exc:
+            first = list(exc.reasons)
+            if not opts.fallback:
+                raise InfeasibleError(_not_found("CP-SAT", first, ctx, params)) from None
+            notes.append("CP-SAT found no plan (" + "; ".join(first[:2]) + "); used the greedy")
+            try:
+                plan, report = _checked_greedy(inv, policy, digest, params)
+            except InfeasibleError as exc2:
+                raise InfeasibleError(
+                    _not_found("CP-SAT and the greedy planner", first + exc2.reasons, ctx, params)
+                ) from None
+            plan = replace(plan, generator={**plan.generator, "seed": opts.seed, "fallback": True})
             return SolveOutcome(
-                plan, "greedy", lb, "feasible", None, params.wall_clock_hit, notes, check=g_report
+                plan, "greedy", lb, "feasible", None, params.wall_clock_hit, notes, check=report
             )
-    return SolveOutcome(
-        res.plan,
-        "cpsat",
-        lb,
-        res.status,
-        res.wave_bound,
-        params.wall_clock_hit,
-        notes,
-        res.stats,
-        check=report,
-    )
+        notes += res.notes
+        if (
+            opts.fallback
+            and (res.stats.get("added_waves", 0) > 0 or len(res.plan.waves) > lb.waves)
+            and len(inv.vms) <= COMPARE_WITH_GREEDY_VMS
+        ):
+            # Repairs cost waves, or the waves are above the bound (a tight cloud): the greedy may
+            # do better on this cloud; keep the better plan (fewer waves, then migrations).
+            try:
+                other: tuple[Plan, CheckReport] | None = _checked_greedy(
+                    inv, policy, digest, params
+                )
+            except InfeasibleError:
+                other = None
+            if other is not None and _rank(other[0]) < _rank(res.plan):
+                g_plan, g_report = other
+                notes.append(
+                    f"the greedy planner's plan ({len(g_plan.waves)} waves, {_rank(g_plan)[1]} "
+                    f"migrations) beats CP-SAT's ({len(res.plan.waves)} waves, "
+                    f"{_rank(res.plan)[1]} migrations); kept the greedy's"
+                )
+                plan = replace(
+                    g_plan, generator={**g_plan.generator, "seed": opts.seed, "fallback": True}
+                )
+                return SolveOutcome(
+                    plan,
+                    "greedy",
+                    lb,
+                    "feasible",
+                    None,
+                    params.wall_clock_hit,
+                    notes,
+                    check=g_report,
+                )
+        return SolveOutcome(
+            res.plan,
+            "cpsat",
+            lb,
+            res.status,
+            res.wave_bound,
+            params.wall_clock_hit,
+            notes,
+            res.stats,
+            check=report,
+        )
+    finally:
+        if params.solver_errors:  # CP-SAT failed internally on a model; the fallback answered
+            notes.append(
+                "CP-SAT failed internally on one of its models ("
+                + params.solver_errors[0]
+                + "); that step fell back"
+            )
 
 
 def _rank(plan: Plan) -> tuple[int, int]:

@@ -89,3 +89,23 @@ def test_controllers_first_add_their_waves_to_the_bound() -> None:
     assert lb.wave_bounds["max_hosts_per_wave"] == 21
     assert lb.wave_bounds["order (first/last)"] == 23
     assert lb.waves == 23
+
+
+def test_an_internal_cp_sat_error_is_answered_as_model_invalid() -> None:
+    """CP-SAT once raised `IndexError: absl::btree_map::at` on a tiny random cloud's model: `run`
+    records it and answers MODEL_INVALID, so the planner's fallback runs instead of a crash."""
+    from ortools.sat.python import cp_model
+
+    from solver.params import SolveParams, run
+
+    class Failing(cp_model.CpSolver):
+        def solve(self, model: object, callback: object = None) -> cp_model.CpSolverStatus:
+            raise IndexError("absl::btree_map::at")
+
+    m = cp_model.CpModel()
+    m.new_int_var(0, 1, "x")
+    params = SolveParams()
+    assert run(params, Failing(), m) == cp_model.MODEL_INVALID
+    assert params.solver_errors == ["IndexError: absl::btree_map::at"]
+    assert run(params, cp_model.CpSolver(), m) == cp_model.OPTIMAL  # a real solve is untouched
+    assert len(params.solver_errors) == 1
