@@ -265,6 +265,18 @@ class Executor:
         self.state.apply(rec)
         return rec
 
+    def _log_found(self, wave: int, vm: str, dst: str) -> None:
+        """A migration found done on the cloud (not by this run's polling): journal it as done."""
+        self._log(
+            DONE,
+            "migrate",
+            step=f"w{wave}/migrate/{vm}/found",
+            wave=wave,
+            vm=vm,
+            host=dst,
+            reconciled=True,
+        )
+
     def _open_journal(self) -> None:
         if self.dry or self.journal_path is None:
             return
@@ -670,15 +682,7 @@ class Executor:
                 if not (view.has_vm(m.vm) and view.vm(m.vm).host == m.dst):
                     blocked.add(m.vm)
                     continue
-                self._log(
-                    DONE,
-                    "migrate",
-                    step=f"w{w.index}/migrate/{m.vm}/found",
-                    wave=w.index,
-                    vm=m.vm,
-                    host=m.dst,
-                    reconciled=True,
-                )
+                self._log_found(w.index, m.vm, m.dst)
 
     def _release_hosts_not_in(self, k: int, wave: Wave | None) -> None:
         """Enable hosts this run disabled that the wave (after a re-plan) no longer holds."""
@@ -886,15 +890,7 @@ class Executor:
         srv = self.cloud.server(v.vm)
         if srv is None or not srv.settled or srv.host != v.dst or srv.status != v.expect_status:
             return False
-        self._log(
-            DONE,
-            "migrate",
-            step=f"w{v.wave}/migrate/{v.vm}/found",
-            wave=v.wave,
-            vm=v.vm,
-            host=v.dst,
-            reconciled=True,
-        )
+        self._log_found(v.wave, v.vm, v.dst)
         v.state = DONE_
         self._sample_move(v, forward=True)
         self._bar()
