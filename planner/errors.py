@@ -6,15 +6,17 @@ tracebacks for expected failures. Library callers catch the branch they care abo
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
     OK = 0
     VIOLATIONS = 1  # `check` found rule violations: a result, not a crash
     BAD_INPUT = 2  # unreadable or invalid input file, or a usage error (click uses 2 too)
-    INFEASIBLE = 3  # no plan exists under the policy
+    INFEASIBLE = 3  # no plan: proven impossible, or none found (the message says which)
     CLOUD = 4  # the cloud is unreachable, refused authentication or an API call
     EXECUTION = 5  # an execution stopped: drift, a failed step, an unsafe state
     SANDBOX = 6  # the local Nova sandbox could not start or is not running
@@ -70,16 +72,37 @@ class UsageError(RollwaveError):
 
 
 class InfeasibleError(RollwaveError):
-    """No plan satisfies the policy. `reasons` are in an operator's terms, most specific first."""
+    """No plan satisfies the policy. `reasons` are in an operator's terms, most specific first.
+
+    `proven`: the reasons are a proof (a pre-check, or CP-SAT's INFEASIBLE on the exact model);
+    False when the planners merely found none (a time limit, a model too large to decide).
+    `blame`: the rule families a proof names, each a dict (key, rule, relax, relaxing_alone)."""
 
     exit_code = ExitCode.INFEASIBLE
 
-    def __init__(self, reasons: list[str]) -> None:
+    def __init__(
+        self,
+        reasons: list[str],
+        *,
+        proven: bool = True,
+        blame: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
         self.reasons = list(reasons) or ["no plan satisfies the policy (no reason found)"]
+        self.proven = proven
+        self.blame = [dict(b) for b in blame]
         super().__init__("; ".join(self.reasons))
 
     def render(self) -> str:
-        return "no plan exists:\n" + "\n".join(f"  - {r}" for r in self.reasons)
+        head = "no plan exists:" if self.proven else "no plan found (not proven impossible):"
+        return head + "\n" + "\n".join(f"  - {r}" for r in self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": "impossible" if self.proven else "not_found",
+            "proven": self.proven,
+            "reasons": list(self.reasons),
+            "blame": [dict(b) for b in self.blame],
+        }
 
 
 class CloudError(RollwaveError):

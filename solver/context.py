@@ -252,7 +252,14 @@ def build_context(inv: Inventory, policy: Policy) -> Context:
     )
     unpinned = np.zeros((H, C), dtype=np.int64)
     for j in range(V):
-        if not stoppable[j] and not ctx.pinned_to_group(j):
+        if stoppable[j]:
+            continue
+        # Free to leave: its hosts span groups, or lie outside its host's group (it must leave:
+        # e.g. on a disabled host of an AZ with no other host up).
+        ok = ctx.static_ok(j)
+        if not ctx.pinned_to_group(j) or (
+            ok.any() and int(group_of[ok][0]) != int(group_of[vm_host0[j]])
+        ):
             unpinned[vm_host0[j]] += demand[j]
     ctx.unpinned_demand = unpinned
     return ctx

@@ -4,8 +4,10 @@
    here with its reasons (exit code 3).
 2. The CP-SAT planner (`solver.cpsat`); the greedy planner (`solver.greedy`) when asked for, or
    as the fallback when CP-SAT finds nothing.
-3. When neither finds a plan: `solver.explain` asks CP-SAT which rules conflict, and the error
-   says so, marked as not proven when it is not.
+3. When neither finds a plan: on a cloud small enough, `solver.exact` decides it exactly (a plan,
+   which is returned when the fallback is on, or a proof naming a minimal set of conflicting rule
+   families); otherwise `solver.explain` asks the wave model which rules conflict, and the error
+   says it is not proven.
 
 The returned plan has passed `checker.check_plan` (`SolveOutcome.check` is the report): a
 CP-SAT plan the checker rejects (a bug) gives way to the greedy planner's, with a note.
@@ -26,6 +28,7 @@ from planner.plan import Plan
 from planner.policy import Policy
 from solver.context import build_context
 from solver.cpsat import NoPlanFound, cpsat_plan
+from solver.exact import decide
 from solver.explain import explain
 from solver.greedy import TimeLimitReached, greedy_plan
 from solver.params import SolveParams
@@ -102,8 +105,13 @@ def solve(
             try:
                 plan, report = _checked_greedy(inv, policy, digest, params)
             except InfeasibleError as exc:
-                raise InfeasibleError(
-                    _not_found("the greedy planner", exc.reasons, ctx, params)
+                raise _restricted_error(
+                    "the greedy planner",
+                    exc.reasons,
+                    ctx,
+                    params,
+                    digest,
+                    "plan with --planner cpsat",
                 ) from None
             plan = replace(plan, generator={**plan.generator, "seed": opts.seed})
             return SolveOutcome(plan, "greedy", lb, "feasible", None, False, notes, check=report)
@@ -124,14 +132,35 @@ def solve(
         except NoPlanFound as exc:
             first = list(exc.reasons)
             if not opts.fallback:
-                raise InfeasibleError(_not_found("CP-SAT", first, ctx, params)) from None
+                raise _restricted_error(
+                    "CP-SAT", first, ctx, params, digest, "plan with the greedy fallback on"
+                ) from None
+
             notes.append("CP-SAT found no plan (" + "; ".join(first[:2]) + "); used the greedy")
             try:
                 plan, report = _checked_greedy(inv, policy, digest, params)
             except InfeasibleError as exc2:
-                raise InfeasibleError(
-                    _not_found("CP-SAT and the greedy planner", first + exc2.reasons, ctx, params)
-                ) from None
+                found = _not_found(
+                    "CP-SAT and the greedy planner", first + exc2.reasons, ctx, params, digest
+                )
+                if isinstance(found, InfeasibleError):
+                    raise found from None
+                e_plan, e_report = found
+                notes.append(
+                    "CP-SAT and the greedy planner found no plan; the exact model (small cloud) "
+                    "found this one"
+                )
+                e_plan = replace(e_plan, generator={**e_plan.generator, "seed": opts.seed})
+                return SolveOutcome(
+                    e_plan,
+                    "exact",
+                    lb,
+                    "feasible",
+                    None,
+                    params.wall_clock_hit,
+                    notes,
+                    check=e_report,
+                )
             plan = replace(plan, generator={**plan.generator, "seed": opts.seed, "fallback": True})
             return SolveOutcome(
                 plan, "greedy", lb, "feasible", None, params.wall_clock_hit, notes, check=report
@@ -212,11 +241,55 @@ def _checked_greedy(
     return plan, report
 
 
-def _not_found(who: str, reasons: list[str], ctx: Any, params: SolveParams) -> list[str]:
-    """No plan found although no pre-check proves it impossible: say what CP-SAT finds in
-    conflict, then what the planners ran into."""
+def _restricted_error(
+    who: str, reasons: list[str], ctx: Any, params: SolveParams, digest: str, restricted: str
+) -> InfeasibleError:
+    found = _not_found(who, reasons, ctx, params, digest, restricted)
+    assert isinstance(found, InfeasibleError)  # a restricted run never takes the exact plan
+    return found
+
+
+def _not_found(
+    who: str,
+    reasons: list[str],
+    ctx: Any,
+    params: SolveParams,
+    digest: str,
+    restricted: str | None = None,
+) -> InfeasibleError | tuple[Plan, CheckReport]:
+    """No plan found although no pre-check proves it impossible. On a small cloud the exact
+    model decides: a proof (an error naming the conflicting rule families), or a plan (returned
+    unless the caller restricted the planners: `restricted` then says how to get it). Otherwise,
+    what the wave model finds in conflict and what the planners ran into: not a proof."""
+    ran_into = [f"{who}: {r}" for r in dict.fromkeys(reasons)][:4]
+    dec = decide(ctx, params, inventory_sha256=digest)
+    if dec.outcome == "impossible":
+        blame = [
+            {"key": f.key, "rule": f.rule, "relax": f.relax, "relaxing_alone": dec.alone.get(f.key)}
+            for f in dec.core
+        ]
+        return InfeasibleError(dec.reasons(), proven=True, blame=blame)
+    if dec.plan is not None:
+        report = check_plan(ctx.inv, dec.plan, digest=digest)
+        if report.ok:
+            if restricted is None:
+                return dec.plan, report
+            return InfeasibleError(
+                [
+                    f"{who} found no plan, but a plan exists (the exact model for small clouds "
+                    f"finds one): {restricted}",
+                    *ran_into,
+                ],
+                proven=False,
+            )
+        # A bug in the exact model: never a plan the checker rejects, never a proof either.
+        ran_into.append(f"the exact model's plan breaks a rule: {report.violations[0]}")
     out = explain(ctx, params)
     if not out:
-        out = [f"{who} found no plan; no single rule is to blame (not proven impossible)"]
-    out += [f"{who}: {r}" for r in dict.fromkeys(reasons)][:4]
-    return out
+        why = (
+            "too large for the exact model"
+            if dec.outcome == "too_large"
+            else "the exact model was not decided within the time limit"
+        )
+        out = [f"{who} found no plan; no single rule is to blame (not proven impossible: {why})"]
+    return InfeasibleError(out + ran_into, proven=False)

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from planner.checker import check_plan, plan_summary
 from planner.cli.common import emit_json, err, format_option, out, path_arg
-from planner.errors import RollwaveError, UsageError
+from planner.errors import InfeasibleError, RollwaveError, UsageError
 from planner.formats import load_inventory, load_policy, save_plan
 from planner.inventory import Inventory
 from planner.plan import Plan
@@ -154,7 +154,8 @@ def plan_cmd(
 
     Fewest waves first, then fewest migrations (evacuees go to hosts already upgraded, so each
     VM moves once), then balance. The plan is re-checked by the same checker as `rollwave check`
-    before it is written. When no plan exists, says why and exits with code 3.
+    before it is written. When no plan exists, says why and exits with code 3: "no plan exists"
+    is a proof (naming the rules in conflict), "no plan found (not proven impossible)" is not.
     """
     inv = load_inventory(inventory)
     policy = load_policy(policy_path)
@@ -175,6 +176,10 @@ def plan_cmd(
     t0 = time.perf_counter()
     try:
         plan, metrics, outcome = solve_and_check(inv, policy, options, progress)
+    except InfeasibleError as exc:
+        if fmt == "json":  # the outcome for machines too; the message still goes to stderr
+            emit_json({"plan": None, **exc.to_dict()})
+        raise
     finally:
         progress.done()
     elapsed = time.perf_counter() - t0

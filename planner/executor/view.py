@@ -125,7 +125,8 @@ def replan(view: Inventory, policy: Policy, *, time_limit: float = 30.0) -> Plan
     report = check_plan(view, plan)
     if not report.ok:
         raise InfeasibleError(
-            [f"the re-planned schedule breaks a rule: {v}" for v in report.violations[:5]]
+            [f"the re-planned schedule breaks a rule: {v}" for v in report.violations[:5]],
+            proven=False,
         )
     return plan
 

@@ -1,0 +1,580 @@
+"""Decide a small cloud exactly: a plan, or a proof that none exists and which rules are to blame.
+
+`decide` builds one CP-SAT model whose solutions are exactly the valid plans (as the checker
+judges them, `planner.checker.RULES`), VM by VM and wave by wave, for as many wave slots as there
+are hosts to upgrade. That many slots is enough: the checker wants every host to upgrade in
+exactly one wave and no wave empty, so a valid plan has at most that many waves; the model uses a
+prefix of the slots and leaves the rest empty (an empty slot checks nothing). Hence
+
+- FEASIBLE: the solution is a plan (the caller still runs the checker on it);
+- INFEASIBLE: no valid plan exists at all, whatever the order of the hosts: *proven impossible*;
+- UNKNOWN (time limit): nothing is claimed.
+
+Every policy rule family (wave sizes, each HA group, the first/last order, headroom of each scope
+group and class, each hard server group, AZ pins per AZ, aggregate pins per aggregate set,
+VMs that cannot migrate while stops are not allowed) holds only under its own assumption literal.
+On INFEASIBLE, `sufficient_assumptions_for_infeasibility` gives a set of families in conflict;
+dropping one family at a time and solving again shrinks it to a minimal one (a *core*: relaxing
+any one family of it, with every family outside it relaxed too, gives a plan). Each family of
+the core is then tried alone: with every other rule kept, does relaxing it give a plan? Capacity,
+evacuation and the destinations' state (compute, enabled, up, not in the wave) are physics, not
+policy, and hold unconditionally: when no policy family is to blame, the VMs do not fit.
+
+Model (W slots, slot 0 the inventory): y[h, w] host h goes down in slot w (exactly one w);
+at[v, w, h] VM v is on host h at the end of slot w, for VMs that may move (on a host to
+upgrade, migration live or cold); the others never move (a VM leaves only a host of the wave).
+The version rule holds by construction (a VM leaves only a host of the current wave, never an
+upgraded one); methods are chosen when the plan is written (live when the VM allows it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Literal
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from planner.plan import Migration, Plan, Stop, Wave
+from planner.policy import select_hosts
+from solver.context import Context, method_for
+from solver.params import SolveParams, make_solver, run
+
+# Largest model decided: VM-host-slot cells for the VMs that may move, plus host-slot cells.
+MAX_CELLS = 40_000
+# Deterministic time (CP-SAT work units) for the first solve and for each later one.
+FIRST_DTIME = 20.0
+LATER_DTIME = 5.0
+
+Outcome = Literal["plan", "impossible", "unknown", "too_large"]
+Expr = cp_model.LinearExpr | int
+
+
+@dataclass(frozen=True)
+class Family:
+    """One rule family under one assumption literal, in an operator's words."""
+
+    key: str
+    rule: str  # what must hold
+    relax: str  # what relaxing it means
+
+
+@dataclass
+class Decision:
+    outcome: Outcome
+    plan: Plan | None = None
+    core: tuple[Family, ...] = ()  # the families in conflict (impossible)
+    minimal: bool = False  # the core was shown minimal (each smaller set solved FEASIBLE)
+    # family key -> relaxing only it (every other rule kept) gives a plan: True, False, or None
+    # (not decided in time)
+    alone: dict[str, bool | None] = field(default_factory=dict)
+    cells: int = 0
+    solves: int = 0
+
+    def reasons(self) -> list[str]:
+        """The proof in an operator's terms (outcome "impossible" only)."""
+        if self.outcome != "impossible":
+            return []
+        if not self.core:
+            return [
+                "proven impossible (CP-SAT, exact model over every order of the hosts): even "
+                "with every policy rule relaxed, the VMs do not fit on the hosts that stay up "
+                "while theirs are upgraded; only more capacity helps"
+            ]
+        rules = [f.rule for f in self.core]
+        head = "proven impossible (CP-SAT, exact model, every order of the hosts): " + rules[0]
+        if len(rules) > 1:
+            head += ", together with " + ", ".join(rules[1:])
+            head += "" if self.minimal else " (a set of rules in conflict, maybe not minimal)"
+        out = [head]
+        for f in self.core:
+            got = self.alone.get(f.key)
+            if got is True:
+                out.append(f"relaxing {f.rule} alone gives a plan: {f.relax}")
+            elif got is False:
+                out.append(f"relaxing {f.rule} alone is not enough: other rules conflict too")
+            else:
+                out.append(f"to relax {f.rule}: {f.relax} (whether alone is enough: not decided)")
+        return out
+
+
+def model_cells(ctx: Context) -> int:
+    """Size of the exact model: VM-host-slot and host-slot cells."""
+    W = len(ctx.todo)
+    hosts = int(ctx.available.sum()) + 1
+    movable = sum(1 for j in range(len(ctx.inv.vms)) if _may_move(ctx, j))
+    return W * (movable * hosts + len(ctx.todo))
+
+
+def _may_move(ctx: Context, j: int) -> bool:
+    return bool(ctx.is_todo[int(ctx.vm_host0[j])]) and ctx.inv.vms[j].migration != "none"
+
+
+class ExactModel:
+    """The model, its assumption literals (`guards`, key -> literal) and its families."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.m = cp_model.CpModel()
+        self.families: dict[str, Family] = {}
+        self.guards: dict[str, cp_model.IntVar] = {}
+        self.todo = [int(h) for h in ctx.todo]
+        self.W = len(self.todo)
+        self._build()
+
+    # -- families -----------------------------------------------------------------------------
+    def guard(self, key: str, rule: str, relax: str) -> cp_model.IntVar:
+        if key not in self.guards:
+            self.guards[key] = self.m.new_bool_var(f"g[{key}]")
+            self.families[key] = Family(key, rule, relax)
+        return self.guards[key]
+
+    # -- building -----------------------------------------------------------------------------
+    def _build(self) -> None:
+        m, W = self.m, self.W
+        slots = range(1, W + 1)
+        self.y = {(h, w): m.new_bool_var(f"y[{h},{w}]") for h in self.todo for w in slots}
+        for h in self.todo:
+            m.add_exactly_one(self.y[h, w] for w in slots)
+        self.active = {w: m.new_bool_var(f"active[{w}]") for w in slots}
+        for w in slots:
+            hs = [self.y[h, w] for h in self.todo]
+            m.add_bool_or(hs).only_enforce_if(self.active[w])
+            for lit in hs:
+                m.add_implication(lit, self.active[w])
+            if w > 1:  # the waves are a prefix of the slots
+                m.add_implication(self.active[w], self.active[w - 1])
+        self._positions()
+        self._capacity()
+        self._wave_limits()
+        self._order()
+        self._headroom()
+        self._server_groups()
+
+    def _positions(self) -> None:
+        ctx, m, W = self.ctx, self.m, self.W
+        dest = ctx.available  # compute, enabled, up: every destination the checker allows
+        self.cand: dict[int, list[int]] = {}
+        self.at: dict[tuple[int, int, int], cp_model.IntVar] = {}
+        self.fixed_used = np.zeros((ctx.H, ctx.C), dtype=np.int64)
+        stop_vms: list[int] = []
+        for j, vm in enumerate(ctx.inv.vms):
+            h0 = int(ctx.vm_host0[j])
+            if not _may_move(ctx, j):
+                self.fixed_used[h0] += ctx.demand[j]
+                if ctx.is_todo[h0] and vm.migration == "none" and not ctx.policy.allow_stop:
+                    stop_vms.append(j)
+                continue
+            cand = sorted(set(np.flatnonzero(dest).tolist()) | {h0})
+            self.cand[j] = cand
+            for w in range(1, W + 1):
+                for h in cand:
+                    self.at[j, w, h] = m.new_bool_var(f"at[{j},{w},{h}]")
+                m.add_exactly_one(self.at[j, w, h] for h in cand)
+                for h in cand:
+                    now = self.at[j, w, h]
+                    todo = bool(ctx.is_todo[h])
+                    before = self.at.get((j, w - 1, h)) if w > 1 else None
+                    was_there = h == h0 if w == 1 else None
+                    # stays unless its host is in the wave
+                    if todo:
+                        if was_there is True:
+                            m.add_bool_or([self.y[h, w], now])
+                        elif before is not None:
+                            m.add_bool_or([before.Not(), self.y[h, w], now])
+                        # never on a host of the wave at the wave's end
+                        m.add_implication(now, self.y[h, w].Not())
+                    else:
+                        if was_there is True:
+                            m.add(now == 1)
+                        elif before is not None:
+                            m.add_implication(before, now)
+                    # arrives only at a destination the checker allows
+                    if not dest[h]:
+                        if w == 1 and h != h0:
+                            m.add(now == 0)
+                        elif w > 1:
+                            m.add_implication(now, self.at[j, w - 1, h])
+            self._pins(j, cand)
+        if stop_vms:
+            n = len(stop_vms)
+            g = self.guard(
+                "stop",
+                f"{n} VM(s) that cannot migrate (migration none) on hosts to upgrade, with "
+                "allow_stop off",
+                "set allow_stop: true to stop them in place during their host's wave",
+            )
+            m.add_bool_or([g.Not()])
+
+    def _pins(self, j: int, cand: list[int]) -> None:
+        ctx, vm = self.ctx, self.ctx.inv.vms[j]
+        h0 = int(ctx.vm_host0[j])
+        if vm.az is not None:
+            off = [h for h in cand if ctx.inv.hosts[h].az != vm.az and h != h0]
+            if off:
+                g = self.guard(
+                    f"az:{vm.az}",
+                    f"VMs pinned to AZ {vm.az} stay in it",
+                    f"let some VMs pinned to {vm.az} run in another AZ (or add capacity to "
+                    f"{vm.az})",
+                )
+                for w in range(1, self.W + 1):
+                    for h in off:
+                        self.m.add_implication(g, self.at[j, w, h].Not())
+        if vm.allowed_aggregates:
+            allowed = set(vm.allowed_aggregates)
+            off = [h for h in cand if not allowed & set(ctx.inv.hosts[h].aggregates) and h != h0]
+            if off:
+                names = ", ".join(sorted(allowed))
+                g = self.guard(
+                    f"aggregates:{names}",
+                    f"VMs restricted to aggregates {names} stay in them",
+                    f"widen the aggregates those VMs may use (or add hosts to {names})",
+                )
+                for w in range(1, self.W + 1):
+                    for h in off:
+                        self.m.add_implication(g, self.at[j, w, h].Not())
+
+    def used(self, h: int, c: int, w: int) -> Expr:
+        """Usage of host h in class c at the end of slot w."""
+        js = [j for j in self.cand if (j, w, h) in self.at and self.ctx.demand[j, c]]
+        const = int(self.fixed_used[h, c])
+        if not js:
+            return const
+        return (
+            cp_model.LinearExpr.weighted_sum(
+                [self.at[j, w, h] for j in js], [int(self.ctx.demand[j, c]) for j in js]
+            )
+            + const
+        )
+
+    def _capacity(self) -> None:
+        ctx = self.ctx
+        hosts = sorted({h for c in self.cand.values() for h in c})
+        for w in range(1, self.W + 1):
+            for h in hosts:
+                for c in range(ctx.C):
+                    if any((j, w, h) in self.at and ctx.demand[j, c] for j in self.cand):
+                        self.m.add(self.used(h, c, w) <= int(ctx.cap[h, c]))
+
+    def _wave_limits(self) -> None:
+        ctx, p, m = self.ctx, self.ctx.policy, self.m
+        slots = range(1, self.W + 1)
+        if len(self.todo) > p.max_hosts_per_wave:
+            g = self.guard(
+                "size",
+                f"at most {p.max_hosts_per_wave} host(s) a wave (max_hosts_per_wave)",
+                "a larger max_hosts_per_wave",
+            )
+            for w in slots:
+                m.add(sum(self.y[h, w] for h in self.todo) <= p.max_hosts_per_wave).only_enforce_if(
+                    g
+                )
+        for attr, limit, what in (
+            ("az", p.max_hosts_per_wave_per_az, "AZ"),
+            ("rack", p.max_hosts_per_wave_per_rack, "rack"),
+        ):
+            if limit is None:
+                continue
+            by: dict[str, list[int]] = {}
+            for h in self.todo:
+                key = getattr(ctx.inv.hosts[h], attr)
+                if key is not None:
+                    by.setdefault(key, []).append(h)
+            for hs in by.values():
+                if len(hs) <= limit:
+                    continue
+                g = self.guard(
+                    f"size_{attr}",
+                    f"at most {limit} host(s) of each {what} a wave "
+                    f"(max_hosts_per_wave_per_{attr})",
+                    f"a larger max_hosts_per_wave_per_{attr}",
+                )
+                for w in slots:
+                    m.add(sum(self.y[h, w] for h in hs) <= limit).only_enforce_if(g)
+        for i, ha in enumerate(ctx.ha):
+            hs = [int(h) for h in ha.hosts]
+            if len(hs) <= max(ha.limit, 0):
+                continue
+            group = ctx.inv.ha_groups[i]
+            g = self.guard(
+                f"ha:{ha.name}",
+                f"HA group {ha.name} keeps {group.min_available} of its {len(group.hosts)} hosts "
+                "available",
+                f"a lower min_available for {ha.name} (or one more host in it)",
+            )
+            for w in slots:
+                m.add(sum(self.y[h, w] for h in hs) <= max(ha.limit, 0)).only_enforce_if(g)
+
+    def _order(self) -> None:
+        ctx, m, W = self.ctx, self.m, self.W
+        p = ctx.policy
+        index = {h: sum(w * self.y[h, w] for w in range(1, W + 1)) for h in self.todo}
+        names = ctx.host_names
+        sel_first = select_hosts(ctx.inv, p.first)
+        sel_last = select_hosts(ctx.inv, p.last)
+        first = {h for h in self.todo if names[h] in sel_first}
+        last = {h for h in self.todo if names[h] in sel_last}
+        others = set(self.todo) - first - last
+        if first and (others or last):
+            g = self.guard(
+                "order_first",
+                f"hosts selected by policy.first ({', '.join(p.first)}) before all others",
+                "select fewer hosts in policy.first (or none)",
+            )
+            t = m.new_int_var(1, W, "t_first")
+            for h in first:
+                m.add(index[h] <= t).only_enforce_if(g)
+            for h in others | last:
+                m.add(t <= index[h]).only_enforce_if(g)
+        if last and others:
+            g = self.guard(
+                "order_last",
+                f"hosts selected by policy.last ({', '.join(p.last)}) after all others",
+                "select fewer hosts in policy.last (or none)",
+            )
+            t = m.new_int_var(1, W, "t_last")
+            for h in others:
+                m.add(index[h] <= t).only_enforce_if(g)
+            for h in last:
+                m.add(t <= index[h]).only_enforce_if(g)
+
+    def _headroom(self) -> None:
+        ctx = self.ctx
+        rule = ctx.policy.headroom
+        k = rule.failures
+        pct = Fraction(str(rule.reserve_percent))  # as written in the policy, not the float
+        for g in range(ctx.G):
+            hosts = [int(h) for h in np.flatnonzero((ctx.group_of == g) & ctx.available)]
+            if not hosts:
+                continue
+            for c, rc in enumerate(ctx.classes):
+                if not any(ctx.cap[h, c] for h in hosts):
+                    continue
+                lit = self.guard(
+                    f"headroom:{ctx.group_names[g]}:{rc}",
+                    f"{_requirement(k, rule.reserve_percent)} headroom of {rc} in "
+                    f"{ctx.group_names[g]}",
+                    f"lower headroom.failures or reserve_percent, or add {rc} capacity to "
+                    f"{ctx.group_names[g]}",
+                )
+                order = sorted(hosts, key=lambda h: (-int(ctx.cap[h, c]), h))
+                for w in range(1, self.W + 1):
+                    self._headroom_at(g, c, w, order, k, pct, lit)
+
+    def _headroom_at(
+        self, g: int, c: int, w: int, order: list[int], k: int, pct: Fraction, lit: cp_model.IntVar
+    ) -> None:
+        """free >= the k largest capacities and the reserve, over the hosts not down in slot w
+        (as `capacity.headroom`), when slot w is a wave."""
+        ctx, m = self.ctx, self.m
+        free: list[Expr] = []
+        for h in order:
+            cap = int(ctx.cap[h, c])
+            expr = cap - self.used(h, c, w)
+            if ctx.is_todo[h]:  # down: counts nothing (it holds only stopped VMs then)
+                expr = expr - (cap - int(self.fixed_used[h, c])) * self.y[h, w]
+            free.append(expr)
+        total_free = sum(free)
+        enforce = [lit, self.active[w]]
+        if k > 0:
+            top: list[Expr] = []
+            count: Expr = 0
+            for pos, h in enumerate(order):
+                cap = int(ctx.cap[h, c])
+                down = self.y[h, w] if ctx.is_todo[h] else None
+                below_k = None  # fewer than k hosts before this one, whatever is down
+                if pos >= k or any(ctx.is_todo[o] for o in order[:pos]):
+                    below_k = m.new_bool_var("")
+                    # forced true when fewer than k hosts before this one are up
+                    m.add(count >= k).only_enforce_if(below_k.Not())
+                if cap:
+                    t = m.new_bool_var("")
+                    clause: list[cp_model.LiteralT] = [t]  # up and among the k largest -> counted
+                    if down is not None:
+                        clause.append(down)
+                    if below_k is not None:
+                        clause.append(below_k.Not())
+                    m.add_bool_or(clause)
+                    top.append(cap * t)
+                count = count + (1 - down if down is not None else 1)
+            m.add(total_free >= sum(top)).only_enforce_if(enforce)
+        if pct > 0:
+            total_cap = sum(
+                int(ctx.cap[h, c]) * (1 - self.y[h, w] if ctx.is_todo[h] else 1) for h in order
+            )
+            # free >= ceil(pct% of total)  <=>  free >= pct% of total, free being an integer
+            m.add(100 * pct.denominator * total_free >= pct.numerator * total_cap).only_enforce_if(
+                enforce
+            )
+
+    def _server_groups(self) -> None:
+        ctx, m = self.ctx, self.m
+        for sg in ctx.server_groups:
+            if not sg.hard or len(sg.members) < 2:
+                continue
+            members = [int(j) for j in sg.members]
+            if not any(j in self.cand for j in members):
+                continue
+            if sg.anti:
+                per = (
+                    f"at most {sg.max_per_host} per host" if sg.max_per_host > 1 else "one per host"
+                )
+                g = self.guard(
+                    f"anti:{sg.id}",
+                    f"the anti-affinity of server group {sg.name} ({len(members)} members, {per})",
+                    f"a larger max_server_per_host for {sg.name}, a soft policy, or more hosts "
+                    "its members may use",
+                )
+                hosts = sorted({h for j in members if j in self.cand for h in self.cand[j]})
+                for w in range(1, self.W + 1):
+                    for h in hosts:
+                        terms = [self.at[j, w, h] for j in members if (j, w, h) in self.at]
+                        fixed = sum(
+                            1 for j in members if j not in self.cand and int(ctx.vm_host0[j]) == h
+                        )
+                        if len(terms) + fixed > sg.max_per_host:
+                            m.add(sum(terms) + fixed <= sg.max_per_host).only_enforce_if(g)
+            else:
+                g = self.guard(
+                    f"affinity:{sg.id}",
+                    f"the affinity of server group {sg.name} ({len(members)} members share a host)",
+                    f"a soft affinity policy for {sg.name}, or a host large enough for all of them",
+                )
+                lead, rest = members[0], members[1:]
+                for w in range(1, self.W + 1):
+                    for j in rest:
+                        where = set(self._where(lead)) | set(self._where(j))
+                        for h in sorted(where):
+                            a = self._at(lead, w, h)
+                            b = self._at(j, w, h)
+                            if isinstance(a, int) and isinstance(b, int):
+                                if a != b:
+                                    m.add_bool_or([g.Not()])
+                                continue
+                            m.add(a == b).only_enforce_if(g)
+
+    def _where(self, j: int) -> list[int]:
+        return self.cand[j] if j in self.cand else [int(self.ctx.vm_host0[j])]
+
+    def _at(self, j: int, w: int, h: int) -> cp_model.IntVar | int:
+        if j in self.cand:
+            return self.at.get((j, w, h), 0)
+        return 1 if int(self.ctx.vm_host0[j]) == h else 0
+
+    # -- reading a solution -------------------------------------------------------------------
+    def plan(self, solver: cp_model.CpSolver, inventory_sha256: str) -> Plan:
+        ctx = self.ctx
+        names = ctx.host_names
+        wave_of = {
+            h: next(w for w in range(1, self.W + 1) if solver.value(self.y[h, w]))
+            for h in self.todo
+        }
+        where = {j: int(ctx.vm_host0[j]) for j in self.cand}
+        waves: list[Wave] = []
+        for w in range(1, self.W + 1):
+            hosts = sorted((h for h in self.todo if wave_of[h] == w), key=lambda h: names[h])
+            if not hosts:
+                continue
+            migrations = []
+            for j in sorted(self.cand, key=lambda j: ctx.inv.vms[j].id):
+                dst = next(h for h in self.cand[j] if solver.value(self.at[j, w, h]))
+                if dst != where[j]:
+                    vm = ctx.inv.vms[j]
+                    method = method_for(vm) or "cold"
+                    migrations.append(Migration(vm.id, names[where[j]], names[dst], method))
+                    where[j] = dst
+            in_wave = set(hosts)
+            stops = [
+                Stop(vm.id, names[int(ctx.vm_host0[j])])
+                for j, vm in enumerate(ctx.inv.vms)
+                if vm.migration == "none" and int(ctx.vm_host0[j]) in in_wave
+            ]
+            waves.append(
+                Wave(
+                    len(waves) + 1, tuple(names[h] for h in hosts), tuple(migrations), tuple(stops)
+                )
+            )
+        return Plan(
+            inventory_sha256=inventory_sha256,
+            policy=ctx.policy,
+            waves=tuple(waves),
+            generator={"name": "rollwave-exact"},
+        )
+
+
+def _requirement(k: int, reserve: float) -> str:
+    parts = []
+    if k > 0:
+        parts.append(f"N+{k}")
+    if reserve > 0:
+        parts.append(f"{reserve:g}% reserve")
+    return " and ".join(parts) or "the"
+
+
+def decide(
+    ctx: Context,
+    params: SolveParams,
+    *,
+    inventory_sha256: str = "",
+    max_cells: int = MAX_CELLS,
+    first_dtime: float = FIRST_DTIME,
+    later_dtime: float = LATER_DTIME,
+) -> Decision:
+    """A plan, a proof that none exists (with a minimal set of rule families to blame), or
+    "unknown" when CP-SAT runs out of time; "too_large" without solving above `max_cells`."""
+    cells = model_cells(ctx)
+    if not ctx.todo.size:  # nothing to upgrade: the empty plan
+        return Decision("plan", Plan(inventory_sha256, ctx.policy, ()), cells=cells)
+    if cells > max_cells:
+        return Decision("too_large", cells=cells)
+    em = ExactModel(ctx)
+    keys = sorted(em.guards)
+    dec = Decision("unknown", cells=cells)
+
+    def solve(assumed: list[str], dtime: float) -> tuple[int, cp_model.CpSolver]:
+        em.m.clear_assumptions()
+        em.m.add_assumptions([em.guards[k] for k in assumed])
+        s = make_solver(params, dtime)
+        s.parameters.num_workers = 1  # a core needs a single worker
+        s.parameters.interleave_search = False
+        dec.solves += 1
+        return run(params, s, em.m), s
+
+    status, s = solve(keys, first_dtime)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        dec.outcome = "plan"
+        dec.plan = em.plan(s, inventory_sha256)
+        return dec
+    if status != cp_model.INFEASIBLE:
+        return dec
+    index = {em.guards[k].index: k for k in keys}
+    core = sorted({index[i] for i in s.sufficient_assumptions_for_infeasibility() if i in index})
+    # Deletion: a family whose removal keeps the rest infeasible is not needed.
+    minimal = True
+    for key in list(core):
+        if key not in core:
+            continue
+        trial = [k for k in core if k != key]
+        st, s2 = solve(trial, later_dtime)
+        if st == cp_model.INFEASIBLE:
+            smaller = {
+                index[i] for i in s2.sufficient_assumptions_for_infeasibility() if i in index
+            }
+            core = sorted(smaller & set(trial)) if smaller else trial
+        elif st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            minimal = False
+    dec.outcome = "impossible"
+    dec.core = tuple(em.families[k] for k in core)
+    dec.minimal = minimal
+    for key in core:
+        st, _ = solve([k for k in keys if k != key], later_dtime)
+        dec.alone[key] = (
+            True
+            if st in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+            else False
+            if st == cp_model.INFEASIBLE
+            else None
+        )
+    return dec
