@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from ortools.sat.python import cp_model
@@ -43,9 +43,11 @@ from solver.params import SolveParams, make_solver, run
 
 # Largest model decided: VM-host-slot cells for the VMs that may move, plus host-slot cells.
 MAX_CELLS = 40_000
-# Deterministic time (CP-SAT work units) for the first solve and for each later one.
+# Deterministic time (CP-SAT work units, ~1-2 s each on a shared 2-core machine) for the first
+# solve, for each later one (shrinking the core, relaxing one family alone), and for all of them.
 FIRST_DTIME = 20.0
 LATER_DTIME = 5.0
+TOTAL_DTIME = 60.0
 
 Outcome = Literal["plan", "impossible", "unknown", "too_large"]
 Expr = cp_model.LinearExpr | int
@@ -521,6 +523,7 @@ def decide(
     max_cells: int = MAX_CELLS,
     first_dtime: float = FIRST_DTIME,
     later_dtime: float = LATER_DTIME,
+    total_dtime: float = TOTAL_DTIME,
 ) -> Decision:
     """A plan, a proof that none exists (with a minimal set of rule families to blame), or
     "unknown" when CP-SAT runs out of time; "too_large" without solving above `max_cells`."""
@@ -533,14 +536,22 @@ def decide(
     keys = sorted(em.guards)
     dec = Decision("unknown", cells=cells)
 
-    def solve(assumed: list[str], dtime: float) -> tuple[int, cp_model.CpSolver]:
+    spent = 0.0
+
+    def solve(assumed: list[str], dtime: float) -> tuple[Any, cp_model.CpSolver]:
+        nonlocal spent
+        dtime = min(dtime, total_dtime - spent)
+        if dtime <= 0.01 or params.remaining() <= 0.05:
+            return cp_model.UNKNOWN, cp_model.CpSolver()
         em.m.clear_assumptions()
         em.m.add_assumptions([em.guards[k] for k in assumed])
         s = make_solver(params, dtime)
         s.parameters.num_workers = 1  # a core needs a single worker
         s.parameters.interleave_search = False
         dec.solves += 1
-        return run(params, s, em.m), s
+        status = run(params, s, em.m)
+        spent += s.deterministic_time
+        return status, s
 
     status, s = solve(keys, first_dtime)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
