@@ -94,7 +94,7 @@ def test_a_plan_the_checker_rejects_never_comes_out() -> None:
     never a plan the checker rejects."""
     inv, pol = _seed_221()
     assert pol.max_hosts_per_wave == 1 and no_one_host_plan(inv, pol)
-    with pytest.raises(InfeasibleError, match="^proven impossible") as info:
+    with pytest.raises(InfeasibleError, match=r"^proven impossible") as info:
         solve(inv, pol, SolveOptions(effort=0.3))
     assert info.value.proven
     with pytest.raises(NoPlanFound):
@@ -116,7 +116,7 @@ def test_a_vm_passing_through_an_az_lands_on_the_host_that_takes_it_out_again() 
 def test_no_plan_through_the_az_when_anti_affinity_bars_the_host() -> None:
     cloud = sc.through_az(anti=True)
     assert no_one_host_plan(cloud.inventory, cloud.policy)
-    with pytest.raises(InfeasibleError, match="^proven impossible.*anti-affinity") as info:
+    with pytest.raises(InfeasibleError, match=r"^proven impossible.*anti-affinity") as info:
         solve(cloud.inventory, cloud.policy, SolveOptions(fallback=False))
     assert info.value.proven
 
