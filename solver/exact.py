@@ -39,6 +39,7 @@ from ortools.sat.python import cp_model
 from planner.plan import Migration, Plan, Stop, Wave
 from planner.policy import select_hosts
 from solver.context import Context, method_for
+from solver.explain import headroom_numbers
 from solver.params import SolveParams, make_solver, run
 
 # Largest model decided: VM-host-slot cells for the VMs that may move, plus host-slot cells.
@@ -71,6 +72,7 @@ class Decision:
     # family key -> relaxing only it (every other rule kept) gives a plan: True, False, or None
     # (not decided in time)
     alone: dict[str, bool | None] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)  # family key -> its numbers
     cells: int = 0
     solves: int = 0
 
@@ -90,6 +92,7 @@ class Decision:
             head += ", together with " + ", ".join(rules[1:])
             head += "" if self.minimal else " (a set of rules in conflict, maybe not minimal)"
         out = [head]
+        out += [self.details[f.key] for f in self.core if f.key in self.details]
         for f in self.core:
             got = self.alone.get(f.key)
             if got is True:
@@ -120,6 +123,7 @@ class ExactModel:
         self.ctx = ctx
         self.m = cp_model.CpModel()
         self.families: dict[str, Family] = {}
+        self.headroom_of: dict[str, tuple[int, int]] = {}  # family key -> (group, class)
         self.guards: dict[str, cp_model.IntVar] = {}
         self.todo = [int(h) for h in ctx.todo]
         self.W = len(self.todo)
@@ -361,6 +365,7 @@ class ExactModel:
                     f"lower headroom.failures or reserve_percent, or add {rc} capacity to "
                     f"{ctx.group_names[g]}",
                 )
+                self.headroom_of[f"headroom:{ctx.group_names[g]}:{rc}"] = (g, c)
                 order = sorted(hosts, key=lambda h: (-int(ctx.cap[h, c]), h))
                 for w in range(1, self.W + 1):
                     self._headroom_at(g, c, w, order, k, pct, lit)
@@ -578,6 +583,9 @@ def decide(
             minimal = False
     dec.outcome = "impossible"
     dec.core = tuple(em.families[k] for k in core)
+    for key in core:
+        if key in em.headroom_of:
+            dec.details[key] = headroom_numbers(ctx, *em.headroom_of[key])
     dec.minimal = minimal
     for key in core:
         st, _ = solve([k for k in keys if k != key], later_dtime)

@@ -76,11 +76,11 @@ def _describe(ctx: Context, agg: object, family: str) -> str:
         )
     if family.startswith("headroom:"):
         _, g_s, c_s = family.split(":")
-        return _headroom_text(ctx, int(g_s), int(c_s))
+        return headroom_numbers(ctx, int(g_s), int(c_s))
     return family
 
 
-def _headroom_text(ctx: Context, g: int, c: int) -> str:
+def headroom_numbers(ctx: Context, g: int, c: int) -> str:
     """Headroom of group g, class c, with its numbers: free now, required now, the host whose
     going down leaves the least slack, and what evacuating unavailable hosts adds."""
     agg = build_aggregates(ctx)

@@ -265,7 +265,13 @@ def _not_found(
     dec = decide(ctx, params, inventory_sha256=digest)
     if dec.outcome == "impossible":
         blame = [
-            {"key": f.key, "rule": f.rule, "relax": f.relax, "relaxing_alone": dec.alone.get(f.key)}
+            {
+                "key": f.key,
+                "rule": f.rule,
+                "relax": f.relax,
+                "relaxing_alone": dec.alone.get(f.key),
+                "numbers": dec.details.get(f.key),
+            }
             for f in dec.core
         ]
         return InfeasibleError(dec.reasons(), proven=True, blame=blame)
