@@ -87,10 +87,12 @@ class Decision:
                 "while theirs are upgraded; only more capacity helps"
             ]
         rules = [f.rule for f in self.core]
-        head = "proven impossible (CP-SAT, exact model, every order of the hosts): " + rules[0]
-        if len(rules) > 1:
-            head += ", together with " + ", ".join(rules[1:])
-            head += "" if self.minimal else " (a set of rules in conflict, maybe not minimal)"
+        head = "proven impossible (CP-SAT, exact model, every order of the hosts): "
+        if len(rules) == 1:
+            head += f"{rules[0]} cannot hold"
+        else:
+            head += ", ".join(rules[:-1]) + f" and {rules[-1]} cannot all hold"
+            head += "" if self.minimal else " (a conflicting set, maybe not minimal)"
         out = [head]
         out += [self.details[f.key] for f in self.core if f.key in self.details]
         for f in self.core:
@@ -207,9 +209,8 @@ class ExactModel:
             n = len(stop_vms)
             g = self.guard(
                 "stop",
-                f"{n} VM(s) that cannot migrate (migration none) on hosts to upgrade, with "
-                "allow_stop off",
-                "set allow_stop: true to stop them in place during their host's wave",
+                f"allow_stop false ({n} VM(s) on hosts to upgrade cannot migrate)",
+                "allow_stop: true (they are stopped in place during their host's wave)",
             )
             m.add_bool_or([g.Not()])
 
@@ -221,7 +222,7 @@ class ExactModel:
             if off:
                 g = self.guard(
                     f"az:{vm.az}",
-                    f"VMs pinned to AZ {vm.az} stay in it",
+                    f"the AZ pin of the VMs pinned to {vm.az}",
                     f"let some VMs pinned to {vm.az} run in another AZ (or add capacity to "
                     f"{vm.az})",
                 )
@@ -235,7 +236,7 @@ class ExactModel:
                 names = ", ".join(sorted(allowed))
                 g = self.guard(
                     f"aggregates:{names}",
-                    f"VMs restricted to aggregates {names} stay in them",
+                    f"the aggregates of the VMs bound to aggregates {names}",
                     f"widen the aggregates those VMs may use (or add hosts to {names})",
                 )
                 for w in range(1, self.W + 1):
@@ -270,16 +271,16 @@ class ExactModel:
         if len(self.todo) > p.max_hosts_per_wave:
             g = self.guard(
                 "size",
-                f"at most {p.max_hosts_per_wave} host(s) a wave (max_hosts_per_wave)",
+                f"max_hosts_per_wave {p.max_hosts_per_wave}",
                 "a larger max_hosts_per_wave",
             )
             for w in slots:
                 m.add(sum(self.y[h, w] for h in self.todo) <= p.max_hosts_per_wave).only_enforce_if(
                     g
                 )
-        for attr, limit, what in (
-            ("az", p.max_hosts_per_wave_per_az, "AZ"),
-            ("rack", p.max_hosts_per_wave_per_rack, "rack"),
+        for attr, limit in (
+            ("az", p.max_hosts_per_wave_per_az),
+            ("rack", p.max_hosts_per_wave_per_rack),
         ):
             if limit is None:
                 continue
@@ -293,8 +294,7 @@ class ExactModel:
                     continue
                 g = self.guard(
                     f"size_{attr}",
-                    f"at most {limit} host(s) of each {what} a wave "
-                    f"(max_hosts_per_wave_per_{attr})",
+                    f"max_hosts_per_wave_per_{attr} {limit}",
                     f"a larger max_hosts_per_wave_per_{attr}",
                 )
                 for w in slots:
@@ -306,8 +306,8 @@ class ExactModel:
             group = ctx.inv.ha_groups[i]
             g = self.guard(
                 f"ha:{ha.name}",
-                f"HA group {ha.name} keeps {group.min_available} of its {len(group.hosts)} hosts "
-                "available",
+                f"HA group {ha.name} (min_available {group.min_available} of "
+                f"{len(group.hosts)} hosts)",
                 f"a lower min_available for {ha.name} (or one more host in it)",
             )
             for w in slots:
@@ -326,7 +326,7 @@ class ExactModel:
         if first and (others or last):
             g = self.guard(
                 "order_first",
-                f"hosts selected by policy.first ({', '.join(p.first)}) before all others",
+                f"the order of policy.first ({', '.join(p.first)}) before all others",
                 "select fewer hosts in policy.first (or none)",
             )
             t = m.new_int_var(1, W, "t_first")
@@ -337,7 +337,7 @@ class ExactModel:
         if last and others:
             g = self.guard(
                 "order_last",
-                f"hosts selected by policy.last ({', '.join(p.last)}) after all others",
+                f"the order of policy.last ({', '.join(p.last)}) after all others",
                 "select fewer hosts in policy.last (or none)",
             )
             t = m.new_int_var(1, W, "t_last")

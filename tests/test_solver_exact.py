@@ -133,11 +133,11 @@ def through_az_first(first: str) -> Cloud:
 
 
 IMPOSSIBLE: list[tuple[Callable[[], Cloud], str, str]] = [
-    (lambda: pinned_alone(az_pin=True), "az:az1", "pinned to AZ az1"),
-    (lambda: pinned_alone(az_pin=False), "aggregates:ssd", "aggregates ssd"),
+    (lambda: pinned_alone(az_pin=True), "az:az1", "AZ pin of the VMs pinned to az1"),
+    (lambda: pinned_alone(az_pin=False), "aggregates:ssd", "bound to aggregates ssd"),
     (anti_pair, "anti:web", "anti-affinity of server group web"),
     (affinity_too_big, "affinity:db", "affinity of server group db"),
-    (cannot_move, "stop", "allow_stop off"),
+    (cannot_move, "stop", "allow_stop false"),
     (headroom_short, "headroom:az1:MEMORY_MB", "N+1 headroom of MEMORY_MB in az1"),
     (lambda: headroom_short(reserve=50), "headroom:az1:MEMORY_MB", "50% reserve headroom"),
     (ha_together, "ha:pair", "HA group pair"),
@@ -325,3 +325,13 @@ def test_proven_impossible_never_meets_a_valid_plan(cp: tuple[object, object]) -
 def test_proven_impossible_never_meets_a_valid_plan_on_tight_two_az_clouds(seed: int) -> None:
     cloud = sc.small_two_az(seed)
     _agrees(cloud.inventory, cloud.policy)
+
+
+def test_greedy_alone_failing_where_a_plan_exists_says_so_without_a_proof() -> None:
+    cloud = sc.small_two_az(10)  # the greedy finds no plan; the exact model (and CP-SAT) do
+    with pytest.raises(InfeasibleError) as info:
+        solve(cloud.inventory, cloud.policy, SolveOptions(planner="greedy"))
+    exc = info.value
+    assert not exc.proven and "a plan exists" in exc.reasons[0]
+    assert "--planner cpsat" in exc.reasons[0]
+    assert exc.render().startswith("no plan found (not proven impossible):")
