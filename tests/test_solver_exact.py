@@ -305,7 +305,13 @@ def _agrees(inv: object, pol: object) -> None:
     pre = precheck(ctx, lower_bounds(inv, pol))
     assume(not any("already breaks" in r for r in pre))  # the checker rejects every plan then
     # Where a pre-check has a proof, only a plan would contradict it: a short look suffices.
-    dec = decide(ctx, SolveParams(time_limit=20), first_dtime=1.0 if pre else 4.0, later_dtime=2.0)
+    dec = decide(
+        ctx,
+        SolveParams(time_limit=20),
+        first_dtime=1.0 if pre else 4.0,
+        later_dtime=1.0,
+        total_dtime=8.0,
+    )
     if dec.plan is not None:
         report = check_plan(inv, dec.plan, digest="")
         assert report.ok, [str(v) for v in report.violations[:3]]
