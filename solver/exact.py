@@ -29,16 +29,17 @@ upgraded one); methods are chosen when the plan is written (live when the VM all
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Literal
 
 import numpy as np
 from ortools.sat.python import cp_model
 
+from planner.inventory import Inventory
 from planner.plan import Migration, Plan, Stop, Wave
-from planner.policy import select_hosts
-from solver.context import Context, method_for
+from planner.policy import Policy, select_hosts
+from solver.context import Context, build_context, method_for
 from solver.explain import headroom_numbers
 from solver.params import SolveParams, make_solver, run
 
@@ -73,6 +74,7 @@ class Decision:
     # (not decided in time)
     alone: dict[str, bool | None] = field(default_factory=dict)
     details: dict[str, str] = field(default_factory=dict)  # family key -> its numbers
+    steps: dict[str, str] = field(default_factory=dict)  # family key -> is one step enough
     cells: int = 0
     solves: int = 0
 
@@ -98,9 +100,11 @@ class Decision:
         for f in self.core:
             got = self.alone.get(f.key)
             if got is True:
-                out.append(f"relaxing {f.rule} alone gives a plan: {f.relax}")
+                step = f" ({self.steps[f.key]})" if f.key in self.steps else ""
+                out.append(f"relaxing {f.rule} alone gives a plan{step}: {f.relax}")
             elif got is False:
-                out.append(f"relaxing {f.rule} alone is not enough: other rules conflict too")
+                step = f"; {self.steps[f.key]}" if f.key in self.steps else ""
+                out.append(f"relaxing {f.rule} alone is not enough: other rules conflict too{step}")
             else:
                 out.append(f"to relax {f.rule}: {f.relax} (whether alone is enough: not decided)")
         return out
@@ -543,18 +547,20 @@ def decide(
 
     spent = 0.0
 
-    def solve(assumed: list[str], dtime: float) -> tuple[Any, cp_model.CpSolver]:
+    def solve(
+        assumed: list[str], dtime: float, model: ExactModel = em
+    ) -> tuple[Any, cp_model.CpSolver]:
         nonlocal spent
         dtime = min(dtime, total_dtime - spent)
         if dtime <= 0.01 or params.remaining() <= 0.05:
             return cp_model.UNKNOWN, cp_model.CpSolver()
-        em.m.clear_assumptions()
-        em.m.add_assumptions([em.guards[k] for k in assumed])
+        model.m.clear_assumptions()
+        model.m.add_assumptions([model.guards[k] for k in assumed])
         s = make_solver(params, dtime)
         s.parameters.num_workers = 1  # a core needs a single worker
         s.parameters.interleave_search = False
         dec.solves += 1
-        status = run(params, s, em.m)
+        status = run(params, s, model.m)
         spent += s.deterministic_time
         return status, s
 
@@ -596,4 +602,51 @@ def decide(
             if st == cp_model.INFEASIBLE
             else None
         )
+    # One step instead of dropping the family (one more host a wave, one HA member fewer, N+k-1):
+    # is it enough, every other rule kept?
+    # (headroom.failures is one setting for every group and class: tried even when relaxing one
+    # group's headroom alone is not enough, and once.)
+    tried: dict[str, str] = {}
+    for key in core:
+        step = one_step(ctx, key) if dec.alone.get(key) or key.startswith("headroom:") else None
+        if step is None:
+            continue
+        label, inv2, policy2 = step
+        if label not in tried:
+            em2 = ExactModel(build_context(inv2, policy2))
+            st, _ = solve(sorted(em2.guards), later_dtime, em2)
+            if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+                tried[label] = f"{label} is enough"
+            elif st == cp_model.INFEASIBLE:
+                tried[label] = f"{label} is not enough"
+            else:
+                continue
+        dec.steps[key] = tried[label]
     return dec
+
+
+def one_step(ctx: Context, key: str) -> tuple[str, Inventory, Policy] | None:
+    """The smallest relaxation of a numeric family: (what, inventory, policy), or None."""
+    p, inv = ctx.policy, ctx.inv
+    if key == "size":
+        n = p.max_hosts_per_wave + 1
+        return f"max_hosts_per_wave {n}", inv, p.with_changes(max_hosts_per_wave=n)
+    if key in ("size_az", "size_rack"):
+        attr = "max_hosts_per_wave_per_" + key.split("_")[1]
+        n = int(getattr(p, attr) or 0) + 1
+        return f"{attr} {n}", inv, p.with_changes(**{attr: n})
+    if key.startswith("ha:"):
+        name = key[3:]
+        groups = tuple(
+            replace(g, min_available=g.min_available - 1) if g.name == name else g
+            for g in inv.ha_groups
+        )
+        m = next(g.min_available for g in groups if g.name == name)
+        if m < 0:
+            return None
+        return f"min_available {m} for HA group {name}", replace(inv, ha_groups=groups), p
+    if key.startswith("headroom:") and p.headroom.failures > 1:
+        k = p.headroom.failures - 1
+        label = f"N+{k} everywhere (headroom.failures {k})"
+        return label, inv, p.with_changes(**{"headroom.failures": k})
+    return None

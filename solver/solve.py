@@ -271,6 +271,7 @@ def _not_found(
                 "relax": f.relax,
                 "relaxing_alone": dec.alone.get(f.key),
                 "numbers": dec.details.get(f.key),
+                "one_step": dec.steps.get(f.key),
             }
             for f in dec.core
         ]

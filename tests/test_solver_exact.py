@@ -204,6 +204,19 @@ def test_relaxing_a_family_alone_is_tried_with_every_other_rule_kept() -> None:
     _planned(relaxed)
 
 
+def test_one_step_of_a_numeric_family_is_tried() -> None:
+    # One more host a wave is enough for the two-AZ conflict; one more host of the AZ a wave is
+    # not enough where all three must go together; N+1 instead of N+2 is enough with 80 GiB free.
+    assert _decide(sc.through_az(anti=True)).steps["size"] == "max_hosts_per_wave 2 is enough"
+    per_az = _decide(per_az_together()).steps["size_az"]
+    assert per_az == "max_hosts_per_wave_per_az 2 is not enough"
+    n2 = headroom_short(mem=16)
+    n2 = Cloud("n2", n2.inventory, n2.policy.with_changes(**{"headroom.failures": 2}))
+    dec = _decide(n2)
+    assert dec.outcome == "impossible"
+    assert "N+1 everywhere (headroom.failures 1) is enough" in "\n".join(dec.reasons())
+
+
 def test_the_exact_model_declines_a_cloud_too_large() -> None:
     cloud = sc.through_az(anti=True)
     dec = decide(build_context(cloud.inventory, cloud.policy), SolveParams(), max_cells=10)
