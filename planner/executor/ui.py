@@ -9,6 +9,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -45,6 +46,7 @@ class Reporter:
         self._overall: TaskID | None = None
         self._wave: TaskID | None = None
         self.eta: str = ""
+        self._flight = ""
 
     # -- bars ---------------------------------------------------------------------------------
     def start(self, total_steps: int, done_steps: int) -> None:
@@ -55,7 +57,7 @@ class Reporter:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[eta]}"),
+            TextColumn("{task.fields[note]}"),
             console=self.console,
             transient=False,
             redirect_stdout=False,
@@ -63,7 +65,7 @@ class Reporter:
         )
         self.progress.start()
         self._overall = self.progress.add_task(
-            "overall", total=max(total_steps, 1), completed=done_steps, eta=""
+            "overall", total=max(total_steps, 1), completed=done_steps, note=""
         )
 
     def stop(self) -> None:
@@ -82,9 +84,41 @@ class Reporter:
         if self.progress is not None:
             if self._wave is not None:
                 self.progress.remove_task(self._wave)
-            self._wave = self.progress.add_task(label, total=max(steps, 1), completed=done, eta="")
+            self._wave = self.progress.add_task(label, total=max(steps, 1), completed=done, note="")
             if self._overall is not None and eta:
-                self.progress.update(self._overall, eta=eta)
+                self.progress.update(self._overall, note=eta)
+        self._flight = ""
+
+    def set_eta(self, eta: str) -> None:
+        """The overall bar's ETA, recomputed as the run goes."""
+        if eta == self.eta:
+            return
+        self.eta = eta
+        if self.progress is not None and self._overall is not None:
+            self.progress.update(self._overall, note=eta)
+
+    def in_flight(self, items: list[str]) -> None:
+        """What is under way now, on the current bar: VMs by name and short id, hosts."""
+        text = ", ".join(items[:3]) + (f" +{len(items) - 3} more" if len(items) > 3 else "")
+        text = f"in flight: {text}" if text else ""
+        if text == self._flight:
+            return
+        self._flight = text
+        if self.progress is not None and self._wave is not None:
+            self.progress.update(self._wave, note=escape(text))
+
+    def finish(self, text: str, *, complete: bool) -> None:
+        """The end of the run: the overall bar says so (not a stale ETA); a completed run's
+        bars are full."""
+        if self.progress is None:
+            return
+        for task in self.progress.tasks:
+            if task.id not in (self._overall, self._wave):
+                continue
+            done = task.total if complete else None
+            self.progress.update(
+                task.id, note=text if task.id == self._overall else "", completed=done
+            )
 
     def advance(self, n: int = 1, *, overall: bool = True) -> None:
         if self.progress is None:
@@ -175,7 +209,11 @@ def status_dict(state: RunState, journal: str) -> dict[str, Any]:
     else:
         status = "killed: no end record and no rollwave holds the journal (--resume continues it)"
     open_steps = [
-        {k_: r.get(k_) for k_ in ("step", "op", "wave", "host", "vm", "src", "dst", "t")}
+        {
+            **{k_: r.get(k_) for k_ in ("step", "op", "wave", "host", "vm", "src", "dst", "t")},
+            "name": state.vm_names.get(r["vm"]) if r.get("vm") else None,
+            "label": state.vm_label(r["vm"]) if r.get("vm") else r.get("host"),
+        }
         for r in state.iter_open()
         if r.get("op") != "wave"
     ]
