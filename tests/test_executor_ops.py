@@ -520,3 +520,11 @@ def test_done_records_carry_no_name_intents_do() -> None:
     intents = [r for r in recs if r["op"] == "migrate" and r["ev"] == INTENT]
     assert intents and all(r["name"] == r["vm"].replace("vm-", "web-") for r in intents)
     assert not any("name" in r for r in recs if r["ev"] == DONE)
+
+
+def test_a_line_with_brackets_from_a_command_or_a_name_is_printed_as_it_is() -> None:
+    spy = Spy()
+    spy.warn("cmp-1: the upgrade command exited 2; last output: fatal: [cmp-1] [/etc] missing")
+    spy.line("  db[/1] (3f2a9c1e): cmp-1 -> cmp-2 (live) ...")
+    text = spy.buf.getvalue()
+    assert "[cmp-1] [/etc] missing" in text and "db[/1] (3f2a9c1e)" in text

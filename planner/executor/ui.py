@@ -9,6 +9,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.errors import MarkupError
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -139,10 +140,11 @@ class Reporter:
         self._print(f"[red]error:[/] {text}")
 
     def _print(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.console.print(text, markup=True, highlight=False)
-        else:
-            self.console.print(text, markup=True, highlight=False)
+        console = self.progress.console if self.progress is not None else self.console
+        try:
+            console.print(text, markup=True, highlight=False)
+        except MarkupError:  # a VM name or a command's output with "[/...]" in it: as it is
+            console.print(text, markup=False, highlight=False)
 
 
 def summary_table(state: RunState, wave_names: dict[int, int] | None = None) -> Table:
