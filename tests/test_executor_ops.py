@@ -58,9 +58,9 @@ class Clock:
 class Spy(Reporter):
     """A real Reporter on a console in memory that also keeps what it was asked to show."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool = False, heartbeat_s: float = 60.0) -> None:
         self.buf = io.StringIO()
-        super().__init__(Console(file=self.buf, width=160), quiet=quiet)
+        super().__init__(Console(file=self.buf, width=160), quiet=quiet, heartbeat_s=heartbeat_s)
         self.etas: list[str] = []
         self.flights: list[list[str]] = []
         self.warnings: list[str] = []
@@ -377,12 +377,20 @@ class SlowLive(DryRunCloud):
 
 def test_vms_in_flight_are_shown_by_name_and_short_id() -> None:
     fx = NAMED["three_plus_spare"]()
-    spy = Spy()
+    spy = Spy(heartbeat_s=0)  # a status line at every poll (stderr is not a terminal here)
     cloud = SlowLive(named(fx.inventory), fx.plan.policy.target_version)
-    res = run_dry(fx, cloud=cloud, reporter=spy)
+    res = run_dry(fx, cloud=cloud, reporter=spy, model=DEFAULT)
     assert res.status == "completed"
     shown = [item for items in spy.flights for item in items]
     assert "web-1a (vm-1a) -> cmp-4" in shown, shown
+    beats = [ln for ln in spy.buf.getvalue().splitlines() if ln.startswith("progress:")]
+    assert any(
+        "overall" in b
+        and "wave 2/4" in b
+        and "in flight: web-1a (vm-1a) -> cmp-4" in b
+        and "ETA" in b
+        for b in beats
+    ), beats
     assert res.state.vm_names["vm-2b"] == "web-2b"  # the journal's records carry the names
 
 

@@ -472,7 +472,7 @@ class Executor:
         """Each poll: what is in flight (VMs by name and short id, hosts at work) and the ETA
         (time passes between steps)."""
         items = [f"{v.label} -> {v.dst}" for v in vruns.values() if v.state == RUNNING_]
-        items += [f"{h.host} {h.state}" for h in hruns.values() if h.busy]
+        items += [f"{h.host} {_DOING.get(h.state, h.state)}" for h in hruns.values() if h.busy]
         self.ui.in_flight(items)
         if self.eta is not None:
             self.ui.set_eta(self.eta.text(self.clock()))
@@ -1751,6 +1751,16 @@ class Executor:
 
 
 _OK_STATUS = ("ACTIVE", "PAUSED", "SHUTOFF")
+# A host at work, as the progress says it
+_DOING = {
+    STOPPING: "stopping its VMs",
+    UPGRADING: "upgrading",
+    WAITING: "coming back",
+    ROLLING_BACK: "rolling back",
+    RB_WAITING: "coming back from its rollback",
+    ENABLING: "enabling",
+    STARTING: "starting its VMs",
+}
 
 
 def _drop_where(v: Any) -> str:

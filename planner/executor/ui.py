@@ -40,7 +40,7 @@ def hms(seconds: float | None) -> str:
 class Reporter:
     """Progress on `console` (stderr). `quiet`: warnings and errors only."""
 
-    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+    def __init__(self, console: Console, *, quiet: bool = False, heartbeat_s: float = 60.0) -> None:
         self.console = console
         self.quiet = quiet
         self.progress: Progress | None = None
@@ -48,6 +48,10 @@ class Reporter:
         self._wave: TaskID | None = None
         self.eta: str = ""
         self._flight = ""
+        # Without a terminal (stderr to a log file) the bars are drawn only at the end: a
+        # status line this often says where the run is instead.
+        self.heartbeat_s = heartbeat_s
+        self._last_beat = time.monotonic()
 
     # -- bars ---------------------------------------------------------------------------------
     def start(self, total_steps: int, done_steps: int) -> None:
@@ -102,11 +106,25 @@ class Reporter:
         """What is under way now, on the current bar: VMs by name and short id, hosts."""
         text = ", ".join(items[:3]) + (f" +{len(items) - 3} more" if len(items) > 3 else "")
         text = f"in flight: {text}" if text else ""
-        if text == self._flight:
+        if text != self._flight:
+            self._flight = text
+            if self.progress is not None and self._wave is not None:
+                self.progress.update(self._wave, note=escape(text))
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        if self.progress is None or self.console.is_terminal:
             return
-        self._flight = text
-        if self.progress is not None and self._wave is not None:
-            self.progress.update(self._wave, note=escape(text))
+        now = time.monotonic()
+        if now - self._last_beat < self.heartbeat_s:
+            return
+        self._last_beat = now
+        parts = []
+        for task in self.progress.tasks:
+            if task.id in (self._overall, self._wave):
+                parts.append(f"{task.description} {task.completed:.0f}/{task.total:.0f}")
+        parts += [x for x in (self._flight, self.eta) if x]
+        self._print(escape("progress: " + "; ".join(parts)))
 
     def finish(self, text: str, *, complete: bool) -> None:
         """The end of the run: the overall bar says so (not a stale ETA); a completed run's
