@@ -536,3 +536,31 @@ def test_a_line_with_brackets_from_a_command_or_a_name_is_printed_as_it_is() -> 
     spy.line("  db[/1] (3f2a9c1e): cmp-1 -> cmp-2 (live) ...")
     text = spy.buf.getvalue()
     assert "[cmp-1] [/etc] missing" in text and "db[/1] (3f2a9c1e)" in text
+
+
+def test_resume_waits_for_an_unconfirmed_resize_at_most_the_confirm_timeout() -> None:
+    """A run killed while Nova confirmed a cold migration: the resume confirms it once, waits
+    at most --confirm-timeout for it, then judges it as it is (not for hours)."""
+    fx = NAMED["mixed_methods"]()
+    clock = Clock(1.0)
+    cloud = SlowConfirm(fx, clock, delay=None, vm="coldonly")
+    cloud.cold_migrate("coldonly", "cmp-2")  # the cut step's call, before the kill
+    ex = Executor(
+        fx.plan,
+        "f" * 64,
+        cloud,
+        opts=ExecOptions(upgrade_command="u {host}", poll_s=0.01, confirm_timeout_s=40),
+        reporter=Reporter(Console(file=io.StringIO()), quiet=True),
+        hooks=DryRunHooks(cloud.run_hook),
+        notify=Notifier(None, None, print),
+        journal_path=None,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    step = "w2/migrate/coldonly/1"
+    ex._log(INTENT, "migrate", step=step, wave=2, vm="coldonly", src="cmp-1", dst="cmp-2")
+    t0 = clock.t
+    ex._reconcile()
+    assert step not in ex.state.open_steps and (2, "coldonly") not in ex.state.done_moves
+    assert 40 <= clock.t - t0 < 60  # gave up after the timeout, counted from the confirm
+    assert sum("confirmResize" in ln for ln in cloud.lines) == 1

@@ -423,6 +423,8 @@ def _resume_options(
     from planner.executor.journal import RunState, read_records
 
     ctx = click.get_current_context()
+    if not journal.exists():
+        raise InputError(str(journal), "no such journal: nothing to resume")
     recorded = RunState.replay(read_records(journal)).options
     defaults = (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
     explicit = {n for n in given if ctx.get_parameter_source(n) not in defaults}
