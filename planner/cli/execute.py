@@ -211,8 +211,15 @@ def default_journal(plan: str) -> Path:
     type=click.Path(dir_okay=False),
     help="Simulation model for the ETA (default: the simulator's defaults).",
 )
-@click.option("--notify-command", metavar="CMD", help="Run on run/wave start and end, failures.")
-@click.option("--notify-webhook", metavar="URL", help="POST the same events as JSON.")
+@click.option(
+    "--notify-command",
+    metavar="CMD",
+    help="Run on run/wave start and end, failures (the event's JSON on stdin); in the "
+    "background, in order: it never holds the run up.",
+)
+@click.option(
+    "--notify-webhook", metavar="URL", help="POST the same events as JSON (in the background)."
+)
 @click.option(
     "--allow-digest-mismatch",
     is_flag=True,
