@@ -205,6 +205,7 @@ def test_notify_command_gets_the_event_and_a_failure_is_only_a_warning(tmp_path:
     )
     n("wave_start", wave=2, hosts=["a"])
     n("wave_end", wave=2)
+    assert n.close() == {}  # sent in the background; close() waits for them (a bounded time)
     got = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     assert [g["event"] for g in got] == ["wave_start", "wave_end"] and got[0]["wave"] == 2
     assert len(warnings) == 1 and "exited 1 on wave_end" in warnings[0]

@@ -184,7 +184,12 @@ def test_cpsat_plans_small_two_az_clouds_that_have_a_plan(seed: int) -> None:
     assert report.ok, [str(v) for v in report.violations[:3]]
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=8,
+    deadline=None,
+    # most small tight clouds have no plan at all: the filter rejects many seeds by design
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(seed=st.integers(1000, 100_000))
 def test_where_a_simple_planner_finds_a_plan_cpsat_does_too(seed: int) -> None:
     """On small very tight clouds, when the greedy or the tiny search planner finds a plan,

@@ -6,6 +6,7 @@ docs/executor.md explains the procedure, the journal and every option.
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -18,6 +19,21 @@ from planner.checker import check_plan
 from planner.cli.common import emit_json, err, format_option, out
 from planner.errors import CloudError, ExitCode, InputError, UsageError
 from planner.formats import load_inventory, load_plan, sha256_file
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds: a range, and finite (click's FloatRange lets nan and inf through)."""
+
+    name = "number of seconds"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str | None:
+        return "SECONDS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return rv
 
 
 def default_journal(plan: str) -> Path:
@@ -114,7 +130,7 @@ def default_journal(plan: str) -> Path:
 @click.option(
     "--soak",
     "soak_s",
-    type=click.FloatRange(0),
+    type=Seconds(0),
     default=600.0,
     show_default=True,
     help="Seconds the canary soaks.",
@@ -136,7 +152,7 @@ def default_journal(plan: str) -> Path:
 @click.option(
     "--retry-delay",
     "retry_delay_s",
-    type=click.FloatRange(0),
+    type=Seconds(0),
     default=10.0,
     show_default=True,
     help="Seconds before a failed migration is tried again (doubled at each retry).",
@@ -144,29 +160,39 @@ def default_journal(plan: str) -> Path:
 @click.option(
     "--service-timeout",
     "service_timeout_s",
-    type=click.FloatRange(0),
+    type=Seconds(0),
     default=600.0,
     show_default=True,
     help="Seconds a host's compute service has to come back healthy after its upgrade.",
 )
 @click.option(
+    "--confirm-timeout",
+    "confirm_timeout_s",
+    type=Seconds(0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Seconds a cold migration may stay VERIFY_RESIZE after rollwave confirms it (Nova "
+    "confirms asynchronously); then it counts as failed, is not retried, and its source host "
+    "is not upgraded.",
+)
+@click.option(
     "--hook-timeout",
     "hook_timeout_s",
-    type=click.FloatRange(0),
+    type=Seconds(0),
     default=0.0,
     help="Seconds an upgrade/rollback/health command may run (0: no limit).",
 )
 @click.option(
     "--migration-timeout",
     "migration_timeout_s",
-    type=click.FloatRange(0),
+    type=Seconds(0),
     default=0.0,
     help="Abort a migration after this many seconds (0: Nova's own timeout only).",
 )
 @click.option(
     "--poll-interval",
     "poll_s",
-    type=click.FloatRange(0.05),
+    type=Seconds(0.05),
     default=2.0,
     show_default=True,
     help="Seconds between polls of migrations and services.",
@@ -174,7 +200,7 @@ def default_journal(plan: str) -> Path:
 @click.option(
     "--replan-time-limit",
     "replan_time_limit_s",
-    type=click.FloatRange(1),
+    type=Seconds(1),
     default=30.0,
     show_default=True,
     help="Seconds the solver may take to re-plan the remaining waves after drift.",
@@ -185,8 +211,15 @@ def default_journal(plan: str) -> Path:
     type=click.Path(dir_okay=False),
     help="Simulation model for the ETA (default: the simulator's defaults).",
 )
-@click.option("--notify-command", metavar="CMD", help="Run on run/wave start and end, failures.")
-@click.option("--notify-webhook", metavar="URL", help="POST the same events as JSON.")
+@click.option(
+    "--notify-command",
+    metavar="CMD",
+    help="Run on run/wave start and end, failures (the event's JSON on stdin); in the "
+    "background, in order: it never holds the run up.",
+)
+@click.option(
+    "--notify-webhook", metavar="URL", help="POST the same events as JSON (in the background)."
+)
 @click.option(
     "--allow-digest-mismatch",
     is_flag=True,
@@ -221,6 +254,7 @@ def execute_cmd(
     retries: int,
     retry_delay_s: float,
     service_timeout_s: float,
+    confirm_timeout_s: float,
     hook_timeout_s: float,
     migration_timeout_s: float,
     poll_s: float,
@@ -272,37 +306,45 @@ def execute_cmd(
             "note: no --inventory: the plan's digest is not verified; the first wave's re-check "
             "judges the whole plan against the live cloud"
         )
+    journal = Path(journal_path) if journal_path else default_journal(plan)
+    tun: dict[str, Any] = {
+        "max_parallel": max_parallel,
+        "max_inbound": max_inbound,
+        "replan": replan,
+        "on_host_failure": on_host_failure,
+        "canary": canary,
+        "soak_s": soak_s,
+        "canary_vms": canary_vms,
+        "retries": retries,
+        "retry_delay_s": retry_delay_s,
+        "poll_s": poll_s,
+        "service_timeout_s": service_timeout_s,
+        "confirm_timeout_s": confirm_timeout_s,
+        "hook_timeout_s": hook_timeout_s,
+        "migration_timeout_s": migration_timeout_s,
+        "replan_time_limit_s": replan_time_limit_s,
+    }
+    if resume:
+        tun = _resume_options(
+            journal, tun, {"rollback_command": rollback_command, "health_command": health_command}
+        )
     model = load_model(model_path) if model_path else DEFAULT
     # The ETA models this run: its limits, its canary and soak, whether it rolls back.
     model = model.with_changes(
-        max_inbound_migrations=max_inbound or None,
-        canary_hosts=canary,
-        soak_s=soak_s if canary else 0.0,
+        max_inbound_migrations=tun["max_inbound"] or None,
+        canary_hosts=tun["canary"],
+        soak_s=tun["soak_s"] if tun["canary"] else 0.0,
         rollback=bool(rollback_command),
     )
     m = mapping.load(mapping_path) if mapping_path else mapping.Mapping()
     api = connect.Api(connect.connect(cloud))
     live = LiveCloud(api, cloud or "default", m)
-    journal = Path(journal_path) if journal_path else default_journal(plan)
     opts = ExecOptions(
-        max_parallel=max_parallel,
-        max_inbound=max_inbound or None,
         upgrade_command=upgrade_command,
         rollback_command=rollback_command,
         health_command=health_command,
-        replan=replan,
-        on_host_failure=on_host_failure,
-        canary=canary,
-        soak_s=soak_s,
-        canary_vms=canary_vms,
-        retries=retries,
-        retry_delay_s=retry_delay_s,
-        poll_s=poll_s,
-        service_timeout_s=service_timeout_s,
-        hook_timeout_s=hook_timeout_s,
-        migration_timeout_s=migration_timeout_s,
-        replan_time_limit_s=replan_time_limit_s,
         model=model,
+        **{**tun, "max_inbound": tun["max_inbound"] or None},
     )
     reporter = Reporter(err, quiet=quiet or dry_run)
     if dry_run:
@@ -356,6 +398,90 @@ def execute_cmd(
             out.print(summary_table(result.state))
         _print_end(result, plan, journal, dry_run)
     return result.exit_code
+
+
+# The options a journal records (its header, then each resume's run note), by parameter name.
+RECORDED = (
+    "max_parallel",
+    "max_inbound",
+    "replan",
+    "on_host_failure",
+    "canary",
+    "soak_s",
+    "canary_vms",
+    "retries",
+    "retry_delay_s",
+    "poll_s",
+    "service_timeout_s",
+    "confirm_timeout_s",
+    "hook_timeout_s",
+    "migration_timeout_s",
+    "replan_time_limit_s",
+)
+
+
+def _resume_options(
+    journal: Path, given: dict[str, Any], commands: dict[str, str | None]
+) -> dict[str, Any]:
+    """On --resume, an option not given again on the command line keeps the value the run
+    recorded (a run restarted at night keeps its timeouts and limits); one given again wins."""
+    from click.core import ParameterSource
+
+    from planner.executor.journal import RunState, read_records
+
+    ctx = click.get_current_context()
+    if not journal.exists():
+        raise InputError(str(journal), "no such journal: nothing to resume")
+    recorded = RunState.replay(read_records(journal)).options
+    defaults = (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    explicit = {n for n in given if ctx.get_parameter_source(n) not in defaults}
+    values, changed = merge_recorded(recorded, given, explicit)
+    params = {p.name: p for p in ctx.command.params}
+    if changed:
+        err.print(
+            "note: resuming with other options than the run had: "
+            + ", ".join(
+                f"{_opt(params[n], given[n])} (was {_opt(params[n], v)})" for n, v in changed
+            )
+        )
+    for name, cmd in commands.items():
+        if recorded.get(name) and not cmd:
+            err.print(
+                f"[yellow]warning:[/] the run was started with {_opt(params[name], True)}; "
+                "it is not given now (commands are not recorded: give it again)"
+            )
+    return values
+
+
+def merge_recorded(
+    recorded: dict[str, Any], given: dict[str, Any], explicit: set[str]
+) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """The options for a resumed run: those given on the command line (`explicit`), else those
+    the journal recorded, else the defaults in `given`. Also: the options given with another
+    value than the recorded one, with that value."""
+    out = dict(given)
+    changed: list[tuple[str, Any]] = []
+    for name in RECORDED:
+        if name not in recorded or name not in given:
+            continue  # a journal from an older rollwave: the command line's value
+        value = recorded[name]
+        if name == "max_inbound":
+            value = value or 0  # the journal's None (no limit) is the option's 0
+        if name not in explicit:
+            out[name] = value
+        elif value != given[name]:
+            changed.append((name, value))
+    return out, changed
+
+
+def _opt(param: click.Parameter, value: Any) -> str:
+    """How the command line spells an option with its value."""
+    opts = param.opts if isinstance(param, click.Option) else [str(param.name)]
+    if isinstance(param, click.Option) and param.secondary_opts:  # --replan/--no-replan
+        return opts[0] if value else param.secondary_opts[0]
+    if isinstance(value, bool):
+        return opts[0]
+    return f"{opts[0]} {value:g}" if isinstance(value, float) else f"{opts[0]} {value}"
 
 
 def _check_against_inventory(
@@ -444,14 +570,23 @@ def _status(journal: str, fmt: str) -> int:
         )
     )
     for s in data["open_steps"]:
-        what = s.get("vm") or s.get("host")
-        out.print(f"  in flight when last written: {s['op']} {what} (wave {s.get('wave')})")
+        what = s["label"]
+        if s["op"] == "migrate" and s.get("src") and s.get("dst"):
+            what += f" {s['src']} -> {s['dst']}"
+        elif s.get("vm") and s.get("host"):
+            what += f" on {s['host']}"
+        since = f", since {s['t']}" if s.get("t") else ""
+        out.print(
+            f"  in flight when last written: {s['op']} {what} (wave {s.get('wave')}{since})",
+            markup=False,
+        )
     for h, o in data["hosts_not_upgraded"].items():
         out.print(f"  not upgraded: {h}: {o['reason']}")
     if data["disabled_by_rollwave"]:
         out.print(f"  disabled by rollwave: {', '.join(data['disabled_by_rollwave'])}")
     if data["stopped_by_rollwave"]:
-        out.print(f"  stopped by rollwave: {', '.join(data['stopped_by_rollwave'])}")
+        stopped = [f"{st.vm_label(vm)} on {h}" for vm, h in data["stopped_by_rollwave"].items()]
+        out.print(f"  stopped by rollwave: {', '.join(stopped)}", markup=False)
     out.print(summary_table(st))
     sys.stdout.flush()
     return int(ExitCode.OK)

@@ -15,9 +15,11 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,9 +169,113 @@ EVENTS = (
 )
 
 
+# Events waiting per channel before new ones are dropped (a webhook down for the whole run).
+NOTIFY_QUEUE = 1000
+# How long the end of a run waits for the notifications still queued.
+NOTIFY_FLUSH_S = 5.0
+
+
+class NotifyFailed(Exception):
+    """A notification that could not be delivered: the message says which and why."""
+
+
+@dataclass(frozen=True)
+class _Event:
+    name: str
+    body: bytes
+    fields: Mapping[str, Any]
+
+    @property
+    def label(self) -> str:
+        wave = self.fields.get("wave")
+        host = self.fields.get("host")
+        where = ", ".join(x for x in (f"wave {wave}" if wave else "", str(host or "")) if x)
+        return f"{self.name} ({where})" if where else self.name
+
+
+class _Channel:
+    """One destination (the command or the webhook), fed in order by a worker thread of its
+    own, so that a slow destination delays neither the run nor the other destination."""
+
+    def __init__(
+        self,
+        name: str,
+        send: Callable[[_Event], None],
+        warn: Callable[[str], None],
+        maxsize: int,
+    ) -> None:
+        self.name = name
+        self.send = send
+        self.warn = warn
+        self.maxsize = maxsize
+        self.cv = threading.Condition()
+        self.queue: deque[_Event] = deque()
+        self.busy: _Event | None = None
+        self.closed = False
+        self.abandoned = False  # the run ended without it: no more warnings from it
+        self.dropped: list[str] = []
+        self.delivered = 0
+        self.thread = threading.Thread(target=self._work, name=f"rollwave-{name}", daemon=True)
+        self.thread.start()
+
+    def put(self, ev: _Event) -> None:
+        with self.cv:
+            if self.closed:
+                return
+            if len(self.queue) < self.maxsize:
+                self.queue.append(ev)
+                self.cv.notify_all()
+                return
+            self.dropped.append(ev.label)
+            first = len(self.dropped) == 1
+        if first:
+            self.warn(
+                f"the {self.name} is not keeping up ({self.maxsize} notifications waiting): "
+                f"dropping new ones until it does, starting with {ev.label}"
+            )
+
+    def _work(self) -> None:
+        while True:
+            with self.cv:
+                while not self.queue and not self.closed:
+                    self.cv.wait()
+                if not self.queue:
+                    return
+                ev = self.busy = self.queue.popleft()
+            try:
+                self.send(ev)
+            except Exception as exc:  # a notification never stops the run, nor its worker
+                if not self.abandoned:
+                    self.warn(
+                        str(exc)
+                        if isinstance(exc, NotifyFailed)
+                        else f"{self.name} failed on {ev.name}: {type(exc).__name__}: {exc}"
+                    )
+            with self.cv:
+                self.busy = None
+                self.delivered += 1
+                self.cv.notify_all()
+
+    def flush(self, deadline: float) -> list[str]:
+        """Waits until every queued event is sent or `deadline` (monotonic) passes; returns
+        the events not sent by then (the one being sent first), which are given up."""
+        with self.cv:
+            self.closed = True
+            self.cv.notify_all()
+            while (self.queue or self.busy) and (left := deadline - time.monotonic()) > 0:
+                self.cv.wait(left)
+            late = [e.label for e in ([self.busy] if self.busy else []) + list(self.queue)]
+            self.queue.clear()
+            self.abandoned = bool(late)
+        return late
+
+
 class Notifier:
-    """Runs `--notify-command` (event JSON on stdin, ROLLWAVE_EVENT etc. in its environment)
-    and POSTs to `--notify-webhook`. A notification that fails is a warning, never a stop."""
+    """Sends each event to `--notify-command` (the event's JSON on its stdin, ROLLWAVE_EVENT etc.
+    in its environment) and POSTs it to `--notify-webhook`, from a background worker per
+    destination: in order, never holding the run up. A notification that fails is a warning,
+    never a stop. `close()` at the end of the run waits a bounded time for those still queued
+    and warns about what was not delivered."""
 
     def __init__(
         self,
@@ -179,55 +285,125 @@ class Notifier:
         *,
         dry: bool = False,
         timeout: float = 30.0,
+        webhook_timeout: float = 10.0,
+        queue_size: int = NOTIFY_QUEUE,
+        flush_s: float = NOTIFY_FLUSH_S,
     ) -> None:
         self.command = command
         self.webhook = webhook
         self.warn = warn
         self.dry = dry
         self.timeout = timeout
+        self.webhook_timeout = webhook_timeout
+        self.flush_s = flush_s
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+        self._channels: list[_Channel] = []
+        if dry:
+            return
+        if command:
+            self._channels.append(_Channel("notify command", self._run_command, warn, queue_size))
+        if webhook:
+            self._channels.append(_Channel("notify webhook", self._post, warn, queue_size))
 
     def __call__(self, event: str, **fields: Any) -> None:
-        if self.dry or not (self.command or self.webhook):
+        if not self._channels:
             return
-        payload = {"event": event, "t": now_iso(), **fields}
-        body = json.dumps(payload, default=str).encode()
-        if self.command:
-            env = dict(
-                os.environ,
-                ROLLWAVE_EVENT=event,
-                ROLLWAVE_WAVE=str(fields.get("wave", "")),
-                ROLLWAVE_HOST=str(fields.get("host", "")),
-                ROLLWAVE_MESSAGE=str(fields.get("message", "")),
-            )
-            try:
-                res = subprocess.run(
-                    self.command,
-                    shell=True,
-                    input=body,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    timeout=self.timeout,
-                    start_new_session=True,
-                    check=False,
+        payload = {"event": event, "t": now_iso(), **fields}  # t: when it happened
+        ev = _Event(event, json.dumps(payload, default=str).encode(), fields)
+        for ch in self._channels:
+            ch.put(ev)
+
+    def close(self, timeout: float | None = None) -> dict[str, list[str]]:
+        """The end of the run: waits at most `timeout` (default `flush_s`) seconds in all for
+        the queued notifications, then gives up the rest (a command still running is sent
+        SIGTERM) and warns about them. Returns {destination: events not delivered}."""
+        deadline = time.monotonic() + (self.flush_s if timeout is None else timeout)
+        lost: dict[str, list[str]] = {}
+        for ch in self._channels:
+            late = ch.flush(deadline)
+            if late or ch.dropped:
+                lost[ch.name] = ch.dropped + late
+            if late:
+                self.warn(
+                    f"{len(late)} notification(s) not delivered by the {ch.name} at the end of "
+                    f"the run (waited {self.flush_s if timeout is None else timeout:g} s): "
+                    + ", ".join(late[:10])
+                    + (", ..." if len(late) > 10 else "")
                 )
-                if res.returncode != 0:
-                    err = res.stderr.decode(errors="replace").strip().splitlines()
-                    self.warn(
-                        f"notify command exited {res.returncode} on {event}"
-                        + (f": {err[-1]}" if err else "")
-                    )
-            except subprocess.TimeoutExpired:
-                self.warn(f"notify command timed out after {self.timeout:.0f} s on {event}")
-        if self.webhook:
-            req = urllib.request.Request(
-                self.webhook,
-                data=body,
-                method="POST",
-                headers={"Content-Type": "application/json", "User-Agent": "rollwave"},
-            )
+            if ch.dropped:
+                self.warn(
+                    f"{len(ch.dropped)} notification(s) were dropped for the {ch.name} "
+                    "(queue full): " + ", ".join(ch.dropped[:10])
+                )
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:  # abandoned: nothing is left running behind the run
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        self._channels = []
+        return lost
+
+    # -- the destinations (on the workers' threads) ------------------------------------------
+    def _run_command(self, ev: _Event) -> None:
+        assert self.command
+        env = dict(
+            os.environ,
+            ROLLWAVE_EVENT=ev.name,
+            ROLLWAVE_WAVE=str(ev.fields.get("wave", "")),
+            ROLLWAVE_HOST=str(ev.fields.get("host", "")),
+            ROLLWAVE_MESSAGE=str(ev.fields.get("message", "")),
+        )
+        proc = subprocess.Popen(
+            self.command,
+            shell=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        with self._lock:
+            self._procs.add(proc)
+        try:
             try:
-                with urllib.request.urlopen(req, timeout=min(self.timeout, 10.0)):
-                    pass
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                self.warn(f"notify webhook failed on {event}: {exc}")
+                _, err = proc.communicate(ev.body, timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                raise NotifyFailed(
+                    f"notify command timed out after {self.timeout:g} s on {ev.name} (killed)"
+                ) from None
+        finally:
+            with self._lock:
+                self._procs.discard(proc)
+        if proc.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            raise NotifyFailed(
+                f"notify command exited {proc.returncode} on {ev.name}"
+                + (f": {lines[-1]}" if lines else "")
+            )
+
+    def _post(self, ev: _Event) -> None:
+        assert self.webhook
+        req = urllib.request.Request(
+            self.webhook,
+            data=ev.body,
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "rollwave"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.webhook_timeout):
+                pass
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            # the URL is not repeated: it may hold a token
+            raise NotifyFailed(f"notify webhook failed on {ev.name}: {_url_error(exc)}") from None
+
+
+def _url_error(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    return str(exc) or type(exc).__name__

@@ -220,6 +220,7 @@ class RunState:
     first_version: dict[str, str] = field(default_factory=dict)  # as observed before the run
     upgrade_order: list[str] = field(default_factory=list)  # hosts in the order they came back
     upgrade_begun: set[str] = field(default_factory=set)  # hosts whose upgrade command ran
+    vm_names: dict[str, str] = field(default_factory=dict)  # VM id -> name, as last recorded
     _retried: set[tuple[int, str]] = field(default_factory=set)
 
     @classmethod
@@ -242,6 +243,8 @@ class RunState:
             if not self.schedule and rec.get("waves_detail"):
                 self.schedule = [wave_from_dict(w) for w in rec["waves_detail"]]
             return
+        if rec.get("vm") and rec.get("name"):
+            self.vm_names[str(rec["vm"])] = str(rec["name"])
         step = rec.get("step")
         if ev == INTENT and step:
             self.open_steps[step] = dict(rec)
@@ -403,6 +406,14 @@ class RunState:
         return len(self.schedule) + 1
 
     @property
+    def options(self) -> dict[str, Any]:
+        """The options in effect at the last (re)start: the header's, then each run note's."""
+        opts = dict(self.header.get("options") or {})
+        for r in self.runs:
+            opts.update(r.get("options") or {})
+        return opts
+
+    @property
     def finished(self) -> bool:
         return any(r.get("what") == "end" for r in self.runs)
 
@@ -427,6 +438,11 @@ class RunState:
 
     def wave_seconds(self) -> dict[int, float]:
         return {k: t[1] - t[0] for k, t in self.wave_t.items() if len(t) > 1}
+
+    def vm_label(self, vm: str) -> str:
+        """A VM's name and the start of its id, when the journal knows its name; else its id."""
+        name = self.vm_names.get(vm)
+        return f"{name} ({vm[:8]})" if name and name != vm else vm
 
     def iter_open(self) -> Iterator[dict[str, Any]]:
         return iter(sorted(self.open_steps.values(), key=lambda r: int(r.get("seq", 0))))

@@ -97,6 +97,8 @@ class ExecOptions:
     hook_timeout_s: float = 0.0  # 0: none
     migration_timeout_s: float = 0.0  # 0: none (Nova's own completion timeout applies)
     stop_timeout_s: float = 300.0
+    # How long a confirmed cold migration may stay VERIFY_RESIZE (Nova confirms asynchronously).
+    confirm_timeout_s: float = 300.0
     replan_time_limit_s: float = 30.0
     model: SimModel | None = None
 
@@ -124,8 +126,6 @@ PENDING, RUNNING_, RETRY, DONE_, GAVE_UP, SKIPPED, GONE = (
     "gone",
 )
 TERMINAL_VM = (DONE_, GAVE_UP, SKIPPED, GONE)
-# How long a confirmed cold migration may stay VERIFY_RESIZE (Nova confirms asynchronously).
-CONFIRM_TIMEOUT_S = 300.0
 # host pipeline states
 (
     DRAINING,
@@ -250,6 +250,7 @@ class Executor:
         self._bar_overall = True  # steps outside the plan (a rollback) do not count overall
         self.first_eta_s: float | None = None  # the model's time for the whole run
         self._view: Inventory | None = None  # the planning view of the wave under way
+        self._names: dict[str, str] = {}  # VM id -> name, from the snapshots and the journal
 
     # =========================================================================================
     # Journal
@@ -257,6 +258,9 @@ class Executor:
     def _log(self, ev: str, op: str, **fields: Any) -> dict[str, Any]:
         rec: dict[str, Any] = {"ev": ev, "op": op}
         rec.update((k, v) for k, v in fields.items() if v is not None)
+        vm = rec.get("vm")
+        if ev in (INTENT, NOTE) and vm and "name" not in rec and self._name(vm):
+            rec["name"] = self._name(vm)  # --status names what was in flight
         if self.journal is not None:
             rec = self.journal.write(rec)
         else:
@@ -276,6 +280,19 @@ class Executor:
             host=dst,
             reconciled=True,
         )
+
+    def _snapshot(self) -> Inventory:
+        live = self.cloud.snapshot()
+        self._names.update((v.id, v.name) for v in live.vms if v.name and v.name != v.id)
+        return live
+
+    def _name(self, vm: str) -> str | None:
+        return self._names.get(vm) or self.state.vm_names.get(vm)
+
+    def _label(self, vm: str) -> str:
+        """How lines name a VM: its name and the start of its id (as `checker.vm_label`)."""
+        name = self._name(vm)
+        return f"{name} ({vm[:8]})" if name else vm
 
     def _open_journal(self) -> None:
         if self.dry or self.journal_path is None:
@@ -337,6 +354,7 @@ class Executor:
         self._open_journal()
         if self.state.finished:
             end = [r for r in self.state.runs if r.get("what") == "end"][-1]
+            self.notify.close()
             if self.journal is not None:
                 self.journal.close()
             return RunResult(
@@ -356,10 +374,14 @@ class Executor:
             what="resume" if self.resume else "start",
             pid=os.getpid(),
             dry=self.dry or None,
+            # a resumed run may be given other options: the next resume keeps these
+            options=_safe_options(self.opts) if self.resume else None,
         )
         self.notify("run_start", plan=self.sha, cloud=self.cloud.name, resume=self.resume)
         total, done = self._steps()
         self.ui.start(total, done)
+        t_run = self.clock()
+        ended = False  # not by an exception
         try:
             if self.resume:
                 self._reconcile()
@@ -379,12 +401,15 @@ class Executor:
                 )
             elif self.stop_reason:
                 status, reason = "stopped", self.stop_reason
+            ended = True
         except ExecutionError as exc:  # stopped safely, on purpose: a result, not a crash
             status, reason = "stopped", str(exc)
+            ended = True
         except CloudError as exc:  # the cloud failed us: say so in the journal, then exit 4
             self._log(NOTE, "run", what="stop", status="error", reason=str(exc))
             self.ui.stop()
             self.notify("run_stopped", status="error", message=str(exc))
+            self.notify.close()
             if self.journal is not None:
                 self.journal.close()
             raise
@@ -392,6 +417,15 @@ class Executor:
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGINT, old_int)
                 signal.signal(signal.SIGTERM, old_term)
+            # the overall bar ends with the outcome and the time taken, not a stale ETA
+            took = hms(self.clock() - t_run)
+            if status != "completed" or not ended:
+                self.ui.finish(f"{status if ended else 'stopped'} after {took}", complete=False)
+            elif self.state.excluded:
+                n = len(self.state.excluded)
+                self.ui.finish(f"done in {took}; {n} host(s) not upgraded", complete=True)
+            else:
+                self.ui.finish(f"done in {took}", complete=True)
             self.ui.stop()
         final = self._final_check() if status == "completed" else {}
         final["model_eta_s"] = self.first_eta_s
@@ -404,6 +438,7 @@ class Executor:
         else:
             self._log(NOTE, "run", what="stop", status=status, reason=reason)
             self.notify("run_stopped", status=status, message=reason or "")
+        self.notify.close()  # a bounded wait for the notifications still queued
         if self.journal is not None:
             self.journal.close()
         return RunResult(status, reason, self.state, final)
@@ -428,6 +463,19 @@ class Executor:
 
     def _bar(self) -> None:
         self.ui.advance(overall=self._bar_overall)
+        if self.eta is not None:
+            now = self.clock()
+            self.eta.step_done(now)
+            self.ui.set_eta(self.eta.text(now))
+
+    def _tick_ui(self, vruns: dict[str, VmRun], hruns: dict[str, HostRun]) -> None:
+        """Each poll: what is in flight (VMs by name and short id, hosts at work) and the ETA
+        (time passes between steps)."""
+        items = [f"{v.label} -> {v.dst}" for v in vruns.values() if v.state == RUNNING_]
+        items += [f"{h.host} {_DOING.get(h.state, h.state)}" for h in hruns.values() if h.busy]
+        self.ui.in_flight(items)
+        if self.eta is not None:
+            self.ui.set_eta(self.eta.text(self.clock()))
 
     def _sleep_tick(self, seconds: float | None = None) -> None:
         if self.dry:
@@ -456,9 +504,9 @@ class Executor:
                         host=r["dst"],
                         reconciled=True,
                     )
-                    self.ui.line(f"  {r['vm'][:8]}: its migration finished meanwhile")
+                    self.ui.line(f"  {self._label(r['vm'])}: its migration finished meanwhile")
                 else:
-                    where = srv.host if srv else "nowhere (deleted)"
+                    where = f"{srv.status} on {srv.host}" if srv else "nowhere (deleted)"
                     self._log(
                         FAILED,
                         "migrate",
@@ -513,7 +561,7 @@ class Executor:
         """A VM's server once no migration is under way for it (a run killed mid-migration
         leaves Nova to finish it)."""
         t0 = self.clock()
-        confirmed = False
+        confirmed: float | None = None
         while True:
             srv = self.cloud.server(vm)
             if srv is None:
@@ -521,9 +569,11 @@ class Executor:
             if srv.status == "VERIFY_RESIZE":
                 # Nova confirms asynchronously (a cast to the compute): confirm once, then wait
                 # for the status to change; a second confirm would be refused.
-                if not confirmed:
+                if confirmed is None:
                     self.cloud.confirm_resize(vm)
-                    confirmed = True
+                    confirmed = self.clock()
+                elif self.clock() - confirmed >= self.opts.confirm_timeout_s:
+                    return srv  # not confirmed in time: judged as it is (not on a valid host)
             elif srv.settled:
                 return srv
             if self.clock() - t0 > 6 * 3600:
@@ -572,7 +622,8 @@ class Executor:
         secs = self.clock() - t_wave
         self._log(DONE, "wave", step=f"w{k}", wave=k, seconds=round(secs, 3))
         if self.eta is not None:
-            self.eta.actual[k] = secs
+            self.eta.wave_done(k, secs)
+            self.ui.set_eta(self.eta.text())
         self.ui.line(f"[bold]wave {k} done[/] in {hms(secs)}")
         self.notify("wave_end", wave=k, seconds=round(secs, 1))
         if self.stop_reason:
@@ -591,7 +642,7 @@ class Executor:
 
     def _check(self, k: int) -> tuple[Inventory, Policy, Inventory]:
         for _attempt in range(3):
-            live = self.cloud.snapshot()
+            live = self._snapshot()
             view, vpolicy = views.planning_view(live, self.policy, self._progress())
             self._reconcile_moves(k, view)
             remaining = self._remaining(k, vpolicy)
@@ -612,7 +663,7 @@ class Executor:
                 c = self.state.canary
                 if self.eta.model.canary_hosts and c is not None and c.get("ev") == DONE:
                     self.eta.model = self.eta.model.with_changes(canary_hosts=0)
-                est = self.eta.estimate(view, remaining, k)
+                est = self.eta.estimate(view, remaining, k, now=self.clock())
                 if self.first_eta_s is None:
                     self.first_eta_s = est
             if report.ok:
@@ -769,6 +820,7 @@ class Executor:
             busy = any(hr.busy for hr in hruns.values())
             if self.interrupts and not in_flight and (not busy or aborted):
                 break
+            self._tick_ui(vruns, hruns)
             self._sleep_tick()
 
     def _vmrun(self, m: Migration, k: int, view: Inventory) -> VmRun:
@@ -916,8 +968,18 @@ class Executor:
                     v.t_confirm = self.clock()
                     continue
                 # Nova confirms asynchronously: VERIFY_RESIZE until the source compute is done.
-                if self.clock() - v.t_confirm < CONFIRM_TIMEOUT_S:
+                t = self.opts.confirm_timeout_s
+                if self.clock() - v.t_confirm < t:
                     continue
+                # Not retried: Nova refuses another migration of a VM whose resize is open, and
+                # its source keeps the allocation (a revert would land there): it stays as is.
+                self._attempt_failed(
+                    v,
+                    f"still VERIFY_RESIZE on {srv.host} {t:g} s after confirmResize",
+                    no_retry=f"its resize was not confirmed within --confirm-timeout {t:g} s",
+                    stays=f"{srv.host}, VERIFY_RESIZE",
+                )
+                continue
             if not srv.settled:
                 t = self.opts.migration_timeout_s
                 if t and self.clock() - v.t0 > t and not v.aborting:
@@ -948,17 +1010,27 @@ class Executor:
         fault = f"; fault: {srv.fault}" if srv.fault else ""
         return f"{rec}; {where}{fault}"
 
-    def _attempt_failed(self, v: VmRun, reason: str) -> None:
-        srv_error = "is ERROR" in reason
+    def _attempt_failed(
+        self, v: VmRun, reason: str, *, no_retry: str | None = None, stays: str | None = None
+    ) -> None:
+        if no_retry is None and "is ERROR" in reason:
+            no_retry = "the VM is in ERROR"
         self._log(FAILED, "migrate", step=v.step, wave=v.wave, vm=v.vm, reason=reason)
         self._sample_move(v, forward=False)
-        self.notify("migration_failed", wave=v.wave, vm=v.vm, host=v.src, message=reason)
+        self.notify(
+            "migration_failed",
+            wave=v.wave,
+            vm=v.vm,
+            vm_name=self._name(v.vm),
+            host=v.src,
+            message=reason,
+        )
         v.fails_here += 1
         if self.interrupts:
             v.state = PENDING  # resume tries again
             return
-        if srv_error:
-            self._give_up(v, f"could not be moved: {reason} (not retried: the VM is in ERROR)")
+        if no_retry:
+            self._give_up(v, f"could not be moved: {reason} (not retried: {no_retry})", stays)
             return
         if v.fails_here <= self.opts.retries:
             # Backing off: a refusal is often a view that catches up (Nova's scheduler keeps a
@@ -995,7 +1067,7 @@ class Executor:
 
     def _another_destination(self, v: VmRun) -> tuple[str, str] | None:
         """Ask for another host from the live state (a fresh snapshot), judged by the checker."""
-        live = self.cloud.snapshot()
+        live = self._snapshot()
         view, vpolicy = views.planning_view(live, self.policy, self._progress())
         hosts = tuple(
             h for h, hr in self._hruns.items() if not hr.abandoned and hr.state == DRAINING
@@ -1010,10 +1082,10 @@ class Executor:
         stops = tuple(s for s in self._wave_obj.stops if s.host in hosts)
         return views.find_destination(view, vpolicy, v.vm, hosts, others, stops, avoid=set(v.tried))
 
-    def _give_up(self, v: VmRun, reason: str) -> None:
+    def _give_up(self, v: VmRun, reason: str, stays: str | None = None) -> None:
         v.state = GAVE_UP
         self._log(NOTE, "skip", wave=v.wave, vm=v.vm, host=v.src, reason=reason)
-        self.ui.line(f"  [red]failed[/] {v.label}: {reason}; it stays on {v.src}")
+        self.ui.line(f"  [red]failed[/] {v.label}: {reason}; it stays on {stays or v.src}")
         self._bar()
         hr = self._hruns.get(v.src)
         if hr is not None and not hr.abandoned:
@@ -1145,7 +1217,7 @@ class Executor:
         for vm in extra:
             if vm in vruns and vruns[vm].state in (PENDING, RUNNING_, RETRY):
                 continue
-            v = VmRun(vm, vm[:8], hr.host, hr.host, "live", hr.wave, "ACTIVE")
+            v = VmRun(vm, self._label(vm), hr.host, hr.host, "live", hr.wave, "ACTIVE")
             v.state = PENDING
             self._vruns[vm] = v
             dst = self._another_destination(v)
@@ -1159,13 +1231,15 @@ class Executor:
                     host=hr.host,
                     reason="could not be moved: appeared during the wave and no host can take it",
                 )
-                self._abandon(hr, f"VM {vm[:8]} appeared on it and no other host can take it")
+                self._abandon(hr, f"{v.label} appeared on it and no other host can take it")
                 return False
             v.dst, v.method = dst
             v.tried = {dst[0]}
             srv = self.cloud.server(vm)
             if srv is not None:
-                v.label = f"{srv.name} ({vm[:8]})" if srv.name else vm
+                if srv.name and srv.name != vm:
+                    self._names[vm] = srv.name
+                v.label = self._label(vm)
                 v.expect_status = srv.status if srv.status in ("ACTIVE", "SHUTOFF") else "ACTIVE"
             self._log(
                 NOTE,
@@ -1219,7 +1293,7 @@ class Executor:
                     was=self.state.open_steps.get(step, {}).get("was", "ACTIVE"),
                 )
                 del hr.stopping[vm]
-                self.ui.line(f"  {vm[:8]}: stopped on {hr.host}")
+                self.ui.line(f"  {self._label(vm)}: stopped on {hr.host}")
         if hr.stopping:
             if self.clock() - hr.t0 > self.opts.stop_timeout_s:
                 for vm, step in hr.stopping.items():
@@ -1397,11 +1471,11 @@ class Executor:
             if srv is not None and srv.status == "ACTIVE" and srv.settled:
                 self._log(DONE, "start", step=step, wave=hr.wave, vm=vm, host=hr.host)
                 del hr.starting[vm]
-                self.ui.line(f"  {vm[:8]}: started on {hr.host}")
+                self.ui.line(f"  {self._label(vm)}: started on {hr.host}")
             elif srv is None or self.clock() - hr.t0 > self.opts.stop_timeout_s:
                 why = "deleted" if srv is None else f"{srv.status} after the timeout"
                 self._log(FAILED, "start", step=step, wave=hr.wave, vm=vm, reason=why)
-                self.ui.warn(f"{vm[:8]} on {hr.host} did not start: {why}")
+                self.ui.warn(f"{self._label(vm)} on {hr.host} did not start: {why}")
                 del hr.starting[vm]
         if hr.starting:
             return
@@ -1495,7 +1569,7 @@ class Executor:
         return picks
 
     def _canary(self, k: int, hosts: list[str], nxt: Wave | None) -> None:
-        live = self.cloud.snapshot()
+        live = self._snapshot()
         view, vpolicy = views.planning_view(live, self.policy, self._progress())
         picks = self._canary_picks(k, hosts, nxt, view, vpolicy)
         step = "canary"
@@ -1516,6 +1590,7 @@ class Executor:
             self._poll_migrations(vruns, {})
             if self.interrupts and not any(v.state == RUNNING_ for v in vruns.values()):
                 return
+            self._tick_ui(vruns, {})
             self._sleep_tick()
         problems: dict[str, list[str]] = {h: [] for h in hosts}
         for v in vruns.values():
@@ -1597,7 +1672,7 @@ class Executor:
         """The rollback path for hosts already upgraded and back in service: disable, run the
         rollback command, wait for the old version, enable; their guests stay where they are
         (the daemons restart under them, as during the upgrade)."""
-        live = self.cloud.snapshot()
+        live = self._snapshot()
         view, vpolicy = views.planning_view(live, self.policy, self._progress())
         hruns: dict[str, HostRun] = {}
         for h in hosts:
@@ -1636,6 +1711,7 @@ class Executor:
                 return
             if all(hr.state == FINISHED for hr in hruns.values()):
                 break
+            self._tick_ui({}, hruns)
             self._sleep_tick()
 
     # =========================================================================================
@@ -1644,7 +1720,7 @@ class Executor:
     def _final_check(self) -> dict[str, Any]:
         """One last snapshot: VMs not ACTIVE, hosts still disabled by rollwave, headroom."""
         try:
-            live = self.cloud.snapshot()
+            live = self._snapshot()
         except CloudError as exc:
             self.ui.warn(f"final check skipped: {exc}")
             return {}
@@ -1675,6 +1751,16 @@ class Executor:
 
 
 _OK_STATUS = ("ACTIVE", "PAUSED", "SHUTOFF")
+# A host at work, as the progress says it
+_DOING = {
+    STOPPING: "stopping its VMs",
+    UPGRADING: "upgrading",
+    WAITING: "coming back",
+    ROLLING_BACK: "rolling back",
+    RB_WAITING: "coming back from its rollback",
+    ENABLING: "enabling",
+    STARTING: "starting its VMs",
+}
 
 
 def _drop_where(v: Any) -> str:
@@ -1698,4 +1784,9 @@ def _safe_options(o: ExecOptions) -> dict[str, Any]:
         "retries": o.retries,
         "retry_delay_s": o.retry_delay_s,
         "service_timeout_s": o.service_timeout_s,
+        "confirm_timeout_s": o.confirm_timeout_s,
+        "hook_timeout_s": o.hook_timeout_s,
+        "migration_timeout_s": o.migration_timeout_s,
+        "poll_s": o.poll_s,
+        "replan_time_limit_s": o.replan_time_limit_s,
     }

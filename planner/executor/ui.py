@@ -9,6 +9,8 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.errors import MarkupError
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -38,13 +40,18 @@ def hms(seconds: float | None) -> str:
 class Reporter:
     """Progress on `console` (stderr). `quiet`: warnings and errors only."""
 
-    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+    def __init__(self, console: Console, *, quiet: bool = False, heartbeat_s: float = 60.0) -> None:
         self.console = console
         self.quiet = quiet
         self.progress: Progress | None = None
         self._overall: TaskID | None = None
         self._wave: TaskID | None = None
         self.eta: str = ""
+        self._flight = ""
+        # Without a terminal (stderr to a log file) the bars are drawn only at the end: a
+        # status line this often says where the run is instead.
+        self.heartbeat_s = heartbeat_s
+        self._last_beat = time.monotonic()
 
     # -- bars ---------------------------------------------------------------------------------
     def start(self, total_steps: int, done_steps: int) -> None:
@@ -55,7 +62,7 @@ class Reporter:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[eta]}"),
+            TextColumn("{task.fields[note]}"),
             console=self.console,
             transient=False,
             redirect_stdout=False,
@@ -63,7 +70,7 @@ class Reporter:
         )
         self.progress.start()
         self._overall = self.progress.add_task(
-            "overall", total=max(total_steps, 1), completed=done_steps, eta=""
+            "overall", total=max(total_steps, 1), completed=done_steps, note=""
         )
 
     def stop(self) -> None:
@@ -82,9 +89,55 @@ class Reporter:
         if self.progress is not None:
             if self._wave is not None:
                 self.progress.remove_task(self._wave)
-            self._wave = self.progress.add_task(label, total=max(steps, 1), completed=done, eta="")
+            self._wave = self.progress.add_task(label, total=max(steps, 1), completed=done, note="")
             if self._overall is not None and eta:
-                self.progress.update(self._overall, eta=eta)
+                self.progress.update(self._overall, note=eta)
+        self._flight = ""
+
+    def set_eta(self, eta: str) -> None:
+        """The overall bar's ETA, recomputed as the run goes."""
+        if eta == self.eta:
+            return
+        self.eta = eta
+        if self.progress is not None and self._overall is not None:
+            self.progress.update(self._overall, note=eta)
+
+    def in_flight(self, items: list[str]) -> None:
+        """What is under way now, on the current bar: VMs by name and short id, hosts."""
+        text = ", ".join(items[:3]) + (f" +{len(items) - 3} more" if len(items) > 3 else "")
+        text = f"in flight: {text}" if text else ""
+        if text != self._flight:
+            self._flight = text
+            if self.progress is not None and self._wave is not None:
+                self.progress.update(self._wave, note=escape(text))
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        if self.progress is None or self.console.is_terminal:
+            return
+        now = time.monotonic()
+        if now - self._last_beat < self.heartbeat_s:
+            return
+        self._last_beat = now
+        parts = []
+        for task in self.progress.tasks:
+            if task.id in (self._overall, self._wave):
+                parts.append(f"{task.description} {task.completed:.0f}/{task.total:.0f}")
+        parts += [x for x in (self._flight, self.eta) if x]
+        self._print(escape("progress: " + "; ".join(parts)))
+
+    def finish(self, text: str, *, complete: bool) -> None:
+        """The end of the run: the overall bar says so (not a stale ETA); a completed run's
+        bars are full."""
+        if self.progress is None:
+            return
+        for task in self.progress.tasks:
+            if task.id not in (self._overall, self._wave):
+                continue
+            done = task.total if complete else None
+            self.progress.update(
+                task.id, note=text if task.id == self._overall else "", completed=done
+            )
 
     def advance(self, n: int = 1, *, overall: bool = True) -> None:
         if self.progress is None:
@@ -105,10 +158,11 @@ class Reporter:
         self._print(f"[red]error:[/] {text}")
 
     def _print(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.console.print(text, markup=True, highlight=False)
-        else:
-            self.console.print(text, markup=True, highlight=False)
+        console = self.progress.console if self.progress is not None else self.console
+        try:
+            console.print(text, markup=True, highlight=False)
+        except MarkupError:  # a VM name or a command's output with "[/...]" in it: as it is
+            console.print(text, markup=False, highlight=False)
 
 
 def summary_table(state: RunState, wave_names: dict[int, int] | None = None) -> Table:
@@ -175,7 +229,11 @@ def status_dict(state: RunState, journal: str) -> dict[str, Any]:
     else:
         status = "killed: no end record and no rollwave holds the journal (--resume continues it)"
     open_steps = [
-        {k_: r.get(k_) for k_ in ("step", "op", "wave", "host", "vm", "src", "dst", "t")}
+        {
+            **{k_: r.get(k_) for k_ in ("step", "op", "wave", "host", "vm", "src", "dst", "t")},
+            "name": state.vm_names.get(r["vm"]) if r.get("vm") else None,
+            "label": state.vm_label(r["vm"]) if r.get("vm") else r.get("host"),
+        }
         for r in state.iter_open()
         if r.get("op") != "wave"
     ]
