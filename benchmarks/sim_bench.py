@@ -1,10 +1,11 @@
 """Simulator speed: `python -m benchmarks.sim_bench [--quick] [--runs N] [--jobs J]`.
 
 Prints one table: events per second, one run of a ~100,000-migration plan (dynamic NIC shares, the
-default, then static ones, the fast approximation), and N Monte Carlo runs of a ~10,000-migration
-plan (default model), against the issue's targets, in wall and CPU time. Plans come from the
-greedy planner on generated clouds (cached under $TMPDIR/rollwave-bench, since planning is not what
-is measured).
+default, in the loop the engine runs (compiled when the install compiled it, see setup.py) and in
+the Python loop, then static shares, the fast approximation), and N Monte Carlo runs of a
+~10,000-migration plan (default model), against the issue's targets, in wall and CPU time. Plans
+come from the greedy planner on generated clouds (cached under $TMPDIR/rollwave-bench, since
+planning is not what is measured).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import TypeVar
 from planner.generate import GenerateSpec, default_policy, generate
 from planner.inventory import Inventory
 from planner.plan import Plan
+from sim import engine
+from sim import loop as python_loop
 from sim.engine import prepare, simulate
 from sim.model import DEFAULT
 from sim.montecarlo import run_many
@@ -116,6 +119,22 @@ def main() -> None:
         ("  the same, recording the timeline", f"{t_rec:.3f} s wall, {c_rec:.3f} s CPU", ""),
         ("  migrations per second", f"{n_b / t_run:,.0f} wall, {n_b / c_run:,.0f} CPU", ""),
     ]
+    if engine.IMPLEMENTATION.startswith("compiled"):
+        # The same run in the Python loop, for the ratio (the compiled loop is its copy).
+        compiled, engine._run_loop = engine._run_loop, python_loop.run_loop
+        try:
+            t_py, c_py, res_py = timed(lambda: simulate(prep_b, 1, record=False), args.repeat)
+        finally:
+            engine._run_loop = compiled
+        assert res_py.events == events and res_py.makespan_s == res.makespan_s
+        rows.append(
+            (
+                "  the same in the Python loop",
+                f"{t_py:.3f} s wall, {c_py:.3f} s CPU ({events / c_py:,.0f} events/s CPU; "
+                f"compiled: {c_py / c_run:.2f}x faster)",
+                "",
+            )
+        )
     other = "static" if DEFAULT.sharing == "dynamic" else "dynamic"
     prep_o = prepare(inv_b, plan_b, DEFAULT.with_changes(sharing=other), check=False)
     simulate(prep_o, 1, record=False)
@@ -157,7 +176,8 @@ def main() -> None:
     print(f"{'-' * w0}  {'-' * w1}  {'-' * 20}")
     for a, b, c in rows:
         print(f"{a:<{w0}}  {b:<{w1}}  {c}")
-    print(f"\nmachine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(f"\nsimulator loop: {engine.IMPLEMENTATION}")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -206,9 +206,19 @@ class HeadroomState:
             else:
                 self._leave(h, g)
                 self.avail[h] = False
-            req = self.required[g]
+            # _required for each class, inlined: this runs twice per host in every simulated run.
+            req, caps, total, k, pct = (
+                self.required[g],
+                self.caps[g],
+                self.total[g],
+                self.k,
+                self.pct,
+            )
             for c in range(len(req)):
-                req[c] = self._required(g, c)
+                lst = caps[c]
+                need_k = sum(lst[-k:]) if k > 0 and lst else 0
+                need_r = math.ceil(total[c] * pct / 100.0 - 1e-9)
+                req[c] = need_k if need_k > need_r else need_r
             self.req_p[g] = pack(req, offset=False)
         else:
             self.avail[h] = flag

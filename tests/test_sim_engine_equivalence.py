@@ -1,5 +1,6 @@
-"""The optimised engine gives the same runs as the reference (`tests/sim_reference_engine.py`, the
-engine before dynamic NIC sharing was made fast): makespan, per-migration start, end, bytes,
+"""The optimised engine, with its Python loop and with the copy mypyc compiled from it, gives the
+same runs as the reference (`tests/sim_reference_engine.py`, the engine before dynamic NIC sharing
+was made fast): makespan, per-migration start, end, bytes,
 downtime, mean share, outcome and attempts, hosts, waves, failures, breaches, headroom samples,
 events and the timeline, equal up to float rounding. On the named clouds, on greedy plans of
 generated clouds, and on random (often invalid) plans under random models, in both sharing modes.
@@ -20,6 +21,8 @@ from planner.generate import GenerateSpec, default_policy, generate
 from planner.inventory import Inventory
 from planner.plan import Migration, Plan, Stop, Wave
 from planner.policy import Headroom, Policy
+from sim import engine
+from sim import loop as python_loop
 from sim.engine import Prepared, SimResult, prepare, simulate
 from sim.migration import NovaSettings
 from sim.model import Distribution, SimModel
@@ -27,6 +30,19 @@ from solver.greedy import greedy_plan
 from tests import sim_reference_engine as reference
 from tests.clouds import NAMED
 from tests.strategies import clouds
+
+# Both loops the engine can run: the Python one, and the copy mypyc compiled from it at install
+# (when there is one; tests/test_sim_loop_build.py checks that it is there when it should be).
+LOOPS: dict[str, engine.RunLoop] = {"python": python_loop.run_loop}
+if engine.IMPLEMENTATION.startswith("compiled"):
+    LOOPS["compiled"] = engine._run_loop
+
+
+@pytest.fixture(autouse=True, params=sorted(LOOPS))
+def loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(engine, "_run_loop", LOOPS[request.param])
+    return str(request.param)
+
 
 FIXED = SimModel(
     upgrade_compute=Distribution("fixed", 600.0),
@@ -227,7 +243,12 @@ models = st.builds(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    # the fixture only picks the loop: nothing to reset between examples
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(case=random_plans(), model=models, seed=st.integers(0, 2**32))
 def test_random_plans_under_random_models(
     case: tuple[Inventory, Plan], model: SimModel, seed: int

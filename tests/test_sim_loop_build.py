@@ -1,0 +1,62 @@
+"""The simulator's loop compiled by mypyc (setup.py) is used only while it matches sim/loop.py, and
+it is there when the test run expects it (./dev test sets ROLLWAVE_EXPECT_COMPILED=1 where a C
+compiler is found: the install compiled it)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from types import ModuleType
+
+from sim import engine
+from sim import loop as python_loop
+from sim.engine import choose_loop
+
+SOURCE = Path(python_loop.__file__).read_bytes()
+
+
+def built(source: bytes, file: str = "_loop_c.cpython-311-x86_64-linux-gnu.so") -> ModuleType:
+    """A module as setup.py builds it from `source` (its loop stands in for the compiled one)."""
+    m = ModuleType("sim._loop_c")
+    m.__file__ = f"/somewhere/sim/{file}"
+    m.SOURCE_DIGEST = hashlib.sha256(source).hexdigest()  # type: ignore[attr-defined]
+    m.run_loop = lambda *a: None  # type: ignore[attr-defined]
+    return m
+
+
+def test_a_compiled_loop_built_from_the_current_source_is_used() -> None:
+    m = built(SOURCE)
+    run, what = choose_loop(m, SOURCE)
+    assert run is m.run_loop
+    assert what == "compiled (mypyc)"
+
+
+def test_a_stale_compiled_loop_is_not_used() -> None:
+    run, what = choose_loop(built(SOURCE + b"\n# an edit\n"), SOURCE)
+    assert run is python_loop.run_loop
+    assert "stale" in what
+
+
+def test_no_compiled_loop_or_its_python_copy_means_the_python_loop() -> None:
+    for m in (None, built(SOURCE, file="_loop_c.py")):
+        run, what = choose_loop(m, SOURCE)
+        assert run is python_loop.run_loop
+        assert "without it" in what
+
+
+def test_the_environment_can_force_the_python_loop() -> None:
+    run, what = choose_loop(built(SOURCE), SOURCE, env="python")
+    assert run is python_loop.run_loop
+    assert "ROLLWAVE_SIM_ENGINE" in what
+
+
+def test_the_installed_loop_is_the_one_chosen_and_compiled_when_expected() -> None:
+    forced = os.environ.get("ROLLWAVE_SIM_ENGINE", "")
+    run, what = choose_loop(engine._compiled(), SOURCE, forced)
+    assert (run, what) == (engine._run_loop, engine.IMPLEMENTATION)
+    if os.environ.get("ROLLWAVE_EXPECT_COMPILED") == "1" and forced != "python":
+        assert engine.IMPLEMENTATION == "compiled (mypyc)", engine.IMPLEMENTATION
+        compiled = engine._compiled()
+        assert compiled is not None
+        assert hashlib.sha256(SOURCE).hexdigest() == compiled.SOURCE_DIGEST
