@@ -342,6 +342,15 @@ def test_one_upgrade_hook_serves_controllers_too(sb: manager.Running, conn: Any)
     assert "controller" in res.output
     inv, _ = snapshot.collect(Api(conn), "s", mapping.load(sb.mapping_file))
     assert {h["name"]: h["version"] for h in inv["hosts"]}["ctl-2"] == "2026.1"
+    # the sandbox owns mapping.json: rewriting it (a drift VM updates ids.json beside it) keeps
+    # the controller's new version, and the file stays private
+    assert manager.upgrade(sb, "ctl-1", "2026.2") == "controller"
+    manager.control(sb, "POST", "vms", {"host": "cmp-3", "resources": {"VCPU": 1}})
+    versions = {
+        c["name"]: c["version"] for c in json.loads(sb.mapping_file.read_text())["controllers"]
+    }
+    assert versions == {"ctl-1": "2026.2", "ctl-2": "2026.1"}
+    assert sb.mapping_file.stat().st_mode & 0o077 == 0
     from tests.test_cli import rollwave
 
     run = rollwave("sandbox", "ctl", "upgrade", "nope", "--version", "2026.1")

@@ -203,29 +203,10 @@ def refuse_up(host: str, allow: bool) -> None:
 def upgrade(host: str, version: str) -> None:
     """Upgrade HOST: restart its nova-compute running VERSION (guests keep running). A controller
     of the seeded inventory has no nova-compute here: its version in mapping.json is set."""
-    running = manager.require()
-    if _upgrade_controller(running.mapping_file, host, version):
+    if manager.upgrade(manager.require(), host, version) == "controller":
         click.echo(f"{host}: controller (no compute service); version {version} in mapping.json")
-        return
-    manager.control(running, "POST", f"hosts/{host}/upgrade", {"version": version})
-    click.echo(f"{host}: upgraded to {version}")
-
-
-def _upgrade_controller(mapping_file: Any, host: str, version: str) -> bool:
-    """Set a controller's version in the sandbox's mapping (what `snapshot --mapping` reads), so
-    one upgrade hook serves every host of a plan. False when HOST is no controller there."""
-    from planner.formats import write_text_atomic
-
-    try:
-        mapping = json.loads(mapping_file.read_text())
-    except (OSError, ValueError):
-        return False
-    for c in mapping.get("controllers") or []:
-        if c.get("name") == host:
-            c["version"] = version
-            write_text_atomic(mapping_file, json.dumps(mapping, indent=2, sort_keys=True) + "\n")
-            return True
-    return False
+    else:
+        click.echo(f"{host}: upgraded to {version}")
 
 
 @ctl.command("create-vm")

@@ -314,3 +314,15 @@ def control(
         raise SandboxError(f"sandbox control {method} /{path}: {msg} (HTTP {exc.code})") from None
     except (urllib.error.URLError, OSError) as exc:
         raise SandboxError(f"sandbox control endpoint unreachable at {sb.url}: {exc}") from None
+
+
+def upgrade(sb: Running, host: str, version: str) -> str:
+    """Upgrade `host` to `version`; "compute" or "controller", what it was.
+
+    A compute host's nova-compute stops, its version label changes, and it starts again (the
+    guests keep running; SandboxError if it refuses to come back). A controller of the seeded
+    inventory has no nova-compute in the sandbox: the sandbox sets its version in mapping.json,
+    where `rollwave snapshot --mapping` reads it, so one upgrade hook serves every host of a plan.
+    """
+    out = control(sb, "POST", f"hosts/{host}/upgrade", {"version": version})
+    return str(out.get("role", "compute"))
