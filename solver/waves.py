@@ -455,7 +455,11 @@ class WaveModel:
     def _shifts(self, G: int, C: int) -> None:
         ctx, m, W, types = self.ctx, self.m, self.W, self.types
         groups = {int(g) for g in ctx.group_of[ctx.available]}
-        self.has_shifts = len(groups) > 1 and bool(ctx.unpinned_demand[ctx.is_todo].any())
+        # A group may send demand when one of its hosts to upgrade has VMs free to leave it, to
+        # any other group with a host up: also a group with no host up at all (a disabled host
+        # alone in its AZ), whose VMs can only leave.
+        senders = {int(ctx.group_of[h]) for h in ctx.todo if ctx.unpinned_demand[h].any()}
+        self.has_shifts = any(groups - {s} for s in senders)
         if not self.has_shifts:
             return
         # Demand leaves a group only from its hosts going down: their own movable VMs that are

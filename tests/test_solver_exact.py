@@ -20,12 +20,15 @@ from planner.cli import main
 from planner.errors import InfeasibleError
 from planner.formats import save_inventory, save_policy
 from planner.inventory import HAGroup, ServerGroup
+from solver.aggregate import build_aggregates
 from solver.context import build_context
 from solver.cpsat import NoPlanFound, cpsat_plan
 from solver.exact import Decision, decide
+from solver.explain import explain
 from solver.greedy import greedy_plan
 from solver.params import SolveParams
 from solver.precheck import precheck
+from solver.waves import WavePlan, plan_waves
 from solver.solve import SolveOptions, solve
 from tests import solver_clouds as sc
 from tests.solver_clouds import Cloud, _inv, fill, host, policy, vm
@@ -264,11 +267,12 @@ def test_plan_command_says_proven_impossible(
     assert any(b["key"] == "anti:anti" and b["relaxing_alone"] for b in doc["blame"])
 
 
-def stranded_vm() -> Cloud:
+def stranded_vm(pinned: bool = False) -> Cloud:
     """x sits on b1, disabled and the only host of az2: it must leave for az1 (found by the
-    property test below: the pre-checks once counted x as staying in az2 and claimed a proof)."""
+    property test below: the pre-checks once counted x as staying in az2 and claimed a proof).
+    With `pinned`, x is pinned to az2 and cannot leave: no plan exists."""
     hosts = [host("a1", az="az1"), host("a2", az="az1"), host("b1", az="az2", enabled=False)]
-    vms = [vm("x", "b1"), vm("y", "a1")]
+    vms = [vm("x", "b1", **({"az": "az2"} if pinned else {})), vm("y", "a1")]
     return Cloud(
         "stranded_vm", _inv("stranded", hosts, vms), policy(failures=0, reserve_percent=10)
     )
@@ -282,6 +286,42 @@ def test_a_vm_that_must_leave_its_az_is_no_proof_of_impossible() -> None:
     _planned(cloud)
     out = solve(cloud.inventory, cloud.policy, SolveOptions(effort=0.3))
     assert check_plan(cloud.inventory, out.plan).ok
+
+
+def _wave_model(cloud: Cloud) -> tuple[WavePlan, list[str]]:
+    """The wave model's waves (phase 1 of CP-SAT) and, from the same model with every family
+    under an assumption, the rules it finds in conflict."""
+    inv, pol = cloud.inventory, cloud.policy
+    ctx = build_context(inv, pol)
+    params = SolveParams(effort=0.5)
+    waves = plan_waves(ctx, build_aggregates(ctx), params, lower_bounds(inv, pol).waves)
+    return waves, explain(ctx, params)
+
+
+def test_the_wave_model_lets_a_vm_leave_an_az_with_no_host_up() -> None:
+    """The wave model once allowed demand to move between headroom groups only when two of them
+    had a host up; x (on b1, alone and disabled in az2) then stayed in az2 and its headroom
+    failed: "infeasible with 3 waves" on a cloud the checker accepts a plan for."""
+    cloud = stranded_vm()
+    waves, conflict = _wave_model(cloud)
+    assert waves.status != "failed" and waves.waves, waves.notes
+    assert sorted(h for w in waves.waves for h in w) == [0, 1, 2]
+    assert conflict == []
+    res = cpsat_plan(cloud.inventory, cloud.policy, SolveParams(effort=0.5))
+    assert check_plan(cloud.inventory, res.plan, digest=res.plan.inventory_sha256).ok
+    assert [m.dst for w in res.plan.waves for m in w.migrations if m.vm == "x"] in (["a1"], ["a2"])
+
+
+def test_the_wave_model_keeps_a_vm_pinned_to_an_az_with_no_host_up() -> None:
+    """x pinned to az2 cannot leave b1: the wave model, the exact model and the checker agree
+    that no plan exists."""
+    cloud = stranded_vm(pinned=True)
+    waves, conflict = _wave_model(cloud)
+    assert waves.status == "failed" and not waves.waves
+    assert any("infeasible" in n for n in waves.notes)
+    assert _decide(cloud).outcome == "impossible"
+    with pytest.raises(NoPlanFound):
+        cpsat_plan(cloud.inventory, cloud.policy, SolveParams(effort=0.5))
 
 
 # ---------------------------------------------------------------------------------------------
