@@ -28,8 +28,8 @@ from solver.explain import explain
 from solver.greedy import greedy_plan
 from solver.params import SolveParams
 from solver.precheck import precheck
-from solver.waves import WavePlan, plan_waves
 from solver.solve import SolveOptions, solve
+from solver.waves import WavePlan, plan_waves
 from tests import solver_clouds as sc
 from tests.solver_clouds import Cloud, _inv, fill, host, policy, vm
 from tests.strategies import clouds_and_policies
@@ -319,6 +319,7 @@ def test_the_wave_model_keeps_a_vm_pinned_to_an_az_with_no_host_up() -> None:
     waves, conflict = _wave_model(cloud)
     assert waves.status == "failed" and not waves.waves
     assert any("infeasible" in n for n in waves.notes)
+    assert len(conflict) == 1 and "headroom of az2" in conflict[0]  # x stays in az2
     assert _decide(cloud).outcome == "impossible"
     with pytest.raises(NoPlanFound):
         cpsat_plan(cloud.inventory, cloud.policy, SolveParams(effort=0.5))
