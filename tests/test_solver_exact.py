@@ -272,7 +272,7 @@ def stranded_vm(pinned: bool = False) -> Cloud:
     property test below: the pre-checks once counted x as staying in az2 and claimed a proof).
     With `pinned`, x is pinned to az2 and cannot leave: no plan exists."""
     hosts = [host("a1", az="az1"), host("a2", az="az1"), host("b1", az="az2", enabled=False)]
-    vms = [vm("x", "b1", **({"az": "az2"} if pinned else {})), vm("y", "a1")]
+    vms = [vm("x", "b1", az="az2" if pinned else None), vm("y", "a1")]
     return Cloud(
         "stranded_vm", _inv("stranded", hosts, vms), policy(failures=0, reserve_percent=10)
     )
