@@ -20,6 +20,7 @@ from planner.formats import load_inventory, load_policy, policy_to_dict, write_b
 from planner.report import plots
 from planner.report.whatif import (
     KEYS,
+    VERDICTS,
     Outcome,
     SweepConfig,
     Vary,
@@ -162,7 +163,7 @@ def whatif_cmd(
 
     def progress(done: int, total: int, o: Outcome) -> None:
         if o.status != "ok":
-            what = f"{o.status}: {o.reason}"
+            what = o.summary()
         elif o.makespan_p50_s is not None:
             what = (
                 f"{o.waves} waves, makespan P50 {_hours(o.makespan_p50_s)}, "
@@ -198,6 +199,7 @@ def whatif_cmd(
                 "planner": planner,
                 "model": model.to_dict(),
                 "time_s": round(elapsed, 3),
+                "outcomes": {v: n for v in VERDICTS if (n := sum(r.verdict == v for r in results))},
                 "rows": [r.to_dict() for r in results],
             }
         )
@@ -238,7 +240,7 @@ def table(results: Sequence[Outcome], varies: Sequence[Vary]) -> Table:
     for r in results:
         cells = [str(r.combo[v.key]) for v in varies]
         if r.waves is None:
-            cells += ["-"] * n_metrics + [f"[red]{r.status}[/]: {_esc(r.reason or '')}"]
+            cells += ["-"] * n_metrics + [_status(r)]
             t.add_row(*cells)
             continue
         cells.append(f"{r.waves} ({r.waves_lower_bound})" if r.waves_lower_bound else str(r.waves))
@@ -254,21 +256,44 @@ def table(results: Sequence[Outcome], varies: Sequence[Vary]) -> Table:
         ]
         if simulated:
             cells.append("-" if r.breach_probability is None else f"{r.breach_probability:.1%}")
-        cells.append("ok" if r.ok else f"[red]{r.status}[/]: {_esc(r.reason or '')}")
+        cells.append(_status(r))
         t.add_row(*cells)
+    verdicts = {r.verdict for r in results}
+    notes = [f"{v.replace('_', ' ')}: {VERDICTS[v]}" for v in VERDICTS if v in verdicts - {"ok"}]
+    if notes:
+        t.caption = "; ".join(notes)
+        t.caption_justify = "left"
     return t
 
 
-def _esc(text: str) -> str:
-    """The first reason, short enough for a table cell (--format json has them all)."""
+STYLE = {"ok": "", "impossible": "red", "not_found": "yellow"}
+
+
+def _status(r: Outcome) -> str:
+    """The row's outcome, short enough for a table cell (--format json has every reason and the
+    whole proof): the verdict coloured; for a proof, the families to blame and, on a line of its
+    own, the smallest relaxation known to give a plan."""
     from rich.markup import escape
 
-    first = text.split("; ")[0]
-    return escape(textwrap.shorten(first, 90, placeholder=" ..."))
+    def short(text: str, width: int = 100) -> str:
+        return escape(textwrap.shorten(text, width, placeholder=" ..."))
+
+    v = r.verdict
+    if v == "ok":
+        return "ok"
+    if v == "impossible":
+        fix = r.relaxations()
+        return f"[red]impossible[/]: {short(r.blamed())}" + (
+            f"\n[green]to plan[/]: {short(fix[0])}" if fix else ""
+        )
+    head, _, rest = r.summary().partition(": ")
+    return f"[{STYLE.get(v, 'red')}]{escape(head)}[/]: {short(rest)}"
 
 
 def to_csv(results: Sequence[Outcome], varies: Sequence[Vary]) -> str:
-    rows = [r.to_dict() for r in results]
+    """The JSON rows flat: `blame` as the family keys and `relaxations` joined by "; ",
+    `proven` as true/false."""
+    rows = [_flat(r.to_dict()) for r in results]
     fields = [v.key for v in varies] + [k for k in rows[0] if k not in {v.key for v in varies}]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
@@ -276,6 +301,15 @@ def to_csv(results: Sequence[Outcome], varies: Sequence[Vary]) -> str:
     for row in rows:
         w.writerow({k: "" if row.get(k) is None else row.get(k) for k in fields})
     return buf.getvalue()
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out["blame"] = "; ".join(str(b["key"]) for b in row["blame"]) or None
+    out["relaxations"] = "; ".join(row["relaxations"]) or None
+    if row["proven"] is not None:
+        out["proven"] = "true" if row["proven"] else "false"
+    return out
 
 
 def tradeoff(results: Sequence[Outcome], varies: Sequence[Vary]) -> Any:
@@ -293,5 +327,5 @@ def tradeoff(results: Sequence[Outcome], varies: Sequence[Vary]) -> Any:
         for r in results
         if r.ok and r.makespan_s is not None
     ]
-    infeasible = [(r.label(), r.reason or r.status) for r in results if not r.ok]
+    infeasible = [(r.label(), r.summary()) for r in results if not r.ok]
     return plots.tradeoff_figure(points, infeasible, key_order=" / ".join(v.key for v in varies))

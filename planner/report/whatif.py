@@ -5,7 +5,10 @@ A sweep varies policy keys (`max_hosts_per_wave=2,4,8`, `headroom.failures=0,1,2
 `Policy.with_changes` takes) and `spare_hosts`: N empty compute hosts added like the largest
 existing one (`add_spare_hosts`). Every combination is solved with the planner, re-checked by the
 checker, and put in time; combinations run in parallel processes. A combination without a plan is
-a row with the reason, never a crash.
+a row with the reason, never a crash, and says which kind of "no plan" it is (`Outcome.verdict`):
+*impossible* (proven: a pre-check or the exact model, with the rule families to blame and the
+smallest relaxation that gives a plan when one is known) or *not found* (the planners gave up: a
+time limit, a cloud too large to decide, `--planner greedy` alone; a plan may exist).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import itertools
 import math
 import multiprocessing as mp
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -272,6 +276,16 @@ def apply(inv: Inventory, policy: Policy, combo: Mapping[str, Any]) -> tuple[Inv
 # ---------------------------------------------------------------------------------------------
 # One combination
 # ---------------------------------------------------------------------------------------------
+VERDICTS: dict[str, str] = {
+    "ok": "a plan the checker accepts",
+    "impossible": "no plan exists: proven (a pre-check, or the exact model on a small cloud)",
+    "not_found": "no plan found, not proven impossible: a plan may exist (the planners stopped "
+    "at a time limit, or the cloud is too large to decide, or the greedy planner alone gave up)",
+    "invalid": "the checker rejected the planner's plan (a bug)",
+    "error": "the combination could not be planned (e.g. a value the policy rejects)",
+}
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One row of a sweep. Metrics are None when there is no plan (see `reason`)."""
@@ -279,6 +293,10 @@ class Outcome:
     combo: dict[str, Any]
     status: str  # "ok", "infeasible", "invalid" (the checker rejected the plan) or "error"
     reason: str | None = None
+    # status "infeasible" only: True when proven impossible, False when merely not found
+    proven: bool | None = None
+    # a proof's rule families (InfeasibleError.blame): key, rule, relax, relaxing_alone, ...
+    blame: tuple[dict[str, Any], ...] = ()
     waves: int | None = None
     waves_lower_bound: int | None = None
     migrations: int | None = None
@@ -301,6 +319,54 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def verdict(self) -> str:
+        """One of `VERDICTS`: "infeasible" split into "impossible" (proven) and "not_found"."""
+        if self.status == "infeasible":
+            return "impossible" if self.proven else "not_found"
+        return self.status
+
+    def relaxations(self) -> list[str]:
+        """What the proof says gives a plan, smallest first: one-step relaxations that are
+        enough (e.g. "max_hosts_per_wave 3 is enough"), then families whose relaxing alone
+        gives a plan (their ways to relax). Empty when the proof names none (or no proof)."""
+        if self.verdict != "impossible":
+            return []
+        steps = [
+            str(b["one_step"])
+            for b in self.blame
+            if b.get("relaxing_alone") and str(b.get("one_step") or "").endswith(" is enough")
+        ]
+        stepped = {b.get("key") for b in self.blame if str(b.get("one_step") or "") in steps}
+        alone = [
+            f"relax {b['rule']}: {b['relax']}"
+            for b in self.blame
+            if b.get("relaxing_alone") and b.get("key") not in stepped
+        ]
+        return list(dict.fromkeys(steps + alone))
+
+    def blamed(self) -> str:
+        """A proof's rule families in conflict ("a + b + c"); without families (a pre-check's
+        proof), its first reason."""
+        if self.blame:
+            return " + ".join(str(b["rule"]) for b in self.blame)
+        first = (self.reason or "").split("; ")[0]
+        return re.sub(r"^proven impossible \([^)]*\): ", "", first)
+
+    def summary(self) -> str:
+        """The row's outcome in a line: "ok", "impossible: <families>; <relaxation>",
+        "not found (not proven impossible): <first reason>", or the status and reason."""
+        v = self.verdict
+        first = (self.reason or "").split("; ")[0]
+        if v == "ok":
+            return "ok"
+        if v == "impossible":
+            fix = self.relaxations()
+            return f"impossible: {self.blamed()}" + (f"; {fix[0]}" if fix else "")
+        if v == "not_found":
+            return f"not found (not proven impossible): {first}"
+        return f"{v}: {first}"
 
     def label(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.combo.items())
@@ -327,6 +393,11 @@ class Outcome:
             "runs": self.runs,
             "solve_s": round(self.solve_s, 3),
             "simulate_s": round(self.simulate_s, 3),
+            # added after every older field: CSV columns keep their places
+            "outcome": self.verdict,
+            "proven": self.proven,
+            "blame": [dict(b) for b in self.blame],
+            "relaxations": self.relaxations(),
         }
         return d
 
@@ -382,7 +453,12 @@ def evaluate(
         )
     except InfeasibleError as exc:
         return Outcome(
-            combo, "infeasible", "; ".join(exc.reasons), solve_s=time.perf_counter() - t0
+            combo,
+            "infeasible",
+            "; ".join(exc.reasons),
+            proven=exc.proven,
+            blame=tuple(dict(b) for b in exc.blame),
+            solve_s=time.perf_counter() - t0,
         )
     except RollwaveError as exc:
         return Outcome(combo, "error", str(exc), solve_s=time.perf_counter() - t0)

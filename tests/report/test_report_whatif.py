@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -16,7 +17,7 @@ from matplotlib.text import Text
 from planner.checker import check_plan
 from planner.cli import cli
 from planner.errors import UsageError
-from planner.formats import validate_inventory
+from planner.formats import save_inventory, save_policy, validate_inventory
 from planner.report import plots
 from planner.report.replay import replay
 from planner.report.whatif import (
@@ -33,6 +34,7 @@ from planner.report.whatif import (
     sweep,
 )
 from solver.greedy import greedy_plan
+from tests import solver_clouds as sc
 from tests.report.support import Case, example, tiny_cloud, tiny_policy
 
 
@@ -133,6 +135,53 @@ def test_an_infeasible_combination_is_a_row_with_the_reason() -> None:
     o = evaluate(inv, tiny_policy(), {"headroom.failures": 2}, SweepConfig())
     assert o.status == "infeasible" and o.waves is None
     assert o.reason and "N+2" in o.reason
+    # a pre-check's proof: impossible, its reason in place of the families it does not name
+    assert o.verdict == "impossible" and o.proven is True and o.blame == ()
+    assert "N+2" in o.blamed() and o.summary().startswith("impossible: ")
+
+
+def test_a_sweep_tells_proven_impossible_from_a_plan() -> None:
+    """through_az(anti): with one host a wave no order works (the exact model proves it, no
+    pre-check does); two hosts a wave plan."""
+    cloud = sc.through_az(anti=True)
+    rows = sweep(
+        cloud.inventory,
+        cloud.policy,
+        combinations([parse_vary("max_hosts_per_wave=1,2")]),
+        SweepConfig(),
+        jobs=1,
+    )
+    no, yes = rows
+    assert no.status == "infeasible" and no.verdict == "impossible" and no.proven is True
+    assert {b["key"] for b in no.blame} >= {"anti:anti", "size"}
+    assert no.relaxations()[0] == "max_hosts_per_wave 2 is enough"
+    assert any(
+        r.startswith("relax the anti-affinity of server group anti") for r in no.relaxations()
+    )
+    assert no.summary().startswith("impossible: the anti-affinity of server group anti")
+    assert no.summary().endswith("; max_hosts_per_wave 2 is enough")
+    d = no.to_dict()
+    assert (d["outcome"], d["proven"], d["relaxations"]) == ("impossible", True, no.relaxations())
+    assert [b["key"] for b in d["blame"]] == [b["key"] for b in no.blame]
+    assert yes.ok and yes.verdict == "ok" and yes.proven is None and yes.waves == 2
+    assert yes.to_dict()["outcome"] == "ok" and yes.relaxations() == [] and yes.summary() == "ok"
+    assert yes.to_dict()["blame"] == []
+
+
+def test_no_plan_found_is_not_called_impossible() -> None:
+    """small_two_az(10) with two hosts a wave: the greedy planner alone finds no plan, yet one
+    exists (the exact model finds it): not found, no proof, nothing to relax."""
+    cloud = sc.small_two_az(10)
+    o = evaluate(
+        cloud.inventory, cloud.policy, {"max_hosts_per_wave": 2}, SweepConfig(planner="greedy")
+    )
+    assert o.status == "infeasible" and o.verdict == "not_found" and o.proven is False
+    assert o.blame == () and o.relaxations() == []
+    assert o.summary().startswith("not found (not proven impossible): the greedy planner")
+    assert "a plan exists" in o.summary()
+    d = o.to_dict()
+    assert (d["outcome"], d["proven"], d["blame"]) == ("not_found", False, [])
+    assert evaluate(cloud.inventory, cloud.policy, {"max_hosts_per_wave": 2}, SweepConfig()).ok
 
 
 def test_a_feasible_row_carries_the_checkers_metrics(small: Case) -> None:
@@ -284,7 +333,91 @@ def test_cli_whatif_json_csv_and_plot(tmp_path: pytest.TempPathFactory) -> None:
         "--planner",
         "greedy",
     )
-    assert code == 0 and "infeasible" in stdout
+    assert code == 0 and "impossible: the cloud already breaks the policy" in " ".join(
+        stdout.replace("│", " ").split()
+    )
+
+
+# CSV columns before the outcome fields were added: they keep their places
+OLD_CSV = (
+    "status,reason,waves,waves_lower_bound,migrations,migrations_per_vm,vms_moved_twice,"
+    "min_headroom_ratio,tightest,failures_absorbed,makespan_estimate_s,makespan_p50_s,"
+    "makespan_p95_s,breach_probability,any_breach_probability,stall_probability,runs,solve_s,"
+    "simulate_s"
+)
+
+
+def test_cli_whatif_says_impossible_or_not_found_in_every_format(tmp_path: Path) -> None:
+    anti, two = sc.through_az(anti=True), sc.small_two_az(10)
+    files = {}
+    for name, cloud in (("anti", anti), ("two", two)):
+        files[name] = (str(tmp_path / f"{name}.json"), str(tmp_path / f"{name}-policy.json"))
+        save_inventory(cloud.inventory, files[name][0])
+        save_policy(cloud.policy, files[name][1])
+
+    def run(name: str, fmt: str, *extra: str) -> tuple[str, str]:
+        inv, pol = files[name]
+        args = ["whatif", inv, "--policy", pol, "--vary", "max_hosts_per_wave=1,2"]
+        code, stdout, stderr = _cli(*args, "--runs", "0", "--jobs", "1", "--format", fmt, *extra)
+        assert code == 0, stderr
+        return stdout, stderr
+
+    # JSON: outcome, proven, blame, relaxations per row; counts per outcome
+    plot = str(tmp_path / "t.png")
+    stdout, stderr = run("anti", "json", "--plot", plot)
+    data = json.loads(stdout)
+    assert data["outcomes"] == {"ok": 1, "impossible": 1}
+    impossible, ok = data["rows"]
+    assert (impossible["status"], impossible["outcome"], impossible["proven"]) == (
+        "infeasible",
+        "impossible",
+        True,
+    )
+    assert impossible["relaxations"][0] == "max_hosts_per_wave 2 is enough"
+    assert any(b["key"] == "size" and b["relaxing_alone"] for b in impossible["blame"])
+    assert (ok["status"], ok["outcome"], ok["proven"], ok["blame"]) == ("ok", "ok", None, [])
+    assert "[1/2] max_hosts_per_wave=1: impossible: the anti-affinity" in stderr
+    stdout, stderr = run("two", "json", "--planner", "greedy")
+    rows = json.loads(stdout)["rows"]
+    assert [r["outcome"] for r in rows] == ["impossible", "not_found"]
+    assert rows[1]["proven"] is False and rows[1]["status"] == "infeasible"
+    assert "not found (not proven impossible): the greedy planner found no plan" in stderr
+    # CSV: the old columns first and in place, then the new ones
+    stdout, _ = run("two", "csv", "--planner", "greedy")
+    header = stdout.splitlines()[0]
+    assert header == "max_hosts_per_wave," + OLD_CSV + ",outcome,proven,blame,relaxations"
+    csv_rows = list(csv.DictReader(io.StringIO(stdout)))
+    assert [(r["outcome"], r["proven"]) for r in csv_rows] == [
+        ("impossible", "true"),
+        ("not_found", "false"),
+    ]
+    assert set(csv_rows[0]["blame"].split("; ")) == {"headroom:az2:VCPU", "size"}
+    assert csv_rows[0]["relaxations"] == "max_hosts_per_wave 2 is enough"
+    assert csv_rows[1]["blame"] == csv_rows[1]["relaxations"] == ""
+    # the table: the verdict, the families, the relaxation; a legend under it
+    stdout, _ = run("two", "text", "--planner", "greedy")
+    flat = " ".join(stdout.replace("│", " ").split())
+    assert "impossible: N+1 headroom of VCPU in az2 + max_hosts_per_wave 1" in flat
+    assert "to plan: max_hosts_per_wave 2 is enough" in flat
+    assert "not found (not proven impossible): the greedy planner found no plan" in flat
+    assert "not found: no plan found, not proven impossible" in flat
+    # the plot lists the combination without a plan with its verdict
+    with open(plot, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tradeoff_plot_lists_the_verdict_of_each_combination_without_a_plan() -> None:
+    from planner.cli.whatif import tradeoff
+
+    rows = [
+        Outcome({"m": 1}, "infeasible", "proven impossible (x): a cannot hold", proven=True),
+        Outcome({"m": 2}, "infeasible", "CP-SAT found no plan", proven=False),
+    ]
+    fig = tradeoff(rows, [Vary("m", (1, 2))])
+    labels = [a.get_text() for a in fig.findobj(Text) if isinstance(a, Text)]
+    text = "\n".join(labels)
+    assert "no plan: m=1: impossible: a cannot hold" in text
+    assert "no plan: m=2: not found (not proven impossible): CP-SAT found no plan" in text
 
 
 @pytest.mark.parametrize(
