@@ -387,6 +387,8 @@ class WaveModel:
         # -- headroom, shifts, overflow ---------------------------------------------------------
         self.shift_in: dict[tuple[int, int, int], Any] = {}
         self.shift_out: dict[tuple[int, int, int], Any] = {}
+        self.shift_rest: dict[tuple[int, int, int], Any] = {}  # below one unit, out
+        self.rest_used: list[Any] = []
         self._shifts(G, C)
         self._headroom(G, C)
         self.overflow: list[Any] = []
@@ -454,6 +456,7 @@ class WaveModel:
 
     def _shifts(self, G: int, C: int) -> None:
         ctx, m, W, types = self.ctx, self.m, self.W, self.types
+        agg_members = self.agg.members
         groups = {int(g) for g in ctx.group_of[ctx.available]}
         # A group may send demand when one of its hosts to upgrade has VMs free to leave it, to
         # any other group with a host up: also a group with no host up at all (a disabled host
@@ -463,24 +466,58 @@ class WaveModel:
         if not self.has_shifts:
             return
         # Demand leaves a group only from its hosts going down: their own movable VMs that are
-        # not pinned to it, or VMs that came in from other groups in earlier waves.
+        # not pinned to it, or VMs that came in from other groups in earlier waves. It leaves in
+        # units; where the unit is coarser than the VMs' common divisor, a group in a wave that
+        # takes down all its available hosts may also shed a rest below one unit: with no host
+        # up it cannot keep a fraction of a VM (elsewhere the unit's rounding stays, conservative).
+        # The groups the rest goes to count whole units, at least as much as left (rounding up).
+        mov = ~ctx.stuck
+        avail_of = {
+            g: [i for i, t in enumerate(types) if t.group == g and t.available]
+            for g in range(G + 1)
+        }
+        may_empty = {
+            g: sum(types[i].n for i in idx) == int(agg_members[g].sum())
+            and sum(types[i].n for i in idx) <= ctx.policy.max_hosts_per_wave
+            for g, idx in avail_of.items()
+        }
+        exact = [bool(np.all(ctx.demand[mov, c] % int(self.shift_units[c]) == 0)) for c in range(C)]
         for w in range(W):
             for c in range(C):
                 u = int(self.shift_units[c])
                 total = int(ctx.mov_demand[:, c].sum()) // u + 1
-                ins, outs = [], []
+                ins, outs, rests = [], [], []
                 for g in range(G + 1):
                     idx = [i for i, t in enumerate(types) if t.group == g]
                     own = sum(self.by_wave(i, types[i].unpinned_lo, c, w) for i in idx)
                     came = [self.shift_in[g, c, ww] for ww in range(w)] if self.reflow else []
                     o = m.new_int_var(0, total, "")
+                    rest = not exact[c] and may_empty[g]
+                    r = m.new_int_var(0, u - 1 if rest else 0, "")
+                    if rest:
+                        used = m.new_bool_var("")
+                        m.add(r <= (u - 1) * used)
+                        idx = avail_of[g]
+                        if idx:  # every available host of g goes down in this wave
+                            n_avail = sum(types[i].n for i in idx)
+                            m.add(sum(self.cnt[i][w] for i in idx) >= n_avail).only_enforce_if(used)
+                        self.rest_used.append(used)
                     i_ = m.new_int_var(0, total if g in groups else 0, "")
-                    m.add(u * o <= own + u * sum(came))
+                    m.add(u * o + r <= own + u * sum(came))
                     self.shift_in[g, c, w] = i_
                     self.shift_out[g, c, w] = o
+                    self.shift_rest[g, c, w] = r
                     ins.append(i_)
                     outs.append(o)
-                m.add(sum(ins) == sum(outs))
+                    rests.append(r)
+                sent = u * sum(outs) + sum(rests)
+                m.add(u * sum(ins) >= sent)
+                m.add(u * sum(ins) <= sent + u - 1)
+
+    def net_shift(self, g: int, c: int, w: int) -> Any:
+        """Demand moved into group g in class c in wave w (negative: out), in demand units."""
+        u = int(self.shift_units[c])
+        return u * (self.shift_in[g, c, w] - self.shift_out[g, c, w]) - self.shift_rest[g, c, w]
 
     def _headroom(self, G: int, C: int) -> None:
         ctx, agg, m, W, types = self.ctx, self.agg, self.m, self.W, self.types
@@ -489,12 +526,11 @@ class WaveModel:
             avail = [i for i, t in enumerate(types) if t.group == g and t.available]
             unavail = [i for i, t in enumerate(types) if t.group == g and not t.available]
             for c in range(C):
-                u = int(self.shift_units[c])
                 span = int(ctx.mov_demand[:, c].sum()) + int(agg.total_cap[g, c]) + 1
                 net_in: Any = 0
                 for w in range(W):
                     if self.has_shifts:
-                        net_in = net_in + u * (self.shift_in[g, c, w] - self.shift_out[g, c, w])
+                        net_in = net_in + self.net_shift(g, c, w)
                     down = sum(self.by_wave(i, types[i].down_hi, c, w) for i in avail)
                     evac = sum(self.by_end(i, types[i].mov_total, c, w) for i in unavail)
                     free = m.new_int_var(-span, span, "")
@@ -560,8 +596,7 @@ class WaveModel:
                 for w in range(W):
                     eff: Any = sum(self.by_wave(i, types[i].mov_mean, c, w) for i in idx)
                     if self.has_shifts:
-                        su = int(self.shift_units[c])
-                        eff = eff + su * (self.shift_in[g, c, w] - self.shift_out[g, c, w])
+                        eff = eff + self.net_shift(g, c, w)
                     e = m.new_int_var(-total, total, "")
                     m.add(e == eff)
                     up_cap = up0 + sum(self.by_end(i, types[i].down_mean, c, w - 1) for i in avail)
@@ -599,7 +634,7 @@ class WaveModel:
             for w, n in enumerate(row):
                 probe.add(probe.get_int_var_from_proto_index(self.cnt[i][w].index) == n)
         if not shifts:  # waves from the in-group heuristic: no demand moves between groups
-            for v in [*self.shift_in.values(), *self.shift_out.values()]:
+            for v in [*self.shift_in.values(), *self.shift_out.values(), *self.shift_rest.values()]:
                 probe.add(probe.get_int_var_from_proto_index(v.index) == 0)
         s = make_solver(params, 5.0)
         s.parameters.num_workers = 1
@@ -620,7 +655,7 @@ class WaveModel:
 
     def minimize_overflow(self) -> None:
         shift = sum(self.shift_out.values()) if self.shift_out else 0
-        self.m.minimize(8 * sum(self.overflow) + shift)
+        self.m.minimize(8 * sum(self.overflow) + shift + 8 * sum(self.rest_used))
 
     def extract(self, solver: cp_model.CpSolver) -> tuple[list[list[int]], IntArray]:
         ctx, W = self.ctx, self.W
@@ -632,9 +667,8 @@ class WaveModel:
                 waves[w].extend(t.hosts[pos : pos + n])
                 pos += n
         shift = np.zeros((W, ctx.G + 1, ctx.C), dtype=np.int64)
-        for (g, c, w), v in self.shift_in.items():
-            net = int(solver.value(v)) - int(solver.value(self.shift_out[g, c, w]))
-            shift[w, g, c] = net * int(self.shift_units[c])
+        for g, c, w in self.shift_in:
+            shift[w, g, c] = int(solver.value(self.net_shift(g, c, w)))
         keep = [w for w in range(W) if waves[w]]
         return [sorted(waves[w]) for w in keep], shift[keep]
 

@@ -29,7 +29,7 @@ from solver.greedy import greedy_plan
 from solver.params import SolveParams
 from solver.precheck import precheck
 from solver.solve import SolveOptions, solve
-from solver.waves import WavePlan, plan_waves
+from solver.waves import WavePlan, _units, plan_waves, shift_units
 from tests import solver_clouds as sc
 from tests.solver_clouds import Cloud, _inv, fill, host, policy, vm
 from tests.strategies import clouds_and_policies
@@ -323,6 +323,42 @@ def test_the_wave_model_keeps_a_vm_pinned_to_an_az_with_no_host_up() -> None:
     assert _decide(cloud).outcome == "impossible"
     with pytest.raises(NoPlanFound):
         cpsat_plan(cloud.inventory, cloud.policy, SolveParams(effort=0.5))
+
+
+def odd_flavors(pinned: bool = False) -> Cloud:
+    """b1, alone in az2, holds x (1 GiB) and y (16 GiB); z (1 GiB) is on a1. The wave model moves
+    demand between AZs in units of a quarter of the mean VM (1,536 MiB: the flavors share no
+    divisor that coarse), so 17 GiB is 11.3 units: az2 once kept a third of a unit when b1 went
+    down, and the model called the cloud infeasible. With `pinned`, x must stay in az2."""
+    hosts = [host("a1", az="az1"), host("a2", az="az1"), host("b1", az="az2", mem=32)]
+    vms = [
+        vm("x", "b1", mem=1, az="az2" if pinned else None),
+        vm("y", "b1", mem=16),
+        vm("z", "a1", mem=1),
+    ]
+    return Cloud("odd_flavors", _inv("odd-flavors", hosts, vms), policy(failures=0))
+
+
+def test_the_wave_model_empties_an_az_whatever_the_unit_of_its_shifts() -> None:
+    cloud = odd_flavors()
+    ctx = build_context(cloud.inventory, cloud.policy)
+    assert shift_units(ctx, _units(ctx))[1] == 1536  # the unit does not divide 17 GiB
+    waves, conflict = _wave_model(cloud)
+    assert waves.status != "failed" and len(waves.waves) == 3, waves.notes
+    assert conflict == []
+    b1 = ctx.model.host_index["b1"]
+    w = next(i for i, hs in enumerate(waves.waves) if b1 in hs)
+    assert -int(waves.shift[w, ctx.group_of[b1], 1]) == 17 * 1024  # all of az2's VMs leave
+    res = cpsat_plan(cloud.inventory, cloud.policy, SolveParams(effort=0.5))
+    assert check_plan(cloud.inventory, res.plan, digest=res.plan.inventory_sha256).ok
+
+
+def test_the_wave_model_keeps_a_pinned_vm_in_an_az_that_must_empty() -> None:
+    cloud = odd_flavors(pinned=True)
+    waves, conflict = _wave_model(cloud)
+    assert waves.status == "failed" and any("infeasible" in n for n in waves.notes)
+    assert len(conflict) == 1 and "headroom of az2" in conflict[0]
+    assert _decide(cloud).outcome == "impossible"
 
 
 # ---------------------------------------------------------------------------------------------
