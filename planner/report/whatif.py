@@ -333,10 +333,11 @@ class Outcome:
         gives a plan (their ways to relax). Empty when the proof names none (or no proof)."""
         if self.verdict != "impossible":
             return []
+        # a step may be enough where dropping its family alone is not (N+k-1 is every group's)
         steps = [
             str(b["one_step"])
             for b in self.blame
-            if b.get("relaxing_alone") and str(b.get("one_step") or "").endswith(" is enough")
+            if str(b.get("one_step") or "").endswith(" is enough")
         ]
         stepped = {b.get("key") for b in self.blame if str(b.get("one_step") or "") in steps}
         alone = [

@@ -168,6 +168,25 @@ def test_a_sweep_tells_proven_impossible_from_a_plan() -> None:
     assert yes.to_dict()["blame"] == []
 
 
+def test_relaxations_put_enough_steps_first_and_skip_steps_not_enough() -> None:
+    n1 = "N+1 everywhere (headroom.failures 1)"
+    blame = (
+        {"key": "headroom:az1:VCPU", "rule": "N+2 headroom of VCPU in az1", "relax": "lower it",
+         "relaxing_alone": False, "one_step": f"{n1} is enough"},
+        {"key": "ha:db", "rule": "HA group db", "relax": "a lower min_available",
+         "relaxing_alone": True, "one_step": "min_available 1 for HA group db is not enough"},
+        {"key": "size", "rule": "max_hosts_per_wave 1", "relax": "a larger max_hosts_per_wave",
+         "relaxing_alone": False, "one_step": None},
+    )  # fmt: skip
+    o = Outcome({"m": 1}, "infeasible", "proven impossible (x): y", proven=True, blame=blame)
+    assert o.relaxations() == [f"{n1} is enough", "relax HA group db: a lower min_available"]
+    assert o.summary() == (
+        "impossible: N+2 headroom of VCPU in az1 + HA group db + max_hosts_per_wave 1; "
+        f"{n1} is enough"
+    )
+    assert Outcome({"m": 1}, "infeasible", "x", proven=False, blame=blame).relaxations() == []
+
+
 def test_no_plan_found_is_not_called_impossible() -> None:
     """small_two_az(10) with two hosts a wave: the greedy planner alone finds no plan, yet one
     exists (the exact model finds it): not found, no proof, nothing to relax."""
