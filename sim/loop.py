@@ -97,54 +97,63 @@ def unpacked(x: int, n: int) -> list[int]:
     return [((x >> (W * c)) & FIELD) - OFF for c in range(n)]
 
 
+class _Ev:
+    """A heap entry of the compiled loop: a native struct (no boxed float or ints to make)."""
+
+    def __init__(self, t: float, seq: int, kind: int, a: int, b: int) -> None:
+        self.t = t
+        self.seq = seq
+        self.kind = kind
+        self.a = a
+        self.b = b
+
+
 def heap_push(heap: list[object], ev: Event) -> None:
     """heapq.heappush for the compiled loop: entries compared on their time and sequence number
     natively, not as tuples by the interpreter (sequence numbers differ: heapq's order)."""
     t, s = ev[0], ev[1]
+    item = _Ev(t, s, ev[2], ev[3], ev[4])
     pos = len(heap)
-    heap.append(ev)
-    obj = heap[pos]
+    heap.append(item)
     while pos > 0:
         up = (pos - 1) >> 1
         pobj = heap[up]
-        pe = cast(Event, pobj)
-        if t < pe[0] or (t == pe[0] and s < pe[1]):
+        pe = cast(_Ev, pobj)
+        if t < pe.t or (t == pe.t and s < pe.seq):
             heap[pos] = pobj
             pos = up
         else:
             break
-    heap[pos] = obj
+    heap[pos] = item
 
 
 def heap_pop(heap: list[object]) -> Event:
     """heapq.heappop for the compiled loop (see heap_push)."""
     last = heap.pop()
-    if not heap:
-        return cast(Event, last)
-    top = heap[0]
-    le = cast(Event, last)
-    lt, ls = le[0], le[1]
-    n = len(heap)
-    pos = 0
-    c = 1
-    while c < n:
-        cobj = heap[c]
-        ce = cast(Event, cobj)
-        ct, cs = ce[0], ce[1]
-        r = c + 1
-        if r < n:
-            robj = heap[r]
-            re = cast(Event, robj)
-            if re[0] < ct or (re[0] == ct and re[1] < cs):
-                c, cobj, ct, cs = r, robj, re[0], re[1]
-        if ct < lt or (ct == lt and cs < ls):
-            heap[pos] = cobj
-            pos = c
-            c = 2 * c + 1
-        else:
-            break
-    heap[pos] = last
-    return cast(Event, top)
+    top = cast(_Ev, heap[0]) if heap else cast(_Ev, last)
+    if heap:
+        le = cast(_Ev, last)
+        lt, ls = le.t, le.seq
+        n = len(heap)
+        pos = 0
+        c = 1
+        while c < n:
+            cobj = heap[c]
+            ce = cast(_Ev, cobj)
+            r = c + 1
+            if r < n:
+                robj = heap[r]
+                re = cast(_Ev, robj)
+                if re.t < ce.t or (re.t == ce.t and re.seq < ce.seq):
+                    c, cobj, ce = r, robj, re
+            if ce.t < lt or (ce.t == lt and ce.seq < ls):
+                heap[pos] = cobj
+                pos = c
+                c = 2 * c + 1
+            else:
+                break
+        heap[pos] = last
+    return (top.t, top.seq, top.kind, top.a, top.b)
 
 
 if not COMPILED:  # interpreted, heapq's own C functions are the faster (the calls bind here)
