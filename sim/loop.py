@@ -11,16 +11,17 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from bisect import bisect_left, insort
 from collections import Counter, defaultdict
 from itertools import compress, count
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 
 from planner.capacity import format_amount
 from sim.prepare import NO_TRANSFER, OUTCOME_CODE, Prepared, Transfer
 from sim.results import Breach, Failure, SimResult
-from sim.state import HeadroomState
+from sim.state import OFF, HeadroomState, W
 
 # Event kinds (ints for speed; Final: constants in the compiled loop, not global lookups).
 _WAVE: Final = 0
@@ -40,6 +41,123 @@ MAINT: Final = 1
 DONE_DOWN: Final = 2
 CRASHED: Final = 3
 MAX_DETAILED_BREACHES: Final = 200
+
+
+FIELD: Final = (1 << W) - 1
+# True in the copy mypyc compiled (its functions have no Python code object). A few scans are
+# written two ways: a plain loop, fastest compiled, and one run by C built-ins, fastest in Python.
+COMPILED: Final = not hasattr(lambda: None, "__code__")
+
+
+def set_available(st: HeadroomState, h: int, flag: bool) -> None:
+    """`HeadroomState.set_available`, the same steps, here so that the compiled loop runs them
+    compiled: a run takes every host of the plan down and back (tests/test_sim_state.py checks
+    that both agree)."""
+    avail = st.avail
+    if avail[h] == flag:
+        return
+    g = st.group_of[h]
+    if g < 0:
+        avail[h] = flag
+        return
+    cap, total, caps = st.cap[h], st.total[g], st.caps[g]
+    r, top = st.room[h], st.top
+    pos = r - top if r & top == top else st._positive(h)  # what h adds to its group's free
+    if flag:
+        avail[h] = True
+        st.free_p[g] += pos
+        for c in range(len(cap)):
+            total[c] += cap[c]
+            insort(caps[c], cap[c])
+    else:
+        st.free_p[g] -= pos
+        for c in range(len(cap)):
+            total[c] -= cap[c]
+            lst = caps[c]
+            del lst[bisect_left(lst, cap[c])]
+        avail[h] = False
+    req, k, pct = st.required[g], st.k, st.pct
+    packed = 0
+    for c in range(len(req)):
+        lst = caps[c]
+        need_k = sum(lst[-k:]) if k > 0 and lst else 0
+        need_r = math.ceil(total[c] * pct / 100.0 - 1e-9)
+        v = need_k if need_k > need_r else need_r
+        req[c] = v
+        packed |= v << (W * c)
+    st.req_p[g] = packed
+
+
+Event = tuple[float, int, int, int, int]  # (time, sequence number, kind, subject, token)
+
+
+def unpacked(x: int, n: int) -> list[int]:
+    """`sim.state.unpack` (offset fields), here to run compiled: the headroom checks unpack a
+    group's free capacity at every change of it."""
+    return [((x >> (W * c)) & FIELD) - OFF for c in range(n)]
+
+
+class _Ev:
+    """A heap entry of the compiled loop: a native struct (no boxed float or ints to make)."""
+
+    def __init__(self, t: float, seq: int, kind: int, a: int, b: int) -> None:
+        self.t = t
+        self.seq = seq
+        self.kind = kind
+        self.a = a
+        self.b = b
+
+
+def heap_push(heap: list[object], ev: Event) -> None:
+    """heapq.heappush for the compiled loop: entries compared on their time and sequence number
+    natively, not as tuples by the interpreter (sequence numbers differ: heapq's order)."""
+    t, s = ev[0], ev[1]
+    item = _Ev(t, s, ev[2], ev[3], ev[4])
+    pos = len(heap)
+    heap.append(item)
+    while pos > 0:
+        up = (pos - 1) >> 1
+        pobj = heap[up]
+        pe = cast(_Ev, pobj)
+        if t < pe.t or (t == pe.t and s < pe.seq):
+            heap[pos] = pobj
+            pos = up
+        else:
+            break
+    heap[pos] = item
+
+
+def heap_pop(heap: list[object]) -> Event:
+    """heapq.heappop for the compiled loop (see heap_push)."""
+    last = heap.pop()
+    top = cast(_Ev, heap[0]) if heap else cast(_Ev, last)
+    if heap:
+        le = cast(_Ev, last)
+        lt, ls = le.t, le.seq
+        n = len(heap)
+        pos = 0
+        c = 1
+        while c < n:
+            cobj = heap[c]
+            ce = cast(_Ev, cobj)
+            r = c + 1
+            if r < n:
+                robj = heap[r]
+                re = cast(_Ev, robj)
+                if re.t < ce.t or (re.t == ce.t and re.seq < ce.seq):
+                    c, cobj, ce = r, robj, re
+            if ce.t < lt or (ce.t == lt and ce.seq < ls):
+                heap[pos] = cobj
+                pos = c
+                c = 2 * c + 1
+            else:
+                break
+        heap[pos] = last
+    return (top.t, top.seq, top.kind, top.a, top.b)
+
+
+if not COMPILED:  # interpreted, heapq's own C functions are the faster (the calls bind here)
+    globals().update(heap_push=heapq.heappush, heap_pop=heapq.heappop)
 
 
 def _sub_seed(seed: int, stream: int) -> int:
@@ -123,12 +241,13 @@ def run_loop(
     mig_down = [0.0] * N
     token = [0] * N
     in_flight: set[int] = set()
+    # The ints 0 .. max(H, N) - 1 as objects: compiled, a set.add(box[i]) stores the object,
+    # where set.add(i) would allocate a new one (i is a machine int there).
+    box: list[Any] = list(range(max(H, N)))
     lost_vm: set[int] = set()
 
-    heap: list[tuple[float, int, int, int, int]] = []
+    heap: list[object] = []  # Events (heap_push, heap_pop)
     seq = 0
-    push = heapq.heappush
-    pop = heapq.heappop
     popped = 0  # effective heap events (with the migration starts, sum(tries): the events)
 
     breaches: list[Breach] = []
@@ -188,14 +307,14 @@ def run_loop(
         (before anything else changes g's free or required capacity)."""
         if min_pending[g]:
             min_pending[g] = False
-            free, req, ms = st.free_of(g), st.required[g], min_slack[g]
+            free, req, ms = unpacked(st.free_p[g], n_classes), st.required[g], min_slack[g]
             for c in class_range:
                 slack = free[c] - req[c]
                 if slack < ms[c]:
                     ms[c] = slack
 
     def check_group(t: float, g: int) -> None:
-        free, req, ms = st.free_of(g), st.required[g], min_slack[g]
+        free, req, ms = unpacked(st.free_p[g], n_classes), st.required[g], min_slack[g]
         min_pending[g] = False
         for c in range(n_classes):
             slack = free[c] - req[c]
@@ -225,7 +344,7 @@ def run_loop(
                 sample_group(t, g)
 
     def sample_group(t: float, g: int) -> None:
-        free, req = st.free_of(g), st.required[g]
+        free, req = unpacked(st.free_p[g], n_classes), st.required[g]
         for c in class_range:
             samples.append((t, g, c, free[c], req[c]))
 
@@ -254,7 +373,7 @@ def run_loop(
         open_[h] = False
         if group_of[h] >= 0:
             note_min(group_of[h])
-        st.set_available(h, False)
+        set_available(st, h, False)
 
     # --- initial state -------------------------------------------------------------------------
     for h in range(H):
@@ -319,11 +438,11 @@ def run_loop(
     soak_total = 0.0
 
     if n_waves:
-        push(heap, (0.0, seq, _WAVE, 0, 0))
+        heap_push(heap, (0.0, seq, _WAVE, 0, 0))
         seq += 1
     crash_u = 0.0
     if crash is not None:
-        push(heap, (crash[0], seq, _CRASH, 0, 0))
+        heap_push(heap, (crash[0], seq, _CRASH, 0, 0))
         seq += 1
         crash_u = crash[1]
 
@@ -355,10 +474,10 @@ def run_loop(
                 if tl is not None:
                     names = ", ".join(hosts[c] for c in canary)
                     tl((t, "soak_start", w + 1, None, None, None, f"canary: {names}"))
-                push(heap, (t + model.soak_s, seq, _SOAK_END, w, 0))
+                heap_push(heap, (t + model.soak_s, seq, _SOAK_END, w, 0))
                 seq += 1
             elif w + 1 < n_waves:
-                push(heap, (t, seq, _WAVE, w + 1, 0))
+                heap_push(heap, (t, seq, _WAVE, w + 1, 0))
                 seq += 1
 
     def drained(h: int, t: float) -> None:
@@ -366,7 +485,8 @@ def run_loop(
         if hstate[h] != MAINT:
             return
         if h in host_failed:
-            push(heap, (t + model.enable_s, seq, _ENABLE, h, 0))  # back in service, not upgraded
+            # back in service, not upgraded
+            heap_push(heap, (t + model.enable_s, seq, _ENABLE, h, 0))
             seq += 1
             return
         upgrade_start[h] = t
@@ -375,7 +495,7 @@ def run_loop(
             sample_group(t, g)
         if tl is not None:
             tl((t, "upgrade_start", host_wave[h] + 1, hosts[h], None, None, None))
-        push(heap, (t + up_dur_l[h], seq, _UPGRADED, h, 0))
+        heap_push(heap, (t + up_dur_l[h], seq, _UPGRADED, h, 0))
         seq += 1
 
     def leave(mi: int) -> None:
@@ -405,7 +525,7 @@ def run_loop(
         if new != math.inf:
             rest = target[mi] - prog[mi]
             at = seg_t[mi] + (rest if rest > 0 else 0.0) * new
-            push(heap, (at, seq, ekind[mi], mi, token[mi]))
+            heap_push(heap, (at, seq, ekind[mi], mi, token[mi]))
             seq += 1
         else:
             in_flight.add(mi)  # never ends now: a stall names it
@@ -428,6 +548,7 @@ def run_loop(
         if slots <= 0:
             return
         qd = qdst[h]
+        hb = box[h]
         i = 0
         n = len(q)
         while i < n:
@@ -436,29 +557,34 @@ def run_loop(
                 if vm_host[v] != h:
                     # Lost in a crash, or not on this host (an earlier migration of it failed):
                     # nothing to move off this host.
-                    del q[i]
-                    del qd[i]
+                    q.pop(i)
+                    qd.pop(i)
                     n -= 1
                     skips[h] -= 1
                     mig_state[mi] = OUTCOME_CODE["lost" if v in lost_vm else "skipped"]
                     finish_one(h, t)
                     continue
                 if not open_[d]:
-                    waiting_on[d].add(h)
+                    waiting_on[d].add(hb)
                     i += 1
                     continue
             else:  # every VM is here: the first entry whose destination has room, found in C
                 # (a slice copy is cheaper than islice, which pays a step per item it yields)
-                j = next(compress(count(i), map(is_open, qd[i:] if i else qd)), n)
+                if COMPILED:
+                    j = i
+                    while j < n and not open_[qd[j]]:
+                        j += 1
+                else:
+                    j = next(compress(count(i), map(is_open, qd[i:] if i else qd)), n)
                 if j > i:  # h waits for the destinations before it
                     for d in qd[i:j]:
-                        waiting_on[d].add(h)
+                        waiting_on[d].add(hb)
                     if j == n:
                         break
                     i = j
                 mi, v, d = q[i]
-            del q[i]
-            del qd[i]
+            q.pop(i)
+            qd.pop(i)
             n -= 1
             # Start mi (a state change and checks: an event of its own).
             ob = out_busy[h] = out_busy[h] + 1
@@ -514,9 +640,10 @@ def run_loop(
                 target[mi] = 1.0
                 ekind[mi] = _END
             tries[mi] += 1
+            mb = box[mi]
             if dyn:
-                run_out[h].add(mi)
-                run_in[d].add(mi)
+                run_out[h].add(mb)
+                run_in[d].add(mb)
                 # Its share of both NICs (out_busy and in_busy count the running migrations).
                 sa = nic[h] / ob
                 sb = nic[d] / ib
@@ -530,8 +657,8 @@ def run_loop(
                 cur_bw[mi] = share
                 cur_tr[mi] = tr
                 x0[mi] = seg_t[mi] = t + overhead
-                dirty.add(h)
-                dirty.add(d)
+                dirty.add(hb)
+                dirty.add(box[d])
                 dur = tr.total_s
             else:
                 dur = m_dur[mi]
@@ -548,20 +675,21 @@ def run_loop(
                     )
                 )
             if dur == inf:
-                in_flight.add(mi)  # it never ends: a stall names it
+                in_flight.add(mb)  # it never ends: a stall names it
             else:
                 if track:
-                    in_flight.add(mi)
+                    in_flight.add(mb)
                 if failing and attempts[mi] < fails[mi]:
                     u = frac_rng.random()
                     if dyn:  # fails at that fraction of its transfer, whatever the bandwidth does
                         target[mi] = u
                         ekind[mi] = _FAIL
-                        push(heap, (t + overhead + u * (dur - overhead), seq, _FAIL, mi, token[mi]))
+                        at = t + overhead + u * (dur - overhead)
+                        heap_push(heap, (at, seq, _FAIL, mi, token[mi]))
                     else:
-                        push(heap, (t + u * dur, seq, _FAIL, mi, token[mi]))
+                        heap_push(heap, (t + u * dur, seq, _FAIL, mi, token[mi]))
                 else:
-                    push(heap, (t + dur, seq, _END, mi, token[mi]))
+                    heap_push(heap, (t + dur, seq, _END, mi, token[mi]))
                 seq += 1
             slots -= 1
             if slots == 0:
@@ -627,14 +755,15 @@ def run_loop(
 
     # --- the loop ------------------------------------------------------------------------------
     while heap:
-        t, _, kind, a, b = pop(heap)
+        t, _, kind, a, b = heap_pop(heap)
         now = t
         if kind == _END:
             mi = a
             if b != token[mi]:
                 continue
+            mb = box[mi]
             if track:
-                in_flight.discard(mi)
+                in_flight.discard(mb)
             s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
             out_busy[s] -= 1
             in_busy[d] -= 1
@@ -642,10 +771,10 @@ def run_loop(
             mig_end[mi] = t
             if dyn:
                 tr = cur_tr[mi]
-                run_out[s].discard(mi)
-                run_in[d].discard(mi)
-                dirty.add(s)
-                dirty.add(d)
+                run_out[s].discard(mb)
+                run_in[d].discard(mb)
+                dirty.add(box[s])
+                dirty.add(box[d])
                 sg = seg_t[mi]
                 if sg != x0[mi]:  # reshared since its transfer began: its mean share, reported
                     if t > sg:
@@ -722,7 +851,7 @@ def run_loop(
                     )
                 )
             if attempts[mi] <= retries and hstate[s] == MAINT:
-                push(heap, (t + model.retry_delay_s, seq, _RETRY, mi, 0))
+                heap_push(heap, (t + model.retry_delay_s, seq, _RETRY, mi, 0))
                 seq += 1
             else:
                 mig_end[mi] = t
@@ -773,7 +902,7 @@ def run_loop(
             check_ha(t, sorted(changed_ha))
             sample_all(t)
             if live_hosts:
-                push(heap, (t + model.disable_s, seq, _DRAIN, w, 0))
+                heap_push(heap, (t + model.disable_s, seq, _DRAIN, w, 0))
                 seq += 1
         elif kind == _DRAIN:
             whosts, queues, stops = prep.waves[a]
@@ -792,7 +921,7 @@ def run_loop(
                     for j in sv:
                         stop_begin[j] = t
                     wait = model.shutdown_s if any(prep.stop_active[j] for j in sv) else 0.0
-                    push(heap, (t + wait, seq, _STOPPED, h, 0))
+                    heap_push(heap, (t + wait, seq, _STOPPED, h, 0))
                     seq += 1
                 if pending[h] == 0:
                     drained(h, t)
@@ -819,7 +948,7 @@ def run_loop(
                 rollback_total += rb_dur[h]
                 if tl is not None:
                     tl((t, "rollback_start", host_wave[h] + 1, hosts[h], None, None, None))
-                push(heap, (t + rb_dur[h], seq, _ROLLEDBACK, h, 0))
+                heap_push(heap, (t + rb_dur[h], seq, _ROLLEDBACK, h, 0))
                 seq += 1
             elif up_fail[h]:
                 hstate[h] = DONE_DOWN
@@ -830,7 +959,7 @@ def run_loop(
                     lost_vm.add(j)
                 host_done(h, t, "upgrade-failed")
             else:
-                push(heap, (t + model.enable_s, seq, _ENABLE, h, 1))
+                heap_push(heap, (t + model.enable_s, seq, _ENABLE, h, 1))
                 seq += 1
         elif kind == _ROLLEDBACK:
             h = a
@@ -838,7 +967,7 @@ def run_loop(
                 continue
             if tl is not None:
                 tl((t, "rollback_end", host_wave[h] + 1, hosts[h], None, None, None))
-            push(heap, (t + model.enable_s, seq, _ENABLE, h, 0))
+            heap_push(heap, (t + model.enable_s, seq, _ENABLE, h, 0))
             seq += 1
         elif kind == _SOAK_END:
             soak_total += model.soak_s
@@ -865,14 +994,14 @@ def run_loop(
                     canary_left += 1
                     if tl is not None:
                         tl((t, "rollback_start", host_wave[c] + 1, hosts[c], None, None, None))
-                    push(heap, (t + model.disable_s + rb_dur[c], seq, _ROLLEDBACK, c, 0))
+                    heap_push(heap, (t + model.disable_s + rb_dur[c], seq, _ROLLEDBACK, c, 0))
                     seq += 1
                 check_ha(t, sorted(changed))
                 sample_all(t)
             if canary_left == 0:
                 canary_state = 2
                 if canary_next < n_waves:
-                    push(heap, (t, seq, _WAVE, canary_next, 0))
+                    heap_push(heap, (t, seq, _WAVE, canary_next, 0))
                     seq += 1
         elif kind == _ENABLE:
             h = a
@@ -884,7 +1013,7 @@ def run_loop(
             if avail0[h]:
                 if group_of[h] >= 0:
                     note_min(group_of[h])
-                st.set_available(h, True)
+                set_available(st, h, True)
             check_ha(t, prep.host_ha[h])
             g = group_of[h]
             if g >= 0:
@@ -900,7 +1029,7 @@ def run_loop(
                 if canary_left == 0:
                     canary_state = 2
                     if canary_next < n_waves:
-                        push(heap, (t, seq, _WAVE, canary_next, 0))
+                        heap_push(heap, (t, seq, _WAVE, canary_next, 0))
                         seq += 1
                 wake(h, t)
                 continue
