@@ -27,6 +27,7 @@ from planner.executor.journal import (
     HOST_UPGRADED,
     RunState,
     journal_in_use,
+    parse_iso,
 )
 
 
@@ -105,7 +106,14 @@ class Reporter:
     def in_flight(self, items: list[str]) -> None:
         """What is under way now, on the current bar: VMs by name and short id, hosts."""
         text = ", ".join(items[:3]) + (f" +{len(items) - 3} more" if len(items) > 3 else "")
-        text = f"in flight: {text}" if text else ""
+        self._note(f"in flight: {text}" if text else "")
+
+    def soaking(self, left_s: float | None) -> None:
+        """The canary soaks: the current bar says so and how long is left (None: over)."""
+        self._note("" if left_s is None else f"soaking: {hms(left_s)} left")
+
+    def _note(self, text: str) -> None:
+        """What the current bar is doing now, also in the status line without a terminal."""
         if text != self._flight:
             self._flight = text
             if self.progress is not None and self._wave is not None:
@@ -215,17 +223,42 @@ def summary_table(state: RunState, wave_names: dict[int, int] | None = None) -> 
     return t
 
 
-def status_dict(state: RunState, journal: str) -> dict[str, Any]:
-    """Where a run stands, from its journal alone (`execute --status`)."""
+def eta_status(state: RunState, now: float) -> dict[str, Any] | None:
+    """The running run's ETA at wall time `now` (epoch s): its last ETA record counted down
+    since it was written (the run writes one at each wave's start and end, at the soak's start
+    and end, and whenever the ETA moves away from that countdown)."""
+    rec = state.eta
+    if rec is None or not rec.get("t") or rec.get("left_s") is None:
+        return None
+    since = max(now - parse_iso(str(rec["t"])), 0.0)
+    out: dict[str, Any] = {
+        "left_s": round(max(float(rec["left_s"]) - since, 0.0), 1),
+        "as_of": rec["t"],
+        "left_s_then": rec["left_s"],
+        "model_s": rec.get("model_s"),
+        "pace": rec.get("pace"),
+        "wave": rec.get("wave"),
+        "soak_left_s": None,
+    }
+    if rec.get("soak_left_s") is not None:
+        out["soak_left_s"] = round(max(float(rec["soak_left_s"]) - since, 0.0), 1)
+    return out
+
+
+def status_dict(state: RunState, journal: str, now: float | None = None) -> dict[str, Any]:
+    """Where a run stands, from its journal alone (`execute --status`); `now`: the wall time
+    (epoch s) at which to count the running run's ETA down."""
     h = state.header
     k = state.next_wave()
     last_run = state.runs[-1] if state.runs else {}
+    eta: dict[str, Any] | None = None  # only a running run has one
     if state.finished:
         status = str(last_run.get("status", "completed"))
     elif last_run.get("what") == "stop":
         status = str(last_run.get("status", "stopped"))
     elif journal_in_use(journal):
         status = f"running (pid {last_run.get('pid', '?')})"
+        eta = eta_status(state, time.time() if now is None else now)
     else:
         status = "killed: no end record and no rollwave holds the journal (--resume continues it)"
     open_steps = [
@@ -265,6 +298,7 @@ def status_dict(state: RunState, journal: str) -> dict[str, Any]:
         if state.canary is None
         else {k_: state.canary.get(k_) for k_ in ("ev", "hosts", "vms", "reason")},
         "headroom_breaches": len(state.headroom_breaches),
+        "eta": eta,
         "wave_seconds": {str(k_): round(v, 1) for k_, v in sorted(state.wave_seconds().items())},
     }
 
