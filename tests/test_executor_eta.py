@@ -150,6 +150,32 @@ def test_a_step_given_up_shortens_the_wave_without_touching_the_pace(huge_eta: E
     assert after[0] < before[0] - 0.8 * eta.work[vm_step("huge")]
 
 
+def test_the_executor_tells_the_eta_which_step_ended() -> None:
+    """Each migration and host the run finishes reaches the ETA by its key: all the wave's work
+    is done at its end, none of it guessed."""
+    fx = one_huge_five_tiny()
+    lines: list[str] = []
+    cloud = DryRunCloud(fx.inventory, lines.append, fx.plan.policy.target_version)
+    clock = Clock(0.5)
+    ex = Executor(
+        fx.plan,
+        "f" * 64,
+        cloud,
+        opts=ExecOptions(upgrade_command="upgrade {host}", poll_s=0.01, model=DEFAULT),
+        reporter=Spy(),
+        hooks=DryRunHooks(cloud.run_hook),
+        notify=Notifier(None, None, lines.append),
+        journal_path=None,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert ex.run().status == "completed"
+    eta = ex.eta
+    assert eta is not None and eta.actual.keys() == {1}
+    assert eta._seen == set(eta.work) and eta.done == len(eta.work) == TINY + 2
+    assert eta.done_work == pytest.approx(eta.wave_work) and eta.dropped_work == 0
+
+
 # -- 2. the soak ----------------------------------------------------------------------------------
 
 SOAK = 600.0
