@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -157,12 +158,13 @@ def test_the_executor_tells_the_eta_which_step_ended() -> None:
     lines: list[str] = []
     cloud = DryRunCloud(fx.inventory, lines.append, fx.plan.policy.target_version)
     clock = Clock(0.5)
+    spy = Spy(heartbeat_s=0)
     ex = Executor(
         fx.plan,
         "f" * 64,
         cloud,
         opts=ExecOptions(upgrade_command="upgrade {host}", poll_s=0.01, model=DEFAULT),
-        reporter=Spy(),
+        reporter=spy,
         hooks=DryRunHooks(cloud.run_hook),
         notify=Notifier(None, None, lines.append),
         journal_path=None,
@@ -174,6 +176,16 @@ def test_the_executor_tells_the_eta_which_step_ended() -> None:
     assert eta is not None and eta.actual.keys() == {1}
     assert eta._seen == set(eta.work) and eta.done == len(eta.work) == TINY + 2
     assert eta.done_work == pytest.approx(eta.wave_work) and eta.dropped_work == 0
+    # the status line says how much of the wave's work is behind it, beside its steps: the huge
+    # VM (moved first) is over a third of it, the host's upgrade most of the rest
+    got = {
+        int(m[1]): int(m[2])
+        for m in re.finditer(r"wave 1/1 (\d)/7 \((\d+)% of its work\)", spy.buf.getvalue())
+    }
+    assert got[1] > 35 and 40 < got[6] < 60, got
+    assert list(got.values()) == sorted(got.values())
+    bar = next(ln for ln in spy.buf.getvalue().splitlines() if ln.startswith("wave 1/1 ("))
+    assert "(100% of its work)" in bar and "7/7" in bar, bar  # the bar, drawn at the end
 
 
 # -- 2. the soak ----------------------------------------------------------------------------------

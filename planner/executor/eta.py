@@ -158,6 +158,12 @@ class Eta:
         self.done_work += w
         self.t_last = max(now - self.t0, 0.0)
 
+    def wave_fraction(self) -> float | None:
+        """The part of the wave under way's work behind it, done or given up (None: no wave)."""
+        if self.wave is None or self.wave_work <= 0:
+            return None
+        return min((self.done_work + self.dropped_work) / self.wave_work, 1.0)
+
     def wave_done(self, k: int, seconds: float) -> None:
         self.actual[k] = seconds
         if self.wave == k:

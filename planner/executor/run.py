@@ -468,6 +468,7 @@ class Executor:
         if self.eta is not None:
             now = self.clock()
             self.eta.step_done(now, key, dropped=dropped)
+            self.ui.set_work(self.eta.wave_fraction())  # None outside a wave (the canary)
             self._show_eta(now)
 
     def _show_eta(self, now: float | None, *, journal: bool = False) -> None:
@@ -635,6 +636,8 @@ class Executor:
         if self.interrupts:  # Ctrl-C during the re-check: touch nothing of this wave
             return
         self.notify("wave_start", wave=k, hosts=list(hosts))
+        if self.eta is not None:
+            self.ui.set_work(self.eta.wave_fraction())
         self._show_eta(None, journal=True)
         self._start_sampling(view, vpolicy, hosts)
         self._disable(k, hosts, view)

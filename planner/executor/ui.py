@@ -3,6 +3,7 @@ and host step, warnings, and the final summary table (stdout)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from typing import Any
@@ -49,6 +50,8 @@ class Reporter:
         self._wave: TaskID | None = None
         self.eta: str = ""
         self._flight = ""
+        self._label = ""  # the current bar's
+        self._work = ""  # how much of the wave's work is done, "37%"
         # Without a terminal (stderr to a log file) the bars are drawn only at the end: a
         # status line this often says where the run is instead.
         self.heartbeat_s = heartbeat_s
@@ -94,6 +97,19 @@ class Reporter:
             if self._overall is not None and eta:
                 self.progress.update(self._overall, note=eta)
         self._flight = ""
+        self._label, self._work = label, ""
+
+    def set_work(self, fraction: float | None) -> None:
+        """How much of the wave's work (in the model's terms: a big VM weighs more than a small
+        one) is behind it; the bar's step count alone would say a wave with its small VMs moved
+        is nearly done."""
+        work = "" if fraction is None else f"{math.floor(100 * min(max(fraction, 0.0), 1.0))}%"
+        if work == self._work:
+            return
+        self._work = work
+        if self.progress is not None and self._wave is not None:
+            label = f"{self._label} ({work} of its work)" if work else self._label
+            self.progress.update(self._wave, description=label)
 
     def set_eta(self, eta: str) -> None:
         """The overall bar's ETA, recomputed as the run goes."""
@@ -129,8 +145,11 @@ class Reporter:
         self._last_beat = now
         parts = []
         for task in self.progress.tasks:
-            if task.id in (self._overall, self._wave):
+            if task.id == self._overall:
                 parts.append(f"{task.description} {task.completed:.0f}/{task.total:.0f}")
+            elif task.id == self._wave:
+                work = f" ({self._work} of its work)" if self._work else ""
+                parts.append(f"{self._label} {task.completed:.0f}/{task.total:.0f}{work}")
         parts += [x for x in (self._flight, self.eta) if x]
         self._print(escape("progress: " + "; ".join(parts)))
 
