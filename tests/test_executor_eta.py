@@ -323,3 +323,28 @@ def test_status_counts_the_recorded_eta_down(tmp_path: Path) -> None:
     j.close()
     # no rollwave holds it now (killed): no ETA
     assert status_dict(RunState.replay(read_records(p)), str(p))["eta"] is None
+
+
+@pytest.mark.parametrize("canary", [None, "done", "failed"])
+def test_no_soak_is_foreseen_once_the_canary_is_over(canary: str | None) -> None:
+    """Passed or failed, the canary does not come again: the ETA of the waves after it has no
+    soak in it; before it, the model's soak is there."""
+    fx = NAMED["three_plus_spare"]()
+    lines: list[str] = []
+    cloud = DryRunCloud(fx.inventory, lines.append, fx.plan.policy.target_version)
+    model = DEFAULT.with_changes(canary_hosts=1, soak_s=SOAK)
+    ex = Executor(
+        fx.plan,
+        "f" * 64,
+        cloud,
+        opts=ExecOptions(upgrade_command="u {host}", canary=1, soak_s=SOAK, model=model),
+        reporter=Spy(),
+        hooks=DryRunHooks(cloud.run_hook),
+        notify=Notifier(None, None, lines.append),
+        journal_path=None,
+    )
+    if canary is not None:
+        ex.state.canary = {"ev": canary, "op": "canary", "hosts": ["cmp-4"]}
+    ex._check(2)
+    assert ex.eta is not None and ex.eta.wave == 2
+    assert ex.eta.soak_ahead_s == (SOAK if canary is None else 0.0)

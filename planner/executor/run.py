@@ -686,7 +686,9 @@ class Executor:
             )
             if self.eta is not None and report.ok:
                 c = self.state.canary
-                if self.eta.model.canary_hosts and c is not None and c.get("ev") == DONE:
+                # the canary is over (passed or failed, as _maybe_canary judges): no soak ahead
+                over = c is not None and c.get("ev") in (DONE, FAILED) and not c.get("interrupted")
+                if self.eta.model.canary_hosts and over:
                     self.eta.model = self.eta.model.with_changes(canary_hosts=0)
                 est = self.eta.estimate(view, remaining, k, now=self.clock())
                 if self.first_eta_s is None:
