@@ -5,6 +5,7 @@ compiler is found: the install compiled it)."""
 from __future__ import annotations
 
 import hashlib
+import heapq
 import os
 from pathlib import Path
 from types import ModuleType
@@ -60,3 +61,14 @@ def test_the_installed_loop_is_the_one_chosen_and_compiled_when_expected() -> No
         compiled = engine._compiled()
         assert compiled is not None
         assert hashlib.sha256(SOURCE).hexdigest() == compiled.SOURCE_DIGEST
+
+
+def test_each_loop_knows_whether_it_is_compiled() -> None:
+    """`COMPILED` picks the variants written for each (the event heap, a scan): the Python loop
+    runs heapq's functions, a compiled copy its own."""
+    assert python_loop.COMPILED is False
+    assert python_loop.heap_push is heapq.heappush and python_loop.heap_pop is heapq.heappop
+    compiled = engine._compiled()
+    if compiled is not None and str(compiled.__file__).endswith((".so", ".pyd")):
+        assert compiled.COMPILED is True
+        assert compiled.heap_push is not heapq.heappush
