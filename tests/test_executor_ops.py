@@ -443,15 +443,15 @@ def _eta_for(fx: Fixture, first: int) -> tuple[Eta, Plan]:
 
 def test_eta_follows_the_steps_of_the_wave_under_way() -> None:
     eta, _ = _eta_for(NAMED["three_plus_spare"](), 2)
-    assert eta.wave == 2 and len(eta.marks) == 3  # two migrations and the host
+    assert eta.wave == 2 and len(eta.order) == 3  # two migrations and the host
     total = eta.wave_s + eta.later_s
     start = eta.left(100.0)
     assert start is not None and start[0] == pytest.approx(total)
     # this cloud runs twice as slow as the model: each step ends at twice its model time
     seen = []
-    for i, mark in enumerate(eta.marks):
+    for i, (key, (mark, _)) in enumerate(zip(eta.order, eta.curve[1:], strict=True)):
         now = 100.0 + 2 * mark
-        eta.step_done(now)
+        eta.step_done(now, key)
         got = eta.left(now)
         assert got is not None
         real, model, pace = got

@@ -545,7 +545,7 @@ def _print_end(result: Any, plan: str, journal: Path, dry: bool) -> None:
 
 def _status(journal: str, fmt: str) -> int:
     from planner.executor.journal import RunState, read_records
-    from planner.executor.ui import status_dict, summary_table
+    from planner.executor.ui import hms, status_dict, summary_table
 
     st = RunState.replay(read_records(journal))
     data = status_dict(st, journal)
@@ -569,6 +569,14 @@ def _status(journal: str, fmt: str) -> int:
             else ""
         )
     )
+    eta = data["eta"]
+    if eta is not None:
+        soak = eta["soak_left_s"]
+        out.print(
+            f"ETA {hms(eta['left_s'])}"
+            + (f", the canary soaking: {hms(soak)} left" if soak is not None else "")
+            + f" (estimated {hms(eta['left_s_then'])} at {eta['as_of']}, counted down since)"
+        )
     for s in data["open_steps"]:
         what = s["label"]
         if s["op"] == "migrate" and s.get("src") and s.get("dst"):

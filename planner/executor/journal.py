@@ -221,6 +221,7 @@ class RunState:
     upgrade_order: list[str] = field(default_factory=list)  # hosts in the order they came back
     upgrade_begun: set[str] = field(default_factory=set)  # hosts whose upgrade command ran
     vm_names: dict[str, str] = field(default_factory=dict)  # VM id -> name, as last recorded
+    eta: dict[str, Any] | None = None  # this run's last ETA record (a run note clears it)
     _retried: set[tuple[int, str]] = field(default_factory=set)
 
     @classmethod
@@ -256,6 +257,10 @@ class RunState:
 
     def _on_run(self, ev: str, rec: Mapping[str, Any]) -> None:
         self.runs.append(dict(rec))
+        self.eta = None  # an earlier run's ETA says nothing about this one
+
+    def _on_eta(self, ev: str, rec: Mapping[str, Any]) -> None:
+        self.eta = dict(rec)
 
     def _on_wave(self, ev: str, rec: Mapping[str, Any]) -> None:
         k = int(rec["wave"])

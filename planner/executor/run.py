@@ -40,7 +40,7 @@ from planner.checker import check_inventory, check_plan, vm_label
 from planner.errors import CloudError, ExecutionError, InfeasibleError, InputError, UsageError
 from planner.executor import view as views
 from planner.executor.cloud import IN_PROGRESS, Cloud, Server
-from planner.executor.eta import Eta
+from planner.executor.eta import Eta, host_step, vm_step
 from planner.executor.hooks import Notifier, Running, expand, tail
 from planner.executor.journal import (
     DONE,
@@ -249,6 +249,7 @@ class Executor:
         self.min_slack: dict[str, int] = {}
         self._bar_overall = True  # steps outside the plan (a rollback) do not count overall
         self.first_eta_s: float | None = None  # the model's time for the whole run
+        self._eta_rec: tuple[float, float] | None = None  # (clock, ETA s) of its last record
         self._view: Inventory | None = None  # the planning view of the wave under way
         self._names: dict[str, str] = {}  # VM id -> name, from the snapshots and the journal
 
@@ -461,12 +462,34 @@ class Executor:
         done = len(self.state.done_moves) + len(self.state.outcomes)
         return total, min(done, total)
 
-    def _bar(self) -> None:
+    def _bar(self, key: str | None = None, *, dropped: bool = False) -> None:
+        """A step has ended (`key`: `vm_step`, `host_step`); `dropped`: given up, not done."""
         self.ui.advance(overall=self._bar_overall)
         if self.eta is not None:
             now = self.clock()
-            self.eta.step_done(now)
-            self.ui.set_eta(self.eta.text(now))
+            self.eta.step_done(now, key, dropped=dropped)
+            self.ui.set_work(self.eta.wave_fraction())  # None outside a wave (the canary)
+            self._show_eta(now)
+
+    def _show_eta(self, now: float | None, *, journal: bool = False) -> None:
+        """The ETA on the progress display, and in the journal for `--status`: always when
+        `journal`, else when the last record's countdown has drifted from it."""
+        if self.eta is None:
+            return
+        self.ui.set_eta(self.eta.text(now))
+        t = self.clock() if now is None else now
+        rec = self.eta.record(now if now is not None else t)
+        if rec is None:
+            return
+        last = self._eta_rec
+        if not journal and last is not None:
+            counted = max(last[1] - (t - last[0]), 0.0)
+            off = abs(counted - rec["left_s"])
+            # a record when the countdown is off by a minute (or 5%), at most every 30 s
+            if t - last[0] < 30.0 or off <= max(60.0, 0.05 * rec["left_s"]):
+                return
+        self._eta_rec = (t, float(rec["left_s"]))
+        self._log(NOTE, "eta", wave=self.eta.wave, **rec)
 
     def _tick_ui(self, vruns: dict[str, VmRun], hruns: dict[str, HostRun]) -> None:
         """Each poll: what is in flight (VMs by name and short id, hosts at work) and the ETA
@@ -474,8 +497,7 @@ class Executor:
         items = [f"{v.label} -> {v.dst}" for v in vruns.values() if v.state == RUNNING_]
         items += [f"{h.host} {_DOING.get(h.state, h.state)}" for h in hruns.values() if h.busy]
         self.ui.in_flight(items)
-        if self.eta is not None:
-            self.ui.set_eta(self.eta.text(self.clock()))
+        self._show_eta(self.clock())
 
     def _sleep_tick(self, seconds: float | None = None) -> None:
         if self.dry:
@@ -614,6 +636,9 @@ class Executor:
         if self.interrupts:  # Ctrl-C during the re-check: touch nothing of this wave
             return
         self.notify("wave_start", wave=k, hosts=list(hosts))
+        if self.eta is not None:
+            self.ui.set_work(self.eta.wave_fraction())
+        self._show_eta(None, journal=True)
         self._start_sampling(view, vpolicy, hosts)
         self._disable(k, hosts, view)
         self._drain_and_upgrade(k, wave, hosts, view, vpolicy, live)
@@ -623,7 +648,7 @@ class Executor:
         self._log(DONE, "wave", step=f"w{k}", wave=k, seconds=round(secs, 3))
         if self.eta is not None:
             self.eta.wave_done(k, secs)
-            self.ui.set_eta(self.eta.text())
+            self._show_eta(None, journal=True)
         self.ui.line(f"[bold]wave {k} done[/] in {hms(secs)}")
         self.notify("wave_end", wave=k, seconds=round(secs, 1))
         if self.stop_reason:
@@ -661,7 +686,9 @@ class Executor:
             )
             if self.eta is not None and report.ok:
                 c = self.state.canary
-                if self.eta.model.canary_hosts and c is not None and c.get("ev") == DONE:
+                # the canary is over (passed or failed, as _maybe_canary judges): no soak ahead
+                over = c is not None and c.get("ev") in (DONE, FAILED) and not c.get("interrupted")
+                if self.eta.model.canary_hosts and over:
                     self.eta.model = self.eta.model.with_changes(canary_hosts=0)
                 est = self.eta.estimate(view, remaining, k, now=self.clock())
                 if self.first_eta_s is None:
@@ -945,7 +972,7 @@ class Executor:
         self._log_found(v.wave, v.vm, v.dst)
         v.state = DONE_
         self._sample_move(v, forward=True)
-        self._bar()
+        self._bar(vm_step(v.vm))
         self.ui.line(f"  [green]ok[/] {v.label}: found on {v.dst}, {srv.status}")
         return True
 
@@ -998,7 +1025,7 @@ class Executor:
                     seconds=round(secs, 3),
                 )
                 v.state = DONE_
-                self._bar()
+                self._bar(vm_step(v.vm))
                 self.ui.line(f"  [green]ok[/] {v.label}: on {v.dst}, {srv.status} ({secs:.1f} s)")
                 continue
             self._attempt_failed(v, self._why_failed(v, srv))
@@ -1086,7 +1113,7 @@ class Executor:
         v.state = GAVE_UP
         self._log(NOTE, "skip", wave=v.wave, vm=v.vm, host=v.src, reason=reason)
         self.ui.line(f"  [red]failed[/] {v.label}: {reason}; it stays on {stays or v.src}")
-        self._bar()
+        self._bar(vm_step(v.vm), dropped=True)
         hr = self._hruns.get(v.src)
         if hr is not None and not hr.abandoned:
             self._abandon(hr, f"{v.label} could not be moved off it")
@@ -1105,7 +1132,7 @@ class Executor:
                     host=o.src,
                     reason=f"its host is not upgraded ({reason})",
                 )
-                self._bar()
+                self._bar(vm_step(o.vm), dropped=True)
         self.notify("host_failed", wave=hr.wave, host=hr.host, message=reason)
 
     def _abort(self, v: VmRun) -> None:
@@ -1431,7 +1458,7 @@ class Executor:
             disabled=disabled,
         )
         hr.state = FINISHED
-        self._bar()
+        self._bar(host_step(hr.host))
         self.ui.error(
             f"{hr.host}: {reason}; "
             + ("left disabled by rollwave" if disabled else "not back in service")
@@ -1491,7 +1518,7 @@ class Executor:
             self._log(NOTE, "host", wave=hr.wave, host=hr.host, status=HOST_UPGRADED)
             self.ui.line(f"  [green]{hr.host}: upgraded[/]")
         hr.state = FINISHED
-        self._bar()
+        self._bar(host_step(hr.host), dropped=bool(hr.abandoned and not hr.rolled_back))
 
     # =========================================================================================
     # 5. The canary
@@ -1600,11 +1627,22 @@ class Executor:
             self.ui.line(f"SOAK {self.opts.soak_s:g} s")
         elif self.opts.soak_s > 0:
             self.ui.line(f"  soaking {hms(self.opts.soak_s)} ...")
-            end = self.clock() + self.opts.soak_s
-            while self.clock() < end:
+            t = self.clock()
+            end = t + self.opts.soak_s
+            if self.eta is not None:
+                self.eta.soak_begin(t, self.opts.soak_s)
+            self._show_eta(t, journal=True)
+            # the bar and the ETA count the soak down (not a frozen ETA for S seconds)
+            while (t := self.clock()) < end:
                 if self.interrupts:
                     return
-                self._sleep(min(self.opts.poll_s, max(end - self.clock(), 0.0)))
+                self.ui.soaking(end - t)
+                self._show_eta(t)
+                self._sleep(min(self.opts.poll_s, max(end - t, 0.0)))
+            self.ui.soaking(None)
+            if self.eta is not None:
+                self.eta.soak_end()
+            self._show_eta(t, journal=True)
         for v in vruns.values():
             if v.state != DONE_:
                 continue

@@ -3,6 +3,7 @@ and host step, warnings, and the final summary table (stdout)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from typing import Any
@@ -27,6 +28,7 @@ from planner.executor.journal import (
     HOST_UPGRADED,
     RunState,
     journal_in_use,
+    parse_iso,
 )
 
 
@@ -48,6 +50,8 @@ class Reporter:
         self._wave: TaskID | None = None
         self.eta: str = ""
         self._flight = ""
+        self._label = ""  # the current bar's
+        self._work = ""  # how much of the wave's work is done, "37%"
         # Without a terminal (stderr to a log file) the bars are drawn only at the end: a
         # status line this often says where the run is instead.
         self.heartbeat_s = heartbeat_s
@@ -93,6 +97,19 @@ class Reporter:
             if self._overall is not None and eta:
                 self.progress.update(self._overall, note=eta)
         self._flight = ""
+        self._label, self._work = label, ""
+
+    def set_work(self, fraction: float | None) -> None:
+        """How much of the wave's work (in the model's terms: a big VM weighs more than a small
+        one) is behind it; the bar's step count alone would say a wave with its small VMs moved
+        is nearly done."""
+        work = "" if fraction is None else f"{math.floor(100 * min(max(fraction, 0.0), 1.0))}%"
+        if work == self._work:
+            return
+        self._work = work
+        if self.progress is not None and self._wave is not None:
+            label = f"{self._label} ({work} of its work)" if work else self._label
+            self.progress.update(self._wave, description=label)
 
     def set_eta(self, eta: str) -> None:
         """The overall bar's ETA, recomputed as the run goes."""
@@ -105,7 +122,14 @@ class Reporter:
     def in_flight(self, items: list[str]) -> None:
         """What is under way now, on the current bar: VMs by name and short id, hosts."""
         text = ", ".join(items[:3]) + (f" +{len(items) - 3} more" if len(items) > 3 else "")
-        text = f"in flight: {text}" if text else ""
+        self._note(f"in flight: {text}" if text else "")
+
+    def soaking(self, left_s: float | None) -> None:
+        """The canary soaks: the current bar says so and how long is left (None: over)."""
+        self._note("" if left_s is None else f"soaking: {hms(left_s)} left")
+
+    def _note(self, text: str) -> None:
+        """What the current bar is doing now, also in the status line without a terminal."""
         if text != self._flight:
             self._flight = text
             if self.progress is not None and self._wave is not None:
@@ -121,8 +145,11 @@ class Reporter:
         self._last_beat = now
         parts = []
         for task in self.progress.tasks:
-            if task.id in (self._overall, self._wave):
+            if task.id == self._overall:
                 parts.append(f"{task.description} {task.completed:.0f}/{task.total:.0f}")
+            elif task.id == self._wave:
+                work = f" ({self._work} of its work)" if self._work else ""
+                parts.append(f"{self._label} {task.completed:.0f}/{task.total:.0f}{work}")
         parts += [x for x in (self._flight, self.eta) if x]
         self._print(escape("progress: " + "; ".join(parts)))
 
@@ -215,17 +242,42 @@ def summary_table(state: RunState, wave_names: dict[int, int] | None = None) -> 
     return t
 
 
-def status_dict(state: RunState, journal: str) -> dict[str, Any]:
-    """Where a run stands, from its journal alone (`execute --status`)."""
+def eta_status(state: RunState, now: float) -> dict[str, Any] | None:
+    """The running run's ETA at wall time `now` (epoch s): its last ETA record counted down
+    since it was written (the run writes one at each wave's start and end, at the soak's start
+    and end, and whenever the ETA moves away from that countdown)."""
+    rec = state.eta
+    if rec is None or not rec.get("t") or rec.get("left_s") is None:
+        return None
+    since = max(now - parse_iso(str(rec["t"])), 0.0)
+    out: dict[str, Any] = {
+        "left_s": round(max(float(rec["left_s"]) - since, 0.0), 1),
+        "as_of": rec["t"],
+        "left_s_then": rec["left_s"],
+        "model_s": rec.get("model_s"),
+        "pace": rec.get("pace"),
+        "wave": rec.get("wave"),
+        "soak_left_s": None,
+    }
+    if rec.get("soak_left_s") is not None:
+        out["soak_left_s"] = round(max(float(rec["soak_left_s"]) - since, 0.0), 1)
+    return out
+
+
+def status_dict(state: RunState, journal: str, now: float | None = None) -> dict[str, Any]:
+    """Where a run stands, from its journal alone (`execute --status`); `now`: the wall time
+    (epoch s) at which to count the running run's ETA down."""
     h = state.header
     k = state.next_wave()
     last_run = state.runs[-1] if state.runs else {}
+    eta: dict[str, Any] | None = None  # only a running run has one
     if state.finished:
         status = str(last_run.get("status", "completed"))
     elif last_run.get("what") == "stop":
         status = str(last_run.get("status", "stopped"))
     elif journal_in_use(journal):
         status = f"running (pid {last_run.get('pid', '?')})"
+        eta = eta_status(state, time.time() if now is None else now)
     else:
         status = "killed: no end record and no rollwave holds the journal (--resume continues it)"
     open_steps = [
@@ -265,6 +317,7 @@ def status_dict(state: RunState, journal: str) -> dict[str, Any]:
         if state.canary is None
         else {k_: state.canary.get(k_) for k_ in ("ev", "hosts", "vms", "reason")},
         "headroom_breaches": len(state.headroom_breaches),
+        "eta": eta,
         "wave_seconds": {str(k_): round(v, 1) for k_, v in sorted(state.wave_seconds().items())},
     }
 
