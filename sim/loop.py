@@ -911,10 +911,16 @@ def run_loop(
             for h in whosts:
                 if hstate[h] != MAINT:
                     continue
-                q = [entry[mi] for mi in queues.get(h, ())]
+                # (map copies references; compiled, a comprehension would rebuild each tuple)
+                mis = queues.get(h, ())
+                q = list(map(entry.__getitem__, mis))
                 queue[h] = q
-                qdst[h] = [d for _, _, d in q]
-                skips[h] = sum(1 for _, v, _ in q if vm_host[v] != h)
+                qdst[h] = list(map(m_dst.__getitem__, mis))
+                sk = 0
+                for mi in mis:
+                    if vm_host[m_vm[mi]] != h:
+                        sk += 1
+                skips[h] = sk
                 sv = [j for j in stops.get(h, ()) if j not in lost_vm]
                 pending[h] = len(q) + (1 if sv else 0)
                 if sv:
