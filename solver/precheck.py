@@ -90,8 +90,8 @@ class Proof:
         for b in self.blame:
             step = f"; {b['one_step']}" if b.get("one_step") else ""
             out.append(
-                f"to relax {b['rule']}: {b['relax']} (removes this obstacle; whether it gives "
-                f"a plan: not checked{step})"
+                f"to relax {b['rule']}: {b['relax']} (the proof rests on it; whether relaxing "
+                f"it gives a plan: not checked{step})"
             )
         return out
 

@@ -163,6 +163,12 @@ def test_headroom_proof_names_the_group_and_class() -> None:
     assert b["one_step"] == "N+1 everywhere (headroom.failures 1) is not enough"
     assert b["relaxing_alone"] is None
     _feasible(sc.three_plus_spare())
+    # three_plus_spare with N+2 fails, with N+1 plans: no step is claimed
+    spare = sc.three_plus_spare()
+    n2 = Cloud("n2", spare.inventory, spare.policy.with_changes(**{"headroom.failures": 2}))
+    blame = _proof(n2).blame
+    assert [b["key"] for b in blame] == ["headroom:az1:MEMORY_MB"]
+    assert blame[0]["one_step"] is None
 
 
 def test_headroom_of_one_az_names_the_pins_that_keep_its_vms() -> None:
