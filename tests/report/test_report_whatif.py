@@ -355,9 +355,7 @@ def test_cli_whatif_json_csv_and_plot(tmp_path: pytest.TempPathFactory) -> None:
         "--planner",
         "greedy",
     )
-    assert code == 0 and "impossible: N+9 headroom of" in " ".join(
-        stdout.replace("│", " ").split()
-    )
+    assert code == 0 and "impossible: N+9 headroom of" in " ".join(stdout.replace("│", " ").split())
 
 
 # CSV columns before the outcome fields were added: they keep their places
