@@ -204,16 +204,13 @@ def test_an_inventory_already_broken_names_the_family() -> None:
 # -- through solve(), the plan command and what-if -----------------------------------------
 def test_solve_raises_the_proof_with_its_families() -> None:
     with pytest.raises(InfeasibleError) as info:
-        solve(*_cloud_args(sc.anti_affinity_too_wide()))
+        cloud = sc.anti_affinity_too_wide()
+        solve(cloud.inventory, cloud.policy, SolveOptions(effort=0.2))
     exc = info.value
     assert exc.proven and [b["key"] for b in exc.blame] == ["anti:g-db"]
     assert exc.blame[0]["relaxing_alone"] is None
     assert any(r.startswith("to relax the anti-affinity of server group db") for r in exc.reasons)
     assert exc.render().startswith("no plan exists:")
-
-
-def _cloud_args(cloud: Cloud) -> tuple[object, ...]:
-    return (cloud.inventory, cloud.policy, SolveOptions(effort=0.2))
 
 
 def test_plan_json_and_whatif_name_the_families(
