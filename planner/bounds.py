@@ -53,6 +53,9 @@ class LowerBounds:
     # What each bound on waves came to: {"max_hosts_per_wave": 5, "headroom": 7, ...}.
     wave_bounds: dict[str, int] = field(default_factory=dict)
     infeasible: tuple[str, ...] = ()
+    # The rule behind each of `infeasible`, in order: ("ha_group", group name), ("allow_stop",
+    # VM id) or ("headroom", resource class).
+    obstacles: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +86,7 @@ def lower_bounds(inv: Inventory, policy: Policy) -> LowerBounds:
     n = len(to_upgrade)
     bounds: dict[str, int] = {}
     reasons: list[str] = []
+    obstacles: list[tuple[str, str]] = []
     if n == 0:
         return LowerBounds(0, 0, None, {}, ())
     bounds["max_hosts_per_wave"] = math.ceil(n / policy.max_hosts_per_wave)
@@ -109,6 +113,7 @@ def lower_bounds(inv: Inventory, policy: Policy) -> LowerBounds:
                 f"HA group {g.name}: {len(avail)} of {len(g.hosts)} hosts available and "
                 f"min_available is {g.min_available}, so none of {', '.join(pending)} can go down"
             )
+            obstacles.append(("ha_group", g.name))
         else:
             bounds[f"ha_group {g.name}"] = math.ceil(len(pending) / spare)
 
@@ -123,13 +128,15 @@ def lower_bounds(inv: Inventory, policy: Policy) -> LowerBounds:
                     f"VM {v.name or v.id} ({v.id}) on {h.name} cannot migrate (migration none) "
                     "and the policy does not allow_stop"
                 )
+                obstacles.append(("allow_stop", v.id))
 
     # One capacity model and stop mask for m_cap and the knapsacks (they run on every plan).
     model = CapacityModel(inv)
     stuck = _stoppable_mask(inv, policy)
     m_cap, why = _max_compute_down(inv, policy, upgrade_names, model, stuck)
     if why:
-        reasons.append(why)
+        reasons.append(why[1])
+        obstacles.append(("headroom", why[0]))
     n_avail = sum(1 for h in to_upgrade if h.is_compute and h.available)
     if m_cap is not None and n_avail:
         if m_cap == 0:
@@ -146,7 +153,7 @@ def lower_bounds(inv: Inventory, policy: Policy) -> LowerBounds:
     if tiers is not None:
         bounds["order (first/last)"] = tiers
     waves = max(bounds.values()) if bounds else 0
-    return LowerBounds(waves, migrations, m_cap, bounds, tuple(reasons))
+    return LowerBounds(waves, migrations, m_cap, bounds, tuple(reasons), tuple(obstacles))
 
 
 def _waves_for(
@@ -222,8 +229,8 @@ def _tier_bound(
 
 def _max_compute_down(
     inv: Inventory, policy: Policy, upgrade: set[str], model: CapacityModel, stuck: BoolArray
-) -> tuple[int | None, str | None]:
-    """(m_cap, why not even one) — see the module docstring."""
+) -> tuple[int | None, tuple[str, str] | None]:
+    """(m_cap, (the class, why) not even one) — see the module docstring."""
     avail = model.available
     cand = np.array([avail[i] and name in upgrade for i, name in enumerate(model.host_names)])
     n_cand = int(cand.sum())
@@ -264,9 +271,10 @@ def _max_compute_down(
         c = int(np.argmax(req[1] - free[1]))
         rc = model.classes[c]
         return 0, (
+            rc,
             f"headroom: even with the smallest host down, {rc} free "
             f"{format_amount(rc, int(free[1, c]))} < {format_amount(rc, int(req[1, c]))} "
-            f"required for N+{k} (scope {policy.headroom.scope}); no host can be taken down"
+            f"required for N+{k} (scope {policy.headroom.scope}); no host can be taken down",
         )
     return best, None
 

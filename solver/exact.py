@@ -39,8 +39,10 @@ from ortools.sat.python import cp_model
 from planner.inventory import Inventory
 from planner.plan import Migration, Plan, Stop, Wave
 from planner.policy import Policy, select_hosts
+from solver import families as fam
 from solver.context import Context, build_context, method_for
 from solver.explain import headroom_numbers
+from solver.families import Family
 from solver.params import SolveParams, make_solver, run
 
 # Largest model decided: VM-host-slot cells for the VMs that may move, plus host-slot cells.
@@ -53,15 +55,6 @@ TOTAL_DTIME = 60.0
 
 Outcome = Literal["plan", "impossible", "unknown", "too_large"]
 Expr = cp_model.LinearExpr | int
-
-
-@dataclass(frozen=True)
-class Family:
-    """One rule family under one assumption literal, in an operator's words."""
-
-    key: str
-    rule: str  # what must hold
-    relax: str  # what relaxing it means
 
 
 @dataclass
@@ -136,11 +129,11 @@ class ExactModel:
         self._build()
 
     # -- families -----------------------------------------------------------------------------
-    def guard(self, key: str, rule: str, relax: str) -> cp_model.IntVar:
-        if key not in self.guards:
-            self.guards[key] = self.m.new_bool_var(f"g[{key}]")
-            self.families[key] = Family(key, rule, relax)
-        return self.guards[key]
+    def guard(self, f: Family) -> cp_model.IntVar:
+        if f.key not in self.guards:
+            self.guards[f.key] = self.m.new_bool_var(f"g[{f.key}]")
+            self.families[f.key] = f
+        return self.guards[f.key]
 
     # -- building -----------------------------------------------------------------------------
     def _build(self) -> None:
@@ -211,11 +204,7 @@ class ExactModel:
             self._pins(j, cand)
         if stop_vms:
             n = len(stop_vms)
-            g = self.guard(
-                "stop",
-                f"allow_stop false ({n} VM(s) on hosts to upgrade cannot migrate)",
-                "allow_stop: true (they are stopped in place during their host's wave)",
-            )
+            g = self.guard(fam.stop(n))
             m.add_bool_or([g.Not()])
 
     def _pins(self, j: int, cand: list[int]) -> None:
@@ -224,12 +213,7 @@ class ExactModel:
         if vm.az is not None:
             off = [h for h in cand if ctx.inv.hosts[h].az != vm.az and h != h0]
             if off:
-                g = self.guard(
-                    f"az:{vm.az}",
-                    f"the AZ pin of the VMs pinned to {vm.az}",
-                    f"let some VMs pinned to {vm.az} run in another AZ (or add capacity to "
-                    f"{vm.az})",
-                )
+                g = self.guard(fam.az_pin(vm.az))
                 for w in range(1, self.W + 1):
                     for h in off:
                         self.m.add_implication(g, self.at[j, w, h].Not())
@@ -237,12 +221,7 @@ class ExactModel:
             allowed = set(vm.allowed_aggregates)
             off = [h for h in cand if not allowed & set(ctx.inv.hosts[h].aggregates) and h != h0]
             if off:
-                names = ", ".join(sorted(allowed))
-                g = self.guard(
-                    f"aggregates:{names}",
-                    f"the aggregates of the VMs bound to aggregates {names}",
-                    f"widen the aggregates those VMs may use (or add hosts to {names})",
-                )
+                g = self.guard(fam.aggregate_pin(vm.allowed_aggregates))
                 for w in range(1, self.W + 1):
                     for h in off:
                         self.m.add_implication(g, self.at[j, w, h].Not())
@@ -273,11 +252,7 @@ class ExactModel:
         ctx, p, m = self.ctx, self.ctx.policy, self.m
         slots = range(1, self.W + 1)
         if len(self.todo) > p.max_hosts_per_wave:
-            g = self.guard(
-                "size",
-                f"max_hosts_per_wave {p.max_hosts_per_wave}",
-                "a larger max_hosts_per_wave",
-            )
+            g = self.guard(fam.size(p))
             for w in slots:
                 m.add(sum(self.y[h, w] for h in self.todo) <= p.max_hosts_per_wave).only_enforce_if(
                     g
@@ -296,11 +271,7 @@ class ExactModel:
             for hs in by.values():
                 if len(hs) <= limit:
                     continue
-                g = self.guard(
-                    f"size_{attr}",
-                    f"max_hosts_per_wave_per_{attr} {limit}",
-                    f"a larger max_hosts_per_wave_per_{attr}",
-                )
+                g = self.guard(fam.size_per(attr, limit))
                 for w in slots:
                     m.add(sum(self.y[h, w] for h in hs) <= limit).only_enforce_if(g)
         for i, ha in enumerate(ctx.ha):
@@ -308,12 +279,7 @@ class ExactModel:
             if len(hs) <= max(ha.limit, 0):
                 continue
             group = ctx.inv.ha_groups[i]
-            g = self.guard(
-                f"ha:{ha.name}",
-                f"HA group {ha.name} (min_available {group.min_available} of "
-                f"{len(group.hosts)} hosts)",
-                f"a lower min_available for {ha.name} (or one more host in it)",
-            )
+            g = self.guard(fam.ha(ha.name, group.min_available, len(group.hosts)))
             for w in slots:
                 m.add(sum(self.y[h, w] for h in hs) <= max(ha.limit, 0)).only_enforce_if(g)
 
@@ -328,22 +294,14 @@ class ExactModel:
         last = {h for h in self.todo if names[h] in sel_last}
         others = set(self.todo) - first - last
         if first and (others or last):
-            g = self.guard(
-                "order_first",
-                f"the order of policy.first ({', '.join(p.first)}) before all others",
-                "select fewer hosts in policy.first (or none)",
-            )
+            g = self.guard(fam.order_first(p))
             t = m.new_int_var(1, W, "t_first")
             for h in first:
                 m.add(index[h] <= t).only_enforce_if(g)
             for h in others | last:
                 m.add(t <= index[h]).only_enforce_if(g)
         if last and others:
-            g = self.guard(
-                "order_last",
-                f"the order of policy.last ({', '.join(p.last)}) after all others",
-                "select fewer hosts in policy.last (or none)",
-            )
+            g = self.guard(fam.order_last(p))
             t = m.new_int_var(1, W, "t_last")
             for h in others:
                 m.add(index[h] <= t).only_enforce_if(g)
@@ -362,13 +320,7 @@ class ExactModel:
             for c, rc in enumerate(ctx.classes):
                 if not any(ctx.cap[h, c] for h in hosts):
                     continue
-                lit = self.guard(
-                    f"headroom:{ctx.group_names[g]}:{rc}",
-                    f"{_requirement(k, rule.reserve_percent)} headroom of {rc} in "
-                    f"{ctx.group_names[g]}",
-                    f"lower headroom.failures or reserve_percent, or add {rc} capacity to "
-                    f"{ctx.group_names[g]}",
-                )
+                lit = self.guard(fam.headroom(ctx.policy, ctx.group_names[g], rc))
                 self.headroom_of[f"headroom:{ctx.group_names[g]}:{rc}"] = (g, c)
                 order = sorted(hosts, key=lambda h: (-int(ctx.cap[h, c]), h))
                 for w in range(1, self.W + 1):
@@ -429,15 +381,7 @@ class ExactModel:
             if not any(j in self.cand for j in members):
                 continue
             if sg.anti:
-                per = (
-                    f"at most {sg.max_per_host} per host" if sg.max_per_host > 1 else "one per host"
-                )
-                g = self.guard(
-                    f"anti:{sg.id}",
-                    f"the anti-affinity of server group {sg.name} ({len(members)} members, {per})",
-                    f"a larger max_server_per_host for {sg.name}, a soft policy, or more hosts "
-                    "its members may use",
-                )
+                g = self.guard(fam.anti_affinity(sg.id, sg.name, len(members), sg.max_per_host))
                 hosts = sorted({h for j in members if j in self.cand for h in self.cand[j]})
                 for w in range(1, self.W + 1):
                     for h in hosts:
@@ -448,11 +392,7 @@ class ExactModel:
                         if len(terms) + fixed > sg.max_per_host:
                             m.add(sum(terms) + fixed <= sg.max_per_host).only_enforce_if(g)
             else:
-                g = self.guard(
-                    f"affinity:{sg.id}",
-                    f"the affinity of server group {sg.name} ({len(members)} members share a host)",
-                    f"a soft affinity policy for {sg.name}, or a host large enough for all of them",
-                )
+                g = self.guard(fam.affinity(sg.id, sg.name, len(members)))
                 lead, rest = members[0], members[1:]
                 for w in range(1, self.W + 1):
                     for j in rest:
@@ -513,15 +453,6 @@ class ExactModel:
             waves=tuple(waves),
             generator={"name": "rollwave-exact"},
         )
-
-
-def _requirement(k: int, reserve: float) -> str:
-    parts = []
-    if k > 0:
-        parts.append(f"N+{k}")
-    if reserve > 0:
-        parts.append(f"{reserve:g}% reserve")
-    return " and ".join(parts) or "the"
 
 
 def decide(

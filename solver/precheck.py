@@ -15,40 +15,195 @@ CP-SAT which rule families conflict.)
 6. Headroom per group with one host down, at best: a host that must go down at some point,
    alone, even after moving to other groups all the demand they could possibly take, leaves
    its group short.
+
+Each proof also names the rule families it rests on (`solver.families`, the exact model's keys
+and words), as `InfeasibleError.blame` carries them: the anti-affinity of a server group, the
+AZ pin of the VMs pinned to an AZ, a group's headroom of a class... A proof that rests on no
+policy rule (a VM larger than every host it may use, a host over capacity) names none: only more
+capacity helps. A pre-check never decides whether relaxing a family gives a plan
+(`relaxing_alone` stays None); its `one_step` says only what its own numbers prove: "N+1
+everywhere (headroom.failures 1) is not enough" when the same pre-check still fails with it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from planner.bounds import LowerBounds
+from planner.bounds import LowerBounds, lower_bounds
 from planner.capacity import format_amount, headroom
 from planner.checker import check_inventory
 from planner.policy import select_hosts
+from solver import families as fam
 from solver.aggregate import build_aggregates, required
-from solver.context import Context, wave_limits_ok
+from solver.context import Context, build_context, wave_limits_ok
+from solver.families import Family
 
 SHOWN = 8  # reasons per family, at most
 
 
+@dataclass
+class Proof:
+    """What the pre-checks prove: reasons (empty: nothing proven) and the rule families they
+    rest on, each once, in `InfeasibleError.blame`'s form."""
+
+    reasons: list[str] = field(default_factory=list)
+    blame: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.reasons)
+
+    def add(
+        self, reason: str, families: Sequence[Family] = (), steps: dict[str, str] | None = None
+    ) -> None:
+        self.reasons.append(reason)
+        self.name(families, steps)
+
+    def name(self, families: Sequence[Family], steps: dict[str, str] | None = None) -> None:
+        """Name each family once; a step found by a later check fills in an earlier entry's."""
+        have = {b["key"]: b for b in self.blame}
+        for f in families:
+            step = (steps or {}).get(f.key)
+            if f.key not in have:
+                have[f.key] = fam.blame_entry(f, one_step=step)
+                self.blame.append(have[f.key])
+            elif step and not have[f.key].get("one_step"):
+                have[f.key]["one_step"] = step
+
+    def extend(self, other: Proof) -> None:
+        self.reasons += other.reasons
+        have = {b["key"]: b for b in self.blame}
+        for b in other.blame:
+            if b["key"] not in have:
+                self.blame.append(b)
+            elif b.get("one_step") and not have[b["key"]].get("one_step"):
+                have[b["key"]]["one_step"] = b["one_step"]
+
+    def lines(self) -> list[str]:
+        """The reasons, then one line per family: how to relax it (not checked to give a
+        plan) and what its one step is known to do."""
+        out = list(self.reasons)
+        for b in self.blame:
+            step = f"; {b['one_step']}" if b.get("one_step") else ""
+            out.append(
+                f"to relax {b['rule']}: {b['relax']} (the proof rests on it; whether relaxing "
+                f"it gives a plan: not checked{step})"
+            )
+        return out
+
+
 def precheck(ctx: Context, lb: LowerBounds) -> list[str]:
-    reasons: list[str] = []
+    """The reasons no plan can exist (empty: none found); `precheck_proof` also names the rule
+    families."""
+    return precheck_proof(ctx, lb).reasons
+
+
+def precheck_proof(ctx: Context, lb: LowerBounds) -> Proof:
+    proof = Proof()
     inv_problems = check_inventory(ctx.inv, ctx.policy)
-    for v in inv_problems[:SHOWN]:
-        reasons.append(f"the cloud already breaks the policy: {v.message}")
+    for i, v in enumerate(inv_problems):
+        fs = _violation_families(ctx, v.rule, v.objects)
+        if i < SHOWN:
+            proof.add(f"the cloud already breaks the policy: {v.message}", fs)
+        else:  # beyond the shown ones: still named
+            proof.name(fs)
     if len(inv_problems) > SHOWN:
-        reasons.append(f"... and {len(inv_problems) - SHOWN} more problems in the inventory")
-    reasons += list(lb.infeasible)
+        proof.add(f"... and {len(inv_problems) - SHOWN} more problems in the inventory")
+    _bounds_findings(ctx, lb, proof)
     if inv_problems:
-        return reasons
-    reasons += _first_last_overlap(ctx)
-    reasons += _vm_destinations(ctx)
-    reasons += _anti_affinity(ctx)
-    reasons += _affinity(ctx)
-    reasons += _headroom_one_down(ctx)
-    return reasons
+        return proof
+    for check in (_first_last_overlap, _vm_destinations, _anti_affinity, _affinity):
+        proof.extend(check(ctx))
+    proof.extend(_headroom_one_down(ctx))
+    return proof
+
+
+def _violation_families(ctx: Context, rule: str, objects: tuple[str, ...]) -> list[Family]:
+    """The family an inventory problem breaks (none for over-capacity: physics)."""
+    if rule == "inventory.headroom" and len(objects) >= 2:
+        return [fam.headroom(ctx.policy, objects[0], objects[1])]
+    if rule == "inventory.ha_group" and objects:
+        return [_ha_family(ctx, objects[0])]
+    if rule in ("inventory.anti_affinity", "inventory.affinity") and objects:
+        for sg in ctx.server_groups:
+            if sg.id == objects[0]:
+                if sg.anti:
+                    return [fam.anti_affinity(sg.id, sg.name, len(sg.members), sg.max_per_host)]
+                return [fam.affinity(sg.id, sg.name, len(sg.members))]
+    return []
+
+
+def _ha_family(ctx: Context, name: str) -> Family:
+    g = next(g for g in ctx.inv.ha_groups if g.name == name)
+    return fam.ha(name, g.min_available, len(g.hosts))
+
+
+def _headroom_families(
+    ctx: Context, rc: str, groups: range | list[int] | None = None
+) -> list[Family]:
+    """The headroom families of class rc, of every group the exact model guards (hosts up,
+    some capacity of rc) among `groups` (default: all)."""
+    c = ctx.classes.index(rc)
+    out = []
+    for g in groups if groups is not None else range(ctx.G):
+        on = (ctx.group_of == g) & ctx.available
+        if on.any() and (ctx.cap[on, c] > 0).any():
+            out.append(fam.headroom(ctx.policy, ctx.group_names[g], rc))
+    return out
+
+
+def _fewer_failures(ctx: Context) -> Context | None:
+    """The context with headroom.failures one lower (the exact model's one step), or None."""
+    k = ctx.policy.headroom.failures
+    if k <= 1:
+        return None
+    return build_context(ctx.inv, ctx.policy.with_changes(**{"headroom.failures": k - 1}))
+
+
+def _failures_step(k: int) -> str:
+    return f"N+{k} everywhere (headroom.failures {k}) is not enough"
+
+
+def _bounds_findings(ctx: Context, lb: LowerBounds, proof: Proof) -> None:
+    """`lower_bounds`' findings with their families (`LowerBounds.obstacles`)."""
+    stops = sum(1 for kind, _ in lb.obstacles if kind == "allow_stop")
+    for i, reason in enumerate(lb.infeasible):
+        kind, what = lb.obstacles[i] if i < len(lb.obstacles) else ("", "")
+        fs: list[Family] = []
+        steps: dict[str, str] = {}
+        if kind == "ha_group":
+            fs = [_ha_family(ctx, what)]
+        elif kind == "allow_stop":
+            fs = [fam.stop(stops)]
+        elif kind == "headroom" and what in ctx.classes:
+            fs = _headroom_families(ctx, what)
+            ctx2 = _fewer_failures(ctx)
+            if ctx2 is not None:
+                lb2 = lower_bounds(ctx2.inv, ctx2.policy)
+                if any(k == "headroom" for k, _ in lb2.obstacles):
+                    steps = {f.key: _failures_step(ctx2.policy.headroom.failures) for f in fs}
+        proof.add(reason, fs, steps)
+
+
+def _pin_families(ctx: Context, j: int, useful: np.ndarray | None = None) -> list[Family]:
+    """The pins of VM j that keep it off some available host (of `useful`, when given)."""
+    vm = ctx.inv.vms[j]
+    pool = ctx.available if useful is None else ctx.available & useful
+    out = []
+    if vm.az is not None:
+        off = np.array([ctx.inv.hosts[h].az != vm.az for h in range(ctx.H)], dtype=bool)
+        if (pool & off).any():
+            out.append(fam.az_pin(vm.az))
+    if vm.allowed_aggregates:
+        allowed = set(vm.allowed_aggregates)
+        off = np.array([not allowed & set(h.aggregates) for h in ctx.inv.hosts], dtype=bool)
+        if (pool & off).any():
+            out.append(fam.aggregate_pin(vm.allowed_aggregates))
+    return out
 
 
 def _vm_label(ctx: Context, j: int) -> str:
@@ -79,7 +234,7 @@ def _largest(ctx: Context, mask: np.ndarray, demand: np.ndarray) -> str:
     )
 
 
-def _first_last_overlap(ctx: Context) -> list[str]:
+def _first_last_overlap(ctx: Context) -> Proof:
     """Hosts that policy.first and policy.last both select must be upgraded in the wave where
     the first ones end, and so must every host that neither selects (the checker's order rule:
     first hosts no later than any other, last ones no earlier than any other)."""
@@ -88,8 +243,9 @@ def _first_last_overlap(ctx: Context) -> list[str]:
     first = select_hosts(ctx.inv, p.first) & todo
     last = select_hosts(ctx.inv, p.last) & todo
     both = sorted(first & last)
+    proof = Proof()
     if not both:
-        return []
+        return proof
     others = sorted(todo - first - last)
     together = both + others
     shown = ", ".join(both[:5]) + (f" and {len(both) - 5} more" if len(both) > 5 else "")
@@ -99,22 +255,61 @@ def _first_last_overlap(ctx: Context) -> list[str]:
     )
     index = ctx.model.host_index
     wave = [index[h] for h in together]
+    # the order families as the exact model guards them (order_last only with hosts neither
+    # selects)
+    order = [fam.order_first(p)] + ([fam.order_last(p)] if others else [])
     if len(wave) > p.max_hosts_per_wave:
-        return [f"{head}, {len(wave)} hosts, more than max_hosts_per_wave ({p.max_hosts_per_wave})"]
-    for g in ctx.ha:
+        f = fam.size(p)
+        step = (
+            {f.key: f"max_hosts_per_wave {p.max_hosts_per_wave + 1} is not enough"}
+            if len(wave) > p.max_hosts_per_wave + 1
+            else {}
+        )
+        proof.add(
+            f"{head}, {len(wave)} hosts, more than max_hosts_per_wave ({p.max_hosts_per_wave})",
+            [*order, f],
+            step,
+        )
+        return proof
+    for i, g in enumerate(ctx.ha):
         n = sum(1 for h in g.hosts if int(h) in set(wave))
         if n > max(g.limit, 0):
-            return [
+            group = ctx.inv.ha_groups[i]
+            f = fam.ha(g.name, group.min_available, len(group.hosts))
+            step = (
+                {
+                    f.key: f"min_available {group.min_available - 1} for HA group {g.name} is not "
+                    "enough"
+                }
+                if n > max(g.limit + 1, 0) and group.min_available > 0
+                else {}
+            )
+            proof.add(
                 f"{head}, with {n} hosts of HA group {g.name} of which at most "
-                f"{max(g.limit, 0)} may be down at once"
-            ]
+                f"{max(g.limit, 0)} may be down at once",
+                [*order, f],
+                step,
+            )
+            return proof
     if not wave_limits_ok(ctx, wave):
-        return [f"{head}, which the per-AZ or per-rack wave limits do not allow"]
-    return []
+        limits: list[Family] = []
+        for attr, limit in (
+            ("az", p.max_hosts_per_wave_per_az),
+            ("rack", p.max_hosts_per_wave_per_rack),
+        ):
+            counts: dict[str, int] = {}
+            for h in wave:
+                key = getattr(ctx.inv.hosts[h], attr)
+                if key is not None:
+                    counts[key] = counts.get(key, 0) + 1
+            if limit is not None and counts and max(counts.values()) > limit:
+                limits.append(fam.size_per(attr, limit))
+        proof.add(f"{head}, which the per-AZ or per-rack wave limits do not allow", order + limits)
+    return proof
 
 
-def _vm_destinations(ctx: Context) -> list[str]:
-    out: list[str] = []
+def _vm_destinations(ctx: Context) -> Proof:
+    proof = Proof()
     seen = 0
     # Hosts large enough, per (pins, demand): VMs share flavors and pins, so this is small.
     fitting: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
@@ -133,26 +328,35 @@ def _vm_destinations(ctx: Context) -> list[str]:
         ok = static.copy()
         ok[h] = False
         seen += 1
-        if len(out) < SHOWN:
+        # Its pins are to blame when they keep it off a host large enough; with none such, only
+        # capacity is (no family).
+        large = np.all(ctx.cap >= ctx.demand[j], axis=1)
+        large[h] = False
+        pins = _pin_families(ctx, j, large)
+        if len(proof.reasons) >= SHOWN:
+            proof.name(pins)
+        else:
             where = _pins(ctx, j)
             if not ok.any():
-                out.append(
+                proof.add(
                     f"{_vm_label(ctx, j)} on {ctx.host_names[h]} must move, but no other "
-                    f"enabled host is in {where}"
+                    f"enabled host is in {where}",
+                    pins,
                 )
             else:
-                out.append(
+                proof.add(
                     f"{_vm_label(ctx, j)} on {ctx.host_names[h]} must move, but none of the "
                     f"{int(ok.sum())} other enabled host(s) in {where} is large enough: "
-                    + _largest(ctx, ok, ctx.demand[j])
+                    + _largest(ctx, ok, ctx.demand[j]),
+                    pins,
                 )
-    if seen > len(out):
-        out.append(f"... and {seen - len(out)} more VMs with no possible destination")
-    return out
+    if seen > len(proof.reasons):
+        proof.add(f"... and {seen - len(proof.reasons)} more VMs with no possible destination")
+    return proof
 
 
-def _anti_affinity(ctx: Context) -> list[str]:
-    out: list[str] = []
+def _anti_affinity(ctx: Context) -> Proof:
+    proof = Proof()
     for g in ctx.server_groups:
         if not (g.hard and g.anti) or len(g.members) == 0:
             continue
@@ -173,21 +377,30 @@ def _anti_affinity(ctx: Context) -> list[str]:
         need = math.ceil(n / p)
         if k - 1 >= need:
             continue
+        families = [fam.anti_affinity(g.id, g.name, n, p)]
+        # The members' pins are to blame too when, without them, enough hosts would remain.
+        loose = ctx.available.copy()
+        for j in g.members:
+            loose[int(ctx.vm_host0[j])] = True
+        if int(loose.sum()) - 1 >= need:
+            for j in g.members:
+                families += _pin_families(ctx, int(j))
         azs = sorted({ctx.inv.hosts[int(h)].az or "?" for h in np.flatnonzero(hosts)})
         where = f" in {', '.join(azs)}" if len(azs) <= 3 else ""
         per = f"at most {p} per host" if p > 1 else "one per host"
-        out.append(
+        proof.add(
             f"server group {g.name} (anti-affinity, {n} members, {per}): only {k} host(s)"
             f"{where} may hold its members; with one of them down, {k - 1} remain for "
-            f"{n} members, which need {need}"
+            f"{n} members, which need {need}",
+            families,
         )
-        if len(out) >= SHOWN:
+        if len(proof.reasons) >= SHOWN:
             break
-    return out
+    return proof
 
 
-def _affinity(ctx: Context) -> list[str]:
-    out: list[str] = []
+def _affinity(ctx: Context) -> Proof:
+    proof = Proof()
     for g in ctx.server_groups:
         if not g.hard or g.anti or len(g.members) < 2:
             continue
@@ -198,12 +411,14 @@ def _affinity(ctx: Context) -> list[str]:
         if not ctx.is_todo[h]:
             continue
         members = [int(j) for j in g.members]
+        family = fam.affinity(g.id, g.name, len(members))
         stuck = [j for j in members if ctx.stuck[j]]
         if stuck and len(stuck) < len(members):
-            out.append(
+            proof.add(
                 f"server group {g.name} (affinity): {_vm_label(ctx, stuck[0])} cannot migrate "
                 f"and would be stopped on {ctx.host_names[h]} while the other members must "
-                "leave it, splitting the group"
+                "leave it, splitting the group",
+                [family],
             )
             continue
         if stuck:
@@ -213,34 +428,105 @@ def _affinity(ctx: Context) -> list[str]:
             ok &= ctx.static_ok(j)
         ok[h] = False
         total = ctx.demand[members].sum(axis=0)
-        if (ok & np.all(ctx.cap >= total, axis=1)).any():
+        large = np.all(ctx.cap >= total, axis=1)
+        if (ok & large).any():
             continue
+        large[h] = False
+        families = [family]
+        for j in members:  # pins that keep the group off a host large enough
+            families += _pin_families(ctx, j, large)
         if not ok.any():
-            out.append(
+            proof.add(
                 f"server group {g.name} (affinity, {len(members)} members on "
-                f"{ctx.host_names[h]}): no other enabled host may hold all of them"
+                f"{ctx.host_names[h]}): no other enabled host may hold all of them",
+                families,
             )
         else:
-            out.append(
+            proof.add(
                 f"server group {g.name} (affinity, {len(members)} members on "
                 f"{ctx.host_names[h]}) must move together, but no other eligible host is large "
-                "enough: " + _largest(ctx, ok, total)
+                "enough: " + _largest(ctx, ok, total),
+                families,
             )
-        if len(out) >= SHOWN:
+        if len(proof.reasons) >= SHOWN:
             break
-    return out
+    return proof
 
 
-def _headroom_one_down(ctx: Context) -> list[str]:
+Shortfall = tuple[int, int, int, int, int, bool]  # short, host, free, required, room, others bind
+
+
+def _headroom_one_down(ctx: Context) -> Proof:
     """Each host to upgrade goes down at least once; at best alone, after as much of its
     group's movable demand as the other groups can take has left.
 
     The other groups together can take at most the sum of their slack now (free minus required)
     plus the demand stuck on their hosts (taking a host down lowers a group's requirement by at
     most its capacity and its free capacity by its capacity less that stuck demand); the pseudo-
-    group of hosts outside every headroom group, its free capacity."""
+    group of hosts outside every headroom group, its free capacity.
+
+    Families: the group's headroom of the class; the other groups' too when their slack is what
+    limits the room (not the demand free to leave); and the pins that keep demand in the group
+    when that demand is what limits it."""
+    proof = Proof()
+    worst = _shortfalls(ctx)
+    if not worst:
+        return proof
+    rule = ctx.policy.headroom
+    G = ctx.G
+    agg = build_aggregates(ctx)
+    ctx2 = _fewer_failures(ctx)
+    worst2 = _shortfalls(ctx2) if ctx2 is not None else {}
+    need = _requirement(rule.failures, rule.reserve_percent)
+    for (g, c), (_short, h, free_c, req, room_c, others_bind) in sorted(worst.items())[:SHOWN]:
+        rc = ctx.classes[c]
+        what = (
+            f"with {ctx.host_names[h]} down"
+            if ctx.available[h]
+            else f"once the VMs of {ctx.host_names[h]} (disabled or down) are moved"
+        )
+        extra = ""
+        if G > 1 or agg.members[G].any():
+            extra = f", and at most {format_amount(rc, room_c)} of its VMs could move to other " + (
+                "AZs" if rule.scope == "az" else "groups"
+            )
+        # Short even with no requirement (its VMs do not fit at all): not its headroom.
+        own = fam.headroom(ctx.policy, ctx.group_names[g], rc)
+        families = [own] if free_c + room_c >= 0 else []
+        if others_bind:
+            families += _headroom_families(ctx, rc, [o for o in range(G) if o != g])
+        else:
+            families += _group_pins(ctx, g, c)
+        step = (
+            {own.key: _failures_step(ctx2.policy.headroom.failures)}
+            if ctx2 is not None and (g, c) in worst2
+            else {}
+        )
+        proof.add(
+            f"{ctx.group_names[g]}: {what}, {rc} free {format_amount(rc, free_c)} < "
+            f"{format_amount(rc, req)} needed for {need}{extra}",
+            families,
+            step,
+        )
+    return proof
+
+
+def _group_pins(ctx: Context, g: int, c: int) -> list[Family]:
+    """The pins of the VMs held in group g (movable, demand of class c, not free to leave)."""
+    out: list[Family] = []
+    for j in range(len(ctx.inv.vms)):
+        h = int(ctx.vm_host0[j])
+        if int(ctx.group_of[h]) != g or ctx.stuck[j] or not ctx.demand[j, c]:
+            continue
+        if ctx.pinned_to_group(j):
+            out += _pin_families(ctx, j)
+    return list({f.key: f for f in out}.values())
+
+
+def _shortfalls(ctx: Context) -> dict[tuple[int, int], Shortfall]:
+    """(group, class) -> the worst shortfall over the hosts to upgrade."""
     if not ctx.todo.size:
-        return []
+        return {}
     agg = build_aggregates(ctx)
     G, C = ctx.G, ctx.C
     rule = ctx.policy.headroom
@@ -255,7 +541,7 @@ def _headroom_one_down(ctx: Context) -> list[str]:
         on = (ctx.group_of == g) & ctx.available
         absorb[g] += ctx.stuck_demand[on].sum(axis=0)
         leavable[g] = ctx.unpinned_demand[on].sum(axis=0)
-    worst: dict[tuple[int, int], tuple[int, int, int, int, int]] = {}
+    worst: dict[tuple[int, int], Shortfall] = {}
     for h in ctx.todo:
         h = int(h)
         g = int(ctx.group_of[h])
@@ -266,34 +552,24 @@ def _headroom_one_down(ctx: Context) -> list[str]:
         if ctx.available[h]:
             down[h] = True
             free = agg.base_free[g] - agg.down_weight[h]
-            room = np.minimum(leavable[g], others)
+            can_leave = leavable[g]
         else:
             free = agg.base_free[g] - ctx.mov_demand[h]
-            room = np.minimum(leavable[g] + ctx.unpinned_demand[h], others)
+            can_leave = leavable[g] + ctx.unpinned_demand[h]
+        room = np.minimum(can_leave, others)
         for c in range(C):
             req = required(agg, g, c, down)
             short = req - int(free[c]) - int(room[c])
             if short > 0 and ((g, c) not in worst or short > worst[(g, c)][0]):
-                worst[(g, c)] = (short, h, int(free[c]), req, int(room[c]))
-    out: list[str] = []
-    need = _requirement(rule.failures, rule.reserve_percent)
-    for (g, c), (_short, h, free_c, req, room_c) in sorted(worst.items()):
-        rc = ctx.classes[c]
-        what = (
-            f"with {ctx.host_names[h]} down"
-            if ctx.available[h]
-            else f"once the VMs of {ctx.host_names[h]} (disabled or down) are moved"
-        )
-        extra = ""
-        if G > 1 or agg.members[G].any():
-            extra = f", and at most {format_amount(rc, room_c)} of its VMs could move to other " + (
-                "AZs" if rule.scope == "az" else "groups"
-            )
-        out.append(
-            f"{ctx.group_names[g]}: {what}, {rc} free {format_amount(rc, free_c)} < "
-            f"{format_amount(rc, req)} needed for {need}{extra}"
-        )
-    return out[:SHOWN]
+                worst[(g, c)] = (
+                    short,
+                    h,
+                    int(free[c]),
+                    req,
+                    int(room[c]),
+                    bool(others[c] < can_leave[c]),
+                )
+    return worst
 
 
 def _requirement(k: int, reserve: float) -> str:

@@ -30,9 +30,10 @@ from solver.context import build_context
 from solver.cpsat import NoPlanFound, cpsat_plan
 from solver.exact import decide
 from solver.explain import explain
+from solver.families import blame_entry
 from solver.greedy import TimeLimitReached, greedy_plan
 from solver.params import SolveParams
-from solver.precheck import precheck
+from solver.precheck import precheck_proof
 
 PlannerName = Literal["cpsat", "greedy"]
 PLANNERS: tuple[PlannerName, ...] = ("cpsat", "greedy")
@@ -96,9 +97,9 @@ def solve(
     )
     lb = lower_bounds(inv, policy)
     ctx = build_context(inv, policy)
-    reasons = precheck(ctx, lb)
-    if reasons:
-        raise InfeasibleError(reasons)
+    proof = precheck_proof(ctx, lb)
+    if proof:
+        raise InfeasibleError(proof.lines(), blame=proof.blame)
     notes: list[str] = []
     try:
         if opts.planner == "greedy":
@@ -265,14 +266,12 @@ def _not_found(
     dec = decide(ctx, params, inventory_sha256=digest)
     if dec.outcome == "impossible":
         blame = [
-            {
-                "key": f.key,
-                "rule": f.rule,
-                "relax": f.relax,
-                "relaxing_alone": dec.alone.get(f.key),
-                "numbers": dec.details.get(f.key),
-                "one_step": dec.steps.get(f.key),
-            }
+            blame_entry(
+                f,
+                relaxing_alone=dec.alone.get(f.key),
+                numbers=dec.details.get(f.key),
+                one_step=dec.steps.get(f.key),
+            )
             for f in dec.core
         ]
         return InfeasibleError(dec.reasons(), proven=True, blame=blame)

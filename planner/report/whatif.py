@@ -348,8 +348,8 @@ class Outcome:
         return list(dict.fromkeys(steps + alone))
 
     def blamed(self) -> str:
-        """A proof's rule families in conflict ("a + b + c"); without families (a pre-check's
-        proof), its first reason."""
+        """A proof's rule families ("a + b + c"); without families (a proof that rests on no
+        policy rule: the VMs do not fit), its first reason."""
         if self.blame:
             return " + ".join(str(b["rule"]) for b in self.blame)
         first = (self.reason or "").split("; ")[0]

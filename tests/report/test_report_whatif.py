@@ -135,9 +135,12 @@ def test_an_infeasible_combination_is_a_row_with_the_reason() -> None:
     o = evaluate(inv, tiny_policy(), {"headroom.failures": 2}, SweepConfig())
     assert o.status == "infeasible" and o.waves is None
     assert o.reason and "N+2" in o.reason
-    # a pre-check's proof: impossible, its reason in place of the families it does not name
-    assert o.verdict == "impossible" and o.proven is True and o.blame == ()
-    assert "N+2" in o.blamed() and o.summary().startswith("impossible: ")
+    # a pre-check's proof: impossible, naming the headroom families it rests on (the exact
+    # model's keys) but no relaxation (a pre-check never decides one gives a plan)
+    assert o.verdict == "impossible" and o.proven is True and o.blame
+    assert all(str(b["key"]).startswith("headroom:") for b in o.blame)
+    assert all(b["relaxing_alone"] is None for b in o.blame) and o.relaxations() == []
+    assert "N+2" in o.blamed() and o.summary().startswith("impossible: N+2 headroom of ")
 
 
 def test_a_sweep_tells_proven_impossible_from_a_plan() -> None:
@@ -352,9 +355,7 @@ def test_cli_whatif_json_csv_and_plot(tmp_path: pytest.TempPathFactory) -> None:
         "--planner",
         "greedy",
     )
-    assert code == 0 and "impossible: the cloud already breaks the policy" in " ".join(
-        stdout.replace("│", " ").split()
-    )
+    assert code == 0 and "impossible: N+9 headroom of" in " ".join(stdout.replace("│", " ").split())
 
 
 # CSV columns before the outcome fields were added: they keep their places
