@@ -43,7 +43,7 @@ CRASHED: Final = 3
 MAX_DETAILED_BREACHES: Final = 200
 
 
-FIELD: Final = (1 << W) - 1
+FIELD: Final = (1 << W) - 1  # one class's field of a packed vector (sim.state)
 # True in the copy mypyc compiled (its functions have no Python code object). A few scans are
 # written two ways: a plain loop, fastest compiled, and one run by C built-ins, fastest in Python.
 COMPILED: Final = not hasattr(lambda: None, "__code__")
@@ -51,8 +51,8 @@ COMPILED: Final = not hasattr(lambda: None, "__code__")
 
 def set_available(st: HeadroomState, h: int, flag: bool) -> None:
     """`HeadroomState.set_available`, the same steps, here so that the compiled loop runs them
-    compiled: a run takes every host of the plan down and back (tests/test_sim_state.py checks
-    that both agree)."""
+    compiled: a run takes every host of the plan down and back (tests/test_sim_loop_parts.py
+    checks that both agree)."""
     avail = st.avail
     if avail[h] == flag:
         return
