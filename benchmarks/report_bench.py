@@ -16,6 +16,7 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+from planner.app.whatif import SweepConfig, sweep
 from planner.errors import InfeasibleError
 from planner.formats import load_inventory, load_policy
 from planner.generate import GenerateSpec, default_policy, generate
@@ -24,7 +25,7 @@ from planner.plan import Plan
 from planner.report import build_report
 from planner.report.build import figures
 from planner.report.html import render_figures, render_html, write_report
-from planner.report.whatif import SweepConfig, combinations, parse_vary, sweep
+from planner.report.whatif import combinations, parse_vary
 from solver.greedy import greedy_plan
 
 

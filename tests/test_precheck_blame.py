@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from planner.app.whatif import SweepConfig, evaluate
 from planner.bounds import lower_bounds
 from planner.cli import main
 from planner.errors import InfeasibleError
 from planner.formats import save_inventory, save_policy
 from planner.inventory import HAGroup, ServerGroup
-from planner.report.whatif import SweepConfig, evaluate
 from solver.context import build_context
 from solver.exact import decide
 from solver.params import SolveParams

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from planner.app.demo import example_path
 from planner.cli import cli
-from planner.cli.demo import example_path
 from planner.formats import load_inventory, load_policy, save_plan
 from sim.engine import prepare
 from sim.model import DEFAULT, load_model

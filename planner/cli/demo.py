@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import time
-from importlib import resources
-from pathlib import Path
-
 import click
 
-from planner.checker import check_plan
+from planner.app.demo import DemoFiles, Planned, Simulated, run_demo
 from planner.cli.check import print_metrics
 from planner.cli.common import err, kv_table, out
-from planner.cli.plan import solve_and_check
-from planner.formats import load_inventory, load_policy, save_plan
-from planner.report.build import build_report
-from planner.report.html import write_report
-from planner.report.timeline import read_timeline
-from sim.engine import simulate
-from sim.model import load_model
-from sim.prepare import prepare
-from sim.timeline import summary, write_timeline
-
-
-def example_path(name: str) -> Path:
-    return Path(str(resources.files("planner") / "examples" / name))
+from planner.inventory import Inventory
+from planner.policy import Policy
 
 
 @click.command("demo")
@@ -38,82 +22,75 @@ def example_path(name: str) -> Path:
 )
 def demo_cmd(out_dir: str) -> None:
     """Plan, check, simulate and report on the bundled example cloud (12 hosts, 3 controllers)."""
-    target = Path(out_dir)
-    target.mkdir(parents=True, exist_ok=True)
-    inv_file = target / "inventory.json"
-    pol_file = target / "policy.yaml"
-    shutil.copyfile(example_path("small.json"), inv_file)
-    shutil.copyfile(example_path("small-policy.yaml"), pol_file)
-    inv = load_inventory(inv_file)
-    policy = load_policy(pol_file)
-    out.print(
-        kv_table(
-            f"example cloud {inv.cloud}",
-            [
-                ("compute hosts", f"{len(inv.compute_hosts)} in AZs {', '.join(inv.azs)}"),
-                ("controllers", len(inv.hosts) - len(inv.compute_hosts)),
-                ("VMs", len(inv.vms)),
-                ("server groups", len(inv.server_groups)),
-                (
-                    "policy",
-                    f"N+{policy.headroom.failures} per {policy.headroom.scope}, "
-                    f"{policy.max_hosts_per_wave} hosts a wave, "
-                    f"upgrade to {policy.target_version}",
-                ),
-            ],
-        )
-    )
-    t0 = time.perf_counter()
-    plan, _, _ = solve_and_check(inv, policy)
-    err.print(f"planned in {time.perf_counter() - t0:.2f} s")
-    plan_file = target / "plan.json"
-    save_plan(plan, plan_file)
-    report = check_plan(load_inventory(inv_file), plan)  # the checker, as `rollwave check` runs it
-    print_metrics(report.metrics)
-    for w in plan.waves:
-        out.print(
-            f"  wave {w.index:>2}: {', '.join(w.hosts):<28} "
-            f"{len(w.migrations):>3} migrations, {len(w.stops)} stops",
-            markup=False,
-        )
-    verdict = "[bold green]valid[/]" if report.ok else "[bold red]INVALID[/]"
-    out.print(f"plan {verdict}")
+    run_demo(out_dir, DemoPrinter())
 
-    # Simulate the plan with the default model (Nova's defaults, 10 GbE).
-    model = load_model(None)
-    prep = prepare(inv, plan, model, plan_file=str(plan_file))
-    res = simulate(prep, seed=0, record=True)
-    timeline_file = target / "timeline.jsonl"
-    write_timeline(timeline_file, prep, res)
-    s = summary(prep, res)
-    out.print(
-        kv_table(
-            "simulation (Nova's defaults, 10 GbE)",
-            [
-                ("makespan", f"{_hms(res.makespan_s)} (lower bound {_hms(res.lower_bound_s)})"),
-                (
-                    "downtime",
-                    f"total {s['downtime_total_s']:,.1f} s, worst migration "
-                    f"{s['downtime_max_s']:.3f} s",
-                ),
-                ("non-converging VMs", s["non_converging"]),
-                (
-                    "hosts not upgraded",
-                    f"{s['hosts_not_upgraded']} (a VM left behind: see rollwave simulate)",
-                ),
-                ("invariant breaches", sum(res.breach_counts.values())),
-            ],
+
+class DemoPrinter:
+    """Each step of the demo on the console as it finishes."""
+
+    def example(self, inv: Inventory, policy: Policy) -> None:
+        out.print(
+            kv_table(
+                f"example cloud {inv.cloud}",
+                [
+                    ("compute hosts", f"{len(inv.compute_hosts)} in AZs {', '.join(inv.azs)}"),
+                    ("controllers", len(inv.hosts) - len(inv.compute_hosts)),
+                    ("VMs", len(inv.vms)),
+                    ("server groups", len(inv.server_groups)),
+                    (
+                        "policy",
+                        f"N+{policy.headroom.failures} per {policy.headroom.scope}, "
+                        f"{policy.max_hosts_per_wave} hosts a wave, "
+                        f"upgrade to {policy.target_version}",
+                    ),
+                ],
+            )
         )
-    )
-    report_file = target / "report.html"
-    rep = build_report(inv, plan, timeline=read_timeline(timeline_file))
-    write_report(rep, report_file, None)
-    out.print(
-        f"files in {target}/: inventory.json, policy.yaml, plan.json, timeline.jsonl, "
-        f"report.html (open it in a browser)\n"
-        f"next: rollwave check {inv_file} {plan_file}\n"
-        f"      rollwave simulate {inv_file} {plan_file} --runs 100"
-    )
+
+    def planned(self, step: Planned) -> None:
+        err.print(f"planned in {step.plan_s:.2f} s")
+        print_metrics(step.check.metrics)
+        for w in step.plan.waves:
+            out.print(
+                f"  wave {w.index:>2}: {', '.join(w.hosts):<28} "
+                f"{len(w.migrations):>3} migrations, {len(w.stops)} stops",
+                markup=False,
+            )
+        verdict = "[bold green]valid[/]" if step.check.ok else "[bold red]INVALID[/]"
+        out.print(f"plan {verdict}")
+
+    def simulated(self, step: Simulated) -> None:
+        res, s = step.result, step.summary
+        out.print(
+            kv_table(
+                "simulation (Nova's defaults, 10 GbE)",
+                [
+                    (
+                        "makespan",
+                        f"{_hms(res.makespan_s)} (lower bound {_hms(res.lower_bound_s)})",
+                    ),
+                    (
+                        "downtime",
+                        f"total {s['downtime_total_s']:,.1f} s, worst migration "
+                        f"{s['downtime_max_s']:.3f} s",
+                    ),
+                    ("non-converging VMs", s["non_converging"]),
+                    (
+                        "hosts not upgraded",
+                        f"{s['hosts_not_upgraded']} (a VM left behind: see rollwave simulate)",
+                    ),
+                    ("invariant breaches", sum(res.breach_counts.values())),
+                ],
+            )
+        )
+
+    def reported(self, files: DemoFiles) -> None:
+        out.print(
+            f"files in {files.dir}/: inventory.json, policy.yaml, plan.json, timeline.jsonl, "
+            f"report.html (open it in a browser)\n"
+            f"next: rollwave check {files.inventory} {files.plan}\n"
+            f"      rollwave simulate {files.inventory} {files.plan} --runs 100"
+        )
 
 
 def _hms(seconds: float) -> str:

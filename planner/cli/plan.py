@@ -4,41 +4,17 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
 from typing import Any
 
 import click
 from rich.table import Table
 
-from planner.checker import check_plan, plan_summary
+from planner.app.planning import solve_and_check
 from planner.cli.common import emit_json, err, format_option, out, path_arg
-from planner.errors import InfeasibleError, RollwaveError, UsageError
+from planner.errors import InfeasibleError, UsageError
 from planner.formats import load_inventory, load_policy, save_plan
-from planner.inventory import Inventory
-from planner.plan import Plan
-from planner.policy import Policy, selector_problem
-from solver.solve import PLANNERS, SolveOptions, SolveOutcome, solve
-
-
-def solve_and_check(
-    inv: Inventory,
-    policy: Policy,
-    options: SolveOptions | None = None,
-    progress: Any = None,
-) -> tuple[Plan, dict[str, Any], SolveOutcome]:
-    """Plan, then re-check the result with the checker (the solver is never trusted blindly)."""
-    outcome = solve(inv, policy, options, progress=progress)
-    plan = outcome.plan
-    # solve() has run the checker on its plan (for this inventory's digest): no second replay.
-    report = outcome.check if outcome.check is not None else check_plan(inv, plan)
-    if not report.ok:
-        lines = "\n".join(f"  {v}" for v in report.violations[:20])
-        raise RollwaveError(
-            f"internal error: the {outcome.planner} planner produced a plan the checker rejects "
-            f"({len(report.violations)} violations); nothing was written:\n{lines}"
-        )
-    plan = replace(plan, summary=plan_summary(report.metrics))
-    return plan, dict(report.metrics), outcome
+from planner.policy import selector_problem
+from solver.solve import PLANNERS, SolveOptions, SolveOutcome
 
 
 class ProgressLine:

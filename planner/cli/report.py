@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import click
 
+from planner.app.report import check_output_paths, write_html_report
 from planner.cli.common import emit_json, err, format_option, out, path_arg
-from planner.errors import InputError
 from planner.formats import load_inventory, load_plan
-from planner.report.build import build_report
-from planner.report.html import write_report
 from planner.report.schedule import EstimateModel
 from planner.report.timeline import read_montecarlo, read_timeline
 from sim.model import load_model
 
 _DEFAULT = EstimateModel()
-
-
-def check_output_paths(output: str, png_dir: str | None) -> None:
-    """Fail before the work, not after it: the output's directory must exist and --png must not
-    name a file."""
-    parent = Path(output).parent
-    if not parent.is_dir():
-        raise InputError(output, f"cannot write: directory {str(parent)!r} does not exist")
-    if Path(output).is_dir():
-        raise InputError(output, "is a directory; give the HTML file to write")
-    if png_dir is not None and Path(png_dir).exists() and not Path(png_dir).is_dir():
-        raise InputError(png_dir, "--png needs a directory, this is a file")
 
 
 @click.command("report")
@@ -133,27 +116,20 @@ def report_cmd(
     timeline = read_timeline(timeline_path) if timeline_path else None
     montecarlo = read_montecarlo(montecarlo_path) if montecarlo_path else None
     sim_model = load_model(model_path)
-    t0 = time.perf_counter()
-    simple = None
-    if bandwidth is not None or overhead is not None or upgrade_minutes is not None:
-        simple = EstimateModel(
-            bandwidth_mib_s=bandwidth if bandwidth is not None else _DEFAULT.bandwidth_mib_s,
-            overhead_s=overhead if overhead is not None else _DEFAULT.overhead_s,
-            upgrade_s=upgrade_minutes * 60 if upgrade_minutes is not None else _DEFAULT.upgrade_s,
-        )
-    rep = build_report(
+    done = write_html_report(
         inv,
         p,
+        output,
+        png_dir,
         timeline=timeline,
         montecarlo=montecarlo,
-        estimate=simple,
+        estimate=_simple_estimate(bandwidth, overhead, upgrade_minutes),
         sim_model=sim_model,
         ignore_digest=ignore_digest,
         max_rows=max_rows,
     )
-    err.print(f"checked and replayed {len(p.waves)} waves in {time.perf_counter() - t0:.1f} s")
-    files = write_report(rep, output, png_dir)
-    elapsed = time.perf_counter() - t0
+    rep, files = done.report, done.files
+    err.print(f"checked and replayed {len(p.waves)} waves in {done.build_s:.1f} s")
     if not rep.check.ok:
         err.print(
             f"[yellow]warning[/]: the plan is INVALID ({len(rep.check.violations)} violations); "
@@ -167,11 +143,25 @@ def report_cmd(
                 "valid": rep.check.ok,
                 "makespan_s": round(rep.schedule.makespan_s, 3),
                 "schedule": rep.schedule.source,
-                "time_s": round(elapsed, 3),
+                "time_s": round(done.total_s, 3),
             }
         )
         return
     out.print(
         f"wrote {files[0]}" + (f" and {len(files) - 1} PNG files in {png_dir}" if png_dir else "")
     )
-    err.print(f"done in {elapsed:.1f} s")
+    err.print(f"done in {done.total_s:.1f} s")
+
+
+def _simple_estimate(
+    bandwidth: float | None, overhead: float | None, upgrade_minutes: float | None
+) -> EstimateModel | None:
+    """The simple estimate's parameters, the options not given at their defaults; None when no
+    option is given (the simulator's migration model estimates)."""
+    if bandwidth is None and overhead is None and upgrade_minutes is None:
+        return None
+    return EstimateModel(
+        bandwidth_mib_s=bandwidth if bandwidth is not None else _DEFAULT.bandwidth_mib_s,
+        overhead_s=overhead if overhead is not None else _DEFAULT.overhead_s,
+        upgrade_s=upgrade_minutes * 60 if upgrade_minutes is not None else _DEFAULT.upgrade_s,
+    )

@@ -14,6 +14,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from planner.app.whatif import SweepConfig, sweep
 from planner.cli.common import emit_json, err, out, path_arg
 from planner.errors import UsageError
 from planner.formats import load_inventory, load_policy, policy_to_dict, write_bytes_atomic
@@ -22,13 +23,12 @@ from planner.report.whatif import (
     KEYS,
     VERDICTS,
     Outcome,
-    SweepConfig,
     Vary,
     apply_model,
     apply_policy,
     combinations,
     parse_vary,
-    sweep,
+    tradeoff,
 )
 from sim.model import load_model
 
@@ -310,22 +310,3 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
     if row["proven"] is not None:
         out["proven"] = "true" if row["proven"] else "false"
     return out
-
-
-def tradeoff(results: Sequence[Outcome], varies: Sequence[Vary]) -> Any:
-    def short(r: Outcome) -> str:
-        return " / ".join(str(r.combo[v.key]) for v in varies)
-
-    points = [
-        plots.TradeoffPoint(
-            short(r),
-            r.makespan_p50_s if r.makespan_p50_s is not None else (r.makespan_s or 0.0),
-            r.makespan_p95_s,
-            r.breach_probability,
-            r.failures_absorbed,
-        )
-        for r in results
-        if r.ok and r.makespan_s is not None
-    ]
-    infeasible = [(r.label(), r.summary()) for r in results if not r.ok]
-    return plots.tradeoff_figure(points, infeasible, key_order=" / ".join(v.key for v in varies))

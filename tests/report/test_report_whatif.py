@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.text import Text
 
+from planner.app.planning import solve
+from planner.app.whatif import SweepConfig, evaluate, sweep
 from planner.checker import check_plan
 from planner.cli import cli
 from planner.errors import UsageError
@@ -22,16 +24,12 @@ from planner.report import plots
 from planner.report.replay import replay
 from planner.report.whatif import (
     Outcome,
-    SweepConfig,
     Vary,
     add_spare_hosts,
     apply_policy,
     combinations,
-    evaluate,
     largest_compute_host,
     parse_vary,
-    solve,
-    sweep,
 )
 from solver.greedy import greedy_plan
 from tests import solver_clouds as sc
@@ -427,7 +425,7 @@ def test_cli_whatif_says_impossible_or_not_found_in_every_format(tmp_path: Path)
 
 
 def test_tradeoff_plot_lists_the_verdict_of_each_combination_without_a_plan() -> None:
-    from planner.cli.whatif import tradeoff
+    from planner.report.whatif import tradeoff
 
     rows = [
         Outcome({"m": 1}, "infeasible", "proven impossible (x): a cannot hold", proven=True),
@@ -462,7 +460,7 @@ def test_outcome_label() -> None:
 
 
 def test_hosts_down_at_once_per_az_shrinks_with_n_plus_k(small: Case) -> None:
-    from planner.report.whatif import hosts_down_at_once
+    from planner.app.whatif import hosts_down_at_once
 
     inv, policy = small.inventory, small.policy
     downs = [
@@ -475,7 +473,7 @@ def test_hosts_down_at_once_per_az_shrinks_with_n_plus_k(small: Case) -> None:
 
 
 def test_hosts_down_at_once_on_a_tiny_cloud() -> None:
-    from planner.report.whatif import hosts_down_at_once
+    from planner.app.whatif import hosts_down_at_once
 
     # two 64 GiB hosts per AZ, ~30 GiB of VMs that must stay up in each: one may go down at N+0,
     # none at N+1 (the other host would have to hold them and keep 64 GiB free)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from planner.app.whatif import SweepConfig, evaluate, sweep
 from planner.errors import UsageError
 from planner.report import build_report, render_html
 from planner.report.timeline import (
@@ -17,14 +18,7 @@ from planner.report.timeline import (
     read_timeline,
     schedule_from_timeline,
 )
-from planner.report.whatif import (
-    SweepConfig,
-    apply_model,
-    combinations,
-    evaluate,
-    parse_vary,
-    sweep,
-)
+from planner.report.whatif import apply_model, combinations, parse_vary
 from sim.engine import simulate
 from sim.model import DEFAULT, SimModel
 from sim.prepare import prepare
