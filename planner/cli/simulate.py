@@ -9,14 +9,14 @@ from typing import Any
 import click
 from rich.table import Table
 
+from planner.app.simulation import monte_carlo, prepare_run, simulate_once
 from planner.capacity import format_amount
 from planner.cli.common import emit_json, err, format_option, kv_table, out, path_arg
 from planner.errors import ExitCode
 from planner.formats import load_inventory, load_plan
-from sim.engine import OUTCOME_NAMES, Prepared, SimResult, prepare, simulate
+from sim.engine import OUTCOME_NAMES, Prepared, SimResult
 from sim.model import load_model
-from sim.montecarlo import RunSummary, run_many, summarise
-from sim.timeline import hms, result_to_dict, summary, write_timeline
+from sim.timeline import hms, result_to_dict, summary
 
 
 @click.command("simulate")
@@ -93,13 +93,8 @@ def simulate_cmd(
     p = load_plan(plan)
     model = load_model(model_path)
     t0 = time.perf_counter()
-    prep = prepare(
-        inv,
-        p,
-        model,
-        plan_file=plan,
-        digest=p.inventory_sha256 if ignore_digest else None,
-    )
+    prep = prepare_run(inv, p, model, plan_file=plan, ignore_digest=ignore_digest)
+    prepare_s = time.perf_counter() - t0
     if prep.check_count:
         err.print(
             f"[yellow]warning[/]: the plan fails `rollwave check` with {prep.check_count} "
@@ -107,26 +102,20 @@ def simulate_cmd(
             markup=True,
         )
     if runs == 1:
-        res = simulate(prep, seed, record=True)
-        elapsed = time.perf_counter() - t0
-        if timeline:
-            write_timeline(timeline, prep, res)
+        one = simulate_once(prep, seed, timeline)
+        res = one.result
         if fmt == "json":
             emit_json(result_to_dict(prep, res, per_vm=not no_vms))
         else:
             print_run(prep, res)
-            err.print(f"simulated {res.events:,} events in {elapsed:.2f} s")
+            err.print(f"simulated {res.events:,} events in {prepare_s + one.elapsed_s:.2f} s")
             if timeline:
                 out.print(f"wrote {timeline}")
-        bad = res.breached or res.stalled or _not_upgraded(res)
-        return int(ExitCode.VIOLATIONS if strict and bad else ExitCode.OK)
+        return int(ExitCode.VIOLATIONS if strict and one.bad else ExitCode.OK)
 
-    results = run_many(prep, runs, seed, jobs=jobs)
-    elapsed = time.perf_counter() - t0
-    stats = summarise(results)
-    median_run = _median_run(results)
-    if timeline and median_run is not None:
-        write_timeline(timeline, prep, simulate(prep, median_run, record=True))
+    many = monte_carlo(prep, runs, seed, jobs=jobs, timeline=timeline)
+    stats, median_run = many.stats, many.median_run
+    elapsed = prepare_s + many.elapsed_s
     if fmt == "json":
         emit_json(
             {
@@ -136,7 +125,7 @@ def simulate_cmd(
                 **stats,
                 "median_run_seed": median_run,
                 "time_s": round(elapsed, 3),
-                "run_results": [r.to_dict() for r in results],
+                "run_results": [r.to_dict() for r in many.results],
                 "model": model.to_dict(),
             }
         )
@@ -145,19 +134,7 @@ def simulate_cmd(
         err.print(f"{runs} runs, {stats['events']:,} events in {elapsed:.2f} s")
         if timeline:
             out.print(f"wrote {timeline} (the median-makespan run, seed {median_run})")
-    bad = any(r.any_breach or r.stalled or r.hosts_not_upgraded for r in results)
-    return int(ExitCode.VIOLATIONS if strict and bad else ExitCode.OK)
-
-
-def _not_upgraded(res: SimResult) -> bool:
-    return any(s != "upgraded" for s in res.host_status.values())
-
-
-def _median_run(results: list[RunSummary]) -> int | None:
-    done = sorted((r.makespan_s, i) for i, r in enumerate(results) if r.completed)
-    if not done:
-        return results[0].seed if results else None
-    return int(results[done[(len(done) - 1) // 2][1]].seed)
+    return int(ExitCode.VIOLATIONS if strict and many.bad else ExitCode.OK)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,12 +146,24 @@ def _s(x: float) -> str:
 
 def print_run(prep: Prepared, res: SimResult, max_rows: int = 25) -> None:
     s = summary(prep, res)
-    lb = res.lower_bound_s
     head = f"makespan {_s(res.makespan_s)}"
     if not res.completed:
         head = f"STALLED after {_s(res.makespan_s)}: the plan did not finish"
     out.print(f"[bold]{head}[/]")
+    out.print(kv_table("simulation", _run_rows(prep, res, s)))
+    out.print(_waves_table(prep, res, max_rows))
+    _print_slow(prep, res)
+    _print_failures(res)
+    _print_invariants(res)
+    _print_tightest(prep, res)
+    if res.stall:
+        out.print(f"[bold red]stall[/]: {res.stall['reason']}", markup=True)
+
+
+def _run_rows(prep: Prepared, res: SimResult, s: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The run in a few lines: its bounds, moves, downtime, hosts, canary and rollbacks."""
     rows: list[tuple[str, Any]] = []
+    lb = res.lower_bound_s
     if lb > 0:
         rows.append(("lower bound", f"{_s(lb)}; simulated / bound = {res.makespan_s / lb:.2f}"))
     plb = res.plan_lower_bound_s
@@ -220,8 +209,10 @@ def print_run(prep: Prepared, res: SimResult, max_rows: int = 25) -> None:
         rows.append(("rollbacks", f"{_s(res.rollback_s)} in total (hosts rolling back)"))
     if prep.check_count:
         rows.append(("plan check", f"{prep.check_count} violation(s) (see `rollwave check`)"))
-    out.print(kv_table("simulation", rows))
+    return rows
 
+
+def _waves_table(prep: Prepared, res: SimResult, max_rows: int) -> Table:
     t = Table(title="waves", title_justify="left")
     for col in ("wave", "start", "end", "duration", "hosts", "migrations"):
         t.add_column(col, justify="right" if col != "hosts" else "left")
@@ -238,32 +229,43 @@ def print_run(prep: Prepared, res: SimResult, max_rows: int = 25) -> None:
         )
     if len(prep.waves) > max_rows:
         t.caption = f"... and {len(prep.waves) - max_rows} more waves (--format json for all)"
-    out.print(t)
+    return t
 
+
+def _print_slow(prep: Prepared, res: SimResult) -> None:
+    """VMs whose pre-copy does not converge, slowest first."""
     slow = sorted(
         (i for i in range(len(prep.m_vm)) if prep.m_flag[i] and res.mig_state[i] >= 0),
         key=lambda i: -(res.mig_end[i] - res.mig_start[i]),
     )
-    if slow:
+    if not slow:
+        return
+    out.print(
+        f"[yellow]{len(slow)} VM(s) do not converge by pre-copy[/] (dirty rate >= "
+        "bandwidth); each holds a migration slot:"
+    )
+    for i in slow[:10]:
+        rec_end = res.mig_end[i] - res.mig_start[i]
         out.print(
-            f"[yellow]{len(slow)} VM(s) do not converge by pre-copy[/] (dirty rate >= "
-            "bandwidth); each holds a migration slot:"
+            f"  {prep.inv.vms[prep.m_vm[i]].id} on {prep.hosts[prep.m_src[i]]}: "
+            f"{prep.inv.vms[prep.m_vm[i]].memory_mb / 1024:.0f} GiB, "
+            f"{_outcome(res, i)} after {hms(rec_end)}",
+            markup=False,
         )
-        for i in slow[:10]:
-            rec_end = res.mig_end[i] - res.mig_start[i]
-            out.print(
-                f"  {prep.inv.vms[prep.m_vm[i]].id} on {prep.hosts[prep.m_src[i]]}: "
-                f"{prep.inv.vms[prep.m_vm[i]].memory_mb / 1024:.0f} GiB, "
-                f"{_outcome(res, i)} after {hms(rec_end)}",
-                markup=False,
-            )
-    if res.failures:
-        out.print(f"[bold]{len(res.failures)} failure(s)[/]")
-        for f in res.failures[:15]:
-            verdict = "absorbed by headroom" if f.absorbed else "NOT absorbed by headroom"
-            out.print(f"  {hms(f.t)} {f.kind}: {f.detail} ({verdict})", markup=False)
-        if len(res.failures) > 15:
-            out.print(f"  ... and {len(res.failures) - 15} more")
+
+
+def _print_failures(res: SimResult) -> None:
+    if not res.failures:
+        return
+    out.print(f"[bold]{len(res.failures)} failure(s)[/]")
+    for f in res.failures[:15]:
+        verdict = "absorbed by headroom" if f.absorbed else "NOT absorbed by headroom"
+        out.print(f"  {hms(f.t)} {f.kind}: {f.detail} ({verdict})", markup=False)
+    if len(res.failures) > 15:
+        out.print(f"  ... and {len(res.failures) - 15} more")
+
+
+def _print_invariants(res: SimResult) -> None:
     if res.breach_counts:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(res.breach_counts.items()))
         out.print(f"[bold red]invariants breached[/]: {counts}")
@@ -274,6 +276,9 @@ def print_run(prep: Prepared, res: SimResult, max_rows: int = 25) -> None:
             "[green]invariants held at every event[/] (capacity, anti-affinity, HA "
             "groups, headroom)"
         )
+
+
+def _print_tightest(prep: Prepared, res: SimResult) -> None:
     tight = [
         (ms, g, c)
         for g, row in enumerate(res.min_slack)
@@ -287,8 +292,6 @@ def print_run(prep: Prepared, res: SimResult, max_rows: int = 25) -> None:
             f"tightest headroom: {prep.groups[g]} {rc}, "
             f"{format_amount(rc, ms)} {'above' if ms >= 0 else 'BELOW'} the requirement"
         )
-    if res.stall:
-        out.print(f"[bold red]stall[/]: {res.stall['reason']}", markup=True)
 
 
 def _outcome(res: SimResult, i: int) -> str:

@@ -1,0 +1,106 @@
+"""Simulate a plan: one recorded run, or Monte Carlo over many seeds (`rollwave simulate`).
+
+Prepare once (`prepare_run`: the plan checked, indexed for the event loop), then run. Each run
+says whether it went wrong (`bad`: an invariant breached, a stall, a host not upgraded), the
+condition `--strict` turns into exit code 1.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from planner.inventory import Inventory
+from planner.plan import Plan
+from sim.engine import Prepared, SimResult, prepare, simulate
+from sim.model import SimModel
+from sim.montecarlo import RunSummary, run_many, summarise
+from sim.timeline import write_timeline
+
+
+def prepare_run(
+    inv: Inventory,
+    plan: Plan,
+    model: SimModel,
+    *,
+    plan_file: str = "<plan>",
+    ignore_digest: bool = False,
+) -> Prepared:
+    """The plan ready to run; `ignore_digest` accepts a plan made for another inventory file (as
+    `rollwave check --ignore-digest`). `check_count` and `check_violations` say what the checker
+    found: a plan that fails the check is still simulated as written."""
+    return prepare(
+        inv,
+        plan,
+        model,
+        plan_file=plan_file,
+        digest=plan.inventory_sha256 if ignore_digest else None,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class OneRun:
+    prep: Prepared
+    result: SimResult
+    elapsed_s: float  # the run alone (not the timeline's writing)
+
+    @property
+    def bad(self) -> bool:
+        res = self.result
+        return res.breached or res.stalled or _not_upgraded(res)
+
+
+@dataclass(frozen=True, eq=False)
+class ManyRuns:
+    prep: Prepared
+    results: list[RunSummary]
+    stats: dict[str, Any]  # `sim.montecarlo.summarise`: percentiles and probabilities
+    median_run: int | None  # the seed of the median-makespan run (a completed one if any)
+    elapsed_s: float  # the runs alone (not the median run's timeline)
+
+    @property
+    def bad(self) -> bool:
+        return any(r.any_breach or r.stalled or r.hosts_not_upgraded for r in self.results)
+
+
+def simulate_once(prep: Prepared, seed: int, timeline: str | Path | None = None) -> OneRun:
+    """One run, recorded; its timeline written to `timeline` (JSON lines, or CSV for .csv)."""
+    t0 = time.perf_counter()
+    res = simulate(prep, seed, record=True)
+    elapsed = time.perf_counter() - t0
+    if timeline:
+        write_timeline(timeline, prep, res)
+    return OneRun(prep, res, elapsed)
+
+
+def monte_carlo(
+    prep: Prepared,
+    runs: int,
+    seed: int,
+    *,
+    jobs: int | None = None,
+    timeline: str | Path | None = None,
+) -> ManyRuns:
+    """`runs` runs with seeds derived from `seed`, in `jobs` processes (default: the CPUs);
+    with `timeline`, the median-makespan run replayed, recorded and written there."""
+    t0 = time.perf_counter()
+    results = run_many(prep, runs, seed, jobs=jobs)
+    elapsed = time.perf_counter() - t0
+    stats = summarise(results)
+    median_run = _median_run(results)
+    if timeline and median_run is not None:
+        write_timeline(timeline, prep, simulate(prep, median_run, record=True))
+    return ManyRuns(prep, results, stats, median_run, elapsed)
+
+
+def _not_upgraded(res: SimResult) -> bool:
+    return any(s != "upgraded" for s in res.host_status.values())
+
+
+def _median_run(results: list[RunSummary]) -> int | None:
+    done = sorted((r.makespan_s, i) for i, r in enumerate(results) if r.completed)
+    if not done:
+        return results[0].seed if results else None
+    return int(results[done[(len(done) - 1) // 2][1]].seed)
