@@ -1,7 +1,8 @@
 """Plan reports for capacity planners: pictures and tables from a plan, its check, its replay and
 its schedule (simulated or estimated), as one self-contained HTML file (`rollwave report`).
 
-Application layer: may import the core, `solver` and `sim`.
+Application layer, below the use cases (`planner.app` builds and writes reports and runs
+what-ifs): may import the core, `solver` and `sim`; never `planner.app` or the CLI.
 """
 
 from planner.report.build import Report, build_report, figures
