@@ -2,12 +2,12 @@
 
 A run is a `Run`: one state object (`sim.loop_state.RunState`: hosts, migrations, queues, the
 headroom state, what the result needs) with one handler per event kind (`on_wave`, `on_drain`,
-`on_end`, ...). `Run.loop` pops the events in time order and `Run.dispatch` calls the kind's
+`on_end`, ...). `Run.loop` pops the events in time order and calls each kind's
 handler, which changes the state and schedules later events (`push`). A handler returns whether
 the event changed anything: a stale one (the old end of a migration given a new share, a
 shutdown ending on a host that crashed meanwhile) is not an event and does not move the
 makespan. A new event kind is a number in `sim.loop_state`, its handler here, a line of
-`dispatch`, and the `push` that schedules it.
+`Run.loop`, and the `push` that schedules it.
 
 This module and `sim.loop_state` are also compiled with mypyc (C extensions built from these
 very files when rollwave is installed, see setup.py); `sim.engine` uses them only while they
@@ -92,48 +92,48 @@ class Run(RunState):
             self.push(self.crash_t, _CRASH, 0, 0)
 
     def loop(self) -> None:
+        """Each event in time order, to its kind's handler (the most frequent kinds first)."""
         heap = self.heap
         while heap:
             t, _, kind, a, b = heap_pop(heap)
             self.now = t
-            if self.dispatch(kind, t, a, b):
+            if kind == _END:
+                done = self.on_end(t, a, b)
+            elif kind == _FAIL:
+                done = self.on_fail(t, a, b)
+            elif kind == _RETRY:
+                done = self.on_retry(t, a)
+            elif kind == _WAVE:
+                done = self.on_wave(t, a)
+            elif kind == _DRAIN:
+                done = self.on_drain(t, a)
+            elif kind == _STOPPED:
+                done = self.on_stopped(t, a)
+            elif kind == _UPGRADED:
+                done = self.on_upgraded(t, a)
+            elif kind == _ROLLEDBACK:
+                done = self.on_rolled_back(t, a)
+            elif kind == _SOAK_END:
+                done = self.on_soak_end(t, a)
+            elif kind == _ENABLE:
+                done = self.on_enable(t, a, b)
+            elif kind == _CRASH:
+                done = self.on_crash(t)
+            else:
+                raise AssertionError(f"unknown event kind {kind}")
+            if done:  # a handler returns False for a stale event: it changed nothing
                 if self.dirty:
                     self.rebalance(t)
-                self.last = t  # reached only by events that were not stale
+                self.last = t
                 self.popped += 1
-
-    def dispatch(self, kind: int, t: float, a: int, b: int) -> bool:
-        """The kind's handler (the most frequent first); False: the event was stale."""
-        if kind == _END:
-            return self.on_end(t, a, b)
-        if kind == _FAIL:
-            return self.on_fail(t, a, b)
-        if kind == _RETRY:
-            return self.on_retry(t, a)
-        if kind == _WAVE:
-            return self.on_wave(t, a)
-        if kind == _DRAIN:
-            return self.on_drain(t, a)
-        if kind == _STOPPED:
-            return self.on_stopped(t, a)
-        if kind == _UPGRADED:
-            return self.on_upgraded(t, a)
-        if kind == _ROLLEDBACK:
-            return self.on_rolled_back(t, a)
-        if kind == _SOAK_END:
-            return self.on_soak_end(t, a)
-        if kind == _ENABLE:
-            return self.on_enable(t, a, b)
-        if kind == _CRASH:
-            return self.on_crash(t)
-        raise AssertionError(f"unknown event kind {kind}")
 
     # --- handlers: migrations --------------------------------------------------------------------
     def on_end(self, t: float, mi: int, b: int) -> bool:
         """Migration mi ends: its VM is on the destination (or stays, aborted by the timeout)."""
         if b != self.token[mi]:
             return False
-        mb = self.box[mi]
+        box = self.box
+        mb = box[mi]
         if self.track:
             self.in_flight.discard(mb)
         s, d, v = self.m_src[mi], self.m_dst[mi], self.m_vm[mi]
@@ -146,14 +146,15 @@ class Run(RunState):
             tr = self.cur_tr[mi]
             self.run_out[s].discard(mb)
             self.run_in[d].discard(mb)
-            self.dirty.add(self.box[s])
-            self.dirty.add(self.box[d])
-            sg = self.seg_t[mi]
-            if sg != self.x0[mi]:  # reshared since its transfer began: its mean share, reported
-                cur_bw = self.cur_bw
+            dirty = self.dirty
+            dirty.add(box[s])
+            dirty.add(box[d])
+            sg, x0 = self.seg_t[mi], self.x0[mi]
+            if sg != x0:  # reshared since its transfer began: its mean share, reported
+                cur_bw, bw_acc = self.cur_bw, self.bw_acc
                 if t > sg:
-                    self.bw_acc[mi] += cur_bw[mi] * (t - sg)
-                cur_bw[mi] = self.bw_acc[mi] / (t - self.x0[mi])
+                    bw_acc[mi] += cur_bw[mi] * (t - sg)
+                cur_bw[mi] = bw_acc[mi] / (t - x0)
             moved, down, code = tr.moves, tr.downtime_s, tr.outcome
             self.mig_bytes[mi] = tr.bytes  # an end is final: set once
         else:
@@ -161,23 +162,7 @@ class Run(RunState):
             self.mig_bytes[mi] = prep.m_bytes[mi]
         self.mig_state[mi] = code
         if moved:
-            vm_host = self.vm_host
-            cur = vm_host[v]
-            gc = self.group_of[cur]
-            if gc >= 0 and self.st_avail[cur]:
-                self.note_min(gc)
-                self.st.remove(cur, self.demand[v])
-                self.check_group(t, gc)
-            else:  # the source is in maintenance: its usage only, no headroom to update
-                self.room[cur] += self.dem_p[v]
-            g = self.vm_group[v]
-            if g >= 0:
-                self.gcount[(g, cur)] -= 1
-            if self.in_breach:
-                self.cap_recovered(cur)
-            vm_host[v] = d
-            if self.m_dup[mi]:  # another migration of v may wait in cur's queue: a skip now
-                self.skips[cur] = sum(1 for _, u, _ in self.queue[cur] if vm_host[u] != cur)
+            self.landed(t, mi, v, d)
             self.mig_down[mi] = down
         else:
             self.release_dst(mi)
@@ -194,12 +179,35 @@ class Run(RunState):
             self.log(
                 t, "migration_end", prep.m_wave[mi] + 1, self.hosts[s], mi, self.hosts[d], None
             )
-        self.finish_one(s, t)
+        pending = self.pending
+        pending[s] -= 1
+        if pending[s] == 0:
+            self.drained(s, t)
         if self.queue[s]:
             self.try_start(s, t)
         if self.waiting_on[d]:
             self.wake(d, t)
         return True
+
+    def landed(self, t: float, mi: int, v: int, d: int) -> None:
+        """Migration mi moved VM v to d: it no longer counts where it was."""
+        vm_host = self.vm_host
+        cur = vm_host[v]
+        gc = self.group_of[cur]
+        if gc >= 0 and self.st_avail[cur]:
+            self.note_min(gc)
+            self.st.remove(cur, self.demand[v])
+            self.check_group(t, gc)
+        else:  # the source is in maintenance: its usage only, no headroom to update
+            self.room[cur] += self.dem_p[v]
+        g = self.vm_group[v]
+        if g >= 0:
+            self.gcount[(g, cur)] -= 1
+        if self.in_breach:
+            self.cap_recovered(cur)
+        vm_host[v] = d
+        if self.m_dup[mi]:  # another migration of v may wait in cur's queue: a skip now
+            self.skips[cur] = sum(1 for _, u, _ in self.queue[cur] if vm_host[u] != cur)
 
     def on_fail(self, t: float, mi: int, b: int) -> bool:
         """An attempt of migration mi fails: it is retried later, or its VM stays on the source."""

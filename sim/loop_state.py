@@ -28,7 +28,7 @@ from sim.results import Breach, Failure, SimResult
 from sim.state import OFF, HeadroomState, W
 
 # Event kinds (ints for speed; Final: constants in the compiled loop, not global lookups). A new
-# kind: its number here, its handler in sim.loop.Run, a line of Run.dispatch, and its `push`.
+# kind: its number here, its handler in sim.loop.Run, a branch of Run.loop, and its `push`.
 _WAVE: Final = 0  # a wave starts: its hosts are disabled (a: the wave)
 _DRAIN: Final = 1  # its hosts are disabled: their migrations and stops start (a: the wave)
 _END: Final = 2  # a migration ends (a: the migration, b: its token)
