@@ -186,12 +186,10 @@ def run(
         return None, cloud
 
 
-def comparable(path: Path) -> list[dict[str, Any]]:
-    """A journal's records without what differs from run to run (time, process id)."""
-    out = []
-    for r in read_records(path):
-        out.append({k: v for k, v in r.items() if k not in ("t", "pid")})
-    return out
+def comparable(path: Path) -> list[list[tuple[str, Any]]]:
+    """A journal's records, their fields in the order written, without what differs from run to
+    run (time, process id)."""
+    return [[(k, v) for k, v in r.items() if k not in ("t", "pid")] for r in read_records(path)]
 
 
 def write_fixtures(build: Build, root: Path = DATA) -> None:
