@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from planner.executor import view as views
 from planner.executor.journal import RunState, read_records
 from planner.inventory import Inventory
 from planner.openstack.sandbox import manager
 from planner.plan import Plan
+from solver.reroute import reroute
 from tests.executor_support import (
     CLOUD,
     FAST,
@@ -119,8 +119,14 @@ def test_a_failing_migration_is_retried_then_sent_elsewhere(fresh: Box) -> None:
     for w, m in live[1:]:
         others = tuple(o for o in w.migrations if o.vm != m.vm)
         state = before_wave(inv, plan, w.index)
-        if views.find_destination(
-            state, plan.policy, m.vm, w.hosts, others, w.stops, avoid={m.dst}
+        if reroute(
+            state,
+            plan.policy,
+            m.vm,
+            wave_hosts=w.hosts,
+            others=others,
+            stops=w.stops,
+            avoid={m.dst},
         ):
             b = m
             break

@@ -17,6 +17,7 @@ import pytest
 from rich.console import Console
 
 from planner import formats
+from planner.app.execute import SimEstimator, SolverReplanner
 from planner.executor.hooks import Notifier
 from planner.executor.journal import RunState, read_records
 from planner.executor.run import ExecOptions, Executor
@@ -39,8 +40,8 @@ def build(
     resume: bool,
     clock: Any,
 ) -> Executor:
-    m = DEFAULT.with_changes(**model) if model is not None else None
-    opts = ExecOptions(upgrade_command="upgrade {host}", poll_s=0.5, model=m, **options)
+    est = SimEstimator(DEFAULT.with_changes(**model)) if model is not None else None
+    opts = ExecOptions(upgrade_command="upgrade {host}", poll_s=0.5, **options)
     return Executor(
         plan,
         sha,
@@ -49,6 +50,8 @@ def build(
         reporter=Reporter(Console(file=io.StringIO()), quiet=True),
         hooks=hooks,
         notify=Notifier(None, None, lambda s: None),
+        replanner=SolverReplanner(),
+        estimator=est,
         journal_path=journal,
         plan_file="plan.json",
         resume=resume,
