@@ -1,7 +1,9 @@
 """Import direction: planner core <- solver, sim <- planner's application layer (cli, ...).
 
 `solver` and `sim` may import only planner's core modules, never the CLI or the OpenStack adapter,
-and never each other. The core imports neither solver, sim, nor the application layer.
+and never each other. The core imports neither solver, sim, nor the application layer. The
+executor and the OpenStack adapter import neither engine (planner.app wires them through ports).
+Nothing outside planner/cli imports the CLI.
 """
 
 from __future__ import annotations
@@ -115,3 +117,55 @@ def test_the_rule_catches_a_forbidden_import(tmp_path: Path) -> None:
         f.write_text(line + "\n")
         mods = {m for m in imported_modules(f) if ours(m)}
         assert all(allowed(m) for m in mods) is ok, line
+
+
+# -- the executor and the OpenStack adapter use neither engine; nobody imports the CLI ------------
+
+NO_ENGINE = ("planner/executor", "planner/openstack")
+ENGINES = {"solver", "sim"}
+
+
+def uses_no_engine(mod: str) -> bool:
+    return mod.split(".")[0] not in ENGINES
+
+
+def not_the_cli(mod: str) -> bool:
+    return mod != "planner.cli" and not mod.startswith("planner.cli.")
+
+
+@pytest.mark.parametrize("package", NO_ENGINE)
+def test_executor_and_openstack_adapter_import_no_engine(package: str) -> None:
+    """They reach planning and estimation through ports (planner/executor/ports.py), which
+    planner.app implements with the solver and the simulator."""
+    assert violations(package, uses_no_engine) == []
+
+
+def test_nothing_outside_the_cli_imports_the_cli() -> None:
+    bad = []
+    for package in ("planner", "solver", "sim", "benchmarks"):
+        bad += [
+            v
+            for v in violations(package, not_the_cli)
+            if not v.startswith(("planner/cli/", "planner\\cli\\"))
+        ]
+    assert bad == []
+
+
+def test_the_engine_and_cli_rules_catch_a_forbidden_import(tmp_path: Path) -> None:
+    f = tmp_path / "m.py"
+    for line, no_engine, no_cli in [
+        ("from planner.executor.ports import Replanner", True, True),
+        ("import planner.openstack.connect", True, True),
+        ("from planner.app.execute import SolverReplanner", True, True),
+        ("from solver.reroute import reroute", False, True),
+        ("import sim.engine", False, True),
+        ("from sim import engine", False, True),
+        ("from planner.cli.execute import merge_recorded", True, False),
+        ("from planner import cli", True, False),
+        ("import planner.cli", True, False),
+        ("import planner.client", True, True),  # a name that merely starts like it
+    ]:
+        f.write_text(line + "\n")
+        mods = {m for m in imported_modules(f) if ours(m)}
+        assert all(uses_no_engine(m) for m in mods) is no_engine, line
+        assert all(not_the_cli(m) for m in mods) is no_cli, line
