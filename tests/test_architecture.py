@@ -169,3 +169,38 @@ def test_the_engine_and_cli_rules_catch_a_forbidden_import(tmp_path: Path) -> No
         mods = {m for m in imported_modules(f) if ours(m)}
         assert all(uses_no_engine(m) for m in mods) is no_engine, line
         assert all(not_the_cli(m) for m in mods) is no_cli, line
+
+
+# -- the sandbox is a test cloud: production code does not depend on it ---------------------------
+
+
+def not_the_sandbox(mod: str) -> bool:
+    return mod != "planner.openstack.sandbox" and not mod.startswith("planner.openstack.sandbox.")
+
+
+def test_only_the_sandbox_command_imports_the_sandbox() -> None:
+    """The snapshot and the executor take Nova's conventions from the adapter
+    (planner/openstack/conventions.py), not from the sandbox that also writes them."""
+    bad = []
+    for package in ("planner", "solver", "sim"):
+        bad += [
+            v
+            for v in violations(package, not_the_sandbox)
+            if not v.startswith(("planner/openstack/sandbox/", "planner/cli/sandbox.py"))
+        ]
+    assert bad == []
+
+
+def test_the_sandbox_rule_catches_a_forbidden_import(tmp_path: Path) -> None:
+    f = tmp_path / "m.py"
+    for line, ok in [
+        ("from planner.openstack.conventions import VERSION_KEY", True),
+        ("from planner.openstack.sandbox.seed import VERSION_KEY", False),
+        ("from planner.openstack.sandbox import manager", False),
+        ("import planner.openstack.sandbox.server", False),
+        ("from planner.openstack import sandbox", False),
+        ("from planner.openstack import snapshot", True),
+    ]:
+        f.write_text(line + "\n")
+        mods = {m for m in imported_modules(f) if ours(m)}
+        assert all(not_the_sandbox(m) for m in mods) is ok, line

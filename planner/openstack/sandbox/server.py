@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from planner.openstack.conventions import LABELS_AGGREGATE, VERSION_KEY, label_key, vm_metadata
+
 # (pitfall 1) native threads, before anything imports nova.
 os.environ["OS_NOVA_DISABLE_EVENTLET_PATCHING"] = "1"
 
@@ -110,7 +112,7 @@ class Sandbox:
                     [(a.name, h) for a in aggs for h in a.hosts],
                 )
             )
-        self._create_aggregate(seed.LABELS_AGGREGATE, None, seed.label_metadata(self.inv), ())
+        self._create_aggregate(LABELS_AGGREGATE, None, seed.label_metadata(self.inv), ())
         self._phase("aggregates", t0)
 
         t0 = time.monotonic()
@@ -190,8 +192,6 @@ class Sandbox:
     def _boot_body(self, vm: dict[str, Any], flavor: str) -> dict[str, Any]:
         from nova.tests import fixtures as nova_fixtures
 
-        from planner.openstack.sandbox import seed
-
         body: dict[str, Any] = {
             "name": vm.get("name") or vm["id"],
             "imageRef": nova_fixtures.GlanceFixture.image1["id"],
@@ -201,7 +201,7 @@ class Sandbox:
         }
         if vm.get("az"):
             body["availability_zone"] = vm["az"]
-        meta = seed.vm_metadata(vm)
+        meta = vm_metadata(vm)
         if meta:
             body["metadata"] = meta
         out: dict[str, Any] = {"server": body}
@@ -347,7 +347,6 @@ class Sandbox:
             return self.harness.start_service("compute", host=host, cell_name="cell1")
 
     def _upgrade(self, host: str, version: str) -> None:
-        from planner.openstack.sandbox import seed
 
         with self.lock:
             spec = self.driver.CONTROL.hosts[host]
@@ -356,8 +355,8 @@ class Sandbox:
             # The new label is published before the service returns, as a deployment tool
             # would record what it installed.
             self.admin.post_aggregate_action(
-                self.agg_ids[seed.LABELS_AGGREGATE],
-                {"set_metadata": {"metadata": {seed.label_key(seed.VERSION_KEY, host): version}}},
+                self.agg_ids[LABELS_AGGREGATE],
+                {"set_metadata": {"metadata": {label_key(VERSION_KEY, host): version}}},
             )
             spec.version = version
             self._bring_up(host)
