@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from planner.errors import InputError, Problem, UsageError
-from planner.executor.states import Ev, HostStatus, Op
+from planner.executor.states import Ev, HostStatus, Op, RunEvent
 from planner.plan import Migration, Plan, Stop, Wave
 
 FORMAT_VERSION = "1.0"
@@ -429,7 +429,7 @@ class RunState:
 
     @property
     def finished(self) -> bool:
-        return any(r.get("what") == "end" for r in self.runs)
+        return any(r.get("what") == RunEvent.END for r in self.runs)
 
     def counts(self) -> dict[str, int]:
         retried = len(self._retried)

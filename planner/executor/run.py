@@ -56,7 +56,16 @@ from planner.executor.journal import (
 from planner.executor.migrations import Migrations
 from planner.executor.options import ExecOptions, safe_options
 from planner.executor.ports import Estimator, Replanner
-from planner.executor.states import Ev, HostRun, HostState, Op, VmRun, VmState
+from planner.executor.states import (
+    Ev,
+    HostRun,
+    HostState,
+    Op,
+    RunEvent,
+    RunStatus,
+    VmRun,
+    VmState,
+)
 from planner.executor.ui import Reporter, hms
 from planner.inventory import Inventory
 from planner.plan import Plan, Wave
@@ -66,14 +75,14 @@ __all__ = ["ExecOptions", "Executor", "HookRunner", "RunResult"]
 
 @dataclass
 class RunResult:
-    status: str  # completed, incomplete, stopped, interrupted
+    status: RunStatus
     reason: str | None
     state: RunState
     final: dict[str, Any] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
-        return {"completed": 0, "interrupted": 130}.get(self.status, 5)
+        return {RunStatus.COMPLETED: 0, RunStatus.INTERRUPTED: 130}.get(self.status, 5)
 
 
 class Executor:
@@ -204,10 +213,10 @@ class Executor:
         ctx = self.ctx
         self._open_journal()
         if ctx.state.finished:
-            end = [r for r in ctx.state.runs if r.get("what") == "end"][-1]
+            end = [r for r in ctx.state.runs if r.get("what") == RunEvent.END][-1]
             self._close()
             return RunResult(
-                str(end.get("status", "completed")),
+                RunStatus(end.get("status", RunStatus.COMPLETED)),
                 f"the journal says this run already ended ({end.get('reason') or 'done'})",
                 ctx.state,
             )
@@ -216,11 +225,12 @@ class Executor:
         with contextlib.suppress(ValueError):  # not in the main thread: no signal handling
             signal.signal(signal.SIGINT, self._on_signal)
             signal.signal(signal.SIGTERM, self._on_signal)
-        status, reason = "completed", None
+        status: RunStatus = RunStatus.COMPLETED
+        reason: str | None = None
         ctx.log(
             Ev.NOTE,
             Op.RUN,
-            what="resume" if self.resume else "start",
+            what=RunEvent.RESUME if self.resume else RunEvent.START,
             pid=os.getpid(),
             dry=ctx.dry or None,
             # a resumed run may be given other options: the next resume keeps these
@@ -235,12 +245,12 @@ class Executor:
             status, reason = self._waves()
             ended = True
         except ExecutionError as exc:  # stopped safely, on purpose: a result, not a crash
-            status, reason = "stopped", str(exc)
+            status, reason = RunStatus.STOPPED, str(exc)
             ended = True
         except CloudError as exc:  # the cloud failed us: say so in the journal, then exit 4
-            ctx.log(Ev.NOTE, Op.RUN, what="stop", status="error", reason=str(exc))
+            ctx.log(Ev.NOTE, Op.RUN, what=RunEvent.STOP, status=RunStatus.ERROR, reason=str(exc))
             ctx.ui.stop()
-            ctx.notify("run_stopped", status="error", message=str(exc))
+            ctx.notify("run_stopped", status=RunStatus.ERROR, message=str(exc))
             self._close()
             raise
         finally:
@@ -250,7 +260,7 @@ class Executor:
             self._finish_bar(status if ended else None, ctx.clock() - t_run)
         return self._end(status, reason)
 
-    def _waves(self) -> tuple[str, str | None]:
+    def _waves(self) -> tuple[RunStatus, str | None]:
         """Every wave still to do, each followed by the canary when it is due."""
         ctx = self.ctx
         if self.resume:
@@ -266,17 +276,17 @@ class Executor:
                 self.canary.maybe(k)
         if ctx.interrupts:
             aborted = "; in-flight migrations aborted" if ctx.interrupts > 1 else ""
-            return "interrupted", "interrupted (Ctrl-C)" + aborted
+            return RunStatus.INTERRUPTED, "interrupted (Ctrl-C)" + aborted
         if ctx.stop_reason:
-            return "stopped", ctx.stop_reason
-        return "completed", None
+            return RunStatus.STOPPED, ctx.stop_reason
+        return RunStatus.COMPLETED, None
 
-    def _finish_bar(self, status: str | None, seconds: float) -> None:
+    def _finish_bar(self, status: RunStatus | None, seconds: float) -> None:
         """The overall bar ends with the outcome and the time taken, not a stale ETA (`status`
         None: ended by an exception)."""
         ui = self.ctx.ui
         took = hms(seconds)
-        if status != "completed":
+        if status != RunStatus.COMPLETED:
             ui.finish(f"{status or 'stopped'} after {took}", complete=False)
         elif self.ctx.state.excluded:
             n = len(self.ctx.state.excluded)
@@ -285,18 +295,18 @@ class Executor:
             ui.finish(f"done in {took}", complete=True)
         ui.stop()
 
-    def _end(self, status: str, reason: str | None) -> RunResult:
+    def _end(self, status: RunStatus, reason: str | None) -> RunResult:
         ctx = self.ctx
-        final = self._final_check() if status == "completed" else {}
+        final = self._final_check() if status == RunStatus.COMPLETED else {}
         final["model_eta_s"] = ctx.first_eta_s
-        if status == "completed" and ctx.state.excluded:
-            status = "incomplete"
+        if status == RunStatus.COMPLETED and ctx.state.excluded:
+            status = RunStatus.INCOMPLETE
             reason = f"{len(ctx.state.excluded)} host(s) not upgraded"
-        if status in ("completed", "incomplete"):
-            ctx.log(Ev.NOTE, Op.RUN, what="end", status=status, reason=reason)
+        if status in (RunStatus.COMPLETED, RunStatus.INCOMPLETE):
+            ctx.log(Ev.NOTE, Op.RUN, what=RunEvent.END, status=status, reason=reason)
             ctx.notify("run_end", status=status, message=reason or "", counts=ctx.state.counts())
         else:
-            ctx.log(Ev.NOTE, Op.RUN, what="stop", status=status, reason=reason)
+            ctx.log(Ev.NOTE, Op.RUN, what=RunEvent.STOP, status=status, reason=reason)
             ctx.notify("run_stopped", status=status, message=reason or "")
         self._close()
         return RunResult(status, reason, ctx.state, final)

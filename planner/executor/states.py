@@ -51,6 +51,25 @@ class Op(StrEnum):
     HEADROOM = "headroom"  # a headroom breach seen during the run
 
 
+class RunEvent(StrEnum):
+    """A `run` note's `what`."""
+
+    START = "start"
+    RESUME = "resume"
+    STOP = "stop"
+    END = "end"
+
+
+class RunStatus(StrEnum):
+    """How a run ended (`RunResult.status`; a `run` note's `status`)."""
+
+    COMPLETED = "completed"  # every host upgraded
+    INCOMPLETE = "incomplete"  # ended, with hosts not upgraded
+    STOPPED = "stopped"  # on purpose, safely (drift, a host failure, ...)
+    INTERRUPTED = "interrupted"  # Ctrl-C
+    ERROR = "error"  # the cloud failed (only in the journal: the run raises CloudError)
+
+
 class HostStatus(StrEnum):
     """A host's outcome (`host` notes)."""
 
