@@ -30,6 +30,8 @@ STEP = "canary"
 
 
 class Canary:
+    """`maybe` after each wave: the canary once its hosts are there, or a failed one's end."""
+
     def __init__(
         self,
         ctx: RunContext,

@@ -38,6 +38,8 @@ class HookRunner(Protocol):
 
 
 class RunContext:
+    """One run's shared state and services, held by every room."""
+
     def __init__(
         self,
         plan: Plan,

@@ -23,6 +23,8 @@ from planner.policy import Policy
 
 
 class Drift:
+    """The run against the live cloud: `reconcile` on resume, `check` before each wave."""
+
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
 

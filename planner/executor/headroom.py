@@ -17,6 +17,8 @@ from planner.policy import Policy
 
 
 class HeadroomWatch:
+    """The model of the state between snapshots, and the least slack seen."""
+
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self._cap: CapacityModel | None = None

@@ -29,10 +29,10 @@ from planner.executor.states import (
 )
 from planner.inventory import Inventory
 
-S = HostState
-
 
 class HostUpgrades:
+    """The host runs of the work under way (`RunContext.hruns`), each moved by `advance`."""
+
     def __init__(self, ctx: RunContext, migrations: Migrations, headroom: HeadroomWatch) -> None:
         self.ctx = ctx
         self.migrations = migrations
@@ -79,10 +79,10 @@ class HostUpgrades:
             hr.version_before = self._observed_version_before(h)
         last = ctx.state.last_steps.get(h, {})
         if last.get(Op.RBWAIT) == Ev.DONE:
-            hr.state, hr.rolled_back = S.ENABLING, True
+            hr.state, hr.rolled_back = HostState.ENABLING, True
             hr.failure = last.get("failure_reason", "upgrade failed")
         elif last.get(Op.ROLLBACK) == Ev.DONE and last.get(Op.RBWAIT) != Ev.FAILED:
-            hr.state, hr.t0, hr.rolled_back = S.RB_WAITING, ctx.clock(), True
+            hr.state, hr.t0, hr.rolled_back = HostState.RB_WAITING, ctx.clock(), True
             hr.failure = last.get("failure_reason", "upgrade failed")
         elif last.get(Op.ROLLBACK) == Ev.FAILED or last.get(Op.RBWAIT) == Ev.FAILED:
             hr.failure = last.get("failure_reason", "upgrade failed")
@@ -91,9 +91,9 @@ class HostUpgrades:
             hr.failure = last.get("failure_reason", "upgrade failed")
             self._fail_path(hr, hr.failure)
         elif last.get(Op.WAIT) == Ev.DONE:
-            hr.state = S.ENABLING
+            hr.state = HostState.ENABLING
         elif last.get(Op.UPGRADE) == Ev.DONE:
-            hr.state, hr.t0 = S.WAITING, ctx.clock()
+            hr.state, hr.t0 = HostState.WAITING, ctx.clock()
         return hr
 
     def _observed_version_before(self, h: str) -> str | None:
@@ -109,9 +109,9 @@ class HostUpgrades:
 
     # -- the pipeline -----------------------------------------------------------------------------
     def advance(self, hr: HostRun, vruns: dict[str, VmRun]) -> None:
-        if hr.state == S.FINISHED:
+        if hr.state == HostState.FINISHED:
             return
-        if hr.state == S.DRAINING:
+        if hr.state == HostState.DRAINING:
             mine = [v for v in vruns.values() if v.src == hr.host]
             if any(v.state not in TERMINAL_VM for v in mine):
                 return
@@ -123,19 +123,19 @@ class HostUpgrades:
             if hr.compute and not hr.verified_empty and not self._verify_empty(hr, vruns):
                 return
             self._begin_stops(hr)
-        elif hr.state == S.STOPPING:
+        elif hr.state == HostState.STOPPING:
             self._poll_stops(hr)
-        elif hr.state == S.UPGRADING:
+        elif hr.state == HostState.UPGRADING:
             self._poll_hook(hr, Op.UPGRADE)
-        elif hr.state == S.WAITING:
+        elif hr.state == HostState.WAITING:
             self._poll_service(hr, Op.WAIT, self.ctx.policy.target_version)
-        elif hr.state == S.ROLLING_BACK:
+        elif hr.state == HostState.ROLLING_BACK:
             self._poll_hook(hr, Op.ROLLBACK)
-        elif hr.state == S.RB_WAITING:
+        elif hr.state == HostState.RB_WAITING:
             self._poll_service(hr, Op.RBWAIT, hr.version_before)
-        elif hr.state == S.ENABLING:
+        elif hr.state == HostState.ENABLING:
             self._enable(hr)
-        elif hr.state == S.STARTING:
+        elif hr.state == HostState.STARTING:
             self._poll_starts(hr)
 
     def _verify_empty(self, hr: HostRun, vruns: dict[str, VmRun]) -> bool:
@@ -222,7 +222,7 @@ class HostUpgrades:
             )
             ctx.cloud.stop_server(s.vm)
             hr.stopping[s.vm] = step
-        hr.state, hr.t0 = S.STOPPING, ctx.clock()
+        hr.state, hr.t0 = HostState.STOPPING, ctx.clock()
         self._poll_stops(hr)
 
     def _poll_stops(self, hr: HostRun) -> None:
@@ -247,7 +247,7 @@ class HostUpgrades:
                     ctx.log(Ev.FAILED, Op.STOP, step=step, wave=hr.wave, vm=vm, reason="timeout")
                 hr.stopping.clear()
                 self.migrations.abandon(hr, "a VM it holds did not shut down")
-                hr.state = S.ENABLING  # starts again what was stopped, then not upgraded
+                hr.state = HostState.ENABLING  # starts again what was stopped, then not upgraded
             return
         if not ctx.opts.upgrade_command:
             raise ExecutionError("no --upgrade-command: nothing upgrades the hosts")
@@ -267,7 +267,7 @@ class HostUpgrades:
         hr.hook = ctx.hooks.start(
             kind, hr.host, cmd, wave=hr.wave, plan=ctx.sha, version=ctx.policy.target_version
         )
-        hr.state = S.UPGRADING if kind == Op.UPGRADE else S.ROLLING_BACK
+        hr.state = HostState.UPGRADING if kind == Op.UPGRADE else HostState.ROLLING_BACK
         hr.t0 = ctx.clock()
         ctx.ui.line(f"  {hr.host}: {kind} started")
 
@@ -290,7 +290,7 @@ class HostUpgrades:
         if rc == 0:
             ctx.log(Ev.DONE, kind, step=step, wave=hr.wave, host=hr.host, rc=0, seconds=secs)
             ctx.ui.line(f"  {hr.host}: {kind} done ({secs:.0f} s)")
-            hr.state = S.WAITING if kind == Op.UPGRADE else S.RB_WAITING
+            hr.state = HostState.WAITING if kind == Op.UPGRADE else HostState.RB_WAITING
             hr.t0 = ctx.clock()
             if kind == Op.ROLLBACK:
                 hr.rolled_back = True
@@ -306,7 +306,7 @@ class HostUpgrades:
                 reason="killed by the abort",
                 interrupted=True,
             )
-            hr.state = S.DRAINING  # resume runs it again
+            hr.state = HostState.DRAINING  # resume runs it again
             return
         out = tail(hr.hook.log)
         detail = f"{why}" + (f"; last output: {out.splitlines()[-1]}" if out else "")
@@ -321,7 +321,7 @@ class HostUpgrades:
         ctx = self.ctx
         if not hr.compute:
             ctx.log(Ev.DONE, what, step=f"w{hr.wave}/{what}/{hr.host}", wave=hr.wave, host=hr.host)
-            hr.state = S.ENABLING
+            hr.state = HostState.ENABLING
             return
         now = ctx.clock()
         if now - hr.last_poll < ctx.opts.poll_s and not ctx.dry:
@@ -331,7 +331,7 @@ class HostUpgrades:
         step = f"w{hr.wave}/{what}/{hr.host}"
         if ok:
             ctx.log(Ev.DONE, what, step=step, wave=hr.wave, host=hr.host, version=version)
-            hr.state = S.ENABLING
+            hr.state = HostState.ENABLING
             return
         if now - hr.t0 > ctx.opts.service_timeout_s or ctx.dry:
             after = "upgrade" if what == Op.WAIT else "rollback"
@@ -370,7 +370,7 @@ class HostUpgrades:
         if ctx.opts.rollback_command:
             ctx.ui.line(f"  {hr.host}: rolling back ({reason})")
             self.begin_hook(hr, Op.ROLLBACK, ctx.opts.rollback_command)
-            hr.state = S.ROLLING_BACK
+            hr.state = HostState.ROLLING_BACK
             return
         self.host_failed(hr, reason, left_disabled=True)
 
@@ -386,7 +386,7 @@ class HostUpgrades:
             reason=reason,
             disabled=disabled,
         )
-        hr.state = S.FINISHED
+        hr.state = HostState.FINISHED
         ctx.bar(host_step(hr.host))
         ctx.ui.error(
             f"{hr.host}: {reason}; "
@@ -397,7 +397,7 @@ class HostUpgrades:
     # -- back in service --------------------------------------------------------------------------
     def _finish_not_upgraded(self, hr: HostRun, reason: str) -> None:
         hr.abandoned = reason
-        hr.state = S.ENABLING
+        hr.state = HostState.ENABLING
         self._enable(hr)
 
     def _enable(self, hr: HostRun) -> None:
@@ -416,7 +416,7 @@ class HostUpgrades:
             ctx.log(Ev.INTENT, Op.START, step=step, wave=hr.wave, vm=vm, host=hr.host)
             ctx.cloud.start_server(vm)
             hr.starting[vm] = step
-        hr.state, hr.t0 = S.STARTING, ctx.clock()
+        hr.state, hr.t0 = HostState.STARTING, ctx.clock()
         self._poll_starts(hr)
 
     def _poll_starts(self, hr: HostRun) -> None:
@@ -450,5 +450,5 @@ class HostUpgrades:
         else:
             ctx.log(Ev.NOTE, Op.HOST, wave=hr.wave, host=hr.host, status=HostStatus.UPGRADED)
             ctx.ui.line(f"  [green]{hr.host}: upgraded[/]")
-        hr.state = S.FINISHED
+        hr.state = HostState.FINISHED
         ctx.bar(host_step(hr.host), dropped=bool(hr.abandoned and not hr.rolled_back))

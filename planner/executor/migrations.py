@@ -32,6 +32,9 @@ KEPT_STATUS = ("ACTIVE", "PAUSED", "SHUTOFF")
 
 
 class Migrations:
+    """The VM runs of the work under way (`RunContext.vruns`): `schedule` starts what the limits
+    allow, `poll` follows what runs."""
+
     def __init__(self, ctx: RunContext, headroom: HeadroomWatch) -> None:
         self.ctx = ctx
         self.headroom = headroom
