@@ -32,6 +32,7 @@ from planner.formats import load_inventory, load_plan, sha256_file
 from planner.inventory import Inventory
 from planner.plan import Method, Migration, Plan, Stop
 from planner.policy import Policy
+from sim.engine import prepare, simulate
 from sim.model import DEFAULT, SimModel, load_model
 from solver.reroute import reroute
 
@@ -80,8 +81,6 @@ class SimEstimator:
         self._without_canary: SimModel | None = None
 
     def forecast(self, view: Inventory, remaining: Plan, *, canary: bool) -> Forecast:
-        from sim.engine import prepare, simulate
-
         model = self.model
         if not canary and model.canary_hosts:
             if self._without_canary is None:

@@ -89,8 +89,9 @@ class VmState(Enum):
     GONE = "gone"  # deleted during the run
 
 
-TERMINAL_VM = frozenset({VmState.DONE, VmState.GAVE_UP, VmState.SKIPPED, VmState.GONE})
-STILL_TO_MOVE = frozenset({VmState.PENDING, VmState.RUNNING, VmState.RETRY})
+# Tuples, not sets: membership by identity, without Enum's hash (a Python call) on every poll.
+TERMINAL_VM = (VmState.DONE, VmState.GAVE_UP, VmState.SKIPPED, VmState.GONE)
+STILL_TO_MOVE = (VmState.PENDING, VmState.RUNNING, VmState.RETRY)
 
 
 class HostState(Enum):
@@ -115,6 +116,7 @@ DOING = {
     HostState.ENABLING: "enabling",
     HostState.STARTING: "starting its VMs",
 }
+BUSY = tuple(DOING)
 
 
 @dataclass
@@ -162,4 +164,4 @@ class HostRun:
     @property
     def busy(self) -> bool:
         """Work under way that must finish before the run can stop cleanly."""
-        return self.state in DOING
+        return self.state in BUSY
