@@ -239,6 +239,29 @@ def _migration_in_flight(plan_path: Path, min_wave: int) -> bool:
     return any(r["op"] == "migrate" and int(r["wave"]) >= min_wave for r in st.open_steps.values())
 
 
+def _nova_migrating_every_begun(box: Box, plan_path: Path, min_wave: int) -> bool:
+    """A migration (wave >= min_wave) is in flight, and Nova is migrating every VM whose
+    migration the journal shows begun: a kill now cuts migrations Nova has, not one whose
+    intent is written but whose request is not sent yet (a few ms, the journal's fsync)."""
+    if not _migration_in_flight(plan_path, min_wave):
+        return False
+    begun = {
+        str(r["vm"])
+        for r in RunState.replay(records(plan_path)).open_steps.values()
+        if r["op"] == "migrate"
+    }
+    for vm in begun:
+        srv = box.api.get("compute", f"/servers/{vm}", "2.30")["server"]
+        if srv["status"] != "MIGRATING":
+            return False
+    now = {
+        str(r["vm"])
+        for r in RunState.replay(records(plan_path)).open_steps.values()
+        if r["op"] == "migrate"
+    }
+    return now == begun  # none begun meanwhile
+
+
 def _upgrade_in_flight(plan_path: Path, after_seq: int) -> str | None:
     """A compute host whose upgrade command runs (begun after record `after_seq`)."""
     st = RunState.replay(records(plan_path))
@@ -253,7 +276,7 @@ def test_sigkill_mid_wave_then_resume_loses_nothing(fresh: Box) -> None:
     fresh.ctl("POST", "migration-duration", {"seconds": 4})
     proc = _run_in_background(fresh, inv_path, plan_path, hook)
     try:
-        assert wait_for(lambda: _migration_in_flight(plan_path, 2), timeout=120)
+        assert wait_for(lambda: _nova_migrating_every_begun(fresh, plan_path, 2), timeout=120)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
