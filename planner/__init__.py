@@ -2,7 +2,8 @@
 adapter and the CLI.
 
 Core modules (importable by `solver` and `sim`): errors, inventory, policy, plan, formats, capacity,
-checker, bounds, generate. Everything else in this package (cli, openstack, ...) sits above them.
+rules (the rule families), checker, bounds, generate. Everything else in this package (cli,
+openstack, ...) sits above them.
 """
 
 __version__ = "0.1.0"

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planner import checker
 from planner.capacity import BoolArray, CapacityModel, IntArray, scope_groups
 from planner.inventory import VM, Inventory
 from planner.plan import Method, Plan, Wave
 from planner.policy import Policy, select_hosts
+from planner.rules import FAMILIES, order
+from planner.rules.base import PlanCheck, Violation
 
 TIER_FIRST, TIER_OTHER, TIER_LAST = 0, 1, 2
 
@@ -266,11 +267,10 @@ def build_context(inv: Inventory, policy: Policy) -> Context:
 
 
 def wave_limits_ok(ctx: Context, wave: list[int]) -> bool:
-    """The checker's wave size and HA group rules hold for a wave of these hosts."""
-    names = tuple(ctx.host_names[h] for h in wave)
-    if any(checker.rule_wave_size(ctx.inv, ctx.policy, Wave(1, names))):
-        return False
-    return not any(checker.rule_ha_groups(ctx.inv, set(names)))
+    """Every rule family's test of a wave's hosts alone holds (`Family.hosts_ok`: the wave size
+    limits, the HA groups, the cap on a wave's migrations as the inventory places its VMs)."""
+    hosts = [ctx.inv.hosts[h] for h in wave]
+    return all(f.hosts_ok(ctx.inv, ctx.policy, hosts) for f in FAMILIES if f.hosts_ok is not None)
 
 
 def order_ok(ctx: Context, waves: list[list[int]]) -> bool:
@@ -282,4 +282,7 @@ def order_ok(ctx: Context, waves: list[list[int]]) -> bool:
             Wave(i + 1, tuple(ctx.host_names[h] for h in hs)) for i, hs in enumerate(waves)
         ),
     )
-    return not any(checker.rule_order(ctx.inv, plan))
+    out: list[Violation] = []
+    assert order.FAMILY.plan is not None
+    order.FAMILY.plan(PlanCheck(ctx.inv, plan, None), out)
+    return not out
