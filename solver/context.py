@@ -18,22 +18,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planner.capacity import BoolArray, CapacityModel, IntArray, scope_groups
-from planner.inventory import VM, Inventory
-from planner.plan import Method, Plan, Wave
-from planner.policy import Policy, select_hosts
-from planner.rules import FAMILIES, order
+from planner.inventory import Inventory
+from planner.plan import Plan, Wave
+from planner.policy import Policy
+from planner.rules import FAMILIES, method, order
 from planner.rules.base import PlanCheck, Violation
+from planner.rules.method import method_for
 
-TIER_FIRST, TIER_OTHER, TIER_LAST = 0, 1, 2
-
-
-def method_for(vm: VM) -> Method | None:
-    """live, cold, or None when the VM cannot move (migration none)."""
-    if vm.migration == "none":
-        return None
-    if vm.migration == "live" and vm.status == "ACTIVE":
-        return "live"
-    return "cold"
+__all__ = ["Context", "build_context", "method_for", "order_ok", "wave_limits_ok"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +58,7 @@ class Context:
     upgraded0: BoolArray  # already at the target version
     todo: IntArray  # host indices to upgrade, in inventory order
     is_todo: BoolArray
-    tier: IntArray  # TIER_* per host (meaningful for todo hosts)
+    tier: IntArray  # order.FIRST, OTHER or LAST per host (meaningful for todo hosts)
     az_code: IntArray  # per host, index into az_names ("" for no AZ)
     az_names: tuple[str, ...]
     group_of: IntArray  # per host: headroom group index, G for the pseudo-group, -1 not compute
@@ -152,15 +144,8 @@ def build_context(inv: Inventory, policy: Policy) -> Context:
     upgraded0 = np.array([target is not None and h.version == target for h in inv.hosts], bool)
     todo_names = {h.name for h in inv.hosts_to_upgrade(target)}
     is_todo = np.array([h.name in todo_names for h in inv.hosts], dtype=bool)
-    first = select_hosts(inv, policy.first)
-    last = select_hosts(inv, policy.last)
-    tier = np.array(
-        [
-            TIER_FIRST if h.name in first else TIER_LAST if h.name in last else TIER_OTHER
-            for h in inv.hosts
-        ],
-        dtype=np.int64,
-    )
+    first, last = order.selected(inv, policy)
+    tier = np.array([order.tier_of(h.name, first, last) for h in inv.hosts], dtype=np.int64)
     az_names = tuple(sorted({h.az or "" for h in inv.hosts}))
     az_index = {a: i for i, a in enumerate(az_names)}
     az_code = np.array([az_index[h.az or ""] for h in inv.hosts], dtype=np.int64)
@@ -173,9 +158,7 @@ def build_context(inv: Inventory, policy: Policy) -> Context:
     rack_code = np.array(
         [rack_index[h.rack] if h.rack is not None else -1 for h in inv.hosts], dtype=np.int64
     )
-    stoppable = np.array(
-        [v.migration == "none" and policy.allow_stop for v in inv.vms], dtype=bool
-    ).reshape(V)
+    stoppable = np.array([method.stoppable(policy, v) for v in inv.vms], dtype=bool).reshape(V)
     movable_none = np.array(
         [v.migration == "none" and not policy.allow_stop for v in inv.vms], dtype=bool
     ).reshape(V)

@@ -94,9 +94,7 @@ def test_core_imports_nothing_above_it() -> None:
         paths = sorted(base.rglob("*.py")) if base.is_dir() else [base.with_suffix(".py")]
         for path in (p for p in paths if p.exists()):
             for mod in imported_modules(path):
-                if ours(mod) and not (
-                    mod.split(".")[0] == "planner" and not _names_app_layer(mod)
-                ):
+                if ours(mod) and not (mod.split(".")[0] == "planner" and not _names_app_layer(mod)):
                     bad.append(f"{mod_name} imports {mod}")
     assert bad == []
 

@@ -1,0 +1,54 @@
+"""Aggregate bindings in the solver's models."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from planner.inventory import VM
+from planner.rules import aggregates as rule
+from solver.rules.base import Builtin, Encodings, ExactHooks, GreedyHooks, Relaxed
+
+if TYPE_CHECKING:
+    from planner.capacity import BoolArray
+    from solver.exact import ExactModel
+    from solver.greedy import GreedyState
+
+
+def _eligible(st: GreedyState, vm: VM, j: int, in_wave: BoolArray, ok: BoolArray) -> BoolArray:
+    if not vm.allowed_aggregates:
+        return ok
+    agg = np.zeros_like(ok)
+    for a in vm.allowed_aggregates:
+        if a in st.agg_mask:
+            agg |= st.agg_mask[a]
+    out: BoolArray = ok & agg
+    return out
+
+
+def _vm(em: ExactModel, j: int, cand: list[int]) -> None:
+    """A bound VM is never on a host outside its aggregates (but its own, before it moves)."""
+    ctx, vm = em.ctx, em.ctx.inv.vms[j]
+    if not vm.allowed_aggregates:
+        return
+    h0 = int(ctx.vm_host0[j])
+    allowed = set(vm.allowed_aggregates)
+    off = [h for h in cand if not allowed & set(ctx.inv.hosts[h].aggregates) and h != h0]
+    if off:
+        g = em.guard(rule.words(vm.allowed_aggregates))
+        for w in range(1, em.W + 1):
+            for h in off:
+                em.m.add_implication(g, em.at[j, w, h].Not())
+
+
+ENCODINGS = Encodings(
+    "aggregates",
+    greedy=GreedyHooks(eligible=_eligible),
+    waves=Relaxed(
+        "it keeps a bound VM's demand in its headroom group when its aggregates lie there "
+        "(context.unpinned_demand); the placement phase picks hosts in its aggregates"
+    ),
+    placement=Builtin("a VM's candidates are hosts in its aggregates (context.static_ok)"),
+    exact=ExactHooks(vm=_vm),
+)
