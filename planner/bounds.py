@@ -42,8 +42,8 @@ class LowerBounds:
     # What each bound on waves came to: {"max_hosts_per_wave": 5, "headroom": 7, ...}.
     wave_bounds: dict[str, int] = field(default_factory=dict)
     infeasible: tuple[str, ...] = ()
-    # The rule behind each of `infeasible`, in order: ("ha_group", group name), ("allow_stop",
-    # VM id) or ("headroom", resource class).
+    # The rule family behind each of `infeasible`, in order, and what it is about: ("ha_group",
+    # group name), ("method", a VM that cannot migrate) or ("headroom", resource class).
     obstacles: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:

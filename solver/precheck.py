@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from planner import rules
-from planner.bounds import LowerBounds, lower_bounds
+from planner.bounds import LowerBounds
 from planner.capacity import format_amount, headroom
 from planner.checker import check_inventory
 from planner.policy import select_hosts
@@ -45,14 +45,15 @@ from planner.rules import (
     anti_affinity,
     az,
     ha_group,
-    method,
     order,
     wave_size,
 )
 from planner.rules import headroom as room
 from planner.rules.base import Words
 from solver.aggregate import build_aggregates, required
-from solver.context import Context, build_context, wave_limits_ok
+from solver.context import Context, wave_limits_ok
+from solver.rules import ENCODINGS
+from solver.rules import headroom as room_solver
 
 SHOWN = 8  # reasons per family, at most
 
@@ -149,20 +150,6 @@ def _violation_families(ctx: Context, rule: str, objects: tuple[str, ...]) -> li
     return []
 
 
-def _headroom_families(
-    ctx: Context, rc: str, groups: range | list[int] | None = None
-) -> list[Words]:
-    """The headroom families of class rc, of every group the exact model guards (hosts up,
-    some capacity of rc) among `groups` (default: all)."""
-    c = ctx.classes.index(rc)
-    out = []
-    for g in groups if groups is not None else range(ctx.G):
-        on = (ctx.group_of == g) & ctx.available
-        if on.any() and (ctx.cap[on, c] > 0).any():
-            out.append(room.words(ctx.policy, ctx.group_names[g], rc))
-    return out
-
-
 def _not_enough(ctx: Context, key: str) -> str:
     """The family's one step (`planner.rules.one_step`), which a proof's numbers show is not
     enough."""
@@ -171,33 +158,13 @@ def _not_enough(ctx: Context, key: str) -> str:
     return f"{step.label} is not enough"
 
 
-def _fewer_failures(ctx: Context) -> tuple[Context, str] | None:
-    """The context with headroom's one step (N+(k-1) everywhere) and what it is called, or
-    None."""
-    step = room.one_step(ctx.inv, ctx.policy, "headroom:")
-    if step is None:
-        return None
-    return build_context(step.inventory, step.policy), f"{step.label} is not enough"
-
-
 def _bounds_findings(ctx: Context, lb: LowerBounds, proof: Proof) -> None:
-    """`lower_bounds`' findings with their families (`LowerBounds.obstacles`)."""
-    stops = sum(1 for kind, _ in lb.obstacles if kind == "allow_stop")
+    """`lower_bounds`' findings with their families (`LowerBounds.obstacles`: each finding's
+    family says which, `solver.rules` `Encodings.obstacle`)."""
     for i, reason in enumerate(lb.infeasible):
         kind, what = lb.obstacles[i] if i < len(lb.obstacles) else ("", "")
-        fs: list[Words] = []
-        steps: dict[str, str] = {}
-        if kind == "ha_group":
-            fs = [ha_group.words_of(ctx.inv, what)]
-        elif kind == "allow_stop":
-            fs = [method.words(stops)]
-        elif kind == "headroom" and what in ctx.classes:
-            fs = _headroom_families(ctx, what)
-            fewer = _fewer_failures(ctx)
-            if fewer is not None:
-                lb2 = lower_bounds(fewer[0].inv, fewer[0].policy)
-                if any(k == "headroom" for k, _ in lb2.obstacles):
-                    steps = {f.key: fewer[1] for f in fs}
+        enc = ENCODINGS.get(kind)
+        fs, steps = enc.obstacle(ctx, lb, what) if enc and enc.obstacle else ([], {})
         proof.add(reason, fs, steps)
 
 
@@ -474,7 +441,7 @@ def _headroom_one_down(ctx: Context) -> Proof:
     rule = ctx.policy.headroom
     G = ctx.G
     agg = build_aggregates(ctx)
-    fewer = _fewer_failures(ctx)
+    fewer = room_solver.fewer_failures(ctx)
     worst2 = _shortfalls(fewer[0]) if fewer is not None else {}
     need = room.requirement(rule) or "headroom"
     for (g, c), (_short, h, free_c, req, room_c, others_bind) in sorted(worst.items())[:SHOWN]:
@@ -493,7 +460,7 @@ def _headroom_one_down(ctx: Context) -> Proof:
         own = room.words(ctx.policy, ctx.group_names[g], rc)
         families = [own] if free_c + room_c >= 0 else []
         if others_bind:
-            families += _headroom_families(ctx, rc, [o for o in range(G) if o != g])
+            families += room_solver.class_words(ctx, rc, [o for o in range(G) if o != g])
         else:
             families += _group_pins(ctx, g, c)
         step = {own.key: fewer[1]} if fewer is not None and (g, c) in worst2 else {}

@@ -25,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from planner import rules
 from planner.bounds import lower_bounds
 from planner.checker import check_plan
 from planner.errors import InfeasibleError, InputError, RollwaveError, UsageError
@@ -42,18 +43,8 @@ from solver.solve import PlannerName, SolveOptions
 from solver.solve import solve as solve_plan
 
 SPARE = "spare_hosts"
-# Policy keys a sweep may vary, and how to read their values.
-POLICY_KEYS: dict[str, str] = {
-    "max_hosts_per_wave": "int",
-    "max_hosts_per_wave_per_az": "int?",
-    "max_hosts_per_wave_per_rack": "int?",
-    "max_concurrent_live_migrations": "int",
-    "allow_stop": "bool",
-    "target_version": "str?",
-    "headroom.failures": "int",
-    "headroom.scope": "str",
-    "headroom.reserve_percent": "float",
-}
+# Policy keys a sweep may vary, and how to read their values: each rule family's (planner.rules).
+POLICY_KEYS: dict[str, str] = rules.policy_keys()
 KEYS: dict[str, str] = {**POLICY_KEYS, SPARE: "int"}
 MODEL = "model."  # model.SECTION.KEY: any field of the simulation model file, e.g.
 # model.failures.migration.probability=0,0.05 or model.network.nic_gbps=10,25

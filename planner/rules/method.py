@@ -116,7 +116,7 @@ def _bound(bc: BoundsContext) -> None:
                 bc.obstacle(
                     f"VM {v.name or v.id} ({v.id}) on {h.name} cannot migrate (migration none) "
                     "and the policy does not allow_stop",
-                    "allow_stop",
+                    "method",
                     v.id,
                 )
 

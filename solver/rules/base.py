@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from planner.inventory import VM, Host, Inventory
 from planner.policy import Policy
+from planner.rules.base import Words
 
 if TYPE_CHECKING:
     from ortools.sat.python import cp_model
 
+    from planner.bounds import LowerBounds
     from planner.capacity import BoolArray
     from solver.context import Context, ServerGroupInfo
     from solver.exact import ExactModel
@@ -128,10 +130,10 @@ class WaveRule:
 
 @dataclass(frozen=True)
 class PlacementHooks:
-    """The placement phase (`solver.placement`): `rule(st, hosts, in_wave, plan)` the family's
-    `WaveRule` for one wave (`plan`: every wave's hosts, as planned), or None."""
+    """The placement phase (`solver.placement`): `rule(st, waves, i)` the family's `WaveRule`
+    for wave i of `waves` (every wave's hosts, as planned now), or None."""
 
-    rule: Callable[[PlacementState, list[int], BoolArray, list[list[int]]], WaveRule | None]
+    rule: Callable[[PlacementState, list[list[int]], int], WaveRule | None]
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,9 @@ Encoding = GreedyHooks | WaveHooks | PlacementHooks | ExactHooks | Builtin | Rel
 @dataclass(frozen=True)
 class Encodings:
     """One family's encodings, keyed by `planner.rules` name; `details(ctx, key)` the numbers
-    behind a proof that names the family by `key` (None: none), for any model's explanation."""
+    behind a proof that names the family by `key` (None: none), for any model's explanation;
+    `obstacle(ctx, lb, what)` the families a lower bound's finding of this family
+    (`LowerBounds.obstacles`) rests on, with the one steps its numbers show are not enough."""
 
     family: str
     greedy: GreedyHooks | Builtin | Relaxed
@@ -160,6 +164,9 @@ class Encodings:
     placement: PlacementHooks | Builtin | Relaxed
     exact: ExactHooks | Builtin | Relaxed
     details: Callable[[Context, str], str | None] | None = None
+    obstacle: Callable[[Context, LowerBounds, str], tuple[list[Words], dict[str, str]]] | None = (
+        None
+    )
 
     def of(self, model: str) -> Encoding:
         value: Encoding = getattr(self, model)

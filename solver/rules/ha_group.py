@@ -18,6 +18,8 @@ from solver.rules.base import (
 )
 
 if TYPE_CHECKING:
+    from planner.bounds import LowerBounds
+    from planner.rules.base import Words
     from solver.context import Context
     from solver.exact import ExactModel
     from solver.waves import WaveModel
@@ -91,6 +93,11 @@ def _build_exact(em: ExactModel) -> None:
             m.add(sum(em.y[h, w] for h in hs) <= max(ha.limit, 0)).only_enforce_if(g)
 
 
+def _obstacle(ctx: Context, lb: LowerBounds, what: str) -> tuple[list[Words], dict[str, str]]:
+    """An HA group without a spare member."""
+    return [rule.words_of(ctx.inv, what)], {}
+
+
 ENCODINGS = Encodings(
     "ha_group",
     greedy=GreedyHooks(fill=FILL),
@@ -100,4 +107,5 @@ ENCODINGS = Encodings(
         "context.wave_limits_ok allows"
     ),
     exact=ExactHooks(build=_build_exact),
+    obstacle=_obstacle,
 )

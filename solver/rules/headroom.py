@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from planner.bounds import LowerBounds, lower_bounds
 from planner.capacity import format_amount, headroom
 from planner.rules import headroom as rule
 from planner.rules.base import Words
 from solver.aggregate import WaveBudget, build_aggregates, required
+from solver.context import Context, build_context
 from solver.rules.base import (
     Builtin,
     Encodings,
@@ -30,7 +32,6 @@ from solver.rules.base import (
 if TYPE_CHECKING:
     from ortools.sat.python import cp_model
 
-    from solver.context import Context
     from solver.exact import ExactModel, Expr
     from solver.greedy import GreedyWave
     from solver.waves import HeuristicWave, WaveModel
@@ -89,6 +90,41 @@ def _details(ctx: Context, key: str) -> str | None:
 
 def group_words(ctx: Context, g: int, c: int) -> Words:
     return rule.words(ctx.policy, ctx.group_names[g], ctx.classes[c])
+
+
+def class_words(ctx: Context, rc: str, groups: range | list[int] | None = None) -> list[Words]:
+    """The headroom families of class rc, of every group the exact model guards (hosts up,
+    some capacity of rc) among `groups` (default: all)."""
+    c = ctx.classes.index(rc)
+    out = []
+    for g in groups if groups is not None else range(ctx.G):
+        on = (ctx.group_of == g) & ctx.available
+        if on.any() and (ctx.cap[on, c] > 0).any():
+            out.append(rule.words(ctx.policy, ctx.group_names[g], rc))
+    return out
+
+
+def fewer_failures(ctx: Context) -> tuple[Context, str] | None:
+    """The context with the family's one step (N+(k-1) everywhere) and the words for it not
+    being enough, or None."""
+    step = rule.one_step(ctx.inv, ctx.policy, "headroom:")
+    if step is None:
+        return None
+    return build_context(step.inventory, step.policy), f"{step.label} is not enough"
+
+
+def _obstacle(ctx: Context, lb: LowerBounds, what: str) -> tuple[list[Words], dict[str, str]]:
+    """No host can go down in class `what`: every group's headroom of it; its one step is not
+    enough when the bound still finds no host with it."""
+    if what not in ctx.classes:
+        return [], {}
+    fs = class_words(ctx, what)
+    fewer = fewer_failures(ctx)
+    if fewer is not None:
+        lb2 = lower_bounds(fewer[0].inv, fewer[0].policy)
+        if any(k == "headroom" for k, _ in lb2.obstacles):
+            return fs, {f.key: fewer[1] for f in fs}
+    return fs, {}
 
 
 # -- the greedy planner ---------------------------------------------------------------------------
@@ -306,4 +342,5 @@ ENCODINGS = Encodings(
     ),
     exact=ExactHooks(build=_build_exact),
     details=_details,
+    obstacle=_obstacle,
 )

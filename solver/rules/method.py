@@ -10,6 +10,9 @@ from planner.rules import method as rule
 from solver.rules.base import Builtin, Encodings, ExactHooks
 
 if TYPE_CHECKING:
+    from planner.bounds import LowerBounds
+    from planner.rules.base import Words
+    from solver.context import Context
     from solver.exact import ExactModel
 
 
@@ -28,6 +31,11 @@ def _positions(em: ExactModel) -> None:
         em.m.add_bool_or([g.Not()])
 
 
+def _obstacle(ctx: Context, lb: LowerBounds, what: str) -> tuple[list[Words], dict[str, str]]:
+    """A VM that cannot migrate while stops are not allowed: one family for all of them."""
+    return [rule.words(sum(1 for kind, _ in lb.obstacles if kind == "method"))], {}
+
+
 ENCODINGS = Encodings(
     "method",
     greedy=Builtin(
@@ -37,4 +45,5 @@ ENCODINGS = Encodings(
     waves=Builtin("a VM stopped in place stays on its host (context.stuck_demand)"),
     placement=Builtin("wave_blocks stops the VMs that may be stopped; the rest move by method_for"),
     exact=ExactHooks(positions=_positions),
+    obstacle=_obstacle,
 )
