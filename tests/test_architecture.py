@@ -22,6 +22,8 @@ CORE = {
     "planner.policy",
     "planner.plan",
     "planner.formats",
+    "planner.documents",
+    "planner.reader",
     "planner.capacity",
     "planner.checker",
     "planner.bounds",
