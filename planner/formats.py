@@ -47,6 +47,7 @@ from planner.policy import SCOPES, Headroom, Policy, selector_problem
 from planner.reader import MISSING, Reader
 from planner.reader import at as _at
 from planner.reader import type_name as _tn
+from planner.rules import migrations_per_wave
 
 __all__ = [
     "FORMAT_VERSION",
@@ -441,6 +442,16 @@ def _policy(r: Reader, d: Mapping[str, Any], loc: str) -> Policy | None:
         allow_stop=r.bool_(d, "allow_stop", loc, required=False, default=False),
         first=_selectors(r, d, "first", loc),
         last=_selectors(r, d, "last", loc),
+        max_migrations_per_wave=r.int_(
+            d,
+            "max_migrations_per_wave",
+            loc,
+            required=False,
+            minimum=1,
+            maximum=migrations_per_wave.MAX_CAP,
+            nullable=True,
+            beyond=" (leave it out, or null, for no cap)",
+        ),
     )
     return p if len(r.problems) == n else None
 
@@ -477,6 +488,8 @@ def policy_to_dict(p: Policy, *, standalone: bool = True) -> dict[str, Any]:
         d["first"] = list(p.first)
     if p.last:
         d["last"] = list(p.last)
+    if p.max_migrations_per_wave is not None:
+        d["max_migrations_per_wave"] = p.max_migrations_per_wave
     return d
 
 

@@ -37,6 +37,8 @@ class Policy:
     # Host selectors upgraded before / after every other host (see `select_hosts`).
     first: tuple[str, ...] = ()
     last: tuple[str, ...] = ()
+    # Migrations one wave may hold at most (its network load); None: no cap.
+    max_migrations_per_wave: int | None = None
 
     def with_changes(self, **changes: Any) -> Policy:
         """A copy with some fields replaced; `headroom.failures`-style keys reach into headroom."""

@@ -119,14 +119,25 @@ class Reader:
         required: bool = True,
         default: int | None = None,
         minimum: int | None = None,
+        maximum: int | None = None,
         nullable: bool = False,
+        beyond: str = "",
     ) -> Any:
+        """`maximum`: the largest value that makes sense; `beyond` says what to write instead."""
         value = self.get(d, key, loc, required)
         if value is MISSING or (value is None and nullable):
             return default
-        return self.check_int(value, at(loc, key), minimum, default)
+        return self.check_int(value, at(loc, key), minimum, default, maximum, beyond)
 
-    def check_int(self, value: Any, loc: str, minimum: int | None, default: Any) -> Any:
+    def check_int(
+        self,
+        value: Any,
+        loc: str,
+        minimum: int | None,
+        default: Any,
+        maximum: int | None = None,
+        beyond: str = "",
+    ) -> Any:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
@@ -137,6 +148,9 @@ class Reader:
                 minimum, f"must be at least {minimum}"
             )
             self.bad(loc, f"{what}, got {value}")
+            return default
+        if maximum is not None and value > maximum:
+            self.bad(loc, f"must be at most {maximum:,}{beyond}, got {value:,}")
             return default
         return value
 

@@ -78,6 +78,7 @@ class Context:
     _mask_cache: dict[tuple[str | None, tuple[str, ...]], BoolArray] = field(default_factory=dict)
     _pinned_cache: dict[tuple[str | None, tuple[str, ...]], bool] = field(default_factory=dict)
     _pools: list[tuple[BoolArray, IntArray]] | None = None
+    _forced: IntArray | None = None
 
     @property
     def H(self) -> int:
@@ -125,6 +126,14 @@ class Context:
                 for _key, js in sorted(keys.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
             ]
         return self._pools
+
+    def forced_migrations(self) -> IntArray:
+        """Per host, the VMs that start on it and are not stopped: they migrate in its wave."""
+        if self._forced is None:
+            self._forced = np.bincount(self.vm_host0[~self.stuck], minlength=self.H).astype(
+                np.int64
+            )
+        return self._forced
 
     def pinned_to_group(self, j: int) -> bool:
         """True when every host VM j may run on lies in one headroom group."""

@@ -45,6 +45,7 @@ from planner.rules import (
     anti_affinity,
     az,
     ha_group,
+    migrations_per_wave,
     order,
     wave_size,
 )
@@ -263,6 +264,16 @@ def _first_last_overlap(ctx: Context) -> Proof:
                 step,
             )
             return proof
+    cap = p.max_migrations_per_wave
+    n = int(ctx.forced_migrations()[wave].sum())
+    if cap is not None and n > cap:
+        f = migrations_per_wave.words(p)
+        proof.add(
+            f"{head}, with {n} VMs that must migrate, more than max_migrations_per_wave ({cap})",
+            [*tiers, f],
+            {f.key: _not_enough(ctx, f.key)} if n > cap + 1 else {},
+        )
+        return proof
     if not wave_limits_ok(ctx, wave):
         limits: list[Words] = []
         hosts = [ctx.inv.hosts[h] for h in wave]

@@ -83,16 +83,7 @@ class HeuristicWave(Filling):
 
     def migrations(self, h: int) -> int:
         """The VMs that start on host h and are not stopped: they leave it in its wave."""
-        return int(forced_migrations(self.ctx)[h])
-
-
-def forced_migrations(ctx: Context) -> IntArray:
-    """Per host, the VMs that start on it and are not stopped (computed once per context)."""
-    found: IntArray | None = ctx.__dict__.get("_forced")
-    if found is None:
-        found = np.bincount(ctx.vm_host0[~ctx.stuck], minlength=ctx.H).astype(np.int64)
-        ctx.__dict__["_forced"] = found
-    return found
+        return int(self.ctx.forced_migrations()[h])
 
 
 def heuristic_waves(
