@@ -224,6 +224,15 @@ class ExactModel:
             + const
         )
 
+    def forbid(self, j: int, hosts: list[int], family: Words) -> None:
+        """VM j is on none of `hosts` at any slot's end, under the family's assumption."""
+        if not hosts:
+            return
+        g = self.guard(family)
+        for w in range(1, self.W + 1):
+            for h in hosts:
+                self.m.add_implication(g, self.at[j, w, h].Not())
+
     def hosts_of(self, j: int) -> list[int]:
         """The hosts VM j may be on."""
         return self.cand[j] if j in self.cand else [int(self.ctx.vm_host0[j])]

@@ -35,11 +35,7 @@ def _vm(em: ExactModel, j: int, cand: list[int]) -> None:
     h0 = int(ctx.vm_host0[j])
     allowed = set(vm.allowed_aggregates)
     off = [h for h in cand if not allowed & set(ctx.inv.hosts[h].aggregates) and h != h0]
-    if off:
-        g = em.guard(rule.words(vm.allowed_aggregates))
-        for w in range(1, em.W + 1):
-            for h in off:
-                em.m.add_implication(g, em.at[j, w, h].Not())
+    em.forbid(j, off, rule.words(vm.allowed_aggregates))
 
 
 ENCODINGS = Encodings(

@@ -27,12 +27,7 @@ def _vm(em: ExactModel, j: int, cand: list[int]) -> None:
     if vm.az is None:
         return
     h0 = int(ctx.vm_host0[j])
-    off = [h for h in cand if ctx.inv.hosts[h].az != vm.az and h != h0]
-    if off:
-        g = em.guard(rule.words(vm.az))
-        for w in range(1, em.W + 1):
-            for h in off:
-                em.m.add_implication(g, em.at[j, w, h].Not())
+    em.forbid(j, [h for h in cand if ctx.inv.hosts[h].az != vm.az and h != h0], rule.words(vm.az))
 
 
 ENCODINGS = Encodings(
