@@ -19,10 +19,19 @@ from typing import Any
 
 from planner import bounds
 from planner.inventory import Inventory, ServerGroup
-from planner.plan import Migration, Plan
+from planner.plan import Plan
 from planner.policy import Policy
 from planner.rules import FAMILIES, RULES
-from planner.rules.base import Out, PlanCheck, State, Violation, WaveStep, vm_label, walk
+from planner.rules.base import (
+    Numbered,
+    Out,
+    PlanCheck,
+    State,
+    Violation,
+    WaveStep,
+    vm_label,
+    walk,
+)
 
 __all__ = [
     "RULES",
@@ -78,8 +87,8 @@ _START: list[StartHook] = [
     for hook in (f.wave, _down_at(f.down) if f.down is not None else None)
     if hook is not None
 ]
-_MIGRATION = [f.migration for f in FAMILIES if f.migration is not None]
-_STOP = [f.stop for f in FAMILIES if f.stop is not None]
+_MIGRATIONS = [f.migrations for f in FAMILIES if f.migrations is not None]
+_STOPS = [f.stops for f in FAMILIES if f.stops is not None]
 _MOVED = [f.moved for f in FAMILIES if f.moved is not None]
 _GROUP = [f.group for f in FAMILIES if f.group is not None]
 _AFTER = [f.after for f in FAMILIES if f.after is not None]
@@ -112,25 +121,30 @@ def _check_wave(state: State, step: WaveStep, out: Out) -> None:
     inv = state.inv
     for start in _START:
         start(state, step, out)
-    for m in step.wave.migrations:
-        if _known(inv, m):  # otherwise the structure family reports it (unknown)
-            for migration in _MIGRATION:
-                migration(state, step, m, out)
-    for s in step.wave.stops:
-        if inv.has_vm(s.vm) and inv.has_host(s.host):
-            for stop in _STOP:
-                stop(state, step, s, out)
+    # Migration by migration, then stop by stop, whichever family finds what.
+    found: Numbered = []
+    moves = step.migrations()
+    for migrations in _MIGRATIONS:
+        migrations(state, step, moves, found)
+    _in_order(found, out)
+    stops = step.stops()
+    for stop in _STOPS:
+        stop(state, step, stops, found)
+    _in_order(found, out)
     step.apply()
     for moved in _MOVED:
         moved(state, step, out)
-    gids = {inv.vm(v).server_group for v in step.moved} - {None}
-    _groups(state, [inv.group(g) for g in sorted(g for g in gids if g is not None)], step, out)
+    _groups(state, [inv.group(g) for g in step.groups()], step, out)
     for after in _AFTER:
         after(state, step, out)
 
 
-def _known(inv: Inventory, m: Migration) -> bool:
-    return inv.has_vm(m.vm) and inv.has_host(m.src) and inv.has_host(m.dst)
+def _in_order(found: Numbered, out: Out) -> None:
+    """Move `found` to `out` by number (stable: families in the registry's order)."""
+    if found:
+        found.sort(key=lambda f: f[0])
+        out.extend(v for _, v in found)
+        found.clear()
 
 
 def check_plan(inv: Inventory, plan: Plan, *, digest: str | None = None) -> CheckReport:

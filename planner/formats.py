@@ -43,11 +43,10 @@ from planner.inventory import (
     ServerGroup,
 )
 from planner.plan import METHODS, Migration, Plan, Stop, Wave
-from planner.policy import SCOPES, Headroom, Policy, selector_problem
+from planner.policy import MAX_MIGRATIONS_PER_WAVE, SCOPES, Headroom, Policy, selector_problem
 from planner.reader import MISSING, Reader
 from planner.reader import at as _at
 from planner.reader import type_name as _tn
-from planner.rules import migrations_per_wave
 
 __all__ = [
     "FORMAT_VERSION",
@@ -448,7 +447,7 @@ def _policy(r: Reader, d: Mapping[str, Any], loc: str) -> Policy | None:
             loc,
             required=False,
             minimum=1,
-            maximum=migrations_per_wave.MAX_CAP,
+            maximum=MAX_MIGRATIONS_PER_WAVE,
             nullable=True,
             beyond=" (leave it out, or null, for no cap)",
         ),

@@ -25,11 +25,10 @@ def _hard(g: ServerGroup) -> bool:
 
 def _wave(state: State, step: WaveStep, out: Out) -> None:
     inv = state.inv
-    gids = {inv.vm(v).server_group for v in step.moved} - {None}
     step.memo[_BEFORE] = {
         gid: len({state.host_of[v.id] for v in inv.members(gid)})
-        for gid in gids
-        if gid is not None and _hard(inv.group(gid))
+        for gid in step.groups()
+        if _hard(inv.group(gid))
     }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from planner.plan import Migration
-from planner.rules.base import Family, Out, State, Violation, WaveStep, Words, vm_label
+from planner.rules.base import Family, Numbered, State, Violation, WaveStep, Words, vm_label
 
 
 def words(aggregates: Sequence[str]) -> Words:
@@ -18,27 +18,34 @@ def words(aggregates: Sequence[str]) -> Words:
     )
 
 
-def _migration(state: State, step: WaveStep, m: Migration, out: Out) -> None:
-    vm = state.inv.vm(m.vm)
-    if not vm.allowed_aggregates:
-        return
-    dst = state.inv.host(m.dst)
-    if not set(vm.allowed_aggregates) & set(dst.aggregates):
-        out.append(
-            Violation(
-                "aggregates",
-                f"{vm_label(state.inv, m.vm)} may only run in aggregates "
-                f"{', '.join(vm.allowed_aggregates)}; {m.dst} is in "
-                f"{', '.join(dst.aggregates) or 'none'}",
-                step.index,
-                (m.vm, m.dst),
+def _migrations(
+    state: State, step: WaveStep, moves: list[tuple[int, Migration]], out: Numbered
+) -> None:
+    inv = state.inv
+    for i, m in moves:
+        vm = inv.vm(m.vm)
+        if not vm.allowed_aggregates:
+            continue
+        dst = inv.host(m.dst)
+        if not set(vm.allowed_aggregates) & set(dst.aggregates):
+            out.append(
+                (
+                    i,
+                    Violation(
+                        "aggregates",
+                        f"{vm_label(inv, m.vm)} may only run in aggregates "
+                        f"{', '.join(vm.allowed_aggregates)}; {m.dst} is in "
+                        f"{', '.join(dst.aggregates) or 'none'}",
+                        step.index,
+                        (m.vm, m.dst),
+                    ),
+                )
             )
-        )
 
 
 FAMILY = Family(
     name="aggregates",
     rules={"aggregates": "a VM with allowed_aggregates lands in one of them"},
-    migration=_migration,
+    migrations=_migrations,
     owns=lambda key: key.startswith("aggregates:"),
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from planner.plan import Migration
-from planner.rules.base import Family, Out, State, Violation, WaveStep, Words, vm_label
+from planner.rules.base import Family, Numbered, State, Violation, WaveStep, Words, vm_label
 
 
 def words(az: str) -> Words:
@@ -14,25 +14,32 @@ def words(az: str) -> Words:
     )
 
 
-def _migration(state: State, step: WaveStep, m: Migration, out: Out) -> None:
-    vm = state.inv.vm(m.vm)
-    if vm.az is None:
-        return
-    dst = state.inv.host(m.dst)
-    if dst.az != vm.az:
-        out.append(
-            Violation(
-                "az",
-                f"{vm_label(state.inv, m.vm)} is pinned to AZ {vm.az}; {m.dst} is in {dst.az}",
-                step.index,
-                (m.vm, m.dst),
+def _migrations(
+    state: State, step: WaveStep, moves: list[tuple[int, Migration]], out: Numbered
+) -> None:
+    inv = state.inv
+    for i, m in moves:
+        vm = inv.vm(m.vm)
+        if vm.az is None:
+            continue
+        dst = inv.host(m.dst)
+        if dst.az != vm.az:
+            out.append(
+                (
+                    i,
+                    Violation(
+                        "az",
+                        f"{vm_label(inv, m.vm)} is pinned to AZ {vm.az}; {m.dst} is in {dst.az}",
+                        step.index,
+                        (m.vm, m.dst),
+                    ),
+                )
             )
-        )
 
 
 FAMILY = Family(
     name="az",
     rules={"az": "a VM pinned to an AZ stays in it"},
-    migration=_migration,
+    migrations=_migrations,
     owns=lambda key: key.startswith("az:"),
 )

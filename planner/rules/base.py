@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -155,8 +155,7 @@ class State:
         return mask
 
 
-@dataclass(frozen=True, slots=True)
-class Move:
+class Move(NamedTuple):
     """A migration the replay applied: the VM was on `src` and is now on `dst`."""
 
     vm: str
@@ -185,6 +184,34 @@ class WaveStep:
         self.applied = False
         self.memo: dict[str, Any] = {}
         self._rows: list[HeadroomRow] | None = None
+
+    def groups(self) -> list[str]:
+        """The server groups (ids, sorted) with a member in `moved` (computed once)."""
+        found: list[str] | None = self.memo.get("groups")
+        if found is None:
+            inv = self.state.inv
+            gids = {inv.vm(v).server_group for v in self.moved}
+            found = self.memo["groups"] = sorted(g for g in gids if g is not None)
+        return found
+
+    def migrations(self) -> list[tuple[int, Migration]]:
+        """The wave's migrations, numbered, that name a known VM and known hosts (the structure
+        family reports the others)."""
+        inv = self.state.inv
+        return [
+            (i, m)
+            for i, m in enumerate(self.wave.migrations)
+            if inv.has_vm(m.vm) and inv.has_host(m.src) and inv.has_host(m.dst)
+        ]
+
+    def stops(self) -> list[tuple[int, Stop]]:
+        """The wave's stops, numbered, that name a known VM and host."""
+        inv = self.state.inv
+        return [
+            (i, s)
+            for i, s in enumerate(self.wave.stops)
+            if inv.has_vm(s.vm) and inv.has_host(s.host)
+        ]
 
     def apply(self) -> None:
         """Move every VM of `moved` (a VM already there stays and counts no move)."""
@@ -263,6 +290,9 @@ class BoundsContext:
 # A family's hooks
 # ---------------------------------------------------------------------------------------------
 Out = list[Violation]
+# Violations of a wave's migrations or stops, each with the number of the one it is about: the
+# checker reports them migration by migration, whichever family found them.
+Numbered = list[tuple[int, Violation]]
 
 
 @dataclass(frozen=True)
@@ -284,10 +314,12 @@ class Family:
     - before any wave: `cloud(state, out)` (what the hosts hold), then `down(state, set(), None,
       out)` (which hosts are down: none yet), then `group(state, g, None, out)` per server group;
     - each wave, at its start: `wave(state, step, out)` and `down(state, step.hosts, step.index,
-      out)`; then `migration(state, step, m, out)` per migration and `stop(state, step, s, out)`
-      per stop; then the moves are applied; then `moved(state, step, out)` (hosts that received
-      VMs), `group(state, g, step, out)` per server group with a member moved, and `after(state,
-      step, out)` (the whole end-of-wave state).
+      out)`; then `migrations(state, step, moves, out)` over the wave's numbered migrations
+      (`WaveStep.migrations`) and `stops(state, step, stops, out)` likewise, each violation with
+      the number of the migration or stop it is about (the checker reports them in that order);
+      then the moves are applied; then `moved(state, step, out)` (hosts that received VMs),
+      `group(state, g, step, out)` per server group with a member moved, and `after(state, step,
+      out)` (the whole end-of-wave state).
 
     Other hooks: `bound(bc)` adds the family's lower bounds and findings (`planner.bounds`);
     `combine(bc)` runs after every family's `bound` (bounds made of the others', as the tiers of
@@ -303,8 +335,10 @@ class Family:
     cloud: Callable[[State, Out], None] | None = None
     down: Callable[[State, set[str], int | None, Out], None] | None = None
     wave: Callable[[State, WaveStep, Out], None] | None = None
-    migration: Callable[[State, WaveStep, Migration, Out], None] | None = None
-    stop: Callable[[State, WaveStep, Stop, Out], None] | None = None
+    migrations: Callable[[State, WaveStep, list[tuple[int, Migration]], Numbered], None] | None = (
+        None
+    )
+    stops: Callable[[State, WaveStep, list[tuple[int, Stop]], Numbered], None] | None = None
     moved: Callable[[State, WaveStep, Out], None] | None = None
     group: Callable[[State, ServerGroup, WaveStep | None, Out], None] | None = None
     after: Callable[[State, WaveStep, Out], None] | None = None

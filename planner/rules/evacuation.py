@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 
 from planner.plan import Migration
-from planner.rules.base import Family, Out, State, Violation, WaveStep, shown, vm_label
+from planner.rules.base import Family, Numbered, Out, State, Violation, WaveStep, shown, vm_label
 
 
 def _wave(state: State, step: WaveStep, out: Out) -> None:
@@ -41,47 +41,60 @@ def _wave(state: State, step: WaveStep, out: Out) -> None:
             )
 
 
-def _migration(state: State, step: WaveStep, m: Migration, out: Out) -> None:
-    inv, w = state.inv, step.index
-    current = state.host_of[m.vm]
-    if m.src != current:
-        out.append(
-            Violation(
-                "source",
-                f"{vm_label(inv, m.vm)} is on {current}, not on {m.src}",
-                w,
-                (m.vm, current, m.src),
+def _migrations(
+    state: State, step: WaveStep, moves: list[tuple[int, Migration]], out: Numbered
+) -> None:
+    inv, w, host_of, wave_hosts = state.inv, step.index, state.host_of, step.hosts
+    for i, m in moves:
+        current = host_of[m.vm]
+        if m.src != current:
+            out.append(
+                (
+                    i,
+                    Violation(
+                        "source",
+                        f"{vm_label(inv, m.vm)} is on {current}, not on {m.src}",
+                        w,
+                        (m.vm, current, m.src),
+                    ),
+                )
             )
-        )
-    if current not in step.hosts:
-        out.append(
-            Violation(
-                "source",
-                f"{vm_label(inv, m.vm)} leaves {current}, which is not in this wave (no VM leaves "
-                "a host that is not in maintenance)",
-                w,
-                (m.vm, current),
+        if current not in wave_hosts:
+            out.append(
+                (
+                    i,
+                    Violation(
+                        "source",
+                        f"{vm_label(inv, m.vm)} leaves {current}, which is not in this wave (no "
+                        "VM leaves a host that is not in maintenance)",
+                        w,
+                        (m.vm, current),
+                    ),
+                )
             )
-        )
-    dst = inv.host(m.dst)
-    why = []
-    if not dst.is_compute:
-        why.append("a controller")
-    if not dst.enabled:
-        why.append("disabled")
-    if not dst.up:
-        why.append("down")
-    if m.dst in step.hosts:
-        why.append("in this wave")
-    if m.dst == current:
-        why.append("its current host")
-    if why:
+        dst = inv.host(m.dst)
+        if dst.is_compute and dst.available and m.dst not in wave_hosts and m.dst != current:
+            continue  # a compute host, enabled and up: the usual case
+        why = []
+        if not dst.is_compute:
+            why.append("a controller")
+        if not dst.enabled:
+            why.append("disabled")
+        if not dst.up:
+            why.append("down")
+        if m.dst in wave_hosts:
+            why.append("in this wave")
+        if m.dst == current:
+            why.append("its current host")
         out.append(
-            Violation(
-                "destination",
-                f"{vm_label(inv, m.vm)} -> {m.dst}: destination is {', '.join(why)}",
-                w,
-                (m.vm, m.dst),
+            (
+                i,
+                Violation(
+                    "destination",
+                    f"{vm_label(inv, m.vm)} -> {m.dst}: destination is {', '.join(why)}",
+                    w,
+                    (m.vm, m.dst),
+                ),
             )
         )
 
@@ -94,5 +107,5 @@ FAMILY = Family(
         "destination": "a migration goes to a compute host that is enabled, up, not in the wave",
     },
     wave=_wave,
-    migration=_migration,
+    migrations=_migrations,
 )

@@ -13,6 +13,7 @@ from planner.policy import Policy
 from planner.rules.base import (
     BoundsContext,
     Family,
+    Numbered,
     Out,
     State,
     Violation,
@@ -45,27 +46,45 @@ def words(n: int) -> Words:
 
 
 # -- the check ----------------------------------------------------------------------------------
-def _migration(state: State, step: WaveStep, m: Migration, out: Out) -> None:
-    vm = state.inv.vm(m.vm)
-    if m.method == "live" and not (vm.status == "ACTIVE" and vm.migration == "live"):
-        out.append(
-            Violation(
-                "method",
-                f"{vm_label(state.inv, m.vm)} cannot be live-migrated (status {vm.status}, "
-                f"migration {vm.migration})",
-                step.index,
-                (m.vm,),
+def _migrations(
+    state: State, step: WaveStep, moves: list[tuple[int, Migration]], out: Numbered
+) -> None:
+    inv = state.inv
+    for i, m in moves:
+        vm = inv.vm(m.vm)
+        if m.method == "live" and not (vm.status == "ACTIVE" and vm.migration == "live"):
+            out.append(
+                (
+                    i,
+                    Violation(
+                        "method",
+                        f"{vm_label(inv, m.vm)} cannot be live-migrated (status {vm.status}, "
+                        f"migration {vm.migration})",
+                        step.index,
+                        (m.vm,),
+                    ),
+                )
             )
-        )
-    if m.method == "cold" and vm.migration not in ("live", "cold"):
-        out.append(
-            Violation(
-                "method",
-                f"{vm_label(state.inv, m.vm)} cannot be migrated at all (migration {vm.migration})",
-                step.index,
-                (m.vm,),
+        if m.method == "cold" and vm.migration not in ("live", "cold"):
+            out.append(
+                (
+                    i,
+                    Violation(
+                        "method",
+                        f"{vm_label(inv, m.vm)} cannot be migrated at all (migration "
+                        f"{vm.migration})",
+                        step.index,
+                        (m.vm,),
+                    ),
+                )
             )
-        )
+
+
+def _stops(state: State, step: WaveStep, stops: list[tuple[int, Stop]], out: Numbered) -> None:
+    for i, s in stops:
+        found: Out = []
+        _stop(state, step, s, found)
+        out.extend((i, v) for v in found)
 
 
 def _stop(state: State, step: WaveStep, s: Stop, out: Out) -> None:
@@ -127,8 +146,8 @@ FAMILY = Family(
         "method": "live only for an ACTIVE VM with migration live; cold only for live or cold",
         "stop": "a VM is stopped in place only if its migration is none and allow_stop is set",
     },
-    migration=_migration,
-    stop=_stop,
+    migrations=_migrations,
+    stops=_stops,
     bound=_bound,
     owns=lambda key: key == "stop",
     # max_concurrent_live_migrations: how many at once per source host (the simulator and the

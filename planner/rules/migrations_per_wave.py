@@ -32,9 +32,6 @@ from planner.rules.method import stoppable
 from planner.rules.packing import packing_waves
 
 KEY = "migrations_per_wave"
-# The largest cap a policy may set: more migrations than any cloud has VMs; beyond it the number
-# is a typo (leave the key out for no cap).
-MAX_CAP = 1_000_000
 
 
 def words(p: Policy) -> Words:
