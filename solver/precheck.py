@@ -16,8 +16,8 @@ CP-SAT which rule families conflict.)
    alone, even after moving to other groups all the demand they could possibly take, leaves
    its group short.
 
-Each proof also names the rule families it rests on (`solver.families`, the exact model's keys
-and words), as `InfeasibleError.blame` carries them: the anti-affinity of a server group, the
+Each proof also names the rule families it rests on (their words from `planner.rules`, the exact
+model's keys), as `InfeasibleError.blame` carries them: the anti-affinity of a server group, the
 AZ pin of the VMs pinned to an AZ, a group's headroom of a class... A proof that rests on no
 policy rule (a VM larger than every host it may use, a host over capacity) names none: only more
 capacity helps. A pre-check never decides whether relaxing a family gives a plan
