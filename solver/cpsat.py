@@ -194,7 +194,8 @@ def _place_all(
         landing = _landing(ctx, st, waves, shift, i)
         n_evac = sum(len(st.vms_on[h]) for h in waves[i])
         dtime = dtime_all * n_evac / total_blocks
-        rules = [r for h in placement_hooks() if (r := h.rule(st, waves, i)) is not None]
+        hooks = placement_hooks(ctx.inv, ctx.policy)
+        rules = [r for h in hooks if (r := h.rule(st, waves, i)) is not None]
         res = place_wave(
             st,
             waves[i],

@@ -154,7 +154,7 @@ class ExactModel:
                 m.add_implication(lit, self.active[w])
             if w > 1:  # the waves are a prefix of the slots
                 m.add_implication(self.active[w], self.active[w - 1])
-        hooks = exact_hooks()
+        hooks = exact_hooks(self.ctx.inv, self.ctx.policy)
         self._positions([h.vm for h in hooks if h.vm is not None])
         for hook in hooks:
             if hook.positions is not None:

@@ -27,7 +27,7 @@ from planner.policy import Policy
 from planner.rules import order
 from planner.rules.method import method_for, stoppable
 from solver.rules import greedy_hooks
-from solver.rules.base import Filling, GreedyHooks
+from solver.rules.base import Filling
 
 
 class TimeLimitReached(InfeasibleError):
@@ -74,7 +74,7 @@ class GreedyState:
             self.vms_on[int(m.vm_host[j])].append(j)
         cap = m.cap.astype(np.float64)
         self.inv_cap = np.where(cap > 0, 1.0 / np.maximum(cap, 1.0), 0.0)
-        self._eligible = [h.eligible for h in greedy_hooks() if h.eligible is not None]
+        self._eligible = [h.eligible for h in greedy_hooks(inv, policy) if h.eligible is not None]
 
     # -- moves --------------------------------------------------------------------------------
     def move(self, j: int, dst: int) -> None:
@@ -94,10 +94,10 @@ class GreedyState:
     # -- destinations -------------------------------------------------------------------------
     def eligible(self, vm: VM, j: int, in_wave: BoolArray) -> BoolArray:
         """Hosts VM j may go to with the hosts of `in_wave` down: every family's say."""
-        ok: BoolArray = np.ones(len(self.model.host_names), dtype=bool)
+        ok: BoolArray | None = None  # every host
         for narrow in self._eligible:
             ok = narrow(self, vm, j, in_wave, ok)
-        return ok
+        return ok if ok is not None else np.ones(len(self.model.host_names), dtype=bool)
 
     def group_room(self, in_wave: BoolArray) -> GroupRoom:
         """Free and required headroom per scope group with the wave down, to steer evacuees
@@ -319,14 +319,18 @@ def _fill_wave(
     """One wave: the hosts of `remaining` (taken out of it) that every family lets join, each
     with its VMs moved; `done` waves came before."""
     inv, m = st.inv, st.model
-    hooks = greedy_hooks()
+    hooks = greedy_hooks(st.inv, st.policy)
     fills = [h.fill for h in hooks]
+    closes = [f.closed for f in fills if f.closed is not None]
+    # each family's refusals, the shared one first, in the registry's order
+    refusals = [r for h in hooks for r in (h.fill.refuses, h.refuses) if r is not None]
+    afters = [h.after for h in hooks if h.after is not None]
     gw = GreedyWave(st)
     for fill in fills:
         if fill.start is not None:
             fill.start(gw)
     for tier, i in list(remaining):
-        if any(fill.closed(gw, tier) for fill in fills if fill.closed is not None):
+        if any(closed(gw, tier) for closed in closes):
             break
         if deadline is not None and time.monotonic() > deadline:
             raise TimeLimitReached(
@@ -335,7 +339,7 @@ def _fill_wave(
                     f"{len(remaining)} host(s) still to place (not a proof; allow more time)"
                 ]
             )
-        reject = _refusal(gw, hooks, i, tier)
+        reject = next((r for refuses in refusals if (r := refuses(gw, i, tier)) is not None), None)
         p = Placement()
         if reject is None:
             gw.in_wave[i] = True
@@ -343,10 +347,7 @@ def _fill_wave(
             if p.failure:
                 reject = p.failure
             else:
-                reject = next(
-                    (r for h in hooks if h.after is not None and (r := h.after(gw, i)) is not None),
-                    None,
-                )
+                reject = next((r for after in afters if (r := after(gw, i)) is not None), None)
                 if reject is not None:
                     st.revert(p)
             if reject is not None:
@@ -369,14 +370,3 @@ def _fill_wave(
             gw.migrations_.append(Migration(vm.id, m.host_names[src], m.host_names[dst], kind))
         gw.stops.extend(Stop(inv.vms[j].id, inv.hosts[i].name) for j in p.stops)
     return gw
-
-
-def _refusal(gw: GreedyWave, hooks: list[GreedyHooks], i: int, tier: int) -> str | None:
-    """Why host i may not join the wave before its VMs move ("" without a message), or None."""
-    for h in hooks:
-        for refuses in (h.fill.refuses, h.refuses):
-            if refuses is not None:
-                why = refuses(gw, i, tier)
-                if why is not None:
-                    return why
-    return None

@@ -109,7 +109,10 @@ class Greedy:
             and np.any(self.future[g] < b.demand)
         ):
             return False
-        return all(_allows(rule, b, np.array([h]))[0] for rule in self.rules)
+        if self.rules:
+            here = np.array([h])
+            return all(_allows(rule, b, here)[0] for rule in self.rules)
+        return True
 
     def choose(self, b: Block) -> int:
         st, ctx = self.st, self.st.ctx

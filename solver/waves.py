@@ -98,7 +98,12 @@ def heuristic_waves(
     the hosts left would not fit in the waves left: early waves stay small so that fewer VMs
     must move twice."""
     p = ctx.policy
-    fills = [h.fill for h in wave_hooks()]
+    fills = [h.fill for h in wave_hooks(ctx.inv, ctx.policy)]
+    starts = [f.start for f in fills if f.start is not None]
+    closes = [f.closed for f in fills if f.closed is not None]
+    refusals = [f.refuses for f in fills if f.refuses is not None]
+    joins = [f.joined for f in fills if f.joined is not None]
+    refused = [f.refused for f in fills if f.refused is not None]
     remaining = host_sequence(ctx)
     evacuated = np.zeros((ctx.G, ctx.C), dtype=np.int64)
     up_free = np.zeros((ctx.G + 1, ctx.C), dtype=np.int64)
@@ -110,15 +115,14 @@ def heuristic_waves(
     waves: list[list[int]] = []
     while remaining:
         f = HeuristicWave(ctx, agg, evacuated)
-        for fill in fills:
-            if fill.start is not None:
-                fill.start(f)
+        for start in starts:
+            start(f)
         wave: list[int] = []
         left = up_free * PACKING_PERCENT // 100
         spare = extra
         for h in remaining:
             t = int(ctx.tier[h])
-            if any(fill.closed(f, t) for fill in fills if fill.closed is not None):
+            if any(closed(f, t) for closed in closes):
                 break
             gr = int(ctx.group_of[h])
             if target is not None and gr >= 0 and ctx.mov_demand[h].any():
@@ -128,17 +132,16 @@ def heuristic_waves(
                     if spare <= 0:
                         continue
                     spare -= 1
-            if any(fill.refuses(f, h, t) is not None for fill in fills if fill.refuses is not None):
-                for fill in fills:
-                    if fill.refused is not None:
-                        fill.refused(f, h, t)
+            # headroom's refusal comes last: it takes the host down when it does not refuse
+            if any(refuses(f, h, t) is not None for refuses in refusals):
+                for hook in refused:
+                    hook(f, h, t)
                 continue
             wave.append(h)
             if gr >= 0:
                 left[gr] -= ctx.mov_demand[h]
-            for fill in fills:
-                if fill.joined is not None:
-                    fill.joined(f, h)
+            for join in joins:
+                join(f, h)
         if not wave:
             break
         for h in wave:
@@ -195,7 +198,8 @@ def host_types(ctx: Context, agg: Aggregates, split: Set[int] = frozenset()) -> 
     share their headroom group, availability, capacities and emptiness bin, and what each rule
     family's `type_key` asks (`solver.rules`: AZ or rack under a wave limit, HA group, tier)."""
     _first, last = order.selected(ctx.inv, ctx.policy)
-    keys = [hook.type_key(ctx) for hook in wave_hooks() if hook.type_key is not None]
+    hooks = wave_hooks(ctx.inv, ctx.policy)
+    keys = [hook.type_key(ctx) for hook in hooks if hook.type_key is not None]
     ha_of: dict[int, list[int]] = {}
     for i, g in enumerate(ctx.ha):
         for h in g.hosts:
@@ -332,7 +336,7 @@ class WaveModel:
             self.cum.append(cum)
 
         # -- the waves: each rule family's per-wave part as they are made -----------------------
-        hooks = wave_hooks()
+        hooks = wave_hooks(ctx.inv, ctx.policy)
         per_wave = [hook.wave for hook in hooks if hook.wave is not None]
         self.used: list[Any] = []
         for w in range(W):

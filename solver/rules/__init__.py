@@ -66,10 +66,13 @@ ENCODINGS: dict[str, Encodings] = {
 }
 
 
-def hooks(model: str) -> list[Any]:
-    """The hooks of `model` of every family that has some, in the registry's order."""
+def hooks(model: str, inv: Inventory | None = None, policy: Policy | None = None) -> list[Any]:
+    """The hooks of `model` of every family that has some, in the registry's order; with `inv`
+    and `policy`, of the families that can bind there (`Family.active`) only."""
     out = []
     for f in FAMILIES:
+        if inv is not None and policy is not None and not f.active(inv, policy):
+            continue
         enc = ENCODINGS[f.name].of(model)
         if not isinstance(enc, (Builtin, Relaxed)):
             out.append(enc)
@@ -84,20 +87,20 @@ def details(ctx: Context, key: str) -> str | None:
     return enc.details(ctx, key) if enc is not None and enc.details is not None else None
 
 
-def greedy_hooks() -> list[GreedyHooks]:
-    return hooks("greedy")
+def greedy_hooks(inv: Inventory, policy: Policy) -> list[GreedyHooks]:
+    return hooks("greedy", inv, policy)
 
 
-def wave_hooks() -> list[WaveHooks]:
-    return hooks("waves")
+def wave_hooks(inv: Inventory, policy: Policy) -> list[WaveHooks]:
+    return hooks("waves", inv, policy)
 
 
-def placement_hooks() -> list[PlacementHooks]:
-    return hooks("placement")
+def placement_hooks(inv: Inventory, policy: Policy) -> list[PlacementHooks]:
+    return hooks("placement", inv, policy)
 
 
-def exact_hooks() -> list[ExactHooks]:
-    return hooks("exact")
+def exact_hooks(inv: Inventory, policy: Policy) -> list[ExactHooks]:
+    return hooks("exact", inv, policy)
 
 
 # A family's checker hooks: a family with any of them judges plans, so every model must keep it

@@ -8,7 +8,7 @@ import numpy as np
 
 from planner.inventory import VM
 from planner.rules import aggregates as rule
-from solver.rules.base import Builtin, Encodings, ExactHooks, GreedyHooks, Relaxed
+from solver.rules.base import Builtin, Encodings, ExactHooks, GreedyHooks, Relaxed, narrow
 
 if TYPE_CHECKING:
     from planner.capacity import BoolArray
@@ -16,15 +16,16 @@ if TYPE_CHECKING:
     from solver.greedy import GreedyState
 
 
-def _eligible(st: GreedyState, vm: VM, j: int, in_wave: BoolArray, ok: BoolArray) -> BoolArray:
+def _eligible(
+    st: GreedyState, vm: VM, j: int, in_wave: BoolArray, ok: BoolArray | None
+) -> BoolArray | None:
     if not vm.allowed_aggregates:
         return ok
-    agg = np.zeros_like(ok)
+    agg = np.zeros(len(st.model.host_names), dtype=bool)
     for a in vm.allowed_aggregates:
         if a in st.agg_mask:
             agg |= st.agg_mask[a]
-    out: BoolArray = ok & agg
-    return out
+    return narrow(ok, agg)
 
 
 def _vm(em: ExactModel, j: int, cand: list[int]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from planner.inventory import VM
 from planner.rules import anti_affinity as rule
 from solver.rules.base import Builtin, Encodings, ExactHooks, GreedyHooks, Relaxed
@@ -15,15 +17,19 @@ if TYPE_CHECKING:
     from solver.greedy import GreedyState
 
 
-def _eligible(st: GreedyState, vm: VM, j: int, in_wave: BoolArray, ok: BoolArray) -> BoolArray:
+def _eligible(
+    st: GreedyState, vm: VM, j: int, in_wave: BoolArray, ok: BoolArray | None
+) -> BoolArray | None:
     """Not onto a host that holds max_server_per_host members of its group already."""
     gid = vm.server_group
     if gid is not None:
         g = st.inv.group(gid)
         if g.hard and g.anti:
+            if ok is None:
+                ok = np.ones(len(st.model.host_names), dtype=bool)
             for h, n in st.group_count[gid].items():
                 if n >= g.max_server_per_host:
-                    ok[h] = False
+                    ok[h] = False  # `ok` is this call's own (every hook returns a new mask)
     return ok
 
 

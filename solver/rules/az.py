@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from planner.inventory import VM
 from planner.rules import az as rule
-from solver.rules.base import Builtin, Encodings, ExactHooks, GreedyHooks, Relaxed
+from solver.rules.base import Builtin, Encodings, ExactHooks, GreedyHooks, Relaxed, narrow
 
 if TYPE_CHECKING:
     from planner.capacity import BoolArray
@@ -14,11 +14,12 @@ if TYPE_CHECKING:
     from solver.greedy import GreedyState
 
 
-def _eligible(st: GreedyState, vm: VM, j: int, in_wave: BoolArray, ok: BoolArray) -> BoolArray:
+def _eligible(
+    st: GreedyState, vm: VM, j: int, in_wave: BoolArray, ok: BoolArray | None
+) -> BoolArray | None:
     if vm.az is None:
         return ok
-    out: BoolArray = ok & (st.az_code == st.az_index.get(vm.az, -1))
-    return out
+    return narrow(ok, st.az_code == st.az_index.get(vm.az, -1))
 
 
 def _vm(em: ExactModel, j: int, cand: list[int]) -> None:

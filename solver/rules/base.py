@@ -86,12 +86,21 @@ class FillHooks:
 class GreedyHooks:
     """The greedy planner (`solver.greedy`): `fill` while it forms a wave; `refuses` a host
     before evacuating it (greedy only), `after(g, h)` once its VMs have moved (a reason to take
-    it back, or None); `eligible(st, vm, j, in_wave, ok)` narrows the hosts VM j may go to."""
+    it back, or None); `eligible(st, vm, j, in_wave, ok)` narrows the hosts VM j may go to
+    (`ok` None: every host so far; it returns a new mask, or `ok` itself, see `narrow`)."""
 
     fill: FillHooks = field(default_factory=FillHooks)
     refuses: Callable[[GreedyWave, int, int], str | None] | None = None
     after: Callable[[GreedyWave, int], str | None] | None = None
-    eligible: Callable[[GreedyState, VM, int, BoolArray, BoolArray], BoolArray] | None = None
+    eligible: (
+        Callable[[GreedyState, VM, int, BoolArray, BoolArray | None], BoolArray | None] | None
+    ) = None
+
+
+def narrow(ok: BoolArray | None, mask: BoolArray) -> BoolArray:
+    """The hosts of both `ok` (None: every host) and `mask`, as a new array."""
+    out: BoolArray = mask.copy() if ok is None else ok & mask
+    return out
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,12 @@ def _refuses(g: GreedyWave, h: int, tier: int) -> str | None:
     return "" if h in g.received else None
 
 
-def _eligible(st: GreedyState, vm: VM, j: int, in_wave: BoolArray, ok: BoolArray) -> BoolArray:
+def _eligible(
+    st: GreedyState, vm: VM, j: int, in_wave: BoolArray, ok: BoolArray | None
+) -> BoolArray:
     """Destinations: compute hosts that are enabled, up and not in the wave."""
-    out: BoolArray = ok & st.dest_ok & ~in_wave
-    return out
+    base: BoolArray = st.dest_ok & ~in_wave
+    return base if ok is None else ok & base
 
 
 ENCODINGS = Encodings(
