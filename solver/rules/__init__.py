@@ -105,7 +105,7 @@ def exact_hooks(inv: Inventory, policy: Policy) -> list[ExactHooks]:
 
 # A family's checker hooks: a family with any of them judges plans, so every model must keep it
 # or say why it need not.
-CHECK_HOOKS = ("plan", "cloud", "down", "wave", "migration", "stop", "moved", "group", "after")
+CHECK_HOOKS = ("plan", "cloud", "down", "wave", "migrations", "stops", "moved", "group", "after")
 HOOK_TYPES = {
     "greedy": GreedyHooks,
     "waves": WaveHooks,
