@@ -150,8 +150,8 @@ def replay(inv: Inventory, plan: Plan, *, absorbable: bool = True) -> Replay:
     stops: list[Stopped] = []
     for step in walk(state, plan):
         step.apply()
-        for mv in step.moves:
-            moves[mv.vm].append(Move(step.index, mv.src, mv.dst, mv.method))
+        for vm, src, dst, method in step.moves:
+            moves[vm].append(Move(step.index, src, dst, method))
         for s in step.wave.stops:
             if inv.has_vm(s.vm):
                 stops.append(Stopped(step.index, s.vm, state.host_of[s.vm]))

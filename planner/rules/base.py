@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -155,13 +155,8 @@ class State:
         return mask
 
 
-class Move(NamedTuple):
-    """A migration the replay applied: the VM was on `src` and is now on `dst`."""
-
-    vm: str
-    src: str
-    dst: str
-    method: str
+# A migration the replay applied: (vm, src, dst, method), the VM was on src and is now on dst.
+Move = tuple[str, str, str, str]
 
 
 class WaveStep:
@@ -176,10 +171,18 @@ class WaveStep:
         self.wave = wave
         self.index = wave.index
         self.hosts: set[str] = {h for h in wave.hosts if inv.has_host(h)}
-        self.moved: dict[str, tuple[str, str]] = {}  # vm -> (dst, method)
-        for m in wave.migrations:
-            if inv.has_vm(m.vm) and inv.has_host(m.dst) and inv.host(m.dst).is_compute:
-                self.moved.setdefault(m.vm, (m.dst, m.method))
+        # One pass: the destinations, and the migrations the families judge (`migrations`).
+        moved: dict[str, tuple[str, str]] = {}  # vm -> (dst, method)
+        known: list[tuple[int, Migration]] = []
+        has_vm, has_host, host = inv.has_vm, inv.has_host, inv.host
+        for i, m in enumerate(wave.migrations):
+            if has_vm(m.vm) and has_host(m.dst):
+                if has_host(m.src):
+                    known.append((i, m))
+                if m.vm not in moved and host(m.dst).is_compute:
+                    moved[m.vm] = (m.dst, m.method)
+        self.moved = moved
+        self._known = known
         self.moves: list[Move] = []
         self.applied = False
         self.memo: dict[str, Any] = {}
@@ -197,12 +200,7 @@ class WaveStep:
     def migrations(self) -> list[tuple[int, Migration]]:
         """The wave's migrations, numbered, that name a known VM and known hosts (the structure
         family reports the others)."""
-        inv = self.state.inv
-        return [
-            (i, m)
-            for i, m in enumerate(self.wave.migrations)
-            if inv.has_vm(m.vm) and inv.has_host(m.src) and inv.has_host(m.dst)
-        ]
+        return self._known
 
     def stops(self) -> list[tuple[int, Stop]]:
         """The wave's stops, numbered, that name a known VM and host."""
@@ -218,12 +216,12 @@ class WaveStep:
         if self.applied:
             return
         self.applied = True
-        state = self.state
+        host_of, move, moves = self.state.host_of, self.state.move, self.moves
         for vm, (dst, method) in self.moved.items():
-            src = state.host_of[vm]
+            src = host_of[vm]
             if src != dst:
-                state.move(vm, dst)
-                self.moves.append(Move(vm, src, dst, method))
+                move(vm, dst)
+                moves.append((vm, src, dst, method))
 
     def headroom_rows(self) -> list[HeadroomRow]:
         """`capacity.headroom` at the wave's end, with its hosts down (computed once)."""
