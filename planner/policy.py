@@ -12,6 +12,9 @@ from planner.inventory import Host, Inventory
 Scope = Literal["az", "cloud"]
 SCOPES: tuple[Scope, ...] = ("az", "cloud")
 SELECTOR_KEYS = ("role", "az", "rack", "aggregate", "version")
+# The largest max_migrations_per_wave a policy may set: more migrations than any cloud has VMs;
+# beyond it the number is a typo (leave the key out for no cap).
+MAX_MIGRATIONS_PER_WAVE = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,8 @@ class Policy:
     # Host selectors upgraded before / after every other host (see `select_hosts`).
     first: tuple[str, ...] = ()
     last: tuple[str, ...] = ()
+    # Migrations one wave may hold at most (its network load); None: no cap.
+    max_migrations_per_wave: int | None = None
 
     def with_changes(self, **changes: Any) -> Policy:
         """A copy with some fields replaced; `headroom.failures`-style keys reach into headroom."""

@@ -239,6 +239,27 @@ def test_wave_size_fails_per_az_and_per_rack() -> None:
     assert found == {(1, ()), (1, ("az1",)), (1, ("az1-r1",))}
 
 
+# -- migrations_per_wave --------------------------------------------------------------------------
+def test_migrations_per_wave_passes() -> None:
+    fx = three_plus_spare()  # two migrations in each of waves 2-4: exactly at the cap
+    silent(
+        check(fx.inventory, with_policy(fx.plan, max_migrations_per_wave=2)), "migrations_per_wave"
+    )
+    silent(check(fx.inventory, fx.plan), "migrations_per_wave")  # no cap
+
+
+def test_migrations_per_wave_fails() -> None:
+    fx = three_plus_spare()
+    report = check(fx.inventory, with_policy(fx.plan, max_migrations_per_wave=1))
+    found = of(report, "migrations_per_wave")
+    assert [(v.wave, v.objects, dict(v.numbers)) for v in found] == [
+        (w, (), {"migrations": 2, "max": 1}) for w in (2, 3, 4)
+    ]
+    assert "2 migrations, max_migrations_per_wave is 1" in found[0].message
+    # The lower bound: each cmp-i needs a wave of its own anyway; two VMs cannot move in one.
+    assert report.metrics["lower_bounds"]["infeasible"]
+
+
 # -- ha_group -------------------------------------------------------------------------------------
 def test_ha_group_passes() -> None:
     fx = ha_trio()

@@ -391,6 +391,15 @@ POLICY_CASES: list[tuple[str, Any, str]] = [
     ("max_hosts_per_wave", "2", "max_hosts_per_wave: must be an integer, got a string"),
     ("max_hosts_per_wave_per_az", 0, "max_hosts_per_wave_per_az: must be positive"),
     ("max_hosts_per_wave_per_rack", -1, "max_hosts_per_wave_per_rack: must be positive"),
+    ("max_migrations_per_wave", "50", "max_migrations_per_wave: must be an integer, got a string"),
+    ("max_migrations_per_wave", 2.5, "max_migrations_per_wave: must be an integer, got a number"),
+    ("max_migrations_per_wave", 0, "max_migrations_per_wave: must be positive, got 0"),
+    (
+        "max_migrations_per_wave",
+        10**12,
+        "max_migrations_per_wave: must be at most 1,000,000 (leave it out, or null, for no cap), "
+        "got 1,000,000,000,000",
+    ),
     ("headroom", 1, "headroom: must be an object, got an integer"),
     ("headroom.scope", "region", "headroom.scope: is 'region', expected one of: az, cloud"),
     ("headroom.failures", -1, "headroom.failures: must not be negative, got -1"),
@@ -421,6 +430,18 @@ def test_policy_defaults() -> None:
     assert (p.max_concurrent_live_migrations, p.allow_stop) == (1, False)
     assert (p.max_hosts_per_wave_per_az, p.max_hosts_per_wave_per_rack) == (None, None)
     assert (p.first, p.last) == ((), ())
+    assert p.max_migrations_per_wave is None
+
+
+def test_max_migrations_per_wave_is_written_only_when_set() -> None:
+    p = policy_from_dict({"max_hosts_per_wave": 3})
+    assert "max_migrations_per_wave" not in policy_to_dict(
+        p
+    )  # files written before stay as they were
+    capped = p.with_changes(max_migrations_per_wave=40)
+    assert policy_to_dict(capped)["max_migrations_per_wave"] == 40
+    assert policy_from_dict(policy_to_dict(capped)) == capped
+    assert policy_from_dict({"max_hosts_per_wave": 3, "max_migrations_per_wave": None}) == p
 
 
 PLAN_CASES: list[tuple[str, Any, str]] = [
