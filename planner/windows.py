@@ -312,6 +312,10 @@ def _window_openings(w: Window, start: _dt.datetime) -> Iterator[Opening]:
             yield heapq.heappop(heap)
 
 
+# An opening longer than this is one that never closes (see `openings`).
+_ALWAYS = _dt.timedelta(days=370)
+
+
 def applicable(windows: Iterable[Window], az: str | None) -> tuple[Window, ...]:
     return tuple(w for w in windows if w.applies(az))
 
@@ -322,7 +326,8 @@ def openings(
     """The times a host in `az` may be down, from `start` on: (open, close) in UTC, sorted,
     disjoint and not touching (overlapping or adjacent windows merged), the first clipped to
     `start` if it is already open then. Endless (windows recur) unless no window applies to
-    `az` (then nothing: never open). No windows at all: one opening, (start, FOREVER)."""
+    `az` (then nothing: never open). No windows at all, or windows that together never close
+    (e.g. daily 00:00-24:00): one opening that ends at FOREVER."""
     t0 = _aware(start, "start")
     if not windows:
         yield t0, FOREVER
@@ -339,6 +344,11 @@ def openings(
             cur = (s, e)
         elif s <= cur[1]:
             cur = (cur[0], max(cur[1], e))
+            if cur[1] - cur[0] > _ALWAYS:
+                # Open without a break for over a year: the rules repeat yearly (DST
+                # included), so it never closes; merging on would never end.
+                yield cur[0], FOREVER
+                return
         else:
             yield cur
             cur = (s, e)

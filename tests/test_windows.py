@@ -153,6 +153,20 @@ def test_a_window_that_never_opens_cannot_be_made() -> None:
     assert win("daily", "00:00", "24:00").length_min == 24 * 60
 
 
+def test_windows_that_never_close_are_one_endless_opening() -> None:
+    """Daily 00:00-24:00, or two windows that overlap around the clock: open for ever, at once
+    (it used to merge day after day without end)."""
+    t = utc(2026, 3, 28, 12)
+    for ws in (
+        [win("daily", "00:00", "24:00", BERLIN)],
+        [win("daily", "12:00", "02:30", BERLIN), win("daily", "02:00", "12:00", BERLIN)],
+    ):
+        assert first(ws, t, 3) == [(t, FOREVER)]
+        assert is_open(ws, t) and open_until(ws, t) == FOREVER
+    weekdays = [win("mon-fri", "00:00", "24:00", BERLIN)]  # closes at the weekend
+    assert first(weekdays, t, 1)[0][1] != FOREVER
+
+
 # ---------------------------------------------------------------------------------------------
 # Invariants
 # ---------------------------------------------------------------------------------------------
@@ -214,12 +228,17 @@ def test_openings_are_sorted_disjoint_and_exactly_the_wall_clock_windows(
         assert s < e
         if nxt is not None:
             assert e < nxt[0]  # disjoint, and not touching (those merge)
+        if e == FOREVER:  # the windows together never close: check the first weeks
+            assert nxt is None
+            for hours in range(0, 24 * 21, 5):
+                assert inside(ws, s + dt.timedelta(hours=hours, minutes=7), az)
+            continue
         # every instant of an opening is inside a window's local wall-clock interval
         for t in (s, e - dt.timedelta(microseconds=1), s + (e - s) / 2):
             assert inside(ws, t, az), (s, e, t)
         assert not inside(ws, e, az) or e == s  # it closes when the wall clock leaves
     # and every instant the clock reads inside a window is in an opening (up to the last)
-    horizon = got[-1][1]
+    horizon = min(got[-1][1], start + dt.timedelta(days=30))
     for _ in range(20):
         frac = data.draw(st.floats(0, 1))
         t = start + (horizon - start) * frac
