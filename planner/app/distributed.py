@@ -190,7 +190,8 @@ class Cluster:
 
     def scatter(self, data: object) -> Future:
         """`data` sent to every worker once; tasks given the returned future get it there."""
-        return self.client.scatter(data, broadcast=True, hash=False)
+        # In a list of one: Dask would scatter a tuple's or a dict's items one by one.
+        return self.client.scatter([data], broadcast=True, hash=False)[0]
 
     def overhead(self, probe: Future | None = None) -> float:
         """The per-task overhead: median round trip of an empty task (submitted, run, its result
@@ -327,8 +328,10 @@ def connect(spec: ClusterSpec | str, *, timeout_s: float | None = None) -> Itera
                 n_workers=n,
                 threads_per_worker=1,  # the simulator holds the GIL: parallel work is processes
                 processes=True,
-                dashboard_address=None,
                 silence_logs=logging.ERROR,
+                dashboard_address=None,
+                # no dashboard; the scheduler's HTTP endpoint on a free port of localhost
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
             )
             client = distributed.Client(local, set_as_default=False)
         except Exception as exc:
