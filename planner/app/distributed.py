@@ -181,12 +181,14 @@ class Cluster:
     @property
     def slots(self) -> int:
         """Worker threads the scheduler knows of now."""
-        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
-        return sum(int(w.get("nthreads", 1)) for w in workers.values())
+        return sum(int(n) for n in self.client.nthreads().values())
 
     def describe(self) -> str:
-        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
-        return f"Dask cluster {self.spec} ({len(workers)} worker(s), {self.slots} thread(s))"
+        nthreads = self.client.nthreads()
+        return (
+            f"Dask cluster {self.spec} ({len(nthreads)} worker(s), "
+            f"{sum(nthreads.values())} thread(s))"
+        )
 
     def scatter(self, data: object) -> Future:
         """`data` sent to every worker once; tasks given the returned future get it there."""
