@@ -333,12 +333,100 @@ def test_a_worker_killed_mid_run_costs_nothing_but_time(case: tuple[Case, Prepar
     assert no_children_left(before) == []
 
 
+def free_port() -> int:
+    """A port of localhost nobody listens on (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def scheduler_and_workers() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The docs' commands on one machine (localhost only): `dask scheduler`, then `dask worker
+    ADDRESS --nworkers 2 --nthreads 1`, as separate processes; (its address, the scheduler's
+    process). Both are ended after the test, whatever happens."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask_cli = [sys.executable, "-m", "dask"]
+    local = ("--host", "127.0.0.1", "--no-dashboard")
+    sched = subprocess.Popen(
+        [*dask_cli, "scheduler", *local, "--port", str(port), "--dashboard-address", "127.0.0.1:0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    one_per_core = ("--nworkers", "2", "--nthreads", "1", "--death-timeout", "30")
+    workers = subprocess.Popen(
+        [*dask_cli, "worker", address, *local, *one_per_core],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with connect(address, timeout_s=60) as c:
+            c.client.wait_for_workers(2, timeout=60)
+        yield address, sched
+    finally:
+        for p in (workers, sched):
+            if p.poll() is None:
+                p.terminate()
+        for p in (workers, sched):
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.mark.slow
+def test_a_scheduler_and_workers_started_as_the_docs_say(
+    scheduler_and_workers: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """`dask scheduler` and `dask worker` as separate processes: the runs equal the local ones;
+    the scheduler killed mid-run is exit 4 with one message."""
+    address, sched = scheduler_and_workers
+    c = bundled()
+    plan = tmp_path / "plan.json"
+    save_plan(c.plan, plan)
+    args = ["simulate", str(example("small.json")), str(plan), "--seed", "9", "--format", "json"]
+    code, out, err = cli(*args, "--runs", "50", "--cluster", address)
+    assert code == 0, err
+    code, local_out, err = cli(*args, "--runs", "50", "--jobs", "1")
+    assert code == 0, err
+    remote, local = json.loads(out), json.loads(local_out)
+    assert remote.pop("time_s") >= 0 and local.pop("time_s") >= 0
+    assert remote == local
+
+    env = {k: v for k, v in os.environ.items() if k != distributed.ENV_ADDRESS}
+    env["DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT"] = "3s"
+    many = ("--runs", "20000", "--cluster", address)
+    run = subprocess.Popen(
+        [sys.executable, "-c", "from planner.cli import main; main()", *args, *many],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        assert run.stderr is not None
+        first = run.stderr.readline()  # the first tenth of the runs is back: kill the scheduler
+        assert first.strip().startswith("runs "), first
+        sched.kill()
+        rest = run.stderr.read()
+        code = run.wait(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert code == ExitCode.CLOUD, rest
+    lines = [ln for ln in rest.splitlines() if not ln.strip().startswith("runs ")]
+    assert len(lines) == 1 and lines[0].startswith(f"error: Dask cluster {address}: "), rest
+
+
 def test_an_unreachable_scheduler_is_exit_4_with_a_clear_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     c = bundled()
     plan = tmp_path / "plan.json"
     save_plan(c.plan, plan)

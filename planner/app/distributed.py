@@ -19,6 +19,7 @@ Tasks call rollwave's own functions, so every worker needs rollwave installed, s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -181,10 +182,12 @@ class Cluster:
     @property
     def slots(self) -> int:
         """Worker threads the scheduler knows of now."""
-        return sum(int(n) for n in self.client.nthreads().values())
+        with self._failures("asking for its workers"):
+            return sum(int(n) for n in self.client.nthreads().values())
 
     def describe(self) -> str:
-        nthreads = self.client.nthreads()
+        with self._failures("asking for its workers"):
+            nthreads = self.client.nthreads()
         return (
             f"Dask cluster {self.spec} ({len(nthreads)} worker(s), "
             f"{sum(nthreads.values())} thread(s))"
@@ -192,18 +195,20 @@ class Cluster:
 
     def scatter(self, data: object) -> Future:
         """`data` sent to every worker once; tasks given the returned future get it there."""
-        # In a list of one: Dask would scatter a tuple's or a dict's items one by one.
-        return self.client.scatter([data], broadcast=True, hash=False)[0]
+        with self._failures("sending the data to the workers"):
+            # In a list of one: Dask would scatter a tuple's or a dict's items one by one.
+            return self.client.scatter([data], broadcast=True, hash=False)[0]
 
     def overhead(self, probe: Future | None = None) -> float:
         """The per-task overhead: median round trip of an empty task (submitted, run, its result
         back), measured once per connection; with `probe`, the task takes that scattered data."""
         if self._overhead is None:
             trips = []
-            for _ in range(OVERHEAD_PROBES):
-                t0 = time.perf_counter()
-                self.client.submit(_noop, probe, pure=False).result()
-                trips.append(time.perf_counter() - t0)
+            with self._failures("timing an empty task"):
+                for _ in range(OVERHEAD_PROBES):
+                    t0 = time.perf_counter()
+                    self.client.submit(_noop, probe, pure=False).result()
+                    trips.append(time.perf_counter() - t0)
             self._overhead = statistics.median(trips)
         return self._overhead
 
@@ -237,54 +242,55 @@ class Cluster:
             return fut
 
         t0 = time.perf_counter()
-        # First one item per worker thread: it measures an item's time on the workers.
-        pending = as_completed(
-            [submit(1) for _ in range(min(stats.slots, n))], loop=self.client.loop
-        )
+        pending: Any = None
         try:
-            for fut in pending:
-                results, work = self._result(fut, spans)
-                start, size = spans.pop(fut.key)
-                out[start : start + size] = results
-                stats.items += size
-                stats.work_s += work
-                if on_batch:
-                    on_batch(results)
-                slots = max(1, self.slots)
-                while next_i < n and pending.count() < IN_FLIGHT_PER_SLOT * slots:
-                    pending.add(
-                        submit(batch_size(stats.overhead_s, stats.item_s, n - next_i, slots))
-                    )
+            with self._failures("running the tasks"):
+                # First one item per worker thread: it measures an item's time on the workers.
+                first = [submit(1) for _ in range(min(stats.slots, n))]
+                pending = as_completed(first, loop=self.client.loop)
+                for fut in pending:
+                    start, size = spans.pop(fut.key)
+                    with self._failures(f"the task of items {start}..{start + size - 1}"):
+                        results, work = fut.result()
+                    out[start : start + size] = results
+                    stats.items += size
+                    stats.work_s += work
+                    if on_batch:
+                        on_batch(results)
+                    slots = max(1, self.slots)
+                    while next_i < n and pending.count() < IN_FLIGHT_PER_SLOT * slots:
+                        size = batch_size(stats.overhead_s, stats.item_s, n - next_i, slots)
+                        pending.add(submit(size))
         except BaseException:
-            self.client.cancel([f for f in pending.futures if not f.done()])
+            if pending is not None:
+                with contextlib.suppress(Exception):
+                    self.client.cancel([f for f in pending.futures if not f.done()])
             raise
         stats.wall_s = time.perf_counter() - t0
         return out, stats
 
-    def _result(self, fut: Future, spans: dict[Any, tuple[int, int]]) -> tuple[list[Any], float]:
-        """A finished task's (results, work seconds), its cluster failures as ClusterError."""
+    @contextmanager
+    def _failures(self, doing: str) -> Iterator[None]:
+        """The cluster's failures while `doing` as ClusterError (exit 4), one message each."""
         import distributed
 
-        start, size = spans[fut.key]
-        what = f"items {start}..{start + size - 1}"
+        where = f"Dask cluster {self.spec}"
         try:
-            results, work = fut.result()
+            yield
+        except ClusterError:
+            raise
         except distributed.KilledWorker as exc:
             raise ClusterError(
-                f"Dask cluster {self.spec}: the task of {what} was running on {exc.last_worker} "
-                "and every other worker that tried it when they died (out of memory?); the "
-                "scheduler gave up (its distributed.scheduler.allowed-failures)"
+                f"{where}: {doing}: its worker died, and so did every other worker that tried it "
+                "(out of memory?); the scheduler gave up (distributed.scheduler.allowed-failures)"
             ) from exc
         except distributed.CancelledError as exc:
             raise ClusterError(
-                f"Dask cluster {self.spec}: the task of {what} was cancelled (the scheduler "
-                "restarted or lost this client)"
+                f"{where}: {doing}: cancelled (the scheduler is gone, restarted, or lost this "
+                "client)"
             ) from exc
-        except (OSError, distributed.TimeoutError) as exc:
-            raise ClusterError(
-                f"Dask cluster {self.spec}: lost the connection to the scheduler: {exc}"
-            ) from exc
-        return list(results), float(work)
+        except (OSError, distributed.TimeoutError) as exc:  # Dask's CommClosedError included
+            raise ClusterError(f"{where}: lost the scheduler while {doing}: {exc}") from exc
 
     def close(self) -> None:
         try:
@@ -353,9 +359,34 @@ def connect(spec: ClusterSpec | str, *, timeout_s: float | None = None) -> Itera
     cluster = Cluster(client, spec, local)
     try:
         _check_workers(cluster, timeout)
-        yield cluster
+        with _quiet_dask_logs():
+            yield cluster
     finally:
-        cluster.close()
+        with _quiet_dask_logs():
+            cluster.close()
+
+
+@contextmanager
+def _quiet_dask_logs() -> Iterator[None]:
+    """Dask's own log lines off in this process (its client logs a lost scheduler with
+    tracebacks): what fails is raised as a ClusterError with one message. ROLLWAVE_DEBUG=1
+    keeps them."""
+    if os.environ.get("ROLLWAVE_DEBUG"):
+        yield
+        return
+    loggers = [logging.getLogger("distributed")] + [
+        logging.getLogger(name)
+        for name in list(logging.Logger.manager.loggerDict)
+        if name.startswith("distributed.")
+    ]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
 
 
 @contextmanager
