@@ -461,3 +461,27 @@ def test_a_scheduler_without_workers_is_a_cluster_error() -> None:
         pass
     assert e.value.exit_code == ExitCode.CLOUD
     assert no_children_left(before) == []
+
+
+@pytest.mark.slow
+def test_workers_with_another_rollwave_are_refused_before_any_work(tmp_path: Path) -> None:
+    """A worker whose rollwave says another version (set by a Dask preload script at its start,
+    as another install would) stops the command before any task, naming it."""
+    other = tmp_path / "other_version.py"
+    other.write_text("import planner\nplanner.__version__ = '0.0.0+other'\n")
+    d = distributed.require_dask()
+    before = children()
+    with (
+        d.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            preload=[str(other)],
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+        ) as lc,
+        pytest.raises(ClusterError, match=r"runs another rollwave") as e,
+        connect(lc.scheduler_address, timeout_s=30),
+    ):
+        pass
+    assert "has 0.0.0+other" in str(e.value) and "the scheduler has" not in str(e.value)
+    assert no_children_left(before) == []
