@@ -34,6 +34,7 @@ TARGET = 1.10  # Dask's wall time at most 10% above local processes'
 @dataclass
 class Sample:
     wall_s: float
+    cpu_s: float  # every process of the run: this one, the pool's or the cluster's workers
     load: float  # 1-minute load average when it ended
     stats: BatchStats | None = None
 
@@ -44,15 +45,23 @@ def children_cpu() -> float:
 
 
 def local_runs(prep: Prepared, runs: int, workers: int) -> tuple[Sample, list[RunSummary]]:
-    t0 = time.perf_counter()
+    c0, k0, t0 = time.process_time(), children_cpu(), time.perf_counter()
     results = run_many(prep, runs, 0, jobs=workers)
-    return Sample(time.perf_counter() - t0, os.getloadavg()[0]), results
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0 + children_cpu() - k0  # the pool's processes are reaped
+    return Sample(wall, cpu, os.getloadavg()[0]), results
+
+
+def workers_cpu(c: Cluster) -> float:
+    return float(sum(c.client.run(time.process_time).values()))
 
 
 def dask_runs(c: Cluster, prep: Prepared, runs: int) -> tuple[Sample, list[RunSummary]]:
-    t0 = time.perf_counter()
+    c0, w0, t0 = time.process_time(), workers_cpu(c), time.perf_counter()
     results, stats = distributed.run_many(c, prep, runs, 0)
-    return Sample(time.perf_counter() - t0, os.getloadavg()[0], stats), results
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0 + workers_cpu(c) - w0  # scheduler and client: this process
+    return Sample(wall, cpu, os.getloadavg()[0], stats), results
 
 
 def projection(runs: int, t: float, o: float, fixed: float, w: int) -> tuple[int, int, float]:
@@ -99,7 +108,10 @@ def main() -> None:
                 else:
                     s, res_d = dask_runs(c, prep, runs)
                     remote.append(s)
-                print(f"  {kind:<5} {s.wall_s:7.2f} s  (load {s.load:.2f})", flush=True)
+                print(
+                    f"  {kind:<5} {s.wall_s:7.2f} s wall, {s.cpu_s:7.2f} s CPU (load {s.load:.2f})",
+                    flush=True,
+                )
             assert res_d == res_l, "the cluster's runs differ from the local ones"
         t2 = time.perf_counter()
     stop_s = time.perf_counter() - t2
@@ -107,11 +119,14 @@ def main() -> None:
     t3 = time.perf_counter()
     with connect(f"local:{w}") as c2:
         dask_runs(c2, prep, runs)
-    e2e = Sample(time.perf_counter() - t3, os.getloadavg()[0])
+    e2e = Sample(time.perf_counter() - t3, 0.0, os.getloadavg()[0])
     print(f"  dask, with the cluster's start and stop: {e2e.wall_s:.2f} s (load {e2e.load:.2f})")
 
     lw = statistics.median(s.wall_s for s in local)
     dw = statistics.median(s.wall_s for s in remote)
+    lc = statistics.median(s.cpu_s for s in local)
+    dc = statistics.median(s.cpu_s for s in remote)
+    pairs = [d.wall_s / x.wall_s for x, d in zip(local, remote, strict=True)]
     st = [s.stats for s in remote if s.stats is not None]
     t = statistics.median(s.item_s for s in st)
     o = statistics.median(s.overhead_s for s in st)
@@ -127,6 +142,16 @@ def main() -> None:
             f"{runs:,} runs on a local Dask cluster of {w} workers",
             f"{dw:.2f} s wall (median of {len(remote)}); {dw / lw:.3f} x local",
             f"<= {TARGET:.2f} x local",
+        ),
+        (
+            "  wall ratio of each interleaved pair",
+            ", ".join(f"{r:.3f}" for r in pairs) + f" (median {statistics.median(pairs):.3f})",
+            "",
+        ),
+        (
+            "  CPU time of all processes (less disturbed by the load)",
+            f"local {lc:.1f} s, Dask {dc:.1f} s: {dc / lc:.3f} x local (medians)",
+            "",
         ),
         (
             "  the same with the cluster's start and stop",
