@@ -55,12 +55,15 @@ OVERHEAD_PROBES = 5  # empty tasks timed to measure the per-task overhead (their
 # Dask's housekeeping, slower, in this process and a local cluster's workers (their nannies pass
 # the config on): its event-loop health check every 20 ms, system monitor every 500 ms, memory
 # monitor every 100 ms and statistical profiler every 10 ms took about 7% of a core idle, 1.4%
-# so. Workers started with `dask worker` keep their own config.
+# so. And glibc's default trimming: Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 for its
+# workers (to hand big arrays back to the OS), which made a simulated run about 7% slower. Workers
+# started with `dask worker` keep their own config.
 LEAN = {
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "5s",
     "distributed.worker.memory.monitor-interval": "1s",
     "distributed.worker.profile.enabled": False,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
 }
 
 ItemT = TypeVar("ItemT")  # an item of work (a seed, a combination's index)
