@@ -24,6 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
+from planner.app.execute import SimEstimator, SolverReplanner
 from planner.executor.cloud import DryRunCloud
 from planner.executor.hooks import DryRunHooks, Notifier
 from planner.executor.journal import Journal, RunState, read_records
@@ -63,10 +64,12 @@ def dry_bench(hosts: int) -> dict[str, Any]:
         plan,
         "b" * 64,
         cloud,
-        opts=ExecOptions(upgrade_command="true", model=DEFAULT),
+        opts=ExecOptions(upgrade_command="true"),
         reporter=Reporter(Console(file=open(os.devnull, "w")), quiet=True),  # noqa: SIM115
         hooks=DryRunHooks(cloud.run_hook),
         notify=Notifier(None, None, lambda s: None),
+        replanner=SolverReplanner(),
+        estimator=SimEstimator(DEFAULT),
         journal_path=None,
     )
     t0, c0 = time.perf_counter(), time.process_time()
@@ -124,6 +127,7 @@ def sandbox_bench(root: Path) -> dict[str, Any]:
             reporter=Reporter(Console(file=open(os.devnull, "w")), quiet=True),  # noqa: SIM115
             hooks=Hooks(root / "logs"),
             notify=Notifier(None, None, lambda s: None),
+            replanner=SolverReplanner(),
             journal_path=root / "run.journal.jsonl",
         )
         t0 = time.perf_counter()

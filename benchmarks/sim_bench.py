@@ -6,6 +6,13 @@ the Python loop, then static shares, the fast approximation), and N Monte Carlo 
 ~10,000-migration plan (default model), against the issue's targets, in wall and CPU time. Plans
 come from the greedy planner on generated clouds (cached under $TMPDIR/rollwave-bench, since
 planning is not what is measured).
+
+`--callgrind` makes only one run of the big plan in the engine's loop (its caches filled by a run
+in the Python loop first), for counting its machine instructions, which the machine's load does
+not change (docs/architecture.md):
+
+    valgrind --tool=callgrind --toggle-collect='CPyDef_*run_loop' \
+        .venv/bin/python -m benchmarks.sim_bench --callgrind
 """
 
 from __future__ import annotations
@@ -72,13 +79,32 @@ def children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def one_run() -> None:
+    """One run of the big plan in the engine's loop, the per-share cache filled beforehand by a
+    run in the Python loop (outside the compiled run_loop that callgrind is told to count)."""
+    inv, plan = cloud_and_plan(3200, 31.0)
+    prep = prepare(inv, plan, DEFAULT, check=False)
+    python_loop.run_loop(prep, 1, False, None)
+    res = simulate(prep, 1, record=False)
+    print(
+        f"one run: {len(prep.m_vm):,} migrations, {res.events:,} events, makespan "
+        f"{res.makespan_s:.3f} s; loop: {engine.IMPLEMENTATION}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller plans, 100 runs")
     ap.add_argument("--runs", type=int, default=None, help="Monte Carlo runs (default 1000)")
     ap.add_argument("--jobs", type=int, default=None, help="processes (default: CPUs)")
     ap.add_argument("--repeat", type=int, default=3, help="repeats of the single run (median)")
+    ap.add_argument(
+        "--callgrind", action="store_true", help="only one run of the big plan (see the docstring)"
+    )
     args = ap.parse_args()
+    if args.callgrind:
+        one_run()
+        return
     big = (700, 10.0) if args.quick else (3200, 31.0)
     mc = (200, 10.0) if args.quick else (700, 10.0)
     runs = args.runs or (100 if args.quick else 1000)

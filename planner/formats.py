@@ -7,21 +7,30 @@ in it (e.g. `hosts[3].capacity.VCPU`) as one `InputError`; outputs are written a
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import gc
-import hashlib
 import json
 import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from importlib import resources
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import yaml
-
+from planner.documents import (
+    FORMAT_VERSION,
+    KINDS,
+    MAJOR,
+    check_header,
+    dumps,
+    gc_paused,
+    parse_bytes,
+    read_bytes,
+    read_document,
+    sha256_bytes,
+    sha256_file,
+    write_bytes_atomic,
+    write_json,
+    write_text_atomic,
+)
 from planner.errors import InputError, Problem
 from planner.inventory import (
     GROUP_POLICIES,
@@ -33,16 +42,67 @@ from planner.inventory import (
     Inventory,
     ServerGroup,
 )
-from planner.plan import METHODS, Migration, Plan, Stop, Wave
-from planner.policy import SCOPES, Headroom, Policy, selector_problem
+from planner.plan import (
+    METHODS,
+    MIGRATION_REMEDIES,
+    OUTCOMES,
+    STOP_REMEDIES,
+    Migration,
+    Plan,
+    Predicted,
+    Schedule,
+    ScheduledWindow,
+    Stop,
+    Wave,
+)
+from planner.policy import (
+    DEFAULT_NON_CONVERGING,
+    EXECUTIONS,
+    MAX_MIGRATIONS_PER_WAVE,
+    REMEDIES,
+    SCOPES,
+    Headroom,
+    Policy,
+    Remedy,
+    selector_problem,
+)
+from planner.reader import MISSING, Reader
+from planner.reader import at as _at
+from planner.reader import type_name as _tn
+from planner.windows import read_windows
 
-FORMAT_VERSION = "1.0"
-MAJOR = 1
-KINDS = ("inventory", "policy", "plan")
-_RC_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+__all__ = [
+    "FORMAT_VERSION",
+    "KINDS",
+    "MAJOR",
+    "Reader",
+    "check_header",
+    "dumps",
+    "inventory_from_dict",
+    "inventory_to_dict",
+    "load_inventory",
+    "load_plan",
+    "load_policy",
+    "parse_bytes",
+    "plan_from_dict",
+    "plan_to_dict",
+    "policy_from_dict",
+    "policy_to_dict",
+    "read_bytes",
+    "read_document",
+    "save_inventory",
+    "save_plan",
+    "save_policy",
+    "schema",
+    "schema_text",
+    "sha256_bytes",
+    "sha256_file",
+    "validate_inventory",
+    "write_bytes_atomic",
+    "write_json",
+    "write_text_atomic",
+]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_MISSING = object()
-T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,367 +121,11 @@ def schema(kind: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading raw documents
-# ---------------------------------------------------------------------------------------------
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _read_bytes(path: str | os.PathLike[str]) -> bytes:
-    name = os.fspath(path)
-    try:
-        with open(name, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise InputError(name, "no such file") from None
-    except IsADirectoryError:
-        raise InputError(name, "is a directory, not a file") from None
-    except PermissionError:
-        raise InputError(name, "permission denied") from None
-    except OSError as exc:
-        raise InputError(name, f"cannot read: {exc.strerror or exc}") from None
-
-
-def read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """A file's bytes; a missing or unreadable file is an InputError naming it (exit 2)."""
-    return _read_bytes(path)
-
-
-def parse_bytes(data: bytes, file: str) -> Any:
-    """JSON or YAML by extension; unknown extensions try JSON first, then YAML."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(file, f"not UTF-8 text (byte {exc.start})") from None
-    suffix = Path(file).suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        return _parse_yaml(text, file)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        if suffix == ".json":
-            raise InputError(
-                file, Problem(f"line {exc.lineno} column {exc.colno}", f"invalid JSON: {exc.msg}")
-            ) from None
-    return _parse_yaml(text, file)
-
-
-def _parse_yaml(text: str, file: str) -> Any:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        return yaml.load(text, Loader=loader)  # a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        what = getattr(exc, "problem", None) or str(exc)
-        raise InputError(file, Problem(where, f"invalid YAML: {what}")) from None
-
-
-def read_document(path: str | os.PathLike[str], kind: str) -> tuple[dict[str, Any], str]:
-    """Parse a file of the given kind; returns its data and the sha256 of its bytes."""
-    file = os.fspath(path)
-    raw = _read_bytes(file)
-    data = parse_bytes(raw, file)
-    check_header(data, kind, file)
-    return data, sha256_bytes(raw)
-
-
-def check_header(data: Any, kind: str, file: str) -> None:
-    if not isinstance(data, dict):
-        raise InputError(file, f"must be a JSON/YAML object with kind '{kind}', got {_tn(data)}")
-    problems: list[Problem] = []
-    got_kind = data.get("kind", _MISSING)
-    if got_kind is _MISSING:
-        problems.append(Problem("kind", f"missing (expected '{kind}')"))
-    elif got_kind != kind:
-        hint = " (are the arguments in the right order?)" if got_kind in KINDS else ""
-        problems.append(Problem("kind", f"is {got_kind!r}, expected {kind!r}{hint}"))
-    version = data.get("format_version", _MISSING)
-    if version is _MISSING:
-        problems.append(Problem("format_version", f"missing (expected '{FORMAT_VERSION}')"))
-    elif _major(version) != MAJOR:
-        problems.append(
-            Problem(
-                "format_version",
-                f"unsupported version {version!r}; this rollwave reads {MAJOR}.x",
-            )
-        )
-    if problems:
-        raise InputError(file, problems)
-
-
-def _major(version: Any) -> int | None:
-    if isinstance(version, bool):
-        return None
-    if isinstance(version, int):
-        return version
-    if isinstance(version, float) and version.is_integer():
-        return int(version)
-    if isinstance(version, float):
-        return int(version)
-    if isinstance(version, str):
-        head = version.strip().split(".")[0]
-        return int(head) if head.isdigit() else None
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
-# A reader that collects every problem with its location
-# ---------------------------------------------------------------------------------------------
-def _tn(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _at(loc: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{loc}[{key}]"
-    return f"{loc}.{key}" if loc else key
-
-
-class _Reader:
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.problems: list[Problem] = []
-
-    def bad(self, loc: str, message: str) -> None:
-        self.problems.append(Problem(loc, message))
-
-    def done(self) -> None:
-        if self.problems:
-            raise InputError(self.file, self.problems)
-
-    def get(self, d: Mapping[str, Any], key: str, loc: str, required: bool) -> Any:
-        value = d.get(key, _MISSING)
-        if value is _MISSING and required:
-            self.bad(_at(loc, key), "missing")
-        return value
-
-    def obj(self, value: Any, loc: str) -> dict[str, Any] | None:
-        if isinstance(value, dict):
-            return value
-        self.bad(loc, f"must be an object, got {_tn(value)}")
-        return None
-
-    def items(self, d: Mapping[str, Any], key: str, loc: str, required: bool = True) -> list[Any]:
-        value = self.get(d, key, loc, required)
-        if value is _MISSING or (value is None and not required):
-            return []
-        if not isinstance(value, list):
-            self.bad(_at(loc, key), f"must be a list, got {_tn(value)}")
-            return []
-        return value
-
-    def str_(
-        self,
-        d: Mapping[str, Any],
-        key: str,
-        loc: str,
-        *,
-        required: bool = True,
-        nullable: bool = False,
-        default: str | None = None,
-        choices: tuple[str, ...] | None = None,
-        nonempty: bool = True,
-    ) -> Any:
-        value = self.get(d, key, loc, required)
-        if value is _MISSING:
-            return default
-        if value is None:
-            if nullable:
-                return None
-            self.bad(_at(loc, key), "must be a string, got null")
-            return default
-        if isinstance(value, (_dt.datetime, _dt.date)):  # YAML turns timestamps into datetimes
-            value = value.isoformat()
-        if not isinstance(value, str):
-            hint = ""
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                # YAML reads `version: 2025.1` as a number (and 2025.10 as 2025.1!).
-                hint = f' (write "{value}" in quotes if a label is meant)'
-            self.bad(_at(loc, key), f"must be a string, got {_tn(value)}{hint}")
-            return default
-        if nonempty and not value.strip():
-            self.bad(_at(loc, key), "must not be empty")
-            return default
-        if choices is not None and value not in choices:
-            self.bad(_at(loc, key), f"is {value!r}, expected one of: {', '.join(choices)}")
-            return default
-        return value
-
-    def int_(
-        self,
-        d: Mapping[str, Any],
-        key: str,
-        loc: str,
-        *,
-        required: bool = True,
-        default: int | None = None,
-        minimum: int | None = None,
-        nullable: bool = False,
-    ) -> Any:
-        value = self.get(d, key, loc, required)
-        if value is _MISSING or (value is None and nullable):
-            return default
-        return self.check_int(value, _at(loc, key), minimum, default)
-
-    def check_int(self, value: Any, loc: str, minimum: int | None, default: Any) -> Any:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.bad(loc, f"must be an integer, got {_tn(value)}")
-            return default
-        if minimum is not None and value < minimum:
-            what = {0: "must not be negative", 1: "must be positive"}.get(
-                minimum, f"must be at least {minimum}"
-            )
-            self.bad(loc, f"{what}, got {value}")
-            return default
-        return value
-
-    def num(
-        self,
-        d: Mapping[str, Any],
-        key: str,
-        loc: str,
-        *,
-        required: bool = True,
-        default: float | None = None,
-        minimum: float | None = None,
-        maximum: float | None = None,
-        exclusive_min: bool = False,
-        nullable: bool = False,
-    ) -> Any:
-        value = self.get(d, key, loc, required)
-        if value is _MISSING or (value is None and nullable):
-            return default
-        return self.check_num(value, _at(loc, key), minimum, maximum, exclusive_min, default)
-
-    def check_num(
-        self,
-        value: Any,
-        loc: str,
-        minimum: float | None,
-        maximum: float | None,
-        exclusive_min: bool,
-        default: Any,
-    ) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.bad(loc, f"must be a number, got {_tn(value)}")
-            return default
-        if value != value or value in (float("inf"), float("-inf")):
-            self.bad(loc, f"must be a finite number, got {value}")
-            return default
-        if minimum is not None and (value <= minimum if exclusive_min else value < minimum):
-            self.bad(loc, f"must be {'>' if exclusive_min else '>='} {minimum:g}, got {value:g}")
-            return default
-        if maximum is not None and value > maximum:
-            self.bad(loc, f"must be <= {maximum:g}, got {value:g}")
-            return default
-        return float(value)
-
-    def bool_(
-        self, d: Mapping[str, Any], key: str, loc: str, *, required: bool = True, default: bool
-    ) -> bool:
-        value = self.get(d, key, loc, required)
-        if value is _MISSING:
-            return default
-        if not isinstance(value, bool):
-            self.bad(_at(loc, key), f"must be true or false, got {_tn(value)}")
-            return default
-        return value
-
-    def str_list(
-        self, d: Mapping[str, Any], key: str, loc: str, *, required: bool = False
-    ) -> tuple[str, ...]:
-        out = []
-        for i, item in enumerate(self.items(d, key, loc, required)):
-            if isinstance(item, str) and item.strip():
-                out.append(item)
-            else:
-                self.bad(_at(_at(loc, key), i), f"must be a non-empty string, got {_tn(item)}")
-        return tuple(out)
-
-    def class_map(
-        self,
-        d: Mapping[str, Any],
-        key: str,
-        loc: str,
-        check: Callable[[Any, str], T | None],
-        *,
-        required: bool = False,
-    ) -> dict[str, T]:
-        value = self.get(d, key, loc, required)
-        if value is _MISSING or (value is None and not required):
-            return {}
-        here = _at(loc, key)
-        m = self.obj(value, here)
-        if m is None:
-            return {}
-        out: dict[str, T] = {}
-        for rc, n in m.items():
-            where = _at(here, str(rc))
-            if not isinstance(rc, str) or not _RC_NAME.match(rc):
-                self.bad(
-                    where,
-                    f"{rc!r} is not a Placement resource class name "
-                    "(upper case, e.g. VCPU, MEMORY_MB, DISK_GB, CUSTOM_X)",
-                )
-                continue
-            checked = check(n, where)
-            if checked is not None:
-                out[rc] = checked
-        return out
-
-
-# Public name for other readers of located files (e.g. the simulator's model file).
-Reader = _Reader
-
-
-# ---------------------------------------------------------------------------------------------
 # Inventory
 # ---------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a document is parsed and read.
-
-    Reading builds hundreds of thousands of small, acyclic objects; with the collector on, its
-    repeated full scans slow loading down (median 3.5 s against 2.5 s paused, 100,000 VMs).
-    Nothing cyclic is built, so nothing is left for it to collect afterwards.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def load_inventory(path: str | os.PathLike[str]) -> Inventory:
     file = os.fspath(path)
-    with _gc_paused():
+    with gc_paused():
         data, digest = read_document(file, "inventory")
         return inventory_from_dict(data, file, digest=digest)
 
@@ -429,7 +133,7 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
 def inventory_from_dict(
     data: Mapping[str, Any], file: str = "<inventory>", *, digest: str | None = None
 ) -> Inventory:
-    r = _Reader(file)
+    r = Reader(file)
     cloud = r.str_(data, "cloud", "", default="")
     taken_at = r.str_(data, "taken_at", "", default="")
     if taken_at:
@@ -466,7 +170,7 @@ def inventory_from_dict(
     return inv
 
 
-def _host(r: _Reader, x: Any, i: int) -> Host | None:
+def _host(r: Reader, x: Any, i: int) -> Host | None:
     loc = f"hosts[{i}]"
     d = r.obj(x, loc)
     if d is None:
@@ -506,7 +210,7 @@ def _host(r: _Reader, x: Any, i: int) -> Host | None:
     return host if len(r.problems) == n else None
 
 
-def _vm(r: _Reader, x: Any, i: int) -> VM | None:
+def _vm(r: Reader, x: Any, i: int) -> VM | None:
     loc = f"vms[{i}]"
     d = r.obj(x, loc)
     if d is None:
@@ -539,7 +243,7 @@ def _vm(r: _Reader, x: Any, i: int) -> VM | None:
     return vm if len(r.problems) == n else None
 
 
-def _group(r: _Reader, x: Any, i: int) -> ServerGroup | None:
+def _group(r: Reader, x: Any, i: int) -> ServerGroup | None:
     loc = f"server_groups[{i}]"
     d = r.obj(x, loc)
     if d is None:
@@ -556,7 +260,7 @@ def _group(r: _Reader, x: Any, i: int) -> ServerGroup | None:
     return g if len(r.problems) == n else None
 
 
-def _ha(r: _Reader, x: Any, i: int) -> HAGroup | None:
+def _ha(r: Reader, x: Any, i: int) -> HAGroup | None:
     loc = f"ha_groups[{i}]"
     d = r.obj(x, loc)
     if d is None:
@@ -708,7 +412,7 @@ def _vm_dict(v: VM) -> dict[str, Any]:
 def load_policy(path: str | os.PathLike[str]) -> Policy:
     file = os.fspath(path)
     data, _ = read_document(file, "policy")
-    r = _Reader(file)
+    r = Reader(file)
     policy = _policy(r, data, "")
     r.done()
     assert policy is not None
@@ -716,14 +420,14 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
 
 
 def policy_from_dict(data: Mapping[str, Any], file: str = "<policy>") -> Policy:
-    r = _Reader(file)
+    r = Reader(file)
     policy = _policy(r, data, "")
     r.done()
     assert policy is not None
     return policy
 
 
-def _policy(r: _Reader, d: Mapping[str, Any], loc: str) -> Policy | None:
+def _policy(r: Reader, d: Mapping[str, Any], loc: str) -> Policy | None:
     n = len(r.problems)
     head_raw = d.get("headroom", {})
     head = Headroom()
@@ -760,11 +464,68 @@ def _policy(r: _Reader, d: Mapping[str, Any], loc: str) -> Policy | None:
         allow_stop=r.bool_(d, "allow_stop", loc, required=False, default=False),
         first=_selectors(r, d, "first", loc),
         last=_selectors(r, d, "last", loc),
+        max_migrations_per_wave=r.int_(
+            d,
+            "max_migrations_per_wave",
+            loc,
+            required=False,
+            minimum=1,
+            maximum=MAX_MIGRATIONS_PER_WAVE,
+            nullable=True,
+            beyond=" (leave it out, or null, for no cap)",
+        ),
+        non_converging=_remedies(r, d, loc),
+        max_migration_s=r.num(
+            d,
+            "max_migration_s",
+            loc,
+            required=False,
+            minimum=0.0,
+            exclusive_min=True,
+            nullable=True,
+        ),
+        max_downtime_s=r.num(d, "max_downtime_s", loc, required=False, minimum=0.0, nullable=True),
+        execution=r.str_(
+            d, "execution", loc, required=False, default="pipelined", choices=EXECUTIONS
+        ),
+        windows=read_windows(r, d, "windows", loc),
     )
     return p if len(r.problems) == n else None
 
 
-def _selectors(r: _Reader, d: Mapping[str, Any], key: str, loc: str) -> tuple[str, ...]:
+def _remedies(r: Reader, d: Mapping[str, Any], loc: str) -> tuple[Remedy, ...]:
+    """`non_converging`: a remedy or a list of them; `refuse` only last; `stop` needs
+    allow_stop."""
+    raw = d.get("non_converging")
+    here = _at(loc, "non_converging")
+    if raw is None:
+        return DEFAULT_NON_CONVERGING
+    items = [(here, raw)] if isinstance(raw, str) else None
+    if isinstance(raw, list):
+        if not raw:
+            r.bad(here, "names no remedy (leave it out for the default, force-complete)")
+        items = [(_at(here, i), x) for i, x in enumerate(raw)]
+    if items is None:
+        r.bad(here, f"must be a remedy or a list of remedies, got {_tn(raw)}")
+        return DEFAULT_NON_CONVERGING
+    out: list[Remedy] = []
+    n = len(r.problems)
+    for i, (where, x) in enumerate(items):
+        if not isinstance(x, str) or x not in REMEDIES:
+            got = repr(x) if isinstance(x, str) else _tn(x)
+            r.bad(where, f"is {got}, expected one of: {', '.join(REMEDIES)}")
+        elif x in out:
+            r.bad(where, f"{x!r} is listed twice")
+        elif x == "refuse" and i != len(items) - 1:
+            r.bad(where, "'refuse' must come last (the remedies after it are never reached)")
+        elif x == "stop" and d.get("allow_stop") is not True:
+            r.bad(where, "'stop' needs allow_stop: true (VMs are stopped in place)")
+        else:
+            out.append(x)
+    return tuple(out) if len(r.problems) == n else DEFAULT_NON_CONVERGING
+
+
+def _selectors(r: Reader, d: Mapping[str, Any], key: str, loc: str) -> tuple[str, ...]:
     out = r.str_list(d, key, loc)
     for i, sel in enumerate(out):
         why = selector_problem(sel)
@@ -796,6 +557,19 @@ def policy_to_dict(p: Policy, *, standalone: bool = True) -> dict[str, Any]:
         d["first"] = list(p.first)
     if p.last:
         d["last"] = list(p.last)
+    if p.max_migrations_per_wave is not None:
+        d["max_migrations_per_wave"] = p.max_migrations_per_wave
+    # Written only when set (or not the default), so that files written before stay as they were.
+    if p.non_converging != DEFAULT_NON_CONVERGING:
+        d["non_converging"] = list(p.non_converging)
+    if p.max_migration_s is not None:
+        d["max_migration_s"] = p.max_migration_s
+    if p.max_downtime_s is not None:
+        d["max_downtime_s"] = p.max_downtime_s
+    if p.execution != "pipelined":
+        d["execution"] = p.execution
+    if p.windows:
+        d["windows"] = [w.to_dict() for w in p.windows]
     return d
 
 
@@ -804,13 +578,13 @@ def policy_to_dict(p: Policy, *, standalone: bool = True) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 def load_plan(path: str | os.PathLike[str]) -> Plan:
     file = os.fspath(path)
-    with _gc_paused():
+    with gc_paused():
         data, _ = read_document(file, "plan")
         return plan_from_dict(data, file)
 
 
 def plan_from_dict(data: Mapping[str, Any], file: str = "<plan>") -> Plan:
-    r = _Reader(file)
+    r = Reader(file)
     # Empty when the plan was made from an inventory that never was a file (library use):
     # readable, so that every plan written can be read back, and then fails the digest rule.
     digest = r.str_(data, "inventory_sha256", "", default="", nonempty=False)
@@ -818,7 +592,7 @@ def plan_from_dict(data: Mapping[str, Any], file: str = "<plan>") -> Plan:
         r.bad("inventory_sha256", "must be 64 lower-case hex digits (a sha256)")
     policy_raw = r.get(data, "policy", "", True)
     policy = None
-    if policy_raw is not _MISSING:
+    if policy_raw is not MISSING:
         pd = r.obj(policy_raw, "policy")
         if pd is not None:
             policy = _policy(r, pd, "policy")
@@ -832,6 +606,7 @@ def plan_from_dict(data: Mapping[str, Any], file: str = "<plan>") -> Plan:
         r.bad("generator", f"must be an object, got {_tn(generator)}")
         generator = {}
     created_at = r.str_(data, "created_at", "", required=False, nullable=True)
+    schedule = _schedule(r, data.get("schedule"), "schedule")
     r.done()
     assert policy is not None
     return Plan(
@@ -841,10 +616,11 @@ def plan_from_dict(data: Mapping[str, Any], file: str = "<plan>") -> Plan:
         summary=summary,
         generator=generator,
         created_at=created_at,
+        schedule=schedule,
     )
 
 
-def _wave(r: _Reader, x: Any, i: int) -> Wave | None:
+def _wave(r: Reader, x: Any, i: int) -> Wave | None:
     loc = f"waves[{i}]"
     d = r.obj(x, loc)
     if d is None:
@@ -856,14 +632,34 @@ def _wave(r: _Reader, x: Any, i: int) -> Wave | None:
         md = r.obj(m, mloc)
         if md is None:
             continue
-        migrations.append(
-            Migration(
-                vm=r.str_(md, "vm", mloc, default=""),
-                src=r.str_(md, "from", mloc, default=""),
-                dst=r.str_(md, "to", mloc, default=""),
-                method=r.str_(md, "method", mloc, required=False, default="live", choices=METHODS),
-            )
+        m = Migration(
+            vm=r.str_(md, "vm", mloc, default=""),
+            src=r.str_(md, "from", mloc, default=""),
+            dst=r.str_(md, "to", mloc, default=""),
+            method=r.str_(md, "method", mloc, required=False, default="live", choices=METHODS),
         )
+        # The optional fields of remedies and predictions (absent from most migrations).
+        if "force_complete_after_s" in md or "remedy" in md or "predicted" in md:
+            m = Migration(
+                m.vm,
+                m.src,
+                m.dst,
+                m.method,
+                force_complete_after_s=r.num(
+                    md,
+                    "force_complete_after_s",
+                    mloc,
+                    required=False,
+                    minimum=0.0,
+                    exclusive_min=True,
+                    nullable=True,
+                ),
+                remedy=r.str_(
+                    md, "remedy", mloc, required=False, nullable=True, choices=MIGRATION_REMEDIES
+                ),
+                predicted=_predicted(r, md, mloc, migration=True),
+            )
+        migrations.append(m)
     stops = []
     for j, s in enumerate(r.items(d, "stops", loc, required=False)):
         sloc = f"{loc}.stops[{j}]"
@@ -871,15 +667,96 @@ def _wave(r: _Reader, x: Any, i: int) -> Wave | None:
         if sd is None:
             continue
         stops.append(
-            Stop(vm=r.str_(sd, "vm", sloc, default=""), host=r.str_(sd, "host", sloc, default=""))
+            Stop(
+                vm=r.str_(sd, "vm", sloc, default=""),
+                host=r.str_(sd, "host", sloc, default=""),
+                remedy=r.str_(
+                    sd, "remedy", sloc, required=False, nullable=True, choices=STOP_REMEDIES
+                ),
+                predicted=_predicted(r, sd, sloc, migration=False),
+            )
         )
     w = Wave(
         index=r.int_(d, "index", loc, default=i + 1, minimum=0),
         hosts=r.str_list(d, "hosts", loc, required=True),
         migrations=tuple(migrations),
         stops=tuple(stops),
+        predicted_s=r.num(d, "predicted_s", loc, required=False, minimum=0.0, nullable=True),
     )
     return w if len(r.problems) == n else None
+
+
+def _predicted(r: Reader, d: Mapping[str, Any], loc: str, *, migration: bool) -> Predicted | None:
+    """`predicted`: {duration_s, downtime_s, bytes, outcome} of a migration (all four), or
+    {downtime_s} of a stop."""
+    raw = d.get("predicted")
+    if raw is None:
+        return None
+    here = _at(loc, "predicted")
+    pd = r.obj(raw, here)
+    if pd is None:
+        return None
+    n = len(r.problems)
+    p = Predicted(
+        downtime_s=r.num(pd, "downtime_s", here, minimum=0.0, default=0.0),
+        duration_s=r.num(pd, "duration_s", here, required=migration, minimum=0.0, nullable=True),
+        bytes=r.num(pd, "bytes", here, required=migration, minimum=0.0, nullable=True),
+        outcome=r.str_(pd, "outcome", here, required=migration, nullable=True, choices=OUTCOMES),
+    )
+    return p if len(r.problems) == n else None
+
+
+def _timestamp(r: Reader, d: Mapping[str, Any], key: str, loc: str, *, required: bool) -> Any:
+    """An ISO 8601 timestamp with a UTC offset (`2026-12-14T22:00:00+01:00`), as an aware
+    datetime; YAML's own timestamps are taken as they are if they carry an offset."""
+    value = r.get(d, key, loc, required)
+    if value is MISSING or (value is None and not required):
+        return None
+    where = _at(loc, key)
+    if isinstance(value, str):
+        try:
+            value = _dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            r.bad(where, f"is not an ISO 8601 timestamp: {value!r}")
+            return None
+    if not isinstance(value, _dt.datetime):
+        r.bad(where, f"must be an ISO 8601 timestamp (a string), got {_tn(value)}")
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        r.bad(where, f"needs a UTC offset (e.g. {value.isoformat()}+01:00 or Z)")
+        return None
+    return value
+
+
+def _schedule(r: Reader, raw: Any, loc: str) -> Schedule | None:
+    """`schedule`: {start, windows: [{index, start, end, hosts}], last_done}; the checker judges
+    what it means (every host in one window, windows that apply to it)."""
+    if raw is None:
+        return None
+    d = r.obj(raw, loc)
+    if d is None:
+        return None
+    n = len(r.problems)
+    start = _timestamp(r, d, "start", loc, required=True)
+    windows = []
+    for i, x in enumerate(r.items(d, "windows", loc)):
+        wloc = f"{loc}.windows[{i}]"
+        wd = r.obj(x, wloc)
+        if wd is None:
+            continue
+        m = len(r.problems)
+        w = ScheduledWindow(
+            index=r.int_(wd, "index", wloc, default=i + 1, minimum=1),
+            start=_timestamp(r, wd, "start", wloc, required=True),
+            end=_timestamp(r, wd, "end", wloc, required=True),
+            hosts=r.str_list(wd, "hosts", wloc, required=True),
+        )
+        if len(r.problems) == m:
+            windows.append(w)
+    last_done = _timestamp(r, d, "last_done", loc, required=False)
+    if len(r.problems) != n:
+        return None
+    return Schedule(start=start, windows=tuple(windows), last_done=last_done)
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
@@ -891,105 +768,74 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "generator": dict(plan.generator),
         "policy": policy_to_dict(plan.policy, standalone=False),
         "summary": dict(plan.summary),
-        "waves": [
-            {
-                "index": w.index,
-                "hosts": list(w.hosts),
-                "migrations": [
-                    {"vm": m.vm, "from": m.src, "to": m.dst, "method": m.method}
-                    for m in w.migrations
-                ],
-                "stops": [{"vm": s.vm, "host": s.host} for s in w.stops],
-            }
-            for w in plan.waves
-        ],
+        "waves": [_wave_dict(w) for w in plan.waves],
     }
+    if plan.schedule is not None:
+        d["schedule"] = _schedule_dict(plan.schedule)
     return d
 
 
-# ---------------------------------------------------------------------------------------------
-# Writing: readable, compact enough for 100,000 VMs, and atomic
-# ---------------------------------------------------------------------------------------------
-def dumps(data: Any, expand_depth: int = 2) -> str:
-    """JSON with containers expanded down to `expand_depth`, everything deeper on one line: one
-    host, VM or migration per line keeps big files small, greppable and diffable."""
-    parts: list[str] = []
-    _dump(data, 0, expand_depth, parts)
-    parts.append("\n")
-    return "".join(parts)
+# The optional fields are written only when set: plans without them stay byte for byte as before.
+def _wave_dict(w: Wave) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "index": w.index,
+        "hosts": list(w.hosts),
+        "migrations": [_migration_dict(m) for m in w.migrations],
+        "stops": [_stop_dict(s) for s in w.stops],
+    }
+    if w.predicted_s is not None:
+        d["predicted_s"] = w.predicted_s
+    return d
 
 
-def _dump(x: Any, depth: int, expand: int, out: list[str]) -> None:
-    if depth >= expand or not isinstance(x, (dict, list)) or not x:
-        out.append(json.dumps(x, ensure_ascii=False, separators=(", ", ": ")))
-        return
-    pad = "  " * (depth + 1)
-    if isinstance(x, dict):
-        out.append("{")
-        for i, (k, v) in enumerate(x.items()):
-            out.append(("," if i else "") + "\n" + pad + json.dumps(str(k)) + ": ")
-            _dump(v, depth + 1, expand, out)
-        out.append("\n" + "  " * depth + "}")
-    else:
-        out.append("[")
-        for i, v in enumerate(x):
-            out.append(("," if i else "") + "\n" + pad)
-            _dump(v, depth + 1, expand, out)
-        out.append("\n" + "  " * depth + "]")
+def _migration_dict(m: Migration) -> dict[str, Any]:
+    d: dict[str, Any] = {"vm": m.vm, "from": m.src, "to": m.dst, "method": m.method}
+    if m.force_complete_after_s is not None:
+        d["force_complete_after_s"] = m.force_complete_after_s
+    if m.remedy is not None:
+        d["remedy"] = m.remedy
+    if m.predicted is not None:
+        d["predicted"] = _predicted_dict(m.predicted)
+    return d
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write via a temporary file in the same directory and rename: never a half-written file,
-    and an existing file is either replaced whole or left as it was.
-
-    The file gets the permissions a plain `open(path, "w")` would give it (an existing file's
-    mode, else 0666 less the umask), not mkstemp's private 0600. Failures to write are
-    `InputError`s naming the file (exit 2), not tracebacks.
-    """
-    write_bytes_atomic(path, text.encode("utf-8"))
+def _stop_dict(s: Stop) -> dict[str, Any]:
+    d: dict[str, Any] = {"vm": s.vm, "host": s.host}
+    if s.remedy is not None:
+        d["remedy"] = s.remedy
+    if s.predicted is not None:
+        d["predicted"] = _predicted_dict(s.predicted)
+    return d
 
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """`write_text_atomic` for binary outputs (e.g. a report's PNG plots)."""
-    target = Path(path)
-    name = os.fspath(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(name, f"cannot write: directory {str(parent)!r} does not exist")
-    if target.is_dir():
-        raise InputError(name, "cannot write: is a directory")
-    try:
-        mode = target.stat().st_mode & 0o7777
-    except OSError:
-        mode = 0o666 & ~_umask()
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise InputError(name, f"cannot write: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise InputError(name, f"cannot write: {exc.strerror or exc}") from None
-        raise
+def _predicted_dict(p: Predicted) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    if p.duration_s is not None:
+        d["duration_s"] = p.duration_s
+    d["downtime_s"] = p.downtime_s
+    if p.bytes is not None:
+        d["bytes"] = p.bytes
+    if p.outcome is not None:
+        d["outcome"] = p.outcome
+    return d
 
 
-def _umask() -> int:
-    # The only portable way to read the umask is to set it; done once per write, harmless.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: str | os.PathLike[str], data: Any, expand_depth: int = 2) -> None:
-    write_text_atomic(path, dumps(data, expand_depth))
+def _schedule_dict(s: Schedule) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "start": s.start.isoformat(),
+        "windows": [
+            {
+                "index": w.index,
+                "start": w.start.isoformat(),
+                "end": w.end.isoformat(),
+                "hosts": list(w.hosts),
+            }
+            for w in s.windows
+        ],
+    }
+    if s.last_done is not None:
+        d["last_done"] = s.last_done.isoformat()
+    return d
 
 
 def save_inventory(inv: Inventory, path: str | os.PathLike[str]) -> str:

@@ -41,7 +41,8 @@ from pathlib import Path
 from types import ModuleType
 
 from sim import loop as _py_loop
-from sim.loop import _sub_seed, lower_bound, plan_lower_bound
+from sim.draws import sub_seed
+from sim.lowerbound import lower_bound, plan_lower_bound
 from sim.prepare import OUTCOME_NAMES, Prepared, prepare
 from sim.results import Breach, Failure, SimResult
 
@@ -63,10 +64,21 @@ RunLoop = Callable[[Prepared, int, bool, "tuple[float, float] | None"], SimResul
 _NOT_BUILT = "python (no compiled loop: rollwave was installed without it)"
 
 
+# The loop's modules, compiled together at install (setup.py's LOOP_MODULES, in its order).
+LOOP_MODULES = ("loop_state", "loop")
+
+
+def loop_source() -> bytes:
+    """The loop's modules' text as it is now, whose digest the compiled copies carry."""
+    here = Path(_py_loop.__file__).parent
+    return b"".join((here / f"{m}.py").read_bytes() for m in LOOP_MODULES)
+
+
 def choose_loop(compiled: ModuleType | None, source: bytes, env: str = "") -> tuple[RunLoop, str]:
     """The loop to run, and what it is: the compiled one (`sim._loop_c`, built by mypyc from
-    sim/loop.py at install, see setup.py) only while it was built from `source`, the text of
-    sim/loop.py now; else the Python one. `env` is ROLLWAVE_SIM_ENGINE: `python` forces it."""
+    the loop's modules at install, see setup.py) only while it was built from `source`, their
+    text now (`loop_source`); else the Python one. `env` is ROLLWAVE_SIM_ENGINE: `python`
+    forces it."""
     if env == "python":
         return _py_loop.run_loop, "python (ROLLWAVE_SIM_ENGINE=python)"
     if compiled is None or not str(compiled.__file__).endswith((".so", ".pyd")):
@@ -85,7 +97,7 @@ def _compiled() -> ModuleType | None:
 
 
 _run_loop, IMPLEMENTATION = choose_loop(
-    _compiled(), Path(_py_loop.__file__).read_bytes(), os.environ.get("ROLLWAVE_SIM_ENGINE", "")
+    _compiled(), loop_source(), os.environ.get("ROLLWAVE_SIM_ENGINE", "")
 )
 
 
@@ -97,7 +109,7 @@ def draw_crash(prep: Prepared, seed: int) -> tuple[float, float] | None:
     m = prep.model
     if m.crash_p <= 0:
         return None
-    rng = random.Random(_sub_seed(seed, 3))
+    rng = random.Random(sub_seed(seed, 3))
     if rng.random() >= m.crash_p:
         return None
     return rng.random(), rng.random()

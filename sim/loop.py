@@ -1,554 +1,533 @@
 """The event loop of one run (see `sim.engine` for the semantics it implements).
 
-It is kept apart, in a module of functions only, so that it can also be compiled with mypyc (a
-C extension built from this very file when rollwave is installed, see setup.py); `sim.engine`
-uses that copy only while it was built from this file's current text, else this one. Both give
-the same runs (tests/test_sim_engine_equivalence.py runs both against the reference engine).
+A run is a `Run`: one state object (`sim.loop_state.RunState`: hosts, migrations, queues, the
+headroom state, what the result needs) with one handler per event kind (`on_wave`, `on_drain`,
+`on_end`, ...). `Run.loop` pops the events in time order and calls each kind's
+handler, which changes the state and schedules later events (`push`). A handler returns whether
+the event changed anything: a stale one (the old end of a migration given a new share, a
+shutdown ending on a host that crashed meanwhile) is not an event and does not move the
+makespan. A new event kind is a number in `sim.loop_state`, its handler here, a line of
+`Run.loop`, and the `push` that schedules it.
+
+This module and `sim.loop_state` are also compiled with mypyc (C extensions built from these
+very files when rollwave is installed, see setup.py); `sim.engine` uses them only while they
+were built from the files' current text, else these. Both give the same runs
+(tests/test_sim_engine_equivalence.py runs both against the reference engine). Keep them
+mypyc-friendly: typed attributes and locals, `Final` constants, no dynamic tricks. `Run` is
+final, so its method calls are direct C calls when compiled. What runs once per run (the random
+draws, the lower bounds) lives elsewhere.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
-import random
-from bisect import bisect_left, insort
-from collections import Counter, defaultdict
 from itertools import compress, count
-from typing import Any, Final, cast
+from typing import Final, final
 
-import numpy as np
+from sim.loop_state import (
+    _CRASH,
+    _DRAIN,
+    _ENABLE,
+    _END,
+    _FAIL,
+    _RETRY,
+    _ROLLEDBACK,
+    _SOAK_END,
+    _STOPPED,
+    _UPGRADED,
+    _WAVE,
+    CRASHED,
+    DONE_DOWN,
+    MAINT,
+    NORMAL,
+    RunState,
+    heap_pop,
+    heap_push,
+    set_available,
+    unpacked,
+)
+from sim.prepare import OUTCOME_CODE, Prepared
+from sim.results import SimResult
 
-from planner.capacity import format_amount
-from sim.prepare import NO_TRANSFER, OUTCOME_CODE, Prepared, Transfer
-from sim.results import Breach, Failure, SimResult
-from sim.state import OFF, HeadroomState, W
+__all__ = ["COMPILED", "Run", "heap_pop", "heap_push", "run_loop", "set_available", "unpacked"]
 
-# Event kinds (ints for speed; Final: constants in the compiled loop, not global lookups).
-_WAVE: Final = 0
-_DRAIN: Final = 1
-_END: Final = 2
-_FAIL: Final = 3
-_RETRY: Final = 4
-_STOPPED: Final = 5
-_UPGRADED: Final = 6
-_ENABLE: Final = 7
-_CRASH: Final = 8
-_ROLLEDBACK: Final = 9
-_SOAK_END: Final = 10
-# Host states.
-NORMAL: Final = 0
-MAINT: Final = 1
-DONE_DOWN: Final = 2
-CRASHED: Final = 3
-MAX_DETAILED_BREACHES: Final = 200
-
-
-FIELD: Final = (1 << W) - 1  # one class's field of a packed vector (sim.state)
 # True in the copy mypyc compiled (its functions have no Python code object). A few scans are
 # written two ways: a plain loop, fastest compiled, and one run by C built-ins, fastest in Python.
 COMPILED: Final = not hasattr(lambda: None, "__code__")
 
 
-def set_available(st: HeadroomState, h: int, flag: bool) -> None:
-    """`HeadroomState.set_available`, the same steps, here so that the compiled loop runs them
-    compiled: a run takes every host of the plan down and back (tests/test_sim_loop_parts.py
-    checks that both agree)."""
-    avail = st.avail
-    if avail[h] == flag:
-        return
-    g = st.group_of[h]
-    if g < 0:
-        avail[h] = flag
-        return
-    cap, total, caps = st.cap[h], st.total[g], st.caps[g]
-    r, top = st.room[h], st.top
-    pos = r - top if r & top == top else st._positive(h)  # what h adds to its group's free
-    if flag:
-        avail[h] = True
-        st.free_p[g] += pos
-        for c in range(len(cap)):
-            total[c] += cap[c]
-            insort(caps[c], cap[c])
-    else:
-        st.free_p[g] -= pos
-        for c in range(len(cap)):
-            total[c] -= cap[c]
-            lst = caps[c]
-            del lst[bisect_left(lst, cap[c])]
-        avail[h] = False
-    req, k, pct = st.required[g], st.k, st.pct
-    packed = 0
-    for c in range(len(req)):
-        lst = caps[c]
-        need_k = sum(lst[-k:]) if k > 0 and lst else 0
-        need_r = math.ceil(total[c] * pct / 100.0 - 1e-9)
-        v = need_k if need_k > need_r else need_r
-        req[c] = v
-        packed |= v << (W * c)
-    st.req_p[g] = packed
-
-
-Event = tuple[float, int, int, int, int]  # (time, sequence number, kind, subject, token)
-
-
-def unpacked(x: int, n: int) -> list[int]:
-    """`sim.state.unpack` (offset fields), here to run compiled: the headroom checks unpack a
-    group's free capacity at every change of it."""
-    return [((x >> (W * c)) & FIELD) - OFF for c in range(n)]
-
-
-class _Ev:
-    """A heap entry of the compiled loop: a native struct (no boxed float or ints to make)."""
-
-    def __init__(self, t: float, seq: int, kind: int, a: int, b: int) -> None:
-        self.t = t
-        self.seq = seq
-        self.kind = kind
-        self.a = a
-        self.b = b
-
-
-def heap_push(heap: list[object], ev: Event) -> None:
-    """heapq.heappush for the compiled loop: entries compared on their time and sequence number
-    natively, not as tuples by the interpreter (sequence numbers differ: heapq's order)."""
-    t, s = ev[0], ev[1]
-    item = _Ev(t, s, ev[2], ev[3], ev[4])
-    pos = len(heap)
-    heap.append(item)
-    while pos > 0:
-        up = (pos - 1) >> 1
-        pobj = heap[up]
-        pe = cast(_Ev, pobj)
-        if t < pe.t or (t == pe.t and s < pe.seq):
-            heap[pos] = pobj
-            pos = up
-        else:
-            break
-    heap[pos] = item
-
-
-def heap_pop(heap: list[object]) -> Event:
-    """heapq.heappop for the compiled loop (see heap_push)."""
-    last = heap.pop()
-    top = cast(_Ev, heap[0]) if heap else cast(_Ev, last)
-    if heap:
-        le = cast(_Ev, last)
-        lt, ls = le.t, le.seq
-        n = len(heap)
-        pos = 0
-        c = 1
-        while c < n:
-            cobj = heap[c]
-            ce = cast(_Ev, cobj)
-            r = c + 1
-            if r < n:
-                robj = heap[r]
-                re = cast(_Ev, robj)
-                if re.t < ce.t or (re.t == ce.t and re.seq < ce.seq):
-                    c, cobj, ce = r, robj, re
-            if ce.t < lt or (ce.t == lt and ce.seq < ls):
-                heap[pos] = cobj
-                pos = c
-                c = 2 * c + 1
-            else:
-                break
-        heap[pos] = last
-    return (top.t, top.seq, top.kind, top.a, top.b)
-
-
-if not COMPILED:  # interpreted, heapq's own C functions are the faster (the calls bind here)
-    globals().update(heap_push=heapq.heappush, heap_pop=heapq.heappop)
-
-
-def _sub_seed(seed: int, stream: int) -> int:
-    return int(np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, stream]).generate_state(1)[0])
-
-
 def run_loop(
     prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | None
 ) -> SimResult:
-    model = prep.model
-    inv = prep.inv
-    H = len(prep.hosts)
-    N = len(prep.m_vm)
-    hosts = prep.hosts
-    vms = inv.vms
+    """One run: its events in time order, from the first wave to the last event."""
+    run = Run(prep, seed, record, crash)
+    run.begin()
+    run.loop()
+    return run.result()
 
-    # Random draws, each kind from its own stream (so runs agree until they diverge).
-    rng_up = np.random.Generator(np.random.PCG64(_sub_seed(seed, 0)))
-    up_dur = np.zeros(H)
-    dists = prep.dists
-    dist_of = np.array(prep.dist_of_host)
-    for k, dist in enumerate(dists):
-        sel = np.flatnonzero(dist_of == k)
-        if sel.size:
-            up_dur[sel] = dist.sample(rng_up, sel.size)
-    up_dur_l: list[float] = np.maximum(up_dur, 0.0).tolist()
-    rng_uf = np.random.Generator(np.random.PCG64(_sub_seed(seed, 1)))
-    up_fail: list[bool] = (rng_uf.random(H) < model.upgrade_failure_p).tolist()
-    # Streams of their own, drawn only when used: runs without them are unchanged.
-    rb_dur: list[float] = [0.0] * H
-    if model.rollback or model.canary_hosts:
-        rng_rb = np.random.Generator(np.random.PCG64(_sub_seed(seed, 5)))
-        rb_dur = np.maximum(model.upgrade_rollback.sample(rng_rb, H), 0.0).tolist()
-    canary_fails = (
-        model.canary_hosts > 0
-        and model.canary_failure_p > 0
-        and random.Random(_sub_seed(seed, 6)).random() < model.canary_failure_p
-    )
-    p_mig = model.migration_failure_p
-    failing = p_mig > 0 and N > 0  # some attempts fail (fails[mi] of migration mi's)
-    inf = math.inf
-    retries = model.migration_retries
-    if p_mig > 0 and N:
-        rng_mf = np.random.Generator(np.random.PCG64(_sub_seed(seed, 2)))
-        geo = rng_mf.geometric(1.0 - p_mig, N) - 1 if p_mig < 1 else np.full(N, retries + 1)
-        fails: list[int] = np.minimum(geo, retries + 1).tolist()
-        frac_rng = random.Random(_sub_seed(seed, 4))
-    else:
-        fails = [0] * N
-        frac_rng = random.Random(0)
 
-    st = (
-        prep.state0.copy()
-        if prep.state0 is not None
-        else HeadroomState(prep.capacity, prep.plan.policy.headroom)
-    )
-    release = st.remove
-    group_of = st.group_of
-    demand = prep.demand
-    vm_group = prep.vm_group
-    group_max = prep.group_max
-    gcount: dict[tuple[int, int], int] = defaultdict(int, prep.group_count0)
-    vm_host = prep.capacity.vm_host.tolist()
-    avail0 = [bool(a) for a in prep.capacity.available]
-    ha_avail0 = [h.available for h in inv.hosts]  # any role: enabled and up
-    dest_ok = list(avail0)  # may receive VMs now: compute, enabled, up, not in maintenance
-    open_ = list(avail0)  # dest_ok and fewer than k_in migrations coming in
-    is_open = open_.__getitem__
-    hstate = [NORMAL] * H
-    k_out, k_in = prep.k_out, prep.k_in
-    out_busy = [0] * H
-    in_busy = [0] * H
-    m_src, m_dst, m_vm = prep.m_src, prep.m_dst, prep.m_vm
-    m_dur, m_moves = prep.m_dur, prep.m_moves
-    mig_start = [math.nan] * N
-    mig_end = [math.nan] * N
-    mig_state = [-1] * N
-    attempts = [0] * N  # failed attempts so far
-    tries = [0] * N
-    mig_bytes = [0.0] * N
-    mig_down = [0.0] * N
-    token = [0] * N
-    in_flight: set[int] = set()
-    # The ints 0 .. max(H, N) - 1 as objects: compiled, a set.add(box[i]) stores the object,
-    # where set.add(i) would allocate a new one (i is a machine int there).
-    box: list[Any] = list(range(max(H, N)))
-    lost_vm: set[int] = set()
+@final
+class Run(RunState):
+    """One run's state (`RunState`) and its event handlers (see the module's docstring)."""
 
-    heap: list[object] = []  # Events (heap_push, heap_pop)
-    seq = 0
-    popped = 0  # effective heap events (with the migration starts, sum(tries): the events)
+    # --- the loop --------------------------------------------------------------------------------
+    def begin(self) -> None:
+        """The state before the first event: breaches already there, the first samples, and the
+        first events (the first wave, the crash)."""
+        prep, st, hosts = self.prep, self.st, self.hosts
+        for h in range(len(hosts)):
+            over = st.over(h)
+            if over:
+                msg = f"{hosts[h]} over capacity in " + ", ".join(prep.classes[c] for c in over)
+                self.breach(0.0, "capacity", msg, (hosts[h],))
+        for (g, h), n in self.gcount.items():
+            if n > self.group_max[g]:
+                msg = f"server group {prep.group_ids[g]}: {n} members on {hosts[h]}"
+                self.breach(0.0, "anti_affinity", msg, (prep.group_ids[g], hosts[h]))
+        self.check_ha(0.0, list(range(len(prep.ha))))
+        self.sample_all(0.0)
+        if self.n_waves:
+            self.push(0.0, _WAVE, 0, 0)
+        if self.track:
+            self.push(self.crash_t, _CRASH, 0, 0)
 
-    breaches: list[Breach] = []
-    breach_counts: Counter[str] = Counter()
-    in_breach: set[tuple[Any, ...]] = set()
-    headroom_breach_start: dict[int, list[float]] = defaultdict(list)  # group -> breach times
-    n_classes = len(prep.classes)
-    class_range = range(n_classes)
-    st_avail = st.avail
-    # Packed vectors (sim.state): room per host, free and required per group, demand per VM.
-    room, free_p, req_p, all_ok = st.room, st.free_p, st.req_p, st.top
-    dem_p, dem_mask = prep.demand_p, prep.demand_mask
-    m_bytes_all, m_outcome_all, m_down_all = prep.m_bytes, prep.m_outcome, prep.m_down
-    track = crash is not None  # in-flight migrations matter only to a crash (and a stall)
-    # Dynamic NIC sharing: who runs on each host, and each running migration's progress.
-    dyn = prep.dynamic
-    nic = prep.nic
-    transfer = prep.transfer
-    by_share = prep.by_share
-    m_kind = prep.m_kind
-    overhead = model.orchestration_overhead_s
-    run_out: list[set[int]] = [set() for _ in range(H)] if dyn else []
-    run_in: list[set[int]] = [set() for _ in range(H)] if dyn else []
-    dirty: set[int] = set()
-    # Per host, at the last rebalance: migrations running out of it, minus those running in (a
-    # host sends, as a source in maintenance, or receives, never both at once).
-    last_net = [0] * H
-    cur_bw = list(prep.m_bw) if dyn else []
-    cur_tr: list[Transfer] = [NO_TRANSFER] * N if dyn else []
-    x0 = [0.0] * N if dyn else []  # when its transfer starts (after the overhead)
-    seg_t = [0.0] * N if dyn else []  # progress is counted up to here
-    prog = [0.0] * N if dyn else []  # fraction of the transfer done
-    target = [1.0] * N if dyn else []  # fraction at which it ends (or fails)
-    ekind = [_END] * N if dyn else []
-    bw_acc = [0.0] * N if dyn else []  # share x seconds, for its mean share
-    min_slack: list[list[int]] = [[1 << 62] * n_classes for _ in st.groups]
-    # Free capacity only falls at migration starts, so the least slack between two other changes
-    # is the one after the last start: starts only flag their group (min_pending), and the
-    # slack is taken before any other change of free or required capacity (note_min).
-    min_pending = [False] * len(st.groups)
-    samples: list[tuple[float, int, int, int, int]] = []
-    failures: list[Failure] = []
-    timeline: list[tuple[Any, ...]] | None = [] if record else None
-    tl = timeline.append if timeline is not None else None
-
-    def breach(
-        t: float, kind: str, key: tuple[Any, ...], message: str, objs: tuple[str, ...]
-    ) -> None:
-        breach_counts[kind] += 1
-        if len(breaches) < MAX_DETAILED_BREACHES:
-            breaches.append(Breach(t, kind, message, objs))
-        if tl is not None:
-            tl((t, "breach", None, None, None, None, f"{kind}: {message}"))
-
-    def note_min(g: int) -> None:
-        """Take group g's slack into its minimum if starts changed it since it was last taken
-        (before anything else changes g's free or required capacity)."""
-        if min_pending[g]:
-            min_pending[g] = False
-            free, req, ms = unpacked(st.free_p[g], n_classes), st.required[g], min_slack[g]
-            for c in class_range:
-                slack = free[c] - req[c]
-                if slack < ms[c]:
-                    ms[c] = slack
-
-    def check_group(t: float, g: int) -> None:
-        free, req, ms = unpacked(st.free_p[g], n_classes), st.required[g], min_slack[g]
-        min_pending[g] = False
-        for c in range(n_classes):
-            slack = free[c] - req[c]
-            if slack < ms[c]:
-                ms[c] = slack
-            if slack < 0:
-                bk = ("headroom", g, c)
-                if bk not in in_breach:
-                    in_breach.add(bk)
-                    headroom_breach_start[g].append(t)
-                    rc = prep.classes[c]
-                    breach(
-                        t,
-                        "headroom",
-                        bk,
-                        f"{st.groups[g]}: {rc} free {format_amount(rc, free[c])} < "
-                        f"{format_amount(rc, req[c])} required",
-                        (st.groups[g], rc),
-                    )
-            elif in_breach:
-                in_breach.discard(("headroom", g, c))
-
-    def sample_all(t: float) -> None:
-        for g in range(len(st.groups)):
-            check_group(t, g)
-            if record:
-                sample_group(t, g)
-
-    def sample_group(t: float, g: int) -> None:
-        free, req = unpacked(st.free_p[g], n_classes), st.required[g]
-        for c in class_range:
-            samples.append((t, g, c, free[c], req[c]))
-
-    def check_ha(t: float, changed: list[int]) -> None:
-        for i in changed:
-            name, members, need = prep.ha[i]
-            up = sum(1 for h in members if hstate[h] == NORMAL and ha_avail0[h])
-            bk = ("ha", i)
-            if up < need:
-                if bk not in in_breach:
-                    in_breach.add(bk)
-                    breach(
-                        t,
-                        "ha_group",
-                        bk,
-                        f"HA group {name}: {up} of {len(members)} hosts available, "
-                        f"min_available is {need}",
-                        (name,),
-                    )
+    def loop(self) -> None:
+        """Each event in time order, to its kind's handler (the most frequent kinds first)."""
+        heap = self.heap
+        while heap:
+            t, _, kind, a, b = heap_pop(heap)
+            self.now = t
+            if kind == _END:
+                done = self.on_end(t, a, b)
+            elif kind == _FAIL:
+                done = self.on_fail(t, a, b)
+            elif kind == _RETRY:
+                done = self.on_retry(t, a)
+            elif kind == _WAVE:
+                done = self.on_wave(t, a)
+            elif kind == _DRAIN:
+                done = self.on_drain(t, a)
+            elif kind == _STOPPED:
+                done = self.on_stopped(t, a)
+            elif kind == _UPGRADED:
+                done = self.on_upgraded(t, a)
+            elif kind == _ROLLEDBACK:
+                done = self.on_rolled_back(t, a)
+            elif kind == _SOAK_END:
+                done = self.on_soak_end(t, a)
+            elif kind == _ENABLE:
+                done = self.on_enable(t, a, b)
+            elif kind == _CRASH:
+                done = self.on_crash(t)
             else:
-                in_breach.discard(bk)
+                raise AssertionError(f"unknown event kind {kind}")
+            if done:  # a handler returns False for a stale event: it changed nothing
+                if self.dirty:
+                    self.rebalance(t)
+                self.last = t
+                self.popped += 1
 
-    def set_down(h: int, new_state: int) -> None:
-        hstate[h] = new_state
-        dest_ok[h] = False
-        open_[h] = False
-        if group_of[h] >= 0:
-            note_min(group_of[h])
-        set_available(st, h, False)
-
-    # --- initial state -------------------------------------------------------------------------
-    for h in range(H):
-        over = st.over(h)
-        if over:
-            breach(
-                0.0,
-                "capacity",
-                ("cap", h),
-                f"{hosts[h]} over capacity in " + ", ".join(prep.classes[c] for c in over),
-                (hosts[h],),
-            )
-    for (g, h), n in gcount.items():
-        if n > group_max[g]:
-            breach(
-                0.0,
-                "anti_affinity",
-                ("aa", g, h),
-                f"server group {prep.group_ids[g]}: {n} members on {hosts[h]}",
-                (prep.group_ids[g], hosts[h]),
-            )
-    check_ha(0.0, list(range(len(prep.ha))))
-    sample_all(0.0)
-
-    n_waves = len(prep.waves)
-    last = 0.0  # time of the last event that changed something
-    wave_start = [math.nan] * n_waves
-    wave_end = [math.nan] * n_waves
-    wave_left = [0] * n_waves
-    host_wave: dict[int, int] = {}
-    pending = [0] * H
-    # Per source host, its migrations still to start in plan order: (migration, VM, destination),
-    # their destinations alone (qdst), and how many of their VMs are not on it (skips: lost in a
-    # crash, left elsewhere by a failure, or moved by another migration in the wave).
-    queue: list[list[tuple[int, int, int]]] = [[] for _ in range(H)]
-    qdst: list[list[int]] = [[] for _ in range(H)]
-    skips = [0] * H
-    entry = prep.m_entry
-    m_dup = prep.m_dup
-    host_failed: set[int] = set()
-    host_status: dict[int, str] = {}
-    host_times: dict[int, tuple[float, float, float]] = {}
-    maint_start: dict[int, float] = {}
-    upgrade_start: dict[int, float] = {}
-    stop_down: dict[int, float] = {}
-    stop_begin: dict[int, float] = {}
-    # Per destination: the sources with a migration waiting for it.
-    waiting_on: list[set[int]] = [set() for _ in range(H)]
-    waves_done = 0
-    now = 0.0
-    rolled_back: set[int] = set()
-    rollback_total = 0.0
-    upgraded_order: list[int] = []  # hosts back upgraded, in order (the canary's are the first)
-    # The canary moves VMs onto its hosts: compute hosts in service, never controllers.
-    canary_host_ok = [
-        prep.inv.host(name).is_compute and prep.inv.host(name).enabled for name in hosts
-    ]
-    canary_state = 0 if model.canary_hosts > 0 else 2  # 0 pending, 1 soaking/rolling back, 2 over
-    canary: list[int] = []
-    canary_left = 0
-    canary_next = -1  # the wave that waits for the canary
-    soak_total = 0.0
-
-    if n_waves:
-        heap_push(heap, (0.0, seq, _WAVE, 0, 0))
-        seq += 1
-    crash_u = 0.0
-    if crash is not None:
-        heap_push(heap, (crash[0], seq, _CRASH, 0, 0))
-        seq += 1
-        crash_u = crash[1]
-
-    def host_done(h: int, t: float, status: str) -> None:
-        nonlocal waves_done, seq, canary_state, canary_next
-        if h in host_status:
-            return
-        host_status[h] = status
-        if status == "upgraded" and canary_host_ok[h]:
-            upgraded_order.append(h)
-        host_times[h] = (maint_start.get(h, t), upgrade_start.get(h, math.nan), t)
-        w = host_wave[h]
-        wave_left[w] -= 1
-        if wave_left[w] == 0:
-            wave_end[w] = t
-            waves_done += 1
-            if tl is not None:
-                tl((t, "wave_end", w + 1, None, None, None, None))
-            sample_all(t)
-            if (
-                canary_state == 0
-                and upgraded_order
-                and (len(upgraded_order) >= model.canary_hosts or w + 1 == n_waves)
-            ):
-                # The canary: its hosts soak; nothing starts meanwhile.
-                canary_state = 1
-                canary.extend(upgraded_order[: model.canary_hosts])
-                canary_next = w + 1
-                if tl is not None:
-                    names = ", ".join(hosts[c] for c in canary)
-                    tl((t, "soak_start", w + 1, None, None, None, f"canary: {names}"))
-                heap_push(heap, (t + model.soak_s, seq, _SOAK_END, w, 0))
-                seq += 1
-            elif w + 1 < n_waves:
-                heap_push(heap, (t, seq, _WAVE, w + 1, 0))
-                seq += 1
-
-    def drained(h: int, t: float) -> None:
-        nonlocal seq
-        if hstate[h] != MAINT:
-            return
-        if h in host_failed:
-            # back in service, not upgraded
-            heap_push(heap, (t + model.enable_s, seq, _ENABLE, h, 0))
-            seq += 1
-            return
-        upgrade_start[h] = t
-        g = group_of[h]
-        if record and g >= 0:  # its VMs have landed: the group's low point before h is back
-            sample_group(t, g)
-        if tl is not None:
-            tl((t, "upgrade_start", host_wave[h] + 1, hosts[h], None, None, None))
-        heap_push(heap, (t + up_dur_l[h], seq, _UPGRADED, h, 0))
-        seq += 1
-
-    def leave(mi: int) -> None:
-        """Migration mi no longer uses its NICs (ended, failed or cancelled)."""
-        s, d = m_src[mi], m_dst[mi]
-        run_out[s].discard(mi)
-        run_in[d].discard(mi)
-        dirty.add(s)
-        dirty.add(d)
-
-    def reshare(mi: int, share: float, t: float) -> None:
-        """Running migration mi goes on at `share`: the progress made (the fraction of its
-        transfer done) is kept, the rest goes at the new speed: its end event moves."""
-        nonlocal seq
-        old = cur_tr[mi].total_s - overhead
-        base = seg_t[mi] if seg_t[mi] > x0[mi] else x0[mi]
-        if t > base:
-            bw_acc[mi] += cur_bw[mi] * (t - base)
-            if old != math.inf:
-                prog[mi] += (t - base) / old
-        seg_t[mi] = t if t > x0[mi] else x0[mi]
-        tr = transfer(mi, share)
-        cur_bw[mi] = share
-        cur_tr[mi] = tr
-        new = tr.total_s - overhead
-        token[mi] += 1
-        if new != math.inf:
-            rest = target[mi] - prog[mi]
-            at = seg_t[mi] + (rest if rest > 0 else 0.0) * new
-            heap_push(heap, (at, seq, ekind[mi], mi, token[mi]))
-            seq += 1
+    # --- handlers: migrations --------------------------------------------------------------------
+    def on_end(self, t: float, mi: int, b: int) -> bool:
+        """Migration mi ends: its VM is on the destination (or stays, aborted by the timeout)."""
+        if b != self.token[mi]:
+            return False
+        box = self.box
+        mb = box[mi]
+        if self.track:
+            self.in_flight.discard(mb)
+        s, d, v = self.m_src[mi], self.m_dst[mi], self.m_vm[mi]
+        self.out_busy[s] -= 1
+        self.in_busy[d] -= 1
+        self.open_[d] = self.dest_ok[d]
+        self.mig_end[mi] = t
+        prep = self.prep
+        if self.dyn:
+            tr = self.cur_tr[mi]
+            self.run_out[s].discard(mb)
+            self.run_in[d].discard(mb)
+            dirty = self.dirty
+            dirty.add(box[s])
+            dirty.add(box[d])
+            sg, x0 = self.seg_t[mi], self.x0[mi]
+            if sg != x0:  # reshared since its transfer began: its mean share, reported
+                cur_bw, bw_acc = self.cur_bw, self.bw_acc
+                if t > sg:
+                    bw_acc[mi] += cur_bw[mi] * (t - sg)
+                cur_bw[mi] = bw_acc[mi] / (t - x0)
+            moved, down, code = tr.moves, tr.downtime_s, tr.outcome
+            self.mig_bytes[mi] = tr.bytes  # an end is final: set once
         else:
-            in_flight.add(mi)  # never ends now: a stall names it
+            moved, down, code = prep.m_moves[mi], prep.m_down[mi], prep.m_outcome[mi]
+            self.mig_bytes[mi] = prep.m_bytes[mi]
+        self.mig_state[mi] = code
+        if moved:
+            self.landed(t, mi, v, d)
+            self.mig_down[mi] = down
+        else:
+            self.release_dst(mi)
+            self.host_failed.add(s)
+            self.record_failure(
+                t,
+                "timeout",
+                s,
+                v,
+                f"{self.vms[v].id} did not converge; Nova's completion timeout "
+                f"aborted it after {t - self.mig_start[mi]:.0f} s; left on {self.hosts[s]}",
+            )
+        if self.record:
+            self.log(
+                t, "migration_end", prep.m_wave[mi] + 1, self.hosts[s], mi, self.hosts[d], None
+            )
+        pending = self.pending
+        pending[s] -= 1
+        if pending[s] == 0:
+            self.drained(s, t)
+        if self.queue[s]:
+            self.try_start(s, t)
+        if self.waiting_on[d]:
+            self.wake(d, t)
+        return True
 
-    def requeue(s: int, mi: int) -> None:
+    def landed(self, t: float, mi: int, v: int, d: int) -> None:
+        """Migration mi moved VM v to d: it no longer counts where it was."""
+        vm_host = self.vm_host
+        cur = vm_host[v]
+        gc = self.group_of[cur]
+        if gc >= 0 and self.st_avail[cur]:
+            self.note_min(gc)
+            self.st.remove(cur, self.demand[v])
+            self.check_group(t, gc)
+        else:  # the source is in maintenance: its usage only, no headroom to update
+            self.room[cur] += self.dem_p[v]
+        g = self.vm_group[v]
+        if g >= 0:
+            self.gcount[(g, cur)] -= 1
+        if self.in_breach:
+            self.cap_recovered(cur)
+        vm_host[v] = d
+        if self.m_dup[mi]:  # another migration of v may wait in cur's queue: a skip now
+            self.skips[cur] = sum(1 for _, u, _ in self.queue[cur] if vm_host[u] != cur)
+
+    def on_fail(self, t: float, mi: int, b: int) -> bool:
+        """An attempt of migration mi fails: it is retried later, or its VM stays on the source."""
+        if b != self.token[mi]:
+            return False
+        if self.track:
+            self.in_flight.discard(mi)
+        s, d, v = self.m_src[mi], self.m_dst[mi], self.m_vm[mi]
+        self.out_busy[s] -= 1
+        self.in_busy[d] -= 1
+        self.open_[d] = self.dest_ok[d]
+        if self.dyn:
+            self.leave(mi)
+        self.release_dst(mi)
+        self.attempts[mi] += 1
+        n = self.attempts[mi]
+        if self.record:
+            wave = self.prep.m_wave[mi] + 1
+            self.log(t, "migration_failed", wave, self.hosts[s], mi, self.hosts[d], n)
+        if n <= self.retries and self.hstate[s] == MAINT:
+            self.push(t + self.prep.model.retry_delay_s, _RETRY, mi, 0)
+        else:
+            self.mig_end[mi] = t
+            self.mig_state[mi] = OUTCOME_CODE["failed"]
+            self.host_failed.add(s)
+            self.record_failure(
+                t,
+                "migration",
+                s,
+                v,
+                f"{self.vms[v].id} failed {n} time(s); left on {self.hosts[s]}, "
+                f"which cannot be upgraded",
+            )
+            self.finish_one(s, t)
+        self.try_start(s, t)
+        self.wake(d, t)
+        return True
+
+    def on_retry(self, t: float, mi: int) -> bool:
         """Migration mi waits again at the head of its source's queue."""
-        queue[s].insert(0, entry[mi])
-        qdst[s].insert(0, m_dst[mi])
-        if vm_host[m_vm[mi]] != s:
-            skips[s] += 1
+        s = self.m_src[mi]
+        if self.hstate[s] != MAINT:  # its host crashed meanwhile
+            self.mig_state[mi] = OUTCOME_CODE[
+                "lost" if self.m_vm[mi] in self.lost_vm else "skipped"
+            ]
+            return False
+        self.requeue(s, mi)
+        self.try_start(s, t)
+        return True
 
-    def try_start(h: int, t: float) -> None:
+    # --- handlers: waves and hosts ---------------------------------------------------------------
+    def on_wave(self, t: float, w: int) -> bool:
+        """Wave w starts: its hosts are disabled (those already down are done)."""
+        prep, hstate = self.prep, self.hstate
+        whosts, queues, _ = prep.waves[w]
+        self.wave_start[w] = t
+        self.wave_left[w] = len(whosts)
+        if self.record:
+            self.log(t, "wave_start", w + 1, None, None, None, None)
+        changed_ha: set[int] = set()
+        live = False
+        for h in whosts:
+            self.host_wave[h] = w
+            if hstate[h] != NORMAL:
+                # Crashed or failed earlier: nothing to do; its VMs went down with it.
+                for mi in queues.get(h, ()):
+                    gone = self.m_vm[mi] in self.lost_vm
+                    self.mig_state[mi] = OUTCOME_CODE["lost" if gone else "skipped"]
+                self.host_done(h, t, "down")
+                continue
+            self.maint_start[h] = t
+            self.set_down(h, MAINT)
+            changed_ha.update(prep.host_ha[h])
+            live = True
+            if self.record:
+                self.log(t, "host_disable", w + 1, self.hosts[h], None, None, None)
+        self.check_ha(t, sorted(changed_ha))
+        self.sample_all(t)
+        if live:
+            self.push(t + prep.model.disable_s, _DRAIN, w, 0)
+        return True
+
+    def on_drain(self, t: float, w: int) -> bool:
+        """Wave w's hosts are disabled: their migrations queue and start, their stops begin."""
+        prep, hstate = self.prep, self.hstate
+        whosts, queues, stops = prep.waves[w]
+        if all(hstate[h] != MAINT for h in whosts):
+            return False  # its hosts crashed while being disabled: the wave is over already
+        entry, m_dst, m_vm, vm_host = self.entry, self.m_dst, self.m_vm, self.vm_host
+        for h in whosts:
+            if hstate[h] != MAINT:
+                continue
+            # (map copies references; compiled, a comprehension would rebuild each tuple)
+            mis = queues.get(h, ())
+            q = list(map(entry.__getitem__, mis))
+            self.queue[h] = q
+            self.qdst[h] = list(map(m_dst.__getitem__, mis))
+            sk = 0
+            for mi in mis:
+                if vm_host[m_vm[mi]] != h:
+                    sk += 1
+            self.skips[h] = sk
+            sv = [j for j in stops.get(h, ()) if j not in self.lost_vm]
+            self.pending[h] = len(q) + (1 if sv else 0)
+            if sv:
+                for j in sv:
+                    self.stop_begin[j] = t
+                wait = prep.model.shutdown_s if any(prep.stop_active[j] for j in sv) else 0.0
+                self.push(t + wait, _STOPPED, h, 0)
+            if self.pending[h] == 0:
+                self.drained(h, t)
+        for h in whosts:
+            if hstate[h] == MAINT:
+                self.try_start(h, t)
+        return True
+
+    def on_stopped(self, t: float, h: int) -> bool:
+        """Host h's stopped VMs are shut down."""
+        if self.hstate[h] != MAINT:
+            return False  # the host crashed while its VMs shut down: nothing happens now
+        self.finish_one(h, t)
+        return True
+
+    def on_upgraded(self, t: float, h: int) -> bool:
+        """Host h's upgrade ends: it is enabled, or it failed (rolled back, or it stays down)."""
+        if self.hstate[h] != MAINT:
+            return False
+        model, hosts = self.prep.model, self.hosts
+        if self.up_fail[h] and model.rollback:
+            rb = self.rb_dur[h]
+            msg = f"{hosts[h]} failed its upgrade; rolled back ({rb:.0f} s)"
+            self.record_failure(t, "upgrade", h, None, msg)
+            self.rolled_back.add(h)
+            self.rollback_total += rb
+            if self.record:
+                self.log(t, "rollback_start", self.host_wave[h] + 1, hosts[h], None, None, None)
+            self.push(t + rb, _ROLLEDBACK, h, 0)
+        elif self.up_fail[h]:
+            self.hstate[h] = DONE_DOWN
+            msg = f"{hosts[h]} failed its upgrade and stays down"
+            self.record_failure(t, "upgrade", h, None, msg)
+            for j in self.prep.waves[self.host_wave[h]][2].get(h, ()):
+                self.lost_vm.add(j)
+            self.host_done(h, t, "upgrade-failed")
+        else:
+            self.push(t + self.enable_s, _ENABLE, h, 1)
+        return True
+
+    def on_rolled_back(self, t: float, h: int) -> bool:
+        """Host h's rollback ends: it is enabled at its old version."""
+        if self.hstate[h] != MAINT:
+            return False
+        if self.record:
+            self.log(t, "rollback_end", self.host_wave[h] + 1, self.hosts[h], None, None, None)
+        self.push(t + self.enable_s, _ENABLE, h, 0)
+        return True
+
+    def on_enable(self, t: float, h: int, upgraded: int) -> bool:
+        """Host h is enabled: back in service (upgraded or not), its stopped VMs boot."""
+        if self.hstate[h] != MAINT:
+            return False
+        prep, avail0 = self.prep, self.avail0
+        self.hstate[h] = NORMAL
+        self.dest_ok[h] = avail0[h]
+        self.open_[h] = avail0[h] and self.in_busy[h] < self.k_in
+        g = self.group_of[h]
+        if avail0[h]:
+            if g >= 0:
+                self.note_min(g)
+            set_available(self.st, h, True)
+        self.check_ha(t, prep.host_ha[h])
+        if g >= 0:
+            self.check_group(t, g)
+            if self.record:
+                self.sample_group(t, g)
+        if self.canary_state == 1 and h in self.canary and h in self.host_status:
+            # A canary host back at its old version: the run goes on once all are. (Not
+            # counted as an event, as before: its rebalance waits for the next event.)
+            self.host_status[h] = "rolled-back"
+            if self.record:
+                self.log(
+                    t,
+                    "host_enable",
+                    self.host_wave[h] + 1,
+                    self.hosts[h],
+                    None,
+                    None,
+                    "rolled-back",
+                )
+            self.canary_left -= 1
+            if self.canary_left == 0:
+                self.canary_over(t)
+            self.wake(h, t)
+            return False
+        model = prep.model
+        for j in prep.waves[self.host_wave[h]][2].get(h, ()):
+            if j in self.stop_begin and j not in self.lost_vm:
+                boot = model.boot_s if prep.stop_active[j] else 0.0
+                self.stop_down[j] = t + boot - self.stop_begin[j]
+        status = (
+            "upgraded" if upgraded else "rolled-back" if h in self.rolled_back else "not-upgraded"
+        )
+        if self.record:
+            self.log(t, "host_enable", self.host_wave[h] + 1, self.hosts[h], None, None, status)
+        self.host_done(h, t, status)
+        self.wake(h, t)
+        return True
+
+    # --- handlers: the canary and crashes --------------------------------------------------------
+    def on_soak_end(self, t: float, w: int) -> bool:
+        """The canary's soak after wave w ends: it passed, or its hosts are rolled back."""
+        model, hosts = self.prep.model, self.hosts
+        self.soak_total += model.soak_s
+        if self.record:
+            verdict = "failed: rolling back" if self.canary_fails else "passed"
+            self.log(t, "soak_end", w + 1, None, None, None, f"canary {verdict}")
+        if self.canary_fails:
+            names = ", ".join(hosts[c] for c in self.canary)
+            msg = "the canary failed its checks; rolling back " + names
+            self.record_failure(t, "canary", self.canary[0], None, msg)
+            changed: set[int] = set()
+            for c in self.canary:
+                if self.hstate[c] != NORMAL:
+                    continue
+                self.set_down(c, MAINT)
+                changed.update(self.prep.host_ha[c])
+                self.rolled_back.add(c)
+                self.rollback_total += self.rb_dur[c]
+                self.canary_left += 1
+                if self.record:
+                    self.log(t, "rollback_start", self.host_wave[c] + 1, hosts[c], None, None, None)
+                self.push(t + model.disable_s + self.rb_dur[c], _ROLLEDBACK, c, 0)
+            self.check_ha(t, sorted(changed))
+            self.sample_all(t)
+        if self.canary_left == 0:
+            self.canary_over(t)
+        return True
+
+    def canary_over(self, t: float) -> None:
+        """The canary passed, or its hosts are all back: the waiting wave starts."""
+        self.canary_state = 2
+        if self.canary_next < self.n_waves:
+            self.push(t, _WAVE, self.canary_next, 0)
+
+    def on_crash(self, t: float) -> bool:
+        """A random compute host up crashes: its VMs are lost, its migrations lost or failed."""
+        if self.waves_done >= self.n_waves:
+            return False  # the upgrade is over: not its concern
+        prep, hstate, m_src, m_dst = self.prep, self.hstate, self.m_src, self.m_dst
+        H = len(self.hosts)
+        cands = [h for h in range(H) if prep.capacity.compute[h] and hstate[h] in (NORMAL, MAINT)]
+        if not cands:
+            return False
+        h = cands[min(len(cands) - 1, int(self.crash_u * len(cands)))]
+        was = hstate[h]
+        lost = [j for j, hh in enumerate(self.vm_host) if hh == h and j not in self.lost_vm]
+        self.lost_vm.update(lost)
+        g = self.group_of[h]
+        need = [0] * len(prep.classes)
+        for j in lost:
+            for c, n in enumerate(self.demand[j]):
+                need[c] += n
+        self.set_down(h, CRASHED)
+        fits = bool(g < 0) or all(f >= n for f, n in zip(self.st.free_of(g), need, strict=True))
+        msg = f"{self.hosts[h]} crashed with {len(lost)} VM(s) on it"
+        self.record_failure(t, "crash", h, None, msg, fits)
+        touched: set[int] = set()
+        for mi in sorted(self.in_flight):
+            if m_src[mi] == h or m_dst[mi] == h:
+                touched.add(m_src[mi])
+                self.token[mi] += 1
+                self.in_flight.discard(mi)
+                s, d = m_src[mi], m_dst[mi]
+                self.out_busy[s] -= 1
+                self.in_busy[d] -= 1
+                self.open_[d] = self.dest_ok[d]
+                if self.dyn:
+                    self.leave(mi)
+                self.release_dst(mi)
+                if s == h:
+                    self.mig_end[mi] = t
+                    self.mig_state[mi] = OUTCOME_CODE["lost"]
+                else:  # the destination is gone: the attempt fails; it waits for a destination
+                    self.requeue(s, mi)
+        if was == MAINT:
+            for mi, _, _ in self.queue[h]:
+                self.mig_state[mi] = OUTCOME_CODE["lost"]
+            # Its migrations not started yet (its drain had not begun, or they waited):
+            for mi in prep.waves[self.host_wave[h]][1].get(h, ()):
+                if self.mig_state[mi] < 0 and self.tries[mi] == 0:
+                    gone = self.m_vm[mi] in self.lost_vm
+                    self.mig_state[mi] = OUTCOME_CODE["lost" if gone else "skipped"]
+            self.queue[h] = []
+            self.qdst[h] = []
+            self.skips[h] = 0
+            self.host_done(h, t, "crashed")
+        for j in lost:
+            self.vm_host[j] = -1
+        self.check_ha(t, prep.host_ha[h])
+        self.sample_all(t)
+        for s in sorted(touched):
+            self.try_start(s, t)
+        for d in [d for d in range(H) if self.waiting_on[d]]:
+            self.wake(d, t)
+        return True
+
+    # --- helpers: starting migrations ------------------------------------------------------------
+    def try_start(self, h: int, t: float) -> None:
         """Start h's first startable migrations (plan order) while h has free slots; note the
         destinations it waits for."""
-        nonlocal seq
-        q = queue[h]
+        q = self.queue[h]
         if not q:
             return
-        slots = k_out - out_busy[h]
+        out_busy, in_busy = self.out_busy, self.in_busy
+        slots = self.k_out - out_busy[h]
         if slots <= 0:
             return
-        qd = qdst[h]
-        hb = box[h]
+        qd = self.qdst[h]
+        hb = self.box[h]
+        open_, skips, vm_host, waiting_on = self.open_, self.skips, self.vm_host, self.waiting_on
         i = 0
         n = len(q)
         while i < n:
@@ -561,8 +540,9 @@ def run_loop(
                     qd.pop(i)
                     n -= 1
                     skips[h] -= 1
-                    mig_state[mi] = OUTCOME_CODE["lost" if v in lost_vm else "skipped"]
-                    finish_one(h, t)
+                    gone = v in self.lost_vm
+                    self.mig_state[mi] = OUTCOME_CODE["lost" if gone else "skipped"]
+                    self.finish_one(h, t)
                     continue
                 if not open_[d]:
                     waiting_on[d].add(hb)
@@ -575,7 +555,7 @@ def run_loop(
                     while j < n and not open_[qd[j]]:
                         j += 1
                 else:
-                    j = next(compress(count(i), map(is_open, qd[i:] if i else qd)), n)
+                    j = next(compress(count(i), map(open_.__getitem__, qd[i:] if i else qd)), n)
                 if j > i:  # h waits for the destinations before it
                     for d in qd[i:j]:
                         waiting_on[d].add(hb)
@@ -589,711 +569,272 @@ def run_loop(
             # Start mi (a state change and checks: an event of its own).
             ob = out_busy[h] = out_busy[h] + 1
             ib = in_busy[d] = in_busy[d] + 1
-            if ib >= k_in:
+            if ib >= self.k_in:
                 open_[d] = False
-            gd = group_of[d]
-            counted = gd >= 0 and st_avail[d]
-            dp = dem_p[v]
-            before = room[d]
-            after = room[d] = before - dp
-            mask = dem_mask[v]
-            if after & mask == mask:  # room left in every class it needs: free falls by it
-                if counted:
-                    free_p[gd] -= dp
-            else:
-                if counted:
-                    free_p[gd] -= st.freed(before, after)
-                bk = ("cap", d)
-                if bk not in in_breach:
-                    in_breach.add(bk)
-                    breach(
-                        t,
-                        "capacity",
-                        bk,
-                        f"{hosts[d]} over capacity in "
-                        + ", ".join(prep.classes[c] for c in st.over(d))
-                        + f" with {vms[v].id} arriving",
-                        (hosts[d], vms[v].id),
-                    )
-            g = vm_group[v]
-            if g >= 0:
-                gcount[(g, d)] += 1
-                if gcount[(g, d)] > group_max[g]:
-                    breach(
-                        t,
-                        "anti_affinity",
-                        ("aa", g, d),
-                        f"server group {prep.group_ids[g]}: {gcount[(g, d)]} members on "
-                        f"{hosts[d]} while {vms[v].id} migrates",
-                        (prep.group_ids[g], hosts[d]),
-                    )
-            if counted:  # the full check when a class is short; else only note the minimum
-                if (free_p[gd] - req_p[gd]) & all_ok != all_ok:
-                    check_group(t, gd)
-                else:
-                    min_pending[gd] = True
-            if tries[mi] == 0:
-                mig_start[mi] = t
-            elif dyn:  # a new attempt: its transfer starts again (first attempts find these)
-                prog[mi] = 0.0
-                bw_acc[mi] = 0.0
-                target[mi] = 1.0
-                ekind[mi] = _END
-            tries[mi] += 1
-            mb = box[mi]
-            if dyn:
-                run_out[h].add(mb)
-                run_in[d].add(mb)
-                # Its share of both NICs (out_busy and in_busy count the running migrations).
-                sa = nic[h] / ob
-                sb = nic[d] / ib
-                share = sa if sa < sb else sb
-                try:
-                    tr = by_share[share][m_kind[mi]]
-                except KeyError:
-                    tr = None
-                if tr is None:
-                    tr = transfer(mi, share)
-                cur_bw[mi] = share
-                cur_tr[mi] = tr
-                x0[mi] = seg_t[mi] = t + overhead
-                dirty.add(hb)
-                dirty.add(box[d])
-                dur = tr.total_s
-            else:
-                dur = m_dur[mi]
-            if tl is not None:
-                tl(
-                    (
-                        t,
-                        "migration_start",
-                        prep.m_wave[mi] + 1,
-                        hosts[h],
-                        mi,
-                        hosts[d],
-                        attempts[mi] + 1,
-                    )
-                )
-            if dur == inf:
-                in_flight.add(mb)  # it never ends: a stall names it
-            else:
-                if track:
-                    in_flight.add(mb)
-                if failing and attempts[mi] < fails[mi]:
-                    u = frac_rng.random()
-                    if dyn:  # fails at that fraction of its transfer, whatever the bandwidth does
-                        target[mi] = u
-                        ekind[mi] = _FAIL
-                        at = t + overhead + u * (dur - overhead)
-                        heap_push(heap, (at, seq, _FAIL, mi, token[mi]))
-                    else:
-                        heap_push(heap, (t + u * dur, seq, _FAIL, mi, token[mi]))
-                else:
-                    heap_push(heap, (t + dur, seq, _END, mi, token[mi]))
-                seq += 1
+            self.occupy(t, mi, v, d)
+            self.launch(t, mi, h, d, ob, ib)
             slots -= 1
             if slots == 0:
                 return
 
-    def wake(d: int, t: float) -> None:
+    def occupy(self, t: float, mi: int, v: int, d: int) -> None:
+        """VM v of migration mi, starting, counts on its destination d: capacity, anti-affinity
+        and headroom."""
+        gd = self.group_of[d]
+        counted = gd >= 0 and self.st_avail[d]
+        dp = self.dem_p[v]
+        room = self.room
+        before = room[d]
+        after = room[d] = before - dp
+        mask = self.dem_mask[v]
+        if after & mask == mask:  # room left in every class it needs: free falls by it
+            if counted:
+                self.free_p[gd] -= dp
+        else:
+            if counted:
+                self.free_p[gd] -= self.st.freed(before, after)
+            bk = ("cap", d)
+            if bk not in self.in_breach:
+                self.in_breach.add(bk)
+                hosts, classes = self.hosts, self.prep.classes
+                self.breach(
+                    t,
+                    "capacity",
+                    f"{hosts[d]} over capacity in "
+                    + ", ".join(classes[c] for c in self.st.over(d))
+                    + f" with {self.vms[v].id} arriving",
+                    (hosts[d], self.vms[v].id),
+                )
+        g = self.vm_group[v]
+        if g >= 0:
+            gcount = self.gcount
+            gcount[(g, d)] += 1
+            if gcount[(g, d)] > self.group_max[g]:
+                gid = self.prep.group_ids[g]
+                self.breach(
+                    t,
+                    "anti_affinity",
+                    f"server group {gid}: {gcount[(g, d)]} members on "
+                    f"{self.hosts[d]} while {self.vms[v].id} migrates",
+                    (gid, self.hosts[d]),
+                )
+        if counted:  # the full check when a class is short; else only note the minimum
+            if (self.free_p[gd] - self.req_p[gd]) & self.all_ok != self.all_ok:
+                self.check_group(t, gd)
+            else:
+                self.min_pending[gd] = True
+
+    def launch(self, t: float, mi: int, h: int, d: int, ob: int, ib: int) -> None:
+        """Migration mi's attempt runs from h to d (ob, ib: the migrations running on each, it
+        included): its share, and its end (or failure) scheduled."""
+        tries = self.tries
+        dyn = self.dyn
+        if tries[mi] == 0:
+            self.mig_start[mi] = t
+        elif dyn:  # a new attempt: its transfer starts again (first attempts find these)
+            self.prog[mi] = 0.0
+            self.bw_acc[mi] = 0.0
+            self.target[mi] = 1.0
+            self.ekind[mi] = _END
+        tries[mi] += 1
+        mb = self.box[mi]
+        overhead = self.overhead
+        if dyn:
+            self.run_out[h].add(mb)
+            self.run_in[d].add(mb)
+            # Its share of both NICs (out_busy and in_busy count the running migrations).
+            nic = self.nic
+            sa = nic[h] / ob
+            sb = nic[d] / ib
+            share = sa if sa < sb else sb
+            try:
+                tr = self.by_share[share][self.m_kind[mi]]
+            except KeyError:
+                tr = None
+            if tr is None:
+                tr = self.prep.transfer(mi, share)
+            self.cur_bw[mi] = share
+            self.cur_tr[mi] = tr
+            self.x0[mi] = self.seg_t[mi] = t + overhead
+            self.dirty.add(self.box[h])
+            self.dirty.add(self.box[d])
+            dur = tr.total_s
+        else:
+            dur = self.m_dur[mi]
+        if self.record:
+            wave = self.prep.m_wave[mi] + 1
+            attempt = self.attempts[mi] + 1
+            self.log(t, "migration_start", wave, self.hosts[h], mi, self.hosts[d], attempt)
+        if dur == math.inf:
+            self.in_flight.add(mb)  # it never ends: a stall names it
+            return
+        if self.track:
+            self.in_flight.add(mb)
+        if self.failing and self.attempts[mi] < self.fails[mi]:
+            u = self.frac_rng.random()
+            if dyn:  # fails at that fraction of its transfer, whatever the bandwidth does
+                self.target[mi] = u
+                self.ekind[mi] = _FAIL
+                self.push(t + overhead + u * (dur - overhead), _FAIL, mi, self.token[mi])
+            else:
+                self.push(t + u * dur, _FAIL, mi, self.token[mi])
+        else:
+            self.push(t + dur, _END, mi, self.token[mi])
+
+    def wake(self, d: int, t: float) -> None:
         """Destination d has room again (a slot freed, or it is back): retry who waited for it."""
-        ws = waiting_on[d]
+        ws = self.waiting_on[d]
         if not ws:
             return
-        waiting_on[d] = set()
+        self.waiting_on[d] = set()
         order = sorted(ws) if len(ws) > 1 else list(ws)
         for i, h in enumerate(order):
-            if in_busy[d] >= k_in:  # full again: the others go on waiting for it
-                waiting_on[d].update(order[i:])
+            if self.in_busy[d] >= self.k_in:  # full again: the others go on waiting for it
+                self.waiting_on[d].update(order[i:])
                 return
-            if out_busy[h] < k_out:  # a source with no free slot rescans when one frees
-                try_start(h, t)
+            if self.out_busy[h] < self.k_out:  # a source with no free slot rescans when one frees
+                self.try_start(h, t)
 
-    def release_dst(mi: int) -> None:
-        d, v = m_dst[mi], m_vm[mi]
-        if group_of[d] >= 0:
-            note_min(group_of[d])
-        release(d, demand[v])
-        g = vm_group[v]
+    def requeue(self, s: int, mi: int) -> None:
+        """Migration mi waits again at the head of its source's queue."""
+        self.queue[s].insert(0, self.entry[mi])
+        self.qdst[s].insert(0, self.m_dst[mi])
+        if self.vm_host[self.m_vm[mi]] != s:
+            self.skips[s] += 1
+
+    def release_dst(self, mi: int) -> None:
+        """Migration mi's VM no longer counts on its destination (the attempt failed, or was
+        aborted)."""
+        d, v = self.m_dst[mi], self.m_vm[mi]
+        gd = self.group_of[d]
+        if gd >= 0:
+            self.note_min(gd)
+        self.st.remove(d, self.demand[v])
+        g = self.vm_group[v]
         if g >= 0:
-            gcount[(g, d)] -= 1
-        gd = group_of[d]
-        if gd >= 0 and st.avail[d]:
-            check_group(now, gd)
-        if in_breach:
-            cap_recovered(d)
+            self.gcount[(g, d)] -= 1
+        if gd >= 0 and self.st.avail[d]:
+            self.check_group(self.now, gd)
+        if self.in_breach:
+            self.cap_recovered(d)
 
-    def cap_recovered(h: int) -> None:
-        """A host over capacity that is within it again: a later overflow is a new breach."""
-        bk = ("cap", h)
-        if bk in in_breach and not st.over(h):
-            in_breach.discard(bk)
+    # --- helpers: dynamic NIC shares -------------------------------------------------------------
+    def leave(self, mi: int) -> None:
+        """Migration mi no longer uses its NICs (ended, failed or cancelled)."""
+        s, d = self.m_src[mi], self.m_dst[mi]
+        self.run_out[s].discard(mi)
+        self.run_in[d].discard(mi)
+        self.dirty.add(s)
+        self.dirty.add(d)
 
-    def finish_one(h: int, t: float) -> None:
-        pending[h] -= 1
-        if pending[h] == 0:
-            drained(h, t)
-
-    def lose_vms_on(h: int, t: float) -> list[int]:
-        lost = [j for j, hh in enumerate(vm_host) if hh == h and j not in lost_vm]
-        for j in lost:
-            lost_vm.add(j)
-        return lost
-
-    def record_failure(
-        t: float, kind: str, h: int, vm: int | None, detail: str, fits: bool = True
-    ) -> None:
-        failures.append(
-            Failure(
-                t, kind, hosts[h], vms[vm].id if vm is not None else None, detail, group_of[h], fits
-            )
+    def rebalance(self, t: float) -> None:
+        """The running migrations on the hosts whose counts changed get their new share. Counts
+        are final here, so a migration seen twice is unchanged the second time; the order (set
+        order, out then in) fixes the order of ties in the heap."""
+        out_busy, in_busy, nic, m_src, m_dst = (
+            self.out_busy,
+            self.in_busy,
+            self.nic,
+            self.m_src,
+            self.m_dst,
         )
-        if tl is not None:
-            tl((t, "failure", None, hosts[h], None, None, f"{kind}: {detail}"))
-        if kind != "crash":  # a crash samples once its effects are applied
-            sample_all(t)
+        cur_bw, last_net = self.cur_bw, self.last_net
+        for h in self.dirty:
+            n = out_busy[h] - in_busy[h]
+            if n == last_net[h]:
+                continue  # same count as at the last rebalance: same shares
+            last_net[h] = n
+            if n > 0:
+                sa = nic[h] / n
+                for mi in self.run_out[h]:
+                    d = m_dst[mi]
+                    sb = nic[d] / in_busy[d]
+                    share = sa if sa < sb else sb
+                    if share != cur_bw[mi]:
+                        self.reshare(mi, share, t)
+            elif n < 0:
+                sb = nic[h] / -n
+                for mi in self.run_in[h]:
+                    s = m_src[mi]
+                    sa = nic[s] / out_busy[s]
+                    share = sa if sa < sb else sb
+                    if share != cur_bw[mi]:
+                        self.reshare(mi, share, t)
+        self.dirty.clear()
 
-    # --- the loop ------------------------------------------------------------------------------
-    while heap:
-        t, _, kind, a, b = heap_pop(heap)
-        now = t
-        if kind == _END:
-            mi = a
-            if b != token[mi]:
-                continue
-            mb = box[mi]
-            if track:
-                in_flight.discard(mb)
-            s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
-            out_busy[s] -= 1
-            in_busy[d] -= 1
-            open_[d] = dest_ok[d]
-            mig_end[mi] = t
-            if dyn:
-                tr = cur_tr[mi]
-                run_out[s].discard(mb)
-                run_in[d].discard(mb)
-                dirty.add(box[s])
-                dirty.add(box[d])
-                sg = seg_t[mi]
-                if sg != x0[mi]:  # reshared since its transfer began: its mean share, reported
-                    if t > sg:
-                        bw_acc[mi] += cur_bw[mi] * (t - sg)
-                    cur_bw[mi] = bw_acc[mi] / (t - x0[mi])
-                moved, down, code = tr.moves, tr.downtime_s, tr.outcome
-                mig_bytes[mi] = tr.bytes  # an end is final: set once
-            else:
-                moved, down, code = m_moves[mi], m_down_all[mi], m_outcome_all[mi]
-                mig_bytes[mi] = m_bytes_all[mi]
-            mig_state[mi] = code
-            if moved:
-                cur = vm_host[v]
-                gc = group_of[cur]
-                if gc >= 0 and st_avail[cur]:
-                    note_min(gc)
-                    release(cur, demand[v])
-                    check_group(t, gc)
-                else:  # the source is in maintenance: its usage only, no headroom to update
-                    room[cur] += dem_p[v]
-                g = vm_group[v]
-                if g >= 0:
-                    gcount[(g, cur)] -= 1
-                if in_breach:
-                    cap_recovered(cur)
-                vm_host[v] = d
-                if m_dup[mi]:  # another migration of v may wait in cur's queue: a skip now
-                    skips[cur] = sum(1 for _, u, _ in queue[cur] if vm_host[u] != cur)
-                mig_down[mi] = down
-            else:
-                release_dst(mi)
-                host_failed.add(s)
-                record_failure(
-                    t,
-                    "timeout",
-                    s,
-                    v,
-                    f"{vms[v].id} did not converge; Nova's completion timeout "
-                    f"aborted it after {t - mig_start[mi]:.0f} s; left on {hosts[s]}",
-                )
-            if tl is not None:
-                tl((t, "migration_end", prep.m_wave[mi] + 1, hosts[s], mi, hosts[d], None))
-            pending[s] -= 1
-            if pending[s] == 0:
-                drained(s, t)
-            if queue[s]:
-                try_start(s, t)
-            if waiting_on[d]:
-                wake(d, t)
-        elif kind == _FAIL:
-            mi = a
-            if b != token[mi]:
-                continue
-            if track:
-                in_flight.discard(mi)
-            s, d, v = m_src[mi], m_dst[mi], m_vm[mi]
-            out_busy[s] -= 1
-            in_busy[d] -= 1
-            open_[d] = dest_ok[d]
-            if dyn:
-                leave(mi)
-            release_dst(mi)
-            attempts[mi] += 1
-            if tl is not None:
-                tl(
-                    (
-                        t,
-                        "migration_failed",
-                        prep.m_wave[mi] + 1,
-                        hosts[s],
-                        mi,
-                        hosts[d],
-                        attempts[mi],
-                    )
-                )
-            if attempts[mi] <= retries and hstate[s] == MAINT:
-                heap_push(heap, (t + model.retry_delay_s, seq, _RETRY, mi, 0))
-                seq += 1
-            else:
-                mig_end[mi] = t
-                mig_state[mi] = OUTCOME_CODE["failed"]
-                host_failed.add(s)
-                record_failure(
-                    t,
-                    "migration",
-                    s,
-                    v,
-                    f"{vms[v].id} failed {attempts[mi]} time(s); left on {hosts[s]}, "
-                    f"which cannot be upgraded",
-                )
-                finish_one(s, t)
-            try_start(s, t)
-            wake(d, t)
-        elif kind == _RETRY:
-            s = m_src[a]
-            if hstate[s] != MAINT:  # its host crashed meanwhile
-                mig_state[a] = OUTCOME_CODE["lost" if m_vm[a] in lost_vm else "skipped"]
-                continue
-            requeue(s, a)
-            try_start(s, t)
-        elif kind == _WAVE:
-            w = a
-            whosts, queues, stops = prep.waves[w]
-            wave_start[w] = t
-            wave_left[w] = len(whosts)
-            if tl is not None:
-                tl((t, "wave_start", w + 1, None, None, None, None))
-            changed_ha: set[int] = set()
-            live_hosts = []
-            for h in whosts:
-                host_wave[h] = w
-                if hstate[h] != NORMAL:
-                    # Crashed or failed earlier: nothing to do; its VMs went down with it.
-                    for mi in queues.get(h, ()):
-                        gone = m_vm[mi] in lost_vm
-                        mig_state[mi] = OUTCOME_CODE["lost" if gone else "skipped"]
-                    host_done(h, t, "down")
-                    continue
-                maint_start[h] = t
-                set_down(h, MAINT)
-                changed_ha.update(prep.host_ha[h])
-                live_hosts.append(h)
-                if tl is not None:
-                    tl((t, "host_disable", w + 1, hosts[h], None, None, None))
-            check_ha(t, sorted(changed_ha))
-            sample_all(t)
-            if live_hosts:
-                heap_push(heap, (t + model.disable_s, seq, _DRAIN, w, 0))
-                seq += 1
-        elif kind == _DRAIN:
-            whosts, queues, stops = prep.waves[a]
-            if all(hstate[h] != MAINT for h in whosts):
-                continue  # its hosts crashed while being disabled: the wave is over already
-            for h in whosts:
-                if hstate[h] != MAINT:
-                    continue
-                # (map copies references; compiled, a comprehension would rebuild each tuple)
-                mis = queues.get(h, ())
-                q = list(map(entry.__getitem__, mis))
-                queue[h] = q
-                qdst[h] = list(map(m_dst.__getitem__, mis))
-                sk = 0
-                for mi in mis:
-                    if vm_host[m_vm[mi]] != h:
-                        sk += 1
-                skips[h] = sk
-                sv = [j for j in stops.get(h, ()) if j not in lost_vm]
-                pending[h] = len(q) + (1 if sv else 0)
-                if sv:
-                    for j in sv:
-                        stop_begin[j] = t
-                    wait = model.shutdown_s if any(prep.stop_active[j] for j in sv) else 0.0
-                    heap_push(heap, (t + wait, seq, _STOPPED, h, 0))
-                    seq += 1
-                if pending[h] == 0:
-                    drained(h, t)
-            for h in whosts:
-                if hstate[h] == MAINT:
-                    try_start(h, t)
-        elif kind == _STOPPED:
-            if hstate[a] != MAINT:
-                continue  # the host crashed while its VMs shut down: nothing happens now
-            finish_one(a, t)
-        elif kind == _UPGRADED:
-            h = a
-            if hstate[h] != MAINT:
-                continue
-            if up_fail[h] and model.rollback:
-                record_failure(
-                    t,
-                    "upgrade",
-                    h,
-                    None,
-                    f"{hosts[h]} failed its upgrade; rolled back ({rb_dur[h]:.0f} s)",
-                )
-                rolled_back.add(h)
-                rollback_total += rb_dur[h]
-                if tl is not None:
-                    tl((t, "rollback_start", host_wave[h] + 1, hosts[h], None, None, None))
-                heap_push(heap, (t + rb_dur[h], seq, _ROLLEDBACK, h, 0))
-                seq += 1
-            elif up_fail[h]:
-                hstate[h] = DONE_DOWN
-                record_failure(
-                    t, "upgrade", h, None, f"{hosts[h]} failed its upgrade and stays down"
-                )
-                for j in prep.waves[host_wave[h]][2].get(h, ()):
-                    lost_vm.add(j)
-                host_done(h, t, "upgrade-failed")
-            else:
-                heap_push(heap, (t + model.enable_s, seq, _ENABLE, h, 1))
-                seq += 1
-        elif kind == _ROLLEDBACK:
-            h = a
-            if hstate[h] != MAINT:
-                continue
-            if tl is not None:
-                tl((t, "rollback_end", host_wave[h] + 1, hosts[h], None, None, None))
-            heap_push(heap, (t + model.enable_s, seq, _ENABLE, h, 0))
-            seq += 1
-        elif kind == _SOAK_END:
-            soak_total += model.soak_s
-            if tl is not None:
-                verdict = "failed: rolling back" if canary_fails else "passed"
-                tl((t, "soak_end", a + 1, None, None, None, f"canary {verdict}"))
-            if canary_fails:
-                record_failure(
-                    t,
-                    "canary",
-                    canary[0],
-                    None,
-                    "the canary failed its checks; rolling back "
-                    + ", ".join(hosts[c] for c in canary),
-                )
-                changed: set[int] = set()
-                for c in canary:
-                    if hstate[c] != NORMAL:
-                        continue
-                    set_down(c, MAINT)
-                    changed.update(prep.host_ha[c])
-                    rolled_back.add(c)
-                    rollback_total += rb_dur[c]
-                    canary_left += 1
-                    if tl is not None:
-                        tl((t, "rollback_start", host_wave[c] + 1, hosts[c], None, None, None))
-                    heap_push(heap, (t + model.disable_s + rb_dur[c], seq, _ROLLEDBACK, c, 0))
-                    seq += 1
-                check_ha(t, sorted(changed))
-                sample_all(t)
-            if canary_left == 0:
-                canary_state = 2
-                if canary_next < n_waves:
-                    heap_push(heap, (t, seq, _WAVE, canary_next, 0))
-                    seq += 1
-        elif kind == _ENABLE:
-            h = a
-            if hstate[h] != MAINT:
-                continue
-            hstate[h] = NORMAL
-            dest_ok[h] = avail0[h]
-            open_[h] = avail0[h] and in_busy[h] < k_in
-            if avail0[h]:
-                if group_of[h] >= 0:
-                    note_min(group_of[h])
-                set_available(st, h, True)
-            check_ha(t, prep.host_ha[h])
-            g = group_of[h]
-            if g >= 0:
-                check_group(t, g)
-                if record:
-                    sample_group(t, g)
-            if canary_state == 1 and h in canary and h in host_status:
-                # A canary host back at its old version: the run goes on once all are.
-                host_status[h] = "rolled-back"
-                if tl is not None:
-                    tl((t, "host_enable", host_wave[h] + 1, hosts[h], None, None, "rolled-back"))
-                canary_left -= 1
-                if canary_left == 0:
-                    canary_state = 2
-                    if canary_next < n_waves:
-                        heap_push(heap, (t, seq, _WAVE, canary_next, 0))
-                        seq += 1
-                wake(h, t)
-                continue
-            for j in prep.waves[host_wave[h]][2].get(h, ()):
-                if j in stop_begin and j not in lost_vm:
-                    stop_down[j] = (
-                        t + (model.boot_s if prep.stop_active[j] else 0.0) - stop_begin[j]
-                    )
-            if tl is not None:
-                tl(
-                    (
-                        t,
-                        "host_enable",
-                        host_wave[h] + 1,
-                        hosts[h],
-                        None,
-                        None,
-                        "upgraded" if b else "rolled-back" if h in rolled_back else "not-upgraded",
-                    )
-                )
-            host_done(
-                h, t, "upgraded" if b else "rolled-back" if h in rolled_back else "not-upgraded"
-            )
-            wake(h, t)
-        elif kind == _CRASH:
-            if waves_done >= n_waves:
-                continue  # the upgrade is over: not its concern
-            cands = [
-                h for h in range(H) if prep.capacity.compute[h] and hstate[h] in (NORMAL, MAINT)
-            ]
-            if not cands:
-                continue
-            h = cands[min(len(cands) - 1, int(crash_u * len(cands)))]
-            was = hstate[h]
-            lost = lose_vms_on(h, t)
-            g = group_of[h]
-            need = [0] * len(prep.classes)
-            for j in lost:
-                for c, n in enumerate(demand[j]):
-                    need[c] += n
-            set_down(h, CRASHED)
-            fits = bool(g < 0) or all(f >= n for f, n in zip(st.free_of(g), need, strict=True))
-            record_failure(
-                t, "crash", h, None, f"{hosts[h]} crashed with {len(lost)} VM(s) on it", fits
-            )
-            touched: set[int] = set()
-            for mi in sorted(in_flight):
-                if m_src[mi] == h or m_dst[mi] == h:
-                    touched.add(m_src[mi])
-                    token[mi] += 1
-                    in_flight.discard(mi)
-                    s, d = m_src[mi], m_dst[mi]
-                    out_busy[s] -= 1
-                    in_busy[d] -= 1
-                    open_[d] = dest_ok[d]
-                    if dyn:
-                        leave(mi)
-                    if m_src[mi] == h:
-                        release_dst(mi)
-                        mig_end[mi] = t
-                        mig_state[mi] = OUTCOME_CODE["lost"]
-                    else:
-                        # The destination is gone: the attempt fails; it waits for a destination.
-                        release_dst(mi)
-                        requeue(s, mi)
-            if was == MAINT:
-                for mi, _, _ in queue[h]:
-                    mig_state[mi] = OUTCOME_CODE["lost"]
-                # Its migrations not started yet (its drain had not begun, or they waited):
-                for mi in prep.waves[host_wave[h]][1].get(h, ()):
-                    if mig_state[mi] < 0 and tries[mi] == 0:
-                        mig_state[mi] = OUTCOME_CODE["lost" if m_vm[mi] in lost_vm else "skipped"]
-                queue[h] = []
-                qdst[h] = []
-                skips[h] = 0
-                host_done(h, t, "crashed")
-            for j in lost:
-                vm_host[j] = -1
-            check_ha(t, prep.host_ha[h])
-            sample_all(t)
-            for s in sorted(touched):
-                try_start(s, t)
-            for d in [d for d in range(H) if waiting_on[d]]:
-                wake(d, t)
-        if dirty:
-            # Rebalance: the running migrations on the hosts whose counts changed get their
-            # new share. Counts are final here, so a migration seen twice is unchanged the
-            # second time; the order (set order, out then in) fixes the order of ties in the heap.
-            for h in dirty:
-                n = out_busy[h] - in_busy[h]
-                if n == last_net[h]:
-                    continue  # same count as at the last rebalance: same shares
-                last_net[h] = n
-                if n > 0:
-                    sa = nic[h] / n
-                    for mi in run_out[h]:
-                        d = m_dst[mi]
-                        sb = nic[d] / in_busy[d]
-                        share = sa if sa < sb else sb
-                        if share != cur_bw[mi]:
-                            reshare(mi, share, t)
-                elif n < 0:
-                    sb = nic[h] / -n
-                    for mi in run_in[h]:
-                        s = m_src[mi]
-                        sa = nic[s] / out_busy[s]
-                        share = sa if sa < sb else sb
-                        if share != cur_bw[mi]:
-                            reshare(mi, share, t)
-            dirty.clear()
-        last = t  # reached only by events that were not stale
-        popped += 1
+    def reshare(self, mi: int, share: float, t: float) -> None:
+        """Running migration mi goes on at `share`: the progress made (the fraction of its
+        transfer done) is kept, the rest goes at the new speed: its end event moves."""
+        overhead, seg_t, x0, prog = self.overhead, self.seg_t, self.x0, self.prog
+        old = self.cur_tr[mi].total_s - overhead
+        base = seg_t[mi] if seg_t[mi] > x0[mi] else x0[mi]
+        if t > base:
+            self.bw_acc[mi] += self.cur_bw[mi] * (t - base)
+            if old != math.inf:
+                prog[mi] += (t - base) / old
+        seg_t[mi] = t if t > x0[mi] else x0[mi]
+        tr = self.prep.transfer(mi, share)
+        self.cur_bw[mi] = share
+        self.cur_tr[mi] = tr
+        new = tr.total_s - overhead
+        self.token[mi] += 1
+        if new != math.inf:
+            rest = self.target[mi] - prog[mi]
+            at = seg_t[mi] + (rest if rest > 0 else 0.0) * new
+            self.push(at, self.ekind[mi], mi, self.token[mi])
+        else:
+            self.in_flight.add(mi)  # never ends now: a stall names it
 
-    for g in range(len(st.groups)):
-        note_min(g)
-    makespan = last
-    stalled = waves_done < n_waves
-    stall = None
-    if stalled:
-        stall = _stall_report(prep, queue, in_flight, hstate, avail0, last)
-        if tl is not None:
-            tl((last, "stall", None, None, None, None, stall["reason"]))
-    # Absorbed: its VMs fitted at that moment and its group's headroom held from then on.
-    for f in failures:
-        later = any(tb >= f.t for tb in headroom_breach_start.get(f.group, ()))
-        still = any(k[0] == "headroom" and k[1] == f.group for k in in_breach)
-        f.absorbed = f.fits and not later and not (still and f.group >= 0)
-    lb = lower_bound(prep, up_dur_l)
-    return SimResult(
-        seed=seed,
-        makespan_s=makespan,
-        completed=not stalled,
-        stalled=stalled,
-        stall=stall,
-        events=popped + sum(tries),  # a migration start is an event of its own
-        heap_events=popped,
-        wave_start=wave_start,
-        wave_end=wave_end,
-        mig_start=mig_start,
-        mig_end=mig_end,
-        mig_state=mig_state,
-        mig_attempts=tries,
-        mig_bytes=mig_bytes,
-        mig_down=mig_down,
-        mig_bw=cur_bw if dyn else list(prep.m_bw),
-        host_status=host_status,
-        host_times=host_times,
-        stop_down=stop_down,
-        failures=failures,
-        breaches=breaches,
-        breach_counts=breach_counts,
-        headroom_samples=samples,
-        min_slack=min_slack,
-        lower_bound_s=lb,
-        plan_lower_bound_s=plan_lower_bound(prep, up_dur_l),
-        vms_lost=len(lost_vm),
-        timeline=timeline,
-        rollback_s=rollback_total,
-        soak_s=soak_total,
-        canary_hosts=tuple(hosts[c] for c in canary),
-        canary_failed=bool(canary and canary_fails),
-    )
+    # --- helpers: hosts and waves ----------------------------------------------------------------
+    def finish_one(self, h: int, t: float) -> None:
+        """One of h's migrations or its stops is done (or will never be)."""
+        self.pending[h] -= 1
+        if self.pending[h] == 0:
+            self.drained(h, t)
 
+    def drained(self, h: int, t: float) -> None:
+        """Host h has nothing left to move: its upgrade starts (or it returns to service)."""
+        if self.hstate[h] != MAINT:
+            return
+        if h in self.host_failed:
+            # back in service, not upgraded
+            self.push(t + self.enable_s, _ENABLE, h, 0)
+            return
+        self.upgrade_start[h] = t
+        g = self.group_of[h]
+        if self.record and g >= 0:  # its VMs have landed: the group's low point before h is back
+            self.sample_group(t, g)
+        if self.record:
+            self.log(t, "upgrade_start", self.host_wave[h] + 1, self.hosts[h], None, None, None)
+        self.push(t + self.up_dur[h], _UPGRADED, h, 0)
 
-def _stall_report(
-    prep: Prepared,
-    queue: list[list[tuple[int, int, int]]],
-    in_flight: set[int],
-    hstate: list[int],
-    avail0: list[bool],
-    t: float,
-) -> dict[str, Any]:
-    hosts = prep.hosts
-    waiting = []
-    for h, q in enumerate(queue):
-        for mi, _, _ in q:
-            d = prep.m_dst[mi]
-            why = (
-                "crashed"
-                if hstate[d] == CRASHED
-                else "down after a failed upgrade"
-                if hstate[d] == DONE_DOWN
-                else "in maintenance"
-                if hstate[d] == MAINT
-                else "disabled or down in the inventory"
-                if not avail0[d]
-                else "busy"
-            )
-            waiting.append(
-                {
-                    "vm": prep.inv.vms[prep.m_vm[mi]].id,
-                    "from": hosts[h],
-                    "to": hosts[d],
-                    "why": f"destination {why}",
-                }
-            )
-    never = [
-        {
-            "vm": prep.inv.vms[prep.m_vm[mi]].id,
-            "from": hosts[prep.m_src[mi]],
-            "to": hosts[prep.m_dst[mi]],
-            "why": "never completes: does not converge and the completion timeout is off",
-        }
-        for mi in sorted(in_flight)
-    ]
-    items = never + waiting
-    first = items[0] if items else None
-    reason = f"no event left at {t:.0f} s with {len(items)} migration(s) pending" + (
-        f"; e.g. {first['vm']} {first['from']} -> {first['to']}: {first['why']}" if first else ""
-    )
-    return {"t_s": round(t, 3), "reason": reason, "pending": items[:50], "count": len(items)}
-
-
-def plan_lower_bound(prep: Prepared, up_dur: list[float]) -> float:
-    """This plan's own bound: its waves run one after another, so the makespan is at least the sum
-    over waves of their slowest host's p_h (failure-free, with this run's upgrade times)."""
-    m = prep.model
-    total = _soak(prep)
-    for whosts, _, stops in prep.waves:
-        worst = 0.0
-        for h in whosts:
-            drain = prep.lb_drain.get(h, 0.0)
-            if any(prep.stop_active[j] for j in stops.get(h, ())):
-                drain = max(drain, m.shutdown_s)
-            up = 0.0 if h in prep.lb_not_upgraded else up_dur[h]
-            worst = max(worst, m.disable_s + drain + up + m.enable_s)
-        total += worst
-    return total
-
-
-def lower_bound(prep: Prepared, up_dur: list[float]) -> float:
-    """lower-bounds.md: makespan >= max(max_h p_h, sum_h p_h / m, bytes / (m x NIC) + min U),
-    p_h = disable + drain bound + upgrade + enable; failure-free, with this run's upgrade times."""
-    m = prep.model
-    p: dict[int, float] = {}
-    ups: list[float] = []
-    for whosts, _, _ in prep.waves:
-        for h in whosts:
-            up = 0.0 if h in prep.lb_not_upgraded else up_dur[h]
-            p[h] = m.disable_s + prep.lb_drain.get(h, 0.0) + up + m.enable_s
-            ups.append(up)
-    if not p:
-        return 0.0
-    comp = [v for h, v in p.items() if prep.capacity.compute[h]]
-    bound = max(
-        max(p.values()),
-        sum(p.values()) / prep.m_eff_all,
-        sum(comp) / prep.m_eff_compute if comp else 0.0,
-        prep.lb_bytes / prep.m_eff_compute + min(ups),
-    )
-    # The canary's soak: no host is worked on meanwhile, so it adds to every term.
-    return float(bound) + _soak(prep)
-
-
-def _soak(prep: Prepared) -> float:
-    """The soak a failure-free run certainly makes: a canary, and a host that gets upgraded."""
-    m = prep.model
-    if m.canary_hosts <= 0 or m.soak_s <= 0:
-        return 0.0
-    upgraded = any(h not in prep.lb_not_upgraded for whosts, _, _ in prep.waves for h in whosts)
-    return m.soak_s if upgraded else 0.0
+    def host_done(self, h: int, t: float, status: str) -> None:
+        """Host h is done with its wave; the last of a wave starts the next (or the canary)."""
+        if h in self.host_status:
+            return
+        self.host_status[h] = status
+        if status == "upgraded" and self.canary_host_ok[h]:
+            self.upgraded_order.append(h)
+        self.host_times[h] = (self.maint_start.get(h, t), self.upgrade_start.get(h, math.nan), t)
+        w = self.host_wave[h]
+        self.wave_left[w] -= 1
+        if self.wave_left[w] != 0:
+            return
+        self.wave_end[w] = t
+        self.waves_done += 1
+        if self.record:
+            self.log(t, "wave_end", w + 1, None, None, None, None)
+        self.sample_all(t)
+        n_canary = self.prep.model.canary_hosts
+        order = self.upgraded_order
+        if self.canary_state == 0 and order and (len(order) >= n_canary or w + 1 == self.n_waves):
+            # The canary: its hosts soak; nothing starts meanwhile.
+            self.canary_state = 1
+            self.canary.extend(order[:n_canary])
+            self.canary_next = w + 1
+            if self.record:
+                names = ", ".join(self.hosts[c] for c in self.canary)
+                self.log(t, "soak_start", w + 1, None, None, None, f"canary: {names}")
+            self.push(t + self.prep.model.soak_s, _SOAK_END, w, 0)
+        elif w + 1 < self.n_waves:
+            self.push(t, _WAVE, w + 1, 0)

@@ -21,11 +21,14 @@ textbook model: the remaining bytes fall at B - D while the guest runs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
+
+from sim.params import choice, flag, integer, num
 
 GIB = float(1 << 30)
 MIB = float(1 << 20)
@@ -40,14 +43,38 @@ OUTCOMES: tuple[Outcome, ...] = ("converged", "post-copy", "paused", "aborted", 
 class NovaSettings:
     """Nova's `[libvirt]` live-migration options, with Nova's defaults and minimums."""
 
-    downtime_ms: int = 500  # live_migration_downtime (min 100)
-    downtime_steps: int = 10  # live_migration_downtime_steps (min 3)
-    downtime_delay_s: int = 75  # live_migration_downtime_delay, seconds per GiB (min 3)
-    completion_timeout_s: int = 800  # live_migration_completion_timeout, s per GiB; 0: none
-    timeout_action: TimeoutAction = "abort"  # live_migration_timeout_action
-    permit_auto_converge: bool = False  # live_migration_permit_auto_converge
-    permit_post_copy: bool = False  # live_migration_permit_post_copy
-    bandwidth_mib_s: int = 0  # live_migration_bandwidth, MiB/s; 0: unlimited
+    downtime_ms: int = integer(
+        500, "nova.live_migration_downtime", "the longest pause allowed at the switch-over "
+        "(`[libvirt] live_migration_downtime`)", unit="ms", minimum=100,
+    )  # fmt: skip
+    downtime_steps: int = integer(
+        10, "nova.live_migration_downtime_steps", "steps from the first allowed downtime to it "
+        "(`[libvirt] live_migration_downtime_steps`)", minimum=3,
+    )  # fmt: skip
+    downtime_delay_s: int = integer(
+        75, "nova.live_migration_downtime_delay", "time per step, per GiB of data "
+        "(`[libvirt] live_migration_downtime_delay`)", unit="s per GiB", minimum=3,
+    )  # fmt: skip
+    completion_timeout_s: int = integer(
+        800, "nova.live_migration_completion_timeout", "per GiB of data; 0 = none "
+        "(`[libvirt] live_migration_completion_timeout`)", unit="s per GiB", minimum=0,
+    )  # fmt: skip
+    timeout_action: TimeoutAction = choice(
+        "abort", "nova.live_migration_timeout_action", "what the completion timeout does "
+        "(`[libvirt] live_migration_timeout_action`)", get_args(TimeoutAction),
+    )  # fmt: skip
+    permit_auto_converge: bool = flag(
+        False, "nova.live_migration_permit_auto_converge",
+        "`[libvirt] live_migration_permit_auto_converge`",
+    )  # fmt: skip
+    permit_post_copy: bool = flag(
+        False, "nova.live_migration_permit_post_copy",
+        "`[libvirt] live_migration_permit_post_copy`",
+    )  # fmt: skip
+    bandwidth_mib_s: int = integer(
+        0, "nova.live_migration_bandwidth", "cap per migration, 0 = unlimited "
+        "(`[libvirt] live_migration_bandwidth`)", unit="MiB/s", minimum=0,
+    )  # fmt: skip
 
     @property
     def auto_converge(self) -> bool:
@@ -59,13 +86,33 @@ class NovaSettings:
 class QemuSettings:
     """How QEMU runs the migration (facts: shared/reference/live-migration-model.md)."""
 
-    check: SwitchoverCheck = "continuous"
-    resume_s: float = 0.01  # device state and resume on the destination, after the last copy
-    postcopy_switch_s: float = 0.05  # guest pause when switching to post-copy
-    throttle_initial: int = 20  # cpu-throttle-initial, %
-    throttle_increment: int = 10  # cpu-throttle-increment, %
-    throttle_max: int = 99  # max-cpu-throttle, %
-    throttle_trigger: int = 50  # throttle-trigger-threshold: dirtied > this % of sent
+    check: SwitchoverCheck = choice(
+        "continuous", "qemu.switchover_check", "when QEMU checks convergence: `per-pass` is the "
+        "textbook's", get_args(SwitchoverCheck),
+    )  # fmt: skip
+    resume_s: float = num(
+        0.01, "qemu.resume_ms", "device state and resume on the destination, after the last copy",
+        unit="ms", minimum=0.0, scale=1000.0,
+    )  # fmt: skip
+    postcopy_switch_s: float = num(
+        0.05, "qemu.postcopy_switch_ms", "guest pause when switching to post-copy", unit="ms",
+        minimum=0.0, scale=1000.0,
+    )  # fmt: skip
+    throttle_initial: int = integer(
+        20, "qemu.throttle_initial", "auto-converge's first CPU throttle (`cpu-throttle-initial`)",
+        unit="%", minimum=1, percent=True,
+    )  # fmt: skip
+    throttle_increment: int = integer(
+        10, "qemu.throttle_increment", "its step (`cpu-throttle-increment`)", unit="%", minimum=1
+    )
+    throttle_max: int = integer(
+        99, "qemu.throttle_max", "its most (`max-cpu-throttle`)", unit="%", minimum=1,
+        percent=True,
+    )  # fmt: skip
+    throttle_trigger: int = integer(
+        50, "qemu.throttle_trigger_threshold", "throttle when dirtying exceeds this share of the "
+        "bytes sent (`throttle-trigger-threshold`)", unit="%", minimum=1, percent=True,
+    )  # fmt: skip
     sync_min_s: float = 1.0  # QEMU checks the throttle at most once a second
 
 
@@ -200,11 +247,16 @@ def live_migration(
     memory_mib: float | None = None,
     disk_gib: float | None = None,
     max_passes: int = 1_000_000,
+    force_after_s: float | None = None,
 ) -> LiveResult:
     """One live migration as Nova (libvirt driver) runs it. memory, disk in bytes; dirty_rate,
     bandwidth (already capped by live_migration_bandwidth) and switchover_bandwidth (default:
     bandwidth) in bytes/s. Nova sizes its schedule from the flavor's memory and the disk size
-    (memory_mib / disk_gib; default: from the bytes)."""
+    (memory_mib / disk_gib; default: from the bytes).
+
+    `force_after_s`: the operator (the executor) calls Nova's force-complete that long after the
+    start, if the migration is still running then: the same as Nova's own timeout action
+    `force_complete` firing at that time (post-copy if permitted, else the guest paused)."""
     nova = nova or NovaSettings()
     qemu = qemu or QemuSettings()
     M, D, B = float(memory), float(dirty_rate), float(bandwidth)
@@ -217,6 +269,12 @@ def live_migration(
     )
     steps = _steps(nova, gb)
     timeout = float(completion_timeout_s(nova, gb))
+    if force_after_s is not None:
+        if not force_after_s > 0:
+            raise ValueError("force_after_s must be positive")
+        if timeout <= 0 or force_after_s < timeout:
+            timeout = float(force_after_s)
+            nova = dataclasses.replace(nova, timeout_action="force_complete")
     converges = D < B
     continuous = qemu.check == "continuous"
 

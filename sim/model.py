@@ -20,6 +20,7 @@ from planner.formats import Reader, read_document
 from planner.inventory import Host
 from planner.policy import selector_matches
 from sim.migration import MIB, NovaSettings, QemuSettings
+from sim.params import Declared, Param, choice, declared, flag, integer, num, other
 
 KIND = "sim-model"
 DistKind = Literal["fixed", "uniform", "triangular", "lognormal"]
@@ -69,49 +70,128 @@ class Distribution:
 
 @dataclass(frozen=True)
 class SimModel:
+    """The model. Its parameters are declared here and in the Nova and QEMU settings it holds,
+    each once, with its place in the model file, bounds, unit and doc (`sim.params`): they drive
+    reading (`model_from_dict`), writing (`to_dict`) and the docs' table (`doc_table`)."""
+
     # network
-    nic_gbps: float = 10.0  # per host, each direction (full duplex)
-    efficiency: float = 0.92  # of line rate a migration stream achieves: 10 GbE ~ 1.15 GB/s
-    switchover_gbps: float | None = None  # the paused last copy; None: the migration's NIC share
-    nic_by_host: tuple[tuple[str, float], ...] = ()  # (selector, Gbps), first match wins
+    nic_gbps: float = num(
+        10.0, "network.nic_gbps", "NIC line rate per host, each direction (full duplex)",
+        unit="Gbit/s", above=0.0,
+    )  # fmt: skip
+    efficiency: float = num(
+        0.92, "network.efficiency", "share of line rate a migration stream achieves "
+        "(10 GbE: 1.15 GB/s)", above=0.0, maximum=1.0,
+    )  # fmt: skip
+    switchover_gbps: float | None = num(
+        None, "network.switchover_gbps", "bandwidth of the paused last copy; null: the "
+        "migration's NIC share", unit="Gbit/s", above=0.0, nullable=True,
+    )  # fmt: skip
     # How migrations share a host's NIC: "dynamic" (the issue's rule), NIC / (how many run on it
     # now), rebalanced at every start and end; "static", the fast approximation, NIC / (how many
     # can run on it at once in the wave), fixed before the run (conservative at a drain's tail).
-    sharing: Literal["static", "dynamic"] = "dynamic"
+    sharing: Literal["static", "dynamic"] = choice(
+        "dynamic", "network.sharing", "`dynamic`: NIC shares among the migrations running now; "
+        "`static`: fixed per plan, the fast approximation (see \"Bandwidth\")",
+        ("static", "dynamic"),
+    )  # fmt: skip
+    nic_by_host: tuple[tuple[str, float], ...] = other(
+        (), "network.hosts", "nic_rules", "`{match: SELECTOR, nic_gbps: G}`: per-host NICs, "
+        "the first match wins",
+    )  # fmt: skip
     # Nova and QEMU
+    max_concurrent_live_migrations: int | None = integer(
+        None, "nova.max_concurrent_live_migrations", "outgoing live migrations per host "
+        "(`[DEFAULT] max_concurrent_live_migrations`, Nova's default 1, 0 = unlimited); null: "
+        "the plan's policy", minimum=0, nullable=True,
+    )  # fmt: skip
     nova: NovaSettings = field(default_factory=NovaSettings)
     qemu: QemuSettings = field(default_factory=QemuSettings)
-    max_concurrent_live_migrations: int | None = None  # None: the plan's policy; 0: unlimited
     # executor
-    max_inbound_migrations: int | None = 2  # per destination host; None: no limit
-    orchestration_overhead_s: float = 10.0  # per migration: API, conductor, scheduler, checks
-    disable_s: float = 5.0  # disabling a wave's compute services before its migrations
-    enable_s: float = 5.0  # enabling a host after its upgrade
-    retry_delay_s: float = 30.0  # before a failed migration is tried again
-    # A failed upgrade is rolled back (`execute --rollback-command`): the host returns to service
-    # at its old version after `upgrade_rollback`; else it stays down (the default).
-    rollback: bool = False
-    # The canary (`execute --canary N --soak S`): after the wave in which the first N upgraded
-    # hosts are back (or the last wave), nothing starts for soak_s; 0 hosts: no canary.
-    canary_hosts: int = 0
-    soak_s: float = 0.0
+    max_inbound_migrations: int | None = integer(
+        2, "executor.max_inbound_migrations", "per destination host; null = no limit",
+        minimum=1, nullable=True,
+    )  # fmt: skip
+    orchestration_overhead_s: float = num(
+        10.0, "executor.orchestration_overhead_s", "fixed cost of each migration: API, "
+        "conductor, scheduler, checks", unit="s", minimum=0.0,
+    )  # fmt: skip
+    disable_s: float = num(
+        5.0, "executor.disable_s", "disabling a wave's compute services before its migrations",
+        unit="s", minimum=0.0,
+    )  # fmt: skip
+    enable_s: float = num(
+        5.0, "executor.enable_s", "enabling a host after its upgrade", unit="s", minimum=0.0
+    )
+    retry_delay_s: float = num(
+        30.0, "executor.retry_delay_s", "before a failed migration is tried again", unit="s",
+        minimum=0.0,
+    )  # fmt: skip
+    rollback: bool = flag(
+        False, "executor.rollback", "a failed upgrade is rolled back (`execute "
+        "--rollback-command`): the host returns to service at its old version after "
+        "`upgrade.rollback`; false: it stays down",
+    )  # fmt: skip
+    canary_hosts: int = integer(
+        0, "executor.canary_hosts", "the canary (`execute --canary N --soak S`): after the wave "
+        "in which the first N upgraded hosts are back (or the last wave), nothing starts for "
+        "`soak_s`; 0: no canary", minimum=0,
+    )  # fmt: skip
+    soak_s: float = num(
+        0.0, "executor.soak_s", "the canary's soak (`execute --soak S`)", unit="s", minimum=0.0
+    )
     # guests
-    default_dirty_rate_mib_s: float = 20.0  # for VMs without dirty_rate_mb_s
-    shutdown_s: float = 30.0  # a guest's clean shutdown (cold migration, stop in place)
-    boot_s: float = 60.0  # a guest's boot
+    default_dirty_rate_mib_s: float = num(
+        20.0, "guests.default_dirty_rate_mb_s", "for VMs without `dirty_rate_mb_s`",
+        unit="MiB/s", minimum=0.0,
+    )  # fmt: skip
+    shutdown_s: float = num(
+        30.0, "guests.shutdown_s", "a guest's clean shutdown (cold migration, stop in place)",
+        unit="s", minimum=0.0,
+    )  # fmt: skip
+    boot_s: float = num(60.0, "guests.boot_s", "a guest's boot", unit="s", minimum=0.0)
     # upgrades
-    upgrade_compute: Distribution = Distribution("lognormal", 1200.0, 0.25)
-    upgrade_controller: Distribution = Distribution("lognormal", 1800.0, 0.25)
-    upgrade_by_host: tuple[tuple[str, Distribution], ...] = ()  # (selector, ...), first wins
-    upgrade_rollback: Distribution = Distribution("lognormal", 600.0, 0.25)  # a rollback's time
+    upgrade_compute: Distribution = other(
+        Distribution("lognormal", 1200.0, 0.25), "upgrade.compute", "duration",
+        "upgrade time of a compute host", unit="s",
+    )  # fmt: skip
+    upgrade_controller: Distribution = other(
+        Distribution("lognormal", 1800.0, 0.25), "upgrade.controller", "duration",
+        "upgrade time of a controller", unit="s",
+    )  # fmt: skip
+    upgrade_by_host: tuple[tuple[str, Distribution], ...] = other(
+        (), "upgrade.hosts", "upgrade_rules", "`{match: SELECTOR, duration: DIST}`: the first "
+        "match wins, before the roles",
+    )  # fmt: skip
+    upgrade_rollback: Distribution = other(
+        Distribution("lognormal", 600.0, 0.25), "upgrade.rollback", "duration",
+        "how long a rollback takes (the rollback command and the service's restart)", unit="s",
+    )  # fmt: skip
     # failures
-    migration_failure_p: float = 0.0  # per attempt
-    migration_retries: int = 2
-    upgrade_failure_p: float = 0.0  # per host
-    canary_failure_p: float = 0.0  # the canary fails its checks: its hosts are rolled back
-    crash_p: float = 0.0  # probability that one random host crashes during a run
-    crash_window_s: tuple[float, float] | None = None  # None: anywhere within the run
-    source: str | None = None
+    migration_failure_p: float = num(
+        0.0, "failures.migration.probability", "each attempt of a migration fails",
+        minimum=0.0, maximum=1.0,
+    )  # fmt: skip
+    migration_retries: int = integer(
+        2, "failures.migration.retries", "how often a failed migration is tried again", minimum=0
+    )
+    upgrade_failure_p: float = num(
+        0.0, "failures.upgrade.probability", "a host fails its upgrade", minimum=0.0, maximum=1.0
+    )
+    canary_failure_p: float = num(
+        0.0, "failures.canary.probability", "the canary fails its checks after the soak: every "
+        "canary host is disabled and rolled back (`disable_s` + `upgrade.rollback` + "
+        "`enable_s`) before the next wave", minimum=0.0, maximum=1.0,
+    )  # fmt: skip
+    crash_p: float = num(
+        0.0, "failures.host_crash.probability", "one random host crashes during the run",
+        minimum=0.0, maximum=1.0,
+    )  # fmt: skip
+    crash_window_s: tuple[float, float] | None = other(
+        None, "failures.host_crash.window_s", "window", "`[start, end]`: when the crash "
+        "happens; null: within the run", unit="s",
+    )  # fmt: skip
+    source: str | None = None  # the file it was read from
 
     # -- derived --------------------------------------------------------------------------------
     def nic_bytes_s(self, host: Host) -> float:
@@ -142,128 +222,38 @@ class SimModel:
 
     def to_dict(self) -> dict[str, Any]:
         """The effective model, in the file's structure (what a run used)."""
-        n, q = self.nova, self.qemu
-        return {
-            "format_version": "1.0",
-            "kind": KIND,
-            "network": {
-                "nic_gbps": self.nic_gbps,
-                "efficiency": self.efficiency,
-                "switchover_gbps": self.switchover_gbps,
-                "sharing": self.sharing,
-                "hosts": [{"match": s, "nic_gbps": g} for s, g in self.nic_by_host],
-            },
-            "nova": {
-                "max_concurrent_live_migrations": self.max_concurrent_live_migrations,
-                "live_migration_downtime": n.downtime_ms,
-                "live_migration_downtime_steps": n.downtime_steps,
-                "live_migration_downtime_delay": n.downtime_delay_s,
-                "live_migration_completion_timeout": n.completion_timeout_s,
-                "live_migration_timeout_action": n.timeout_action,
-                "live_migration_permit_auto_converge": n.permit_auto_converge,
-                "live_migration_permit_post_copy": n.permit_post_copy,
-                "live_migration_bandwidth": n.bandwidth_mib_s,
-            },
-            "qemu": {
-                "switchover_check": q.check,
-                "resume_ms": q.resume_s * 1000,
-                "postcopy_switch_ms": q.postcopy_switch_s * 1000,
-                "throttle_initial": q.throttle_initial,
-                "throttle_increment": q.throttle_increment,
-                "throttle_max": q.throttle_max,
-                "throttle_trigger_threshold": q.throttle_trigger,
-            },
-            "executor": {
-                "max_inbound_migrations": self.max_inbound_migrations,
-                "orchestration_overhead_s": self.orchestration_overhead_s,
-                "disable_s": self.disable_s,
-                "enable_s": self.enable_s,
-                "retry_delay_s": self.retry_delay_s,
-                "rollback": self.rollback,
-                "canary_hosts": self.canary_hosts,
-                "soak_s": self.soak_s,
-            },
-            "guests": {
-                "default_dirty_rate_mb_s": self.default_dirty_rate_mib_s,
-                "shutdown_s": self.shutdown_s,
-                "boot_s": self.boot_s,
-            },
-            "upgrade": {
-                "compute": self.upgrade_compute.to_dict(),
-                "controller": self.upgrade_controller.to_dict(),
-                "hosts": [{"match": s, "duration": d.to_dict()} for s, d in self.upgrade_by_host],
-                "rollback": self.upgrade_rollback.to_dict(),
-            },
-            "failures": {
-                "migration": {
-                    "probability": self.migration_failure_p,
-                    "retries": self.migration_retries,
-                },
-                "upgrade": {"probability": self.upgrade_failure_p},
-                "canary": {"probability": self.canary_failure_p},
-                "host_crash": {
-                    "probability": self.crash_p,
-                    "window_s": list(self.crash_window_s) if self.crash_window_s else None,
-                },
-            },
-        }
+        out: dict[str, Any] = {"format_version": "1.0", "kind": KIND}
+        for d in PARAMS:
+            value: Any = self
+            for attr in d.path:
+                value = getattr(value, attr)
+            node = out
+            for sec in d.param.section.split("."):
+                node = node.setdefault(sec, {})
+            node[d.param.key] = _written(d.param, value)
+        return out
 
 
+# Every parameter of the model file, in the file's order (sim.params).
+PARAMS: tuple[Declared, ...] = tuple(declared(SimModel))
 DEFAULT = SimModel()
 
-# The keys each section accepts (typos are reported, with a suggestion).
-_SECTIONS: dict[str, tuple[str, ...]] = {
-    "": (
-        "format_version",
-        "kind",
-        "network",
-        "nova",
-        "qemu",
-        "executor",
-        "guests",
-        "upgrade",
-        "failures",
-        "description",
-    ),
-    "network": ("nic_gbps", "efficiency", "switchover_gbps", "sharing", "hosts"),
-    "nova": (
-        "max_concurrent_live_migrations",
-        "live_migration_downtime",
-        "live_migration_downtime_steps",
-        "live_migration_downtime_delay",
-        "live_migration_completion_timeout",
-        "live_migration_timeout_action",
-        "live_migration_permit_auto_converge",
-        "live_migration_permit_post_copy",
-        "live_migration_bandwidth",
-    ),
-    "qemu": (
-        "switchover_check",
-        "resume_ms",
-        "postcopy_switch_ms",
-        "throttle_initial",
-        "throttle_increment",
-        "throttle_max",
-        "throttle_trigger_threshold",
-    ),
-    "executor": (
-        "max_inbound_migrations",
-        "orchestration_overhead_s",
-        "disable_s",
-        "enable_s",
-        "retry_delay_s",
-        "rollback",
-        "canary_hosts",
-        "soak_s",
-    ),
-    "guests": ("default_dirty_rate_mb_s", "shutdown_s", "boot_s"),
-    "upgrade": ("compute", "controller", "hosts", "rollback"),
-    "failures": ("migration", "upgrade", "host_crash", "canary"),
-    "failures.migration": ("probability", "retries"),
-    "failures.upgrade": ("probability",),
-    "failures.canary": ("probability",),
-    "failures.host_crash": ("probability", "window_s"),
-}
+
+def _section_keys() -> dict[str, tuple[str, ...]]:
+    """The keys each section accepts, in the file's order (typos are reported, with a
+    suggestion): its parameters and its subsections."""
+    keys: dict[str, list[str]] = {"": []}
+    for d in PARAMS:
+        parts = d.param.place.split(".")
+        for i, key in enumerate(parts):
+            known = keys.setdefault(".".join(parts[:i]), [])
+            if key not in known:
+                known.append(key)
+    keys[""] = ["format_version", "kind", *keys[""], "description"]
+    return {sec: tuple(k) for sec, k in keys.items()}
+
+
+_SECTIONS = _section_keys()
 
 
 def load_model(path: str | os.PathLike[str] | None) -> SimModel:
@@ -276,309 +266,133 @@ def load_model(path: str | os.PathLike[str] | None) -> SimModel:
 
 
 def model_from_dict(data: Mapping[str, Any], file: str = "<model>") -> SimModel:
+    """The model in `data` (a model file's content), every problem reported with `file` and its
+    place (InputError)."""
     r = Reader(file)
     _unknown(r, data, "")
-    d = DEFAULT
-    kw: dict[str, Any] = {"source": file}
-
-    net = _section(r, data, "network")
-    if net is not None:
-        kw["nic_gbps"] = r.num(
-            net,
-            "nic_gbps",
-            "network",
-            required=False,
-            default=d.nic_gbps,
-            minimum=0.0,
-            exclusive_min=True,
-        )
-        kw["efficiency"] = r.num(
-            net,
-            "efficiency",
-            "network",
-            required=False,
-            default=d.efficiency,
-            minimum=0.0,
-            maximum=1.0,
-            exclusive_min=True,
-        )
-        kw["switchover_gbps"] = r.num(
-            net,
-            "switchover_gbps",
-            "network",
-            required=False,
-            default=None,
-            minimum=0.0,
-            exclusive_min=True,
-            nullable=True,
-        )
-        kw["sharing"] = r.str_(
-            net,
-            "sharing",
-            "network",
-            required=False,
-            default=d.sharing,
-            choices=("static", "dynamic"),
-        )
-        hosts = []
-        for i, x in enumerate(r.items(net, "hosts", "network", required=False)):
-            loc = f"network.hosts[{i}]"
-            h = r.obj(x, loc)
-            if h is None:
-                continue
-            _unknown(r, h, loc, ("match", "nic_gbps"))
-            sel = r.str_(h, "match", loc, default="")
-            g = r.num(h, "nic_gbps", loc, default=None, minimum=0.0, exclusive_min=True)
-            if sel and g is not None:
-                hosts.append((sel, g))
-        kw["nic_by_host"] = tuple(hosts)
-
-    nova = _section(r, data, "nova")
-    if nova is not None:
-        n = d.nova
-        kw["max_concurrent_live_migrations"] = r.int_(
-            nova,
-            "max_concurrent_live_migrations",
-            "nova",
-            required=False,
-            default=None,
-            minimum=0,  # 0: unlimited, as in Nova
-            nullable=True,
-        )
-        kw["nova"] = NovaSettings(
-            downtime_ms=r.int_(
-                nova,
-                "live_migration_downtime",
-                "nova",
-                required=False,
-                default=n.downtime_ms,
-                minimum=100,
-            ),
-            downtime_steps=r.int_(
-                nova,
-                "live_migration_downtime_steps",
-                "nova",
-                required=False,
-                default=n.downtime_steps,
-                minimum=3,
-            ),
-            downtime_delay_s=r.int_(
-                nova,
-                "live_migration_downtime_delay",
-                "nova",
-                required=False,
-                default=n.downtime_delay_s,
-                minimum=3,
-            ),
-            completion_timeout_s=r.int_(
-                nova,
-                "live_migration_completion_timeout",
-                "nova",
-                required=False,
-                default=n.completion_timeout_s,
-                minimum=0,
-            ),
-            timeout_action=r.str_(
-                nova,
-                "live_migration_timeout_action",
-                "nova",
-                required=False,
-                default=n.timeout_action,
-                choices=("abort", "force_complete"),
-            ),
-            permit_auto_converge=r.bool_(
-                nova,
-                "live_migration_permit_auto_converge",
-                "nova",
-                required=False,
-                default=n.permit_auto_converge,
-            ),
-            permit_post_copy=r.bool_(
-                nova,
-                "live_migration_permit_post_copy",
-                "nova",
-                required=False,
-                default=n.permit_post_copy,
-            ),
-            bandwidth_mib_s=r.int_(
-                nova,
-                "live_migration_bandwidth",
-                "nova",
-                required=False,
-                default=n.bandwidth_mib_s,
-                minimum=0,
-            ),
-        )
-
-    qemu = _section(r, data, "qemu")
-    if qemu is not None:
-        q = d.qemu
-        resume = r.num(
-            qemu, "resume_ms", "qemu", required=False, default=q.resume_s * 1000, minimum=0.0
-        )
-        pswitch = r.num(
-            qemu,
-            "postcopy_switch_ms",
-            "qemu",
-            required=False,
-            default=q.postcopy_switch_s * 1000,
-            minimum=0.0,
-        )
-        kw["qemu"] = QemuSettings(
-            check=r.str_(
-                qemu,
-                "switchover_check",
-                "qemu",
-                required=False,
-                default=q.check,
-                choices=("continuous", "per-pass"),
-            ),
-            resume_s=(resume or 0.0) / 1000.0,
-            postcopy_switch_s=(pswitch or 0.0) / 1000.0,
-            throttle_initial=r.int_(
-                qemu,
-                "throttle_initial",
-                "qemu",
-                required=False,
-                default=q.throttle_initial,
-                minimum=1,
-            ),
-            throttle_increment=r.int_(
-                qemu,
-                "throttle_increment",
-                "qemu",
-                required=False,
-                default=q.throttle_increment,
-                minimum=1,
-            ),
-            throttle_max=r.int_(
-                qemu, "throttle_max", "qemu", required=False, default=q.throttle_max, minimum=1
-            ),
-            throttle_trigger=r.int_(
-                qemu,
-                "throttle_trigger_threshold",
-                "qemu",
-                required=False,
-                default=q.throttle_trigger,
-                minimum=1,
-            ),
-        )
-        for key in ("throttle_initial", "throttle_max", "throttle_trigger_threshold"):
-            v = qemu.get(key)
-            if isinstance(v, int) and not isinstance(v, bool) and v > 100:
-                r.bad(f"qemu.{key}", f"is a percentage, at most 100, got {v}")
-
-    ex = _section(r, data, "executor")
-    if ex is not None:
-        kw["max_inbound_migrations"] = r.int_(
-            ex,
-            "max_inbound_migrations",
-            "executor",
-            required=False,
-            default=d.max_inbound_migrations,
-            minimum=1,
-            nullable=True,
-        )
-        if "max_inbound_migrations" in ex and ex["max_inbound_migrations"] is None:
-            kw["max_inbound_migrations"] = None
-        for key in ("orchestration_overhead_s", "disable_s", "enable_s", "retry_delay_s", "soak_s"):
-            kw[key] = r.num(
-                ex, key, "executor", required=False, default=getattr(d, key), minimum=0.0
-            )
-        kw["rollback"] = r.bool_(ex, "rollback", "executor", required=False, default=d.rollback)
-        kw["canary_hosts"] = r.int_(
-            ex, "canary_hosts", "executor", required=False, default=d.canary_hosts, minimum=0
-        )
-
-    g = _section(r, data, "guests")
-    if g is not None:
-        kw["default_dirty_rate_mib_s"] = r.num(
-            g,
-            "default_dirty_rate_mb_s",
-            "guests",
-            required=False,
-            default=d.default_dirty_rate_mib_s,
-            minimum=0.0,
-        )
-        kw["shutdown_s"] = r.num(
-            g, "shutdown_s", "guests", required=False, default=d.shutdown_s, minimum=0.0
-        )
-        kw["boot_s"] = r.num(g, "boot_s", "guests", required=False, default=d.boot_s, minimum=0.0)
-
-    up = _section(r, data, "upgrade")
-    if up is not None:
-        for role in ("compute", "controller", "rollback"):
-            if role in up:
-                dist = _distribution(r, up[role], f"upgrade.{role}")
-                if dist is not None:
-                    kw[f"upgrade_{role}"] = dist
-        rules = []
-        for i, x in enumerate(r.items(up, "hosts", "upgrade", required=False)):
-            loc = f"upgrade.hosts[{i}]"
-            h = r.obj(x, loc)
-            if h is None:
-                continue
-            _unknown(r, h, loc, ("match", "duration"))
-            sel = r.str_(h, "match", loc, default="")
-            if "duration" not in h:
-                r.bad(f"{loc}.duration", "missing")
-                continue
-            dist = _distribution(r, h["duration"], f"{loc}.duration")
-            if sel and dist is not None:
-                rules.append((sel, dist))
-        kw["upgrade_by_host"] = tuple(rules)
-
-    fl = _section(r, data, "failures")
-    if fl is not None:
-        mig = _section(r, fl, "migration", "failures")
-        if mig is not None:
-            kw["migration_failure_p"] = _prob(r, mig, "failures.migration")
-            kw["migration_retries"] = r.int_(
-                mig,
-                "retries",
-                "failures.migration",
-                required=False,
-                default=d.migration_retries,
-                minimum=0,
-            )
-        upf = _section(r, fl, "upgrade", "failures")
-        if upf is not None:
-            kw["upgrade_failure_p"] = _prob(r, upf, "failures.upgrade")
-        caf = _section(r, fl, "canary", "failures")
-        if caf is not None:
-            kw["canary_failure_p"] = _prob(r, caf, "failures.canary")
-        cr = _section(r, fl, "host_crash", "failures")
-        if cr is not None:
-            kw["crash_p"] = _prob(r, cr, "failures.host_crash")
-            w = cr.get("window_s")
-            if w is not None:
-                ok = (
-                    isinstance(w, list)
-                    and len(w) == 2
-                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in w)
-                    and 0 <= w[0] <= w[1]
-                )
-                if ok:
-                    kw["crash_window_s"] = (float(w[0]), float(w[1]))
-                else:
-                    r.bad(
-                        "failures.host_crash.window_s",
-                        f"must be [start, end] in seconds with 0 <= start <= end, got {w!r}",
-                    )
+    sections: dict[str, Mapping[str, Any] | None] = {"": data}
+    values: dict[tuple[str, ...], Any] = {}
+    for d in PARAMS:
+        p = d.param
+        sec = _section(r, sections, p.section)
+        if sec is not None and p.key in sec:
+            value = _read(r, sec, p)
+            if value is not _BAD:
+                values[d.path] = value
     r.done()
+    kw: dict[str, Any] = {"source": file}
+    nested: dict[str, dict[str, Any]] = {}
+    for path, value in values.items():
+        if len(path) == 1:
+            kw[path[0]] = value
+        else:
+            nested.setdefault(path[0], {})[path[1]] = value
+    for attr, changes in nested.items():
+        kw[attr] = replace(getattr(DEFAULT, attr), **changes)
     return replace(DEFAULT, **kw)
 
 
+_BAD = object()  # a value with a problem (reported): the model is not made
+
+
 def _section(
-    r: Reader, data: Mapping[str, Any], key: str, parent: str = ""
-) -> dict[str, Any] | None:
-    loc = f"{parent}.{key}" if parent else key
-    if key not in data or data[key] is None:
-        return None
-    sec = r.obj(data[key], loc)
-    if sec is not None:
-        _unknown(r, sec, loc)
+    r: Reader, sections: dict[str, Mapping[str, Any] | None], loc: str
+) -> Mapping[str, Any] | None:
+    """Section `loc` of the file (its unknown keys reported once), None when absent or null."""
+    if loc in sections:
+        return sections[loc]
+    parent, _, key = loc.rpartition(".")
+    up = _section(r, sections, parent)
+    sec = None
+    if up is not None and up.get(key) is not None:
+        sec = r.obj(up[key], loc)
+        if sec is not None:
+            _unknown(r, sec, loc)
+    sections[loc] = sec
     return sec
+
+
+def _read(r: Reader, sec: Mapping[str, Any], p: Param) -> Any:
+    """The value of parameter p, present in its section, as the model holds it."""
+    n = len(r.problems)
+    loc, key, here = p.section, p.key, p.place
+    if p.kind == "num":
+        v = r.num(
+            sec, key, loc, default=None, minimum=p.minimum, maximum=p.maximum,
+            exclusive_min=p.exclusive_min, nullable=p.nullable,
+        )  # fmt: skip
+        if v is not None and p.scale != 1.0:
+            v /= p.scale
+    elif p.kind == "integer":
+        lo = None if p.minimum is None else int(p.minimum)
+        v = r.int_(sec, key, loc, default=None, minimum=lo, nullable=p.nullable)
+        raw = sec[key]
+        if p.percent and isinstance(raw, int) and not isinstance(raw, bool) and raw > 100:
+            r.bad(here, f"is a percentage, at most 100, got {raw}")
+    elif p.kind == "choice":
+        v = r.str_(sec, key, loc, choices=p.choices)
+    elif p.kind == "flag":
+        v = r.bool_(sec, key, loc, default=False)
+    elif p.kind == "duration":
+        v = _distribution(r, sec[key], here)
+    elif p.kind == "window":
+        v = _window(r, sec[key], here)
+    else:
+        v = _rules(r, sec, p)
+    return _BAD if len(r.problems) > n else v
+
+
+def _written(p: Param, value: Any) -> Any:
+    """Parameter p's value as the model file has it."""
+    if p.kind == "num" and p.scale != 1.0:
+        return value * p.scale
+    if p.kind == "duration":
+        return value.to_dict()
+    if p.kind == "nic_rules":
+        return [{"match": s, "nic_gbps": g} for s, g in value]
+    if p.kind == "upgrade_rules":
+        return [{"match": s, "duration": d.to_dict()} for s, d in value]
+    if p.kind == "window":
+        return list(value) if value else None
+    return value
+
+
+def _rules(r: Reader, sec: Mapping[str, Any], p: Param) -> tuple[tuple[str, Any], ...]:
+    """`{match: SELECTOR, nic_gbps: G}` or `{match: SELECTOR, duration: DIST}` rules."""
+    what = "nic_gbps" if p.kind == "nic_rules" else "duration"
+    rules: list[tuple[str, Any]] = []
+    for i, x in enumerate(r.items(sec, p.key, p.section, required=False)):
+        loc = f"{p.place}[{i}]"
+        h = r.obj(x, loc)
+        if h is None:
+            continue
+        _unknown(r, h, loc, ("match", what))
+        sel = r.str_(h, "match", loc, default="")
+        if what == "nic_gbps":
+            v = r.num(h, what, loc, default=None, minimum=0.0, exclusive_min=True)
+        elif what not in h:
+            r.bad(f"{loc}.{what}", "missing")
+            continue
+        else:
+            v = _distribution(r, h[what], f"{loc}.{what}")
+        if sel and v is not None:
+            rules.append((sel, v))
+    return tuple(rules)
+
+
+def _window(r: Reader, w: Any, loc: str) -> tuple[float, float] | None:
+    if w is None:
+        return None
+    ok = (
+        isinstance(w, list)
+        and len(w) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in w)
+        and 0 <= w[0] <= w[1]
+    )
+    if not ok:
+        r.bad(loc, f"must be [start, end] in seconds with 0 <= start <= end, got {w!r}")
+        return None
+    return (float(w[0]), float(w[1]))
 
 
 def _unknown(
@@ -593,9 +407,60 @@ def _unknown(
             r.bad(where, f"unknown key{hint}")
 
 
-def _prob(r: Reader, d: Mapping[str, Any], loc: str) -> float:
-    v = r.num(d, "probability", loc, required=False, default=0.0, minimum=0.0, maximum=1.0)
-    return float(v) if v is not None else 0.0
+def doc_table() -> str:
+    """The model file's keys as docs/simulation.md lists them (a test checks that it does):
+    place, default, unit, what is allowed and the doc, in the file's order."""
+    rows = ["| key | default | unit | allowed | meaning |", "|---|---|---|---|---|"]
+    for d in PARAMS:
+        p = d.param
+        default = _doc_value(_written(p, d.default))
+        rows.append(f"| `{p.place}` | {default} | {p.unit} | {_allowed(p)} | {p.doc} |")
+    return "\n".join(rows) + "\n"
+
+
+def _doc_value(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, list):
+        return "[]" if not v else str(v)
+    if isinstance(v, dict):  # a distribution
+        kind, args = next(iter(v.items()))
+        if isinstance(args, dict):
+            return f"{kind} " + ", ".join(f"{k} {_doc_value(a)}" for k, a in args.items())
+        if isinstance(args, list):
+            return f"{kind} " + " / ".join(_doc_value(a) for a in args)
+        return _doc_value(args)
+    return str(v)
+
+
+def _allowed(p: Param) -> str:
+    if p.choices:
+        out = ", ".join(f"`{c}`" for c in p.choices)
+    elif p.kind == "flag":
+        out = "true, false"
+    elif p.kind == "duration":
+        out = "DIST"
+    elif p.kind in ("nic_rules", "upgrade_rules"):
+        out = "list"
+    elif p.kind == "window":
+        out = "[start, end]"
+    else:
+        lo = p.minimum if p.minimum is None else p.minimum * p.scale
+        if lo is not None and p.maximum is not None:
+            out = (
+                f"{lo:g} to {p.maximum:g}" if not p.exclusive_min else f"> {lo:g}, <= {p.maximum:g}"
+            )
+        elif lo is not None:
+            out = f"{'>' if p.exclusive_min else '>='} {lo:g}"
+        else:
+            out = "any"
+        if p.kind == "integer":
+            out += ", integer"
+    return out + (", null" if p.nullable or p.kind == "window" else "")
 
 
 def _distribution(r: Reader, x: Any, loc: str) -> Distribution | None:

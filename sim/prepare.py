@@ -192,35 +192,8 @@ def prepare(
     vm_group = [gi.get(v.server_group, -1) if v.server_group else -1 for v in inv.vms]
     demand = cm.demand.tolist()
 
-    m_vm: list[int] = []
-    m_src: list[int] = []
-    m_dst: list[int] = []
-    m_wave: list[int] = []
-    m_cold: list[bool] = []
-    waves: list[tuple[list[int], dict[int, list[int]], dict[int, list[int]]]] = []
-    for wpos, w in enumerate(plan.waves):
-        whosts = list(dict.fromkeys(hidx[h] for h in w.hosts))
-        queues: dict[int, list[int]] = {h: [] for h in whosts}
-        stops: dict[int, list[int]] = {h: [] for h in whosts}
-        for m in w.migrations:
-            mi = len(m_vm)
-            s = hidx[m.src]
-            m_vm.append(vidx[m.vm])
-            m_src.append(s)
-            m_dst.append(hidx[m.dst])
-            m_wave.append(wpos)
-            m_cold.append(m.method == "cold")
-            queues.setdefault(s, []).append(mi)
-            if s not in stops:
-                stops[s] = []
-                whosts.append(s)
-        for st in w.stops:
-            h = hidx[st.host]
-            stops.setdefault(h, []).append(vidx[st.vm])
-            queues.setdefault(h, [])
-            if h not in whosts:
-                whosts.append(h)
-        waves.append((whosts, queues, stops))
+    fl = _flatten(plan, hidx, vidx)
+    m_vm, m_src, m_dst, m_wave, m_cold, waves = fl.vm, fl.src, fl.dst, fl.wave, fl.cold, fl.waves
 
     # Bandwidth shares and the migrations themselves.
     nic = [model.nic_bytes_s(h) for h in inv.hosts]
@@ -337,6 +310,49 @@ def prepare(
         prep.check_count = len(report.violations)
         prep.check_violations = [str(v) for v in report.violations[:20]]
     return prep
+
+
+@dataclass
+class _Flat:
+    """The plan's migrations flattened in plan order, and its waves by host index."""
+
+    vm: list[int] = field(default_factory=list)
+    src: list[int] = field(default_factory=list)
+    dst: list[int] = field(default_factory=list)
+    wave: list[int] = field(default_factory=list)
+    cold: list[bool] = field(default_factory=list)
+    # (host indices, {host: [migration indices]}, {host: [vm indices stopped]})
+    waves: list[tuple[list[int], dict[int, list[int]], dict[int, list[int]]]] = field(
+        default_factory=list
+    )
+
+
+def _flatten(plan: Plan, hidx: dict[str, int], vidx: dict[str, int]) -> _Flat:
+    out = _Flat()
+    for wpos, w in enumerate(plan.waves):
+        whosts = list(dict.fromkeys(hidx[h] for h in w.hosts))
+        queues: dict[int, list[int]] = {h: [] for h in whosts}
+        stops: dict[int, list[int]] = {h: [] for h in whosts}
+        for m in w.migrations:
+            mi = len(out.vm)
+            s = hidx[m.src]
+            out.vm.append(vidx[m.vm])
+            out.src.append(s)
+            out.dst.append(hidx[m.dst])
+            out.wave.append(wpos)
+            out.cold.append(m.method == "cold")
+            queues.setdefault(s, []).append(mi)
+            if s not in stops:
+                stops[s] = []
+                whosts.append(s)
+        for st in w.stops:
+            h = hidx[st.host]
+            stops.setdefault(h, []).append(vidx[st.vm])
+            queues.setdefault(h, [])
+            if h not in whosts:
+                whosts.append(h)
+        out.waves.append((whosts, queues, stops))
+    return out
 
 
 def _drain_bounds(prep: Prepared, slowest: list[float] | None) -> None:

@@ -17,22 +17,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planner import checker
 from planner.capacity import BoolArray, CapacityModel, IntArray, scope_groups
-from planner.inventory import VM, Inventory
-from planner.plan import Method, Plan, Wave
-from planner.policy import Policy, select_hosts
+from planner.inventory import Inventory
+from planner.plan import Plan, Wave
+from planner.policy import Policy
+from planner.rules import FAMILIES, method, order
+from planner.rules.base import PlanCheck, Violation
+from planner.rules.method import method_for
 
-TIER_FIRST, TIER_OTHER, TIER_LAST = 0, 1, 2
-
-
-def method_for(vm: VM) -> Method | None:
-    """live, cold, or None when the VM cannot move (migration none)."""
-    if vm.migration == "none":
-        return None
-    if vm.migration == "live" and vm.status == "ACTIVE":
-        return "live"
-    return "cold"
+__all__ = ["Context", "build_context", "method_for", "order_ok", "wave_limits_ok"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +58,7 @@ class Context:
     upgraded0: BoolArray  # already at the target version
     todo: IntArray  # host indices to upgrade, in inventory order
     is_todo: BoolArray
-    tier: IntArray  # TIER_* per host (meaningful for todo hosts)
+    tier: IntArray  # order.FIRST, OTHER or LAST per host (meaningful for todo hosts)
     az_code: IntArray  # per host, index into az_names ("" for no AZ)
     az_names: tuple[str, ...]
     group_of: IntArray  # per host: headroom group index, G for the pseudo-group, -1 not compute
@@ -85,6 +78,7 @@ class Context:
     _mask_cache: dict[tuple[str | None, tuple[str, ...]], BoolArray] = field(default_factory=dict)
     _pinned_cache: dict[tuple[str | None, tuple[str, ...]], bool] = field(default_factory=dict)
     _pools: list[tuple[BoolArray, IntArray]] | None = None
+    _forced: IntArray | None = None
 
     @property
     def H(self) -> int:
@@ -133,6 +127,14 @@ class Context:
             ]
         return self._pools
 
+    def forced_migrations(self) -> IntArray:
+        """Per host, the VMs that start on it and are not stopped: they migrate in its wave."""
+        if self._forced is None:
+            self._forced = np.bincount(self.vm_host0[~self.stuck], minlength=self.H).astype(
+                np.int64
+            )
+        return self._forced
+
     def pinned_to_group(self, j: int) -> bool:
         """True when every host VM j may run on lies in one headroom group."""
         vm = self.inv.vms[j]
@@ -151,15 +153,8 @@ def build_context(inv: Inventory, policy: Policy) -> Context:
     upgraded0 = np.array([target is not None and h.version == target for h in inv.hosts], bool)
     todo_names = {h.name for h in inv.hosts_to_upgrade(target)}
     is_todo = np.array([h.name in todo_names for h in inv.hosts], dtype=bool)
-    first = select_hosts(inv, policy.first)
-    last = select_hosts(inv, policy.last)
-    tier = np.array(
-        [
-            TIER_FIRST if h.name in first else TIER_LAST if h.name in last else TIER_OTHER
-            for h in inv.hosts
-        ],
-        dtype=np.int64,
-    )
+    first, last = order.selected(inv, policy)
+    tier = np.array([order.tier_of(h.name, first, last) for h in inv.hosts], dtype=np.int64)
     az_names = tuple(sorted({h.az or "" for h in inv.hosts}))
     az_index = {a: i for i, a in enumerate(az_names)}
     az_code = np.array([az_index[h.az or ""] for h in inv.hosts], dtype=np.int64)
@@ -172,9 +167,7 @@ def build_context(inv: Inventory, policy: Policy) -> Context:
     rack_code = np.array(
         [rack_index[h.rack] if h.rack is not None else -1 for h in inv.hosts], dtype=np.int64
     )
-    stoppable = np.array(
-        [v.migration == "none" and policy.allow_stop for v in inv.vms], dtype=bool
-    ).reshape(V)
+    stoppable = np.array([method.stoppable(policy, v) for v in inv.vms], dtype=bool).reshape(V)
     movable_none = np.array(
         [v.migration == "none" and not policy.allow_stop for v in inv.vms], dtype=bool
     ).reshape(V)
@@ -266,11 +259,10 @@ def build_context(inv: Inventory, policy: Policy) -> Context:
 
 
 def wave_limits_ok(ctx: Context, wave: list[int]) -> bool:
-    """The checker's wave size and HA group rules hold for a wave of these hosts."""
-    names = tuple(ctx.host_names[h] for h in wave)
-    if any(checker.rule_wave_size(ctx.inv, ctx.policy, Wave(1, names))):
-        return False
-    return not any(checker.rule_ha_groups(ctx.inv, set(names)))
+    """Every rule family's test of a wave's hosts alone holds (`Family.hosts_ok`: the wave size
+    limits, the HA groups, the cap on a wave's migrations as the inventory places its VMs)."""
+    hosts = [ctx.inv.hosts[h] for h in wave]
+    return all(f.hosts_ok(ctx.inv, ctx.policy, hosts) for f in FAMILIES if f.hosts_ok is not None)
 
 
 def order_ok(ctx: Context, waves: list[list[int]]) -> bool:
@@ -282,4 +274,7 @@ def order_ok(ctx: Context, waves: list[list[int]]) -> bool:
             Wave(i + 1, tuple(ctx.host_names[h] for h in hs)) for i, hs in enumerate(waves)
         ),
     )
-    return not any(checker.rule_order(ctx.inv, plan))
+    out: list[Violation] = []
+    assert order.FAMILY.plan is not None
+    order.FAMILY.plan(PlanCheck(ctx.inv, plan, None), out)
+    return not out

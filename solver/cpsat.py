@@ -22,6 +22,7 @@ from solver.aggregate import Aggregates, build_aggregates, evaluate
 from solver.context import Context, build_context, order_ok, wave_limits_ok
 from solver.params import SolveParams
 from solver.placement import Landing, PlacementState, WaveResult, place_wave
+from solver.rules import placement_hooks
 from solver.waves import Nogood, WavePlan, plan_waves
 
 Progress = Callable[[str, float | None, float | None], None]
@@ -193,6 +194,8 @@ def _place_all(
         landing = _landing(ctx, st, waves, shift, i)
         n_evac = sum(len(st.vms_on[h]) for h in waves[i])
         dtime = dtime_all * n_evac / total_blocks
+        hooks = placement_hooks(ctx.inv, ctx.policy)
+        rules = [r for h in hooks if (r := h.rule(st, waves, i)) is not None]
         res = place_wave(
             st,
             waves[i],
@@ -202,6 +205,7 @@ def _place_all(
             dtime,
             small_cloud=total_blocks <= SMALL_CLOUD,
             landing=landing,
+            rules=rules,
         )
         if res.broken:
             # the wave model's order, as far as it is still the model's, up to this wave

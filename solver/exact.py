@@ -29,21 +29,19 @@ upgraded one); methods are chosen when the plan is written (live when the VM all
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from fractions import Fraction
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from ortools.sat.python import cp_model
 
-from planner.inventory import Inventory
+from planner import rules
 from planner.plan import Migration, Plan, Stop, Wave
-from planner.policy import Policy, select_hosts
-from solver import families as fam
+from planner.rules.base import Words
 from solver.context import Context, build_context, method_for
-from solver.explain import headroom_numbers
-from solver.families import Family
 from solver.params import SolveParams, make_solver, run
+from solver.rules import details, exact_hooks
 
 # Largest model decided: VM-host-slot cells for the VMs that may move, plus host-slot cells.
 MAX_CELLS = 40_000
@@ -61,7 +59,7 @@ Expr = cp_model.LinearExpr | int
 class Decision:
     outcome: Outcome
     plan: Plan | None = None
-    core: tuple[Family, ...] = ()  # the families in conflict (impossible)
+    core: tuple[Words, ...] = ()  # the families in conflict (impossible)
     minimal: bool = False  # the core was shown minimal (each smaller set solved FEASIBLE)
     # family key -> relaxing only it (every other rule kept) gives a plan: True, False, or None
     # (not decided in time)
@@ -116,20 +114,26 @@ def _may_move(ctx: Context, j: int) -> bool:
 
 
 class ExactModel:
-    """The model, its assumption literals (`guards`, key -> literal) and its families."""
+    """The model, its assumption literals (`guards`, key -> literal) and its families.
+
+    The skeleton is here: which slot each host goes down in (`y`), where each VM that may move
+    is at each slot's end (`at`, `cand`), and that a VM leaves only a host of the wave. Every
+    policy rule is a family's encoding (`solver.rules`, `ExactHooks`), called in the registry's
+    order: each VM's pins right after its position variables, then each family's constraints,
+    then each server group's."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.m = cp_model.CpModel()
-        self.families: dict[str, Family] = {}
-        self.headroom_of: dict[str, tuple[int, int]] = {}  # family key -> (group, class)
+        self.families: dict[str, Words] = {}
         self.guards: dict[str, cp_model.IntVar] = {}
         self.todo = [int(h) for h in ctx.todo]
         self.W = len(self.todo)
         self._build()
 
     # -- families -----------------------------------------------------------------------------
-    def guard(self, f: Family) -> cp_model.IntVar:
+    def guard(self, f: Words) -> cp_model.IntVar:
+        """The assumption literal of a family (made the first time it is asked for)."""
         if f.key not in self.guards:
             self.guards[f.key] = self.m.new_bool_var(f"g[{f.key}]")
             self.families[f.key] = f
@@ -150,26 +154,29 @@ class ExactModel:
                 m.add_implication(lit, self.active[w])
             if w > 1:  # the waves are a prefix of the slots
                 m.add_implication(self.active[w], self.active[w - 1])
-        self._positions()
-        self._capacity()
-        self._wave_limits()
-        self._order()
-        self._headroom()
-        self._server_groups()
+        hooks = exact_hooks(self.ctx.inv, self.ctx.policy)
+        self._positions([h.vm for h in hooks if h.vm is not None])
+        for hook in hooks:
+            if hook.positions is not None:
+                hook.positions(self)
+        for hook in hooks:
+            if hook.build is not None:
+                hook.build(self)
+        groups = [h.group for h in hooks if h.group is not None]
+        for sg in self.ctx.server_groups:
+            for group in groups:
+                group(self, sg)
 
-    def _positions(self) -> None:
+    def _positions(self, per_vm: list[Callable[[ExactModel, int, list[int]], None]]) -> None:
         ctx, m, W = self.ctx, self.m, self.W
         dest = ctx.available  # compute, enabled, up: every destination the checker allows
         self.cand: dict[int, list[int]] = {}
         self.at: dict[tuple[int, int, int], cp_model.IntVar] = {}
         self.fixed_used = np.zeros((ctx.H, ctx.C), dtype=np.int64)
-        stop_vms: list[int] = []
-        for j, vm in enumerate(ctx.inv.vms):
+        for j in range(len(ctx.inv.vms)):
             h0 = int(ctx.vm_host0[j])
             if not _may_move(ctx, j):
                 self.fixed_used[h0] += ctx.demand[j]
-                if ctx.is_todo[h0] and vm.migration == "none" and not ctx.policy.allow_stop:
-                    stop_vms.append(j)
                 continue
             cand = sorted(set(np.flatnonzero(dest).tolist()) | {h0})
             self.cand[j] = cand
@@ -201,30 +208,8 @@ class ExactModel:
                             m.add(now == 0)
                         elif w > 1:
                             m.add_implication(now, self.at[j, w - 1, h])
-            self._pins(j, cand)
-        if stop_vms:
-            n = len(stop_vms)
-            g = self.guard(fam.stop(n))
-            m.add_bool_or([g.Not()])
-
-    def _pins(self, j: int, cand: list[int]) -> None:
-        ctx, vm = self.ctx, self.ctx.inv.vms[j]
-        h0 = int(ctx.vm_host0[j])
-        if vm.az is not None:
-            off = [h for h in cand if ctx.inv.hosts[h].az != vm.az and h != h0]
-            if off:
-                g = self.guard(fam.az_pin(vm.az))
-                for w in range(1, self.W + 1):
-                    for h in off:
-                        self.m.add_implication(g, self.at[j, w, h].Not())
-        if vm.allowed_aggregates:
-            allowed = set(vm.allowed_aggregates)
-            off = [h for h in cand if not allowed & set(ctx.inv.hosts[h].aggregates) and h != h0]
-            if off:
-                g = self.guard(fam.aggregate_pin(vm.allowed_aggregates))
-                for w in range(1, self.W + 1):
-                    for h in off:
-                        self.m.add_implication(g, self.at[j, w, h].Not())
+            for hook in per_vm:
+                hook(self, j, cand)
 
     def used(self, h: int, c: int, w: int) -> Expr:
         """Usage of host h in class c at the end of slot w."""
@@ -239,177 +224,21 @@ class ExactModel:
             + const
         )
 
-    def _capacity(self) -> None:
-        ctx = self.ctx
-        hosts = sorted({h for c in self.cand.values() for h in c})
+    def forbid(self, j: int, hosts: list[int], family: Words) -> None:
+        """VM j is on none of `hosts` at any slot's end, under the family's assumption."""
+        if not hosts:
+            return
+        g = self.guard(family)
         for w in range(1, self.W + 1):
             for h in hosts:
-                for c in range(ctx.C):
-                    if any((j, w, h) in self.at and ctx.demand[j, c] for j in self.cand):
-                        self.m.add(self.used(h, c, w) <= int(ctx.cap[h, c]))
+                self.m.add_implication(g, self.at[j, w, h].Not())
 
-    def _wave_limits(self) -> None:
-        ctx, p, m = self.ctx, self.ctx.policy, self.m
-        slots = range(1, self.W + 1)
-        if len(self.todo) > p.max_hosts_per_wave:
-            g = self.guard(fam.size(p))
-            for w in slots:
-                m.add(sum(self.y[h, w] for h in self.todo) <= p.max_hosts_per_wave).only_enforce_if(
-                    g
-                )
-        for attr, limit in (
-            ("az", p.max_hosts_per_wave_per_az),
-            ("rack", p.max_hosts_per_wave_per_rack),
-        ):
-            if limit is None:
-                continue
-            by: dict[str, list[int]] = {}
-            for h in self.todo:
-                key = getattr(ctx.inv.hosts[h], attr)
-                if key is not None:
-                    by.setdefault(key, []).append(h)
-            for hs in by.values():
-                if len(hs) <= limit:
-                    continue
-                g = self.guard(fam.size_per(attr, limit))
-                for w in slots:
-                    m.add(sum(self.y[h, w] for h in hs) <= limit).only_enforce_if(g)
-        for i, ha in enumerate(ctx.ha):
-            hs = [int(h) for h in ha.hosts]
-            if len(hs) <= max(ha.limit, 0):
-                continue
-            group = ctx.inv.ha_groups[i]
-            g = self.guard(fam.ha(ha.name, group.min_available, len(group.hosts)))
-            for w in slots:
-                m.add(sum(self.y[h, w] for h in hs) <= max(ha.limit, 0)).only_enforce_if(g)
-
-    def _order(self) -> None:
-        ctx, m, W = self.ctx, self.m, self.W
-        p = ctx.policy
-        index = {h: sum(w * self.y[h, w] for w in range(1, W + 1)) for h in self.todo}
-        names = ctx.host_names
-        sel_first = select_hosts(ctx.inv, p.first)
-        sel_last = select_hosts(ctx.inv, p.last)
-        first = {h for h in self.todo if names[h] in sel_first}
-        last = {h for h in self.todo if names[h] in sel_last}
-        others = set(self.todo) - first - last
-        if first and (others or last):
-            g = self.guard(fam.order_first(p))
-            t = m.new_int_var(1, W, "t_first")
-            for h in first:
-                m.add(index[h] <= t).only_enforce_if(g)
-            for h in others | last:
-                m.add(t <= index[h]).only_enforce_if(g)
-        if last and others:
-            g = self.guard(fam.order_last(p))
-            t = m.new_int_var(1, W, "t_last")
-            for h in others:
-                m.add(index[h] <= t).only_enforce_if(g)
-            for h in last:
-                m.add(t <= index[h]).only_enforce_if(g)
-
-    def _headroom(self) -> None:
-        ctx = self.ctx
-        rule = ctx.policy.headroom
-        k = rule.failures
-        pct = Fraction(str(rule.reserve_percent))  # as written in the policy, not the float
-        for g in range(ctx.G):
-            hosts = [int(h) for h in np.flatnonzero((ctx.group_of == g) & ctx.available)]
-            if not hosts:
-                continue
-            for c, rc in enumerate(ctx.classes):
-                if not any(ctx.cap[h, c] for h in hosts):
-                    continue
-                lit = self.guard(fam.headroom(ctx.policy, ctx.group_names[g], rc))
-                self.headroom_of[f"headroom:{ctx.group_names[g]}:{rc}"] = (g, c)
-                order = sorted(hosts, key=lambda h: (-int(ctx.cap[h, c]), h))
-                for w in range(1, self.W + 1):
-                    self._headroom_at(g, c, w, order, k, pct, lit)
-
-    def _headroom_at(
-        self, g: int, c: int, w: int, order: list[int], k: int, pct: Fraction, lit: cp_model.IntVar
-    ) -> None:
-        """free >= the k largest capacities and the reserve, over the hosts not down in slot w
-        (as `capacity.headroom`), when slot w is a wave."""
-        ctx, m = self.ctx, self.m
-        free: list[Expr] = []
-        for h in order:
-            cap = int(ctx.cap[h, c])
-            expr = cap - self.used(h, c, w)
-            if ctx.is_todo[h]:  # down: counts nothing (it holds only stopped VMs then)
-                expr = expr - (cap - int(self.fixed_used[h, c])) * self.y[h, w]
-            free.append(expr)
-        total_free = sum(free)
-        enforce = [lit, self.active[w]]
-        if k > 0:
-            top: list[Expr] = []
-            count: Expr = 0
-            for pos, h in enumerate(order):
-                cap = int(ctx.cap[h, c])
-                down = self.y[h, w] if ctx.is_todo[h] else None
-                below_k = None  # fewer than k hosts before this one, whatever is down
-                if pos >= k or any(ctx.is_todo[o] for o in order[:pos]):
-                    below_k = m.new_bool_var("")
-                    # forced true when fewer than k hosts before this one are up
-                    m.add(count >= k).only_enforce_if(below_k.Not())
-                if cap:
-                    t = m.new_bool_var("")
-                    clause: list[cp_model.LiteralT] = [t]  # up and among the k largest -> counted
-                    if down is not None:
-                        clause.append(down)
-                    if below_k is not None:
-                        clause.append(below_k.Not())
-                    m.add_bool_or(clause)
-                    top.append(cap * t)
-                count = count + (1 - down if down is not None else 1)
-            m.add(total_free >= sum(top)).only_enforce_if(enforce)
-        if pct > 0:
-            total_cap = sum(
-                int(ctx.cap[h, c]) * (1 - self.y[h, w] if ctx.is_todo[h] else 1) for h in order
-            )
-            # free >= ceil(pct% of total)  <=>  free >= pct% of total, free being an integer
-            m.add(100 * pct.denominator * total_free >= pct.numerator * total_cap).only_enforce_if(
-                enforce
-            )
-
-    def _server_groups(self) -> None:
-        ctx, m = self.ctx, self.m
-        for sg in ctx.server_groups:
-            if not sg.hard or len(sg.members) < 2:
-                continue
-            members = [int(j) for j in sg.members]
-            if not any(j in self.cand for j in members):
-                continue
-            if sg.anti:
-                g = self.guard(fam.anti_affinity(sg.id, sg.name, len(members), sg.max_per_host))
-                hosts = sorted({h for j in members if j in self.cand for h in self.cand[j]})
-                for w in range(1, self.W + 1):
-                    for h in hosts:
-                        terms = [self.at[j, w, h] for j in members if (j, w, h) in self.at]
-                        fixed = sum(
-                            1 for j in members if j not in self.cand and int(ctx.vm_host0[j]) == h
-                        )
-                        if len(terms) + fixed > sg.max_per_host:
-                            m.add(sum(terms) + fixed <= sg.max_per_host).only_enforce_if(g)
-            else:
-                g = self.guard(fam.affinity(sg.id, sg.name, len(members)))
-                lead, rest = members[0], members[1:]
-                for w in range(1, self.W + 1):
-                    for j in rest:
-                        where = set(self._where(lead)) | set(self._where(j))
-                        for h in sorted(where):
-                            a = self._at(lead, w, h)
-                            b = self._at(j, w, h)
-                            if isinstance(a, int) and isinstance(b, int):
-                                if a != b:
-                                    m.add_bool_or([g.Not()])
-                                continue
-                            m.add(a == b).only_enforce_if(g)
-
-    def _where(self, j: int) -> list[int]:
+    def hosts_of(self, j: int) -> list[int]:
+        """The hosts VM j may be on."""
         return self.cand[j] if j in self.cand else [int(self.ctx.vm_host0[j])]
 
-    def _at(self, j: int, w: int, h: int) -> cp_model.IntVar | int:
+    def on(self, j: int, w: int, h: int) -> cp_model.IntVar | int:
+        """VM j is on host h at the end of slot w: a literal, or a constant."""
         if j in self.cand:
             return self.at.get((j, w, h), 0)
         return 1 if int(self.ctx.vm_host0[j]) == h else 0
@@ -521,8 +350,9 @@ def decide(
     dec.outcome = "impossible"
     dec.core = tuple(em.families[k] for k in core)
     for key in core:
-        if key in em.headroom_of:
-            dec.details[key] = headroom_numbers(ctx, *em.headroom_of[key])
+        text = details(ctx, key)
+        if text is not None:
+            dec.details[key] = text
     dec.minimal = minimal
     for key in core:
         st, _ = solve([k for k in keys if k != key], later_dtime)
@@ -539,12 +369,16 @@ def decide(
     # group's headroom alone is not enough, and once.)
     tried: dict[str, str] = {}
     for key in core:
-        step = one_step(ctx, key) if dec.alone.get(key) or key.startswith("headroom:") else None
+        step = (
+            rules.one_step(ctx.inv, ctx.policy, key)
+            if dec.alone.get(key) or key.startswith("headroom:")
+            else None
+        )
         if step is None:
             continue
-        label, inv2, policy2 = step
+        label = step.label
         if label not in tried:
-            em2 = ExactModel(build_context(inv2, policy2))
+            em2 = ExactModel(build_context(step.inventory, step.policy))
             st, _ = solve(sorted(em2.guards), later_dtime, em2)
             if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
                 tried[label] = f"{label} is enough"
@@ -554,30 +388,3 @@ def decide(
                 continue
         dec.steps[key] = tried[label]
     return dec
-
-
-def one_step(ctx: Context, key: str) -> tuple[str, Inventory, Policy] | None:
-    """The smallest relaxation of a numeric family: (what, inventory, policy), or None."""
-    p, inv = ctx.policy, ctx.inv
-    if key == "size":
-        n = p.max_hosts_per_wave + 1
-        return f"max_hosts_per_wave {n}", inv, p.with_changes(max_hosts_per_wave=n)
-    if key in ("size_az", "size_rack"):
-        attr = "max_hosts_per_wave_per_" + key.split("_")[1]
-        n = int(getattr(p, attr) or 0) + 1
-        return f"{attr} {n}", inv, p.with_changes(**{attr: n})
-    if key.startswith("ha:"):
-        name = key[3:]
-        groups = tuple(
-            replace(g, min_available=g.min_available - 1) if g.name == name else g
-            for g in inv.ha_groups
-        )
-        m = next(g.min_available for g in groups if g.name == name)
-        if m < 0:
-            return None
-        return f"min_available {m} for HA group {name}", replace(inv, ha_groups=groups), p
-    if key.startswith("headroom:") and p.headroom.failures > 1:
-        k = p.headroom.failures - 1
-        label = f"N+{k} everywhere (headroom.failures {k})"
-        return label, inv, p.with_changes(**{"headroom.failures": k})
-    return None

@@ -4,6 +4,10 @@ It forms waves one at a time from an ordered list of hosts (policy.first, then t
 then policy.last), adding a host to the current wave only if every VM on it finds a destination
 (already-upgraded hosts first, so VMs move once), the wave's size limits and HA groups allow it,
 and headroom still holds with the wave's hosts down. It is the CP-SAT solver's hint and fallback.
+
+The rules are the families' greedy hooks (`solver.rules`, `GreedyHooks`), called in the
+registry's order: whether a host may join the wave, whether the wave keeps them once its VMs
+have moved, and which hosts a VM may go to.
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ from planner.capacity import BoolArray, CapacityModel, headroom, scope_groups
 from planner.errors import InfeasibleError
 from planner.inventory import VM, Inventory
 from planner.plan import Migration, Plan, Stop, Wave
-from planner.policy import Policy, select_hosts
+from planner.policy import Policy
+from planner.rules import order
+from planner.rules.method import method_for, stoppable
+from solver.rules import greedy_hooks
+from solver.rules.base import Filling
 
 
 class TimeLimitReached(InfeasibleError):
@@ -66,6 +74,7 @@ class GreedyState:
             self.vms_on[int(m.vm_host[j])].append(j)
         cap = m.cap.astype(np.float64)
         self.inv_cap = np.where(cap > 0, 1.0 / np.maximum(cap, 1.0), 0.0)
+        self._eligible = [h.eligible for h in greedy_hooks(inv, policy) if h.eligible is not None]
 
     # -- moves --------------------------------------------------------------------------------
     def move(self, j: int, dst: int) -> None:
@@ -84,23 +93,11 @@ class GreedyState:
 
     # -- destinations -------------------------------------------------------------------------
     def eligible(self, vm: VM, j: int, in_wave: BoolArray) -> BoolArray:
-        ok: BoolArray = self.dest_ok & ~in_wave
-        if vm.az is not None:
-            ok = ok & (self.az_code == self.az_index.get(vm.az, -1))
-        if vm.allowed_aggregates:
-            agg = np.zeros_like(ok)
-            for a in vm.allowed_aggregates:
-                if a in self.agg_mask:
-                    agg |= self.agg_mask[a]
-            ok = ok & agg
-        gid = vm.server_group
-        if gid is not None:
-            g = self.inv.group(gid)
-            if g.hard and g.anti:
-                for h, n in self.group_count[gid].items():
-                    if n >= g.max_server_per_host:
-                        ok[h] = False
-        return ok
+        """Hosts VM j may go to with the hosts of `in_wave` down: every family's say."""
+        ok: BoolArray | None = None  # every host
+        for narrow in self._eligible:
+            ok = narrow(self, vm, j, in_wave, ok)
+        return ok if ok is not None else np.ones(len(self.model.host_names), dtype=bool)
 
     def group_room(self, in_wave: BoolArray) -> GroupRoom:
         """Free and required headroom per scope group with the wave down, to steer evacuees
@@ -173,15 +170,6 @@ class GroupRoom:
             self.free[g] -= demand
 
 
-def method_for(vm: VM) -> str | None:
-    """live, cold, or None when the VM cannot move (migration none)."""
-    if vm.migration == "none":
-        return None
-    if vm.migration == "live" and vm.status == "ACTIVE":
-        return "live"
-    return "cold"
-
-
 def evacuate(st: GreedyState, host: int, in_wave: BoolArray) -> Placement:
     """Find destinations for every VM on `host`, applying the moves; on failure revert them."""
     inv, m = st.inv, st.model
@@ -247,8 +235,7 @@ def _affinity_destination(
 def host_order(inv: Inventory, policy: Policy, st: GreedyState) -> list[tuple[int, int]]:
     """(tier, host index) for every host to upgrade: policy.first (tier 0), others (1), policy.last
     (2); within a tier, hosts with the fewest VMs to move first, then the least used."""
-    first = select_hosts(inv, policy.first)
-    last = select_hosts(inv, policy.last)
+    first, last = order.selected(inv, policy)
     todo = {h.name for h in inv.hosts_to_upgrade(policy.target_version)}
     m = st.model
     util = m.utilisation().max(axis=1) if m.classes else np.zeros(len(m.host_names))
@@ -256,24 +243,30 @@ def host_order(inv: Inventory, policy: Policy, st: GreedyState) -> list[tuple[in
     for i, h in enumerate(inv.hosts):
         if h.name not in todo:
             continue
-        tier = 0 if h.name in first else 2 if h.name in last else 1
+        tier = order.tier_of(h.name, first, last)
         out.append((tier, len(st.vms_on[i]), float(util[i]), h.name, i))
     out.sort()
     return [(t, i) for t, _, _, _, i in out]
 
 
-def _headroom_ok(st: GreedyState, in_wave: BoolArray) -> bool:
-    return all(r.ok for r in headroom(st.model, st.policy.headroom, in_wave))
+class GreedyWave(Filling):
+    """The wave the greedy planner is filling: the hosts in it (`in_wave`, `names`), the hosts
+    its VMs went to (`received`), its migrations and stops so far."""
 
+    def __init__(self, st: GreedyState) -> None:
+        super().__init__(st.inv, st.policy)
+        self.st = st
+        self.in_wave: BoolArray = np.zeros(len(st.model.host_names), dtype=bool)
+        self.names: set[str] = set()
+        self.received: set[int] = set()
+        self.migrations_: list[Migration] = []
+        self.stops: list[Stop] = []
+        self.last_failure = ""
 
-def _ha_ok(inv: Inventory, wave_names: set[str]) -> bool:
-    for g in inv.ha_groups:
-        avail = sum(
-            1 for h in g.hosts if h not in wave_names and inv.has_host(h) and inv.host(h).available
-        )
-        if avail < g.min_available:
-            return False
-    return True
+    def migrations(self, h: int) -> int:
+        """The VMs on host h now that would migrate (not stop) if it joined."""
+        vms = self.st.inv.vms
+        return sum(1 for j in self.st.vms_on[h] if not stoppable(self.policy, vms[j]))
 
 
 def greedy_plan(
@@ -287,8 +280,7 @@ def greedy_plan(
     TimeLimitReached when `time.monotonic()` passes `deadline` before the plan is complete."""
     st = GreedyState(inv, policy)
     m = st.model
-    order = host_order(inv, policy, st)
-    remaining = list(order)
+    remaining = host_order(inv, policy, st)
     waves: list[Wave] = []
     nobody_down = np.zeros(len(m.host_names), dtype=bool)
     broken = [r for r in headroom(m, policy.headroom, nobody_down) if not r.ok]
@@ -301,68 +293,18 @@ def greedy_plan(
             ]
         )
     while remaining:
-        in_wave = np.zeros(len(m.host_names), dtype=bool)
-        names: set[str] = set()
-        received: set[int] = set()
-        per_az: Counter[str | None] = Counter()
-        per_rack: Counter[str | None] = Counter()
-        migrations: list[Migration] = []
-        stops: list[Stop] = []
-        blocked_tier: int | None = None
-        last_failure = ""
-        for tier, i in list(remaining):
-            if len(names) >= policy.max_hosts_per_wave:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeLimitReached(
-                    [
-                        f"greedy planner: stopped at the time limit after {len(waves)} wave(s), "
-                        f"{len(remaining)} host(s) still to place (not a proof; allow more time)"
-                    ]
-                )
-            if blocked_tier is not None and tier > blocked_tier:
-                break  # a host of an earlier tier waits for a later wave: keep the order
-            h = inv.hosts[i]
-            reject = _limits_reject(policy, h.az, h.rack, per_az, per_rack) or i in received
-            if not reject and not _ha_ok(inv, names | {h.name}):
-                reject = True
-                last_failure = f"{h.name}: HA group would fall below min_available"
-            p = Placement()
-            if not reject:
-                in_wave[i] = True
-                p = evacuate(st, i, in_wave)
-                if p.failure:
-                    reject = True
-                    last_failure = p.failure
-                elif not _headroom_ok(st, in_wave):
-                    st.revert(p)
-                    reject = True
-                    last_failure = f"{h.name}: headroom would break"
-                if reject:
-                    in_wave[i] = False
-            if reject:
-                if blocked_tier is None or tier < blocked_tier:
-                    blocked_tier = tier
-                continue
-            names.add(h.name)
-            per_az[h.az] += 1
-            per_rack[h.rack] += 1
-            remaining.remove((tier, i))
-            for j, src, dst in p.moves:
-                received.add(dst)
-                vm = inv.vms[j]
-                kind = method_for(vm) or "cold"
-                migrations.append(Migration(vm.id, m.host_names[src], m.host_names[dst], kind))  # type: ignore[arg-type]
-            stops.extend(Stop(inv.vms[j].id, h.name) for j in p.stops)
-        if not names:
+        gw = _fill_wave(st, remaining, len(waves), deadline)
+        if not gw.names:
             raise InfeasibleError(
                 [
                     f"greedy planner: no host of the remaining {len(remaining)} can go down: "
-                    f"{last_failure or 'limits'}"
+                    f"{gw.last_failure or 'limits'}"
                 ]
             )
-        st.upgraded |= in_wave
-        waves.append(Wave(len(waves) + 1, tuple(sorted(names)), tuple(migrations), tuple(stops)))
+        st.upgraded |= gw.in_wave
+        waves.append(
+            Wave(len(waves) + 1, tuple(sorted(gw.names)), tuple(gw.migrations_), tuple(gw.stops))
+        )
     return Plan(
         inventory_sha256=inventory_sha256,
         policy=policy,
@@ -371,15 +313,60 @@ def greedy_plan(
     )
 
 
-def _limits_reject(
-    policy: Policy,
-    az: str | None,
-    rack: str | None,
-    per_az: Counter[str | None],
-    per_rack: Counter[str | None],
-) -> bool:
-    az_limit = policy.max_hosts_per_wave_per_az
-    rack_limit = policy.max_hosts_per_wave_per_rack
-    return (az_limit is not None and az is not None and per_az[az] >= az_limit) or (
-        rack_limit is not None and rack is not None and per_rack[rack] >= rack_limit
-    )
+def _fill_wave(
+    st: GreedyState, remaining: list[tuple[int, int]], done: int, deadline: float | None
+) -> GreedyWave:
+    """One wave: the hosts of `remaining` (taken out of it) that every family lets join, each
+    with its VMs moved; `done` waves came before."""
+    inv, m = st.inv, st.model
+    hooks = greedy_hooks(st.inv, st.policy)
+    fills = [h.fill for h in hooks]
+    closes = [f.closed for f in fills if f.closed is not None]
+    # each family's refusals, the shared one first, in the registry's order
+    refusals = [r for h in hooks for r in (h.fill.refuses, h.refuses) if r is not None]
+    afters = [h.after for h in hooks if h.after is not None]
+    gw = GreedyWave(st)
+    for fill in fills:
+        if fill.start is not None:
+            fill.start(gw)
+    for tier, i in list(remaining):
+        if any(closed(gw, tier) for closed in closes):
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeLimitReached(
+                [
+                    f"greedy planner: stopped at the time limit after {done} wave(s), "
+                    f"{len(remaining)} host(s) still to place (not a proof; allow more time)"
+                ]
+            )
+        reject = next((r for refuses in refusals if (r := refuses(gw, i, tier)) is not None), None)
+        p = Placement()
+        if reject is None:
+            gw.in_wave[i] = True
+            p = evacuate(st, i, gw.in_wave)
+            if p.failure:
+                reject = p.failure
+            else:
+                reject = next((r for after in afters if (r := after(gw, i)) is not None), None)
+                if reject is not None:
+                    st.revert(p)
+            if reject is not None:
+                gw.in_wave[i] = False
+        if reject is not None:
+            gw.last_failure = reject or gw.last_failure
+            for fill in fills:
+                if fill.refused is not None:
+                    fill.refused(gw, i, tier)
+            continue
+        gw.names.add(inv.hosts[i].name)
+        for fill in fills:
+            if fill.joined is not None:
+                fill.joined(gw, i)
+        remaining.remove((tier, i))
+        for j, src, dst in p.moves:
+            gw.received.add(dst)
+            vm = inv.vms[j]
+            kind = method_for(vm) or "cold"
+            gw.migrations_.append(Migration(vm.id, m.host_names[src], m.host_names[dst], kind))
+        gw.stops.extend(Stop(inv.vms[j].id, inv.hosts[i].name) for j in p.stops)
+    return gw

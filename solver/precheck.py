@@ -16,8 +16,8 @@ CP-SAT which rule families conflict.)
    alone, even after moving to other groups all the demand they could possibly take, leaves
    its group short.
 
-Each proof also names the rule families it rests on (`solver.families`, the exact model's keys
-and words), as `InfeasibleError.blame` carries them: the anti-affinity of a server group, the
+Each proof also names the rule families it rests on (their words from `planner.rules`, the exact
+model's keys), as `InfeasibleError.blame` carries them: the anti-affinity of a server group, the
 AZ pin of the VMs pinned to an AZ, a group's headroom of a class... A proof that rests on no
 policy rule (a VM larger than every host it may use, a host over capacity) names none: only more
 capacity helps. A pre-check never decides whether relaxing a family gives a plan
@@ -34,14 +34,27 @@ from typing import Any
 
 import numpy as np
 
-from planner.bounds import LowerBounds, lower_bounds
+from planner import rules
+from planner.bounds import LowerBounds
 from planner.capacity import format_amount, headroom
 from planner.checker import check_inventory
 from planner.policy import select_hosts
-from solver import families as fam
+from planner.rules import (
+    affinity,
+    aggregates,
+    anti_affinity,
+    az,
+    ha_group,
+    migrations_per_wave,
+    order,
+    wave_size,
+)
+from planner.rules import headroom as room
+from planner.rules.base import Words
 from solver.aggregate import build_aggregates, required
-from solver.context import Context, build_context, wave_limits_ok
-from solver.families import Family
+from solver.context import Context, wave_limits_ok
+from solver.rules import ENCODINGS
+from solver.rules import headroom as room_solver
 
 SHOWN = 8  # reasons per family, at most
 
@@ -58,18 +71,18 @@ class Proof:
         return bool(self.reasons)
 
     def add(
-        self, reason: str, families: Sequence[Family] = (), steps: dict[str, str] | None = None
+        self, reason: str, families: Sequence[Words] = (), steps: dict[str, str] | None = None
     ) -> None:
         self.reasons.append(reason)
         self.name(families, steps)
 
-    def name(self, families: Sequence[Family], steps: dict[str, str] | None = None) -> None:
+    def name(self, families: Sequence[Words], steps: dict[str, str] | None = None) -> None:
         """Name each family once; a step found by a later check fills in an earlier entry's."""
         have = {b["key"]: b for b in self.blame}
         for f in families:
             step = (steps or {}).get(f.key)
             if f.key not in have:
-                have[f.key] = fam.blame_entry(f, one_step=step)
+                have[f.key] = f.blame(one_step=step)
                 self.blame.append(have[f.key])
             elif step and not have[f.key].get("one_step"):
                 have[f.key]["one_step"] = step
@@ -122,74 +135,41 @@ def precheck_proof(ctx: Context, lb: LowerBounds) -> Proof:
     return proof
 
 
-def _violation_families(ctx: Context, rule: str, objects: tuple[str, ...]) -> list[Family]:
+def _violation_families(ctx: Context, rule: str, objects: tuple[str, ...]) -> list[Words]:
     """The family an inventory problem breaks (none for over-capacity: physics)."""
     if rule == "inventory.headroom" and len(objects) >= 2:
-        return [fam.headroom(ctx.policy, objects[0], objects[1])]
+        return [room.words(ctx.policy, objects[0], objects[1])]
     if rule == "inventory.ha_group" and objects:
-        return [_ha_family(ctx, objects[0])]
+        return [ha_group.words_of(ctx.inv, objects[0])]
     if rule in ("inventory.anti_affinity", "inventory.affinity") and objects:
         for sg in ctx.server_groups:
             if sg.id == objects[0]:
                 if sg.anti:
-                    return [fam.anti_affinity(sg.id, sg.name, len(sg.members), sg.max_per_host)]
-                return [fam.affinity(sg.id, sg.name, len(sg.members))]
+                    words = anti_affinity.words(sg.id, sg.name, len(sg.members), sg.max_per_host)
+                    return [words]
+                return [affinity.words(sg.id, sg.name, len(sg.members))]
     return []
 
 
-def _ha_family(ctx: Context, name: str) -> Family:
-    g = next(g for g in ctx.inv.ha_groups if g.name == name)
-    return fam.ha(name, g.min_available, len(g.hosts))
-
-
-def _headroom_families(
-    ctx: Context, rc: str, groups: range | list[int] | None = None
-) -> list[Family]:
-    """The headroom families of class rc, of every group the exact model guards (hosts up,
-    some capacity of rc) among `groups` (default: all)."""
-    c = ctx.classes.index(rc)
-    out = []
-    for g in groups if groups is not None else range(ctx.G):
-        on = (ctx.group_of == g) & ctx.available
-        if on.any() and (ctx.cap[on, c] > 0).any():
-            out.append(fam.headroom(ctx.policy, ctx.group_names[g], rc))
-    return out
-
-
-def _fewer_failures(ctx: Context) -> Context | None:
-    """The context with headroom.failures one lower (the exact model's one step), or None."""
-    k = ctx.policy.headroom.failures
-    if k <= 1:
-        return None
-    return build_context(ctx.inv, ctx.policy.with_changes(**{"headroom.failures": k - 1}))
-
-
-def _failures_step(k: int) -> str:
-    return f"N+{k} everywhere (headroom.failures {k}) is not enough"
+def _not_enough(ctx: Context, key: str) -> str:
+    """The family's one step (`planner.rules.one_step`), which a proof's numbers show is not
+    enough."""
+    step = rules.one_step(ctx.inv, ctx.policy, key)
+    assert step is not None
+    return f"{step.label} is not enough"
 
 
 def _bounds_findings(ctx: Context, lb: LowerBounds, proof: Proof) -> None:
-    """`lower_bounds`' findings with their families (`LowerBounds.obstacles`)."""
-    stops = sum(1 for kind, _ in lb.obstacles if kind == "allow_stop")
+    """`lower_bounds`' findings with their families (`LowerBounds.obstacles`: each finding's
+    family says which, `solver.rules` `Encodings.obstacle`)."""
     for i, reason in enumerate(lb.infeasible):
         kind, what = lb.obstacles[i] if i < len(lb.obstacles) else ("", "")
-        fs: list[Family] = []
-        steps: dict[str, str] = {}
-        if kind == "ha_group":
-            fs = [_ha_family(ctx, what)]
-        elif kind == "allow_stop":
-            fs = [fam.stop(stops)]
-        elif kind == "headroom" and what in ctx.classes:
-            fs = _headroom_families(ctx, what)
-            ctx2 = _fewer_failures(ctx)
-            if ctx2 is not None:
-                lb2 = lower_bounds(ctx2.inv, ctx2.policy)
-                if any(k == "headroom" for k, _ in lb2.obstacles):
-                    steps = {f.key: _failures_step(ctx2.policy.headroom.failures) for f in fs}
+        enc = ENCODINGS.get(kind)
+        fs, steps = enc.obstacle(ctx, lb, what) if enc and enc.obstacle else ([], {})
         proof.add(reason, fs, steps)
 
 
-def _pin_families(ctx: Context, j: int, useful: np.ndarray | None = None) -> list[Family]:
+def _pin_families(ctx: Context, j: int, useful: np.ndarray | None = None) -> list[Words]:
     """The pins of VM j that keep it off some available host (of `useful`, when given)."""
     vm = ctx.inv.vms[j]
     pool = ctx.available if useful is None else ctx.available & useful
@@ -197,12 +177,12 @@ def _pin_families(ctx: Context, j: int, useful: np.ndarray | None = None) -> lis
     if vm.az is not None:
         off = np.array([ctx.inv.hosts[h].az != vm.az for h in range(ctx.H)], dtype=bool)
         if (pool & off).any():
-            out.append(fam.az_pin(vm.az))
+            out.append(az.words(vm.az))
     if vm.allowed_aggregates:
         allowed = set(vm.allowed_aggregates)
         off = np.array([not allowed & set(h.aggregates) for h in ctx.inv.hosts], dtype=bool)
         if (pool & off).any():
-            out.append(fam.aggregate_pin(vm.allowed_aggregates))
+            out.append(aggregates.words(vm.allowed_aggregates))
     return out
 
 
@@ -257,17 +237,13 @@ def _first_last_overlap(ctx: Context) -> Proof:
     wave = [index[h] for h in together]
     # the order families as the exact model guards them (order_last only with hosts neither
     # selects)
-    order = [fam.order_first(p)] + ([fam.order_last(p)] if others else [])
+    tiers = [order.words_first(p)] + ([order.words_last(p)] if others else [])
     if len(wave) > p.max_hosts_per_wave:
-        f = fam.size(p)
-        step = (
-            {f.key: f"max_hosts_per_wave {p.max_hosts_per_wave + 1} is not enough"}
-            if len(wave) > p.max_hosts_per_wave + 1
-            else {}
-        )
+        f = wave_size.words(p)
+        step = {f.key: _not_enough(ctx, f.key)} if len(wave) > p.max_hosts_per_wave + 1 else {}
         proof.add(
             f"{head}, {len(wave)} hosts, more than max_hosts_per_wave ({p.max_hosts_per_wave})",
-            [*order, f],
+            [*tiers, f],
             step,
         )
         return proof
@@ -275,36 +251,37 @@ def _first_last_overlap(ctx: Context) -> Proof:
         n = sum(1 for h in g.hosts if int(h) in set(wave))
         if n > max(g.limit, 0):
             group = ctx.inv.ha_groups[i]
-            f = fam.ha(g.name, group.min_available, len(group.hosts))
+            f = ha_group.words(g.name, group.min_available, len(group.hosts))
             step = (
-                {
-                    f.key: f"min_available {group.min_available - 1} for HA group {g.name} is not "
-                    "enough"
-                }
+                {f.key: _not_enough(ctx, f.key)}
                 if n > max(g.limit + 1, 0) and group.min_available > 0
                 else {}
             )
             proof.add(
                 f"{head}, with {n} hosts of HA group {g.name} of which at most "
                 f"{max(g.limit, 0)} may be down at once",
-                [*order, f],
+                [*tiers, f],
                 step,
             )
             return proof
+    cap = p.max_migrations_per_wave
+    n = int(ctx.forced_migrations()[wave].sum())
+    if cap is not None and n > cap:
+        f = migrations_per_wave.words(p)
+        proof.add(
+            f"{head}, with {n} VMs that must migrate, more than max_migrations_per_wave ({cap})",
+            [*tiers, f],
+            {f.key: _not_enough(ctx, f.key)} if n > cap + 1 else {},
+        )
+        return proof
     if not wave_limits_ok(ctx, wave):
-        limits: list[Family] = []
-        for attr, limit in (
-            ("az", p.max_hosts_per_wave_per_az),
-            ("rack", p.max_hosts_per_wave_per_rack),
-        ):
-            counts: dict[str, int] = {}
-            for h in wave:
-                key = getattr(ctx.inv.hosts[h], attr)
-                if key is not None:
-                    counts[key] = counts.get(key, 0) + 1
-            if limit is not None and counts and max(counts.values()) > limit:
-                limits.append(fam.size_per(attr, limit))
-        proof.add(f"{head}, which the per-AZ or per-rack wave limits do not allow", order + limits)
+        limits: list[Words] = []
+        hosts = [ctx.inv.hosts[h] for h in wave]
+        for attr, limit in wave_size.limits(p):
+            groups = wave_size.scoped(hosts, attr)
+            if groups and max(len(g) for g in groups.values()) > limit:
+                limits.append(wave_size.words_per(attr, limit))
+        proof.add(f"{head}, which the per-AZ or per-rack wave limits do not allow", tiers + limits)
     return proof
 
 
@@ -377,7 +354,7 @@ def _anti_affinity(ctx: Context) -> Proof:
         need = math.ceil(n / p)
         if k - 1 >= need:
             continue
-        families = [fam.anti_affinity(g.id, g.name, n, p)]
+        families = [anti_affinity.words(g.id, g.name, n, p)]
         # The members' pins are to blame too when, without them, enough hosts would remain.
         loose = ctx.available.copy()
         for j in g.members:
@@ -411,7 +388,7 @@ def _affinity(ctx: Context) -> Proof:
         if not ctx.is_todo[h]:
             continue
         members = [int(j) for j in g.members]
-        family = fam.affinity(g.id, g.name, len(members))
+        family = affinity.words(g.id, g.name, len(members))
         stuck = [j for j in members if ctx.stuck[j]]
         if stuck and len(stuck) < len(members):
             proof.add(
@@ -475,9 +452,9 @@ def _headroom_one_down(ctx: Context) -> Proof:
     rule = ctx.policy.headroom
     G = ctx.G
     agg = build_aggregates(ctx)
-    ctx2 = _fewer_failures(ctx)
-    worst2 = _shortfalls(ctx2) if ctx2 is not None else {}
-    need = _requirement(rule.failures, rule.reserve_percent)
+    fewer = room_solver.fewer_failures(ctx)
+    worst2 = _shortfalls(fewer[0]) if fewer is not None else {}
+    need = room.requirement(rule) or "headroom"
     for (g, c), (_short, h, free_c, req, room_c, others_bind) in sorted(worst.items())[:SHOWN]:
         rc = ctx.classes[c]
         what = (
@@ -491,17 +468,13 @@ def _headroom_one_down(ctx: Context) -> Proof:
                 "AZs" if rule.scope == "az" else "groups"
             )
         # Short even with no requirement (its VMs do not fit at all): not its headroom.
-        own = fam.headroom(ctx.policy, ctx.group_names[g], rc)
+        own = room.words(ctx.policy, ctx.group_names[g], rc)
         families = [own] if free_c + room_c >= 0 else []
         if others_bind:
-            families += _headroom_families(ctx, rc, [o for o in range(G) if o != g])
+            families += room_solver.class_words(ctx, rc, [o for o in range(G) if o != g])
         else:
             families += _group_pins(ctx, g, c)
-        step = (
-            {own.key: _failures_step(ctx2.policy.headroom.failures)}
-            if ctx2 is not None and (g, c) in worst2
-            else {}
-        )
+        step = {own.key: fewer[1]} if fewer is not None and (g, c) in worst2 else {}
         proof.add(
             f"{ctx.group_names[g]}: {what}, {rc} free {format_amount(rc, free_c)} < "
             f"{format_amount(rc, req)} needed for {need}{extra}",
@@ -511,9 +484,9 @@ def _headroom_one_down(ctx: Context) -> Proof:
     return proof
 
 
-def _group_pins(ctx: Context, g: int, c: int) -> list[Family]:
+def _group_pins(ctx: Context, g: int, c: int) -> list[Words]:
     """The pins of the VMs held in group g (movable, demand of class c, not free to leave)."""
-    out: list[Family] = []
+    out: list[Words] = []
     for j in range(len(ctx.inv.vms)):
         h = int(ctx.vm_host0[j])
         if int(ctx.group_of[h]) != g or ctx.stuck[j] or not ctx.demand[j, c]:
@@ -570,12 +543,3 @@ def _shortfalls(ctx: Context) -> dict[tuple[int, int], Shortfall]:
                     bool(others[c] < can_leave[c]),
                 )
     return worst
-
-
-def _requirement(k: int, reserve: float) -> str:
-    parts = []
-    if k > 0:
-        parts.append(f"N+{k}")
-    if reserve > 0:
-        parts.append(f"a {reserve:g}% reserve")
-    return " and ".join(parts) or "headroom"

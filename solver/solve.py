@@ -30,10 +30,10 @@ from solver.context import build_context
 from solver.cpsat import NoPlanFound, cpsat_plan
 from solver.exact import decide
 from solver.explain import explain
-from solver.families import blame_entry
 from solver.greedy import TimeLimitReached, greedy_plan
 from solver.params import SolveParams
 from solver.precheck import precheck_proof
+from solver.rules import relaxed
 
 PlannerName = Literal["cpsat", "greedy"]
 PLANNERS: tuple[PlannerName, ...] = ("cpsat", "greedy")
@@ -100,124 +100,150 @@ def solve(
     proof = precheck_proof(ctx, lb)
     if proof:
         raise InfeasibleError(proof.lines(), blame=proof.blame)
-    notes: list[str] = []
+    run = _Run(inv, policy, opts, digest, params, lb, ctx)
     try:
-        if opts.planner == "greedy":
-            try:
-                plan, report = _checked_greedy(inv, policy, digest, params)
-            except InfeasibleError as exc:
-                raise _restricted_error(
-                    "the greedy planner",
-                    exc.reasons,
-                    ctx,
-                    params,
-                    digest,
-                    "plan with --planner cpsat",
-                ) from None
-            plan = replace(plan, generator={**plan.generator, "seed": opts.seed})
-            return SolveOutcome(plan, "greedy", lb, "feasible", None, False, notes, check=report)
-        try:
-            res = cpsat_plan(
-                inv,
-                policy,
-                params,
-                lower_bound=lb.waves,
-                inventory_sha256=digest,
-                progress=progress,
-                ctx=ctx,
+        outcome = run.greedy() if opts.planner == "greedy" else run.cpsat(progress)
+        for family, reason in relaxed(outcome.planner, inv, policy):
+            run.notes.append(
+                f"the {outcome.planner} planner does not keep {family} ({reason}); the checker "
+                "judged its plan"
             )
-            report = check_plan(inv, res.plan, digest=digest)
-            if not report.ok:
-                # A bug, never to reach the user as a plan: say so and fall back.
-                raise NoPlanFound([f"its plan breaks a rule ({report.violations[0]})"])
-        except NoPlanFound as exc:
-            first = list(exc.reasons)
-            if not opts.fallback:
-                raise _restricted_error(
-                    "CP-SAT", first, ctx, params, digest, "plan with the greedy fallback on"
-                ) from None
-
-            notes.append("CP-SAT found no plan (" + "; ".join(first[:2]) + "); used the greedy")
-            try:
-                plan, report = _checked_greedy(inv, policy, digest, params)
-            except InfeasibleError as exc2:
-                found = _not_found(
-                    "CP-SAT and the greedy planner", first + exc2.reasons, ctx, params, digest
-                )
-                if isinstance(found, InfeasibleError):
-                    raise found from None
-                e_plan, e_report = found
-                notes.append(
-                    "CP-SAT and the greedy planner found no plan; the exact model (small cloud) "
-                    "found this one"
-                )
-                e_plan = replace(e_plan, generator={**e_plan.generator, "seed": opts.seed})
-                return SolveOutcome(
-                    e_plan,
-                    "exact",
-                    lb,
-                    "feasible",
-                    None,
-                    params.wall_clock_hit,
-                    notes,
-                    check=e_report,
-                )
-            plan = replace(plan, generator={**plan.generator, "seed": opts.seed, "fallback": True})
-            return SolveOutcome(
-                plan, "greedy", lb, "feasible", None, params.wall_clock_hit, notes, check=report
-            )
-        notes += res.notes
-        if (
-            opts.fallback
-            and (res.stats.get("added_waves", 0) > 0 or len(res.plan.waves) > lb.waves)
-            and len(inv.vms) <= COMPARE_WITH_GREEDY_VMS
-        ):
-            # Repairs cost waves, or the waves are above the bound (a tight cloud): the greedy may
-            # do better on this cloud; keep the better plan (fewer waves, then migrations).
-            try:
-                other: tuple[Plan, CheckReport] | None = _checked_greedy(
-                    inv, policy, digest, params
-                )
-            except InfeasibleError:
-                other = None
-            if other is not None and _rank(other[0]) < _rank(res.plan):
-                g_plan, g_report = other
-                notes.append(
-                    f"the greedy planner's plan ({len(g_plan.waves)} waves, {_rank(g_plan)[1]} "
-                    f"migrations) beats CP-SAT's ({len(res.plan.waves)} waves, "
-                    f"{_rank(res.plan)[1]} migrations); kept the greedy's"
-                )
-                plan = replace(
-                    g_plan, generator={**g_plan.generator, "seed": opts.seed, "fallback": True}
-                )
-                return SolveOutcome(
-                    plan,
-                    "greedy",
-                    lb,
-                    "feasible",
-                    None,
-                    params.wall_clock_hit,
-                    notes,
-                    check=g_report,
-                )
-        return SolveOutcome(
-            res.plan,
-            "cpsat",
-            lb,
-            res.status,
-            res.wave_bound,
-            params.wall_clock_hit,
-            notes,
-            res.stats,
-            check=report,
-        )
+        return outcome
     finally:
         if params.solver_errors:  # CP-SAT failed internally on a model; the fallback answered
-            notes.append(
+            run.notes.append(
                 "CP-SAT failed internally on one of its models ("
                 + params.solver_errors[0]
                 + "); that step fell back"
             )
+
+
+@dataclass
+class _Run:
+    """One `solve` call past the pre-checks: the planners in turn, and the notes they leave
+    (the outcome holds the same list)."""
+
+    inv: Inventory
+    policy: Policy
+    opts: SolveOptions
+    digest: str
+    params: SolveParams
+    lb: LowerBounds
+    ctx: Any
+    notes: list[str] = field(default_factory=list)
+
+    def outcome(
+        self, plan: Plan, planner: str, report: CheckReport, *, fallback: bool = False
+    ) -> SolveOutcome:
+        """A plan of the greedy or exact model (status "feasible"), seeded as asked."""
+        extra = {"fallback": True} if fallback else {}
+        plan = replace(plan, generator={**plan.generator, "seed": self.opts.seed, **extra})
+        hit = self.params.wall_clock_hit if planner != "greedy" or fallback else False
+        return SolveOutcome(plan, planner, self.lb, "feasible", None, hit, self.notes, check=report)
+
+    def greedy(self) -> SolveOutcome:
+        """`--planner greedy`: its plan, or why not (and whether a plan exists, on a small
+        cloud)."""
+        try:
+            plan, report = _checked_greedy(self.inv, self.policy, self.digest, self.params)
+        except InfeasibleError as exc:
+            raise _restricted_error(
+                "the greedy planner",
+                exc.reasons,
+                self.ctx,
+                self.params,
+                self.digest,
+                "plan with --planner cpsat",
+            ) from None
+        return self.outcome(plan, "greedy", report)
+
+    def cpsat(self, progress: Progress | None) -> SolveOutcome:
+        """CP-SAT's plan; the greedy planner's when CP-SAT finds none (with the fallback on) or
+        does worse on a tight cloud; the exact model's when neither finds one."""
+        inv = self.inv
+        try:
+            res = cpsat_plan(
+                inv,
+                self.policy,
+                self.params,
+                lower_bound=self.lb.waves,
+                inventory_sha256=self.digest,
+                progress=progress,
+                ctx=self.ctx,
+            )
+            report = check_plan(inv, res.plan, digest=self.digest)
+            if not report.ok:
+                # A bug, never to reach the user as a plan: say so and fall back.
+                raise NoPlanFound([f"its plan breaks a rule ({report.violations[0]})"])
+        except NoPlanFound as exc:
+            return self.fallback(list(exc.reasons))
+        self.notes += res.notes
+        if (
+            self.opts.fallback
+            and (res.stats.get("added_waves", 0) > 0 or len(res.plan.waves) > self.lb.waves)
+            and len(inv.vms) <= COMPARE_WITH_GREEDY_VMS
+        ):
+            better = self.greedy_if_better(res.plan)
+            if better is not None:
+                return better
+        return SolveOutcome(
+            res.plan,
+            "cpsat",
+            self.lb,
+            res.status,
+            res.wave_bound,
+            self.params.wall_clock_hit,
+            self.notes,
+            res.stats,
+            check=report,
+        )
+
+    def fallback(self, first: list[str]) -> SolveOutcome:
+        """CP-SAT found no plan (`first`: why): the greedy planner's, else the exact model's."""
+        if not self.opts.fallback:
+            raise _restricted_error(
+                "CP-SAT",
+                first,
+                self.ctx,
+                self.params,
+                self.digest,
+                "plan with the greedy fallback on",
+            ) from None
+        self.notes.append("CP-SAT found no plan (" + "; ".join(first[:2]) + "); used the greedy")
+        try:
+            plan, report = _checked_greedy(self.inv, self.policy, self.digest, self.params)
+        except InfeasibleError as exc2:
+            found = _not_found(
+                "CP-SAT and the greedy planner",
+                first + exc2.reasons,
+                self.ctx,
+                self.params,
+                self.digest,
+            )
+            if isinstance(found, InfeasibleError):
+                raise found from None
+            self.notes.append(
+                "CP-SAT and the greedy planner found no plan; the exact model (small cloud) "
+                "found this one"
+            )
+            return self.outcome(found[0], "exact", found[1])
+        return self.outcome(plan, "greedy", report, fallback=True)
+
+    def greedy_if_better(self, cpsat: Plan) -> SolveOutcome | None:
+        """Repairs cost waves, or the waves are above the bound (a tight cloud): the greedy may
+        do better on this cloud; its plan if it is better (fewer waves, then migrations)."""
+        try:
+            g_plan, g_report = _checked_greedy(self.inv, self.policy, self.digest, self.params)
+        except InfeasibleError:
+            return None
+        if _rank(g_plan) >= _rank(cpsat):
+            return None
+        self.notes.append(
+            f"the greedy planner's plan ({len(g_plan.waves)} waves, {_rank(g_plan)[1]} "
+            f"migrations) beats CP-SAT's ({len(cpsat.waves)} waves, "
+            f"{_rank(cpsat)[1]} migrations); kept the greedy's"
+        )
+        return self.outcome(g_plan, "greedy", g_report, fallback=True)
 
 
 def _rank(plan: Plan) -> tuple[int, int]:
@@ -266,8 +292,7 @@ def _not_found(
     dec = decide(ctx, params, inventory_sha256=digest)
     if dec.outcome == "impossible":
         blame = [
-            blame_entry(
-                f,
+            f.blame(
                 relaxing_alone=dec.alone.get(f.key),
                 numbers=dec.details.get(f.key),
                 one_step=dec.steps.get(f.key),

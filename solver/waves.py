@@ -18,7 +18,7 @@ class, measured in quarter-VMs), then the least demand moved between groups.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence, Set
+from collections.abc import Callable, Hashable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,14 +26,16 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from planner.capacity import IntArray
-from planner.policy import select_hosts
-from solver.aggregate import Aggregates, WaveBudget
-from solver.context import TIER_FIRST, TIER_LAST, TIER_OTHER, Context, order_ok
+from planner.rules import order
+from planner.rules.base import Words
+from solver.aggregate import Aggregates
+from solver.context import Context, order_ok
 from solver.params import SolveParams, make_solver, run
+from solver.rules import wave_hooks
+from solver.rules.base import Filling
 
 # Upgraded hosts are counted full at this share of their capacity (room for packing).
 PACKING_PERCENT = 95
-MAX_EXACT_CUTS = 12
 
 
 @dataclass
@@ -71,17 +73,37 @@ def host_sequence(ctx: Context) -> list[int]:
     return [k[-1] for k in keys]
 
 
+class HeuristicWave(Filling):
+    """A wave of the first-fit heuristic being filled (what the rule families' fill hooks see):
+    `agg` and `evacuated` are the aggregate headroom's view, before this wave."""
+
+    def __init__(self, ctx: Context, agg: Aggregates, evacuated: IntArray) -> None:
+        super().__init__(ctx.inv, ctx.policy)
+        self.ctx, self.agg, self.evacuated = ctx, agg, evacuated
+
+    def migrations(self, h: int) -> int:
+        """The VMs that start on host h and are not stopped: they leave it in its wave."""
+        return int(self.ctx.forced_migrations()[h])
+
+
 def heuristic_waves(
     ctx: Context, agg: Aggregates, target: int | None = None, extra: int = 0
 ) -> tuple[list[list[int]], list[int]]:
-    """Fill waves first-fit in `host_sequence` order under every hard rule, evacuees staying in
-    their headroom group. Returns (waves, hosts it could not place).
+    """Fill waves first-fit in `host_sequence` order under every hard rule (each family's fill
+    hooks, `solver.rules`), evacuees staying in their headroom group. Returns (waves, hosts it
+    could not place).
 
     With a `target` number of waves, a wave also takes a host only while its VMs fit in the
     free upgraded capacity of their group (or, for `extra` hosts a wave, regardless), unless
     the hosts left would not fit in the waves left: early waves stay small so that fewer VMs
     must move twice."""
     p = ctx.policy
+    fills = [h.fill for h in wave_hooks(ctx.inv, ctx.policy)]
+    starts = [f.start for f in fills if f.start is not None]
+    closes = [f.closed for f in fills if f.closed is not None]
+    refusals = [f.refuses for f in fills if f.refuses is not None]
+    joins = [f.joined for f in fills if f.joined is not None]
+    refused = [f.refused for f in fills if f.refused is not None]
     remaining = host_sequence(ctx)
     evacuated = np.zeros((ctx.G, ctx.C), dtype=np.int64)
     up_free = np.zeros((ctx.G + 1, ctx.C), dtype=np.int64)
@@ -90,24 +112,18 @@ def heuristic_waves(
         for gi in range(ctx.G + 1):
             on = done & (ctx.group_of == gi)
             up_free[gi] = np.maximum(ctx.model.free[on], 0).sum(axis=0)
-    ha_of: dict[int, list[int]] = {}
-    for i, g in enumerate(ctx.ha):
-        for h in g.hosts:
-            ha_of.setdefault(int(h), []).append(i)
     waves: list[list[int]] = []
     while remaining:
-        budget = WaveBudget(agg, evacuated)
+        f = HeuristicWave(ctx, agg, evacuated)
+        for start in starts:
+            start(f)
         wave: list[int] = []
-        per_az: dict[int, int] = {}
-        per_rack: dict[int, int] = {}
-        per_ha = [0] * len(ctx.ha)
-        blocked: int | None = None
         left = up_free * PACKING_PERCENT // 100
         spare = extra
         for h in remaining:
-            if len(wave) >= p.max_hosts_per_wave:
-                break
             t = int(ctx.tier[h])
+            if any(closed(f, t) for closed in closes):
+                break
             gr = int(ctx.group_of[h])
             if target is not None and gr >= 0 and ctx.mov_demand[h].any():
                 later = (target - len(waves) - 1) * p.max_hosts_per_wave
@@ -116,29 +132,16 @@ def heuristic_waves(
                     if spare <= 0:
                         continue
                     spare -= 1
-            if blocked is not None and t > blocked:
-                break
-            a = int(ctx.az_code[h])
-            r = int(ctx.rack_code[h])
-            ok = True
-            if p.max_hosts_per_wave_per_az is not None and ctx.inv.hosts[h].az is not None:
-                ok = per_az.get(a, 0) < p.max_hosts_per_wave_per_az
-            if ok and p.max_hosts_per_wave_per_rack is not None and r >= 0:
-                ok = per_rack.get(r, 0) < p.max_hosts_per_wave_per_rack
-            if ok:
-                ok = all(per_ha[i] < ctx.ha[i].limit for i in ha_of.get(h, ()))
-            if ok:
-                ok = budget.try_add(h)
-            if not ok:
-                blocked = t if blocked is None else min(blocked, t)
+            # headroom's refusal comes last: it takes the host down when it does not refuse
+            if any(refuses(f, h, t) is not None for refuses in refusals):
+                for hook in refused:
+                    hook(f, h, t)
                 continue
             wave.append(h)
             if gr >= 0:
                 left[gr] -= ctx.mov_demand[h]
-            per_az[a] = per_az.get(a, 0) + 1
-            per_rack[r] = per_rack.get(r, 0) + 1
-            for i in ha_of.get(h, ()):
-                per_ha[i] += 1
+            for join in joins:
+                join(f, h)
         if not wave:
             break
         for h in wave:
@@ -190,38 +193,32 @@ class HostType:
 WEIGHT_BINS = (0.02, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
 
 
-def selected(ctx: Context, selectors: tuple[str, ...]) -> set[int]:
-    names = select_hosts(ctx.inv, selectors)
-    return {i for i, n in enumerate(ctx.host_names) if n in names}
-
-
 def host_types(ctx: Context, agg: Aggregates, split: Set[int] = frozenset()) -> list[HostType]:
-    """The hosts to upgrade by type; hosts in `split` are types of their own."""
-    p = ctx.policy
-    in_last = selected(ctx, p.last)
+    """The hosts to upgrade by type; hosts in `split` are types of their own. Hosts of a type
+    share their headroom group, availability, capacities and emptiness bin, and what each rule
+    family's `type_key` asks (`solver.rules`: AZ or rack under a wave limit, HA group, tier)."""
+    _first, last = order.selected(ctx.inv, ctx.policy)
+    hooks = wave_hooks(ctx.inv, ctx.policy)
+    keys = [hook.type_key(ctx) for hook in hooks if hook.type_key is not None]
     ha_of: dict[int, list[int]] = {}
     for i, g in enumerate(ctx.ha):
         for h in g.hosts:
             ha_of.setdefault(int(h), []).append(i)
-    by_key: dict[tuple[Any, ...], list[int]] = {}
+    by_key: dict[tuple[Hashable, ...], list[int]] = {}
     for h in host_sequence(ctx):
-        host = ctx.inv.hosts[h]
-        singleton = h in ha_of or not ctx.available[h] or not ctx.compute[h] or h in split
+        singleton = not ctx.available[h] or not ctx.compute[h] or h in split
         weight_bin = int(np.searchsorted(WEIGHT_BINS, host_weight(ctx, h), side="right"))
         key = (
             h if singleton else -1,
             int(ctx.group_of[h]),
-            host.az if p.max_hosts_per_wave_per_az is not None else None,
-            host.rack if p.max_hosts_per_wave_per_rack is not None else None,
-            int(ctx.tier[h]),
-            h in in_last,
             bool(ctx.available[h]),
             tuple(int(v) for v in ctx.cap[h]),
             weight_bin,
+            *(k(h) for k in keys),
         )
         by_key.setdefault(key, []).append(h)
     types = []
-    for key, hosts in by_key.items():
+    for hosts in by_key.values():
         h0 = hosts[0]
         idx = np.asarray(hosts, dtype=np.int64)
         down = agg.down_weight[idx]
@@ -229,12 +226,12 @@ def host_types(ctx: Context, agg: Aggregates, split: Set[int] = frozenset()) -> 
         types.append(
             HostType(
                 hosts=hosts,
-                group=key[1],
+                group=int(ctx.group_of[h0]),
                 az=ctx.inv.hosts[h0].az,
                 rack=ctx.inv.hosts[h0].rack,
-                tier=key[4],
-                in_last=key[5],
-                available=key[6],
+                tier=int(ctx.tier[h0]),
+                in_last=ctx.host_names[h0] in last,
+                available=bool(ctx.available[h0]),
                 cap=ctx.cap[h0].copy(),
                 ha=tuple(ha_of.get(h0, ())),
                 down_hi=down.max(axis=0),
@@ -315,16 +312,16 @@ class WaveModel:
         # can name a small set of families that cannot hold together.
         self.explain = explain
         self.guards: dict[str, Any] = {}
+        self.families: dict[str, Words] = {}  # key -> its words, for each guard
         # With `reflow`, demand that came into a group may leave it again in a later wave (real
         # plans can do that, moving VMs twice); without, only a host's own VMs leave its group,
         # which the placement phase can always realise.
         self.reflow = reflow or explain
-        p = ctx.policy
         m = self.m = cp_model.CpModel()
         G, C = ctx.G, ctx.C
         self.units = _units(ctx)
         self.shift_units = shift_units(ctx, self.units)
-        M = p.max_hosts_per_wave
+        M = ctx.policy.max_hosts_per_wave
         self.cnt: list[list[Any]] = []
         self.cum: list[list[Any]] = []
         for t in types:
@@ -338,16 +335,20 @@ class WaveModel:
             self.cnt.append(cnt)
             self.cum.append(cum)
 
-        # -- sizes, waves used ------------------------------------------------------------------
+        # -- the waves: each rule family's per-wave part as they are made -----------------------
+        hooks = wave_hooks(ctx.inv, ctx.policy)
+        per_wave = [hook.wave for hook in hooks if hook.wave is not None]
         self.used: list[Any] = []
         for w in range(W):
             size = sum(c[w] for c in self.cnt)
+            u = None
             if fixed_waves:
                 m.add(size >= 1)
-                self._add(size <= M, "size")
             else:
                 u = m.new_bool_var(f"used{w}")
-                self._add(size <= M * u, "size")
+            for wave in per_wave:
+                wave(self, w, size, u)
+            if u is not None:
                 m.add(size <= len(ctx.todo) * u)
                 m.add(size >= u)
                 if self.used:
@@ -355,42 +356,16 @@ class WaveModel:
                 self.used.append(u)
         if not fixed_waves and lower_bound > 0 and not explain:
             m.add(sum(self.used) >= min(lower_bound, W))
-        for attr, limit in (
-            ("az", p.max_hosts_per_wave_per_az),
-            ("rack", p.max_hosts_per_wave_per_rack),
-        ):
-            if limit is None:
-                continue
-            by: dict[str, list[int]] = {}
-            for i, t in enumerate(types):
-                key = getattr(t, attr)
-                if key is not None:
-                    by.setdefault(key, []).append(i)
-            for idx in by.values():
-                if sum(types[i].n for i in idx) > limit:
-                    for w in range(W):
-                        self._add(sum(self.cnt[i][w] for i in idx) <= limit, f"size_{attr}")
-        for gi, g in enumerate(ctx.ha):
-            idx = [i for i, t in enumerate(types) if gi in t.ha]
-            if len(idx) > max(g.limit, 0):
-                for w in range(W):
-                    self._add(sum(self.cnt[i][w] for i in idx) <= max(g.limit, 0), f"ha:{gi}")
 
-        # -- order: first / last ----------------------------------------------------------------
-        first = [i for i, t in enumerate(types) if t.tier == TIER_FIRST]
-        rest1 = [i for i, t in enumerate(types) if t.tier != TIER_FIRST or t.in_last]
-        others = [i for i, t in enumerate(types) if t.tier == TIER_OTHER]
-        lasts = [i for i, t in enumerate(types) if t.tier == TIER_LAST or t.in_last]
-        self._boundary(first, rest1, "order_first")
-        self._boundary(others, lasts, "order_last")
-
-        # -- headroom, shifts, overflow ---------------------------------------------------------
+        # -- every rule family's constraints (headroom's makes the shifts between groups) -------
+        self.has_shifts = False
         self.shift_in: dict[tuple[int, int, int], Any] = {}
         self.shift_out: dict[tuple[int, int, int], Any] = {}
         self.shift_rest: dict[tuple[int, int, int], Any] = {}  # below one unit, out
         self.rest_used: list[Any] = []
-        self._shifts(G, C)
-        self._headroom(G, C)
+        for hook in hooks:
+            if hook.build is not None:
+                hook.build(self)
         self.overflow: list[Any] = []
         if fixed_waves:
             self._overflow(G, C)
@@ -408,31 +383,18 @@ class WaveModel:
         v = int(coef[c])
         return v * self.cum[i][w] if v and w >= 0 else 0
 
-    def _add(self, constraint: Any, family: str, *enforce: Any) -> None:
+    def add(self, constraint: Any, family: Words, *enforce: Any) -> None:
+        """Add a constraint of a rule family: with `explain`, under the family's assumption
+        literal (one per key)."""
         ct = self.m.add(constraint)
         lits = list(enforce)
         if self.explain:
-            if family not in self.guards:
-                self.guards[family] = self.m.new_bool_var(family)
-            lits.append(self.guards[family])
+            if family.key not in self.guards:
+                self.guards[family.key] = self.m.new_bool_var(family.key)
+                self.families[family.key] = family
+            lits.append(self.guards[family.key])
         if lits:
             ct.only_enforce_if(*lits)
-
-    def _boundary(self, before: list[int], after: list[int], family: str) -> None:
-        """Every host of `before` in a wave <= b, every host of `after` in a wave >= b."""
-        if not before or not after:
-            return
-        m, W = self.m, self.W
-        beta = [m.new_bool_var("") for _ in range(W)]  # beta[w]: b <= w
-        m.add(beta[W - 1] == 1)
-        for w in range(W - 1):
-            m.add_implication(beta[w], beta[w + 1])
-        for i in before:
-            for w in range(W - 1):
-                self._add(self.cum[i][w] >= self.types[i].n, family, beta[w])
-        for i in after:
-            for w in range(W - 1):
-                self._add(self.cnt[i][w] == 0, family, beta[w].Not())
 
     def _nogood(self, ng: Nogood) -> None:
         """Forbid, in any wave w, taking down exactly the hosts of ng.wave (counted per type)
@@ -454,129 +416,10 @@ class WaveModel:
                 lits.append(b)
             self.m.add_bool_or(lits)
 
-    def _shifts(self, G: int, C: int) -> None:
-        ctx, m, W, types = self.ctx, self.m, self.W, self.types
-        agg_members = self.agg.members
-        groups = {int(g) for g in ctx.group_of[ctx.available]}
-        # A group may send demand when one of its hosts to upgrade has VMs free to leave it, to
-        # any other group with a host up: also a group with no host up at all (a disabled host
-        # alone in its AZ), whose VMs can only leave.
-        senders = {int(ctx.group_of[h]) for h in ctx.todo if ctx.unpinned_demand[h].any()}
-        self.has_shifts = any(groups - {s} for s in senders)
-        if not self.has_shifts:
-            return
-        # Demand leaves a group only from its hosts going down: their own movable VMs that are
-        # not pinned to it, or VMs that came in from other groups in earlier waves. It leaves in
-        # units; where the unit is coarser than the VMs' common divisor, a group in a wave that
-        # takes down all its available hosts may also shed a rest below one unit: with no host
-        # up it cannot keep a fraction of a VM (elsewhere the unit's rounding stays, conservative).
-        # The groups the rest goes to count whole units, at least as much as left (rounding up).
-        mov = ~ctx.stuck
-        avail_of = {
-            g: [i for i, t in enumerate(types) if t.group == g and t.available]
-            for g in range(G + 1)
-        }
-        may_empty = {
-            g: sum(types[i].n for i in idx) == int(agg_members[g].sum())
-            and sum(types[i].n for i in idx) <= ctx.policy.max_hosts_per_wave
-            for g, idx in avail_of.items()
-        }
-        exact = [bool(np.all(ctx.demand[mov, c] % int(self.shift_units[c]) == 0)) for c in range(C)]
-        for w in range(W):
-            for c in range(C):
-                u = int(self.shift_units[c])
-                total = int(ctx.mov_demand[:, c].sum()) // u + 1
-                ins, outs, rests = [], [], []
-                for g in range(G + 1):
-                    idx = [i for i, t in enumerate(types) if t.group == g]
-                    own = sum(self.by_wave(i, types[i].unpinned_lo, c, w) for i in idx)
-                    came = [self.shift_in[g, c, ww] for ww in range(w)] if self.reflow else []
-                    o = m.new_int_var(0, total, "")
-                    rest = not exact[c] and may_empty[g]
-                    r = m.new_int_var(0, u - 1 if rest else 0, "")
-                    if rest:
-                        used = m.new_bool_var("")
-                        m.add(r <= (u - 1) * used)
-                        idx = avail_of[g]
-                        if idx:  # every available host of g goes down in this wave
-                            n_avail = sum(types[i].n for i in idx)
-                            m.add(sum(self.cnt[i][w] for i in idx) >= n_avail).only_enforce_if(used)
-                        self.rest_used.append(used)
-                    i_ = m.new_int_var(0, total if g in groups else 0, "")
-                    m.add(u * o + r <= own + u * sum(came))
-                    self.shift_in[g, c, w] = i_
-                    self.shift_out[g, c, w] = o
-                    self.shift_rest[g, c, w] = r
-                    ins.append(i_)
-                    outs.append(o)
-                    rests.append(r)
-                sent = u * sum(outs) + sum(rests)
-                m.add(u * sum(ins) >= sent)
-                m.add(u * sum(ins) <= sent + u - 1)
-
     def net_shift(self, g: int, c: int, w: int) -> Any:
         """Demand moved into group g in class c in wave w (negative: out), in demand units."""
         u = int(self.shift_units[c])
         return u * (self.shift_in[g, c, w] - self.shift_out[g, c, w]) - self.shift_rest[g, c, w]
-
-    def _headroom(self, G: int, C: int) -> None:
-        ctx, agg, m, W, types = self.ctx, self.agg, self.m, self.W, self.types
-        rule = ctx.policy.headroom
-        for g in range(G):
-            avail = [i for i, t in enumerate(types) if t.group == g and t.available]
-            unavail = [i for i, t in enumerate(types) if t.group == g and not t.available]
-            for c in range(C):
-                span = int(ctx.mov_demand[:, c].sum()) + int(agg.total_cap[g, c]) + 1
-                net_in: Any = 0
-                for w in range(W):
-                    if self.has_shifts:
-                        net_in = net_in + self.net_shift(g, c, w)
-                    down = sum(self.by_wave(i, types[i].down_hi, c, w) for i in avail)
-                    evac = sum(self.by_end(i, types[i].mov_total, c, w) for i in unavail)
-                    free = m.new_int_var(-span, span, "")
-                    m.add(free == int(agg.base_free[g, c]) - down - evac - net_in)
-                    self._require(free, g, c, w, avail, rule.failures, rule.reserve_percent)
-
-    def _require(
-        self,
-        free: Any,
-        g: int,
-        c: int,
-        w: int,
-        avail: list[int],
-        k: int,
-        reserve_percent: float,
-    ) -> None:
-        """free >= the k largest capacities still up (exact for the largest ones) and >= the
-        reserve, in group g and class c at the end of wave w."""
-        m, types = self.m, self.types
-        family = f"headroom:{g}:{c}"
-        if reserve_percent > 0:
-            ppm = round(reserve_percent * 10_000)
-            total = int(self.agg.total_cap[g, c])
-            down_cap = sum(int(types[i].cap[c]) * self.cnt[i][w] for i in avail)
-            self._add(free * 1_000_000 >= ppm * (total - down_cap), family)
-        caps = self.ctx.cap[self.agg.members[g], c]
-        levels = sorted({int(v) for v in caps if v > 0}, reverse=True)
-        if k <= 0 or not levels:
-            self._add(free >= 0, family)
-            return
-        max_down = min(self.ctx.policy.max_hosts_per_wave, sum(types[i].n for i in avail))
-        rs = []
-        for j in range(1, k + 1):
-            r = m.new_int_var(0, levels[0], "")
-            rs.append(r)
-            for cut, v in enumerate(levels):
-                at_least = int((caps >= v).sum())
-                idx = [i for i in avail if int(types[i].cap[c]) >= v]
-                could_be_down = min(sum(types[i].n for i in idx), max_down)
-                if at_least - could_be_down >= j or cut >= MAX_EXACT_CUTS:
-                    m.add(r >= v)  # j hosts this large surely stay up (or: conservative cut-off)
-                    break
-                b = m.new_bool_var("")
-                m.add(r >= v * b)
-                m.add(sum(self.cnt[i][w] for i in idx) >= at_least - j + 1).only_enforce_if(b.Not())
-        self._add(free >= sum(rs), family)
 
     def _overflow(self, G: int, C: int) -> None:
         """Demand evacuated beyond the free upgraded capacity of its group: VMs that must go to a

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from planner.app.execute import SimEstimator, SolverReplanner
 from planner.executor import view as views
 from planner.executor.cloud import DryRunCloud
 from planner.executor.eta import Eta, host_step, vm_step
@@ -52,7 +53,7 @@ def estimated(fx: Fixture, first: int = 1, model: Any = DEFAULT, t0: float = 0.0
     rem = views.remaining_plan(
         list(fx.plan.waves), first, fx.policy, terminal=set(), done_moves=set(), skipped=set()
     )
-    eta = Eta(model)
+    eta = Eta(SimEstimator(model))
     assert eta.estimate(fx.inventory, rem, first, now=t0) is not None, eta.error
     return eta
 
@@ -163,10 +164,12 @@ def test_the_executor_tells_the_eta_which_step_ended() -> None:
         fx.plan,
         "f" * 64,
         cloud,
-        opts=ExecOptions(upgrade_command="upgrade {host}", poll_s=0.01, model=DEFAULT),
+        opts=ExecOptions(upgrade_command="upgrade {host}", poll_s=0.01),
         reporter=spy,
         hooks=DryRunHooks(cloud.run_hook),
         notify=Notifier(None, None, lines.append),
+        replanner=SolverReplanner(),
+        estimator=SimEstimator(DEFAULT),
         journal_path=None,
         clock=clock,
         sleep=clock.sleep,
@@ -256,12 +259,12 @@ def test_the_executor_counts_the_soak_down_on_the_bars_the_status_line_and_statu
         fx.plan,
         "f" * 64,
         cloud,
-        opts=ExecOptions(
-            upgrade_command="upgrade {host}", poll_s=60.0, canary=1, soak_s=SOAK, model=model
-        ),
+        opts=ExecOptions(upgrade_command="upgrade {host}", poll_s=60.0, canary=1, soak_s=SOAK),
         reporter=spy,
         hooks=DryRunHooks(cloud.run_hook),
         notify=Notifier(None, None, lines.append),
+        replanner=SolverReplanner(),
+        estimator=SimEstimator(model),
         journal_path=journal,
         clock=clock,
         sleep=sleep,
@@ -337,14 +340,16 @@ def test_no_soak_is_foreseen_once_the_canary_is_over(canary: str | None) -> None
         fx.plan,
         "f" * 64,
         cloud,
-        opts=ExecOptions(upgrade_command="u {host}", canary=1, soak_s=SOAK, model=model),
+        opts=ExecOptions(upgrade_command="u {host}", canary=1, soak_s=SOAK),
         reporter=Spy(),
         hooks=DryRunHooks(cloud.run_hook),
         notify=Notifier(None, None, lines.append),
+        replanner=SolverReplanner(),
+        estimator=SimEstimator(model),
         journal_path=None,
     )
     if canary is not None:
         ex.state.canary = {"ev": canary, "op": "canary", "hosts": ["cmp-4"]}
-    ex._check(2)
+    ex.drift.check(2)
     assert ex.eta is not None and ex.eta.wave == 2
     assert ex.eta.soak_ahead_s == (SOAK if canary is None else 0.0)

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from planner.executor import view as views
 from planner.executor.journal import RunState, read_records
 from planner.inventory import Inventory
 from planner.openstack.sandbox import manager
 from planner.plan import Plan
+from solver.reroute import reroute
 from tests.executor_support import (
     CLOUD,
     FAST,
@@ -119,8 +119,14 @@ def test_a_failing_migration_is_retried_then_sent_elsewhere(fresh: Box) -> None:
     for w, m in live[1:]:
         others = tuple(o for o in w.migrations if o.vm != m.vm)
         state = before_wave(inv, plan, w.index)
-        if views.find_destination(
-            state, plan.policy, m.vm, w.hosts, others, w.stops, avoid={m.dst}
+        if reroute(
+            state,
+            plan.policy,
+            m.vm,
+            wave_hosts=w.hosts,
+            others=others,
+            stops=w.stops,
+            avoid={m.dst},
         ):
             b = m
             break
@@ -233,6 +239,29 @@ def _migration_in_flight(plan_path: Path, min_wave: int) -> bool:
     return any(r["op"] == "migrate" and int(r["wave"]) >= min_wave for r in st.open_steps.values())
 
 
+def _nova_migrating_every_begun(box: Box, plan_path: Path, min_wave: int) -> bool:
+    """A migration (wave >= min_wave) is in flight, and Nova is migrating every VM whose
+    migration the journal shows begun: a kill now cuts migrations Nova has, not one whose
+    intent is written but whose request is not sent yet (a few ms, the journal's fsync)."""
+    if not _migration_in_flight(plan_path, min_wave):
+        return False
+    begun = {
+        str(r["vm"])
+        for r in RunState.replay(records(plan_path)).open_steps.values()
+        if r["op"] == "migrate"
+    }
+    for vm in begun:
+        srv = box.api.get("compute", f"/servers/{vm}", "2.30")["server"]
+        if srv["status"] != "MIGRATING":
+            return False
+    now = {
+        str(r["vm"])
+        for r in RunState.replay(records(plan_path)).open_steps.values()
+        if r["op"] == "migrate"
+    }
+    return now == begun  # none begun meanwhile
+
+
 def _upgrade_in_flight(plan_path: Path, after_seq: int) -> str | None:
     """A compute host whose upgrade command runs (begun after record `after_seq`)."""
     st = RunState.replay(records(plan_path))
@@ -247,7 +276,7 @@ def test_sigkill_mid_wave_then_resume_loses_nothing(fresh: Box) -> None:
     fresh.ctl("POST", "migration-duration", {"seconds": 4})
     proc = _run_in_background(fresh, inv_path, plan_path, hook)
     try:
-        assert wait_for(lambda: _migration_in_flight(plan_path, 2), timeout=120)
+        assert wait_for(lambda: _nova_migrating_every_begun(fresh, plan_path, 2), timeout=120)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:

@@ -24,12 +24,14 @@ import pytest
 from rich.console import Console
 
 from planner import formats
-from planner.cli.execute import RECORDED, merge_recorded
+from planner.app.execute import RECORDED, SimEstimator, SolverReplanner, merge_recorded
 from planner.executor.cloud import DryRunCloud, Server
 from planner.executor.eta import Eta
 from planner.executor.hooks import DryRunHooks, Notifier
 from planner.executor.journal import DONE, INTENT, NOTE, Journal, RunState, read_records
-from planner.executor.run import ExecOptions, Executor, RunResult, _safe_options
+from planner.executor.options import safe_options
+from planner.executor.run import ExecOptions, Executor, RunResult
+from planner.executor.states import Op
 from planner.executor.ui import Reporter, status_dict
 from planner.inventory import Inventory
 from planner.plan import Plan
@@ -92,6 +94,7 @@ def run_dry(
     lines: list[str] = []
     cloud = cloud or DryRunCloud(inv or fx.inventory, lines.append, fx.plan.policy.target_version)
     clock = clock or Clock(0.001)
+    model = opts.pop("model", None)  # the ETA's, when given
     ex = Executor(
         fx.plan,
         "f" * 64,
@@ -100,6 +103,8 @@ def run_dry(
         reporter=reporter or Reporter(Console(file=io.StringIO()), quiet=True),
         hooks=DryRunHooks(cloud.run_hook),
         notify=notify or Notifier(None, None, lines.append),
+        replanner=SolverReplanner(),
+        estimator=SimEstimator(model) if model is not None else None,
         journal_path=None,
         clock=clock,
         sleep=clock.sleep,
@@ -182,7 +187,7 @@ def test_a_resize_not_confirmed_within_the_timeout_fails_without_a_retry() -> No
 
 
 def test_the_journal_records_the_confirm_timeout_and_resume_keeps_it() -> None:
-    opts = _safe_options(ExecOptions(confirm_timeout_s=120.0, max_inbound=None))
+    opts = safe_options(ExecOptions(confirm_timeout_s=120.0, max_inbound=None))
     assert opts["confirm_timeout_s"] == 120.0
     assert set(RECORDED) <= set(opts)  # every option --resume restores is recorded
     assert not any(isinstance(v, str) and " " in v for v in opts.values())  # no commands
@@ -208,7 +213,7 @@ def test_cli_resume_says_which_options_differ_from_the_run(tmp_path: Path) -> No
     plan = tmp_path / "plan.json"
     formats.save_plan(fx.plan, plan)
     j = Journal(tmp_path / "plan.journal.jsonl")
-    head = _safe_options(ExecOptions(rollback_command="rb {host}", confirm_timeout_s=90.0))
+    head = safe_options(ExecOptions(rollback_command="rb {host}", confirm_timeout_s=90.0))
     j.write({"ev": "header", "format_version": "1.0", "kind": "rollwave-journal", "options": head})
     j.close()
     r = clean(
@@ -436,7 +441,7 @@ def _eta_for(fx: Fixture, first: int) -> tuple[Eta, Plan]:
     rem = views.remaining_plan(
         list(fx.plan.waves), first, fx.policy, terminal=set(), done_moves=set(), skipped=set()
     )
-    eta = Eta(DEFAULT)
+    eta = Eta(SimEstimator(DEFAULT))
     assert eta.estimate(fx.inventory, rem, first, now=100.0) is not None
     return eta, rem
 
@@ -515,6 +520,7 @@ def test_done_records_carry_no_name_intents_do() -> None:
         reporter=Reporter(Console(file=io.StringIO()), quiet=True),
         hooks=DryRunHooks(cloud.run_hook),
         notify=Notifier(None, None, lines.append),
+        replanner=SolverReplanner(),
         journal_path=None,
     )
     apply = ex.state.apply
@@ -553,14 +559,15 @@ def test_resume_waits_for_an_unconfirmed_resize_at_most_the_confirm_timeout() ->
         reporter=Reporter(Console(file=io.StringIO()), quiet=True),
         hooks=DryRunHooks(cloud.run_hook),
         notify=Notifier(None, None, print),
+        replanner=SolverReplanner(),
         journal_path=None,
         clock=clock,
         sleep=clock.sleep,
     )
     step = "w2/migrate/coldonly/1"
-    ex._log(INTENT, "migrate", step=step, wave=2, vm="coldonly", src="cmp-1", dst="cmp-2")
+    ex.ctx.log(INTENT, Op.MIGRATE, step=step, wave=2, vm="coldonly", src="cmp-1", dst="cmp-2")
     t0 = clock.t
-    ex._reconcile()
+    ex.drift.reconcile()
     assert step not in ex.state.open_steps and (2, "coldonly") not in ex.state.done_moves
     assert 40 <= clock.t - t0 < 60  # gave up after the timeout, counted from the confirm
     assert sum("confirmResize" in ln for ln in cloud.lines) == 1

@@ -14,6 +14,7 @@ import pytest
 from rich.console import Console
 
 from planner import formats
+from planner.app.execute import SolverReplanner
 from planner.checker import check_plan
 from planner.errors import InfeasibleError, InputError, UsageError
 from planner.executor import view as views
@@ -29,7 +30,7 @@ from planner.executor.journal import (
 from planner.executor.run import ExecOptions, Executor, RunResult
 from planner.executor.ui import Reporter, status_dict
 from planner.inventory import Inventory
-from planner.plan import Migration, Plan
+from planner.plan import Plan
 from tests.clouds import NAMED, NEW, Cloud, Fixture, policy
 from tests.test_cli import clean, rollwave
 
@@ -141,34 +142,12 @@ def test_remaining_plan_drops_done_moves_and_finished_hosts() -> None:
 
 def test_replan_gives_a_plan_the_checker_accepts_or_says_why_not() -> None:
     fx = NAMED["three_plus_spare"]()
-    new = views.replan(fx.inventory, fx.policy)
+    new = views.replan(SolverReplanner(), fx.inventory, fx.policy)
     assert check_plan(fx.inventory, new).ok
     full = Cloud("full").host("a", ram_mb=16384).host("b", ram_mb=16384)
     full.vm("v1", "a", ram_mb=8192).vm("v2", "b", ram_mb=8192)
     with pytest.raises(InfeasibleError):
-        views.replan(full.build(), policy(1))
-
-
-def test_find_destination_prefers_upgraded_hosts_and_honours_avoid() -> None:
-    fx = NAMED["three_plus_spare"]()
-    inv = fx.inventory
-    # cmp-4 is upgraded: the first choice for a VM leaving cmp-1
-    prog = views.Progress(frozenset({"cmp-4"}), frozenset(), frozenset())
-    view, pol = views.planning_view(inv, fx.policy, prog)
-    other = (Migration("vm-1b", "cmp-1", "cmp-4"),)
-    got = views.find_destination(view, pol, "vm-1a", ("cmp-1",), other, (), avoid={"cmp-4"})
-    assert got is not None and got[0] in ("cmp-2", "cmp-3")
-    best = views.find_destination(view, pol, "vm-1a", ("cmp-1",), other, (), avoid=set())
-    assert best == ("cmp-4", "live")
-
-
-def test_find_destination_none_when_the_checker_rejects_every_host() -> None:
-    c = Cloud("tight").host("a", ram_mb=16384).host("b", ram_mb=16384).host("c", ram_mb=8192)
-    c.vm("v1", "a", ram_mb=12288).vm("v2", "b", ram_mb=6144)
-    inv = c.build()
-    pol = policy(1, failures=0)
-    assert views.find_destination(inv, pol, "v1", ("a",), (), (), avoid=set()) is None
-    assert views.find_destination(inv, pol, "v2", ("b",), (), (), avoid=set()) == ("c", "live")
+        views.replan(SolverReplanner(), full.build(), policy(1))
 
 
 # -- commands and notifications -----------------------------------------------------------------
@@ -233,6 +212,7 @@ def dry_run(
         reporter=Reporter(Console(file=open(os.devnull, "w")), quiet=True),  # noqa: SIM115
         hooks=DryRunHooks(cloud.run_hook),
         notify=Notifier(None, None, lines.append),
+        replanner=SolverReplanner(),
         journal_path=None,
     )
     return ex.run(), lines
@@ -295,6 +275,7 @@ def _interrupted_dry_run(fx: Fixture, needle: str) -> tuple[RunResult, _CtrlCAt]
         reporter=Reporter(Console(file=open(os.devnull, "w")), quiet=True),  # noqa: SIM115
         hooks=DryRunHooks(cloud.run_hook),
         notify=Notifier(None, None, lines.append),
+        replanner=SolverReplanner(),
         journal_path=None,
     )
     lines.ex = ex

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from planner.errors import CloudError, InputError
-from planner.openstack import clouds_yaml, mapping, snapshot
+from planner.openstack import clouds_yaml, conventions, mapping, snapshot
 from planner.openstack.connect import Api, connect
 from planner.openstack.sandbox import seed, web
 
@@ -33,6 +33,27 @@ def test_flavor_for_round_trips_through_flavor_resources() -> None:
             volume_backed=False,
         )
         assert got == res
+
+
+def test_the_vm_fields_nova_has_no_place_for_round_trip_through_server_metadata() -> None:
+    vm = {
+        "id": "v1",
+        "migration": "cold",
+        "dirty_rate_mb_s": 12.5,
+        "local_disk": True,
+        "allowed_aggregates": ["gpu", "ssd"],
+    }
+    meta = conventions.vm_metadata(vm)
+    assert meta == {
+        "rollwave_migration": "cold",
+        "rollwave_dirty_rate_mb_s": "12.5",
+        "rollwave_local_disk": "true",
+        "rollwave_allowed_aggregates": '["gpu", "ssd"]',
+    }
+    got = conventions.vm_fields({**meta, "rollwave_other": "1", "owner": "x"})
+    assert got == {k: v for k, v in vm.items() if k != "id"}
+    assert conventions.vm_metadata({"id": "v2", "allowed_aggregates": []}) == {}
+    assert conventions.label_key(conventions.VERSION_KEY, "cmp-1") == "rollwave_version:cmp-1"
 
 
 def test_flavor_resources_follow_nova_rules() -> None:

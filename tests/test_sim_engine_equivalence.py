@@ -1,9 +1,11 @@
 """The optimised engine, with its Python loop and with the copy mypyc compiled from it, gives the
 same runs as the reference (`tests/sim_reference_engine.py`, the engine before dynamic NIC sharing
-was made fast): makespan, per-migration start, end, bytes,
-downtime, mean share, outcome and attempts, hosts, waves, failures, breaches, headroom samples,
-events and the timeline, equal up to float rounding. On the named clouds, on greedy plans of
-generated clouds, and on random (often invalid) plans under random models, in both sharing modes.
+was made fast; for rollbacks and the canary, which that reference lacks,
+`tests/sim_reference_loop.py`, the loop before it had a handler per event kind): makespan,
+per-migration start, end, bytes, downtime, mean share, outcome and attempts, hosts, waves,
+failures, breaches, headroom samples, events and the timeline, equal up to float rounding. On the
+named clouds, on greedy plans of generated clouds, and on random (often invalid) plans under
+random models, in both sharing modes.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sim.migration import NovaSettings
 from sim.model import Distribution, SimModel
 from solver.greedy import greedy_plan
 from tests import sim_reference_engine as reference
+from tests import sim_reference_loop as reference_loop
 from tests.clouds import NAMED
 from tests.strategies import clouds
 
@@ -256,3 +259,88 @@ def test_random_plans_under_random_models(
     inv, plan = case
     prep = prepare(inv, plan, model, check=False)
     compare(prep, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollbacks and the canary: against the loop as it was before its handlers (frozen copy)
+# ---------------------------------------------------------------------------------------------
+def compare_with_old_loop(prep: Prepared, seed: int, record: bool = True) -> SimResult:
+    """The engine's run and the frozen loop's (tests/sim_reference_loop.py), field by field."""
+    new = simulate(prep, seed, record=record)
+    loop = engine._run_loop
+    engine._run_loop = reference_loop.run_loop
+    try:
+        old = simulate(prep, seed, record=record)
+    finally:
+        engine._run_loop = loop
+    same(new, old)
+    return new
+
+
+ISSUE_8_MODELS = {
+    "rollback": FIXED.with_changes(
+        upgrade_failure_p=0.5, rollback=True, upgrade_rollback=Distribution("fixed", 120.0)
+    ),
+    "canary_passes": FIXED.with_changes(canary_hosts=2, soak_s=600.0),
+    "canary_fails": FIXED.with_changes(canary_hosts=1, soak_s=300.0, canary_failure_p=1.0),
+    "everything": FIXED.with_changes(
+        canary_hosts=2,
+        soak_s=600.0,
+        canary_failure_p=1.0,
+        rollback=True,
+        upgrade_failure_p=0.3,
+        migration_failure_p=0.2,
+        crash_p=1.0,
+    ),
+}
+
+
+@pytest.mark.parametrize("sharing", ["dynamic", "static"])
+@pytest.mark.parametrize("model", sorted(ISSUE_8_MODELS))
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_rollbacks_and_the_canary_as_the_loop_was(name: str, model: str, sharing: str) -> None:
+    fx = NAMED[name]()
+    m = ISSUE_8_MODELS[model].with_changes(sharing=sharing)
+    prep = prepare(fx.inventory, fx.plan, m, check=False)
+    for seed in (0, 1, 2):
+        compare_with_old_loop(prep, seed)
+
+
+def test_the_old_loop_comparison_covers_rollbacks_and_a_failed_canary() -> None:
+    inv, plan = generated(60, 3)
+    prep = prepare(inv, plan, ISSUE_8_MODELS["everything"], check=False)
+    res = compare_with_old_loop(prep, 0)
+    assert res.canary_failed and res.rollback_s > 0 and res.soak_s > 0
+    assert "rolled-back" in res.host_status.values()
+
+
+issue_8_models = st.builds(
+    SimModel,
+    sharing=st.sampled_from(["dynamic", "static"]),
+    max_inbound_migrations=st.sampled_from([None, 1, 2]),
+    migration_failure_p=st.sampled_from([0.0, 0.2]),
+    upgrade_failure_p=st.sampled_from([0.0, 0.3, 1.0]),
+    rollback=st.booleans(),
+    canary_hosts=st.integers(0, 3),
+    soak_s=st.sampled_from([0.0, 500.0]),
+    canary_failure_p=st.sampled_from([0.0, 1.0]),
+    crash_p=st.sampled_from([0.0, 1.0]),
+    upgrade_compute=st.sampled_from(
+        [Distribution("fixed", 300.0), Distribution("uniform", 100.0, 900.0)]
+    ),
+    upgrade_rollback=st.sampled_from([Distribution("fixed", 60.0), Distribution("fixed", 0.0)]),
+)
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(case=random_plans(), model=issue_8_models, seed=st.integers(0, 2**32))
+def test_random_plans_with_rollbacks_and_canaries_as_the_loop_was(
+    case: tuple[Inventory, Plan], model: SimModel, seed: int
+) -> None:
+    inv, plan = case
+    prep = prepare(inv, plan, model, check=False)
+    compare_with_old_loop(prep, seed)

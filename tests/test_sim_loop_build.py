@@ -1,20 +1,21 @@
-"""The simulator's loop compiled by mypyc (setup.py) is used only while it matches sim/loop.py, and
-it is there when the test run expects it (./dev test sets ROLLWAVE_EXPECT_COMPILED=1 where a C
-compiler is found: the install compiled it)."""
+"""The simulator's loop compiled by mypyc (setup.py) is used only while it matches its modules
+(sim/loop_state.py and sim/loop.py), and it is there when the test run expects it (./dev test
+sets ROLLWAVE_EXPECT_COMPILED=1 where a C compiler is found: the install compiled it)."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import heapq
 import os
 from pathlib import Path
 from types import ModuleType
 
-from sim import engine
+from sim import engine, loop_state
 from sim import loop as python_loop
 from sim.engine import choose_loop
 
-SOURCE = Path(python_loop.__file__).read_bytes()
+SOURCE = engine.loop_source()
 
 
 def built(source: bytes, file: str = "_loop_c.cpython-311-x86_64-linux-gnu.so") -> ModuleType:
@@ -37,6 +38,27 @@ def test_a_stale_compiled_loop_is_not_used() -> None:
     run, what = choose_loop(built(SOURCE + b"\n# an edit\n"), SOURCE)
     assert run is python_loop.run_loop
     assert "stale" in what
+
+
+def test_an_edit_of_either_loop_module_makes_it_stale() -> None:
+    for module in (python_loop, loop_state):
+        text = Path(str(module.__file__)).read_bytes()
+        assert text in SOURCE
+        edited = SOURCE.replace(text, text + b"\n# an edit\n")
+        run, what = choose_loop(built(SOURCE), edited)
+        assert run is python_loop.run_loop and "stale" in what
+
+
+def test_setup_compiles_the_modules_the_engine_checks() -> None:
+    """setup.py's LOOP_MODULES (copied, compiled, digested in that order) are the engine's."""
+    tree = ast.parse((Path(__file__).resolve().parent.parent / "setup.py").read_text())
+    found = [
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "LOOP_MODULES" for t in node.targets)
+    ]
+    assert found == [engine.LOOP_MODULES]
 
 
 def test_no_compiled_loop_or_its_python_copy_means_the_python_loop() -> None:

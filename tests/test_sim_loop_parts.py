@@ -1,4 +1,4 @@
-"""The loop's own copies of state and heap operations (kept in sim/loop.py so that they run
+"""The loop's own copies of state and heap operations (kept in sim/loop_state.py so that they run
 compiled) agree with the originals, in the Python loop and in the compiled one when it is used."""
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from hypothesis import strategies as st
 from planner.capacity import CapacityModel
 from planner.inventory import Inventory
 from planner.policy import Headroom
-from sim import engine
-from sim import loop as python_loop
+from sim import engine, loop_state
 from sim.state import HeadroomState, pack, unpack
 from tests.test_sim_state import clouds
 
-LOOPS: list[ModuleType] = [python_loop]
+LOOPS: list[ModuleType] = [loop_state]
 if engine.IMPLEMENTATION.startswith("compiled"):
-    LOOPS.append(importlib.import_module("sim._loop_c"))
+    LOOPS.append(importlib.import_module("sim._loop_state_c"))
 
 
 def snapshot(s: HeadroomState) -> tuple[object, ...]:

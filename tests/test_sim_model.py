@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,7 +12,9 @@ import pytest
 from planner.errors import InputError
 from planner.inventory import Inventory
 from sim.engine import prepare, simulate
-from sim.model import DEFAULT, Distribution, model_from_dict
+from sim.migration import NovaSettings, QemuSettings
+from sim.model import DEFAULT, PARAMS, Distribution, SimModel, doc_table, model_from_dict
+from sim.params import Declared
 from sim.timeline import result_to_dict
 from tests.sim_fixtures import host, plan, policy, vm
 
@@ -178,3 +182,85 @@ def test_the_documented_example_model_reads() -> None:
     block = section[section.index("```yaml") + len("```yaml") : section.index("```\n", 10)]
     m = model_from_dict(yaml.safe_load(block), "docs/simulation.md")
     assert m.nic_gbps == 25 and m.nova.permit_auto_converge and m.crash_p == 0.05
+
+
+# ---------------------------------------------------------------------------------------------
+# The parameters are declared once (sim.params): reading, writing and the docs follow them
+# ---------------------------------------------------------------------------------------------
+def _other_value(d: Declared) -> Any:
+    """A valid value of d's parameter, as the file has it, that is not its default."""
+    p = d.param
+    if p.kind == "choice":
+        return next(c for c in p.choices if c != d.default)
+    if p.kind == "flag":
+        return not d.default
+    if p.kind == "duration":
+        return {"fixed": 123.0}
+    if p.kind == "nic_rules":
+        return [{"match": "cmp-*", "nic_gbps": 40.0}]
+    if p.kind == "upgrade_rules":
+        return [{"match": "cmp-*", "duration": {"uniform": [1.0, 2.0]}}]
+    if p.kind == "window":
+        return [10.0, 20.0]
+    if p.maximum is not None:
+        value = p.maximum if d.default != p.maximum else p.maximum / 2
+    elif isinstance(d.default, int | float):
+        value = d.default * p.scale + 7
+    else:
+        value = (p.minimum or 0) * p.scale + 7
+    return int(value) if p.kind == "integer" else float(value)
+
+
+@pytest.mark.parametrize("d", PARAMS, ids=lambda d: d.param.place)
+def test_each_declared_parameter_is_read_and_written(d: Declared) -> None:
+    *sections, key = d.param.place.split(".")
+    value = _other_value(d)
+    doc: dict[str, Any] = dict(HEADER)
+    node = doc
+    for sec in sections:
+        node = node.setdefault(sec, {})
+    node[key] = value
+    m = model_from_dict(doc, "m.yaml")
+    got: Any = m
+    for attr in d.path:
+        got = getattr(got, attr)
+    assert got != d.default
+    written = m.to_dict()
+    for sec in sections:
+        written = written[sec]
+    if d.param.scale != 1.0:  # ms in the file, s in the model: rounding
+        assert written[key] == pytest.approx(value)
+    else:
+        assert written[key] == value
+    assert model_from_dict(m.to_dict()) == dataclasses.replace(m, source="<model>")
+
+
+def test_every_model_field_is_a_declared_parameter() -> None:
+    """A field of the model or its settings without a declaration would be neither read nor
+    written nor documented (the settings themselves, the file name and QEMU's internal
+    throttle period aside)."""
+    paths = {d.path for d in PARAMS}
+    for cls, prefix, aside in (
+        (SimModel, (), {"nova", "qemu", "source"}),
+        (NovaSettings, ("nova",), set()),
+        (QemuSettings, ("qemu",), {"sync_min_s"}),
+    ):
+        for f in dataclasses.fields(cls):
+            assert f.name in aside or (*prefix, f.name) in paths, f.name
+    assert len({d.param.place for d in PARAMS}) == len(PARAMS)
+
+
+def test_the_docs_table_is_the_declared_one() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "simulation.md").read_text()
+    assert doc_table() in text, (
+        "docs/simulation.md's model table differs from the declarations; print the table with\n"
+        "  python -c 'from sim.model import doc_table; print(doc_table())'\n" + doc_table()
+    )
+
+
+def test_the_docs_table_check_can_fail() -> None:
+    """A default, unit or bound changed on one side only is told apart."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "simulation.md").read_text()
+    row = "| `network.nic_gbps` | 10 | Gbit/s | > 0 |"
+    assert row in doc_table()
+    assert doc_table() not in text.replace(row, row.replace("| 10 |", "| 25 |"))

@@ -10,15 +10,17 @@ import math
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
 
-from planner.checker import check_plan
 from planner.cli.common import emit_json, err, format_option, out
-from planner.errors import CloudError, ExitCode, InputError, UsageError
-from planner.formats import load_inventory, load_plan, sha256_file
+from planner.errors import CloudError, ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from planner.app.execute import ExecuteRequest, Execution
+    from planner.executor.options import ExecOptions
 
 
 class Seconds(click.FloatRange):
@@ -271,13 +273,63 @@ def execute_cmd(
     enable. Every step is journaled; --resume continues a run that was stopped or killed."""
     if status_journal:
         return _status(status_journal, fmt)
+    plan = _check_usage(
+        plan, dry_run, resume, bool(upgrade_command), notify_webhook, canary, soak_s, poll_s
+    )
+    from planner.app import execute as app
+
+    plan_obj, sha = app.load_verified_plan(
+        plan,
+        inventory_path,
+        allow_digest_mismatch=allow_digest_mismatch,
+        allow_check_failures=allow_check_failures,
+    )
+    if not inventory_path and not resume:
+        err.print(
+            "note: no --inventory: the plan's digest is not verified; the first wave's re-check "
+            "judges the whole plan against the live cloud"
+        )
+    journal = Path(journal_path) if journal_path else default_journal(plan)
+    commands = (upgrade_command or DRY_UPGRADE, rollback_command, health_command)
+    req = app.ExecuteRequest(
+        plan_obj,
+        sha,
+        plan,
+        journal,
+        _options(journal, resume, *commands),
+        cloud=cloud,
+        mapping_path=mapping_path,
+        model_path=model_path,
+        dry_run=dry_run,
+        resume=resume,
+        notify_command=notify_command,
+        notify_webhook=notify_webhook,
+    )
+    done = _run(req, quiet=quiet or dry_run, fmt=fmt)
+    _present(done, plan, journal, dry_run, fmt)
+    return done.result.exit_code
+
+
+# What a dry run without --upgrade-command prints as the command.
+DRY_UPGRADE = "<--upgrade-command> {host}"
+
+
+def _check_usage(
+    plan: str | None,
+    dry_run: bool,
+    resume: bool,
+    upgrade_command: bool,
+    notify_webhook: str | None,
+    canary: int,
+    soak_s: float,
+    poll_s: float,
+) -> str:
+    """Options that do not go together: one clear message each. The plan's path."""
     if plan is None:
         raise UsageError("give the PLAN to execute (or --status JOURNAL)")
     if dry_run and resume:
         raise UsageError("--dry-run and --resume do not go together")
-    if dry_run and not upgrade_command:
-        upgrade_command = "<--upgrade-command> {host}"
-    if not upgrade_command:
+    if not upgrade_command and not dry_run:
         raise UsageError(
             "give --upgrade-command CMD (e.g. 'ansible-playbook upgrade.yml --limit {host}'): "
             "it is what upgrades each host"
@@ -287,191 +339,98 @@ def execute_cmd(
         raise UsageError("--notify-webhook must be an http:// or https:// URL")
     if canary and not dry_run and soak_s > 0 and poll_s <= 0:
         raise UsageError("--poll-interval must be positive")
+    return plan
 
-    from planner.executor.cloud import DryRunCloud, LiveCloud
-    from planner.executor.hooks import DryRunHooks, Hooks, Notifier
-    from planner.executor.run import ExecOptions, Executor
-    from planner.executor.ui import Reporter, summary_table
-    from planner.openstack import connect, mapping
-    from sim.model import DEFAULT, load_model
 
-    plan_obj = load_plan(plan)
-    sha = sha256_file(plan)
-    if inventory_path:
-        _check_against_inventory(
-            plan, plan_obj, inventory_path, allow_digest_mismatch, allow_check_failures
-        )
-    elif not resume:
-        err.print(
-            "note: no --inventory: the plan's digest is not verified; the first wave's re-check "
-            "judges the whole plan against the live cloud"
-        )
-    journal = Path(journal_path) if journal_path else default_journal(plan)
-    tun: dict[str, Any] = {
-        "max_parallel": max_parallel,
-        "max_inbound": max_inbound,
-        "replan": replan,
-        "on_host_failure": on_host_failure,
-        "canary": canary,
-        "soak_s": soak_s,
-        "canary_vms": canary_vms,
-        "retries": retries,
-        "retry_delay_s": retry_delay_s,
-        "poll_s": poll_s,
-        "service_timeout_s": service_timeout_s,
-        "confirm_timeout_s": confirm_timeout_s,
-        "hook_timeout_s": hook_timeout_s,
-        "migration_timeout_s": migration_timeout_s,
-        "replan_time_limit_s": replan_time_limit_s,
-    }
+def _options(
+    journal: Path, resume: bool, upgrade: str, rollback: str | None, health: str | None
+) -> ExecOptions:
+    """The executor's options from the command line; on --resume, an option not given again is
+    the journal's (`app.execute.resume_options`)."""
+    from planner.app.execute import RECORDED
+    from planner.executor.options import ExecOptions
+
+    ctx = click.get_current_context()
+    tun = {name: ctx.params[name] for name in RECORDED}  # the options the journal records
     if resume:
         tun = _resume_options(
-            journal, tun, {"rollback_command": rollback_command, "health_command": health_command}
+            journal, tun, {"rollback_command": rollback, "health_command": health}
         )
-    model = load_model(model_path) if model_path else DEFAULT
-    # The ETA models this run: its limits, its canary and soak, whether it rolls back.
-    model = model.with_changes(
-        max_inbound_migrations=tun["max_inbound"] or None,
-        canary_hosts=tun["canary"],
-        soak_s=tun["soak_s"] if tun["canary"] else 0.0,
-        rollback=bool(rollback_command),
-    )
-    m = mapping.load(mapping_path) if mapping_path else mapping.Mapping()
-    api = connect.Api(connect.connect(cloud))
-    live = LiveCloud(api, cloud or "default", m)
-    opts = ExecOptions(
-        upgrade_command=upgrade_command,
-        rollback_command=rollback_command,
-        health_command=health_command,
-        model=model,
+    return ExecOptions(
+        upgrade_command=upgrade,
+        rollback_command=rollback,
+        health_command=health,
         **{**tun, "max_inbound": tun["max_inbound"] or None},
     )
-    reporter = Reporter(err, quiet=quiet or dry_run)
-    if dry_run:
-        err.print("dry run: reading the cloud once (read-only); every other call is printed")
-        start = live.snapshot()
-        cloud_obj: Any = DryRunCloud(
-            start,
-            # with --format json the calls go in the JSON (stdout holds nothing else)
-            (lambda line: None)
-            if fmt == "json"
-            else (lambda line: out.print(line, markup=False, highlight=False)),
-            plan_obj.policy.target_version,
-        )
-        hooks: Any = DryRunHooks(cloud_obj.run_hook)
-    else:
-        cloud_obj = live
-        hooks = Hooks(journal.with_name(journal.stem + ".logs"))
-    notifier = Notifier(notify_command, notify_webhook, reporter.warn, dry=dry_run)
-    ex = Executor(
-        plan_obj,
-        sha,
-        cloud_obj,
-        opts=opts,
-        reporter=reporter,
-        hooks=hooks,
-        notify=notifier,
-        journal_path=None if dry_run else journal,
-        plan_file=plan,
-        resume=resume,
-    )
+
+
+def _run(req: ExecuteRequest, *, quiet: bool, fmt: str) -> Execution:
+    """`app.execute.execute`, with progress on stderr and the dry run's calls on stdout (or in
+    the JSON); when the cloud fails, how to resume."""
+    from planner.app.execute import execute
+    from planner.executor.ui import Reporter
+
+    # with --format json the calls go in the JSON (stdout holds nothing else)
+    def print_call(line: str) -> None:
+        if fmt != "json":
+            out.print(line, markup=False, highlight=False)
+
     try:
-        result = ex.run()
+        return execute(
+            req, reporter=Reporter(err, quiet=quiet), print_call=print_call, note=err.print
+        )
     except CloudError:
-        if not dry_run:
+        if not req.dry_run:
+            plan, journal = shlex.quote(req.plan_file), shlex.quote(str(req.journal))
             err.print(
-                f"the journal {journal} has every step so far; when the cloud answers again: "
-                f"rollwave execute {shlex.quote(plan)} --resume --journal "
-                f"{shlex.quote(str(journal))} (with the same options)"
+                f"the journal {req.journal} has every step so far; when the cloud answers again: "
+                f"rollwave execute {plan} --resume --journal {journal} (with the same options)"
             )
         raise
-    if fmt == "json":
-        from planner.executor.ui import status_dict
 
+
+def _present(done: Execution, plan: str, journal: Path, dry_run: bool, fmt: str) -> None:
+    from planner.executor.ui import status_dict, summary_table
+
+    result = done.result
+    if fmt == "json":
         data = status_dict(result.state, str(journal))
         data.update(status=result.status, reason=result.reason, final=result.final)
         if dry_run:
-            data.update(dry_run=True, journal=None, calls=list(cloud_obj.calls))
+            data.update(dry_run=True, journal=None, calls=done.calls)
         emit_json(data)
     else:
         if not dry_run:
             out.print(summary_table(result.state))
         _print_end(result, plan, journal, dry_run)
-    return result.exit_code
-
-
-# The options a journal records (its header, then each resume's run note), by parameter name.
-RECORDED = (
-    "max_parallel",
-    "max_inbound",
-    "replan",
-    "on_host_failure",
-    "canary",
-    "soak_s",
-    "canary_vms",
-    "retries",
-    "retry_delay_s",
-    "poll_s",
-    "service_timeout_s",
-    "confirm_timeout_s",
-    "hook_timeout_s",
-    "migration_timeout_s",
-    "replan_time_limit_s",
-)
 
 
 def _resume_options(
     journal: Path, given: dict[str, Any], commands: dict[str, str | None]
 ) -> dict[str, Any]:
-    """On --resume, an option not given again on the command line keeps the value the run
-    recorded (a run restarted at night keeps its timeouts and limits); one given again wins."""
+    """The options of a resumed run (`app.execute.resume_options`), and what differs said."""
     from click.core import ParameterSource
 
-    from planner.executor.journal import RunState, read_records
+    from planner.app.execute import resume_options
 
     ctx = click.get_current_context()
-    if not journal.exists():
-        raise InputError(str(journal), "no such journal: nothing to resume")
-    recorded = RunState.replay(read_records(journal)).options
     defaults = (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
     explicit = {n for n in given if ctx.get_parameter_source(n) not in defaults}
-    values, changed = merge_recorded(recorded, given, explicit)
+    got = resume_options(journal, given, explicit, commands)
     params = {p.name: p for p in ctx.command.params}
-    if changed:
+    if got.changed:
         err.print(
             "note: resuming with other options than the run had: "
             + ", ".join(
-                f"{_opt(params[n], given[n])} (was {_opt(params[n], v)})" for n, v in changed
+                f"{_opt(params[n], given[n])} (was {_opt(params[n], v)})" for n, v in got.changed
             )
         )
-    for name, cmd in commands.items():
-        if recorded.get(name) and not cmd:
-            err.print(
-                f"[yellow]warning:[/] the run was started with {_opt(params[name], True)}; "
-                "it is not given now (commands are not recorded: give it again)"
-            )
-    return values
-
-
-def merge_recorded(
-    recorded: dict[str, Any], given: dict[str, Any], explicit: set[str]
-) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
-    """The options for a resumed run: those given on the command line (`explicit`), else those
-    the journal recorded, else the defaults in `given`. Also: the options given with another
-    value than the recorded one, with that value."""
-    out = dict(given)
-    changed: list[tuple[str, Any]] = []
-    for name in RECORDED:
-        if name not in recorded or name not in given:
-            continue  # a journal from an older rollwave: the command line's value
-        value = recorded[name]
-        if name == "max_inbound":
-            value = value or 0  # the journal's None (no limit) is the option's 0
-        if name not in explicit:
-            out[name] = value
-        elif value != given[name]:
-            changed.append((name, value))
-    return out, changed
+    for name in got.commands_not_given:
+        err.print(
+            f"[yellow]warning:[/] the run was started with {_opt(params[name], True)}; "
+            "it is not given now (commands are not recorded: give it again)"
+        )
+    return got.values
 
 
 def _opt(param: click.Parameter, value: Any) -> str:
@@ -482,29 +441,6 @@ def _opt(param: click.Parameter, value: Any) -> str:
     if isinstance(value, bool):
         return opts[0]
     return f"{opts[0]} {value:g}" if isinstance(value, float) else f"{opts[0]} {value}"
-
-
-def _check_against_inventory(
-    plan_path: str, plan: Any, inventory_path: str, allow_digest: bool, allow_check: bool
-) -> None:
-    inv = load_inventory(inventory_path)
-    digest_ok = plan.inventory_sha256 == inv.digest
-    if not digest_ok and not allow_digest:
-        raise InputError(
-            plan_path,
-            f"the plan was made for inventory sha256 {plan.inventory_sha256[:12] or '(none)'}..., "
-            f"{inventory_path} is {(inv.digest or '')[:12]}...: refusing to execute it "
-            "(--allow-digest-mismatch to go on anyway)",
-        )
-    report = check_plan(inv, plan, digest=plan.inventory_sha256 if not digest_ok else None)
-    bad = [v for v in report.violations if v.rule != "digest"]
-    if bad and not allow_check:
-        lines = "\n".join(f"  {v}" for v in bad[:10])
-        raise InputError(
-            plan_path,
-            f"the checker rejects the plan on {inventory_path} ({len(bad)} violation(s)); "
-            f"refusing to execute it (--allow-check-failures to go on anyway):\n{lines}",
-        )
 
 
 def _print_end(result: Any, plan: str, journal: Path, dry: bool) -> None:

@@ -1,7 +1,8 @@
-"""The ETA: the simulator's model of the rest of the plan, scaled by the pace observed so far.
+"""The ETA: a model of the rest of the plan, scaled by the pace observed so far.
 
 At each wave's start the remaining plan is simulated from the live state (one deterministic run,
-no random failures) with the executor's own limits. The model's time for each wave is kept, and
+no random failures) with the executor's own limits, by the `Estimator` the executor was given
+(the simulator, wired by `planner.app.execute`). The model's time for each wave is kept, and
 for the wave at hand the work of each of its steps: a migration weighs its modelled duration
 (`mig_end - mig_start`: its transfer and the orchestration around it), a host its disable, its
 upgrade command and the wait until it is enabled again (`host_times`). As the wave's steps finish,
@@ -25,12 +26,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from planner.executor.ports import Estimator
 from planner.inventory import Inventory
 from planner.plan import Plan
-from sim.engine import prepare, simulate
-from sim.model import SimModel
-from sim.prepare import Prepared
-from sim.results import SimResult
 
 
 def vm_step(vm: str) -> str:
@@ -45,7 +43,8 @@ def host_step(host: str) -> str:
 
 @dataclass
 class Eta:
-    model: SimModel
+    estimator: Estimator
+    canary: bool = True  # the canary is still ahead (its soak is in the model's time)
     predicted: dict[int, float] = field(default_factory=dict)  # wave -> model seconds
     actual: dict[int, float] = field(default_factory=dict)  # wave -> real seconds
     remaining_s: float | None = None  # model seconds for the rest, at the last estimate
@@ -82,43 +81,25 @@ class Eta:
             self.remaining_s = 0.0
             return 0.0
         try:
-            prep = prepare(view, remaining, self.model, check=False)
-            res = simulate(prep, seed=0, record=False)
+            fc = self.estimator.forecast(view, remaining, canary=self.canary)
         except Exception as exc:  # the ETA is advice: never let it stop a run
             self.error = f"{type(exc).__name__}: {exc}"
             self.remaining_s = None
             return None
-        for i, (a, b) in enumerate(zip(res.wave_start, res.wave_end, strict=True)):
+        for i, (a, b) in enumerate(fc.waves):
             if a == a and b == b:  # not NaN
                 self.predicted.setdefault(first_wave + i, b - a)
-        self.remaining_s = res.makespan_s
-        self.soak_ahead_s = min(max(res.soak_s, 0.0), res.makespan_s)
-        start, end = res.wave_start[0], res.wave_end[0]
+        self.remaining_s = fc.makespan_s
+        self.soak_ahead_s = min(max(fc.soak_s, 0.0), fc.makespan_s)
+        start, end = fc.waves[0]
         if math.isfinite(start) and math.isfinite(end):
             self.wave, self.wave_s = first_wave, end - start
-            self.later_s = max(res.makespan_s - end, 0.0)
-            self._model_wave(prep, res, start, end)
-        return res.makespan_s
+            self.later_s = max(fc.makespan_s - end, 0.0)
+            self._model_wave(list(fc.steps), start, end)
+        return fc.makespan_s
 
-    def _model_wave(self, prep: Prepared, res: SimResult, start: float, end: float) -> None:
+    def _model_wave(self, steps: list[tuple[float, str, float]], start: float, end: float) -> None:
         """The work of each step of the wave under way and the model's progress curve."""
-        steps: list[tuple[float, str, float]] = []  # (end, key, work)
-        for mi, wi in enumerate(prep.m_wave):
-            if wi != 0:
-                continue
-            a, b = res.mig_start[mi], res.mig_end[mi]
-            if not (math.isfinite(a) and math.isfinite(b)):
-                continue  # never ran in the model (its host went down first)
-            vm = prep.inv.vms[prep.m_vm[mi]].id
-            steps.append((b, vm_step(vm), max(b - a, 0.0)))
-        for h in prep.waves[0][0]:
-            times = res.host_times.get(h)
-            if times is None or not math.isfinite(times[2]):
-                continue
-            m0, up, e = times
-            # disable, upgrade command, wait, enable; the drain between is its migrations' work
-            took = e - up + self.model.disable_s if math.isfinite(up) else e - m0
-            steps.append((e, host_step(prep.hosts[h]), max(took, 0.0)))
         if sum(w for _, _, w in steps) <= 0:  # a model without durations: steps by count
             steps = [(e, k, 1.0) for e, k, _ in steps]
         steps.sort()

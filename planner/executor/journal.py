@@ -17,18 +17,20 @@ import fcntl
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from planner.errors import InputError, Problem, UsageError
+from planner.executor.states import Ev, HostStatus, Op, RunEvent
 from planner.plan import Migration, Plan, Stop, Wave
 
 FORMAT_VERSION = "1.0"
 KIND = "rollwave-journal"
 
-INTENT, DONE, FAILED, NOTE, HEADER = "intent", "done", "failed", "note", "header"
+# The events by their old names (tests and tools use them).
+INTENT, DONE, FAILED, NOTE, HEADER = Ev.INTENT, Ev.DONE, Ev.FAILED, Ev.NOTE, Ev.HEADER
 
 
 def now_iso() -> str:
@@ -173,9 +175,9 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------
 # The run state
 # ---------------------------------------------------------------------------------------------
-HOST_UPGRADED = "upgraded"
-HOST_NOT_UPGRADED = "not-upgraded"  # back in service at its old version (rolled back, or kept)
-HOST_FAILED = "failed"  # not back in service: left disabled or down, with the reason
+HOST_UPGRADED = HostStatus.UPGRADED
+HOST_NOT_UPGRADED = HostStatus.NOT_UPGRADED
+HOST_FAILED = HostStatus.FAILED
 
 
 @dataclass
@@ -251,9 +253,9 @@ class RunState:
             self.open_steps[step] = dict(rec)
         elif ev in (DONE, FAILED) and step:
             self.open_steps.pop(step, None)
-        handler = getattr(self, f"_on_{op}", None)
+        handler = _HANDLERS.get(str(op))  # an op this version does not know: ignored
         if handler is not None:
-            handler(ev, rec)
+            handler(self, str(ev), rec)
 
     def _on_run(self, ev: str, rec: Mapping[str, Any]) -> None:
         self.runs.append(dict(rec))
@@ -419,8 +421,15 @@ class RunState:
         return opts
 
     @property
+    def canary_over(self) -> bool:
+        """The canary passed or failed (one cut by an interruption is not over): it does not
+        come again."""
+        c = self.canary
+        return c is not None and c.get("ev") in (DONE, FAILED) and not c.get("interrupted")
+
+    @property
     def finished(self) -> bool:
-        return any(r.get("what") == "end" for r in self.runs)
+        return any(r.get("what") == RunEvent.END for r in self.runs)
 
     def counts(self) -> dict[str, int]:
         retried = len(self._retried)
@@ -451,6 +460,31 @@ class RunState:
 
     def iter_open(self) -> Iterator[dict[str, Any]]:
         return iter(sorted(self.open_steps.values(), key=lambda r: int(r.get("seq", 0))))
+
+
+# How each op folds into the state (ops without an entry leave only their open step).
+_HANDLERS: dict[str, Callable[[RunState, str, Mapping[str, Any]], None]] = {
+    Op.RUN: RunState._on_run,
+    Op.ETA: RunState._on_eta,
+    Op.WAVE: RunState._on_wave,
+    Op.CHECK: RunState._on_check,
+    Op.REPLAN: RunState._on_replan,
+    Op.RETARGET: RunState._on_retarget,
+    Op.SKIP: RunState._on_skip,
+    Op.MIGRATE: RunState._on_migrate,
+    Op.DISABLE: RunState._on_disable,
+    Op.ENABLE: RunState._on_enable,
+    Op.STOP: RunState._on_stop,
+    Op.START: RunState._on_start,
+    Op.HOST: RunState._on_host,
+    Op.UPGRADE: RunState._on_upgrade,
+    Op.ROLLBACK: RunState._on_rollback,
+    Op.WAIT: RunState._on_wait,
+    Op.RBWAIT: RunState._on_rbwait,
+    Op.VERSION: RunState._on_version,
+    Op.CANARY: RunState._on_canary,
+    Op.HEADROOM: RunState._on_headroom,
+}
 
 
 RUNNING = ("ACTIVE", "PAUSED", "SUSPENDED")

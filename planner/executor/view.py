@@ -1,5 +1,5 @@
-"""The live cloud as the planner must see it for the rest of a run, the remaining plan, drift,
-re-planning and a new destination for one VM. The checker is the judge of all of them.
+"""The live cloud as the planner must see it for the rest of a run, the remaining plan, drift
+and re-planning (through the `Replanner` port). The checker is the judge of all of them.
 
 The planning view of a live snapshot:
 - hosts this run upgraded, and hosts it gave up on, count as upgraded (`version` = the target),
@@ -19,14 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from planner.checker import CheckReport, Violation, check_plan
 from planner.errors import InfeasibleError
+from planner.executor.ports import Replanner
 from planner.inventory import Inventory
-from planner.plan import Method, Migration, Plan, Stop, Wave
+from planner.plan import Plan, Wave
 from planner.policy import Policy
-from solver.greedy import GreedyState
 
 SYNTHETIC_TARGET = "rollwave:upgraded"
 UNFINISHED = "rollwave:upgrade-unfinished"
@@ -110,18 +108,13 @@ def renumber(waves: tuple[Wave, ...] | list[Wave], start: int) -> list[Wave]:
     return [Wave(start + i, w.hosts, w.migrations, w.stops) for i, w in enumerate(waves)]
 
 
-def solve_remaining(view: Inventory, policy: Policy, *, time_limit: float = 30.0) -> Plan:
-    """A plan for every host of the view still to upgrade: the CP-SAT solver (the greedy planner
-    its fallback), within `time_limit` seconds. The one place that picks the planner."""
-    from solver.solve import SolveOptions, solve
-
-    return solve(view, policy, SolveOptions(time_limit=time_limit), inventory_sha256="").plan
-
-
-def replan(view: Inventory, policy: Policy, *, time_limit: float = 30.0) -> Plan:
-    """Re-plan from the live state; the result is re-checked (the solver is never trusted
-    blindly). Raises InfeasibleError with the reasons when no plan exists."""
-    plan = solve_remaining(view, policy, time_limit=time_limit)
+def replan(
+    replanner: Replanner, view: Inventory, policy: Policy, *, time_limit: float = 30.0
+) -> Plan:
+    """Re-plan from the live state through the `replanner`; the result is re-checked (a
+    planner is never trusted blindly). Raises InfeasibleError with the reasons when no plan
+    exists."""
+    plan = replanner.replan(view, policy, time_limit_s=time_limit)
     report = check_plan(view, plan)
     if not report.ok:
         raise InfeasibleError(
@@ -129,67 +122,3 @@ def replan(view: Inventory, policy: Policy, *, time_limit: float = 30.0) -> Plan
             proven=False,
         )
     return plan
-
-
-def find_destination(
-    view: Inventory,
-    policy: Policy,
-    vm_id: str,
-    wave_hosts: tuple[str, ...],
-    others: tuple[Migration, ...],
-    stops: tuple[Stop, ...],
-    *,
-    avoid: set[str],
-    only: set[str] | None = None,
-    tries: int = 12,
-) -> tuple[str, str] | None:
-    """Another destination for one VM leaving a wave host, from the live state: the greedy
-    planner's preference (upgraded hosts first, then room and balance), each candidate judged
-    by the checker on the wave as it would then be (`others`: the wave's other moves still to
-    come). (host, method) or None when no host passes."""
-    if not view.has_vm(vm_id):
-        return None
-    vm = view.vm(vm_id)
-    method: Method = "live" if vm.migration == "live" and vm.status == "ACTIVE" else "cold"
-    if vm.migration == "none":
-        return None
-    st = GreedyState(view, policy)
-    m = st.model
-    for o in others:
-        if view.has_vm(o.vm) and view.has_host(o.dst) and view.vm(o.vm).host != o.dst:
-            st.move(m.vm_index[o.vm], m.host_index[o.dst])
-    in_wave = np.zeros(len(m.host_names), dtype=bool)
-    for h in wave_hosts:
-        if h in m.host_index:
-            in_wave[m.host_index[h]] = True
-    j = m.vm_index[vm_id]
-    src = m.host_index[vm.host]
-    ok = st.eligible(vm, j, in_wave)
-    ok[src] = False
-    for h in avoid:
-        if h in m.host_index:
-            ok[m.host_index[h]] = False
-    if only is not None:
-        keep = np.zeros_like(ok)
-        for h in only:
-            if h in m.host_index:
-                keep[m.host_index[h]] = True
-        ok &= keep
-    for _ in range(tries):
-        d = st.choose(j, ok, src, m.demand[j])
-        if d < 0:
-            return None
-        cand = m.host_names[d]
-        trial = Plan(
-            inventory_sha256="",
-            policy=policy,
-            waves=(Wave(1, wave_hosts, (*others, Migration(vm_id, vm.host, cand, method)), stops),),
-        )
-        rep = check_plan(view, trial)
-        # This one-wave plan leaves later waves' hosts out, and the order of waves is not its
-        # concern: only the wave's own rules judge the candidate.
-        bad = [v for v in rep.violations if v.wave == 1]
-        if not bad:
-            return cand, method
-        ok[d] = False
-    return None

@@ -17,7 +17,6 @@ Where each field comes from (docs/cli.md has the operator's version):
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -27,16 +26,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from planner.openstack.connect import Api, pick_microversion
-from planner.openstack.mapping import Mapping
-from planner.openstack.sandbox.seed import (
+from planner.openstack.conventions import (
     DEFAULT_AZ,
     LABELS_AGGREGATE,
-    META_PREFIX,
     RACK_KEY,
     VERSION_KEY,
-    VM_META_FIELDS,
     label_key,
+    vm_fields,
 )
+from planner.openstack.mapping import Mapping
 
 Progress = Callable[[str], None]
 
@@ -60,13 +58,6 @@ def _default_migration(status: str) -> str:
     if status in ("SHUTOFF", "SUSPENDED", "SHELVED"):
         return "cold"
     return "none"
-
-
-def _meta_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
 
 
 def flavor_resources(flavor: dict[str, Any], volume_backed: bool) -> dict[str, int]:
@@ -339,11 +330,7 @@ def _vm(
         flavor = flavors[str(flavor["id"])]
     volume_backed = not s.get("image")
     status = str(s.get("status", "UNKNOWN"))
-    meta = {
-        k[len(META_PREFIX) :]: _meta_value(v)
-        for k, v in (s.get("metadata") or {}).items()
-        if k.startswith(META_PREFIX) and k[len(META_PREFIX) :] in VM_META_FIELDS
-    }
+    meta = vm_fields(s.get("metadata") or {})
     project = s.get("tenant_id") or s.get("project_id") or ""
     over = mapping.vm_overrides(s["id"], s.get("name", ""), project)
     vm: dict[str, Any] = {

@@ -1,10 +1,11 @@
-"""Replay a plan wave by wave with the core (`checker.State`, `capacity.headroom`) and keep what the
-report plots: headroom per scope group and class, utilisation per host, moves per VM, stops.
+"""Replay a plan wave by wave with the checker's own walk (`rules.base.walk`, `capacity.headroom`)
+and keep what the report plots: headroom per scope group and class, utilisation per host, moves
+per VM, stops.
 
 Steps are: the inventory before any wave (nobody down), the end of each wave (its hosts down: the
 checker's docstring explains why the end-of-wave state bounds every state within the wave), and
 the state after the last wave (nobody down). No rule is re-implemented here: the numbers are the
-ones `checker.check_plan` judges.
+ones `checker.check_plan` judges, on the states it judges them on.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import numpy as np
 import numpy.typing as npt
 
 from planner.capacity import HeadroomRow, headroom, scope_groups
-from planner.checker import State
 from planner.inventory import Inventory
 from planner.plan import Plan
 from planner.policy import Headroom
+from planner.rules.base import State, walk
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -147,21 +148,14 @@ def replay(inv: Inventory, plan: Plan, *, absorbable: bool = True) -> Replay:
     steps = [_step(state, "before", None, set(), absorbable)]
     moves: dict[str, list[Move]] = defaultdict(list)
     stops: list[Stopped] = []
-    for wave in plan.waves:
-        wave_hosts = {h for h in wave.hosts if inv.has_host(h)}
-        moved: dict[str, tuple[str, str]] = {}
-        for m in wave.migrations:
-            if inv.has_vm(m.vm) and inv.has_host(m.dst) and inv.host(m.dst).is_compute:
-                moved.setdefault(m.vm, (m.dst, m.method))
-        for vm, (dst, method) in moved.items():
-            src = state.host_of[vm]
-            if src != dst:
-                state.move(vm, dst)
-                moves[vm].append(Move(wave.index, src, dst, method))
-        for s in wave.stops:
+    for step in walk(state, plan):
+        step.apply()
+        for vm, src, dst, method in step.moves:
+            moves[vm].append(Move(step.index, src, dst, method))
+        for s in step.wave.stops:
             if inv.has_vm(s.vm):
-                stops.append(Stopped(wave.index, s.vm, state.host_of[s.vm]))
-        steps.append(_step(state, f"wave {wave.index}", wave.index, wave_hosts, absorbable))
+                stops.append(Stopped(step.index, s.vm, state.host_of[s.vm]))
+        steps.append(_step(state, f"wave {step.index}", step.index, step.hosts, absorbable))
     steps.append(_step(state, "after", None, set(), absorbable))
     return Replay(
         inventory=inv,

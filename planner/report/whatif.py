@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from planner import rules
 from planner.errors import InputError, UsageError
 from planner.formats import policy_from_dict, policy_to_dict
 from planner.inventory import Host, Inventory
@@ -33,18 +34,8 @@ from sim.model import DEFAULT as DEFAULT_MODEL
 from sim.model import SimModel, model_from_dict
 
 SPARE = "spare_hosts"
-# Policy keys a sweep may vary, and how to read their values.
-POLICY_KEYS: dict[str, str] = {
-    "max_hosts_per_wave": "int",
-    "max_hosts_per_wave_per_az": "int?",
-    "max_hosts_per_wave_per_rack": "int?",
-    "max_concurrent_live_migrations": "int",
-    "allow_stop": "bool",
-    "target_version": "str?",
-    "headroom.failures": "int",
-    "headroom.scope": "str",
-    "headroom.reserve_percent": "float",
-}
+# Policy keys a sweep may vary, and how to read their values: each rule family's (planner.rules).
+POLICY_KEYS: dict[str, str] = rules.policy_keys()
 KEYS: dict[str, str] = {**POLICY_KEYS, SPARE: "int"}
 MODEL = "model."  # model.SECTION.KEY: any field of the simulation model file, e.g.
 # model.failures.migration.probability=0,0.05 or model.network.nic_gbps=10,25

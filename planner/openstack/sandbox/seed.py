@@ -1,30 +1,25 @@
 """Pure translation of an inventory (its JSON form) into what the sandbox creates in Nova.
 
-Nova has no place for some inventory fields; they travel as documented conventions that a real
-operator can use too (see docs/sandbox.md):
-- a host's `version` and `rack`: metadata `rollwave_version:<host>` / `rollwave_rack:<host>` of
-  an aggregate (here one with no hosts, `rollwave-labels`: one API call for the whole cloud,
-  where an aggregate per label costs a membership call per host);
-- a host's `az`: an aggregate named after the zone with `availability_zone` metadata;
-- a VM's `migration`, `dirty_rate_mb_s`, `local_disk`, `allowed_aggregates`: server metadata
-  `rollwave_<field>` (JSON values);
-- controllers and HA groups: the mapping file (Nova has no notion of them).
+Nova has no place for some inventory fields; they travel as the documented conventions of the
+OpenStack adapter (`planner.openstack.conventions`, which `snapshot` reads back): the host labels
+in the metadata of one aggregate with no hosts, `rollwave-labels`; AZs as aggregates; VM fields
+as server metadata; controllers and HA groups in the mapping file.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_AZ = "nova"  # Nova's default_availability_zone: hosts in no AZ aggregate are here
-LABELS_AGGREGATE = "rollwave-labels"
-VERSION_KEY = "rollwave_version"
-RACK_KEY = "rollwave_rack"
-VM_META_FIELDS = ("migration", "dirty_rate_mb_s", "local_disk", "allowed_aggregates")
-META_PREFIX = "rollwave_"
+from planner.openstack.conventions import (
+    DEFAULT_AZ,
+    RACK_KEY,
+    VERSION_KEY,
+    host_name_ok,
+    label_key,
+)
+
 # Statuses the sandbox can put a booted server into, through the real API.
 SUPPORTED_STATUS = ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED", "ERROR")
 
@@ -64,11 +59,6 @@ def flavor_for(resources: Mapping[str, int]) -> FlavorSpec:
     )
 
 
-def label_key(key: str, host: str) -> str:
-    """Aggregate metadata key holding one host's label, e.g. `rollwave_version:cmp-001`."""
-    return f"{key}:{host}"
-
-
 def label_metadata(inv: Mapping[str, Any]) -> dict[str, str]:
     """The labels aggregate's metadata: every compute host's version and rack."""
     meta: dict[str, str] = {}
@@ -77,11 +67,6 @@ def label_metadata(inv: Mapping[str, Any]) -> dict[str, str]:
             if h.get(f):
                 meta[label_key(key, h["name"])] = str(h[f])
     return meta
-
-
-def host_name_ok(name: str) -> bool:
-    """Nova accepts these characters in metadata keys; host names nearly always fit."""
-    return re.fullmatch(r"[a-zA-Z0-9_:. -]{1,230}", name) is not None
 
 
 @dataclass(frozen=True)
@@ -126,17 +111,6 @@ def aggregates(inv: Mapping[str, Any]) -> list[AggregateSpec]:
         )
         for name in members
     ]
-
-
-def vm_metadata(vm: Mapping[str, Any]) -> dict[str, str]:
-    """Server metadata carrying the VM fields Nova has no place for."""
-    meta: dict[str, str] = {}
-    for f in VM_META_FIELDS:
-        v = vm.get(f)
-        if v is None or v == []:
-            continue
-        meta[META_PREFIX + f] = v if isinstance(v, str) else json.dumps(v)
-    return meta
 
 
 def check_seedable(inv: Mapping[str, Any]) -> list[str]:

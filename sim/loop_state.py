@@ -1,0 +1,539 @@
+"""The state of one run of the event loop (`sim.loop` has its handlers): hosts, VMs, migrations,
+queues, the headroom state and the invariants' bookkeeping, the event heap and the result.
+
+`RunState` holds it all, with the helpers every handler shares: scheduling an event (`push`), the
+timeline (`log`), the invariant checks (capacity, anti-affinity, HA groups, headroom) and the
+result. `sim.loop.Run` adds one handler per event kind. The event kinds are numbered here.
+
+Compiled with mypyc together with `sim.loop` (see setup.py and `sim.loop`'s docstring): keep it
+typed, `Final` constants, no dynamic tricks. Helpers the loop calls per event live here, not in
+`sim.state`, so that they run compiled (copies checked in tests/test_sim_loop_parts.py).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from bisect import bisect_left, insort
+from collections import Counter, defaultdict
+from typing import Any, Final, cast
+
+from planner.capacity import format_amount
+from planner.inventory import VM
+from sim.draws import draw
+from sim.lowerbound import lower_bound, plan_lower_bound
+from sim.prepare import NO_TRANSFER, Prepared, Transfer
+from sim.results import Breach, Failure, SimResult
+from sim.state import OFF, HeadroomState, W
+
+# Event kinds (ints for speed; Final: constants in the compiled loop, not global lookups). A new
+# kind: its number here, its handler in sim.loop.Run, a branch of Run.loop, and its `push`.
+_WAVE: Final = 0  # a wave starts: its hosts are disabled (a: the wave)
+_DRAIN: Final = 1  # its hosts are disabled: their migrations and stops start (a: the wave)
+_END: Final = 2  # a migration ends (a: the migration, b: its token)
+_FAIL: Final = 3  # a migration's attempt fails (a: the migration, b: its token)
+_RETRY: Final = 4  # a failed migration is tried again (a: the migration)
+_STOPPED: Final = 5  # a host's stopped VMs are shut down (a: the host)
+_UPGRADED: Final = 6  # a host's upgrade ends, or fails (a: the host)
+_ENABLE: Final = 7  # a host is enabled (a: the host, b: 1 upgraded, 0 not)
+_CRASH: Final = 8  # a random host crashes
+_ROLLEDBACK: Final = 9  # a host's rollback ends (a: the host)
+_SOAK_END: Final = 10  # the canary's soak ends (a: the wave after which it soaked)
+# Host states.
+NORMAL: Final = 0
+MAINT: Final = 1
+DONE_DOWN: Final = 2
+CRASHED: Final = 3
+MAX_DETAILED_BREACHES: Final = 200
+
+
+FIELD: Final = (1 << W) - 1  # one class's field of a packed vector (sim.state)
+# True in the copy mypyc compiled (its functions have no Python code object). A few scans are
+# written two ways: a plain loop, fastest compiled, and one run by C built-ins, fastest in Python.
+COMPILED: Final = not hasattr(lambda: None, "__code__")
+
+
+def set_available(st: HeadroomState, h: int, flag: bool) -> None:
+    """`HeadroomState.set_available`, the same steps, here so that the compiled loop runs them
+    compiled: a run takes every host of the plan down and back (tests/test_sim_loop_parts.py
+    checks that both agree)."""
+    avail = st.avail
+    if avail[h] == flag:
+        return
+    g = st.group_of[h]
+    if g < 0:
+        avail[h] = flag
+        return
+    cap, total, caps = st.cap[h], st.total[g], st.caps[g]
+    r, top = st.room[h], st.top
+    pos = r - top if r & top == top else st._positive(h)  # what h adds to its group's free
+    if flag:
+        avail[h] = True
+        st.free_p[g] += pos
+        for c in range(len(cap)):
+            total[c] += cap[c]
+            insort(caps[c], cap[c])
+    else:
+        st.free_p[g] -= pos
+        for c in range(len(cap)):
+            total[c] -= cap[c]
+            lst = caps[c]
+            del lst[bisect_left(lst, cap[c])]
+        avail[h] = False
+    req, k, pct = st.required[g], st.k, st.pct
+    packed = 0
+    for c in range(len(req)):
+        lst = caps[c]
+        need_k = sum(lst[-k:]) if k > 0 and lst else 0
+        need_r = math.ceil(total[c] * pct / 100.0 - 1e-9)
+        v = need_k if need_k > need_r else need_r
+        req[c] = v
+        packed |= v << (W * c)
+    st.req_p[g] = packed
+
+
+Event = tuple[float, int, int, int, int]  # (time, sequence number, kind, subject, token)
+
+
+def unpacked(x: int, n: int) -> list[int]:
+    """`sim.state.unpack` (offset fields), here to run compiled: the headroom checks unpack a
+    group's free capacity at every change of it."""
+    return [((x >> (W * c)) & FIELD) - OFF for c in range(n)]
+
+
+class _Ev:
+    """A heap entry of the compiled loop: a native struct (no boxed float or ints to make)."""
+
+    def __init__(self, t: float, seq: int, kind: int, a: int, b: int) -> None:
+        self.t = t
+        self.seq = seq
+        self.kind = kind
+        self.a = a
+        self.b = b
+
+
+def heap_push(heap: list[object], ev: Event) -> None:
+    """heapq.heappush for the compiled loop: entries compared on their time and sequence number
+    natively, not as tuples by the interpreter (sequence numbers differ: heapq's order)."""
+    t, s = ev[0], ev[1]
+    item = _Ev(t, s, ev[2], ev[3], ev[4])
+    pos = len(heap)
+    heap.append(item)
+    while pos > 0:
+        up = (pos - 1) >> 1
+        pobj = heap[up]
+        pe = cast(_Ev, pobj)
+        if t < pe.t or (t == pe.t and s < pe.seq):
+            heap[pos] = pobj
+            pos = up
+        else:
+            break
+    heap[pos] = item
+
+
+def heap_pop(heap: list[object]) -> Event:
+    """heapq.heappop for the compiled loop (see heap_push)."""
+    last = heap.pop()
+    top = cast(_Ev, heap[0]) if heap else cast(_Ev, last)
+    if heap:
+        le = cast(_Ev, last)
+        lt, ls = le.t, le.seq
+        n = len(heap)
+        pos = 0
+        c = 1
+        while c < n:
+            cobj = heap[c]
+            ce = cast(_Ev, cobj)
+            r = c + 1
+            if r < n:
+                robj = heap[r]
+                re = cast(_Ev, robj)
+                if re.t < ce.t or (re.t == ce.t and re.seq < ce.seq):
+                    c, cobj, ce = r, robj, re
+            if ce.t < lt or (ce.t == lt and ce.seq < ls):
+                heap[pos] = cobj
+                pos = c
+                c = 2 * c + 1
+            else:
+                break
+        heap[pos] = last
+    return (top.t, top.seq, top.kind, top.a, top.b)
+
+
+if not COMPILED:  # interpreted, heapq's own C functions are the faster (the calls bind here)
+    globals().update(heap_push=heapq.heappush, heap_pop=heapq.heappop)
+
+
+class RunState:
+    """One run's state and the helpers its handlers share (see the module's docstring)."""
+
+    def __init__(
+        self, prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | None
+    ) -> None:
+        model = prep.model
+        self.prep = prep
+        self.seed = seed
+        self.record = record
+        self.timeline: list[tuple[Any, ...]] | None = [] if record else None
+        H = len(prep.hosts)
+        N = len(prep.m_vm)
+        self.hosts: tuple[str, ...] = prep.hosts
+        self.vms: tuple[VM, ...] = prep.inv.vms
+        # The run's random draws (sim.draws), each kind from its own stream.
+        dr = draw(prep, seed)
+        self.up_dur: list[float] = dr.up_dur
+        self.up_fail: list[bool] = dr.up_fail
+        self.rb_dur: list[float] = dr.rb_dur
+        self.canary_fails: bool = dr.canary_fails
+        self.fails: list[int] = dr.fails
+        self.frac_rng: random.Random = dr.frac_rng
+        self.failing: bool = model.migration_failure_p > 0 and N > 0  # some attempts fail
+        self.retries: int = model.migration_retries
+        self.enable_s: float = model.enable_s
+        self.crash_u: float = crash[1] if crash is not None else 0.0
+        self.crash_t: float = crash[0] if crash is not None else -1.0
+
+        # Hosts, VMs and the headroom state.
+        st = (
+            prep.state0.copy()
+            if prep.state0 is not None
+            else HeadroomState(prep.capacity, prep.plan.policy.headroom)
+        )
+        self.st: HeadroomState = st
+        self.group_of: list[int] = st.group_of
+        self.demand: list[list[int]] = prep.demand
+        self.vm_group: list[int] = prep.vm_group
+        self.group_max: list[int] = prep.group_max
+        self.gcount: dict[tuple[int, int], int] = defaultdict(int, prep.group_count0)
+        self.vm_host: list[int] = prep.capacity.vm_host.tolist()
+        self.avail0: list[bool] = [bool(a) for a in prep.capacity.available]
+        self.ha_avail0: list[bool] = [h.available for h in prep.inv.hosts]  # enabled and up
+        self.dest_ok: list[bool] = list(self.avail0)  # compute, enabled, up, not in maintenance
+        self.open_: list[bool] = list(self.avail0)  # dest_ok and fewer than k_in coming in
+        self.hstate: list[int] = [NORMAL] * H
+        self.k_out: int = prep.k_out
+        self.k_in: int = prep.k_in
+        self.out_busy: list[int] = [0] * H
+        self.in_busy: list[int] = [0] * H
+        # Packed vectors (sim.state): room per host, free and required per group, demand per VM.
+        self.st_avail: list[bool] = st.avail
+        self.room: list[int] = st.room
+        self.free_p: list[int] = st.free_p
+        self.req_p: list[int] = st.req_p
+        self.all_ok: int = st.top
+        self.dem_p: list[int] = prep.demand_p
+        self.dem_mask: list[int] = prep.demand_mask
+        self.n_classes: int = len(prep.classes)
+
+        # Migrations: the plan's, and what becomes of them.
+        self.m_src: list[int] = prep.m_src
+        self.m_dst: list[int] = prep.m_dst
+        self.m_vm: list[int] = prep.m_vm
+        self.m_dur: list[float] = prep.m_dur
+        self.mig_start: list[float] = [math.nan] * N
+        self.mig_end: list[float] = [math.nan] * N
+        self.mig_state: list[int] = [-1] * N
+        self.attempts: list[int] = [0] * N  # failed attempts so far
+        self.tries: list[int] = [0] * N
+        self.mig_bytes: list[float] = [0.0] * N
+        self.mig_down: list[float] = [0.0] * N
+        self.token: list[int] = [0] * N  # its events carry it: a newer one makes them stale
+        self.in_flight: set[int] = set()
+        self.track: bool = crash is not None  # in flight matters only to a crash (and a stall)
+        # The ints 0 .. max(H, N) - 1 as objects: compiled, a set.add(box[i]) stores the object,
+        # where set.add(i) would allocate a new one (i is a machine int there).
+        self.box: list[Any] = list(range(max(H, N)))
+        self.lost_vm: set[int] = set()
+
+        # Dynamic NIC sharing: who runs on each host, and each running migration's progress.
+        dyn = self.dyn = prep.dynamic
+        self.nic: list[float] = prep.nic
+        self.by_share: dict[float, list[Transfer | None]] = prep.by_share
+        self.m_kind: list[int] = prep.m_kind
+        self.overhead: float = model.orchestration_overhead_s
+        self.run_out: list[set[int]] = [set() for _ in range(H)] if dyn else []
+        self.run_in: list[set[int]] = [set() for _ in range(H)] if dyn else []
+        self.dirty: set[int] = set()  # hosts whose running migrations changed
+        # Per host, at the last rebalance: migrations running out of it, minus those running in
+        # (a host sends, as a source in maintenance, or receives, never both at once).
+        self.last_net: list[int] = [0] * H
+        self.cur_bw: list[float] = list(prep.m_bw) if dyn else []
+        self.cur_tr: list[Transfer] = [NO_TRANSFER] * N if dyn else []
+        self.x0: list[float] = [0.0] * N if dyn else []  # its transfer starts (after overhead)
+        self.seg_t: list[float] = [0.0] * N if dyn else []  # progress is counted up to here
+        self.prog: list[float] = [0.0] * N if dyn else []  # fraction of the transfer done
+        self.target: list[float] = [1.0] * N if dyn else []  # fraction where it ends (or fails)
+        self.ekind: list[int] = [_END] * N if dyn else []
+        self.bw_acc: list[float] = [0.0] * N if dyn else []  # share x seconds: its mean share
+
+        # The events.
+        self.heap: list[object] = []  # Events (heap_push, heap_pop)
+        self.seq = 0
+        self.popped = 0  # effective heap events (with the migration starts: the events)
+        self.now = 0.0
+        self.last = 0.0  # time of the last event that changed something
+
+        # Invariants and samples.
+        self.breaches: list[Breach] = []
+        self.breach_counts: Counter[str] = Counter()
+        self.in_breach: set[tuple[Any, ...]] = set()
+        self.headroom_breach_start: dict[int, list[float]] = defaultdict(list)  # group -> times
+        self.min_slack: list[list[int]] = [[1 << 62] * self.n_classes for _ in st.groups]
+        # Free capacity only falls at migration starts, so the least slack between two other
+        # changes is the one after the last start: starts only flag their group (min_pending),
+        # and the slack is taken before any other change of free or required capacity
+        # (note_min).
+        self.min_pending: list[bool] = [False] * len(st.groups)
+        self.samples: list[tuple[float, int, int, int, int]] = []
+        self.failures: list[Failure] = []
+
+        # Waves and hosts.
+        n_waves = self.n_waves = len(prep.waves)
+        self.wave_start: list[float] = [math.nan] * n_waves
+        self.wave_end: list[float] = [math.nan] * n_waves
+        self.wave_left: list[int] = [0] * n_waves
+        self.waves_done = 0
+        self.host_wave: dict[int, int] = {}
+        self.pending: list[int] = [0] * H  # per host in maintenance: migrations and stops left
+        # Per source host, its migrations still to start in plan order: (migration, VM,
+        # destination), their destinations alone (qdst), and how many of their VMs are not on
+        # it (skips: lost in a crash, left elsewhere by a failure, or moved by another migration
+        # in the wave).
+        self.queue: list[list[tuple[int, int, int]]] = [[] for _ in range(H)]
+        self.qdst: list[list[int]] = [[] for _ in range(H)]
+        self.skips: list[int] = [0] * H
+        self.entry: list[tuple[int, int, int]] = prep.m_entry
+        self.m_dup: list[bool] = prep.m_dup
+        # Per destination: the sources with a migration waiting for it.
+        self.waiting_on: list[set[int]] = [set() for _ in range(H)]
+        self.host_failed: set[int] = set()
+        self.host_status: dict[int, str] = {}
+        self.host_times: dict[int, tuple[float, float, float]] = {}
+        self.maint_start: dict[int, float] = {}
+        self.upgrade_start: dict[int, float] = {}
+        self.stop_down: dict[int, float] = {}
+        self.stop_begin: dict[int, float] = {}
+
+        # Rollbacks and the canary.
+        self.rolled_back: set[int] = set()
+        self.rollback_total = 0.0
+        self.upgraded_order: list[int] = []  # hosts back upgraded, in order (canary's first)
+        # The canary moves VMs onto its hosts: compute hosts in service, never controllers.
+        self.canary_host_ok: list[bool] = [
+            prep.inv.host(name).is_compute and prep.inv.host(name).enabled for name in self.hosts
+        ]
+        self.canary_state = 0 if model.canary_hosts > 0 else 2  # 0 pending, 1 on, 2 over
+        self.canary: list[int] = []
+        self.canary_left = 0
+        self.canary_next = -1  # the wave that waits for the canary
+        self.soak_total = 0.0
+
+    # --- scheduling and the timeline -------------------------------------------------------------
+    def push(self, t: float, kind: int, a: int, b: int) -> None:
+        heap_push(self.heap, (t, self.seq, kind, a, b))
+        self.seq += 1
+
+    def log(
+        self, t: float, event: str, wave: Any, host: Any, vm: Any, to: Any, detail: Any
+    ) -> None:
+        """A timeline row (only when recording: check `record` first, to build no arguments)."""
+        if self.timeline is not None:
+            self.timeline.append((t, event, wave, host, vm, to, detail))
+
+    # --- helpers: hosts --------------------------------------------------------------------------
+    def set_down(self, h: int, new_state: int) -> None:
+        self.hstate[h] = new_state
+        self.dest_ok[h] = False
+        self.open_[h] = False
+        if self.group_of[h] >= 0:
+            self.note_min(self.group_of[h])
+        set_available(self.st, h, False)
+
+    # --- helpers: invariants ---------------------------------------------------------------------
+    def breach(self, t: float, kind: str, message: str, objs: tuple[str, ...]) -> None:
+        self.breach_counts[kind] += 1
+        if len(self.breaches) < MAX_DETAILED_BREACHES:
+            self.breaches.append(Breach(t, kind, message, objs))
+        if self.record:
+            self.log(t, "breach", None, None, None, None, f"{kind}: {message}")
+
+    def cap_recovered(self, h: int) -> None:
+        """A host over capacity that is within it again: a later overflow is a new breach."""
+        bk = ("cap", h)
+        if bk in self.in_breach and not self.st.over(h):
+            self.in_breach.discard(bk)
+
+    def note_min(self, g: int) -> None:
+        """Take group g's slack into its minimum if starts changed it since it was last taken
+        (before anything else changes g's free or required capacity)."""
+        if self.min_pending[g]:
+            self.min_pending[g] = False
+            free, req, ms = (
+                unpacked(self.free_p[g], self.n_classes),
+                self.st.required[g],
+                self.min_slack[g],
+            )
+            for c in range(self.n_classes):
+                slack = free[c] - req[c]
+                if slack < ms[c]:
+                    ms[c] = slack
+
+    def check_group(self, t: float, g: int) -> None:
+        """Group g's headroom: its least slack, and a breach where a class is short."""
+        n_classes = self.n_classes
+        free, req, ms = unpacked(self.free_p[g], n_classes), self.st.required[g], self.min_slack[g]
+        self.min_pending[g] = False
+        in_breach = self.in_breach
+        for c in range(n_classes):
+            slack = free[c] - req[c]
+            if slack < ms[c]:
+                ms[c] = slack
+            if slack < 0:
+                bk = ("headroom", g, c)
+                if bk not in in_breach:
+                    in_breach.add(bk)
+                    self.headroom_breach_start[g].append(t)
+                    rc, group = self.prep.classes[c], self.st.groups[g]
+                    self.breach(
+                        t,
+                        "headroom",
+                        f"{group}: {rc} free {format_amount(rc, free[c])} < "
+                        f"{format_amount(rc, req[c])} required",
+                        (group, rc),
+                    )
+            elif in_breach:
+                in_breach.discard(("headroom", g, c))
+
+    def check_ha(self, t: float, changed: list[int]) -> None:
+        hstate, ha_avail0 = self.hstate, self.ha_avail0
+        for i in changed:
+            name, members, need = self.prep.ha[i]
+            up = sum(1 for h in members if hstate[h] == NORMAL and ha_avail0[h])
+            bk = ("ha", i)
+            if up < need:
+                if bk not in self.in_breach:
+                    self.in_breach.add(bk)
+                    self.breach(
+                        t,
+                        "ha_group",
+                        f"HA group {name}: {up} of {len(members)} hosts available, "
+                        f"min_available is {need}",
+                        (name,),
+                    )
+            else:
+                self.in_breach.discard(bk)
+
+    def sample_all(self, t: float) -> None:
+        for g in range(len(self.st.groups)):
+            self.check_group(t, g)
+            if self.record:
+                self.sample_group(t, g)
+
+    def sample_group(self, t: float, g: int) -> None:
+        free, req = unpacked(self.free_p[g], self.n_classes), self.st.required[g]
+        for c in range(self.n_classes):
+            self.samples.append((t, g, c, free[c], req[c]))
+
+    def record_failure(
+        self, t: float, kind: str, h: int, vm: int | None, detail: str, fits: bool = True
+    ) -> None:
+        vm_id = self.vms[vm].id if vm is not None else None
+        self.failures.append(Failure(t, kind, self.hosts[h], vm_id, detail, self.group_of[h], fits))
+        if self.record:
+            self.log(t, "failure", None, self.hosts[h], None, None, f"{kind}: {detail}")
+        if kind != "crash":  # a crash samples once its effects are applied
+            self.sample_all(t)
+
+    # --- the result ------------------------------------------------------------------------------
+    def result(self) -> SimResult:
+        prep = self.prep
+        for g in range(len(self.st.groups)):
+            self.note_min(g)
+        last = self.last
+        stalled = self.waves_done < self.n_waves
+        stall = None
+        if stalled:
+            stall = self.stall_report()
+            if self.record:
+                self.log(last, "stall", None, None, None, None, stall["reason"])
+        # Absorbed: its VMs fitted at that moment and its group's headroom held from then on.
+        for f in self.failures:
+            later = any(tb >= f.t for tb in self.headroom_breach_start.get(f.group, ()))
+            still = any(k[0] == "headroom" and k[1] == f.group for k in self.in_breach)
+            f.absorbed = f.fits and not later and not (still and f.group >= 0)
+        return SimResult(
+            seed=self.seed,
+            makespan_s=last,
+            completed=not stalled,
+            stalled=stalled,
+            stall=stall,
+            events=self.popped + sum(self.tries),  # a migration start is an event of its own
+            heap_events=self.popped,
+            wave_start=self.wave_start,
+            wave_end=self.wave_end,
+            mig_start=self.mig_start,
+            mig_end=self.mig_end,
+            mig_state=self.mig_state,
+            mig_attempts=self.tries,
+            mig_bytes=self.mig_bytes,
+            mig_down=self.mig_down,
+            mig_bw=self.cur_bw if self.dyn else list(prep.m_bw),
+            host_status=self.host_status,
+            host_times=self.host_times,
+            stop_down=self.stop_down,
+            failures=self.failures,
+            breaches=self.breaches,
+            breach_counts=self.breach_counts,
+            headroom_samples=self.samples,
+            min_slack=self.min_slack,
+            lower_bound_s=lower_bound(prep, self.up_dur),
+            plan_lower_bound_s=plan_lower_bound(prep, self.up_dur),
+            vms_lost=len(self.lost_vm),
+            timeline=self.timeline,
+            rollback_s=self.rollback_total,
+            soak_s=self.soak_total,
+            canary_hosts=tuple(self.hosts[c] for c in self.canary),
+            canary_failed=bool(self.canary and self.canary_fails),
+        )
+
+    def stall_report(self) -> dict[str, Any]:
+        """What is pending when no event is left, and why."""
+        prep, hosts, hstate, avail0 = self.prep, self.hosts, self.hstate, self.avail0
+        waiting = []
+        for h, q in enumerate(self.queue):
+            for mi, _, _ in q:
+                d = prep.m_dst[mi]
+                why = (
+                    "crashed"
+                    if hstate[d] == CRASHED
+                    else "down after a failed upgrade"
+                    if hstate[d] == DONE_DOWN
+                    else "in maintenance"
+                    if hstate[d] == MAINT
+                    else "disabled or down in the inventory"
+                    if not avail0[d]
+                    else "busy"
+                )
+                vm = self.vms[prep.m_vm[mi]].id
+                waiting.append(
+                    {"vm": vm, "from": hosts[h], "to": hosts[d], "why": f"destination {why}"}
+                )
+        never = [
+            {
+                "vm": self.vms[prep.m_vm[mi]].id,
+                "from": hosts[prep.m_src[mi]],
+                "to": hosts[prep.m_dst[mi]],
+                "why": "never completes: does not converge and the completion timeout is off",
+            }
+            for mi in sorted(self.in_flight)
+        ]
+        items = never + waiting
+        first = items[0] if items else None
+        t = self.last
+        reason = f"no event left at {t:.0f} s with {len(items)} migration(s) pending" + (
+            f"; e.g. {first['vm']} {first['from']} -> {first['to']}: {first['why']}"
+            if first
+            else ""
+        )
+        return {"t_s": round(t, 3), "reason": reason, "pending": items[:50], "count": len(items)}

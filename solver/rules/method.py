@@ -1,0 +1,49 @@
+"""Migration methods and stops in the solver's models: a VM that cannot migrate is stopped in
+place when the policy allows it (`context.stuck`); methods are chosen when a plan is written
+(`planner.rules.method.method_for`: live when the VM allows it)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from planner.rules import method as rule
+from solver.rules.base import Builtin, Encodings, ExactHooks
+
+if TYPE_CHECKING:
+    from planner.bounds import LowerBounds
+    from planner.rules.base import Words
+    from solver.context import Context
+    from solver.exact import ExactModel
+
+
+def _positions(em: ExactModel) -> None:
+    """VMs on hosts to upgrade that cannot migrate while stops are not allowed: a family."""
+    ctx = em.ctx
+    if ctx.policy.allow_stop:
+        return
+    n = sum(
+        1
+        for j, vm in enumerate(ctx.inv.vms)
+        if ctx.is_todo[int(ctx.vm_host0[j])] and vm.migration == "none"
+    )
+    if n:
+        g = em.guard(rule.words(n))
+        em.m.add_bool_or([g.Not()])
+
+
+def _obstacle(ctx: Context, lb: LowerBounds, what: str) -> tuple[list[Words], dict[str, str]]:
+    """A VM that cannot migrate while stops are not allowed: one family for all of them."""
+    return [rule.words(sum(1 for kind, _ in lb.obstacles if kind == "method"))], {}
+
+
+ENCODINGS = Encodings(
+    "method",
+    greedy=Builtin(
+        "evacuate stops a VM that cannot migrate when allow_stop is set, else the host is "
+        "refused; the method is method_for's"
+    ),
+    waves=Builtin("a VM stopped in place stays on its host (context.stuck_demand)"),
+    placement=Builtin("wave_blocks stops the VMs that may be stopped; the rest move by method_for"),
+    exact=ExactHooks(positions=_positions),
+    obstacle=_obstacle,
+)
