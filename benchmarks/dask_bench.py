@@ -37,6 +37,8 @@ class Sample:
     cpu_s: float  # every process of the run: this one, the pool's or the cluster's workers
     load: float  # 1-minute load average when it ended
     stats: BatchStats | None = None
+    runs_cpu_s: float = 0.0  # the runs' own: the pool's processes, or the workers' task threads
+    here_cpu_s: float = 0.0  # this process: the scheduler, the client, a local cluster's nannies
 
 
 def children_cpu() -> float:
@@ -48,8 +50,8 @@ def local_runs(prep: Prepared, runs: int, workers: int) -> tuple[Sample, list[Ru
     c0, k0, t0 = time.process_time(), children_cpu(), time.perf_counter()
     results = run_many(prep, runs, 0, jobs=workers)
     wall = time.perf_counter() - t0
-    cpu = time.process_time() - c0 + children_cpu() - k0  # the pool's processes are reaped
-    return Sample(wall, cpu, os.getloadavg()[0]), results
+    here, pool = time.process_time() - c0, children_cpu() - k0  # the pool's are reaped
+    return Sample(wall, here + pool, os.getloadavg()[0], None, pool, here), results
 
 
 def workers_cpu(c: Cluster) -> float:
@@ -60,8 +62,12 @@ def dask_runs(c: Cluster, prep: Prepared, runs: int) -> tuple[Sample, list[RunSu
     c0, w0, t0 = time.process_time(), workers_cpu(c), time.perf_counter()
     results, stats = distributed.run_many(c, prep, runs, 0)
     wall = time.perf_counter() - t0
-    cpu = time.process_time() - c0 + workers_cpu(c) - w0  # scheduler and client: this process
-    return Sample(wall, cpu, os.getloadavg()[0], stats), results
+    here, workers = time.process_time() - c0, workers_cpu(c) - w0
+    return Sample(wall, here + workers, os.getloadavg()[0], stats, stats.work_cpu_s, here), results
+
+
+def med(samples: list[Sample], field: str) -> float:
+    return float(statistics.median(getattr(s, field) for s in samples))
 
 
 def projection(runs: int, t: float, o: float, fixed: float, w: int) -> tuple[int, int, float]:
@@ -151,6 +157,22 @@ def main() -> None:
         (
             "  CPU time of all processes (less disturbed by the load)",
             f"local {lc:.1f} s, Dask {dc:.1f} s: {dc / lc:.3f} x local (medians)",
+            "",
+        ),
+        (
+            "  of which the runs' own (task threads; the pool's processes)",
+            f"local {med(local, 'runs_cpu_s'):.1f} s, Dask {med(remote, 'runs_cpu_s'):.1f} s: "
+            f"{med(remote, 'runs_cpu_s') / med(local, 'runs_cpu_s'):.3f} x local",
+            "",
+        ),
+        (
+            "  of which this process (Dask: scheduler, client, nannies)",
+            f"local {med(local, 'here_cpu_s'):.1f} s, Dask {med(remote, 'here_cpu_s'):.1f} s",
+            "",
+        ),
+        (
+            "  Dask's workers beyond their runs (event loops, monitors)",
+            f"{statistics.median(s.cpu_s - s.here_cpu_s - s.runs_cpu_s for s in remote):.2f} s",
             "",
         ),
         (

@@ -423,6 +423,34 @@ def test_a_scheduler_and_workers_started_as_the_docs_say(
     assert len(lines) == 1 and lines[0].startswith(f"error: Dask cluster {address}: "), rest
 
 
+@pytest.mark.slow
+def test_the_workers_profiler_is_paused_while_rollwave_is_connected(
+    scheduler_and_workers: tuple[str, subprocess.Popen[bytes]], case: tuple[Case, Prepared]
+) -> None:
+    """Workers started by `dask worker` run Dask's statistical profiler (its default config):
+    paused while a rollwave client is connected, for as long as any is, resumed after."""
+    from distributed import Client
+
+    from planner.app.dask_plugin import profiler_running
+
+    address, _ = scheduler_and_workers
+    with Client(address, set_as_default=False) as watcher:  # type: ignore[no-untyped-call]
+
+        def running() -> list[bool]:
+            return sorted(watcher.run(profiler_running).values())
+
+        # the fixture's own connection has come and gone: resumed
+        assert running() == [True, True]
+        with connect(address) as c:
+            assert running() == [False, False]
+            with connect(address):
+                assert running() == [False, False]
+            assert running() == [False, False]  # the first client is still connected
+            runs, _ = distributed.run_many(c, case[1], 4, 3)
+            assert len(runs) == 4
+        assert running() == [True, True]
+
+
 def test_an_unreachable_scheduler_is_exit_4_with_a_clear_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

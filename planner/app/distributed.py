@@ -155,6 +155,7 @@ class BatchStats:
     largest_batch: int = 0
     overhead_s: float = 0.0  # round trip of an empty task (median of a few), sizes the batches
     work_s: float = 0.0  # the tasks' own time on the workers, summed
+    work_cpu_s: float = 0.0  # the CPU time of the threads that ran them, summed
     wall_s: float = 0.0  # from the first task's submission to the last result
     slots: int = 0  # worker threads at the start
 
@@ -264,10 +265,11 @@ class Cluster:
                 for fut in pending:
                     start, size = spans.pop(fut.key)
                     with self._failures(f"the task of items {start}..{start + size - 1}"):
-                        results, work = fut.result()
+                        results, work, cpu = fut.result()
                     out[start : start + size] = results
                     stats.items += size
                     stats.work_s += work
+                    stats.work_cpu_s += cpu
                     if on_batch:
                         on_batch(results)
                     slots = max(1, self.slots)
@@ -318,10 +320,11 @@ def _noop(shared: Any) -> None:
 
 
 def _timed(fn: Callable[[Any, list[Any]], list[Any]], shared: Any, batch: list[Any]) -> Any:
-    """A task: the batch's results and the seconds they took on the worker."""
-    t0 = time.perf_counter()
+    """A task: the batch's results, the seconds they took on the worker and the CPU seconds of
+    the thread that ran them."""
+    t0, c0 = time.perf_counter(), time.thread_time()
     results = fn(shared, batch)
-    return results, time.perf_counter() - t0
+    return results, time.perf_counter() - t0, time.thread_time() - c0
 
 
 def _version() -> str:
@@ -377,11 +380,28 @@ def _connected(distributed: Any, spec: ClusterSpec, timeout: float) -> Iterator[
     cluster = Cluster(client, spec, local)
     try:
         _check_cluster(cluster, timeout)
-        with _quiet_dask_logs():
+        with _quiet_dask_logs(), _profiler_paused(cluster):
             yield cluster
     finally:
         with _quiet_dask_logs():
             cluster.close()
+
+
+@contextmanager
+def _profiler_paused(cluster: Cluster) -> Iterator[None]:
+    """The workers' statistical profiler paused while connected (`dask_plugin.PauseProfiler`,
+    for workers joining later too), resumed after; a local cluster's workers have it off."""
+    from planner.app.dask_plugin import PauseProfiler
+
+    name = f"rollwave-pause-profiler-{cluster.client.id}"
+    with cluster._failures("pausing the workers' profiler"):
+        cluster.client.register_plugin(PauseProfiler(), name=name)
+    try:
+        yield
+    finally:
+        # A lost scheduler has nothing to unregister: its workers' plugin goes with it.
+        with contextlib.suppress(Exception):
+            cluster.client.unregister_worker_plugin(name)
 
 
 @contextmanager
