@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -340,11 +341,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def scheduler_and_workers() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+@contextmanager
+def started_cluster(
+    nworkers: int, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The docs' commands on one machine (localhost only): `dask scheduler`, then `dask worker
-    ADDRESS --nworkers 2 --nthreads 1`, as separate processes; (its address, the scheduler's
-    process). Both are ended after the test, whatever happens."""
+    ADDRESS --nworkers N --nthreads 1` (in `env`), as separate processes; (its address, the
+    scheduler's process). Both are ended after, whatever happens."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     dask_cli = [sys.executable, "-m", "dask"]
@@ -354,16 +357,17 @@ def scheduler_and_workers() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    one_per_core = ("--nworkers", "2", "--nthreads", "1", "--death-timeout", "30")
+    one_per_core = ("--nworkers", str(nworkers), "--nthreads", "1", "--death-timeout", "30")
     workers = subprocess.Popen(
         [*dask_cli, "worker", address, *local, *one_per_core],
         cwd=ROOT,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         with connect(address, timeout_s=60) as c:
-            c.client.wait_for_workers(2, timeout=60)
+            c.client.wait_for_workers(nworkers, timeout=60)
         yield address, sched
     finally:
         for p in (workers, sched):
@@ -375,6 +379,13 @@ def scheduler_and_workers() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+@pytest.fixture
+def scheduler_and_workers() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`dask scheduler` and `dask worker ADDRESS --nworkers 2 --nthreads 1`, Dask's defaults."""
+    with started_cluster(2) as started:
+        yield started
 
 
 @pytest.mark.slow
@@ -449,6 +460,44 @@ def test_the_workers_profiler_is_paused_while_rollwave_is_connected(
             runs, _ = distributed.run_many(c, case[1], 4, 3)
             assert len(runs) == 4
         assert running() == [True, True]
+
+
+def _housekeeping(dask_worker: Any) -> dict[str, Any]:
+    pcs = dask_worker.periodic_callbacks
+    return {
+        "profiler": "profile" in pcs,
+        "memory monitor ms": pcs["memory_monitor"].callback_time,
+        "tick ms": pcs["tick"].callback_time,
+        "system monitor ms": pcs["monitor"].callback_time,
+        "MALLOC_TRIM_THRESHOLD_": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+    }
+
+
+@pytest.mark.slow
+def test_workers_started_with_the_documented_config_file_keep_house_as_a_local_cluster(
+    tmp_path: Path,
+) -> None:
+    """docs/simulation.md's Dask config file for workers, in DASK_CONFIG: `dask worker` starts
+    without the profiler, with the monitors and environment of a local cluster's workers."""
+    from distributed import Client
+
+    text = (ROOT / "docs" / "simulation.md").read_text()
+    section = text.split("**Workers for simulation work.**", 1)[1]
+    (tmp_path / "rollwave.yaml").write_text(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    env = {**os.environ, "DASK_CONFIG": str(tmp_path)}
+    with started_cluster(1, env) as (address, _), connect("local:1") as local:
+        expected = list(local.client.run(_housekeeping).values())
+        with Client(address, set_as_default=False) as c:  # type: ignore[no-untyped-call]
+            assert list(c.run(_housekeeping).values()) == expected
+    assert expected == [
+        {
+            "profiler": False,
+            "memory monitor ms": 1000,
+            "tick ms": 1000,
+            "system monitor ms": 5000,
+            "MALLOC_TRIM_THRESHOLD_": None,
+        }
+    ]
 
 
 def test_an_unreachable_scheduler_is_exit_4_with_a_clear_message(

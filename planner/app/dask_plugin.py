@@ -2,7 +2,7 @@
 statistical profiler paused while rollwave's client is connected, resumed when it leaves.
 
 Dask's workers sample every thread's stack every 10 ms (distributed.worker.profile), taking
-Python's GIL from the task thread each time: about 1.5% of a core per worker, measured, for a
+Python's GIL from the task thread each time: 1.5 to 2% of a core per worker, measured, for a
 profile of rollwave's runs that nobody reads. A local cluster's workers start without it (their
 config); workers started by `dask worker` keep theirs, so the plugin pauses it, the only way
 Dask offers to change a running worker. Imported only on a Dask cluster (it needs
