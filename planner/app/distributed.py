@@ -12,6 +12,9 @@ scheduler does the work a local process pool does without it, with the same resu
   rescheduling), so the results are complete and the same as on local processes.
 - `run_many` is `sim.montecarlo.run_many` on a cluster; `planner.app.whatif.sweep` uses
   `map_batched` for its combinations.
+- Dask's housekeeping is slowed down where rollwave controls it (`LEAN`: a local cluster's
+  workers), and the statistical profiler of a running cluster's workers is paused while
+  connected (`planner.app.dask_plugin`).
 
 Dask is the optional extra `rollwave[dask]`, imported here only when a cluster is asked for.
 Tasks call rollwave's own functions, so every worker needs rollwave installed, same version.
