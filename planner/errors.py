@@ -121,6 +121,12 @@ class CloudError(RollwaveError):
         super().__init__(detail)
 
 
+class ClusterError(CloudError):
+    """The Dask cluster of `--cluster` could not be reached, started or kept: the scheduler is
+    unreachable or has no workers, the workers cannot run rollwave, or the cluster lost the work.
+    A kind of CloudError (exit 4): remote machines the work depends on failed it."""
+
+
 class ExecutionError(RollwaveError):
     """An execution stopped before the plan was complete; the journal says where."""
 

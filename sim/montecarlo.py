@@ -1,6 +1,7 @@
 """Monte Carlo: many runs of one prepared plan with seeds derived from a base seed, in parallel
 processes. Run i uses `run_seed(base, i)`; `simulate(prep, run_seed(base, i))` reproduces it alone.
-The result does not depend on the number of processes.
+The result does not depend on the number of processes (nor on a Dask cluster's workers:
+`planner.app.distributed.run_many` runs the same `one_run`s there).
 """
 
 from __future__ import annotations
@@ -8,8 +9,8 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,22 +89,38 @@ def _chunk(seeds: Sequence[int]) -> list[RunSummary]:
     return [one_run(_PREP, s) for s in seeds]
 
 
+Progress = Callable[[int, int], None]  # (runs done, runs)
+
+
 def run_many(
-    prep: Prepared, runs: int, base_seed: int = 0, *, jobs: int | None = None
+    prep: Prepared,
+    runs: int,
+    base_seed: int = 0,
+    *,
+    jobs: int | None = None,
+    progress: Progress | None = None,
 ) -> list[RunSummary]:
-    """`runs` runs, in order of their index, on `jobs` processes (default: the CPUs)."""
+    """`runs` runs, in order of their index, on `jobs` processes (default: the CPUs);
+    `progress(done, runs)` as chunks of runs finish."""
     global _PREP
     seeds = [run_seed(base_seed, i) for i in range(runs)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, runs))
     if jobs == 1:
-        return [one_run(prep, s) for s in seeds]
+        out = []
+        for i, s in enumerate(seeds, 1):
+            out.append(one_run(prep, s))
+            if progress:
+                progress(i, runs)
+        return out
     # Fork shares the prepared plan with the workers without pickling it; elsewhere it is sent.
     methods = mp.get_all_start_methods()
     ctx = mp.get_context("fork" if "fork" in methods else "spawn")
     _PREP = prep
     forked = ctx.get_start_method() == "fork"
-    n_chunks = min(runs, jobs * 4)
+    # Chunks of runs, a few per process, finish one after another: progress as they come.
+    n_chunks = min(runs, jobs * 16)
     chunks = [seeds[i::n_chunks] for i in range(n_chunks)]
+    by_seed: dict[int, RunSummary] = {}
     try:
         with ProcessPoolExecutor(
             max_workers=jobs,
@@ -111,10 +128,12 @@ def run_many(
             initializer=_init,
             initargs=(None if forked else prep,),
         ) as pool:
-            parts = list(pool.map(_chunk, chunks))
+            for fut in as_completed([pool.submit(_chunk, c) for c in chunks]):
+                by_seed.update((r.seed, r) for r in fut.result())
+                if progress:
+                    progress(len(by_seed), runs)
     finally:
         _PREP = None
-    by_seed = {r.seed: r for part in parts for r in part}
     return [by_seed[s] for s in seeds]
 
 

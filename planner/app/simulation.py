@@ -2,16 +2,20 @@
 
 Prepare once (`prepare_run`: the plan checked, indexed for the event loop), then run. Each run
 says whether it went wrong (`bad`: an invariant breached, a stall, a host not upgraded), the
-condition `--strict` turns into exit code 1.
+condition `--strict` turns into exit code 1. Monte Carlo runs in local processes, or on a Dask
+cluster (`cluster`, see `planner.app.distributed`): the same runs, the same numbers.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from planner.app import distributed
 from planner.inventory import Inventory
 from planner.plan import Plan
 from sim.engine import Prepared, SimResult, prepare, simulate
@@ -58,7 +62,9 @@ class ManyRuns:
     results: list[RunSummary]
     stats: dict[str, Any]  # `sim.montecarlo.summarise`: percentiles and probabilities
     median_run: int | None  # the seed of the median-makespan run (a completed one if any)
-    elapsed_s: float  # the runs alone (not the median run's timeline)
+    elapsed_s: float  # the runs alone (and the cluster's start), not the median run's timeline
+    engine: str = "local processes"  # where the runs ran, in words
+    batches: distributed.BatchStats | None = None  # on a cluster: how the runs were cut
 
     @property
     def bad(self) -> bool:
@@ -81,18 +87,31 @@ def monte_carlo(
     seed: int,
     *,
     jobs: int | None = None,
+    cluster: distributed.Cluster | distributed.ClusterSpec | str | None = None,
     timeline: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ManyRuns:
-    """`runs` runs with seeds derived from `seed`, in `jobs` processes (default: the CPUs);
-    with `timeline`, the median-makespan run replayed, recorded and written there."""
+    """`runs` runs with seeds derived from `seed`, in `jobs` processes (default: the CPUs), or on
+    `cluster` (an open `distributed.Cluster`, or what `--cluster` says: connected for the runs
+    and closed after); `progress(done, runs)` as they come back. With `timeline`, the
+    median-makespan run replayed, recorded and written there."""
     t0 = time.perf_counter()
-    results = run_many(prep, runs, seed, jobs=jobs)
+    batches = None
+    if cluster is None:
+        results = run_many(prep, runs, seed, jobs=jobs, progress=progress)
+        n = max(1, min(jobs or os.cpu_count() or 1, runs))
+        engine = f"{n} local process{'es' if n > 1 else ''}"
+    else:
+        with distributed.using(cluster) as c:
+            where = c.describe()
+            results, batches = distributed.run_many(c, prep, runs, seed, progress=progress)
+            engine = f"{where}, {batches.tasks} tasks"
     elapsed = time.perf_counter() - t0
     stats = summarise(results)
     median_run = _median_run(results)
     if timeline and median_run is not None:
         write_timeline(timeline, prep, simulate(prep, median_run, record=True))
-    return ManyRuns(prep, results, stats, median_run, elapsed)
+    return ManyRuns(prep, results, stats, median_run, elapsed, engine, batches)
 
 
 def _not_upgraded(res: SimResult) -> bool:

@@ -1,5 +1,5 @@
 """What-if sweeps, run: plan (and simulate) a cloud under every combination of policy changes,
-in parallel processes (`rollwave whatif`, the notebooks).
+in parallel processes or on a Dask cluster (`rollwave whatif`, the notebooks).
 
 The combinations themselves (`--vary` parsing, the spare-hosts transform) and a sweep's rows
 (`Outcome`, its verdicts and words) live in `planner.report.whatif`; this module solves, checks,
@@ -13,11 +13,13 @@ import multiprocessing as mp
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
+from planner.app import distributed
 from planner.app.planning import solve
 from planner.bounds import lower_bounds
 from planner.checker import check_plan
@@ -122,8 +124,10 @@ def evaluate(
 
 
 # Plans solved in this process during one sweep, by (base inventory, policy, spare hosts):
-# combinations that differ only in the simulation model share their plan.
+# combinations that differ only in the simulation model share their plan. A Dask worker lives
+# on after a sweep: `_PLANS_SWEEP` names the sweep its plans belong to.
 _PLANS: dict[tuple[int, str, int], Plan] = {}
+_PLANS_SWEEP = ""
 
 
 def _solve_once(
@@ -167,15 +171,19 @@ def sweep(
     config: SweepConfig | None = None,
     *,
     jobs: int | None = None,
+    cluster: distributed.Cluster | distributed.ClusterSpec | str | None = None,
     progress: Progress | None = None,
 ) -> list[Outcome]:
-    """Evaluate every combination (in `jobs` processes; default: the CPUs), results in the order
-    of `combos` whatever order they finish in. `progress(done, total, outcome)` after each."""
+    """Evaluate every combination (in `jobs` processes, default: the CPUs; or on `cluster`, an
+    open `distributed.Cluster` or what `--cluster` says), results in the order of `combos`
+    whatever order they finish in. `progress(done, total, outcome)` after each."""
     global _JOB
     config = config or SweepConfig()
     _PLANS.clear()  # plans of an earlier sweep (perhaps of another inventory) do not apply
     todo = [dict(c) for c in combos]
     n = len(todo)
+    if cluster is not None:
+        return _sweep_on(cluster, (inv, policy, todo, config, uuid.uuid4().hex), progress)
     jobs = max(1, min(jobs or os.cpu_count() or 1, n))
     results: list[Outcome | None] = [None] * n
     if jobs == 1:
@@ -210,6 +218,45 @@ def sweep(
     finally:
         _JOB = None
     return [r for r in results if r is not None]
+
+
+_ClusterJob = tuple[Inventory, Policy, list[dict[str, Any]], SweepConfig, str]
+
+
+def _evaluate_batch(job: _ClusterJob, indices: list[int]) -> list[Outcome]:
+    """A task on a Dask worker: the combinations `indices` of the scattered sweep `job`."""
+    global _PLANS_SWEEP
+    inv, policy, combos, config, sweep_id = job
+    if sweep_id != _PLANS_SWEEP:  # plans of another sweep (another inventory, perhaps)
+        _PLANS.clear()
+        _PLANS_SWEEP = sweep_id
+    return [evaluate(inv, policy, combos[i], config, reuse_plans=True) for i in indices]
+
+
+def _sweep_on(
+    cluster: distributed.Cluster | distributed.ClusterSpec | str,
+    job: _ClusterJob,
+    progress: Progress | None,
+) -> list[Outcome]:
+    """The sweep on a Dask cluster: inventory, policy, combinations and config scattered once,
+    combinations in batches sized from the measured per-task overhead."""
+    n = len(job[2])
+    done = 0
+
+    def on_batch(part: list[Outcome]) -> None:
+        nonlocal done
+        for outcome in part:
+            done += 1
+            if progress:
+                progress(done, n, outcome)
+
+    with distributed.using(cluster) as c:
+        shared = c.scatter(job)
+        try:
+            results, _ = c.map_batched(_evaluate_batch, shared, list(range(n)), on_batch=on_batch)
+        finally:
+            shared.release()
+    return results
 
 
 # ---------------------------------------------------------------------------------------------

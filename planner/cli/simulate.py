@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Any
 
 import click
 from rich.table import Table
 
+from planner.app import distributed
 from planner.app.simulation import monte_carlo, prepare_run, simulate_once
 from planner.capacity import format_amount
 from planner.cli.common import emit_json, err, format_option, kv_table, out, path_arg
@@ -44,6 +46,16 @@ from sim.timeline import hms, result_to_dict, summary
     help="Processes for --runs (default: the number of CPUs).",
 )
 @click.option(
+    "--cluster",
+    metavar="ADDRESS|local[:N]",
+    envvar=distributed.ENV_ADDRESS,
+    show_envvar=True,
+    default=None,
+    help="Run --runs on a Dask cluster instead of local processes: a scheduler's address "
+    "(tcp://HOST:PORT), or local[:N] for a local cluster of N workers. Needs the extra "
+    f"{distributed.EXTRA}.",
+)
+@click.option(
     "-o",
     "--output",
     "timeline",
@@ -76,6 +88,7 @@ def simulate_cmd(
     seed: int,
     runs: int,
     jobs: int | None,
+    cluster: str | None,
     timeline: str | None,
     ignore_digest: bool,
     no_vms: bool,
@@ -87,8 +100,10 @@ def simulate_cmd(
 
     Live migrations follow Nova's settings (downtime steps, completion timeout and its action,
     auto-converge, post-copy, bandwidth). With --runs N, prints P50/P95/P99 of makespan and
-    downtime and the probability of a headroom breach and of a stall.
+    downtime and the probability of a headroom breach and of a stall; --cluster runs them on
+    a Dask cluster (the same numbers).
     """
+    spec = distributed.from_options(cluster, jobs) if runs > 1 else None
     inv = load_inventory(inventory)
     p = load_plan(plan)
     model = load_model(model_path)
@@ -113,7 +128,13 @@ def simulate_cmd(
                 out.print(f"wrote {timeline}")
         return int(ExitCode.VIOLATIONS if strict and one.bad else ExitCode.OK)
 
-    many = monte_carlo(prep, runs, seed, jobs=jobs, timeline=timeline)
+    bar = RunsProgress(runs)
+    try:
+        many = monte_carlo(
+            prep, runs, seed, jobs=jobs, cluster=spec, timeline=timeline, progress=bar
+        )
+    finally:
+        bar.done()
     stats, median_run = many.stats, many.median_run
     elapsed = prepare_s + many.elapsed_s
     if fmt == "json":
@@ -131,10 +152,47 @@ def simulate_cmd(
         )
     else:
         print_montecarlo(prep, stats, seed, median_run)
-        err.print(f"{runs} runs, {stats['events']:,} events in {elapsed:.2f} s")
+        err.print(
+            f"{runs} runs, {stats['events']:,} events in {elapsed:.2f} s on {many.engine}",
+            markup=False,
+        )
         if timeline:
             out.print(f"wrote {timeline} (the median-makespan run, seed {median_run})")
     return int(ExitCode.VIOLATIONS if strict and many.bad else ExitCode.OK)
+
+
+class RunsProgress:
+    """Monte Carlo runs done, on stderr: rewritten in place on a terminal (at most 4 times a
+    second), else a line at every tenth of the runs."""
+
+    def __init__(self, runs: int) -> None:
+        self.runs = runs
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+        self.tenth = 0
+        self.tty = sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, done: int, runs: int) -> None:
+        now = time.perf_counter()
+        line = f"  runs {done:,}/{runs:,}  [{now - self.t0:5.1f} s]"
+        if self.tty:
+            if now - self.last < 0.25 and done < runs:
+                return
+            sys.stderr.write("\r\033[K" + line)
+        else:
+            tenth = 10 * done // runs
+            if tenth == self.tenth:
+                return
+            self.tenth = tenth
+            sys.stderr.write(line + "\n")
+        self.last, self.shown = now, True
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.tty and self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 # ---------------------------------------------------------------------------------------------

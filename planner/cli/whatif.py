@@ -14,6 +14,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from planner.app import distributed
 from planner.app.whatif import SweepConfig, sweep
 from planner.cli.common import emit_json, err, out, path_arg
 from planner.errors import UsageError
@@ -105,6 +106,16 @@ COLUMNS = (
     help="Processes (default: the number of CPUs).",
 )
 @click.option(
+    "--cluster",
+    metavar="ADDRESS|local[:N]",
+    envvar=distributed.ENV_ADDRESS,
+    show_envvar=True,
+    default=None,
+    help="Run the combinations on a Dask cluster instead of local processes: a scheduler's "
+    "address (tcp://HOST:PORT), or local[:N] for a local cluster of N workers. Needs the extra "
+    f"{distributed.EXTRA}.",
+)
+@click.option(
     "--max-combinations",
     type=click.IntRange(1),
     default=256,
@@ -136,6 +147,7 @@ def whatif_cmd(
     planner: str,
     time_limit: float | None,
     jobs: int | None,
+    cluster: str | None,
     max_combinations: int,
     plot_path: str | None,
     fmt: str,
@@ -143,8 +155,9 @@ def whatif_cmd(
     """Plan and simulate INVENTORY under every combination of --vary changes to POLICY (and to
     the simulation model: model.SECTION.KEY), in parallel, and compare: waves, makespan P50/P95,
     migrations per VM, tightest headroom, failures absorbed, probability of a headroom breach;
-    combinations without a plan are rows with the reason.
+    combinations without a plan are rows with the reason. --cluster runs them on a Dask cluster.
     """
+    spec = distributed.from_options(cluster, jobs)
     varies = [parse_vary(v) for v in vary]
     combos = combinations(varies)
     if len(combos) > max_combinations:
@@ -180,7 +193,7 @@ def whatif_cmd(
         planner="greedy" if planner == "greedy" else "cpsat",
         time_limit=time_limit,
     )
-    results = sweep(inv, policy, combos, config, jobs=jobs, progress=progress)
+    results = sweep(inv, policy, combos, config, jobs=jobs, cluster=spec, progress=progress)
     elapsed = time.perf_counter() - t0
     if plot_path:
         fig = tradeoff(results, varies)
