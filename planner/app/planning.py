@@ -1,6 +1,13 @@
 """Plan and check: the use case behind `rollwave plan`, the demo, the what-ifs and the notebooks.
 
-The solver is never trusted blindly: a plan leaves here only after the checker has accepted it.
+Every plan carries the migration model's predictions (`planner.app.predict`; the default model
+without a file): each VM that would not finish its live migration, or would take longer than
+`max_migration_s`, gets the policy's remedy before the solver runs (a cold one migrates cold, a
+stopped one cannot move), and the solved plan is annotated with the remedies, the predicted
+durations, downtimes and bytes, and each wave's predicted lock-step duration.
+
+The solver is never trusted blindly: a plan leaves here only after the checker has accepted it,
+with the estimates (the remedy rules judge its predictions too).
 """
 
 from __future__ import annotations
@@ -8,11 +15,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from planner.app import predict
 from planner.checker import check_plan, plan_summary
 from planner.errors import RollwaveError
 from planner.inventory import Inventory
 from planner.plan import Plan
 from planner.policy import Policy
+from sim.model import DEFAULT as DEFAULT_MODEL
+from sim.model import SimModel
 from solver.solve import PlannerName, SolveOptions, SolveOutcome
 from solver.solve import solve as solve_plan
 
@@ -22,20 +32,42 @@ def solve_and_check(
     policy: Policy,
     options: SolveOptions | None = None,
     progress: Any = None,
+    model: SimModel | None = None,
 ) -> tuple[Plan, dict[str, Any], SolveOutcome]:
-    """Plan, then re-check the result with the checker (the solver is never trusted blindly)."""
-    outcome = solve_plan(inv, policy, options, progress=progress)
-    plan = outcome.plan
-    # solve() has run the checker on its plan (for this inventory's digest): no second replay.
-    report = outcome.check if outcome.check is not None else check_plan(inv, plan)
+    """Predict with `model` (default: Nova's defaults on 10 GbE), choose each VM's remedy,
+    plan, annotate, then re-check the result with the checker and the estimates. Raises
+    InfeasibleError when a VM has no remedy (or the policy says refuse)."""
+    plan, metrics, outcome, _ = plan_with_predictions(inv, policy, options, progress, model)
+    return plan, metrics, outcome
+
+
+def plan_with_predictions(
+    inv: Inventory,
+    policy: Policy,
+    options: SolveOptions | None = None,
+    progress: Any = None,
+    model: SimModel | None = None,
+) -> tuple[Plan, dict[str, Any], SolveOutcome, predict.Physics]:
+    """`solve_and_check`, and the predictions it planned with."""
+    ph = predict.predict(inv, policy, model or DEFAULT_MODEL)
+    remedies = predict.choose_remedies(inv, policy, ph.est)
+    outcome = solve_plan(
+        predict.remedied_inventory(inv, remedies), policy, options, progress=progress
+    )
+    plan = predict.annotate(inv, outcome.plan, ph, remedies)
+    report = check_plan(inv, plan, digest=outcome.plan.inventory_sha256, estimates=ph.est)
     if not report.ok:
         lines = "\n".join(f"  {v}" for v in report.violations[:20])
         raise RollwaveError(
             f"internal error: the {outcome.planner} planner produced a plan the checker rejects "
             f"({len(report.violations)} violations); nothing was written:\n{lines}"
         )
-    plan = replace(plan, summary=plan_summary(report.metrics))
-    return plan, dict(report.metrics), outcome
+    extra = predict.summary(inv, plan, policy, ph, remedies)
+    plan = replace(plan, summary={**plan_summary(report.metrics), **extra})
+    metrics = {**report.metrics, **extra}
+    # The outcome tells of the plan returned (annotated), checked with the estimates.
+    outcome = replace(outcome, plan=plan, check=report)
+    return plan, metrics, outcome, ph
 
 
 def solve(
