@@ -65,8 +65,11 @@ def plan_with_predictions(
     extra = predict.summary(inv, plan, policy, ph, remedies)
     plan = replace(plan, summary={**plan_summary(report.metrics), **extra})
     metrics = {**report.metrics, **extra}
-    # The outcome tells of the plan returned (annotated), checked with the estimates.
-    outcome = replace(outcome, plan=plan, check=report)
+    # The outcome tells of the plan returned (annotated), checked with the estimates. The
+    # solver's models relax the remedy family (they make no predictions); chosen here before
+    # they ran, the plan keeps it, so their note about it does not apply.
+    notes = [n for n in outcome.notes if "does not keep remedy (" not in n]
+    outcome = replace(outcome, plan=plan, check=report, notes=notes)
     return plan, metrics, outcome, ph
 
 
