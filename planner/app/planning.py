@@ -3,8 +3,10 @@
 Every plan carries the migration model's predictions (`planner.app.predict`; the default model
 without a file): each VM that would not finish its live migration, or would take longer than
 `max_migration_s`, gets the policy's remedy before the solver runs (a cold one migrates cold, a
-stopped one cannot move), and the solved plan is annotated with the remedies, the predicted
-durations, downtimes and bytes, and each wave's predicted lock-step duration.
+stopped one cannot move); the solved waves are shaped by their predicted durations
+(`solver.durations`: hosts swapped between waves so that long drains go together, the waves and
+the VMs moved as solved), and the plan is annotated with the remedies, the predicted durations,
+downtimes and bytes, and each wave's predicted lock-step duration.
 
 The solver is never trusted blindly: a plan leaves here only after the checker has accepted it,
 with the estimates (the remedy rules judge its predictions too).
@@ -23,6 +25,7 @@ from planner.plan import Plan
 from planner.policy import Policy
 from sim.model import DEFAULT as DEFAULT_MODEL
 from sim.model import SimModel
+from solver import durations
 from solver.solve import PlannerName, SolveOptions, SolveOutcome
 from solver.solve import solve as solve_plan
 
@@ -51,11 +54,28 @@ def plan_with_predictions(
     """`solve_and_check`, and the predictions it planned with."""
     ph = predict.predict(inv, policy, model or DEFAULT_MODEL)
     remedies = predict.choose_remedies(inv, policy, ph.est)
-    outcome = solve_plan(
-        predict.remedied_inventory(inv, remedies), policy, options, progress=progress
-    )
-    plan = predict.annotate(inv, outcome.plan, ph, remedies)
-    report = check_plan(inv, plan, digest=outcome.plan.inventory_sha256, estimates=ph.est)
+    inv2 = predict.remedied_inventory(inv, remedies)
+    outcome = solve_plan(inv2, policy, options, progress=progress)
+    digest = outcome.plan.inventory_sha256
+    # Durations shape the waves (same waves, same VMs moved); the checker has the last word.
+    how = {m.vm: predict.how_of(m, remedies) for _, m in outcome.plan.migrations()}
+    shaped = durations.shape(inv2, outcome.plan, ph.est, how, ph.shutdown_s)
+    plan = predict.annotate(inv, shaped.plan, ph, remedies)
+    report = check_plan(inv, plan, digest=digest, estimates=ph.est)
+    notes = list(outcome.notes)
+    if shaped.swaps and not report.ok:
+        notes.append(
+            "the waves as solved were kept: shaped by their predicted durations, the plan broke "
+            f"a rule ({report.violations[0]})"
+        )
+        plan = predict.annotate(inv, outcome.plan, ph, remedies)
+        report = check_plan(inv, plan, digest=digest, estimates=ph.est)
+    elif shaped.swaps:
+        outcome.stats["durations"] = {
+            "before_s": round(shaped.before_s, 3),
+            "after_s": round(shaped.after_s, 3),
+            "swaps": shaped.swaps,
+        }
     if not report.ok:
         lines = "\n".join(f"  {v}" for v in report.violations[:20])
         raise RollwaveError(
@@ -68,7 +88,7 @@ def plan_with_predictions(
     # The outcome tells of the plan returned (annotated), checked with the estimates. The
     # solver's models relax the remedy family (they make no predictions); chosen here before
     # they ran, the plan keeps it, so their note about it does not apply.
-    notes = [n for n in outcome.notes if "does not keep remedy (" not in n]
+    notes = [n for n in notes if "does not keep remedy (" not in n]
     outcome = replace(outcome, plan=plan, check=report, notes=notes)
     return plan, metrics, outcome, ph
 
@@ -79,8 +99,10 @@ def solve(
     planner: PlannerName = "cpsat",
     time_limit: float | None = None,
     seed: int = 0,
+    model: SimModel | None = None,
 ) -> Plan:
-    """Plan as `rollwave plan` does (CP-SAT, with the greedy planner as its fallback); raises
-    InfeasibleError with the reasons when no plan exists."""
+    """Plan as `rollwave plan` does (CP-SAT, with the greedy planner as its fallback, the
+    predictions of `model`, default Nova's defaults on 10 GbE); raises InfeasibleError with the
+    reasons when no plan exists."""
     options = SolveOptions(planner=planner, time_limit=time_limit, seed=seed)
-    return solve_plan(inv, policy, options, inventory_sha256=inv.digest or "").plan
+    return plan_with_predictions(inv, policy, options, model=model)[0]

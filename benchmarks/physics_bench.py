@@ -1,0 +1,200 @@
+"""Plans that finish: the planning targets of "migration physics in the planner".
+
+    python -m benchmarks.physics_bench                     # 30, 100 and 1,000 hosts
+    python -m benchmarks.physics_bench --sizes 30,100 --before /work/base/.venv/bin/rollwave
+
+Clouds: `rollwave generate --hosts N --seed S` (the default mixes) with its policy (N+1 per AZ,
+k = 1). Each plan is made by `rollwave plan` in a process of its own, this checkout's and, with
+`--before`, another checkout's (today's planner), interleaved, `--repeat` times each; time is
+the median wall clock and the children's CPU seconds (compare these on a shared machine).
+
+Columns, per cloud:
+- bound / lower bound: the plan's predicted lock-step makespan (its waves' `predicted_s` one
+  after another) against `makespan_lower_bound_s` (no plan finishes sooner under the same
+  predictions); for the plan of `--before`, its waves priced with the same predictions;
+- the best any lock-step plan with these wave sizes could do if hosts could go in any wave
+  (hosts sorted by their maintenance, the longest together): what the waves' sizes alone
+  allow, whatever the placement of VMs;
+- migrations per moved VM (before / after), planning time (before / after, and the ratio);
+- remedies, and `rollwave simulate --strict` on the plan: its exit code, the simulated
+  makespan against the plan's bound (within 5% is the target), hosts not upgraded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(sys.executable).parent / "rollwave"
+
+
+def _run(cmd: list[str]) -> tuple[int, float, float, str]:
+    """Exit code, wall seconds, children's CPU seconds, stdout."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return p.returncode, wall, cpu, p.stdout
+
+
+def _priced(inv_path: Path, pol_path: Path, plan_path: Path) -> dict[str, float]:
+    """A plan's waves priced with this checkout's predictions (default model): its lock-step
+    bound, the lower bound, and the best lock-step sum its wave sizes allow."""
+    from planner.app import predict
+    from planner.formats import load_inventory, load_plan, load_policy
+    from sim.model import DEFAULT
+    from solver.durations import host_durations
+
+    inv, pol, plan = load_inventory(inv_path), load_policy(pol_path), load_plan(plan_path)
+    ph = predict.predict(inv, pol, DEFAULT)
+    remedies = predict.choose_remedies(inv, pol, ph.est)
+    how = {m.vm: predict.how_of(m, remedies) for _, m in plan.migrations()}
+    dur = host_durations(inv, plan, ph.est, how, ph.shutdown_s)
+    bound = sum(max(dur[h] for h in w.hosts) for w in plan.waves)
+    lb = predict.makespan_lower_bound(inv, pol, ph, remedies)
+    return {"bound": bound, "lb": lb, "ideal": _sorted_waves(inv, plan, dur)}
+
+
+def _sorted_waves(inv: Any, plan: Any, dur: dict[str, float]) -> float:
+    """The least sum of wave maxima with these waves' sizes if any host could go in any wave
+    (the waves with a controller keep theirs; the other hosts sorted, longest together)."""
+    ctl = {h.name for h in inv.hosts if h.role == "controller"}
+    fixed = [w for w in plan.waves if ctl & set(w.hosts)]
+    total = sum(max(dur[h] for h in w.hosts) for w in fixed)
+    free_slots = sum(len(set(w.hosts) - ctl) for w in fixed)
+    rest = sorted((dur[h] for h in dur if h not in ctl), reverse=True)
+    rest = rest[: len(rest) - free_slots]  # the quickest go beside the controllers
+    pos = 0
+    for size in sorted((len(w.hosts) for w in plan.waves if not ctl & set(w.hosts)), reverse=True):
+        if pos < len(rest):
+            total += rest[pos]
+        pos += size
+    return total
+
+
+def _cloud(n: int, seed: int, d: Path) -> tuple[Path, Path]:
+    inv, pol = d / f"g{n}.json", d / f"g{n}-policy.json"
+    cmd = [str(HERE), "generate", "--hosts", str(n), "--seed", str(seed), "-o", str(inv)]
+    subprocess.run([*cmd, "--policy-out", str(pol)], check=True, capture_output=True)
+    return inv, pol
+
+
+def _plan(rollwave: str, inv: Path, pol: Path, out: Path) -> tuple[int, float, float, Any]:
+    rc, wall, cpu, stdout = _run(
+        [rollwave, "plan", str(inv), "--policy", str(pol), "-o", str(out), "--format", "json"]
+    )
+    return rc, wall, cpu, json.loads(stdout) if rc == 0 else None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="30,100,1000")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument(
+        "--before",
+        default="/work/base/.venv/bin/rollwave" if os.path.exists("/work/base") else None,
+        help="another checkout's rollwave (today's planner) to compare with",
+    )
+    ap.add_argument("--no-simulate", action="store_true")
+    args = ap.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",")]
+    print(f"load: {os.getloadavg()[0]:.2f} (1 min)")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        for n in sizes:
+            inv, pol = _cloud(n, args.seed, d)
+            after, before = d / f"g{n}.plan.json", d / f"g{n}.before.json"
+            times: dict[str, list[tuple[float, float]]] = {"after": [], "before": []}
+            res: dict[str, Any] = {}
+            for _ in range(args.repeat):
+                for who, exe, out in (("before", args.before, before), ("after", str(HERE), after)):
+                    if exe is None:
+                        continue
+                    rc, wall, cpu, got = _plan(exe, inv, pol, out)
+                    if rc != 0:
+                        print(f"{n} hosts: {who} plan exited {rc}")
+                        return 1
+                    times[who].append((wall, cpu))
+                    res[who] = got
+            s = res["after"]["summary"]
+            mine = _priced(inv, pol, after)
+            row: dict[str, Any] = {
+                "hosts": n,
+                "bound_s": s["predicted_makespan_s"]["lockstep"],
+                "lb_s": s["makespan_lower_bound_s"],
+                "ideal_s": mine["ideal"],
+                "moves_after": s["migrations_per_moved_vm"],
+                "remedies": s["remedies"],
+                "wall_after": statistics.median(t for t, _ in times["after"]),
+                "cpu_after": statistics.median(c for _, c in times["after"]),
+            }
+            if args.before:
+                b = _priced(inv, pol, before)
+                row.update(
+                    before_bound_s=b["bound"],
+                    moves_before=res["before"]["summary"]["migrations_per_moved_vm"],
+                    wall_before=statistics.median(t for t, _ in times["before"]),
+                    cpu_before=statistics.median(c for _, c in times["before"]),
+                )
+            if not args.no_simulate:
+                sim_cmd = [str(HERE), "simulate", str(inv), str(after), "--strict", "--no-vms"]
+                rc, wall, _, out = _run([*sim_cmd, "--format", "json"])
+                sim = json.loads(out) if out.strip() else {}
+                row.update(
+                    sim_rc=rc,
+                    sim_makespan_s=sim.get("makespan_s"),
+                    sim_not_upgraded=(sim.get("summary") or {}).get("hosts_not_upgraded"),
+                    sim_s=wall,
+                )
+            rows.append(row)
+            _print(row)
+    return 0
+
+
+def _print(r: dict[str, Any]) -> None:
+    lb = r["lb_s"]
+    print(f"\n{r['hosts']} hosts")
+    print(f"  lower bound (any plan)            {lb:10,.0f} s")
+    print(f"  plan's bound (lock-step)          {r['bound_s']:10,.0f} s  {r['bound_s'] / lb:.3f} x")
+    if "before_bound_s" in r:
+        b = r["before_bound_s"]
+        print(f"  today's plan, same predictions    {b:10,.0f} s  {b / lb:.3f} x")
+    print(f"  best with these wave sizes        {r['ideal_s']:10,.0f} s  {r['ideal_s'] / lb:.3f} x")
+    mb = r.get("moves_before")
+    print(
+        f"  migrations per moved VM           {r['moves_after']:.4f}"
+        + (f" (today {mb:.4f}, {r['moves_after'] - mb:+.4f})" if mb is not None else "")
+    )
+    if "wall_before" in r:
+        print(
+            f"  planning time                     {r['wall_after']:.1f} s wall, "
+            f"{r['cpu_after']:.1f} s CPU (today {r['wall_before']:.1f} s, "
+            f"{r['cpu_before']:.1f} s CPU: {r['cpu_after'] / r['cpu_before']:.2f} x CPU, "
+            f"{r['wall_after'] / r['wall_before']:.2f} x wall)"
+        )
+    rem = ", ".join(f"{k} {v}" for k, v in r["remedies"].items())
+    print(f"  remedies                          {rem}")
+    if "sim_rc" in r:
+        mk = r["sim_makespan_s"]
+        ratio = f"{mk / r['bound_s']:.3f} x the plan's bound" if mk else "-"
+        print(
+            f"  simulate --strict                 exit {r['sim_rc']}, makespan "
+            f"{mk or 0:,.0f} s ({ratio}), hosts not upgraded {r['sim_not_upgraded']}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""Durations shape the waves: a pass over solved waves that lowers the sum of their predicted
+lock-step durations (a wave lasts as long as its slowest host) and keeps the number of waves and
+every migration.
+
+It swaps hosts of the same kind between waves: the slowest host of a wave goes to a wave that
+is longer anyway, and a quicker host of its kind comes back, so long drains end up together.
+Hosts of one kind (role, AZ, rack when the policy limits racks, effective capacities,
+aggregates, version, state, HA groups and the policy's first/last selectors) are
+interchangeable for every rule about which hosts are down together. A swap of E (the earlier
+wave, lo) and L (the later, hi) changes places, not migrations: each takes its own evacuees
+and stops along, and from wave lo on, the VMs the plan sends to E (upgraded) go to L (now
+upgraded) instead and those it sends to L after hi go to E, so each ends as the other would
+have. It is made only when:
+
+- nothing goes to L from wave lo until hi (it would land on a host no longer there to drain),
+  and neither host sends VMs to the other;
+- every destination of E's evacuees is upgraded before lo, after hi, or never (a VM lands where
+  the plan's later waves expect it); an evacuee of L whose destination is upgraded between lo
+  and hi goes instead to a host of that destination's AZ upgraded before lo (the latest
+  first) with room for it from lo on;
+- no member of a hard affinity group is sent elsewhere (its members move together);
+- every host whose usage changes holds it at every wave's end (per resource class, and at most
+  max_server_per_host members of each hard anti-affinity group), and the cap on a wave's
+  migrations still holds.
+
+The predictions come in as plain data (`planner.estimates.Estimates`, and how each VM is moved);
+the pass never imports the simulator. The planner re-checks its plan with the checker, as every
+plan, and falls back to the waves as solved should the checker refuse it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from planner.estimates import Estimates, How
+from planner.inventory import Host, Inventory
+from planner.plan import Migration, Plan, Stop
+from planner.policy import Policy, selector_matches
+
+MAX_ROUNDS = 50  # passes over the waves; each swap lowers the sum, so it ends well before
+MAX_TRIED = 40  # destinations tried for an evacuee that must go elsewhere
+
+
+@dataclass(frozen=True)
+class Shaped:
+    plan: Plan
+    before_s: float  # the sum of the waves' predicted durations as solved
+    after_s: float  # and after the pass
+    swaps: int
+    refused: Mapping[str, int] = field(default_factory=dict)  # swaps tried and refused, by why
+
+
+def host_durations(
+    inv: Inventory,
+    plan: Plan,
+    est: Estimates,
+    how: Mapping[str, How],
+    shutdown_s: float = 0.0,
+) -> dict[str, float]:
+    """Each host's predicted maintenance in its wave: disable, its drain (its migrations in
+    that wave, k_out at a time), the upgrade's median, enable; at least `shutdown_s` of drain
+    when it stops a running VM."""
+    out: dict[str, float] = {}
+    for w in plan.waves:
+        by_src: dict[str, list[str]] = {h: [] for h in w.hosts}
+        for m in w.migrations:
+            by_src.setdefault(m.src, []).append(m.vm)
+        stopping = {s.host for s in w.stops if inv.vm(s.vm).status == "ACTIVE"}
+        for host, vms in by_src.items():
+            h = est.hosts[host]
+            drain = est.drain_s(host, vms, how)
+            if host in stopping:
+                drain = max(drain, shutdown_s)
+            out[host] = h.disable_s + drain + h.upgrade_s + h.enable_s
+    return out
+
+
+def _kind(inv: Inventory, policy: Policy, h: Host) -> tuple[object, ...]:
+    caps = tuple(sorted((rc, h.effective(rc)) for rc in h.capacity))
+    ha = tuple(sorted(g.name for g in inv.ha_groups if h.name in g.hosts))
+    sel = tuple(selector_matches(s, h) for s in (*policy.first, *policy.last))
+    rack = h.rack if policy.max_hosts_per_wave_per_rack is not None else None
+    return (
+        h.role,
+        h.az,
+        rack,
+        caps,
+        tuple(sorted(h.aggregates)),
+        h.version,
+        h.enabled,
+        h.up,
+        ha,
+        sel,
+    )
+
+
+class _Usage:
+    """Each host's usage at every wave's end, kept as the plan changes: per resource class, and
+    per hard anti-affinity group its members (at most max_server_per_host)."""
+
+    def __init__(self, inv: Inventory, plan: Plan) -> None:
+        classes = inv.resource_classes
+        groups = [g for g in inv.server_groups if g.hard and g.anti]
+        self.ci = {rc: i for i, rc in enumerate(classes)}
+        gi = {g.id: len(classes) + i for i, g in enumerate(groups)}
+        self.W = len(plan.waves)
+        self.hi = {h.name: i for i, h in enumerate(inv.hosts)}
+        n, c = len(inv.hosts), len(classes) + len(groups)
+        self.demand: dict[str, np.ndarray] = {}
+        for v in inv.vms:
+            d = np.zeros(c, dtype=np.int32)
+            for rc, x in v.resources.items():
+                d[self.ci[rc]] = x
+            if v.server_group in gi:
+                d[gi[v.server_group]] = 1
+            self.demand[v.id] = d
+        self.start = np.zeros((n, c), dtype=np.int32)
+        for v in inv.vms:
+            self.start[self.hi[v.host]] += self.demand[v.id]
+        self.cap = np.zeros((n, c), dtype=np.int32)
+        for h in inv.hosts:
+            for rc in classes:
+                self.cap[self.hi[h.name], self.ci[rc]] = h.effective(rc) if h.is_compute else 0
+            for g in groups:
+                self.cap[self.hi[h.name], gi[g.id]] = g.max_server_per_host
+        # used[k, h]: at the end of wave k (cumulative); room[h]: its least free room from
+        # each wave on (a cache, dropped when the host's usage changes).
+        self.used = np.repeat(self.start[None, :, :], max(1, self.W), axis=0)
+        self.room: dict[int, np.ndarray] = {}
+        for k, w in enumerate(plan.waves):
+            for m in w.migrations:
+                self.move(k, m, 1)
+
+    def move(self, k: int, m: Migration, sign: int) -> None:
+        d = self.demand[m.vm] * sign
+        s, t = self.hi[m.src], self.hi[m.dst]
+        self.used[k:, s] -= d
+        self.used[k:, t] += d
+        self.room.pop(s, None)
+        self.room.pop(t, None)
+
+    def profile(self, host: str) -> np.ndarray:
+        """The host's usage at every wave's end (waves x classes)."""
+        out: np.ndarray = self.used[:, self.hi[host]].copy()
+        return out
+
+    def holds(self, host: str, before: np.ndarray) -> bool:
+        """Within capacity at every wave's end, or no fuller than `before` where it was not."""
+        h = self.hi[host]
+        now = self.used[:, h]
+        return bool(((now <= self.cap[h]) | (now <= before)).all())
+
+    def takes(self, host: str, lo: int, extra: np.ndarray) -> bool:
+        """The host has room for `extra` more at every wave's end from lo on."""
+        h = self.hi[host]
+        room = self.room.get(h)
+        if room is None:
+            free = self.cap[h] - self.used[:, h]
+            room = self.room[h] = np.minimum.accumulate(free[::-1], axis=0)[::-1]
+        return bool((room[lo] >= extra).all())
+
+
+def shape(
+    inv: Inventory,
+    plan: Plan,
+    est: Estimates,
+    how: Mapping[str, How],
+    shutdown_s: float = 0.0,
+) -> Shaped:
+    """The plan with hosts swapped between waves to lower the sum of the waves' predicted
+    durations; same waves count, same VMs moved in each (each evacuee with its host)."""
+    policy = plan.policy
+    dur = host_durations(inv, plan, est, how, shutdown_s)
+    W = len(plan.waves)
+    waves = [list(w.hosts) for w in plan.waves]
+    wave_of = {h: k for k, hs in enumerate(waves) for h in hs}
+    moves: list[Migration] = [m for w in plan.waves for m in w.migrations]
+    mwave = [k for k, w in enumerate(plan.waves) for _ in w.migrations]
+    out: dict[str, list[int]] = defaultdict(list)
+    inn: dict[str, list[int]] = defaultdict(list)
+    for i, m in enumerate(moves):
+        out[m.src].append(i)
+        inn[m.dst].append(i)
+    counts = [len(w.migrations) for w in plan.waves]
+    # Members of a hard affinity group move together to one host: none is sent elsewhere alone
+    # (all arriving at a host are sent to the other together). Hard anti-affinity is counted
+    # with the usage, per host and wave.
+    together = {g.id for g in inv.server_groups if g.hard and not g.anti}
+    in_group = {i for i, m in enumerate(moves) if inv.vm(m.vm).server_group in together}
+    kinds: dict[tuple[object, ...], list[str]] = defaultdict(list)
+    for h in inv.hosts:
+        if h.name in wave_of:
+            kinds[_kind(inv, policy, h)].append(h.name)
+    kind_of = {h: k for k, hs in kinds.items() for h in hs if len(hs) > 1}
+    usage = _Usage(inv, plan)
+    cap = policy.max_migrations_per_wave
+    # Where an evacuee may go instead: available compute hosts by AZ, in upgrade order.
+    by_az: dict[str | None, list[str]] = defaultdict(list)
+    for h in sorted(inv.compute_hosts, key=lambda h: (wave_of.get(h.name, -1), h.name)):
+        if h.available:
+            by_az[h.az].append(h.name)
+    aggs = {h.name: set(h.aggregates) for h in inv.hosts}
+
+    def wave_max(k: int) -> float:
+        return max((dur[h] for h in waves[k]), default=0.0)
+
+    refused: Counter[str] = Counter()
+
+    def changes(a: str, b: str) -> list[tuple[int, Migration, int]] | None:
+        """The migrations a swap of a and b rewrites (index, new, its wave), or None when it
+        may not."""
+        i, j = wave_of[a], wave_of[b]
+        lo, hi = min(i, j), max(i, j)
+        early, late = (a, b) if i < j else (b, a)
+        new: list[tuple[int, Migration, int]] = []
+        pending: dict[str, np.ndarray] = {}
+        for x, to in ((early, hi), (late, lo)):
+            for mi in out[x]:
+                m = moves[mi]
+                wd = wave_of.get(m.dst)
+                if m.dst == early:
+                    refused["evacuee to the other"] += 1
+                    return None
+                if m.dst == late or (wd is not None and lo <= wd <= hi):
+                    if x == early:
+                        refused["evacuee to a host between"] += 1
+                        return None
+                    if mi in in_group:  # its group's members go to one host together
+                        refused["affinity"] += 1
+                        return None
+                    # L's evacuee now leaves at lo: somewhere upgraded by then instead
+                    d = _elsewhere(m, lo, pending)
+                    if d is None:
+                        refused["no other destination"] += 1
+                        return None
+                    m = replace(m, dst=d)
+                new.append((mi, m, to))
+        for x, y in ((early, late), (late, early)):
+            for mi in inn[x]:
+                k = mwave[mi]
+                if k < lo or moves[mi].src in (a, b):
+                    continue  # arrived before: drained with its host
+                if x == late and k < hi:
+                    refused["arrival before upgrade"] += 1
+                    return None  # L was not upgraded then
+                new.append((mi, replace(moves[mi], dst=y), k))
+        if cap is not None:
+            na = sum(1 for mi in out[a] if mwave[mi] == i)
+            nb = sum(1 for mi in out[b] if mwave[mi] == j)
+            if counts[i] - na + nb > cap or counts[j] - nb + na > cap:
+                refused["max_migrations_per_wave"] += 1
+                return None
+        return new
+
+    def _elsewhere(m: Migration, lo: int, pending: dict[str, np.ndarray]) -> str | None:
+        """A destination for m's VM upgraded before wave lo (or never), in its old
+        destination's AZ, that holds it from lo on; None if none does (first few tried)."""
+        vm = inv.vm(m.vm)
+        need = usage.demand[m.vm]
+        az = inv.host(m.dst).az
+        tried = 0
+        for d in reversed(by_az.get(az, ())):  # the latest upgraded (emptiest) first
+            wd = wave_of.get(d)
+            if (wd is not None and wd >= lo) or d == m.src:
+                continue
+            if vm.allowed_aggregates and not set(vm.allowed_aggregates) & aggs[d]:
+                continue
+            tried += 1
+            if tried > MAX_TRIED:
+                return None
+            extra = pending.get(d, 0) + need
+            if usage.takes(d, lo, extra):
+                pending[d] = extra
+                return d
+        return None
+
+    def apply(
+        a: str, b: str, new: list[tuple[int, Migration, int]]
+    ) -> list[tuple[int, Migration, int]]:
+        """Swap a and b, rewriting `new`; what undoes it (applied the same way)."""
+        i, j = wave_of[a], wave_of[b]
+        undo = []
+        for mi, m, to in new:
+            old, k = moves[mi], mwave[mi]
+            undo.append((mi, old, k))
+            usage.move(k, old, -1)
+            usage.move(to, m, 1)
+            if old.dst != m.dst:
+                inn[old.dst].remove(mi)
+                inn[m.dst].append(mi)
+            moves[mi], mwave[mi] = m, to
+            counts[k] -= 1
+            counts[to] += 1
+        waves[i][waves[i].index(a)] = b
+        waves[j][waves[j].index(b)] = a
+        wave_of[a], wave_of[b] = j, i
+        return undo
+
+    def try_swap(a: str, b: str) -> bool:
+        new = changes(a, b)
+        if new is None:
+            return False
+        hosts = {a, b} | {m.dst for _, m, _ in new} | {moves[mi].dst for mi, _, _ in new}
+        before = {h: usage.profile(h) for h in hosts}
+        undo = apply(a, b, new)
+        if all(usage.holds(h, before[h]) for h in hosts):
+            return True
+        apply(a, b, undo)
+        refused["capacity"] += 1
+        return False
+
+    before_s = sum(wave_max(k) for k in range(W))
+    swaps = 0
+    for _ in range(MAX_ROUNDS):
+        improved = False
+        for i in sorted(range(W), key=wave_max):  # short waves first: their slowest host leaves
+            a = max(waves[i], key=lambda h: (dur[h], h))
+            if a not in kind_of:
+                continue
+            rest = sorted((dur[h] for h in waves[i] if h != a), reverse=True)
+            floor = rest[0] if rest else 0.0
+            for j in sorted(range(W), key=wave_max, reverse=True):
+                if wave_max(j) < dur[a]:
+                    break  # a would make that wave longer
+                if j == i:
+                    continue
+                cands = sorted(
+                    (b for b in waves[j] if kind_of.get(b) == kind_of[a] and dur[b] < dur[a]),
+                    key=lambda b: (max(floor, dur[b]), b),
+                )
+                if any(try_swap(a, b) for b in cands):
+                    swaps += 1
+                    improved = True
+                    break
+        if not improved:
+            break
+    after_s = sum(wave_max(k) for k in range(W))
+    if not swaps:
+        return Shaped(plan, before_s, before_s, 0, dict(refused))
+    # Rebuild the waves in the plan's order of migrations; stops go with their hosts.
+    ms: list[list[Migration]] = [[] for _ in range(W)]
+    for mi, m in enumerate(moves):
+        ms[mwave[mi]].append(m)
+    ss: list[list[Stop]] = [[] for _ in range(W)]
+    for w in plan.waves:
+        for st in w.stops:
+            ss[wave_of[st.host]].append(st)
+    new_waves = [
+        replace(w, hosts=tuple(sorted(waves[k])), migrations=tuple(ms[k]), stops=tuple(ss[k]))
+        for k, w in enumerate(plan.waves)
+    ]
+    return Shaped(replace(plan, waves=tuple(new_waves)), before_s, after_s, swaps, dict(refused))
