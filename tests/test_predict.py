@@ -305,3 +305,47 @@ def _model(tmp_path: Path) -> str:
     p = tmp_path / "model.yaml"
     p.write_text('format_version: "1.0"\nkind: sim-model\n')
     return str(p)
+
+
+# -- the what-if over non_converging ------------------------------------------------------------
+def test_whatif_over_non_converging_shows_downtime_against_makespan(
+    example: tuple[Inventory, Policy], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from planner.app.whatif import SweepConfig, sweep
+    from planner.report.whatif import combinations, parse_vary, tradeoff
+
+    inv, pol = example
+    varies = [parse_vary("non_converging=force-complete,cold,refuse")]
+    rows = sweep(inv, pol, combinations(varies), SweepConfig(planner="greedy"), jobs=1)
+    fc, cold, refuse = rows
+    assert fc.remedies["force-complete"] == 3 and cold.remedies["cold"] == 3
+    # a forced pause is short, a cold move keeps the guest off for its copy
+    assert fc.downtime_s is not None and cold.downtime_s is not None
+    assert cold.downtime_s > fc.downtime_s
+    assert fc.predicted_makespan_s and cold.predicted_makespan_s
+    assert refuse.verdict == "impossible" and refuse.downtime_s is None
+    assert fc.to_dict()["predicted_downtime_s"] == round(fc.downtime_s, 1)
+    fig = tradeoff(rows, varies)
+    (panel,) = [ax for ax in fig.axes if ax.get_ylabel().startswith("predicted downtime")]
+    assert "lock-step" in panel.get_xlabel()
+    # the CLI's table has the columns
+    out = tmp_path / "plot.png"
+    code, stdout, _ = run(
+        [
+            "whatif",
+            str(example_path("small.json")),
+            "--policy",
+            str(example_path("small-policy.yaml")),
+            "--vary",
+            "non_converging=force-complete,cold",
+            "--planner",
+            "greedy",
+            "--jobs",
+            "1",
+            "--plot",
+            str(out),
+        ],
+        capsys,
+    )
+    assert code == 0 and "downtime" in stdout and "cold 3" in stdout
+    assert out.stat().st_size > 10_000
