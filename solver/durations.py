@@ -31,7 +31,7 @@ plan, and falls back to the waves as solved should the checker refuse it.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -315,7 +315,15 @@ def shape(
 
     before_s = sum(wave_max(k) for k in range(W))
     swaps = 0
-    for _ in range(MAX_ROUNDS):
+    # Two orders of the waves a host may go to: the longest first (the biggest gain), then the
+    # nearest first (fewest evacuees to re-home); alternated until neither finds a swap.
+    orders: list[Callable[[int, int], tuple[float, int]]] = [
+        lambda i, j: (-wave_max(j), j),
+        lambda i, j: (float(abs(j - i)), j),
+    ]
+    idle = 0
+    for r in range(MAX_ROUNDS):
+        key = orders[r % 2]
         improved = False
         for i in sorted(range(W), key=wave_max):  # short waves first: their slowest host leaves
             a = max(waves[i], key=lambda h: (dur[h], h))
@@ -323,11 +331,9 @@ def shape(
                 continue
             rest = sorted((dur[h] for h in waves[i] if h != a), reverse=True)
             floor = rest[0] if rest else 0.0
-            for j in sorted(range(W), key=wave_max, reverse=True):
-                if wave_max(j) < dur[a]:
-                    break  # a would make that wave longer
-                if j == i:
-                    continue
+            for j in sorted(range(W), key=lambda j, i=i: key(i, j)):  # type: ignore[misc]
+                if j == i or wave_max(j) < dur[a]:
+                    continue  # a would make that wave longer
                 cands = sorted(
                     (b for b in waves[j] if kind_of.get(b) == kind_of[a] and dur[b] < dur[a]),
                     key=lambda b: (max(floor, dur[b]), b),
@@ -336,7 +342,8 @@ def shape(
                     swaps += 1
                     improved = True
                     break
-        if not improved:
+        idle = 0 if improved else idle + 1
+        if idle == len(orders):
             break
     after_s = sum(wave_max(k) for k in range(W))
     if not swaps:

@@ -16,8 +16,10 @@ from planner.app.planning import plan_with_predictions
 from planner.checker import check_plan
 from planner.cli import main
 from planner.errors import InfeasibleError
+from planner.estimates import How
 from planner.formats import load_inventory, load_plan, load_policy
 from planner.inventory import Inventory
+from planner.plan import Plan
 from planner.policy import Policy
 from sim.model import DEFAULT, SimModel
 from sim.prepare import prepare
@@ -118,7 +120,15 @@ def test_default_remedy_force_completes_the_busy_vms(example: tuple[Inventory, P
     assert s["remedies"] == {"force-complete": 3, "cold": 0, "stop": 0}
     lock = s["predicted_makespan_s"]["lockstep"]
     assert lock == pytest.approx(sum(w.predicted_s or 0 for w in plan.waves), abs=0.01)
-    assert 0 < s["makespan_lower_bound_s"] <= lock
+    assert 0 < s["makespan_lower_bound_s"] <= s["lockstep_lower_bound_s"] <= lock
+    # controllers first, one at a time (HA group: 2 of 3 available): two waves hold one alone
+    # (1,810 s each: no VMs, the upgrade's median 1,800 s, disable and enable), the computes after
+    p = predict.least_maintenance(inv, pol, ph, {v: r for v, r in _remedies(plan).items()})
+    computes = {h: x for h, x in p.items() if inv.host(h).is_compute}
+    assert sorted(x for h, x in p.items() if h.startswith("ctl")) == [1810.0] * 3
+    expected = 2 * 1810 + predict._spread(inv, pol, computes)
+    assert s["lockstep_lower_bound_s"] == pytest.approx(expected, abs=0.01)
+    assert s["lockstep_lower_bound_s"] > s["makespan_lower_bound_s"]
     assert metrics["remedies"] == s["remedies"]
     assert check_plan(inv, plan, estimates=ph.est).ok
 
@@ -287,6 +297,18 @@ def test_check_model_warns_on_a_live_migration_with_no_remedy(
     code, _, err = run(["check", inv_path, str(bare)], capsys)
     assert code == 0 and "[non_converging]" not in err
     assert load_plan(bare).waves
+
+
+def _remedies(plan: Plan) -> dict[str, How]:
+    out: dict[str, How] = {}
+    for _, m in plan.migrations():
+        if m.remedy is not None:
+            out[m.vm] = m.remedy
+    for w in plan.waves:
+        for st in w.stops:
+            if st.remedy is not None:
+                out[st.vm] = st.remedy
+    return out
 
 
 def _plain(plan: object) -> dict[str, object]:

@@ -23,7 +23,7 @@ from planner.errors import InfeasibleError
 from planner.estimates import Estimates, HostEstimate, How, VmEstimate
 from planner.inventory import VM, Inventory
 from planner.plan import Migration, Plan, Predicted, Wave
-from planner.policy import Policy
+from planner.policy import Policy, selector_matches
 from planner.rules import remedy as remedy_rule
 from planner.rules.method import method_for
 from sim.migration import GIB, MIB, cold_migration, live_migration
@@ -352,18 +352,14 @@ def annotate(inv: Inventory, plan: Plan, ph: Physics, remedies: Mapping[str, How
     return replace(plan, waves=tuple(waves))
 
 
-def makespan_lower_bound(
+def least_maintenance(
     inv: Inventory, policy: Policy, ph: Physics, remedies: Mapping[str, How]
-) -> float:
-    """A lower bound on any plan's makespan (lock-step or pipelined) with these predictions:
-    every host to upgrade is out for at least p_h = disable + its drain's bound (its own VMs
-    leave at least once: the longest, and their sum over k_out slots) + the upgrade's median +
-    enable; so the makespan is at least max_h p_h, and sum_h p_h over the hosts that may be
-    down at once (compute hosts: also over those the headroom lets go at once)."""
+) -> dict[str, float]:
+    """Each host to upgrade: p_h, the least time it is out = disable + its drain's bound (its own
+    VMs leave at least once: the longest, and their sum over k_out slots) + the upgrade's median
+    + enable."""
     est = ph.est
-    lb = lower_bounds(inv, policy)
     p: dict[str, float] = {}
-    compute: list[float] = []
     for host in inv.hosts_to_upgrade(policy.target_version):
         times = []
         stop = False
@@ -384,14 +380,52 @@ def makespan_lower_bound(
             drain = max(drain, ph.shutdown_s)
         h = est.hosts[host.name]
         p[host.name] = h.disable_s + drain + h.upgrade_s + h.enable_s
-        if host.is_compute:
-            compute.append(p[host.name])
+    return p
+
+
+def _spread(inv: Inventory, policy: Policy, p: Mapping[str, float]) -> float:
+    """max_h p_h, and sum_h p_h over the hosts that may be down at once (compute hosts: also
+    over those the headroom lets go at once)."""
     if not p:
         return 0.0
     m_all = policy.max_hosts_per_wave
-    m_cap = lb.max_compute_hosts_down
+    m_cap = lower_bounds(inv, policy).max_compute_hosts_down
     m_comp = max(1, min(m_all, m_cap) if m_cap else m_all)
+    compute = [x for h, x in p.items() if inv.host(h).is_compute]
     return max(max(p.values()), sum(p.values()) / m_all, sum(compute) / m_comp if compute else 0.0)
+
+
+def makespan_lower_bound(
+    inv: Inventory, policy: Policy, ph: Physics, remedies: Mapping[str, How]
+) -> float:
+    """A lower bound on any plan's makespan (lock-step or pipelined) with these predictions:
+    every host to upgrade is out for at least p_h (`least_maintenance`), so the makespan is at
+    least max_h p_h, and sum_h p_h over the hosts that may be down at once."""
+    return _spread(inv, policy, least_maintenance(inv, policy, ph, remedies))
+
+
+def lockstep_lower_bound(
+    inv: Inventory, policy: Policy, ph: Physics, remedies: Mapping[str, How]
+) -> float:
+    """A lower bound on any lock-step plan's makespan: besides `makespan_lower_bound`, the hosts
+    `first` selects need waves of their own. They take at least W_F waves (max_hosts_per_wave
+    of them a wave, and of each HA group at most its members less min_available); no other host
+    may be in a wave before the last of those, so the first W_F - 1 waves hold only them and
+    last at least the W_F - 1 smallest of their p_h; the other hosts come after, spread as
+    `makespan_lower_bound` spreads them."""
+    p = least_maintenance(inv, policy, ph, remedies)
+    anyplan = _spread(inv, policy, p)
+    first = {h for h in p if any(selector_matches(sel, inv.host(h)) for sel in policy.first)}
+    if not first or len(first) == len(p):
+        return anyplan
+    w_first = -(-len(first) // policy.max_hosts_per_wave)
+    for g in inv.ha_groups:
+        members = first & set(g.hosts)
+        down = max(1, len(g.hosts) - g.min_available)
+        w_first = max(w_first, -(-len(members) // down))
+    solo = sum(sorted(p[h] for h in first)[: w_first - 1])
+    rest = {h: x for h, x in p.items() if h not in first}
+    return max(anyplan, solo + _spread(inv, policy, rest))
 
 
 def summary(
@@ -417,4 +451,5 @@ def summary(
         },
         "predicted_makespan_s": {"lockstep": round(lockstep, 3)},
         "makespan_lower_bound_s": round(makespan_lower_bound(inv, policy, ph, remedies), 3),
+        "lockstep_lower_bound_s": round(lockstep_lower_bound(inv, policy, ph, remedies), 3),
     }

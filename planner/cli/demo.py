@@ -71,7 +71,7 @@ class DemoPrinter:
         lock = (s.get("predicted_makespan_s") or {}).get("lockstep")
         if lock is None:
             return
-        lb = s.get("makespan_lower_bound_s") or 0.0
+        lb = s.get("lockstep_lower_bound_s") or s.get("makespan_lower_bound_s") or 0.0
         ratio = f", {lock / lb:.2f} x" if lb else ""
         out.print(
             f"predicted makespan (lock-step) {_hms(lock)}, lower bound {_hms(lb)}{ratio}",

@@ -239,7 +239,7 @@ def prediction_rows(m: Any) -> list[tuple[str, str, str, str]]:
     mk = (m.get("predicted_makespan_s") or {}).get("lockstep")
     if mk is None:
         return []
-    lb = m.get("makespan_lower_bound_s")
+    lb = m.get("lockstep_lower_bound_s") or m.get("makespan_lower_bound_s")
     rows = [
         (
             "predicted makespan (lock-step)",
@@ -248,6 +248,9 @@ def prediction_rows(m: Any) -> list[tuple[str, str, str, str]]:
             f"{mk / lb:.2f} x" if lb else "",
         )
     ]
+    anyplan = m.get("makespan_lower_bound_s")
+    if anyplan and anyplan != lb:
+        rows.append(("makespan lower bound (any plan)", "", duration(anyplan), ""))
     rem = m.get("remedies") or {}
     rows.append(
         (
