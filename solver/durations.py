@@ -19,9 +19,9 @@ have. It is made only when:
   and hi goes instead to a host of that destination's AZ upgraded before lo (the latest
   first) with room for it from lo on;
 - no member of a hard affinity group is sent elsewhere (its members move together);
-- every host whose usage changes holds it at every wave's end (per resource class, and at most
-  max_server_per_host members of each hard anti-affinity group), and the cap on a wave's
-  migrations still holds.
+- every host whose usage changes holds it at every wave's end (per resource class, no fuller
+  than the fullest host as solved, and at most max_server_per_host members of each hard
+  anti-affinity group), and the cap on a wave's migrations still holds.
 
 The predictions come in as plain data (`planner.estimates.Estimates`, and how each VM is moved);
 the pass never imports the simulator. The planner re-checks its plan with the checker, as every
@@ -134,6 +134,13 @@ class _Usage:
         for k, w in enumerate(plan.waves):
             for m in w.migrations:
                 self.move(k, m, 1)
+        # No host gets fuller than the fullest is as solved (the planner's balance kept).
+        nc = len(classes)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            util = np.where(self.cap[:, :nc] > 0, self.used[:, :, :nc] / self.cap[:, :nc], 0.0)
+        worst = float(util.max(initial=0.0))
+        self.limit = self.cap.copy()
+        self.limit[:, :nc] = np.minimum(self.cap[:, :nc], np.floor(self.cap[:, :nc] * worst))
 
     def move(self, k: int, m: Migration, sign: int) -> None:
         d = self.demand[m.vm] * sign
@@ -149,17 +156,17 @@ class _Usage:
         return out
 
     def holds(self, host: str, before: np.ndarray) -> bool:
-        """Within capacity at every wave's end, or no fuller than `before` where it was not."""
+        """Within its limit at every wave's end, or no fuller than `before` where it was not."""
         h = self.hi[host]
         now = self.used[:, h]
-        return bool(((now <= self.cap[h]) | (now <= before)).all())
+        return bool(((now <= self.limit[h]) | (now <= before)).all())
 
     def takes(self, host: str, lo: int, extra: np.ndarray) -> bool:
         """The host has room for `extra` more at every wave's end from lo on."""
         h = self.hi[host]
         room = self.room.get(h)
         if room is None:
-            free = self.cap[h] - self.used[:, h]
+            free = self.limit[h] - self.used[:, h]
             room = self.room[h] = np.minimum.accumulate(free[::-1], axis=0)[::-1]
         return bool((room[lo] >= extra).all())
 
