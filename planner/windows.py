@@ -38,6 +38,8 @@ DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY = {name: i for i, name in enumerate(DAY_NAMES)}
 _TIME = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
 MINUTES_PER_DAY = 24 * 60
+# Open longer than this on end: open always (the windows recur weekly).
+_ALWAYS = _dt.timedelta(days=8)
 # No zone's UTC offset is beyond +-14 h: a bound on where an occurrence can fall in UTC.
 _SLACK = _dt.timedelta(hours=15)
 
@@ -322,7 +324,8 @@ def openings(
     """The times a host in `az` may be down, from `start` on: (open, close) in UTC, sorted,
     disjoint and not touching (overlapping or adjacent windows merged), the first clipped to
     `start` if it is already open then. Endless (windows recur) unless no window applies to
-    `az` (then nothing: never open). No windows at all: one opening, (start, FOREVER)."""
+    `az` (then nothing: never open). No windows at all, or windows that leave no hour of the
+    week closed: one opening, (start, FOREVER)."""
     t0 = _aware(start, "start")
     if not windows:
         yield t0, FOREVER
@@ -339,6 +342,11 @@ def openings(
             cur = (s, e)
         elif s <= cur[1]:
             cur = (cur[0], max(cur[1], e))
+            if cur[1] - cur[0] > _ALWAYS:
+                # open for more than a week on end: the weekly windows cover every hour, so it
+                # never closes (merging on would never yield)
+                yield cur[0], FOREVER
+                return
         else:
             yield cur
             cur = (s, e)

@@ -56,6 +56,20 @@ def test_an_opening_already_open_is_clipped_to_the_start() -> None:
     assert first(w, utc(2026, 12, 15, 2), 1) == [(utc(2026, 12, 15, 2), utc(2026, 12, 15, 5))]
 
 
+def test_windows_that_cover_every_hour_never_close() -> None:
+    # a whole day, every day: one opening that never closes (merging on would never end)
+    always = [win("daily", "00:00", "24:00")]
+    assert first(always, utc(2026, 3, 20, 9), 2) == [(utc(2026, 3, 20, 9), FOREVER)]
+    assert open_until(always, utc(2026, 12, 15, 2)) == FOREVER
+    # two windows that together cover the week, across the spring DST change
+    halves = [win("daily", "00:00", "12:00"), win("daily", "12:00", "24:00", tz=BERLIN)]
+    assert first(halves, utc(2026, 3, 25, 9), 1) == [(utc(2026, 3, 25, 9), FOREVER)]
+    # a week with one hour closed still closes
+    gap = [win("mon-sat", "00:00", "24:00"), win("sun", "01:00", "24:00")]
+    got = first(gap, utc(2026, 12, 14, 12), 2)
+    assert got[0][1] != FOREVER and got[1][1] != FOREVER
+
+
 @pytest.mark.parametrize(
     ("tz", "day", "hours"),
     [

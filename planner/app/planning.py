@@ -14,11 +14,13 @@ with the estimates (the remedy rules judge its predictions too).
 
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import replace
 from typing import Any
 
 from planner.app import predict
-from planner.checker import check_plan, plan_summary
+from planner.app import schedule as calendar
+from planner.checker import CheckReport, check_plan, plan_summary
 from planner.errors import RollwaveError
 from planner.inventory import Inventory
 from planner.plan import Plan
@@ -36,11 +38,12 @@ def solve_and_check(
     options: SolveOptions | None = None,
     progress: Any = None,
     model: SimModel | None = None,
+    start: _dt.datetime | None = None,
 ) -> tuple[Plan, dict[str, Any], SolveOutcome]:
     """Predict with `model` (default: Nova's defaults on 10 GbE), choose each VM's remedy,
     plan, annotate, then re-check the result with the checker and the estimates. Raises
     InfeasibleError when a VM has no remedy (or the policy says refuse)."""
-    plan, metrics, outcome, _ = plan_with_predictions(inv, policy, options, progress, model)
+    plan, metrics, outcome, _ = plan_with_predictions(inv, policy, options, progress, model, start)
     return plan, metrics, outcome
 
 
@@ -50,8 +53,10 @@ def plan_with_predictions(
     options: SolveOptions | None = None,
     progress: Any = None,
     model: SimModel | None = None,
+    start: _dt.datetime | None = None,
 ) -> tuple[Plan, dict[str, Any], SolveOutcome, predict.Physics]:
-    """`solve_and_check`, and the predictions it planned with."""
+    """`solve_and_check`, and the predictions it planned with. With `start`, the plan's
+    schedule in the policy's maintenance windows too (`planner.app.schedule`)."""
     ph = predict.predict(inv, policy, model or DEFAULT_MODEL)
     remedies = predict.choose_remedies(inv, policy, ph.est)
     inv2 = predict.remedied_inventory(inv, remedies)
@@ -60,16 +65,22 @@ def plan_with_predictions(
     # Durations shape the waves (same waves, same VMs moved); the checker has the last word.
     how = {m.vm: predict.how_of(m, remedies) for _, m in outcome.plan.migrations()}
     shaped = durations.shape(inv2, outcome.plan, ph.est, how, ph.shutdown_s)
-    plan = predict.annotate(inv, shaped.plan, ph, remedies)
-    report = check_plan(inv, plan, digest=digest, estimates=ph.est)
+
+    def finished(solved: Plan) -> tuple[Plan, CheckReport]:
+        done = predict.annotate(inv, solved, ph, remedies)
+        if start is not None:
+            sched = calendar.schedule(inv, done, ph.est, how, start)
+            done = replace(done, schedule=sched)
+        return done, check_plan(inv, done, digest=digest, estimates=ph.est)
+
+    plan, report = finished(shaped.plan)
     notes = list(outcome.notes)
     if shaped.swaps and not report.ok:
         notes.append(
             "the waves as solved were kept: shaped by their predicted durations, the plan broke "
             f"a rule ({report.violations[0]})"
         )
-        plan = predict.annotate(inv, outcome.plan, ph, remedies)
-        report = check_plan(inv, plan, digest=digest, estimates=ph.est)
+        plan, report = finished(outcome.plan)
     elif shaped.swaps:
         outcome.stats["durations"] = {
             "before_s": round(shaped.before_s, 3),
@@ -83,12 +94,16 @@ def plan_with_predictions(
             f"({len(report.violations)} violations); nothing was written:\n{lines}"
         )
     extra = predict.summary(inv, plan, policy, ph, remedies)
+    if plan.schedule is not None:
+        extra.update(calendar.summary(plan.schedule))
     plan = replace(plan, summary={**plan_summary(report.metrics), **extra})
     metrics = {**report.metrics, **extra}
     # The outcome tells of the plan returned (annotated), checked with the estimates. The
     # solver's models relax the remedy family (they make no predictions); chosen here before
     # they ran, the plan keeps it, so their note about it does not apply.
-    notes = [n for n in notes if "does not keep remedy (" not in n]
+    # Likewise the schedule family, once a schedule is written.
+    kept = ["does not keep remedy ("] + (["does not keep schedule ("] if start else [])
+    notes = [n for n in notes if not any(k in n for k in kept)]
     outcome = replace(outcome, plan=plan, check=report, notes=notes)
     return plan, metrics, outcome, ph
 

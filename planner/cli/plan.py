@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from planner.app.planning import solve_and_check
+from planner.app.schedule import parse_start
 from planner.cli.common import emit_json, err, format_option, out, path_arg
 from planner.errors import InfeasibleError, UsageError
 from planner.formats import load_inventory, load_policy, save_plan
@@ -122,6 +123,14 @@ def _n(x: float | None) -> str:
     help="Simulation model (YAML/JSON, kind sim-model) the predictions and remedies come from; "
     "default: Nova's defaults on 10 GbE, as `simulate`.",
 )
+@click.option(
+    "--start",
+    metavar="DATE",
+    default=None,
+    help="When the upgrade starts (ISO 8601, e.g. 2026-12-14T22:00; without an offset, the "
+    "wall clock of the policy's first window): schedule every host in the policy's "
+    "maintenance windows, lock-step.",
+)
 @format_option
 def plan_cmd(
     inventory: str,
@@ -134,6 +143,7 @@ def plan_cmd(
     first: tuple[str, ...],
     last: tuple[str, ...],
     model_path: str | None,
+    start: str | None,
     fmt: str,
 ) -> None:
     """Plan the rolling upgrade of INVENTORY under POLICY and write PLAN.
@@ -150,6 +160,7 @@ def plan_cmd(
     inv = load_inventory(inventory)
     policy = load_policy(policy_path)
     model = load_model(model_path)
+    when = parse_start(start, policy.windows) if start is not None else None
     for opt, selectors in (("--first", first), ("--last", last)):
         for sel in selectors:
             problem = selector_problem(sel)
@@ -166,7 +177,7 @@ def plan_cmd(
     progress = ProgressLine()
     t0 = time.perf_counter()
     try:
-        plan, metrics, outcome = solve_and_check(inv, policy, options, progress, model)
+        plan, metrics, outcome = solve_and_check(inv, policy, options, progress, model, when)
     except InfeasibleError as exc:
         if fmt == "json":  # the outcome for machines too; the message still goes to stderr
             emit_json({"plan": None, **exc.to_dict()})
@@ -196,6 +207,12 @@ def plan_cmd(
         )
         return
     out.print(summary_table(metrics, outcome, elapsed))
+    if plan.schedule is not None and plan.schedule.last_done is not None:
+        n = len(plan.schedule.windows)
+        out.print(
+            f"{n} window{'s' if n != 1 else ''}, last host done on "
+            f"{plan.schedule.last_done.strftime('%Y-%m-%d %H:%M %z')}"
+        )
     out.print(f"wrote {output}")
 
 
