@@ -30,6 +30,7 @@ plan, and falls back to the waves as solved should the checker refuse it.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -98,77 +99,123 @@ def _kind(inv: Inventory, policy: Policy, h: Host) -> tuple[object, ...]:
     )
 
 
+Profile = tuple[np.ndarray, dict[str, np.ndarray]]
+
+
 class _Usage:
     """Each host's usage at every wave's end, kept as the plan changes: per resource class, and
-    per hard anti-affinity group its members (at most max_server_per_host)."""
+    per hard anti-affinity group its members (at most max_server_per_host; kept apart, for the
+    few hosts and groups concerned)."""
 
     def __init__(self, inv: Inventory, plan: Plan) -> None:
         classes = inv.resource_classes
-        groups = [g for g in inv.server_groups if g.hard and g.anti]
-        self.ci = {rc: i for i, rc in enumerate(classes)}
-        gi = {g.id: len(classes) + i for i, g in enumerate(groups)}
-        self.W = len(plan.waves)
+        ci = {rc: i for i, rc in enumerate(classes)}
+        self.W = W = max(1, len(plan.waves))
         self.hi = {h.name: i for i, h in enumerate(inv.hosts)}
-        n, c = len(inv.hosts), len(classes) + len(groups)
+        n, c = len(inv.hosts), len(classes)
         self.demand: dict[str, np.ndarray] = {}
         for v in inv.vms:
-            d = np.zeros(c, dtype=np.int32)
+            d = np.zeros(c, dtype=np.int64)
             for rc, x in v.resources.items():
-                d[self.ci[rc]] = x
-            if v.server_group in gi:
-                d[gi[v.server_group]] = 1
+                d[ci[rc]] = x
             self.demand[v.id] = d
-        self.start = np.zeros((n, c), dtype=np.int32)
+        start = np.zeros((n, c), dtype=np.int64)
         for v in inv.vms:
-            self.start[self.hi[v.host]] += self.demand[v.id]
-        self.cap = np.zeros((n, c), dtype=np.int32)
+            start[self.hi[v.host]] += self.demand[v.id]
+        self.cap = np.zeros((n, c), dtype=np.int64)
         for h in inv.hosts:
             for rc in classes:
-                self.cap[self.hi[h.name], self.ci[rc]] = h.effective(rc) if h.is_compute else 0
-            for g in groups:
-                self.cap[self.hi[h.name], gi[g.id]] = g.max_server_per_host
-        # used[k, h]: at the end of wave k (cumulative); room[h]: its least free room from
+                self.cap[self.hi[h.name], ci[rc]] = h.effective(rc) if h.is_compute else 0
+        # Hard anti-affinity: each member's group, each group's most per host, and per
+        # (group, host) its members at every wave's end (made when first needed).
+        self.group = {
+            v.id: v.server_group
+            for v in inv.vms
+            if v.server_group is not None
+            and inv.has_group(v.server_group)
+            and inv.group(v.server_group).hard
+            and inv.group(v.server_group).anti
+        }
+        self.gmax = {g.id: g.max_server_per_host for g in inv.server_groups}
+        self.g0: dict[tuple[str, int], int] = defaultdict(int)
+        for vm, g in self.group.items():
+            self.g0[(g, self.hi[inv.vm(vm).host])] += 1
+        self.gused: dict[tuple[str, int], np.ndarray] = {}
+        self.ghost: dict[int, set[str]] = defaultdict(set)
+        # used[h, k]: at the end of wave k (cumulative); room[h]: its least free room from
         # each wave on (a cache, dropped when the host's usage changes).
-        self.used = np.repeat(self.start[None, :, :], max(1, self.W), axis=0)
+        self.used = np.repeat(start[:, None, :], W, axis=1)
         self.room: dict[int, np.ndarray] = {}
         for k, w in enumerate(plan.waves):
             for m in w.migrations:
                 self.move(k, m, 1)
         # No host gets fuller than the fullest is as solved (the planner's balance kept).
-        nc = len(classes)
         with np.errstate(divide="ignore", invalid="ignore"):
-            util = np.where(self.cap[:, :nc] > 0, self.used[:, :, :nc] / self.cap[:, :nc], 0.0)
+            cap = self.cap[:, None, :]
+            util = np.where(cap > 0, self.used / np.maximum(cap, 1), 0.0)
         worst = float(util.max(initial=0.0))
-        self.limit = self.cap.copy()
-        self.limit[:, :nc] = np.minimum(self.cap[:, :nc], np.floor(self.cap[:, :nc] * worst))
+        self.limit = np.minimum(self.cap, np.floor(self.cap * worst)).astype(np.int64)
+
+    def _g(self, g: str, h: int) -> np.ndarray:
+        arr = self.gused.get((g, h))
+        if arr is None:
+            arr = self.gused[(g, h)] = np.full(self.W, self.g0.get((g, h), 0), dtype=np.int64)
+            self.ghost[h].add(g)
+        return arr
+
+    def _shift(self, vm: str, k: int, frm: int, to: int, sign: int) -> None:
+        d = self.demand[vm] * sign
+        self.used[frm, k:] -= d
+        self.used[to, k:] += d
+        self.room.pop(frm, None)
+        self.room.pop(to, None)
+        g = self.group.get(vm)
+        if g is not None:
+            self._g(g, frm)[k:] -= sign
+            self._g(g, to)[k:] += sign
 
     def move(self, k: int, m: Migration, sign: int) -> None:
-        d = self.demand[m.vm] * sign
-        s, t = self.hi[m.src], self.hi[m.dst]
-        self.used[k:, s] -= d
-        self.used[k:, t] += d
-        self.room.pop(s, None)
-        self.room.pop(t, None)
+        self._shift(m.vm, k, self.hi[m.src], self.hi[m.dst], sign)
 
-    def profile(self, host: str) -> np.ndarray:
-        """The host's usage at every wave's end (waves x classes)."""
-        out: np.ndarray = self.used[:, self.hi[host]].copy()
-        return out
+    def redirect(self, k: int, vm: str, old: str, new: str) -> None:
+        """A migration of wave k goes to `new` instead of `old` (same source, same wave)."""
+        self._shift(vm, k, self.hi[old], self.hi[new], 1)
 
-    def holds(self, host: str, before: np.ndarray) -> bool:
-        """Within its limit at every wave's end, or no fuller than `before` where it was not."""
+    def profile(self, host: str) -> Profile:
+        """The host's usage at every wave's end (waves x classes), and its groups' members."""
         h = self.hi[host]
-        now = self.used[:, h]
-        return bool(((now <= self.limit[h]) | (now <= before)).all())
+        return self.used[h].copy(), {g: self._g(g, h).copy() for g in self.ghost.get(h, ())}
 
-    def takes(self, host: str, lo: int, extra: np.ndarray) -> bool:
-        """The host has room for `extra` more at every wave's end from lo on."""
+    def holds(self, host: str, before: Profile) -> bool:
+        """Within its limits at every wave's end, or no fuller than `before` where it was not."""
+        h = self.hi[host]
+        now = self.used[h]
+        if not ((now <= self.limit[h]) | (now <= before[0])).all():
+            return False
+        for g in self.ghost.get(h, ()):
+            cur = self.gused[(g, h)]
+            was = before[1].get(g)
+            ok = cur <= self.gmax[g]
+            if was is not None:
+                ok |= cur <= was
+            if not ok.all():
+                return False
+        return True
+
+    def takes(self, host: str, lo: int, extra: np.ndarray, group: tuple[str, int] | None) -> bool:
+        """The host has room for `extra` more at every wave's end from lo on (and for `group`:
+        that many more members of that group)."""
         h = self.hi[host]
         room = self.room.get(h)
         if room is None:
-            free = self.limit[h] - self.used[:, h]
+            free = self.limit[h] - self.used[h]
             room = self.room[h] = np.minimum.accumulate(free[::-1], axis=0)[::-1]
-        return bool((room[lo] >= extra).all())
+        if not (room[lo] >= extra).all():
+            return False
+        if group is None:
+            return True
+        g, more = group
+        return bool((self._g(g, h)[lo:] + more <= self.gmax[g]).all())
 
 
 def shape(
@@ -205,15 +252,19 @@ def shape(
     kind_of = {h: k for k, hs in kinds.items() for h in hs if len(hs) > 1}
     usage = _Usage(inv, plan)
     cap = policy.max_migrations_per_wave
-    # Where an evacuee may go instead: available compute hosts by AZ, in upgrade order.
-    by_az: dict[str | None, list[str]] = defaultdict(list)
-    for h in sorted(inv.compute_hosts, key=lambda h: (wave_of.get(h.name, -1), h.name)):
+    # Where an evacuee may go instead: available compute hosts by AZ and wave (in name order,
+    # kept as hosts swap), and those never upgraded.
+    bucket: dict[str | None, list[list[str]]] = defaultdict(lambda: [[] for _ in range(W)])
+    never: dict[str | None, list[str]] = defaultdict(list)
+    for h in sorted(inv.compute_hosts, key=lambda h: h.name, reverse=True):
         if h.available:
-            by_az[h.az].append(h.name)
+            k = wave_of.get(h.name)
+            (never[h.az] if k is None else bucket[h.az][k]).append(h.name)
     aggs = {h.name: set(h.aggregates) for h in inv.hosts}
+    longest = [max((dur[h] for h in hs), default=0.0) for hs in waves]
 
     def wave_max(k: int) -> float:
-        return max((dur[h] for h in waves[k]), default=0.0)
+        return longest[k]
 
     refused: Counter[str] = Counter()
 
@@ -225,6 +276,7 @@ def shape(
         early, late = (a, b) if i < j else (b, a)
         new: list[tuple[int, Migration, int]] = []
         pending: dict[str, np.ndarray] = {}
+        pending_g: dict[tuple[str, str], int] = {}
         for x, to in ((early, hi), (late, lo)):
             for mi in out[x]:
                 m = moves[mi]
@@ -240,7 +292,7 @@ def shape(
                         refused["affinity"] += 1
                         return None
                     # L's evacuee now leaves at lo: somewhere upgraded by then instead
-                    d = _elsewhere(m, lo, pending)
+                    d = _elsewhere(m, lo, pending, pending_g)
                     if d is None:
                         refused["no other destination"] += 1
                         return None
@@ -263,16 +315,23 @@ def shape(
                 return None
         return new
 
-    def _elsewhere(m: Migration, lo: int, pending: dict[str, np.ndarray]) -> str | None:
+    def _elsewhere(
+        m: Migration,
+        lo: int,
+        pending: dict[str, np.ndarray],
+        pending_g: dict[tuple[str, str], int],
+    ) -> str | None:
         """A destination for m's VM upgraded before wave lo (or never), in its old
         destination's AZ, that holds it from lo on; None if none does (first few tried)."""
         vm = inv.vm(m.vm)
         need = usage.demand[m.vm]
         az = inv.host(m.dst).az
         tried = 0
-        for d in reversed(by_az.get(az, ())):  # the latest upgraded (emptiest) first
-            wd = wave_of.get(d)
-            if (wd is not None and wd >= lo) or d == m.src:
+        waves_az: list[list[str]] = bucket.get(az) or [[] for _ in range(W)]
+        # the latest upgraded (the emptiest) first, those never upgraded last
+        latest = (d for k in range(lo - 1, -1, -1) for d in waves_az[k])
+        for d in itertools.chain(latest, never.get(az, ())):
+            if d == m.src:
                 continue
             if vm.allowed_aggregates and not set(vm.allowed_aggregates) & aggs[d]:
                 continue
@@ -280,8 +339,13 @@ def shape(
             if tried > MAX_TRIED:
                 return None
             extra = pending.get(d, 0) + need
-            if usage.takes(d, lo, extra):
+            grp = None
+            if (g := usage.group.get(m.vm)) is not None:
+                grp = (g, pending_g.get((g, d), 0) + 1)
+            if usage.takes(d, lo, extra, grp):
                 pending[d] = extra
+                if grp is not None:
+                    pending_g[(grp[0], d)] = grp[1]
                 return d
         return None
 
@@ -294,8 +358,11 @@ def shape(
         for mi, m, to in new:
             old, k = moves[mi], mwave[mi]
             undo.append((mi, old, k))
-            usage.move(k, old, -1)
-            usage.move(to, m, 1)
+            if k == to and old.src == m.src:
+                usage.redirect(k, m.vm, old.dst, m.dst)  # its source's usage stays
+            else:
+                usage.move(k, old, -1)
+                usage.move(to, m, 1)
             if old.dst != m.dst:
                 inn[old.dst].remove(mi)
                 inn[m.dst].append(mi)
@@ -305,6 +372,16 @@ def shape(
         waves[i][waves[i].index(a)] = b
         waves[j][waves[j].index(b)] = a
         wave_of[a], wave_of[b] = j, i
+        az = inv.host(a).az  # b's too: one kind
+        if az in bucket:
+            for k, out_, in_ in ((i, a, b), (j, b, a)):
+                hs = bucket[az][k]
+                if out_ in hs:
+                    hs.remove(out_)
+                    hs.append(in_)
+                    hs.sort(reverse=True)
+        for k in (i, j):
+            longest[k] = max((dur[h] for h in waves[k]), default=0.0)
         return undo
 
     def try_swap(a: str, b: str) -> bool:
