@@ -42,7 +42,7 @@ from planner.inventory import Host, Inventory
 from planner.plan import Migration, Plan, Stop
 from planner.policy import Policy, selector_matches
 
-MAX_ROUNDS = 50  # passes over the waves; each swap lowers the sum, so it ends well before
+MAX_ROUNDS = 30  # passes over the waves (the effort; on 1,000 hosts 50 converge, 1% better)
 MAX_TRIED = 40  # destinations tried for an evacuee that must go elsewhere
 
 
@@ -144,11 +144,21 @@ class _Usage:
         self.ghost: dict[int, set[str]] = defaultdict(set)
         # used[h, k]: at the end of wave k (cumulative); room[h]: its least free room from
         # each wave on (a cache, dropped when the host's usage changes).
-        self.used = np.repeat(start[:, None, :], W, axis=1)
+        ms = [(k, m) for k, w in enumerate(plan.waves) for m in w.migrations]
+        delta = np.zeros((n, W, c), dtype=np.int64)
+        if ms:
+            ks = np.array([k for k, _ in ms])
+            src = np.array([self.hi[m.src] for _, m in ms])
+            dst = np.array([self.hi[m.dst] for _, m in ms])
+            dem = np.array([self.demand[m.vm] for _, m in ms]).reshape(len(ms), c)
+            np.add.at(delta, (src, ks), -dem)
+            np.add.at(delta, (dst, ks), dem)
+        self.used = start[:, None, :] + delta.cumsum(axis=1)
         self.room: dict[int, np.ndarray] = {}
-        for k, w in enumerate(plan.waves):
-            for m in w.migrations:
-                self.move(k, m, 1)
+        for k, m in ms:
+            if (grp := self.group.get(m.vm)) is not None:
+                self._g(grp, self.hi[m.src])[k:] -= 1
+                self._g(grp, self.hi[m.dst])[k:] += 1
         # No host gets fuller than the fullest is as solved (the planner's balance kept).
         with np.errstate(divide="ignore", invalid="ignore"):
             cap = self.cap[:, None, :]

@@ -104,7 +104,7 @@ def predict(inv: Inventory, policy: Policy, model: SimModel) -> Physics:
         if got is None:
             got = cache[key] = _vm(v, share, sw, model)
         e, fb, fo, cb = got
-        vms[v.id] = replace(e, vm=v.id)
+        vms[v.id] = e  # its kind's; named below, once its stop's downtime is known
         forced_bytes[v.id], forced_outcome[v.id], cold_bytes[v.id] = fb, fo, cb
     host_est = {}
     for h in inv.hosts:
@@ -125,7 +125,8 @@ def predict(inv: Inventory, policy: Policy, model: SimModel) -> Physics:
     # (live, or force-completed when live would not finish), plus the guest's shutdown and boot.
     stop_down = {h.name: _stop_downtime(est, h.name, inv.vms_on(h.name), model) for h in inv.hosts}
     est = replace(
-        est, vms={i: replace(e, stop_downtime_s=stop_down[inv.vm(i).host]) for i, e in vms.items()}
+        est,
+        vms={v.id: replace(vms[v.id], vm=v.id, stop_downtime_s=stop_down[v.host]) for v in inv.vms},
     )
     return Physics(
         est, forced_bytes, forced_outcome, cold_bytes, model.shutdown_s, model.boot_s, model
