@@ -38,8 +38,10 @@ DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY = {name: i for i, name in enumerate(DAY_NAMES)}
 _TIME = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
 MINUTES_PER_DAY = 24 * 60
-# Open longer than this on end: open always (the windows recur weekly).
-_ALWAYS = _dt.timedelta(days=8)
+# Open longer than this on end: open always. The windows recur weekly in local time, but zones
+# change their offsets (DST) on different dates, so windows of several zones that cover the
+# week in one season may leave a gap in another: two years on end cover every season.
+_ALWAYS = _dt.timedelta(days=732)
 # No zone's UTC offset is beyond +-14 h: a bound on where an occurrence can fall in UTC.
 _SLACK = _dt.timedelta(hours=15)
 
@@ -324,8 +326,8 @@ def openings(
     """The times a host in `az` may be down, from `start` on: (open, close) in UTC, sorted,
     disjoint and not touching (overlapping or adjacent windows merged), the first clipped to
     `start` if it is already open then. Endless (windows recur) unless no window applies to
-    `az` (then nothing: never open). No windows at all, or windows that leave no hour of the
-    week closed: one opening, (start, FOREVER)."""
+    `az` (then nothing: never open). No windows at all, or windows that leave no hour closed
+    for two years on end: one opening, (start, FOREVER)."""
     t0 = _aware(start, "start")
     if not windows:
         yield t0, FOREVER
@@ -343,8 +345,8 @@ def openings(
         elif s <= cur[1]:
             cur = (cur[0], max(cur[1], e))
             if cur[1] - cur[0] > _ALWAYS:
-                # open for more than a week on end: the weekly windows cover every hour, so it
-                # never closes (merging on would never yield)
+                # open for two years on end: the windows cover every hour of every season, so
+                # it never closes (merging on would never yield)
                 yield cur[0], FOREVER
                 return
         else:
