@@ -11,11 +11,13 @@ the median wall clock and the children's CPU seconds (compare these on a shared 
 
 Columns, per cloud:
 - bound / lower bound: the plan's predicted lock-step makespan (its waves' `predicted_s` one
-  after another) against `makespan_lower_bound_s` (no plan finishes sooner under the same
-  predictions); for the plan of `--before`, its waves priced with the same predictions;
+  after another: each its slowest host's expected maintenance, upgrade times drawn) against
+  `makespan_lower_bound_s` and `lockstep_lower_bound_s` (no plan, no lock-step plan, finishes
+  sooner; they count each upgrade at its median); for the plan of `--before`, its waves
+  priced with the same predictions;
 - the best any lock-step plan with these wave sizes could do if hosts could go in any wave
-  (hosts sorted by their maintenance, the longest together): what the waves' sizes alone
-  allow, whatever the placement of VMs;
+  (hosts sorted by their maintenance, the longest together, priced as the plan's waves): what
+  the waves' sizes and the spread of upgrade times alone allow, whatever the placement of VMs;
 - migrations per moved VM (before / after), planning time (before / after, and the ratio);
 - remedies, and `rollwave simulate --strict` on the plan: its exit code, the simulated
   makespan against the plan's bound (within 5% is the target), hosts not upgraded.
@@ -55,7 +57,7 @@ def _run(cmd: list[str]) -> tuple[int, float, float, str]:
 
 def _priced(inv_path: Path, pol_path: Path, plan_path: Path) -> dict[str, float]:
     """A plan's waves priced with this checkout's predictions (default model): its lock-step
-    bound, the lower bound, and the best lock-step sum its wave sizes allow."""
+    bound, and the best lock-step sum its wave sizes allow (both with upgrade times drawn)."""
     from planner.app import predict
     from planner.formats import load_inventory, load_plan, load_policy
     from sim.model import DEFAULT
@@ -66,24 +68,47 @@ def _priced(inv_path: Path, pol_path: Path, plan_path: Path) -> dict[str, float]
     remedies = predict.choose_remedies(inv, pol, ph.est)
     how = {m.vm: predict.how_of(m, remedies) for _, m in plan.migrations()}
     dur = host_durations(inv, plan, ph.est, how, ph.shutdown_s)
-    bound = sum(max(dur[h] for h in w.hosts) for w in plan.waves)
-    lb = predict.makespan_lower_bound(inv, pol, ph, remedies)
-    return {"bound": bound, "lb": lb, "ideal": _sorted_waves(inv, plan, dur)}
+    bound = sum(predict.wave_s(ph, inv, w, remedies)[0] for w in plan.waves)
+    return {"bound": bound, "ideal": _sorted_waves(inv, plan, dur, ph)}
 
 
-def _sorted_waves(inv: Any, plan: Any, dur: dict[str, float]) -> float:
-    """The least sum of wave maxima with these waves' sizes if any host could go in any wave
-    (the waves with a controller keep theirs; the other hosts sorted, longest together)."""
+def _expected_max(inv: Any, hosts: list[str], dur: dict[str, float], ph: Any) -> float:
+    """A wave of these hosts, as `predict.wave_s` prices it: the mean slowest host, upgrade
+    times drawn (their medians in `dur` replaced by draws)."""
+    import numpy as np
+
+    from planner.app.predict import DRAWS
+
+    rng = np.random.default_rng(0)
+    draws = np.stack(
+        [
+            ph.model.upgrade_distribution(inv.host(h)).sample(rng, DRAWS)
+            + dur[h]
+            - ph.est.hosts[h].upgrade_s
+            for h in hosts
+        ]
+    )
+    return float(draws.max(axis=0).mean())
+
+
+def _sorted_waves(inv: Any, plan: Any, dur: dict[str, float], ph: Any) -> float:
+    """The least sum of expected wave durations with these waves' sizes if any host could go
+    in any wave (the waves with a controller keep theirs; the other hosts sorted by their
+    median maintenance, longest together)."""
     ctl = {h.name for h in inv.hosts if h.role == "controller"}
     fixed = [w for w in plan.waves if ctl & set(w.hosts)]
-    total = sum(max(dur[h] for h in w.hosts) for w in fixed)
     free_slots = sum(len(set(w.hosts) - ctl) for w in fixed)
-    rest = sorted((dur[h] for h in dur if h not in ctl), reverse=True)
-    rest = rest[: len(rest) - free_slots]  # the quickest go beside the controllers
+    rest = sorted((h for h in dur if h not in ctl), key=lambda h: dur[h], reverse=True)
+    quick, rest = rest[len(rest) - free_slots :], rest[: len(rest) - free_slots]
+    total = 0.0
+    for w in fixed:  # the quickest hosts beside the controllers
+        n = len(set(w.hosts) - ctl)
+        hosts, quick = [*sorted(set(w.hosts) & ctl), *quick[:n]], quick[n:]
+        total += _expected_max(inv, hosts, dur, ph)
     pos = 0
     for size in sorted((len(w.hosts) for w in plan.waves if not ctl & set(w.hosts)), reverse=True):
         if pos < len(rest):
-            total += rest[pos]
+            total += _expected_max(inv, rest[pos : pos + size], dur, ph)
         pos += size
     return total
 
@@ -224,20 +249,18 @@ def _windows(n: int, seed: int, d: Path) -> int:
 
 
 def _print(r: dict[str, Any]) -> None:
-    lb = r["lb_s"]
+    lb, ll = r["lb_s"], r.get("lock_lb_s") or r["lb_s"]
+
+    def row(label: str, x: float) -> None:
+        print(f"  {label:<34}{x:10,.0f} s  {x / lb:.3f} x any plan's, {x / ll:.3f} x lock-step's")
+
     print(f"\n{r['hosts']} hosts")
-    print(f"  lower bound (any plan)            {lb:10,.0f} s")
-    if r.get("lock_lb_s"):
-        ll = r["lock_lb_s"]
-        print(
-            f"  lower bound (any lock-step plan)  {ll:10,.0f} s  (plan's bound "
-            f"{r['bound_s'] / ll:.3f} x)"
-        )
-    print(f"  plan's bound (lock-step)          {r['bound_s']:10,.0f} s  {r['bound_s'] / lb:.3f} x")
+    print(f"  {'lower bound (any plan)':<34}{lb:10,.0f} s")
+    print(f"  {'lower bound (any lock-step plan)':<34}{ll:10,.0f} s")
+    row("plan's bound (lock-step)", r["bound_s"])
     if "before_bound_s" in r:
-        b = r["before_bound_s"]
-        print(f"  today's plan, same predictions    {b:10,.0f} s  {b / lb:.3f} x")
-    print(f"  best with these wave sizes        {r['ideal_s']:10,.0f} s  {r['ideal_s'] / lb:.3f} x")
+        row("today's plan, same predictions", r["before_bound_s"])
+    row("best with these wave sizes", r["ideal_s"])
     mb = r.get("moves_before")
     print(
         f"  migrations per moved VM           {r['moves_after']:.4f}"

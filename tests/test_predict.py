@@ -5,6 +5,7 @@ the policy's remedy (or there is no plan, explained), and the plan carries the p
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -116,6 +117,13 @@ def test_default_remedy_force_completes_the_busy_vms(example: tuple[Inventory, P
     assert all(m.predicted is not None for _, m in plan.migrations())
     assert all(s.predicted is not None for w in plan.waves for s in w.stops)
     assert all(w.predicted_s and w.predicted_s > 0 for w in plan.waves)
+    # a wave lasts its slowest host's maintenance, upgrade times drawn as the simulator does:
+    # a controller alone, 10 s + the mean of lognormal(median 1,800 s, sigma 0.25) = 1,867 s
+    ctl = next(w for w in plan.waves if w.hosts == ("ctl-1",))
+    assert ctl.predicted_s == pytest.approx(10 + 1800 * math.exp(0.25**2 / 2), abs=60)
+    for w in plan.waves:
+        _, per = predict.wave_s(ph, inv, w, _remedies(plan))
+        assert (w.predicted_s or 0) > max(per.values())  # more than the slowest median
     s = plan.summary
     assert s["remedies"] == {"force-complete": 3, "cold": 0, "stop": 0}
     lock = s["predicted_makespan_s"]["lockstep"]

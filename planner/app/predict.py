@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from planner.bounds import lower_bounds
 from planner.errors import InfeasibleError
 from planner.estimates import Estimates, HostEstimate, How, VmEstimate
@@ -30,6 +32,7 @@ from sim.migration import GIB, MIB, cold_migration, live_migration
 from sim.model import Distribution, SimModel
 
 Z95 = 1.6448536269514722  # the standard normal's 95th percentile
+DRAWS = 512  # upgrade times drawn per host for a wave's expected duration
 MB = 1e6
 
 
@@ -298,8 +301,12 @@ def predicted(ph: Physics, m: Migration, how: How) -> Predicted:
 def wave_s(
     ph: Physics, inv: Inventory, w: Wave, remedies: Mapping[str, How]
 ) -> tuple[float, dict[str, float]]:
-    """The wave's predicted lock-step duration (its slowest host: disable, drain k_out at a
-    time, longest first, the upgrade's median, enable) and each host's maintenance."""
+    """The wave's predicted lock-step duration and each host's maintenance (disable, drain
+    k_out at a time, longest first, the upgrade's median, enable). A lock-step wave lasts as
+    long as its slowest host, and upgrade times vary (the model's distribution, drawn per host
+    as the simulator draws them): its duration is the mean over `DRAWS` draws (a fixed seed:
+    the same plan, the same figure) of the slowest host's, more than the slowest median when
+    many hosts go together."""
     est = ph.est
     by_src: dict[str, list[str]] = {h: [] for h in w.hosts}
     how: dict[str, How] = {}
@@ -314,7 +321,17 @@ def wave_s(
         if host in stopping:
             drain = max(drain, ph.shutdown_s)
         per[host] = h.disable_s + drain + h.upgrade_s + h.enable_s
-    return (max(per.values()) if per else 0.0), per
+    if not per:
+        return 0.0, per
+    rng = np.random.default_rng(w.index)
+    draws = np.stack(
+        [
+            ph.model.upgrade_distribution(inv.host(host)).sample(rng, DRAWS)
+            + (x - est.hosts[host].upgrade_s)
+            for host, x in per.items()
+        ]
+    )
+    return float(draws.max(axis=0).mean()), per
 
 
 def annotate(inv: Inventory, plan: Plan, ph: Physics, remedies: Mapping[str, How]) -> Plan:
