@@ -38,6 +38,10 @@ DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY = {name: i for i, name in enumerate(DAY_NAMES)}
 _TIME = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
 MINUTES_PER_DAY = 24 * 60
+# Open longer than this on end: open always. The windows recur weekly in local time, but zones
+# change their offsets (DST) on different dates, so windows of several zones that cover the
+# week in one season may leave a gap in another: two years on end cover every season.
+_ALWAYS = _dt.timedelta(days=732)
 # No zone's UTC offset is beyond +-14 h: a bound on where an occurrence can fall in UTC.
 _SLACK = _dt.timedelta(hours=15)
 
@@ -312,10 +316,6 @@ def _window_openings(w: Window, start: _dt.datetime) -> Iterator[Opening]:
             yield heapq.heappop(heap)
 
 
-# An opening longer than this is one that never closes (see `openings`).
-_ALWAYS = _dt.timedelta(days=370)
-
-
 def applicable(windows: Iterable[Window], az: str | None) -> tuple[Window, ...]:
     return tuple(w for w in windows if w.applies(az))
 
@@ -326,8 +326,8 @@ def openings(
     """The times a host in `az` may be down, from `start` on: (open, close) in UTC, sorted,
     disjoint and not touching (overlapping or adjacent windows merged), the first clipped to
     `start` if it is already open then. Endless (windows recur) unless no window applies to
-    `az` (then nothing: never open). No windows at all, or windows that together never close
-    (e.g. daily 00:00-24:00): one opening that ends at FOREVER."""
+    `az` (then nothing: never open). No windows at all, or windows that leave no hour closed
+    for two years on end: one opening, (start, FOREVER)."""
     t0 = _aware(start, "start")
     if not windows:
         yield t0, FOREVER
@@ -345,8 +345,8 @@ def openings(
         elif s <= cur[1]:
             cur = (cur[0], max(cur[1], e))
             if cur[1] - cur[0] > _ALWAYS:
-                # Open without a break for over a year: the rules repeat yearly (DST
-                # included), so it never closes; merging on would never end.
+                # open for two years on end: the windows cover every hour of every season, so
+                # it never closes (merging on would never yield)
                 yield cur[0], FOREVER
                 return
         else:

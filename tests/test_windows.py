@@ -56,6 +56,20 @@ def test_an_opening_already_open_is_clipped_to_the_start() -> None:
     assert first(w, utc(2026, 12, 15, 2), 1) == [(utc(2026, 12, 15, 2), utc(2026, 12, 15, 5))]
 
 
+def test_windows_that_cover_every_hour_never_close() -> None:
+    # a whole day, every day: one opening that never closes (merging on would never end)
+    always = [win("daily", "00:00", "24:00")]
+    assert first(always, utc(2026, 3, 20, 9), 2) == [(utc(2026, 3, 20, 9), FOREVER)]
+    assert open_until(always, utc(2026, 12, 15, 2)) == FOREVER
+    # two windows that together cover the week, across the spring DST change
+    halves = [win("daily", "00:00", "12:00"), win("daily", "12:00", "24:00", tz=BERLIN)]
+    assert first(halves, utc(2026, 3, 25, 9), 1) == [(utc(2026, 3, 25, 9), FOREVER)]
+    # a week with one hour closed still closes
+    gap = [win("mon-sat", "00:00", "24:00"), win("sun", "01:00", "24:00")]
+    got = first(gap, utc(2026, 12, 14, 12), 2)
+    assert got[0][1] != FOREVER and got[1][1] != FOREVER
+
+
 @pytest.mark.parametrize(
     ("tz", "day", "hours"),
     [
@@ -153,20 +167,6 @@ def test_a_window_that_never_opens_cannot_be_made() -> None:
     assert win("daily", "00:00", "24:00").length_min == 24 * 60
 
 
-def test_windows_that_never_close_are_one_endless_opening() -> None:
-    """Daily 00:00-24:00, or two windows that overlap around the clock: open for ever, at once
-    (it used to merge day after day without end)."""
-    t = utc(2026, 3, 28, 12)
-    for ws in (
-        [win("daily", "00:00", "24:00", BERLIN)],
-        [win("daily", "12:00", "02:30", BERLIN), win("daily", "02:00", "12:00", BERLIN)],
-    ):
-        assert first(ws, t, 3) == [(t, FOREVER)]
-        assert is_open(ws, t) and open_until(ws, t) == FOREVER
-    weekdays = [win("mon-fri", "00:00", "24:00", BERLIN)]  # closes at the weekend
-    assert first(weekdays, t, 1)[0][1] != FOREVER
-
-
 # ---------------------------------------------------------------------------------------------
 # Invariants
 # ---------------------------------------------------------------------------------------------
@@ -226,19 +226,21 @@ def test_openings_are_sorted_disjoint_and_exactly_the_wall_clock_windows(
     for (s, e), nxt in itertools.zip_longest(got, got[1:]):
         assert s.tzinfo is UTC and e.tzinfo is UTC
         assert s < e
+        if e == FOREVER:
+            # windows that leave no hour of the week closed: one opening that never closes,
+            # the last; every instant of its first two weeks is inside a window
+            assert nxt is None
+            for i in range(0, 14 * 24 * 4):
+                assert inside(ws, s + dt.timedelta(minutes=15 * i), az)
+            continue
         if nxt is not None:
             assert e < nxt[0]  # disjoint, and not touching (those merge)
-        if e == FOREVER:  # the windows together never close: check the first weeks
-            assert nxt is None
-            for hours in range(0, 24 * 21, 5):
-                assert inside(ws, s + dt.timedelta(hours=hours, minutes=7), az)
-            continue
         # every instant of an opening is inside a window's local wall-clock interval
         for t in (s, e - dt.timedelta(microseconds=1), s + (e - s) / 2):
             assert inside(ws, t, az), (s, e, t)
         assert not inside(ws, e, az) or e == s  # it closes when the wall clock leaves
     # and every instant the clock reads inside a window is in an opening (up to the last)
-    horizon = min(got[-1][1], start + dt.timedelta(days=30))
+    horizon = got[-1][1] if got[-1][1] != FOREVER else start + dt.timedelta(days=14)
     for _ in range(20):
         frac = data.draw(st.floats(0, 1))
         t = start + (horizon - start) * frac

@@ -1,18 +1,33 @@
 """Plan and check: the use case behind `rollwave plan`, the demo, the what-ifs and the notebooks.
 
-The solver is never trusted blindly: a plan leaves here only after the checker has accepted it.
+Every plan carries the migration model's predictions (`planner.app.predict`; the default model
+without a file): each VM that would not finish its live migration, or would take longer than
+`max_migration_s`, gets the policy's remedy before the solver runs (a cold one migrates cold, a
+stopped one cannot move); the solved waves are shaped by their predicted durations
+(`solver.durations`: hosts swapped between waves so that long drains go together, the waves and
+the VMs moved as solved), and the plan is annotated with the remedies, the predicted durations,
+downtimes and bytes, and each wave's predicted lock-step duration.
+
+The solver is never trusted blindly: a plan leaves here only after the checker has accepted it,
+with the estimates (the remedy rules judge its predictions too).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import replace
 from typing import Any
 
-from planner.checker import check_plan, plan_summary
+from planner.app import predict
+from planner.app import schedule as calendar
+from planner.checker import CheckReport, check_plan, plan_summary
 from planner.errors import RollwaveError
 from planner.inventory import Inventory
 from planner.plan import Plan
 from planner.policy import Policy
+from sim.model import DEFAULT as DEFAULT_MODEL
+from sim.model import SimModel
+from solver import durations
 from solver.solve import PlannerName, SolveOptions, SolveOutcome
 from solver.solve import solve as solve_plan
 
@@ -22,20 +37,75 @@ def solve_and_check(
     policy: Policy,
     options: SolveOptions | None = None,
     progress: Any = None,
+    model: SimModel | None = None,
+    start: _dt.datetime | None = None,
 ) -> tuple[Plan, dict[str, Any], SolveOutcome]:
-    """Plan, then re-check the result with the checker (the solver is never trusted blindly)."""
-    outcome = solve_plan(inv, policy, options, progress=progress)
-    plan = outcome.plan
-    # solve() has run the checker on its plan (for this inventory's digest): no second replay.
-    report = outcome.check if outcome.check is not None else check_plan(inv, plan)
+    """Predict with `model` (default: Nova's defaults on 10 GbE), choose each VM's remedy,
+    plan, annotate, then re-check the result with the checker and the estimates. Raises
+    InfeasibleError when a VM has no remedy (or the policy says refuse)."""
+    plan, metrics, outcome, _ = plan_with_predictions(inv, policy, options, progress, model, start)
+    return plan, metrics, outcome
+
+
+def plan_with_predictions(
+    inv: Inventory,
+    policy: Policy,
+    options: SolveOptions | None = None,
+    progress: Any = None,
+    model: SimModel | None = None,
+    start: _dt.datetime | None = None,
+) -> tuple[Plan, dict[str, Any], SolveOutcome, predict.Physics]:
+    """`solve_and_check`, and the predictions it planned with. With `start`, the plan's
+    schedule in the policy's maintenance windows too (`planner.app.schedule`)."""
+    ph = predict.predict(inv, policy, model or DEFAULT_MODEL)
+    remedies = predict.choose_remedies(inv, policy, ph.est)
+    inv2 = predict.remedied_inventory(inv, remedies)
+    outcome = solve_plan(inv2, policy, options, progress=progress)
+    digest = outcome.plan.inventory_sha256
+    # Durations shape the waves (same waves, same VMs moved); the checker has the last word.
+    how = {m.vm: predict.how_of(m, remedies) for _, m in outcome.plan.migrations()}
+    shaped = durations.shape(inv2, outcome.plan, ph.est, how, ph.shutdown_s)
+
+    def finished(solved: Plan) -> tuple[Plan, CheckReport]:
+        done = predict.annotate(inv, solved, ph, remedies)
+        if start is not None:
+            sched = calendar.schedule(inv, done, ph.est, how, start)
+            done = replace(done, schedule=sched)
+        return done, check_plan(inv, done, digest=digest, estimates=ph.est)
+
+    plan, report = finished(shaped.plan)
+    notes = list(outcome.notes)
+    if shaped.swaps and not report.ok:
+        notes.append(
+            "the waves as solved were kept: shaped by their predicted durations, the plan broke "
+            f"a rule ({report.violations[0]})"
+        )
+        plan, report = finished(outcome.plan)
+    elif shaped.swaps:
+        outcome.stats["durations"] = {
+            "before_s": round(shaped.before_s, 3),
+            "after_s": round(shaped.after_s, 3),
+            "swaps": shaped.swaps,
+        }
     if not report.ok:
         lines = "\n".join(f"  {v}" for v in report.violations[:20])
         raise RollwaveError(
             f"internal error: the {outcome.planner} planner produced a plan the checker rejects "
             f"({len(report.violations)} violations); nothing was written:\n{lines}"
         )
-    plan = replace(plan, summary=plan_summary(report.metrics))
-    return plan, dict(report.metrics), outcome
+    extra = predict.summary(inv, plan, policy, ph, remedies)
+    if plan.schedule is not None:
+        extra.update(calendar.summary(plan.schedule))
+    plan = replace(plan, summary={**plan_summary(report.metrics), **extra})
+    metrics = {**report.metrics, **extra}
+    # The outcome tells of the plan returned (annotated), checked with the estimates. The
+    # solver's models relax the remedy family (they make no predictions); chosen here before
+    # they ran, the plan keeps it, so their note about it does not apply.
+    # Likewise the schedule family, once a schedule is written.
+    kept = ["does not keep remedy ("] + (["does not keep schedule ("] if start else [])
+    notes = [n for n in notes if not any(k in n for k in kept)]
+    outcome = replace(outcome, plan=plan, check=report, notes=notes)
+    return plan, metrics, outcome, ph
 
 
 def solve(
@@ -44,8 +114,10 @@ def solve(
     planner: PlannerName = "cpsat",
     time_limit: float | None = None,
     seed: int = 0,
+    model: SimModel | None = None,
 ) -> Plan:
-    """Plan as `rollwave plan` does (CP-SAT, with the greedy planner as its fallback); raises
-    InfeasibleError with the reasons when no plan exists."""
+    """Plan as `rollwave plan` does (CP-SAT, with the greedy planner as its fallback, the
+    predictions of `model`, default Nova's defaults on 10 GbE); raises InfeasibleError with the
+    reasons when no plan exists."""
     options = SolveOptions(planner=planner, time_limit=time_limit, seed=seed)
-    return solve_plan(inv, policy, options, inventory_sha256=inv.digest or "").plan
+    return plan_with_predictions(inv, policy, options, model=model)[0]

@@ -67,7 +67,7 @@ def evaluate(
         plan = (
             _solve_once(inv, inv2, p2, spares, config)
             if reuse_plans
-            else solve(inv2, p2, config.planner, config.time_limit, config.seed)
+            else solve(inv2, p2, config.planner, config.time_limit, config.seed, model)
         )
     except InfeasibleError as exc:
         return Outcome(
@@ -119,13 +119,17 @@ def evaluate(
         makespan_s=sched.makespan_s,
         solve_s=solve_s,
         simulate_s=time.perf_counter() - t1 if sim else 0.0,
+        predicted_makespan_s=(plan.summary.get("predicted_makespan_s") or {}).get("lockstep"),
+        downtime_s=(plan.summary.get("predicted_downtime_s") or {}).get("total"),
+        remedies=dict(plan.summary.get("remedies") or {}),
         **sim,
     )
 
 
 # Plans solved in this process during one sweep, by (base inventory, policy, spare hosts):
-# combinations that differ only in the simulation model share their plan. A Dask worker lives
-# on after a sweep: `_PLANS_SWEEP` names the sweep its plans belong to.
+# combinations that differ only in the simulation model share their plan (its predictions and
+# remedies those of the sweep's model). A Dask worker lives on after a sweep: `_PLANS_SWEEP`
+# names the sweep its plans belong to.
 _PLANS: dict[tuple[int, str, int], Plan] = {}
 _PLANS_SWEEP = ""
 
@@ -137,7 +141,9 @@ def _solve_once(
     if key not in _PLANS:
         if len(_PLANS) > 64:
             _PLANS.clear()
-        _PLANS[key] = solve(inv, policy, config.planner, config.time_limit, config.seed)
+        _PLANS[key] = solve(
+            inv, policy, config.planner, config.time_limit, config.seed, config.model
+        )
     return _PLANS[key]
 
 

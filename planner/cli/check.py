@@ -9,10 +9,12 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from planner.app.predict import predict
 from planner.checker import RULES, CheckReport, check_plan
 from planner.cli.common import emit_json, err, format_option, kv_table, out, path_arg
 from planner.errors import ExitCode
 from planner.formats import load_inventory, load_plan
+from sim.model import load_model
 
 
 @click.command("check")
@@ -23,17 +25,35 @@ from planner.formats import load_inventory, load_plan
     is_flag=True,
     help="Accept a plan made for another inventory file (e.g. the same cloud re-exported).",
 )
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Simulation model (YAML/JSON, kind sim-model): judge the plan's remedies with its "
+    "predictions too (a live migration predicted never to finish without a remedy is a "
+    "warning; max_migration_s, max_downtime_s).",
+)
 @click.option("--max-shown", default=50, show_default=True, help="Violations listed in text form.")
 @format_option
-def check_cmd(inventory: str, plan: str, ignore_digest: bool, max_shown: int, fmt: str) -> int:
+def check_cmd(
+    inventory: str,
+    plan: str,
+    ignore_digest: bool,
+    model_path: str | None,
+    max_shown: int,
+    fmt: str,
+) -> int:
     """Check PLAN against INVENTORY: every rule, every wave, with numbers.
 
     Also checks the inventory itself (over-capacity, headroom or HA groups already broken) and that
-    the plan was made for this inventory file (sha256). Exit 0 valid, 1 violations, 2 bad input.
+    the plan was made for this inventory file (sha256). With --model, the rules on remedies judge
+    the model's predictions too. Exit 0 valid, 1 violations, 2 bad input.
     """
     inv = load_inventory(inventory)
     p = load_plan(plan)
-    report = check_plan(inv, p, digest=p.inventory_sha256 if ignore_digest else None)
+    est = predict(inv, p.policy, load_model(model_path)).est if model_path else None
+    report = check_plan(inv, p, digest=p.inventory_sha256 if ignore_digest else None, estimates=est)
     if fmt == "json":
         emit_json(report.to_dict())
     else:

@@ -28,7 +28,11 @@ def demo_cmd(out_dir: str) -> None:
 class DemoPrinter:
     """Each step of the demo on the console as it finishes."""
 
+    def __init__(self) -> None:
+        self.inv: Inventory | None = None
+
     def example(self, inv: Inventory, policy: Policy) -> None:
+        self.inv = inv
         out.print(
             kv_table(
                 f"example cloud {inv.cloud}",
@@ -56,8 +60,44 @@ class DemoPrinter:
                 f"{len(w.migrations):>3} migrations, {len(w.stops)} stops",
                 markup=False,
             )
+        self.predictions(step)
         verdict = "[bold green]valid[/]" if step.check.ok else "[bold red]INVALID[/]"
         out.print(f"plan {verdict}")
+
+    def predictions(self, step: Planned) -> None:
+        """The plan's predictions: its lock-step makespan against the lower bound, and each
+        remedied VM with its remedy and predicted downtime."""
+        s = step.plan.summary
+        lock = (s.get("predicted_makespan_s") or {}).get("lockstep")
+        if lock is None:
+            return
+        lb = s.get("lockstep_lower_bound_s") or s.get("makespan_lower_bound_s") or 0.0
+        ratio = f", {lock / lb:.2f} x" if lb else ""
+        out.print(
+            f"predicted makespan (lock-step) {_hms(lock)}, lower bound {_hms(lb)}{ratio}",
+            markup=False,
+        )
+        rows = [
+            (w.index, m.vm, m.remedy, m.predicted.downtime_s)
+            for w in step.plan.waves
+            for m in w.migrations
+            if m.remedy and m.predicted
+        ] + [
+            (w.index, x.vm, x.remedy, x.predicted.downtime_s)
+            for w in step.plan.waves
+            for x in w.stops
+            if x.remedy and x.predicted
+        ]
+        if not rows:
+            out.print("no VM needs a remedy: every live migration is predicted to finish")
+            return
+        out.print(f"{len(rows)} VM(s) predicted not to finish a live migration, remedied:")
+        for wave, vm, remedy, down in sorted(rows):
+            name = self.inv.vm(vm).name if self.inv and self.inv.has_vm(vm) else vm
+            out.print(
+                f"  wave {wave:>2}: {name} ({vm[:8]}) {remedy}, predicted downtime {down:.1f} s",
+                markup=False,
+            )
 
     def simulated(self, step: Simulated) -> None:
         res, s = step.result, step.summary

@@ -10,10 +10,12 @@ import click
 from rich.table import Table
 
 from planner.app.planning import solve_and_check
+from planner.app.schedule import parse_start
 from planner.cli.common import emit_json, err, format_option, out, path_arg
 from planner.errors import InfeasibleError, UsageError
 from planner.formats import load_inventory, load_policy, save_plan
 from planner.policy import selector_problem
+from sim.model import load_model
 from solver.solve import PLANNERS, SolveOptions, SolveOutcome
 
 
@@ -113,6 +115,22 @@ def _n(x: float | None) -> str:
     metavar="SELECTOR",
     help="Hosts to upgrade after all others (same selectors as --first).",
 )
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Simulation model (YAML/JSON, kind sim-model) the predictions and remedies come from; "
+    "default: Nova's defaults on 10 GbE, as `simulate`.",
+)
+@click.option(
+    "--start",
+    metavar="DATE",
+    default=None,
+    help="When the upgrade starts (ISO 8601, e.g. 2026-12-14T22:00; without an offset, the "
+    "wall clock of the policy's first window): schedule every host in the policy's "
+    "maintenance windows, lock-step.",
+)
 @format_option
 def plan_cmd(
     inventory: str,
@@ -124,17 +142,25 @@ def plan_cmd(
     workers: int,
     first: tuple[str, ...],
     last: tuple[str, ...],
+    model_path: str | None,
+    start: str | None,
     fmt: str,
 ) -> None:
     """Plan the rolling upgrade of INVENTORY under POLICY and write PLAN.
 
     Fewest waves first, then fewest migrations (evacuees go to hosts already upgraded, so each
-    VM moves once), then balance. The plan is re-checked by the same checker as `rollwave check`
-    before it is written. When no plan exists, says why and exits with code 3: "no plan exists"
-    is a proof (naming the rules in conflict), "no plan found (not proven impossible)" is not.
+    VM moves once), then balance. Every migration carries its predicted duration, downtime and
+    bytes under the model (--model; default Nova's defaults on 10 GbE), and every VM predicted
+    not to finish its live migration (or over max_migration_s) the policy's remedy
+    (non_converging). The plan is re-checked by the same checker as `rollwave check`, with the
+    predictions, before it is written. When no plan exists, says why and exits with code 3:
+    "no plan exists" is a proof (naming the rules in conflict), "no plan found (not proven
+    impossible)" is not.
     """
     inv = load_inventory(inventory)
     policy = load_policy(policy_path)
+    model = load_model(model_path)
+    when = parse_start(start, policy.windows) if start is not None else None
     for opt, selectors in (("--first", first), ("--last", last)):
         for sel in selectors:
             problem = selector_problem(sel)
@@ -151,7 +177,7 @@ def plan_cmd(
     progress = ProgressLine()
     t0 = time.perf_counter()
     try:
-        plan, metrics, outcome = solve_and_check(inv, policy, options, progress)
+        plan, metrics, outcome = solve_and_check(inv, policy, options, progress, model, when)
     except InfeasibleError as exc:
         if fmt == "json":  # the outcome for machines too; the message still goes to stderr
             emit_json({"plan": None, **exc.to_dict()})
@@ -181,6 +207,12 @@ def plan_cmd(
         )
         return
     out.print(summary_table(metrics, outcome, elapsed))
+    if plan.schedule is not None and plan.schedule.last_done is not None:
+        n = len(plan.schedule.windows)
+        out.print(
+            f"{n} window{'s' if n != 1 else ''}, last host done on "
+            f"{plan.schedule.last_done.strftime('%Y-%m-%d %H:%M %z')}"
+        )
     out.print(f"wrote {output}")
 
 
@@ -209,12 +241,59 @@ def summary_table(m: dict[str, Any], outcome: SolveOutcome, elapsed: float) -> T
         t.add_row("tightest headroom", f"{slack[key]:.2f} x", key, "")
     if m.get("soft_group_warnings"):
         t.add_row("soft server groups not kept", str(m["soft_group_warnings"]), "", "")
+    for label, value, bound, gap in prediction_rows(m):
+        t.add_row(label, value, bound, gap)
     status = outcome.planner
     if outcome.planner == "cpsat":
         status += f", waves {outcome.status}"
     t.add_row("planner", status, "", "")
     t.add_row("time", f"{elapsed:.1f} s", "", "")
     return t
+
+
+def prediction_rows(m: Any) -> list[tuple[str, str, str, str]]:
+    """The summary's predictions: makespan against its lower bound, remedies, downtime."""
+    mk = (m.get("predicted_makespan_s") or {}).get("lockstep")
+    if mk is None:
+        return []
+    lb = m.get("lockstep_lower_bound_s") or m.get("makespan_lower_bound_s")
+    rows = [
+        (
+            "predicted makespan (lock-step)",
+            duration(mk),
+            duration(lb) if lb else "",
+            f"{mk / lb:.2f} x" if lb else "",
+        )
+    ]
+    anyplan = m.get("makespan_lower_bound_s")
+    if anyplan and anyplan != lb:
+        rows.append(("makespan lower bound (any plan)", "", duration(anyplan), ""))
+    rem = m.get("remedies") or {}
+    rows.append(
+        (
+            "remedies",
+            ", ".join(f"{k} {v}" for k, v in rem.items() if v) or "none needed",
+            "",
+            "",
+        )
+    )
+    down = m.get("predicted_downtime_s") or {}
+    if down:
+        rows.append(
+            (
+                "predicted downtime",
+                f"{down['total']:,.0f} s total, worst {down['worst']:,.1f} s",
+                "",
+                "",
+            )
+        )
+    return rows
+
+
+def duration(s: float) -> str:
+    """Seconds as h:mm:ss."""
+    n = round(s)
+    return f"{n // 3600}:{n % 3600 // 60:02d}:{n % 60:02d}"
 
 
 def _s(x: Any) -> str:

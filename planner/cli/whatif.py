@@ -242,6 +242,11 @@ def table(results: Sequence[Outcome], varies: Sequence[Vary]) -> Table:
         t.add_column("P95", justify="right")
     else:
         t.add_column("makespan (est.)", justify="right")
+    predicted = any(r.downtime_s is not None for r in results)
+    if predicted:
+        t.add_column("predicted makespan", justify="right")
+        t.add_column("downtime", justify="right")
+        t.add_column("remedies", justify="right")
     t.add_column("migr/VM", justify="right")
     t.add_column("2x moved", justify="right")
     t.add_column("min headroom", justify="right")
@@ -261,6 +266,10 @@ def table(results: Sequence[Outcome], varies: Sequence[Vary]) -> Table:
             cells += [_hours(r.makespan_p50_s), _hours(r.makespan_p95_s)]
         else:
             cells.append(_hours(r.makespan_s))
+        if predicted:
+            rem = ", ".join(f"{k} {v}" for k, v in r.remedies.items() if v) or "none"
+            down = "-" if r.downtime_s is None else f"{r.downtime_s:,.0f} s"
+            cells += [_hours(r.predicted_makespan_s), down, rem]
         cells += [
             f"{r.migrations_per_vm:.3f}" if r.migrations_per_vm is not None else "-",
             str(r.vms_moved_twice),

@@ -297,6 +297,11 @@ class Outcome:
     solve_s: float = 0.0
     simulate_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # the plan's predictions (its summary): lock-step makespan, every guest's downtime summed,
+    # VMs per remedy
+    predicted_makespan_s: float | None = None
+    downtime_s: float | None = None
+    remedies: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -381,6 +386,9 @@ class Outcome:
             "proven": self.proven,
             "blame": [dict(b) for b in self.blame],
             "relaxations": self.relaxations(),
+            "predicted_makespan_s": _round(self.predicted_makespan_s),
+            "predicted_downtime_s": _round(self.downtime_s),
+            "remedies": dict(self.remedies),
         }
         return d
 
@@ -403,6 +411,8 @@ def tradeoff(results: Sequence[Outcome], varies: Sequence[Vary]) -> Any:
             r.makespan_p95_s,
             r.breach_probability,
             r.failures_absorbed,
+            r.predicted_makespan_s,
+            r.downtime_s,
         )
         for r in results
         if r.ok and r.makespan_s is not None

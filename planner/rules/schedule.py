@@ -2,7 +2,7 @@
 policy that applies to it (`windows`, see planner.windows), and the plan's `schedule` says which
 opening each host is expected in.
 
-A plan need not have a schedule (the planner writes one with windows or `plan --start`); when it
+A plan need not have a schedule (the planner writes one with `plan --start`); when it
 has one, the checker judges it: every host of the plan's waves in exactly one scheduled window,
 none else, windows numbered 1, 2, ... in time order, each opening before it closes, none
 overlapping the next, none before the schedule's start, and `last_done` not before it

@@ -1,15 +1,16 @@
-"""Remedies in the solver's models: none yet. The planners make no predictions (they come with
-issue 15's planner: `rollwave plan --model`), so they write no remedies, no
-force_complete_after_s, and keep neither max_migration_s nor max_downtime_s; the checker judges
-those with estimates (`check_plan(..., estimates=)`)."""
+"""Remedies in the solver's models: none. The models make no predictions; the planner
+(`planner.app.predict`, behind `rollwave plan`) chooses each VM's remedy before they run (a cold
+remedy migrates cold, a stopped VM cannot move, in the inventory they are given) and writes the
+remedies, force_complete_after_s and predictions on their plan. Solved alone, a plan has none;
+the checker judges them with estimates (`check_plan(..., estimates=)`)."""
 
 from __future__ import annotations
 
 from solver.rules.base import Encodings, Relaxed
 
 _NOT_YET = (
-    "predictions come with issue 15's planner: it writes no remedies and does not keep "
-    "max_migration_s or max_downtime_s"
+    "the models make no predictions: the planner chooses remedies before they run "
+    "(rollwave plan); solved alone, a plan has none"
 )
 
 ENCODINGS = Encodings(

@@ -421,7 +421,12 @@ def test_cli_whatif_says_impossible_or_not_found_in_every_format(tmp_path: Path)
     # CSV: the old columns first and in place, then the new ones
     stdout, _ = run("two", "csv", "--planner", "greedy")
     header = stdout.splitlines()[0]
-    assert header == "max_hosts_per_wave," + OLD_CSV + ",outcome,proven,blame,relaxations"
+    assert header == (
+        "max_hosts_per_wave,"
+        + OLD_CSV
+        + ",outcome,proven,blame,relaxations"
+        + ",predicted_makespan_s,predicted_downtime_s,remedies"
+    )
     csv_rows = list(csv.DictReader(io.StringIO(stdout)))
     assert [(r["outcome"], r["proven"]) for r in csv_rows] == [
         ("impossible", "true"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,8 @@ from planner.report.plots.style import (
     time_unit,
 )
 
+TITLE = "What-if: makespan against risk"
+
 
 @dataclass(frozen=True)
 class TradeoffPoint:
@@ -29,6 +31,8 @@ class TradeoffPoint:
     makespan_p95_s: float | None
     breach_probability: float | None
     failures_absorbed: int | None  # largest-host failures absorbable at the worst wave
+    predicted_makespan_s: float | None = None  # the plan's own (lock-step, predicted)
+    downtime_s: float | None = None  # every guest's predicted downtime, summed
 
 
 def pareto(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -72,7 +76,7 @@ def tradeoff_figure(
     points: Sequence[TradeoffPoint],
     infeasible: Sequence[tuple[str, str]] = (),
     *,
-    title: str = "What-if: makespan against risk",
+    title: str = TITLE,
     key_order: str = "",
     max_labels: int = 24,
 ) -> Figure:
@@ -82,13 +86,16 @@ def tradeoff_figure(
     joined. Point labels are the combinations' values in `key_order`; combinations without a plan
     are listed below."""
     simulated = any(p.breach_probability is not None for p in points)
-    n_panels = 2 if simulated else 1
+    downtime = any(p.downtime_s is not None and p.predicted_makespan_s for p in points)
+    n_panels = (2 if simulated else 1) + (1 if downtime else 0)
     extra = 0.16 * min(len(infeasible), 9) + 0.25 if infeasible else 0.0
     fig = Figure(figsize=(WIDTH, 4.2 + extra), layout="constrained")
     gs = fig.add_gridspec(
         2 if infeasible else 1, n_panels, height_ratios=[4.2, extra] if infeasible else [1]
     )
     axes = [fig.add_subplot(gs[0, i]) for i in range(n_panels)]
+    if downtime and title == TITLE:
+        title += " and downtime"
     fig.suptitle(
         title + (f"\npoint labels: {key_order}" if key_order else ""),
         x=0.01,
@@ -111,6 +118,8 @@ def tradeoff_figure(
                 True,
             )
         )
+        if downtime:
+            panels[-1] = (axes[-2], *panels[-1][1:])
         for ax, ylabel, get, higher_is_safer in panels:
             pts = [(p, get(p)) for p in points]
             pts = [(p, y) for p, y in pts if y is not None]
@@ -121,6 +130,8 @@ def tradeoff_figure(
             ax.set_xlabel(f"makespan ({unit}{', P50 to P95' if simulated else ', estimated'})")
             ax.set_ylabel(ylabel)
             ax.legend(loc="best", fontsize=8)
+        if downtime:
+            _downtime_panel(axes[-1], points, n_panels, max_labels)
     if infeasible:
         _no_plan_list(fig.add_subplot(gs[1, :]), infeasible)
     return fig
@@ -134,9 +145,11 @@ def _risk_panel(
     simulated: bool,
     n_panels: int,
     max_labels: int,
+    probability: bool = True,
 ) -> None:
     """One panel: each combination at (makespan, risk), P50 to P95 as a line when simulated, the
-    best trade-offs joined, and labels that do not overlap."""
+    best trade-offs joined, and labels that do not overlap. `probability`: the risk is one (an
+    axis of percentages)."""
     xs = np.array([p.makespan_s / scale for p, _ in pts])
     ys = np.array([float(y) for _, y in pts])  # type: ignore[arg-type]
     for (p, _), x, y in zip(pts, xs, ys, strict=True):
@@ -182,9 +195,37 @@ def _risk_panel(
     ax.margins(x=0.08, y=0.22)
     if higher_is_safer:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    else:  # a probability
+    elif not probability:
+        ax.set_ylim(0, max(1e-9, float(ys.max())) * 1.3)
+    else:
         ax.set_ylim(0, max(0.05, float(ys.max()) * 1.3))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.0%}"))
+
+
+def _downtime_panel(
+    ax: Any, points: Sequence[TradeoffPoint], n_panels: int, max_labels: int
+) -> None:
+    """Every guest's predicted downtime against the plan's predicted (lock-step) makespan: the
+    remedies' trade-off (force-complete pauses briefly, cold copies with the guest off, stop
+    keeps it down through its host's maintenance)."""
+    pts = [p for p in points if p.downtime_s is not None and p.predicted_makespan_s]
+    scale, unit = time_unit(max(p.predicted_makespan_s or 0.0 for p in pts))
+    moved = [replace(p, makespan_s=p.predicted_makespan_s or 0.0, makespan_p95_s=None) for p in pts]
+    dscale, dunit = time_unit(max(p.downtime_s or 0.0 for p in pts))
+    _risk_panel(
+        ax,
+        [(p, (p.downtime_s or 0.0) / dscale) for p in moved],
+        False,
+        scale,
+        False,
+        n_panels,
+        max_labels,
+        probability=False,
+    )
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.set_xlabel(f"makespan ({unit}, predicted, lock-step)")
+    ax.set_ylabel(f"predicted downtime, all VMs ({dunit})")
+    ax.legend(loc="best", fontsize=8)
 
 
 def _no_plan_list(tax: Any, infeasible: Sequence[tuple[str, str]]) -> None:

@@ -1,0 +1,165 @@
+"""The plan in the calendar (`rollwave plan --start DATE`): which opening of the policy's
+maintenance windows each host is expected in, running the waves one after another (lock-step).
+
+A wave goes down at the first instant, from when the previous wave is predicted to end, at which
+every one of its hosts' windows is open long enough for the wave's predicted maintenance at its
+95th percentile (`Estimates.maintenance_s(..., p95=True)`: no host is taken down when it could
+overrun the window's end); the next wave follows after its median (`predicted_s`). Consecutive
+waves in one opening share a scheduled window (from the first one's start to the opening's
+close); a wave whose hosts' windows are not open for all of that waits for the next opening.
+Without policy windows every time is open: one window, from the start to the last host done.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from planner.errors import InfeasibleError, UsageError
+from planner.estimates import Estimates, How
+from planner.inventory import Inventory
+from planner.plan import Plan, Schedule, ScheduledWindow, Wave
+from planner.windows import FOREVER, UTC, Window, openings
+
+MAX_JUMPS = 5000  # openings tried for one wave before giving up (years of nightly windows)
+
+
+def parse_start(text: str, windows: tuple[Window, ...]) -> _dt.datetime:
+    """`--start`: ISO 8601 (`2026-12-14T22:00`, a date, or with an offset). Without an offset
+    it is the wall clock of the first window's zone (UTC without windows)."""
+    try:
+        t = _dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"--start: {text!r} is not a date and time (ISO 8601, e.g. 2026-12-14T22:00 or "
+            "2026-12-14T22:00+01:00)"
+        ) from None
+    if t.tzinfo is None:
+        from planner.windows import zone
+
+        t = t.replace(tzinfo=zone(windows[0].tz) if windows else UTC)
+    return t
+
+
+def wave_p95_s(est: Estimates, w: Wave, how: Mapping[str, How]) -> float:
+    """The wave's slowest host, its upgrade at the 95th percentile."""
+    by_src: dict[str, list[str]] = {h: [] for h in w.hosts}
+    for m in w.migrations:
+        by_src.setdefault(m.src, []).append(m.vm)
+    return max(
+        (est.maintenance_s(h, vms, p95=True, how=how) for h, vms in by_src.items()), default=0.0
+    )
+
+
+@dataclass
+class _Open:
+    start: _dt.datetime
+    end: _dt.datetime
+    azs: set[str | None]
+    hosts: list[str]
+
+
+def schedule(
+    inv: Inventory, plan: Plan, est: Estimates, how: Mapping[str, How], start: _dt.datetime
+) -> Schedule:
+    """The plan's schedule from `start`; InfeasibleError when a wave fits no opening."""
+    windows = plan.policy.windows
+    t = start.astimezone(UTC)
+    done: list[_Open] = []
+    cur: _Open | None = None
+    for w in plan.waves:
+        need = _dt.timedelta(seconds=wave_p95_s(est, w, how))
+        median = _dt.timedelta(seconds=w.predicted_s or wave_p95_s(est, w, how))
+        azs = {inv.host(h).az for h in w.hosts}
+        if cur is not None and t < cur.end:
+            if t + need <= cur.end and _open_over(windows, azs, cur.start, cur.end):
+                cur.hosts.extend(w.hosts)
+                cur.azs |= azs
+                t += median
+                continue
+            t = cur.end  # another opening: windows stay apart
+        if cur is not None:
+            done.append(cur)
+        s, close = _earliest(windows, azs, t, need, w.index)
+        cur = _Open(s, close, set(azs), list(w.hosts))
+        t = s + median
+    if cur is not None:
+        done.append(cur)
+    last = t.replace(microsecond=0)
+    out = [
+        ScheduledWindow(
+            i, o.start.astimezone(start.tzinfo), _end(o.end, last, start), tuple(o.hosts)
+        )
+        for i, o in enumerate(done, start=1)
+    ]
+    return Schedule(start, tuple(out), last.astimezone(start.tzinfo))
+
+
+def _end(end: _dt.datetime, last: _dt.datetime, start: _dt.datetime) -> _dt.datetime:
+    """An opening that never closes (no windows) ends, in the plan, when the last host is done."""
+    return (last if end == FOREVER else end).astimezone(start.tzinfo)
+
+
+def _open_over(
+    windows: tuple[Window, ...], azs: set[str | None], a: _dt.datetime, b: _dt.datetime
+) -> bool:
+    """Every AZ's windows are open from a to b."""
+    for az in azs:
+        o = next(openings(windows, a, az), None)
+        if o is None or o[0] != a or o[1] < b:
+            return False
+    return True
+
+
+def _earliest(
+    windows: tuple[Window, ...],
+    azs: set[str | None],
+    t: _dt.datetime,
+    need: _dt.timedelta,
+    index: int,
+) -> tuple[_dt.datetime, _dt.datetime]:
+    """The first instant from t at which every AZ's windows are open for `need`, and when the
+    first of them closes."""
+    s = t
+    longest = _dt.timedelta(0)
+    for _ in range(MAX_JUMPS):
+        ops = [next(openings(windows, s, az), None) for az in sorted(azs, key=str)]
+        if any(o is None for o in ops):
+            never = [str(az) for az, o in zip(sorted(azs, key=str), ops, strict=True) if o is None]
+            raise InfeasibleError(
+                [
+                    f"schedule: wave {index} has hosts in AZ {', '.join(never)}, to which no "
+                    "maintenance window of the policy applies"
+                ]
+            )
+        begin = max(o[0] for o in ops if o is not None)
+        if begin > s:
+            s = begin
+            continue
+        close = min(o[1] for o in ops if o is not None)
+        if close - s >= need:
+            return s, close
+        longest = max(longest, close - s)
+        s = close
+    raise InfeasibleError(
+        [
+            f"schedule: wave {index} is predicted to need {_hm(need)} (its slowest host's "
+            f"maintenance at the 95th percentile) with its hosts down; no opening of the windows "
+            f"that apply to them is that long (the longest: {_hm(longest)}): longer windows, or "
+            "fewer VMs a host to drain"
+        ]
+    )
+
+
+def _hm(d: _dt.timedelta) -> str:
+    m = round(d.total_seconds() / 60)
+    return f"{m // 60} h {m % 60:02d} min"
+
+
+def summary(s: Schedule) -> dict[str, object]:
+    """The plan summary's calendar fields."""
+    return {
+        "windows": len(s.windows),
+        "last_done": s.last_done.isoformat() if s.last_done else None,
+    }
