@@ -116,6 +116,11 @@ class SimModel:
         10.0, "executor.orchestration_overhead_s", "fixed cost of each migration: API, "
         "conductor, scheduler, checks", unit="s", minimum=0.0,
     )  # fmt: skip
+    poll_s: float = num(
+        2.0, "executor.poll_s", "how often the executor reads a migration's progress: a "
+        "migration with `force_complete_after_s` whose remaining memory did not fall between "
+        "two reads is force-completed then (`execute --poll-interval`)", unit="s", above=0.0,
+    )  # fmt: skip
     disable_s: float = num(
         5.0, "executor.disable_s", "disabling a wave's compute services before its migrations",
         unit="s", minimum=0.0,

@@ -187,7 +187,7 @@ def _run_rows(prep: Prepared, res: SimResult, s: dict[str, Any]) -> list[tuple[s
             "downtime",
             f"total {s['downtime_total_s']:,.1f} s (migrations {s['downtime_migrations_s']:,.1f} "
             f"s, stops {s['downtime_stops_s']:,.1f} s), worst migration "
-            f"{s['downtime_max_s']:.3f} s",
+            f"{s['downtime_max_s']:.3f} s, worst VM {s['downtime_worst_vm_s']:,.1f} s",
         ),
         ("non-converging VMs", s["non_converging"]),
         (
@@ -197,6 +197,15 @@ def _run_rows(prep: Prepared, res: SimResult, s: dict[str, Any]) -> list[tuple[s
             f"upgrade, {s['hosts_crashed']} crashed",
         ),
     ]
+    rem = s["remedies"]
+    if any(rem.values()):
+        rows.append(
+            (
+                "remedies",
+                f"{rem['force-complete']} force-completed, {rem['cold']} cold, "
+                f"{rem['stop']} stopped in place (the plan's)",
+            )
+        )
     if res.canary_hosts:
         verdict = "failed, its hosts rolled back" if res.canary_failed else "passed"
         rows.append(
@@ -249,7 +258,8 @@ def _print_slow(prep: Prepared, res: SimResult) -> None:
         out.print(
             f"  {prep.inv.vms[prep.m_vm[i]].id} on {prep.hosts[prep.m_src[i]]}: "
             f"{prep.inv.vms[prep.m_vm[i]].memory_mb / 1024:.0f} GiB, "
-            f"{_outcome(res, i)} after {hms(rec_end)}",
+            f"{_outcome(res, i)} after {hms(rec_end)}"
+            + (f" (force_complete_after_s {prep.m_force[i]:g})" if prep.m_force[i] else ""),
             markup=False,
         )
 
