@@ -222,6 +222,17 @@ class SimModel:
     def dirty_rate(self, mib_s: float | None) -> float:
         return (self.default_dirty_rate_mib_s if mib_s is None else mib_s) * MIB
 
+    @property
+    def injects_failures(self) -> bool:
+        """Whether a run can fail anything: a migration, an upgrade, the canary, a host. Without,
+        a valid plan breaches nothing by construction (the checker proved its waves)."""
+        return (
+            self.migration_failure_p > 0
+            or self.upgrade_failure_p > 0
+            or self.canary_failure_p > 0
+            or self.crash_p > 0
+        )
+
     def with_changes(self, **kw: Any) -> SimModel:
         return replace(self, **kw)
 

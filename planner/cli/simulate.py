@@ -336,12 +336,16 @@ def print_montecarlo(prep: Prepared, stats: dict[str, Any], seed: int, median: i
             ],
         )
     out.print(t)
+    note = f" ({stats['breach_note']})" if stats.get("breach_note") else ""
     out.print(
         kv_table(
             "risks",
             [
-                ("P(headroom breach)", f"{100 * stats['p_headroom_breach']:.1f}%"),
-                ("P(any invariant breach)", f"{100 * stats['p_any_breach']:.1f}%"),
+                (
+                    "P(headroom breach)",
+                    f"{100 * stats['p_headroom_breach']:.1f}%{note}",
+                ),
+                ("P(any invariant breach)", f"{100 * stats['p_any_breach']:.1f}%{note}"),
                 ("P(stall)", f"{100 * stats['p_stall']:.1f}%"),
                 ("P(a host not upgraded)", f"{100 * stats['p_host_not_upgraded']:.1f}%"),
                 ("failures per run (mean)", stats["mean_failures"]),

@@ -293,6 +293,7 @@ class Outcome:
     breach_probability: float | None = None  # headroom below the policy's requirement
     any_breach_probability: float | None = None  # any invariant the simulator checks
     stall_probability: float | None = None
+    failures_modelled: bool | None = None  # the model injects failures (None: not simulated)
     runs: int = 0
     solve_s: float = 0.0
     simulate_s: float = 0.0
@@ -381,6 +382,7 @@ class Outcome:
             "proven": self.proven,
             "blame": [dict(b) for b in self.blame],
             "relaxations": self.relaxations(),
+            "failures_modelled": self.failures_modelled,
         }
         return d
 
