@@ -109,6 +109,9 @@ class Prepared:
     m_force: list[float | None] = field(default_factory=list)
     m_remedy: list[str | None] = field(default_factory=list)
     stop_remedy: frozenset[int] = frozenset()
+    # Execution: pipelined (hosts admitted one by one, planner.admission) or lock-step (wave
+    # after wave). A model with a canary runs lock-step: the canary soaks between waves.
+    pipelined: bool = False
     m_dup: list[bool] = field(default_factory=list)  # its wave migrates its VM more than once
     kinds: list[tuple[Any, ...]] = field(default_factory=list)
     # share (bytes/s) -> per kind, its transfer at that share (None: not computed yet). Filled
@@ -320,6 +323,7 @@ def prepare(
         m_force=[None if c else f for c, f in zip(m_cold, fl.force, strict=True)],
         m_remedy=fl.remedy,
         stop_remedy=frozenset(fl.stop_remedy),
+        pipelined=policy.execution == "pipelined" and model.canary_hosts == 0,
         m_dup=[per_wave_vm[(w, v)] > 1 for w, v in zip(m_wave, m_vm, strict=True)],
         state0=HeadroomState(cm, policy.headroom),
         group_count0=dict(

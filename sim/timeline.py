@@ -44,6 +44,7 @@ COLUMNS = (
 )
 EVENTS = (
     "wave_start",
+    "admission_refused",
     "host_disable",
     "migration_start",
     "migration_failed",
@@ -120,6 +121,8 @@ def summary(prep: Prepared, res: SimResult) -> dict[str, Any]:
         "failures_absorbed": sum(1 for f in res.failures if f.absorbed),
         "breaches": dict(sorted(res.breach_counts.items())),
         "events": res.events,
+        "execution": res.execution,
+        "admission_refusals": dict(sorted(res.refusals.items())),
     }
 
 

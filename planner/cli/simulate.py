@@ -171,7 +171,7 @@ def _run_rows(prep: Prepared, res: SimResult, s: dict[str, Any]) -> list[tuple[s
         rows.append(
             (
                 "this plan's bound",
-                f"{_s(plb)} (its waves one after another; simulated / bound = "
+                f"{_s(plb)} (its waves one after another, lock-step; simulated / bound = "
                 f"{res.makespan_s / plb:.2f})",
             )
         )
@@ -197,6 +197,22 @@ def _run_rows(prep: Prepared, res: SimResult, s: dict[str, Any]) -> list[tuple[s
             f"upgrade, {s['hosts_crashed']} crashed",
         ),
     ]
+    if res.execution == "pipelined":
+        refused = sum(res.refusals.values())
+        rows.append(
+            (
+                "execution",
+                "pipelined: hosts admitted one by one as admission control allows"
+                + (
+                    f"; {refused} refusal(s): "
+                    + ", ".join(f"{k} {v}" for k, v in sorted(res.refusals.items()))
+                    if refused
+                    else ""
+                ),
+            )
+        )
+    else:
+        rows.append(("execution", "lock-step: each wave waits for the whole previous one"))
     rem = s["remedies"]
     if any(rem.values()):
         rows.append(
