@@ -32,6 +32,7 @@ migrations, not the cloud.
 
 from __future__ import annotations
 
+import copy
 import math
 from bisect import bisect_left, insort
 from collections import defaultdict
@@ -70,6 +71,9 @@ class Refusal:
     host: str
     rule: str
     words: str
+    # The host whose change of state may lift it ("": any change may): until that host enters
+    # maintenance, drains, comes back or is lost, asking again gives the same answer.
+    until: str = ""
 
     def __str__(self) -> str:
         return f"{self.rule}: {self.words}"
@@ -114,10 +118,24 @@ class AdmissionState:
                 if s is None or d is None or v is None:
                     continue
                 self.moves[s].append((v, d))
+        # Per source host, what its evacuees add to each destination (per class), and those
+        # destinations: fixed by the plan, summed once.
+        self.inc: list[dict[int, list[int]]] = [{} for _ in range(H)]
         for s in range(H):
-            for _, d in self.moves[s]:
+            acc = self.inc[s]
+            for v, d in self.moves[s]:
                 if self.wave[d] > self.wave[s] >= 0:
                     self.senders[d].add(s)
+                row = acc.get(d)
+                if row is None:
+                    acc[d] = list(self.demand[v])
+                else:
+                    for c, n in enumerate(self.demand[v]):
+                        row[c] += n
+        self.n_moves: list[int] = [len(m) for m in self.moves]
+        # Refusals that stand until one host changes state: host -> (that host, its state then,
+        # the refusal); asked again, admission answers from here while nothing it hangs on moved.
+        self.memo: dict[int, tuple[int, int, Refusal]] = {}
         # Wave size, per AZ and rack.
         self.n_in = 0
         self.max_in = policy.max_hosts_per_wave
@@ -171,10 +189,29 @@ class AdmissionState:
         """The state before the plan's first host enters maintenance."""
         return cls(inv, plan)
 
+    def copy(self) -> AdmissionState:
+        """An independent copy (what the plan fixes is shared): build once, copy per run."""
+        new = copy.copy(self)
+        new.status = list(self.status)
+        new.used = [list(u) for u in self.used]
+        new.senders = [set(x) for x in self.senders]
+        new.wave_left = list(self.wave_left)
+        new.scoped = [(a, n, vals, defaultdict(int, cnt)) for a, n, vals, cnt in self.scoped]
+        new.tier_pending = list(self.tier_pending)
+        new.ha_up = list(self.ha_up)
+        new.counted = list(self.counted)
+        new.countable = list(self.countable)
+        new.caps = [[list(x) for x in g] for g in self.caps]
+        new.total = [list(x) for x in self.total]
+        new.free = [list(x) for x in self.free]
+        new.memo = {}
+        return new
+
     # -- what the caller reports ------------------------------------------------------------------
     def enter(self, host: str) -> None:
         """The host is disabled: in maintenance, its evacuees on their way."""
         h = self.index[host]
+        self.memo.pop(h, None)
         self.status[h] = IN
         self.n_in += 1
         for _, _, values, count in self.scoped:
@@ -183,11 +220,14 @@ class AdmissionState:
         if self.avail0[h]:
             for i in self.ha_of[h]:
                 self.ha_up[i] -= 1
-        self.in_flight += len(self.moves[h])
+        self.in_flight += self.n_moves[h]
         if self.counted[h]:
             self._part(h)
-        for v, d in self.moves[h]:
-            self._shift(v, h, d)
+        used = self.used[h]
+        for d, dem in self.inc[h].items():
+            for c in range(len(dem)):
+                used[c] -= dem[c]
+            self._add(d, dem, 1)
 
     def drained(self, host: str) -> None:
         """Nothing left to move off the host (its migrations ended, moved or not)."""
@@ -195,8 +235,8 @@ class AdmissionState:
         if self.status[h] != IN:
             return
         self.status[h] = DRAINED
-        self.in_flight -= len(self.moves[h])
-        for _, d in self.moves[h]:
+        self.in_flight -= self.n_moves[h]
+        for d in self.inc[h]:
             self.senders[d].discard(h)
 
     def leave(self, host: str) -> None:
@@ -239,7 +279,9 @@ class AdmissionState:
 
     def stayed(self, vm: str, src: str, dst: str) -> None:
         """A migration ended with its VM still on its source (aborted, or failed for good)."""
-        self._shift(self.vm_index[vm], self.index[dst], self.index[src])
+        dem = self.demand[self.vm_index[vm]]
+        self._add(self.index[dst], dem, -1)
+        self._add(self.index[src], dem, 1)
 
     # -- helpers ----------------------------------------------------------------------------------
     def _out(self, h: int) -> None:
@@ -271,19 +313,21 @@ class AdmissionState:
             self.free[g][c] -= self._room(h, c)
         self.counted[h] = False
 
-    def _shift(self, v: int, a: int, b: int) -> None:
-        """VM v counts on b, no longer on a (free capacity of counted hosts follows)."""
-        dem = self.demand[v]
-        for h, sign in ((a, -1), (b, 1)):
-            counted = self.counted[h]
-            g = self.group_of[h]
+    def _add(self, h: int, dem: list[int], sign: int) -> None:
+        """`dem` more (sign 1) or less (-1) counts on h; its group's free capacity follows."""
+        used, cap = self.used[h], self.cap[h]
+        if not self.counted[h]:
             for c in range(len(dem)):
-                if dem[c]:
-                    if counted:
-                        self.free[g][c] -= self._room(h, c)
-                    self.used[h][c] += sign * dem[c]
-                    if counted:
-                        self.free[g][c] += self._room(h, c)
+                used[c] += sign * dem[c]
+            return
+        free = self.free[self.group_of[h]]
+        for c in range(len(dem)):
+            n = dem[c]
+            if n:
+                before = cap[c] - used[c]
+                used[c] += sign * n
+                after = cap[c] - used[c]
+                free[c] += (after if after > 0 else 0) - (before if before > 0 else 0)
 
     def required(self, g: int, c: int, without: list[int]) -> int:
         """The headroom group g requires in class c, its available hosts less `without` (hosts
@@ -291,13 +335,15 @@ class AdmissionState:
         incrementally (the k largest from the top of the list)."""
         lst = self.caps[g][c]
         k = self.rule.failures
-        out = sorted((self.cap[x][c] for x in without), reverse=True)
-        total = self.total[g][c] - sum(out)
+        total = self.total[g][c]
         need_k = 0
-        if k > 0 and lst:
-            if not out:
-                need_k = sum(lst[-k:])
-            else:  # the k largest once `out` is taken away (each value once)
+        if not without:
+            if k > 0 and lst:
+                need_k = sum(lst[-k:]) if k > 1 else lst[-1]
+        else:
+            out = sorted((self.cap[x][c] for x in without), reverse=True)
+            total -= sum(out)
+            if k > 0 and lst:  # the k largest once `out` is taken away (each value once)
                 top = lst[-(k + len(out)) :]
                 for x in out:
                     del top[bisect_left(top, x)]
@@ -347,22 +393,24 @@ def admit(state: AdmissionState, host: str) -> Admit | Refusal:
             f"policy.last selects it: {st.tier_pending[1]} other host(s) have not entered "
             "maintenance",
         )
+    memo = st.memo.get(h)
+    if memo is not None:
+        b, was, refusal = memo
+        if st.status[b] == was:
+            return refusal
     if st.senders[h]:
         s = min(st.senders[h])
-        return Refusal(
-            host,
-            "order",
-            f"{st.names[s]} (wave {st.wave[s] + 1}) still has VMs to send it",
-        )
-    for _, d in st.moves[h]:
+        return _hang(st, h, s, f"{st.names[s]} (wave {st.wave[s] + 1}) still has VMs to send it")
+    for d in st.inc[h]:
         sd = st.status[d]
         if sd in (IN, DRAINED, LOST) or not st.avail0[d]:
             why = "is in maintenance" if sd in (IN, DRAINED) else "is down"
-            return Refusal(host, "order", f"its evacuees' destination {st.names[d]} {why}")
+            return _hang(st, h, d, f"its evacuees' destination {st.names[d]} {why}")
         if sd == PENDING and st.wave[d] < w:
-            return Refusal(
-                host,
-                "order",
+            return _hang(
+                st,
+                h,
+                d,
                 f"its evacuees' destination {st.names[d]} (wave {st.wave[d] + 1}) is not "
                 "upgraded yet",
             )
@@ -376,69 +424,68 @@ def admit(state: AdmissionState, host: str) -> Admit | Refusal:
                     f"HA group {name}: {st.ha_up[i]} of {len(members)} hosts available, "
                     f"min_available is {need}",
                 )
-    if st.max_mig is not None and st.in_flight + len(st.moves[h]) > st.max_mig:
+    if st.max_mig is not None and st.in_flight + st.n_moves[h] > st.max_mig:
         return Refusal(
             host,
             mpw_family.KEY,
             f"{st.in_flight} migrations of the hosts in maintenance still to finish, "
-            f"{len(st.moves[h])} more would pass {mpw_family.words(st.policy).rule}",
+            f"{st.n_moves[h]} more would pass {mpw_family.words(st.policy).rule}",
         )
     # A wave's hosts one at a time never need more than the wave at once, which the checker
     # proved: a wave-mate still up adds its whole capacity to the free capacity (its VMs are
     # still home) and at most that to what N+k or reserve_percent require.
-    return _room_for(st, host, [h]) or Admit(host)
+    return _room_for(st, host, h) or Admit(host)
 
 
-def _room_for(st: AdmissionState, host: str, entering: list[int]) -> Refusal | None:
-    """Capacity on the destinations and headroom per scope group with `entering` (hosts) down
-    and their evacuees landed, or the refusal that says why not."""
+def _hang(st: AdmissionState, h: int, on: int, words: str) -> Refusal:
+    """An `order` refusal that stands while host `on` stays as it is (remembered)."""
+    r = Refusal(st.names[h], "order", words, st.names[on])
+    st.memo[h] = (on, st.status[on], r)
+    return r
+
+
+def _room_for(st: AdmissionState, host: str, h: int) -> Refusal | None:
+    """Capacity on the destinations and headroom per scope group with h down and its evacuees
+    landed, or the refusal that says why not."""
     classes = st.classes
     C = len(classes)
-    incoming: dict[int, list[int]] = {}
-    for h in entering:
-        for v, d in st.moves[h]:
-            dem = st.demand[v]
-            acc = incoming.get(d)
-            if acc is None:
-                incoming[d] = list(dem)
-            else:
-                for c in range(C):
-                    acc[c] += dem[c]
-    for d, inc in incoming.items():
+    counted, group_of = st.counted, st.group_of
+    change: dict[int, list[int]] = {}  # per scope group: its change of free capacity
+    for d, inc in st.inc[h].items():
         cap, used = st.cap[d], st.used[d]
+        row: list[int] | None = None
+        if counted[d]:
+            gd = group_of[d]
+            row = change.get(gd)
+            if row is None:
+                row = change[gd] = [0] * C
         for c in range(C):
-            if inc[c] and used[c] + inc[c] > cap[c]:
-                rc = classes[c]
-                return Refusal(
-                    host,
-                    "capacity",
-                    f"{st.names[d]} would hold {format_amount(rc, used[c] + inc[c])} of "
-                    f"{format_amount(rc, cap[c])} {rc}",
-                )
-    # Headroom of every scope group this changes: the entering hosts', their destinations'.
-    change: dict[int, list[int]] = {}
-    gone: dict[int, list[int]] = {}
-    for h in entering:
-        if st.counted[h]:
-            g = st.group_of[h]
-            row = change.setdefault(g, [0] * C)
-            for c in range(C):
-                row[c] -= st._room(h, c)
-            gone.setdefault(g, []).append(h)
-    for d, inc in incoming.items():
-        if not st.counted[d]:
-            continue
-        row = change.setdefault(st.group_of[d], [0] * C)
+            n = inc[c]
+            if n:
+                if used[c] + n > cap[c]:
+                    rc = classes[c]
+                    return Refusal(
+                        host,
+                        "capacity",
+                        f"{st.names[d]} would hold {format_amount(rc, used[c] + n)} of "
+                        f"{format_amount(rc, cap[c])} {rc}",
+                    )
+                if row is not None:  # it fits: free capacity falls by all of it
+                    row[c] -= n
+    out: list[int] = []
+    if counted[h]:
+        g = group_of[h]
+        row = change.get(g)
+        if row is None:
+            row = change[g] = [0] * C
         for c in range(C):
-            if inc[c]:
-                before = st._room(d, c)
-                after = st.cap[d][c] - st.used[d][c] - inc[c]
-                row[c] -= before - (after if after > 0 else 0)
+            row[c] -= st._room(h, c)
+        out = [h]
     for g, row in change.items():
-        out = gone.get(g, [])
+        gone = out if out and group_of[h] == g else []
         for c in range(C):
             free = st.free[g][c] + row[c]
-            need = st.required(g, c, out)
+            need = st.required(g, c, gone)
             if free < need:
                 rc = classes[c]
                 words = headroom_family.words(st.policy, st.groups[g], rc)

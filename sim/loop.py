@@ -363,6 +363,9 @@ class Run(RunState):
                 w, h = cand[i]
                 if w > limit:
                     break
+                if self.parked_on[h] >= 0:  # refused until another host moves
+                    i += 1
+                    continue
                 if self.hstate[h] != NORMAL:  # crashed (or failed) before its turn
                     cand.pop(i)
                     self.skip_host(h, w, t)
@@ -381,14 +384,27 @@ class Run(RunState):
                         self.log(t, "admission_refused", w + 1, self.hosts[h], None, None, why)
                 if r.rule == "size":
                     break
+                if r.until:
+                    b = adm.index[r.until]
+                    self.parked_on[h] = b
+                    self.parked[b].append(h)
                 i += 1
             again = self.again
         self.admitting = False
+
+    def unpark(self, b: int) -> None:
+        """Host b changed state: the hosts refused until it did are asked again."""
+        waiting = self.parked[b]
+        if waiting:
+            for h in waiting:
+                self.parked_on[h] = -1
+            self.parked[b] = []
 
     def enter_host(self, h: int, w: int, t: float) -> None:
         """Host h of wave w is admitted: disabled now, its drain after `disable_s`."""
         adm = self.adm
         assert adm is not None
+        self.unpark(h)
         if math.isnan(self.wave_start[w]):
             self.wave_start[w] = t
             if self.record:
@@ -575,6 +591,7 @@ class Run(RunState):
         self.set_down(h, CRASHED)
         if self.adm is not None and was == NORMAL:
             self.adm.lost(self.hosts[h])
+            self.unpark(h)
         fits = bool(g < 0) or all(f >= n for f, n in zip(self.st.free_of(g), need, strict=True))
         msg = f"{self.hosts[h]} crashed with {len(lost)} VM(s) on it"
         self.record_failure(t, "crash", h, None, msg, fits)
@@ -905,6 +922,7 @@ class Run(RunState):
         adm = self.adm
         if adm is not None:
             adm.drained(self.hosts[h])
+            self.unpark(h)
             self.admit_more(t)
         if h in self.host_failed:
             # back in service, not upgraded
@@ -934,6 +952,7 @@ class Run(RunState):
                 adm.leave(self.hosts[h])
             else:  # down for good: crashed, or failed its upgrade
                 adm.lost(self.hosts[h])
+            self.unpark(h)
         if self.wave_left[w] != 0:
             if adm is not None:
                 self.admit_more(t)

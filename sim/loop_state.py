@@ -333,9 +333,7 @@ class RunState:
 
         # Pipelined execution: hosts admitted one by one (planner.admission), in plan order.
         self.pipelined: bool = prep.pipelined
-        self.adm: AdmissionState | None = (
-            AdmissionState.of(prep.inv, prep.plan) if prep.pipelined else None
-        )
+        self.adm: AdmissionState | None = prep.adm0.copy() if prep.adm0 is not None else None
         # (wave, host) not admitted yet, in plan order (a host's first wave only).
         self.cand: list[tuple[int, int]] = []
         if prep.pipelined:
@@ -349,6 +347,9 @@ class RunState:
         self.admitting = False  # admit_more is running (re-entered: it runs again)
         self.again = False
         self.refused: dict[int, str] = {}  # per host waiting: its last refusal
+        # Hosts refused until another host changes state (Refusal.until): not asked meanwhile.
+        self.parked_on: list[int] = [-1] * H
+        self.parked: list[list[int]] = [[] for _ in range(H)] if prep.pipelined else []
         self.refusals: Counter[str] = Counter()  # refusals by rule (a host's changes of reason)
 
     # --- scheduling and the timeline -------------------------------------------------------------

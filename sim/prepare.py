@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from planner import bounds
+from planner.admission import AdmissionState
 from planner.capacity import CapacityModel, scope_groups
 from planner.errors import InputError, Problem
 from planner.inventory import Inventory
@@ -112,6 +113,8 @@ class Prepared:
     # Execution: pipelined (hosts admitted one by one, planner.admission) or lock-step (wave
     # after wave). A model with a canary runs lock-step: the canary soaks between waves.
     pipelined: bool = False
+    # Admission's state before the run (pipelined; each run works on a copy).
+    adm0: AdmissionState | None = field(default=None, repr=False)
     m_dup: list[bool] = field(default_factory=list)  # its wave migrates its VM more than once
     kinds: list[tuple[Any, ...]] = field(default_factory=list)
     # share (bytes/s) -> per kind, its transfer at that share (None: not computed yet). Filled
@@ -324,6 +327,11 @@ def prepare(
         m_remedy=fl.remedy,
         stop_remedy=frozenset(fl.stop_remedy),
         pipelined=policy.execution == "pipelined" and model.canary_hosts == 0,
+        adm0=(
+            AdmissionState.of(inv, plan)
+            if policy.execution == "pipelined" and model.canary_hosts == 0
+            else None
+        ),
         m_dup=[per_wave_vm[(w, v)] > 1 for w, v in zip(m_wave, m_vm, strict=True)],
         state0=HeadroomState(cm, policy.headroom),
         group_count0=dict(
