@@ -133,6 +133,10 @@ class AdmissionState:
                     for c, n in enumerate(self.demand[v]):
                         row[c] += n
         self.n_moves: list[int] = [len(m) for m in self.moves]
+        # Per source host, its destinations of later waves (which wait for it to drain).
+        self.feeds: list[list[int]] = [
+            [d for d in self.inc[s] if self.wave[d] > self.wave[s] >= 0] for s in range(H)
+        ]
         # Refusals that stand until one host changes state: host -> (that host, its state then,
         # the refusal); asked again, admission answers from here while nothing it hangs on moved.
         self.memo: dict[int, tuple[int, int, Refusal]] = {}
@@ -223,11 +227,28 @@ class AdmissionState:
         self.in_flight += self.n_moves[h]
         if self.counted[h]:
             self._part(h)
-        used = self.used[h]
+        # (inline: a host of the big plans sends to tens of destinations, a run admits thousands)
+        used, cap, counted, group_of, free = (
+            self.used,
+            self.cap,
+            self.counted,
+            self.group_of,
+            self.free,
+        )
+        mine = used[h]
+        C = len(mine)
         for d, dem in self.inc[h].items():
-            for c in range(len(dem)):
-                used[c] -= dem[c]
-            self._add(d, dem, 1)
+            ud, cd = used[d], cap[d]
+            fr = free[group_of[d]] if counted[d] else None
+            for c in range(C):
+                n = dem[c]
+                if n:
+                    mine[c] -= n
+                    b = cd[c] - ud[c]
+                    ud[c] += n
+                    if fr is not None:
+                        a = b - n
+                        fr[c] -= (b if b > 0 else 0) - (a if a > 0 else 0)
 
     def drained(self, host: str) -> None:
         """Nothing left to move off the host (its migrations ended, moved or not)."""
@@ -236,7 +257,7 @@ class AdmissionState:
             return
         self.status[h] = DRAINED
         self.in_flight -= self.n_moves[h]
-        for d in self.inc[h]:
+        for d in self.feeds[h]:
             self.senders[d].discard(h)
 
     def leave(self, host: str) -> None:
