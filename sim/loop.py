@@ -24,12 +24,14 @@ import math
 from itertools import compress, count
 from typing import Final, final
 
+from planner.admission import Admit, admit
 from sim.loop_state import (
     _CRASH,
     _DRAIN,
     _ENABLE,
     _END,
     _FAIL,
+    _HDRAIN,
     _RETRY,
     _ROLLEDBACK,
     _SOAK_END,
@@ -51,6 +53,9 @@ from sim.results import SimResult
 
 __all__ = ["COMPILED", "Run", "heap_pop", "heap_push", "run_loop", "set_available", "unpacked"]
 
+# Pipelined: hosts of the first wave with a host waiting and of the next LOOKAHEAD waves may be
+# admitted (beyond, the plan's order holds: a later wave waits).
+LOOKAHEAD: Final = 0
 # True in the copy mypyc compiled (its functions have no Python code object). A few scans are
 # written two ways: a plain loop, fastest compiled, and one run by C built-ins, fastest in Python.
 COMPILED: Final = not hasattr(lambda: None, "__code__")
@@ -86,7 +91,9 @@ class Run(RunState):
                 self.breach(0.0, "anti_affinity", msg, (prep.group_ids[g], hosts[h]))
         self.check_ha(0.0, list(range(len(prep.ha))))
         self.sample_all(0.0)
-        if self.n_waves:
+        if self.pipelined:
+            self.admit_more(0.0)
+        elif self.n_waves:
             self.push(0.0, _WAVE, 0, 0)
         if self.track:
             self.push(self.crash_t, _CRASH, 0, 0)
@@ -117,6 +124,8 @@ class Run(RunState):
                 done = self.on_soak_end(t, a)
             elif kind == _ENABLE:
                 done = self.on_enable(t, a, b)
+            elif kind == _HDRAIN:
+                done = self.on_host_drain(t, a)
             elif kind == _CRASH:
                 done = self.on_crash(t)
             else:
@@ -167,6 +176,8 @@ class Run(RunState):
         else:
             self.release_dst(mi)
             self.host_failed.add(s)
+            if self.adm is not None:
+                self.adm.stayed(self.vms[v].id, self.hosts[s], self.hosts[d])
             self.record_failure(
                 t,
                 "timeout",
@@ -233,6 +244,8 @@ class Run(RunState):
             self.mig_end[mi] = t
             self.mig_state[mi] = OUTCOME_CODE["failed"]
             self.host_failed.add(s)
+            if self.adm is not None:
+                self.adm.stayed(self.vms[v].id, self.hosts[s], self.hosts[d])
             self.record_failure(
                 t,
                 "migration",
@@ -292,36 +305,141 @@ class Run(RunState):
 
     def on_drain(self, t: float, w: int) -> bool:
         """Wave w's hosts are disabled: their migrations queue and start, their stops begin."""
-        prep, hstate = self.prep, self.hstate
-        whosts, queues, stops = prep.waves[w]
+        hstate = self.hstate
+        whosts = self.prep.waves[w][0]
         if all(hstate[h] != MAINT for h in whosts):
             return False  # its hosts crashed while being disabled: the wave is over already
-        entry, m_dst, m_vm, vm_host = self.entry, self.m_dst, self.m_vm, self.vm_host
         for h in whosts:
-            if hstate[h] != MAINT:
-                continue
-            # (map copies references; compiled, a comprehension would rebuild each tuple)
-            mis = queues.get(h, ())
-            q = list(map(entry.__getitem__, mis))
-            self.queue[h] = q
-            self.qdst[h] = list(map(m_dst.__getitem__, mis))
-            sk = 0
-            for mi in mis:
-                if vm_host[m_vm[mi]] != h:
-                    sk += 1
-            self.skips[h] = sk
-            sv = [j for j in stops.get(h, ()) if j not in self.lost_vm]
-            self.pending[h] = len(q) + (1 if sv else 0)
-            if sv:
-                for j in sv:
-                    self.stop_begin[j] = t
-                wait = prep.model.shutdown_s if any(prep.stop_active[j] for j in sv) else 0.0
-                self.push(t + wait, _STOPPED, h, 0)
-            if self.pending[h] == 0:
-                self.drained(h, t)
+            if hstate[h] == MAINT:
+                self.drain_host(h, w, t)
         for h in whosts:
             if hstate[h] == MAINT:
                 self.try_start(h, t)
+        return True
+
+    def drain_host(self, h: int, w: int, t: float) -> None:
+        """Host h (disabled, of wave w): its migrations queue, its stops begin."""
+        prep = self.prep
+        _, queues, stops = prep.waves[w]
+        entry, m_dst, m_vm, vm_host = self.entry, self.m_dst, self.m_vm, self.vm_host
+        # (map copies references; compiled, a comprehension would rebuild each tuple)
+        mis = queues.get(h, ())
+        q = list(map(entry.__getitem__, mis))
+        self.queue[h] = q
+        self.qdst[h] = list(map(m_dst.__getitem__, mis))
+        sk = 0
+        for mi in mis:
+            if vm_host[m_vm[mi]] != h:
+                sk += 1
+        self.skips[h] = sk
+        sv = [j for j in stops.get(h, ()) if j not in self.lost_vm]
+        self.pending[h] = len(q) + (1 if sv else 0)
+        if sv:
+            for j in sv:
+                self.stop_begin[j] = t
+            wait = prep.model.shutdown_s if any(prep.stop_active[j] for j in sv) else 0.0
+            self.push(t + wait, _STOPPED, h, 0)
+        if self.pending[h] == 0:
+            self.drained(h, t)
+
+    # --- pipelined execution: admission ----------------------------------------------------------
+    def admit_more(self, t: float) -> None:
+        """Admit the hosts waiting, in plan order, that admission control lets in now (those of
+        the first waiting wave and the next, LOOKAHEAD); a refusal by the wave size ends the
+        scan (no other host fits either)."""
+        if self.admitting:
+            self.again = True
+            return
+        self.admitting = True
+        adm = self.adm
+        assert adm is not None
+        cand = self.cand
+        again = True
+        while again:
+            self.again = False
+            i = 0
+            limit = cand[0][0] + LOOKAHEAD if cand else 0
+            while i < len(cand):
+                w, h = cand[i]
+                if w > limit:
+                    break
+                if self.parked_on[h] >= 0:  # refused until another host moves
+                    i += 1
+                    continue
+                if self.hstate[h] != NORMAL:  # crashed (or failed) before its turn
+                    cand.pop(i)
+                    self.skip_host(h, w, t)
+                    continue
+                r = admit(adm, self.hosts[h])
+                if isinstance(r, Admit):
+                    cand.pop(i)
+                    self.refused.pop(h, None)
+                    self.enter_host(h, w, t)
+                    continue
+                why = f"{r.rule}: {r.words}"
+                if self.refused.get(h) != why:
+                    self.refused[h] = why
+                    self.refusals[r.rule] += 1
+                    if self.record:
+                        self.log(t, "admission_refused", w + 1, self.hosts[h], None, None, why)
+                if r.rule == "size":
+                    break
+                if r.until:
+                    b = adm.index[r.until]
+                    self.parked_on[h] = b
+                    self.parked[b].append(h)
+                i += 1
+            again = self.again
+        self.admitting = False
+
+    def unpark(self, b: int) -> None:
+        """Host b changed state: the hosts refused until it did are asked again."""
+        waiting = self.parked[b]
+        if waiting:
+            for h in waiting:
+                self.parked_on[h] = -1
+            self.parked[b] = []
+
+    def enter_host(self, h: int, w: int, t: float) -> None:
+        """Host h of wave w is admitted: disabled now, its drain after `disable_s`."""
+        adm = self.adm
+        assert adm is not None
+        self.unpark(h)
+        if math.isnan(self.wave_start[w]):
+            self.wave_start[w] = t
+            if self.record:
+                self.log(t, "wave_start", w + 1, None, None, None, None)
+        self.host_wave[h] = w
+        self.maint_start[h] = t
+        self.set_down(h, MAINT)
+        adm.enter(self.hosts[h])
+        self.check_ha(t, self.prep.host_ha[h])
+        g = self.group_of[h]
+        if g >= 0:
+            self.check_group(t, g)
+            if self.record:
+                self.sample_group(t, g)
+        if self.record:
+            self.log(t, "host_disable", w + 1, self.hosts[h], None, None, None)
+        self.push(t + self.prep.model.disable_s, _HDRAIN, h, 0)
+
+    def skip_host(self, h: int, w: int, t: float) -> None:
+        """Host h's turn came while it is down (crashed, or failed earlier): nothing to do."""
+        if math.isnan(self.wave_start[w]):
+            self.wave_start[w] = t
+        self.host_wave[h] = w
+        for mi in self.prep.waves[w][1].get(h, ()):
+            gone = self.m_vm[mi] in self.lost_vm
+            self.mig_state[mi] = OUTCOME_CODE["lost" if gone else "skipped"]
+        self.host_done(h, t, "down")
+
+    def on_host_drain(self, t: float, h: int) -> bool:
+        """Admitted host h is disabled: its migrations queue and start, its stops begin."""
+        if self.hstate[h] != MAINT:
+            return False  # it crashed while being disabled
+        self.drain_host(h, self.host_wave[h], t)
+        if self.hstate[h] == MAINT:
+            self.try_start(h, t)
         return True
 
     def on_stopped(self, t: float, h: int) -> bool:
@@ -471,6 +589,9 @@ class Run(RunState):
             for c, n in enumerate(self.demand[j]):
                 need[c] += n
         self.set_down(h, CRASHED)
+        if self.adm is not None and was == NORMAL:
+            self.adm.lost(self.hosts[h])
+            self.unpark(h)
         fits = bool(g < 0) or all(f >= n for f, n in zip(self.st.free_of(g), need, strict=True))
         msg = f"{self.hosts[h]} crashed with {len(lost)} VM(s) on it"
         self.record_failure(t, "crash", h, None, msg, fits)
@@ -512,6 +633,8 @@ class Run(RunState):
             self.try_start(s, t)
         for d in [d for d in range(H) if self.waiting_on[d]]:
             self.wake(d, t)
+        if self.adm is not None:
+            self.admit_more(t)
         return True
 
     # --- helpers: starting migrations ------------------------------------------------------------
@@ -796,6 +919,11 @@ class Run(RunState):
         """Host h has nothing left to move: its upgrade starts (or it returns to service)."""
         if self.hstate[h] != MAINT:
             return
+        adm = self.adm
+        if adm is not None:
+            adm.drained(self.hosts[h])
+            self.unpark(h)
+            self.admit_more(t)
         if h in self.host_failed:
             # back in service, not upgraded
             self.push(t + self.enable_s, _ENABLE, h, 0)
@@ -818,13 +946,25 @@ class Run(RunState):
         self.host_times[h] = (self.maint_start.get(h, t), self.upgrade_start.get(h, math.nan), t)
         w = self.host_wave[h]
         self.wave_left[w] -= 1
+        adm = self.adm
+        if adm is not None:
+            if status in ("upgraded", "not-upgraded", "rolled-back"):
+                adm.leave(self.hosts[h])
+            else:  # down for good: crashed, or failed its upgrade
+                adm.lost(self.hosts[h])
+            self.unpark(h)
         if self.wave_left[w] != 0:
+            if adm is not None:
+                self.admit_more(t)
             return
         self.wave_end[w] = t
         self.waves_done += 1
         if self.record:
             self.log(t, "wave_end", w + 1, None, None, None, None)
         self.sample_all(t)
+        if adm is not None:
+            self.admit_more(t)
+            return
         n_canary = self.prep.model.canary_hosts
         order = self.upgraded_order
         if self.canary_state == 0 and order and (len(order) >= n_canary or w + 1 == self.n_waves):

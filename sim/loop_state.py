@@ -19,6 +19,7 @@ from bisect import bisect_left, insort
 from collections import Counter, defaultdict
 from typing import Any, Final, cast
 
+from planner.admission import AdmissionState
 from planner.capacity import format_amount
 from planner.inventory import VM
 from sim.draws import draw
@@ -40,6 +41,7 @@ _ENABLE: Final = 7  # a host is enabled (a: the host, b: 1 upgraded, 0 not)
 _CRASH: Final = 8  # a random host crashes
 _ROLLEDBACK: Final = 9  # a host's rollback ends (a: the host)
 _SOAK_END: Final = 10  # the canary's soak ends (a: the wave after which it soaked)
+_HDRAIN: Final = 11  # pipelined: an admitted host is disabled, its drain starts (a: the host)
 # Host states.
 NORMAL: Final = 0
 MAINT: Final = 1
@@ -329,6 +331,27 @@ class RunState:
         self.canary_next = -1  # the wave that waits for the canary
         self.soak_total = 0.0
 
+        # Pipelined execution: hosts admitted one by one (planner.admission), in plan order.
+        self.pipelined: bool = prep.pipelined
+        self.adm: AdmissionState | None = prep.adm0.copy() if prep.adm0 is not None else None
+        # (wave, host) not admitted yet, in plan order (a host's first wave only).
+        self.cand: list[tuple[int, int]] = []
+        if prep.pipelined:
+            seen: set[int] = set()
+            for w in range(n_waves):
+                for h in prep.waves[w][0]:
+                    if h not in seen:
+                        seen.add(h)
+                        self.cand.append((w, h))
+                        self.wave_left[w] += 1
+        self.admitting = False  # admit_more is running (re-entered: it runs again)
+        self.again = False
+        self.refused: dict[int, str] = {}  # per host waiting: its last refusal
+        # Hosts refused until another host changes state (Refusal.until): not asked meanwhile.
+        self.parked_on: list[int] = [-1] * H
+        self.parked: list[list[int]] = [[] for _ in range(H)] if prep.pipelined else []
+        self.refusals: Counter[str] = Counter()  # refusals by rule (a host's changes of reason)
+
     # --- scheduling and the timeline -------------------------------------------------------------
     def push(self, t: float, kind: int, a: int, b: int) -> None:
         heap_push(self.heap, (t, self.seq, kind, a, b))
@@ -495,6 +518,8 @@ class RunState:
             soak_s=self.soak_total,
             canary_hosts=tuple(self.hosts[c] for c in self.canary),
             canary_failed=bool(self.canary and self.canary_fails),
+            execution="pipelined" if self.pipelined else "lockstep",
+            refusals=self.refusals,
         )
 
     def stall_report(self) -> dict[str, Any]:
@@ -528,12 +553,20 @@ class RunState:
             }
             for mi in sorted(self.in_flight)
         ]
-        items = never + waiting
+        held = [
+            {"host": hosts[h], "wave": w + 1, "why": f"not admitted: {self.refused.get(h, '-')}"}
+            for w, h in self.cand
+        ]
+        items = never + waiting + held
         first = items[0] if items else None
         t = self.last
-        reason = f"no event left at {t:.0f} s with {len(items)} migration(s) pending" + (
-            f"; e.g. {first['vm']} {first['from']} -> {first['to']}: {first['why']}"
-            if first
-            else ""
+        what = f"{len(never) + len(waiting)} migration(s)" + (
+            f" and {len(held)} host(s) not admitted" if held else ""
         )
+        eg = ""
+        if first and "vm" in first:
+            eg = f"; e.g. {first['vm']} {first['from']} -> {first['to']}: {first['why']}"
+        elif first:
+            eg = f"; e.g. {first['host']}: {first['why']}"
+        reason = f"no event left at {t:.0f} s with {what} pending{eg}"
         return {"t_s": round(t, 3), "reason": reason, "pending": items[:50], "count": len(items)}

@@ -116,6 +116,11 @@ class SimModel:
         10.0, "executor.orchestration_overhead_s", "fixed cost of each migration: API, "
         "conductor, scheduler, checks", unit="s", minimum=0.0,
     )  # fmt: skip
+    poll_s: float = num(
+        2.0, "executor.poll_s", "how often the executor reads a migration's progress: a "
+        "migration with `force_complete_after_s` whose remaining memory did not fall between "
+        "two reads is force-completed then (`execute --poll-interval`)", unit="s", above=0.0,
+    )  # fmt: skip
     disable_s: float = num(
         5.0, "executor.disable_s", "disabling a wave's compute services before its migrations",
         unit="s", minimum=0.0,
@@ -216,6 +221,17 @@ class SimModel:
 
     def dirty_rate(self, mib_s: float | None) -> float:
         return (self.default_dirty_rate_mib_s if mib_s is None else mib_s) * MIB
+
+    @property
+    def injects_failures(self) -> bool:
+        """Whether a run can fail anything: a migration, an upgrade, the canary, a host. Without,
+        a valid plan breaches nothing by construction (the checker proved its waves)."""
+        return (
+            self.migration_failure_p > 0
+            or self.upgrade_failure_p > 0
+            or self.canary_failure_p > 0
+            or self.crash_p > 0
+        )
 
     def with_changes(self, **kw: Any) -> SimModel:
         return replace(self, **kw)

@@ -177,5 +177,18 @@ def summarise(runs: Sequence[RunSummary]) -> dict[str, Any]:
     }
 
 
+NO_FAILURES = "no failures modelled: 0 by construction"
+
+
+def breach_note(p_breach: float | None, failures_modelled: bool) -> str | None:
+    """Words beside P(breach) when the model injects no failures: then a breach can come only
+    from the plan itself (a plan the checker accepts has none), not from a risk."""
+    if failures_modelled or p_breach is None:
+        return None
+    if p_breach == 0:
+        return NO_FAILURES
+    return "no failures modelled: the plan itself breaches (see `rollwave check`)"
+
+
 def _r(x: float | None, nd: int = 3) -> float | None:
     return None if x is None else round(x, nd)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from planner import bounds
+from planner.admission import AdmissionState
 from planner.capacity import CapacityModel, scope_groups
 from planner.errors import InputError, Problem
 from planner.inventory import Inventory
@@ -104,6 +105,16 @@ class Prepared:
     # status, method): migrations of the same kind share their transfers at every share.
     m_kind: list[int] = field(default_factory=list)
     m_entry: list[tuple[int, int, int]] = field(default_factory=list)  # (mi, VM, destination)
+    # The plan's remedies: per migration its force_complete_after_s and remedy; the VMs the plan
+    # stops in place as a remedy (`remedy: stop`).
+    m_force: list[float | None] = field(default_factory=list)
+    m_remedy: list[str | None] = field(default_factory=list)
+    stop_remedy: frozenset[int] = frozenset()
+    # Execution: pipelined (hosts admitted one by one, planner.admission) or lock-step (wave
+    # after wave). A model with a canary runs lock-step: the canary soaks between waves.
+    pipelined: bool = False
+    # Admission's state before the run (pipelined; each run works on a copy).
+    adm0: AdmissionState | None = field(default=None, repr=False)
     m_dup: list[bool] = field(default_factory=list)  # its wave migrates its VM more than once
     kinds: list[tuple[Any, ...]] = field(default_factory=list)
     # share (bytes/s) -> per kind, its transfer at that share (None: not computed yet). Filled
@@ -127,7 +138,7 @@ class Prepared:
         return got
 
     def _compute(self, kind: tuple[Any, ...], share: float) -> Transfer:
-        memory_mb, dirty_rate_mb_s, local_disk_gb, status, cold = kind
+        memory_mb, dirty_rate_mb_s, local_disk_gb, status, cold, force = kind
         model = self.model
         disk = local_disk_gb * GIB
         overhead = model.orchestration_overhead_s
@@ -143,16 +154,19 @@ class Prepared:
                 overhead + cr.total_s, cr.downtime_s, cr.bytes, OUTCOME_CODE["cold"], True, False
             )
         sw = model.switchover_gbps * 1e9 / 8 if model.switchover_gbps else share
+        bw = min(model.bandwidth_cap, share)
+        dirty = model.dirty_rate(dirty_rate_mb_s)
         lr = live_migration(
             memory_mb * MIB,
-            model.dirty_rate(dirty_rate_mb_s),
-            min(model.bandwidth_cap, share),
+            dirty,
+            bw,
             disk=disk,
             nova=model.nova,
             qemu=model.qemu,
             switchover_bandwidth=sw,
             memory_mib=memory_mb,
             disk_gib=local_disk_gb,
+            force_after_s=None if force is None else forced_at(force, dirty, bw, disk, model),
         )
         return Transfer(
             overhead + lr.total_s,
@@ -162,6 +176,26 @@ class Prepared:
             lr.moved,
             lr.flagged,
         )
+
+
+def forced_at(
+    planned_s: float, dirty: float, bandwidth: float, disk: float, model: SimModel
+) -> float:
+    """When the executor force-completes a live migration planned to be force-completed
+    `planned_s` after it started (seconds of the migration's own clock, without the orchestration
+    overhead): then, or earlier at the first poll whose remaining memory is not below the
+    previous poll's. The executor reads the progress every `executor.poll_s` from the start and
+    compares memory once the disk is copied (block migration copies it first, at `bandwidth`).
+    In the model the remaining memory falls all along while the guest dirties less than the
+    bandwidth (auto-converge only slows the dirtying), and stays at the guest's memory from the
+    first memory pass on when it dirties as fast or faster: then the second poll of the memory
+    phase sees no progress."""
+    if dirty < bandwidth:
+        return planned_s
+    poll = model.poll_s
+    t0 = disk / bandwidth if disk > 0 else 0.0
+    first = max(1, math.ceil(t0 / poll - 1e-9)) * poll  # the first read of the memory phase
+    return min(planned_s, first + poll)
 
 
 def prepare(
@@ -211,7 +245,8 @@ def prepare(
     m_kind = []
     for mi in range(N):
         v = inv.vms[m_vm[mi]]
-        key = (v.memory_mb, v.dirty_rate_mb_s, v.local_disk_gb, v.status, m_cold[mi])
+        force = None if m_cold[mi] else fl.force[mi]
+        key = (v.memory_mb, v.dirty_rate_mb_s, v.local_disk_gb, v.status, m_cold[mi], force)
         m_kind.append(kind_of.setdefault(key, len(kind_of)))
     # The static share is also the least a dynamic share can be (no more than c_out run on the
     # source at once, nor c_in on the destination); alone on both NICs is the most.
@@ -288,6 +323,15 @@ def prepare(
         m_kind=m_kind,
         kinds=list(kind_of),
         m_entry=list(zip(range(N), m_vm, m_dst, strict=True)),
+        m_force=[None if c else f for c, f in zip(m_cold, fl.force, strict=True)],
+        m_remedy=fl.remedy,
+        stop_remedy=frozenset(fl.stop_remedy),
+        pipelined=policy.execution == "pipelined" and model.canary_hosts == 0,
+        adm0=(
+            AdmissionState.of(inv, plan)
+            if policy.execution == "pipelined" and model.canary_hosts == 0
+            else None
+        ),
         m_dup=[per_wave_vm[(w, v)] > 1 for w, v in zip(m_wave, m_vm, strict=True)],
         state0=HeadroomState(cm, policy.headroom),
         group_count0=dict(
@@ -321,6 +365,9 @@ class _Flat:
     dst: list[int] = field(default_factory=list)
     wave: list[int] = field(default_factory=list)
     cold: list[bool] = field(default_factory=list)
+    force: list[float | None] = field(default_factory=list)  # force_complete_after_s
+    remedy: list[str | None] = field(default_factory=list)
+    stop_remedy: list[int] = field(default_factory=list)  # VMs stopped as a remedy
     # (host indices, {host: [migration indices]}, {host: [vm indices stopped]})
     waves: list[tuple[list[int], dict[int, list[int]], dict[int, list[int]]]] = field(
         default_factory=list
@@ -341,6 +388,8 @@ def _flatten(plan: Plan, hidx: dict[str, int], vidx: dict[str, int]) -> _Flat:
             out.dst.append(hidx[m.dst])
             out.wave.append(wpos)
             out.cold.append(m.method == "cold")
+            out.force.append(m.force_complete_after_s)
+            out.remedy.append(m.remedy)
             queues.setdefault(s, []).append(mi)
             if s not in stops:
                 stops[s] = []
@@ -348,6 +397,8 @@ def _flatten(plan: Plan, hidx: dict[str, int], vidx: dict[str, int]) -> _Flat:
         for st in w.stops:
             h = hidx[st.host]
             stops.setdefault(h, []).append(vidx[st.vm])
+            if st.remedy == "stop":
+                out.stop_remedy.append(vidx[st.vm])
             queues.setdefault(h, [])
             if h not in whosts:
                 whosts.append(h)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -80,6 +80,8 @@ class SimResult:
     soak_s: float = 0.0  # time the canary soaked (nothing else ran)
     canary_hosts: tuple[str, ...] = ()
     canary_failed: bool = False
+    execution: str = "lockstep"  # or "pipelined": hosts admitted one by one
+    refusals: Counter[str] = field(default_factory=Counter)  # admission's, by rule
 
     @property
     def breached(self) -> bool:

@@ -22,6 +22,9 @@ from planner.formats import write_text_atomic
 from sim.engine import OUTCOME_NAMES, Prepared, SimResult
 
 FORMAT_VERSION = "1.0"
+# A live migration's outcomes when it was force-completed (Nova's force-complete: post-copy where
+# permitted, else the guest paused).
+FORCED = ("post-copy", "paused")
 COLUMNS = (
     "t_s",
     "event",
@@ -41,6 +44,7 @@ COLUMNS = (
 )
 EVENTS = (
     "wave_start",
+    "admission_refused",
     "host_disable",
     "migration_start",
     "migration_failed",
@@ -97,6 +101,10 @@ def summary(prep: Prepared, res: SimResult) -> dict[str, Any]:
         "downtime_migrations_s": _num(sum(res.mig_down)),
         "downtime_stops_s": _num(stop_total),
         "downtime_max_s": _num(max(downs) if downs else 0.0),
+        "downtime_worst_vm_s": _num(
+            max((d for d, _ in vm_downtime(prep, res).values()), default=0.0)
+        ),
+        "remedies": remedies(prep, res),
         "hosts": len(statuses),
         "hosts_upgraded": statuses.count("upgraded"),
         "hosts_not_upgraded": statuses.count("not-upgraded"),
@@ -113,7 +121,48 @@ def summary(prep: Prepared, res: SimResult) -> dict[str, Any]:
         "failures_absorbed": sum(1 for f in res.failures if f.absorbed),
         "breaches": dict(sorted(res.breach_counts.items())),
         "events": res.events,
+        "execution": res.execution,
+        "admission_refusals": dict(sorted(res.refusals.items())),
     }
+
+
+def remedies(prep: Prepared, res: SimResult) -> dict[str, int]:
+    """The plan's remedies as the run carried them out: live migrations force-completed (by the
+    executor, at the planned time or when their progress stalled), cold migrations and stops in
+    place the plan made as a remedy."""
+    forced = sum(
+        1
+        for mi, f in enumerate(prep.m_force)
+        if f is not None and OUTCOME_NAMES[res.mig_state[mi]] in FORCED
+    )
+    cold = sum(1 for r in prep.m_remedy if r == "cold")
+    return {"force-complete": forced, "cold": cold, "stop": len(prep.stop_remedy)}
+
+
+def vm_downtime(prep: Prepared, res: SimResult) -> dict[int, tuple[float, str]]:
+    """Per VM with downtime: its seconds down in the run (summed over its migrations and its stop)
+    and how: `live` (the switch-over pause), `force-complete`, `cold`, `stop` (stopped in place
+    for its host's maintenance) or `stop-remedy` (stopped as the policy's remedy)."""
+    out: dict[int, tuple[float, str]] = {}
+    for mi, d in enumerate(res.mig_down):
+        if d <= 0:
+            continue
+        v = prep.m_vm[mi]
+        st = res.mig_state[mi]
+        how = (
+            "cold"
+            if prep.m_cold[mi]
+            else "force-complete"
+            if prep.m_force[mi] is not None and st >= 0 and OUTCOME_NAMES[st] in FORCED
+            else "live"
+        )
+        prev = out.get(v)
+        out[v] = (d + (prev[0] if prev else 0.0), how if prev is None or how != "live" else prev[1])
+    for j, d in res.stop_down.items():
+        prev = out.get(j)
+        how = "stop-remedy" if j in prep.stop_remedy else "stop"
+        out[j] = (d + (prev[0] if prev else 0.0), how)
+    return out
 
 
 def result_to_dict(prep: Prepared, res: SimResult, *, per_vm: bool = True) -> dict[str, Any]:
@@ -186,14 +235,21 @@ def result_to_dict(prep: Prepared, res: SimResult, *, per_vm: bool = True) -> di
     if per_vm:
         out["vms"] = [vm_record(prep, res, mi) for mi in range(len(prep.m_vm))]
         out["stops"] = [
-            {"vm": inv.vms[j].id, "downtime_s": _num(d)} for j, d in sorted(res.stop_down.items())
+            {"vm": inv.vms[j].id, "downtime_s": _num(d)}
+            | ({"remedy": "stop"} if j in prep.stop_remedy else {})
+            for j, d in sorted(res.stop_down.items())
+        ]
+        down = vm_downtime(prep, res)
+        out["downtime"] = [
+            {"vm": inv.vms[v].id, "downtime_s": _num(d, 4), "how": how}
+            for v, (d, how) in sorted(down.items(), key=lambda kv: (-kv[1][0], kv[0]))
         ]
     return out
 
 
 def vm_record(prep: Prepared, res: SimResult, mi: int) -> dict[str, Any]:
     st = res.mig_state[mi]
-    return {
+    rec = {
         "vm": prep.inv.vms[prep.m_vm[mi]].id,
         "wave": prep.m_wave[mi] + 1,
         "from": prep.hosts[prep.m_src[mi]],
@@ -208,6 +264,11 @@ def vm_record(prep: Prepared, res: SimResult, mi: int) -> dict[str, Any]:
         "non_converging": prep.m_flag[mi],
         "bandwidth_mb_s": _num(res.mig_bw[mi] / (1 << 20), 1),
     }
+    if prep.m_remedy[mi] is not None:
+        rec["remedy"] = prep.m_remedy[mi]
+    if prep.m_force[mi] is not None:
+        rec["force_complete_after_s"] = prep.m_force[mi]
+    return rec
 
 
 # ---------------------------------------------------------------------------------------------

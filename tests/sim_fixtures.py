@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from planner.inventory import VM, HAGroup, Host, Inventory, ServerGroup
 from planner.plan import Migration, Plan, Wave
 from planner.policy import Headroom, Policy
@@ -117,3 +119,9 @@ def three_hosts_ha() -> Inventory:
     groups = (ServerGroup("grp", "grp", "anti-affinity"),)
     ha = (HAGroup("control", ("ctl-1", "ctl-2"), 2),)
     return Inventory("trio", "2026-01-01T00:00:00Z", hosts, vms, groups, ha)
+
+
+def lockstep(p: Plan) -> Plan:
+    """p with `execution: lockstep` in its policy: wave after wave, as the simulator ran every
+    plan before pipelined execution (tests asserting lock-step numbers pin it)."""
+    return replace(p, policy=replace(p.policy, execution="lockstep"))

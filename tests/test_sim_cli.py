@@ -169,3 +169,40 @@ def test_strict_exit_code(files: tuple[Path, Path], tmp_path: Path) -> None:
     code, out, _ = invoke("simulate", str(inv), str(plan), "--model", str(model), "--strict")
     assert code == 1
     assert "failed its upgrade" in out
+
+
+def test_monte_carlo_says_when_no_failures_are_modelled(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    inv, plan = files
+    code, out, _ = invoke("simulate", str(inv), str(plan), "--runs", "2", "--jobs", "1")
+    assert code == 0
+    line = next(x for x in out.splitlines() if "P(headroom breach)" in x)
+    assert "0.0% (no failures modelled: 0 by construction)" in line
+    code, out, _ = invoke(
+        "simulate", str(inv), str(plan), "--runs", "2", "--jobs", "1", "--format", "json"
+    )
+    d = json.loads(out)
+    assert d["failures_modelled"] is False
+    assert d["breach_note"] == "no failures modelled: 0 by construction"
+    model = tmp_path / "failing.yaml"
+    model.write_text(
+        'kind: sim-model\nformat_version: "1.0"\nfailures:\n  migration: {probability: 0.02}\n'
+    )
+    code, out, _ = invoke(
+        "simulate", str(inv), str(plan), "--runs", "2", "--jobs", "1", "--model", str(model)
+    )
+    assert code == 0 and "P(headroom breach)" in out and "no failures modelled" not in out
+
+
+def test_the_breach_note_never_calls_a_breach_zero() -> None:
+    from sim.montecarlo import NO_FAILURES, breach_note
+
+    assert breach_note(0.0, False) == NO_FAILURES
+    assert breach_note(0.0, True) is None
+    assert breach_note(None, False) is None
+    note = breach_note(0.5, False)
+    assert note is not None and "0 by construction" not in note and "plan itself" in note
+    assert not DEFAULT.injects_failures
+    for key in ("migration_failure_p", "upgrade_failure_p", "canary_failure_p", "crash_p"):
+        assert DEFAULT.with_changes(**{key: 0.1}).injects_failures

@@ -13,12 +13,29 @@ from planner.checker import check_plan
 from planner.formats import load_inventory, load_policy
 from planner.inventory import Inventory
 from planner.plan import Plan, Stop, Wave
-from sim.engine import SimResult, prepare, simulate
+from sim.engine import Prepared, SimResult, simulate
+from sim.engine import prepare as _prepare
 from sim.model import Distribution, SimModel
 from sim.timeline import result_to_dict
 from solver.greedy import greedy_plan
 from tests.clouds import NAMED
-from tests.sim_fixtures import host, pair_plan, plan, policy, three_hosts_ha, two_hosts, vm
+from tests.sim_fixtures import (
+    host,
+    lockstep,
+    pair_plan,
+    plan,
+    policy,
+    three_hosts_ha,
+    two_hosts,
+    vm,
+)
+
+
+def prepare(inv: Inventory, plan: Plan, model: SimModel, **kw: Any) -> Prepared:
+    """`sim.engine.prepare` with the plan pinned to `execution: lockstep`: these tests assert
+    lock-step runs (the reference engines are lock-step)."""
+    return _prepare(inv, lockstep(plan), model, **kw)
+
 
 Sharing = Literal["static", "dynamic"]
 FIXED = SimModel(

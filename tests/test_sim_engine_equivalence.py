@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -25,14 +26,23 @@ from planner.plan import Migration, Plan, Stop, Wave
 from planner.policy import Headroom, Policy
 from sim import engine
 from sim import loop as python_loop
-from sim.engine import Prepared, SimResult, prepare, simulate
+from sim.engine import Prepared, SimResult, simulate
+from sim.engine import prepare as _prepare
 from sim.migration import NovaSettings
 from sim.model import Distribution, SimModel
 from solver.greedy import greedy_plan
 from tests import sim_reference_engine as reference
 from tests import sim_reference_loop as reference_loop
 from tests.clouds import NAMED
+from tests.sim_fixtures import lockstep
 from tests.strategies import clouds
+
+
+def prepare(inv: Inventory, plan: Plan, model: SimModel, **kw: Any) -> Prepared:
+    """`sim.engine.prepare` with the plan pinned to `execution: lockstep`: these tests assert
+    lock-step runs (the reference engines are lock-step)."""
+    return _prepare(inv, lockstep(plan), model, **kw)
+
 
 # Both loops the engine can run: the Python one, and the copy mypyc compiled from it at install
 # (when there is one; tests/test_sim_loop_build.py checks that it is there when it should be).
@@ -85,7 +95,15 @@ def same(a: Any, b: Any, where: str = "result") -> None:
 # Issue 8's rollback and canary came after the oracle was frozen: it has neither. With both off
 # (every model here) the engine must give its runs exactly, and these fields their neutral
 # values; tests/test_sim_rollback_canary.py covers them switched on.
-ISSUE_8 = {"rollback_s": 0.0, "soak_s": 0.0, "canary_hosts": (), "canary_failed": False}
+# Pipelined execution came later still: lock-step runs (these) have no refusals.
+ISSUE_8 = {
+    "rollback_s": 0.0,
+    "soak_s": 0.0,
+    "canary_hosts": (),
+    "canary_failed": False,
+    "execution": "lockstep",
+    "refusals": Counter(),
+}
 
 
 def compare(prep: Prepared, seed: int, record: bool = True) -> SimResult:

@@ -7,16 +7,27 @@ import functools
 import itertools
 import json
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from planner.generate import GenerateSpec, default_policy, generate
-from sim.engine import OUTCOME_NAMES, Prepared, prepare, simulate
+from planner.inventory import Inventory
+from planner.plan import Plan
+from sim.engine import OUTCOME_NAMES, Prepared, simulate
+from sim.engine import prepare as _prepare
 from sim.model import Distribution, SimModel
 from sim.timeline import result_to_dict
 from solver.greedy import greedy_plan
+from tests.sim_fixtures import lockstep
+
+
+def prepare(inv: Inventory, plan: Plan, model: SimModel, **kw: Any) -> Prepared:
+    """`sim.engine.prepare` with the plan pinned to `execution: lockstep`: these tests assert
+    lock-step runs (the reference engines are lock-step)."""
+    return _prepare(inv, lockstep(plan), model, **kw)
+
 
 STATUSES = {"upgraded", "not-upgraded", "upgrade-failed", "crashed", "down"}
 

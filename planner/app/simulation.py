@@ -20,7 +20,7 @@ from planner.inventory import Inventory
 from planner.plan import Plan
 from sim.engine import Prepared, SimResult, prepare, simulate
 from sim.model import SimModel
-from sim.montecarlo import RunSummary, run_many, summarise
+from sim.montecarlo import RunSummary, breach_note, run_many, summarise
 from sim.timeline import write_timeline
 
 
@@ -108,6 +108,8 @@ def monte_carlo(
             engine = f"{where}, {batches.tasks} tasks"
     elapsed = time.perf_counter() - t0
     stats = summarise(results)
+    stats["failures_modelled"] = prep.model.injects_failures
+    stats["breach_note"] = breach_note(stats["p_any_breach"], prep.model.injects_failures)
     median_run = _median_run(results)
     if timeline and median_run is not None:
         write_timeline(timeline, prep, simulate(prep, median_run, record=True))

@@ -101,6 +101,7 @@ def evaluate(
             "makespan_p95_s": stats["makespan_s"]["p95"],
             "breach_probability": stats["p_headroom_breach"],
             "any_breach_probability": stats["p_any_breach"],
+            "failures_modelled": model.injects_failures,
             "stall_probability": stats["p_stall"],
             "runs": config.runs,
         }

@@ -229,7 +229,7 @@ def _run_rows(prep: Prepared, res: SimResult, s: dict[str, Any]) -> list[tuple[s
         rows.append(
             (
                 "this plan's bound",
-                f"{_s(plb)} (its waves one after another; simulated / bound = "
+                f"{_s(plb)} (its waves one after another, lock-step; simulated / bound = "
                 f"{res.makespan_s / plb:.2f})",
             )
         )
@@ -245,7 +245,7 @@ def _run_rows(prep: Prepared, res: SimResult, s: dict[str, Any]) -> list[tuple[s
             "downtime",
             f"total {s['downtime_total_s']:,.1f} s (migrations {s['downtime_migrations_s']:,.1f} "
             f"s, stops {s['downtime_stops_s']:,.1f} s), worst migration "
-            f"{s['downtime_max_s']:.3f} s",
+            f"{s['downtime_max_s']:.3f} s, worst VM {s['downtime_worst_vm_s']:,.1f} s",
         ),
         ("non-converging VMs", s["non_converging"]),
         (
@@ -255,6 +255,31 @@ def _run_rows(prep: Prepared, res: SimResult, s: dict[str, Any]) -> list[tuple[s
             f"upgrade, {s['hosts_crashed']} crashed",
         ),
     ]
+    if res.execution == "pipelined":
+        refused = sum(res.refusals.values())
+        rows.append(
+            (
+                "execution",
+                "pipelined: hosts admitted one by one as admission control allows"
+                + (
+                    f"; {refused} refusal(s): "
+                    + ", ".join(f"{k} {v}" for k, v in sorted(res.refusals.items()))
+                    if refused
+                    else ""
+                ),
+            )
+        )
+    else:
+        rows.append(("execution", "lock-step: each wave waits for the whole previous one"))
+    rem = s["remedies"]
+    if any(rem.values()):
+        rows.append(
+            (
+                "remedies",
+                f"{rem['force-complete']} force-completed, {rem['cold']} cold, "
+                f"{rem['stop']} stopped in place (the plan's)",
+            )
+        )
     if res.canary_hosts:
         verdict = "failed, its hosts rolled back" if res.canary_failed else "passed"
         rows.append(
@@ -307,7 +332,8 @@ def _print_slow(prep: Prepared, res: SimResult) -> None:
         out.print(
             f"  {prep.inv.vms[prep.m_vm[i]].id} on {prep.hosts[prep.m_src[i]]}: "
             f"{prep.inv.vms[prep.m_vm[i]].memory_mb / 1024:.0f} GiB, "
-            f"{_outcome(res, i)} after {hms(rec_end)}",
+            f"{_outcome(res, i)} after {hms(rec_end)}"
+            + (f" (force_complete_after_s {prep.m_force[i]:g})" if prep.m_force[i] else ""),
             markup=False,
         )
 
@@ -384,12 +410,16 @@ def print_montecarlo(prep: Prepared, stats: dict[str, Any], seed: int, median: i
             ],
         )
     out.print(t)
+    note = f" ({stats['breach_note']})" if stats.get("breach_note") else ""
     out.print(
         kv_table(
             "risks",
             [
-                ("P(headroom breach)", f"{100 * stats['p_headroom_breach']:.1f}%"),
-                ("P(any invariant breach)", f"{100 * stats['p_any_breach']:.1f}%"),
+                (
+                    "P(headroom breach)",
+                    f"{100 * stats['p_headroom_breach']:.1f}%{note}",
+                ),
+                ("P(any invariant breach)", f"{100 * stats['p_any_breach']:.1f}%{note}"),
                 ("P(stall)", f"{100 * stats['p_stall']:.1f}%"),
                 ("P(a host not upgraded)", f"{100 * stats['p_host_not_upgraded']:.1f}%"),
                 ("failures per run (mean)", stats["mean_failures"]),

@@ -32,6 +32,7 @@ from planner.report.whatif import (
     tradeoff,
 )
 from sim.model import load_model
+from sim.montecarlo import NO_FAILURES, breach_note
 
 COLUMNS = (
     ("waves", "waves"),
@@ -180,7 +181,7 @@ def whatif_cmd(
         elif o.makespan_p50_s is not None:
             what = (
                 f"{o.waves} waves, makespan P50 {_hours(o.makespan_p50_s)}, "
-                f"P(breach) {o.breach_probability:.0%}"
+                f"P(breach) {o.breach_probability:.0%}" + _note(o)
             )
         else:
             what = f"{o.waves} waves, makespan {_hours(o.makespan_s)} (estimated)"
@@ -277,15 +278,30 @@ def table(results: Sequence[Outcome], varies: Sequence[Vary]) -> Table:
             "-" if r.failures_absorbed is None else str(r.failures_absorbed),
         ]
         if simulated:
-            cells.append("-" if r.breach_probability is None else f"{r.breach_probability:.1%}")
+            cells.append(
+                "-"
+                if r.breach_probability is None
+                else f"{r.breach_probability:.1%}" + ("*" if _note(r) else "")
+            )
         cells.append(_status(r))
         t.add_row(*cells)
     verdicts = {r.verdict for r in results}
     notes = [f"{v.replace('_', ' ')}: {VERDICTS[v]}" for v in VERDICTS if v in verdicts - {"ok"}]
+    if simulated and any(_note(r) for r in results):
+        notes.insert(0, f"P(breach)*: {NO_FAILURES} (a valid plan; the model injects none)")
     if notes:
         t.caption = "; ".join(notes)
         t.caption_justify = "left"
     return t
+
+
+def _note(o: Outcome) -> str:
+    """ " (no failures modelled: 0 by construction)" for a simulated row whose model injects no
+    failures and whose runs breached nothing; else ""."""
+    if o.failures_modelled is None or o.breach_probability is None:
+        return ""
+    note = breach_note(o.breach_probability, o.failures_modelled)
+    return f" ({note})" if note == NO_FAILURES else ""
 
 
 STYLE = {"ok": "", "impossible": "red", "not_found": "yellow"}

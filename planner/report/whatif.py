@@ -293,6 +293,7 @@ class Outcome:
     breach_probability: float | None = None  # headroom below the policy's requirement
     any_breach_probability: float | None = None  # any invariant the simulator checks
     stall_probability: float | None = None
+    failures_modelled: bool | None = None  # the model injects failures (None: not simulated)
     runs: int = 0
     solve_s: float = 0.0
     simulate_s: float = 0.0
@@ -389,6 +390,7 @@ class Outcome:
             "predicted_makespan_s": _round(self.predicted_makespan_s),
             "predicted_downtime_s": _round(self.downtime_s),
             "remedies": dict(self.remedies),
+            "failures_modelled": self.failures_modelled,
         }
         return d
 

@@ -425,7 +425,7 @@ def test_cli_whatif_says_impossible_or_not_found_in_every_format(tmp_path: Path)
         "max_hosts_per_wave,"
         + OLD_CSV
         + ",outcome,proven,blame,relaxations"
-        + ",predicted_makespan_s,predicted_downtime_s,remedies"
+        + ",predicted_makespan_s,predicted_downtime_s,remedies,failures_modelled"
     )
     csv_rows = list(csv.DictReader(io.StringIO(stdout)))
     assert [(r["outcome"], r["proven"]) for r in csv_rows] == [
@@ -505,3 +505,18 @@ def test_hosts_down_at_once_on_a_tiny_cloud() -> None:
     assert hosts_down_at_once(tiny_cloud(), n1) == {"az1": 0, "az2": 0}
     cloud = tiny_policy(**{"headroom.scope": "cloud"})
     assert hosts_down_at_once(tiny_cloud(), cloud) == {"cloud": 3}
+
+
+def test_cli_whatif_says_when_no_failures_are_modelled(tmp_path: Path) -> None:
+    inv, pol = str(example("small.json")), str(example("small-policy.yaml"))
+    args = ["whatif", inv, "--policy", pol, "--vary", "max_hosts_per_wave=2", "--jobs", "1"]
+    args += ["--planner", "greedy", "--runs", "2"]
+    code, stdout, stderr = _cli(*args)
+    assert code == 0, stderr
+    flat = " ".join(stdout.replace("│", " ").split())
+    assert "0.0%*" in flat and "P(breach)*: no failures modelled: 0 by construction" in flat
+    assert "(no failures modelled: 0 by construction)" in stderr
+    code, stdout, _ = _cli(*args, "--format", "json")
+    assert json.loads(stdout)["rows"][0]["failures_modelled"] is False
+    code, stdout, _ = _cli(*args, "--vary", "model.failures.migration.probability=0.05")
+    assert code == 0 and "no failures modelled" not in stdout

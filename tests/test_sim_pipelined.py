@@ -1,0 +1,162 @@
+"""Pipelined execution in the simulator: hosts admitted one by one (planner/admission.py) as soon
+as admission control allows, refusals in the timeline, the same runs in both loops, and plans the
+checker accepts keep every invariant at every event."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from planner.checker import check_plan
+from planner.errors import InfeasibleError
+from planner.formats import load_inventory, load_policy
+from planner.generate import GenerateSpec, default_policy, generate
+from planner.inventory import Inventory
+from planner.plan import Plan
+from sim import engine
+from sim import loop as python_loop
+from sim.engine import prepare, simulate
+from sim.model import Distribution, SimModel
+from sim.timeline import summary, timeline_rows, write_timeline
+from solver.greedy import greedy_plan
+from tests.clouds import NAMED
+from tests.sim_fixtures import lockstep
+
+FIXED = SimModel(
+    upgrade_compute=Distribution("fixed", 600.0),
+    upgrade_controller=Distribution("fixed", 900.0),
+)
+
+
+def _example() -> tuple[Inventory, Plan]:
+    examples = resources.files("planner") / "examples"
+    inv = load_inventory(str(examples / "small.json"))
+    pol = load_policy(str(examples / "small-policy.yaml"))
+    return inv, greedy_plan(inv, pol, inventory_sha256=inv.digest or "")
+
+
+def test_the_policy_chooses_pipelined_by_default_and_lockstep_when_pinned() -> None:
+    inv, p = _example()
+    assert p.policy.execution == "pipelined"
+    pipe = simulate(prepare(inv, p, FIXED), 0)
+    lock = simulate(prepare(inv, lockstep(p), FIXED), 0)
+    assert (pipe.execution, lock.execution) == ("pipelined", "lockstep")
+    for res in (pipe, lock):
+        assert res.completed and not res.breached
+    assert pipe.makespan_s < lock.makespan_s
+    assert lock.refusals == {} and sum(pipe.refusals.values()) > 0
+    # a later wave's host starts before the earlier wave is over
+    ends = lock.wave_end
+    assert any(pipe.wave_start[w + 1] < pipe.wave_end[w] for w in range(len(ends) - 1)), (
+        "no overlap of waves"
+    )
+
+
+def test_a_canary_keeps_the_run_lockstep() -> None:
+    inv, p = _example()
+    res = simulate(prepare(inv, p, FIXED.with_changes(canary_hosts=1, soak_s=60.0)), 0)
+    assert res.execution == "lockstep" and res.completed
+
+
+def test_refusals_are_in_the_timeline_with_their_reason(tmp_path: Path) -> None:
+    inv, p = _example()
+    prep = prepare(inv, p, FIXED)
+    res = simulate(prep, 0)
+    rows = [r for r in timeline_rows(prep, res) if r["event"] == "admission_refused"]
+    assert rows and all(r["host"] and r["wave"] and ": " in r["detail"] for r in rows)
+    assert {r["detail"].split(": ")[0] for r in rows} == set(res.refusals)
+    assert len(rows) == sum(res.refusals.values())
+    assert summary(prep, res)["admission_refusals"] == dict(sorted(res.refusals.items()))
+    out = tmp_path / "tl.jsonl"
+    write_timeline(out, prep, res)
+    events = [json.loads(x) for x in out.read_text().splitlines()[1:]]
+    assert any(e["event"] == "admission_refused" for e in events)
+    # each host is disabled once, after its last refusal
+    disabled = {e["host"]: e["t_s"] for e in events if e["event"] == "host_disable"}
+    for r in rows:
+        assert r["t_s"] <= disabled[r["host"]]
+
+
+@pytest.mark.parametrize("sharing", ["dynamic", "static"])
+def test_checked_plans_of_generated_clouds_breach_nothing_pipelined(sharing: str) -> None:
+    simulated = 0
+    faster = 0
+    for seed in range(8):
+        spec = GenerateSpec(hosts=16 + seed, seed=seed, utilisation=0.45, azs=1 + seed % 2)
+        inv = generate(spec)
+        try:
+            p = greedy_plan(inv, default_policy(spec))
+        except InfeasibleError:
+            continue
+        if not check_plan(inv, p, digest=p.inventory_sha256).ok:
+            continue
+        model = SimModel(sharing=sharing)  # type: ignore[arg-type]
+        res = simulate(prepare(inv, p, model, check=False), seed)
+        assert res.execution == "pipelined"
+        assert not res.breached, res.breaches[:3]
+        assert res.completed
+        assert res.lower_bound_s <= res.makespan_s + 1e-6
+        lock = simulate(prepare(inv, lockstep(p), model, check=False), seed)
+        faster += res.makespan_s < lock.makespan_s
+        simulated += 1
+    assert simulated >= 6 and faster >= simulated // 2
+
+
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_every_named_fixture_plan_runs_clean_pipelined(name: str) -> None:
+    fx = NAMED[name]()
+    res = simulate(prepare(fx.inventory, fx.plan, FIXED, check=False), 1)
+    assert not res.breached, res.breaches[:3]
+    assert res.completed
+    assert set(res.host_status.values()) <= {"upgraded"}
+    assert res.lower_bound_s <= res.makespan_s + 1e-6
+
+
+def test_a_host_never_admitted_stalls_the_run_and_says_why() -> None:
+    fx = NAMED["three_plus_spare"]()
+    # cmp-1's VMs go to cmp-4, which is upgraded first; with cmp-4's upgrade failing, it stays
+    # down and cmp-1 is never admitted.
+    model = FIXED.with_changes(upgrade_failure_p=1.0)
+    res = simulate(prepare(fx.inventory, fx.plan, model, check=False), 0)
+    assert res.stalled and res.stall is not None
+    assert "not admitted" in res.stall["reason"]
+    assert any("order" in item["why"] for item in res.stall["pending"] if "host" in item)
+
+
+def test_failures_and_crashes_run_pipelined() -> None:
+    inv, p = _example()
+    model = FIXED.with_changes(
+        migration_failure_p=0.3, upgrade_failure_p=0.2, rollback=True, crash_p=1.0
+    )
+    prep = prepare(inv, p, model)
+    for seed in range(6):
+        res = simulate(prep, seed)
+        assert res.execution == "pipelined"
+        assert res.completed or res.stall is not None
+
+
+@pytest.mark.skipif(
+    not engine.IMPLEMENTATION.startswith("compiled"), reason="no compiled loop in this install"
+)
+def test_both_loops_give_the_same_pipelined_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_sim_engine_equivalence import same
+
+    inv, p = _example()
+    cases = [(inv, p, FIXED), (inv, p, FIXED.with_changes(migration_failure_p=0.2, crash_p=1.0))]
+    for name in sorted(NAMED):
+        fx = NAMED[name]()
+        cases.append((fx.inventory, fx.plan, FIXED))
+    compiled = engine._run_loop
+    for inv_, plan, model in cases:
+        prep = prepare(inv_, plan, model, check=False)
+        for seed in (0, 3):
+            a = simulate(prep, seed)
+            monkeypatch.setattr(engine, "_run_loop", python_loop.run_loop)
+            b = simulate(prep, seed)
+            monkeypatch.setattr(engine, "_run_loop", compiled)
+            same(a, b)
+    assert dataclasses.is_dataclass(a)
