@@ -57,7 +57,7 @@ def test_estimates_are_the_simulators_transfers(example: tuple[Inventory, Policy
     ph = predict.predict(inv, pol, DEFAULT)
     plan, _, _, _ = plan_with_predictions(inv, pol, GREEDY)
     prep = prepare(inv, plan, DEFAULT, check=False)
-    seen = 0
+    seen = forced = 0
     for mi, (_w, m) in enumerate(plan.migrations()):
         if prep.m_src[mi] != prep.capacity.host_index[inv.vm(m.vm).host]:
             continue  # a second move starts elsewhere; the estimate is the first's
@@ -67,13 +67,18 @@ def test_estimates_are_the_simulators_transfers(example: tuple[Inventory, Policy
         if m.method == "cold":
             assert tr.total_s == ph.est.overhead_s + e.cold_s
             assert tr.downtime_s == e.cold_downtime_s
+        elif m.force_complete_after_s is not None:
+            assert m.force_complete_after_s == e.forced_after_s
+            assert tr.total_s == ph.est.overhead_s + e.forced_s
+            assert tr.downtime_s == e.forced_downtime_s
+            forced += 1
         else:
             assert tr.total_s == ph.est.overhead_s + e.live_s
             assert tr.bytes == e.live_bytes
             assert tr.downtime_s == e.live_downtime_s
             assert e.bandwidth_B_s == prep.nic[prep.m_src[mi]] / k
         seen += 1
-    assert seen > 100
+    assert seen > 100 and forced == len(BUSY)
     if k == 1:
         # alone on its link (k_out = 1): the simulator's dynamic share is the whole NIC
         assert all(b == prep.nic[prep.m_src[i]] for i, b in enumerate(prep.m_bw) if i < 3)

@@ -30,6 +30,7 @@ from planner.rules import remedy as remedy_rule
 from planner.rules.method import method_for
 from sim.migration import GIB, MIB, cold_migration, live_migration
 from sim.model import Distribution, SimModel
+from sim.prepare import forced_at
 
 Z95 = 1.6448536269514722  # the standard normal's 95th percentile
 DRAWS = 512  # upgrade times drawn per host for a wave's expected duration
@@ -154,7 +155,10 @@ def _vm(
     }
     live = live_migration(memory, dirty, bw, **kw)
     after = forced_after(memory, disk, bw)
-    forced = live_migration(memory, dirty, bw, force_after_s=after, **kw)
+    # the executor forces earlier when a poll sees no progress: when the simulator says it does
+    forced = live_migration(
+        memory, dirty, bw, force_after_s=forced_at(after, dirty, bw, disk, model), **kw
+    )
     cold = cold_migration(
         disk, share, running=v.status == "ACTIVE", shutdown_s=model.shutdown_s, boot_s=model.boot_s
     )
