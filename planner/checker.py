@@ -19,6 +19,7 @@ from typing import Any
 
 from planner import bounds
 from planner.documents import gc_paused
+from planner.estimates import Estimates
 from planner.inventory import Inventory, ServerGroup
 from planner.plan import Plan
 from planner.policy import Policy
@@ -148,23 +149,33 @@ def _in_order(found: Numbered, out: Out) -> None:
         found.clear()
 
 
-def check_plan(inv: Inventory, plan: Plan, *, digest: str | None = None) -> CheckReport:
-    """Replay `plan` on `inv`; `digest` (default: the inventory file's) must match the plan's."""
+def check_plan(
+    inv: Inventory,
+    plan: Plan,
+    *,
+    digest: str | None = None,
+    estimates: Estimates | None = None,
+) -> CheckReport:
+    """Replay `plan` on `inv`; `digest` (default: the inventory file's) must match the plan's.
+    With `estimates` (the migration model's predictions, `check --model`), the rules that need
+    them judge too (predicted durations and downtimes against the policy's limits)."""
     # The replay builds hundreds of thousands of small acyclic objects (a step per wave, a tuple
     # per move): the cyclic collector's repeated full scans would cost more than the check.
     with gc_paused():
-        return _check_plan(inv, plan, digest)
+        return _check_plan(inv, plan, digest, estimates)
 
 
-def _check_plan(inv: Inventory, plan: Plan, digest: str | None) -> CheckReport:
+def _check_plan(
+    inv: Inventory, plan: Plan, digest: str | None, estimates: Estimates | None
+) -> CheckReport:
     policy = plan.policy
     violations: Out = []
-    pc = PlanCheck(inv, plan, digest if digest is not None else inv.digest)
+    pc = PlanCheck(inv, plan, digest if digest is not None else inv.digest, estimates)
     for check in _PLAN:
         check(pc, violations)
     violations += check_inventory(inv, policy)
 
-    state = State(inv, policy)
+    state = State(inv, policy, estimates)
     per_wave: list[dict[str, Any]] = []
     moves_per_vm: Counter[str] = Counter()
     min_slack: dict[str, float] = {}
@@ -194,6 +205,7 @@ def _check_plan(inv: Inventory, plan: Plan, digest: str | None) -> CheckReport:
         )
 
     warnings = _soft_group_warnings(state) + _summary_warnings(plan, moves_per_vm)
+    warnings += pc.warnings + state.warnings
     metrics = _metrics(inv, plan, moves_per_vm, per_wave, min_slack, worst_util, warnings)
     # The inventory's problems first, then the plan's, then wave by wave (stable within).
     violations.sort(key=lambda v: (0 if v.rule.startswith("inventory.") else 1, v.wave or 0))

@@ -42,11 +42,34 @@ from planner.inventory import (
     Inventory,
     ServerGroup,
 )
-from planner.plan import METHODS, Migration, Plan, Stop, Wave
-from planner.policy import MAX_MIGRATIONS_PER_WAVE, SCOPES, Headroom, Policy, selector_problem
+from planner.plan import (
+    METHODS,
+    MIGRATION_REMEDIES,
+    OUTCOMES,
+    STOP_REMEDIES,
+    Migration,
+    Plan,
+    Predicted,
+    Schedule,
+    ScheduledWindow,
+    Stop,
+    Wave,
+)
+from planner.policy import (
+    DEFAULT_NON_CONVERGING,
+    EXECUTIONS,
+    MAX_MIGRATIONS_PER_WAVE,
+    REMEDIES,
+    SCOPES,
+    Headroom,
+    Policy,
+    Remedy,
+    selector_problem,
+)
 from planner.reader import MISSING, Reader
 from planner.reader import at as _at
 from planner.reader import type_name as _tn
+from planner.windows import read_windows
 
 __all__ = [
     "FORMAT_VERSION",
@@ -451,8 +474,55 @@ def _policy(r: Reader, d: Mapping[str, Any], loc: str) -> Policy | None:
             nullable=True,
             beyond=" (leave it out, or null, for no cap)",
         ),
+        non_converging=_remedies(r, d, loc),
+        max_migration_s=r.num(
+            d,
+            "max_migration_s",
+            loc,
+            required=False,
+            minimum=0.0,
+            exclusive_min=True,
+            nullable=True,
+        ),
+        max_downtime_s=r.num(d, "max_downtime_s", loc, required=False, minimum=0.0, nullable=True),
+        execution=r.str_(
+            d, "execution", loc, required=False, default="pipelined", choices=EXECUTIONS
+        ),
+        windows=read_windows(r, d, "windows", loc),
     )
     return p if len(r.problems) == n else None
+
+
+def _remedies(r: Reader, d: Mapping[str, Any], loc: str) -> tuple[Remedy, ...]:
+    """`non_converging`: a remedy or a list of them; `refuse` only last; `stop` needs
+    allow_stop."""
+    raw = d.get("non_converging")
+    here = _at(loc, "non_converging")
+    if raw is None:
+        return DEFAULT_NON_CONVERGING
+    items = [(here, raw)] if isinstance(raw, str) else None
+    if isinstance(raw, list):
+        if not raw:
+            r.bad(here, "names no remedy (leave it out for the default, force-complete)")
+        items = [(_at(here, i), x) for i, x in enumerate(raw)]
+    if items is None:
+        r.bad(here, f"must be a remedy or a list of remedies, got {_tn(raw)}")
+        return DEFAULT_NON_CONVERGING
+    out: list[Remedy] = []
+    n = len(r.problems)
+    for i, (where, x) in enumerate(items):
+        if not isinstance(x, str) or x not in REMEDIES:
+            got = repr(x) if isinstance(x, str) else _tn(x)
+            r.bad(where, f"is {got}, expected one of: {', '.join(REMEDIES)}")
+        elif x in out:
+            r.bad(where, f"{x!r} is listed twice")
+        elif x == "refuse" and i != len(items) - 1:
+            r.bad(where, "'refuse' must come last (the remedies after it are never reached)")
+        elif x == "stop" and d.get("allow_stop") is not True:
+            r.bad(where, "'stop' needs allow_stop: true (VMs are stopped in place)")
+        else:
+            out.append(x)
+    return tuple(out) if len(r.problems) == n else DEFAULT_NON_CONVERGING
 
 
 def _selectors(r: Reader, d: Mapping[str, Any], key: str, loc: str) -> tuple[str, ...]:
@@ -489,6 +559,17 @@ def policy_to_dict(p: Policy, *, standalone: bool = True) -> dict[str, Any]:
         d["last"] = list(p.last)
     if p.max_migrations_per_wave is not None:
         d["max_migrations_per_wave"] = p.max_migrations_per_wave
+    # Written only when set (or not the default), so that files written before stay as they were.
+    if p.non_converging != DEFAULT_NON_CONVERGING:
+        d["non_converging"] = list(p.non_converging)
+    if p.max_migration_s is not None:
+        d["max_migration_s"] = p.max_migration_s
+    if p.max_downtime_s is not None:
+        d["max_downtime_s"] = p.max_downtime_s
+    if p.execution != "pipelined":
+        d["execution"] = p.execution
+    if p.windows:
+        d["windows"] = [w.to_dict() for w in p.windows]
     return d
 
 
@@ -525,6 +606,7 @@ def plan_from_dict(data: Mapping[str, Any], file: str = "<plan>") -> Plan:
         r.bad("generator", f"must be an object, got {_tn(generator)}")
         generator = {}
     created_at = r.str_(data, "created_at", "", required=False, nullable=True)
+    schedule = _schedule(r, data.get("schedule"), "schedule")
     r.done()
     assert policy is not None
     return Plan(
@@ -534,6 +616,7 @@ def plan_from_dict(data: Mapping[str, Any], file: str = "<plan>") -> Plan:
         summary=summary,
         generator=generator,
         created_at=created_at,
+        schedule=schedule,
     )
 
 
@@ -549,14 +632,34 @@ def _wave(r: Reader, x: Any, i: int) -> Wave | None:
         md = r.obj(m, mloc)
         if md is None:
             continue
-        migrations.append(
-            Migration(
-                vm=r.str_(md, "vm", mloc, default=""),
-                src=r.str_(md, "from", mloc, default=""),
-                dst=r.str_(md, "to", mloc, default=""),
-                method=r.str_(md, "method", mloc, required=False, default="live", choices=METHODS),
-            )
+        m = Migration(
+            vm=r.str_(md, "vm", mloc, default=""),
+            src=r.str_(md, "from", mloc, default=""),
+            dst=r.str_(md, "to", mloc, default=""),
+            method=r.str_(md, "method", mloc, required=False, default="live", choices=METHODS),
         )
+        # The optional fields of remedies and predictions (absent from most migrations).
+        if "force_complete_after_s" in md or "remedy" in md or "predicted" in md:
+            m = Migration(
+                m.vm,
+                m.src,
+                m.dst,
+                m.method,
+                force_complete_after_s=r.num(
+                    md,
+                    "force_complete_after_s",
+                    mloc,
+                    required=False,
+                    minimum=0.0,
+                    exclusive_min=True,
+                    nullable=True,
+                ),
+                remedy=r.str_(
+                    md, "remedy", mloc, required=False, nullable=True, choices=MIGRATION_REMEDIES
+                ),
+                predicted=_predicted(r, md, mloc, migration=True),
+            )
+        migrations.append(m)
     stops = []
     for j, s in enumerate(r.items(d, "stops", loc, required=False)):
         sloc = f"{loc}.stops[{j}]"
@@ -564,15 +667,96 @@ def _wave(r: Reader, x: Any, i: int) -> Wave | None:
         if sd is None:
             continue
         stops.append(
-            Stop(vm=r.str_(sd, "vm", sloc, default=""), host=r.str_(sd, "host", sloc, default=""))
+            Stop(
+                vm=r.str_(sd, "vm", sloc, default=""),
+                host=r.str_(sd, "host", sloc, default=""),
+                remedy=r.str_(
+                    sd, "remedy", sloc, required=False, nullable=True, choices=STOP_REMEDIES
+                ),
+                predicted=_predicted(r, sd, sloc, migration=False),
+            )
         )
     w = Wave(
         index=r.int_(d, "index", loc, default=i + 1, minimum=0),
         hosts=r.str_list(d, "hosts", loc, required=True),
         migrations=tuple(migrations),
         stops=tuple(stops),
+        predicted_s=r.num(d, "predicted_s", loc, required=False, minimum=0.0, nullable=True),
     )
     return w if len(r.problems) == n else None
+
+
+def _predicted(r: Reader, d: Mapping[str, Any], loc: str, *, migration: bool) -> Predicted | None:
+    """`predicted`: {duration_s, downtime_s, bytes, outcome} of a migration (all four), or
+    {downtime_s} of a stop."""
+    raw = d.get("predicted")
+    if raw is None:
+        return None
+    here = _at(loc, "predicted")
+    pd = r.obj(raw, here)
+    if pd is None:
+        return None
+    n = len(r.problems)
+    p = Predicted(
+        downtime_s=r.num(pd, "downtime_s", here, minimum=0.0, default=0.0),
+        duration_s=r.num(pd, "duration_s", here, required=migration, minimum=0.0, nullable=True),
+        bytes=r.num(pd, "bytes", here, required=migration, minimum=0.0, nullable=True),
+        outcome=r.str_(pd, "outcome", here, required=migration, nullable=True, choices=OUTCOMES),
+    )
+    return p if len(r.problems) == n else None
+
+
+def _timestamp(r: Reader, d: Mapping[str, Any], key: str, loc: str, *, required: bool) -> Any:
+    """An ISO 8601 timestamp with a UTC offset (`2026-12-14T22:00:00+01:00`), as an aware
+    datetime; YAML's own timestamps are taken as they are if they carry an offset."""
+    value = r.get(d, key, loc, required)
+    if value is MISSING or (value is None and not required):
+        return None
+    where = _at(loc, key)
+    if isinstance(value, str):
+        try:
+            value = _dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            r.bad(where, f"is not an ISO 8601 timestamp: {value!r}")
+            return None
+    if not isinstance(value, _dt.datetime):
+        r.bad(where, f"must be an ISO 8601 timestamp (a string), got {_tn(value)}")
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        r.bad(where, f"needs a UTC offset (e.g. {value.isoformat()}+01:00 or Z)")
+        return None
+    return value
+
+
+def _schedule(r: Reader, raw: Any, loc: str) -> Schedule | None:
+    """`schedule`: {start, windows: [{index, start, end, hosts}], last_done}; the checker judges
+    what it means (every host in one window, windows that apply to it)."""
+    if raw is None:
+        return None
+    d = r.obj(raw, loc)
+    if d is None:
+        return None
+    n = len(r.problems)
+    start = _timestamp(r, d, "start", loc, required=True)
+    windows = []
+    for i, x in enumerate(r.items(d, "windows", loc)):
+        wloc = f"{loc}.windows[{i}]"
+        wd = r.obj(x, wloc)
+        if wd is None:
+            continue
+        m = len(r.problems)
+        w = ScheduledWindow(
+            index=r.int_(wd, "index", wloc, default=i + 1, minimum=1),
+            start=_timestamp(r, wd, "start", wloc, required=True),
+            end=_timestamp(r, wd, "end", wloc, required=True),
+            hosts=r.str_list(wd, "hosts", wloc, required=True),
+        )
+        if len(r.problems) == m:
+            windows.append(w)
+    last_done = _timestamp(r, d, "last_done", loc, required=False)
+    if len(r.problems) != n:
+        return None
+    return Schedule(start=start, windows=tuple(windows), last_done=last_done)
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
@@ -584,19 +768,73 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "generator": dict(plan.generator),
         "policy": policy_to_dict(plan.policy, standalone=False),
         "summary": dict(plan.summary),
-        "waves": [
+        "waves": [_wave_dict(w) for w in plan.waves],
+    }
+    if plan.schedule is not None:
+        d["schedule"] = _schedule_dict(plan.schedule)
+    return d
+
+
+# The optional fields are written only when set: plans without them stay byte for byte as before.
+def _wave_dict(w: Wave) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "index": w.index,
+        "hosts": list(w.hosts),
+        "migrations": [_migration_dict(m) for m in w.migrations],
+        "stops": [_stop_dict(s) for s in w.stops],
+    }
+    if w.predicted_s is not None:
+        d["predicted_s"] = w.predicted_s
+    return d
+
+
+def _migration_dict(m: Migration) -> dict[str, Any]:
+    d: dict[str, Any] = {"vm": m.vm, "from": m.src, "to": m.dst, "method": m.method}
+    if m.force_complete_after_s is not None:
+        d["force_complete_after_s"] = m.force_complete_after_s
+    if m.remedy is not None:
+        d["remedy"] = m.remedy
+    if m.predicted is not None:
+        d["predicted"] = _predicted_dict(m.predicted)
+    return d
+
+
+def _stop_dict(s: Stop) -> dict[str, Any]:
+    d: dict[str, Any] = {"vm": s.vm, "host": s.host}
+    if s.remedy is not None:
+        d["remedy"] = s.remedy
+    if s.predicted is not None:
+        d["predicted"] = _predicted_dict(s.predicted)
+    return d
+
+
+def _predicted_dict(p: Predicted) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    if p.duration_s is not None:
+        d["duration_s"] = p.duration_s
+    d["downtime_s"] = p.downtime_s
+    if p.bytes is not None:
+        d["bytes"] = p.bytes
+    if p.outcome is not None:
+        d["outcome"] = p.outcome
+    return d
+
+
+def _schedule_dict(s: Schedule) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "start": s.start.isoformat(),
+        "windows": [
             {
                 "index": w.index,
+                "start": w.start.isoformat(),
+                "end": w.end.isoformat(),
                 "hosts": list(w.hosts),
-                "migrations": [
-                    {"vm": m.vm, "from": m.src, "to": m.dst, "method": m.method}
-                    for m in w.migrations
-                ],
-                "stops": [{"vm": s.vm, "host": s.host} for s in w.stops],
             }
-            for w in plan.waves
+            for w in s.windows
         ],
     }
+    if s.last_done is not None:
+        d["last_done"] = s.last_done.isoformat()
     return d
 
 

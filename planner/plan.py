@@ -8,6 +8,7 @@ its hosts hold only stopped VMs and run the target version.
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,6 +17,25 @@ from planner.policy import Policy
 
 Method = Literal["live", "cold"]
 METHODS: tuple[Method, ...] = ("live", "cold")
+# Why a migration is not a plain live migration (the policy's `non_converging` remedies that
+# move a VM); a stop's remedy is "stop".
+MigrationRemedy = Literal["force-complete", "cold"]
+MIGRATION_REMEDIES: tuple[MigrationRemedy, ...] = ("force-complete", "cold")
+STOP_REMEDIES: tuple[Literal["stop"], ...] = ("stop",)
+# A predicted outcome: sim.migration.OUTCOMES (a live migration's) or "cold"; the core cannot
+# import sim, a test keeps the two in step.
+OUTCOMES: tuple[str, ...] = ("converged", "post-copy", "paused", "aborted", "never", "cold")
+
+
+@dataclass(frozen=True, slots=True)
+class Predicted:
+    """What the planner predicted for a migration or stop (informative: nobody relies on it; the
+    checker judges with its own estimates). Seconds and bytes; a stop has only `downtime_s`."""
+
+    downtime_s: float  # the guest not running (switch-over, forced pause, cold copy, stop)
+    duration_s: float | None = None  # the migration, start to guest running on its destination
+    bytes: float | None = None  # sent over the network
+    outcome: str | None = None  # one of OUTCOMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +44,20 @@ class Migration:
     src: str  # "from" in the file
     dst: str  # "to" in the file
     method: Method = "live"
+    # Live only: force-complete this many seconds after it started (earlier when its remaining
+    # memory stops falling); None: never force it.
+    force_complete_after_s: float | None = None
+    remedy: MigrationRemedy | None = None
+    predicted: Predicted | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Stop:
     vm: str
     host: str
+    # "stop": a VM that could migrate, stopped in place as the policy's non_converging remedy.
+    remedy: Literal["stop"] | None = None
+    predicted: Predicted | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +66,36 @@ class Wave:
     hosts: tuple[str, ...]
     migrations: tuple[Migration, ...] = ()
     stops: tuple[Stop, ...] = ()
+    predicted_s: float | None = None  # its predicted lock-step duration (informative)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledWindow:
+    """One opening of the maintenance windows the plan expects hosts in: `index` from 1 in time
+    order, `start` and `end` aware datetimes, the hosts that go down in it."""
+
+    index: int
+    start: _dt.datetime
+    end: _dt.datetime
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When the plan expects each host to go down (with windows or `plan --start`): from
+    `start` on, in `windows`; `last_done` the predicted end of the last host's maintenance."""
+
+    start: _dt.datetime
+    windows: tuple[ScheduledWindow, ...]
+    last_done: _dt.datetime | None = None
+
+    def window_of(self) -> dict[str, ScheduledWindow]:
+        """Host name -> the (first) window it is in."""
+        out: dict[str, ScheduledWindow] = {}
+        for w in self.windows:
+            for h in w.hosts:
+                out.setdefault(h, w)
+        return out
 
 
 @dataclass(frozen=True)
@@ -51,6 +109,7 @@ class Plan:
     # Who made it and how: {"name": "cp-sat", "version": ..., "seed": ..., "time_s": ...}.
     generator: Mapping[str, Any] = field(default_factory=dict)
     created_at: str | None = None
+    schedule: Schedule | None = None
 
     def migrations(self) -> Iterator[tuple[int, Migration]]:
         for w in self.waves:

@@ -8,10 +8,22 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from planner.inventory import Host, Inventory
+from planner.windows import Window
 
 Scope = Literal["az", "cloud"]
 SCOPES: tuple[Scope, ...] = ("az", "cloud")
 SELECTOR_KEYS = ("role", "az", "rack", "aggregate", "version")
+# What to do with a VM whose live migration is predicted not to finish by itself (or to take
+# longer than max_migration_s), in order of preference: `force-complete` (live, then Nova's
+# force-complete after a planned time), `cold` (cold migration), `stop` (stopped in place, needs
+# allow_stop), `refuse` (no plan). Only the last may be `refuse`.
+Remedy = Literal["force-complete", "cold", "stop", "refuse"]
+REMEDIES: tuple[Remedy, ...] = ("force-complete", "cold", "stop", "refuse")
+DEFAULT_NON_CONVERGING: tuple[Remedy, ...] = ("force-complete",)
+# How waves run: `pipelined` (a later wave's host enters maintenance as soon as admission control
+# allows) or `lockstep` (each wave waits for the whole previous one).
+Execution = Literal["pipelined", "lockstep"]
+EXECUTIONS: tuple[Execution, ...] = ("pipelined", "lockstep")
 # The largest max_migrations_per_wave a policy may set: more migrations than any cloud has VMs;
 # beyond it the number is a typo (leave the key out for no cap).
 MAX_MIGRATIONS_PER_WAVE = 1_000_000
@@ -42,6 +54,15 @@ class Policy:
     last: tuple[str, ...] = ()
     # Migrations one wave may hold at most (its network load); None: no cap.
     max_migrations_per_wave: int | None = None
+    # Remedies for VMs predicted not to converge, in order of preference (see REMEDIES).
+    non_converging: tuple[Remedy, ...] = DEFAULT_NON_CONVERGING
+    # A live migration predicted longer than this (s) is remedied like a non-converging one.
+    max_migration_s: float | None = None
+    # Any remedy's predicted downtime (s) at most this.
+    max_downtime_s: float | None = None
+    execution: Execution = "pipelined"
+    # Maintenance windows (planner.windows); empty: hosts may go down at any time.
+    windows: tuple[Window, ...] = ()
 
     def with_changes(self, **changes: Any) -> Policy:
         """A copy with some fields replaced; `headroom.failures`-style keys reach into headroom."""

@@ -21,6 +21,7 @@ textbook model: the remaining bytes fall at B - D while the guest runs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -246,11 +247,16 @@ def live_migration(
     memory_mib: float | None = None,
     disk_gib: float | None = None,
     max_passes: int = 1_000_000,
+    force_after_s: float | None = None,
 ) -> LiveResult:
     """One live migration as Nova (libvirt driver) runs it. memory, disk in bytes; dirty_rate,
     bandwidth (already capped by live_migration_bandwidth) and switchover_bandwidth (default:
     bandwidth) in bytes/s. Nova sizes its schedule from the flavor's memory and the disk size
-    (memory_mib / disk_gib; default: from the bytes)."""
+    (memory_mib / disk_gib; default: from the bytes).
+
+    `force_after_s`: the operator (the executor) calls Nova's force-complete that long after the
+    start, if the migration is still running then: the same as Nova's own timeout action
+    `force_complete` firing at that time (post-copy if permitted, else the guest paused)."""
     nova = nova or NovaSettings()
     qemu = qemu or QemuSettings()
     M, D, B = float(memory), float(dirty_rate), float(bandwidth)
@@ -263,6 +269,12 @@ def live_migration(
     )
     steps = _steps(nova, gb)
     timeout = float(completion_timeout_s(nova, gb))
+    if force_after_s is not None:
+        if not force_after_s > 0:
+            raise ValueError("force_after_s must be positive")
+        if timeout <= 0 or force_after_s < timeout:
+            timeout = float(force_after_s)
+            nova = dataclasses.replace(nova, timeout_action="force_complete")
     converges = D < B
     continuous = qemu.check == "continuous"
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from planner.estimates import Estimates, HostEstimate, VmEstimate
 from planner.formats import validate_inventory
 from planner.inventory import VM, HAGroup, Host, Inventory, ServerGroup
 from planner.plan import Migration, Plan, Stop, Wave
@@ -543,3 +544,34 @@ def edit_host(inv: Inventory, name: str, **changes: Any) -> Inventory:
 def edit_vm(inv: Inventory, vm_id: str, **changes: Any) -> Inventory:
     vms = tuple(replace(v, **changes) if v.id == vm_id else v for v in inv.vms)
     return replace(inv, vms=vms)
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimates by hand (plain data: the migration model's predictions for a fixture cloud)
+# ---------------------------------------------------------------------------------------------
+def estimates(inv: Inventory, vms: Mapping[str, Mapping[str, Any]] | None = None) -> Estimates:
+    """Every VM converging in a 60 s live migration (0.3 s paused), cold in 120 s, forced after
+    600 s; every host's upgrade 20 min (P95 30 min); `vms` changes some VMs' figures, e.g.
+    `{"live": {"live_outcome": "aborted", "converges": False, "live_s": 6400.0}}`."""
+    out = {}
+    for v in inv.vms:
+        d: dict[str, Any] = {
+            "vm": v.id,
+            "live_s": 60.0,
+            "live_downtime_s": 0.3,
+            "live_bytes": 4.5e9,
+            "live_outcome": "converged",
+            "converges": True,
+            "dirty_B_s": 2e7,
+            "bandwidth_B_s": 1.15e9,
+            "cold_s": 120.0,
+            "cold_downtime_s": 120.0,
+            "forced_after_s": 600.0,
+            "forced_s": 60.0,
+            "forced_downtime_s": 0.3,
+            "stop_downtime_s": 1210.0,
+        }
+        d.update((vms or {}).get(v.id, {}))
+        out[v.id] = VmEstimate(**d)
+    hosts = {h.name: HostEstimate(h.name, 1200.0, 1800.0, 5.0, 5.0) for h in inv.hosts}
+    return Estimates(out, hosts, overhead_s=10.0, k_out=1, model="tests")

@@ -7,6 +7,7 @@ keeps it that way when a rule is added.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from dataclasses import replace
 
@@ -14,7 +15,8 @@ import pytest
 
 from planner.checker import RULES, CheckReport, Violation, check_inventory, check_plan
 from planner.inventory import Inventory
-from planner.plan import Plan, Wave
+from planner.plan import Plan, Schedule, ScheduledWindow, Stop, Wave
+from planner.windows import Window
 from tests.clouds import (
     NAMED,
     NEW,
@@ -28,6 +30,7 @@ from tests.clouds import (
     edit_host,
     edit_migration,
     edit_vm,
+    estimates,
     ha_trio,
     make_plan,
     migration_to_stop,
@@ -430,6 +433,262 @@ def test_stop_fails_outside_the_wave() -> None:
     plan = add_stop(fx.plan, 1, "pinned-pci", "cmp-1")
     found = [(v.wave, v.objects) for v in of(check(fx.inventory, plan), "stop")]
     assert (1, ("pinned-pci", "cmp-1")) in found
+
+
+# -- remedies (planner.rules.remedy) --------------------------------------------------------------
+ALL_REMEDIES = ("force-complete", "cold", "stop")
+
+
+def warned(report: CheckReport, rule: str) -> list[Violation]:
+    return [v for v in report.warnings if v.rule == rule]
+
+
+def stop_as_remedy(plan: Plan, vm: str) -> Plan:
+    """The migration of `vm` replaced by a stop in place with `remedy: stop`."""
+    plan = migration_to_stop(plan, vm)
+    waves = tuple(
+        replace(w, stops=tuple(Stop(s.vm, s.host, "stop") if s.vm == vm else s for s in w.stops))
+        for w in plan.waves
+    )
+    return replace(plan, waves=waves)
+
+
+def test_force_complete_passes() -> None:
+    fx = mixed_methods()
+    plan = edit_migration(fx.plan, "live", force_complete_after_s=600.0, remedy="force-complete")
+    report = check(fx.inventory, plan)
+    assert report.ok, [str(v) for v in report.violations]
+
+
+def test_force_complete_fails() -> None:
+    fx = mixed_methods()
+    v = one(
+        check(fx.inventory, edit_migration(fx.plan, "off", force_complete_after_s=60.0)),
+        "force_complete",
+    )
+    assert (v.wave, v.objects, v.numbers) == (2, ("off",), {"force_complete_after_s": 60.0})
+    assert "cold migration" in v.message
+
+
+def test_remedy_passes() -> None:
+    fx = mixed_methods()
+    plan = with_policy(fx.plan, non_converging=ALL_REMEDIES)
+    plan = edit_migration(plan, "off", remedy="cold")
+    plan = stop_as_remedy(plan, "live")  # a VM that could live-migrate, stopped as a remedy
+    report = check(fx.inventory, plan)
+    assert report.ok, [str(v) for v in report.violations]
+
+
+def test_remedy_fails() -> None:
+    fx = mixed_methods()
+    plan = with_policy(fx.plan, non_converging=ALL_REMEDIES)
+    v = one(check(fx.inventory, edit_migration(plan, "live", remedy="cold")), "remedy")
+    assert (v.wave, v.objects) == (2, ("live",))
+    assert "needs method cold, not live" in v.message
+
+
+def test_remedy_fails_when_the_policy_does_not_allow_it() -> None:
+    fx = mixed_methods()  # non_converging: the default, force-complete only
+    plan = stop_as_remedy(edit_migration(fx.plan, "off", remedy="cold"), "live")
+    found = [(v.objects, v.message) for v in of(check(fx.inventory, plan), "remedy")]
+    assert [o for o, _ in found] == [("off",), ("live",)]
+    assert all("non_converging (force-complete) does not allow" in m for _, m in found)
+
+
+def test_a_stop_as_remedy_still_needs_allow_stop() -> None:
+    fx = mixed_methods()
+    plan = with_policy(fx.plan, non_converging=ALL_REMEDIES, allow_stop=False)
+    report = check(fx.inventory, stop_as_remedy(plan, "live"))
+    assert {v.objects for v in of(report, "stop")} == {("live",), ("pinned-pci",)}
+    silent(report, "remedy")
+
+
+def test_non_converging_passes() -> None:
+    fx = mixed_methods()
+    busy = {"live": {"live_outcome": "aborted", "converges": False, "live_s": 6400.0}}
+    report = check_plan(fx.inventory, fx.plan, estimates=estimates(fx.inventory))
+    assert warned(report, "non_converging") == [] and report.ok
+    # a VM that would not finish, with a remedy: no warning
+    plan = edit_migration(fx.plan, "live", remedy="force-complete", force_complete_after_s=600.0)
+    report = check_plan(fx.inventory, plan, estimates=estimates(fx.inventory, busy))
+    assert warned(report, "non_converging") == [] and report.ok
+
+
+def test_non_converging_fails() -> None:
+    fx = mixed_methods()
+    busy = {
+        "live": {
+            "live_outcome": "aborted",
+            "converges": False,
+            "live_s": 6400.0,
+            "dirty_B_s": 1.5e9,
+        }
+    }
+    report = check_plan(fx.inventory, fx.plan, estimates=estimates(fx.inventory, busy))
+    assert report.ok  # a warning, not a violation
+    [w] = warned(report, "non_converging")
+    assert (w.wave, w.objects) == (2, ("live",))
+    assert "aborted after 6400 s; dirty rate 1500 MB/s against 1150 MB/s" in w.message
+    # without estimates nothing is known
+    assert warned(check(fx.inventory, fx.plan), "non_converging") == []
+
+
+def test_max_migration_passes() -> None:
+    fx = mixed_methods()
+    plan = with_policy(fx.plan, max_migration_s=600.0)
+    silent(check_plan(fx.inventory, plan, estimates=estimates(fx.inventory)), "max_migration")
+    slow = estimates(fx.inventory, {"live": {"live_s": 900.0}})
+    remedied = edit_migration(plan, "live", remedy="force-complete", force_complete_after_s=500.0)
+    silent(check_plan(fx.inventory, remedied, estimates=slow), "max_migration")
+
+
+def test_max_migration_fails() -> None:
+    fx = mixed_methods()
+    plan = with_policy(fx.plan, max_migration_s=600.0)
+    slow = estimates(fx.inventory, {"live": {"live_s": 900.0}})
+    v = one(check_plan(fx.inventory, plan, estimates=slow), "max_migration")
+    assert (v.wave, v.objects, v.numbers) == (2, ("live",), {"live_s": 900.0, "max": 600.0})
+    silent(check(fx.inventory, plan), "max_migration")  # no estimates, no judgement
+
+
+def test_max_downtime_passes() -> None:
+    fx = mixed_methods()
+    plan = with_policy(fx.plan, max_downtime_s=30.0)
+    plan = edit_migration(plan, "live", remedy="force-complete", force_complete_after_s=600.0)
+    est = estimates(fx.inventory, {"live": {"forced_downtime_s": 2.0}})
+    report = check_plan(fx.inventory, plan, estimates=est)
+    silent(report, "max_downtime")
+    assert report.ok
+
+
+def test_max_downtime_fails() -> None:
+    fx = mixed_methods()
+    plan = with_policy(fx.plan, max_downtime_s=30.0)
+    plan = edit_migration(plan, "live", remedy="force-complete", force_complete_after_s=600.0)
+    est = estimates(fx.inventory, {"live": {"forced_downtime_s": 45.0}})
+    v = one(check_plan(fx.inventory, plan, estimates=est), "max_downtime")
+    assert (v.wave, v.objects, v.numbers) == (2, ("live",), {"downtime_s": 45.0, "max": 30.0})
+
+
+def test_max_downtime_fails_for_a_stop_and_a_cold_remedy() -> None:
+    fx = mixed_methods()
+    plan = with_policy(fx.plan, max_downtime_s=100.0, non_converging=ALL_REMEDIES)
+    plan = stop_as_remedy(edit_migration(plan, "off", remedy="cold"), "live")
+    report = check_plan(fx.inventory, plan, estimates=estimates(fx.inventory))
+    assert [(v.objects, v.numbers["downtime_s"]) for v in of(report, "max_downtime")] == [
+        (("off",), 120.0),
+        (("live",), 1210.0),
+    ]
+
+
+# -- schedule (planner.rules.schedule) -------------------------------------------------------------
+T0 = dt.datetime(2026, 12, 14, 21, tzinfo=dt.UTC)  # Monday 22:00 in Berlin
+HOUR = dt.timedelta(hours=1)
+NIGHTS = (Window(tuple(range(7)), 22 * 60, 6 * 60, "Europe/Berlin"),)  # 22:00-06:00 daily
+
+
+def nightly(plan: Plan, *groups: tuple[str, ...], start: dt.datetime = T0) -> Plan:
+    """The plan with a schedule: one night (22:00-06:00 Berlin) per group of hosts."""
+    wins = tuple(
+        ScheduledWindow(i, start + 24 * HOUR * (i - 1), start + 24 * HOUR * (i - 1) + 8 * HOUR, g)
+        for i, g in enumerate(groups, start=1)
+    )
+    return replace(plan, schedule=Schedule(start, wins, wins[-1].end - HOUR))
+
+
+def test_schedule_passes() -> None:
+    fx = three_plus_spare()
+    report = check(fx.inventory, nightly(fx.plan, ("cmp-4", "cmp-1"), ("cmp-2", "cmp-3")))
+    assert report.ok, [str(v) for v in report.violations]
+
+
+def test_schedule_fails() -> None:
+    fx = three_plus_spare()
+    plan = nightly(fx.plan, ("cmp-4", "cmp-1"), ("cmp-2", "cmp-1", "ghost"))
+    found = [(v.objects, v.message) for v in of(check(fx.inventory, plan), "schedule")]
+    assert found == [
+        (("cmp-1",), "cmp-1 is scheduled twice (windows 1 and 2)"),
+        (("ghost",), "ghost is scheduled but in no wave of the plan"),
+        (("cmp-3",), "1 host(s) of the plan's waves are in no scheduled window: cmp-3"),
+    ]
+
+
+def test_schedule_fails_on_times() -> None:
+    fx = three_plus_spare()
+    plan = nightly(fx.plan, ("cmp-4", "cmp-1"), ("cmp-2", "cmp-3"))
+    assert plan.schedule is not None
+    w1, w2 = plan.schedule.windows
+    bad = Schedule(
+        T0 + HOUR,  # after window 1 starts
+        (replace(w1, end=T0 - HOUR), replace(w2, index=3, start=T0 - 2 * HOUR)),
+        T0,
+    )
+    found = [v.message for v in of(check(fx.inventory, replace(plan, schedule=bad)), "schedule")]
+    assert found == [
+        "window 1 ends (2026-12-14T20:00:00+00:00) before it starts (2026-12-14T21:00:00+00:00)",
+        "window 1 starts (2026-12-14T21:00:00+00:00) before the schedule "
+        "(2026-12-14T22:00:00+00:00)",
+        "scheduled window at position 2 has index 3; they are numbered 1, 2, 3, ...",
+        "window 3 starts (2026-12-14T19:00:00+00:00) before the schedule "
+        "(2026-12-14T22:00:00+00:00)",
+        "window 3 starts (2026-12-14T19:00:00+00:00) before window 1 ends "
+        "(2026-12-14T20:00:00+00:00); windows are in time order, apart",
+        "last_done (2026-12-14T21:00:00+00:00) is before the schedule's start "
+        "(2026-12-14T22:00:00+00:00)",
+    ]
+
+
+def test_schedule_window_passes() -> None:
+    fx = three_plus_spare()
+    plan = with_policy(fx.plan, windows=NIGHTS)
+    report = check(fx.inventory, nightly(plan, ("cmp-4", "cmp-1"), ("cmp-2", "cmp-3")))
+    assert report.ok, [str(v) for v in report.violations]
+    # a window inside an opening is fine too (it need not be all of it)
+    inside = nightly(plan, ("cmp-4", "cmp-1", "cmp-2", "cmp-3"), start=T0 + HOUR)
+    assert inside.schedule is not None
+    short = replace(inside.schedule.windows[0], end=T0 + 3 * HOUR)
+    inside = replace(inside, schedule=replace(inside.schedule, windows=(short,)))
+    silent(check(fx.inventory, inside), "schedule_window")
+
+
+def test_schedule_window_fails() -> None:
+    fx = three_plus_spare()
+    plan = with_policy(fx.plan, windows=NIGHTS)
+    noon = nightly(plan, ("cmp-4", "cmp-1", "cmp-2", "cmp-3"), start=T0 - 10 * HOUR)
+    found = of(check(fx.inventory, noon), "schedule_window")
+    assert [v.objects for v in found] == [(h, "1") for h in ("cmp-4", "cmp-1", "cmp-2", "cmp-3")]
+    assert "closed then (next open 2026-12-14T21:00:00+00:00 to 2026-12-15T05:00:00+00:00)" in (
+        found[0].message
+    )
+    long = nightly(plan, ("cmp-4", "cmp-1", "cmp-2", "cmp-3"))
+    assert long.schedule is not None
+    w = replace(long.schedule.windows[0], end=T0 + 9 * HOUR)  # an hour past 06:00
+    long = replace(long, schedule=replace(long.schedule, windows=(w,)))
+    found = of(check(fx.inventory, long), "schedule_window")
+    assert len(found) == 4 and "close at 2026-12-15T05:00:00+00:00" in found[0].message
+
+
+def test_schedule_window_fails_where_no_window_applies() -> None:
+    fx = three_plus_spare()
+    az9 = (replace(NIGHTS[0], azs=("az9",)),)
+    plan = nightly(with_policy(fx.plan, windows=az9), ("cmp-4", "cmp-1", "cmp-2", "cmp-3"))
+    found = of(check(fx.inventory, plan), "schedule_window")
+    assert len(found) == 4 and "no window of the policy applies to its AZ" in found[0].message
+
+
+def test_window_azs_passes() -> None:
+    fx = three_plus_spare()
+    plan = with_policy(fx.plan, windows=(replace(NIGHTS[0], azs=("az1",)),))
+    assert warned(check(fx.inventory, plan), "window_azs") == []
+
+
+def test_window_azs_fails() -> None:
+    fx = three_plus_spare()
+    plan = with_policy(fx.plan, windows=(*NIGHTS, replace(NIGHTS[0], azs=("az1", "az9"))))
+    report = check(fx.inventory, plan)
+    assert report.ok  # a warning: policies are reused across clouds
+    [w] = warned(report, "window_azs")
+    assert w.objects == ("az9",) and "windows[1] names AZ 'az9'" in w.message
 
 
 # -- version --------------------------------------------------------------------------------------

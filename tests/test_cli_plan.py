@@ -114,3 +114,77 @@ def test_greedy_planner_and_first_last_options(
         plan = load_plan(out)
         assert plan.waves[0].hosts == ("cmp-3",) and plan.waves[-1].hosts == ("cmp-1",)
         assert check_plan(load_inventory(inv), plan).ok
+
+
+def test_plan_accepts_the_remedy_and_window_fields_and_says_it_does_not_act_on_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inv, _ = files(tmp_path, sc.three_plus_spare())
+    pol = tmp_path / "policy.yaml"
+    pol.write_text(
+        'format_version: "1.0"\nkind: policy\nmax_hosts_per_wave: 1\ntarget_version: "2025.2"\n'
+        "allow_stop: true\nnon_converging: [cold, stop]\nmax_migration_s: 3600\n"
+        "max_downtime_s: 60\nexecution: lockstep\nwindows:\n"
+        '  - {days: mon-fri, start: "22:00", end: "06:00", tz: Europe/Berlin}\n'
+    )
+    out = tmp_path / "plan.json"
+    code, stdout, stderr = run(["plan", inv, "--policy", str(pol), "-o", str(out)], capsys)
+    assert code == 0, stderr
+    plan = load_plan(out)
+    p = plan.policy
+    assert (p.non_converging, p.max_migration_s, p.max_downtime_s, p.execution) == (
+        ("cold", "stop"),
+        3600.0,
+        60.0,
+        "lockstep",
+    )
+    assert [w.to_dict() for w in p.windows] == [
+        {
+            "days": ["mon", "tue", "wed", "thu", "fri"],
+            "start": "22:00",
+            "end": "06:00",
+            "tz": "Europe/Berlin",
+        }
+    ]
+    assert plan.schedule is None and check_plan(load_inventory(inv), plan).ok
+    said = stdout + stderr
+    assert "does not keep remedy" in said and "does not keep schedule" in said
+
+
+@pytest.mark.parametrize(
+    ("lines", "problem"),
+    [
+        ("non_converging: [refuse, cold]\n", "non_converging[0]: 'refuse' must come last"),
+        ("non_converging: stop\n", "non_converging: 'stop' needs allow_stop: true"),
+        ("max_downtime_s: -5\n", "max_downtime_s: must be >= 0, got -5"),
+        ("max_migration_s: .nan\n", "max_migration_s: must be a finite number, got nan"),
+        (
+            "windows: [{days: mon-fri, start: 22:00, end: '06:00', tz: Europe/Berlin}]\n",
+            'windows[0].start: must be a time "HH:MM" in quotes',
+        ),
+        (
+            "windows: [{days: someday, start: '22:00', end: '06:00', tz: Europe/Berlin}]\n",
+            "windows[0].days: unknown day 'someday'",
+        ),
+        (
+            "windows: [{days: daily, start: '22:00', end: '06:00', tz: Mars/Base}]\n",
+            "windows[0].tz: unknown time zone 'Mars/Base'",
+        ),
+        (
+            "windows: [{days: daily, start: '06:00', end: '06:00', tz: UTC}]\n",
+            "windows[0].end: is the same time as start (06:00): the window never opens",
+        ),
+    ],
+)
+def test_bad_remedies_and_windows_exit_2_naming_file_and_place_and_write_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: str, problem: str
+) -> None:
+    inv, _ = files(tmp_path, sc.three_plus_spare())
+    pol = tmp_path / "policy.yaml"
+    pol.write_text('format_version: "1.0"\nkind: policy\nmax_hosts_per_wave: 1\n' + lines)
+    out = tmp_path / "plan.json"
+    out.write_text("an older plan\n")
+    code, _, stderr = run(["plan", inv, "--policy", str(pol), "-o", str(out)], capsys)
+    assert code == 2
+    assert f"{pol}: {problem}" in stderr and "Traceback" not in stderr
+    assert out.read_text() == "an older plan\n"  # not clobbered

@@ -385,6 +385,17 @@ def test_yaml_timestamps_and_local_disk_sizes() -> None:
 # ---------------------------------------------------------------------------------------------
 # Policy and plan fields
 # ---------------------------------------------------------------------------------------------
+def _w(**changes: Any) -> dict[str, Any]:
+    """A valid maintenance window (weeknights in Berlin) with some keys changed or deleted."""
+    w: dict[str, Any] = {"days": "mon-fri", "start": "22:00", "end": "06:00", "tz": "Europe/Berlin"}
+    for k, v in changes.items():
+        if v is _DELETE:
+            del w[k]
+        else:
+            w[k] = v
+    return w
+
+
 POLICY_CASES: list[tuple[str, Any, str]] = [
     ("max_hosts_per_wave", _DELETE, "max_hosts_per_wave: missing"),
     ("max_hosts_per_wave", 0, "max_hosts_per_wave: must be positive, got 0"),
@@ -412,6 +423,49 @@ POLICY_CASES: list[tuple[str, Any, str]] = [
     ("first", [""], "first[0]: must be a non-empty string"),
     ("first", ["roel=controller"], "first[0]: unknown selector key 'roel'"),
     ("last", ["az="], "last[0]: selector 'az=' has no value after '='"),
+    ("non_converging", "teleport", "non_converging: is 'teleport', expected one of: force-comp"),
+    ("non_converging", ["cold", "teleport"], "non_converging[1]: is 'teleport', expected one"),
+    ("non_converging", 3, "non_converging: must be a remedy or a list of remedies, got an int"),
+    ("non_converging", [], "non_converging: names no remedy"),
+    ("non_converging", ["refuse", "cold"], "non_converging[0]: 'refuse' must come last"),
+    ("non_converging", ["cold", "cold"], "non_converging[1]: 'cold' is listed twice"),
+    ("non_converging", "stop", "non_converging: 'stop' needs allow_stop: true"),
+    ("non_converging", ["cold", "stop"], "non_converging[1]: 'stop' needs allow_stop: true"),
+    ("max_migration_s", 0, "max_migration_s: must be > 0, got 0"),
+    ("max_migration_s", -5, "max_migration_s: must be > 0, got -5"),
+    ("max_migration_s", "600", "max_migration_s: must be a number, got a string"),
+    ("max_migration_s", float("nan"), "max_migration_s: must be a finite number, got nan"),
+    ("max_downtime_s", float("inf"), "max_downtime_s: must be a finite number, got inf"),
+    ("max_downtime_s", -1, "max_downtime_s: must be >= 0, got -1"),
+    ("max_downtime_s", True, "max_downtime_s: must be a number, got a boolean"),
+    ("execution", "parallel", "execution: is 'parallel', expected one of: pipelined, lockstep"),
+    ("windows", {"days": "mon"}, "windows: must be a list, got an object"),
+    ("windows", [7], "windows[0]: must be an object, got an integer"),
+    ("windows", [_w(days="mon-fry")], "windows[0].days: unknown day 'mon-fry'; days are mon,"),
+    ("windows", [_w(days=["sat", "sunday"])], "windows[0].days: unknown day 'sunday'"),
+    ("windows", [_w(days="")], "windows[0].days: names no day: the window never opens"),
+    ("windows", [_w(days=[])], "windows[0].days: names no day: the window never opens"),
+    ("windows", [_w(days=5)], "windows[0].days: must be a string or a list of day names, got an"),
+    ("windows", [_w(days=_DELETE)], "windows[0].days: missing"),
+    ("windows", [_w(start="25:00")], 'windows[0].start: is not a time "HH:MM" (00:00 to 23:59)'),
+    ("windows", [_w(start="10pm")], 'windows[0].start: is not a time "HH:MM" (24-hour)'),
+    ("windows", [_w(start="24:00")], 'windows[0].start: is not a time "HH:MM" (00:00 to 23:5'),
+    (
+        "windows",
+        [_w(start=1320)],
+        'windows[0].start: must be a time "HH:MM" in quotes, got an integer (YAML reads an '
+        "unquoted 22:00 as the number 1320)",
+    ),
+    ("windows", [_w(end=None)], 'windows[0].end: must be a time "HH:MM", got null'),
+    (
+        "windows",
+        [_w(end="22:00")],
+        "windows[0].end: is the same time as start (22:00): the window never opens",
+    ),
+    ("windows", [_w(tz="Mars/Olympus")], "windows[0].tz: unknown time zone 'Mars/Olympus'"),
+    ("windows", [_w(tz=_DELETE)], "windows[0].tz: missing"),
+    ("windows", [_w(azs=[])], "windows[0].azs: names no AZ (leave it out"),
+    ("windows", [_w(azs="az1")], "windows[0].azs: must be a list, got a string"),
 ]
 
 
@@ -444,6 +498,93 @@ def test_max_migrations_per_wave_is_written_only_when_set() -> None:
     assert policy_from_dict({"max_hosts_per_wave": 3, "max_migrations_per_wave": None}) == p
 
 
+def test_new_policy_fields_are_read_and_written_only_when_set() -> None:
+    base = policy_from_dict({"max_hosts_per_wave": 3})
+    assert base.non_converging == ("force-complete",)
+    assert (base.max_migration_s, base.max_downtime_s) == (None, None)
+    assert (base.execution, base.windows) == ("pipelined", ())
+    written = policy_to_dict(base)
+    for key in ("non_converging", "max_migration_s", "max_downtime_s", "execution", "windows"):
+        assert key not in written, key  # files written before stay as they were
+    p = policy_from_dict(
+        {
+            "max_hosts_per_wave": 3,
+            "allow_stop": True,
+            "non_converging": ["cold", "stop", "refuse"],
+            "max_migration_s": 1800,
+            "max_downtime_s": 0,
+            "execution": "lockstep",
+            "windows": [_w(), _w(days="SAT,sun", start="00:00", end="24:00", azs=["az2"])],
+        }
+    )
+    assert p.non_converging == ("cold", "stop", "refuse")
+    assert (p.max_migration_s, p.max_downtime_s, p.execution) == (1800.0, 0.0, "lockstep")
+    assert [(w.days, w.start, w.end, w.tz, w.azs) for w in p.windows] == [
+        ((0, 1, 2, 3, 4), 22 * 60, 6 * 60, "Europe/Berlin", ()),
+        ((5, 6), 0, 24 * 60, "Europe/Berlin", ("az2",)),
+    ]
+    d = policy_to_dict(p)
+    assert d["windows"][1] == {
+        "days": ["sat", "sun"],
+        "start": "00:00",
+        "end": "24:00",
+        "tz": "Europe/Berlin",
+        "azs": ["az2"],
+    }
+    assert policy_from_dict(d) == p
+    # a scalar remedy is a list of one; null is the default
+    assert policy_from_dict({"max_hosts_per_wave": 1, "non_converging": "cold"}).non_converging == (
+        "cold",
+    )
+    assert policy_from_dict({"max_hosts_per_wave": 1, "non_converging": None}) == policy_from_dict(
+        {"max_hosts_per_wave": 1}
+    )
+
+
+@pytest.mark.parametrize(
+    ("days", "expected"),
+    [
+        ("mon-fri", (0, 1, 2, 3, 4)),
+        ("fri-mon", (0, 4, 5, 6)),
+        ("sat,sun", (5, 6)),
+        (" Sat , SUN ", (5, 6)),
+        ("daily", tuple(range(7))),
+        (["tue", "thu-fri"], (1, 3, 4)),
+        ("sun-sun", (6,)),
+    ],
+)
+def test_window_days(days: Any, expected: tuple[int, ...]) -> None:
+    p = policy_from_dict({"max_hosts_per_wave": 1, "windows": [_w(days=days)]})
+    assert p.windows[0].days == expected
+
+
+def test_an_unquoted_yaml_time_is_refused_with_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "pol.yaml"
+    path.write_text(
+        'format_version: "1.0"\nkind: policy\nmax_hosts_per_wave: 1\nwindows:\n'
+        "  - {days: mon-fri, start: 22:00, end: '06:00', tz: Europe/Berlin}\n"
+    )
+    with pytest.raises(InputError) as e:
+        load_policy(path)
+    assert e.value.file == str(path)
+    assert problems(e.value) == [
+        'windows[0].start: must be a time "HH:MM" in quotes, got an integer (YAML reads an '
+        "unquoted 22:00 as the number 1320)"
+    ]
+
+
+def test_every_bad_window_field_is_reported_at_once() -> None:
+    bad = _w(days="someday", start="7", end="25:61", tz="Nowhere/Town")
+    with pytest.raises(InputError) as e:
+        policy_from_dict({"max_hosts_per_wave": 1, "windows": [_w(), bad]}, "pol.yaml")
+    assert [p.split(":")[0] for p in problems(e.value)] == [
+        "windows[1].days",
+        "windows[1].start",
+        "windows[1].end",
+        "windows[1].tz",
+    ]
+
+
 PLAN_CASES: list[tuple[str, Any, str]] = [
     ("inventory_sha256", "abc", "inventory_sha256: must be 64 lower-case hex digits"),
     ("inventory_sha256", "A" * 64, "inventory_sha256: must be 64 lower-case hex digits"),
@@ -463,6 +604,85 @@ PLAN_CASES: list[tuple[str, Any, str]] = [
     ("waves[1].migrations[0]", [], "waves[1].migrations[0]: must be an object, got a list"),
     ("waves[1].stops", [{"vm": "vm-1a"}], "waves[1].stops[0].host: missing"),
     ("summary", [], "summary: must be an object, got a list"),
+    ("policy.execution", "fast", "policy.execution: is 'fast', expected one of: pipelined, loc"),
+    ("policy.windows", [_w(tz="Berlin")], "policy.windows[0].tz: unknown time zone 'Berlin'"),
+    (
+        "waves[1].migrations[0].force_complete_after_s",
+        0,
+        "waves[1].migrations[0].force_complete_after_s: must be > 0, got 0",
+    ),
+    (
+        "waves[1].migrations[0].force_complete_after_s",
+        "60",
+        "waves[1].migrations[0].force_complete_after_s: must be a number, got a string",
+    ),
+    (
+        "waves[1].migrations[0].remedy",
+        "stop",
+        "waves[1].migrations[0].remedy: is 'stop', expected one of: force-complete, cold",
+    ),
+    (
+        "waves[1].migrations[0].predicted",
+        {"duration_s": 60, "downtime_s": 0.2, "bytes": 1e9},
+        "waves[1].migrations[0].predicted.outcome: missing",
+    ),
+    (
+        "waves[1].migrations[0].predicted",
+        {"duration_s": 60, "downtime_s": 0.2, "bytes": 1e9, "outcome": "exploded"},
+        "waves[1].migrations[0].predicted.outcome: is 'exploded', expected one of: converged",
+    ),
+    (
+        "waves[1].migrations[0].predicted",
+        {"duration_s": 60, "downtime_s": -1, "bytes": 1e9, "outcome": "converged"},
+        "waves[1].migrations[0].predicted.downtime_s: must be >= 0, got -1",
+    ),
+    ("waves[1].migrations[0].predicted", 5, "waves[1].migrations[0].predicted: must be an obj"),
+    (
+        "waves[1].stops",
+        [{"vm": "vm-1a", "host": "cmp-1", "remedy": "cold"}],
+        "waves[1].stops[0].remedy: is 'cold', expected one of: stop",
+    ),
+    (
+        "waves[1].stops",
+        [{"vm": "vm-1a", "host": "cmp-1", "predicted": {}}],
+        "waves[1].stops[0].predicted.downtime_s: missing",
+    ),
+    ("waves[1].predicted_s", -1, "waves[1].predicted_s: must be >= 0, got -1"),
+    ("waves[1].predicted_s", "1h", "waves[1].predicted_s: must be a number, got a string"),
+    ("schedule", [], "schedule: must be an object, got a list"),
+    ("schedule", {"windows": []}, "schedule.start: missing"),
+    ("schedule", {"start": "tomorrow", "windows": []}, "schedule.start: is not an ISO 8601 tim"),
+    ("schedule", {"start": "2026-12-14T22:00", "windows": []}, "schedule.start: needs a UTC off"),
+    ("schedule", {"start": 1765746000, "windows": []}, "schedule.start: must be an ISO 8601 tim"),
+    ("schedule", {"start": "2026-12-14T22:00Z"}, "schedule.windows: missing"),
+    (
+        "schedule",
+        {
+            "start": "2026-12-14T22:00Z",
+            "windows": [
+                {
+                    "index": 0,
+                    "start": "2026-12-14T22:00Z",
+                    "end": "2026-12-15T06:00Z",
+                    "hosts": ["cmp-1"],
+                }
+            ],
+        },
+        "schedule.windows[0].index: must be positive, got 0",
+    ),
+    (
+        "schedule",
+        {
+            "start": "2026-12-14T22:00Z",
+            "windows": [{"index": 1, "start": "2026-12-14T22:00Z", "end": "2026-12-15T06:00Z"}],
+        },
+        "schedule.windows[0].hosts: missing",
+    ),
+    (
+        "schedule",
+        {"start": "2026-12-14T22:00Z", "windows": [], "last_done": "2026-12-15 06:00"},
+        "schedule.last_done: needs a UTC offset",
+    ),
 ]
 
 

@@ -52,6 +52,13 @@ SEMANTIC = (
     "controllers host no VMs",
     "is more",
     "listed twice",
+    # comparisons between fields, and what only a reader knows (the zone database); JSON has no
+    # NaN or infinity (YAML does), so the schema cannot refuse them
+    "must come last",
+    "needs allow_stop",
+    "never opens",
+    "unknown time zone",
+    "finite number",
 )
 
 
@@ -74,7 +81,7 @@ def test_schemas_are_valid_draft_2020_12(kind: str) -> None:
 
 def test_the_plan_schema_embeds_the_policy_schema() -> None:
     pol, plan = schema("policy")["$defs"], schema("plan")["$defs"]
-    for key in ("policy", "selectors", "limit", "format_version"):
+    for key in ("policy", "selectors", "limit", "format_version", "remedy", "window"):
         assert plan[key] == pol[key], key
 
 
@@ -196,3 +203,49 @@ def test_selector_examples(selector: str, ok: bool) -> None:
     doc = {"format_version": "1.0", "kind": "policy", "max_hosts_per_wave": 1, "first": [selector]}
     assert (errors("policy", doc) == []) is ok
     assert (bool(selector.strip()) and selector_problem(selector) is None) is ok
+
+
+def test_plans_and_policies_with_every_optional_field_validate() -> None:
+    import datetime as dt
+    from dataclasses import replace
+
+    from planner.formats import plan_from_dict, policy_from_dict
+    from planner.plan import Predicted, Schedule, ScheduledWindow
+    from tests.clouds import mixed_methods
+
+    pol = policy_from_dict(
+        {
+            "max_hosts_per_wave": 1,
+            "allow_stop": True,
+            "non_converging": ["force-complete", "cold", "stop", "refuse"],
+            "max_migration_s": 3600,
+            "max_downtime_s": 30,
+            "execution": "lockstep",
+            "windows": [
+                {"days": "Mon-Fri", "start": "22:00", "end": "06:00", "tz": "Europe/Berlin"},
+                {"days": ["sat", "sun"], "start": "0:00", "end": "24:00", "tz": "UTC"},
+            ],
+        }
+    )
+    assert errors("policy", policy_to_dict(pol)) == []
+    fx = mixed_methods()
+    w = fx.plan.waves[1]
+    m = replace(
+        w.migrations[0],
+        force_complete_after_s=600.0,
+        remedy="force-complete",
+        predicted=Predicted(1.5, 640.0, 8.1e9, "aborted"),
+    )
+    s = replace(w.stops[0], remedy="stop", predicted=Predicted(1300.0))
+    tz = dt.timezone(dt.timedelta(hours=1))
+    t0 = dt.datetime(2026, 12, 14, 22, tzinfo=tz)
+    sched = Schedule(t0, (ScheduledWindow(1, t0, t0 + dt.timedelta(hours=8), ("cmp-1",)),), t0)
+    waves = (
+        fx.plan.waves[0],
+        replace(w, migrations=(m, *w.migrations[1:]), stops=(s,), predicted_s=900.0),
+        fx.plan.waves[2],
+    )
+    plan = replace(fx.plan, policy=pol, waves=waves, schedule=sched)
+    doc = json.loads(json.dumps(plan_to_dict(plan)))
+    assert errors("plan", doc) == []
+    assert plan_from_dict(doc) == plan

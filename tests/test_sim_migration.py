@@ -156,6 +156,26 @@ def test_timeout_action_force_complete_switches_to_post_copy_when_permitted() ->
     assert r.total_s == pytest.approx(51200.0 + 0.05 + M / B, rel=1e-9)
 
 
+def test_force_after_s_is_the_timeout_action_at_the_planned_time() -> None:
+    """The executor's force-complete at 600 s: paused (or post-copy) there, Nova's own 51,200 s
+    timeout never reached; a guest that converges first is not touched."""
+    M, B = 64 * GIB, 1.15e9
+    paused = live_migration(M, 2 * B, B, force_after_s=600.0)
+    assert paused.outcome == "paused" and paused.moved
+    assert paused.total_s == pytest.approx(600.0 + M / B + 0.01, rel=1e-9)
+    assert paused.downtime_s == pytest.approx(M / B + 0.01, rel=1e-6)
+    nova = NovaSettings(permit_post_copy=True)
+    post = live_migration(M, 2 * B, B, nova=nova, force_after_s=600.0)
+    assert post.outcome == "post-copy" and post.downtime_s == pytest.approx(0.05)
+    assert post.total_s == pytest.approx(600.0 + 0.05 + M / B, rel=1e-9)
+    calm = live_migration(M, 10 * MIB, B)
+    assert live_migration(M, 10 * MIB, B, force_after_s=calm.total_s + 1.0) == calm
+    late = live_migration(M, 2 * B, B, force_after_s=1e9)  # after Nova's timeout: Nova's action
+    assert late == live_migration(M, 2 * B, B)
+    with pytest.raises(ValueError):
+        live_migration(M, 2 * B, B, force_after_s=0.0)
+
+
 def test_downtime_steps_let_a_slow_guest_converge_at_a_higher_limit() -> None:
     """lambda = 0.999: never under 50 ms; remaining falls 1 MB/s and meets B x 500 ms after the
     last step (3,000 s for 4 GiB): switch at (M - 0.5 B) / (B - D)."""

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from planner.capacity import CapacityModel, HeadroomRow, headroom
+from planner.estimates import Estimates
 from planner.inventory import Host, Inventory, ServerGroup
 from planner.plan import Migration, Plan, Stop, Wave
 from planner.policy import Policy
@@ -123,11 +124,16 @@ BoolArray = np.ndarray[Any, np.dtype[np.bool_]]
 
 
 class State:
-    """Where every VM is, which hosts are upgraded, and the capacity model, between waves."""
+    """Where every VM is, which hosts are upgraded, and the capacity model, between waves.
+    `estimates`: the migration model's predictions when the check has them (`check --model`),
+    for the families whose rules need them; `warnings`: what the families' hooks report that does
+    not make a plan invalid (the checker adds them to its report's warnings)."""
 
-    def __init__(self, inv: Inventory, policy: Policy) -> None:
+    def __init__(self, inv: Inventory, policy: Policy, estimates: Estimates | None = None) -> None:
         self.inv = inv
         self.policy = policy
+        self.estimates = estimates
+        self.warnings: list[Violation] = []
         self.model = CapacityModel(inv)
         self.host_of: dict[str, str] = {v.id: v.host for v in inv.vms}
         self.on_host: dict[str, set[str]] = defaultdict(set)
@@ -295,11 +301,14 @@ Numbered = list[tuple[int, Violation]]
 
 @dataclass(frozen=True)
 class PlanCheck:
-    """What the plan-level checks see: the inventory, the plan, the digest it must carry."""
+    """What the plan-level checks see: the inventory, the plan, the digest it must carry, the
+    estimates when the check has them, and where to put warnings (see `State`)."""
 
     inv: Inventory
     plan: Plan
     digest: str | None
+    estimates: Estimates | None = None
+    warnings: list[Violation] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -307,7 +316,8 @@ class Family:
     """One rule family: its name (the registry's key, also its main checker rule), its checker
     rules with their meanings, and its hooks. Every hook is optional.
 
-    Checker hooks (each appends its violations to `out`), in the order the checker calls them:
+    Checker hooks (each appends its violations to `out`, and its warnings, if any, to
+    `state.warnings` or `pc.warnings`), in the order the checker calls them:
     - `plan(pc, out)`: the plan as a whole (coverage, order, ...);
     - before any wave: `cloud(state, out)` (what the hosts hold), then `down(state, set(), None,
       out)` (which hosts are down: none yet), then `group(state, g, None, out)` per server group;

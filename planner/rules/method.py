@@ -1,6 +1,7 @@
 """Migration method and stops: `live` only for an ACTIVE VM whose migration is live, `cold` only
 for one whose migration is live or cold (`method`); a VM is stopped in place only on its current
-host, in its host's wave, if its migration is none and the policy has allow_stop (`stop`).
+host, in its host's wave, if its migration is none (or it is the remedy `stop`, see
+`planner.rules.remedy`) and the policy has allow_stop (`stop`).
 
 Proofs name the stops by `stop`. Lower bound: every VM on a host to upgrade that cannot be
 stopped migrates at least once; one that cannot migrate while stops are not allowed has no plan."""
@@ -103,12 +104,14 @@ def _stop(state: State, step: WaveStep, s: Stop, out: Out) -> None:
                 (s.vm, current),
             )
         )
-    if vm.migration != "none":
+    # A VM that could migrate may be stopped only as the remedy `stop` (planner.rules.remedy
+    # judges that the policy's non_converging allows it); allow_stop is needed either way.
+    if vm.migration != "none" and s.remedy != "stop":
         out.append(
             Violation(
                 "stop",
                 f"{label} can migrate (migration {vm.migration}); only VMs with migration none "
-                "may be stopped in place",
+                "may be stopped in place, or others as the remedy stop",
                 w,
                 (s.vm,),
             )
@@ -144,7 +147,8 @@ FAMILY = Family(
     name="method",
     rules={
         "method": "live only for an ACTIVE VM with migration live; cold only for live or cold",
-        "stop": "a VM is stopped in place only if its migration is none and allow_stop is set",
+        "stop": "a VM is stopped in place only if its migration is none (or as the remedy "
+        "stop) and allow_stop is set",
     },
     migrations=_migrations,
     stops=_stops,

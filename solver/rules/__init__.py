@@ -26,6 +26,8 @@ from solver.rules import (
     method,
     migrations_per_wave,
     order,
+    remedy,
+    schedule,
     structure,
     version,
     wave_size,
@@ -53,8 +55,10 @@ ENCODINGS: dict[str, Encodings] = {
             migrations_per_wave,
             ha_group,
             order,
+            schedule,
             evacuation,
             method,
+            remedy,
             version,
             az,
             aggregates,
@@ -161,7 +165,8 @@ def relaxed(planner: str, inv: Inventory, policy: Policy) -> list[tuple[str, str
             continue
         encs = [ENCODINGS[f.name].of(m) for m in PLANNER_MODELS.get(planner, ())]
         if encs and all(isinstance(e, Relaxed) for e in encs):
-            reasons = "; ".join(e.reason for e in encs if isinstance(e, Relaxed))
+            # each reason once (the models of a planner often relax a family for one reason)
+            reasons = "; ".join(dict.fromkeys(e.reason for e in encs if isinstance(e, Relaxed)))
             out.append((f.name, reasons))
     return out
 

@@ -48,6 +48,10 @@ from tests.report.support import Case, example, tiny_cloud, tiny_policy
         ("allow_stop=yes,false", "allow_stop", (True, False)),
         ("max_hosts_per_wave_per_az=none,1", "max_hosts_per_wave_per_az", (None, 1)),
         ("headroom.reserve_percent=0,12.5", "headroom.reserve_percent", (0.0, 12.5)),
+        ("non_converging=force-complete,cold", "non_converging", ("force-complete", "cold")),
+        ("max_migration_s=none,600", "max_migration_s", (None, 600.0)),
+        ("max_downtime_s=0,30.5", "max_downtime_s", (0.0, 30.5)),
+        ("execution=lockstep,pipelined", "execution", ("lockstep", "pipelined")),
     ],
 )
 def test_parse_vary(text: str, key: str, values: tuple[object, ...]) -> None:
@@ -91,6 +95,20 @@ def test_policy_values_are_validated_by_the_policy_reader() -> None:
         apply_policy(tiny_policy(), {"headroom.scope": "rack"})
     p = apply_policy(tiny_policy(), {"headroom.failures": 2, "max_hosts_per_wave": 3})
     assert (p.headroom.failures, p.max_hosts_per_wave) == (2, 3)
+
+
+def test_the_remedy_and_execution_keys_are_validated_by_the_policy_reader() -> None:
+    p = apply_policy(
+        tiny_policy(),
+        {"non_converging": "cold", "max_downtime_s": 30.0, "execution": "lockstep"},
+    )
+    assert (p.non_converging, p.max_downtime_s, p.execution) == (("cold",), 30.0, "lockstep")
+    with pytest.raises(UsageError, match="'stop' needs allow_stop: true"):
+        apply_policy(tiny_policy(), {"non_converging": "stop", "allow_stop": False})
+    with pytest.raises(UsageError, match="execution: is 'parallel'"):
+        apply_policy(tiny_policy(), {"execution": "parallel"})
+    with pytest.raises(UsageError, match="max_migration_s: must be > 0"):
+        apply_policy(tiny_policy(), {"max_migration_s": 0.0})
 
 
 # ---------------------------------------------------------------------------------------------
