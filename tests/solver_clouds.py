@@ -483,6 +483,7 @@ REAL_SHAPES: dict[str, tuple[GenerateSpec, dict[str, Any], float]] = {
     "real-100-20k": (_real(100, 220, 2, 4), {}, 300.0),
     "real-1000-50k": (_real(1000, 50, 3, 1), {}, 300.0),
     "real-1000-50k-tight": (_real(1000, 55, 3, 7, utilisation=0.9), {}, 300.0),
+    "real-5000-100k": (_real(5000, 20, 3, 1), {}, 300.0),
 }
 
 
