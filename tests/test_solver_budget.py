@@ -13,7 +13,9 @@ from planner.checker import check_plan
 from planner.errors import InfeasibleError
 from planner.formats import plan_to_dict
 from planner.generate import ExtraClass, GenerateSpec, default_policy, generate
+from solver.greedy import greedy_plan
 from solver.solve import SolveOptions, solve
+from tests.solver_clouds import small_two_az
 
 
 def _burn() -> None:  # pragma: no cover - runs in a child process
@@ -80,3 +82,14 @@ def test_the_time_limit_is_kept(limit: float) -> None:
     else:
         assert out.check is not None and out.check.ok
     assert time.monotonic() - t0 <= limit + 5.0
+
+
+@pytest.mark.parametrize("seed", [20, 29, 44])
+def test_the_greedy_tries_other_host_orders_before_giving_up(seed: int) -> None:
+    """The first order spends the room the last hosts need; with them first, a plan."""
+    cloud = small_two_az(seed)
+    inv, pol = cloud.inventory, cloud.policy
+    with pytest.raises(InfeasibleError, match="no host of the remaining"):
+        greedy_plan(inv, pol, restarts=0)
+    plan = greedy_plan(inv, pol)
+    assert check_plan(inv, plan, digest="").ok
