@@ -697,7 +697,8 @@ def _greedy_waves(ctx: Context, params: SolveParams) -> list[list[int]] | None:
     from solver.greedy import TimeLimitReached, greedy_plan
 
     try:
-        plan = greedy_plan(ctx.inv, ctx.policy, deadline=params.deadline)
+        # its first host order only: a start for the wave model, not a fallback
+        plan = greedy_plan(ctx.inv, ctx.policy, deadline=params.deadline, restarts=0)
     except TimeLimitReached:
         params.wall_clock_hit = True
         return None
