@@ -35,9 +35,9 @@ MAX_SWAPS = 12
 # wave order or attempt once CP-SAT has done this many times the whole deterministic effort. Both
 # are the same on any machine under any load, and so is the plan.
 SEARCH_EFFORT = 8.0
-# The wall clock is only the outer safety: no further repair, wave order or attempt with less
-# than this share of the time limit left (the greedy fallback needs its time), no further wave
-# placed with less than PLACE_TIME_SHARE left (the checker's replay needs its seconds).
+# The wall clock is only the outer safety: no further wave order or attempt with less than this
+# share of the time limit left (the greedy fallback needs its time), no further wave placed or
+# repaired with less than PLACE_TIME_SHARE left (the checker's replay needs its seconds).
 REPAIR_TIME_SHARE = 0.4
 PLACE_TIME_SHARE = 0.05
 # Wave orders the placement phase could not realise, forbidden in turn before giving up.
@@ -232,8 +232,10 @@ def _place_all(
             repairs += 1
             if len(stats["repair_reasons"]) < 5:
                 stats["repair_reasons"].append(f"wave {i + 1}: " + "; ".join(res.reasons[:2]))
+            # a repair is local (the waves placed stay): it may use the time the fallback would
+            # get, which on a large cloud could not finish from scratch in it anyway
             spent = params.spent(SEARCH_EFFORT)
-            out_of_time = not spent and params.out_of_time(REPAIR_TIME_SHARE)
+            out_of_time = not spent and params.out_of_time(PLACE_TIME_SHARE)
             if repairs > max_repairs or spent or out_of_time:
                 reasons = [*res.reasons[:3], f"gave up after {repairs - 1} repair(s)"]
                 if out_of_time or spent:
