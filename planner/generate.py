@@ -4,12 +4,18 @@ Realistic mixes: several hardware generations, flavor families (many small, few 
 filled by random flavors to a per-host utilisation around a target (a few nearly empty), anti- and
 affinity groups, AZ-pinned and aggregate-bound VMs, a few SHUTOFF, `cold` and `none` VMs, three
 controllers in an HA group and one disabled host. Same spec and seed, same bytes.
+
+Shapes of production data (options off by default, so older specs give the same bytes): a flavor
+mix of many small VMs (`flavor_mix="small"`, tens of VMs a host) or of big ones ("large"),
+services as hard anti-affinity groups of 2-10 members holding a share of the VMs
+(`service_share`), and resource classes beyond VCPU, MEMORY_MB and DISK_GB (`extra_classes`).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import re
 import uuid
 from dataclasses import dataclass, replace
 
@@ -49,11 +55,109 @@ class Generation:
     weight: float
 
 
+# Production traces: most VMs are small (1-2 vCPU, a few GiB) in many sizes, some not powers of
+# two, with a tail of memory-heavy ones.
+SMALL_FLAVORS: tuple[Flavor, ...] = (
+    Flavor("s1.nano", 1, 512, 5, 8),
+    Flavor("s1.a0", 1, 768, 8, 8),
+    Flavor("s1.micro", 1, 1024, 10, 15),
+    Flavor("s1.a1", 1, 1792, 20, 10),
+    Flavor("s1.small", 1, 2048, 20, 12),
+    Flavor("s1.a2", 2, 3584, 40, 10),
+    Flavor("s1.medium", 2, 4096, 40, 12),
+    Flavor("sr1.medium", 2, 8192, 40, 6),
+    Flavor("s1.a3", 4, 7168, 80, 6),
+    Flavor("s1.large", 4, 8192, 80, 6),
+    Flavor("s1.a4", 4, 14336, 80, 3),
+    Flavor("s1.xlarge", 8, 16384, 160, 3),
+    Flavor("s1.a5", 8, 28672, 160, 1),
+    Flavor("sr1.large", 2, 16384, 40, 2),
+)
+
+# Big flavors only (databases, analytics): a few VMs fill a host.
+LARGE_FLAVORS: tuple[Flavor, ...] = (
+    Flavor("l1.xlarge", 8, 32768, 160, 3),
+    Flavor("l1.2xlarge", 16, 65536, 320, 4),
+    Flavor("l1.4xlarge", 32, 131072, 640, 3),
+    Flavor("l1.8xlarge", 64, 262144, 1280, 1),
+)
+
+FLAVOR_MIXES: dict[str, tuple[Flavor, ...]] = {
+    "standard": FLAVORS,
+    "small": SMALL_FLAVORS,
+    "large": LARGE_FLAVORS,
+}
+
+# Service sizes (hard anti-affinity, one member a host) and how often each occurs.
+SERVICE_SIZES = (2, 3, 4, 5, 6, 7, 8, 9, 10)
+SERVICE_WEIGHTS = (30, 25, 12, 8, 6, 5, 5, 4, 5)
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraClass:
+    """A resource class beyond VCPU, MEMORY_MB and DISK_GB: every compute host offers
+    `per_host`; a VM asks for it with probability `share`, in proportion to its memory (a VM
+    using 2% of a host's memory asks for about 2% of `per_host`, at least 1)."""
+
+    name: str
+    per_host: int
+    share: float = 0.5
+
+
+def parse_extra_classes(text: str) -> tuple[ExtraClass, ...]:
+    """`NAME:PER_HOST[:SHARE],...` (e.g. `CUSTOM_NET_BW:10000:0.6,CUSTOM_X:64`); ValueError with
+    what is wrong."""
+    out: list[ExtraClass] = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        parts = item.split(":")
+        if len(parts) not in (2, 3):
+            raise ValueError(f"{item!r}: expected NAME:PER_HOST or NAME:PER_HOST:SHARE")
+        name = parts[0].strip()
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name) or name in ("VCPU", "MEMORY_MB", "DISK_GB"):
+            raise ValueError(
+                f"{item!r}: the class must be a new upper-case name such as CUSTOM_X, got {name!r}"
+            )
+        try:
+            per_host = int(parts[1])
+            share = float(parts[2]) if len(parts) == 3 else 0.5
+        except ValueError:
+            raise ValueError(f"{item!r}: PER_HOST must be an integer and SHARE a number") from None
+        if per_host < 1 or not 0.0 <= share <= 1.0:
+            raise ValueError(f"{item!r}: PER_HOST must be at least 1 and SHARE within 0..1")
+        if any(x.name == name for x in out):
+            raise ValueError(f"{item!r}: {name} is given twice")
+        out.append(ExtraClass(name, per_host, share))
+    return tuple(out)
+
+
 GENERATIONS: tuple[Generation, ...] = (
     Generation("gen1", 0.75, 48, 1920, 0.3),
     Generation("gen2", 1.0, 64, 3840, 0.45),
     Generation("gen3", 1.5, 96, 7680, 0.25),
 )
+
+
+def hardware_models(n: int) -> tuple[Generation, ...]:
+    """The hardware a cloud is built of: the three generations (n = 0), or n models from half to
+    twice the base memory, with cores and disks to match (production clouds buy hardware over
+    years: many sizes, each a pool of its own)."""
+    if n <= 0:
+        return GENERATIONS
+    out = []
+    for i in range(n):
+        x = i / max(1, n - 1)
+        scale = 0.5 * 4**x
+        threads = max(16, 8 * round(64 * scale**0.8 / 8))
+        disk = 960 * 2 ** round(1 + 2.5 * x)
+        weight = 1.0 + 2.0 * (1 - abs(2 * x - 1))  # middle sizes are the most common
+        out.append(Generation(f"hw{i + 1:02d}", round(scale, 3), threads, disk, weight))
+    return tuple(out)
+
+
+# Base host memory beyond which, with the new flavor mixes, cores and disks grow with memory.
+BIG_HOST_MB = 262144
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +174,22 @@ class GenerateSpec:
     target_version: str = "2025.2"
     seed: int = 0
     cloud: str | None = None
+    flavor_mix: str = "standard"  # a key of FLAVOR_MIXES
+    service_share: float = 0.0  # share of VMs in hard anti-affinity services of 2-10 members
+    extra_classes: tuple[ExtraClass, ...] = ()
+    host_models: int = 0  # hardware models (`hardware_models`); 0: the three generations
+
+    @property
+    def flavors(self) -> tuple[Flavor, ...]:
+        return FLAVOR_MIXES[self.flavor_mix]
 
 
-def _fill(rng: random.Random, budget_mb: float) -> list[Flavor]:
+def _fill(rng: random.Random, budget_mb: float, flavors: tuple[Flavor, ...]) -> list[Flavor]:
     """Flavors drawn as a scheduler filling one host would see them, up to a memory budget."""
     used = 0
     out: list[Flavor] = []
     while True:
-        fitting = [f for f in FLAVORS if used + f.ram_mb <= budget_mb]
+        fitting = [f for f in flavors if used + f.ram_mb <= budget_mb]
         if not fitting:
             return out
         f = rng.choices(fitting, weights=[f.weight for f in fitting])[0]
@@ -90,13 +202,15 @@ def _host_memory_base(spec: GenerateSpec) -> int:
     average. The fill favours small flavors near the top, so the VMs a GiB holds is measured on
     simulated fills (a fixed private seed: the result depends on the spec only)."""
     util = max(spec.utilisation, 0.05)
-    mean_gen = sum(g.ram_scale * g.weight for g in GENERATIONS) / sum(g.weight for g in GENERATIONS)
-    total_w = sum(f.weight for f in FLAVORS)
-    base = spec.vms_per_host * sum(f.ram_mb * f.weight for f in FLAVORS) / total_w / util
+    flavors = spec.flavors
+    models = hardware_models(spec.host_models)
+    mean_gen = sum(g.ram_scale * g.weight for g in models) / sum(g.weight for g in models)
+    total_w = sum(f.weight for f in flavors)
+    base = spec.vms_per_host * sum(f.ram_mb * f.weight for f in flavors) / total_w / util
     for _ in range(2):  # the density depends on the budget: probe at the budget found so far
         rng = random.Random(0x5EED)
         budget = base * mean_gen * util
-        per_mb = sum(len(_fill(rng, budget)) for _ in range(200)) / (200 * budget)
+        per_mb = sum(len(_fill(rng, budget, flavors)) for _ in range(200)) / (200 * budget)
         base = spec.vms_per_host / (per_mb * util * mean_gen)
     step = 16384 if base >= 65536 else 4096  # whole DIMM steps; small hosts for small clouds
     return max(8192, round(base / step) * step)
@@ -105,14 +219,21 @@ def _host_memory_base(spec: GenerateSpec) -> int:
 def generate(spec: GenerateSpec) -> Inventory:
     if spec.hosts < 1:
         raise ValueError("a cloud needs at least one compute host")
+    if spec.flavor_mix not in FLAVOR_MIXES:
+        raise ValueError(
+            f"unknown flavor mix {spec.flavor_mix!r}; known: {', '.join(FLAVOR_MIXES)}"
+        )
     rng = random.Random(spec.seed)
+    # The new shapes draw from their own streams, so that the default shape keeps its bytes.
+    xrng = random.Random(spec.seed * 7919 + 1)
     width = max(3, len(str(spec.hosts)))
     azs = [f"az{i + 1}" for i in range(max(1, spec.azs))]
     base_ram = _host_memory_base(spec)
     reserved_mb = 4096
 
     hosts: list[Host] = []
-    gens = rng.choices(GENERATIONS, weights=[g.weight for g in GENERATIONS], k=spec.hosts)
+    models = hardware_models(spec.host_models)
+    gens = rng.choices(models, weights=[g.weight for g in models], k=spec.hosts)
     per_az = math.ceil(spec.hosts / len(azs))
     for i in range(spec.hosts):
         az_i = min(i // per_az, len(azs) - 1)
@@ -121,8 +242,18 @@ def generate(spec: GenerateSpec) -> Inventory:
         step = 16384 if base_ram >= 65536 else 4096
         ram = max(8192, round(base_ram * gen.ram_scale / step) * step)
         aggregates = [gen.name]
-        if gen.name != "gen1" and rng.random() < 0.5:
+        if gen.name != models[0].name and rng.random() < 0.5:
             aggregates.append("ssd")
+        threads, disk = gen.threads, gen.disk_gb
+        if spec.flavor_mix != "standard" and base_ram > BIG_HOST_MB:
+            # dense hosts (hundreds of small VMs) have cores and disks to match their memory
+            grow = base_ram / BIG_HOST_MB
+            threads, disk = round(threads * grow), round(disk * grow)
+        capacity = {"VCPU": threads, "MEMORY_MB": ram, "DISK_GB": disk}
+        reserved = {"VCPU": 0, "MEMORY_MB": reserved_mb, "DISK_GB": 0}
+        ratio = {"VCPU": 4.0, "MEMORY_MB": 1.0, "DISK_GB": 1.0}
+        for x in spec.extra_classes:
+            capacity[x.name], reserved[x.name], ratio[x.name] = x.per_host, 0, 1.0
         hosts.append(
             Host(
                 name=f"cmp-{i + 1:0{width}d}",
@@ -133,15 +264,16 @@ def generate(spec: GenerateSpec) -> Inventory:
                 version=spec.version,
                 enabled=True,
                 up=True,
-                capacity={"VCPU": gen.threads, "MEMORY_MB": ram, "DISK_GB": gen.disk_gb},
-                reserved={"VCPU": 0, "MEMORY_MB": reserved_mb, "DISK_GB": 0},
-                allocation_ratio={"VCPU": 4.0, "MEMORY_MB": 1.0, "DISK_GB": 1.0},
+                capacity=capacity,
+                reserved=reserved,
+                allocation_ratio=ratio,
             )
         )
 
     # Fill each host with random flavors up to its own utilisation target.
     projects = [f"project-{p + 1:03d}" for p in range(max(3, spec.hosts // 2))]
-    fl_weights = [f.weight for f in FLAVORS]
+    flavors = spec.flavors
+    fl_weights = [f.weight for f in flavors]
     vms: list[VM] = []
     n_vm = 0
     disabled = set(rng.sample(range(spec.hosts), min(spec.disabled_hosts, spec.hosts)))
@@ -172,7 +304,7 @@ def generate(spec: GenerateSpec) -> Inventory:
             # filling a host would; stop when none does.
             fitting = [
                 (f, w)
-                for f, w in zip(FLAVORS, fl_weights, strict=True)
+                for f, w in zip(flavors, fl_weights, strict=True)
                 if used["MEMORY_MB"] + f.ram_mb <= target * cap["MEMORY_MB"]
                 and used["VCPU"] + f.vcpus <= cap["VCPU"]
                 and used["DISK_GB"] + f.disk_gb <= cap["DISK_GB"]
@@ -181,8 +313,12 @@ def generate(spec: GenerateSpec) -> Inventory:
                 break
             f = rng.choices([f for f, _ in fitting], weights=[w for _, w in fitting])[0]
             need = {"VCPU": f.vcpus, "MEMORY_MB": f.ram_mb, "DISK_GB": f.disk_gb}
+            if spec.extra_classes:
+                need.update(_extra_demand(xrng, spec.extra_classes, f, base_ram))
+                if any(used.get(rc, 0) + n > cap.get(rc, 0) for rc, n in need.items()):
+                    break  # an extra class is full: the host takes no more
             for rc in need:
-                used[rc] += need[rc]
+                used[rc] = used.get(rc, 0) + need[rc]
             n_vm += 1
             project = rng.choice(projects)
             r = rng.random()
@@ -211,6 +347,9 @@ def generate(spec: GenerateSpec) -> Inventory:
             )
 
     vms, groups = _server_groups(rng, vms, hosts)
+    if spec.service_share > 0:
+        vms, services = _services(xrng, spec.service_share, vms, hosts, disabled)
+        groups += services
     hosts = _mark_hosts(rng, spec, hosts, disabled)
     controllers, ha = _controllers(spec, azs)
     return Inventory(
@@ -283,6 +422,58 @@ def _server_groups(
             continue
         for j in chosen:
             taken.add(j)
+            member[j] = gid
+    out = [replace(v, server_group=member[j]) if j in member else v for j, v in enumerate(vms)]
+    return out, groups
+
+
+def _extra_demand(
+    rng: random.Random, extra: tuple[ExtraClass, ...], f: Flavor, base_ram: int
+) -> dict[str, int]:
+    """What a VM of flavor f asks of the extra classes: in proportion to its memory."""
+    out = {}
+    for x in extra:
+        if rng.random() < x.share:
+            out[x.name] = max(1, round(x.per_host * f.ram_mb / base_ram))
+    return out
+
+
+def _services(
+    rng: random.Random, share: float, vms: list[VM], hosts: list[Host], disabled: set[int]
+) -> tuple[list[VM], list[ServerGroup]]:
+    """Services: hard anti-affinity groups of 2-10 members (one a host) holding about `share`
+    of the VMs, their members already on distinct hosts, half of them within one AZ. A service
+    has at most as many members as its hosts less two (with one down, the member must move to a
+    host without one), so the cloud stays plannable."""
+    by_host: dict[str, list[int]] = {}
+    for j, v in enumerate(vms):
+        if v.server_group is None:
+            by_host.setdefault(v.host, []).append(j)
+    for js in by_host.values():
+        rng.shuffle(js)
+    enabled = [h for i, h in enumerate(hosts) if i not in disabled]
+    names_by_az: dict[str | None, list[str]] = {}
+    for h in enabled:
+        names_by_az.setdefault(h.az, []).append(h.name)
+    everywhere = [h.name for h in enabled]
+    target = round(share * len(vms))
+    member: dict[int, str] = {}
+    groups: list[ServerGroup] = []
+    misses = 0
+    while len(member) < target and misses < 50:
+        size = rng.choices(SERVICE_SIZES, weights=SERVICE_WEIGHTS)[0]
+        pool = everywhere
+        if rng.random() < 0.5 and len(names_by_az) > 1:
+            pool = names_by_az[rng.choice(sorted(names_by_az, key=lambda a: a or ""))]
+        size = min(size, len(pool) - 2, target - len(member))
+        with_vms = [n for n in pool if by_host.get(n)]
+        if size < 2 or len(with_vms) < size:
+            misses += 1
+            continue
+        chosen = [by_host[n].pop() for n in rng.sample(with_vms, size)]
+        gid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        groups.append(ServerGroup(gid, f"svc-{len(groups) + 1:05d}", "anti-affinity", 1))
+        for j in chosen:
             member[j] = gid
     out = [replace(v, server_group=member[j]) if j in member else v for j, v in enumerate(vms)]
     return out, groups

@@ -28,11 +28,18 @@ from solver.waves import Nogood, WavePlan, plan_waves
 Progress = Callable[[str, float | None, float | None], None]
 # Up to this many VMs to move, CP-SAT re-decides every destination of every wave.
 SMALL_CLOUD = 1000
-# Repairs before giving up (to the greedy fallback), swaps among them, and the share of the
-# time limit that must remain to try another.
+# Repairs before giving up (to the greedy fallback), swaps among them.
 MAX_REPAIRS = 60
 MAX_SWAPS = 12
+# The search stops by counted steps (repairs, nogoods, attempts) and by work: no further repair,
+# wave order or attempt once CP-SAT has done this many times the whole deterministic effort. Both
+# are the same on any machine under any load, and so is the plan.
+SEARCH_EFFORT = 8.0
+# The wall clock is only the outer safety: no further wave order or attempt with less than this
+# share of the time limit left (the greedy fallback needs its time), no further wave placed or
+# repaired with less than PLACE_TIME_SHARE left (the checker's replay needs its seconds).
 REPAIR_TIME_SHARE = 0.4
+PLACE_TIME_SHARE = 0.05
 # Wave orders the placement phase could not realise, forbidden in turn before giving up.
 MAX_NOGOODS = 12
 
@@ -74,8 +81,7 @@ def cpsat_plan(
     failure: NoPlanFound | None = None
     best: CpsatResult | None = None
     for attempt, pad in enumerate(pads):
-        if attempt and params.remaining() < REPAIR_TIME_SHARE * params.time_limit:
-            params.wall_clock_hit = True  # the result may differ on a faster machine
+        if attempt and (params.spent(SEARCH_EFFORT) or params.out_of_time(REPAIR_TIME_SHARE)):
             break
         try:
             result = _attempt(
@@ -132,9 +138,11 @@ def _attempt(
         try:
             result = _place_all(inv, policy, params, ctx, agg, wp, inventory_sha256, progress)
         except _Broken as exc:
-            out_of_time = params.remaining() < REPAIR_TIME_SHARE * params.time_limit
-            if len(nogoods) >= MAX_NOGOODS or out_of_time:
-                params.wall_clock_hit |= out_of_time
+            if (
+                len(nogoods) >= MAX_NOGOODS
+                or params.spent(SEARCH_EFFORT)
+                or params.out_of_time(REPAIR_TIME_SHARE)
+            ):
                 raise NoPlanFound(
                     [exc.reason, f"gave up after {len(nogoods) + 1} wave order(s)"]
                 ) from None
@@ -189,6 +197,13 @@ def _place_all(
     while i < len(waves):
         if progress is not None:
             progress("placement", float(i), float(len(waves)))
+        if params.out_of_time(PLACE_TIME_SHARE):
+            raise NoPlanFound(
+                [
+                    f"stopped at the time limit placing wave {i + 1} of {len(waves)}, after "
+                    f"{repairs} repair(s)"
+                ]
+            )
         late = _lateness(ctx, waves)
         future = _future_budget(ctx, st, shift, slack, i)
         landing = _landing(ctx, st, waves, shift, i)
@@ -217,11 +232,13 @@ def _place_all(
             repairs += 1
             if len(stats["repair_reasons"]) < 5:
                 stats["repair_reasons"].append(f"wave {i + 1}: " + "; ".join(res.reasons[:2]))
-            out_of_time = params.remaining() < REPAIR_TIME_SHARE * params.time_limit
-            if repairs > max_repairs or out_of_time:
-                params.wall_clock_hit |= out_of_time
+            # a repair is local (the waves placed stay): it may use the time the fallback would
+            # get, which on a large cloud could not finish from scratch in it anyway
+            spent = params.spent(SEARCH_EFFORT)
+            out_of_time = not spent and params.out_of_time(PLACE_TIME_SHARE)
+            if repairs > max_repairs or spent or out_of_time:
                 reasons = [*res.reasons[:3], f"gave up after {repairs - 1} repair(s)"]
-                if out_of_time:
+                if out_of_time or spent:
                     raise NoPlanFound(reasons)
                 raise _Broken(first_fail, "; ".join(reasons))
             failing = sorted({b.src for b in res.failed})

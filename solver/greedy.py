@@ -232,9 +232,16 @@ def _affinity_destination(
     return st.choose(j, ok, host, demand)
 
 
-def host_order(inv: Inventory, policy: Policy, st: GreedyState) -> list[tuple[int, int]]:
+def host_order(
+    inv: Inventory,
+    policy: Policy,
+    st: GreedyState,
+    early: list[str] = (),  # type: ignore[assignment]
+) -> list[tuple[int, int]]:
     """(tier, host index) for every host to upgrade: policy.first (tier 0), others (1), policy.last
-    (2); within a tier, hosts with the fewest VMs to move first, then the least used."""
+    (2); within a tier, the hosts of `early` in its order, then the hosts with the fewest VMs to
+    move, then the least used."""
+    rank = {n: k for k, n in enumerate(early)}
     first, last = order.selected(inv, policy)
     todo = {h.name for h in inv.hosts_to_upgrade(policy.target_version)}
     m = st.model
@@ -244,9 +251,10 @@ def host_order(inv: Inventory, policy: Policy, st: GreedyState) -> list[tuple[in
         if h.name not in todo:
             continue
         tier = order.tier_of(h.name, first, last)
-        out.append((tier, len(st.vms_on[i]), float(util[i]), h.name, i))
+        key = (rank.get(h.name, len(rank)), len(st.vms_on[i]), float(util[i]), h.name)
+        out.append((tier, key, i))
     out.sort()
-    return [(t, i) for t, _, _, _, i in out]
+    return [(t, i) for t, _, i in out]
 
 
 class GreedyWave(Filling):
@@ -269,18 +277,61 @@ class GreedyWave(Filling):
         return sum(1 for j in self.st.vms_on[h] if not stoppable(self.policy, vms[j]))
 
 
+# When no host of those left can go down, the greedy tries again with them first (within their
+# tier), up to this many more times: counted, so the answer is the same on any machine.
+RESTARTS = 4
+
+
+class _Stuck(InfeasibleError):
+    """No host of those left (`left`, names) can go down."""
+
+    def __init__(self, reasons: list[str], left: list[str]) -> None:
+        super().__init__(reasons, proven=False)
+        self.left = left
+
+
 def greedy_plan(
     inv: Inventory,
     policy: Policy,
     *,
     inventory_sha256: str = "",
     deadline: float | None = None,
+    restarts: int = RESTARTS,
 ) -> Plan:
     """Plan with the greedy rules above. Raises InfeasibleError when some host can never go, and
-    TimeLimitReached when `time.monotonic()` passes `deadline` before the plan is complete."""
+    TimeLimitReached when `time.monotonic()` passes `deadline` before the plan is complete.
+
+    When the hosts left cannot go down (e.g. headroom would break: the order spent the room they
+    need), the planner starts again with those hosts first within their tier (the hosts that
+    blocked the last try go early, where the room still is), up to `restarts` more times."""
+    early: list[str] = []
+    first: _Stuck | None = None
+    others = 0
+    while True:
+        try:
+            return _greedy_once(inv, policy, inventory_sha256, deadline, early)
+        except _Stuck as exc:
+            first = first or exc
+            new = [n for n in exc.left if n not in early]
+            if not new or others >= restarts:
+                break
+            early = new + early
+            others += 1
+    assert first is not None
+    tries = f" (nor in {others} other host order(s))" if others else ""
+    raise InfeasibleError([first.reasons[0] + tries, *first.reasons[1:]])
+
+
+def _greedy_once(
+    inv: Inventory,
+    policy: Policy,
+    inventory_sha256: str,
+    deadline: float | None,
+    early: list[str],
+) -> Plan:
     st = GreedyState(inv, policy)
     m = st.model
-    remaining = host_order(inv, policy, st)
+    remaining = host_order(inv, policy, st, early)
     waves: list[Wave] = []
     nobody_down = np.zeros(len(m.host_names), dtype=bool)
     broken = [r for r in headroom(m, policy.headroom, nobody_down) if not r.ok]
@@ -295,11 +346,12 @@ def greedy_plan(
     while remaining:
         gw = _fill_wave(st, remaining, len(waves), deadline)
         if not gw.names:
-            raise InfeasibleError(
+            raise _Stuck(
                 [
                     f"greedy planner: no host of the remaining {len(remaining)} can go down: "
                     f"{gw.last_failure or 'limits'}"
-                ]
+                ],
+                [m.host_names[i] for _, i in remaining],
             )
         st.upgraded |= gw.in_wave
         waves.append(

@@ -44,6 +44,20 @@ class SolveParams:
     def remaining(self) -> float:
         return self.time_limit - (time.monotonic() - self.started)
 
+    def out_of_time(self, keep: float = 0.0) -> bool:
+        """The outer safety: less than `keep` of the time limit is left. Marks the run as cut by
+        the wall clock (its result may then differ between runs); the budgets in deterministic
+        time and counted steps are meant to stop every phase long before."""
+        if self.remaining() <= keep * self.time_limit:
+            self.wall_clock_hit = True
+            return True
+        return False
+
+    def spent(self, times_effort: float) -> bool:
+        """CP-SAT has done `times_effort` times the whole deterministic budget: a bound on work
+        that gives the same answer on any machine, under any load."""
+        return self.dtime_used >= times_effort * self.total_effort
+
     def budget(self, phase: str, share_of_phase: float = 1.0) -> float:
         """Deterministic time for one solve: the phase's share, times the part of it this solve
         represents (e.g. one wave's share of all evacuations)."""

@@ -36,7 +36,7 @@ import numpy as np
 
 from planner import rules
 from planner.bounds import LowerBounds
-from planner.capacity import format_amount, headroom
+from planner.capacity import IntArray, format_amount, headroom
 from planner.checker import check_inventory
 from planner.policy import select_hosts
 from planner.rules import (
@@ -430,7 +430,8 @@ def _affinity(ctx: Context) -> Proof:
     return proof
 
 
-Shortfall = tuple[int, int, int, int, int, bool]  # short, host, free, required, room, others bind
+# short, host, free, required, room, others bind, gain from hosts down beside it
+Shortfall = tuple[int, int, int, int, int, bool, int]
 
 
 def _headroom_one_down(ctx: Context) -> Proof:
@@ -440,7 +441,9 @@ def _headroom_one_down(ctx: Context) -> Proof:
     The other groups together can take at most the sum of their slack now (free minus required)
     plus the demand stuck on their hosts (taking a host down lowers a group's requirement by at
     most its capacity and its free capacity by its capacity less that stuck demand); the pseudo-
-    group of hosts outside every headroom group, its free capacity.
+    group of hosts outside every headroom group, its free capacity. For the same reason, other
+    hosts of its own group down in the same wave can raise its slack by at most their stuck
+    demand (at most max_hosts_per_wave - 1 of them): "alone" is not always the best case.
 
     Families: the group's headroom of the class; the other groups' too when their slack is what
     limits the room (not the demand free to leave); and the pins that keep demand in the group
@@ -455,7 +458,9 @@ def _headroom_one_down(ctx: Context) -> Proof:
     fewer = room_solver.fewer_failures(ctx)
     worst2 = _shortfalls(fewer[0]) if fewer is not None else {}
     need = room.requirement(rule) or "headroom"
-    for (g, c), (_short, h, free_c, req, room_c, others_bind) in sorted(worst.items())[:SHOWN]:
+    for (g, c), (_short, h, free_c, req, room_c, others_bind, gain) in sorted(worst.items())[
+        :SHOWN
+    ]:
         rc = ctx.classes[c]
         what = (
             f"with {ctx.host_names[h]} down"
@@ -466,6 +471,11 @@ def _headroom_one_down(ctx: Context) -> Proof:
         if G > 1 or agg.members[G].any():
             extra = f", and at most {format_amount(rc, room_c)} of its VMs could move to other " + (
                 "AZs" if rule.scope == "az" else "groups"
+            )
+        if gain:
+            extra += (
+                f", and other hosts down beside it could lower the need by at most "
+                f"{format_amount(rc, gain)} (their stopped VMs)"
             )
         # Short even with no requirement (its VMs do not fit at all): not its headroom.
         own = room.words(ctx.policy, ctx.group_names[g], rc)
@@ -514,12 +524,14 @@ def _shortfalls(ctx: Context) -> dict[tuple[int, int], Shortfall]:
         on = (ctx.group_of == g) & ctx.available
         absorb[g] += ctx.stuck_demand[on].sum(axis=0)
         leavable[g] = ctx.unpinned_demand[on].sum(axis=0)
+    beside = _beside(ctx)
     worst: dict[tuple[int, int], Shortfall] = {}
     for h in ctx.todo:
         h = int(h)
         g = int(ctx.group_of[h])
         if not (0 <= g < G):
             continue
+        gain = beside(g, h)
         down = np.zeros(ctx.H, dtype=bool)
         others = absorb.sum(axis=0) - absorb[g]
         if ctx.available[h]:
@@ -532,7 +544,7 @@ def _shortfalls(ctx: Context) -> dict[tuple[int, int], Shortfall]:
         room = np.minimum(can_leave, others)
         for c in range(C):
             req = required(agg, g, c, down)
-            short = req - int(free[c]) - int(room[c])
+            short = req - int(free[c]) - int(room[c]) - int(gain[c])
             if short > 0 and ((g, c) not in worst or short > worst[(g, c)][0]):
                 worst[(g, c)] = (
                     short,
@@ -541,5 +553,34 @@ def _shortfalls(ctx: Context) -> dict[tuple[int, int], Shortfall]:
                     req,
                     int(room[c]),
                     bool(others[c] < can_leave[c]),
+                    int(gain[c]),
                 )
     return worst
+
+
+def _beside(ctx: Context) -> Any:
+    """gain(g, h) -> (C,): the most that other hosts of group g down in host h's wave can add to
+    g's slack. Each lowers the requirement by at most its capacity and the free capacity by its
+    capacity less its stuck demand, so it gains at most its stuck demand; at most
+    max_hosts_per_wave - 1 of them (available hosts to upgrade) join h: per class, the largest."""
+    M = max(1, ctx.policy.max_hosts_per_wave)
+    tops: dict[int, tuple[IntArray, IntArray, IntArray]] = {}
+    for g in range(ctx.G):
+        on = np.flatnonzero((ctx.group_of == g) & ctx.available & ctx.is_todo)
+        s = -np.sort(-ctx.stuck_demand[on], axis=0)  # (n, C) largest first
+        k = min(M - 1, len(on))
+        z = np.zeros(ctx.C, dtype=np.int64)
+        top_k = s[:k].sum(axis=0) if k else z  # the M-1 largest
+        top_k1 = s[: k + 1].sum(axis=0) if len(on) else z  # the M largest
+        kth = s[k - 1] if k else np.full(ctx.C, np.iinfo(np.int64).max, dtype=np.int64)
+        tops[g] = (top_k, top_k1, kth)
+
+    def gain(g: int, h: int) -> IntArray:
+        top_k, top_k1, kth = tops[g]
+        if not (ctx.available[h] and ctx.is_todo[h]):
+            return top_k  # h is none of them
+        own = ctx.stuck_demand[h]
+        out: IntArray = np.where(own >= kth, top_k1 - own, top_k)
+        return out
+
+    return gain

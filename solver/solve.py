@@ -323,4 +323,10 @@ def _not_found(
             else "the exact model was not decided within the time limit"
         )
         out = [f"{who} found no plan; no single rule is to blame (not proven impossible: {why})"]
+    if params.wall_clock_hit:
+        out.insert(
+            0,
+            f"no plan found in the time given ({params.time_limit:g} s; the search was cut "
+            "short by the wall clock: allow more time, or run on a less loaded machine)",
+        )
     return InfeasibleError(out + ran_into, proven=False)

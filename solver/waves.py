@@ -36,6 +36,9 @@ from solver.rules.base import Filling
 
 # Upgraded hosts are counted full at this share of their capacity (room for packing).
 PACKING_PERCENT = 95
+# The outer safety: no wave model is built with less than this share of the time limit left
+# (placement and the fallback need the rest).
+WAVES_TIME_SHARE = 0.5
 
 
 @dataclass
@@ -572,6 +575,9 @@ def plan_waves(
         W = len(best) if best is not None else _wave_cap(ctx, start, left, lower_bound)
         W0 = W
         while True:
+            if params.out_of_time(WAVES_TIME_SHARE):
+                notes.append(f"wave model: stopped at the time limit with {W} waves")
+                break
             wm = WaveModel(
                 ctx,
                 agg,
@@ -610,6 +616,9 @@ def plan_waves(
     # Phase B: same number of waves, fewest double moves; hinted with the better of the
     # waves so far and the heuristic's small-early-waves variant.
     W = len(best)
+    if params.out_of_time(WAVES_TIME_SHARE):
+        notes.append("overflow model: not started at the time limit; kept the wave order")
+        return WavePlan(best, best_shift, status, None, bound, notes)
     wm = WaveModel(ctx, agg, types, W, fixed_waves=True, reflow=reflow, nogoods=nogoods)
     wm.minimize_overflow()
     value = wm.fix_hint(best, params, shifts=True)
@@ -688,7 +697,8 @@ def _greedy_waves(ctx: Context, params: SolveParams) -> list[list[int]] | None:
     from solver.greedy import TimeLimitReached, greedy_plan
 
     try:
-        plan = greedy_plan(ctx.inv, ctx.policy, deadline=params.deadline)
+        # its first host order only: a start for the wave model, not a fallback
+        plan = greedy_plan(ctx.inv, ctx.policy, deadline=params.deadline, restarts=0)
     except TimeLimitReached:
         params.wall_clock_hit = True
         return None

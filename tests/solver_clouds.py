@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from planner.generate import GenerateSpec, default_policy, generate
+from planner.generate import ExtraClass, GenerateSpec, default_policy, generate
 from planner.inventory import VM, HAGroup, Host, Inventory, MigrationKind, ServerGroup
 from planner.policy import Headroom, Policy
 
@@ -443,3 +443,51 @@ def small_two_az(seed: int) -> Cloud:
 # and CP-SAT once found none: anti-affinity keeps evacuees out of their AZ (46), a group must shed
 # exactly all its VMs (180), look-alike hosts differ in their AZ-pinned VMs (251).
 SMALL_TWO_AZ_SEEDS = (46, 180, 251)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real-shaped clouds (generated): many small VMs, services as anti-affinity groups of 2-10
+# members, resource classes beyond VCPU, MEMORY_MB and DISK_GB, several AZs and racks
+# ---------------------------------------------------------------------------------------------
+# A network bandwidth class most VMs use, and PCI slots a few use (in proportion to memory).
+REAL_EXTRA = (ExtraClass("CUSTOM_NET_BW", 25_000, 0.6), ExtraClass("CUSTOM_PCI_SLOT", 16, 0.05))
+
+
+def _real(hosts: int, vms_per_host: float, azs: int, seed: int, **kw: Any) -> GenerateSpec:
+    base: dict[str, Any] = {
+        "utilisation": 0.7,
+        "hosts_per_rack": 20,
+        "flavor_mix": "small",
+        "service_share": 0.3,
+        "extra_classes": REAL_EXTRA,
+        "host_models": 12,
+    }
+    base.update(kw)
+    return GenerateSpec(hosts=hosts, vms_per_host=vms_per_host, azs=azs, seed=seed, **base)
+
+
+# name -> (spec, policy changes, time limit): default_policy (N+1 per AZ, hosts / 20 a wave, at
+# least 2, controllers first) unless changed; the `rollwave generate` options in docs/solver.md.
+REAL_SHAPES: dict[str, tuple[GenerateSpec, dict[str, Any], float]] = {
+    "real-4": (_real(4, 10, 1, 41, utilisation=0.3), {}, 60.0),
+    **{
+        f"real-10-big-s{seed}": (
+            _real(10, 4, 2, seed, utilisation=0.5, flavor_mix="large", service_share=0.2),
+            {},
+            60.0,
+        )
+        for seed in (3, 4, 9)
+    },
+    "real-100-1k": (_real(100, 10, 2, 3), {}, 300.0),
+    "real-100-5k": (_real(100, 50, 3, 2), {}, 300.0),
+    "real-100-20k": (_real(100, 220, 2, 4), {}, 300.0),
+    "real-1000-50k": (_real(1000, 50, 3, 1), {}, 300.0),
+    "real-1000-50k-tight": (_real(1000, 55, 3, 7, utilisation=0.9), {}, 300.0),
+    "real-5000-100k": (_real(5000, 20, 3, 1), {}, 300.0),
+}
+
+
+def real_cloud(name: str) -> Cloud:
+    spec, changes, _limit = REAL_SHAPES[name]
+    pol = dataclasses.replace(default_policy(spec), **changes)
+    return Cloud(name, generate(spec), pol)

@@ -10,6 +10,7 @@ import pytest
 from planner.checker import check_plan
 from planner.cli import main
 from planner.formats import load_inventory, load_plan, load_policy, save_inventory, save_policy
+from planner.generate import GenerateSpec, default_policy, generate
 from solver.solve import solve
 from tests import solver_clouds as sc
 
@@ -73,6 +74,23 @@ def test_no_plan_exits_3_with_reasons_and_writes_nothing(
     assert code == 3
     assert "no plan exists" in stderr and "server group db" in stderr
     assert "Traceback" not in stderr
+    assert not out.exists()
+
+
+def test_a_time_limit_too_short_exits_3_saying_so_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = GenerateSpec(hosts=400, vms_per_host=20, azs=3, utilisation=0.7, seed=2)
+    inv, pol = tmp_path / "inv.json", tmp_path / "pol.json"
+    save_inventory(generate(spec), inv)
+    save_policy(default_policy(spec), pol)
+    out = tmp_path / "plan.json"
+    argv = ["plan", str(inv), "--policy", str(pol), "-o", str(out), "--time-limit", "0.5"]
+    code, stdout, stderr = run([*argv, "--format", "json"], capsys)
+    assert code == 3, stderr
+    assert "no plan found (not proven impossible)" in stderr
+    assert "no plan found in the time given (0.5 s" in stderr
+    assert json.loads(stdout)["outcome"] == "not_found"
     assert not out.exists()
 
 

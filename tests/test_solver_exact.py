@@ -19,7 +19,8 @@ from planner.checker import check_plan
 from planner.cli import main
 from planner.errors import InfeasibleError
 from planner.formats import save_inventory, save_policy
-from planner.inventory import HAGroup, ServerGroup
+from planner.inventory import VM, HAGroup, Host, Inventory, ServerGroup
+from planner.policy import Headroom, Policy
 from solver.aggregate import build_aggregates
 from solver.context import build_context
 from solver.cpsat import NoPlanFound, cpsat_plan
@@ -394,6 +395,13 @@ def _agrees(inv: object, pol: object) -> None:
     ctx = build_context(inv, pol)
     pre = precheck(ctx, lower_bounds(inv, pol))
     assume(not any("already breaks" in r for r in pre))  # the checker rejects every plan then
+    _consistent(inv, pol, pre)
+
+
+def _consistent(inv: Inventory, pol: Policy, pre: list[str]) -> None:
+    """The exact model's plan passes the checker and meets no pre-check's proof; its proof
+    meets no plan of another planner."""
+    ctx = build_context(inv, pol)
     # Where a pre-check has a proof, only a plan would contradict it: a short look suffices.
     dec = decide(
         ctx,
@@ -414,6 +422,82 @@ def _agrees(inv: object, pol: object) -> None:
 @given(cp=clouds_and_policies())
 def test_proven_impossible_never_meets_a_valid_plan(cp: tuple[object, object]) -> None:
     _agrees(*cp)
+
+
+def stopped_beside() -> tuple[Inventory, Policy]:
+    """Found by the property above (hypothesis, `dev` profile): az1 has two hosts up, cmp-0
+    (holding a 1-vCPU VM that cannot migrate, stopped in place) and cmp-4; cmp-2 is disabled.
+    With cmp-4 down alone, az1 has 15 vCPU free against the 16 N+1 needs; but cmp-0 and cmp-4
+    may go down together (different racks, two hosts a wave), and then nothing in az1 is up:
+    no headroom is required. The pre-check once took "alone" for the best case and claimed a
+    proof."""
+    cap = {"VCPU": 16, "MEMORY_MB": 32768, "DISK_GB": 500}
+
+    def h(name: str, az: str, rack: str, enabled: bool = True) -> Host:
+        return Host(
+            name=name,
+            role="compute",
+            az=az,
+            rack=rack,
+            aggregates=(),
+            version="2025.1",
+            enabled=enabled,
+            up=True,
+            capacity=cap,
+            reserved={"MEMORY_MB": 0},
+            allocation_ratio={"VCPU": 1.0, "MEMORY_MB": 1.0},
+        )
+
+    def ctl(name: str, az: str) -> Host:
+        return Host(name, "controller", az, None, (), "2025.1", True, True, capacity={})
+
+    hosts = (
+        h("cmp-0", "az1", "az1-r0"),
+        h("cmp-1", "az2", "az2-r0"),
+        h("cmp-2", "az1", "az1-r0", enabled=False),
+        h("cmp-3", "az2", "az2-r0"),
+        h("cmp-4", "az1", "az1-r1"),
+        ctl("ctl-1", "az1"),
+        ctl("ctl-2", "az2"),
+        ctl("ctl-3", "az1"),
+    )
+    vm0 = VM(
+        id="vm-0",
+        name="vm-0",
+        project="p",
+        host="cmp-0",
+        status="ACTIVE",
+        resources={"VCPU": 1, "MEMORY_MB": 1024, "DISK_GB": 10},
+        az="az1",
+        migration="none",
+    )
+    inv = Inventory(
+        cloud="random",
+        taken_at="2026-01-01T00:00:00Z",
+        hosts=hosts,
+        vms=(vm0,),
+        ha_groups=(HAGroup("control-plane", ("ctl-1", "ctl-2", "ctl-3"), 2),),
+    )
+    pol = Policy(
+        max_hosts_per_wave=2,
+        target_version="2025.2",
+        max_hosts_per_wave_per_rack=1,
+        headroom=Headroom(failures=1, scope="az", reserve_percent=0.0),
+        max_concurrent_live_migrations=1,
+        allow_stop=True,
+        last=("cmp-0",),
+    )
+    return inv, pol
+
+
+def test_hosts_down_together_can_keep_headroom_where_one_alone_cannot() -> None:
+    inv, pol = stopped_beside()
+    pre = precheck(build_context(inv, pol), lower_bounds(inv, pol))
+    assert pre == []
+    _consistent(inv, pol, pre)
+    plan = solve(inv, pol, SolveOptions(time_limit=60)).plan
+    assert check_plan(inv, plan, digest="").ok
+    assert any({"cmp-0", "cmp-4"} <= set(w.hosts) for w in plan.waves)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))

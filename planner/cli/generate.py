@@ -9,7 +9,21 @@ import click
 from planner.cli.common import kv_table, out
 from planner.errors import InputError
 from planner.formats import save_inventory, save_policy
-from planner.generate import GenerateSpec, default_policy, generate
+from planner.generate import (
+    FLAVOR_MIXES,
+    ExtraClass,
+    GenerateSpec,
+    default_policy,
+    generate,
+    parse_extra_classes,
+)
+
+
+def _extra(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[ExtraClass, ...]:
+    try:
+        return parse_extra_classes(value or "")
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 @click.command("generate")
@@ -64,6 +78,37 @@ from planner.generate import GenerateSpec, default_policy, generate
     help="Release label every host runs now.",
 )
 @click.option("--target-version", default="2025.2", show_default=True)
+@click.option(
+    "--flavor-mix",
+    type=click.Choice(list(FLAVOR_MIXES)),
+    default="standard",
+    show_default=True,
+    help="Flavors the hosts are filled with: standard, small (many small VMs of many sizes, "
+    "tens a host, as production traces show) or large (a few big VMs fill a host).",
+)
+@click.option(
+    "--service-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Share of the VMs in services: hard anti-affinity groups of 2-10 members.",
+)
+@click.option(
+    "--extra-classes",
+    default=None,
+    callback=_extra,
+    metavar="NAME:PER_HOST[:SHARE],...",
+    help="Resource classes beyond VCPU, MEMORY_MB and DISK_GB: every compute host offers "
+    "PER_HOST; a VM asks for it with probability SHARE (default 0.5), in proportion to its "
+    "memory. E.g. CUSTOM_NET_BW:25000:0.6,CUSTOM_PCI_SLOT:16:0.05.",
+)
+@click.option(
+    "--host-models",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Hardware models from half to twice the base memory (0: three generations).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--cloud", default=None, help="Cloud name (default: derived from size and seed).")
 @click.option(
