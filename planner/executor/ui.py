@@ -317,6 +317,16 @@ def status_dict(state: RunState, journal: str, now: float | None = None) -> dict
         if state.canary is None
         else {k_: state.canary.get(k_) for k_ in ("ev", "hosts", "vms", "reason")},
         "headroom_breaches": len(state.headroom_breaches),
+        "forced": [
+            {k_: r.get(k_) for k_ in ("wave", "vm", "migration", "why", "t")}
+            | {"label": state.vm_label(str(r["vm"]))}
+            for r in state.forced.values()
+        ],
+        "fallbacks": [
+            {k_: r.get(k_) for k_ in ("wave", "vm", "src", "dst", "to", "reason", "t")}
+            | {"label": state.vm_label(str(r["vm"]))}
+            for r in state.fallbacks
+        ],
         "eta": eta,
         "wave_seconds": {str(k_): round(v, 1) for k_, v in sorted(state.wave_seconds().items())},
     }
