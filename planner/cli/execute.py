@@ -202,6 +202,13 @@ def default_journal(plan: str) -> Path:
     "progress runs the fallback (abort, then cold if the policy allows).",
 )
 @click.option(
+    "--window-wait/--no-window-wait",
+    default=True,
+    show_default=True,
+    help="With the policy's maintenance windows: when the window is closed before a wave, wait "
+    "for the next opening (the waves under way finish first), or stop (exit 5) to be resumed then.",
+)
+@click.option(
     "--poll-interval",
     "poll_s",
     type=Seconds(0.05),
@@ -270,6 +277,7 @@ def execute_cmd(
     hook_timeout_s: float,
     migration_timeout_s: float,
     force_stall_s: float,
+    window_wait: bool,
     poll_s: float,
     replan_time_limit_s: float,
     model_path: str | None,
@@ -543,6 +551,15 @@ def _status(journal: str, fmt: str) -> int:
             f"  in flight when last written: {s['op']} {what} (wave {s.get('wave')}{since})",
             markup=False,
         )
+    win = data["window"]
+    if win is not None:
+        if win["what"] == "wait":
+            out.print(
+                f"window: wave {win['wave']} waits for the maintenance window opening at "
+                f"{win['opens']} (noted {win['t']})"
+            )
+        else:
+            out.print(f"window: wave {win['wave']} started in a window closing at {win['closes']}")
     for f in data["forced"]:
         why = "as planned" if f["why"] == "planned" else "early: not converging"
         out.print(f"  force-completed: {f['label']} (wave {f['wave']}, {why})", markup=False)

@@ -242,6 +242,7 @@ class RunState:
     forced: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)  # accepted
     force_refusals: list[dict[str, Any]] = field(default_factory=list)  # force failed records
     fallbacks: list[dict[str, Any]] = field(default_factory=list)  # fallback notes
+    window: dict[str, Any] | None = None  # the last window note (a wait, or an opening)
     _retried: set[tuple[int, str]] = field(default_factory=set)
 
     @classmethod
@@ -337,6 +338,9 @@ class RunState:
             for m in w.migrations
         )
         self.schedule[k - 1] = replace(w, migrations=migs)
+
+    def _on_window(self, ev: str, rec: Mapping[str, Any]) -> None:
+        self.window = dict(rec)
 
     def _on_skip(self, ev: str, rec: Mapping[str, Any]) -> None:
         why = str(rec.get("reason", ""))
@@ -528,6 +532,7 @@ _HANDLERS: dict[str, Callable[[RunState, str, Mapping[str, Any]], None]] = {
     Op.HEADROOM: RunState._on_headroom,
     Op.FORCE: RunState._on_force,
     Op.FALLBACK: RunState._on_fallback,
+    Op.WINDOW: RunState._on_window,
 }
 
 

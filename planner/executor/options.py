@@ -34,6 +34,8 @@ class ExecOptions:
     # has reached no new low for this long; after a force, this long without progress means
     # the force did not take (the fallback runs).
     force_stall_s: float = 30.0
+    # Outside the maintenance windows: wait for the next opening (else stop, exit 5).
+    window_wait: bool = True
 
 
 def safe_options(o: ExecOptions) -> dict[str, Any]:
@@ -64,5 +66,5 @@ def safe_options(o: ExecOptions) -> dict[str, Any]:
 # Options added after the journal's first release, recorded only when not at their default: a
 # run that does not use them writes the journal an earlier rollwave wrote, and a resume of a
 # journal without them takes the command line's value (the default unless given).
-_LATER = ("force_stall_s",)
+_LATER = ("force_stall_s", "window_wait")
 _DEFAULT = {f.name: f.default for f in fields(ExecOptions)}

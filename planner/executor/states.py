@@ -51,6 +51,7 @@ class Op(StrEnum):
     ETA = "eta"
     HEADROOM = "headroom"  # a headroom breach seen during the run
     FALLBACK = "fallback"  # a force-complete refused or without effect: what is done instead
+    WINDOW = "window"  # a wave waits for a maintenance window, or starts in one
 
 
 class RunEvent(StrEnum):
