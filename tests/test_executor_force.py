@@ -3,10 +3,12 @@ not converge (they dirty memory faster than the link sends it) keep running and 
 remaining memory until force-completed through Nova's API (nova-api, conductor, compute
 manager, driver) or aborted at Nova's completion timeout; the executor force-completes them as
 the plan says, falls back when the force does not take, and resumes a run killed mid-migration.
+Last, maintenance windows through the command line: a closed one stops the run (exit 5).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import signal
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from planner.inventory import Inventory
 from planner.openstack.sandbox import manager
 from planner.plan import Plan
 from planner.policy import Headroom, Policy
+from planner.windows import Window
 from tests.executor_support import (
     CLOUD,
     OLD,
@@ -334,3 +337,36 @@ def test_a_run_killed_mid_migration_resumes_and_forces_it(fresh: Box) -> None:
             assert [x["ev"] for x in forces] == ["intent", "done"], forces
         assert any(x["step"] == c["step"] and x["ev"] == "done" for x in after)
         assert (int(c["wave"]), c["vm"]) in st.forced
+
+
+# -- maintenance windows, through the command line -------------------------------------------
+
+
+def _window(start: _dt.datetime, end: _dt.datetime) -> Window:
+    return Window(
+        days=tuple(range(7)),
+        start=start.hour * 60 + start.minute,
+        end=end.hour * 60 + end.minute,
+        tz="UTC",
+    )
+
+
+def test_windows_a_closed_window_stops_the_run_an_open_one_lets_it_through(fresh: Box) -> None:
+    now = _dt.datetime.now(_dt.UTC)
+    later = _window(now + _dt.timedelta(hours=2), now + _dt.timedelta(hours=3))
+    inv_path, plan_path, _inv, _plan, hook, _ = forced_plan(fresh, "closed", 2.0, windows=(later,))
+    before = _where(fresh)
+    r = execute(fresh, inv_path, plan_path, "--upgrade-command", hook, "--no-window-wait")
+    assert r.code == 5, r
+    assert "outside the maintenance windows" in r.out and "--resume" in r.out, r
+    assert _where(fresh) == before  # nothing touched
+    s = execute(fresh, inv_path, plan_path, "--status", journal_of(plan_path))
+    assert "waits for the maintenance window opening at" in s.out, s
+    # a window open now (another plan: the window is the policy's): the run goes through
+    around = _window(now - _dt.timedelta(hours=1), now + _dt.timedelta(hours=1))
+    inv_path, plan_path, _inv, plan, hook, _ = forced_plan(fresh, "open", 2.0, windows=(around,))
+    r = execute(fresh, inv_path, plan_path, "--upgrade-command", hook, "--no-window-wait")
+    assert r.code == 0, r
+    st = RunState.replay(read_records(journal_of(plan_path)))
+    assert st.upgraded == set(plan.hosts) and st.window is not None
+    assert st.window["what"] == "open"
