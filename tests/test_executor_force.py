@@ -45,6 +45,7 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 LINK = 2000.0  # MiB/s: a 2 GiB guest dirtying nothing crosses in about a second
 BUSY = 3000.0  # MiB/s dirtied: never converges on that link
 GIB2 = {"VCPU": 2, "MEMORY_MB": 2048, "DISK_GB": 10}
+FORCE_RULE = "os_compute_api:servers:migrations:force_complete"  # Nova's policy rule
 
 
 def _inventory() -> dict[str, Any]:
@@ -106,13 +107,14 @@ def fresh(box: Box) -> Box:
 
 
 def forced_plan(
-    box: Box, name: str, after_s: float, **policy: Any
+    box: Box, name: str, after_s: float, also: frozenset[str] = frozenset(), **policy: Any
 ) -> tuple[Path, Path, Inventory, Plan, str, set[str]]:
-    """A fresh plan to a version of its own whose busy VMs' migrations are force-completed
-    `after_s` seconds after they start (the plan fields written here, as the planner would)."""
+    """A fresh plan to a version of its own whose busy VMs' migrations (and those of `also`)
+    are force-completed `after_s` seconds after they start (the plan fields written here, as
+    the planner would)."""
     target = f"{OLD}.{box.n + 1}"
     inv_path, plan_path, inv, plan = box.fresh_plan(name, target, **policy)
-    busy = {v.id for v in inv.vms if (v.dirty_rate_mb_s or 0) >= LINK}
+    busy = {v.id for v in inv.vms if (v.dirty_rate_mb_s or 0) >= LINK} | set(also)
     waves = tuple(
         replace(
             w,
@@ -289,6 +291,31 @@ def test_a_force_that_does_not_take_falls_back_to_cold_and_is_reported(fresh: Bo
     # --status reports it
     s = execute(fresh, inv_path, plan_path, "--status", journal_of(plan_path))
     assert "force fallback" in s.out and "cold to" in s.out, s
+
+
+def test_a_force_nova_refuses_falls_back_and_without_cold_the_vm_stays(fresh: Box) -> None:
+    # the cloud's policy forbids the force-complete API (403): the fallback aborts the live
+    # migration; the policy's non_converging has no cold: the VM stays, its host is reported
+    inv_path, plan_path, inv, plan, hook, busy = forced_plan(fresh, "refused", 1.0)
+    fresh.ctl("POST", "nova-policy", {"rule": FORCE_RULE, "check": "!"})
+    try:
+        r = execute(fresh, inv_path, plan_path, "--upgrade-command", hook)
+    finally:
+        fresh.ctl("POST", "nova-policy", {"rule": FORCE_RULE, "check": None})
+    assert r.code == 5, r  # ended with hosts not upgraded
+    assert "force fallback" in r.out and "left on its host" in r.out, r
+    st = RunState.replay(read_records(journal_of(plan_path)))
+    assert st.finished and not st.forced
+    # (a busy VM whose host was given up before its turn is not tried: it stays too)
+    tried = {f["vm"] for f in st.fallbacks}
+    assert tried and tried <= busy and all(f.get("to") is None for f in st.fallbacks)
+    assert all("Nova refused the force-complete" in f["reason"] for f in st.fallbacks)
+    assert {x["status"] for x in st.force_refusals} == {403}
+    sources = {inv.vm(vm).host for vm in busy}
+    assert {h for h, o in st.outcomes.items() if o.status == "not-upgraded"} == sources
+    assert st.upgraded == set(plan.hosts) - sources
+    where = _where(fresh)
+    assert {vm: where[vm] for vm in busy} == {vm: (inv.vm(vm).host, "ACTIVE") for vm in busy}
 
 
 def test_a_run_killed_mid_migration_resumes_and_forces_it(fresh: Box) -> None:

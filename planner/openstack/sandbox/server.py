@@ -456,6 +456,25 @@ class Sandbox:
             CONF.set_override(name, kind(value), group="libvirt")
         return {k: getattr(CONF.libvirt, n) for k, (n, _) in NOVA_LIBVIRT.items()}
 
+    _policy_defaults: dict[str, str]
+
+    def nova_policy(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Override one of Nova's policy rules (`check` an oslo.policy check string, e.g. "!"
+        to forbid; null: back to the rule Nova started with), as an operator's policy file."""
+        from nova import policy
+
+        name = str(body["rule"])
+        rules = policy.get_enforcer().rules
+        if name not in rules:
+            raise KeyError(name)
+        if not hasattr(self, "_policy_defaults"):
+            self._policy_defaults = {}
+        self._policy_defaults.setdefault(name, str(rules[name]))
+        check = body.get("check")
+        check = self._policy_defaults[name] if check is None else str(check)
+        self.harness.policy.set_rules({name: check}, overwrite=False)
+        return {"rule": name, "check": check}
+
     def _behaviour(self, body: dict[str, Any]) -> dict[str, Any]:
         c = self.driver.CONTROL
         vm = self._vm_uuid(body["vm"])
@@ -533,6 +552,8 @@ class Sandbox:
                 return 200, {"ok": True, "mib_s": c.link_mib_s}
             if method == "POST" and parts == ["migration-behaviour"]:
                 return 200, {"ok": True, **self._behaviour(body)}
+            if method == "POST" and parts == ["nova-policy"]:
+                return 200, {"ok": True, **self.nova_policy(body)}
             if method == "POST" and parts == ["nova-config"]:
                 return 200, {"ok": True, "libvirt": self.nova_config(body)}
             if method == "POST" and parts == ["fail-next-migration"]:
