@@ -185,6 +185,9 @@ RECORDED = (
     "migration_timeout_s",
     "replan_time_limit_s",
 )
+# Options the journal records only when not at their default (`options.safe_options`): their
+# absence means the default, which is what --resume then takes unless given again.
+RECORDED_WHEN_SET = ("force_stall_s", "window_wait")
 
 
 def merge_recorded(
@@ -195,7 +198,7 @@ def merge_recorded(
     value than the recorded one, with that value."""
     out = dict(given)
     changed: list[tuple[str, Any]] = []
-    for name in RECORDED:
+    for name in (*RECORDED, *RECORDED_WHEN_SET):
         if name not in recorded or name not in given:
             continue  # a journal from an older rollwave: the command line's value
         value = recorded[name]

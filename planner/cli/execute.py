@@ -192,6 +192,23 @@ def default_journal(plan: str) -> Path:
     help="Abort a migration after this many seconds (0: Nova's own timeout only).",
 )
 @click.option(
+    "--force-stall",
+    "force_stall_s",
+    type=Seconds(0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="A live migration the plan force-completes is forced before its planned time once its "
+    "remaining memory has reached no new low for this long; after a force, this long without "
+    "progress runs the fallback (abort, then cold if the policy allows).",
+)
+@click.option(
+    "--window-wait/--no-window-wait",
+    default=True,
+    show_default=True,
+    help="With the policy's maintenance windows: when the window is closed before a wave, wait "
+    "for the next opening (the waves under way finish first), or stop (exit 5) to be resumed then.",
+)
+@click.option(
     "--poll-interval",
     "poll_s",
     type=Seconds(0.05),
@@ -259,6 +276,8 @@ def execute_cmd(
     confirm_timeout_s: float,
     hook_timeout_s: float,
     migration_timeout_s: float,
+    force_stall_s: float,
+    window_wait: bool,
     poll_s: float,
     replan_time_limit_s: float,
     model_path: str | None,
@@ -347,11 +366,12 @@ def _options(
 ) -> ExecOptions:
     """The executor's options from the command line; on --resume, an option not given again is
     the journal's (`app.execute.resume_options`)."""
-    from planner.app.execute import RECORDED
+    from planner.app.execute import RECORDED, RECORDED_WHEN_SET
     from planner.executor.options import ExecOptions
 
     ctx = click.get_current_context()
-    tun = {name: ctx.params[name] for name in RECORDED}  # the options the journal records
+    # the options the journal records
+    tun = {name: ctx.params[name] for name in (*RECORDED, *RECORDED_WHEN_SET)}
     if resume:
         tun = _resume_options(
             journal, tun, {"rollback_command": rollback, "health_command": health}
@@ -452,6 +472,13 @@ def _print_end(result: Any, plan: str, journal: Path, dry: bool) -> None:
         if o.status != "upgraded":
             left = "; left disabled by rollwave" if o.left_disabled else ""
             out.print(f"[yellow]not upgraded[/]: {h} ({o.reason}){left}")
+    if st.forced:
+        out.print(f"force-completed: {len(st.forced)} live migration(s)")
+    for fb in st.fallbacks:
+        then = f"cold to {fb['dst']}" if fb.get("to") == "cold" else "left on its host"
+        out.print(
+            f"[yellow]force fallback[/]: {st.vm_label(str(fb['vm']))}: {fb['reason']}; {then}"
+        )
     for v in f.get("vms_not_running", []):
         out.print(
             f"[yellow]VM not running[/]: {v['name']} ({v['vm']}) {v['status']} on {v['host']}"
@@ -522,6 +549,24 @@ def _status(journal: str, fmt: str) -> int:
         since = f", since {s['t']}" if s.get("t") else ""
         out.print(
             f"  in flight when last written: {s['op']} {what} (wave {s.get('wave')}{since})",
+            markup=False,
+        )
+    win = data["window"]
+    if win is not None:
+        if win["what"] == "wait":
+            out.print(
+                f"window: wave {win['wave']} waits for the maintenance window opening at "
+                f"{win['opens']} (noted {win['t']})"
+            )
+        else:
+            out.print(f"window: wave {win['wave']} started in a window closing at {win['closes']}")
+    for f in data["forced"]:
+        why = "as planned" if f["why"] == "planned" else "early: not converging"
+        out.print(f"  force-completed: {f['label']} (wave {f['wave']}, {why})", markup=False)
+    for f in data["fallbacks"]:
+        then = f"cold to {f['dst']}" if f["to"] == "cold" else "left on its host"
+        out.print(
+            f"  force fallback: {f['label']} (wave {f['wave']}): {f['reason']}; {then}",
             markup=False,
         )
     for h, o in data["hosts_not_upgraded"].items():

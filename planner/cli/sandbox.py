@@ -56,6 +56,13 @@ def _generated(hosts: int, vms_per_host: float, seed: int) -> dict[str, Any]:
     help="How long a fake live migration takes.",
 )
 @click.option(
+    "--migration-link",
+    "migration_link",
+    type=click.FloatRange(0, min_open=True),
+    help="Link mode: live migrations of VMs with a dirty rate follow the pre-copy model over a "
+    "link of this many MiB/s (a VM dirtying faster never converges until force-completed).",
+)
+@click.option(
     "--no-clouds-yaml",
     is_flag=True,
     help="Do not merge the rollwave-sandbox entry into ~/.config/openstack/clouds.yaml.",
@@ -67,6 +74,7 @@ def up(
     seed: int,
     port: int,
     migration_seconds: float,
+    migration_link: float | None,
     no_clouds_yaml: bool,
 ) -> None:
     """Start the sandbox in the background, seeded from an inventory."""
@@ -80,7 +88,11 @@ def up(
         err=True,
     )
     sb = manager.start(
-        inv, port=port, migration_seconds=migration_seconds, write_clouds_yaml=not no_clouds_yaml
+        inv,
+        port=port,
+        migration_seconds=migration_seconds,
+        migration_link_mib_s=migration_link,
+        write_clouds_yaml=not no_clouds_yaml,
     )
     st = sb.state
     click.echo(

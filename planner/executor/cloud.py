@@ -67,6 +67,20 @@ class MigrationRecord:
     kind: str | None
 
 
+@dataclass(frozen=True)
+class LiveProgress:
+    """One live migration in progress, as `GET /servers/{id}/migrations` shows it (2.23+):
+    memory in bytes (None until the hypervisor's first report). Nova lists only queued,
+    preparing, running and post-migrating ones: a migration switched to post-copy is gone from
+    this list (its status, `running (post-copy)`, is in `/os-migrations`)."""
+
+    id: int
+    status: str
+    memory_total: int | None
+    memory_processed: int | None
+    memory_remaining: int | None
+
+
 class Cloud(Protocol):
     name: str
     dry: bool
@@ -81,9 +95,15 @@ class Cloud(Protocol):
     def confirm_resize(self, vm: str) -> None: ...
     def migrations(self, vm: str) -> list[MigrationRecord]: ...
     def abort_migration(self, vm: str, migration_id: int) -> None: ...
+    def live_progress(self, vm: str) -> list[LiveProgress]: ...
+    def force_complete(self, vm: str, migration_id: int) -> None: ...
     def stop_server(self, vm: str) -> None: ...
     def start_server(self, vm: str) -> None: ...
     def host_version(self, host: str) -> str | None: ...
+
+
+def _int(x: Any) -> int | None:
+    return None if x is None else int(x)
 
 
 def _transient(exc: CloudError) -> bool:
@@ -202,6 +222,34 @@ class LiveCloud:
         ]
         return sorted(out, key=lambda m: m.id)
 
+    def live_progress(self, vm: str) -> list[LiveProgress]:
+        # openstacksdk's ServerMigration (it negotiates 2.23 up to 2.80); reads retried as
+        # `_call`'s are.
+        def read(conn: Any) -> list[Any]:
+            return list(conn.compute.server_migrations(vm))
+
+        attempt = 0
+        while True:
+            try:
+                got = self.api.sdk(f"GET compute /servers/{vm}/migrations", read)
+                break
+            except CloudError as exc:
+                attempt += 1
+                if not _transient(exc) or attempt > self.retries:
+                    raise
+                self._sleep(min(2.0**attempt, 10.0))
+        out = [
+            LiveProgress(
+                id=int(m.id),
+                status=str(m.status or ""),
+                memory_total=_int(m.memory_total_bytes),
+                memory_processed=_int(m.memory_processed_bytes),
+                memory_remaining=_int(m.memory_remaining_bytes),
+            )
+            for m in got
+        ]
+        return sorted(out, key=lambda m: m.id)
+
     def host_version(self, host: str) -> str | None:
         aggs = self._call("GET", "/os-aggregates").get("aggregates", [])
         return snap.observed_version(host, aggs, self.mapping)
@@ -245,6 +293,15 @@ class LiveCloud:
 
     def abort_migration(self, vm: str, migration_id: int) -> None:
         self._call("DELETE", f"/servers/{quote(vm)}/migrations/{migration_id}", (2, 24))
+
+    def force_complete(self, vm: str, migration_id: int) -> None:
+        """Nova's force-complete of a running live migration (2.22+), through openstacksdk: a
+        cast to the source compute, whose driver switches to post-copy where permitted, else
+        pauses the guest. Not retried (the caller reads what became of it)."""
+        self.api.sdk(
+            f"POST compute /servers/{vm}/migrations/{migration_id}/action (force_complete)",
+            lambda conn: conn.compute.force_complete_server_migration(str(migration_id), vm),
+        )
 
     def stop_server(self, vm: str) -> None:
         self._call("POST", f"/servers/{quote(vm)}/action", (2, 1), {"os-stop": None})
@@ -370,6 +427,15 @@ class DryRunCloud:
 
     def abort_migration(self, vm: str, migration_id: int) -> None:
         self._say(f"DELETE compute /servers/{vm}/migrations/{migration_id}")
+
+    def live_progress(self, vm: str) -> list[LiveProgress]:
+        self._say(f"GET  compute /servers/{vm}/migrations")
+        return []
+
+    def force_complete(self, vm: str, migration_id: int) -> None:
+        mid = migration_id or "<migration>"
+        body = json.dumps({"force_complete": None})
+        self._say(f"POST compute /servers/{vm}/migrations/{mid}/action {body}")
 
     def stop_server(self, vm: str) -> None:
         self._say(f"POST compute /servers/{vm}/action {json.dumps({'os-stop': None})}")

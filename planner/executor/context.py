@@ -8,6 +8,7 @@ run, numbers it) and applies it to `state`, which is the run's only memory.
 
 from __future__ import annotations
 
+import datetime as _dt
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,7 @@ class RunContext:
         estimator: Estimator | None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        wall: Callable[[], _dt.datetime] | None = None,
     ) -> None:
         self.plan = plan
         self.sha = plan_sha
@@ -70,6 +72,8 @@ class RunContext:
         self.replanner = replanner
         self.clock = clock
         self.sleep = sleep
+        # the calendar's time (maintenance windows): aware, UTC
+        self.wall = wall or (lambda: _dt.datetime.now(_dt.UTC))
         self.dry = cloud.dry
         self.policy: Policy = plan.policy
         self.state = RunState.start(plan)

@@ -7,6 +7,7 @@ or the run stops before touching the wave (`--no-replan`).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from planner.checker import check_plan
@@ -14,9 +15,10 @@ from planner.errors import ExecutionError, InfeasibleError
 from planner.executor import view as views
 from planner.executor.cloud import Server
 from planner.executor.context import RunContext
-from planner.executor.journal import wave_to_dict
+from planner.executor.force import Forcer
+from planner.executor.journal import parse_iso, wave_to_dict
 from planner.executor.migrations import KEPT_STATUS
-from planner.executor.states import Ev, Op
+from planner.executor.states import Ev, Op, VmRun, VmState
 from planner.inventory import Inventory
 from planner.plan import Plan, Wave
 from planner.policy import Policy
@@ -82,7 +84,7 @@ class Drift:
     def _reconcile_migration(self, r: dict[str, Any]) -> None:
         ctx = self.ctx
         vm, dst = str(r["vm"]), r["dst"]
-        srv = self._wait_settled(vm)
+        srv = self._wait_settled(vm, self._adopt_force(r))
         if srv is not None and srv.host == dst and srv.status in KEPT_STATUS:
             ctx.log(
                 Ev.DONE,
@@ -106,16 +108,50 @@ class Drift:
                 interrupted=True,
             )
 
-    def _wait_settled(self, vm: str) -> Server | None:
+    def _adopt_force(self, r: dict[str, Any]) -> VmRun | None:
+        """A live migration cut with a planned force: the run that follows it to its end (the
+        force when due, counted from the journal's intent; not again if the journal has it)."""
+        ctx = self.ctx
+        k, vm = int(r.get("wave") or 0), str(r["vm"])
+        if r.get("method") != "live" or not 1 <= k <= len(ctx.state.schedule):
+            return None
+        m = next((m for m in ctx.state.schedule[k - 1].migrations if m.vm == vm), None)
+        if m is None or m.method != "live" or m.force_complete_after_s is None:
+            return None
+        now = ctx.clock()
+        v = VmRun(
+            vm=vm,
+            label=ctx.label(vm),
+            src=str(r["src"]),
+            dst=str(r["dst"]),
+            method="live",
+            wave=k,
+            expect_status="ACTIVE",
+            state=VmState.RUNNING,
+            step=str(r["step"]),
+            t0=now - _since(r),
+            force_after_s=m.force_complete_after_s,
+            cold_ok="cold" in ctx.policy.non_converging,
+        )
+        done = ctx.state.forced.get((k, vm))
+        if done is not None and str(done.get("step", "")).startswith(f"{r['step']}/"):
+            v.forced_t = now - _since(done)
+            v.force_tries = int(str(done["step"]).rsplit("/", 1)[1])
+        return v
+
+    def _wait_settled(self, vm: str, force: VmRun | None = None) -> Server | None:
         """A VM's server once no migration is under way for it (a run killed mid-migration
-        leaves Nova to finish it)."""
+        leaves Nova to finish it; one with a planned force is forced when due, `force`)."""
         ctx = self.ctx
         t0 = ctx.clock()
         confirmed: float | None = None
+        forcer = Forcer(ctx) if force is not None else None
         while True:
             srv = ctx.cloud.server(vm)
             if srv is None:
                 return None
+            if forcer is not None and force is not None and not srv.settled:
+                forcer.tick(force)
             if srv.status == "VERIFY_RESIZE":
                 # Nova confirms asynchronously (a cast to the compute): confirm once, then wait
                 # for the status to change; a second confirm would be refused.
@@ -249,3 +285,8 @@ class Drift:
             ctx.cloud.set_service(h, True)
             ctx.log(Ev.DONE, Op.ENABLE, step=step, wave=k, host=h)
             ctx.ui.line(f"  {h}: enabled again (no longer in this wave)")
+
+
+def _since(rec: dict[str, Any]) -> float:
+    """Seconds since a journal record was written (wall clock)."""
+    return max(time.time() - parse_iso(str(rec["t"])), 0.0)

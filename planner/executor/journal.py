@@ -18,7 +18,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -45,9 +45,7 @@ def wave_to_dict(w: Wave) -> dict[str, Any]:
     return {
         "index": w.index,
         "hosts": list(w.hosts),
-        "migrations": [
-            {"vm": m.vm, "from": m.src, "to": m.dst, "method": m.method} for m in w.migrations
-        ],
+        "migrations": [_migration_to_dict(m) for m in w.migrations],
         "stops": [{"vm": s.vm, "host": s.host} for s in w.stops],
     }
 
@@ -57,11 +55,28 @@ def wave_from_dict(d: Mapping[str, Any]) -> Wave:
         index=int(d["index"]),
         hosts=tuple(d["hosts"]),
         migrations=tuple(
-            Migration(m["vm"], m["from"], m["to"], m.get("method", "live"))
+            Migration(
+                m["vm"],
+                m["from"],
+                m["to"],
+                m.get("method", "live"),
+                force_complete_after_s=m.get("force_complete_after_s"),
+                remedy=m.get("remedy"),
+            )
             for m in d.get("migrations", ())
         ),
         stops=tuple(Stop(s["vm"], s["host"]) for s in d.get("stops", ())),
     )
+
+
+def _migration_to_dict(m: Migration) -> dict[str, Any]:
+    d: dict[str, Any] = {"vm": m.vm, "from": m.src, "to": m.dst, "method": m.method}
+    # the remedy fields only when set: journals of plans without them stay as they were
+    if m.force_complete_after_s is not None:
+        d["force_complete_after_s"] = m.force_complete_after_s
+    if m.remedy is not None:
+        d["remedy"] = m.remedy
+    return d
 
 
 class Journal:
@@ -224,6 +239,10 @@ class RunState:
     upgrade_begun: set[str] = field(default_factory=set)  # hosts whose upgrade command ran
     vm_names: dict[str, str] = field(default_factory=dict)  # VM id -> name, as last recorded
     eta: dict[str, Any] | None = None  # this run's last ETA record (a run note clears it)
+    forced: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)  # accepted
+    force_refusals: list[dict[str, Any]] = field(default_factory=list)  # force failed records
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)  # fallback notes
+    window: dict[str, Any] | None = None  # the last window note (a wait, or an opening)
     _retried: set[tuple[int, str]] = field(default_factory=set)
 
     @classmethod
@@ -289,14 +308,39 @@ class RunState:
     def _on_retarget(self, ev: str, rec: Mapping[str, Any]) -> None:
         k, vm, dst = int(rec["wave"]), rec["vm"], rec["dst"]
         w = self.schedule[k - 1]
-        migs = tuple(
-            Migration(m.vm, m.src, dst, m.method) if m.vm == vm else m for m in w.migrations
-        )
+        migs = tuple(replace(m, dst=dst) if m.vm == vm else m for m in w.migrations)
         if not any(m.vm == vm for m in w.migrations):  # a VM found on the host mid-wave
             migs = (*migs, Migration(vm, rec["src"], dst, rec.get("method", "live")))
-        self.schedule[k - 1] = Wave(w.index, w.hosts, migs, w.stops)
+        self.schedule[k - 1] = replace(w, migrations=migs)
         self.retargeted[vm] = self.retargeted.get(vm, 0) + 1
         self._count(k, "replanned")
+
+    def _on_force(self, ev: str, rec: Mapping[str, Any]) -> None:
+        key = (int(rec.get("wave") or 0), str(rec["vm"]))
+        if ev == DONE:
+            self.forced[key] = dict(rec)
+        elif ev == FAILED and not rec.get("interrupted"):
+            self.force_refusals.append(dict(rec))
+
+    def _on_fallback(self, ev: str, rec: Mapping[str, Any]) -> None:
+        """A live migration whose force did not take: aborted, then (`to: cold`) moved cold to
+        the same destination: the schedule's migration becomes that."""
+        self.fallbacks.append(dict(rec))
+        k, vm = int(rec["wave"]), str(rec["vm"])
+        self.forced.pop((k, vm), None)
+        if rec.get("to") != "cold" or not 1 <= k <= len(self.schedule):
+            return
+        w = self.schedule[k - 1]
+        migs = tuple(
+            replace(m, method="cold", force_complete_after_s=None, remedy="cold")
+            if m.vm == vm
+            else m
+            for m in w.migrations
+        )
+        self.schedule[k - 1] = replace(w, migrations=migs)
+
+    def _on_window(self, ev: str, rec: Mapping[str, Any]) -> None:
+        self.window = dict(rec)
 
     def _on_skip(self, ev: str, rec: Mapping[str, Any]) -> None:
         why = str(rec.get("reason", ""))
@@ -444,6 +488,8 @@ class RunState:
                 1 for o in self.outcomes.values() if o.status == HOST_NOT_UPGRADED
             ),
             "hosts_failed": sum(1 for o in self.outcomes.values() if o.status == HOST_FAILED),
+            "migrations_forced": len(self.forced),
+            "force_fallbacks": len(self.fallbacks),
         }
 
     def skipped_failed(self) -> list[str]:
@@ -484,6 +530,9 @@ _HANDLERS: dict[str, Callable[[RunState, str, Mapping[str, Any]], None]] = {
     Op.VERSION: RunState._on_version,
     Op.CANARY: RunState._on_canary,
     Op.HEADROOM: RunState._on_headroom,
+    Op.FORCE: RunState._on_force,
+    Op.FALLBACK: RunState._on_fallback,
+    Op.WINDOW: RunState._on_window,
 }
 
 

@@ -14,6 +14,7 @@ from planner.errors import CloudError
 from planner.executor.cloud import IN_PROGRESS, Server
 from planner.executor.context import RunContext
 from planner.executor.eta import vm_step
+from planner.executor.force import Forcer
 from planner.executor.headroom import HeadroomWatch
 from planner.executor.states import (
     STILL_TO_MOVE,
@@ -44,9 +45,11 @@ class Migrations:
         self.headroom = headroom
         self.k_out = ctx.policy.max_concurrent_live_migrations or 1 << 30
         self.k_in = ctx.opts.max_inbound or 1 << 30
+        self.forcer = Forcer(ctx)
 
     def vmrun(self, m: Migration, k: int, view: Inventory) -> VmRun:
         status = view.vm(m.vm).status if view.has_vm(m.vm) else "ACTIVE"
+        kind = view.vm(m.vm).migration if view.has_vm(m.vm) else "live"
         return VmRun(
             vm=m.vm,
             label=vm_label(view, m.vm),
@@ -56,6 +59,9 @@ class Migrations:
             wave=k,
             expect_status=status if status in KEPT_STATUS else "ACTIVE",
             tried={m.dst},
+            force_after_s=m.force_complete_after_s if m.method == "live" else None,
+            # the fallback of a force that does not take: cold, if the policy and the VM allow
+            cold_ok="cold" in self.ctx.policy.non_converging and kind != "none",
         )
 
     # -- scheduling -------------------------------------------------------------------------------
@@ -121,8 +127,14 @@ class Migrations:
         v.state = VmState.RUNNING
         v.t0 = ctx.clock()
         v.confirmed_resize = False
+        v.low, v.forced_t, v.force_tries = None, None, 0
         self.headroom.move(v, forward=True)
-        ctx.ui.line(f"  {v.label}: {v.src} -> {v.dst} ({v.method}) ...")
+        force = ""
+        if v.method == "live" and v.force_after_s is not None:
+            force = f"; force-complete at {v.force_after_s:g} s"
+            if ctx.dry:  # the call it would make, if the migration is still running then
+                ctx.cloud.force_complete(v.vm, 0)
+        ctx.ui.line(f"  {v.label}: {v.src} -> {v.dst} ({v.method}{force}) ...")
         return True
 
     def _found_on_destination(self, v: VmRun) -> bool:
@@ -159,6 +171,8 @@ class Migrations:
                 self._confirm(v, srv)
                 continue
             if not srv.settled:
+                if v.force_after_s is not None and v.method == "live":
+                    self.forcer.tick(v)
                 t = ctx.opts.migration_timeout_s
                 if t and ctx.clock() - v.t0 > t and not v.aborting:
                     ctx.ui.warn(f"{v.label}: migration over {t:.0f} s; aborting it")
@@ -179,7 +193,30 @@ class Migrations:
                 ctx.bar(vm_step(v.vm))
                 ctx.ui.line(f"  [green]ok[/] {v.label}: on {v.dst}, {srv.status} ({secs:.1f} s)")
                 continue
+            if v.fallback is not None:
+                self._after_fallback(v, srv)
+                continue
             self.attempt_failed(v, self._why_failed(v, srv))
+
+    def _after_fallback(self, v: VmRun, srv: Server) -> None:
+        """The live migration aborted for the fallback has ended: cold next, or it stays."""
+        ctx = self.ctx
+        reason = f"aborted for the fallback; {self._why_failed(v, srv)}"
+        ctx.log(Ev.FAILED, Op.MIGRATE, step=v.step, wave=v.wave, vm=v.vm, reason=reason)
+        self.headroom.move(v, forward=False)
+        to, v.fallback = v.fallback, None
+        v.force_after_s = v.forced_t = v.low = None
+        if to == "cold" and srv.status != "ERROR":
+            v.method, v.fails_here, v.state = "cold", 0, VmState.PENDING
+            ctx.ui.line(f"  [yellow]fallback[/] {v.label}: cold migration to {v.dst} next")
+            return
+        v.state = VmState.RUNNING  # give_up ends it
+        why = "not converging and the force-complete did not take"
+        self.give_up(
+            v,
+            f"could not be moved: {why}; no cold fallback "
+            + ("(it is in ERROR)" if to == "cold" else "(the policy's non_converging lacks cold)"),
+        )
 
     def _confirm(self, v: VmRun, srv: Server) -> None:
         """A cold migration waits in VERIFY_RESIZE: confirm it once, then wait for Nova."""

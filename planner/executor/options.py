@@ -3,7 +3,7 @@ records of them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -30,6 +30,12 @@ class ExecOptions:
     # How long a confirmed cold migration may stay VERIFY_RESIZE (Nova confirms asynchronously).
     confirm_timeout_s: float = 300.0
     replan_time_limit_s: float = 30.0
+    # A live migration with a planned force-complete is forced early once its remaining memory
+    # has reached no new low for this long; after a force, this long without progress means
+    # the force did not take (the fallback runs).
+    force_stall_s: float = 30.0
+    # Outside the maintenance windows: wait for the next opening (else stop, exit 5).
+    window_wait: bool = True
 
 
 def safe_options(o: ExecOptions) -> dict[str, Any]:
@@ -54,4 +60,11 @@ def safe_options(o: ExecOptions) -> dict[str, Any]:
         "migration_timeout_s": o.migration_timeout_s,
         "poll_s": o.poll_s,
         "replan_time_limit_s": o.replan_time_limit_s,
-    }
+    } | {k: getattr(o, k) for k in _LATER if getattr(o, k) != _DEFAULT[k]}
+
+
+# Options added after the journal's first release, recorded only when not at their default: a
+# run that does not use them writes the journal an earlier rollwave wrote, and a resume of a
+# journal without them takes the command line's value (the default unless given).
+_LATER = ("force_stall_s", "window_wait")
+_DEFAULT = {f.name: f.default for f in fields(ExecOptions)}

@@ -25,6 +25,7 @@ the loop over waves, the wave's poll loop, the signals and the end.
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import os
 import signal
 import time
@@ -67,6 +68,7 @@ from planner.executor.states import (
     VmState,
 )
 from planner.executor.ui import Reporter, hms
+from planner.executor.window import WindowGate
 from planner.inventory import Inventory
 from planner.plan import Plan, Wave
 
@@ -110,6 +112,7 @@ class Executor:
         resume: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        wall: Callable[[], _dt.datetime] | None = None,
     ) -> None:
         self.ctx = ctx = RunContext(
             plan,
@@ -123,6 +126,7 @@ class Executor:
             estimator=estimator,
             clock=clock,
             sleep=sleep,
+            wall=wall,
         )
         self.journal_path = journal_path
         self.plan_file = plan_file
@@ -132,6 +136,7 @@ class Executor:
         self.migrations = Migrations(ctx, self.headroom)
         self.hosts = HostUpgrades(ctx, self.migrations, self.headroom)
         self.canary = Canary(ctx, self.migrations, self.hosts, self.headroom)
+        self.window = WindowGate(ctx)
 
     # What tests and callers look at.
     @property
@@ -273,6 +278,10 @@ class Executor:
             k = ctx.state.next_wave()
             if k > len(ctx.state.schedule):
                 break
+            if k not in ctx.state.started:  # a wave under way finishes, windows or not
+                self.window.wait_for(k)
+                if ctx.interrupts or ctx.stop_reason:
+                    break
             self._wave(k)
             if ctx.interrupts:
                 break

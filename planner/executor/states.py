@@ -39,6 +39,7 @@ class Op(StrEnum):
     RBWAIT = "rbwait"  # the service back at the old version after it
     HEALTH = "health"  # the health command on a canary host
     CANARY = "canary"  # also a note: its verdict
+    FORCE = "force"  # Nova's force-complete of a live migration with a planned force
     # notes
     RUN = "run"  # start, resume, stop, end
     CHECK = "check"  # the re-check of the remaining plan at a wave's start
@@ -49,6 +50,8 @@ class Op(StrEnum):
     HOST = "host"  # a host's outcome
     ETA = "eta"
     HEADROOM = "headroom"  # a headroom breach seen during the run
+    FALLBACK = "fallback"  # a force-complete refused or without effect: what is done instead
+    WINDOW = "window"  # a wave waits for a maintenance window, or starts in one
 
 
 class RunEvent(StrEnum):
@@ -140,6 +143,15 @@ class VmRun:
     aborting: bool = False
     confirmed_resize: bool = False
     t_confirm: float = 0.0
+    # A planned force-complete (live only): this long after t0, or earlier once the remaining
+    # memory has not reached a new low for --force-stall seconds.
+    force_after_s: float | None = None
+    cold_ok: bool = False  # the fallback may cold-migrate it (policy and VM allow it)
+    low: int | None = None  # the lowest remaining memory seen (bytes), and when
+    t_low: float = 0.0
+    forced_t: float | None = None  # when Nova accepted the force
+    force_tries: int = 0
+    fallback: str | None = None  # "cold" or "stay": the live migration is being aborted
 
 
 @dataclass

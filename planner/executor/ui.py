@@ -264,6 +264,9 @@ def eta_status(state: RunState, now: float) -> dict[str, Any] | None:
     return out
 
 
+_WINDOW_FIELDS = ("what", "wave", "opens", "closes", "expected", "t")
+
+
 def status_dict(state: RunState, journal: str, now: float | None = None) -> dict[str, Any]:
     """Where a run stands, from its journal alone (`execute --status`); `now`: the wall time
     (epoch s) at which to count the running run's ETA down."""
@@ -317,6 +320,19 @@ def status_dict(state: RunState, journal: str, now: float | None = None) -> dict
         if state.canary is None
         else {k_: state.canary.get(k_) for k_ in ("ev", "hosts", "vms", "reason")},
         "headroom_breaches": len(state.headroom_breaches),
+        "forced": [
+            {k_: r.get(k_) for k_ in ("wave", "vm", "migration", "why", "t")}
+            | {"label": state.vm_label(str(r["vm"]))}
+            for r in state.forced.values()
+        ],
+        "fallbacks": [
+            {k_: r.get(k_) for k_ in ("wave", "vm", "src", "dst", "to", "reason", "t")}
+            | {"label": state.vm_label(str(r["vm"]))}
+            for r in state.fallbacks
+        ],
+        "window": None
+        if state.window is None
+        else {k_: state.window.get(k_) for k_ in _WINDOW_FIELDS},
         "eta": eta,
         "wave_seconds": {str(k_): round(v, 1) for k_, v in sorted(state.wave_seconds().items())},
     }

@@ -8,11 +8,13 @@ the call and the HTTP status, never a traceback and never a token.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from planner.errors import CloudError
+
+T = TypeVar("T")
 
 
 def connect(cloud: str | None) -> Any:
@@ -97,6 +99,27 @@ class Api:
         if resp.status_code >= 400:
             raise CloudError(_error_message(resp), call=call, status=resp.status_code)
         return resp.json() if resp.content else {}
+
+    def sdk(self, call: str, fn: Callable[[Any], T]) -> T:
+        """One call through openstacksdk's own proxies (`fn(conn)`), where it has the call;
+        its failures become a `CloudError` naming `call` and the HTTP status, as `request`'s."""
+        from keystoneauth1 import exceptions as ks_exc
+        from openstack import exceptions as sdk_exc
+
+        with self._lock:
+            self.calls += 1
+        try:
+            return fn(self.conn)
+        except sdk_exc.HttpException as exc:
+            status = exc.status_code
+            if status == 401:
+                raise CloudError("authentication failed", call=call, status=401) from None
+            msg = str(exc.details or "").strip() or _first_line(exc)
+            raise CloudError(msg[:300], call=call, status=status) from None
+        except (ks_exc.ConnectFailure, ks_exc.ConnectTimeout) as exc:
+            raise CloudError(f"cannot reach the endpoint ({_reason(exc)})", call=call) from None
+        except (ks_exc.ClientException, sdk_exc.SDKException) as exc:
+            raise CloudError(_first_line(exc), call=call) from None
 
     def get(self, service: str, path: str, microversion: str | None = None) -> Any:
         return self.request(service, "GET", path, microversion=microversion)

@@ -1,14 +1,37 @@
 """The sandbox's virt driver: Nova's FakeDriver with per-host capacity, timed live migrations
 and injected failures. Loaded by nova-compute inside the sandbox process only.
+
+Live migrations come in two kinds. By default one takes a fixed time (`migration-duration`).
+With a link (`Control.link_mib_s`, `sandbox up --migration-link`), a VM whose metadata carries a
+dirty rate (`rollwave_dirty_rate_mb_s`, seeded from the inventory) migrates as the textbook
+pre-copy model says (the linear rule of `sim.migration`, in real time): each tick the link sends
+B x dt and the guest dirties D x dt, so the remaining memory falls at B - D, and never when
+D >= B. Its progress is written to the migration record (`memory_total/processed/remaining`,
+what `GET /servers/{id}/migrations` shows), as libvirt's monitor does. It ends:
+- by itself when the remaining memory fits the allowed downtime (`[libvirt]
+  live_migration_downtime`): completed;
+- on Nova's force-complete (API, conductor, compute manager, this driver): post-copy where
+  `[libvirt] live_migration_permit_post_copy` (status `running (post-copy)`), else the guest is
+  paused; either way it stops dirtying and completes. With `pause_fails` set for the VM, the pause
+  is refused as libvirt's can be: a warning in the log, nothing changes;
+- on abort (API): cancelled, the guest stays on its source;
+- at Nova's completion timeout (`live_migration_completion_timeout` x max(2, RAM GiB) seconds):
+  `live_migration_timeout_action` abort (cancelled) or force_complete (as above).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from nova.virt import fake
+
+MIB = 1 << 20
+GIB = 1 << 30
+LOG = logging.getLogger("rollwave.sandbox.driver")
 
 
 @dataclass
@@ -25,6 +48,18 @@ class HostSpec:
 class _Migration:
     done: threading.Event = field(default_factory=threading.Event)
     aborted: bool = False
+    forced: bool = False  # a force-complete asked, not yet acted on (link mode)
+    mode: str = "fixed"  # link mode: pre-copy, post-copy, paused
+    remaining: int | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class VmBehaviour:
+    """A VM's migration in link mode, set through the control endpoint (overrides metadata)."""
+
+    dirty_rate_mb_s: float | None = None
+    pause_fails: bool = False
 
 
 class Control:
@@ -39,6 +74,14 @@ class Control:
         self.running: dict[str, _Migration] = {}
         self.completed = 0
         self.failed = 0
+        # Link mode: the link's MiB/s (None: every migration takes its fixed duration).
+        self.link_mib_s: float | None = None
+        self.tick_s = 0.25
+        self.behaviour: dict[str, VmBehaviour] = {}
+        self.forced = 0  # force-completes acted on (post-copy or pause)
+        self.pauses_refused = 0
+        self.timeouts = 0
+        self.aborted = 0
 
     def duration(self, vm: str) -> float:
         with self.lock:
@@ -107,14 +150,28 @@ class SandboxDriver(fake.FakeDriver):  # type: ignore[misc]
         migrate_data: Any = None,
     ) -> None:
         mig = _Migration()
+        dirty = _dirty_rate(instance)
+        if dirty is not None and instance.vm_state == "paused":
+            dirty = 0.0  # a paused guest dirties nothing
+        record = getattr(migrate_data, "migration", None)
         with CONTROL.lock:
+            link = CONTROL.link_mib_s
+            physics = link is not None and dirty is not None and record is not None
+            if physics:
+                mig.mode = "pre-copy"  # before it is visible: a force may come at once
             CONTROL.running[instance.uuid] = mig
         try:
-            mig.done.wait(CONTROL.duration(instance.uuid))
+            if physics:
+                assert link is not None and dirty is not None
+                _precopy(instance, mig, record, link * MIB, dirty * MIB)
+            else:
+                mig.done.wait(CONTROL.duration(instance.uuid))
         finally:
             with CONTROL.lock:
                 CONTROL.running.pop(instance.uuid, None)
         if mig.aborted:
+            with CONTROL.lock:
+                CONTROL.aborted += 1
             recover_method(context, instance, dest, migrate_data, migration_status="cancelled")
         elif CONTROL.take_failure(instance.uuid):
             # Like a hypervisor-side failure: the guest keeps running on the source.
@@ -129,8 +186,13 @@ class SandboxDriver(fake.FakeDriver):  # type: ignore[misc]
     def live_migration_force_complete(self, instance: Any) -> None:
         with CONTROL.lock:
             mig = CONTROL.running.get(instance.uuid)
-        if mig:
+        if mig is None:
+            return
+        if mig.mode == "fixed":
             mig.done.set()
+        else:
+            mig.forced = True
+            mig.done.set()  # wakes the loop; it acts on `forced`
 
     def live_migration_abort(self, instance: Any) -> None:
         with CONTROL.lock:
@@ -144,3 +206,82 @@ class SandboxDriver(fake.FakeDriver):  # type: ignore[misc]
     ) -> None:
         # Runs on the source: forget the guest there (as FakeLiveMigrateDriver does).
         self.destroy(context, instance, network_info=None, block_device_info=block_device_info)
+
+
+def _dirty_rate(instance: Any) -> float | None:
+    """The VM's dirty rate in MiB/s: the control endpoint's, else its seeded metadata's."""
+    with CONTROL.lock:
+        b = CONTROL.behaviour.get(instance.uuid)
+    if b is not None and b.dirty_rate_mb_s is not None:
+        return b.dirty_rate_mb_s
+    raw = (instance.metadata or {}).get("rollwave_dirty_rate_mb_s")
+    try:
+        return None if raw is None else float(raw)
+    except ValueError:
+        return None
+
+
+def _precopy(instance: Any, mig: _Migration, record: Any, link: float, dirty: float) -> None:
+    """Link mode (see the module's doc): returns when the migration completes or is aborted
+    (`mig.aborted`), having written its progress to the migration record at every tick."""
+    from nova.conf import CONF
+
+    total = int(instance.flavor.memory_mb) * MIB
+    opts = CONF.libvirt
+    per_gib = float(opts.live_migration_completion_timeout)
+    timeout = per_gib * max(2.0, total / GIB)  # 0: none
+    processed, remaining = 0.0, float(total)
+    mig.remaining = total
+    _save(record, total, 0, total)
+    last = time.monotonic()
+    while True:
+        mig.done.wait(CONTROL.tick_s)
+        mig.done.clear()
+        now = time.monotonic()
+        dt, last = now - last, now
+        if mig.aborted:
+            return
+        if mig.mode == "pre-copy" and timeout and now - mig.started > timeout:
+            if opts.live_migration_timeout_action != "force_complete":
+                with CONTROL.lock:
+                    CONTROL.timeouts += 1
+                mig.aborted = True
+                return
+            mig.forced = True
+        if mig.forced:
+            mig.forced = False
+            if mig.mode == "pre-copy":
+                _force(instance, mig, record, bool(opts.live_migration_permit_post_copy))
+        d = dirty if mig.mode == "pre-copy" else 0.0
+        processed += link * dt
+        remaining = min(float(total), max(0.0, remaining - link * dt + d * dt))
+        mig.remaining = int(remaining)
+        _save(record, total, int(processed), int(remaining))
+        if remaining <= link * opts.live_migration_downtime / 1000.0:
+            return
+
+
+def _force(instance: Any, mig: _Migration, record: Any, post_copy: bool) -> None:
+    """Nova's force-complete as libvirt acts on it: post-copy where permitted, else a pause."""
+    with CONTROL.lock:
+        b = CONTROL.behaviour.get(instance.uuid)
+    if post_copy:
+        mig.mode = "post-copy"
+        record.status = "running (post-copy)"
+        record.save()
+    elif b is not None and b.pause_fails:
+        LOG.warning("Failed to pause instance %s during live-migration", instance.uuid)
+        with CONTROL.lock:
+            CONTROL.pauses_refused += 1
+        return
+    else:
+        mig.mode = "paused"
+    with CONTROL.lock:
+        CONTROL.forced += 1
+
+
+def _save(record: Any, total: int, processed: int, remaining: int) -> None:
+    record.memory_total = total
+    record.memory_processed = processed
+    record.memory_remaining = remaining
+    record.save()

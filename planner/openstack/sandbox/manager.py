@@ -146,13 +146,17 @@ def start(
     *,
     port: int = 0,
     migration_seconds: float = 1.0,
+    migration_link_mib_s: float | None = None,
+    nova_libvirt: Mapping[str, Any] | None = None,
     scheduler_sync_seconds: float = 2.0,
     directory: Path | None = None,
     exit_with_parent: bool = False,
     timeout: float = 900.0,
     write_clouds_yaml: bool = True,
 ) -> Running:
-    """Start a sandbox seeded from `inventory` (its JSON form) and wait until it serves."""
+    """Start a sandbox seeded from `inventory` (its JSON form) and wait until it serves.
+    `migration_link_mib_s`: the link mode of live migrations (driver.py; None: fixed
+    durations); `nova_libvirt`: Nova's [libvirt] options it reads (server.NOVA_LIBVIRT)."""
     d = directory or state_dir()
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     running = find(d)
@@ -191,6 +195,8 @@ def start(
         "work_dir": str(work),
         "port": port,
         "migration_seconds": migration_seconds,
+        "migration_link_mib_s": migration_link_mib_s,
+        "nova_libvirt": dict(nova_libvirt or {}),
         "scheduler_sync_seconds": scheduler_sync_seconds,
         "exit_with_parent": os.getpid() if exit_with_parent else None,
         **secrets_,

@@ -38,6 +38,14 @@ _VM_STATE = {
     "SUSPENDED": "suspended",
     "ERROR": "error",
 }
+# Nova's [libvirt] live-migration options the link mode reads (driver.py), by their names in
+# the control request; each is read at every migration, so a change applies to the next.
+NOVA_LIBVIRT: dict[str, tuple[str, type]] = {
+    "permit_post_copy": ("live_migration_permit_post_copy", bool),
+    "completion_timeout": ("live_migration_completion_timeout", int),
+    "timeout_action": ("live_migration_timeout_action", str),
+    "downtime_ms": ("live_migration_downtime", int),
+}
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -83,7 +91,10 @@ class Sandbox:
         sys.modules["nova.virt.rollwave_sandbox"] = driver
         self.driver = driver
         driver.CONTROL.migration_seconds = float(self.spec.get("migration_seconds", 1.0))
+        link = self.spec.get("migration_link_mib_s")
+        driver.CONTROL.link_mib_s = None if link is None else float(link)
         self.harness = harness.make_harness()
+        self.nova_config(dict(self.spec.get("nova_libvirt") or {}))
         self._phase("harness", t0)
         self.admin = self.harness.admin_api
 
@@ -434,6 +445,50 @@ class Sandbox:
             return str(named[0])
         raise KeyError(ref)
 
+    def nova_config(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Set Nova's own [libvirt] options (the harness's oslo.config), as an operator would."""
+        from nova.conf import CONF
+
+        for key, value in body.items():
+            if key not in NOVA_LIBVIRT:
+                raise ValueError(f"unknown option {key!r}; known: {', '.join(NOVA_LIBVIRT)}")
+            name, kind = NOVA_LIBVIRT[key]
+            CONF.set_override(name, kind(value), group="libvirt")
+        return {k: getattr(CONF.libvirt, n) for k, (n, _) in NOVA_LIBVIRT.items()}
+
+    _policy_defaults: dict[str, str]
+
+    def nova_policy(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Override one of Nova's policy rules (`check` an oslo.policy check string, e.g. "!"
+        to forbid; null: back to the rule Nova started with), as an operator's policy file."""
+        from nova import policy
+
+        name = str(body["rule"])
+        rules = policy.get_enforcer().rules
+        if name not in rules:
+            raise KeyError(name)
+        if not hasattr(self, "_policy_defaults"):
+            self._policy_defaults = {}
+        self._policy_defaults.setdefault(name, str(rules[name]))
+        check = body.get("check")
+        check = self._policy_defaults[name] if check is None else str(check)
+        self.harness.policy.set_rules({name: check}, overwrite=False)
+        return {"rule": name, "check": check}
+
+    def _behaviour(self, body: dict[str, Any]) -> dict[str, Any]:
+        c = self.driver.CONTROL
+        vm = self._vm_uuid(body["vm"])
+        with c.lock:
+            b = c.behaviour.setdefault(vm, self.driver.VmBehaviour())
+            if "dirty_rate_mb_s" in body:
+                rate = body["dirty_rate_mb_s"]
+                if rate is not None and float(rate) < 0:
+                    raise ValueError("dirty_rate_mb_s must be >= 0")
+                b.dirty_rate_mb_s = None if rate is None else float(rate)
+            if "pause_fails" in body:
+                b.pause_fails = bool(body["pause_fails"])
+            return {"vm": vm, "dirty_rate_mb_s": b.dirty_rate_mb_s, "pause_fails": b.pause_fails}
+
     def status(self) -> dict[str, Any]:
         c = self.driver.CONTROL
         with c.lock:
@@ -454,6 +509,20 @@ class Sandbox:
                 "migrations_running": sorted(c.running),
                 "migrations_completed": c.completed,
                 "migrations_failed": c.failed,
+                "migration_link_mib_s": c.link_mib_s,
+                "migrations": [
+                    {
+                        "vm": vm,
+                        "mode": m.mode,
+                        "remaining": m.remaining,
+                        "seconds": round(time.monotonic() - m.started, 1),
+                    }
+                    for vm, m in sorted(c.running.items())
+                ],
+                "migrations_forced": c.forced,
+                "pauses_refused": c.pauses_refused,
+                "migrations_timed_out": c.timeouts,
+                "migrations_cancelled": c.aborted,
                 "vms": len(self.vm_ids),
                 "timings": self.timings,
             }
@@ -474,6 +543,19 @@ class Sandbox:
                     else:
                         c.migration_seconds = seconds
                 return 200, {"ok": True}
+            if method == "POST" and parts == ["migration-link"]:
+                mib_s = body.get("mib_s")
+                if mib_s is not None and not float(mib_s) > 0:
+                    return 400, {"error": "mib_s must be > 0 (or null: fixed durations)"}
+                with c.lock:
+                    c.link_mib_s = None if mib_s is None else float(mib_s)
+                return 200, {"ok": True, "mib_s": c.link_mib_s}
+            if method == "POST" and parts == ["migration-behaviour"]:
+                return 200, {"ok": True, **self._behaviour(body)}
+            if method == "POST" and parts == ["nova-policy"]:
+                return 200, {"ok": True, **self.nova_policy(body)}
+            if method == "POST" and parts == ["nova-config"]:
+                return 200, {"ok": True, "libvirt": self.nova_config(body)}
             if method == "POST" and parts == ["fail-next-migration"]:
                 vm = self._vm_uuid(body["vm"])
                 times = int(body.get("times", 1))
