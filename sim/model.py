@@ -117,9 +117,13 @@ class SimModel:
         "conductor, scheduler, checks", unit="s", minimum=0.0,
     )  # fmt: skip
     poll_s: float = num(
-        2.0, "executor.poll_s", "how often the executor reads a migration's progress: a "
-        "migration with `force_complete_after_s` whose remaining memory did not fall between "
-        "two reads is force-completed then (`execute --poll-interval`)", unit="s", above=0.0,
+        2.0, "executor.poll_s", "how often the executor reads a migration's progress "
+        "(`execute --poll-interval`)", unit="s", above=0.0,
+    )  # fmt: skip
+    force_stall_s: float = num(
+        30.0, "executor.force_stall_s", "a migration with `force_complete_after_s` whose "
+        "remaining memory reaches no new low for this long, once its disk is copied, is "
+        "force-completed then (`execute --force-stall`)", unit="s", above=0.0,
     )  # fmt: skip
     disable_s: float = num(
         5.0, "executor.disable_s", "disabling a wave's compute services before its migrations",

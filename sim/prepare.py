@@ -183,19 +183,20 @@ def forced_at(
 ) -> float:
     """When the executor force-completes a live migration planned to be force-completed
     `planned_s` after it started (seconds of the migration's own clock, without the orchestration
-    overhead): then, or earlier at the first poll whose remaining memory is not below the
-    previous poll's. The executor reads the progress every `executor.poll_s` from the start and
-    compares memory once the disk is copied (block migration copies it first, at `bandwidth`).
-    In the model the remaining memory falls all along while the guest dirties less than the
-    bandwidth (auto-converge only slows the dirtying), and stays at the guest's memory from the
-    first memory pass on when it dirties as fast or faster: then the second poll of the memory
-    phase sees no progress."""
+    overhead): then, or earlier once its remaining memory has reached no new low for
+    `executor.force_stall_s` (planner/executor/force.py). The executor reads the progress every
+    `executor.poll_s` from the start and follows the memory once the disk is copied (block
+    migration copies it first, at `bandwidth`). In the model the remaining memory falls all
+    along while the guest dirties less than the bandwidth (auto-converge only slows the
+    dirtying), and stays at the guest's memory from the first memory pass on when it dirties as
+    fast or faster: its low is the first read of the memory phase, and the stall is seen at the
+    first read `force_stall_s` after that."""
     if dirty < bandwidth:
         return planned_s
     poll = model.poll_s
     t0 = disk / bandwidth if disk > 0 else 0.0
     first = max(1, math.ceil(t0 / poll - 1e-9)) * poll  # the first read of the memory phase
-    return min(planned_s, first + poll)
+    return min(planned_s, first + math.ceil(model.force_stall_s / poll - 1e-9) * poll)
 
 
 def prepare(

@@ -58,18 +58,30 @@ def _pair(dirty: float, ram_gb: float = 16, disk: int | None = None) -> Inventor
     return Inventory("pair", "t", (host("src"), host("dst")), vms)
 
 
-def test_a_stalled_migration_is_forced_at_the_second_poll_of_its_memory_phase() -> None:
+def _stalled_at(poll: float, stall: float, t0: float = 0.0) -> float:
+    """The executor's read that sees `stall` seconds without a new low after the first read of
+    the memory phase (planner/executor/force.py)."""
+    return max(1, math.ceil(t0 / poll - 1e-9)) * poll + math.ceil(stall / poll - 1e-9) * poll
+
+
+def test_a_stalled_migration_is_forced_once_its_memory_makes_no_progress() -> None:
     inv = _pair(dirty=4096.0)  # 4 GiB/s dirtied: never converges on 10 GbE
     p = plan(policy(), (["src"], [("v", "src", "dst")]))
     dur, outcome, _ = _one(inv, p)
     assert outcome == "aborted"  # Nova's completion timeout: the VM stays, the host is left
     dur, outcome, down = _one(inv, _with(p, force_complete_after_s=3600.0))
     assert outcome == "paused" and down > 0
-    poll = FIXED.poll_s
-    # No disk: memory from the start; its reads at poll and 2 poll show no progress.
-    forced = live_migration(16 * GIB, 4096 * MIB, NIC, force_after_s=2 * poll)
+    poll, stall = FIXED.poll_s, FIXED.force_stall_s
+    # No disk: memory from the start; no new low after the first read for force_stall_s.
+    at = _stalled_at(poll, stall)
+    assert poll + stall <= at < 2 * poll + stall
+    forced = live_migration(16 * GIB, 4096 * MIB, NIC, force_after_s=at)
     assert dur == pytest.approx(OVERHEAD + forced.total_s)
-    assert dur < OVERHEAD + 2 * poll + 30
+    # a shorter stall setting forces sooner, by as much
+    quick, _, _ = _one(
+        inv, _with(p, force_complete_after_s=3600.0), FIXED.with_changes(force_stall_s=10.0)
+    )
+    assert dur - quick == pytest.approx(at - _stalled_at(poll, 10.0), abs=1e-6)
 
 
 def test_the_poll_interval_is_the_models() -> None:
@@ -77,7 +89,9 @@ def test_the_poll_interval_is_the_models() -> None:
     p = _with(plan(policy(), (["src"], [("v", "src", "dst")])), force_complete_after_s=3600.0)
     fast, _, _ = _one(inv, p)
     slow, _, _ = _one(inv, p, FIXED.with_changes(poll_s=60.0))
-    assert slow - fast == pytest.approx(120.0 - 2 * FIXED.poll_s, abs=1e-6)
+    stall = FIXED.force_stall_s
+    expected = _stalled_at(60.0, stall) - _stalled_at(FIXED.poll_s, stall)
+    assert expected > 0 and slow - fast == pytest.approx(expected, abs=1e-6)
 
 
 def test_a_disk_is_copied_before_the_memory_reads_count() -> None:
@@ -85,7 +99,7 @@ def test_a_disk_is_copied_before_the_memory_reads_count() -> None:
     inv = _pair(dirty=4096.0, disk=100)
     t0 = 100 * GIB / NIC
     assert forced_at(3600.0, 4096 * MIB, NIC, 100 * GIB, FIXED) == pytest.approx(
-        (math.ceil(t0 / FIXED.poll_s) + 1) * FIXED.poll_s
+        _stalled_at(FIXED.poll_s, FIXED.force_stall_s, t0)
     )
     p = _with(plan(policy(), (["src"], [("v", "src", "dst")])), force_complete_after_s=3600.0)
     dur, outcome, _ = _one(inv, p)
