@@ -17,7 +17,7 @@ import math
 import random
 from bisect import bisect_left, insort
 from collections import Counter, defaultdict
-from typing import Any, Final, cast
+from typing import Any, Final, cast, final
 
 from planner.admission import AdmissionState
 from planner.capacity import format_amount
@@ -351,6 +351,102 @@ class RunState:
         self.parked_on: list[int] = [-1] * H
         self.parked: list[list[int]] = [[] for _ in range(H)] if prep.pipelined else []
         self.refusals: Counter[str] = Counter()  # refusals by rule (a host's changes of reason)
+
+    # --- helpers: migrations that end without landing ------------------------------------------
+    @final  # not overridden: a direct call in the compiled loop
+    def requeue(self, s: int, mi: int) -> None:
+        """Migration mi waits again at the head of its source's queue."""
+        self.queue[s].insert(0, self.entry[mi])
+        self.qdst[s].insert(0, self.m_dst[mi])
+        if self.vm_host[self.m_vm[mi]] != s:
+            self.skips[s] += 1
+
+    @final  # not overridden: a direct call in the compiled loop
+    def release_dst(self, mi: int) -> None:
+        """Migration mi's VM no longer counts on its destination (the attempt failed, or was
+        aborted)."""
+        d, v = self.m_dst[mi], self.m_vm[mi]
+        gd = self.group_of[d]
+        if gd >= 0:
+            self.note_min(gd)
+        self.st.remove(d, self.demand[v])
+        g = self.vm_group[v]
+        if g >= 0:
+            self.gcount[(g, d)] -= 1
+        if gd >= 0 and self.st.avail[d]:
+            self.check_group(self.now, gd)
+        if self.in_breach:
+            self.cap_recovered(d)
+
+    # --- helpers: dynamic NIC shares -------------------------------------------------------------
+    @final  # not overridden: a direct call in the compiled loop
+    def leave(self, mi: int) -> None:
+        """Migration mi no longer uses its NICs (ended, failed or cancelled)."""
+        s, d = self.m_src[mi], self.m_dst[mi]
+        self.run_out[s].discard(mi)
+        self.run_in[d].discard(mi)
+        self.dirty.add(s)
+        self.dirty.add(d)
+
+    @final  # not overridden: a direct call in the compiled loop
+    def rebalance(self, t: float) -> None:
+        """The running migrations on the hosts whose counts changed get their new share. Counts
+        are final here, so a migration seen twice is unchanged the second time; the order (set
+        order, out then in) fixes the order of ties in the heap."""
+        out_busy, in_busy, nic, m_src, m_dst = (
+            self.out_busy,
+            self.in_busy,
+            self.nic,
+            self.m_src,
+            self.m_dst,
+        )
+        cur_bw, last_net = self.cur_bw, self.last_net
+        for h in self.dirty:
+            n = out_busy[h] - in_busy[h]
+            if n == last_net[h]:
+                continue  # same count as at the last rebalance: same shares
+            last_net[h] = n
+            if n > 0:
+                sa = nic[h] / n
+                for mi in self.run_out[h]:
+                    d = m_dst[mi]
+                    sb = nic[d] / in_busy[d]
+                    share = sa if sa < sb else sb
+                    if share != cur_bw[mi]:
+                        self.reshare(mi, share, t)
+            elif n < 0:
+                sb = nic[h] / -n
+                for mi in self.run_in[h]:
+                    s = m_src[mi]
+                    sa = nic[s] / out_busy[s]
+                    share = sa if sa < sb else sb
+                    if share != cur_bw[mi]:
+                        self.reshare(mi, share, t)
+        self.dirty.clear()
+
+    @final  # not overridden: a direct call in the compiled loop
+    def reshare(self, mi: int, share: float, t: float) -> None:
+        """Running migration mi goes on at `share`: the progress made (the fraction of its
+        transfer done) is kept, the rest goes at the new speed: its end event moves."""
+        overhead, seg_t, x0, prog = self.overhead, self.seg_t, self.x0, self.prog
+        old = self.cur_tr[mi].total_s - overhead
+        base = seg_t[mi] if seg_t[mi] > x0[mi] else x0[mi]
+        if t > base:
+            self.bw_acc[mi] += self.cur_bw[mi] * (t - base)
+            if old != math.inf:
+                prog[mi] += (t - base) / old
+        seg_t[mi] = t if t > x0[mi] else x0[mi]
+        tr = self.prep.transfer(mi, share)
+        self.cur_bw[mi] = share
+        self.cur_tr[mi] = tr
+        new = tr.total_s - overhead
+        self.token[mi] += 1
+        if new != math.inf:
+            rest = self.target[mi] - prog[mi]
+            at = seg_t[mi] + (rest if rest > 0 else 0.0) * new
+            self.push(at, self.ekind[mi], mi, self.token[mi])
+        else:
+            self.in_flight.add(mi)  # never ends now: a stall names it
 
     # --- scheduling and the timeline -------------------------------------------------------------
     def push(self, t: float, kind: int, a: int, b: int) -> None:
