@@ -244,37 +244,19 @@ def shape(
     wave_of = {h: k for k, hs in enumerate(waves) for h in hs}
     moves: list[Migration] = [m for w in plan.waves for m in w.migrations]
     mwave = [k for k, w in enumerate(plan.waves) for _ in w.migrations]
-    out: dict[str, list[int]] = defaultdict(list)
-    inn: dict[str, list[int]] = defaultdict(list)
-    for i, m in enumerate(moves):
-        out[m.src].append(i)
-        inn[m.dst].append(i)
+    out, inn = _by_host(moves)
     counts = [len(w.migrations) for w in plan.waves]
-    # Members of a hard affinity group move together to one host: none is sent elsewhere alone
-    # (all arriving at a host are sent to the other together). Hard anti-affinity is counted
-    # with the usage, per host and wave.
-    together = {g.id for g in inv.server_groups if g.hard and not g.anti}
-    in_group = {i for i, m in enumerate(moves) if inv.vm(m.vm).server_group in together}
-    kinds: dict[tuple[object, ...], list[str]] = defaultdict(list)
-    for h in inv.hosts:
-        if h.name in wave_of:
-            kinds[_kind(inv, policy, h)].append(h.name)
-    kind_of = {h: k for k, hs in kinds.items() for h in hs if len(hs) > 1}
+    in_group = _in_affinity_groups(inv, moves)
+    kind_of = _kinds(inv, policy, wave_of)
     usage = _Usage(inv, plan)
     cap = policy.max_migrations_per_wave
     # Where an evacuee may go instead: available compute hosts by AZ and wave (in name order,
     # kept as hosts swap), and those never upgraded.
-    bucket: dict[str | None, list[list[str]]] = defaultdict(lambda: [[] for _ in range(W)])
-    never: dict[str | None, list[str]] = defaultdict(list)
-    for h in sorted(inv.compute_hosts, key=lambda h: h.name, reverse=True):
-        if h.available:
-            k = wave_of.get(h.name)
-            (never[h.az] if k is None else bucket[h.az][k]).append(h.name)
+    bucket, never = _destinations(inv, wave_of, W)
     aggs = {h.name: set(h.aggregates) for h in inv.hosts}
     longest = [max((dur[h] for h in hs), default=0.0) for hs in waves]
 
-    def wave_max(k: int) -> float:
-        return longest[k]
+    wave_max = longest.__getitem__  # kept up to date as hosts swap
 
     refused: Counter[str] = Counter()
 
@@ -442,7 +424,61 @@ def shape(
     after_s = sum(wave_max(k) for k in range(W))
     if not swaps:
         return Shaped(plan, before_s, before_s, 0, dict(refused))
-    # Rebuild the waves in the plan's order of migrations; stops go with their hosts.
+    shaped = _rebuilt(plan, moves, mwave, waves, wave_of)
+    return Shaped(shaped, before_s, after_s, swaps, dict(refused))
+
+
+def _in_affinity_groups(inv: Inventory, moves: list[Migration]) -> set[int]:
+    """The migrations of members of hard affinity groups: they move together to one host, so none
+    is sent elsewhere alone (all arriving at a host are sent to the other together). Hard
+    anti-affinity is counted with the usage, per host and wave."""
+    together = {g.id for g in inv.server_groups if g.hard and not g.anti}
+    return {i for i, m in enumerate(moves) if inv.vm(m.vm).server_group in together}
+
+
+def _by_host(moves: list[Migration]) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """The migrations' indexes by source and by destination."""
+    out: dict[str, list[int]] = defaultdict(list)
+    inn: dict[str, list[int]] = defaultdict(list)
+    for i, m in enumerate(moves):
+        out[m.src].append(i)
+        inn[m.dst].append(i)
+    return out, inn
+
+
+def _kinds(inv: Inventory, policy: Policy, wave_of: Mapping[str, int]) -> dict[str, object]:
+    """Each host of the plan with its kind, where another host of the plan is of that kind (the
+    hosts that may swap waves)."""
+    kinds: dict[tuple[object, ...], list[str]] = defaultdict(list)
+    for h in inv.hosts:
+        if h.name in wave_of:
+            kinds[_kind(inv, policy, h)].append(h.name)
+    return {h: k for k, hs in kinds.items() for h in hs if len(hs) > 1}
+
+
+def _destinations(
+    inv: Inventory, wave_of: Mapping[str, int], W: int
+) -> tuple[dict[str | None, list[list[str]]], dict[str | None, list[str]]]:
+    """Available compute hosts by AZ and wave (in reverse name order), and by AZ those never
+    upgraded."""
+    bucket: dict[str | None, list[list[str]]] = defaultdict(lambda: [[] for _ in range(W)])
+    never: dict[str | None, list[str]] = defaultdict(list)
+    for h in sorted(inv.compute_hosts, key=lambda h: h.name, reverse=True):
+        if h.available:
+            k = wave_of.get(h.name)
+            (never[h.az] if k is None else bucket[h.az][k]).append(h.name)
+    return bucket, never
+
+
+def _rebuilt(
+    plan: Plan,
+    moves: list[Migration],
+    mwave: list[int],
+    waves: list[list[str]],
+    wave_of: Mapping[str, int],
+) -> Plan:
+    """The plan's waves rebuilt in the plan's order of migrations; stops go with their hosts."""
+    W = len(plan.waves)
     ms: list[list[Migration]] = [[] for _ in range(W)]
     for mi, m in enumerate(moves):
         ms[mwave[mi]].append(m)
@@ -454,4 +490,4 @@ def shape(
         replace(w, hosts=tuple(sorted(waves[k])), migrations=tuple(ms[k]), stops=tuple(ss[k]))
         for k, w in enumerate(plan.waves)
     ]
-    return Shaped(replace(plan, waves=tuple(new_waves)), before_s, after_s, swaps, dict(refused))
+    return replace(plan, waves=tuple(new_waves))
