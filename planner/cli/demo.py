@@ -117,7 +117,12 @@ class DemoPrinter:
                     ("non-converging VMs", s["non_converging"]),
                     (
                         "hosts not upgraded",
-                        f"{s['hosts_not_upgraded']} (a VM left behind: see rollwave simulate)",
+                        f"{s['hosts_not_upgraded']}"
+                        + (
+                            " (a VM left behind: see rollwave simulate)"
+                            if s["hosts_not_upgraded"]
+                            else ""
+                        ),
                     ),
                     ("invariant breaches", sum(res.breach_counts.values())),
                 ],
