@@ -232,6 +232,8 @@ def result_to_dict(prep: Prepared, res: SimResult, *, per_vm: bool = True) -> di
         ],
         "model": prep.model.to_dict(),
     }
+    if res.calendar is not None:
+        out["calendar"] = res.calendar.to_dict()
     if per_vm:
         out["vms"] = [vm_record(prep, res, mi) for mi in range(len(prep.m_vm))]
         out["stops"] = [
