@@ -76,7 +76,7 @@ def rows(name: str, inv: Inventory, pol: Policy, plan: Plan, runs: int) -> list[
     for execution in ("pipelined", "lockstep"):
         p = dataclasses.replace(
             plan,
-            policy=dataclasses.replace(plan.policy, execution=execution),  # type: ignore[arg-type]
+            policy=dataclasses.replace(plan.policy, execution=execution),
         )
         prep = in_calendar(prepare_run(inv, p, DEFAULT))
         cal = prep.calendar
