@@ -112,3 +112,21 @@ def test_cli_whatif_over_windows(tmp_path: Path) -> None:
     head = out.splitlines()[0].split(",")
     assert code == 0 and head[:2] == ["windows", "windows.hours"]
     assert {"windows_planned", "last_done_planned", "windows_used_p50"} <= set(head)
+
+
+def test_a_start_that_is_not_a_date_is_bad_input_and_writes_nothing(tmp_path: Path) -> None:
+    plot = tmp_path / "t.png"
+    code, _, err = _cli(
+        "whatif",
+        str(example("small.json")),
+        "--policy",
+        str(example("small-policy.yaml")),
+        "--vary",
+        "windows=none,daily/22:00-06:00",
+        "--start",
+        "whenever",
+        "--plot",
+        str(plot),
+    )
+    assert code == 2 and "--start: 'whenever' is not a date" in err
+    assert not plot.exists()
