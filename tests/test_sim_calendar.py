@@ -175,3 +175,19 @@ def test_both_loops_give_the_same_runs_in_the_calendar(monkeypatch: pytest.Monke
                 monkeypatch.setattr(engine, "_run_loop", compiled)
                 same(a, b)
                 assert a.calendar == b.calendar
+
+
+def test_a_lockstep_wave_whose_azs_windows_never_overlap_is_refused_before_the_run() -> None:
+    apart = (
+        Window(tuple(range(7)), 0, 6 * 60, "UTC", ("az1",)),
+        Window(tuple(range(7)), 12 * 60, 18 * 60, "UTC", ("az2",)),
+    )
+    inv, plan = _example("lockstep", apart)
+    mixed = [w for w in plan.waves if len({inv.host(h).az for h in w.hosts}) > 1]
+    assert mixed, "the example needs a wave with hosts of both AZs"
+    with pytest.raises(InfeasibleError, match=f"wave {mixed[0].index}: its hosts' windows"):
+        in_calendar(prepare(inv, plan, FIXED, check=False), START)
+    # pipelined, each host goes in its own AZ's window
+    inv, plan = _example("pipelined", apart)
+    res = simulate(in_calendar(prepare(inv, plan, FIXED, check=False), START), 0)
+    assert res.completed and res.calendar is not None and res.calendar.outside == ()

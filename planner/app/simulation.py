@@ -84,6 +84,14 @@ def in_calendar(prep: Prepared, start: _dt.datetime | None = None) -> Prepared:
         for i, h in enumerate(prep.hosts)
         if h in planned_hosts and cal.host_fit(i, 0.0) == calendar.INF
     ]
+    if not never and not prep.pipelined:  # lock-step: a wave's hosts go down together
+        never = [
+            f"wave {w + 1}: its hosts' windows (AZ {', '.join(sorted({str(azs[h]) for h in hs}))})"
+            " are never open together long enough for its slowest host's maintenance at the "
+            "95th percentile"
+            for w, (hs, _, _) in enumerate(prep.waves)
+            if cal.wave_fit(hs, 0.0) == calendar.INF
+        ]
     if never:
         raise InfeasibleError([f"windows: {n}" for n in never[:20]])
     return replace(prep, calendar=cal)
