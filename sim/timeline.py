@@ -345,9 +345,7 @@ def write_timeline(path: str | os.PathLike[str], prep: Prepared, res: SimResult)
         header["calendar"] = {
             "start": cal.start.isoformat(),
             "openings": [
-                [_num(a), _num(b) if math.isfinite(b) else None]
-                for a, b in cal.nights
-                if a <= end
+                [_num(a), _num(b) if math.isfinite(b) else None] for a, b in cal.nights if a <= end
             ],
         }
     lines = [json.dumps(header, ensure_ascii=False)]
