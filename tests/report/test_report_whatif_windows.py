@@ -130,3 +130,29 @@ def test_a_start_that_is_not_a_date_is_bad_input_and_writes_nothing(tmp_path: Pa
     )
     assert code == 2 and "--start: 'whenever' is not a date" in err
     assert not plot.exists()
+
+
+def test_bad_windows_in_the_policy_file_are_bad_input_naming_the_file_and_place(
+    tmp_path: Path,
+) -> None:
+    pol = tmp_path / "policy.yaml"
+    pol.write_text(
+        Path(example("small-policy.yaml")).read_text()
+        + '\nwindows:\n  - {days: daily, start: "22:00", end: "06:00", tz: Mars/Olympus}\n'
+    )
+    plot = tmp_path / "t.png"
+    code, _, err = _cli(
+        "whatif",
+        str(example("small.json")),
+        "--policy",
+        str(pol),
+        "--vary",
+        "windows.hours=4,8",
+        "--start",
+        "2026-12-14T22:00",
+        "--plot",
+        str(plot),
+    )
+    assert code == 2
+    assert str(pol) in err and "windows[0].tz" in err and "unknown time zone" in err
+    assert not plot.exists()
