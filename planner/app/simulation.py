@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.app import distributed
+from planner.app.sidebyside import refuse_side_by_side
 from planner.inventory import Inventory
 from planner.plan import Plan
 from sim.engine import Prepared, SimResult, prepare, simulate
@@ -35,6 +36,7 @@ def prepare_run(
     """The plan ready to run; `ignore_digest` accepts a plan made for another inventory file (as
     `rollwave check --ignore-digest`). `check_count` and `check_violations` say what the checker
     found: a plan that fails the check is still simulated as written."""
+    refuse_side_by_side(plan, "simulate")
     return prepare(
         inv,
         plan,
