@@ -228,18 +228,25 @@ class _State:
             return False
         if vm.allowed_aggregates and not set(vm.allowed_aggregates) & set(h.aggregates):
             return False
+        j = self.model.vm_index[vm.id]
+        demand = self.model.demand[j]
         if vm.server_group is not None:
             g = self.inv.group(vm.server_group)
-            if g.hard:
+            if g.hard and g.anti:
                 on_dst = sum(1 for m in self.members[g.id] if self.host_of[m] == dst)
-                if g.anti and on_dst + 1 > g.max_server_per_host:
+                if on_dst + 1 > g.max_server_per_host:
                     return False
-                if not g.anti:
-                    others = {self.host_of[m] for m in self.members[g.id] if m != vm.id}
-                    if others and others != {dst}:
-                        return False
-        j = self.model.vm_index[vm.id]
-        return bool(np.all(self.model.free[self.hi[dst]] >= self.model.demand[j]))
+            elif g.hard:
+                # Hard affinity: the members on this VM's host move with it, as a block; the
+                # first goes where the whole block fits, the others follow it.
+                src = self.host_of[vm.id]
+                block = [m for m in self.members[g.id] if self.host_of[m] == src]
+                others = {self.host_of[m] for m in self.members[g.id]} - {src}
+                if others:
+                    return others == {dst} and bool(np.all(self.model.free[self.hi[dst]] >= demand))
+                idx = [self.model.vm_index[m] for m in block]
+                demand = self.model.demand[idx].sum(axis=0)
+        return bool(np.all(self.model.free[self.hi[dst]] >= demand))
 
     def place(self, vm: VM, leaving: set[str]) -> tuple[str, Method] | None:
         """Move `vm` (whose host leaves in this wave) and say where: into a compute of the new
@@ -343,7 +350,8 @@ def plan_side_by_side(
         if not pending:
             wave = _retire(st, old_controllers, index, [])
         else:
-            wave = _fill_some(st, pending, index)
+            rest = sorted((h for h in computes if h.name not in st.left), key=emptiest)
+            wave = _fill_some(st, pending, rest, index)
             if all(h.name in st.left for h in computes) and len(wave.hosts) < max_size:
                 # The old cloud is empty: its controllers may retire in the same wave.
                 wave = _retire(st, old_controllers, index, [inv.host(h) for h in wave.hosts], wave)
@@ -377,6 +385,8 @@ def _fill(st: _State, pending: list[Host], index: int, *, first: bool) -> Wave:
         if not _hosts_ok(inv, policy, [*taken, h]):
             why = why or f"{h.name}: the wave's size, HA groups or order"
             continue
+        if any(m.dst == h.name for m in moves):
+            continue  # it received VMs in this wave: a VM moves once a wave
         leaving = {t.name for t in taken} | {h.name}
         mine: list[Migration] = []
         failed = ""
@@ -421,21 +431,24 @@ def _fill(st: _State, pending: list[Host], index: int, *, first: bool) -> Wave:
     return Wave(index, tuple(t.name for t in taken), tuple(moves), roles=roles)
 
 
-def _fill_some(st: _State, pending: list[Host], index: int) -> Wave:
-    """`_fill` in the order given; if no host can leave so, with one scope group's hosts first
-    (the old cloud's last hosts of a group leave together), group by group."""
+def _fill_some(st: _State, pending: list[Host], emptiest: list[Host], index: int) -> Wave:
+    """`_fill` in the order given; if no host can leave so, the emptiest first (fewer VMs to
+    place, more room for the new cloud), then with one scope group's hosts first (the old
+    cloud's last hosts of a group leave together), group by group."""
     try:
         return _fill(st, pending, index, first=index == 1)
     except InfeasibleError:
         if index == 1:
             raise
+        orders = [emptiest]
         names, group = st.model.scope_groups(st.policy.headroom.scope)
         for g in range(len(names)):
             mine = [h for h in pending if group[st.hi[h.name]] == g]
-            if not mine or len(mine) == len(pending):
-                continue
+            if mine and len(mine) < len(pending):
+                orders.append(mine + [h for h in pending if h not in mine])
+        for order in orders:
             try:
-                return _fill(st, mine + [h for h in pending if h not in mine], index, first=False)
+                return _fill(st, order, index, first=False)
             except InfeasibleError:
                 continue
         raise

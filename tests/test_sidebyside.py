@@ -28,6 +28,8 @@ from planner.formats_sbs import load_az_map
 from planner.generate import GenerateSpec, default_policy, generate
 from planner.inventory import Inventory
 from planner.policy import Policy
+from sim.crosscloud import simulate_side_by_side
+from sim.model import DEFAULT
 from solver.sidebyside import SideBySideOptions, lower_bounds, plan_side_by_side, precheck
 from tests.clouds import Cloud, three_plus_spare
 from tests.clouds_sbs import six_and_two
@@ -199,6 +201,9 @@ def test_every_plan_the_planner_writes_is_valid_and_within_its_bounds(
     assert got.metrics["waves"] >= lb["waves"]
     assert got.metrics["vms_moved_twice"] >= lb["vms_moved_twice"]
     assert got.metrics["cross_cloud_moves"] == len(inv.vms)
+    sim = simulate_side_by_side(inv, got.plan, DEFAULT)
+    assert sim.makespan_s >= sim.lower_bound_s
+    assert sim.per_cloud["new"]["vms_arrived"] == len(inv.vms)
 
 
 # -- the command ----------------------------------------------------------------------------------
@@ -296,12 +301,23 @@ def test_an_impossible_side_by_side_plan_exits_3_with_the_proof(
     assert not out.exists()
 
 
-def test_simulate_refuses_a_side_by_side_plan(
+def test_simulate_runs_a_side_by_side_plan_and_report_refuses_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fx = six_and_two()
     inv, _ = _files(tmp_path, fx.inventory, fx.policy)
     plan = tmp_path / "plan.json"
     save_plan(replace(fx.plan, inventory_sha256=""), plan)
-    code, _, stderr = run(["simulate", inv, str(plan), "--ignore-digest"], capsys)
+    code, stdout, stderr = run(
+        ["simulate", inv, str(plan), "--ignore-digest", "--format", "json"], capsys
+    )
+    assert code == 0, stderr
+    data = json.loads(stdout)
+    assert data["mode"] == "side-by-side"
+    assert data["clouds"]["new"]["vms_arrived"] == 6
+    assert data["makespan_s"] >= data["lower_bound_s"] > 0
+    code, _, stderr = run(["simulate", inv, str(plan), "--ignore-digest", "--runs", "5"], capsys)
+    assert code == 2 and "--runs" in stderr
+    code, _, stderr = run(["report", inv, str(plan), "-o", str(tmp_path / "r.html")], capsys)
     assert code == 2 and "side-by-side" in stderr
+    assert not (tmp_path / "r.html").exists()

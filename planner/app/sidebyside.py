@@ -1,5 +1,6 @@
-"""Side-by-side use cases: plan one and re-check it (`rollwave plan --mode side-by-side`), and
-the refusal of the commands that do not handle one yet (simulate, report, execute)."""
+"""Side-by-side use cases: plan one and re-check it (`rollwave plan --mode side-by-side`),
+simulate one (`rollwave simulate` on such a plan), and the refusal of the commands that do not
+handle one yet (report, execute; the in-place simulation)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from planner.errors import InfeasibleError, UsageError
 from planner.inventory import Inventory
 from planner.plan import Plan
 from planner.policy import Policy
+from sim.crosscloud import CrossCloudResult, simulate_side_by_side
+from sim.model import SimModel
 from solver.sidebyside import SideBySideOptions, plan_side_by_side
 
 
@@ -51,10 +54,25 @@ def plan_and_check(inv: Inventory, policy: Policy, opts: SideBySideOptions) -> S
     return SideBySidePlan(replace(out.plan, summary=metrics), metrics, tuple(notes))
 
 
+@dataclass(frozen=True)
+class SideBySideRun:
+    result: CrossCloudResult
+    violations: tuple[str, ...]  # what the checker found (the plan is simulated as written)
+
+
+def simulate(
+    inv: Inventory, plan: Plan, model: SimModel, *, ignore_digest: bool = False
+) -> SideBySideRun:
+    """A side-by-side plan in time (`sim.crosscloud`: deterministic, one run)."""
+    report = check_plan(inv, plan, digest=plan.inventory_sha256 if ignore_digest else None)
+    result = simulate_side_by_side(inv, plan, model)
+    return SideBySideRun(result, tuple(str(v) for v in report.violations))
+
+
 def refuse_side_by_side(plan: Plan, what: str) -> None:
-    """`what` (e.g. "simulate") does not handle side-by-side plans yet: exit 2 with why."""
+    """`what` (e.g. "report") does not handle side-by-side plans yet: exit 2 with why."""
     if plan.side_by_side:
         raise UsageError(
             f"{what} does not handle side-by-side plans yet (mode side-by-side); "
-            "`rollwave check` judges them"
+            "`rollwave check` judges them, `rollwave simulate` simulates them"
         )
