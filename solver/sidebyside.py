@@ -40,6 +40,9 @@ class SideBySideOptions:
     controllers: int = MIN_NEW_CONTROLLERS
     az_map: Mapping[str, str] | None = None
     seed: int = 0
+    # VMs whose live migration is predicted not to finish (the migration model's estimates,
+    # computed by the caller): a move inside the old cloud is cold for them.
+    cold: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,8 @@ class _State:
         ]
         dst = best(olds, -1)
         method = method_for(vm)
+        if method == "live" and vm.id in self.opts.cold:
+            method = "cold"
         if dst is None or method is None:
             return None
         self.move(vm.id, dst)

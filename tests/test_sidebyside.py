@@ -31,7 +31,7 @@ from planner.policy import Policy
 from sim.crosscloud import simulate_side_by_side
 from sim.model import DEFAULT
 from solver.sidebyside import SideBySideOptions, lower_bounds, plan_side_by_side, precheck
-from tests.clouds import Cloud, three_plus_spare
+from tests.clouds import Cloud, edit_vm, three_plus_spare
 from tests.clouds_sbs import six_and_two
 from tests.test_schemas import errors
 
@@ -321,3 +321,15 @@ def test_simulate_runs_a_side_by_side_plan_and_report_refuses_it(
     code, _, stderr = run(["report", inv, str(plan), "-o", str(tmp_path / "r.html")], capsys)
     assert code == 2 and "side-by-side" in stderr
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_vm_whose_live_migration_would_not_finish_moves_cold_inside_the_old_cloud() -> None:
+    fx = six_and_two()
+    calm = plan_and_check(fx.inventory, fx.policy, SideBySideOptions())
+    hot_inv = edit_vm(fx.inventory, "e", dirty_rate_mb_s=20000.0)
+    hot = plan_and_check(hot_inv, fx.policy, SideBySideOptions())
+    inside = {m.vm: m.method for _, m in calm.plan.migrations() if m.method != "cross-cloud"}
+    assert inside.get("e") == "live"
+    inside = {m.vm: m.method for _, m in hot.plan.migrations() if m.method != "cross-cloud"}
+    assert inside.get("e") == "cold"
+    assert check_plan(hot_inv, hot.plan).ok

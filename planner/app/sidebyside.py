@@ -7,13 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from planner.app.predict import predict
 from planner.checker import check_plan
 from planner.errors import InfeasibleError, UsageError
 from planner.inventory import Inventory
 from planner.plan import Plan
 from planner.policy import Policy
 from sim.crosscloud import CrossCloudResult, simulate_side_by_side
-from sim.model import SimModel
+from sim.model import DEFAULT, SimModel
 from solver.sidebyside import SideBySideOptions, plan_side_by_side
 
 
@@ -24,7 +25,9 @@ class SideBySidePlan:
     notes: tuple[str, ...] = ()
 
 
-def plan_and_check(inv: Inventory, policy: Policy, opts: SideBySideOptions) -> SideBySidePlan:
+def plan_and_check(
+    inv: Inventory, policy: Policy, opts: SideBySideOptions, model: SimModel | None = None
+) -> SideBySidePlan:
     """A side-by-side plan the checker accepts, with its metrics in `plan.summary`; or
     `InfeasibleError` (proven by the pre-checks, or not found by the greedy). The policy's
     first/last order is for in-place upgrades (side by side, the old controllers retire last):
@@ -36,6 +39,11 @@ def plan_and_check(inv: Inventory, policy: Policy, opts: SideBySideOptions) -> S
             "retire once the old cloud is empty): left out of the plan's policy"
         )
         policy = policy.with_changes(first=(), last=())
+    # Moves inside the old cloud: cold for the VMs whose live migration would not finish under
+    # the model (default: Nova's defaults on 10 GbE, as `plan`).
+    est = predict(inv, policy, model or DEFAULT).est
+    stuck = frozenset(v for v, e in est.vms.items() if e.live_outcome in ("aborted", "never"))
+    opts = replace(opts, cold=opts.cold | stuck)
     out = plan_side_by_side(inv, policy, opts, digest=inv.digest or "")
     report = check_plan(inv, out.plan)
     if not report.ok:

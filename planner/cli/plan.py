@@ -190,7 +190,9 @@ def plan_cmd(
     """
     plan_sbs.check_options(ctx, mode)
     if mode == "side-by-side":
-        plan_sbs.run(inventory, policy_path, output, az_map_path, controllers, seed, fmt)
+        plan_sbs.run(
+            inventory, policy_path, output, az_map_path, controllers, seed, model_path, fmt
+        )
         return
     inv = load_inventory(inventory)
     policy = load_policy(policy_path)

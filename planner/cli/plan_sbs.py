@@ -15,10 +15,11 @@ from planner.cli.common import emit_json, err, out
 from planner.errors import InfeasibleError, UsageError
 from planner.formats import load_inventory, load_policy, save_plan
 from planner.formats_sbs import load_az_map
+from sim.model import load_model
 from solver.sidebyside import SideBySideOptions
 
 # The in-place options that do not apply to a side-by-side plan.
-IN_PLACE_ONLY = ("planner", "time_limit", "workers", "first", "last", "model_path", "start")
+IN_PLACE_ONLY = ("planner", "time_limit", "workers", "first", "last", "start")
 SBS_ONLY = ("az_map", "controllers")
 
 
@@ -42,15 +43,17 @@ def run(
     az_map_path: str | None,
     controllers: int,
     seed: int,
+    model_path: str | None,
     fmt: str,
 ) -> None:
     inv = load_inventory(inventory)
     policy = load_policy(policy_path)
+    model = load_model(model_path)
     az_map = load_az_map(az_map_path, inv) if az_map_path is not None else None
     opts = SideBySideOptions(controllers=controllers, az_map=az_map, seed=seed)
     t0 = time.perf_counter()
     try:
-        got = plan_and_check(inv, policy, opts)
+        got = plan_and_check(inv, policy, opts, model)
     except InfeasibleError as exc:
         if fmt == "json":
             emit_json({"plan": None, **exc.to_dict()})
