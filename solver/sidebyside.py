@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from planner.capacity import CapacityModel, headroom
+from planner.capacity import BoolArray, CapacityModel, headroom
 from planner.errors import InfeasibleError
 from planner.inventory import VM, Host, Inventory
 from planner.plan import CROSS_CLOUD, HostRole, Method, Migration, Plan, Wave
@@ -155,9 +155,7 @@ def tail_short(inv: Inventory, policy: Policy) -> str | None:
     rule = policy.headroom
     if rule.failures < 1:
         return None
-    m = policy.max_hosts_per_wave
-    if rule.scope == "az" and policy.max_hosts_per_wave_per_az is not None:
-        m = min(m, policy.max_hosts_per_wave_per_az)
+    m = _wave_size(policy)
     model = CapacityModel(inv)
     names, group = model.scope_groups(rule.scope)
     for g, name in enumerate(names):
@@ -176,6 +174,14 @@ def tail_short(inv: Inventory, policy: Policy) -> str | None:
                     f"smallest host's {smallest:,}"
                 )
     return None
+
+
+def _wave_size(policy: Policy) -> int:
+    """The most hosts of one scope group a wave can take."""
+    m = policy.max_hosts_per_wave
+    if policy.headroom.scope == "az" and policy.max_hosts_per_wave_per_az is not None:
+        m = min(m, policy.max_hosts_per_wave_per_az)
+    return m
 
 
 def _movers(inv: Inventory, policy: Policy) -> set[str]:
@@ -303,7 +309,29 @@ class _State:
             for r in headroom(self.model, rule, mask):
                 if not r.ok:
                     return f"the old cloud's N+{rule.failures} in {r.group} ({r.rc})"
+            tail = self.tail_short(mask)
+            if tail:
+                return tail
         return self.new_headroom()
+
+    def tail_short(self, gone: BoolArray) -> str | None:
+        """`tail_short`'s proof on the state after this wave: a dead end if some scope group's
+        hosts that stay could never all leave (its freest `m` lack a smallest host's free
+        capacity, and VMs only arrive on them until their own wave)."""
+        rule = self.policy.headroom
+        if rule.failures < 1:
+            return None
+        m = _wave_size(self.policy)
+        names, group = self.model.scope_groups(rule.scope)
+        stay = self.model.available & ~gone
+        for g, name in enumerate(names):
+            sel = np.flatnonzero(stay & (group == g))
+            if len(sel) <= m or not self.model.used[sel].any():
+                continue
+            free = np.sort(np.maximum(self.model.free[sel], 0), axis=0)[::-1]
+            if np.any(free[:m].sum(axis=0) < self.model.cap[sel].min(axis=0)):
+                return f"the old cloud's last hosts in {name} could not leave together"
+        return None
 
     def new_headroom(self) -> str | None:
         rule = self.policy.headroom
