@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.app import distributed, predict
+from planner.app.sidebyside import refuse_side_by_side
 from planner.errors import InfeasibleError
 from planner.estimates import How
 from planner.inventory import Inventory
@@ -39,6 +40,7 @@ def prepare_run(
     """The plan ready to run; `ignore_digest` accepts a plan made for another inventory file (as
     `rollwave check --ignore-digest`). `check_count` and `check_violations` say what the checker
     found: a plan that fails the check is still simulated as written."""
+    refuse_side_by_side(plan, "the in-place simulation")
     return prepare(
         inv,
         plan,

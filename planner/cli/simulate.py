@@ -15,6 +15,7 @@ from planner.app import distributed
 from planner.app.schedule import parse_start
 from planner.app.simulation import in_calendar, monte_carlo, prepare_run, simulate_once
 from planner.capacity import format_amount
+from planner.cli import simulate_sbs
 from planner.cli.common import emit_json, err, format_option, kv_table, out, path_arg
 from planner.errors import ExitCode
 from planner.formats import load_inventory, load_plan
@@ -118,6 +119,11 @@ def simulate_cmd(
     inv = load_inventory(inventory)
     p = load_plan(plan)
     model = load_model(model_path)
+    if p.side_by_side:
+        return simulate_sbs.run(
+            inv, p, model, ignore_digest=ignore_digest, runs=runs, timeline=timeline,
+            cluster=cluster, fmt=fmt,
+        )  # fmt: skip
     t0 = time.perf_counter()
     at = parse_start(start, p.policy.windows) if start is not None else None
     prep = prepare_run(inv, p, model, plan_file=plan, ignore_digest=ignore_digest)
