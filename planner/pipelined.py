@@ -75,8 +75,15 @@ def replay(
     end: dict[str, float] = {}
     refusals: Counter[str] = Counter()
     last: dict[str, str] = {}
+    # Hosts refused until another host changes state (Refusal.until): not asked meanwhile.
+    parked: dict[str, str] = {}
+    waiting: dict[str, list[str]] = {}
     seq = 0
     t = 0.0
+
+    def moved(b: str) -> None:
+        for h in waiting.pop(b, ()):
+            parked.pop(h, None)
 
     def admit_more() -> None:
         nonlocal seq
@@ -86,10 +93,14 @@ def replay(
             w, h = cand[i]
             if w > limit:
                 break
+            if h in parked:
+                i += 1
+                continue
             r = admit(st, h)
             if isinstance(r, Admit):
                 cand.pop(i)
                 st.enter(h)
+                moved(h)
                 m = maintenance.get(h, Maintenance(0.0, 0.0))
                 start[h] = t
                 heapq.heappush(heap, (t + m.drain_s, seq, _DRAINED, h))
@@ -101,24 +112,27 @@ def replay(
                 refusals[r.rule] += 1
             if r.rule == "size":
                 break
+            if r.until:
+                parked[h] = r.until
+                waiting.setdefault(r.until, []).append(h)
             i += 1
 
-    admit_more()
-    while heap:
-        t, _, kind, h = heapq.heappop(heap)
+    def happen(kind: int, h: str) -> None:
         if kind == _DRAINED:
             st.drained(h)
         else:
             st.leave(h)
             end[h] = t
+        moved(h)
+
+    admit_more()
+    while heap:
+        t, _, kind, h = heapq.heappop(heap)
+        happen(kind, h)
         # events at the same moment first, then one scan (as the simulator does)
         while heap and heap[0][0] <= t:
             _, _, kind, h = heapq.heappop(heap)
-            if kind == _DRAINED:
-                st.drained(h)
-            else:
-                st.leave(h)
-                end[h] = t
+            happen(kind, h)
         admit_more()
     makespan = max(end.values(), default=0.0)
     return Replay(makespan, start, end, refusals, tuple(h for _, h in cand))

@@ -29,13 +29,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from planner.admission import AdmissionState
 from planner.estimates import Estimates, How
 from planner.inventory import Inventory
 from planner.pipelined import Maintenance, maintenance_of, replay
 from planner.plan import Migration, Plan
 from solver.durations import _in_affinity_groups, _Usage
 
-LAGS = (2, 3, 4, 6)  # waves between an evacuee's destination's upgrade and its own host's
+LAGS = (2, 3, 4)  # waves between an evacuee's destination's upgrade and its own host's
 MAX_TRIED = 60  # destinations tried per evacuee
 
 
@@ -60,20 +61,24 @@ def plan_for_pipelining(
     if not plan.waves:
         return Piped(plan, 0.0, 0.0, 0, 0)
     base = maintenance_of(inv, plan, est, how, shutdown_s)
-    before = replay(inv, plan, base, "pipelined").makespan_s
+    piped = replace(plan, policy=replace(plan.policy, execution="pipelined"))
+    state = AdmissionState.of(inv, piped)  # the plan's moves: shared by its reorderings
+    before = replay(inv, piped, base, state=state).makespan_s
     best = (before, 0, 0, plan)
+    ordered = longest_first(plan, base)
+    got = replay(inv, ordered, base, "pipelined", state).makespan_s
+    if got < best[0] - 1e-6:
+        best = (got, 0, 0, ordered)
     for lag in LAGS:
         if lag >= len(plan.waves):
             break
         moved, redirected = redirect(inv, plan, lag)
+        if not moved:
+            continue
         ordered = longest_first(redirected, base)
         got = replay(inv, ordered, base, "pipelined").makespan_s
         if got < best[0] - 1e-6:
             best = (got, lag, moved, ordered)
-    ordered = longest_first(plan, base)
-    got = replay(inv, ordered, base, "pipelined").makespan_s
-    if got < best[0] - 1e-6:
-        best = (got, 0, 0, ordered)
     after, lag, moved, out = best
     return Piped(out, before, after, lag, moved)
 
