@@ -13,8 +13,9 @@ end, as in lock-step: a chain. The pass cuts it:
   headroom is as solved) with room for it at every wave's end from k on (no fuller than the
   fullest host as solved, hard anti-affinity kept; members of hard affinity groups stay
   together, so they are not moved). By then, run pipelined, it is back;
-- order: inside each wave, the longest maintenance first (the others fill in behind it; a long
-  host last would end alone).
+- order: inside each wave, first the hosts that evacuees of the next waves still go to (those
+  wait for them), then the longest maintenance first (the others fill in behind it; a long host
+  last would end alone).
 
 It tries a few lags and keeps the plan whose predicted pipelined makespan is least (the plan as
 given when none is better). Lock-step validity is kept by construction (the waves' usage is
@@ -75,7 +76,7 @@ def plan_for_pipelining(
         moved, redirected = redirect(inv, plan, lag)
         if not moved:
             continue
-        ordered = longest_first(redirected, base)
+        ordered = longest_first(redirected, base, lag)
         got = replay(inv, ordered, base, "pipelined").makespan_s
         if got < best[0] - 1e-6:
             best = (got, lag, moved, ordered)
@@ -83,18 +84,24 @@ def plan_for_pipelining(
     return Piped(out, before, after, lag, moved)
 
 
-def longest_first(plan: Plan, maint: Mapping[str, Maintenance]) -> Plan:
-    """Each wave's hosts in order of their predicted maintenance, the longest first (ties: by
-    name)."""
-    waves = tuple(
-        replace(
-            w,
-            hosts=tuple(
-                sorted(w.hosts, key=lambda h: (-maint.get(h, Maintenance(0, 0)).total_s, h))
-            ),
-        )
-        for w in plan.waves
-    )
+def longest_first(plan: Plan, maint: Mapping[str, Maintenance], lag: int = 2) -> Plan:
+    """Each wave's hosts in order: first those that receive evacuees of a wave fewer than `lag`
+    (at least 2) after theirs (the hosts of that wave wait for them to be back: they start
+    first), then the longest predicted maintenance first; ties by name."""
+    wave = {h: k for k, w in enumerate(plan.waves) for h in w.hosts}
+    near = max(lag, 2)
+    soon = {
+        m.dst
+        for k, w in enumerate(plan.waves)
+        for m in w.migrations
+        if m.dst in wave and 0 < k - wave[m.dst] < near
+    }
+    zero = Maintenance(0.0, 0.0)
+
+    def key(h: str) -> tuple[int, float, str]:
+        return (0 if h in soon else 1, -maint.get(h, zero).total_s, h)
+
+    waves = tuple(replace(w, hosts=tuple(sorted(w.hosts, key=key))) for w in plan.waves)
     return replace(plan, waves=waves)
 
 
