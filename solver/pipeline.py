@@ -11,8 +11,9 @@ end, as in lock-step: a chain. The pass cuts it:
   goes instead to a host upgraded at least `lag` waves before (or one already at the target
   version, outside the plan) of the same AZ and aggregates (so every scope group's capacity and
   headroom is as solved) with room for it at every wave's end from k on (no fuller than the
-  fullest host as solved, hard anti-affinity kept; members of hard affinity groups stay
-  together, so they are not moved). By then, run pipelined, it is back;
+  fullest host as solved, hard anti-affinity kept; members of affinity groups stay together
+  and soft groups are not counted per host here, so those are not moved). By then, run
+  pipelined, it is back;
 - order: inside each wave, first the hosts that evacuees of the next waves still go to (those
   wait for them), then the longest maintenance first (the others fill in behind it; a long host
   last would end alone).
@@ -113,7 +114,11 @@ def redirect(inv: Inventory, plan: Plan, lag: int) -> tuple[int, Plan]:
     wave_of = {h: k for k, w in enumerate(plan.waves) for h in w.hosts}
     usage = _Usage(inv, plan)
     moves = [m for w in plan.waves for m in w.migrations]
-    together = _in_affinity_groups(inv, moves)
+    # Members of affinity groups move together, and soft groups are not counted per host here:
+    # those stay as solved (hard anti-affinity is counted with the usage).
+    together = _in_affinity_groups(inv, moves) | {
+        i for i, m in enumerate(moves) if _soft(inv, inv.vm(m.vm).server_group)
+    }
     target = plan.policy.target_version
     # Candidate destinations by (AZ, aggregates): per wave, and those already at the target
     # version outside the plan (always ready).
@@ -152,6 +157,12 @@ def redirect(inv: Inventory, plan: Plan, lag: int) -> tuple[int, Plan]:
         return 0, plan
     waves = tuple(replace(w, migrations=tuple(out[k])) for k, w in enumerate(plan.waves))
     return moved, replace(plan, waves=waves)
+
+
+def _soft(inv: Inventory, group: str | None) -> bool:
+    """A soft server group (its members kept as solved: the checker warns when they part or
+    meet)."""
+    return group is not None and inv.has_group(group) and not inv.group(group).hard
 
 
 def _better(

@@ -131,6 +131,9 @@ def test_redirect_sends_evacuees_to_hosts_upgraded_long_before(cloud):  # type: 
                 assert 0 < a.index - wave[m0.dst] < lag  # it was a recent one
                 assert m1.dst not in wave or a.index - wave[m1.dst] >= lag
                 assert inv.host(m1.dst).az == inv.host(m0.dst).az
+                # members of affinity groups and of soft groups stay where they were sent
+                g = inv.vm(m0.vm).server_group
+                assert g is None or (inv.group(g).hard and inv.group(g).anti)
     assert changed == moved
     assert check_plan(inv, new).ok
 
