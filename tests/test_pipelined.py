@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -155,3 +156,28 @@ def test_plan_summary_has_both_makespans() -> None:
     lock_pol = replace(pol, execution="lockstep")
     _, _, outcome2, _ = plan_with_predictions(inv, lock_pol, SolveOptions(planner="greedy"))
     assert "pipelining" not in outcome2.stats
+
+
+def test_planner_keeps_the_shaped_plan_when_the_checker_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The checker has the last word: a pass that broke a rule is dropped, with a note."""
+    spec = GenerateSpec(hosts=20, seed=3, utilisation=0.5)
+    inv, pol = generate(spec), default_policy(spec)
+    real = pipeline.plan_for_pipelining
+
+    def broken(*args: Any, **kwargs: Any) -> pipeline.Piped:
+        got = real(*args, **kwargs)
+        w = next(w for w in got.plan.waves if w.migrations)
+        m = w.migrations[0]
+        bad = replace(m, dst=m.src)  # to the host it leaves, in maintenance: a violation
+        waves = tuple(
+            replace(x, migrations=(bad, *x.migrations[1:])) if x is w else x for x in got.plan.waves
+        )
+        return replace(got, plan=replace(got.plan, waves=waves))
+
+    monkeypatch.setattr(pipeline, "plan_for_pipelining", broken)
+    plan, _, outcome, _ = plan_with_predictions(inv, pol, SolveOptions(planner="greedy"))
+    assert outcome.check is not None and outcome.check.ok and check_plan(inv, plan).ok
+    assert any("planned for pipelining, the plan broke a rule" in n for n in outcome.notes)
+    assert "pipelining" not in outcome.stats
