@@ -23,8 +23,8 @@ def _positions(em: ExactModel) -> None:
         return
     n = sum(
         1
-        for j, vm in enumerate(ctx.inv.vms)
-        if ctx.is_todo[int(ctx.vm_host0[j])] and vm.migration == "none"
+        for j in range(len(ctx.inv.vms))
+        if ctx.is_todo[int(ctx.vm_host0[j])] and ctx.movable_none[j]
     )
     if n:
         g = em.guard(rule.words(n))
