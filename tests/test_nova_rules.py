@@ -256,3 +256,14 @@ def test_a_bad_nova_policy_key_is_located(key: str, value: str, expected: str) -
     with pytest.raises(InputError) as e:
         policy_from_dict({"max_hosts_per_wave": 1, key: value}, "pol.yaml")
     assert str(e.value).count("pol.yaml") >= 1 and expected in str(e.value), str(e.value)
+
+
+def test_plan_notes_each_host_left_out() -> None:
+    from planner.app.planning import plan_with_predictions
+
+    fx = left_down()
+    plan, _, outcome, _ = plan_with_predictions(
+        fx.inventory, fx.policy, SolveOptions(planner="greedy")
+    )
+    assert "cmp-1" not in plan.hosts
+    assert any(n.startswith("cmp-1 is not upgraded: down") for n in outcome.notes), outcome.notes
