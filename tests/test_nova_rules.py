@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from planner.formats import load_plan, policy_from_dict, policy_to_dict, save_pl
 from planner.plan import Plan
 from planner.rules.method import left_out, method_for, permitted
 from solver.solve import SolveOptions, solve
-from tests.clouds import edit_migration, edit_vm, make_plan, mv, wave, with_policy
+from tests.clouds import affinity_pair, edit_migration, edit_vm, make_plan, mv, wave, with_policy
 from tests.clouds_nova import affinity_shelved, down_host, left_down, nova_states
 
 
@@ -267,3 +268,25 @@ def test_plan_notes_each_host_left_out() -> None:
     )
     assert "cmp-1" not in plan.hosts
     assert any(n.startswith("cmp-1 is not upgraded: down") for n in outcome.notes), outcome.notes
+
+
+# -- the executor's calls (the dry run; the real Nova in tests/test_nova_sandbox.py) --------------
+@pytest.mark.parametrize(
+    ("fixture", "calls"),
+    [
+        (nova_states, ['{"shelve": null}', '{"unshelve": {"host": "cmp-2"}}']),
+        (down_host, ['{"evacuate": {"host": "cmp-2"}}']),
+        (affinity_shelved, ['{"shelve": null}', '{"unshelve": {"host": "cmp-2"}}']),
+        (affinity_pair, ['"force": true']),
+    ],
+    ids=lambda x: getattr(x, "__name__", "calls"),
+)
+def test_the_executor_makes_novas_calls_for_each_method(fixture: Any, calls: list[str]) -> None:
+    from tests.test_executor_units import dry_run
+
+    fx = fixture()
+    res, lines = dry_run(fx.inventory, fx.plan)
+    assert res.status == "completed", res.reason
+    assert set(res.state.upgraded) == set(fx.plan.hosts)
+    for call in calls:
+        assert any(call in ln for ln in lines), (call, lines)
