@@ -290,3 +290,31 @@ def test_the_executor_makes_novas_calls_for_each_method(fixture: Any, calls: lis
     assert set(res.state.upgraded) == set(fx.plan.hosts)
     for call in calls:
         assert any(call in ln for ln in lines), (call, lines)
+
+
+def test_plan_refuses_with_exit_3_or_leaves_the_host_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from planner.cli import main
+    from planner.formats import save_inventory, save_policy
+
+    fx = nova_states()
+    inv_path, out = tmp_path / "inv.json", tmp_path / "plan.json"
+    save_inventory(fx.inventory, inv_path)
+    codes = []
+    for name, changes in (("refuse", {}), ("leave", {"unmovable": "leave"})):
+        pol = tmp_path / f"{name}.yaml"
+        save_policy(fx.policy.with_changes(allow_stop=False, **changes), pol)
+        with pytest.raises(SystemExit) as info:
+            main(
+                ["plan", str(inv_path), "--policy", str(pol), "--planner", "greedy", "-o", str(out)]
+            )
+        codes.append(int(info.value.code or 0))
+        err = capsys.readouterr().err
+        if name == "refuse":
+            assert "SUSPENDED: Nova moves it only by shelve and unshelve" in err, err
+            assert not out.exists()
+        else:
+            assert "note: cmp-1 is not upgraded" in err, err
+            assert "cmp-1" not in load_plan(out).hosts
+    assert codes == [3, 0]
