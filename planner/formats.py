@@ -33,6 +33,7 @@ from planner.documents import (
     write_text_atomic,
 )
 from planner.errors import InputError, Problem
+from planner.formats_nova import nova_policy_to_dict, read_nova_policy
 from planner.inventory import (
     GROUP_POLICIES,
     MIGRATION_KINDS,
@@ -490,6 +491,7 @@ def _policy(r: Reader, d: Mapping[str, Any], loc: str) -> Policy | None:
             d, "execution", loc, required=False, default="pipelined", choices=EXECUTIONS
         ),
         windows=read_windows(r, d, "windows", loc),
+        **read_nova_policy(r, d, loc),
     )
     return p if len(r.problems) == n else None
 
@@ -571,6 +573,7 @@ def policy_to_dict(p: Policy, *, standalone: bool = True) -> dict[str, Any]:
         d["execution"] = p.execution
     if p.windows:
         d["windows"] = [w.to_dict() for w in p.windows]
+    d.update(nova_policy_to_dict(p))
     return d
 
 

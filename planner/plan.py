@@ -15,9 +15,17 @@ from typing import Any, Literal
 
 from planner.policy import Policy
 
-Method = Literal["live", "cold", "cross-cloud"]
-# The in-place methods (Nova's live and cold migration).
-METHODS: tuple[Method, ...] = ("live", "cold")
+# How a VM moves (Nova's API for each: docs/executor.md). `live` and `cold` are the usual;
+# `shelve` is shelve then unshelve to the planned host (a SUSPENDED VM, or a hard affinity group;
+# the VM comes back ACTIVE); `evacuate` rebuilds a VM of a host that is down elsewhere;
+# `live-forced` is a forced live migration (a hard affinity group's members, policy
+# affinity_moves: forced). See planner.rules.method for when each is permitted.
+Method = Literal["live", "cold", "shelve", "evacuate", "live-forced", "cross-cloud"]
+# The in-place methods (Nova's own moves inside one cloud).
+METHODS: tuple[Method, ...] = ("live", "cold", "shelve", "evacuate", "live-forced")
+# The methods during which the guest does not run: the estimates and the simulator price them as
+# a cold migration (shut down, copy a local disk, boot); the others are live migrations.
+DOWN_METHODS: frozenset[str] = frozenset({"cold", "shelve", "evacuate"})
 # Side by side (`Plan.mode`): a VM stopped, copied and booted in the new cloud (not a Nova
 # migration: the old cloud does not know the new one).
 CROSS_CLOUD: Method = "cross-cloud"

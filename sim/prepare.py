@@ -15,7 +15,7 @@ from planner.admission import AdmissionState
 from planner.capacity import CapacityModel, scope_groups
 from planner.errors import InputError, Problem
 from planner.inventory import Inventory
-from planner.plan import Plan
+from planner.plan import DOWN_METHODS, Plan
 from sim.calendar import Calendar
 from sim.migration import GIB, MIB, cold_migration, live_migration
 from sim.model import Distribution, SimModel
@@ -391,7 +391,7 @@ def _flatten(plan: Plan, hidx: dict[str, int], vidx: dict[str, int]) -> _Flat:
             out.src.append(s)
             out.dst.append(hidx[m.dst])
             out.wave.append(wpos)
-            out.cold.append(m.method == "cold")
+            out.cold.append(m.method in DOWN_METHODS)
             out.force.append(m.force_complete_after_s)
             out.remedy.append(m.remedy)
             queues.setdefault(s, []).append(mi)

@@ -151,7 +151,7 @@ def build_context(inv: Inventory, policy: Policy) -> Context:
     H, C, V = len(model.host_names), len(model.classes), len(inv.vms)
     target = policy.target_version
     upgraded0 = np.array([target is not None and h.version == target for h in inv.hosts], bool)
-    todo_names = {h.name for h in inv.hosts_to_upgrade(target)}
+    todo_names = {h.name for h in method.to_upgrade(inv, policy)}
     is_todo = np.array([h.name in todo_names for h in inv.hosts], dtype=bool)
     first, last = order.selected(inv, policy)
     tier = np.array([order.tier_of(h.name, first, last) for h in inv.hosts], dtype=np.int64)
@@ -167,10 +167,10 @@ def build_context(inv: Inventory, policy: Policy) -> Context:
     rack_code = np.array(
         [rack_index[h.rack] if h.rack is not None else -1 for h in inv.hosts], dtype=np.int64
     )
-    stoppable = np.array([method.stoppable(policy, v) for v in inv.vms], dtype=bool).reshape(V)
-    movable_none = np.array(
-        [v.migration == "none" and not policy.allow_stop for v in inv.vms], dtype=bool
-    ).reshape(V)
+    ways = [method.method_for(v, inv, policy) for v in inv.vms]
+    stoppable = np.array([w is None and policy.allow_stop for w in ways], dtype=bool).reshape(V)
+    movable_none = np.array([w is None and not policy.allow_stop for w in ways], dtype=bool)
+    movable_none = movable_none.reshape(V)
     demand = model.demand
     vm_host0 = model.vm_host.copy()
     stuck_demand = np.zeros((H, C), dtype=np.int64)

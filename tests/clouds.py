@@ -320,16 +320,18 @@ def anti_affinity_tight() -> Fixture:
 
 
 def affinity_pair() -> Fixture:
-    """Two VMs of a hard affinity group on cmp-1 and two empty hosts: the pair moves together."""
+    """Two VMs of a hard affinity group on cmp-1 and two empty hosts: the pair moves together,
+    by forced live migrations (the policy's opt-in: Nova refuses a scheduled move of one)."""
     c = Cloud("affinity-pair")
     c.hosts_("cmp-1", "cmp-2", "cmp-3")
     c.vm("db-1", "cmp-1").vm("db-2", "cmp-1")
     c.group("db", "affinity", members=["db-1", "db-2"])
-    pol = policy(1)
+    pol = policy(1, affinity_moves="forced")
+    f = "live-forced"
     plan = make_plan(
         pol,
         wave(1, ["cmp-2"]),
-        wave(2, ["cmp-1"], [mv("db-1", "cmp-1", "cmp-2"), mv("db-2", "cmp-1", "cmp-2")]),
+        wave(2, ["cmp-1"], [mv("db-1", "cmp-1", "cmp-2", f), mv("db-2", "cmp-1", "cmp-2", f)]),
         wave(3, ["cmp-3"]),
     )
     return Fixture("affinity_pair", c.build(), pol, plan)

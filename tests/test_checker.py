@@ -47,6 +47,7 @@ from tests.clouds import (
     wave,
     with_policy,
 )
+from tests.clouds_nova import down_host, left_down
 
 DIGEST = "a" * 64
 
@@ -442,6 +443,21 @@ ALL_REMEDIES = ("force-complete", "cold", "stop")
 
 def warned(report: CheckReport, rule: str) -> list[Violation]:
     return [v for v in report.warnings if v.rule == rule]
+
+
+# -- left_out (planner.rules.method; more in tests/test_nova_rules.py) ---------------------------
+def test_left_out_passes() -> None:
+    fx = down_host()  # the down host's VMs are evacuated: it is upgraded
+    report = check(fx.inventory, fx.plan)
+    assert report.ok and warned(report, "left_out") == [], [str(v) for v in report.violations]
+
+
+def test_left_out_fails() -> None:
+    fx = left_down()  # down, and no evacuation: left out, not upgraded, and no coverage gap
+    report = check(fx.inventory, fx.plan)
+    assert report.ok, [str(v) for v in report.violations]
+    (w,) = warned(report, "left_out")
+    assert w.objects == ("cmp-1",) and "down" in w.message and "allow_evacuate" in w.message
 
 
 def stop_as_remedy(plan: Plan, vm: str) -> Plan:

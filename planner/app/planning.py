@@ -124,6 +124,8 @@ def plan_with_predictions(
     # Likewise the schedule family, once a schedule is written.
     kept = ["does not keep remedy ("] + (["does not keep schedule ("] if start else [])
     notes = [n for n in notes if not any(k in n for k in kept)]
+    # Hosts Nova's state rules leave out, not upgraded (planner.rules.method.left_out).
+    notes += [v.message for v in report.warnings if v.rule == "left_out"]
     outcome = replace(outcome, plan=plan, check=report, notes=notes)
     return plan, metrics, outcome, ph
 

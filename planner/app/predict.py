@@ -26,10 +26,10 @@ from planner.errors import InfeasibleError
 from planner.estimates import Estimates, HostEstimate, How, VmEstimate
 from planner.inventory import VM, Inventory
 from planner.pipelined import Maintenance, maintenance_of, replay
-from planner.plan import Migration, Plan, Predicted, Wave
+from planner.plan import DOWN_METHODS, Migration, Plan, Predicted, Wave
 from planner.policy import Policy, selector_matches
 from planner.rules import remedy as remedy_rule
-from planner.rules.method import method_for
+from planner.rules.method import COLD_STATES, method_for, to_upgrade
 from sim.migration import GIB, MIB, cold_migration, live_migration
 from sim.model import Distribution, SimModel
 from sim.prepare import forced_at
@@ -222,10 +222,10 @@ def choose_remedies(inv: Inventory, policy: Policy, est: Estimates) -> dict[str,
     InfeasibleError naming every VM that has none (or reaches `refuse`)."""
     chosen: dict[str, How] = {}
     problems: list[str] = []
-    upgraded = {h.name for h in inv.hosts_to_upgrade(policy.target_version)}
+    upgraded = {h.name for h in to_upgrade(inv, policy)}
     limit = policy.max_downtime_s
     for v in inv.vms:
-        if v.host not in upgraded or method_for(v) != "live":
+        if v.host not in upgraded or method_for(v, inv, policy) != "live":
             continue
         e = est.vms[v.id]
         reason = why(e, policy)
@@ -236,6 +236,9 @@ def choose_remedies(inv: Inventory, policy: Policy, est: Estimates) -> dict[str,
             if r == "refuse":
                 tried.append("refuse")
                 break
+            if r == "cold" and v.status not in COLD_STATES:
+                tried.append(f"cold: Nova cold-migrates no {v.status} VM")
+                continue
             if r == "stop" and _affinity(inv, v):
                 tried.append("stop: its hard affinity group moves together")
                 continue
@@ -289,7 +292,7 @@ def remedied_inventory(inv: Inventory, remedies: Mapping[str, How]) -> Inventory
 # ---------------------------------------------------------------------------------------------
 def how_of(m: Migration, remedies: Mapping[str, How]) -> How:
     r = remedies.get(m.vm)
-    if m.method == "cold":
+    if m.method in DOWN_METHODS:
         return "cold"
     return "force-complete" if r == "force-complete" else "live"
 
@@ -385,18 +388,18 @@ def least_maintenance(
     + enable."""
     est = ph.est
     p: dict[str, float] = {}
-    for host in inv.hosts_to_upgrade(policy.target_version):
+    for host in to_upgrade(inv, policy):
         times = []
         stop = False
         for v in inv.vms_on(host.name):
-            kind = method_for(v)
+            kind = method_for(v, inv, policy)
             r = remedies.get(v.id)
             if kind is None or r == "stop":
                 stop = stop or v.status == "ACTIVE"
                 continue
             how: How = (
                 "cold"
-                if kind == "cold" or r == "cold"
+                if kind in ("cold", "shelve", "evacuate") or r == "cold"
                 else ("force-complete" if r == "force-complete" else "live")
             )
             times.append(est.move_s(v.id, how))

@@ -100,6 +100,13 @@ class Cloud(Protocol):
     def stop_server(self, vm: str) -> None: ...
     def start_server(self, vm: str) -> None: ...
     def host_version(self, host: str) -> str | None: ...
+    # Nova's other moves (planner.executor.moves_nova): evacuate off a down host, shelve and
+    # unshelve to a host, a forced live migration.
+    def evacuate(self, vm: str, host: str) -> None: ...
+    def shelve(self, vm: str) -> None: ...
+    def shelve_offload(self, vm: str) -> None: ...
+    def unshelve(self, vm: str, host: str) -> None: ...
+    def live_migrate_forced(self, vm: str, host: str) -> None: ...
 
 
 def _int(x: Any) -> int | None:
@@ -309,6 +316,25 @@ class LiveCloud:
     def start_server(self, vm: str) -> None:
         self._call("POST", f"/servers/{quote(vm)}/action", (2, 1), {"os-start": None})
 
+    def evacuate(self, vm: str, host: str) -> None:
+        # 2.68: no `force`, and the VM keeps its state (from 2.95 it would end SHUTOFF).
+        self._call("POST", f"/servers/{quote(vm)}/action", (2, 68), {"evacuate": {"host": host}})
+
+    def shelve(self, vm: str) -> None:
+        self._call("POST", f"/servers/{quote(vm)}/action", (2, 1), {"shelve": None})
+
+    def shelve_offload(self, vm: str) -> None:
+        self._call("POST", f"/servers/{quote(vm)}/action", (2, 1), {"shelveOffload": None})
+
+    def unshelve(self, vm: str, host: str) -> None:
+        # 2.91: unshelve a SHELVED_OFFLOADED VM to a named host (the scheduler validates it).
+        self._call("POST", f"/servers/{quote(vm)}/action", (2, 91), {"unshelve": {"host": host}})
+
+    def live_migrate_forced(self, vm: str, host: str) -> None:
+        # `force` exists only from 2.30 to 2.67: the scheduler is bypassed.
+        args = {"host": host, "block_migration": "auto", "force": True}
+        self._call("POST", f"/servers/{quote(vm)}/action", (2, 30), {"os-migrateLive": args})
+
 
 # ---------------------------------------------------------------------------------------------
 # The dry run
@@ -444,6 +470,32 @@ class DryRunCloud:
     def start_server(self, vm: str) -> None:
         self._say(f"POST compute /servers/{vm}/action {json.dumps({'os-start': None})}")
         self.servers[vm].status = "ACTIVE"
+
+    def _action(self, vm: str, body: dict[str, Any]) -> None:
+        self._say(f"POST compute /servers/{vm}/action {json.dumps(body)}")
+
+    def evacuate(self, vm: str, host: str) -> None:
+        self._action(vm, {"evacuate": {"host": host}})
+        s = self.servers[vm]
+        s.host, s.status = host, "SHUTOFF" if s.status == "SHUTOFF" else "ACTIVE"
+
+    def shelve(self, vm: str) -> None:
+        self._action(vm, {"shelve": None})
+        self.servers[vm].status = "SHELVED_OFFLOADED"
+
+    def shelve_offload(self, vm: str) -> None:
+        self._action(vm, {"shelveOffload": None})
+        self.servers[vm].status = "SHELVED_OFFLOADED"
+
+    def unshelve(self, vm: str, host: str) -> None:
+        self._action(vm, {"unshelve": {"host": host}})
+        s = self.servers[vm]
+        s.host, s.status = host, "ACTIVE"
+
+    def live_migrate_forced(self, vm: str, host: str) -> None:
+        args = {"host": host, "block_migration": "auto", "force": True}
+        self._action(vm, {"os-migrateLive": args})
+        self.servers[vm].host = host
 
     def host_version(self, host: str) -> str | None:
         self._say("GET  compute /os-aggregates")

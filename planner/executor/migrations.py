@@ -11,6 +11,7 @@ from collections import Counter
 
 from planner.checker import vm_label
 from planner.errors import CloudError
+from planner.executor import moves_nova
 from planner.executor.cloud import IN_PROGRESS, Server
 from planner.executor.context import RunContext
 from planner.executor.eta import vm_step
@@ -50,6 +51,9 @@ class Migrations:
     def vmrun(self, m: Migration, k: int, view: Inventory) -> VmRun:
         status = view.vm(m.vm).status if view.has_vm(m.vm) else "ACTIVE"
         kind = view.vm(m.vm).migration if view.has_vm(m.vm) else "live"
+        group = view.vm(m.vm).server_group if view.has_vm(m.vm) else None
+        if m.method == "shelve":
+            status = "ACTIVE"  # unshelved, a VM boots
         return VmRun(
             vm=m.vm,
             label=vm_label(view, m.vm),
@@ -62,6 +66,7 @@ class Migrations:
             force_after_s=m.force_complete_after_s if m.method == "live" else None,
             # the fallback of a force that does not take: cold, if the policy and the VM allow
             cold_ok="cold" in self.ctx.policy.non_converging and kind != "none",
+            mates=tuple(x.id for x in view.members(group) if x.id != m.vm) if group else (),
         )
 
     # -- scheduling -------------------------------------------------------------------------------
@@ -83,7 +88,9 @@ class Migrations:
                 v.state = _PENDING
             if v.state is not _PENDING:
                 continue
-            if out_busy[v.src] >= self.k_out or in_busy[v.dst] >= self.k_in:
+            # A shelve waits for its affinity mates: per-host limits would keep them out.
+            shelve = v.method == "shelve"
+            if not shelve and (out_busy[v.src] >= self.k_out or in_busy[v.dst] >= self.k_in):
                 continue
             if self.start(v):
                 running.append(v)
@@ -111,8 +118,10 @@ class Migrations:
         try:
             if v.method == "live":
                 ctx.cloud.live_migrate(v.vm, v.dst)
-            else:
+            elif v.method == "cold":
                 ctx.cloud.cold_migrate(v.vm, v.dst)
+            else:
+                moves_nova.start(ctx.cloud, v)
         except CloudError as exc:
             if exc.status is not None and 400 <= exc.status < 500:
                 v.state = VmState.RUNNING
@@ -169,6 +178,8 @@ class Migrations:
                 continue
             if v.method == "cold" and srv.status == "VERIFY_RESIZE":
                 self._confirm(v, srv)
+                continue
+            if v.method == "shelve" and moves_nova.shelve_poll(ctx.cloud, v, srv) is not None:
                 continue
             if not srv.settled:
                 if v.force_after_s is not None and v.method == "live":

@@ -152,6 +152,9 @@ class VmRun:
     forced_t: float | None = None  # when Nova accepted the force
     force_tries: int = 0
     fallback: str | None = None  # "cold" or "stay": the live migration is being aborted
+    # A shelve's hard affinity mates (planner.executor.moves_nova): unshelved once all are off.
+    mates: tuple[str, ...] = ()
+    unshelving: bool = False  # its unshelve was asked (a VM still offloaded after it: refused)
 
 
 @dataclass

@@ -456,6 +456,19 @@ class Sandbox:
             CONF.set_override(name, kind(value), group="libvirt")
         return {k: getattr(CONF.libvirt, n) for k, (n, _) in NOVA_LIBVIRT.items()}
 
+    def nova_workarounds(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Opt-in: Nova's [workarounds] disable_group_policy_check_upcall, which lets a forced
+        live migration of a hard affinity group's member through the destination's late group
+        check (compute/manager.py:1956-1960); off, as on a default Nova, unless a test sets it."""
+        from nova.conf import CONF
+
+        key = "disable_group_policy_check_upcall"
+        if set(body) - {key}:
+            raise ValueError(f"unknown option(s) {sorted(set(body) - {key})}; known: {key}")
+        if key in body:
+            CONF.set_override(key, bool(body[key]), group="workarounds")
+        return {key: bool(getattr(CONF.workarounds, key))}
+
     _policy_defaults: dict[str, str]
 
     def nova_policy(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -554,6 +567,8 @@ class Sandbox:
                 return 200, {"ok": True, **self._behaviour(body)}
             if method == "POST" and parts == ["nova-policy"]:
                 return 200, {"ok": True, **self.nova_policy(body)}
+            if method == "POST" and parts == ["nova-workarounds"]:
+                return 200, {"ok": True, **self.nova_workarounds(body)}
             if method == "POST" and parts == ["nova-config"]:
                 return 200, {"ok": True, "libvirt": self.nova_config(body)}
             if method == "POST" and parts == ["fail-next-migration"]:
