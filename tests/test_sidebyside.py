@@ -72,7 +72,7 @@ def test_an_in_place_plan_has_none_of_the_fields() -> None:
             ("waves", 2, "migrations", 0, "method"),
             "teleport",
             "waves[2].migrations[0].method: is 'teleport', expected one of: live, cold, "
-            "cross-cloud",
+            "shelve, evacuate, live-forced, cross-cloud",
         ),
     ],
 )

@@ -31,7 +31,7 @@ stopped migrates at least once; one that cannot move while stops are not allowed
 from __future__ import annotations
 
 from planner.inventory import STANDARD_CLASSES, VM, Host, Inventory
-from planner.plan import Method, Migration, Stop
+from planner.plan import CROSS_CLOUD, Method, Migration, Stop
 from planner.policy import Policy
 from planner.rules.base import (
     BoundsContext,
@@ -207,6 +207,8 @@ def _migrations(
 ) -> None:
     inv, policy = state.inv, state.policy
     for i, m in moves:
+        if m.method == CROSS_CLOUD:  # not a Nova move: the clouds family judges it
+            continue
         vm = inv.vm(m.vm)
         ways = permitted(vm, inv, policy, state.host_of[m.vm])
         if m.method in ways:
