@@ -190,12 +190,15 @@ def forced_at(
     along while the guest dirties less than the bandwidth (auto-converge only slows the
     dirtying), and stays at the guest's memory from the first memory pass on when it dirties as
     fast or faster: its low is the first read of the memory phase, and the stall is seen at the
-    first read `force_stall_s` after that."""
-    if dirty < bandwidth:
-        return planned_s
+    first read `force_stall_s` after that. A planned time within the disk copy is deferred to
+    that first read: nothing is forced while the disk is copied."""
     poll = model.poll_s
     t0 = disk / bandwidth if disk > 0 else 0.0
     first = max(1, math.ceil(t0 / poll - 1e-9)) * poll  # the first read of the memory phase
+    if planned_s < t0:
+        planned_s = first  # nothing is forced while the disk is copied
+    if dirty < bandwidth:
+        return planned_s
     return min(planned_s, first + math.ceil(model.force_stall_s / poll - 1e-9) * poll)
 
 

@@ -70,15 +70,24 @@ class MigrationRecord:
 @dataclass(frozen=True)
 class LiveProgress:
     """One live migration in progress, as `GET /servers/{id}/migrations` shows it (2.23+):
-    memory in bytes (None until the hypervisor's first report). Nova lists only queued,
-    preparing, running and post-migrating ones: a migration switched to post-copy is gone from
-    this list (its status, `running (post-copy)`, is in `/os-migrations`)."""
+    memory and disk in bytes (None until the hypervisor's first report; the disk's stays None,
+    or 0, unless it is a block migration, whose disks are copied before the memory). Nova lists
+    only queued, preparing, running and post-migrating ones: a migration switched to post-copy
+    is gone from this list (its status, `running (post-copy)`, is in `/os-migrations`)."""
 
     id: int
     status: str
     memory_total: int | None
     memory_processed: int | None
     memory_remaining: int | None
+    disk_total: int | None = None
+    disk_processed: int | None = None
+    disk_remaining: int | None = None
+
+    @property
+    def copying_disks(self) -> bool:
+        """A block migration still copying its disks: the memory is not being sent yet."""
+        return bool(self.disk_remaining)
 
 
 class Cloud(Protocol):
@@ -245,6 +254,9 @@ class LiveCloud:
                 memory_total=_int(m.memory_total_bytes),
                 memory_processed=_int(m.memory_processed_bytes),
                 memory_remaining=_int(m.memory_remaining_bytes),
+                disk_total=_int(m.disk_total_bytes),
+                disk_processed=_int(m.disk_processed_bytes),
+                disk_remaining=_int(m.disk_remaining_bytes),
             )
             for m in got
         ]
