@@ -175,7 +175,7 @@ def _check_plan(
         check(pc, violations)
     violations += check_inventory(inv, policy)
 
-    state = State(inv, policy, estimates)
+    state = State(inv, policy, estimates, plan)
     per_wave: list[dict[str, Any]] = []
     moves_per_vm: Counter[str] = Counter()
     min_slack: dict[str, float] = {}

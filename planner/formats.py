@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
+from planner import formats_sbs
 from planner.documents import (
     FORMAT_VERSION,
     KINDS,
@@ -43,7 +44,7 @@ from planner.inventory import (
     ServerGroup,
 )
 from planner.plan import (
-    METHODS,
+    ALL_METHODS,
     MIGRATION_REMEDIES,
     OUTCOMES,
     STOP_REMEDIES,
@@ -607,6 +608,7 @@ def plan_from_dict(data: Mapping[str, Any], file: str = "<plan>") -> Plan:
         generator = {}
     created_at = r.str_(data, "created_at", "", required=False, nullable=True)
     schedule = _schedule(r, data.get("schedule"), "schedule")
+    mode, az_map = formats_sbs.read_plan_fields(r, data)
     r.done()
     assert policy is not None
     return Plan(
@@ -617,6 +619,8 @@ def plan_from_dict(data: Mapping[str, Any], file: str = "<plan>") -> Plan:
         generator=generator,
         created_at=created_at,
         schedule=schedule,
+        mode=mode,
+        az_map=az_map,
     )
 
 
@@ -636,7 +640,7 @@ def _wave(r: Reader, x: Any, i: int) -> Wave | None:
             vm=r.str_(md, "vm", mloc, default=""),
             src=r.str_(md, "from", mloc, default=""),
             dst=r.str_(md, "to", mloc, default=""),
-            method=r.str_(md, "method", mloc, required=False, default="live", choices=METHODS),
+            method=r.str_(md, "method", mloc, required=False, default="live", choices=ALL_METHODS),
         )
         # The optional fields of remedies and predictions (absent from most migrations).
         if "force_complete_after_s" in md or "remedy" in md or "predicted" in md:
@@ -682,6 +686,7 @@ def _wave(r: Reader, x: Any, i: int) -> Wave | None:
         migrations=tuple(migrations),
         stops=tuple(stops),
         predicted_s=r.num(d, "predicted_s", loc, required=False, minimum=0.0, nullable=True),
+        roles=formats_sbs.read_roles(r, d, loc),
     )
     return w if len(r.problems) == n else None
 
@@ -772,6 +777,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     }
     if plan.schedule is not None:
         d["schedule"] = _schedule_dict(plan.schedule)
+    formats_sbs.write_plan_fields(plan, d)
     return d
 
 
@@ -785,6 +791,7 @@ def _wave_dict(w: Wave) -> dict[str, Any]:
     }
     if w.predicted_s is not None:
         d["predicted_s"] = w.predicted_s
+    formats_sbs.write_roles(w, d)
     return d
 
 

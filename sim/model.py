@@ -19,6 +19,7 @@ import numpy.typing as npt
 from planner.formats import Reader, read_document
 from planner.inventory import Host
 from planner.policy import selector_matches
+from sim.crosscloud import CrossCloudSettings
 from sim.migration import MIB, NovaSettings, QemuSettings
 from sim.params import Declared, Param, choice, declared, flag, integer, num, other
 
@@ -211,6 +212,8 @@ class SimModel:
         "happens; null: within the run", unit="s",
     )  # fmt: skip
     source: str | None = None  # the file it was read from
+    # side by side (sim/crosscloud.py): cross-cloud moves, the new control plane, hosts joining
+    crosscloud: CrossCloudSettings = field(default_factory=CrossCloudSettings)
 
     # -- derived --------------------------------------------------------------------------------
     def nic_bytes_s(self, host: Host) -> float:
@@ -253,7 +256,11 @@ class SimModel:
     def to_dict(self) -> dict[str, Any]:
         """The effective model, in the file's structure (what a run used)."""
         out: dict[str, Any] = {"format_version": "1.0", "kind": KIND}
+        # The side-by-side section only when set: in-place runs' effective models as before.
+        skip = "crosscloud" if self.crosscloud == CrossCloudSettings() else None
         for d in PARAMS:
+            if d.path[0] == skip:
+                continue
             value: Any = self
             for attr in d.path:
                 value = getattr(value, attr)

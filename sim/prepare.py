@@ -17,6 +17,7 @@ from planner.capacity import CapacityModel, scope_groups
 from planner.errors import InputError, Problem
 from planner.inventory import Inventory
 from planner.plan import Plan
+from sim.calendar import Calendar
 from sim.migration import GIB, MIB, cold_migration, live_migration
 from sim.model import Distribution, SimModel
 from sim.state import HeadroomState, pack, sign_mask
@@ -131,6 +132,8 @@ class Prepared:
     # anti-affinity group per host: {(group, host): count}.
     state0: HeadroomState | None = field(default=None, repr=False)
     group_count0: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
+    # Maintenance windows in simulated time (`sim.calendar`; None: always open).
+    calendar: Calendar | None = field(default=None, repr=False)
 
     def transfer(self, mi: int, share: float) -> Transfer:
         """Migration mi with `share` bytes/s of its NICs (live_migration_bandwidth applies to

@@ -245,6 +245,8 @@ def result_to_dict(prep: Prepared, res: SimResult, *, per_vm: bool = True) -> di
         ],
         "model": prep.model.to_dict(),
     }
+    if res.calendar is not None:
+        out["calendar"] = res.calendar.to_dict()
     if per_vm:
         out["vms"] = [vm_record(prep, res, mi) for mi in range(len(prep.m_vm))]
         out["stops"] = [
@@ -354,6 +356,15 @@ def write_timeline(path: str | os.PathLike[str], prep: Prepared, res: SimResult)
         "completed": res.completed,
         "columns": list(COLUMNS),
     }
+    cal = prep.calendar
+    if cal is not None:  # the run in calendar time: its start and the windows' openings it met
+        end = res.makespan_s
+        header["calendar"] = {
+            "start": cal.start.isoformat(),
+            "openings": [
+                [_num(a), _num(b) if math.isfinite(b) else None] for a, b in cal.nights if a <= end
+            ],
+        }
     lines = [json.dumps(header, ensure_ascii=False)]
     lines.extend(
         json.dumps({k: v for k, v in r.items() if v is not None}, separators=(",", ":"))

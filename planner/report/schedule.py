@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from planner.inventory import VM, Inventory
 from planner.plan import Migration, Plan
 from sim.model import SimModel
 from sim.prepare import OUTCOME_NAMES, prepare
+
+if TYPE_CHECKING:
+    from planner.report.calendar import CalendarAxis
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,8 @@ class Schedule:
     note: str = ""  # how it was obtained, for the report
     rollbacks: tuple[Span, ...] = ()  # hosts rolling back (a failed upgrade, a failed canary)
     soaks: tuple[Span, ...] = ()  # the canary's soak: nothing else runs
+    # Times count from a date (`planner.report.calendar`): the Gantt chart shows the calendar.
+    calendar: CalendarAxis | None = None
 
     @property
     def makespan_s(self) -> float:

@@ -16,6 +16,8 @@ from planner.rules import (
     anti_affinity,
     az,
     capacity,
+    cloud_headroom,
+    clouds,
     evacuation,
     ha_group,
     headroom,
@@ -32,6 +34,7 @@ from planner.rules.base import Family, Relaxation, Violation, Words
 
 FAMILIES: tuple[Family, ...] = (
     structure.FAMILY,
+    clouds.FAMILY,
     capacity.FAMILY,
     wave_size.FAMILY,
     migrations_per_wave.FAMILY,
@@ -45,6 +48,7 @@ FAMILIES: tuple[Family, ...] = (
     az.FAMILY,
     aggregates.FAMILY,
     headroom.FAMILY,
+    cloud_headroom.FAMILY,
     anti_affinity.FAMILY,
     affinity.FAMILY,
 )

@@ -20,6 +20,8 @@ from solver.rules import (
     anti_affinity,
     az,
     capacity,
+    cloud_headroom,
+    clouds,
     evacuation,
     ha_group,
     headroom,
@@ -50,6 +52,7 @@ ENCODINGS: dict[str, Encodings] = {
         m.ENCODINGS
         for m in (
             structure,
+            clouds,
             capacity,
             wave_size,
             migrations_per_wave,
@@ -63,6 +66,7 @@ ENCODINGS: dict[str, Encodings] = {
             az,
             aggregates,
             headroom,
+            cloud_headroom,
             anti_affinity,
             affinity,
         )
