@@ -302,8 +302,19 @@ def prediction_rows(m: Any) -> list[tuple[str, str, str, str]]:
             f"{mk / lb:.2f} x" if lb else "",
         )
     ]
+    pipe = (m.get("predicted_makespan_s") or {}).get("pipelined")
+    plb = m.get("pipelined_lower_bound_s") or m.get("makespan_lower_bound_s")
+    if pipe is not None:
+        rows.append(
+            (
+                "predicted makespan (pipelined)",
+                f"{duration(pipe)} ({pipe / mk:.2f} x lock-step)" if mk else duration(pipe),
+                duration(plb) if plb else "",
+                f"{pipe / plb:.2f} x" if plb else "",
+            )
+        )
     anyplan = m.get("makespan_lower_bound_s")
-    if anyplan and anyplan != lb:
+    if anyplan and anyplan not in (lb, plb):
         rows.append(("makespan lower bound (any plan)", "", duration(anyplan), ""))
     rem = m.get("remedies") or {}
     rows.append(
