@@ -193,6 +193,16 @@ class SimModel:
         "canary host is disabled and rolled back (`disable_s` + `upgrade.rollback` + "
         "`enable_s`) before the next wave", minimum=0.0, maximum=1.0,
     )  # fmt: skip
+    force_complete: Literal["takes", "refused", "no-effect"] = choice(
+        "takes", "failures.force_complete", "how the executor's planned force-completes end: "
+        "`takes` (post-copy or the guest paused); `refused` (Nova answers with an error, e.g. its "
+        "policy forbids the API): the fallback at once; `no-effect` (accepted, but neither "
+        "post-copy nor the pause happens): the fallback once the remaining memory reaches no new "
+        "low for `executor.force_stall_s` after the force. The fallback aborts the live "
+        "migration, then migrates the VM cold to the same host when the policy's "
+        "`non_converging` lists `cold` (and the VM may go cold), else it stays and its host is "
+        "not upgraded (docs/executor.md)", ("takes", "refused", "no-effect"),
+    )  # fmt: skip
     crash_p: float = num(
         0.0, "failures.host_crash.probability", "one random host crashes during the run",
         minimum=0.0, maximum=1.0,

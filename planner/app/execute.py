@@ -189,7 +189,7 @@ RECORDED = (
 )
 # Options the journal records only when not at their default (`options.safe_options`): their
 # absence means the default, which is what --resume then takes unless given again.
-RECORDED_WHEN_SET = ("force_stall_s", "window_wait")
+RECORDED_WHEN_SET = ("force_stall_s", "window_wait", "retargets")
 
 
 def merge_recorded(

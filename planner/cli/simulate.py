@@ -300,6 +300,16 @@ def _run_rows(prep: Prepared, res: SimResult, s: dict[str, Any]) -> list[tuple[s
                 f"{rem['stop']} stopped in place (the plan's)",
             )
         )
+    fb = s["force_fallbacks"]
+    if fb["cold"] or fb["stayed"]:
+        rows.append(
+            (
+                "force fallbacks",
+                f"{fb['cold'] + fb['stayed']} force-complete(s) did not take "
+                f"({prep.model.force_complete}): {fb['cold']} then migrated cold, "
+                f"{fb['stayed']} stayed (their hosts not upgraded)",
+            )
+        )
     if res.canary_hosts:
         verdict = "failed, its hosts rolled back" if res.canary_failed else "passed"
         rows.append(

@@ -261,7 +261,9 @@ class Migrations:
     def attempt_failed(
         self, v: VmRun, reason: str, *, no_retry: str | None = None, stays: str | None = None
     ) -> None:
-        """An attempt failed: retry it, else send the VM elsewhere, else give it up."""
+        """An attempt failed: retry it (`--retries` times on one destination), else ask the
+        re-planner for another destination (up to `--retargets` more), else give it up, saying
+        why (the last failure, the destinations tried)."""
         ctx = self.ctx
         if no_retry is None and "is ERROR" in reason:
             no_retry = "the VM is in ERROR"
@@ -293,8 +295,12 @@ class Migrations:
                 f"{ctx.opts.retries + 1} in {delay:.0f} s"
             )
             return
-        if len(v.tried) <= ctx.opts.retargets:
+        tried = ", ".join(sorted(v.tried))
+        if len(v.tried) > ctx.opts.retargets:
+            why = f"{len(v.tried)} destination(s) tried ({tried}), the limit"
+        else:
             dst = self.another_destination(v)
+            why = f"no other destination fits from the live state (tried {tried})"
             if dst is not None:
                 host, method = dst
                 ctx.log(
@@ -313,7 +319,7 @@ class Migrations:
                 v.tried.add(host)
                 v.state = VmState.PENDING
                 return
-        self.give_up(v, f"could not be moved: {reason}")
+        self.give_up(v, f"could not be moved: {reason}; {why}")
 
     def another_destination(self, v: VmRun) -> tuple[str, Method] | None:
         """Ask the re-planner for another host from the live state (a fresh snapshot)."""
@@ -343,7 +349,7 @@ class Migrations:
         ctx.bar(vm_step(v.vm), dropped=True)
         hr = ctx.hruns.get(v.src)
         if hr is not None and not hr.abandoned:
-            self.abandon(hr, f"{v.label} could not be moved off it")
+            self.abandon(hr, f"{v.label} could not be moved off it ({reason})")
 
     def abandon(self, hr: HostRun, reason: str) -> None:
         """The host will not be upgraded: its VMs not yet moved stay where they are."""

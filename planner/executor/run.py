@@ -42,6 +42,7 @@ from planner.executor.canary import Canary
 from planner.executor.cloud import Cloud
 from planner.executor.context import HookRunner, RunContext
 from planner.executor.drift import Drift
+from planner.executor.errwatch import ErrorWatch
 from planner.executor.eta import Eta
 from planner.executor.headroom import HeadroomWatch
 from planner.executor.hooks import Notifier
@@ -135,6 +136,7 @@ class Executor:
         self.drift = Drift(ctx)
         self.migrations = Migrations(ctx, self.headroom)
         self.hosts = HostUpgrades(ctx, self.migrations, self.headroom)
+        self.errors = ErrorWatch(ctx)
         self.canary = Canary(ctx, self.migrations, self.hosts, self.headroom)
         self.window = WindowGate(ctx)
 
@@ -246,6 +248,7 @@ class Executor:
             options=safe_options(ctx.opts) if self.resume else None,
         )
         ctx.notify("run_start", plan=ctx.sha, cloud=ctx.cloud.name, resume=self.resume)
+        self.errors.start()
         total, done = ctx.steps()
         ctx.ui.start(total, done)
         t_run = ctx.clock()
@@ -365,6 +368,7 @@ class Executor:
         if ctx.eta is not None:
             ctx.eta.wave_done(k, secs)
             ctx.show_eta(None, journal=True)
+        self.errors.check(k)
         ctx.ui.line(f"[bold]wave {k} done[/] in {hms(secs)}")
         ctx.notify("wave_end", wave=k, seconds=round(secs, 1))
         if ctx.stop_reason:

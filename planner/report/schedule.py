@@ -141,7 +141,7 @@ def migration_seconds(vm: VM, method: str, model: EstimateModel) -> tuple[float,
 
 
 # Outcomes (the simulator's names) after which the VM is still on its source.
-FAILED_OUTCOMES = ("aborted", "never", "failed", "lost", "skipped")
+FAILED_OUTCOMES = ("aborted", "never", "failed", "lost", "skipped", "fallback-stayed")
 
 # (duration, downtime, ok) of the n-th migration of the plan (in plan order)
 DurationOf = Callable[[int, Migration], tuple[float, float, bool]]

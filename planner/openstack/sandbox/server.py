@@ -523,6 +523,8 @@ class Sandbox:
                 "migrations_completed": c.completed,
                 "migrations_failed": c.failed,
                 "migration_link_mib_s": c.link_mib_s,
+                "local_disks": c.local_disks,
+                "forces_copying_disks": c.forced_copying_disks,
                 "migrations": [
                     {
                         "vm": vm,
@@ -563,6 +565,11 @@ class Sandbox:
                 with c.lock:
                     c.link_mib_s = None if mib_s is None else float(mib_s)
                 return 200, {"ok": True, "mib_s": c.link_mib_s}
+            if method == "POST" and parts == ["storage"]:
+                # Local instance storage: live migrations with block_migration auto copy disks.
+                with c.lock:
+                    c.local_disks = bool(body["local"])
+                return 200, {"ok": True, "local": c.local_disks}
             if method == "POST" and parts == ["migration-behaviour"]:
                 return 200, {"ok": True, **self._behaviour(body)}
             if method == "POST" and parts == ["nova-policy"]:
