@@ -19,6 +19,7 @@ import numpy as np
 
 from planner.capacity import BoolArray, CapacityModel, IntArray, scope_groups
 from planner.inventory import Inventory
+from planner.placement import Signature, acceptance, signature
 from planner.plan import Plan, Wave
 from planner.policy import Policy
 from planner.rules import FAMILIES, method, order
@@ -75,8 +76,12 @@ class Context:
     server_groups: tuple[ServerGroupInfo, ...]
     ha: tuple[HAGroupInfo, ...]
     agg_mask: dict[str, BoolArray] = field(default_factory=dict)
-    _mask_cache: dict[tuple[str | None, tuple[str, ...]], BoolArray] = field(default_factory=dict)
-    _pinned_cache: dict[tuple[str | None, tuple[str, ...]], bool] = field(default_factory=dict)
+    _mask_cache: dict[tuple[str | None, tuple[str, ...], int | None], BoolArray] = field(
+        default_factory=dict
+    )
+    _pinned_cache: dict[tuple[str | None, tuple[str, ...], int | None], bool] = field(
+        default_factory=dict
+    )
     _pools: list[tuple[BoolArray, IntArray]] | None = None
     _forced: IntArray | None = None
 
@@ -97,7 +102,8 @@ class Context:
         """Hosts VM j may ever run on: available, in its AZ, in one of its aggregates.
         Shared between VMs with the same pins; treat as read-only."""
         vm = self.inv.vms[j]
-        key = (vm.az, tuple(vm.allowed_aggregates))
+        place = acceptance(self.inv).mask(vm)
+        key = (vm.az, tuple(vm.allowed_aggregates), None if place is None else id(place))
         mask = self._mask_cache.get(key)
         if mask is None:
             mask = self.available.copy()
@@ -109,6 +115,8 @@ class Context:
                     if a in self.agg_mask:
                         agg |= self.agg_mask[a]
                 mask &= agg
+            if place is not None:  # the hosts Placement accepts (traits, units, provider type)
+                mask &= place
             mask.setflags(write=False)
             self._mask_cache[key] = mask
         return mask
@@ -117,13 +125,17 @@ class Context:
         """(hosts, VMs) for every set of pins (AZ, aggregates) that restricts some VM, in a
         fixed order; VMs free to go anywhere are in none."""
         if self._pools is None:
-            keys: dict[tuple[str | None, tuple[str, ...]], list[int]] = {}
+            acc = acceptance(self.inv)
+            keys: dict[tuple[str | None, tuple[str, ...], Signature | None], list[int]] = {}
             for j, vm in enumerate(self.inv.vms):
-                if (vm.az is not None or vm.allowed_aggregates) and not self.stuck[j]:
-                    keys.setdefault((vm.az, tuple(vm.allowed_aggregates)), []).append(j)
+                place = signature(self.inv, vm) if acc.mask(vm) is not None else None
+                if (vm.az is not None or vm.allowed_aggregates or place) and not self.stuck[j]:
+                    keys.setdefault((vm.az, tuple(vm.allowed_aggregates), place), []).append(j)
             self._pools = [
                 (self.static_ok(js[0]), np.asarray(js, dtype=np.int64))
-                for _key, js in sorted(keys.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
+                for _key, js in sorted(
+                    keys.items(), key=lambda kv: (kv[0][0] or "", kv[0][1], repr(kv[0][2]))
+                )
             ]
         return self._pools
 
@@ -138,7 +150,8 @@ class Context:
     def pinned_to_group(self, j: int) -> bool:
         """True when every host VM j may run on lies in one headroom group."""
         vm = self.inv.vms[j]
-        key = (vm.az, tuple(vm.allowed_aggregates))
+        place = acceptance(self.inv).mask(vm)
+        key = (vm.az, tuple(vm.allowed_aggregates), None if place is None else id(place))
         got = self._pinned_cache.get(key)
         if got is None:
             got = len(np.unique(self.group_of[self.static_ok(j)])) <= 1

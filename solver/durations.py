@@ -116,12 +116,15 @@ class _Usage:
         self.demand: dict[str, np.ndarray] = {}
         for v in inv.vms:
             d = np.zeros(c, dtype=np.int64)
-            for rc, x in v.resources.items():
+            for rc, x in inv.demand(v).items():
                 d[ci[rc]] = x
             self.demand[v.id] = d
         start = np.zeros((n, c), dtype=np.int64)
         for v in inv.vms:
             start[self.hi[v.host]] += self.demand[v.id]
+        for h in inv.hosts:  # what Placement counts that no VM accounts for stays
+            for rc, x in h.other_usage.items():
+                start[self.hi[h.name], ci[rc]] += x
         self.cap = np.zeros((n, c), dtype=np.int64)
         for h in inv.hosts:
             for rc in classes:
