@@ -21,10 +21,11 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from planner.openstack import placement
 from planner.openstack.connect import Api, pick_microversion
 from planner.openstack.conventions import (
     DEFAULT_AZ,
@@ -50,6 +51,7 @@ class Stats:
     seconds: float
     calls: int
     skipped: int = 0  # servers on no compute host (never scheduled, shelved-offloaded)
+    drift: dict[str, list[str]] = field(default_factory=dict)  # host -> Placement drift notes
 
 
 def _default_migration(status: str) -> str:
@@ -122,6 +124,7 @@ def collect(
     all_rps = [rp for rps_ in host_rps.values() for rp in rps_]
     with ThreadPoolExecutor(max_workers=8) as pool:
         invs = dict(zip(all_rps, pool.map(inventory, all_rps), strict=True))
+    trees = placement.read_trees(api, rps, host_rps, invs)
     progress(f"placement inventories: {len(invs)}; aggregates ...")
     aggregates = api.get("compute", "/os-aggregates", cmv)["aggregates"]
 
@@ -164,6 +167,7 @@ def collect(
             else:  # holds no capacity anywhere: nothing to plan for it
                 skipped += 1
         progress(f"servers: {len(vms) + skipped} ...")
+    drift = placement.reconcile(hosts, vms, trees)
     inv = {
         "format_version": "1.0",
         "kind": "inventory",
@@ -185,7 +189,7 @@ def collect(
             key=lambda a: a["name"],
         ),
     }
-    return inv, Stats(time.monotonic() - t0, api.calls, skipped)
+    return inv, Stats(time.monotonic() - t0, api.calls, skipped, drift)
 
 
 def _label_aggregates(aggregates: list[dict[str, Any]]) -> set[str]:
@@ -347,6 +351,7 @@ def _vm(
         "server_group": member_of.get(s["id"]),
         "migration": over.get("migration", meta.get("migration") or _default_migration(status)),
     }
+    vm.update(placement.flavor_traits(flavor))
     for f in ("dirty_rate_mb_s", "local_disk"):
         v = over.get(f, meta.get(f))
         if v is not None:
@@ -442,6 +447,7 @@ def anonymize(inv: dict[str, Any]) -> dict[str, Any]:
         }
         for a in inv.get("aggregates", [])
     ]
+    placement.anonymize(hosts, vms)
     return {
         **inv,
         "cloud": "anonymized",

@@ -135,3 +135,41 @@ def check_seedable(inv: Mapping[str, Any]) -> list[str]:
                 f"(supported: {', '.join(SUPPORTED_STATUS)})"
             )
     return problems
+
+
+# -- Placement's view (opt-in: only inventories with these fields) ------------------------------
+
+
+def placement_host(h: Mapping[str, Any]) -> dict[str, Any]:
+    """The driver's HostSpec fields for a host's `traits` and nested `providers`."""
+    out: dict[str, Any] = {}
+    if h.get("traits"):
+        out["traits"] = tuple(str(t) for t in h["traits"])
+    if h.get("providers"):
+        out["providers"] = {str(k): dict(v) for k, v in h["providers"].items()}
+    return out
+
+
+def flavor_for_vm(vm: Mapping[str, Any]) -> FlavorSpec:
+    """`flavor_for` its resources, with `trait:X=required|forbidden` extra specs for its
+    `required_traits` and `forbidden_traits` (the flavor's name says them)."""
+    fl = flavor_for(vm.get("resources") or {})
+    specs = [(f"trait:{t}", "required") for t in vm.get("required_traits") or []]
+    specs += [(f"trait:{t}", "forbidden") for t in vm.get("forbidden_traits") or []]
+    if not specs:
+        return fl
+    tail = "".join(f"-{v[0]}{k.split(':', 1)[1].lower()}" for k, v in sorted(specs))
+    return FlavorSpec(
+        fl.name + tail, fl.vcpus, fl.ram, fl.disk, tuple(sorted((*fl.extra_specs, *specs)))
+    )
+
+
+def ghost_usage(inv: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """Per host, the `other_usage` of plain classes: the sandbox makes each a consumer Nova does
+    not know (an allocation of its own in Placement), a drift the snapshot must report."""
+    out: dict[str, dict[str, int]] = {}
+    for h in computes(inv):
+        usage = {str(k): int(v) for k, v in (h.get("other_usage") or {}).items() if "@" not in k}
+        if usage:
+            out[h["name"]] = usage
+    return out

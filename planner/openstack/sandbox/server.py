@@ -110,6 +110,7 @@ class Sandbox:
                     k: float(v) for k, v in (h.get("allocation_ratio") or {}).items()
                 },
                 version=str(h.get("version") or "unknown"),
+                **seed.placement_host(h),
             )
         for name in self.driver.CONTROL.hosts:
             self.computes[name] = self.harness._start_compute(name)
@@ -132,6 +133,7 @@ class Sandbox:
         t0 = time.monotonic()
         self._create_groups()
         self._boot_vms(seed)
+        self._ghost_consumers(seed.ghost_usage(self.inv))
         self._phase("vms", t0)
 
         t0 = time.monotonic()
@@ -141,6 +143,23 @@ class Sandbox:
             if h.get("up", True) is False:
                 self._take_down(h["name"])
         self._phase("services", t0)
+
+    def _ghost_consumers(self, usage: dict[str, dict[str, int]]) -> None:
+        """An allocation in Placement, for a consumer Nova does not know, per host asked
+        (`seed.ghost_usage`): the drift a leaked allocation leaves in a real cloud."""
+        import uuid
+
+        for host, resources in usage.items():
+            rp = self.harness._get_provider_uuid_by_host(host)
+            body = {
+                "allocations": {rp: {"resources": resources}},
+                "project_id": "rollwave-ghost",
+                "user_id": "rollwave-ghost",
+                "consumer_generation": None,
+            }
+            r = self.harness.placement.put(f"/allocations/{uuid.uuid4()}", body, version="1.28")
+            if r.status != 204:
+                raise RuntimeError(f"Placement refused the other usage of {host}: {r.body}")
 
     def _create_aggregate(
         self, name: str, az: str | None, meta: dict[str, str], hosts: tuple[str, ...] | list[str]
@@ -188,10 +207,10 @@ class Sandbox:
             self._clients[project] = api
         return self._clients[project]
 
-    def _flavor(self, resources: dict[str, int]) -> str:
+    def _flavor(self, resources: dict[str, int], vm: dict[str, Any] | None = None) -> str:
         from planner.openstack.sandbox import seed
 
-        fl = seed.flavor_for(resources)
+        fl = seed.flavor_for(resources) if vm is None else seed.flavor_for_vm(vm)
         with self.lock:
             if fl in self.flavors:
                 return self.flavors[fl]
@@ -226,10 +245,10 @@ class Sandbox:
     def _boot_vms(self, seed: Any) -> None:
         vms = list(self.inv.get("vms", []))
         for vm in vms:  # flavors first, sequentially: fewer races, few distinct ones
-            self._flavor(vm.get("resources") or {})
+            self._flavor(vm.get("resources") or {}, vm)
 
         def boot(vm: dict[str, Any]) -> tuple[str, str]:
-            flavor = self._flavor(vm.get("resources") or {})
+            flavor = self._flavor(vm.get("resources") or {}, vm)
             api = self._api_for(vm.get("project") or "rollwave")
             return vm["id"], api.post_server(self._boot_body(vm, flavor))["id"]
 
