@@ -94,7 +94,7 @@ def host_fields(r: Reader, d: Mapping[str, Any], loc: str) -> dict[str, Any]:
 def vm_fields(r: Reader, d: Mapping[str, Any], loc: str) -> dict[str, Any]:
     """The VM keyword arguments of the Placement fields of VM `d` at `loc`."""
     out: dict[str, Any] = {}
-    for key in ("required_traits", "forbidden_traits"):
+    for key in ("required_traits", "forbidden_traits", "forbidden_aggregates"):
         if key in d:
             out[key] = r.str_list(d, key, loc)
     raw = d.get("allocations")
@@ -148,6 +148,8 @@ def vm_dict(v: VM) -> dict[str, Any]:
         d["required_traits"] = list(v.required_traits)
     if v.forbidden_traits:
         d["forbidden_traits"] = list(v.forbidden_traits)
+    if v.forbidden_aggregates:
+        d["forbidden_aggregates"] = list(v.forbidden_aggregates)
     if v.allocations:
         d["allocations"] = {p: dict(a) for p, a in v.allocations.items()}
     return d

@@ -173,6 +173,8 @@ class VM:
     required_traits: tuple[str, ...] = ()
     forbidden_traits: tuple[str, ...] = ()
     allocations: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # Aggregates it may not land in (tenant isolation keeping other projects out).
+    forbidden_aggregates: tuple[str, ...] = ()
 
     @property
     def local_disk_gb(self) -> int:

@@ -121,3 +121,8 @@ def describe(inv: Inventory, vm: VM) -> str:
     parts += [f"no trait {t}" for t in sorted(vm.forbidden_traits)]
     parts += [f"{n} {k}" for k, n in sorted(inv.demand(vm).items()) if "@" in k and n > 0]
     return ", ".join(parts) or "its allocation units"
+
+
+def accepts(inv: Inventory, vm: VM, host: str) -> bool:
+    """Whether Placement would accept `vm` on `host` (capacity aside)."""
+    return not acceptance(inv).active or vm_refusal(inv, vm, inv.host(host)) is None

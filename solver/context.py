@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planner.capacity import BoolArray, CapacityModel, IntArray, scope_groups
-from planner.inventory import Inventory
+from planner.inventory import VM, Inventory
 from planner.placement import Signature, acceptance, signature
 from planner.plan import Plan, Wave
 from planner.policy import Policy
@@ -103,7 +103,7 @@ class Context:
         Shared between VMs with the same pins; treat as read-only."""
         vm = self.inv.vms[j]
         place = acceptance(self.inv).mask(vm)
-        key = (vm.az, tuple(vm.allowed_aggregates), None if place is None else id(place))
+        key = (vm.az, _aggs(vm), None if place is None else id(place))
         mask = self._mask_cache.get(key)
         if mask is None:
             mask = self.available.copy()
@@ -115,6 +115,9 @@ class Context:
                     if a in self.agg_mask:
                         agg |= self.agg_mask[a]
                 mask &= agg
+            for a in vm.forbidden_aggregates:
+                if a in self.agg_mask:
+                    mask &= ~self.agg_mask[a]
             if place is not None:  # the hosts Placement accepts (traits, units, provider type)
                 mask &= place
             mask.setflags(write=False)
@@ -129,8 +132,9 @@ class Context:
             keys: dict[tuple[str | None, tuple[str, ...], Signature | None], list[int]] = {}
             for j, vm in enumerate(self.inv.vms):
                 place = signature(self.inv, vm) if acc.mask(vm) is not None else None
-                if (vm.az is not None or vm.allowed_aggregates or place) and not self.stuck[j]:
-                    keys.setdefault((vm.az, tuple(vm.allowed_aggregates), place), []).append(j)
+                pinned = vm.az is not None or vm.allowed_aggregates or vm.forbidden_aggregates
+                if (pinned or place) and not self.stuck[j]:
+                    keys.setdefault((vm.az, _aggs(vm), place), []).append(j)
             self._pools = [
                 (self.static_ok(js[0]), np.asarray(js, dtype=np.int64))
                 for _key, js in sorted(
@@ -151,12 +155,19 @@ class Context:
         """True when every host VM j may run on lies in one headroom group."""
         vm = self.inv.vms[j]
         place = acceptance(self.inv).mask(vm)
-        key = (vm.az, tuple(vm.allowed_aggregates), None if place is None else id(place))
+        key = (vm.az, _aggs(vm), None if place is None else id(place))
         got = self._pinned_cache.get(key)
         if got is None:
             got = len(np.unique(self.group_of[self.static_ok(j)])) <= 1
             self._pinned_cache[key] = got
         return got
+
+
+def _aggs(vm: VM) -> tuple[str, ...]:
+    """A VM's aggregate pins as one key: the allowed ones, then `!` and the forbidden ones."""
+    if not vm.forbidden_aggregates:
+        return tuple(vm.allowed_aggregates)
+    return (*vm.allowed_aggregates, "!", *vm.forbidden_aggregates)
 
 
 def build_context(inv: Inventory, policy: Policy) -> Context:

@@ -39,6 +39,7 @@ import numpy as np
 
 from planner.estimates import Estimates, How
 from planner.inventory import Host, Inventory
+from planner.placement import accepts
 from planner.plan import Migration, Plan, Stop
 from planner.policy import Policy, selector_matches
 
@@ -329,6 +330,8 @@ def shape(
             if d == m.src:
                 continue
             if vm.allowed_aggregates and not set(vm.allowed_aggregates) & aggs[d]:
+                continue
+            if set(vm.forbidden_aggregates) & aggs[d] or not accepts(inv, vm, d):
                 continue
             tried += 1
             if tried > MAX_TRIED:

@@ -166,7 +166,7 @@ def wave_blocks(st: PlacementState, hosts: Sequence[int]) -> tuple[list[Block], 
 
 def _pinned(ctx: Context, j: int) -> bool:
     vm = ctx.inv.vms[j]
-    pinned = vm.az is not None or bool(vm.allowed_aggregates)
+    pinned = vm.az is not None or bool(vm.allowed_aggregates or vm.forbidden_aggregates)
     return pinned or acceptance(ctx.inv).mask(vm) is not None
 
 

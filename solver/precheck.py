@@ -185,6 +185,11 @@ def _pin_families(ctx: Context, j: int, useful: np.ndarray | None = None) -> lis
         off = np.array([not allowed & set(h.aggregates) for h in ctx.inv.hosts], dtype=bool)
         if (pool & off).any():
             out.append(aggregates.words(vm.allowed_aggregates))
+    if vm.forbidden_aggregates:
+        banned = set(vm.forbidden_aggregates)
+        off = np.array([bool(banned & set(h.aggregates)) for h in ctx.inv.hosts], dtype=bool)
+        if (pool & off).any():
+            out.append(aggregates.words_out(vm.forbidden_aggregates))
     place = acceptance(ctx.inv).mask(vm)
     if place is not None and (pool & ~place).any():
         out.append(placement.words(describe(ctx.inv, vm)))
@@ -203,6 +208,8 @@ def _pins(ctx: Context, j: int) -> str:
         parts.append(f"AZ {vm.az}")
     if vm.allowed_aggregates:
         parts.append(f"aggregates {', '.join(vm.allowed_aggregates)}")
+    if vm.forbidden_aggregates:
+        parts.append(f"no aggregate of {', '.join(vm.forbidden_aggregates)}")
     if acceptance(ctx.inv).mask(vm) is not None:
         parts.append(f"hosts Placement accepts ({describe(ctx.inv, vm)})")
     return " and ".join(parts) if parts else "any enabled compute host"

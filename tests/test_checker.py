@@ -1045,3 +1045,15 @@ def test_inventory_placement_drift_fails() -> None:
     assert [(w.rule, w.objects) for w in report.warnings] == [
         ("inventory.placement_drift", ("cmp-2",))
     ]
+
+
+def test_aggregates_fails_in_a_forbidden_aggregate() -> None:
+    fx = pinned_and_bound()
+    inv = edit_vm(fx.inventory, "pinned", forbidden_aggregates=("ssd",))
+    report = check(inv, fx.plan)
+    v = one(report, "aggregates")
+    assert (v.wave, v.objects) == (2, ("pinned", "cmp-2"))
+    assert "may not run in aggregates ssd" in v.message
+    silent(
+        check(edit_vm(fx.inventory, "pinned", forbidden_aggregates=("hdd",)), fx.plan), "aggregates"
+    )

@@ -140,3 +140,29 @@ def test_drift_is_a_warning_of_the_check() -> None:
     assert [w.rule for w in report.warnings] == ["inventory.placement_drift"]
     assert "cmp-2: usage VCPU 12" in report.warnings[0].message
     assert replace(inv, hosts=inv.hosts) == inv
+
+
+@pytest.mark.parametrize("planner", ["cpsat", "greedy", "exact"])
+def test_every_planner_keeps_vms_out_of_forbidden_aggregates(planner: str) -> None:
+    """Tenant isolation keeping other projects out: b-1 may not go to cmp-2 (aggregate `iso`),
+    only to cmp-3."""
+    c = Cloud("isolated").host("cmp-1").host("cmp-2", aggregates=["iso"]).host("cmp-3")
+    inv = edit_vm(c.vm("b-1", "cmp-1").build(), "b-1", forbidden_aggregates=("iso",))
+    pol = policy(1, failures=0)
+    if planner == "exact":
+        dec = decide(build_context(inv, pol), SolveParams(time_limit=60))
+        assert dec.plan is not None
+        plan = dec.plan
+    else:
+        opts = SolveOptions(planner="greedy" if planner == "greedy" else "cpsat", effort=0.3)
+        plan = solve(inv, pol, opts).plan
+    assert check_plan(inv, plan).ok
+    assert {m.dst for w in plan.waves for m in w.migrations} <= {"cmp-1", "cmp-3"}
+
+
+def test_no_plan_when_every_other_host_is_forbidden() -> None:
+    c = Cloud("isolated").host("cmp-1").host("cmp-2", aggregates=["iso"])
+    inv = edit_vm(c.vm("b-1", "cmp-1").build(), "b-1", forbidden_aggregates=("iso",))
+    with pytest.raises(InfeasibleError) as e:
+        solve(inv, policy(1, failures=0), SolveOptions(effort=0.3, time_limit=30))
+    assert any(b["key"] == "aggregates:not iso" for b in e.value.blame), e.value.blame
