@@ -6,8 +6,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
+from planner.errors import InputError
 from planner.formats import inventory_from_dict
-from planner.openstack import placement
+from planner.openstack import filters, mapping, placement
 from planner.openstack.snapshot import anonymize
 
 
@@ -114,3 +117,53 @@ def test_anonymize_renames_providers_and_drops_drift_text() -> None:
         "host-0001-rp1": {"VGPU": 1},
     }
     assert "cmp-1" not in repr(out)
+
+
+AGGS: list[dict[str, Any]] = [
+    {"name": "fast", "hosts": ["cmp-2"], "metadata": {"fast": "true", "gen": "3"}},
+    {"name": "slow", "hosts": ["cmp-3"], "metadata": {"fast": "false", "gen": "1"}},
+    {"name": "demo-only", "hosts": ["cmp-4"], "metadata": {"filter_tenant_id": "demo,ops"}},
+    {"name": "x-only", "hosts": ["cmp-5"], "metadata": {"filter_tenant_id_2": "x"}},
+]
+
+
+def test_novas_extra_specs_matching() -> None:
+    assert filters.match("true", "true") and not filters.match("false", "true")
+    assert filters.match("b", "<or> a <or> b") and not filters.match("c", "<or> a <or> b")
+    assert (
+        filters.match("3", ">= 2") and filters.match("3", "= 2") and not filters.match("1", ">= 2")
+    )
+    assert filters.match("avx2 sse", "<in> avx2") and filters.match("abc", "s== abc")
+    assert not filters.match(None, ">= 1") and not filters.match("x", ">= 1")
+
+
+def test_derive_allowed_and_forbidden_aggregates() -> None:
+    fast = {"extra_specs": {"aggregate_instance_extra_specs:fast": "true", "hw:x": "1"}}
+    on = filters.settings({})
+    got, note = filters.derive(fast, "proj", AGGS, on)
+    # the filter keeps other projects out of demo-only and x-only
+    assert got == {"allowed_aggregates": ["fast"], "forbidden_aggregates": ["demo-only", "x-only"]}
+    assert note is None
+    got, _ = filters.derive({}, "demo", AGGS, on)
+    assert got == {"forbidden_aggregates": ["x-only"]}
+    # the request filter keeps demo in its aggregates
+    limit = filters.settings({"limit_tenants_to_placement_aggregate": True})
+    got, _ = filters.derive({}, "demo", AGGS, limit)
+    assert got == {"allowed_aggregates": ["demo-only"], "forbidden_aggregates": ["x-only"]}
+    off = filters.settings(
+        {"aggregate_instance_extra_specs": False, "aggregate_tenant_isolation": False}
+    )
+    assert filters.derive(fast, "proj", AGGS, off) == ({}, None)
+    nowhere = {"extra_specs": {"aggregate_instance_extra_specs:gpu": "true"}}
+    got, note = filters.derive(nowhere, "demo", AGGS, on)
+    assert "allowed_aggregates" not in got and note is not None and "gpu=true" in note
+
+
+def test_the_mapping_says_which_filters_the_cloud_enables() -> None:
+    m = mapping.parse({"scheduler": {"limit_tenants_to_placement_aggregate": True}})
+    assert filters.settings(m.scheduler)["limit_tenants_to_placement_aggregate"] is True
+    with pytest.raises(InputError) as e:
+        mapping.parse({"scheduler": {"tenant_filter": True, "aggregate_tenant_isolation": "yes"}})
+    text = str(e.value)
+    assert "scheduler.tenant_filter: unknown key" in text
+    assert "scheduler.aggregate_tenant_isolation: must be true or false" in text

@@ -50,4 +50,6 @@ def snapshot(
     click.echo(snap.summary(inv, stats))
     if stats.drift:  # where Placement and Nova disagree: the plan counts Placement's
         click.echo(placement.drift_report(stats.drift))
+    for note in stats.filter_notes[:20]:
+        click.echo(f"aggregate filters: {note}")
     click.echo(f"wrote {output}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from planner.openstack import placement
+from planner.openstack import filters, placement
 from planner.openstack.connect import Api, pick_microversion
 from planner.openstack.conventions import (
     DEFAULT_AZ,
@@ -52,6 +52,7 @@ class Stats:
     calls: int
     skipped: int = 0  # servers on no compute host (never scheduled, shelved-offloaded)
     drift: dict[str, list[str]] = field(default_factory=dict)  # host -> Placement drift notes
+    filter_notes: list[str] = field(default_factory=list)  # VMs the aggregate filters cannot place
 
 
 def _default_migration(status: str) -> str:
@@ -156,6 +157,7 @@ def collect(
     progress(f"server groups: {len(groups)}; servers ...")
     flavors = _flavors_by_id(api, cmv) if cmax < (2, 47) else {}
     vms: list[dict[str, Any]] = []
+    filter_notes: list[str] = []
     known = {h["name"] for h in hosts}
     skipped = 0
     for page in api.paginate(
@@ -163,7 +165,7 @@ def collect(
     ):
         for s in page:
             if s.get("OS-EXT-SRV-ATTR:host") in known:
-                vms.append(_vm(s, flavors, member_of, mapping))
+                vms.append(_vm(s, flavors, member_of, mapping, (aggregates, filter_notes)))
             else:  # holds no capacity anywhere: nothing to plan for it
                 skipped += 1
         progress(f"servers: {len(vms) + skipped} ...")
@@ -189,7 +191,7 @@ def collect(
             key=lambda a: a["name"],
         ),
     }
-    return inv, Stats(time.monotonic() - t0, api.calls, skipped, drift)
+    return inv, Stats(time.monotonic() - t0, api.calls, skipped, drift, filter_notes)
 
 
 def _label_aggregates(aggregates: list[dict[str, Any]]) -> set[str]:
@@ -328,6 +330,7 @@ def _vm(
     flavors: dict[str, dict[str, Any]],
     member_of: dict[str, str],
     mapping: Mapping,
+    cloud_aggregates: tuple[list[dict[str, Any]], list[str]] = ([], []),
 ) -> dict[str, Any]:
     flavor = s.get("flavor") or {}
     if "vcpus" not in flavor and str(flavor.get("id")) in flavors:
@@ -352,6 +355,13 @@ def _vm(
         "migration": over.get("migration", meta.get("migration") or _default_migration(status)),
     }
     vm.update(placement.flavor_traits(flavor))
+    aggs, notes = cloud_aggregates
+    derived, note = filters.derive(flavor, project, aggs, filters.settings(mapping.scheduler))
+    if vm["allowed_aggregates"]:  # the mapping or the server's metadata says it: that wins
+        derived.pop("allowed_aggregates", None)
+    vm.update(derived)
+    if note:
+        notes.append(f"VM {s['id']}: {note} (not restricted)")
     for f in ("dirty_rate_mb_s", "local_disk"):
         v = over.get(f, meta.get(f))
         if v is not None:
@@ -447,6 +457,9 @@ def anonymize(inv: dict[str, Any]) -> dict[str, Any]:
         }
         for a in inv.get("aggregates", [])
     ]
+    for v in vms:
+        if v.get("forbidden_aggregates"):
+            v["forbidden_aggregates"] = [agg(a) for a in v["forbidden_aggregates"]]
     placement.anonymize(hosts, vms)
     return {
         **inv,
