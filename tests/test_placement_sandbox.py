@@ -1,6 +1,7 @@
 """Placement's view against the real Nova: nested VGPU providers, traits, a flavor that requires
-one, and a consumer Nova does not know. Snapshot, plan, execute: every move the plan makes Nova
-accepts; the moves the planner avoids Nova refuses. One small sandbox for the module."""
+one, a flavor with aggregate extra specs, an aggregate isolated to one project, and a consumer Nova
+does not know. Snapshot, plan, execute: every move the plan makes Nova accepts; the moves the
+planner avoids Nova refuses. One small sandbox for the module."""
 
 from __future__ import annotations
 
@@ -38,22 +39,30 @@ def _plain(name: str, **kw: Any) -> dict[str, Any]:
 
 
 # cmp-1: a pGPU of type 11 and CUSTOM_SSD; cmp-2: a pGPU of type 12; cmp-3: one of type 11;
-# cmp-4: CUSTOM_SSD and no GPU, with 4 VCPU held by a consumer Nova does not know.
+# cmp-4: CUSTOM_SSD and no GPU, with 4 VCPU held by a consumer Nova does not know. cmp-1 and cmp-3
+# are in aggregate `fast` (fast=true); cmp-4 in `iso`, isolated to project proj-b. server-1
+# (VGPU) and server-5 are proj-a's, server-2 (needs CUSTOM_SSD) proj-b's; server-3's flavor asks
+# for fast=true (a seed-only field: the sandbox makes the flavor's extra spec).
 Y: dict[str, Any] = {
     "format_version": "1.0",
     "kind": "inventory",
     "cloud": "rollwave-sandbox",
     "taken_at": "2025-01-01T00:00:00Z",
     "hosts": [
-        _plain("cmp-1", traits=["CUSTOM_SSD"], providers=_gpu("cmp-1", GPU)),
+        _plain("cmp-1", traits=["CUSTOM_SSD"], providers=_gpu("cmp-1", GPU), aggregates=["fast"]),
         _plain("cmp-2", providers=_gpu("cmp-2", OTHER)),
-        _plain("cmp-3", providers=_gpu("cmp-3", GPU)),
-        _plain("cmp-4", traits=["CUSTOM_SSD"], other_usage={"VCPU": 4}),
+        _plain("cmp-3", providers=_gpu("cmp-3", GPU), aggregates=["fast"]),
+        _plain("cmp-4", traits=["CUSTOM_SSD"], other_usage={"VCPU": 4}, aggregates=["iso"]),
     ],
     "vms": [
         _vm(1, "cmp-1", resources={"VCPU": 2, "MEMORY_MB": 4096, "DISK_GB": 20, "VGPU": 1}),
         _vm(2, "cmp-1", required_traits=["CUSTOM_SSD"]),
-        _vm(3, "cmp-2"),
+        _vm(3, "cmp-1", aggregate_specs={"fast": "true"}),
+        _vm(5, "cmp-2"),
+    ],
+    "aggregates": [
+        {"name": "fast", "metadata": {"fast": "true"}},
+        {"name": "iso", "metadata": {"filter_tenant_id": "proj-b"}},
     ],
 }
 
@@ -92,11 +101,17 @@ def test_the_snapshot_reads_trees_traits_and_drift(sb: manager.Running) -> None:
     assert hosts["cmp-4"]["other_usage"] == {"VCPU": 4}
     assert list(stats.drift) == ["cmp-4"] and "is no VM on this host" in stats.drift["cmp-4"][0]
     assert hosts["cmp-4"]["drift"] == stats.drift["cmp-4"]
+    # the aggregate filters, derived from the flavor and the aggregates' metadata
+    assert vms["server-3"]["allowed_aggregates"] == ["fast"]
+    assert vms["server-3"]["forbidden_aggregates"] == ["iso"]
+    assert vms["server-5"]["forbidden_aggregates"] == ["iso"]
+    assert "forbidden_aggregates" not in vms["server-2"]  # proj-b's own aggregate
 
 
 def test_nova_refuses_the_moves_the_planner_avoids(sb: manager.Running) -> None:
     api = Api(connect(manager.CLOUD_NAME))
-    for vm, dst in (("vm-1", "cmp-4"), ("vm-2", "cmp-2")):  # no VGPU; no CUSTOM_SSD
+    # no VGPU; no CUSTOM_SSD; not in `fast`; isolated to another project
+    for vm, dst in (("vm-1", "cmp-4"), ("vm-2", "cmp-2"), ("vm-3", "cmp-4"), ("vm-5", "cmp-4")):
         body = {"os-migrateLive": {"host": dst, "block_migration": "auto"}}
         with pytest.raises(CloudError) as e:
             path = f"/servers/{_server(sb, vm)}/action"
@@ -122,6 +137,8 @@ def test_the_plan_executes_and_nova_accepts_every_move(sb: manager.Running, tmp_
     by_name = {v.name: v.id for v in inv.vms}
     assert planned[by_name["server-1"]] in ("cmp-1", "cmp-3")  # a VGPU of its type
     assert planned[by_name["server-2"]] in ("cmp-1", "cmp-4")  # CUSTOM_SSD
+    assert planned[by_name["server-3"]] in ("cmp-1", "cmp-3")  # fast
+    assert planned[by_name["server-5"]] != "cmp-4"  # isolated to proj-b
     r = rollwave(
         "execute",
         plan_path,

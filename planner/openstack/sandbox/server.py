@@ -93,7 +93,9 @@ class Sandbox:
         driver.CONTROL.migration_seconds = float(self.spec.get("migration_seconds", 1.0))
         link = self.spec.get("migration_link_mib_s")
         driver.CONTROL.link_mib_s = None if link is None else float(link)
-        self.harness = harness.make_harness()
+        from planner.openstack.sandbox import seed
+
+        self.harness = harness.make_harness(seed.scheduler_filters(self.inv))
         self.nova_config(dict(self.spec.get("nova_libvirt") or {}))
         self._phase("harness", t0)
         self.admin = self.harness.admin_api
