@@ -12,7 +12,13 @@ import pytest
 from planner.capacity import CapacityModel
 from planner.checker import check_plan
 from planner.errors import InfeasibleError, InputError
-from planner.formats import inventory_from_dict, inventory_to_dict, load_inventory, save_inventory
+from planner.formats import (
+    inventory_from_dict,
+    inventory_to_dict,
+    load_inventory,
+    save_inventory,
+    save_policy,
+)
 from planner.inventory import Units
 from planner.placement import acceptance, vm_refusal
 from solver.context import build_context
@@ -20,6 +26,7 @@ from solver.exact import decide
 from solver.params import SolveParams
 from solver.solve import SolveOptions, solve
 from tests.clouds import GPU, Cloud, edit_host, edit_vm, gpu_cloud, policy
+from tests.test_cli import clean, rollwave
 
 
 def test_a_vgpu_is_counted_on_its_providers_type() -> None:
@@ -166,3 +173,15 @@ def test_no_plan_when_every_other_host_is_forbidden() -> None:
     with pytest.raises(InfeasibleError) as e:
         solve(inv, policy(1, failures=0), SolveOptions(effort=0.3, time_limit=30))
     assert any(b["key"] == "aggregates:not iso" for b in e.value.blame), e.value.blame
+
+
+def test_plan_and_check_warn_about_drift(tmp_path: Path) -> None:
+    inv = edit_host(gpu_cloud(), "cmp-2", drift=("consumer c1 holds VCPU 4 on cmp-2",))
+    inv_path, pol_path, plan_path = (tmp_path / n for n in ("i.json", "p.json", "plan.json"))
+    save_inventory(inv, inv_path)
+    save_policy(policy(1, failures=0), pol_path)
+    r = clean(rollwave("plan", inv_path, "--policy", pol_path, "-o", plan_path))
+    assert r.code == 0, r
+    assert "warning: Placement drift on cmp-2: consumer c1 holds VCPU 4 on cmp-2" in r.err
+    r = clean(rollwave("check", inv_path, plan_path))
+    assert r.code == 0 and "consumer c1 holds VCPU 4" in r.err, r

@@ -3,16 +3,17 @@ accepts for it (`planner.placement`: the flavor's `trait:X=required|forbidden`, 
 min_unit, max_unit and step_size, the nested provider of the same type for a vGPU's VGPU).
 Capacity itself is the capacity family's. Proofs name the VMs of one set of needs
 `placement:<needs>`. Before any wave, the hosts whose Placement usages disagree with their VMs'
-allocations (the snapshot's drift notes) are warnings: the plan counts what Placement counts."""
+allocations (the snapshot's drift notes) are warnings: the plan counts what Placement counts.
+A VM no other host accepts is the solver's pre-check's to report (`solver.precheck`, with this
+family's words), as for AZ and aggregate pins."""
 
 from __future__ import annotations
 
 from planner.inventory import Inventory
-from planner.placement import acceptance, describe, has_limits, vm_refusal
+from planner.placement import acceptance, has_limits, vm_refusal
 from planner.plan import Migration
 from planner.policy import Policy
 from planner.rules.base import (
-    BoundsContext,
     Family,
     Numbered,
     Out,
@@ -65,31 +66,6 @@ def _migrations(
             )
 
 
-def _bound(bc: BoundsContext) -> None:
-    """A VM that must leave a host to upgrade, and that no other available host Placement
-    accepts: no plan moves it."""
-    inv = bc.inv
-    acc = acceptance(inv)
-    if not acc.active:
-        return
-    avail = [h.is_compute and h.available for h in inv.hosts]
-    index = {h.name: i for i, h in enumerate(inv.hosts)}
-    for vm in inv.vms:
-        if vm.host not in bc.upgrade_names or vm.migration == "none":
-            continue
-        mask = acc.mask(vm)
-        if mask is None:
-            continue
-        own = index[vm.host]
-        if not any(ok and a for i, (ok, a) in enumerate(zip(mask, avail, strict=True)) if i != own):
-            needs = describe(inv, vm)
-            bc.obstacle(
-                f"{vm_label(inv, vm.id)} needs {needs}; no other available host has it",
-                "placement",
-                words(needs).key,
-            )
-
-
 def _active(inv: Inventory, policy: Policy) -> bool:
     return has_limits(inv) or any(h.drift for h in inv.hosts)
 
@@ -104,7 +80,6 @@ FAMILY = Family(
     },
     plan=_plan,
     migrations=_migrations,
-    bound=_bound,
     owns=lambda key: key.startswith("placement:"),
     active=_active,
 )
