@@ -4,7 +4,8 @@
   /resource_providers` at 1.14 carries `root_provider_uuid`, so no call per tree), each nested
   one with its inventory (total, reserved, allocation_ratio, min_unit, max_unit, step_size).
 - Traits of every provider of a tree (`GET /resource_providers/{uuid}/traits`, 1.6).
-- Usages (`/usages`) and allocations (`/allocations`, per consumer) of every provider.
+- Allocations of every provider, per consumer (`/allocations`); its usages are their sums (as
+  Placement computes them), so `/usages` is not asked.
 
 The plan counts what Placement counts (it is what the scheduler sees): a VM's `resources` are
 its allocations on its host's providers, and usage on a host that no VM of the inventory
@@ -66,7 +67,7 @@ def read_trees(
     calls: list[tuple[Tree, str, str]] = []
     for t in trees.values():
         for uuid in t.names:
-            calls += [(t, uuid, "traits"), (t, uuid, "usages"), (t, uuid, "allocations")]
+            calls += [(t, uuid, "traits"), (t, uuid, "allocations")]
         calls += [(t, uuid, "inventories") for uuid in t.children]
 
     def one(c: tuple[Tree, str, str]) -> Any:
@@ -77,13 +78,16 @@ def read_trees(
     for (t, uuid, what), got in zip(calls, results, strict=True):
         if what == "traits":
             t.traits[uuid] = sorted(str(x) for x in got)
-        elif what == "usages":
-            t.usages[uuid] = {str(k): int(v) for k, v in got.items() if int(v)}
         elif what == "allocations":
             t.allocations[uuid] = {
                 str(c): {str(k): int(v) for k, v in (a.get("resources") or {}).items()}
                 for c, a in got.items()
             }
+            usage: dict[str, int] = {}
+            for alloc in t.allocations[uuid].values():
+                for rc, n in alloc.items():
+                    usage[rc] = usage.get(rc, 0) + n
+            t.usages[uuid] = usage
         else:
             t.inventories[uuid] = got
     for t in trees.values():

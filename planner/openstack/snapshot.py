@@ -13,6 +13,9 @@ Where each field comes from (docs/cli.md has the operator's version):
   `rollwave_<field>`, else migration by status (ACTIVE/PAUSED: live, SHUTOFF/SUSPENDED: cold,
   other: none).
 - controllers and HA groups: the mapping file only.
+- Placement's view (`planner.openstack.placement`): nested providers, traits, units; VM
+  resources are Placement's allocations; usage no VM accounts for, and drift notes. Aggregates
+  a VM may or may not use by Nova's aggregate filters (`planner.openstack.filters`).
 """
 
 from __future__ import annotations
