@@ -88,11 +88,14 @@ class Acceptance:
         self.inv = inv
         self.active = has_limits(inv)
         self._masks: dict[Signature, npt.NDArray[np.bool_]] = {}
+        self._by_vm: dict[str, npt.NDArray[np.bool_] | None] = {}
 
     def mask(self, vm: VM) -> npt.NDArray[np.bool_] | None:
         """None when Placement accepts this VM on every compute host."""
         if not self.active:
             return None
+        if vm.id in self._by_vm:
+            return self._by_vm[vm.id]
         sig = signature(self.inv, vm)
         m = self._masks.get(sig)
         if m is None:
@@ -103,7 +106,9 @@ class Acceptance:
             )
             m.setflags(write=False)
             self._masks[sig] = m
-        return None if bool(m.all()) else m
+        got = None if bool(m.all()) else m
+        self._by_vm[vm.id] = got
+        return got
 
 
 def acceptance(inv: Inventory) -> Acceptance:
