@@ -130,6 +130,8 @@ class Sandbox:
                 )
             )
         self._create_aggregate(LABELS_AGGREGATE, None, seed.label_metadata(self.inv), ())
+        if seed.scheduler_filters(self.inv):
+            self._await_scheduler_aggregates(aggs)
         self._phase("aggregates", t0)
 
         t0 = time.monotonic()
@@ -145,6 +147,28 @@ class Sandbox:
             if h.get("up", True) is False:
                 self._take_down(h["name"])
         self._phase("services", t0)
+
+    def _await_scheduler_aggregates(self, aggs: list[Any], timeout: float = 60.0) -> None:
+        """Make the scheduler know every aggregate's hosts and metadata before a boot that an
+        aggregate filter judges (opt-in: only when the seed enables such a filter). They reach
+        it as casts, one per API call, and memberships added in parallel may land out of order
+        (the last one an older state): once they are in, it reloads them all from the database,
+        as it does at start."""
+        hm = self.harness.scheduler_service.manager.host_manager
+        deadline = time.monotonic() + timeout
+        while True:
+            time.sleep(0.5)  # the casts in flight land first
+            hm._init_aggregates()
+            known = {a.name: a for a in list(hm.aggs_by_id.values())}
+            if all(
+                a.name in known
+                and set(a.hosts) <= set(known[a.name].hosts)
+                and dict(a.metadata).items() <= dict(known[a.name].metadata).items()
+                for a in aggs
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the scheduler did not learn the seeded aggregates in time")
 
     def _ghost_consumers(self, usage: dict[str, dict[str, int]]) -> None:
         """An allocation in Placement, for a consumer Nova does not know, per host asked
