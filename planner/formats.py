@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from planner import formats_sbs
+from planner import formats_placement, formats_sbs
 from planner.documents import (
     FORMAT_VERSION,
     KINDS,
@@ -208,6 +208,7 @@ def _host(r: Reader, x: Any, i: int) -> Host | None:
         reserved=reserved,
         allocation_ratio=ratio,
         disabled_reason=r.str_(d, "disabled_reason", loc, required=False, nullable=True),
+        **formats_placement.host_fields(r, d, loc),
     )
     return host if len(r.problems) == n else None
 
@@ -241,6 +242,7 @@ def _vm(r: Reader, x: Any, i: int) -> VM | None:
             d, "dirty_rate_mb_s", loc, required=False, minimum=0.0, nullable=True
         ),
         local_disk=local_disk,
+        **formats_placement.vm_fields(r, d, loc),
     )
     return vm if len(r.problems) == n else None
 
@@ -385,7 +387,7 @@ def _host_dict(h: Host) -> dict[str, Any]:
     }
     if h.disabled_reason is not None:
         d["disabled_reason"] = h.disabled_reason
-    return d
+    return d | formats_placement.host_dict(h)
 
 
 def _vm_dict(v: VM) -> dict[str, Any]:
@@ -405,7 +407,7 @@ def _vm_dict(v: VM) -> dict[str, Any]:
         d["dirty_rate_mb_s"] = v.dirty_rate_mb_s
     if v.local_disk is not None:
         d["local_disk"] = v.local_disk
-    return d
+    return d | formats_placement.vm_dict(v)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from planner.app.planning import solve_and_check
@@ -225,6 +226,10 @@ def plan_cmd(
     save_plan(plan, output)
     for note in outcome.notes:
         err.print(f"[yellow]note[/]: {note}", markup=True)
+    for h in inv.hosts:  # the snapshot's drift notes: the plan counted Placement's usage
+        for note in h.drift:
+            text = escape(f"Placement drift on {h.name}: {note}")
+            err.print(f"[yellow]warning[/]: {text}", markup=True)
     if outcome.wall_clock_hit:
         err.print(
             "[yellow]note[/]: the time limit cut the search short; another run may differ "

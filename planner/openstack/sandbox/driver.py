@@ -50,6 +50,10 @@ class HostSpec:
     reserved: dict[str, int] = field(default_factory=dict)
     allocation_ratio: dict[str, float] = field(default_factory=dict)
     version: str = "unknown"
+    # Opt-in (an inventory host's `traits` and `providers`): Placement traits on the compute
+    # node, and nested providers (name -> capacity, reserved, allocation_ratio, traits).
+    traits: tuple[str, ...] = ()
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -143,6 +147,7 @@ class SandboxDriver(fake.FakeDriver):  # type: ignore[misc]
             if total > 0
         }
         provider_tree.update_inventory(nodename, inventory)
+        _placement_tree(provider_tree, nodename, spec)
 
     def check_can_live_migrate_source(
         self, context: Any, instance: Any, dest_check_data: Any, block_device_info: Any = None
@@ -368,3 +373,30 @@ def _save(
     if disk is not None:
         record.disk_total, record.disk_processed, record.disk_remaining = disk
     record.save()
+
+
+def _placement_tree(provider_tree: Any, nodename: str, spec: HostSpec) -> None:
+    """The host's traits and nested providers, as a vGPU driver reports a physical GPU
+    (`new_child`, its own inventory and traits; the pattern of fake.py's nested drivers).
+    Nothing when the inventory has neither."""
+    if spec.traits:
+        provider_tree.add_traits(nodename, *spec.traits)
+    for name, p in spec.providers.items():
+        if not provider_tree.exists(name):
+            provider_tree.new_child(name, nodename)
+        cap = {str(k): int(v) for k, v in (p.get("capacity") or {}).items()}
+        provider_tree.update_inventory(
+            name,
+            {
+                rc: {
+                    "total": total,
+                    "max_unit": total,
+                    "reserved": int((p.get("reserved") or {}).get(rc, 0)),
+                    "allocation_ratio": float((p.get("allocation_ratio") or {}).get(rc, 1.0)),
+                    **_UNIT,
+                }
+                for rc, total in cap.items()
+            },
+        )
+        if p.get("traits"):
+            provider_tree.add_traits(name, *p["traits"])
