@@ -11,7 +11,7 @@ from rich.table import Table
 
 from planner.app.planning import solve_and_check
 from planner.app.schedule import parse_start
-from planner.cli.common import emit_json, err, format_option, out, path_arg
+from planner.cli.common import OutputPath, emit_json, err, format_option, out, path_arg
 from planner.errors import InfeasibleError, UsageError
 from planner.formats import load_inventory, load_policy, save_plan
 from planner.policy import selector_problem
@@ -74,7 +74,7 @@ def _n(x: float | None) -> str:
     "-o",
     "--output",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=OutputPath(),
     help="Plan file to write (JSON).",
 )
 @click.option(
@@ -168,6 +168,12 @@ def plan_cmd(
                 raise UsageError(f"{opt}: {problem}")
     if first or last:
         policy = policy.with_changes(first=policy.first + first, last=policy.last + last)
+    if not any(h.is_compute for h in inv.hosts):
+        err.print(
+            f"[yellow]note[/]: {inventory} has no compute host: the plan upgrades its controllers "
+            "only, and no VM moves",
+            markup=True,
+        )
     options = SolveOptions(
         planner=planner,  # type: ignore[arg-type]
         time_limit=time_limit,
