@@ -413,3 +413,11 @@ def test_random_corruptions_only_ever_exit_0_to_3(files: dict[str, Path], kind: 
                 assert r.code in (0, 1, 2, 3), r
 
     run()
+
+
+@pytest.mark.parametrize("command", ["plan", "whatif"])
+def test_a_seed_past_cp_sats_32_bits_is_a_usage_error(files: dict[str, Path], command: str) -> None:
+    args: list[object] = [command, files["inventory"], "--policy", files["policy"]]
+    args += ["-o", files["dir"] / "p.json"] if command == "plan" else ["--vary", "failures=0"]
+    run = clean(rollwave(*args, "--seed", 10**30))
+    assert run.code == 2 and "--seed" in run.err, run

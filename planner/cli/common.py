@@ -65,3 +65,7 @@ class OutputPath(click.Path):
         path = super().convert(value, param, ctx)
         check_output(os.fsdecode(path))
         return path
+
+
+# CP-SAT's random_seed is a 32-bit integer: a larger --seed is a usage error (exit 2), not a crash.
+SEED = click.IntRange(-(2**31), 2**31 - 1)

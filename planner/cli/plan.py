@@ -7,14 +7,16 @@ import time
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from planner.app.planning import solve_and_check
 from planner.app.schedule import parse_start
-from planner.cli.common import OutputPath, emit_json, err, format_option, out, path_arg
+from planner.cli.common import SEED, OutputPath, emit_json, err, format_option, out, path_arg
 from planner.errors import InfeasibleError, UsageError
 from planner.formats import load_inventory, load_policy, save_plan
 from planner.policy import selector_problem
+from planner.rules.version import warnings as version_warnings
 from sim.model import load_model
 from solver.solve import PLANNERS, SolveOptions, SolveOutcome
 
@@ -93,7 +95,7 @@ def _n(x: float | None) -> str:
     "unless this cap cuts the search short.",
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Same input and seed, same plan."
+    "--seed", type=SEED, default=0, show_default=True, help="Same input and seed, same plan."
 )
 @click.option(
     "--workers",
@@ -174,6 +176,8 @@ def plan_cmd(
             "only, and no VM moves",
             markup=True,
         )
+    for w in version_warnings(inv, policy):
+        err.print(f"[yellow]warning[/]: {escape('[version] ' + w)}", markup=True)
     options = SolveOptions(
         planner=planner,  # type: ignore[arg-type]
         time_limit=time_limit,
