@@ -93,7 +93,7 @@ def files(base_files: dict[str, Path], tmp_path: Path) -> dict[str, Path]:
     return {**out, "dir": tmp_path}
 
 
-def _edit(path: Path, where: str, value: Any, name: str | None = None) -> Path:
+def _edit(path: Path, where: str, value: Any) -> Path:
     """A copy of the JSON file with the value at `where` (keys and list indices split by `.`)."""
     data = json.loads(path.read_text())
     node = data
@@ -104,7 +104,7 @@ def _edit(path: Path, where: str, value: Any, name: str | None = None) -> Path:
         node[int(last)] = value
     else:
         node[last] = value
-    out = path.with_name(name or f"edited-{path.name}")
+    out = path.with_name(f"edited-{path.name}")
     out.write_text(json.dumps(data))
     return out
 
