@@ -383,9 +383,8 @@ def corruptions(draw: st.DrawFn, data: Any) -> bytes:
             if how == "drop" and isinstance(node, dict):
                 node.pop(path[-1], None)
             else:
-                node[path[-1]] = draw(st.sampled_from([*NASTY, "deep"]))
-                if node[path[-1]] == "deep":
-                    node[path[-1]] = _deep()
+                value = draw(st.sampled_from([*NASTY, "deep"]))
+                node[path[-1]] = _deep() if value == "deep" else copy.deepcopy(value)
         except (KeyError, IndexError, TypeError):
             continue  # an earlier corruption changed the shape above this path
     return json.dumps(doc).encode()
@@ -397,7 +396,7 @@ def test_random_corruptions_only_ever_exit_0_to_3(files: dict[str, Path], kind: 
     data = json.loads(f[kind].read_text())
 
     @settings(
-        max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None
     )
     @given(corruptions(data))
     def run(raw: bytes) -> None:
