@@ -184,6 +184,11 @@ def test_a_huge_float_is_bad_input(files: dict[str, Path]) -> None:
     bad_input(rollwave(*commands(files, model=f)[2]), f, "network.nic_gbps: must be <= 1e+15")
 
 
+def test_a_lognormal_sigma_that_overflows_is_bad_input(files: dict[str, Path]) -> None:
+    f = _edit(files["model"], "upgrade.compute.lognormal.sigma", 500)
+    bad_input(rollwave(*commands(files, model=f)[2]), f, "upgrade.compute.lognormal.sigma")
+
+
 def _at_the_ceilings(files: dict[str, Path]) -> dict[str, Path]:
     inv = json.loads(files["inventory"].read_text())
     for h in inv["hosts"]:
