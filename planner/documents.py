@@ -8,7 +8,9 @@ import contextlib
 import gc
 import hashlib
 import json
+import math
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from planner.reader import MISSING, type_name
 FORMAT_VERSION = "1.0"
 MAJOR = 1
 KINDS = ("inventory", "policy", "plan")
+_TOO_DEEP = "nested too deeply to read (rollwave files nest a few levels deep)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -32,18 +35,42 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_bytes(_read_bytes(path))
+
+
+def _kind_of(mode: int) -> str | None:
+    """What a file that is not a regular file is, in words; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return "not a regular file"
+
+
+def _refuse_special(name: str, mode: int) -> None:
+    what = _kind_of(mode)
+    if what == "a directory":
+        raise InputError(name, "is a directory, not a file")
+    if what is not None:
+        raise InputError(name, f"is {what}, not a regular file; rollwave reads regular files")
 
 
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """Only regular files are read: anything else (a FIFO with no writer would wait forever, a
+    device never ends) is refused before it is opened, and the file is opened non-blocking and
+    checked again, in case it changed between the two."""
     name = os.fspath(path)
     try:
-        with open(name, "rb") as f:
-            return f.read()
+        _refuse_special(name, os.stat(name).st_mode)
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise InputError(name, "no such file") from None
     except IsADirectoryError:
@@ -52,6 +79,17 @@ def _read_bytes(path: str | os.PathLike[str]) -> bytes:
         raise InputError(name, "permission denied") from None
     except OSError as exc:
         raise InputError(name, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        _refuse_special(name, os.fstat(fd).st_mode)  # it may have changed since the stat
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            return f.read()
+    except OSError as exc:
+        raise InputError(name, f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
@@ -70,11 +108,15 @@ def parse_bytes(data: bytes, file: str) -> Any:
         return _parse_yaml(text, file)
     try:
         return json.loads(text)
+    except RecursionError:
+        raise InputError(file, _TOO_DEEP) from None
     except json.JSONDecodeError as exc:
         if suffix == ".json":
             raise InputError(
                 file, Problem(f"line {exc.lineno} column {exc.colno}", f"invalid JSON: {exc.msg}")
             ) from None
+    except ValueError as exc:  # an integer of thousands of digits (Python's conversion limit)
+        raise InputError(file, f"cannot read: {exc}") from None
     return _parse_yaml(text, file)
 
 
@@ -82,6 +124,10 @@ def _parse_yaml(text: str, file: str) -> Any:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         return yaml.load(text, Loader=loader)  # a safe loader
+    except RecursionError:  # the pure-Python loader; libyaml stops at depth 1000 itself
+        raise InputError(file, _TOO_DEEP) from None
+    except ValueError as exc:  # an integer of thousands of digits, a date like 2026-13-45
+        raise InputError(file, f"cannot read: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
@@ -129,9 +175,7 @@ def _major(version: Any) -> int | None:
         return None
     if isinstance(version, int):
         return version
-    if isinstance(version, float) and version.is_integer():
-        return int(version)
-    if isinstance(version, float):
+    if isinstance(version, float) and math.isfinite(version):
         return int(version)
     if isinstance(version, str):
         head = version.strip().split(".")[0]
@@ -187,6 +231,35 @@ def _dump(x: Any, depth: int, expand: int, out: list[str]) -> None:
         out.append("\n" + "  " * depth + "]")
 
 
+def check_output(path: str | os.PathLike[str]) -> Path:
+    """Judge an output path before any work is done (and again when writing): its directory must
+    exist, and the path must be absent or a regular file. A symbolic link, a device (`/dev/full`),
+    a FIFO or a socket is refused, not replaced: the atomic rename would put the output in its
+    place. Returns the directory the file goes in."""
+    name = os.fspath(path)
+    target = Path(name)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        there = "is not a directory" if parent.exists() else "does not exist"
+        raise InputError(name, f"cannot write: directory {str(parent)!r} {there}")
+    try:
+        mode: int | None = os.lstat(name).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise InputError(name, f"cannot write: {exc.strerror or exc}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise InputError(name, "cannot write: is a directory")
+    if mode is not None and not stat.S_ISREG(mode):
+        what = _kind_of(mode)
+        raise InputError(
+            name, f"cannot write: is {what}; rollwave writes only new or regular files"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(name, f"cannot write: directory {str(parent)!r} is not writable")
+    return parent
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write via a temporary file in the same directory and rename: never a half-written file,
     and an existing file is either replaced whole or left as it was.
@@ -202,11 +275,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """`write_text_atomic` for binary outputs (e.g. a report's PNG plots)."""
     target = Path(path)
     name = os.fspath(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(name, f"cannot write: directory {str(parent)!r} does not exist")
-    if target.is_dir():
-        raise InputError(name, "cannot write: is a directory")
+    parent = check_output(name)
     try:
         mode = target.stat().st_mode & 0o7777
     except OSError:

@@ -44,6 +44,7 @@ from planner.inventory import (
     Inventory,
     ServerGroup,
 )
+from planner.limits import check_effective
 from planner.plan import (
     ALL_METHODS,
     MIGRATION_REMEDIES,
@@ -195,6 +196,7 @@ def _host(r: Reader, x: Any, i: int) -> Host | None:
                 _at(_at(loc, "reserved"), rc),
                 f"reserved {res} is more than the capacity {capacity[rc]}",
             )
+    check_effective(r.bad, loc, capacity, reserved, ratio)
     host = Host(
         name=r.str_(d, "name", loc, default=""),
         role=role,

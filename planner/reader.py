@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from planner.errors import InputError, Problem
+from planner.limits import MAX_FLOAT, MAX_INT, shown
 
 _RC_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 MISSING = object()  # a key absent from its object (not the same as null)
@@ -32,6 +33,10 @@ def type_name(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def _g(value: float) -> str:
+    return shown(value) if isinstance(value, int) and abs(value) >= 10**20 else f"{value:g}"
 
 
 def at(loc: str, key: str | int) -> str:
@@ -147,10 +152,12 @@ class Reader:
             what = {0: "must not be negative", 1: "must be positive"}.get(
                 minimum, f"must be at least {minimum}"
             )
-            self.bad(loc, f"{what}, got {value}")
+            self.bad(loc, f"{what}, got {shown(value)}")
             return default
+        if maximum is None and value > MAX_INT:  # every integer has a ceiling (planner.limits)
+            maximum, beyond = MAX_INT, " (the largest integer rollwave reads)"
         if maximum is not None and value > maximum:
-            self.bad(loc, f"must be at most {maximum:,}{beyond}, got {value:,}")
+            self.bad(loc, f"must be at most {maximum:,}{beyond}, got {shown(value)}")
             return default
         return value
 
@@ -187,11 +194,13 @@ class Reader:
         if value != value or value in (float("inf"), float("-inf")):
             self.bad(loc, f"must be a finite number, got {value}")
             return default
+        if maximum is None and value > MAX_FLOAT:  # every number has a ceiling (planner.limits)
+            maximum = MAX_FLOAT
         if minimum is not None and (value <= minimum if exclusive_min else value < minimum):
-            self.bad(loc, f"must be {'>' if exclusive_min else '>='} {minimum:g}, got {value:g}")
+            self.bad(loc, f"must be {'>' if exclusive_min else '>='} {minimum:g}, got {_g(value)}")
             return default
         if maximum is not None and value > maximum:
-            self.bad(loc, f"must be <= {maximum:g}, got {value:g}")
+            self.bad(loc, f"must be <= {maximum:g}, got {_g(value)}")
             return default
         return float(value)
 

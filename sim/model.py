@@ -540,7 +540,9 @@ def _distribution(r: Reader, x: Any, loc: str) -> Distribution | None:
         return None
     _unknown(r, q, f"{loc}.lognormal", ("median", "sigma"))
     med = r.num(q, "median", f"{loc}.lognormal", minimum=0.0, exclusive_min=True)
-    sig = r.num(q, "sigma", f"{loc}.lognormal", required=False, default=0.25, minimum=0.0)
+    sig = r.num(  # past 10, e^(sigma z) overflows to infinite durations
+        q, "sigma", f"{loc}.lognormal", required=False, default=0.25, minimum=0.0, maximum=10.0
+    )
     if len(r.problems) > n:
         return None
     return Distribution("lognormal", float(med), float(sig))

@@ -217,7 +217,7 @@ def room_of(st: PlacementState, hosts: IntArray | None = None) -> Any:
     else:
         cap, free = ctx.cap[hosts], m.free[hosts]
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(cap > 0, free / np.maximum(cap, 1), np.inf).min(axis=-1)
+        r = np.where(cap > 0, free / np.maximum(cap, 1), np.inf).min(axis=-1, initial=np.inf)
     return np.where(np.isfinite(r), r, 0.0)
 
 

@@ -263,8 +263,9 @@ def stop_a_vm_that_can_move(data: st.DataObject, inv: Inventory, plan: Plan) -> 
 def drop_a_host_from_every_wave(data: st.DataObject, inv: Inventory, plan: Plan) -> Mutated | None:
     host = str(pick(data, list(plan.hosts)))
     # VMs that stay on the host may meet migrations planned for them later (source), even
-    # one back to this very host (destination: its current host).
-    also = DOWNSTREAM | {"source", "destination"}
+    # one back to this very host (destination: its current host); the host keeps its old
+    # release, so a move onto it from a host running a newer one is refused (version).
+    also = DOWNSTREAM | {"source", "destination", "version"}
     return Mutated(inv, remove_host(plan, host), "coverage", None, (host,), also)
 
 

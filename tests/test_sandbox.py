@@ -393,3 +393,25 @@ def test_pagination_collects_every_page(sb: manager.Running, conn: Any) -> None:
         )
     )
     assert [len(p) for p in groups] == [1, 1]
+
+
+def test_novas_pinned_az_wins_over_the_mapping(
+    sb: manager.Running, conn: Any, tmp_path: Path
+) -> None:
+    """docs/cli.md (`snapshot`): Nova's scheduler keeps a pinned VM in its AZ whatever a plan
+    says, so the cloud's pin wins; the mapping pins only VMs Nova left free, and says so when
+    it is overruled."""
+    m = json.loads(sb.mapping_file.read_text())
+    m["vms"] = {"server-2": {"az": "az1"}, "server-1": {"az": "az1"}}
+    f = tmp_path / "mapping.json"
+    f.write_text(json.dumps(m))
+    notes: list[str] = []
+    inv, _ = snapshot.collect(Api(conn), "s", mapping.load(f), notes.append)
+    az = {v["name"]: v["az"] for v in inv["vms"]}
+    assert az["server-2"] == "az2"  # booted into az2: Nova pinned it
+    assert az["server-1"] == "az1"  # Nova left it free: the mapping pins it
+    assert az["server-3"] is None
+    assert [n for n in notes if "pinned" in n] == [
+        "note: the mapping's az of 1 VMs (server-2) differs from the AZ Nova pinned them to; "
+        "Nova's pin is kept (its scheduler would refuse any other)"
+    ]

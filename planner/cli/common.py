@@ -12,6 +12,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from planner.documents import check_output
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Human output on stdout; progress, logs and errors on stderr, so `--format json` stays clean.
@@ -49,3 +51,21 @@ def kv_table(title: str, rows: list[tuple[str, Any]]) -> Table:
 def path_arg(name: str, **kw: Any) -> Callable[[F], F]:
     """A positional file argument; existence is checked by the loaders (exit 2, clear message)."""
     return click.argument(name, type=click.Path(dir_okay=False, path_type=str), **kw)
+
+
+class OutputPath(click.Path):
+    """An output file option, judged while the command line is parsed, before any work: its
+    directory must exist and it must be absent or a regular file (`documents.check_output`).
+    A solve of minutes must not end in "cannot write"."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=str)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        check_output(os.fsdecode(path))
+        return path
+
+
+# CP-SAT's random_seed is a 32-bit integer: a larger --seed is a usage error (exit 2), not a crash.
+SEED = click.IntRange(-(2**31), 2**31 - 1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from planner.cli.common import kv_table, out
+from planner.cli.common import OutputPath, kv_table, out
 from planner.errors import InputError
 from planner.formats import save_inventory, save_policy
 from planner.generate import (
@@ -115,12 +115,12 @@ def _extra(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     "-o",
     "--output",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=OutputPath(),
     help="Inventory file to write (JSON).",
 )
 @click.option(
     "--policy-out",
-    type=click.Path(dir_okay=False),
+    type=OutputPath(),
     default=None,
     help="Also write a matching policy (N+1 per AZ, controllers first).",
 )

@@ -13,10 +13,11 @@ from rich.table import Table
 from planner.app.planning import solve_and_check
 from planner.app.schedule import parse_start
 from planner.cli import plan_sbs
-from planner.cli.common import emit_json, err, format_option, out, path_arg
+from planner.cli.common import SEED, OutputPath, emit_json, err, format_option, out, path_arg
 from planner.errors import InfeasibleError, UsageError
 from planner.formats import load_inventory, load_policy, save_plan
 from planner.policy import selector_problem
+from planner.rules.version import warnings as version_warnings
 from sim.model import load_model
 from solver.solve import PLANNERS, SolveOptions, SolveOutcome
 
@@ -76,7 +77,7 @@ def _n(x: float | None) -> str:
     "-o",
     "--output",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=OutputPath(),
     help="Plan file to write (JSON).",
 )
 @click.option(
@@ -95,7 +96,7 @@ def _n(x: float | None) -> str:
     "unless this cap cuts the search short.",
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Same input and seed, same plan."
+    "--seed", type=SEED, default=0, show_default=True, help="Same input and seed, same plan."
 )
 @click.option(
     "--workers",
@@ -206,6 +207,14 @@ def plan_cmd(
                 raise UsageError(f"{opt}: {problem}")
     if first or last:
         policy = policy.with_changes(first=policy.first + first, last=policy.last + last)
+    if not any(h.is_compute for h in inv.hosts):
+        err.print(
+            f"[yellow]note[/]: {inventory} has no compute host: the plan upgrades its controllers "
+            "only, and no VM moves",
+            markup=True,
+        )
+    for w in version_warnings(inv, policy):
+        err.print(f"[yellow]warning[/]: {escape('[version] ' + w)}", markup=True)
     options = SolveOptions(
         planner=planner,  # type: ignore[arg-type]
         time_limit=time_limit,

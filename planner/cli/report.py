@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from planner.app.report import check_output_paths, write_html_report
-from planner.cli.common import emit_json, err, format_option, out, path_arg
+from planner.cli.common import OutputPath, emit_json, err, format_option, out, path_arg
 from planner.formats import load_inventory, load_plan
 from planner.report.schedule import EstimateModel
 from planner.report.timeline import read_montecarlo, read_timeline
@@ -21,7 +21,7 @@ _DEFAULT = EstimateModel()
     "-o",
     "--output",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=OutputPath(),
     help="HTML file to write (self-contained: plots embedded, opens offline).",
 )
 @click.option(

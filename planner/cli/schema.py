@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from planner.cli.common import OutputPath
 from planner.formats import KINDS, schema_text, write_text_atomic
 
 
@@ -12,7 +13,7 @@ from planner.formats import KINDS, schema_text, write_text_atomic
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False),
+    type=OutputPath(),
     default=None,
     help="Write the schema to this file instead of stdout.",
 )

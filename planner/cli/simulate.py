@@ -16,7 +16,7 @@ from planner.app.schedule import parse_start
 from planner.app.simulation import in_calendar, monte_carlo, prepare_run, simulate_once
 from planner.capacity import format_amount
 from planner.cli import simulate_sbs
-from planner.cli.common import emit_json, err, format_option, kv_table, out, path_arg
+from planner.cli.common import OutputPath, emit_json, err, format_option, kv_table, out, path_arg
 from planner.errors import ExitCode
 from planner.formats import load_inventory, load_plan
 from sim.engine import OUTCOME_NAMES, Prepared, SimResult
@@ -62,7 +62,7 @@ from sim.timeline import hms, result_to_dict, summary
     "-o",
     "--output",
     "timeline",
-    type=click.Path(dir_okay=False),
+    type=OutputPath(),
     default=None,
     help="Timeline file to write: JSON lines, or CSV if the name ends in .csv. "
     "With --runs, the timeline of the median-makespan run.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from planner.cli.common import OutputPath
 from planner.openstack import invio
 
 
@@ -18,7 +19,7 @@ from planner.openstack import invio
     "-o",
     "--output",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=OutputPath(),
     help="Inventory file to write (JSON).",
 )
 @click.option(

@@ -18,7 +18,7 @@ from rich.table import Table
 from planner.app import distributed
 from planner.app.schedule import parse_start
 from planner.app.whatif import SweepConfig, sweep
-from planner.cli.common import emit_json, err, out, path_arg
+from planner.cli.common import SEED, OutputPath, emit_json, err, out, path_arg
 from planner.errors import UsageError
 from planner.formats import load_inventory, load_policy, policy_to_dict, write_bytes_atomic
 from planner.report import plots
@@ -95,7 +95,7 @@ COLUMNS = (
 )
 @click.option(
     "--seed",
-    type=int,
+    type=SEED,
     default=0,
     show_default=True,
     help="Base seed; every combination uses the same seeds.",
@@ -139,7 +139,7 @@ COLUMNS = (
 @click.option(
     "--plot",
     "plot_path",
-    type=click.Path(dir_okay=False),
+    type=OutputPath(),
     default=None,
     help="Write the trade-off plot (makespan against risk) as PNG.",
 )

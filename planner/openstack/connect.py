@@ -7,12 +7,13 @@ the call and the HTTP status, never a traceback and never a token.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from planner.errors import CloudError
+from planner.errors import CloudError, UsageError
 
 T = TypeVar("T")
 
@@ -20,6 +21,7 @@ T = TypeVar("T")
 def connect(cloud: str | None) -> Any:
     """An openstacksdk Connection for `cloud` (None: OS_CLOUD or the OS_* variables)."""
     import openstack
+    from keystoneauth1 import exceptions as ks_exc
     from openstack import exceptions as sdk_exc
 
     try:
@@ -27,6 +29,29 @@ def connect(cloud: str | None) -> Any:
     except sdk_exc.ConfigException as exc:
         where = f"cloud {cloud!r}" if cloud else "the OS_* environment"
         raise CloudError(f"cannot configure a connection from {where}: {exc}") from None
+    except (ks_exc.MissingRequiredOptions, ks_exc.MissingAuthPlugin) as exc:
+        raise UsageError(no_cloud_message(cloud, exc)) from None
+
+
+def no_cloud_message(cloud: str | None, exc: Exception) -> str:
+    """What to configure when openstacksdk found too little to authenticate (often: nothing)."""
+    missing = getattr(exc, "options", None) or []
+    names = ", ".join(getattr(o, "dest", str(o)) for o in missing)
+    if cloud:
+        what = f"cloud {cloud!r} lacks"
+    elif any(k.startswith("OS_") for k in os.environ):
+        what = "the OS_* variables lack"
+    else:
+        what = "no cloud is configured: rollwave found no"
+    lack = f" (missing: {names})" if names else ""
+    return (
+        f"{what} credentials to authenticate with{lack}. Configure one of:\n"
+        "  --os-cloud NAME (or OS_CLOUD=NAME) naming an entry of clouds.yaml: ./clouds.yaml, "
+        "~/.config/openstack/clouds.yaml, /etc/openstack/clouds.yaml, or the file "
+        "OS_CLIENT_CONFIG_FILE names;\n"
+        "  or the OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME, ... variables "
+        "(source the cloud's openrc file)"
+    )
 
 
 def _version_tuple(v: str | None) -> tuple[int, int]:

@@ -26,13 +26,12 @@ JSON or YAML. Every key is optional; unknown keys are refused (a typo must not p
 from __future__ import annotations
 
 import fnmatch
-import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from planner.documents import parse_bytes, read_bytes
 from planner.errors import InputError, Problem
 
 _TOP = {
@@ -85,15 +84,8 @@ class Mapping:
 
 
 def load(path: str | Path) -> Mapping:
-    p = Path(path)
-    try:
-        text = p.read_text()
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except OSError as exc:
-        raise InputError(str(p), f"cannot read: {exc.strerror or exc}") from None
-    except (ValueError, yaml.YAMLError) as exc:
-        raise InputError(str(p), f"not valid JSON/YAML: {exc}") from None
-    return parse(data or {}, str(p))
+    file = os.fspath(path)  # read as every input is: regular files only, depth and size checked
+    return parse(parse_bytes(read_bytes(file), file) or {}, file)
 
 
 def parse(data: Any, file: str = "<mapping>") -> Mapping:
@@ -145,7 +137,8 @@ def parse(data: Any, file: str = "<mapping>") -> Mapping:
         for name, fields in table.items():
             for k in sorted(set(fields) - VM_FIELDS):
                 problems.append(Problem(f"{where}.{name}.{k}", "unknown VM field"))
-            if "migration" in fields and fields["migration"] not in MIGRATIONS:
+            how = fields.get("migration", "live")
+            if not isinstance(how, str) or how not in MIGRATIONS:
                 problems.append(
                     Problem(
                         f"{where}.{name}.migration",

@@ -173,6 +173,7 @@ def collect(
                 skipped += 1
         progress(f"servers: {len(vms) + skipped} ...")
     drift = placement.reconcile(hosts, vms, trees)
+    _note_overruled_azs(vms, mapping, progress)
     inv = {
         "format_version": "1.0",
         "kind": "inventory",
@@ -195,6 +196,23 @@ def collect(
         ),
     }
     return inv, Stats(time.monotonic() - t0, api.calls, skipped, drift, filter_notes)
+
+
+def _note_overruled_azs(
+    vms: list[dict[str, Any]], mapping: Mapping, progress: Callable[[str], None]
+) -> None:
+    """Say so when the mapping gives a VM another AZ than the one Nova pinned it to."""
+    names = [
+        v["name"] or v["id"]
+        for v in vms
+        if mapping.vm_overrides(v["id"], v["name"], v["project"]).get("az") not in (None, v["az"])
+    ]
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        progress(
+            f"note: the mapping's az of {len(names)} VMs ({shown}) differs from the AZ Nova "
+            "pinned them to; Nova's pin is kept (its scheduler would refuse any other)"
+        )
 
 
 def _label_aggregates(aggregates: list[dict[str, Any]]) -> set[str]:
@@ -350,7 +368,9 @@ def _vm(
         "host": s.get("OS-EXT-SRV-ATTR:host"),
         "status": status,
         "resources": flavor_resources(flavor, volume_backed),
-        "az": over.get("az", s.get("pinned_availability_zone")),
+        # Nova's pin wins: its scheduler holds a pinned VM to that AZ whatever a mapping says;
+        # the mapping pins only VMs Nova left free (docs/cli.md, `snapshot`).
+        "az": s.get("pinned_availability_zone") or over.get("az"),
         "allowed_aggregates": list(
             over.get("allowed_aggregates", meta.get("allowed_aggregates") or [])
         ),
