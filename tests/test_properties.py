@@ -147,7 +147,8 @@ def to_an_unavailable_host(data: st.DataObject, inv: Inventory, plan: Plan) -> M
 def to_a_host_of_the_same_wave(data: st.DataObject, inv: Inventory, plan: Plan) -> Mutated | None:
     cands = [(w, m, h) for w, m in moved_once(plan) for h in w.hosts if h != m.src]
     w, m, h = pick(data, cands)
-    also = DOWNSTREAM | {"az", "aggregates", "evacuation"}
+    # The host may run an older release than the VM's source (hosts of mixed releases): version.
+    also = DOWNSTREAM | {"az", "aggregates", "evacuation", "version"}
     return Mutated(inv, edit_migration(plan, m.vm, dst=h), "destination", w.index, (m.vm, h), also)
 
 
