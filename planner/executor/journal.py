@@ -243,6 +243,8 @@ class RunState:
     force_refusals: list[dict[str, Any]] = field(default_factory=list)  # force failed records
     fallbacks: list[dict[str, Any]] = field(default_factory=list)  # fallback notes
     window: dict[str, Any] | None = None  # the last window note (a wait, or an opening)
+    # pipelined runs: host -> its last admit note (admitted, or the refusal it waits on)
+    admission: dict[str, dict[str, Any]] = field(default_factory=dict)
     _retried: set[tuple[int, str]] = field(default_factory=set)
 
     @classmethod
@@ -341,6 +343,19 @@ class RunState:
 
     def _on_window(self, ev: str, rec: Mapping[str, Any]) -> None:
         self.window = dict(rec)
+
+    def _on_admit(self, ev: str, rec: Mapping[str, Any]) -> None:
+        self.admission[str(rec["host"])] = dict(rec)
+
+    @property
+    def admitted(self) -> set[str]:
+        """Hosts a pipelined run admitted into maintenance (whatever became of them)."""
+        return {h for h, r in self.admission.items() if r.get("admitted")}
+
+    @property
+    def pipelined(self) -> bool:
+        """The run admits hosts one by one (its header says so; older journals ran lock-step)."""
+        return self.header.get("execution") == "pipelined"
 
     def _on_skip(self, ev: str, rec: Mapping[str, Any]) -> None:
         why = str(rec.get("reason", ""))
@@ -533,6 +548,7 @@ _HANDLERS: dict[str, Callable[[RunState, str, Mapping[str, Any]], None]] = {
     Op.FORCE: RunState._on_force,
     Op.FALLBACK: RunState._on_fallback,
     Op.WINDOW: RunState._on_window,
+    Op.ADMIT: RunState._on_admit,
 }
 
 
