@@ -275,3 +275,40 @@ def test_no_window_wait_exits_with_the_resume_and_resumes_pipelined(tmp_path: Pa
     assert res.status == "completed", res.reason
     st = RunState.replay(read_records(j))
     assert st.upgraded == set(plan.hosts) and st.pipelined
+
+
+class _NeverBack(Sampled):
+    """The model cloud where one host's service stays down after its upgrade."""
+
+    def __init__(self, inv: Inventory, plan: Plan, bad: str) -> None:
+        super().__init__(inv, plan)
+        self.bad = bad
+
+    def run_hook(self, kind: str, host: str, command: str) -> None:
+        super().run_hook(kind, host, command)
+        if host == self.bad:
+            self.services[host]["up"] = False
+
+
+@pytest.mark.parametrize("bad", ["cmp-001", "cmp-006", "cmp-007"])
+def test_a_host_that_never_comes_back_then_the_rest_re_planned(tmp_path: Path, bad: str) -> None:
+    # N+0, waves of 2: the hosts sending VMs to the lost host wait until nothing is in
+    # maintenance; the re-check then re-plans the rest from the live state (later waves may have
+    # begun and ended before it: the new waves after it are new)
+    g = GenerateSpec(
+        hosts=10, vms_per_host=2, utilisation=0.2, controllers=0, version="a", target_version="b"
+    )
+    inv = generate(g)
+    pol = default_policy(g).with_changes(max_hosts_per_wave=2, **{"headroom.failures": 0})
+    plan = greedy_plan(inv, pol, inventory_sha256="")
+    cloud = _NeverBack(inv, plan, bad)
+    j = tmp_path / "run.journal.jsonl"
+    ex = _executor(plan, cloud, j, Clock())
+    ex.ctx.opts = replace(ex.ctx.opts, on_host_failure="continue", service_timeout_s=5.0)
+    res = ex.run()
+    assert res.status == "incomplete", res.reason
+    st = RunState.replay(read_records(j))
+    assert st.replans and set(st.outcomes) == set(plan.hosts)
+    assert st.upgraded == set(plan.hosts) - {bad} and st.outcomes[bad].left_disabled
+    assert st.ended == set(range(1, len(st.schedule) + 1))
+    assert cloud.breaches == []

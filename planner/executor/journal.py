@@ -305,6 +305,12 @@ class RunState:
         # Waves from k on are new: a move done in the wave k they replace is history (counted
         # in per_wave), not a move of the new wave k.
         self.done_moves = {(w, vm) for w, vm in self.done_moves if w < k}
+        # Pipelined, later waves may have begun (or ended) before the re-plan: the new ones
+        # after k are new (lock-step never begins a wave after the one re-planned)
+        for w in {w for w in self.started | self.ended if w > k}:
+            self.started.discard(w)
+            self.ended.discard(w)
+            self.wave_t.pop(w, None)
         self.replans.append(dict(rec))
 
     def _on_retarget(self, ev: str, rec: Mapping[str, Any]) -> None:

@@ -126,11 +126,17 @@ class Pipeline:
 
     # -- the run ----------------------------------------------------------------------------------
     def run(self) -> None:
+        if self._start():
+            self._loop()
+
+    def _start(self) -> bool:
+        """The re-check from the first wave not ended (re-planned on drift), the admission state
+        on its view, the hosts in maintenance back at work. False: nothing left to do."""
         ctx = self.ctx
         st = ctx.state
         k0 = self.k0 = st.next_wave()
         if k0 > len(st.schedule):
-            return
+            return False
         inside = self.in_maintenance()
         view, vpolicy, live = self.drift.check(k0)
         self.drift.release_hosts_not_in(k0, None, also=inside)
@@ -141,6 +147,7 @@ class Pipeline:
             for h, r in st.admission.items()
             if not r.get("admitted")
         }
+        # nothing is under way here (the start, a resume, or nothing in maintenance)
         ctx.hruns, ctx.vruns, ctx.view = {}, {}, view
         ctx.wave = self._stops_of(k0)
         ctx.ui.line(
@@ -150,7 +157,7 @@ class Pipeline:
         self.headroom.start(view, vpolicy, sorted(inside))
         for k, h in self._inside_in_order(k0, inside):
             self._join(k, h)
-        self._loop()
+        return True
 
     def _stops_of(self, k0: int) -> Wave:
         """One wave holding every stop still to do (the rooms look a host's stops up there)."""
@@ -166,9 +173,10 @@ class Pipeline:
 
     def _loop(self) -> None:
         ctx = self.ctx
-        hruns, vruns = ctx.hruns, ctx.vruns
         aborted = False
+        rechecked = False  # since the last admission
         while True:
+            hruns, vruns = ctx.hruns, ctx.vruns
             if ctx.interrupts >= 2 and not aborted:
                 self.migrations.abort_in_flight(vruns)
                 self.hosts.kill_hooks(hruns)
@@ -197,7 +205,15 @@ class Pipeline:
                 if self._waiting is not None:
                     self._wait_window()
                     continue
+                if not rechecked:  # the cloud may have changed under the plan: re-check it
+                    rechecked = True
+                    ctx.ui.line("pipelined: no host can be admitted; re-checking the plan")
+                    if not self._start():
+                        break
+                    continue
                 self._stuck()
+            if admitted:
+                rechecked = False
             ctx.tick_ui(vruns, hruns)
             ctx.sleep_tick()
 
@@ -358,21 +374,23 @@ class Pipeline:
 
     # -- what happened ----------------------------------------------------------------------------
     def _follow(self) -> None:
-        """Tell admission what the rooms did since the last poll; close the waves that ended."""
+        """Tell admission what the rooms did since the last poll; close the waves that ended;
+        forget the runs of hosts that are over (a long run polls only the work under way)."""
         ctx = self.ctx
         adm = self.adm
         assert adm is not None
+        sending: set[str] = set()
         for v in ctx.vruns.values():
             self._follow_vm(v)
+            if v.state not in TERMINAL_VM:
+                sending.add(v.src)
+        over: list[str] = []
         for h, hr in ctx.hruns.items():
             i = adm.index.get(h)
             if i is None:
                 continue
             s = adm.status[i]
-            if s == IN and (
-                hr.state is not HostState.DRAINING
-                or not any(v.src == h and v.state not in TERMINAL_VM for v in ctx.vruns.values())
-            ):
+            if s == IN and (hr.state is not HostState.DRAINING or h not in sending):
                 adm.drained(h)
             if hr.state is _FINISHED and adm.status[i] in (IN, DRAINED):
                 o = ctx.state.outcomes.get(h)
@@ -380,6 +398,14 @@ class Pipeline:
                     adm.lost(h)
                 else:
                     adm.leave(h)
+            if hr.state is _FINISHED and h not in sending:
+                over.append(h)
+        if over:
+            gone = set(over)
+            for h in over:
+                del ctx.hruns[h]
+            for vm in [vm for vm, v in ctx.vruns.items() if v.src in gone]:
+                del ctx.vruns[vm]
         self._close_waves()
 
     def _follow_vm(self, v: VmRun) -> None:
