@@ -152,7 +152,7 @@ def test_pipelined_admits_a_later_waves_host_before_the_earlier_wave_ends(box: B
     refusals = [r for r in recs if r.get("op") == "admit" and not r.get("admitted")]
     assert refusals and all(r["rule"] and r["reason"] for r in refusals)
     first = refusals[0]
-    assert f"{first['host']} (wave {first['wave']}) waits: {first['rule']}: " in run.out
+    assert f"{first['host']} (wave {first['wave']}) waits: {first['rule']}: " in run.err
     st = RunState.replay(recs)
     assert st.upgraded == set(plan.hosts) and st.finished and st.headroom_breaches == []
     assert not st.disabled_by_us and not st.open_steps
