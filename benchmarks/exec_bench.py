@@ -232,7 +232,8 @@ def pipeline_run(root: Path, execution: str, jitter_s: float, every: float) -> d
     os.environ["OS_CLIENT_CONFIG_FILE"] = str(root / "clouds.yaml")
     spec = GenerateSpec(hosts=20, vms_per_host=1.5, utilisation=0.4, controllers=0, seed=0)
     data = formats.inventory_to_dict(generate(spec))
-    d = root / f"state-{execution}"
+    name = f"{execution}-{jitter_s:g}"
+    d = root / f"state-{name}"
     sb = manager.start(data, directory=d, migration_seconds=0.5, exit_with_parent=True)
     try:
         m = mapping.load(sb.mapping_file)
@@ -245,14 +246,15 @@ def pipeline_run(root: Path, execution: str, jitter_s: float, every: float) -> d
         assert check_plan(inv, plan).ok
         cmd = upgrade_command(list(plan.hosts), str(pol.target_version), jitter_s)
         os.environ["ROLLWAVE_SANDBOX_DIR"] = str(d)
-        journal = root / f"{execution}.journal.jsonl"
+        journal = root / f"{name}.journal.jsonl"
+        before = sum(1 for h in inv.hosts if h.is_compute and not h.enabled)
         ex = Executor(
             plan,
             "d" * 64,
             LiveCloud(api, manager.CLOUD_NAME, m),
             opts=ExecOptions(upgrade_command=cmd, poll_s=0.5, retry_delay_s=1.0),
             reporter=Reporter(Console(file=open(os.devnull, "w")), quiet=True),  # noqa: SIM115
-            hooks=Hooks(root / f"logs-{execution}"),
+            hooks=Hooks(root / f"logs-{name}"),
             notify=Notifier(None, None, lambda s: None),
             replanner=SolverReplanner(),
             journal_path=journal,
@@ -271,8 +273,8 @@ def pipeline_run(root: Path, execution: str, jitter_s: float, every: float) -> d
             "wall_s": wall,
             "samples": sampler.samples,
             "breaches": sampler.breaches,
-            "min_slack": min(sampler.min_slack.values(), default=0),
-            "max_down": sampler.max_down,
+            "min_slack": min(((v, k) for k, v in sampler.min_slack.items()), default=(0, "-")),
+            "max_down": sampler.max_down - before,  # disabled by the run (not before it)
             "limit": pol.max_hosts_per_wave,
             "refusals": refusals,
             "upgraded": len(res.state.upgraded),
@@ -285,8 +287,8 @@ def pipeline_table(root: Path, jitters: list[float], every: float) -> bool:
     """Lock-step then pipelined, per jitter; a table; True when no sample breached."""
     print(
         "| upgrade jitter | execution | hosts | migrations | wall | headroom samples | "
-        "breaches | least slack | most hosts down (limit) | refusals journaled | "
-        "pipelined / lock-step |"
+        "breaches | least slack (group/class) | most hosts disabled by the run (limit) | "
+        "refusals journaled | pipelined / lock-step |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     ok = True
@@ -299,8 +301,8 @@ def pipeline_table(root: Path, jitters: list[float], every: float) -> bool:
             print(
                 f"| {jitter:g} s | {r['execution']} | {r['upgraded']} | {r['migrations']} | "
                 f"{r['wall_s']:.1f} s | {r['samples']} | {len(r['breaches'])} | "
-                f"{r['min_slack']:,} | {r['max_down']} ({r['limit']}) | {r['refusals']} | "
-                + (f"{ratio:.3f} |" if ratio is not None else "|"),
+                f"{r['min_slack'][0]:,} ({r['min_slack'][1]}) | {r['max_down']} ({r['limit']}) | "
+                f"{r['refusals']} | " + (f"{ratio:.3f} |" if ratio is not None else "|"),
                 flush=True,
             )
             for b in r["breaches"][:5]:
