@@ -1,44 +1,227 @@
-"""Pipelined execution: `python -m benchmarks.pipeline_bench [--quick] [--big]`.
+"""Pipelined execution: `python -m benchmarks.pipeline_bench [--before ROLLWAVE] [--quick] [--big]`.
 
-Prints one table: per cloud (the bundled example, generated clouds of 100 and 1,000 hosts with the
-default mixes, k = 1), the simulated makespan over the lower bound with pipelining (policy
-`execution: pipelined`, admission control) and lock-step, the pipelined / lock-step ratio, the
-invariant breaches of the pipelined run (the simulator checks capacity, anti-affinity, HA groups
-and headroom at every event), whether `check` accepts the plan, and admission's refusals. Issue
-16's target: pipelined makespan / lower bound <= 1.10.
+Plans each cloud with `rollwave plan` (the planner as shipped: CP-SAT, predictions, durations and,
+run pipelined, the pass that plans for it) with this checkout and, with `--before`, another
+checkout's rollwave (today's main), then simulates each plan with this checkout's simulator,
+pipelined (policy `execution: pipelined`, admission control) and lock-step, over `--seeds` runs.
+Clouds: the bundled example, generated clouds of 100 and 1,000 hosts (seed 0, default mixes,
+k = 1), and with `--unseen` a cloud the planner was not tuned on (300 hosts, seed 7, the large
+flavor mix, utilisation 0.6).
 
-Plans come from the greedy planner (cached under $TMPDIR/rollwave-bench). Each cloud is run as
-planned and "remedied": every live migration the model predicts never to finish by itself (Nova's
-timeout aborts it, leaving its host not upgraded) given `force_complete_after_s` (600 s), as the
-planner does with `non_converging: force-complete`.
+Per plan, one row: the simulated makespan over the lower bound, pipelined and lock-step (means
+over the seeds), the pipelined / lock-step ratio, the invariant breaches over every run (the
+simulator checks capacity, anti-affinity, HA groups and headroom at every event), whether `check`
+accepts the plan, hosts left not upgraded, migrations per moved VM, the plan's predicted
+pipelined makespan over the simulated one, and the planning CPU time. Issue 16's target:
+pipelined makespan / lower bound <= 1.10.
 
-`--big` adds the speed target: one run of the ~100,000-migration plan of `sim_bench`, pipelined
-against lock-step, CPU time (medians of 3; target <= ~1.2x).
+Two lower bounds, both from each run's own upgrade times (failure-free): "LB" is the simulator's
+(`lower_bound_s`, any plan: max_h p_h, sum p_h over the hosts that may be down at once, bytes);
+"LB+first" adds what `policy.first` forces on every plan, lock-step or pipelined (the summary's
+`pipelined_lower_bound_s`, `planner.app.predict`): no other host may enter maintenance before the
+last host `first` selects has, and those go at most c at once (the wave size, their HA groups'
+members less min_available), so the ceil(n / c) - 1 smallest of their p_h pass before any other
+host starts. The example's and generated clouds' controllers (first, an HA group of 3 with
+min_available 2) go one at a time: two controllers' maintenance before the first compute host.
+
+`--big` adds the speed target: one run of the ~100,000-migration plan of `sim_bench` (greedy),
+pipelined against lock-step, CPU time (medians of 3; target <= ~1.2x).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import pickle
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from planner.checker import check_plan
-from planner.formats import load_inventory, load_policy
+from planner.formats import load_inventory, load_plan, load_policy, save_inventory, save_policy
 from planner.generate import GenerateSpec, default_policy, generate
 from planner.inventory import Inventory
 from planner.plan import Plan
-from sim.engine import OUTCOME_NAMES, prepare, simulate
+from planner.policy import selector_matches
+from sim.engine import SimResult, prepare, simulate
 from sim.model import DEFAULT
+from sim.prepare import Prepared
 from solver.greedy import greedy_plan
 
+HERE = Path(sys.executable).with_name("rollwave")
 CACHE = Path(os.environ.get("TMPDIR", tempfile.gettempdir())) / "rollwave-bench"
-FORCE_AFTER_S = 600.0
+
+
+def with_execution(plan: Plan, execution: str) -> Plan:
+    return dataclasses.replace(
+        plan,
+        policy=dataclasses.replace(plan.policy, execution=execution),  # type: ignore[arg-type]
+    )
+
+
+def first_chain_bound(prep: Prepared, res: SimResult) -> float:
+    """The simulator's lower bound with what policy.first forces (see the module's docstring),
+    p_h from the run (disable, drain bound, its drawn upgrade, enable)."""
+    m = prep.model
+    inv, policy = prep.inv, prep.plan.policy
+    p: dict[int, float] = {}
+    for h, (_, up_at, end) in res.host_times.items():
+        if res.host_status.get(h) != "upgraded" or math.isnan(up_at) or math.isnan(end):
+            return res.lower_bound_s  # not failure-free: the plain bound
+        p[h] = m.disable_s + prep.lb_drain.get(h, 0.0) + (end - up_at - m.enable_s) + m.enable_s
+    first = {
+        h for h in p if any(selector_matches(s, inv.host(prep.hosts[h])) for s in policy.first)
+    }
+    if not first or len(first) == len(p):
+        return res.lower_bound_s
+    w_first = -(-len(first) // policy.max_hosts_per_wave)
+    for g in inv.ha_groups:
+        members = {h for h in first if prep.hosts[h] in g.hosts}
+        down = max(1, len(g.hosts) - g.min_available)
+        w_first = max(w_first, -(-len(members) // down))
+    solo = sum(sorted(p[h] for h in first)[: w_first - 1])
+    rest = [x for h, x in p.items() if h not in first]
+    comp = [x for h, x in p.items() if h not in first and prep.capacity.compute[h]]
+    spread = max(
+        max(rest),
+        sum(rest) / prep.m_eff_all,
+        sum(comp) / prep.m_eff_compute if comp else 0.0,
+    )
+    return max(res.lower_bound_s, solo + spread + (res.lower_bound_s - _plain(prep, res)))
+
+
+def _plain(prep: Prepared, res: SimResult) -> float:
+    """The simulator's bound without the canary's soak (added back once)."""
+    m = prep.model
+    soak = m.soak_s if m.canary_hosts > 0 and m.soak_s > 0 else 0.0
+    return res.lower_bound_s - soak
+
+
+def _run(cmd: list[str]) -> tuple[int, float, str]:
+    """Exit code, children's CPU seconds, stdout."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    if p.returncode != 0:
+        print(p.stderr[-2000:], file=sys.stderr)
+    return p.returncode, cpu, p.stdout
+
+
+def clouds(d: Path, quick: bool, unseen: bool) -> list[tuple[str, Path, Path]]:
+    ex = resources.files("planner") / "examples"
+    out = [("example", Path(str(ex / "small.json")), Path(str(ex / "small-policy.yaml")))]
+    gens = [("generated 100", GenerateSpec(hosts=100, seed=0))]
+    if not quick:
+        gens.append(("generated 1,000", GenerateSpec(hosts=1000, seed=0)))
+    if unseen:
+        mix = GenerateSpec(hosts=300, seed=7, utilisation=0.6, flavor_mix="large")
+        gens.append(("unseen 300", mix))
+    for name, spec in gens:
+        inv, pol = d / f"g{spec.hosts}.json", d / f"g{spec.hosts}-policy.json"
+        save_inventory(generate(spec), inv)
+        save_policy(default_policy(spec), pol)
+        out.append((name, inv, pol))
+    return out
+
+
+def measure(inv: Inventory, plan: Plan, seeds: int) -> dict[str, Any]:
+    got: dict[str, Any] = {"check": check_plan(inv, plan).ok}
+    for ex in ("lockstep", "pipelined"):
+        prep = prepare(inv, with_execution(plan, ex), DEFAULT, check=False)
+        runs = [simulate(prep, s, record=False) for s in range(seeds)]
+        got[ex] = {
+            "makespan_s": statistics.mean(r.makespan_s for r in runs),
+            "lb": statistics.mean(r.makespan_s / r.lower_bound_s for r in runs),
+            "lb_first": statistics.mean(r.makespan_s / first_chain_bound(prep, r) for r in runs),
+            "breaches": sum(sum(r.breach_counts.values()) for r in runs),
+            "not_upgraded": max(
+                sum(1 for s in r.host_status.values() if s != "upgraded") for r in runs
+            ),
+            "stalled": any(not r.completed for r in runs),
+        }
+    return got
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--before", default=None, help="another checkout's rollwave to compare with")
+    ap.add_argument("--seeds", type=int, default=3, help="simulated runs per plan and mode")
+    ap.add_argument("--quick", action="store_true", help="the example and 100 hosts only")
+    ap.add_argument("--unseen", action="store_true", help="also a 300-host cloud of another mix")
+    ap.add_argument("--big", action="store_true", help="also the speed of the 100,000 plan")
+    args = ap.parse_args()
+    print(f"load: {os.getloadavg()[0]:.2f} (1 min)", flush=True)
+    head = [
+        "cloud",
+        "planner",
+        "pipelined / LB",
+        "/ LB+first",
+        "lock-step / LB",
+        "/ LB+first",
+        "pipe / lock",
+        "breaches",
+        "check",
+        "not upgraded",
+        "migr/moved VM",
+        "predicted / sim",
+        "plan CPU",
+    ]
+    rows = [head]
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        for name, inv_path, pol_path in clouds(d, args.quick, args.unseen):
+            inv = load_inventory(str(inv_path))
+            load_policy(str(pol_path))
+            who = [("after", str(HERE))] + ([("before", args.before)] if args.before else [])
+            for tag, exe in who:
+                out = d / f"{tag}.json"
+                cmd = [exe, "plan", str(inv_path), "--policy", str(pol_path), "-o", str(out)]
+                rc, cpu, _ = _run([*cmd, "--format", "json"])
+                if rc != 0:
+                    print(f"{name}: {tag} plan exited {rc}")
+                    return 1
+                plan = load_plan(str(out))
+                r = measure(inv, plan, args.seeds)
+                pipe, lock = r["pipelined"], r["lockstep"]
+                pred = (plan.summary.get("predicted_makespan_s") or {}).get("pipelined")
+                rows.append(
+                    [
+                        name,
+                        tag,
+                        f"{pipe['lb']:.3f}" + (" (stalled)" if pipe["stalled"] else ""),
+                        f"{pipe['lb_first']:.3f}",
+                        f"{lock['lb']:.3f}" + (" (stalled)" if lock["stalled"] else ""),
+                        f"{lock['lb_first']:.3f}",
+                        f"{pipe['makespan_s'] / lock['makespan_s']:.3f}",
+                        f"{pipe['breaches']} ({lock['breaches']})",
+                        "valid" if r["check"] else "INVALID",
+                        f"{pipe['not_upgraded']}",
+                        f"{plan.summary.get('migrations_per_moved_vm', 0):.4f}",
+                        f"{pred / pipe['makespan_s']:.3f}" if pred else "-",
+                        f"{cpu:.1f} s",
+                    ]
+                )
+                print(f"  ({name}, {tag}: planned in {cpu:.1f} s CPU)", flush=True)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    print(f"target: pipelined makespan / lower bound <= 1.10 (issue 16); {args.seeds} seeds")
+    print("breaches: pipelined (lock-step), over every run; load now", end=" ")
+    print(f"{os.getloadavg()[0]:.2f}")
+    for row in rows:
+        cells = zip(row, widths, strict=True)
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(cells)))
+    if args.big:
+        for k, v in big_speed():
+            print(f"{k:<28} {v}")
+    return 0
 
 
 def _cached(name: str, make: object) -> tuple[Inventory, Plan]:
@@ -52,76 +235,6 @@ def _cached(name: str, make: object) -> tuple[Inventory, Plan]:
     with f.open("wb") as fh:
         pickle.dump(got, fh)
     return got
-
-
-def example() -> tuple[Inventory, Plan]:
-    ex = resources.files("planner") / "examples"
-    inv = load_inventory(str(ex / "small.json"))
-    pol = load_policy(str(ex / "small-policy.yaml"))
-    return inv, greedy_plan(inv, pol, inventory_sha256=inv.digest or "")
-
-
-def generated(hosts: int) -> tuple[Inventory, Plan]:
-    spec = GenerateSpec(hosts=hosts, seed=0)
-    inv = generate(spec)
-    return inv, greedy_plan(inv, default_policy(spec), inventory_sha256=inv.digest or "")
-
-
-def with_execution(plan: Plan, execution: str) -> Plan:
-    return dataclasses.replace(
-        plan,
-        policy=dataclasses.replace(plan.policy, execution=execution),  # type: ignore[arg-type]
-    )
-
-
-def remedied(inv: Inventory, plan: Plan) -> tuple[Plan, int]:
-    """The plan with force_complete_after_s on every live migration Nova's timeout would abort."""
-    prep = prepare(inv, with_execution(plan, "lockstep"), DEFAULT, check=False)
-    bad = {
-        (prep.inv.vms[prep.m_vm[mi]].id, prep.hosts[prep.m_src[mi]])
-        for mi in range(len(prep.m_vm))
-        if not prep.m_cold[mi] and OUTCOME_NAMES[prep.m_outcome[mi]] in ("aborted", "never")
-    }
-    waves = tuple(
-        dataclasses.replace(
-            w,
-            migrations=tuple(
-                dataclasses.replace(
-                    m, force_complete_after_s=FORCE_AFTER_S, remedy="force-complete"
-                )
-                if (m.vm, m.src) in bad
-                else m
-                for m in w.migrations
-            ),
-        )
-        for w in plan.waves
-    )
-    return dataclasses.replace(plan, waves=waves), len(bad)
-
-
-def row(name: str, inv: Inventory, plan: Plan) -> list[str]:
-    valid = check_plan(inv, plan).ok
-    out = {}
-    for ex in ("lockstep", "pipelined"):
-        prep = prepare(inv, with_execution(plan, ex), DEFAULT, check=False)
-        out[ex] = (prep, simulate(prep, 0, record=False))
-    lock, pipe = out["lockstep"][1], out["pipelined"][1]
-    lb = pipe.lower_bound_s
-    refused = sum(pipe.refusals.values())
-    not_up = sum(1 for s in pipe.host_status.values() if s != "upgraded")
-    return [
-        name,
-        f"{len(inv.hosts):,}",
-        f"{len(out['pipelined'][0].m_vm):,}",
-        f"{lb / 3600:.2f} h",
-        f"{lock.makespan_s / lb:.3f}" + ("" if lock.completed else " (stalled)"),
-        f"{pipe.makespan_s / lb:.3f}" + ("" if pipe.completed else " (stalled)"),
-        f"{pipe.makespan_s / lock.makespan_s:.3f}",
-        f"{sum(pipe.breach_counts.values())} ({sum(lock.breach_counts.values())})",
-        "valid" if valid else "INVALID",
-        str(not_up),
-        str(refused),
-    ]
 
 
 def big_speed() -> list[tuple[str, str]]:
@@ -153,44 +266,5 @@ def big_speed() -> list[tuple[str, str]]:
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="the example and 100 hosts only")
-    ap.add_argument("--big", action="store_true", help="also the speed of the 100,000 plan")
-    args = ap.parse_args()
-    clouds = [("example", example), ("generated 100", lambda: generated(100))]
-    if not args.quick:
-        clouds.append(("generated 1,000", lambda: generated(1000)))
-    head = [
-        "cloud",
-        "hosts",
-        "migrations",
-        "lower bound",
-        "lock-step / LB",
-        "pipelined / LB",
-        "pipe / lock",
-        "breaches (lock-step)",
-        "check",
-        "not upgraded",
-        "refusals",
-    ]
-    rows = [head]
-    for name, make in clouds:
-        t0 = time.perf_counter()
-        inv, plan = _cached(name.replace(" ", "-").replace(",", ""), make)
-        rows.append(row(f"{name}, as planned", inv, plan))
-        fixed, n = remedied(inv, plan)
-        rows.append(row(f"{name}, {n} remedied", inv, fixed))
-        print(f"  ({name}: {time.perf_counter() - t0:.0f} s)", flush=True)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    print("target: pipelined makespan / lower bound <= 1.10 (issue 16)")
-    for r in rows:
-        cells = zip(r, widths, strict=True)
-        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(cells)))
-    if args.big:
-        for k, v in big_speed():
-            print(f"{k:<28} {v}")
-
-
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

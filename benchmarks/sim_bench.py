@@ -4,8 +4,8 @@ Prints one table: events per second, one run of a ~100,000-migration plan (dynam
 default, in the loop the engine runs (compiled when the install compiled it, see setup.py) and in
 the Python loop, then static shares, the fast approximation), and N Monte Carlo runs of a
 ~10,000-migration plan (default model), against the issue's targets, in wall and CPU time. Plans
-come from the greedy planner on generated clouds (cached under $TMPDIR/rollwave-bench, since
-planning is not what is measured).
+come from the greedy planner on generated clouds (cached under $TMPDIR/rollwave-bench, keyed by
+the planner's source, since planning is not what is measured).
 
 `--callgrind` makes only one run of the big plan in the engine's loop (its caches filled by a run
 in the Python loop first), for counting its machine instructions, which the machine's load does
@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import resource
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
+from benchmarks.cache import cached
 from planner.generate import GenerateSpec, default_policy, generate
 from planner.inventory import Inventory
 from planner.plan import Plan
@@ -39,25 +37,20 @@ from sim.montecarlo import run_many
 from solver.greedy import greedy_plan
 
 T = TypeVar("T")
-CACHE = Path(os.environ.get("TMPDIR", tempfile.gettempdir())) / "rollwave-bench"
 
 
 def cloud_and_plan(hosts: int, vms_per_host: float) -> tuple[Inventory, Plan]:
     """A generated cloud and its greedy plan (cached: planning is not what is measured)."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    f = CACHE / f"sim-{hosts}-{vms_per_host:g}.pickle"
-    if f.exists():
-        with f.open("rb") as fh:
-            inv, plan = pickle.load(fh)
+
+    def make() -> tuple[Inventory, Plan]:
+        spec = GenerateSpec(hosts=hosts, vms_per_host=vms_per_host, utilisation=0.5, seed=0)
+        inv = generate(spec)
+        t0 = time.perf_counter()
+        plan = greedy_plan(inv, default_policy(spec))
+        print(f"  (planned {hosts} hosts in {time.perf_counter() - t0:.1f} s, cached)")
         return inv, plan
-    spec = GenerateSpec(hosts=hosts, vms_per_host=vms_per_host, utilisation=0.5, seed=0)
-    inv = generate(spec)
-    t0 = time.perf_counter()
-    plan = greedy_plan(inv, default_policy(spec))
-    print(f"  (planned {hosts} hosts in {time.perf_counter() - t0:.1f} s, cached in {f})")
-    with f.open("wb") as fh:
-        pickle.dump((inv, plan), fh)
-    return inv, plan
+
+    return cached(f"sim-{hosts}-{vms_per_host:g}", make)
 
 
 def timed(fn: Callable[[], T], repeat: int) -> tuple[float, float, T]:

@@ -31,6 +31,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from queue import Empty
 from typing import Any
 
 TARGETS = {100: 5.0, 1000: 20.0, 5000: 120.0}  # seconds, from the issue
@@ -101,7 +102,13 @@ def run_one(kind: str, hosts: int, seed: int, tight: str | None = None) -> dict[
     queue = ctx.Queue()
     p = ctx.Process(target=_run, args=(kind, hosts, seed, queue, tight))
     p.start()
-    result: dict[str, Any] = queue.get()
+    while True:
+        try:
+            result: dict[str, Any] = queue.get(timeout=5)
+            break
+        except Empty:
+            if not p.is_alive():  # it died before answering: say so instead of waiting forever
+                raise SystemExit(f"{kind} {hosts} hosts seed {seed}: exit {p.exitcode}") from None
     p.join()
     return result
 

@@ -21,6 +21,7 @@ from planner.rules import FAMILIES
 from planner.rules.base import BoundsContext
 from planner.rules.headroom import Knapsack, headroom_knapsacks
 from planner.rules.method import stoppable as _stoppable
+from planner.rules.method import to_upgrade as _to_upgrade
 from planner.rules.packing import packing_waves
 
 __all__ = [
@@ -58,7 +59,7 @@ class LowerBounds:
 
 
 def stoppable(inv: Inventory, policy: Policy, vm_id: str) -> bool:
-    return _stoppable(policy, inv.vm(vm_id))
+    return _stoppable(policy, inv.vm(vm_id), inv)
 
 
 _CACHE = "_lower_bounds"  # attribute of the inventory: policy -> LowerBounds
@@ -80,7 +81,7 @@ def lower_bounds(inv: Inventory, policy: Policy) -> LowerBounds:
 
 
 def _compute(inv: Inventory, policy: Policy) -> LowerBounds:
-    to_upgrade = inv.hosts_to_upgrade(policy.target_version)
+    to_upgrade = _to_upgrade(inv, policy)
     if not to_upgrade:
         return LowerBounds(0, 0, None, {}, ())
     bc = BoundsContext(inv, policy, to_upgrade)

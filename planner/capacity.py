@@ -58,12 +58,17 @@ class CapacityModel:
         self.vm_index = {v: i for i, v in enumerate(self.vm_ids)}
         self.demand: IntArray = np.zeros((V, C), dtype=np.int64)
         for j, v in enumerate(inv.vms):
-            for rc, n in v.resources.items():
+            for rc, n in inv.demand(v).items():
                 self.demand[j, self.class_index[rc]] = n
         self.vm_host = np.array([self.host_index[v.host] for v in inv.vms], dtype=np.int64)
         self.used: IntArray = np.zeros((H, C), dtype=np.int64)
         if V:
             np.add.at(self.used, self.vm_host, self.demand)
+        # What Placement counts that no VM accounts for stays where it is (docs/concepts.md).
+        for i, h in enumerate(inv.hosts):
+            for rc, n in h.other_usage.items():
+                if rc in self.class_index:
+                    self.used[i, self.class_index[rc]] += n
         self.free: IntArray = self.cap - self.used
 
     # -- state --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from planner import bounds
 from planner.documents import gc_paused
 from planner.estimates import Estimates
 from planner.inventory import Inventory, ServerGroup
-from planner.plan import Plan
+from planner.plan import DOWN_METHODS, Plan
 from planner.policy import Policy
 from planner.rules import FAMILIES, RULES
 from planner.rules.base import (
@@ -175,7 +175,7 @@ def _check_plan(
         check(pc, violations)
     violations += check_inventory(inv, policy)
 
-    state = State(inv, policy, estimates)
+    state = State(inv, policy, estimates, plan)
     per_wave: list[dict[str, Any]] = []
     moves_per_vm: Counter[str] = Counter()
     min_slack: dict[str, float] = {}
@@ -198,8 +198,10 @@ def _check_plan(
                 "index": wave.index,
                 "hosts": len(wave.hosts),
                 "migrations": len(wave.migrations),
-                "live": sum(1 for m in wave.migrations if m.method == "live"),
-                "cold": sum(1 for m in wave.migrations if m.method == "cold"),
+                # live: the guest keeps running (live-forced too); cold: it does not (shelve
+                # and evacuate too, planner.plan.DOWN_METHODS)
+                "live": sum(1 for m in wave.migrations if m.method in ("live", "live-forced")),
+                "cold": sum(1 for m in wave.migrations if m.method in DOWN_METHODS),
                 "stops": len(wave.stops),
             }
         )

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
+from planner import formats_placement, formats_sbs
 from planner.documents import (
     FORMAT_VERSION,
     KINDS,
@@ -32,6 +33,7 @@ from planner.documents import (
     write_text_atomic,
 )
 from planner.errors import InputError, Problem
+from planner.formats_nova import nova_policy_to_dict, read_nova_policy
 from planner.inventory import (
     GROUP_POLICIES,
     MIGRATION_KINDS,
@@ -43,7 +45,7 @@ from planner.inventory import (
     ServerGroup,
 )
 from planner.plan import (
-    METHODS,
+    ALL_METHODS,
     MIGRATION_REMEDIES,
     OUTCOMES,
     STOP_REMEDIES,
@@ -206,6 +208,7 @@ def _host(r: Reader, x: Any, i: int) -> Host | None:
         reserved=reserved,
         allocation_ratio=ratio,
         disabled_reason=r.str_(d, "disabled_reason", loc, required=False, nullable=True),
+        **formats_placement.host_fields(r, d, loc),
     )
     return host if len(r.problems) == n else None
 
@@ -239,6 +242,7 @@ def _vm(r: Reader, x: Any, i: int) -> VM | None:
             d, "dirty_rate_mb_s", loc, required=False, minimum=0.0, nullable=True
         ),
         local_disk=local_disk,
+        **formats_placement.vm_fields(r, d, loc),
     )
     return vm if len(r.problems) == n else None
 
@@ -383,7 +387,7 @@ def _host_dict(h: Host) -> dict[str, Any]:
     }
     if h.disabled_reason is not None:
         d["disabled_reason"] = h.disabled_reason
-    return d
+    return d | formats_placement.host_dict(h)
 
 
 def _vm_dict(v: VM) -> dict[str, Any]:
@@ -403,7 +407,7 @@ def _vm_dict(v: VM) -> dict[str, Any]:
         d["dirty_rate_mb_s"] = v.dirty_rate_mb_s
     if v.local_disk is not None:
         d["local_disk"] = v.local_disk
-    return d
+    return d | formats_placement.vm_dict(v)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,6 +493,7 @@ def _policy(r: Reader, d: Mapping[str, Any], loc: str) -> Policy | None:
             d, "execution", loc, required=False, default="pipelined", choices=EXECUTIONS
         ),
         windows=read_windows(r, d, "windows", loc),
+        **read_nova_policy(r, d, loc),
     )
     return p if len(r.problems) == n else None
 
@@ -570,6 +575,7 @@ def policy_to_dict(p: Policy, *, standalone: bool = True) -> dict[str, Any]:
         d["execution"] = p.execution
     if p.windows:
         d["windows"] = [w.to_dict() for w in p.windows]
+    d.update(nova_policy_to_dict(p))
     return d
 
 
@@ -607,6 +613,7 @@ def plan_from_dict(data: Mapping[str, Any], file: str = "<plan>") -> Plan:
         generator = {}
     created_at = r.str_(data, "created_at", "", required=False, nullable=True)
     schedule = _schedule(r, data.get("schedule"), "schedule")
+    mode, az_map = formats_sbs.read_plan_fields(r, data)
     r.done()
     assert policy is not None
     return Plan(
@@ -617,6 +624,8 @@ def plan_from_dict(data: Mapping[str, Any], file: str = "<plan>") -> Plan:
         generator=generator,
         created_at=created_at,
         schedule=schedule,
+        mode=mode,
+        az_map=az_map,
     )
 
 
@@ -636,7 +645,7 @@ def _wave(r: Reader, x: Any, i: int) -> Wave | None:
             vm=r.str_(md, "vm", mloc, default=""),
             src=r.str_(md, "from", mloc, default=""),
             dst=r.str_(md, "to", mloc, default=""),
-            method=r.str_(md, "method", mloc, required=False, default="live", choices=METHODS),
+            method=r.str_(md, "method", mloc, required=False, default="live", choices=ALL_METHODS),
         )
         # The optional fields of remedies and predictions (absent from most migrations).
         if "force_complete_after_s" in md or "remedy" in md or "predicted" in md:
@@ -682,6 +691,7 @@ def _wave(r: Reader, x: Any, i: int) -> Wave | None:
         migrations=tuple(migrations),
         stops=tuple(stops),
         predicted_s=r.num(d, "predicted_s", loc, required=False, minimum=0.0, nullable=True),
+        roles=formats_sbs.read_roles(r, d, loc),
     )
     return w if len(r.problems) == n else None
 
@@ -772,6 +782,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     }
     if plan.schedule is not None:
         d["schedule"] = _schedule_dict(plan.schedule)
+    formats_sbs.write_plan_fields(plan, d)
     return d
 
 
@@ -785,6 +796,7 @@ def _wave_dict(w: Wave) -> dict[str, Any]:
     }
     if w.predicted_s is not None:
         d["predicted_s"] = w.predicted_s
+    formats_sbs.write_roles(w, d)
     return d
 
 

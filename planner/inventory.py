@@ -38,6 +38,59 @@ def effective_capacity(total: int, reserved: int, ratio: float) -> int:
     return max(0, math.floor((total - reserved) * ratio))
 
 
+def pool_key(rc: str, traits: Iterable[str]) -> str:
+    """The capacity column of class `rc` on a nested provider: `rc@CUSTOM_A+CUSTOM_B` when the
+    provider carries custom traits (a vGPU type, a PCI device kind), else `rc`. A VM's demand
+    allocated from such a provider needs a provider of the same key on its destination."""
+    custom = sorted(t for t in traits if t.startswith("CUSTOM_"))
+    return f"{rc}@{'+'.join(custom)}" if custom else rc
+
+
+def base_class(key: str) -> str:
+    """The Placement class of a capacity column (`VGPU@CUSTOM_X` -> `VGPU`)."""
+    return key.split("@", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Units:
+    """An inventory's allocation units: Placement refuses an amount outside [min_unit,
+    max_unit] or not a multiple of step_size, whatever is free."""
+
+    min_unit: int = 1
+    max_unit: int | None = None
+    step_size: int = 1
+
+    def accepts(self, n: int) -> bool:
+        return (
+            n >= self.min_unit
+            and (self.max_unit is None or n <= self.max_unit)
+            and n % self.step_size == 0
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A nested resource provider under a compute node (a physical GPU holding VGPU, a PCI
+    device): its own inventory, traits and units, counted apart from the root's."""
+
+    name: str
+    capacity: Mapping[str, int]
+    reserved: Mapping[str, int] = field(default_factory=dict)
+    allocation_ratio: Mapping[str, float] = field(default_factory=dict)
+    traits: tuple[str, ...] = ()
+    units: Mapping[str, Units] = field(default_factory=dict)
+
+    def key(self, rc: str) -> str:
+        return pool_key(rc, self.traits)
+
+    def effective(self, rc: str) -> int:
+        if rc not in self.capacity:
+            return 0
+        return effective_capacity(
+            self.capacity[rc], self.reserved.get(rc, 0), self.allocation_ratio.get(rc, 1.0)
+        )
+
+
 def order_classes(classes: Iterable[str]) -> tuple[str, ...]:
     found = set(classes)
     std = [c for c in STANDARD_CLASSES if c in found]
@@ -58,6 +111,14 @@ class Host:
     reserved: Mapping[str, int] = field(default_factory=dict)
     allocation_ratio: Mapping[str, float] = field(default_factory=dict)
     disabled_reason: str | None = None
+    # Placement's view beyond the root inventory (all optional; see docs/formats.md):
+    traits: tuple[str, ...] = ()  # the compute node provider's traits
+    units: Mapping[str, Units] = field(default_factory=dict)  # the root inventory's units
+    providers: tuple[Provider, ...] = ()  # nested providers (children of the compute node)
+    # Usage Placement counts on the host that no VM of the inventory accounts for (consumers
+    # Nova does not know, allocations larger than the VMs'), per capacity column: it stays.
+    other_usage: Mapping[str, int] = field(default_factory=dict)
+    drift: tuple[str, ...] = ()  # where Placement's usages and the VMs' allocations disagree
 
     @property
     def is_compute(self) -> bool:
@@ -69,12 +130,27 @@ class Host:
         return self.enabled and self.up
 
     def effective(self, rc: str) -> int:
-        """Effective capacity of one class; controllers add none."""
-        if not self.is_compute or rc not in self.capacity:
+        """Effective capacity of one class (or column, `pool_key`), the root's and its nested
+        providers' of that key together; controllers add none."""
+        if not self.is_compute:
             return 0
-        return effective_capacity(
-            self.capacity[rc], self.reserved.get(rc, 0), self.allocation_ratio.get(rc, 1.0)
-        )
+        n = 0
+        if rc in self.capacity:
+            n = effective_capacity(
+                self.capacity[rc], self.reserved.get(rc, 0), self.allocation_ratio.get(rc, 1.0)
+            )
+        base = base_class(rc)
+        for p in self.providers:
+            if base in p.capacity and p.key(base) == rc:
+                n += p.effective(base)
+        return n
+
+    def columns(self) -> set[str]:
+        """The capacity columns the host offers: root classes and its providers' keys."""
+        out = set(self.capacity)
+        for p in self.providers:
+            out.update(p.key(rc) for rc in p.capacity)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +168,13 @@ class VM:
     dirty_rate_mb_s: float | None = None
     # True/False, or a size in GiB; True means the DISK_GB allocation is on local disk.
     local_disk: bool | int | None = None
+    # Placement's view (optional): the traits its flavor requires or forbids, and where its
+    # allocations are: provider name -> class -> amount (the host's root or a nested provider).
+    required_traits: tuple[str, ...] = ()
+    forbidden_traits: tuple[str, ...] = ()
+    allocations: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # Aggregates it may not land in (tenant isolation keeping other projects out).
+    forbidden_aggregates: tuple[str, ...] = ()
 
     @property
     def local_disk_gb(self) -> int:
@@ -150,6 +233,7 @@ class Inventory:
     _group: dict[str, ServerGroup] = field(init=False, repr=False, compare=False)
     _on_host: dict[str, tuple[VM, ...]] = field(init=False, repr=False, compare=False)
     _members: dict[str, tuple[VM, ...]] = field(init=False, repr=False, compare=False)
+    _demand: dict[str, dict[str, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Indexes are derived once; duplicates are rejected by formats.validate_inventory.
@@ -165,6 +249,11 @@ class Inventory:
                 members.setdefault(v.server_group, []).append(v)
         setattr_(self, "_on_host", {k: tuple(v) for k, v in on_host.items()})
         setattr_(self, "_members", {k: tuple(v) for k, v in members.items()})
+        demand: dict[str, dict[str, int]] = {}
+        for v in self.vms:
+            if v.allocations and v.host in self._host:
+                demand[v.id] = _keyed_demand(self._host[v.host], v)
+        setattr_(self, "_demand", demand)
 
     # -- look-ups -------------------------------------------------------------------------------
     def host(self, name: str) -> Host:
@@ -185,6 +274,11 @@ class Inventory:
     def has_group(self, group_id: str) -> bool:
         return group_id in self._group
 
+    def demand(self, vm: VM) -> Mapping[str, int]:
+        """The VM's demand per capacity column: its resources, with what a nested provider
+        of its host holds under that provider's key (`pool_key`)."""
+        return self._demand.get(vm.id, vm.resources)
+
     def vms_on(self, host: str) -> tuple[VM, ...]:
         return self._on_host.get(host, ())
 
@@ -202,9 +296,10 @@ class Inventory:
         found: set[str] = set()
         for h in self.hosts:
             if h.is_compute:
-                found.update(h.capacity)
+                found.update(h.columns())
+                found.update(h.other_usage)
         for v in self.vms:
-            found.update(v.resources)
+            found.update(self.demand(v))
         return order_classes(found)
 
     @property
@@ -214,7 +309,7 @@ class Inventory:
     def usage(self, host: str) -> dict[str, int]:
         used: dict[str, int] = {}
         for v in self.vms_on(host):
-            for rc, n in v.resources.items():
+            for rc, n in self.demand(v).items():
                 used[rc] = used.get(rc, 0) + n
         return used
 
@@ -223,3 +318,25 @@ class Inventory:
         if target_version is None:
             return self.hosts
         return tuple(h for h in self.hosts if h.version != target_version)
+
+
+def _keyed_demand(host: Host, vm: VM) -> dict[str, int]:
+    """`vm.resources`, with the amounts its allocations hold on a nested provider of its host
+    moved to that provider's column."""
+    out = dict(vm.resources)
+    by_name = {p.name: p for p in host.providers}
+    for pname, alloc in vm.allocations.items():
+        p = by_name.get(pname)
+        if p is None:
+            continue
+        for rc, n in alloc.items():
+            key = p.key(rc)
+            if key == rc or n <= 0:
+                continue
+            moved = min(n, out.get(rc, 0))
+            if moved:
+                out[rc] -= moved
+                if out[rc] == 0:
+                    del out[rc]
+                out[key] = out.get(key, 0) + moved
+    return out

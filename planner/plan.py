@@ -15,8 +15,27 @@ from typing import Any, Literal
 
 from planner.policy import Policy
 
-Method = Literal["live", "cold"]
-METHODS: tuple[Method, ...] = ("live", "cold")
+# How a VM moves (Nova's API for each: docs/executor.md). `live` and `cold` are the usual;
+# `shelve` is shelve then unshelve to the planned host (a SUSPENDED VM, or a hard affinity group;
+# the VM comes back ACTIVE); `evacuate` rebuilds a VM of a host that is down elsewhere;
+# `live-forced` is a forced live migration (a hard affinity group's members, policy
+# affinity_moves: forced). See planner.rules.method for when each is permitted.
+Method = Literal["live", "cold", "shelve", "evacuate", "live-forced", "cross-cloud"]
+# The in-place methods (Nova's own moves inside one cloud).
+METHODS: tuple[Method, ...] = ("live", "cold", "shelve", "evacuate", "live-forced")
+# The methods during which the guest does not run: the estimates and the simulator price them as
+# a cold migration (shut down, copy a local disk, boot); the others are live migrations.
+DOWN_METHODS: frozenset[str] = frozenset({"cold", "shelve", "evacuate"})
+# Side by side (`Plan.mode`): a VM stopped, copied and booted in the new cloud (not a Nova
+# migration: the old cloud does not know the new one).
+CROSS_CLOUD: Method = "cross-cloud"
+ALL_METHODS: tuple[Method, ...] = (*METHODS, CROSS_CLOUD)
+PlanMode = Literal["in-place", "side-by-side"]
+PLAN_MODES: tuple[PlanMode, ...] = ("in-place", "side-by-side")
+# What a host becomes at the end of its wave in a side-by-side plan: it leaves the old cloud
+# (empty) and joins the new one as a controller or a compute, or joins nothing (retired).
+HostRole = Literal["new-controller", "new-compute", "retired"]
+HOST_ROLES: tuple[HostRole, ...] = ("new-controller", "new-compute", "retired")
 # Why a migration is not a plain live migration (the policy's `non_converging` remedies that
 # move a VM); a stop's remedy is "stop".
 MigrationRemedy = Literal["force-complete", "cold"]
@@ -67,6 +86,8 @@ class Wave:
     migrations: tuple[Migration, ...] = ()
     stops: tuple[Stop, ...] = ()
     predicted_s: float | None = None  # its predicted lock-step duration (informative)
+    # Side by side only: host -> the role it takes at the wave's end (every host of the wave).
+    roles: Mapping[str, HostRole] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +131,14 @@ class Plan:
     generator: Mapping[str, Any] = field(default_factory=dict)
     created_at: str | None = None
     schedule: Schedule | None = None
+    # "side-by-side": the waves move every VM into a new cloud built of the freed hosts
+    # (`Wave.roles`, cross-cloud migrations); `az_map` maps each old AZ to its new name.
+    mode: PlanMode = "in-place"
+    az_map: Mapping[str, str] | None = None
+
+    @property
+    def side_by_side(self) -> bool:
+        return self.mode == "side-by-side"
 
     def migrations(self) -> Iterator[tuple[int, Migration]]:
         for w in self.waves:

@@ -24,6 +24,17 @@ DEFAULT_NON_CONVERGING: tuple[Remedy, ...] = ("force-complete",)
 # allows) or `lockstep` (each wave waits for the whole previous one).
 Execution = Literal["pipelined", "lockstep"]
 EXECUTIONS: tuple[Execution, ...] = ("pipelined", "lockstep")
+# A VM no move permitted by the policy can take (Nova's state rules, planner.rules.method), and
+# that may not be stopped in place (allow_stop false): `refuse` (no plan, exit 3) or `leave` its
+# host out of the plan, not upgraded (reported).
+Unmovable = Literal["refuse", "leave"]
+UNMOVABLES: tuple[Unmovable, ...] = ("refuse", "leave")
+# How a hard affinity group's members move (Nova's affinity filter refuses moving one alone):
+# `shelve` (shelve the whole group, unshelve each to the planned host; downtime) or `forced`
+# (forced live migrations, microversions 2.30-2.67; needs the operator's
+# [workarounds] disable_group_policy_check_upcall=True). None: shelve when allow_stop is set.
+AffinityMoves = Literal["shelve", "forced"]
+AFFINITY_MOVES: tuple[AffinityMoves, ...] = ("shelve", "forced")
 # The largest max_migrations_per_wave a policy may set: more migrations than any cloud has VMs;
 # beyond it the number is a typo (leave the key out for no cap).
 MAX_MIGRATIONS_PER_WAVE = 1_000_000
@@ -63,6 +74,12 @@ class Policy:
     execution: Execution = "pipelined"
     # Maintenance windows (planner.windows); empty: hosts may go down at any time.
     windows: tuple[Window, ...] = ()
+    # Nova's state rules (planner.rules.method): see UNMOVABLES and AFFINITY_MOVES.
+    unmovable: Unmovable = "refuse"
+    # VMs on a host that is down are evacuated (rebuilt elsewhere; shared storage or volume-backed
+    # disks only); without it such a host is left out of the plan.
+    allow_evacuate: bool = False
+    affinity_moves: AffinityMoves | None = None
 
     def with_changes(self, **changes: Any) -> Policy:
         """A copy with some fields replaced; `headroom.failures`-style keys reach into headroom."""

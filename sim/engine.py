@@ -41,6 +41,7 @@ from pathlib import Path
 from types import ModuleType
 
 from sim import loop as _py_loop
+from sim.calendar import outcome
 from sim.draws import sub_seed
 from sim.lowerbound import lower_bound, plan_lower_bound
 from sim.prepare import OUTCOME_NAMES, Prepared, prepare
@@ -138,7 +139,10 @@ def _run(prep: Prepared, seed: int, record: bool, crash: tuple[float, float] | N
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run_loop(prep, seed, record, crash)
+        res = _run_loop(prep, seed, record, crash)
     finally:
         if enabled:
             gc.enable()
+    if prep.calendar is not None:
+        res.calendar = outcome(prep.calendar, prep.hosts, res.host_status, res.host_times)
+    return res

@@ -273,7 +273,13 @@ class Run(RunState):
 
     # --- handlers: waves and hosts ---------------------------------------------------------------
     def on_wave(self, t: float, w: int) -> bool:
-        """Wave w starts: its hosts are disabled (those already down are done)."""
+        """Wave w starts (after its window opens): its hosts are disabled (those down are done)."""
+        if w < 0:  # pipelined: a window opened, admit more
+            n = len(self.cand)
+            self.admit_more(t)
+            return len(self.cand) < n
+        if self.cal is not None and self.wait_window(t, w, -1):
+            return False
         prep, hstate = self.prep, self.hstate
         whosts, queues, _ = prep.waves[w]
         self.wave_start[w] = t
@@ -369,6 +375,9 @@ class Run(RunState):
                 if self.hstate[h] != NORMAL:  # crashed (or failed) before its turn
                     cand.pop(i)
                     self.skip_host(h, w, t)
+                    continue
+                if self.cal is not None and self.wait_window(t, w, h):
+                    i += 1
                     continue
                 r = admit(adm, self.hosts[h])
                 if isinstance(r, Admit):

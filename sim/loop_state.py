@@ -22,6 +22,7 @@ from typing import Any, Final, cast, final
 from planner.admission import AdmissionState
 from planner.capacity import format_amount
 from planner.inventory import VM
+from sim.calendar import Calendar
 from sim.draws import draw
 from sim.lowerbound import lower_bound, plan_lower_bound
 from sim.prepare import NO_TRANSFER, Prepared, Transfer
@@ -351,6 +352,9 @@ class RunState:
         self.parked_on: list[int] = [-1] * H
         self.parked: list[list[int]] = [[] for _ in range(H)] if prep.pipelined else []
         self.refusals: Counter[str] = Counter()  # refusals by rule (a host's changes of reason)
+        # Maintenance windows (sim.calendar): None, always open; the times a wait ends, scheduled.
+        self.cal: Calendar | None = prep.calendar
+        self.wakes: set[float] = set()
 
     # --- helpers: migrations that end without landing ------------------------------------------
     @final  # not overridden: a direct call in the compiled loop
@@ -447,6 +451,35 @@ class RunState:
             self.push(at, self.ekind[mi], mi, self.token[mi])
         else:
             self.in_flight.add(mi)  # never ends now: a stall names it
+
+    # --- maintenance windows --------------------------------------------------------------------
+    @final
+    def wait_window(self, t: float, w: int, h: int) -> bool:
+        """Whether host h (pipelined; h < 0: wave w's hosts, lock-step) must wait for a window
+        to enter maintenance at t: it is closed, or closes before the P95 maintenance ends. The
+        end of the wait is scheduled: a _WAVE event (w, or -1 pipelined: admit more)."""
+        cal = self.cal
+        assert cal is not None
+        at = cal.host_fit(h, t) if h >= 0 else cal.wave_fit(self.prep.waves[w][0], t)
+        if at == t:
+            return False
+        if h >= 0:
+            why = "window: " + (
+                f"waits for the opening at {cal.at(at).isoformat()}"
+                if at < math.inf
+                else "no opening of its windows is long enough"
+            )
+            if self.refused.get(h) != why:
+                self.refused[h] = why
+                self.refusals["window"] += 1
+                if self.record:
+                    self.log(t, "admission_refused", w + 1, self.hosts[h], None, None, why)
+        elif self.record:
+            self.log(t, "window_wait", w + 1, None, None, None, cal.at(at).isoformat())
+        if at < math.inf and (h < 0 or at not in self.wakes):
+            self.wakes.add(at)
+            self.push(at, _WAVE, w if h < 0 else -1, 0)
+        return True
 
     # --- scheduling and the timeline -------------------------------------------------------------
     def push(self, t: float, kind: int, a: int, b: int) -> None:

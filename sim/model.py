@@ -19,6 +19,7 @@ import numpy.typing as npt
 from planner.formats import Reader, read_document
 from planner.inventory import Host
 from planner.policy import selector_matches
+from sim.crosscloud import CrossCloudSettings
 from sim.migration import MIB, NovaSettings, QemuSettings
 from sim.params import Declared, Param, choice, declared, flag, integer, num, other
 
@@ -192,6 +193,16 @@ class SimModel:
         "canary host is disabled and rolled back (`disable_s` + `upgrade.rollback` + "
         "`enable_s`) before the next wave", minimum=0.0, maximum=1.0,
     )  # fmt: skip
+    force_complete: Literal["takes", "refused", "no-effect"] = choice(
+        "takes", "failures.force_complete", "how the executor's planned force-completes end: "
+        "`takes` (post-copy or the guest paused); `refused` (Nova answers with an error, e.g. its "
+        "policy forbids the API): the fallback at once; `no-effect` (accepted, but neither "
+        "post-copy nor the pause happens): the fallback once the remaining memory reaches no new "
+        "low for `executor.force_stall_s` after the force. The fallback aborts the live "
+        "migration, then migrates the VM cold to the same host when the policy's "
+        "`non_converging` lists `cold` (and the VM may go cold), else it stays and its host is "
+        "not upgraded (docs/executor.md)", ("takes", "refused", "no-effect"),
+    )  # fmt: skip
     crash_p: float = num(
         0.0, "failures.host_crash.probability", "one random host crashes during the run",
         minimum=0.0, maximum=1.0,
@@ -201,6 +212,8 @@ class SimModel:
         "happens; null: within the run", unit="s",
     )  # fmt: skip
     source: str | None = None  # the file it was read from
+    # side by side (sim/crosscloud.py): cross-cloud moves, the new control plane, hosts joining
+    crosscloud: CrossCloudSettings = field(default_factory=CrossCloudSettings)
 
     # -- derived --------------------------------------------------------------------------------
     def nic_bytes_s(self, host: Host) -> float:
@@ -243,7 +256,11 @@ class SimModel:
     def to_dict(self) -> dict[str, Any]:
         """The effective model, in the file's structure (what a run used)."""
         out: dict[str, Any] = {"format_version": "1.0", "kind": KIND}
+        # The side-by-side section only when set: in-place runs' effective models as before.
+        skip = "crosscloud" if self.crosscloud == CrossCloudSettings() else None
         for d in PARAMS:
+            if d.path[0] == skip:
+                continue
             value: Any = self
             for attr in d.path:
                 value = getattr(value, attr)

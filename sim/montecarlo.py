@@ -39,9 +39,22 @@ class RunSummary:
     vms_lost: int
     lower_bound_s: float
     events: int
+    # With windows (sim.calendar): windows used, the plan's, hosts that overran a window's close.
+    windows_used: int | None = None
+    windows_planned: int | None = None
+    overruns: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        cal = (
+            {
+                "windows_used": self.windows_used,
+                "windows_planned": self.windows_planned,
+                "overruns": self.overruns,
+            }
+            if self.windows_used is not None
+            else {}
+        )
+        return cal | {
             "seed": self.seed,
             "makespan_s": round(self.makespan_s, 3),
             "downtime_s": round(self.downtime_s, 3),
@@ -59,6 +72,7 @@ class RunSummary:
 def one_run(prep: Prepared, seed: int) -> RunSummary:
     r = simulate(prep, seed, record=False)
     not_upgraded = sum(1 for s in r.host_status.values() if s != "upgraded")
+    cal = r.calendar
     return RunSummary(
         seed=seed,
         makespan_s=r.makespan_s,
@@ -72,6 +86,9 @@ def one_run(prep: Prepared, seed: int) -> RunSummary:
         vms_lost=r.vms_lost,
         lower_bound_s=r.lower_bound_s,
         events=r.events,
+        windows_used=cal.used if cal is not None else None,
+        windows_planned=cal.planned if cal is not None else None,
+        overruns=len(cal.overruns) if cal is not None else 0,
     )
 
 
@@ -174,6 +191,28 @@ def summarise(runs: Sequence[RunSummary]) -> dict[str, Any]:
         ),
         "mean_failures": _r(float(np.mean([r.failures for r in runs])) if n else None, 4),
         "events": sum(r.events for r in runs),
+    } | _calendar(runs, stats)
+
+
+def _calendar(runs: Sequence[RunSummary], stats: Any) -> dict[str, Any]:
+    """With windows: windows used (and the odds of more than the plan's), hosts overrunning a
+    window's close, the finish (makespan from the start: add it to the start for a date)."""
+    cal = [r for r in runs if r.windows_used is not None]
+    if not cal:
+        return {}
+    n = len(cal)
+    planned = cal[0].windows_planned
+    used = [float(r.windows_used or 0) for r in cal]
+    return {
+        "calendar": {
+            "windows_used": stats(used),
+            "windows_planned": planned,
+            "p_more_windows_than_planned": _r(
+                sum((r.windows_used or 0) > planned for r in cal) / n if planned else None, 4
+            ),
+            "p_overrun": _r(sum(r.overruns > 0 for r in cal) / n, 4),
+            "mean_overruns": _r(float(np.mean([r.overruns for r in cal])), 4),
+        }
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from planner import bounds
@@ -15,7 +16,8 @@ from planner.admission import AdmissionState
 from planner.capacity import CapacityModel, scope_groups
 from planner.errors import InputError, Problem
 from planner.inventory import Inventory
-from planner.plan import Plan
+from planner.plan import DOWN_METHODS, Plan
+from sim.calendar import Calendar
 from sim.migration import GIB, MIB, cold_migration, live_migration
 from sim.model import Distribution, SimModel
 from sim.state import HeadroomState, pack, sign_mask
@@ -31,7 +33,13 @@ OUTCOME_NAMES = (
     "failed",
     "lost",
     "skipped",
+    # the executor's fallback when its force-complete does not take (failures.force_complete):
+    # the live migration aborted, then cold to the same host, or the VM stays on its source
+    "fallback-cold",
+    "fallback-stayed",
 )
+# A live migration's outcomes when the executor's force-complete took.
+FORCED = ("post-copy", "paused")
 OUTCOME_CODE = {n: i for i, n in enumerate(OUTCOME_NAMES)}
 
 
@@ -124,6 +132,8 @@ class Prepared:
     # anti-affinity group per host: {(group, host): count}.
     state0: HeadroomState | None = field(default=None, repr=False)
     group_count0: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
+    # Maintenance windows in simulated time (`sim.calendar`; None: always open).
+    calendar: Calendar | None = field(default=None, repr=False)
 
     def transfer(self, mi: int, share: float) -> Transfer:
         """Migration mi with `share` bytes/s of its NICs (live_migration_bandwidth applies to
@@ -138,7 +148,7 @@ class Prepared:
         return got
 
     def _compute(self, kind: tuple[Any, ...], share: float) -> Transfer:
-        memory_mb, dirty_rate_mb_s, local_disk_gb, status, cold, force = kind
+        memory_mb, dirty_rate_mb_s, local_disk_gb, status, cold, force, _ = kind
         model = self.model
         disk = local_disk_gb * GIB
         overhead = model.orchestration_overhead_s
@@ -156,7 +166,9 @@ class Prepared:
         sw = model.switchover_gbps * 1e9 / 8 if model.switchover_gbps else share
         bw = min(model.bandwidth_cap, share)
         dirty = model.dirty_rate(dirty_rate_mb_s)
-        lr = live_migration(
+        at = None if force is None else forced_at(force, dirty, bw, disk, model)
+        live = partial(
+            live_migration,
             memory_mb * MIB,
             dirty,
             bw,
@@ -166,8 +178,17 @@ class Prepared:
             switchover_bandwidth=sw,
             memory_mib=memory_mb,
             disk_gib=local_disk_gb,
-            force_after_s=None if force is None else forced_at(force, dirty, bw, disk, model),
         )
+        lr = live(force_after_s=at)
+        if at is not None and model.force_complete != "takes" and lr.outcome in FORCED:
+            # The executor's force came and did not take: as planner/executor/force.py reacts.
+            if model.force_complete == "refused":
+                return self._fallback(at, bw, kind, share)
+            unforced = live(force_after_s=None)
+            if dirty < bw or unforced.total_s <= no_progress_seen(at, model):
+                lr = unforced  # its memory still falls (no stall is seen), or Nova ended it first
+            else:
+                return self._fallback(no_progress_seen(at, model), bw, kind, share)
         return Transfer(
             overhead + lr.total_s,
             lr.downtime_s if lr.moved else 0.0,
@@ -176,6 +197,39 @@ class Prepared:
             lr.moved,
             lr.flagged,
         )
+
+    def _fallback(self, t: float, bw: float, kind: tuple[Any, ...], share: float) -> Transfer:
+        """The executor's fallback `t` seconds into a live migration whose force did not take:
+        it aborts it (the bytes sent so far are spent), then migrates the VM cold to the same
+        host when the policy and the VM allow (`cold_ok`), else the VM stays on its source."""
+        _, _, local_disk_gb, status, _, _, cold_ok = kind
+        model = self.model
+        overhead = model.orchestration_overhead_s
+        if not cold_ok:
+            return Transfer(overhead + t, 0.0, bw * t, OUTCOME_CODE["fallback-stayed"], False, True)
+        cr = cold_migration(
+            local_disk_gb * GIB,
+            share,
+            running=status == "ACTIVE",
+            shutdown_s=model.shutdown_s,
+            boot_s=model.boot_s,
+        )
+        return Transfer(
+            2 * overhead + t + cr.total_s,
+            cr.downtime_s,
+            bw * t + cr.bytes,
+            OUTCOME_CODE["fallback-cold"],
+            True,
+            True,
+        )
+
+
+def no_progress_seen(forced_s: float, model: SimModel) -> float:
+    """When the executor sees that a force accepted at `forced_s` did not take: its first read
+    after the force is the new low, and `force_stall_s` later without a lower one it gives up
+    on it (planner/executor/force.py; reads every `executor.poll_s`)."""
+    poll = model.poll_s
+    return forced_s + poll + math.ceil(model.force_stall_s / poll - 1e-9) * poll
 
 
 def forced_at(
@@ -190,12 +244,15 @@ def forced_at(
     along while the guest dirties less than the bandwidth (auto-converge only slows the
     dirtying), and stays at the guest's memory from the first memory pass on when it dirties as
     fast or faster: its low is the first read of the memory phase, and the stall is seen at the
-    first read `force_stall_s` after that."""
-    if dirty < bandwidth:
-        return planned_s
+    first read `force_stall_s` after that. A planned time within the disk copy is deferred to
+    that first read: nothing is forced while the disk is copied."""
     poll = model.poll_s
     t0 = disk / bandwidth if disk > 0 else 0.0
     first = max(1, math.ceil(t0 / poll - 1e-9)) * poll  # the first read of the memory phase
+    if planned_s < t0:
+        planned_s = first  # nothing is forced while the disk is copied
+    if dirty < bandwidth:
+        return planned_s
     return min(planned_s, first + math.ceil(model.force_stall_s / poll - 1e-9) * poll)
 
 
@@ -247,7 +304,11 @@ def prepare(
     for mi in range(N):
         v = inv.vms[m_vm[mi]]
         force = None if m_cold[mi] else fl.force[mi]
-        key = (v.memory_mb, v.dirty_rate_mb_s, v.local_disk_gb, v.status, m_cold[mi], force)
+        # the fallback of a force that does not take may go cold (as the executor's VmRun)
+        cold_ok = force is not None and "cold" in policy.non_converging and v.migration != "none"
+        key = (
+            v.memory_mb, v.dirty_rate_mb_s, v.local_disk_gb, v.status, m_cold[mi], force, cold_ok
+        )  # fmt: skip
         m_kind.append(kind_of.setdefault(key, len(kind_of)))
     # The static share is also the least a dynamic share can be (no more than c_out run on the
     # source at once, nor c_in on the destination); alone on both NICs is the most.
@@ -388,7 +449,7 @@ def _flatten(plan: Plan, hidx: dict[str, int], vidx: dict[str, int]) -> _Flat:
             out.src.append(s)
             out.dst.append(hidx[m.dst])
             out.wave.append(wpos)
-            out.cold.append(m.method == "cold")
+            out.cold.append(m.method in DOWN_METHODS)
             out.force.append(m.force_complete_after_s)
             out.remedy.append(m.remedy)
             queues.setdefault(s, []).append(mi)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sim.calendar import CalendarOutcome
 
 
 @dataclass
@@ -82,6 +85,7 @@ class SimResult:
     canary_failed: bool = False
     execution: str = "lockstep"  # or "pipelined": hosts admitted one by one
     refusals: Counter[str] = field(default_factory=Counter)  # admission's, by rule
+    calendar: CalendarOutcome | None = None  # with windows: the run in the calendar
 
     @property
     def breached(self) -> bool:

@@ -25,6 +25,12 @@ FORMAT_VERSION = "1.0"
 # A live migration's outcomes when it was force-completed (Nova's force-complete: post-copy where
 # permitted, else the guest paused).
 FORCED = ("post-copy", "paused")
+# The executor's fallback when its force-complete did not take (failures.force_complete).
+FALLBACK_DETAIL = {
+    "fallback-cold": "force-complete {}: live migration aborted, then migrated cold",
+    "fallback-stayed": "force-complete {}: live migration aborted; no cold fallback, the VM "
+    "stays and its host is not upgraded",
+}
 COLUMNS = (
     "t_s",
     "event",
@@ -105,6 +111,10 @@ def summary(prep: Prepared, res: SimResult) -> dict[str, Any]:
             max((d for d, _ in vm_downtime(prep, res).values()), default=0.0)
         ),
         "remedies": remedies(prep, res),
+        "force_fallbacks": {
+            "cold": by["fallback-cold"],
+            "stayed": by["fallback-stayed"],
+        },
         "hosts": len(statuses),
         "hosts_upgraded": statuses.count("upgraded"),
         "hosts_not_upgraded": statuses.count("not-upgraded"),
@@ -141,8 +151,9 @@ def remedies(prep: Prepared, res: SimResult) -> dict[str, int]:
 
 def vm_downtime(prep: Prepared, res: SimResult) -> dict[int, tuple[float, str]]:
     """Per VM with downtime: its seconds down in the run (summed over its migrations and its stop)
-    and how: `live` (the switch-over pause), `force-complete`, `cold`, `stop` (stopped in place
-    for its host's maintenance) or `stop-remedy` (stopped as the policy's remedy)."""
+    and how: `live` (the switch-over pause), `force-complete`, `cold`, `fallback-cold` (cold after
+    a force-complete that did not take), `stop` (stopped in place for its host's maintenance) or
+    `stop-remedy` (stopped as the policy's remedy)."""
     out: dict[int, tuple[float, str]] = {}
     for mi, d in enumerate(res.mig_down):
         if d <= 0:
@@ -152,6 +163,8 @@ def vm_downtime(prep: Prepared, res: SimResult) -> dict[int, tuple[float, str]]:
         how = (
             "cold"
             if prep.m_cold[mi]
+            else "fallback-cold"
+            if st >= 0 and OUTCOME_NAMES[st] == "fallback-cold"
             else "force-complete"
             if prep.m_force[mi] is not None and st >= 0 and OUTCOME_NAMES[st] in FORCED
             else "live"
@@ -232,6 +245,8 @@ def result_to_dict(prep: Prepared, res: SimResult, *, per_vm: bool = True) -> di
         ],
         "model": prep.model.to_dict(),
     }
+    if res.calendar is not None:
+        out["calendar"] = res.calendar.to_dict()
     if per_vm:
         out["vms"] = [vm_record(prep, res, mi) for mi in range(len(prep.m_vm))]
         out["stops"] = [
@@ -296,6 +311,10 @@ def timeline_rows(prep: Prepared, res: SimResult) -> list[dict[str, Any]]:
                 row["outcome"] = OUTCOME_NAMES[st] if st >= 0 else None
                 row["bytes"] = _num(prep.m_bytes[mi], 0)
                 row["downtime_s"] = _num(res.mig_down[mi], 4)
+                if row["outcome"] in FALLBACK_DETAIL:
+                    row["detail"] = FALLBACK_DETAIL[row["outcome"]].format(
+                        prep.model.force_complete
+                    )
         rows.append(row)
     for t, g, c, free, req in res.headroom_samples:
         row = dict(empty)
@@ -337,6 +356,15 @@ def write_timeline(path: str | os.PathLike[str], prep: Prepared, res: SimResult)
         "completed": res.completed,
         "columns": list(COLUMNS),
     }
+    cal = prep.calendar
+    if cal is not None:  # the run in calendar time: its start and the windows' openings it met
+        end = res.makespan_s
+        header["calendar"] = {
+            "start": cal.start.isoformat(),
+            "openings": [
+                [_num(a), _num(b) if math.isfinite(b) else None] for a, b in cal.nights if a <= end
+            ],
+        }
     lines = [json.dumps(header, ensure_ascii=False)]
     lines.extend(
         json.dumps({k: v for k, v in r.items() if v is not None}, separators=(",", ":"))

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planner.capacity import BoolArray, CapacityModel, IntArray, scope_groups
-from planner.inventory import Inventory
+from planner.inventory import VM, Inventory
+from planner.placement import Signature, acceptance, signature
 from planner.plan import Plan, Wave
 from planner.policy import Policy
 from planner.rules import FAMILIES, method, order
@@ -75,8 +76,12 @@ class Context:
     server_groups: tuple[ServerGroupInfo, ...]
     ha: tuple[HAGroupInfo, ...]
     agg_mask: dict[str, BoolArray] = field(default_factory=dict)
-    _mask_cache: dict[tuple[str | None, tuple[str, ...]], BoolArray] = field(default_factory=dict)
-    _pinned_cache: dict[tuple[str | None, tuple[str, ...]], bool] = field(default_factory=dict)
+    _mask_cache: dict[tuple[str | None, tuple[str, ...], int | None], BoolArray] = field(
+        default_factory=dict
+    )
+    _pinned_cache: dict[tuple[str | None, tuple[str, ...], int | None], bool] = field(
+        default_factory=dict
+    )
     _pools: list[tuple[BoolArray, IntArray]] | None = None
     _forced: IntArray | None = None
 
@@ -97,7 +102,8 @@ class Context:
         """Hosts VM j may ever run on: available, in its AZ, in one of its aggregates.
         Shared between VMs with the same pins; treat as read-only."""
         vm = self.inv.vms[j]
-        key = (vm.az, tuple(vm.allowed_aggregates))
+        place = acceptance(self.inv).mask(vm)
+        key = (vm.az, _aggs(vm), None if place is None else id(place))
         mask = self._mask_cache.get(key)
         if mask is None:
             mask = self.available.copy()
@@ -109,6 +115,11 @@ class Context:
                     if a in self.agg_mask:
                         agg |= self.agg_mask[a]
                 mask &= agg
+            for a in vm.forbidden_aggregates:
+                if a in self.agg_mask:
+                    mask &= ~self.agg_mask[a]
+            if place is not None:  # the hosts Placement accepts (traits, units, provider type)
+                mask &= place
             mask.setflags(write=False)
             self._mask_cache[key] = mask
         return mask
@@ -117,13 +128,18 @@ class Context:
         """(hosts, VMs) for every set of pins (AZ, aggregates) that restricts some VM, in a
         fixed order; VMs free to go anywhere are in none."""
         if self._pools is None:
-            keys: dict[tuple[str | None, tuple[str, ...]], list[int]] = {}
+            acc = acceptance(self.inv)
+            keys: dict[tuple[str | None, tuple[str, ...], Signature | None], list[int]] = {}
             for j, vm in enumerate(self.inv.vms):
-                if (vm.az is not None or vm.allowed_aggregates) and not self.stuck[j]:
-                    keys.setdefault((vm.az, tuple(vm.allowed_aggregates)), []).append(j)
+                place = signature(self.inv, vm) if acc.mask(vm) is not None else None
+                pinned = vm.az is not None or vm.allowed_aggregates or vm.forbidden_aggregates
+                if (pinned or place) and not self.stuck[j]:
+                    keys.setdefault((vm.az, _aggs(vm), place), []).append(j)
             self._pools = [
                 (self.static_ok(js[0]), np.asarray(js, dtype=np.int64))
-                for _key, js in sorted(keys.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
+                for _key, js in sorted(
+                    keys.items(), key=lambda kv: (kv[0][0] or "", kv[0][1], repr(kv[0][2]))
+                )
             ]
         return self._pools
 
@@ -138,7 +154,8 @@ class Context:
     def pinned_to_group(self, j: int) -> bool:
         """True when every host VM j may run on lies in one headroom group."""
         vm = self.inv.vms[j]
-        key = (vm.az, tuple(vm.allowed_aggregates))
+        place = acceptance(self.inv).mask(vm)
+        key = (vm.az, _aggs(vm), None if place is None else id(place))
         got = self._pinned_cache.get(key)
         if got is None:
             got = len(np.unique(self.group_of[self.static_ok(j)])) <= 1
@@ -146,12 +163,19 @@ class Context:
         return got
 
 
+def _aggs(vm: VM) -> tuple[str, ...]:
+    """A VM's aggregate pins as one key: the allowed ones, then `!` and the forbidden ones."""
+    if not vm.forbidden_aggregates:
+        return tuple(vm.allowed_aggregates)
+    return (*vm.allowed_aggregates, "!", *vm.forbidden_aggregates)
+
+
 def build_context(inv: Inventory, policy: Policy) -> Context:
     model = CapacityModel(inv)
     H, C, V = len(model.host_names), len(model.classes), len(inv.vms)
     target = policy.target_version
     upgraded0 = np.array([target is not None and h.version == target for h in inv.hosts], bool)
-    todo_names = {h.name for h in inv.hosts_to_upgrade(target)}
+    todo_names = {h.name for h in method.to_upgrade(inv, policy)}
     is_todo = np.array([h.name in todo_names for h in inv.hosts], dtype=bool)
     first, last = order.selected(inv, policy)
     tier = np.array([order.tier_of(h.name, first, last) for h in inv.hosts], dtype=np.int64)
@@ -167,10 +191,10 @@ def build_context(inv: Inventory, policy: Policy) -> Context:
     rack_code = np.array(
         [rack_index[h.rack] if h.rack is not None else -1 for h in inv.hosts], dtype=np.int64
     )
-    stoppable = np.array([method.stoppable(policy, v) for v in inv.vms], dtype=bool).reshape(V)
-    movable_none = np.array(
-        [v.migration == "none" and not policy.allow_stop for v in inv.vms], dtype=bool
-    ).reshape(V)
+    ways = [method.method_for(v, inv, policy) for v in inv.vms]
+    stoppable = np.array([w is None and policy.allow_stop for w in ways], dtype=bool).reshape(V)
+    movable_none = np.array([w is None and not policy.allow_stop for w in ways], dtype=bool)
+    movable_none = movable_none.reshape(V)
     demand = model.demand
     vm_host0 = model.vm_host.copy()
     stuck_demand = np.zeros((H, C), dtype=np.int64)

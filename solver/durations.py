@@ -39,6 +39,7 @@ import numpy as np
 
 from planner.estimates import Estimates, How
 from planner.inventory import Host, Inventory
+from planner.placement import accepts
 from planner.plan import Migration, Plan, Stop
 from planner.policy import Policy, selector_matches
 
@@ -116,12 +117,15 @@ class _Usage:
         self.demand: dict[str, np.ndarray] = {}
         for v in inv.vms:
             d = np.zeros(c, dtype=np.int64)
-            for rc, x in v.resources.items():
+            for rc, x in inv.demand(v).items():
                 d[ci[rc]] = x
             self.demand[v.id] = d
         start = np.zeros((n, c), dtype=np.int64)
         for v in inv.vms:
             start[self.hi[v.host]] += self.demand[v.id]
+        for h in inv.hosts:  # what Placement counts that no VM accounts for stays
+            for rc, x in h.other_usage.items():
+                start[self.hi[h.name], ci[rc]] += x
         self.cap = np.zeros((n, c), dtype=np.int64)
         for h in inv.hosts:
             for rc in classes:
@@ -326,6 +330,8 @@ def shape(
             if d == m.src:
                 continue
             if vm.allowed_aggregates and not set(vm.allowed_aggregates) & aggs[d]:
+                continue
+            if set(vm.forbidden_aggregates) & aggs[d] or not accepts(inv, vm, d):
                 continue
             tried += 1
             if tried > MAX_TRIED:

@@ -110,7 +110,7 @@ def model_cells(ctx: Context) -> int:
 
 
 def _may_move(ctx: Context, j: int) -> bool:
-    return bool(ctx.is_todo[int(ctx.vm_host0[j])]) and ctx.inv.vms[j].migration != "none"
+    return bool(ctx.is_todo[int(ctx.vm_host0[j])]) and not (ctx.stuck[j] or ctx.movable_none[j])
 
 
 class ExactModel:
@@ -262,14 +262,14 @@ class ExactModel:
                 dst = next(h for h in self.cand[j] if solver.value(self.at[j, w, h]))
                 if dst != where[j]:
                     vm = ctx.inv.vms[j]
-                    method = method_for(vm) or "cold"
+                    method = method_for(vm, ctx.inv, ctx.policy) or "cold"
                     migrations.append(Migration(vm.id, names[where[j]], names[dst], method))
                     where[j] = dst
             in_wave = set(hosts)
             stops = [
                 Stop(vm.id, names[int(ctx.vm_host0[j])])
                 for j, vm in enumerate(ctx.inv.vms)
-                if vm.migration == "none" and int(ctx.vm_host0[j]) in in_wave
+                if ctx.stuck[j] and int(ctx.vm_host0[j]) in in_wave
             ]
             waves.append(
                 Wave(

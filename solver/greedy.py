@@ -25,7 +25,7 @@ from planner.inventory import VM, Inventory
 from planner.plan import Migration, Plan, Stop, Wave
 from planner.policy import Policy
 from planner.rules import order
-from planner.rules.method import method_for, stoppable
+from planner.rules.method import method_for, stoppable, to_upgrade, why_not
 from solver.rules import greedy_hooks
 from solver.rules.base import Filling
 
@@ -181,12 +181,13 @@ def evacuate(st: GreedyState, host: int, in_wave: BoolArray) -> Placement:
         if int(m.vm_host[j]) != host:
             continue  # moved already with its affinity block
         vm = inv.vms[j]
-        kind = method_for(vm)
+        kind = method_for(vm, inv, st.policy)
         if kind is None:
             if st.policy.allow_stop:
                 p.stops.append(j)
                 continue
-            p.failure = f"VM {vm.name or vm.id} cannot migrate (migration none), allow_stop is off"
+            why = why_not(vm, inv, st.policy)
+            p.failure = f"VM {vm.name or vm.id} cannot move ({why}), allow_stop is off"
             break
         gid = vm.server_group
         group = inv.group(gid) if gid is not None else None
@@ -243,7 +244,7 @@ def host_order(
     move, then the least used."""
     rank = {n: k for k, n in enumerate(early)}
     first, last = order.selected(inv, policy)
-    todo = {h.name for h in inv.hosts_to_upgrade(policy.target_version)}
+    todo = {h.name for h in to_upgrade(inv, policy)}
     m = st.model
     util = m.utilisation().max(axis=1) if m.classes else np.zeros(len(m.host_names))
     out = []
@@ -274,7 +275,7 @@ class GreedyWave(Filling):
     def migrations(self, h: int) -> int:
         """The VMs on host h now that would migrate (not stop) if it joined."""
         vms = self.st.inv.vms
-        return sum(1 for j in self.st.vms_on[h] if not stoppable(self.policy, vms[j]))
+        return sum(1 for j in self.st.vms_on[h] if not stoppable(self.policy, vms[j], self.st.inv))
 
 
 # When no host of those left can go down, the greedy tries again with them first (within their
@@ -418,7 +419,7 @@ def _fill_wave(
         for j, src, dst in p.moves:
             gw.received.add(dst)
             vm = inv.vms[j]
-            kind = method_for(vm) or "cold"
+            kind = method_for(vm, inv, st.policy) or "cold"
             gw.migrations_.append(Migration(vm.id, m.host_names[src], m.host_names[dst], kind))
         gw.stops.extend(Stop(inv.vms[j].id, inv.hosts[i].name) for j in p.stops)
     return gw

@@ -330,7 +330,9 @@ def place_wave(
         for j in b.vms:
             vm = ctx.inv.vms[j]
             res.migrations.append(
-                Migration(vm.id, names[b.src], names[d], method_for(vm) or "cold")
+                Migration(
+                    vm.id, names[b.src], names[d], method_for(vm, ctx.inv, ctx.policy) or "cold"
+                )
             )
             if not st.upgraded[d]:
                 res.double_moves += 1

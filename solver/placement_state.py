@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from planner.capacity import BoolArray, IntArray, headroom
+from planner.placement import acceptance
 from planner.plan import Migration, Stop
 from solver.context import Context
 
@@ -165,7 +166,8 @@ def wave_blocks(st: PlacementState, hosts: Sequence[int]) -> tuple[list[Block], 
 
 def _pinned(ctx: Context, j: int) -> bool:
     vm = ctx.inv.vms[j]
-    return vm.az is not None or bool(vm.allowed_aggregates)
+    pinned = vm.az is not None or bool(vm.allowed_aggregates or vm.forbidden_aggregates)
+    return pinned or acceptance(ctx.inv).mask(vm) is not None
 
 
 def pool_pressure(st: PlacementState) -> Any:

@@ -38,6 +38,7 @@ from planner import rules
 from planner.bounds import LowerBounds
 from planner.capacity import IntArray, format_amount, headroom
 from planner.checker import check_inventory
+from planner.placement import acceptance, describe
 from planner.policy import select_hosts
 from planner.rules import (
     affinity,
@@ -47,6 +48,7 @@ from planner.rules import (
     ha_group,
     migrations_per_wave,
     order,
+    placement,
     wave_size,
 )
 from planner.rules import headroom as room
@@ -183,6 +185,14 @@ def _pin_families(ctx: Context, j: int, useful: np.ndarray | None = None) -> lis
         off = np.array([not allowed & set(h.aggregates) for h in ctx.inv.hosts], dtype=bool)
         if (pool & off).any():
             out.append(aggregates.words(vm.allowed_aggregates))
+    if vm.forbidden_aggregates:
+        banned = set(vm.forbidden_aggregates)
+        off = np.array([bool(banned & set(h.aggregates)) for h in ctx.inv.hosts], dtype=bool)
+        if (pool & off).any():
+            out.append(aggregates.words_out(vm.forbidden_aggregates))
+    place = acceptance(ctx.inv).mask(vm)
+    if place is not None and (pool & ~place).any():
+        out.append(placement.words(describe(ctx.inv, vm)))
     return out
 
 
@@ -198,6 +208,10 @@ def _pins(ctx: Context, j: int) -> str:
         parts.append(f"AZ {vm.az}")
     if vm.allowed_aggregates:
         parts.append(f"aggregates {', '.join(vm.allowed_aggregates)}")
+    if vm.forbidden_aggregates:
+        parts.append(f"no aggregate of {', '.join(vm.forbidden_aggregates)}")
+    if acceptance(ctx.inv).mask(vm) is not None:
+        parts.append(f"hosts Placement accepts ({describe(ctx.inv, vm)})")
     return " and ".join(parts) if parts else "any enabled compute host"
 
 

@@ -19,6 +19,7 @@ from planner.checker import check_plan
 from planner.inventory import Inventory
 from planner.plan import Method, Migration, Plan, Stop, Wave
 from planner.policy import Policy
+from planner.rules.method import method_for
 from solver.greedy import GreedyState
 
 
@@ -47,15 +48,15 @@ def reroute(
     migrations still to come (counted as done, so that they are not given the same room twice),
     `stops` the wave's stops. `avoid`: hosts not to propose (those that failed already);
     `only`: if given, the only hosts that may be proposed. At most `tries` candidates are put to
-    the checker, best first. The method is live for an ACTIVE VM that may be live-migrated, else
-    cold. None when the VM is unknown, may not move (`migration: none`), or no candidate passes.
+    the checker, best first. The method is `method_for`'s (Nova's state rules). None when the VM
+    is unknown, cannot move, or no candidate passes.
     """
     if not inv.has_vm(vm_id):
         return None
     vm = inv.vm(vm_id)
-    if vm.migration == "none":
+    method: Method | None = method_for(vm, inv, policy)
+    if method is None:
         return None
-    method: Method = "live" if vm.migration == "live" and vm.status == "ACTIVE" else "cold"
     st = GreedyState(inv, policy)
     m = st.model
     for o in others:

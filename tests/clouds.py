@@ -32,7 +32,7 @@ from typing import Any
 
 from planner.estimates import Estimates, HostEstimate, VmEstimate
 from planner.formats import validate_inventory
-from planner.inventory import VM, HAGroup, Host, Inventory, ServerGroup
+from planner.inventory import VM, HAGroup, Host, Inventory, Provider, ServerGroup
 from planner.plan import Migration, Plan, Stop, Wave
 from planner.policy import Headroom, Policy
 
@@ -320,16 +320,18 @@ def anti_affinity_tight() -> Fixture:
 
 
 def affinity_pair() -> Fixture:
-    """Two VMs of a hard affinity group on cmp-1 and two empty hosts: the pair moves together."""
+    """Two VMs of a hard affinity group on cmp-1 and two empty hosts: the pair moves together,
+    by forced live migrations (the policy's opt-in: Nova refuses a scheduled move of one)."""
     c = Cloud("affinity-pair")
     c.hosts_("cmp-1", "cmp-2", "cmp-3")
     c.vm("db-1", "cmp-1").vm("db-2", "cmp-1")
     c.group("db", "affinity", members=["db-1", "db-2"])
-    pol = policy(1)
+    pol = policy(1, affinity_moves="forced")
+    f = "live-forced"
     plan = make_plan(
         pol,
         wave(1, ["cmp-2"]),
-        wave(2, ["cmp-1"], [mv("db-1", "cmp-1", "cmp-2"), mv("db-2", "cmp-1", "cmp-2")]),
+        wave(2, ["cmp-1"], [mv("db-1", "cmp-1", "cmp-2", f), mv("db-2", "cmp-1", "cmp-2", f)]),
         wave(3, ["cmp-3"]),
     )
     return Fixture("affinity_pair", c.build(), pol, plan)
@@ -544,6 +546,37 @@ def edit_host(inv: Inventory, name: str, **changes: Any) -> Inventory:
 def edit_vm(inv: Inventory, vm_id: str, **changes: Any) -> Inventory:
     vms = tuple(replace(v, **changes) if v.id == vm_id else v for v in inv.vms)
     return replace(inv, vms=vms)
+
+
+GPU = "CUSTOM_NVIDIA_11"
+
+
+def gpu_cloud() -> Inventory:
+    """Placement's view (not a named fixture: it has no hand plan). cmp-1 has a pGPU of type
+    NVIDIA_11 (4 VGPU) holding vgpu-1's VGPU; cmp-2 has one of another type; cmp-3 has one of
+    the same type; cmp-4 none. ssd-1 needs CUSTOM_SSD, which only cmp-1 and cmp-4 have."""
+    c = Cloud("gpus")
+    c.hosts_("cmp-1", "cmp-2", "cmp-3", "cmp-4")
+    c.vm("vgpu-1", "cmp-1", resources={"VCPU": 2, "MEMORY_MB": 4096, "DISK_GB": 20, "VGPU": 1})
+    c.vm("ssd-1", "cmp-1")
+    inv = c.build()
+
+    def gpu(host: str, trait: str) -> tuple[Provider, ...]:
+        return (Provider(f"{host}_pgpu0", {"VGPU": 4}, traits=(trait,)),)
+
+    inv = edit_host(inv, "cmp-1", providers=gpu("cmp-1", GPU), traits=("CUSTOM_SSD",))
+    inv = edit_host(inv, "cmp-2", providers=gpu("cmp-2", "CUSTOM_NVIDIA_12"))
+    inv = edit_host(inv, "cmp-3", providers=gpu("cmp-3", GPU))
+    inv = edit_host(inv, "cmp-4", traits=("CUSTOM_SSD",))
+    inv = edit_vm(
+        inv,
+        "vgpu-1",
+        allocations={
+            "cmp-1": {"VCPU": 2, "MEMORY_MB": 4096, "DISK_GB": 20},
+            "cmp-1_pgpu0": {"VGPU": 1},
+        },
+    )
+    return edit_vm(inv, "ssd-1", required_traits=("CUSTOM_SSD",))
 
 
 # ---------------------------------------------------------------------------------------------

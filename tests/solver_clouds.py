@@ -195,7 +195,7 @@ def affinity_pair() -> Cloud:
     return Cloud(
         "affinity_pair",
         _inv("affinity-pair", hosts, vms, server_groups=(ServerGroup("g-web", "web", "affinity"),)),
-        policy(failures=0),
+        policy(failures=0, affinity_moves="forced"),  # Nova moves a member only with its group
         {"together": ("web-1", "web-2")},
     )
 

@@ -17,6 +17,7 @@ from planner.checker import RULES, CheckReport, Violation, check_inventory, chec
 from planner.inventory import Inventory
 from planner.plan import Plan, Schedule, ScheduledWindow, Stop, Wave
 from planner.windows import Window
+from tests.checker_sbs_pairs import *  # noqa: F403  (the side-by-side rules' pairs)
 from tests.clouds import (
     NAMED,
     NEW,
@@ -31,6 +32,7 @@ from tests.clouds import (
     edit_migration,
     edit_vm,
     estimates,
+    gpu_cloud,
     ha_trio,
     make_plan,
     migration_to_stop,
@@ -46,6 +48,7 @@ from tests.clouds import (
     wave,
     with_policy,
 )
+from tests.clouds_nova import down_host, left_down
 
 DIGEST = "a" * 64
 
@@ -441,6 +444,21 @@ ALL_REMEDIES = ("force-complete", "cold", "stop")
 
 def warned(report: CheckReport, rule: str) -> list[Violation]:
     return [v for v in report.warnings if v.rule == rule]
+
+
+# -- left_out (planner.rules.method; more in tests/test_nova_rules.py) ---------------------------
+def test_left_out_passes() -> None:
+    fx = down_host()  # the down host's VMs are evacuated: it is upgraded
+    report = check(fx.inventory, fx.plan)
+    assert report.ok and warned(report, "left_out") == [], [str(v) for v in report.violations]
+
+
+def test_left_out_fails() -> None:
+    fx = left_down()  # down, and no evacuation: left out, not upgraded, and no coverage gap
+    report = check(fx.inventory, fx.plan)
+    assert report.ok, [str(v) for v in report.violations]
+    (w,) = warned(report, "left_out")
+    assert w.objects == ("cmp-1",) and "down" in w.message and "allow_evacuate" in w.message
 
 
 def stop_as_remedy(plan: Plan, vm: str) -> Plan:
@@ -1000,3 +1018,59 @@ def test_digest_fails_for_a_plan_that_records_no_inventory() -> None:
     fx = three_plus_spare()  # built in memory: its plan records an empty inventory_sha256
     v = one(check(fx.inventory, fx.plan, digest=DIGEST), "digest")
     assert "no recorded inventory" in v.message
+
+
+# -- placement (traits, units, provider type) -----------------------------------------------------
+def _gpu_plan(vgpu_dst: str, ssd_dst: str) -> Plan:
+    # N+0: two providers of a VGPU type cannot keep N+1 of it (docs/concepts.md).
+    return make_plan(
+        policy(1, failures=0),
+        wave(1, ["cmp-3"]),
+        wave(2, ["cmp-4"]),
+        wave(3, ["cmp-1"], [mv("vgpu-1", "cmp-1", vgpu_dst), mv("ssd-1", "cmp-1", ssd_dst)]),
+        wave(4, ["cmp-2"]),
+    )
+
+
+def test_placement_passes() -> None:
+    report = check(gpu_cloud(), _gpu_plan("cmp-3", "cmp-4"))
+    silent(report, "placement")
+    assert report.ok, [str(v) for v in report.violations]
+
+
+def test_placement_fails() -> None:
+    report = check(gpu_cloud(), _gpu_plan("cmp-3", "cmp-2"))
+    v = one(report, "placement")
+    assert (v.wave, v.objects) == (3, ("ssd-1", "cmp-2"))
+    assert "lacks the required trait CUSTOM_SSD" in v.message
+    # A VGPU of another type is capacity's: cmp-2 has no VGPU of vgpu-1's type.
+    report = check(gpu_cloud(), _gpu_plan("cmp-2", "cmp-4"))
+    # (cmp-2 itself is upgraded in wave 4: the VM now on it must move again.)
+    assert [x.rule for x in report.violations] == ["capacity", "evacuation"]
+    assert "VGPU@CUSTOM_NVIDIA_11" in report.violations[0].message
+
+
+def test_inventory_placement_drift_passes() -> None:
+    report = check(gpu_cloud(), _gpu_plan("cmp-3", "cmp-4"))
+    assert report.warnings == ()
+
+
+def test_inventory_placement_drift_fails() -> None:
+    inv = edit_host(gpu_cloud(), "cmp-2", drift=("Placement's usage VCPU 8, its VMs' 0",))
+    report = check(inv, _gpu_plan("cmp-3", "cmp-4"))
+    assert report.ok
+    assert [(w.rule, w.objects) for w in report.warnings] == [
+        ("inventory.placement_drift", ("cmp-2",))
+    ]
+
+
+def test_aggregates_fails_in_a_forbidden_aggregate() -> None:
+    fx = pinned_and_bound()
+    inv = edit_vm(fx.inventory, "pinned", forbidden_aggregates=("ssd",))
+    report = check(inv, fx.plan)
+    v = one(report, "aggregates")
+    assert (v.wave, v.objects) == (2, ("pinned", "cmp-2"))
+    assert "may not run in aggregates ssd" in v.message
+    silent(
+        check(edit_vm(fx.inventory, "pinned", forbidden_aggregates=("hdd",)), fx.plan), "aggregates"
+    )

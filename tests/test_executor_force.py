@@ -374,6 +374,60 @@ def test_a_run_killed_mid_migration_resumes_and_forces_it(fresh: Box) -> None:
         assert (int(c["wave"]), c["vm"]) in st.forced
 
 
+def test_a_block_migration_is_not_forced_while_it_copies_its_disks(fresh: Box) -> None:
+    # local storage: every live migration is a block migration, whose 10 GiB disk crosses the
+    # link first (about 5 s) while the memory waits, all of it remaining. Without the disk
+    # check, --force-stall 1 would force each busy VM a second into its disk copy.
+    disk_s = 10 * 1024 / LINK
+    fresh.ctl("POST", "storage", {"local": True})
+    try:
+        before = fresh.ctl("GET", "status")
+        # forced as planned (2 s: due during the disk copy, so at its end) ...
+        inv_path, plan_path, _inv, plan, hook, busy = forced_plan(fresh, "disk-planned", 2.0)
+        r = execute(fresh, inv_path, plan_path, "--upgrade-command", hook, "--force-stall", "600")
+        assert r.code == 0, r
+        st = RunState.replay(read_records(journal_of(plan_path)))
+        assert st.upgraded == set(plan.hosts) and {vm for _, vm in st.forced} == busy
+        forces = [x for x in records(plan_path) if x.get("op") == "force" and x["ev"] == "intent"]
+        assert forces and all(x["why"] == "planned" and x["after_s"] >= disk_s for x in forces)
+        # ... and on a stall, counted from the end of the disk copy
+        inv_path, plan_path, _inv, plan, hook, busy = forced_plan(fresh, "disk-stall", 600.0)
+        r = execute(fresh, inv_path, plan_path, "--upgrade-command", hook, "--force-stall", "1")
+        assert r.code == 0, r
+        st = RunState.replay(read_records(journal_of(plan_path)))
+        assert st.upgraded == set(plan.hosts) and {vm for _, vm in st.forced} == busy
+        forces = [x for x in records(plan_path) if x.get("op") == "force" and x["ev"] == "intent"]
+        assert forces and all(x["why"] == "stalled" and x["after_s"] >= disk_s + 1 for x in forces)
+        after = fresh.ctl("GET", "status")
+        assert after["forces_copying_disks"] == before["forces_copying_disks"] == 0
+        assert after["migrations_forced"] - before["migrations_forced"] == 2 * len(busy)
+    finally:
+        fresh.ctl("POST", "storage", {"local": False})
+
+
+def test_a_block_migration_reports_its_disk_copy_then_its_memory(fresh: Box) -> None:
+    cloud = _cloud()
+    vm = json.loads(fresh.sb.ids_file.read_text())["vms"]["vm-5"]
+    fresh.ctl("POST", "storage", {"local": True})
+    try:
+        cloud.live_migrate(vm, _elsewhere(cloud, vm))
+        assert wait_for(lambda: any(p.copying_disks for p in cloud.live_progress(vm)), 30)
+        p = cloud.live_progress(vm)[-1]
+        assert p.disk_total == 10 << 30 and p.memory_remaining == p.memory_total == 2048 << 20
+        assert fresh.ctl("GET", "status")["migrations"][0]["mode"] == "disk"
+        # the disks copied, the memory pre-copy runs (this VM never converges): forced then
+        assert wait_for(
+            lambda: any(q.disk_remaining == 0 for q in cloud.live_progress(vm)), timeout=60
+        )
+        q = cloud.live_progress(vm)[-1]
+        assert q.disk_processed == q.disk_total and not q.copying_disks
+        cloud.force_complete(vm, q.id)
+        assert wait_for(lambda: _server(cloud, vm).settled, 30)
+        assert fresh.ctl("GET", "status")["forces_copying_disks"] == 0
+    finally:
+        fresh.ctl("POST", "storage", {"local": False})
+
+
 # -- maintenance windows, through the command line -------------------------------------------
 
 

@@ -23,6 +23,7 @@ from planner.errors import InfeasibleError
 from planner.inventory import Inventory
 from planner.plan import Migration, Plan, Wave
 from planner.policy import Policy
+from planner.rules.method import method_for
 from solver.greedy import greedy_plan
 from tests.clouds import (
     add_migration,
@@ -236,11 +237,12 @@ def from_upgraded_to_old(data: st.DataObject, inv: Inventory, plan: Plan) -> Mut
             if h.is_compute and h.available and h.name not in done and h.name not in w.hosts
         ]
         for vm, host in starts[w.index - 1].items():
-            if host in done and vm not in handled and inv.vm(vm).migration != "none":
-                cands += [(w, vm, host, d) for d in old]
-    w, vm, src, dst = pick(data, cands)
-    method = "live" if inv.vm(vm).status == "ACTIVE" and inv.vm(vm).migration == "live" else "cold"
-    mutated = add_migration(plan, w.index, Migration(vm, src, dst, method))  # type: ignore[arg-type]
+            # a VM that may move alone, as Nova's state rules allow (an affinity member may not)
+            way = method_for(inv.vm(vm), inv, plan.policy)
+            if host in done and vm not in handled and way in ("live", "cold"):
+                cands += [(w, vm, host, d, way) for d in old]
+    w, vm, src, dst, method = pick(data, cands)
+    mutated = add_migration(plan, w.index, Migration(vm, src, dst, method))
     # The VM leaves a host outside the wave (source) and may meet later waves (evacuation).
     also = DOWNSTREAM | {"source", "az", "aggregates", "evacuation"}
     return Mutated(inv, mutated, "version", w.index, (vm, src, dst), also)

@@ -95,7 +95,8 @@ def same(a: Any, b: Any, where: str = "result") -> None:
 # Issue 8's rollback and canary came after the oracle was frozen: it has neither. With both off
 # (every model here) the engine must give its runs exactly, and these fields their neutral
 # values; tests/test_sim_rollback_canary.py covers them switched on.
-# Pipelined execution came later still: lock-step runs (these) have no refusals.
+# Pipelined execution came later still: lock-step runs (these) have no refusals; windows later
+# again: these runs have no calendar.
 ISSUE_8 = {
     "rollback_s": 0.0,
     "soak_s": 0.0,
@@ -103,6 +104,7 @@ ISSUE_8 = {
     "canary_failed": False,
     "execution": "lockstep",
     "refusals": Counter(),
+    "calendar": None,  # maintenance windows came later again: no calendar, none
 }
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from planner.errors import InputError
 from planner.inventory import Inventory
+from sim.crosscloud import CrossCloudSettings
 from sim.engine import prepare, simulate
 from sim.migration import NovaSettings, QemuSettings
 from sim.model import DEFAULT, PARAMS, Distribution, SimModel, doc_table, model_from_dict
@@ -241,8 +242,9 @@ def test_every_model_field_is_a_declared_parameter() -> None:
     throttle period aside)."""
     paths = {d.path for d in PARAMS}
     for cls, prefix, aside in (
-        (SimModel, (), {"nova", "qemu", "source"}),
+        (SimModel, (), {"nova", "qemu", "source", "crosscloud"}),
         (NovaSettings, ("nova",), set()),
+        (CrossCloudSettings, ("crosscloud",), set()),
         (QemuSettings, ("qemu",), {"sync_min_s"}),
     ):
         for f in dataclasses.fields(cls):

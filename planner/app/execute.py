@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from planner.app.sidebyside import refuse_side_by_side
 from planner.checker import check_plan
 from planner.errors import InputError
 from planner.executor.cloud import Cloud, DryRunCloud, LiveCloud
@@ -136,6 +137,7 @@ def load_verified_plan(
     """The plan and the sha256 of its file. With `inventory_path`: the plan must be made for that
     inventory (its digest) and the checker must accept it there, unless allowed."""
     plan = load_plan(plan_path)
+    refuse_side_by_side(plan, "execute")
     sha = sha256_file(plan_path)
     if inventory_path:
         _verify(plan_path, plan, inventory_path, allow_digest_mismatch, allow_check_failures)
@@ -187,7 +189,7 @@ RECORDED = (
 )
 # Options the journal records only when not at their default (`options.safe_options`): their
 # absence means the default, which is what --resume then takes unless given again.
-RECORDED_WHEN_SET = ("force_stall_s", "window_wait")
+RECORDED_WHEN_SET = ("force_stall_s", "window_wait", "retargets")
 
 
 def merge_recorded(

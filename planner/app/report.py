@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from planner.app.sidebyside import refuse_side_by_side
 from planner.errors import InputError
 from planner.inventory import Inventory
 from planner.plan import Plan
@@ -55,6 +56,7 @@ def write_html_report(
 ) -> WrittenReport:
     """Build the report of `plan` (see `build_report` for the schedule's sources) and write it
     to `output`, with every figure also as PNG into `png_dir` when given."""
+    refuse_side_by_side(plan, "report")
     t0 = time.perf_counter()
     rep = build_report(
         inv,

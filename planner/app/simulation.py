@@ -8,16 +8,21 @@ cluster (`cluster`, see `planner.app.distributed`): the same runs, the same numb
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from planner.app import distributed
+from planner.app import distributed, predict
+from planner.app.sidebyside import refuse_side_by_side
+from planner.errors import InfeasibleError
+from planner.estimates import How
 from planner.inventory import Inventory
 from planner.plan import Plan
+from sim import calendar
 from sim.engine import Prepared, SimResult, prepare, simulate
 from sim.model import SimModel
 from sim.montecarlo import RunSummary, breach_note, run_many, summarise
@@ -35,6 +40,7 @@ def prepare_run(
     """The plan ready to run; `ignore_digest` accepts a plan made for another inventory file (as
     `rollwave check --ignore-digest`). `check_count` and `check_violations` say what the checker
     found: a plan that fails the check is still simulated as written."""
+    refuse_side_by_side(plan, "the in-place simulation")
     return prepare(
         inv,
         plan,
@@ -42,6 +48,55 @@ def prepare_run(
         plan_file=plan_file,
         digest=plan.inventory_sha256 if ignore_digest else None,
     )
+
+
+def in_calendar(prep: Prepared, start: _dt.datetime | None = None) -> Prepared:
+    """The prepared plan in calendar time (`sim.calendar`) from `start`, else from the plan's
+    schedule's start; unchanged without either. Each host's need is its maintenance at the 95th
+    percentile as the planner predicts it (`Estimates.maintenance_s`, p95) with the plan's
+    migrations and remedies. InfeasibleError when some host's windows never open long enough."""
+    plan, inv = prep.plan, prep.inv
+    if start is None and plan.schedule is not None:
+        start = plan.schedule.start
+    if start is None:
+        return prep
+    est = predict.predict(inv, plan.policy, prep.model).est
+    how: dict[str, How] = {}
+    vms: dict[str, list[str]] = {h: [] for h in prep.hosts}
+    for _, m in plan.migrations():
+        how[m.vm] = (
+            "cold"
+            if m.method == "cold"
+            else ("force-complete" if m.remedy == "force-complete" else "live")
+        )
+        vms[m.src].append(m.vm)
+    need = [
+        est.maintenance_s(h, vms[h], p95=True, how=how) if h in est.hosts else 0.0
+        for h in prep.hosts
+    ]
+    planned = len(plan.schedule.windows) if plan.schedule is not None else None
+    azs = [inv.host(h).az for h in prep.hosts]
+    cal = calendar.build(plan.policy.windows, start, azs, need, planned)
+    planned_hosts = set(plan.hosts)
+    never = [
+        f"{h} (AZ {azs[i]}): its maintenance is predicted to need {need[i] / 3600:.1f} h at the "
+        "95th percentile; no opening of the windows that apply to it is that long"
+        if cal.zones[cal.host_zone[i]]
+        else f"{h} (AZ {azs[i]}): no maintenance window of the policy applies to it"
+        for i, h in enumerate(prep.hosts)
+        if h in planned_hosts and cal.host_fit(i, 0.0) == calendar.INF
+    ]
+    if not never and not prep.pipelined:  # lock-step: a wave's hosts go down together
+        never = [
+            f"wave {w + 1}: its hosts' windows (AZ {', '.join(sorted({str(azs[h]) for h in hs}))})"
+            " are never open together long enough for its slowest host's maintenance at the "
+            "95th percentile"
+            for w, (hs, _, _) in enumerate(prep.waves)
+            if cal.wave_fit(hs, 0.0) == calendar.INF
+        ]
+    if never:
+        raise InfeasibleError([f"windows: {n}" for n in never[:20]])
+    return replace(prep, calendar=cal)
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,6 +165,12 @@ def monte_carlo(
     stats = summarise(results)
     stats["failures_modelled"] = prep.model.injects_failures
     stats["breach_note"] = breach_note(stats["p_any_breach"], prep.model.injects_failures)
+    if prep.calendar is not None and "calendar" in stats:
+        cal, mk = prep.calendar, stats["makespan_s"]
+        stats["calendar"]["finish"] = {
+            k: cal.at(mk[k]).isoformat() if mk[k] is not None else None
+            for k in ("p50", "p95", "p99", "min", "max")
+        }
     median_run = _median_run(results)
     if timeline and median_run is not None:
         write_timeline(timeline, prep, simulate(prep, median_run, record=True))

@@ -9,6 +9,7 @@ never a crash.
 
 from __future__ import annotations
 
+import datetime as _dt
 import multiprocessing as mp
 import os
 import signal
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from planner.app import distributed
-from planner.app.planning import solve
+from planner.app.planning import plan_with_predictions
+from planner.app.simulation import in_calendar
 from planner.bounds import lower_bounds
 from planner.checker import check_plan
 from planner.errors import InfeasibleError, RollwaveError
@@ -33,8 +35,8 @@ from planner.report.whatif import SPARE, Outcome, apply, apply_model
 from sim.model import DEFAULT as DEFAULT_MODEL
 from sim.model import SimModel
 from sim.montecarlo import run_many, summarise
-from sim.prepare import prepare
-from solver.solve import PlannerName
+from sim.prepare import Prepared, prepare
+from solver.solve import PlannerName, SolveOptions
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class SweepConfig:
     time_limit: float | None = None  # per combination's plan; None: the planner's default
     model: SimModel = field(default_factory=lambda: DEFAULT_MODEL)
     estimate: EstimateModel = field(default_factory=EstimateModel)
+    # In calendar time from this start (`rollwave whatif --start`): the plans scheduled in their
+    # windows (`plan --start`), the runs in them (`simulate --start`).
+    start: _dt.datetime | None = None
 
 
 def evaluate(
@@ -67,7 +72,7 @@ def evaluate(
         plan = (
             _solve_once(inv, inv2, p2, spares, config)
             if reuse_plans
-            else solve(inv2, p2, config.planner, config.time_limit, config.seed, model)
+            else _solve(inv2, p2, config, model)
         )
     except InfeasibleError as exc:
         return Outcome(
@@ -95,8 +100,12 @@ def evaluate(
     t1 = time.perf_counter()
     if config.runs > 0 and status == "ok":
         prep = prepare(inv2, plan, model, check=False)
+        try:
+            prep = in_calendar(prep, config.start)
+        except InfeasibleError as exc:
+            return Outcome(combo, "infeasible", "; ".join(exc.reasons), solve_s=solve_s)
         stats = summarise(run_many(prep, config.runs, config.seed, jobs=1))
-        sim = {
+        sim = _calendar(prep, stats) | {
             "makespan_p50_s": stats["makespan_s"]["p50"],
             "makespan_p95_s": stats["makespan_s"]["p95"],
             "breach_probability": stats["p_headroom_breach"],
@@ -123,8 +132,35 @@ def evaluate(
         predicted_makespan_s=(plan.summary.get("predicted_makespan_s") or {}).get("lockstep"),
         downtime_s=(plan.summary.get("predicted_downtime_s") or {}).get("total"),
         remedies=dict(plan.summary.get("remedies") or {}),
+        windows_planned=len(plan.schedule.windows) if plan.schedule else None,
+        last_done=_iso(plan.schedule.last_done) if plan.schedule else None,
         **sim,
     )
+
+
+def _solve(inv: Inventory, policy: Policy, config: SweepConfig, model: SimModel) -> Plan:
+    """Plan as `rollwave plan` does, with `--start` when the sweep has one."""
+    options = SolveOptions(planner=config.planner, time_limit=config.time_limit, seed=config.seed)
+    return plan_with_predictions(inv, policy, options, model=model, start=config.start)[0]
+
+
+def _iso(t: _dt.datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def _calendar(prep: Prepared, stats: dict[str, Any]) -> dict[str, Any]:
+    """A row's simulated calendar: windows used, P(more than planned), the finish dates."""
+    cal = stats.get("calendar")
+    if prep.calendar is None or not cal:
+        return {}
+    mk = stats["makespan_s"]
+    return {
+        "windows_used_p50": cal["windows_used"]["p50"],
+        "windows_used_max": cal["windows_used"]["max"],
+        "p_more_windows": cal["p_more_windows_than_planned"],
+        "finish_p50": _iso(prep.calendar.at(mk["p50"])) if mk["p50"] is not None else None,
+        "finish_p95": _iso(prep.calendar.at(mk["p95"])) if mk["p95"] is not None else None,
+    }
 
 
 # Plans solved in this process during one sweep, by (base inventory, policy, spare hosts):
@@ -142,9 +178,7 @@ def _solve_once(
     if key not in _PLANS:
         if len(_PLANS) > 64:
             _PLANS.clear()
-        _PLANS[key] = solve(
-            inv, policy, config.planner, config.time_limit, config.seed, config.model
-        )
+        _PLANS[key] = _solve(inv, policy, config, config.model)
     return _PLANS[key]
 
 

@@ -77,6 +77,15 @@ class DemoPrinter:
             f"predicted makespan (lock-step) {_hms(lock)}, lower bound {_hms(lb)}{ratio}",
             markup=False,
         )
+        pipe = (s.get("predicted_makespan_s") or {}).get("pipelined")
+        if pipe is not None:
+            plb = s.get("pipelined_lower_bound_s") or lb
+            pratio = f", {pipe / plb:.2f} x" if plb else ""
+            out.print(
+                f"predicted makespan (pipelined) {_hms(pipe)}, lower bound {_hms(plb)}{pratio}"
+                + (f"; {pipe / lock:.2f} x lock-step" if lock else ""),
+                markup=False,
+            )
         rows = [
             (w.index, m.vm, m.remedy, m.predicted.downtime_s)
             for w in step.plan.waves

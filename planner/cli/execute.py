@@ -152,6 +152,14 @@ def default_journal(plan: str) -> Path:
     help="Retries of a failed migration before another destination is asked for.",
 )
 @click.option(
+    "--retargets",
+    type=click.IntRange(0),
+    default=2,
+    show_default=True,
+    help="Other destinations asked of the re-planner for a VM whose migrations keep failing "
+    "(after --retries on each); then the VM stays and its host is not upgraded.",
+)
+@click.option(
     "--retry-delay",
     "retry_delay_s",
     type=Seconds(0),
@@ -271,6 +279,7 @@ def execute_cmd(
     soak_s: float,
     canary_vms: int,
     retries: int,
+    retargets: int,
     retry_delay_s: float,
     service_timeout_s: float,
     confirm_timeout_s: float,
@@ -479,6 +488,12 @@ def _print_end(result: Any, plan: str, journal: Path, dry: bool) -> None:
         out.print(
             f"[yellow]force fallback[/]: {st.vm_label(str(fb['vm']))}: {fb['reason']}; {then}"
         )
+    for e in st.vms_in_error:
+        where = f"on {e['host']}" if e.get("host") else "on no host"
+        out.print(
+            f"[yellow]VM in ERROR[/] (seen in wave {e.get('wave')}): {e.get('name')} "
+            f"({e['vm']}) {where}" + (f": {e['fault']}" if e.get("fault") else ""),
+        )
     for v in f.get("vms_not_running", []):
         out.print(
             f"[yellow]VM not running[/]: {v['name']} ({v['vm']}) {v['status']} on {v['host']}"
@@ -589,6 +604,12 @@ def _status(journal: str, fmt: str) -> int:
         then = f"cold to {f['dst']}" if f["to"] == "cold" else "left on its host"
         out.print(
             f"  force fallback: {f['label']} (wave {f['wave']}): {f['reason']}; {then}",
+            markup=False,
+        )
+    for e in data["vms_in_error"]:
+        where = f"on {e['host']}" if e["host"] else "on no host"
+        out.print(
+            f"  VM in ERROR (seen in wave {e['wave']}): {e['name']} ({e['vm']}) {where}",
             markup=False,
         )
     for h, o in data["hosts_not_upgraded"].items():

@@ -7,10 +7,12 @@ import time
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from planner.app.planning import solve_and_check
 from planner.app.schedule import parse_start
+from planner.cli import plan_sbs
 from planner.cli.common import emit_json, err, format_option, out, path_arg
 from planner.errors import InfeasibleError, UsageError
 from planner.formats import load_inventory, load_policy, save_plan
@@ -131,8 +133,31 @@ def _n(x: float | None) -> str:
     "wall clock of the policy's first window): schedule every host in the policy's "
     "maintenance windows, lock-step.",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(["in-place", "side-by-side"]),
+    default="in-place",
+    show_default=True,
+    help="side-by-side: move every VM into a new cloud built of freed hosts (new control plane).",
+)
+@click.option(
+    "--az-map",
+    "az_map_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Side by side: each old AZ's name in the new cloud (file of kind az-map).",
+)
+@click.option(
+    "--controllers",
+    type=click.IntRange(min=2),
+    default=2,
+    show_default=True,
+    help="Side by side: how many freed hosts become the new controllers (an HA group).",
+)
 @format_option
+@click.pass_context
 def plan_cmd(
+    ctx: click.Context,
     inventory: str,
     policy_path: str,
     output: str,
@@ -144,6 +169,9 @@ def plan_cmd(
     last: tuple[str, ...],
     model_path: str | None,
     start: str | None,
+    mode: str,
+    az_map_path: str | None,
+    controllers: int,
     fmt: str,
 ) -> None:
     """Plan the rolling upgrade of INVENTORY under POLICY and write PLAN.
@@ -156,7 +184,17 @@ def plan_cmd(
     predictions, before it is written. When no plan exists, says why and exits with code 3:
     "no plan exists" is a proof (naming the rules in conflict), "no plan found (not proven
     impossible)" is not.
+
+    With --mode side-by-side: plan the upgrade that replaces the control plane (see
+    docs/concepts.md): hosts freed wave by wave, the first ones the new controllers, VMs crossing
+    into the new cloud, emptied hosts joining it.
     """
+    plan_sbs.check_options(ctx, mode)
+    if mode == "side-by-side":
+        plan_sbs.run(
+            inventory, policy_path, output, az_map_path, controllers, seed, model_path, fmt
+        )
+        return
     inv = load_inventory(inventory)
     policy = load_policy(policy_path)
     model = load_model(model_path)
@@ -188,6 +226,10 @@ def plan_cmd(
     save_plan(plan, output)
     for note in outcome.notes:
         err.print(f"[yellow]note[/]: {note}", markup=True)
+    for h in inv.hosts:  # the snapshot's drift notes: the plan counted Placement's usage
+        for note in h.drift:
+            text = escape(f"Placement drift on {h.name}: {note}")
+            err.print(f"[yellow]warning[/]: {text}", markup=True)
     if outcome.wall_clock_hit:
         err.print(
             "[yellow]note[/]: the time limit cut the search short; another run may differ "
@@ -265,8 +307,19 @@ def prediction_rows(m: Any) -> list[tuple[str, str, str, str]]:
             f"{mk / lb:.2f} x" if lb else "",
         )
     ]
+    pipe = (m.get("predicted_makespan_s") or {}).get("pipelined")
+    plb = m.get("pipelined_lower_bound_s") or m.get("makespan_lower_bound_s")
+    if pipe is not None:
+        rows.append(
+            (
+                "predicted makespan (pipelined)",
+                f"{duration(pipe)} ({pipe / mk:.2f} x lock-step)" if mk else duration(pipe),
+                duration(plb) if plb else "",
+                f"{pipe / plb:.2f} x" if plb else "",
+            )
+        )
     anyplan = m.get("makespan_lower_bound_s")
-    if anyplan and anyplan != lb:
+    if anyplan and anyplan not in (lb, plb):
         rows.append(("makespan lower bound (any plan)", "", duration(anyplan), ""))
     rem = m.get("remedies") or {}
     rows.append(

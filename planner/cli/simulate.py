@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 import sys
 import time
@@ -11,8 +12,10 @@ import click
 from rich.table import Table
 
 from planner.app import distributed
-from planner.app.simulation import monte_carlo, prepare_run, simulate_once
+from planner.app.schedule import parse_start
+from planner.app.simulation import in_calendar, monte_carlo, prepare_run, simulate_once
 from planner.capacity import format_amount
+from planner.cli import simulate_sbs
 from planner.cli.common import emit_json, err, format_option, kv_table, out, path_arg
 from planner.errors import ExitCode
 from planner.formats import load_inventory, load_plan
@@ -80,6 +83,14 @@ from sim.timeline import hms, result_to_dict, summary
     help="Exit 1 when an invariant is breached, the run stalls or a host is not upgraded "
     "(with --runs: in any run).",
 )
+@click.option(
+    "--start",
+    metavar="DATE",
+    default=None,
+    help="Run in calendar time from DATE (ISO 8601, e.g. 2026-12-14T22:00; without an offset, "
+    "the wall clock of the first window's zone): hosts enter maintenance only inside the "
+    "policy's windows. Default: the plan's schedule's start, if it has one.",
+)
 @format_option
 def simulate_cmd(
     inventory: str,
@@ -93,6 +104,7 @@ def simulate_cmd(
     ignore_digest: bool,
     no_vms: bool,
     strict: bool,
+    start: str | None,
     fmt: str,
 ) -> int:
     """Simulate executing PLAN on INVENTORY: makespan, per-wave and per-VM timings, downtime,
@@ -107,8 +119,15 @@ def simulate_cmd(
     inv = load_inventory(inventory)
     p = load_plan(plan)
     model = load_model(model_path)
+    if p.side_by_side:
+        return simulate_sbs.run(
+            inv, p, model, ignore_digest=ignore_digest, runs=runs, timeline=timeline,
+            cluster=cluster, fmt=fmt,
+        )  # fmt: skip
     t0 = time.perf_counter()
+    at = parse_start(start, p.policy.windows) if start is not None else None
     prep = prepare_run(inv, p, model, plan_file=plan, ignore_digest=ignore_digest)
+    prep = in_calendar(prep, at)
     prepare_s = time.perf_counter() - t0
     if prep.check_count:
         err.print(
@@ -214,6 +233,7 @@ def print_run(prep: Prepared, res: SimResult, max_rows: int = 25) -> None:
     _print_failures(res)
     _print_invariants(res)
     _print_tightest(prep, res)
+    _print_calendar(res)
     if res.stall:
         out.print(f"[bold red]stall[/]: {res.stall['reason']}", markup=True)
 
@@ -278,6 +298,16 @@ def _run_rows(prep: Prepared, res: SimResult, s: dict[str, Any]) -> list[tuple[s
                 "remedies",
                 f"{rem['force-complete']} force-completed, {rem['cold']} cold, "
                 f"{rem['stop']} stopped in place (the plan's)",
+            )
+        )
+    fb = s["force_fallbacks"]
+    if fb["cold"] or fb["stayed"]:
+        rows.append(
+            (
+                "force fallbacks",
+                f"{fb['cold'] + fb['stayed']} force-complete(s) did not take "
+                f"({prep.model.force_complete}): {fb['cold']} then migrated cold, "
+                f"{fb['stayed']} stayed (their hosts not upgraded)",
             )
         )
     if res.canary_hosts:
@@ -378,6 +408,62 @@ def _print_tightest(prep: Prepared, res: SimResult) -> None:
         )
 
 
+def _print_mc_calendar(cal: dict[str, Any] | None) -> None:
+    """Monte Carlo in the calendar: windows used, the odds of more than planned, the finish."""
+    if not cal:
+        return
+    w, f = cal["windows_used"], cal["finish"]
+    rows: list[tuple[str, Any]] = [
+        ("windows used", f"P50 {w['p50']:g}, P95 {w['p95']:g}, max {w['max']:g}"),
+    ]
+    if cal["windows_planned"] is not None:
+        rows.append(
+            (
+                f"P(more than the plan's {cal['windows_planned']})",
+                f"{100 * cal['p_more_windows_than_planned']:.1f}%",
+            )
+        )
+    rows += [
+        ("P(a host overruns its window)", f"{100 * cal['p_overrun']:.1f}%"),
+        (
+            "last host done",
+            f"P50 {_date(f['p50'])}, P95 {_date(f['p95'])}, latest {_date(f['max'])}",
+        ),
+    ]
+    out.print(kv_table("calendar", rows))
+
+
+def _date(iso: str | None) -> str:
+    return f"{_dt.datetime.fromisoformat(iso):%Y-%m-%d %H:%M %z}" if iso else "-"
+
+
+def _print_calendar(res: SimResult) -> None:
+    """The run in the calendar: windows used, hosts per window, overruns, last host done."""
+    c = res.calendar
+    if c is None:
+        return
+    planned = f" (the plan: {c.planned})" if c.planned is not None else ""
+    done = f"{c.last_done:%Y-%m-%d %H:%M %z}" if c.last_done else "-"
+    out.print(f"[bold]{c.used} window(s){planned}, last host done on {done}[/]")
+    t = Table(title="windows", title_justify="left")
+    for col in ("window", "opens", "closes", "hosts entered"):
+        t.add_column(col, justify="left" if col == "hosts entered" else "right")
+    for i, a, b, hs in c.windows[:25]:
+        shown = ", ".join(hs[:4]) + (f" +{len(hs) - 4}" if len(hs) > 4 else "")
+        t.add_row(str(i), f"{a:%a %Y-%m-%d %H:%M}", f"{b:%a %Y-%m-%d %H:%M}", shown)
+    out.print(t)
+    if c.overruns:
+        worst = max(c.overruns, key=lambda x: x[1])
+        out.print(
+            f"[yellow]{len(c.overruns)} host(s) still in maintenance when their window closed[/]"
+            f" (work in flight finishes after the close); the longest: {worst[0]}, "
+            f"{hms(worst[1])} after",
+            markup=True,
+        )
+    else:
+        out.print("[green]every host's maintenance ended inside its window[/]", markup=True)
+
+
 def _outcome(res: SimResult, i: int) -> str:
     st = res.mig_state[i]
     return OUTCOME_NAMES[st] if st >= 0 else "not started"
@@ -410,6 +496,7 @@ def print_montecarlo(prep: Prepared, stats: dict[str, Any], seed: int, median: i
             ],
         )
     out.print(t)
+    _print_mc_calendar(stats.get("calendar"))
     note = f" ({stats['breach_note']})" if stats.get("breach_note") else ""
     out.print(
         kv_table(

@@ -33,7 +33,7 @@ def snapshot(
     cloud: str | None, output: str, mapping_path: str | None, anonymize: bool, quiet: bool
 ) -> None:
     """Collect an inventory (hosts, capacity, VMs, groups) from an OpenStack cloud."""
-    from planner.openstack import connect, mapping
+    from planner.openstack import connect, mapping, placement
     from planner.openstack import snapshot as snap
 
     m = mapping.load(mapping_path) if mapping_path else mapping.Mapping()
@@ -48,4 +48,8 @@ def snapshot(
         inv = snap.anonymize(inv)
     invio.write(output, inv)
     click.echo(snap.summary(inv, stats))
+    if stats.drift:  # where Placement and Nova disagree: the plan counts Placement's
+        click.echo(placement.drift_report(stats.drift))
+    for note in stats.filter_notes[:20]:
+        click.echo(f"aggregate filters: {note}")
     click.echo(f"wrote {output}")

@@ -4,6 +4,7 @@ side."""
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import io
 import sys
 import textwrap
@@ -15,6 +16,7 @@ import click
 from rich.table import Table
 
 from planner.app import distributed
+from planner.app.schedule import parse_start
 from planner.app.whatif import SweepConfig, sweep
 from planner.cli.common import emit_json, err, out, path_arg
 from planner.errors import UsageError
@@ -31,6 +33,7 @@ from planner.report.whatif import (
     parse_vary,
     tradeoff,
 )
+from planner.report.whatif_windows import WINDOW_KEYS
 from sim.model import load_model
 from sim.montecarlo import NO_FAILURES, breach_note
 
@@ -63,7 +66,17 @@ COLUMNS = (
     "max_hosts_per_wave=2,4,8, headroom.failures=0,1,2, spare_hosts=0,2. Keys: "
     + ", ".join(sorted(KEYS))
     + ", or model.SECTION.KEY of the simulation model, e.g. "
-    "model.failures.migration.probability=0,0.05.",
+    "model.failures.migration.probability=0,0.05; or the maintenance windows (with --start): "
+    "windows=none,daily/22:00-06:00,mon-fri/22:00-04:00@Europe/Berlin (days with + for a list: "
+    "sat+sun/08:00-20:00), windows.hours=4,8 or windows.days=daily,mon-fri (of the policy's "
+    "windows).",
+)
+@click.option(
+    "--start",
+    metavar="DATE",
+    default=None,
+    help="Plan and simulate every combination in calendar time from DATE (as `rollwave plan "
+    "--start`): columns windows and last host done.",
 )
 @click.option(
     "--runs",
@@ -152,6 +165,7 @@ def whatif_cmd(
     max_combinations: int,
     plot_path: str | None,
     fmt: str,
+    start: str | None,
 ) -> None:
     """Plan and simulate INVENTORY under every combination of --vary changes to POLICY (and to
     the simulation model: model.SECTION.KEY), in parallel, and compare: waves, makespan P50/P95,
@@ -169,9 +183,13 @@ def whatif_cmd(
     inv = load_inventory(inventory)
     policy = load_policy(policy_path)
     model = load_model(model_path)
+    windowed = [v.key for v in varies if v.key in WINDOW_KEYS]
+    if windowed and start is None:
+        raise UsageError(f"--vary {windowed[0]}: needs --start DATE (when the upgrade begins)")
     for c in combos:  # every value is valid before any work starts
         apply_policy(policy, c)
         apply_model(model, c)
+    at = parse_start(start, policy.windows) if start is not None else None
     t0 = time.perf_counter()
     err.print(f"{len(combos)} combination(s) of {', '.join(v.key for v in varies)}")
 
@@ -193,6 +211,7 @@ def whatif_cmd(
         model=model,
         planner="greedy" if planner == "greedy" else "cpsat",
         time_limit=time_limit,
+        start=at,
     )
     results = sweep(inv, policy, combos, config, jobs=jobs, cluster=spec, progress=progress)
     elapsed = time.perf_counter() - t0
@@ -248,6 +267,10 @@ def table(results: Sequence[Outcome], varies: Sequence[Vary]) -> Table:
         t.add_column("predicted makespan", justify="right")
         t.add_column("downtime", justify="right")
         t.add_column("remedies", justify="right")
+    calendar = any(r.windows_planned is not None for r in results)
+    if calendar:
+        t.add_column("windows" + (" (sim. P50, max)" if simulated else ""), justify="right")
+        t.add_column("last host done" + (" (sim. P50)" if simulated else ""), justify="right")
     t.add_column("migr/VM", justify="right")
     t.add_column("2x moved", justify="right")
     t.add_column("min headroom", justify="right")
@@ -271,6 +294,8 @@ def table(results: Sequence[Outcome], varies: Sequence[Vary]) -> Table:
             rem = ", ".join(f"{k} {v}" for k, v in r.remedies.items() if v) or "none"
             down = "-" if r.downtime_s is None else f"{r.downtime_s:,.0f} s"
             cells += [_hours(r.predicted_makespan_s), down, rem]
+        if calendar:
+            cells += _calendar_cells(r)
         cells += [
             f"{r.migrations_per_vm:.3f}" if r.migrations_per_vm is not None else "-",
             str(r.vms_moved_twice),
@@ -293,6 +318,25 @@ def table(results: Sequence[Outcome], varies: Sequence[Vary]) -> Table:
         t.caption = "; ".join(notes)
         t.caption_justify = "left"
     return t
+
+
+def _calendar_cells(r: Outcome) -> list[str]:
+    """Windows (planned; simulated P50 and max) and the last host done (planned; simulated)."""
+    if r.windows_planned is None:
+        return ["-", "-"]
+    win = str(r.windows_planned)
+    if r.windows_used_p50 is not None:
+        win += f" ({r.windows_used_p50:g}, {r.windows_used_max:g})"
+    done = _date(r.last_done)
+    if r.finish_p50 is not None:
+        done += f" ({_date(r.finish_p50)})"
+    return [win, done]
+
+
+def _date(iso: str | None) -> str:
+    if iso is None:
+        return "-"
+    return f"{_dt.datetime.fromisoformat(iso):%a %m-%d %H:%M}"
 
 
 def _note(o: Outcome) -> str:
@@ -332,7 +376,11 @@ def to_csv(results: Sequence[Outcome], varies: Sequence[Vary]) -> str:
     """The JSON rows flat: `blame` as the family keys and `relaxations` joined by "; ",
     `proven` as true/false."""
     rows = [_flat(r.to_dict()) for r in results]
-    fields = [v.key for v in varies] + [k for k in rows[0] if k not in {v.key for v in varies}]
+    keys = {v.key for v in varies}
+    # every row's keys, in their order (rows in the calendar have its columns; failed ones not)
+    fields = [v.key for v in varies] + list(
+        dict.fromkeys(k for r in rows for k in r if k not in keys)
+    )
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()

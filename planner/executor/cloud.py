@@ -70,15 +70,24 @@ class MigrationRecord:
 @dataclass(frozen=True)
 class LiveProgress:
     """One live migration in progress, as `GET /servers/{id}/migrations` shows it (2.23+):
-    memory in bytes (None until the hypervisor's first report). Nova lists only queued,
-    preparing, running and post-migrating ones: a migration switched to post-copy is gone from
-    this list (its status, `running (post-copy)`, is in `/os-migrations`)."""
+    memory and disk in bytes (None until the hypervisor's first report; the disk's stays None,
+    or 0, unless it is a block migration, whose disks are copied before the memory). Nova lists
+    only queued, preparing, running and post-migrating ones: a migration switched to post-copy
+    is gone from this list (its status, `running (post-copy)`, is in `/os-migrations`)."""
 
     id: int
     status: str
     memory_total: int | None
     memory_processed: int | None
     memory_remaining: int | None
+    disk_total: int | None = None
+    disk_processed: int | None = None
+    disk_remaining: int | None = None
+
+    @property
+    def copying_disks(self) -> bool:
+        """A block migration still copying its disks: the memory is not being sent yet."""
+        return bool(self.disk_remaining)
 
 
 class Cloud(Protocol):
@@ -100,6 +109,14 @@ class Cloud(Protocol):
     def stop_server(self, vm: str) -> None: ...
     def start_server(self, vm: str) -> None: ...
     def host_version(self, host: str) -> str | None: ...
+    # Nova's other moves (planner.executor.moves_nova): evacuate off a down host, shelve and
+    # unshelve to a host, a forced live migration.
+    def evacuate(self, vm: str, host: str) -> None: ...
+    def shelve(self, vm: str) -> None: ...
+    def shelve_offload(self, vm: str) -> None: ...
+    def unshelve(self, vm: str, host: str) -> None: ...
+    def live_migrate_forced(self, vm: str, host: str) -> None: ...
+    def servers_in_error(self) -> list[Server]: ...
 
 
 def _int(x: Any) -> int | None:
@@ -245,10 +262,35 @@ class LiveCloud:
                 memory_total=_int(m.memory_total_bytes),
                 memory_processed=_int(m.memory_processed_bytes),
                 memory_remaining=_int(m.memory_remaining_bytes),
+                disk_total=_int(m.disk_total_bytes),
+                disk_processed=_int(m.disk_processed_bytes),
+                disk_remaining=_int(m.disk_remaining_bytes),
             )
             for m in got
         ]
         return sorted(out, key=lambda m: m.id)
+
+    def servers_in_error(self) -> list[Server]:
+        """Every project's servers in ERROR (with no host when scheduling failed)."""
+        out: list[Server] = []
+        for page in self.api.paginate(
+            "compute",
+            "/servers/detail?all_tenants=True&status=ERROR",
+            "servers",
+            microversion=self._mv((2, 96)),
+        ):
+            for s in page:
+                out.append(
+                    Server(
+                        id=s["id"],
+                        name=s.get("name", ""),
+                        status=str(s.get("status", "ERROR")),
+                        host=s.get("OS-EXT-SRV-ATTR:host"),
+                        task_state=s.get("OS-EXT-STS:task_state"),
+                        fault=(s.get("fault") or {}).get("message"),
+                    )
+                )
+        return out
 
     def host_version(self, host: str) -> str | None:
         aggs = self._call("GET", "/os-aggregates").get("aggregates", [])
@@ -308,6 +350,25 @@ class LiveCloud:
 
     def start_server(self, vm: str) -> None:
         self._call("POST", f"/servers/{quote(vm)}/action", (2, 1), {"os-start": None})
+
+    def evacuate(self, vm: str, host: str) -> None:
+        # 2.68: no `force`, and the VM keeps its state (from 2.95 it would end SHUTOFF).
+        self._call("POST", f"/servers/{quote(vm)}/action", (2, 68), {"evacuate": {"host": host}})
+
+    def shelve(self, vm: str) -> None:
+        self._call("POST", f"/servers/{quote(vm)}/action", (2, 1), {"shelve": None})
+
+    def shelve_offload(self, vm: str) -> None:
+        self._call("POST", f"/servers/{quote(vm)}/action", (2, 1), {"shelveOffload": None})
+
+    def unshelve(self, vm: str, host: str) -> None:
+        # 2.91: unshelve a SHELVED_OFFLOADED VM to a named host (the scheduler validates it).
+        self._call("POST", f"/servers/{quote(vm)}/action", (2, 91), {"unshelve": {"host": host}})
+
+    def live_migrate_forced(self, vm: str, host: str) -> None:
+        # `force` exists only from 2.30 to 2.67: the scheduler is bypassed.
+        args = {"host": host, "block_migration": "auto", "force": True}
+        self._call("POST", f"/servers/{quote(vm)}/action", (2, 30), {"os-migrateLive": args})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,6 +505,37 @@ class DryRunCloud:
     def start_server(self, vm: str) -> None:
         self._say(f"POST compute /servers/{vm}/action {json.dumps({'os-start': None})}")
         self.servers[vm].status = "ACTIVE"
+
+    def _action(self, vm: str, body: dict[str, Any]) -> None:
+        self._say(f"POST compute /servers/{vm}/action {json.dumps(body)}")
+
+    def evacuate(self, vm: str, host: str) -> None:
+        self._action(vm, {"evacuate": {"host": host}})
+        s = self.servers[vm]
+        s.host, s.status = host, "SHUTOFF" if s.status == "SHUTOFF" else "ACTIVE"
+
+    def shelve(self, vm: str) -> None:
+        self._action(vm, {"shelve": None})
+        self.servers[vm].status = "SHELVED_OFFLOADED"
+
+    def shelve_offload(self, vm: str) -> None:
+        self._action(vm, {"shelveOffload": None})
+        self.servers[vm].status = "SHELVED_OFFLOADED"
+
+    def unshelve(self, vm: str, host: str) -> None:
+        self._action(vm, {"unshelve": {"host": host}})
+        s = self.servers[vm]
+        s.host, s.status = host, "ACTIVE"
+
+    def live_migrate_forced(self, vm: str, host: str) -> None:
+        args = {"host": host, "block_migration": "auto", "force": True}
+        self._action(vm, {"os-migrateLive": args})
+        self.servers[vm].host = host
+
+    def servers_in_error(self) -> list[Server]:
+        # Not printed: the model has no VM in ERROR outside its snapshot, and the dry run's
+        # calls stay those it always listed (the live run reads `/servers/detail?status=ERROR`).
+        return []
 
     def host_version(self, host: str) -> str | None:
         self._say("GET  compute /os-aggregates")

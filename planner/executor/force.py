@@ -2,7 +2,10 @@
 through Nova's API that long after it started, or earlier once its remaining memory has reached
 no new low for `--force-stall` seconds (it is not converging). Progress comes from the server's
 migrations (`GET /servers/{id}/migrations`, 2.23+): the lowest `memory_remaining_bytes` seen,
-since a pre-copy pass's remaining memory rises again as the guest dirties pages.
+since a pre-copy pass's remaining memory rises again as the guest dirties pages. A block
+migration copies the guest's disks first (`disk_remaining_bytes` above 0), its memory all
+remaining meanwhile: nothing is forced then, and the stall is counted from the first read after
+the disks are copied (a force now would pause the guest for the rest of the disk copy).
 
 Nova may refuse the force (an error answer), or accept it and the hypervisor do nothing (post-copy
 not permitted and the guest's pause refused: libvirt only logs that). The migration then keeps
@@ -38,6 +41,9 @@ class Forcer:
         prog = self.progress(v)
         if prog is None or prog.status != "running":
             # Not listed: not begun yet, or past pre-copy (post-copy is not listed), finishing.
+            return
+        if prog.copying_disks:
+            v.low = None  # the memory phase has not begun: no stall, no force yet
             return
         if prog.memory_remaining is not None and (v.low is None or prog.memory_remaining < v.low):
             v.low, v.t_low = prog.memory_remaining, now

@@ -242,6 +242,7 @@ class RunState:
     forced: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)  # accepted
     force_refusals: list[dict[str, Any]] = field(default_factory=list)  # force failed records
     fallbacks: list[dict[str, Any]] = field(default_factory=list)  # fallback notes
+    vms_in_error: list[dict[str, Any]] = field(default_factory=list)  # vm-error notes
     window: dict[str, Any] | None = None  # the last window note (a wait, or an opening)
     # pipelined runs: host -> its last admit note (admitted, or the refusal it waits on)
     admission: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -329,6 +330,9 @@ class RunState:
             self.forced[key] = dict(rec)
         elif ev == FAILED and not rec.get("interrupted"):
             self.force_refusals.append(dict(rec))
+
+    def _on_vm_error(self, ev: str, rec: Mapping[str, Any]) -> None:
+        self.vms_in_error.append(dict(rec))
 
     def _on_fallback(self, ev: str, rec: Mapping[str, Any]) -> None:
         """A live migration whose force did not take: aborted, then (`to: cold`) moved cold to
@@ -555,6 +559,7 @@ _HANDLERS: dict[str, Callable[[RunState, str, Mapping[str, Any]], None]] = {
     Op.FALLBACK: RunState._on_fallback,
     Op.WINDOW: RunState._on_window,
     Op.ADMIT: RunState._on_admit,
+    Op.VM_ERROR: RunState._on_vm_error,
 }
 
 

@@ -11,6 +11,7 @@ from collections import Counter
 
 from planner.checker import vm_label
 from planner.errors import CloudError
+from planner.executor import moves_nova
 from planner.executor.cloud import IN_PROGRESS, Server
 from planner.executor.context import RunContext
 from planner.executor.eta import vm_step
@@ -50,6 +51,9 @@ class Migrations:
     def vmrun(self, m: Migration, k: int, view: Inventory) -> VmRun:
         status = view.vm(m.vm).status if view.has_vm(m.vm) else "ACTIVE"
         kind = view.vm(m.vm).migration if view.has_vm(m.vm) else "live"
+        group = view.vm(m.vm).server_group if view.has_vm(m.vm) else None
+        if m.method == "shelve":
+            status = "ACTIVE"  # unshelved, a VM boots
         return VmRun(
             vm=m.vm,
             label=vm_label(view, m.vm),
@@ -62,6 +66,7 @@ class Migrations:
             force_after_s=m.force_complete_after_s if m.method == "live" else None,
             # the fallback of a force that does not take: cold, if the policy and the VM allow
             cold_ok="cold" in self.ctx.policy.non_converging and kind != "none",
+            mates=tuple(x.id for x in view.members(group) if x.id != m.vm) if group else (),
         )
 
     # -- scheduling -------------------------------------------------------------------------------
@@ -83,7 +88,9 @@ class Migrations:
                 v.state = _PENDING
             if v.state is not _PENDING:
                 continue
-            if out_busy[v.src] >= self.k_out or in_busy[v.dst] >= self.k_in:
+            # A shelve waits for its affinity mates: per-host limits would keep them out.
+            shelve = v.method == "shelve"
+            if not shelve and (out_busy[v.src] >= self.k_out or in_busy[v.dst] >= self.k_in):
                 continue
             if self.start(v):
                 running.append(v)
@@ -111,8 +118,10 @@ class Migrations:
         try:
             if v.method == "live":
                 ctx.cloud.live_migrate(v.vm, v.dst)
-            else:
+            elif v.method == "cold":
                 ctx.cloud.cold_migrate(v.vm, v.dst)
+            else:
+                moves_nova.start(ctx.cloud, v)
         except CloudError as exc:
             if exc.status is not None and 400 <= exc.status < 500:
                 v.state = VmState.RUNNING
@@ -169,6 +178,8 @@ class Migrations:
                 continue
             if v.method == "cold" and srv.status == "VERIFY_RESIZE":
                 self._confirm(v, srv)
+                continue
+            if v.method == "shelve" and moves_nova.shelve_poll(ctx.cloud, v, srv) is not None:
                 continue
             if not srv.settled:
                 if v.force_after_s is not None and v.method == "live":
@@ -250,7 +261,9 @@ class Migrations:
     def attempt_failed(
         self, v: VmRun, reason: str, *, no_retry: str | None = None, stays: str | None = None
     ) -> None:
-        """An attempt failed: retry it, else send the VM elsewhere, else give it up."""
+        """An attempt failed: retry it (`--retries` times on one destination), else ask the
+        re-planner for another destination (up to `--retargets` more), else give it up, saying
+        why (the last failure, the destinations tried)."""
         ctx = self.ctx
         if no_retry is None and "is ERROR" in reason:
             no_retry = "the VM is in ERROR"
@@ -282,8 +295,12 @@ class Migrations:
                 f"{ctx.opts.retries + 1} in {delay:.0f} s"
             )
             return
-        if len(v.tried) <= ctx.opts.retargets:
+        tried = ", ".join(sorted(v.tried))
+        if len(v.tried) > ctx.opts.retargets:
+            why = f"{len(v.tried)} destination(s) tried ({tried}), the limit"
+        else:
             dst = self.another_destination(v)
+            why = f"no other destination fits from the live state (tried {tried})"
             if dst is not None:
                 host, method = dst
                 ctx.log(
@@ -302,7 +319,7 @@ class Migrations:
                 v.tried.add(host)
                 v.state = VmState.PENDING
                 return
-        self.give_up(v, f"could not be moved: {reason}")
+        self.give_up(v, f"could not be moved: {reason}; {why}")
 
     def another_destination(self, v: VmRun) -> tuple[str, Method] | None:
         """Ask the re-planner for another host from the live state (a fresh snapshot)."""
@@ -332,7 +349,7 @@ class Migrations:
         ctx.bar(vm_step(v.vm), dropped=True)
         hr = ctx.hruns.get(v.src)
         if hr is not None and not hr.abandoned:
-            self.abandon(hr, f"{v.label} could not be moved off it")
+            self.abandon(hr, f"{v.label} could not be moved off it ({reason})")
 
     def abandon(self, hr: HostRun, reason: str) -> None:
         """The host will not be upgraded: its VMs not yet moved stay where they are."""

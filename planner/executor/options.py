@@ -20,7 +20,7 @@ class ExecOptions:
     soak_s: float = 0.0
     canary_vms: int = 2
     retries: int = 2  # per destination
-    retargets: int = 2  # other destinations tried after the retries
+    retargets: int = 2  # other destinations asked for after the retries on each
     retry_delay_s: float = 10.0
     poll_s: float = 2.0
     service_timeout_s: float = 600.0
@@ -66,5 +66,5 @@ def safe_options(o: ExecOptions) -> dict[str, Any]:
 # Options added after the journal's first release, recorded only when not at their default: a
 # run that does not use them writes the journal an earlier rollwave wrote, and a resume of a
 # journal without them takes the command line's value (the default unless given).
-_LATER = ("force_stall_s", "window_wait")
+_LATER = ("force_stall_s", "window_wait", "retargets")
 _DEFAULT = {f.name: f.default for f in fields(ExecOptions)}

@@ -28,6 +28,7 @@ from planner.admission import DRAINED, IN, PENDING, AdmissionState, Refusal, adm
 from planner.errors import ExecutionError
 from planner.executor.context import RunContext
 from planner.executor.drift import Drift
+from planner.executor.errwatch import ErrorWatch
 from planner.executor.headroom import HeadroomWatch
 from planner.executor.hosts import HostUpgrades
 from planner.executor.migrations import Migrations
@@ -60,6 +61,7 @@ class Pipeline:
         hosts: HostUpgrades,
         headroom: HeadroomWatch,
         window: WindowGate,
+        errors: ErrorWatch,
     ) -> None:
         self.ctx = ctx
         self.drift = drift
@@ -67,6 +69,7 @@ class Pipeline:
         self.hosts = hosts
         self.headroom = headroom
         self.window = window
+        self.errors = errors
         self.adm: AdmissionState | None = None
         self.view: Inventory | None = None
         self.live: Inventory | None = None
@@ -437,6 +440,7 @@ class Pipeline:
             ctx.log(Ev.DONE, Op.WAVE, step=f"w{k}", wave=k, seconds=round(secs, 3))
             if ctx.eta is not None:
                 ctx.eta.wave_done(k, secs)
+            self.errors.check(k)
             ctx.ui.line(f"[bold]wave {k} done[/] in {hms(secs)}")
             ctx.notify("wave_end", wave=k, seconds=round(secs, 1))
             if ctx.stop_reason:

@@ -42,6 +42,7 @@ from planner.executor.canary import Canary
 from planner.executor.cloud import Cloud
 from planner.executor.context import HookRunner, RunContext
 from planner.executor.drift import Drift
+from planner.executor.errwatch import ErrorWatch
 from planner.executor.eta import Eta
 from planner.executor.headroom import HeadroomWatch
 from planner.executor.hooks import Notifier
@@ -136,10 +137,11 @@ class Executor:
         self.drift = Drift(ctx)
         self.migrations = Migrations(ctx, self.headroom)
         self.hosts = HostUpgrades(ctx, self.migrations, self.headroom)
+        self.errors = ErrorWatch(ctx)
         self.canary = Canary(ctx, self.migrations, self.hosts, self.headroom)
         self.window = WindowGate(ctx)
         self.pipeline = Pipeline(
-            ctx, self.drift, self.migrations, self.hosts, self.headroom, self.window
+            ctx, self.drift, self.migrations, self.hosts, self.headroom, self.window, self.errors
         )
 
     # What tests and callers look at.
@@ -249,6 +251,7 @@ class Executor:
             options=safe_options(ctx.opts) if self.resume else None,
         )
         ctx.notify("run_start", plan=ctx.sha, cloud=ctx.cloud.name, resume=self.resume)
+        self.errors.start()
         total, done = ctx.steps()
         ctx.ui.start(total, done)
         t_run = ctx.clock()
@@ -380,6 +383,7 @@ class Executor:
         if ctx.eta is not None:
             ctx.eta.wave_done(k, secs)
             ctx.show_eta(None, journal=True)
+        self.errors.check(k)
         ctx.ui.line(f"[bold]wave {k} done[/] in {hms(secs)}")
         ctx.notify("wave_end", wave=k, seconds=round(secs, 1))
         if ctx.stop_reason:

@@ -53,6 +53,7 @@ class Op(StrEnum):
     FALLBACK = "fallback"  # a force-complete refused or without effect: what is done instead
     WINDOW = "window"  # a wave waits for a maintenance window, or starts in one
     ADMIT = "admit"  # pipelined: a host admitted into maintenance, or why it waits
+    VM_ERROR = "vm-error"  # a VM seen in ERROR during the run (not one of the run's moves)
 
 
 class RunEvent(StrEnum):
@@ -153,6 +154,9 @@ class VmRun:
     forced_t: float | None = None  # when Nova accepted the force
     force_tries: int = 0
     fallback: str | None = None  # "cold" or "stay": the live migration is being aborted
+    # A shelve's hard affinity mates (planner.executor.moves_nova): unshelved once all are off.
+    mates: tuple[str, ...] = ()
+    unshelving: bool = False  # its unshelve was asked (a VM still offloaded after it: refused)
 
 
 @dataclass

@@ -352,6 +352,10 @@ def status_dict(state: RunState, journal: str, now: float | None = None) -> dict
             | {"label": state.vm_label(str(r["vm"]))}
             for r in state.fallbacks
         ],
+        "vms_in_error": [
+            {k_: r.get(k_) for k_ in ("wave", "vm", "name", "host", "fault", "t")}
+            for r in state.vms_in_error
+        ],
         "window": None
         if state.window is None
         else {k_: state.window.get(k_) for k_ in _WINDOW_FIELDS},

@@ -15,6 +15,10 @@
       3f2a...: {migration: cold, dirty_rate_mb_s: 80, local_disk: true}
     projects:               # per project id
       9b1c...: {migration: none}
+    scheduler:              # which of Nova's aggregate filters the cloud enables
+      aggregate_instance_extra_specs: true        # default true
+      aggregate_tenant_isolation: true            # AggregateMultiTenancyIsolation, default true
+      limit_tenants_to_placement_aggregate: false # [scheduler] option, default false
 
 JSON or YAML. Every key is optional; unknown keys are refused (a typo must not pass silently).
 """
@@ -40,7 +44,13 @@ _TOP = {
     "default_version",
     "vms",
     "projects",
+    "scheduler",
 }
+SCHEDULER_KEYS = (
+    "aggregate_instance_extra_specs",
+    "aggregate_tenant_isolation",
+    "limit_tenants_to_placement_aggregate",
+)
 VM_FIELDS = {"migration", "dirty_rate_mb_s", "local_disk", "allowed_aggregates", "az"}
 MIGRATIONS = {"live", "cold", "none"}
 
@@ -55,6 +65,7 @@ class Mapping:
     default_version: str = "unknown"
     vms: dict[str, dict[str, Any]] = field(default_factory=dict)
     projects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scheduler: dict[str, bool] = field(default_factory=dict)  # filters the cloud enables
 
     def host_version(self, host: str) -> str | None:
         if self.hosts.get(host, {}).get("version"):
@@ -141,6 +152,19 @@ def parse(data: Any, file: str = "<mapping>") -> Mapping:
                         f"must be one of {', '.join(sorted(MIGRATIONS))}",
                     )
                 )
+    scheduler = data.get("scheduler") or {}
+    if not isinstance(scheduler, dict):
+        problems.append(Problem("scheduler", "must be a mapping"))
+        scheduler = {}
+    for k, v in scheduler.items():
+        if k not in SCHEDULER_KEYS:
+            problems.append(
+                Problem(
+                    f"scheduler.{k}", f"unknown key (expected one of {', '.join(SCHEDULER_KEYS)})"
+                )
+            )
+        elif not isinstance(v, bool):
+            problems.append(Problem(f"scheduler.{k}", "must be true or false"))
     m = Mapping(
         controllers=tuple(controllers),
         ha_groups=tuple(groups),
@@ -150,6 +174,7 @@ def parse(data: Any, file: str = "<mapping>") -> Mapping:
         default_version=str(data.get("default_version") or "unknown"),
         vms=vms,
         projects=projects,
+        scheduler={str(k): bool(v) for k, v in scheduler.items() if k in SCHEDULER_KEYS},
     )
     if problems:
         raise InputError(file, problems)

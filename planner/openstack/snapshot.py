@@ -13,6 +13,9 @@ Where each field comes from (docs/cli.md has the operator's version):
   `rollwave_<field>`, else migration by status (ACTIVE/PAUSED: live, SHUTOFF/SUSPENDED: cold,
   other: none).
 - controllers and HA groups: the mapping file only.
+- Placement's view (`planner.openstack.placement`): nested providers, traits, units; VM
+  resources are Placement's allocations; usage no VM accounts for, and drift notes. Aggregates
+  a VM may or may not use by Nova's aggregate filters (`planner.openstack.filters`).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from planner.openstack import filters, placement
 from planner.openstack.connect import Api, pick_microversion
 from planner.openstack.conventions import (
     DEFAULT_AZ,
@@ -50,6 +54,8 @@ class Stats:
     seconds: float
     calls: int
     skipped: int = 0  # servers on no compute host (never scheduled, shelved-offloaded)
+    drift: dict[str, list[str]] = field(default_factory=dict)  # host -> Placement drift notes
+    filter_notes: list[str] = field(default_factory=list)  # VMs the aggregate filters cannot place
 
 
 def _default_migration(status: str) -> str:
@@ -122,6 +128,7 @@ def collect(
     all_rps = [rp for rps_ in host_rps.values() for rp in rps_]
     with ThreadPoolExecutor(max_workers=8) as pool:
         invs = dict(zip(all_rps, pool.map(inventory, all_rps), strict=True))
+    trees = placement.read_trees(api, rps, host_rps, invs)
     progress(f"placement inventories: {len(invs)}; aggregates ...")
     aggregates = api.get("compute", "/os-aggregates", cmv)["aggregates"]
 
@@ -153,6 +160,7 @@ def collect(
     progress(f"server groups: {len(groups)}; servers ...")
     flavors = _flavors_by_id(api, cmv) if cmax < (2, 47) else {}
     vms: list[dict[str, Any]] = []
+    filter_notes: list[str] = []
     known = {h["name"] for h in hosts}
     skipped = 0
     for page in api.paginate(
@@ -160,10 +168,11 @@ def collect(
     ):
         for s in page:
             if s.get("OS-EXT-SRV-ATTR:host") in known:
-                vms.append(_vm(s, flavors, member_of, mapping))
+                vms.append(_vm(s, flavors, member_of, mapping, (aggregates, filter_notes)))
             else:  # holds no capacity anywhere: nothing to plan for it
                 skipped += 1
         progress(f"servers: {len(vms) + skipped} ...")
+    drift = placement.reconcile(hosts, vms, trees)
     inv = {
         "format_version": "1.0",
         "kind": "inventory",
@@ -185,7 +194,7 @@ def collect(
             key=lambda a: a["name"],
         ),
     }
-    return inv, Stats(time.monotonic() - t0, api.calls, skipped)
+    return inv, Stats(time.monotonic() - t0, api.calls, skipped, drift, filter_notes)
 
 
 def _label_aggregates(aggregates: list[dict[str, Any]]) -> set[str]:
@@ -324,6 +333,7 @@ def _vm(
     flavors: dict[str, dict[str, Any]],
     member_of: dict[str, str],
     mapping: Mapping,
+    cloud_aggregates: tuple[list[dict[str, Any]], list[str]] = ([], []),
 ) -> dict[str, Any]:
     flavor = s.get("flavor") or {}
     if "vcpus" not in flavor and str(flavor.get("id")) in flavors:
@@ -347,6 +357,14 @@ def _vm(
         "server_group": member_of.get(s["id"]),
         "migration": over.get("migration", meta.get("migration") or _default_migration(status)),
     }
+    vm.update(placement.flavor_traits(flavor))
+    aggs, notes = cloud_aggregates
+    derived, note = filters.derive(flavor, project, aggs, filters.settings(mapping.scheduler))
+    if vm["allowed_aggregates"]:  # the mapping or the server's metadata says it: that wins
+        derived.pop("allowed_aggregates", None)
+    vm.update(derived)
+    if note:
+        notes.append(f"VM {s['id']}: {note} (not restricted)")
     for f in ("dirty_rate_mb_s", "local_disk"):
         v = over.get(f, meta.get(f))
         if v is not None:
@@ -442,6 +460,10 @@ def anonymize(inv: dict[str, Any]) -> dict[str, Any]:
         }
         for a in inv.get("aggregates", [])
     ]
+    for v in vms:
+        if v.get("forbidden_aggregates"):
+            v["forbidden_aggregates"] = [agg(a) for a in v["forbidden_aggregates"]]
+    placement.anonymize(hosts, vms)
     return {
         **inv,
         "cloud": "anonymized",

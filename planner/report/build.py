@@ -16,6 +16,7 @@ from planner.errors import InputError
 from planner.inventory import Inventory
 from planner.plan import Plan
 from planner.report import plots
+from planner.report.calendar import place_in_windows
 from planner.report.replay import Replay, Step, replay
 from planner.report.schedule import (
     EstimateModel,
@@ -85,6 +86,8 @@ def build_report(
                 schedule = estimate_with_simulator(inv, plan, sim_model or DEFAULT_MODEL)
             except InputError:  # a plan naming unknown hosts or VMs: the simple estimate
                 schedule = estimate_schedule(inv, plan)
+        if plan.schedule is not None:  # the estimate knows no windows: placed in the plan's
+            schedule = place_in_windows(schedule, plan.schedule)
     return Report(
         inventory=inv,
         plan=plan,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from planner.inventory import VM, Inventory
 from planner.plan import Migration, Plan
 from sim.model import SimModel
 from sim.prepare import OUTCOME_NAMES, prepare
+
+if TYPE_CHECKING:
+    from planner.report.calendar import CalendarAxis
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,8 @@ class Schedule:
     note: str = ""  # how it was obtained, for the report
     rollbacks: tuple[Span, ...] = ()  # hosts rolling back (a failed upgrade, a failed canary)
     soaks: tuple[Span, ...] = ()  # the canary's soak: nothing else runs
+    # Times count from a date (`planner.report.calendar`): the Gantt chart shows the calendar.
+    calendar: CalendarAxis | None = None
 
     @property
     def makespan_s(self) -> float:
@@ -135,7 +141,7 @@ def migration_seconds(vm: VM, method: str, model: EstimateModel) -> tuple[float,
 
 
 # Outcomes (the simulator's names) after which the VM is still on its source.
-FAILED_OUTCOMES = ("aborted", "never", "failed", "lost", "skipped")
+FAILED_OUTCOMES = ("aborted", "never", "failed", "lost", "skipped", "fallback-stayed")
 
 # (duration, downtime, ok) of the n-th migration of the plan (in plan order)
 DurationOf = Callable[[int, Migration], tuple[float, float, bool]]

@@ -25,7 +25,7 @@ from typing import Any
 from planner.errors import InputError, Problem
 from planner.formats import read_bytes
 from planner.plan import Plan
-from planner.report import plots
+from planner.report import calendar, plots
 from planner.report.schedule import (
     FAILED_OUTCOMES,
     HostSpan,
@@ -288,7 +288,15 @@ def schedule_from_timeline(tl: Timeline, plan: Plan) -> Schedule:
     seed = tl.header.get("seed")
     note = "simulated" + (f" (seed {seed})" if seed is not None else "") + f" from {tl.source}"
     return Schedule(
-        "simulation", waves, hosts, tuple(spans), stops, note, tuple(rollbacks), tuple(soaks)
+        "simulation",
+        waves,
+        hosts,
+        tuple(spans),
+        stops,
+        note,
+        tuple(rollbacks),
+        tuple(soaks),
+        calendar.from_header(tl.header),
     )
 
 

@@ -30,6 +30,8 @@ from planner.formats import policy_from_dict, policy_to_dict
 from planner.inventory import Host, Inventory
 from planner.policy import Policy
 from planner.report import plots
+from planner.report.whatif_windows import WINDOW_KEYS, apply_windows
+from planner.report.whatif_windows import parse_value as parse_window_value
 from sim.model import DEFAULT as DEFAULT_MODEL
 from sim.model import SimModel, model_from_dict
 
@@ -89,6 +91,8 @@ def parse_vary(text: str) -> Vary:
         raise UsageError(f"{where}: expected KEY=V1,V2,... (e.g. max_hosts_per_wave=2,4,8)")
     if key.startswith(MODEL):
         return _model_vary(key, values, where)
+    if key in WINDOW_KEYS:
+        return _windows_vary(key, values, where)
     if key not in KEYS:
         raise UsageError(
             f"{where}: unknown key {key!r}; one of: {', '.join(sorted(KEYS))}, or "
@@ -100,6 +104,16 @@ def parse_vary(text: str) -> Vary:
     vals = tuple(_value(KEYS[key], p, where) for p in parts)
     if key == SPARE and any(v < 0 for v in vals):
         raise UsageError(f"{where}: spare hosts must not be negative")
+    if len(set(vals)) != len(vals):
+        raise UsageError(f"{where}: a value is listed twice")
+    return Vary(key, vals)
+
+
+def _windows_vary(key: str, values: str, where: str) -> Vary:
+    parts = values.split(",")
+    if not values.strip() or any(not p.strip() for p in parts):
+        raise UsageError(f"{where}: empty value in the list")
+    vals = tuple(parse_window_value(key, p, where) for p in parts)
     if len(set(vals)) != len(vals):
         raise UsageError(f"{where}: a value is listed twice")
     return Vary(key, vals)
@@ -174,7 +188,7 @@ def apply_policy(policy: Policy, combo: Mapping[str, Any]) -> Policy:
     """The policy with the combination's policy keys, validated by the policy reader."""
     changes = {k: v for k, v in combo.items() if k in POLICY_KEYS}
     if not changes:
-        return policy
+        return apply_windows(policy, combo)
     d = policy_to_dict(policy)
     for key, value in changes.items():
         if key.startswith("headroom."):
@@ -183,7 +197,7 @@ def apply_policy(policy: Policy, combo: Mapping[str, Any]) -> Policy:
             d[key] = value
     label = ", ".join(f"{k}={v}" for k, v in changes.items())
     try:
-        return policy_from_dict(d, file=f"--vary {label}")
+        return apply_windows(policy_from_dict(d, file=f"--vary {label}"), combo)
     except InputError as exc:
         raise UsageError("; ".join(f"--vary {p}" for p in exc.problems)) from None
 
@@ -303,6 +317,15 @@ class Outcome:
     predicted_makespan_s: float | None = None
     downtime_s: float | None = None
     remedies: dict[str, int] = field(default_factory=dict)
+    # In the calendar (with a start): the plan's schedule (windows, last host done), and with
+    # runs the simulated windows used (P50, max), P(more than planned), last host done P50/P95.
+    windows_planned: int | None = None
+    last_done: str | None = None
+    windows_used_p50: float | None = None
+    windows_used_max: float | None = None
+    p_more_windows: float | None = None
+    finish_p50: str | None = None
+    finish_p95: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -392,7 +415,20 @@ class Outcome:
             "remedies": dict(self.remedies),
             "failures_modelled": self.failures_modelled,
         }
+        if self.windows_planned is not None:  # a sweep in the calendar (--start)
+            d |= self._calendar()
         return d
+
+    def _calendar(self) -> dict[str, Any]:
+        return {
+            "windows_planned": self.windows_planned,
+            "last_done_planned": self.last_done,
+            "windows_used_p50": self.windows_used_p50,
+            "windows_used_max": self.windows_used_max,
+            "p_more_windows_than_planned": self.p_more_windows,
+            "finish_p50": self.finish_p50,
+            "finish_p95": self.finish_p95,
+        }
 
 
 def _round(x: float | None) -> float | None:

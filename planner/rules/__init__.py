@@ -16,12 +16,15 @@ from planner.rules import (
     anti_affinity,
     az,
     capacity,
+    cloud_headroom,
+    clouds,
     evacuation,
     ha_group,
     headroom,
     method,
     migrations_per_wave,
     order,
+    placement,
     remedy,
     schedule,
     structure,
@@ -32,6 +35,7 @@ from planner.rules.base import Family, Relaxation, Violation, Words
 
 FAMILIES: tuple[Family, ...] = (
     structure.FAMILY,
+    clouds.FAMILY,
     capacity.FAMILY,
     wave_size.FAMILY,
     migrations_per_wave.FAMILY,
@@ -44,7 +48,9 @@ FAMILIES: tuple[Family, ...] = (
     version.FAMILY,
     az.FAMILY,
     aggregates.FAMILY,
+    placement.FAMILY,
     headroom.FAMILY,
+    cloud_headroom.FAMILY,
     anti_affinity.FAMILY,
     affinity.FAMILY,
 )

@@ -129,7 +129,13 @@ class State:
     for the families whose rules need them; `warnings`: what the families' hooks report that does
     not make a plan invalid (the checker adds them to its report's warnings)."""
 
-    def __init__(self, inv: Inventory, policy: Policy, estimates: Estimates | None = None) -> None:
+    def __init__(
+        self,
+        inv: Inventory,
+        policy: Policy,
+        estimates: Estimates | None = None,
+        plan: Plan | None = None,
+    ) -> None:
         self.inv = inv
         self.policy = policy
         self.estimates = estimates
@@ -144,6 +150,10 @@ class State:
             {h.name for h in inv.hosts if h.version == target} if target is not None else set()
         )
         self.stopped: set[str] = set()
+        # The plan being replayed (the checker's; None elsewhere) and the families' notes kept
+        # across waves (e.g. a side-by-side plan's clouds).
+        self.plan = plan
+        self.memo: dict[str, Any] = {}
 
     def move(self, vm: str, dst: str) -> None:
         src = self.host_of[vm]

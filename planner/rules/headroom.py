@@ -53,7 +53,7 @@ from planner.rules.base import (
     WaveStep,
     Words,
 )
-from planner.rules.method import stoppable
+from planner.rules.method import stoppable, to_upgrade
 from planner.rules.packing import packing_waves
 
 
@@ -130,7 +130,7 @@ def _after(state: State, step: WaveStep, out: Out) -> None:
 # -- lower bounds -------------------------------------------------------------------------------
 def stoppable_mask(inv: Inventory, policy: Policy) -> BoolArray:
     """`method.stoppable` of every VM, in `inv.vms` order (a CapacityModel's VM order)."""
-    return np.array([stoppable(policy, v) for v in inv.vms], dtype=bool)
+    return np.array([stoppable(policy, v, inv) for v in inv.vms], dtype=bool)
 
 
 def max_compute_down(
@@ -205,7 +205,7 @@ def headroom_knapsacks(
     """The knapsacks of every class, for the hosts to upgrade. Empty when nothing is to upgrade;
     a class whose free capacity is already negative has none (the cloud breaks the rule, other
     checks say so). `model` (unmoved) and `stuck` (`stoppable` per VM) save rebuilding them."""
-    todo = inv.hosts_to_upgrade(policy.target_version)
+    todo = to_upgrade(inv, policy)
     if not todo:
         return []
     model = model if model is not None else CapacityModel(inv)

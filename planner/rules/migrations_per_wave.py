@@ -53,7 +53,7 @@ def one_step(inv: Inventory, p: Policy, key: str) -> Relaxation | None:
 
 def forced(inv: Inventory, policy: Policy, host: str) -> int:
     """VMs that start on `host` and cannot be stopped: they migrate in its wave."""
-    return sum(1 for v in inv.vms_on(host) if not stoppable(policy, v))
+    return sum(1 for v in inv.vms_on(host) if not stoppable(policy, v, inv))
 
 
 # -- the check ----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ construction; the checker still judges them (a plan is a file anyone may edit)."
 
 from __future__ import annotations
 
+from planner.rules import method
 from planner.rules.base import Family, Out, PlanCheck, Violation, shown
 
 
@@ -71,7 +72,7 @@ def _unknown(pc: PlanCheck, out: Out) -> None:
 
 def _coverage(pc: PlanCheck, out: Out) -> None:
     inv, plan = pc.inv, pc.plan
-    to_upgrade = {h.name for h in inv.hosts_to_upgrade(plan.policy.target_version)}
+    to_upgrade = {h.name for h in method.to_upgrade(inv, plan.policy)}
     seen: dict[str, int] = {}
     for w in plan.waves:
         for h in w.hosts:
@@ -121,7 +122,7 @@ FAMILY = Family(
         "digest": "the plan was made for this inventory file (sha256 of its bytes)",
         "wave_index": "waves are numbered 1, 2, 3, ... in order and none is empty",
         "unknown": "every host and VM the plan names exists in the inventory",
-        "coverage": "every host to upgrade is in exactly one wave; no other host is",
+        "coverage": "every host to upgrade (not left out) is in exactly one wave; no other host is",
     },
     plan=_plan,
     policy_keys={"target_version": "str?"},

@@ -20,12 +20,15 @@ from solver.rules import (
     anti_affinity,
     az,
     capacity,
+    cloud_headroom,
+    clouds,
     evacuation,
     ha_group,
     headroom,
     method,
     migrations_per_wave,
     order,
+    placement,
     remedy,
     schedule,
     structure,
@@ -50,6 +53,7 @@ ENCODINGS: dict[str, Encodings] = {
         m.ENCODINGS
         for m in (
             structure,
+            clouds,
             capacity,
             wave_size,
             migrations_per_wave,
@@ -62,7 +66,9 @@ ENCODINGS: dict[str, Encodings] = {
             version,
             az,
             aggregates,
+            placement,
             headroom,
+            cloud_headroom,
             anti_affinity,
             affinity,
         )

@@ -1,6 +1,8 @@
-"""Migration methods and stops in the solver's models: a VM that cannot migrate is stopped in
-place when the policy allows it (`context.stuck`); methods are chosen when a plan is written
-(`planner.rules.method.method_for`: live when the VM allows it)."""
+"""Migration methods and stops in the solver's models: a VM that Nova's state rules let move in
+no permitted way is stopped in place when the policy allows it (`context.stuck`), and without
+allow_stop it has no plan (`context.movable_none`) unless `unmovable: leave` left its host out
+(`planner.rules.method.to_upgrade`, every model's hosts to upgrade); methods are chosen when a
+plan is written (`planner.rules.method.method_for`: Nova's state rules, preferred first)."""
 
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ def _positions(em: ExactModel) -> None:
         return
     n = sum(
         1
-        for j, vm in enumerate(ctx.inv.vms)
-        if ctx.is_todo[int(ctx.vm_host0[j])] and vm.migration == "none"
+        for j in range(len(ctx.inv.vms))
+        if ctx.is_todo[int(ctx.vm_host0[j])] and ctx.movable_none[j]
     )
     if n:
         g = em.guard(rule.words(n))
@@ -39,8 +41,8 @@ def _obstacle(ctx: Context, lb: LowerBounds, what: str) -> tuple[list[Words], di
 ENCODINGS = Encodings(
     "method",
     greedy=Builtin(
-        "evacuate stops a VM that cannot migrate when allow_stop is set, else the host is "
-        "refused; the method is method_for's"
+        "evacuate stops a VM that cannot move by Nova's state rules when allow_stop is set, "
+        "else the host is refused; the method is method_for's"
     ),
     waves=Builtin("a VM stopped in place stays on its host (context.stuck_demand)"),
     placement=Builtin("wave_blocks stops the VMs that may be stopped; the rest move by method_for"),

@@ -17,6 +17,14 @@ what `GET /servers/{id}/migrations` shows), as libvirt's monitor does. It ends:
 - on abort (API): cancelled, the guest stays on its source;
 - at Nova's completion timeout (`live_migration_completion_timeout` x max(2, RAM GiB) seconds):
   `live_migration_timeout_action` abort (cancelled) or force_complete (as above).
+
+Local disks (`Control.local_disks`, control op `storage`; off by default): the hosts share no
+instance storage, so a live migration Nova asks with `block_migration: auto` is a block migration,
+as libvirt's source check decides. In link mode it first copies the guest's disks (the flavor's
+root and ephemeral GiB) at the link rate, writing `disk_total/processed/remaining` (and the
+memory not yet sent) to the record as libvirt's monitor does, then pre-copies the memory. A force
+during the disk copy is acted on when the memory phase begins; the completion timeout counts the
+disks' GiB too (libvirt's data_gb).
 """
 
 from __future__ import annotations
@@ -42,6 +50,10 @@ class HostSpec:
     reserved: dict[str, int] = field(default_factory=dict)
     allocation_ratio: dict[str, float] = field(default_factory=dict)
     version: str = "unknown"
+    # Opt-in (an inventory host's `traits` and `providers`): Placement traits on the compute
+    # node, and nested providers (name -> capacity, reserved, allocation_ratio, traits).
+    traits: tuple[str, ...] = ()
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -49,7 +61,7 @@ class _Migration:
     done: threading.Event = field(default_factory=threading.Event)
     aborted: bool = False
     forced: bool = False  # a force-complete asked, not yet acted on (link mode)
-    mode: str = "fixed"  # link mode: pre-copy, post-copy, paused
+    mode: str = "fixed"  # link mode: disk, pre-copy, post-copy, paused
     remaining: int | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -82,6 +94,9 @@ class Control:
         self.pauses_refused = 0
         self.timeouts = 0
         self.aborted = 0
+        # Hosts without shared instance storage: `block_migration: auto` means a block migration.
+        self.local_disks = False
+        self.forced_copying_disks = 0  # force-completes that came during a disk copy
 
     def duration(self, vm: str) -> float:
         with self.lock:
@@ -132,6 +147,19 @@ class SandboxDriver(fake.FakeDriver):  # type: ignore[misc]
             if total > 0
         }
         provider_tree.update_inventory(nodename, inventory)
+        _placement_tree(provider_tree, nodename, spec)
+
+    def check_can_live_migrate_source(
+        self, context: Any, instance: Any, dest_check_data: Any, block_device_info: Any = None
+    ) -> Any:
+        # libvirt decides `auto` here: a block migration when the storage is not shared.
+        with CONTROL.lock:
+            local = CONTROL.local_disks
+        if local and "block_migration" not in dest_check_data:
+            dest_check_data.block_migration = True
+            dest_check_data.is_shared_block_storage = False
+            dest_check_data.is_shared_instance_path = False
+        return dest_check_data
 
     def get_available_resource(self, nodename: str) -> dict[str, Any]:
         res: dict[str, Any] = super().get_available_resource(nodename)
@@ -154,6 +182,8 @@ class SandboxDriver(fake.FakeDriver):  # type: ignore[misc]
         if dirty is not None and instance.vm_state == "paused":
             dirty = 0.0  # a paused guest dirties nothing
         record = getattr(migrate_data, "migration", None)
+        if migrate_data is not None and "block_migration" in migrate_data:
+            block_migration = bool(migrate_data.block_migration)
         with CONTROL.lock:
             link = CONTROL.link_mib_s
             physics = link is not None and dirty is not None and record is not None
@@ -163,7 +193,8 @@ class SandboxDriver(fake.FakeDriver):  # type: ignore[misc]
         try:
             if physics:
                 assert link is not None and dirty is not None
-                _precopy(instance, mig, record, link * MIB, dirty * MIB)
+                disk = _disk_bytes(instance) if block_migration else 0
+                _precopy(instance, mig, record, link * MIB, dirty * MIB, disk)
             else:
                 mig.done.wait(CONTROL.duration(instance.uuid))
         finally:
@@ -191,6 +222,9 @@ class SandboxDriver(fake.FakeDriver):  # type: ignore[misc]
         if mig.mode == "fixed":
             mig.done.set()
         else:
+            if mig.mode == "disk":
+                with CONTROL.lock:
+                    CONTROL.forced_copying_disks += 1
             mig.forced = True
             mig.done.set()  # wakes the loop; it acts on `forced`
 
@@ -221,18 +255,33 @@ def _dirty_rate(instance: Any) -> float | None:
         return None
 
 
-def _precopy(instance: Any, mig: _Migration, record: Any, link: float, dirty: float) -> None:
+def _disk_bytes(instance: Any) -> int:
+    """What a block migration copies: the flavor's root and ephemeral disks."""
+    fl = instance.flavor
+    return (int(fl.root_gb or 0) + int(fl.ephemeral_gb or 0)) * GIB
+
+
+def _precopy(
+    instance: Any, mig: _Migration, record: Any, link: float, dirty: float, disk: int = 0
+) -> None:
     """Link mode (see the module's doc): returns when the migration completes or is aborted
-    (`mig.aborted`), having written its progress to the migration record at every tick."""
+    (`mig.aborted`), having written its progress to the migration record at every tick. `disk`:
+    the bytes a block migration copies first (0: none)."""
     from nova.conf import CONF
 
     total = int(instance.flavor.memory_mb) * MIB
     opts = CONF.libvirt
     per_gib = float(opts.live_migration_completion_timeout)
-    timeout = per_gib * max(2.0, total / GIB)  # 0: none
+    timeout = per_gib * (max(2.0, total / GIB) + disk / GIB)  # 0: none
     processed, remaining = 0.0, float(total)
     mig.remaining = total
-    _save(record, total, 0, total)
+    if disk:
+        mig.mode = "disk"
+        _save(record, total, 0, total, (disk, 0, disk))
+        if not _disk_phase(mig, record, link, total, disk, timeout):
+            return
+    else:
+        _save(record, total, 0, total)
     last = time.monotonic()
     while True:
         mig.done.wait(CONTROL.tick_s)
@@ -256,7 +305,7 @@ def _precopy(instance: Any, mig: _Migration, record: Any, link: float, dirty: fl
         processed += link * dt
         remaining = min(float(total), max(0.0, remaining - link * dt + d * dt))
         mig.remaining = int(remaining)
-        _save(record, total, int(processed), int(remaining))
+        _save(record, total, int(processed), int(remaining), (disk, disk, 0) if disk else None)
         if remaining <= link * opts.live_migration_downtime / 1000.0:
             return
 
@@ -280,8 +329,74 @@ def _force(instance: Any, mig: _Migration, record: Any, post_copy: bool) -> None
         CONTROL.forced += 1
 
 
-def _save(record: Any, total: int, processed: int, remaining: int) -> None:
+def _disk_phase(
+    mig: _Migration, record: Any, link: float, total: int, disk: int, timeout: float
+) -> bool:
+    """A block migration's disk copy at the link rate; the memory waits, all of it remaining.
+    False when aborted (by the API or the completion timeout) meanwhile. A force that comes now
+    stays asked (`mig.forced`): the memory phase acts on it."""
+    from nova.conf import CONF
+
+    done, last = 0.0, time.monotonic()
+    while done < disk:
+        mig.done.wait(CONTROL.tick_s)
+        mig.done.clear()
+        now = time.monotonic()
+        dt, last = now - last, now
+        if mig.aborted:
+            return False
+        if timeout and now - mig.started > timeout:
+            if CONF.libvirt.live_migration_timeout_action != "force_complete":
+                with CONTROL.lock:
+                    CONTROL.timeouts += 1
+                mig.aborted = True
+                return False
+            mig.forced = True
+        done = min(float(disk), done + link * dt)
+        _save(record, total, 0, total, (disk, int(done), disk - int(done)))
+    mig.mode = "pre-copy"
+    return True
+
+
+def _save(
+    record: Any,
+    total: int,
+    processed: int,
+    remaining: int,
+    disk: tuple[int, int, int] | None = None,
+) -> None:
+    """The progress as libvirt's `save_stats` writes it; `disk` (total, processed, remaining)
+    for a block migration."""
     record.memory_total = total
     record.memory_processed = processed
     record.memory_remaining = remaining
+    if disk is not None:
+        record.disk_total, record.disk_processed, record.disk_remaining = disk
     record.save()
+
+
+def _placement_tree(provider_tree: Any, nodename: str, spec: HostSpec) -> None:
+    """The host's traits and nested providers, as a vGPU driver reports a physical GPU
+    (`new_child`, its own inventory and traits; the pattern of fake.py's nested drivers).
+    Nothing when the inventory has neither."""
+    if spec.traits:
+        provider_tree.add_traits(nodename, *spec.traits)
+    for name, p in spec.providers.items():
+        if not provider_tree.exists(name):
+            provider_tree.new_child(name, nodename)
+        cap = {str(k): int(v) for k, v in (p.get("capacity") or {}).items()}
+        provider_tree.update_inventory(
+            name,
+            {
+                rc: {
+                    "total": total,
+                    "max_unit": total,
+                    "reserved": int((p.get("reserved") or {}).get(rc, 0)),
+                    "allocation_ratio": float((p.get("allocation_ratio") or {}).get(rc, 1.0)),
+                    **_UNIT,
+                }
+                for rc, total in cap.items()
+            },
+        )
+        if p.get("traits"):
+            provider_tree.add_traits(name, *p["traits"])

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 
-def make_harness() -> Any:
+def make_harness(extra_filters: list[str] | None = None) -> Any:
     """Nova's functional-test harness, started: databases, messaging, conductor, scheduler,
-    Placement and the API (nova-computes are started by the caller), with the patches below."""
+    Placement and the API (nova-computes are started by the caller), with the patches below.
+    `extra_filters`: scheduler filters enabled beside the default ones (the seed's choice)."""
     import importlib
     import warnings
 
@@ -58,6 +59,12 @@ def make_harness() -> Any:
                 "key_pairs",
             ):
                 self.flags(**{opt: -1, "group": "quota"})
+            if extra_filters:
+                enabled = list(cfg.CONF.filter_scheduler.enabled_filters)
+                self.flags(
+                    enabled_filters=enabled + [f for f in extra_filters if f not in enabled],
+                    group="filter_scheduler",
+                )
             super().setUp()
 
     _single_cell_db_routing()

@@ -135,3 +135,63 @@ def check_seedable(inv: Mapping[str, Any]) -> list[str]:
                 f"(supported: {', '.join(SUPPORTED_STATUS)})"
             )
     return problems
+
+
+# -- Placement's view (opt-in: only inventories with these fields) ------------------------------
+
+
+def placement_host(h: Mapping[str, Any]) -> dict[str, Any]:
+    """The driver's HostSpec fields for a host's `traits` and nested `providers`."""
+    out: dict[str, Any] = {}
+    if h.get("traits"):
+        out["traits"] = tuple(str(t) for t in h["traits"])
+    if h.get("providers"):
+        out["providers"] = {str(k): dict(v) for k, v in h["providers"].items()}
+    return out
+
+
+AGGREGATE_SPECS = "aggregate_instance_extra_specs"
+
+
+def flavor_for_vm(vm: Mapping[str, Any]) -> FlavorSpec:
+    """`flavor_for` its resources, with `trait:X=required|forbidden` extra specs for its
+    `required_traits` and `forbidden_traits`, and `aggregate_instance_extra_specs:K=V` for a
+    seed-only `aggregate_specs: {K: V}` (the flavor's name says them)."""
+    fl = flavor_for(vm.get("resources") or {})
+    specs = [(f"trait:{t}", "required") for t in vm.get("required_traits") or []]
+    specs += [(f"trait:{t}", "forbidden") for t in vm.get("forbidden_traits") or []]
+    specs += [
+        (f"{AGGREGATE_SPECS}:{k}", str(v)) for k, v in (vm.get("aggregate_specs") or {}).items()
+    ]
+    if not specs:
+        return fl
+    tail = "".join(f"-{k.split(':', 1)[1].lower()}-{v.lower()}" for k, v in sorted(specs))
+    return FlavorSpec(
+        fl.name + tail, fl.vcpus, fl.ram, fl.disk, tuple(sorted((*fl.extra_specs, *specs)))
+    )
+
+
+def ghost_usage(inv: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """Per host, the `other_usage` of plain classes: the sandbox makes each a consumer Nova does
+    not know (an allocation of its own in Placement), a drift the snapshot must report."""
+    out: dict[str, dict[str, int]] = {}
+    for h in computes(inv):
+        usage = {str(k): int(v) for k, v in (h.get("other_usage") or {}).items() if "@" not in k}
+        if usage:
+            out[h["name"]] = usage
+    return out
+
+
+def scheduler_filters(inv: Mapping[str, Any]) -> list[str]:
+    """The scheduler filters to enable beside Nova's defaults, only when the inventory asks:
+    AggregateInstanceExtraSpecsFilter for VMs with `aggregate_specs`,
+    AggregateMultiTenancyIsolation for aggregates with `filter_tenant_id*` metadata."""
+    out = []
+    if any(vm.get("aggregate_specs") for vm in inv.get("vms", [])):
+        out.append("AggregateInstanceExtraSpecsFilter")
+    metas = [
+        a.get("metadata") or {} for a in inv.get("aggregates", []) or [] if isinstance(a, Mapping)
+    ]
+    if any(str(k).startswith("filter_tenant_id") for m in metas for k in m):
+        out.append("AggregateMultiTenancyIsolation")
+    return out

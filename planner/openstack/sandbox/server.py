@@ -93,7 +93,9 @@ class Sandbox:
         driver.CONTROL.migration_seconds = float(self.spec.get("migration_seconds", 1.0))
         link = self.spec.get("migration_link_mib_s")
         driver.CONTROL.link_mib_s = None if link is None else float(link)
-        self.harness = harness.make_harness()
+        from planner.openstack.sandbox import seed
+
+        self.harness = harness.make_harness(seed.scheduler_filters(self.inv))
         self.nova_config(dict(self.spec.get("nova_libvirt") or {}))
         self._phase("harness", t0)
         self.admin = self.harness.admin_api
@@ -110,6 +112,7 @@ class Sandbox:
                     k: float(v) for k, v in (h.get("allocation_ratio") or {}).items()
                 },
                 version=str(h.get("version") or "unknown"),
+                **seed.placement_host(h),
             )
         for name in self.driver.CONTROL.hosts:
             self.computes[name] = self.harness._start_compute(name)
@@ -127,11 +130,14 @@ class Sandbox:
                 )
             )
         self._create_aggregate(LABELS_AGGREGATE, None, seed.label_metadata(self.inv), ())
+        if seed.scheduler_filters(self.inv):
+            self._await_scheduler_aggregates(aggs)
         self._phase("aggregates", t0)
 
         t0 = time.monotonic()
         self._create_groups()
         self._boot_vms(seed)
+        self._ghost_consumers(seed.ghost_usage(self.inv))
         self._phase("vms", t0)
 
         t0 = time.monotonic()
@@ -141,6 +147,45 @@ class Sandbox:
             if h.get("up", True) is False:
                 self._take_down(h["name"])
         self._phase("services", t0)
+
+    def _await_scheduler_aggregates(self, aggs: list[Any], timeout: float = 60.0) -> None:
+        """Make the scheduler know every aggregate's hosts and metadata before a boot that an
+        aggregate filter judges (opt-in: only when the seed enables such a filter). They reach
+        it as casts, one per API call, and memberships added in parallel may land out of order
+        (the last one an older state): once they are in, it reloads them all from the database,
+        as it does at start."""
+        hm = self.harness.scheduler_service.manager.host_manager
+        deadline = time.monotonic() + timeout
+        while True:
+            time.sleep(0.5)  # the casts in flight land first
+            hm._init_aggregates()
+            known = {a.name: a for a in list(hm.aggs_by_id.values())}
+            if all(
+                a.name in known
+                and set(a.hosts) <= set(known[a.name].hosts)
+                and dict(a.metadata).items() <= dict(known[a.name].metadata).items()
+                for a in aggs
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the scheduler did not learn the seeded aggregates in time")
+
+    def _ghost_consumers(self, usage: dict[str, dict[str, int]]) -> None:
+        """An allocation in Placement, for a consumer Nova does not know, per host asked
+        (`seed.ghost_usage`): the drift a leaked allocation leaves in a real cloud."""
+        import uuid
+
+        for host, resources in usage.items():
+            rp = self.harness._get_provider_uuid_by_host(host)
+            body = {
+                "allocations": {rp: {"resources": resources}},
+                "project_id": "rollwave-ghost",
+                "user_id": "rollwave-ghost",
+                "consumer_generation": None,
+            }
+            r = self.harness.placement.put(f"/allocations/{uuid.uuid4()}", body, version="1.28")
+            if r.status != 204:
+                raise RuntimeError(f"Placement refused the other usage of {host}: {r.body}")
 
     def _create_aggregate(
         self, name: str, az: str | None, meta: dict[str, str], hosts: tuple[str, ...] | list[str]
@@ -188,10 +233,10 @@ class Sandbox:
             self._clients[project] = api
         return self._clients[project]
 
-    def _flavor(self, resources: dict[str, int]) -> str:
+    def _flavor(self, resources: dict[str, int], vm: dict[str, Any] | None = None) -> str:
         from planner.openstack.sandbox import seed
 
-        fl = seed.flavor_for(resources)
+        fl = seed.flavor_for(resources) if vm is None else seed.flavor_for_vm(vm)
         with self.lock:
             if fl in self.flavors:
                 return self.flavors[fl]
@@ -226,10 +271,10 @@ class Sandbox:
     def _boot_vms(self, seed: Any) -> None:
         vms = list(self.inv.get("vms", []))
         for vm in vms:  # flavors first, sequentially: fewer races, few distinct ones
-            self._flavor(vm.get("resources") or {})
+            self._flavor(vm.get("resources") or {}, vm)
 
         def boot(vm: dict[str, Any]) -> tuple[str, str]:
-            flavor = self._flavor(vm.get("resources") or {})
+            flavor = self._flavor(vm.get("resources") or {}, vm)
             api = self._api_for(vm.get("project") or "rollwave")
             return vm["id"], api.post_server(self._boot_body(vm, flavor))["id"]
 
@@ -456,6 +501,19 @@ class Sandbox:
             CONF.set_override(name, kind(value), group="libvirt")
         return {k: getattr(CONF.libvirt, n) for k, (n, _) in NOVA_LIBVIRT.items()}
 
+    def nova_workarounds(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Opt-in: Nova's [workarounds] disable_group_policy_check_upcall, which lets a forced
+        live migration of a hard affinity group's member through the destination's late group
+        check (compute/manager.py:1956-1960); off, as on a default Nova, unless a test sets it."""
+        from nova.conf import CONF
+
+        key = "disable_group_policy_check_upcall"
+        if set(body) - {key}:
+            raise ValueError(f"unknown option(s) {sorted(set(body) - {key})}; known: {key}")
+        if key in body:
+            CONF.set_override(key, bool(body[key]), group="workarounds")
+        return {key: bool(getattr(CONF.workarounds, key))}
+
     _policy_defaults: dict[str, str]
 
     def nova_policy(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -510,6 +568,8 @@ class Sandbox:
                 "migrations_completed": c.completed,
                 "migrations_failed": c.failed,
                 "migration_link_mib_s": c.link_mib_s,
+                "local_disks": c.local_disks,
+                "forces_copying_disks": c.forced_copying_disks,
                 "migrations": [
                     {
                         "vm": vm,
@@ -550,10 +610,17 @@ class Sandbox:
                 with c.lock:
                     c.link_mib_s = None if mib_s is None else float(mib_s)
                 return 200, {"ok": True, "mib_s": c.link_mib_s}
+            if method == "POST" and parts == ["storage"]:
+                # Local instance storage: live migrations with block_migration auto copy disks.
+                with c.lock:
+                    c.local_disks = bool(body["local"])
+                return 200, {"ok": True, "local": c.local_disks}
             if method == "POST" and parts == ["migration-behaviour"]:
                 return 200, {"ok": True, **self._behaviour(body)}
             if method == "POST" and parts == ["nova-policy"]:
                 return 200, {"ok": True, **self.nova_policy(body)}
+            if method == "POST" and parts == ["nova-workarounds"]:
+                return 200, {"ok": True, **self.nova_workarounds(body)}
             if method == "POST" and parts == ["nova-config"]:
                 return 200, {"ok": True, "libvirt": self.nova_config(body)}
             if method == "POST" and parts == ["fail-next-migration"]:

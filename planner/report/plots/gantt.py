@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
+from planner.report.calendar import Compressed, compress, hours, ticks
 from planner.report.plots.style import (
     BLACK,
     COLD,
@@ -23,6 +24,7 @@ from planner.report.plots.style import (
     STOPPED,
     UPGRADING,
     WIDTH,
+    WINDOW,
     no_data,
     plural,
     styled,
@@ -36,9 +38,17 @@ from planner.report.schedule import HostSpan, Schedule
 def gantt_figure(schedule: Schedule, *, max_rows: int = 60) -> Figure:
     """Hosts on the y-axis grouped by wave, their maintenance (draining, then upgrading) and each
     migration as a bar on its source host; beyond `max_rows` hosts, one row per wave and the
-    migrations in flight over time."""
+    migrations in flight over time. A schedule in the calendar is drawn against dates, its
+    windows shaded and the closed hours between them compressed (`planner.report.calendar`)."""
+    comp = None
+    if schedule.calendar is not None:
+        schedule, comp = compress(schedule)
     if len(schedule.hosts) > max_rows:
-        return _gantt_by_wave(schedule)
+        fig = _gantt_by_wave(schedule)
+        if comp is not None:
+            for a in fig.axes:
+                _calendar(a, comp, time_unit(schedule.makespan_s)[0], labels=a is fig.axes[-1])
+        return fig
     hosts = sorted(schedule.hosts, key=lambda h: (h.wave, h.start, h.host))
     scale, unit = time_unit(schedule.makespan_s)
     fig = Figure(figsize=(WIDTH, max(3.0, 0.3 * len(hosts) + 1.8)), layout="constrained")
@@ -77,8 +87,40 @@ def gantt_figure(schedule: Schedule, *, max_rows: int = 60) -> Figure:
     ax.set_ylabel("host (grouped by wave)")
     ax.grid(axis="y", visible=False)
     handles = _gantt_legend(ax, schedule, bool(stops))
+    if comp is not None:
+        _calendar(ax, comp, scale)
+        handles.append(Patch(color=WINDOW, label="maintenance window open"))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4))
     return fig
+
+
+def _calendar(ax: Any, comp: Compressed, scale: float, *, labels: bool = True) -> None:
+    """Dates on the x axis, each window's opening shaded, each compressed closed stretch
+    hatched with its real length."""
+    for a, b in comp.drawn_openings():
+        ax.axvspan(a / scale, b / scale, color=WINDOW, zorder=0, lw=0)
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    for x0, x1, closed in comp.gaps:
+        ax.axvspan(x0 / scale, x1 / scale, facecolor="white", edgecolor=GREY, hatch="//", lw=0)
+        if labels:
+            ax.text(
+                (x0 + x1) / 2 / scale,
+                0.5,
+                hours(closed),
+                transform=top,
+                ha="center",
+                va="center",
+                fontsize=8,
+                color=BLACK,
+                rotation=90,
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.5},
+                clip_on=True,
+            )
+    if labels:
+        marks = ticks(comp, scale)
+        ax.set_xticks([x for x, _ in marks], [label for _, label in marks], fontsize=7)
+        zone = f"{comp.axis.start:%Z}" or f"{comp.axis.start:%z}"
+        ax.set_xlabel(f"date and time ({zone}); closed hours between windows compressed")
 
 
 def _maintenance_bars(ax: Any, hosts: Sequence[HostSpan], scale: float) -> None:

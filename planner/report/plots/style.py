@@ -27,6 +27,7 @@ PALETTE = (BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, YELLOW, BLACK)
 LIVE, COLD, FAILED, STOPPED = BLUE, ORANGE, VERMILLION, PURPLE
 DRAINING, UPGRADING = "#DDDDDD", "#A6DBC9"  # light grey; a light bluish green
 ROLLBACK, SOAK = "#F0C987", "#FFF3C4"  # light orange: rolling back; pale yellow: the soak
+WINDOW = "#E8EEF8"  # pale blue: a maintenance window open
 
 STYLE: Any = {  # typed Any: matplotlib types rc keys as a Literal
     "font.family": "DejaVu Sans",

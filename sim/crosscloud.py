@@ -1,0 +1,251 @@
+"""Side-by-side plans in time: cross-cloud moves, moves inside the old cloud, the new control
+plane's deployment and hosts joining the new cloud, wave by wave (lock-step), per cloud.
+
+A model of its own beside the in-place loop (`sim.loop`): deterministic (the expected
+durations, no draws), since a side-by-side plan's time is dominated by copies of known sizes.
+
+- A **cross-cloud move**: stop the guest (`guests.shutdown_s`), snapshot and upload its image
+  or disks, download them into the new cloud (`crosscloud.image_overhead_s` plus the VM's disk
+  bytes, or its memory's if it has no local disk, at `crosscloud.copy_gbps`), boot it there
+  (`guests.boot_s`), verify it (`crosscloud.verify_s`); the guest is down the whole time. At
+  most `crosscloud.parallel` run at once (the copy path's share each).
+- A **move inside the old cloud**: Nova's live migration (`sim.migration.live_migration`, at the
+  NIC's effective rate shared by the source's concurrent migrations) or cold migration, plus
+  the orchestration overhead, at most the policy's `max_concurrent_live_migrations` per source.
+- At a wave's end, after its moves: the new controllers' wave deploys the new control plane
+  (`crosscloud.control_plane_s`), a host joining as a compute takes `crosscloud.join_s`, a
+  retired one nothing; the next wave starts when the slowest is done.
+
+Lower bound (no plan of these moves under this model finishes sooner): no VM may cross before
+the new control plane is up, which takes `control_plane_s` after the first wave, and the
+crossings then take at least their total over `parallel` lanes, and at least the longest one.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from planner.inventory import VM, Inventory
+from planner.plan import CROSS_CLOUD, Migration, Plan
+from sim.migration import MIB, cold_migration, live_migration
+from sim.params import integer, num
+
+if TYPE_CHECKING:
+    from sim.model import SimModel
+
+GIB = 1024.0**3
+
+
+@dataclass(frozen=True, slots=True)
+class CrossCloudSettings:
+    """The cross-cloud part of the model (the file's section `crosscloud`)."""
+
+    copy_gbps: float = num(
+        2.0, "crosscloud.copy_gbps", "side by side: the rate of one cross-cloud copy (image "
+        "upload and download)", unit="Gbit/s", above=0.0,
+    )  # fmt: skip
+    parallel: int = integer(
+        4, "crosscloud.parallel", "side by side: cross-cloud moves at once", minimum=1,
+    )  # fmt: skip
+    image_overhead_s: float = num(
+        60.0, "crosscloud.image_overhead_s", "side by side: a cross-cloud move's fixed cost "
+        "(snapshot, image records, flavor and network look-ups)", unit="s", minimum=0.0,
+    )  # fmt: skip
+    verify_s: float = num(
+        30.0, "crosscloud.verify_s", "side by side: verifying the copy ACTIVE before the "
+        "original is deleted", unit="s", minimum=0.0,
+    )  # fmt: skip
+    control_plane_s: float = num(
+        7200.0, "crosscloud.control_plane_s", "side by side: deploying the new control plane "
+        "on the new controllers", unit="s", minimum=0.0,
+    )  # fmt: skip
+    join_s: float = num(
+        1800.0, "crosscloud.join_s", "side by side: a freed host joining the new cloud as a "
+        "compute (reinstall, deploy, register)", unit="s", minimum=0.0,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MoveTime:
+    vm: str
+    wave: int
+    method: str
+    start_s: float
+    end_s: float
+    downtime_s: float
+
+
+@dataclass(frozen=True)
+class WaveTime:
+    index: int
+    start_s: float
+    drained_s: float  # its last move done
+    end_s: float  # its hosts in their roles
+
+
+@dataclass(frozen=True)
+class CrossCloudResult:
+    makespan_s: float
+    lower_bound_s: float
+    waves: tuple[WaveTime, ...]
+    moves: tuple[MoveTime, ...]
+    control_plane_ready_s: float | None
+    old_empty_s: float  # the old cloud's last VM gone
+    total_downtime_s: float
+    worst_downtime_s: float
+    per_cloud: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "makespan_s": round(self.makespan_s, 3),
+            "lower_bound_s": round(self.lower_bound_s, 3),
+            "control_plane_ready_s": (
+                None if self.control_plane_ready_s is None else round(self.control_plane_ready_s, 3)
+            ),
+            "old_cloud_empty_s": round(self.old_empty_s, 3),
+            "downtime_s": {
+                "total": round(self.total_downtime_s, 3),
+                "worst": round(self.worst_downtime_s, 3),
+            },
+            "clouds": self.per_cloud,
+            "waves": [
+                {
+                    "index": w.index,
+                    "start_s": round(w.start_s, 3),
+                    "drained_s": round(w.drained_s, 3),
+                    "end_s": round(w.end_s, 3),
+                }
+                for w in self.waves
+            ],
+        }
+
+
+def _bytes(vm: VM) -> float:
+    """What a cross-cloud move copies: the local disk, or (volume-backed or diskless) the
+    memory image at least."""
+    disk = float(vm.local_disk_gb) * GIB
+    return disk if disk > 0 else float(vm.memory_mb) * MIB
+
+
+def cross_time(vm: VM, cc: CrossCloudSettings, shutdown_s: float, boot_s: float) -> float:
+    """One cross-cloud move, start to verified, all of it downtime."""
+    copy = _bytes(vm) / (cc.copy_gbps * 1e9 / 8)
+    return shutdown_s + cc.image_overhead_s + copy + boot_s + cc.verify_s
+
+
+def _lanes(durations: list[float], lanes: int, start: float) -> list[float]:
+    """List scheduling in the given order: each job on the lane free first; its end times."""
+    heap = [start] * max(lanes, 1)
+    ends = []
+    for d in durations:
+        t = heapq.heappop(heap)
+        heapq.heappush(heap, t + d)
+        ends.append(t + d)
+    return ends
+
+
+def simulate_side_by_side(inv: Inventory, plan: Plan, model: SimModel) -> CrossCloudResult:
+    """The plan in time under `model` (its `crosscloud` section, its guests' shutdown and boot,
+    its live and cold migration for the moves inside the old cloud)."""
+    cc = model.crosscloud
+    shutdown_s, boot_s = model.shutdown_s, model.boot_s
+    t = 0.0
+    waves: list[WaveTime] = []
+    moves: list[MoveTime] = []
+    cp_ready: float | None = None
+    old_empty = 0.0
+    per_host = max(plan.policy.max_concurrent_live_migrations, 1)
+    for w in plan.waves:
+        crossing = [m for m in w.migrations if m.method == CROSS_CLOUD]
+        inner = [m for m in w.migrations if m.method != CROSS_CLOUD]
+        drained = t
+        cd = [cross_time(inv.vm(m.vm), cc, shutdown_s, boot_s) for m in crossing]
+        for m, d, end in zip(crossing, cd, _lanes(cd, cc.parallel, t), strict=True):
+            moves.append(MoveTime(m.vm, w.index, m.method, end - d, end, d))
+            drained = max(drained, end)
+            old_empty = max(old_empty, end)
+        by_src: dict[str, list[Migration]] = {}
+        for m in inner:
+            by_src.setdefault(m.src, []).append(m)
+        for src_moves in by_src.values():
+            lanes = min(per_host, len(src_moves))
+            timed = [inside_move(model, inv.vm(m.vm), m, lanes) for m in src_moves]
+            ends = _lanes([x[0] for x in timed], lanes, t)
+            for m, (d, down), end in zip(src_moves, timed, ends, strict=True):
+                moves.append(MoveTime(m.vm, w.index, m.method, end - d, end, down))
+                drained = max(drained, end)
+        end = drained
+        for role in w.roles.values():
+            if role == "new-controller":
+                end = max(end, drained + cc.control_plane_s)
+            elif role == "new-compute":
+                end = max(end, drained + cc.join_s)
+        if cp_ready is None and "new-controller" in w.roles.values():
+            cp_ready = drained + cc.control_plane_s
+        waves.append(WaveTime(w.index, t, drained, end))
+        t = end
+    cross = [x for x in moves if x.method == CROSS_CLOUD]
+    lb = _lower_bound(cross, cc, bool(inv.vms))
+    downs = [x.downtime_s for x in moves]
+    per_cloud: dict[str, dict[str, Any]] = {
+        "old": {
+            "vms_at_start": len(inv.vms),
+            "empty_s": round(old_empty, 3),
+            "moves_inside": len(moves) - len(cross),
+            "hosts_left": sum(len(w.hosts) for w in plan.waves),
+        },
+        "new": {
+            "control_plane_ready_s": None if cp_ready is None else round(cp_ready, 3),
+            "vms_arrived": len(cross),
+            "last_arrival_s": round(max((x.end_s for x in cross), default=0.0), 3),
+            "computes": sum(1 for w in plan.waves for r in w.roles.values() if r == "new-compute"),
+        },
+    }
+    return CrossCloudResult(
+        makespan_s=t,
+        lower_bound_s=lb,
+        waves=tuple(waves),
+        moves=tuple(moves),
+        control_plane_ready_s=cp_ready,
+        old_empty_s=old_empty,
+        total_downtime_s=sum(downs),
+        worst_downtime_s=max(downs, default=0.0),
+        per_cloud=per_cloud,
+    )
+
+
+def _lower_bound(cross: list[MoveTime], cc: CrossCloudSettings, any_vms: bool) -> float:
+    if not any_vms:
+        return 0.0
+    work = [x.end_s - x.start_s for x in cross]
+    return cc.control_plane_s + max(sum(work) / cc.parallel, max(work, default=0.0))
+
+
+def inside_move(model: SimModel, vm: VM, m: Migration, concurrent: int) -> tuple[float, float]:
+    """A move inside the old cloud: (its time with the orchestration overhead, its downtime),
+    by the in-place model's physics (`sim.migration`), at the NIC's effective rate shared by the
+    source's `concurrent` migrations (capped by Nova's live_migration_bandwidth)."""
+    share = model.nic_gbps * model.efficiency * 1e9 / 8 / max(concurrent, 1)
+    disk = float(vm.local_disk_gb) * GIB
+    if m.method == "live":
+        r = live_migration(
+            float(vm.memory_mb) * MIB,
+            model.dirty_rate(vm.dirty_rate_mb_s),
+            min(model.bandwidth_cap, share),
+            disk=disk,
+            nova=model.nova,
+            qemu=model.qemu,
+            memory_mib=float(vm.memory_mb),
+            disk_gib=float(vm.local_disk_gb),
+        )
+        return r.total_s + model.orchestration_overhead_s, r.downtime_s
+    c = cold_migration(
+        disk,
+        share,
+        running=vm.status == "ACTIVE",
+        shutdown_s=model.shutdown_s,
+        boot_s=model.boot_s,
+    )
+    return c.total_s + model.orchestration_overhead_s, c.downtime_s
