@@ -347,6 +347,11 @@ class Pipeline:
             wave = ctx.state.schedule[k - 1]
             ctx.log(Ev.INTENT, Op.WAVE, step=f"w{k}", wave=k, hosts=list(wave.hosts))
             ctx.notify("wave_start", wave=k, hosts=list(wave.hosts))
+            ctx.ui.line(  # as a lock-step wave's first line
+                f"[bold]wave {k}/{len(ctx.state.schedule)}[/]: {len(wave.hosts)} host(s) "
+                f"{', '.join(wave.hosts)}; {len(wave.migrations)} migration(s), "
+                f"{len(wave.stops)} stop(s)"
+            )
         self._t_wave.setdefault(k, ctx.clock())
         ctx.log(Ev.NOTE, Op.ADMIT, wave=k, host=h, admitted=True, in_maintenance=inside)
         self._said.pop(h, None)
