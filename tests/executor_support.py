@@ -167,6 +167,7 @@ class Sampler:
     every: float = 1.0
     samples: int = 0
     breaches: list[str] = field(default_factory=list)
+    most_disabled: int = 0  # compute services disabled at once, at most
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -188,6 +189,8 @@ class Sampler:
                 self.breaches.append(f"sample failed: {exc}")
                 continue
             self.samples += 1
+            down = sum(1 for h in inv.hosts if h.is_compute and not h.enabled)
+            self.most_disabled = max(self.most_disabled, down)
             for r in headroom(CapacityModel(inv), self.policy.headroom):
                 if not r.ok:
                     self.breaches.append(

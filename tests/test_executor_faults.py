@@ -106,8 +106,11 @@ def before_wave(inv: Inventory, plan: Plan, index: int) -> Inventory:
 
 
 def test_a_failing_migration_is_retried_then_sent_elsewhere(fresh: Box) -> None:
-    # N+0, so that a second destination exists for some VM of this small cloud
-    inv_path, plan_path, inv, plan, hook = plan_for(fresh, "retry", **{"headroom.failures": 0})
+    # N+0, so that a second destination exists for some VM of this small cloud; lock-step: the
+    # destination is found in the state before its wave (pipelined, later hosts may be down too)
+    inv_path, plan_path, inv, plan, hook = plan_for(
+        fresh, "retry", execution="lockstep", **{"headroom.failures": 0}
+    )
     once = Counter(m.vm for _, m in plan.migrations())
     live = [
         (w, m) for w in plan.waves for m in w.migrations if m.method == "live" and once[m.vm] == 1
@@ -181,7 +184,9 @@ def test_a_host_that_does_not_come_back_is_reported_and_left_disabled(fresh: Box
 
 
 def test_a_vm_created_on_a_wave_host_just_before_its_wave(fresh: Box) -> None:
-    inv_path, plan_path, _inv, plan, hook = plan_for(fresh, "drift")
+    # lock-step: the re-check at each wave's start sees the VM (pipelined runs re-check when
+    # they start and when nothing can be admitted; the host's own check empties it)
+    inv_path, plan_path, _inv, plan, hook = plan_for(fresh, "drift", execution="lockstep")
     target = plan.waves[1].hosts[0]
     # the upgrade of a host of wave 1 (drained, so the wave's own moves are done) boots a VM on
     # a host of wave 2 (notifications, sent in the background, cannot time it)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,10 @@ def build(
 ) -> Executor:
     est = SimEstimator(DEFAULT.with_changes(**model)) if model is not None else None
     opts = ExecOptions(upgrade_command="upgrade {host}", poll_s=0.5, **options)
+    # The fixtures were written lock-step (the only mode then); lock-step keeps writing them.
+    lockstep = replace(plan, policy=plan.policy.with_changes(execution="lockstep"))
     return Executor(
-        plan,
+        lockstep,
         sha,
         cloud,
         opts=opts,

@@ -123,3 +123,36 @@ def test_resume_of_a_finished_run_does_nothing(box: Box, tmp_path: Path) -> None
     r = execute(box, inv_path, plan_path, "--resume", "--upgrade-command", upgrade_hook())
     assert r.code == 0, r
     assert _state(box) == before
+
+
+def test_pipelined_admits_a_later_waves_host_before_the_earlier_wave_ends(box: Box) -> None:
+    target = f"{NEW}.pipelined"
+    inv_path, plan_path, inv, plan = box.fresh_plan("pipelined", target)
+    assert plan.policy.execution == "pipelined" and len(plan.waves) >= 3
+    before = sum(1 for h in inv.hosts if h.is_compute and not h.enabled)
+    with Sampler(box, plan.policy, every=0.5) as sampler:
+        run = execute(box, inv_path, plan_path, "--upgrade-command", upgrade_hook(target))
+    assert run.code == 0, run
+    recs = read_records(journal_of(plan_path))
+    assert recs[0]["execution"] == "pipelined"
+    # a host of wave k+1 admitted while wave k is still under way (before its done record)
+    done_at = {
+        r["wave"]: i for i, r in enumerate(recs) if r.get("op") == "wave" and r["ev"] == "done"
+    }
+    early = [
+        (r["host"], r["wave"])
+        for i, r in enumerate(recs)
+        if r.get("op") == "admit" and r.get("admitted") and i < done_at.get(r["wave"] - 1, -1)
+    ]
+    assert early, "no host entered before the wave ahead of it ended"
+    # no rule broken on the sampled states: headroom, and hosts in maintenance at once
+    assert sampler.samples >= 5 and sampler.breaches == []
+    assert sampler.most_disabled - before <= plan.policy.max_hosts_per_wave
+    # the refusals are in the journal, with the rule and its words, and the run printed them
+    refusals = [r for r in recs if r.get("op") == "admit" and not r.get("admitted")]
+    assert refusals and all(r["rule"] and r["reason"] for r in refusals)
+    first = refusals[0]
+    assert f"{first['host']} (wave {first['wave']}) waits: {first['rule']}: " in run.err
+    st = RunState.replay(recs)
+    assert st.upgraded == set(plan.hosts) and st.finished and st.headroom_breaches == []
+    assert not st.disabled_by_us and not st.open_steps

@@ -521,6 +521,27 @@ def _print_end(result: Any, plan: str, journal: Path, dry: bool) -> None:
         out.print(f"to continue: {cmd} (with the same options)")
 
 
+def _print_admission(adm: dict[str, Any] | None, most: int = 10) -> None:
+    """A pipelined run's hosts in maintenance and those waiting, with why (the first `most`)."""
+    if adm is None:
+        return
+    inside = [f"{r['host']} (wave {r['wave']})" for r in adm["in_maintenance"]]
+    out.print(
+        f"pipelined: {len(inside)} host(s) in maintenance"
+        + (f": {', '.join(inside)}" if inside else "")
+        + f"; {adm['admitted']} admitted so far; {len(adm['waiting'])} waiting",
+        markup=False,
+    )
+    for r in adm["waiting"][:most]:
+        out.print(
+            f"  waiting: {r['host']} (wave {r['wave']}): {r['rule']}: {r['reason']} "
+            f"(since {r['since']})",
+            markup=False,
+        )
+    if len(adm["waiting"]) > most:
+        out.print(f"  ... and {len(adm['waiting']) - most} more waiting (--format json: all)")
+
+
 def _status(journal: str, fmt: str) -> int:
     from planner.executor.journal import RunState, read_records
     from planner.executor.ui import hms, status_dict, summary_table
@@ -566,6 +587,7 @@ def _status(journal: str, fmt: str) -> int:
             f"  in flight when last written: {s['op']} {what} (wave {s.get('wave')}{since})",
             markup=False,
         )
+    _print_admission(data["admission"])
     win = data["window"]
     if win is not None:
         if win["what"] == "wait":

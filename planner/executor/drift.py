@@ -274,10 +274,13 @@ class Drift:
                     continue
                 self.ctx.log_found(w.index, m.vm, m.dst)
 
-    def release_hosts_not_in(self, k: int, wave: Wave | None) -> None:
-        """Enable hosts this run disabled that the wave (after a re-plan) no longer holds."""
+    def release_hosts_not_in(
+        self, k: int, wave: Wave | None, also: frozenset[str] = frozenset()
+    ) -> None:
+        """Enable hosts this run disabled that the wave (after a re-plan) no longer holds (nor
+        `also`: the hosts a pipelined run has in maintenance)."""
         ctx = self.ctx
-        keep = set(wave.hosts) if wave is not None else set()
+        keep = (set(wave.hosts) if wave is not None else set()) | also
         left = {h for h, o in ctx.state.outcomes.items() if o.left_disabled}
         for h in sorted(set(ctx.state.disabled_by_us) - keep - left):
             step = f"w{k}/enable/{h}"

@@ -51,6 +51,12 @@ class HeadroomWatch:
         if forward:
             self.sample()
 
+    def host_down(self, h: str) -> None:
+        """A host enters maintenance (pipelined: one at a time, during the run)."""
+        if self._cap is not None and self._down is not None and h in self._cap.host_index:
+            self._down[self._cap.host_index[h]] = True
+            self.sample()
+
     def host_back(self, h: str) -> None:
         if self._cap is not None and self._down is not None and h in self._cap.host_index:
             self._down[self._cap.host_index[h]] = False

@@ -244,6 +244,8 @@ class RunState:
     fallbacks: list[dict[str, Any]] = field(default_factory=list)  # fallback notes
     vms_in_error: list[dict[str, Any]] = field(default_factory=list)  # vm-error notes
     window: dict[str, Any] | None = None  # the last window note (a wait, or an opening)
+    # pipelined runs: host -> its last admit note (admitted, or the refusal it waits on)
+    admission: dict[str, dict[str, Any]] = field(default_factory=dict)
     _retried: set[tuple[int, str]] = field(default_factory=set)
 
     @classmethod
@@ -304,6 +306,12 @@ class RunState:
         # Waves from k on are new: a move done in the wave k they replace is history (counted
         # in per_wave), not a move of the new wave k.
         self.done_moves = {(w, vm) for w, vm in self.done_moves if w < k}
+        # Pipelined, later waves may have begun (or ended) before the re-plan: the new ones
+        # after k are new (lock-step never begins a wave after the one re-planned)
+        for w in {w for w in self.started | self.ended if w > k}:
+            self.started.discard(w)
+            self.ended.discard(w)
+            self.wave_t.pop(w, None)
         self.replans.append(dict(rec))
 
     def _on_retarget(self, ev: str, rec: Mapping[str, Any]) -> None:
@@ -345,6 +353,19 @@ class RunState:
 
     def _on_window(self, ev: str, rec: Mapping[str, Any]) -> None:
         self.window = dict(rec)
+
+    def _on_admit(self, ev: str, rec: Mapping[str, Any]) -> None:
+        self.admission[str(rec["host"])] = dict(rec)
+
+    @property
+    def admitted(self) -> set[str]:
+        """Hosts a pipelined run admitted into maintenance (whatever became of them)."""
+        return {h for h, r in self.admission.items() if r.get("admitted")}
+
+    @property
+    def pipelined(self) -> bool:
+        """The run admits hosts one by one (its header says so; older journals ran lock-step)."""
+        return self.header.get("execution") == "pipelined"
 
     def _on_skip(self, ev: str, rec: Mapping[str, Any]) -> None:
         why = str(rec.get("reason", ""))
@@ -537,6 +558,7 @@ _HANDLERS: dict[str, Callable[[RunState, str, Mapping[str, Any]], None]] = {
     Op.FORCE: RunState._on_force,
     Op.FALLBACK: RunState._on_fallback,
     Op.WINDOW: RunState._on_window,
+    Op.ADMIT: RunState._on_admit,
     Op.VM_ERROR: RunState._on_vm_error,
 }
 

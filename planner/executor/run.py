@@ -57,6 +57,7 @@ from planner.executor.journal import (
 )
 from planner.executor.migrations import Migrations
 from planner.executor.options import ExecOptions, safe_options
+from planner.executor.pipeline import Pipeline
 from planner.executor.ports import Estimator, Replanner
 from planner.executor.states import (
     Ev,
@@ -139,6 +140,9 @@ class Executor:
         self.errors = ErrorWatch(ctx)
         self.canary = Canary(ctx, self.migrations, self.hosts, self.headroom)
         self.window = WindowGate(ctx)
+        self.pipeline = Pipeline(
+            ctx, self.drift, self.migrations, self.hosts, self.headroom, self.window, self.errors
+        )
 
     # What tests and callers look at.
     @property
@@ -183,23 +187,22 @@ class Executor:
                 "resume it with --resume, or give another --journal"
             )
         ctx.journal = Journal(path)
-        ctx.state.apply(
-            ctx.journal.write(
-                {
-                    "ev": Ev.HEADER,
-                    "format_version": FORMAT_VERSION,
-                    "kind": KIND,
-                    "rollwave": __version__,
-                    "plan_sha256": ctx.sha,
-                    "plan_file": self.plan_file,
-                    "cloud": ctx.cloud.name,
-                    "inventory_sha256": ctx.plan.inventory_sha256,
-                    "target_version": ctx.policy.target_version,
-                    "options": safe_options(ctx.opts),
-                    "waves_detail": [wave_to_dict(w) for w in ctx.plan.waves],
-                }
-            )
-        )
+        header: dict[str, Any] = {
+            "ev": Ev.HEADER,
+            "format_version": FORMAT_VERSION,
+            "kind": KIND,
+            "rollwave": __version__,
+            "plan_sha256": ctx.sha,
+            "plan_file": self.plan_file,
+            "cloud": ctx.cloud.name,
+            "inventory_sha256": ctx.plan.inventory_sha256,
+            "target_version": ctx.policy.target_version,
+            "options": safe_options(ctx.opts),
+            "waves_detail": [wave_to_dict(w) for w in ctx.plan.waves],
+        }
+        if ctx.policy.execution == "pipelined":  # a journal without it runs (resumes) lock-step
+            header["execution"] = "pipelined"
+        ctx.state.apply(ctx.journal.write(header))
 
     def _check_journal_is_ours(self, path: Path, head: dict[str, Any]) -> None:
         ctx = self.ctx
@@ -281,6 +284,9 @@ class Executor:
             k = ctx.state.next_wave()
             if k > len(ctx.state.schedule):
                 break
+            if self._pipelined():
+                self.pipeline.run()
+                break
             if k not in ctx.state.started:  # a wave under way finishes, windows or not
                 self.window.wait_for(k)
                 if ctx.interrupts or ctx.stop_reason:
@@ -296,6 +302,15 @@ class Executor:
         if ctx.stop_reason:
             return RunStatus.STOPPED, ctx.stop_reason
         return RunStatus.COMPLETED, None
+
+    def _pipelined(self) -> bool:
+        """Admission-controlled from here on: the policy's (as the journal's header recorded
+        it), not a dry run (nothing drains in one: the calls are printed wave by wave), and no
+        canary ahead (its hosts go first and alone, lock-step)."""
+        ctx = self.ctx
+        canary_ahead = ctx.opts.canary > 0 and not ctx.state.canary_over
+        mode = ctx.state.pipelined if self.resume else ctx.policy.execution == "pipelined"
+        return mode and not ctx.dry and not canary_ahead
 
     def _finish_bar(self, status: RunStatus | None, seconds: float) -> None:
         """The overall bar ends with the outcome and the time taken, not a stale ETA (`status`

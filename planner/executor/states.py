@@ -52,6 +52,7 @@ class Op(StrEnum):
     HEADROOM = "headroom"  # a headroom breach seen during the run
     FALLBACK = "fallback"  # a force-complete refused or without effect: what is done instead
     WINDOW = "window"  # a wave waits for a maintenance window, or starts in one
+    ADMIT = "admit"  # pipelined: a host admitted into maintenance, or why it waits
     VM_ERROR = "vm-error"  # a VM seen in ERROR during the run (not one of the run's moves)
 
 

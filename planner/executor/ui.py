@@ -267,6 +267,28 @@ def eta_status(state: RunState, now: float) -> dict[str, Any] | None:
 _WINDOW_FIELDS = ("what", "wave", "opens", "closes", "expected", "t")
 
 
+def admission_status(state: RunState) -> dict[str, Any]:
+    """A pipelined run's hosts: in maintenance (admitted, no outcome yet), how many were admitted
+    in all, and those waiting with the reason admission last gave (in the plan's order)."""
+    order = {h: i for i, h in enumerate(h for w in state.schedule for h in w.hosts)}
+    recs = sorted(state.admission.values(), key=lambda r: order.get(str(r["host"]), 1 << 30))
+    pending = [r for r in recs if str(r["host"]) not in state.outcomes]
+    return {
+        "in_maintenance": [
+            {"host": r["host"], "wave": r.get("wave"), "since": r.get("t")}
+            for r in pending
+            if r.get("admitted")
+        ],
+        "admitted": sum(1 for r in recs if r.get("admitted")),
+        "waiting": [
+            {k_: r.get(k_) for k_ in ("host", "wave", "rule", "reason", "until")}
+            | {"since": r.get("t")}
+            for r in pending
+            if not r.get("admitted")
+        ],
+    }
+
+
 def status_dict(state: RunState, journal: str, now: float | None = None) -> dict[str, Any]:
     """Where a run stands, from its journal alone (`execute --status`); `now`: the wall time
     (epoch s) at which to count the running run's ETA down."""
@@ -337,6 +359,8 @@ def status_dict(state: RunState, journal: str, now: float | None = None) -> dict
         "window": None
         if state.window is None
         else {k_: state.window.get(k_) for k_ in _WINDOW_FIELDS},
+        "execution": "pipelined" if state.pipelined else "lockstep",
+        "admission": admission_status(state) if state.pipelined else None,
         "eta": eta,
         "wave_seconds": {str(k_): round(v, 1) for k_, v in sorted(state.wave_seconds().items())},
     }
