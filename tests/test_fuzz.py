@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planner.errors import InputError
+from planner.executor.journal import Journal, journal_in_use
 from planner.formats import save_inventory, save_policy
 from planner.inventory import Inventory
 from planner.limits import MAX_EFFECTIVE, MAX_FLOAT, MAX_INT
@@ -428,3 +429,16 @@ def test_a_seed_past_cp_sats_32_bits_is_a_usage_error(files: dict[str, Path], co
     args += ["-o", files["dir"] / "p.json"] if command == "plan" else ["--vary", "failures=0"]
     run = clean(rollwave(*args, "--seed", 10**30))
     assert run.code == 2 and "--seed" in run.err, run
+
+
+@pytest.mark.parametrize("what", ["fifo", "device"])
+def test_a_journal_that_is_not_a_regular_file_is_refused_without_waiting(
+    files: dict[str, Path], what: str
+) -> None:
+    """`execute --status` reads the journal, a run appends to it: a FIFO used to block both."""
+    with _special(files["dir"], what) as p, _no_hang():
+        run = clean(rollwave("execute", files["plan"], "--status", p))
+        assert run.code == 2 and str(p) in run.err and "regular file" in run.err, run
+        with pytest.raises(InputError, match="regular file"):
+            Journal(p)
+        assert not journal_in_use(p)

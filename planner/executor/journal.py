@@ -16,12 +16,14 @@ import datetime as _dt
 import fcntl
 import json
 import os
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from planner.documents import read_bytes
 from planner.errors import InputError, Problem, UsageError
 from planner.executor.states import Ev, HostStatus, Op, RunEvent
 from planner.plan import Migration, Plan, Stop, Wave
@@ -85,6 +87,7 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str], *, seq: int = 0) -> None:
         self.path = Path(path)
         new = not self.path.exists()
+        _only_regular(self.path)  # a FIFO would block the open; a device would take the records
         try:
             self._f: TextIO | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
@@ -132,10 +135,22 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
+def _only_regular(path: Path) -> None:
+    """A journal is a regular file or none yet: anything else is refused, never opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing (a new journal) or unreadable: the open says why
+    if not stat.S_ISREG(mode):
+        raise InputError(str(path), "is not a regular file; a journal must be one")
+
+
 def journal_in_use(path: str | os.PathLike[str]) -> bool:
     """Whether a running rollwave holds the journal (its lock)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False  # never rollwave's journal; opening a FIFO would block
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return False
     try:
@@ -152,11 +167,11 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     a bad line anywhere else is an error naming its line."""
     file = os.fspath(path)
     try:
-        text = Path(file).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(file, "no such journal") from None
-    except OSError as exc:
-        raise InputError(file, f"cannot read: {exc.strerror}") from None
+        if not os.path.exists(file):
+            raise InputError(file, "no such journal")
+        text = read_bytes(file).decode("utf-8")  # regular files only: a FIFO never blocks it
+    except UnicodeDecodeError as exc:
+        raise InputError(file, f"not UTF-8 text (byte {exc.start})") from None
     lines = text.split("\n")
     out: list[dict[str, Any]] = []
     last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
