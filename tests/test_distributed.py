@@ -366,8 +366,18 @@ def started_cluster(
         stderr=subprocess.DEVNULL,
     )
     try:
-        with connect(address, timeout_s=60) as c:
-            c.client.wait_for_workers(nworkers, timeout=60)
+        # A scheduler still starting may accept a connection and drop it ("Stream is closed"):
+        # the fixture retries until it answers, as an operator would; the tests start after.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with connect(address, timeout_s=60) as c:
+                    c.client.wait_for_workers(nworkers, timeout=60)
+                break
+            except ClusterError:
+                if time.monotonic() > deadline or sched.poll() is not None:
+                    raise
+                time.sleep(0.5)
         yield address, sched
     finally:
         for p in (workers, sched):
