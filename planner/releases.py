@@ -15,6 +15,7 @@ refuses to start with older computes.
 
 from __future__ import annotations
 
+import functools
 import re
 
 # Every series, oldest first (openstack/releases `data/series_status.yaml`).
@@ -31,6 +32,7 @@ _BY_NAME = {n.lower(): i for i, n in enumerate(CODE_NAMES)}
 _RELEASE_ID = re.compile(r"^(\d{4})\.([12])$")
 
 
+@functools.lru_cache(maxsize=1024)  # a cloud has a few labels, asked for once per move
 def order(label: str | None) -> int | None:
     """The release's position (oldest first), or None for a label that is no release."""
     if label is None:
