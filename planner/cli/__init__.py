@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -11,44 +12,46 @@ import click
 from planner import __version__
 from planner.errors import ExitCode, RollwaveError
 
+# Each command's module, imported only when the command runs (or help lists them all): a
+# command pays for its own imports only (the report's plotting libraries cost about a third of a
+# second, and most commands never draw).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("planner.cli.demo", "demo_cmd"),
+    "generate": ("planner.cli.generate", "generate_cmd"),
+    "plan": ("planner.cli.plan", "plan_cmd"),
+    "check": ("planner.cli.check", "check_cmd"),
+    "schema": ("planner.cli.schema", "schema_cmd"),
+    "simulate": ("planner.cli.simulate", "simulate_cmd"),
+    "report": ("planner.cli.report", "report_cmd"),
+    "whatif": ("planner.cli.whatif", "whatif_cmd"),
+    "sandbox": ("planner.cli.sandbox", "sandbox"),  # issue 5: the Nova sandbox
+    "snapshot": ("planner.cli.snapshot", "snapshot"),  # issue 5: cloud snapshots
+    "execute": ("planner.cli.execute", "execute_cmd"),  # issues 6 and 8: the executor
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        if cmd_name not in self.commands:
+            module, attr = COMMANDS[cmd_name]
+            cmd = getattr(importlib.import_module(module), attr)
+            assert isinstance(cmd, click.Command) and cmd.name == cmd_name
+            self.add_command(cmd)
+        return self.commands[cmd_name]
+
+
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="rollwave")
 def cli() -> None:
     """Capacity-aware migration planner and simulator for OpenStack rolling upgrades."""
-
-
-def _register() -> None:
-    from planner.cli.check import check_cmd
-    from planner.cli.demo import demo_cmd
-    from planner.cli.generate import generate_cmd
-    from planner.cli.plan import plan_cmd
-    from planner.cli.report import report_cmd
-    from planner.cli.schema import schema_cmd
-    from planner.cli.simulate import simulate_cmd
-    from planner.cli.whatif import whatif_cmd
-
-    for cmd in (
-        demo_cmd,
-        generate_cmd,
-        plan_cmd,
-        check_cmd,
-        schema_cmd,
-        simulate_cmd,
-        report_cmd,
-        whatif_cmd,
-    ):
-        cli.add_command(cmd)
-    from planner.cli import sandbox, snapshot  # issue 5: the Nova sandbox, cloud snapshots
-
-    for cmd in (sandbox.sandbox, snapshot.snapshot):
-        cli.add_command(cmd)
-    from planner.cli.execute import execute_cmd  # issues 6 and 8: the executor
-
-    cli.add_command(execute_cmd)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:
