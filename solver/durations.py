@@ -39,6 +39,7 @@ import numpy as np
 
 from planner.estimates import Estimates, How
 from planner.inventory import Host, Inventory
+from planner.pipelined import maintenance_of
 from planner.placement import accepts
 from planner.plan import Migration, Plan, Stop
 from planner.policy import Policy, selector_matches
@@ -63,22 +64,9 @@ def host_durations(
     how: Mapping[str, How],
     shutdown_s: float = 0.0,
 ) -> dict[str, float]:
-    """Each host's predicted maintenance in its wave: disable, its drain (its migrations in
-    that wave, k_out at a time), the upgrade's median, enable; at least `shutdown_s` of drain
-    when it stops a running VM."""
-    out: dict[str, float] = {}
-    for w in plan.waves:
-        by_src: dict[str, list[str]] = {h: [] for h in w.hosts}
-        for m in w.migrations:
-            by_src.setdefault(m.src, []).append(m.vm)
-        stopping = {s.host for s in w.stops if inv.vm(s.vm).status == "ACTIVE"}
-        for host, vms in by_src.items():
-            h = est.hosts[host]
-            drain = est.drain_s(host, vms, how)
-            if host in stopping:
-                drain = max(drain, shutdown_s)
-            out[host] = h.disable_s + drain + h.upgrade_s + h.enable_s
-    return out
+    """Each host's predicted maintenance in its wave, end to end (`planner.pipelined.
+    maintenance_of`: disable, drain, the upgrade's median, enable)."""
+    return {h: m.total_s for h, m in maintenance_of(inv, plan, est, how, shutdown_s).items()}
 
 
 def _kind(inv: Inventory, policy: Policy, h: Host) -> tuple[object, ...]:
