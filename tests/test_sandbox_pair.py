@@ -1,0 +1,215 @@
+"""Two named sandboxes side by side, one with capped microversions: each answers on its own,
+each negotiates its own range, and stopping one leaves the other running.
+
+Two tiny clouds for the module (start-ups are the expensive part). The test that stops one of
+them runs last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from planner.openstack import clouds_yaml
+from planner.openstack.connect import connect
+from planner.openstack.sandbox import manager
+from tests.test_cli import rollwave
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
+
+OLD, NEW = "pair-old", "pair-new"
+CAPS = {"compute_max": "2.96", "placement_max": "1.36"}
+
+
+def _inventory(prefix: str) -> dict[str, Any]:
+    def host(name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "role": "compute",
+            "az": "nova",
+            "version": "2024.1",
+            "capacity": {"VCPU": 8, "MEMORY_MB": 16384, "DISK_GB": 100},
+        }
+
+    return {
+        "format_version": "1.0",
+        "kind": "inventory",
+        "cloud": prefix,
+        "taken_at": "2025-01-01T00:00:00Z",
+        "hosts": [host(f"{prefix}-1"), host(f"{prefix}-2")],
+        "vms": [
+            {
+                "id": f"{prefix}-vm",
+                "name": f"{prefix}-vm",
+                "project": "p",
+                "host": f"{prefix}-1",
+                "resources": {"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1},
+            }
+        ],
+        "server_groups": [],
+        "ha_groups": [],
+    }
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    root = tmp_path_factory.mktemp("pair")
+    saved = dict(os.environ)
+    os.environ.update(
+        HOME=str(root / "home"),
+        XDG_CONFIG_HOME=str(root / "home" / ".config"),
+        ROLLWAVE_SANDBOX_DIR=str(root / "state"),
+        OS_CLIENT_CONFIG_FILE=str(root / "home" / "clouds.yaml"),
+    )
+    os.environ.pop("OS_CLOUD", None)
+    try:
+        yield dict(os.environ)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def pair(env: dict[str, str]) -> Iterator[dict[str, manager.Running]]:
+    """`pair-old` capped at compute 2.96 / placement 1.36, `pair-new` uncapped, started at once."""
+    got: dict[str, manager.Running] = {}
+    errors: list[BaseException] = []
+
+    def up(name: str, caps: dict[str, str] | None) -> None:
+        try:
+            got[name] = manager.start(
+                _inventory(name), name=name, api_caps=caps, exit_with_parent=True
+            )
+        except BaseException as exc:  # re-raised below, in the test's thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=up, args=(OLD, CAPS)),
+        threading.Thread(target=up, args=(NEW, None)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        if errors:
+            raise errors[0]
+        yield got
+    finally:
+        for name in (OLD, NEW):
+            manager.stop(name=name)
+    for sb in got.values():
+        assert not (sb.dir / "state.json").exists() and not (sb.dir / "work").exists()
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def _token(sb: manager.Running) -> str:
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": "admin", "password": sb.admin_password}},
+            }
+        }
+    }
+    req = urllib.request.Request(
+        sb.auth_url + "/auth/tokens",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return str(resp.headers["X-Subject-Token"])
+
+
+def test_two_named_sandboxes_answer_side_by_side(pair: dict[str, manager.Running]) -> None:
+    old, new = pair[OLD], pair[NEW]
+    assert old.dir != new.dir and old.url != new.url
+    assert (old.name, new.name) == (OLD, NEW)
+    assert old.dir == manager.state_dir(OLD) and new.dir == manager.state_dir(NEW)
+    entries = yaml.safe_load(clouds_yaml.user_clouds_yaml().read_text())["clouds"]
+    assert entries[OLD]["auth"]["auth_url"] == old.auth_url
+    assert entries[NEW]["auth"]["auth_url"] == new.auth_url
+    assert manager.CLOUD_NAME not in entries  # the default sandbox is not touched
+    for name in (OLD, NEW):
+        hosts = {h.name for h in connect(name).compute.hypervisors()}
+        assert hosts == {f"{name}-1", f"{name}-2"}, (name, hosts)
+    run = rollwave("sandbox", "status", "--name", OLD)
+    assert run.code == 0 and f"(cloud {OLD})" in run.out, run
+    assert "compute max 2.96" in run.out and "placement max 1.36" in run.out, run
+    run = rollwave("sandbox", "status")
+    assert run.code == 6 and "no sandbox is running" in run.err, run
+
+
+def test_a_capped_sandbox_advertises_and_negotiates_its_range(
+    pair: dict[str, manager.Running],
+) -> None:
+    old, new = pair[OLD], pair[NEW]
+    # version discovery: the root and /v2.1 itself answer without a token, as in Nova's paste
+    for sb, compute, placement in ((old, "2.96", "1.36"), (new, "2.104", "1.39")):
+        status, doc = _get(sb.url + "/compute/")
+        v21 = next(v for v in doc["versions"] if v["id"] == "v2.1")
+        assert status == 200 and v21["version"] == compute and v21["min_version"] == "2.1"
+        status, doc = _get(sb.url + "/compute/v2.1/")
+        assert status == 200 and doc["version"]["version"] == compute
+        status, doc = _get(sb.url + "/placement/")
+        assert status == 200 and doc["versions"][0]["max_version"] == placement
+    # the real negotiation refuses above the cap; the uncapped twin serves the same request
+    for sb, code in ((old, 406), (new, 200)):
+        tok = _token(sb)
+        status, body = _get(
+            sb.url + "/compute/v2.1/servers",
+            {"X-Auth-Token": tok, "OpenStack-API-Version": "compute 2.100"},
+        )
+        assert status == code, (sb.name, status, body)
+        if code == 406:
+            assert "maximum is 2.96" in body
+        status, body = _get(
+            sb.url + "/placement/resource_providers",
+            {"X-Auth-Token": tok, "OpenStack-API-Version": "placement 1.39"},
+        )
+        assert status == code, (sb.name, status, body)
+
+
+def test_caps_the_sandbox_cannot_serve_are_bad_input(env: dict[str, str], tmp_path: Path) -> None:
+    run = rollwave("sandbox", "up", "--name", "pair-bad", "--hosts", "1", "--compute-max", "2.50")
+    assert run.code == 2 and "the sandbox seeds its cloud at 2.96" in run.err, run
+    assert manager.find(name="pair-bad") is None
+    run = rollwave("sandbox", "up", "--hosts", "1", "--placement-max", "2.1")
+    assert run.code == 2 and "microversions of this API are 1.N" in run.err, run
+    run = rollwave(
+        "sandbox", "up", "--hosts", "1", "--compute-min", "2.99", "--compute-max", "2.97"
+    )
+    assert run.code == 2 and "--compute-min 2.99 is above --compute-max 2.97" in run.err, run
+    run = rollwave("sandbox", "up", "--hosts", "1", "--name", "../x")
+    assert run.code == 2 and "sandbox name '../x'" in run.err, run
+    assert not (tmp_path / "x").exists()
+
+
+def test_down_one_leaves_the_other(pair: dict[str, manager.Running]) -> None:
+    run = rollwave("sandbox", "down", "--name", OLD)
+    assert run.code == 0 and f"sandbox {OLD} stopped" in run.out, run
+    assert manager.find(name=OLD) is None
+    entries = yaml.safe_load(clouds_yaml.user_clouds_yaml().read_text())["clouds"]
+    assert OLD not in entries and NEW in entries
+    assert {h.name for h in connect(NEW).compute.hypervisors()} == {f"{NEW}-1", f"{NEW}-2"}
+    run = rollwave("sandbox", "ctl", "--name", NEW, "host-down", f"{NEW}-2")
+    assert run.code == 0 and f"{NEW}-2: compute service down" in run.out, run
+    run = rollwave("sandbox", "ctl", "--name", OLD, "host-down", f"{OLD}-2")
+    assert run.code == 6 and f"no sandbox named {OLD}" in run.err, run
