@@ -1,0 +1,65 @@
+"""`rollwave api-check`: does the new cloud serve every API range the old one does?"""
+
+from __future__ import annotations
+
+import click
+
+from planner.cli.common import OutputPath, emit_json, format_option
+from planner.errors import ApiIncompatibleError
+from planner.openstack.apicheck import Report, ServiceApi, Verdict, check
+
+
+@click.command("api-check")
+@click.option("--old-cloud", required=True, help="The running cloud: its name in clouds.yaml.")
+@click.option("--new-cloud", required=True, help="The new cloud: its name in clouds.yaml.")
+@format_option
+@click.option(
+    "-o",
+    "--output",
+    type=OutputPath(),
+    help="Also write the report (JSON) to this file, whatever the verdict.",
+)
+def apicheck_cmd(old_cloud: str, new_cloud: str, fmt: str, output: str | None) -> None:
+    """Compare both clouds' API versions and microversion ranges (compute, image, block-storage,
+    network, placement) as each endpoint's version discovery document says. Exit 0 when a client
+    pinned to the old cloud's ranges loses nothing, 7 when it would, 2 when both are one cloud."""
+    from planner.documents import write_json
+
+    report = check(old_cloud, new_cloud)
+    data = report.to_dict()
+    if output:
+        write_json(output, data)
+    if fmt == "json":
+        emit_json(data)
+    else:
+        click.echo(render(report))
+        if output:
+            click.echo(f"wrote {output}")
+    if not report.compatible:
+        raise ApiIncompatibleError(report.summary(), data)
+
+
+def _served(api: ServiceApi) -> str:
+    if api.endpoint is None:
+        return "not in the catalog"
+    return ", ".join(f"{v.range} ({v.status})" for v in api.versions)
+
+
+def render(report: Report) -> str:
+    """The report for people: one block per service, what is lost and what is only new."""
+    lines = [
+        f"old cloud {report.old.cloud}: {report.old.auth_url}",
+        f"new cloud {report.new.cloud}: {report.new.auth_url}",
+        "",
+    ]
+    for s in report.services:
+        if s.verdict is Verdict.ABSENT:
+            lines.append(f"{s.service:<14} absent        in neither cloud's catalog")
+            continue
+        lines.append(f"{s.service:<14} {s.verdict.value:<13} old: {_served(s.old)}")
+        lines.append(f"{'':<28} new: {_served(s.new)}")
+        lines += [f"{'':<28} lost: {f.message}" for f in s.lost]
+        lines += [f"{'':<28} only new: {f.message}" for f in s.gained]
+    verdict = "compatible" if report.compatible else "INCOMPATIBLE"
+    lines += ["", f"{verdict}: {report.summary()}"]
+    return "\n".join(lines)
