@@ -28,7 +28,7 @@ from tests.test_cli import rollwave
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 OLD, NEW = "pair-old", "pair-new"
-CAPS = {"compute_max": "2.96", "placement_max": "1.36"}
+CAPS = {"compute_min": "2.60", "compute_max": "2.96", "placement_max": "1.36"}
 
 
 def _inventory(prefix: str) -> dict[str, Any]:
@@ -81,7 +81,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def pair(env: dict[str, str]) -> Iterator[dict[str, manager.Running]]:
-    """`pair-old` capped at compute 2.96 / placement 1.36, `pair-new` uncapped, started at once."""
+    """`pair-old` capped at compute 2.60-2.96 / placement 1.36, `pair-new` uncapped, started at
+    once."""
     got: dict[str, manager.Running] = {}
     errors: list[BaseException] = []
 
@@ -163,10 +164,13 @@ def test_a_capped_sandbox_advertises_and_negotiates_its_range(
 ) -> None:
     old, new = pair[OLD], pair[NEW]
     # version discovery: the root and /v2.1 itself answer without a token, as in Nova's paste
-    for sb, compute, placement in ((old, "2.96", "1.36"), (new, "2.104", "1.39")):
+    for sb, lo, compute, placement in (
+        (old, "2.60", "2.96", "1.36"),
+        (new, "2.1", "2.104", "1.39"),
+    ):
         status, doc = _get(sb.url + "/compute/")
         v21 = next(v for v in doc["versions"] if v["id"] == "v2.1")
-        assert status == 200 and v21["version"] == compute and v21["min_version"] == "2.1"
+        assert status == 200 and v21["version"] == compute and v21["min_version"] == lo
         status, doc = _get(sb.url + "/compute/v2.1/")
         assert status == 200 and doc["version"]["version"] == compute
         status, doc = _get(sb.url + "/placement/")
@@ -180,7 +184,12 @@ def test_a_capped_sandbox_advertises_and_negotiates_its_range(
         )
         assert status == code, (sb.name, status, body)
         if code == 406:
-            assert "maximum is 2.96" in body
+            assert "Minimum is 2.60 and maximum is 2.96" in body
+        status, body = _get(
+            sb.url + "/compute/v2.1/servers",
+            {"X-Auth-Token": tok, "OpenStack-API-Version": "compute 2.59"},
+        )
+        assert status == code, (sb.name, status, body)
         status, body = _get(
             sb.url + "/placement/resource_providers",
             {"X-Auth-Token": tok, "OpenStack-API-Version": "placement 1.39"},
@@ -211,6 +220,7 @@ def test_api_check_passes_when_the_new_cloud_covers_the_old_range(
     assert run.code == 0, run
     assert "compatible: the new cloud pair-new serves every API version" in run.out, run
     assert "v2.1 max microversion 2.96 -> 2.104" in run.out, run
+    assert "v2.1 min microversion 2.60 -> 2.1" in run.out, run
     rep = json.loads(out.read_text())
     assert rep["compatible"] is True
     by = {s["service"]: s for s in rep["services"]}
@@ -237,7 +247,8 @@ def test_api_check_fails_naming_what_the_old_range_loses(
     by = {s["service"]: s for s in rep["services"]}
     assert by["compute"]["verdict"] == "incompatible"
     assert [f["message"] for f in by["compute"]["lost"]] == [
-        "v2.1 max microversion lowered 2.104 -> 2.96: 2.97-2.104 no longer served"
+        "v2.1 max microversion lowered 2.104 -> 2.96: 2.97-2.104 no longer served",
+        "v2.1 min microversion raised 2.1 -> 2.60: 2.1-2.59 no longer served",
     ]
     assert [f["message"] for f in by["placement"]["lost"]] == [
         "v1.0 max microversion lowered 1.39 -> 1.36: 1.37-1.39 no longer served"
