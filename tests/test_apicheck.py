@@ -3,7 +3,11 @@ what keystoneauth parses from real discovery documents (the sandbox tests read r
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
+import yaml
 
 from planner.errors import ApiIncompatibleError, ExitCode
 from planner.openstack.apicheck import (
@@ -16,6 +20,7 @@ from planner.openstack.apicheck import (
     compare,
     same_cloud,
 )
+from tests.test_cli import rollwave
 
 
 def nova(lo: str = "2.1", hi: str = "2.104", *, v20: bool = True) -> ServiceApi:
@@ -147,3 +152,51 @@ def test_json_form_lists_lost_and_gained(service: str) -> None:
         "min_microversion": "2.1",
         "max_microversion": "2.104",
     }
+
+
+def _dead_clouds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """clouds.yaml with clouds whose Keystone nothing answers (ports 9 and 7 refuse)."""
+
+    def entry(port: int, user: str = "u", slash: str = "") -> dict[str, Any]:
+        return {
+            "auth": {
+                "auth_url": f"http://127.0.0.1:{port}/identity/v3{slash}",
+                "username": user,
+                "password": "p",
+                "project_name": "x",
+                "user_domain_name": "Default",
+                "project_domain_name": "Default",
+            },
+            "region_name": "RegionOne",
+        }
+
+    conf = tmp_path / "clouds.yaml"
+    clouds = {"a": entry(9), "b": entry(7), "a-again": entry(9, "v", "/")}
+    conf.write_text(yaml.safe_dump({"clouds": clouds}))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(conf))
+    monkeypatch.delenv("OS_CLOUD", raising=False)
+    return conf
+
+
+def test_the_cli_same_cloud_is_exit_2_before_any_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _dead_clouds(tmp_path, monkeypatch)
+    out = tmp_path / "r.json"
+    run = rollwave("api-check", "--old-cloud", "a", "--new-cloud", "a-again", "-o", out)
+    assert run.code == 2 and "are the same cloud (both authenticate at" in run.err, run
+    run = rollwave("api-check", "--old-cloud", "a", "--new-cloud", "a", "-o", out)
+    assert run.code == 2 and "both 'a'" in run.err, run
+    assert not out.exists()
+
+
+def test_the_cli_unknown_or_unreachable_cloud_is_exit_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _dead_clouds(tmp_path, monkeypatch)
+    out = tmp_path / "r.json"
+    run = rollwave("api-check", "--old-cloud", "a", "--new-cloud", "nowhere", "-o", out)
+    assert run.code == 4 and "'nowhere'" in run.err, run
+    run = rollwave("api-check", "--old-cloud", "a", "--new-cloud", "b", "-o", out)
+    assert run.code == 4 and "cloud 'a': cannot reach Keystone" in run.err, run
+    assert "Traceback" not in run.err and not out.exists()

@@ -379,15 +379,17 @@ def _document(conn: Any, cloud: str, api: ServiceApi) -> ServiceApi:
     )
 
 
+def identity(conn: Any, cloud: str) -> CloudApis:
+    """Where a configured cloud authenticates (its auth URL and region), before any call."""
+    auth = dict(conn.config.config.get("auth") or {})
+    return CloudApis(cloud, str(auth.get("auth_url") or ""), conn.config.get_region_name(), {})
+
+
 def catalog(conn: Any, cloud: str, services: Sequence[str] = SERVICES) -> CloudApis:
     """One connected cloud's auth URL, region and each service's endpoint (no documents yet)."""
-    auth = dict(conn.config.config.get("auth") or {})
-    return CloudApis(
-        cloud,
-        str(auth.get("auth_url") or ""),
-        conn.config.get_region_name() or None,
-        {s: ServiceApi(s, _endpoint(conn, cloud, s)) for s in services},
-    )
+    ident = identity(conn, cloud)
+    found = {s: ServiceApi(s, _endpoint(conn, cloud, s)) for s in services}
+    return CloudApis(cloud, ident.auth_url, ident.region, found)
 
 
 def documents(conn: Any, apis: CloudApis) -> CloudApis:
@@ -424,13 +426,19 @@ def check(old_cloud: str, new_cloud: str, services: Sequence[str] = SERVICES) ->
     if old_cloud == new_cloud:
         raise UsageError(f"--old-cloud and --new-cloud are both {old_cloud!r}: give two clouds")
     old_conn, new_conn = connect(old_cloud), connect(new_cloud)
+
+    def refuse_same(old: CloudApis, new: CloudApis) -> None:
+        why = same_cloud(old, new)
+        if why:
+            raise UsageError(
+                f"--old-cloud {old_cloud!r} and --new-cloud {new_cloud!r} are the same cloud "
+                f"({why})"
+            )
+
+    refuse_same(identity(old_conn, old_cloud), identity(new_conn, new_cloud))  # before any call
     old = catalog(old_conn, old_cloud, services)
     new = catalog(new_conn, new_cloud, services)
-    why = same_cloud(old, new)
-    if why:
-        raise UsageError(
-            f"--old-cloud {old_cloud!r} and --new-cloud {new_cloud!r} are the same cloud ({why})"
-        )
+    refuse_same(old, new)
     return compare(documents(old_conn, old), documents(new_conn, new), services)
 
 
