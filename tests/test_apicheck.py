@@ -89,6 +89,10 @@ def test_a_removed_version_is_lost_an_added_one_is_not() -> None:
     v, changes = verdict(cloud("a", image=old), cloud("b", image=new), "image")
     assert v is Verdict.INCOMPATIBLE
     assert changes == [Change.VERSION_REMOVED, Change.STATUS_CHANGED, Change.VERSION_ADDED]
+    (img,) = compare(cloud("a", image=old), cloud("b", image=new)).incompatible()
+    assert [f.message for f in img.lost] == ["v2.16 removed (SUPPORTED before)"]
+    assert [f.message for f in img.notes] == ["v2.17 is SUPPORTED (was CURRENT)"]
+    assert [f.message for f in img.gained] == ["v2.18 is new"]
     v, changes = verdict(cloud("a", image=glance((2, 17))), cloud("b", image=new), "image")
     assert v is Verdict.COMPATIBLE and Change.VERSION_REMOVED not in changes
     # compute's deprecated v2.0 counts too: a client may still use it

@@ -60,6 +60,7 @@ def render(report: Report) -> str:
         lines.append(f"{'':<28} new: {_served(s.new)}")
         lines += [f"{'':<28} lost: {f.message}" for f in s.lost]
         lines += [f"{'':<28} only new: {f.message}" for f in s.gained]
+        lines += [f"{'':<28} note: {f.message}" for f in s.notes]
     verdict = "compatible" if report.compatible else "INCOMPATIBLE"
     lines += ["", f"{verdict}: {report.summary()}"]
     return "\n".join(lines)

@@ -49,6 +49,7 @@ class Change(Enum):
 LOSSES = frozenset(
     {Change.SERVICE_MISSING, Change.VERSION_REMOVED, Change.MAX_LOWERED, Change.MIN_RAISED}
 )
+NOTES = frozenset({Change.STATUS_CHANGED})
 
 
 def mv(v: Version | None) -> str:
@@ -143,7 +144,11 @@ class ServiceVerdict:
 
     @property
     def gained(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if not f.lost)
+        return tuple(f for f in self.findings if f.change not in LOSSES | NOTES)
+
+    @property
+    def notes(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.change in NOTES)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,6 +158,7 @@ class ServiceVerdict:
             "new": self.new.to_dict(),
             "lost": [f.to_dict() for f in self.lost],
             "gained": [f.to_dict() for f in self.gained],
+            "notes": [f.to_dict() for f in self.notes],
         }
 
 
