@@ -209,6 +209,13 @@ def test_caps_the_sandbox_cannot_serve_are_bad_input(env: dict[str, str], tmp_pa
     assert run.code == 2 and "--compute-min 2.99 is above --compute-max 2.97" in run.err, run
     run = rollwave("sandbox", "up", "--hosts", "1", "--name", "../x")
     assert run.code == 2 and "sandbox name '../x'" in run.err, run
+    # a named sandbox never overwrites a real cloud's clouds.yaml entry
+    real = {"auth": {"auth_url": "https://keystone.example.com:5000/v3", "username": "ops"}}
+    clouds_yaml.merge_entry("prod", real)
+    run = rollwave("sandbox", "up", "--hosts", "1", "--name", "prod")
+    assert run.code == 2 and "already has a cloud 'prod'" in run.err, run
+    assert clouds_yaml.get_entry("prod") == real
+    clouds_yaml.remove_entry("prod")
     assert not (tmp_path / "x").exists()
 
 

@@ -183,6 +183,8 @@ def start(
     `api_caps`: microversion caps (`caps.KEYS`: compute_max, compute_min, placement_max)."""
     check_name(name)
     caps_ = caps.check(api_caps or {})
+    if write_clouds_yaml and name != CLOUD_NAME:
+        _check_entry_is_ours(name)
     d = directory or state_dir(name)
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     running = find(d)
@@ -269,6 +271,19 @@ def start(
     raise SandboxError(
         f"the sandbox did not come up within {timeout:.0f} s:\n" + _tail(d / "sandbox.out")
     )
+
+
+def _check_entry_is_ours(name: str) -> None:
+    """Refuse to overwrite a clouds.yaml entry NAME that is not a sandbox's (a real cloud)."""
+    entry = clouds_yaml.get_entry(name)
+    if entry is None:
+        return
+    url = str((entry.get("auth") or {}).get("auth_url") or "")
+    if not re.fullmatch(r"http://127\.0\.0\.1:\d+/identity/v3", url):
+        raise UsageError(
+            f"{clouds_yaml.user_clouds_yaml()} already has a cloud {name!r} "
+            f"({url or 'no auth_url'}) that is not a sandbox: choose another --name"
+        )
 
 
 def _name_arg(name: str) -> str:
