@@ -47,15 +47,16 @@ def _cap_opt(key: str, example: str, help_: str) -> Callable[[F], F]:
 @_name_opt
 @_cap_opt(
     "compute_max",
-    "2.96",
-    "Cap Nova's maximum microversion (its version document and negotiation: 406 above).",
+    "2.N",
+    "Cap Nova's maximum microversion, e.g. 2.96 (its version document and negotiation: 406 "
+    "above). Patches the installed release's range; it does not run an older release.",
 )
 @_cap_opt(
     "compute_min",
-    "2.60",
-    "Raise Nova's minimum microversion (models removed versions: 406 below).",
+    "2.N",
+    "Raise Nova's minimum microversion, e.g. 2.60 (models removed versions: 406 below).",
 )
-@_cap_opt("placement_max", "1.36", "Cap Placement's maximum microversion (406 above).")
+@_cap_opt("placement_max", "1.N", "Cap Placement's maximum microversion, e.g. 1.36 (406 above).")
 @click.option(
     "--inventory",
     "inventory_path",
@@ -94,7 +95,7 @@ def _cap_opt(key: str, example: str, help_: str) -> Callable[[F], F]:
 @click.option(
     "--no-clouds-yaml",
     is_flag=True,
-    help="Do not merge the rollwave-sandbox entry into ~/.config/openstack/clouds.yaml.",
+    help="Do not merge the sandbox's entry (its --name) into ~/.config/openstack/clouds.yaml.",
 )
 def up(
     name: str,
