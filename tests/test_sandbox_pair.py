@@ -107,7 +107,7 @@ def pair(env: dict[str, str]) -> Iterator[dict[str, manager.Running]]:
             raise errors[0]
         yield got
     finally:
-        for name in (OLD, NEW):
+        for name in (OLD, NEW, "pair-bad"):  # pair-bad: started only if a cap check broke
             manager.stop(name=name)
     for sb in got.values():
         assert not (sb.dir / "state.json").exists() and not (sb.dir / "work").exists()
