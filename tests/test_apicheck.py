@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from planner.cli.apicheck import _served
 from planner.errors import ApiIncompatibleError, ExitCode
 from planner.openstack.apicheck import (
     ApiVersion,
@@ -204,3 +205,11 @@ def test_the_cli_unknown_or_unreachable_cloud_is_exit_4(
     run = rollwave("api-check", "--old-cloud", "a", "--new-cloud", "b", "-o", out)
     assert run.code == 4 and "cloud 'a': cannot reach Keystone" in run.err, run
     assert "Traceback" not in run.err and not out.exists()
+
+
+def test_the_text_shortens_runs_of_versions() -> None:
+    versions = [(2, i) for i in range(14)] + [(2, 15), (2, 17)]
+    img = glance(*versions, current=(2, 17))
+    assert _served(img) == "v2.0-v2.13, v2.15 (SUPPORTED), v2.17 (CURRENT)"
+    assert _served(nova()) == "v2.0 (DEPRECATED), v2.1 2.1-2.104 (CURRENT)"
+    assert _served(ServiceApi("network", None)) == "not in the catalog"

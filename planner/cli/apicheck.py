@@ -6,7 +6,7 @@ import click
 
 from planner.cli.common import OutputPath, emit_json, format_option
 from planner.errors import ApiIncompatibleError
-from planner.openstack.apicheck import Report, ServiceApi, Verdict, check
+from planner.openstack.apicheck import ApiVersion, Report, ServiceApi, Verdict, check
 
 
 @click.command("api-check")
@@ -40,9 +40,30 @@ def apicheck_cmd(old_cloud: str, new_cloud: str, fmt: str, output: str | None) -
 
 
 def _served(api: ServiceApi) -> str:
+    """Versions in order, runs of one status without microversions shortened (Glance lists
+    v2.0 ... v2.17): `v2.0-v2.13, v2.15 (SUPPORTED), v2.17 (CURRENT)`."""
     if api.endpoint is None:
         return "not in the catalog"
-    return ", ".join(f"{v.range} ({v.status})" for v in api.versions)
+    groups: list[tuple[str, list[list[ApiVersion]]]] = []
+    for v in api.versions:
+        if not groups or groups[-1][0] != v.status:
+            groups.append((v.status, []))
+        runs = groups[-1][1]
+        last = runs[-1][-1] if runs else None
+        if (
+            last is not None
+            and v.max_microversion is None
+            and last.max_microversion is None
+            and v.version == (last.version[0], last.version[1] + 1)
+        ):
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    parts = []
+    for status, runs in groups:
+        text = ", ".join(r[0].range if len(r) == 1 else f"{r[0].id}-{r[-1].id}" for r in runs)
+        parts.append(f"{text} ({status})")
+    return ", ".join(parts)
 
 
 def render(report: Report) -> str:
