@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from planner.cli.apicheck import _served
 from planner.errors import ApiIncompatibleError, ExitCode
@@ -213,3 +215,25 @@ def test_the_text_shortens_runs_of_versions() -> None:
     assert _served(img) == "v2.0-v2.13, v2.15 (SUPPORTED), v2.17 (CURRENT)"
     assert _served(nova()) == "v2.0 (DEPRECATED), v2.1 2.1-2.104 (CURRENT)"
     assert _served(ServiceApi("network", None)) == "not in the catalog"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(1, 110), min_size=2, max_size=2).map(sorted),
+    st.lists(st.integers(1, 110), min_size=2, max_size=2).map(sorted),
+)
+def test_compatible_exactly_when_the_new_range_covers_the_old(
+    old_range: list[int], new_range: list[int]
+) -> None:
+    (o_lo, o_hi), (n_lo, n_hi) = old_range, new_range
+    old = cloud("a", compute=nova(f"2.{o_lo}", f"2.{o_hi}"))
+    new = cloud("b", compute=nova(f"2.{n_lo}", f"2.{n_hi}"))
+    rep = compare(old, new)
+    assert rep.compatible == (n_lo <= o_lo and o_hi <= n_hi)
+    assert compare(old, old).compatible and not compare(old, old).services[0].findings
+    # the microversions named lost are exactly the old ones the new range does not serve
+    lost: set[int] = set()
+    for f in rep.services[0].lost:
+        lo, hi = f.message.rsplit(": ", 1)[1].removesuffix(" no longer served").split("-")
+        lost |= set(range(int(lo.split(".")[1]), int(hi.split(".")[1]) + 1))
+    assert lost == {m for m in range(o_lo, o_hi + 1) if not n_lo <= m <= n_hi}
