@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from planner.errors import ApiIncompatibleError
+from planner.errors import ApiIncompatibleError, UsageError
 from planner.openstack import apicheck, clouds_yaml
 from planner.openstack.connect import connect
 from planner.openstack.sandbox import manager
@@ -314,6 +314,8 @@ def test_the_gate_before_a_side_by_side_execution(pair: dict[str, manager.Runnin
     overridden = apicheck.require_compatible(NEW, OLD, override=True)
     assert not overridden.compatible
     assert [s.service for s in overridden.incompatible()] == ["compute", "placement"]
+    with pytest.raises(UsageError):  # the override never covers one cloud named twice
+        apicheck.require_compatible(NEW, NEW, override=True)
 
 
 def test_down_one_leaves_the_other(pair: dict[str, manager.Running]) -> None:

@@ -449,9 +449,11 @@ def check(old_cloud: str, new_cloud: str, services: Sequence[str] = SERVICES) ->
 
 
 def require_compatible(old_cloud: str, new_cloud: str, *, override: bool = False) -> Report:
-    """The gate before a side-by-side execution: the report when the new cloud covers the old
+    """The gate of a side-by-side execution, before the first VM crosses (once the new control
+    plane is deployed: its APIs exist only then): the report when the new cloud covers the old
     one's APIs; ApiIncompatibleError (exit 7) carrying the report when it does not, unless
-    `override` (the caller then says so loudly: its journal and its output)."""
+    `override` (the caller then says so loudly: its journal and its output). The override
+    never covers two names for one cloud (UsageError) or an unreachable cloud (CloudError)."""
     report = check(old_cloud, new_cloud)
     if not report.compatible and not override:
         raise ApiIncompatibleError(report.summary(), report.to_dict())
