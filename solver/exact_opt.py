@@ -36,7 +36,7 @@ from ortools.sat.python import cp_model
 from planner.plan import Plan
 from solver.context import Context
 from solver.exact import ExactModel, _may_move, model_cells
-from solver.params import SolveParams, make_solver, run
+from solver.params import DTIME_PER_SECOND, SolveParams, make_solver, run
 
 # Largest model optimised (cells as `solver.exact.model_cells` counts them, for the incumbent's
 # waves): a 10-host cloud of big flavors is ~5,000; 50 hosts of a few VMs each ~60,000.
@@ -140,10 +140,13 @@ def optimise(
     *,
     wave_bound: int,
     inventory_sha256: str = "",
-    dtime: float = DTIME,
+    dtime: float | None = None,
 ) -> Optimum | None:
     """Fewer (waves, migrations) than `incumbent`, or a proof that there are none below a bound;
-    None when the cloud is too large for the model or nothing was decided."""
+    None when the cloud is too large for the model or nothing was decided. `dtime` defaults to
+    DTIME, less under a short time limit (a function of the limit: the same plan on any load)."""
+    if dtime is None:
+        dtime = min(DTIME, 0.5 * DTIME_PER_SECOND * params.time_limit)
     waves0, migr0 = _count(incumbent)
     lb = first_wave_bound(ctx)
     cells = cells_for(ctx, waves0)
