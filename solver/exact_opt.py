@@ -159,7 +159,7 @@ def optimise(
         return None
     lb = first_wave_bound(ctx)
     if migr0 <= lb and waves0 <= wave_bound:  # the incumbent is optimal already
-        return Optimum(None, waves0, migr0, lb, "optimal", cells, 0.0)
+        return Optimum(None, waves0, migr0, migr0, "optimal", cells, 0.0)
     em = ExactModel(ctx, slots=waves0)
     m = em.m
     for g in em.guards.values():  # every rule holds
