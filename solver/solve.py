@@ -165,9 +165,8 @@ class _Run:
         plan = replace(opt.plan, generator={**opt.plan.generator, "seed": self.opts.seed})
         stats = {**out.stats, "exact": opt.to_dict()}
         hit = self.params.wall_clock_hit
-        return replace(
-            out, plan=plan, planner="exact", check=report, stats=stats, wall_clock_hit=hit
-        )
+        # `planner` still names who found a plan; stats["exact"]["improved"] says it was bettered
+        return replace(out, plan=plan, check=report, stats=stats, wall_clock_hit=hit)
 
     def greedy(self) -> SolveOutcome:
         """`--planner greedy`: its plan, or why not (and whether a plan exists, on a small

@@ -301,6 +301,8 @@ def summary_table(m: dict[str, Any], outcome: SolveOutcome, elapsed: float) -> T
     status = outcome.planner
     if outcome.planner == "cpsat":
         status += f", waves {outcome.status}"
+    if (outcome.stats.get("exact") or {}).get("improved"):
+        status += ", fewer migrations by the exact model"
     t.add_row("planner", status, "", "")
     t.add_row("time", f"{elapsed:.1f} s", "", "")
     return t
