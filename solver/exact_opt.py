@@ -44,9 +44,11 @@ MAX_CELLS = 60_000
 # Deterministic time (CP-SAT work units, ~1-3 s of wall clock each on a shared 2-core machine).
 DTIME = 3.0
 # First one worker with the LP for this much of it (a tiny cloud is decided there), then large
-# neighbourhood search around the best plan on LNS_WORKERS interleaved workers (deterministic).
+# neighbourhood search around the best plan on LNS_WORKERS interleaved workers (deterministic),
+# in chunks of LNS_CHUNK while a chunk improves.
 PROOF_DTIME = 0.6
 LNS_WORKERS = 4
+LNS_CHUNK = 1.0
 
 Status = Literal["optimal", "gap"]
 
@@ -208,10 +210,14 @@ def optimise(
         bound = best_rank[1]
     elif fixed_waves and status == cp_model.FEASIBLE:
         bound = max(lb, int(np.ceil(s.best_objective_bound - 1e-6)))
-    if best_rank[1] > bound and dtime - spent > 0.05:
-        st2, _ = solve(dtime - spent, lns=True)
+    # In chunks, while one improves (a chunk that finds nothing better ends the search).
+    while best_rank[1] > bound and dtime - spent > 0.05:
+        before = best_rank
+        st2, _ = solve(min(LNS_CHUNK, dtime - spent), lns=True)
         if st2 == cp_model.OPTIMAL:
             bound = best_rank[1]
+        if best_rank == before:
+            break
     waves, migr = best_rank
     bound = min(bound, migr)
     return Optimum(
