@@ -114,6 +114,8 @@ def plan_with_predictions(
             f"({len(report.violations)} violations); nothing was written:\n{lines}"
         )
     extra = predict.summary(inv, plan, policy, ph, remedies)
+    if "exact" in outcome.stats:  # small clouds: are the migrations proven minimal
+        extra["migrations_minimal"] = dict(outcome.stats["exact"])
     if plan.schedule is not None:
         extra.update(calendar.summary(plan.schedule))
     plan = replace(plan, summary={**plan_summary(report.metrics), **extra})
