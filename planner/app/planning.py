@@ -94,6 +94,8 @@ def plan_with_predictions(
             "after_s": round(piped.after_s, 3),
             "lag": piped.lag,
             "redirected": piped.moved,
+            "to_capacity": piped.full,
+            "gathered": piped.gathered,
         }
     if shaped.swaps and not report.ok:
         notes.append(
