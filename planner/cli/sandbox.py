@@ -67,6 +67,11 @@ def _generated(hosts: int, vms_per_host: float, seed: int) -> dict[str, Any]:
     is_flag=True,
     help="Do not merge the rollwave-sandbox entry into ~/.config/openstack/clouds.yaml.",
 )
+@click.option(
+    "--with-image",
+    is_flag=True,
+    help="Run a real Glance beside it (the catalog's image service; snapshots hold bytes).",
+)
 def up(
     inventory_path: str | None,
     hosts: int | None,
@@ -76,6 +81,7 @@ def up(
     migration_seconds: float,
     migration_link: float | None,
     no_clouds_yaml: bool,
+    with_image: bool,
 ) -> None:
     """Start the sandbox in the background, seeded from an inventory."""
     if bool(inventory_path) == bool(hosts):
@@ -93,6 +99,7 @@ def up(
         migration_seconds=migration_seconds,
         migration_link_mib_s=migration_link,
         write_clouds_yaml=not no_clouds_yaml,
+        with_image=with_image,
     )
     st = sb.state
     click.echo(
@@ -219,6 +226,31 @@ def upgrade(host: str, version: str) -> None:
         click.echo(f"{host}: controller (no compute service); version {version} in mapping.json")
     else:
         click.echo(f"{host}: upgraded to {version}")
+
+
+@ctl.command("host-add")
+@click.argument("host")
+@click.option("--vcpus", type=click.IntRange(0), default=32, show_default=True)
+@click.option("--ram", "ram_mb", type=click.IntRange(0), default=65536, show_default=True)
+@click.option("--disk", "disk_gb", type=click.IntRange(0), default=1000, show_default=True)
+@click.option("--version", "version", default="unknown", show_default=True)
+@click.option("--aggregate", "aggregates", multiple=True, help="An existing aggregate to join.")
+def host_add(
+    host: str, vcpus: int, ram_mb: int, disk_gb: int, version: str, aggregates: tuple[str, ...]
+) -> None:
+    """Start a nova-compute for a new host HOST in the running cloud (a hand-over's arrival)."""
+    capacity = {"VCPU": vcpus, "MEMORY_MB": ram_mb, "DISK_GB": disk_gb}
+    body = {"capacity": capacity, "version": version, "aggregates": list(aggregates)}
+    _do("POST", f"hosts/{host}/add", body)
+    click.echo(f"{host}: compute service started ({version})")
+
+
+@ctl.command("host-remove")
+@click.argument("host")
+def host_remove(host: str) -> None:
+    """Stop HOST's nova-compute and delete its service (refused while it has servers)."""
+    _do("POST", f"hosts/{host}/remove")
+    click.echo(f"{host}: compute service stopped and deleted")
 
 
 @ctl.command("create-vm")

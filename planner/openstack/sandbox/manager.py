@@ -153,10 +153,12 @@ def start(
     exit_with_parent: bool = False,
     timeout: float = 900.0,
     write_clouds_yaml: bool = True,
+    with_image: bool = False,
 ) -> Running:
     """Start a sandbox seeded from `inventory` (its JSON form) and wait until it serves.
     `migration_link_mib_s`: the link mode of live migrations (driver.py; None: fixed
-    durations); `nova_libvirt`: Nova's [libvirt] options it reads (server.NOVA_LIBVIRT)."""
+    durations); `nova_libvirt`: Nova's [libvirt] options it reads (server.NOVA_LIBVIRT);
+    `with_image`: a real Glance process beside it (the catalog's `image`; about 125 MB more)."""
     d = directory or state_dir()
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     running = find(d)
@@ -198,6 +200,7 @@ def start(
         "migration_link_mib_s": migration_link_mib_s,
         "nova_libvirt": dict(nova_libvirt or {}),
         "scheduler_sync_seconds": scheduler_sync_seconds,
+        "with_image": with_image,
         "exit_with_parent": os.getpid() if exit_with_parent else None,
         **secrets_,
     }

@@ -4,6 +4,7 @@ it, and the rollwave control endpoint, all on one 127.0.0.1 port.
     /identity/v3   just enough of Keystone v3 for keystoneauth: password and token auth, catalog
     /compute       Nova's real API pipeline (paste), fed the identity Keystone would give it
     /placement     Placement's real app
+    /image         the sandbox's real Glance, opt-in (`with_image`; imageproxy checks tokens)
     /rollwave      sandbox control; not in the catalog, needs the control secret
 
 No nova import here: the apps are handed in by `server`.
@@ -124,8 +125,10 @@ class Front:
         placement: WSGIApp,
         control: ControlHandler,
         control_secret: str,
+        image: WSGIApp | None = None,
     ) -> None:
         self.identity = identity
+        self.image = image  # the Glance proxy (with_image), else no image service
         self.nova = nova
         self.placement = placement
         self.control = control
@@ -151,11 +154,14 @@ class Front:
                 ],
             }
 
-        return [
+        out = [
             service("identity", "keystone", "/identity/v3"),
             service("compute", "nova", "/compute/v2.1"),
             service("placement", "placement", "/placement"),
         ]
+        if self.image is not None:
+            out.append(service("image", "glance", "/image"))
+        return out
 
     def __call__(self, environ: Environ, start: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "") or "/"
@@ -164,6 +170,7 @@ class Front:
             ("/compute", self._nova),
             ("/placement", self._placement),
             ("/rollwave", self._control),
+            ("/image", self._image),
         ):
             if path == prefix or path.startswith(prefix + "/"):
                 environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
@@ -264,6 +271,11 @@ class Front:
         environ["HTTP_X_AUTH_TOKEN"] = f"{tok.user.id}:{tok.user.project_id}"
         environ["HTTP_X_ROLES"] = ",".join(tok.user.roles)
         return self.placement(environ, start)
+
+    def _image(self, environ: Environ, start: StartResponse) -> Iterable[bytes]:
+        if self.image is None:
+            return _error(start, 404, "no image service (start the sandbox with --with-image)")
+        return self.image(environ, start)  # it checks the token itself
 
     # -- control ------------------------------------------------------------------------------
 
