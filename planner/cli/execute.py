@@ -257,6 +257,32 @@ def default_journal(plan: str) -> Path:
     is_flag=True,
     help="Accept a plan the checker rejects on --inventory (the live re-checks still apply).",
 )
+@click.option(
+    "--source-cloud",
+    metavar="CLOUD",
+    help="Side-by-side plans: the old cloud (a clouds.yaml entry) the VMs leave.",
+)
+@click.option(
+    "--target-cloud",
+    metavar="CLOUD",
+    help="Side-by-side plans: the new cloud (a clouds.yaml entry, there once --deploy-hook ran).",
+)
+@click.option(
+    "--network-map",
+    "network_map",
+    type=click.Path(dir_okay=False),
+    help="Side-by-side: JSON/YAML object, each old network's name -> the new network's name.",
+)
+@click.option(
+    "--deploy-hook",
+    metavar="CMD",
+    help="Side-by-side: deploys the new control plane on the freed controllers ({hosts}).",
+)
+@click.option(
+    "--handover-hook",
+    metavar="CMD",
+    help="Side-by-side: moves one emptied host ({host}) from the old cloud into the new one.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress; warnings and the summary only.")
 @format_option
 def execute_cmd(
@@ -294,6 +320,11 @@ def execute_cmd(
     notify_webhook: str | None,
     allow_digest_mismatch: bool,
     allow_check_failures: bool,
+    source_cloud: str | None,
+    target_cloud: str | None,
+    network_map: str | None,
+    deploy_hook: str | None,
+    handover_hook: str | None,
     quiet: bool,
     fmt: str,
 ) -> int:
@@ -301,6 +332,10 @@ def execute_cmd(
     enable. Every step is journaled; --resume continues a run that was stopped or killed."""
     if status_journal:
         return _status(status_journal, fmt)
+    if source_cloud or target_cloud:
+        from planner.cli.execute_sbs import run_side_by_side
+
+        return run_side_by_side(click.get_current_context().params)
     plan = _check_usage(
         plan, dry_run, resume, bool(upgrade_command), notify_webhook, canary, soak_s, poll_s
     )

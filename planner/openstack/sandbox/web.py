@@ -221,8 +221,10 @@ class Front:
 
     def _issue_token(self, environ: Environ, start: StartResponse) -> Iterable[bytes]:
         try:
-            ident = _read_json(environ)["auth"]["identity"]
+            req = _read_json(environ)["auth"]
+            ident = req["identity"]
             methods = ident["methods"]
+            environ["rollwave.scope"] = req.get("scope")
         except (KeyError, TypeError, ValueError):
             return _error(start, 400, "malformed auth request")
         user: User | None = None
@@ -238,6 +240,9 @@ class Front:
             user = tok.user if tok else None
         if user is None:
             return _error(start, 401, "The request you have made requires authentication.")
+        user = _scoped(user, _read_scope(environ))
+        if user is None:
+            return _error(start, 401, "only an admin may scope a token to another project")
         value, tok = self.identity.issue(user)
         return _json(start, 201, {"token": self._token_body(tok)}, (("X-Subject-Token", value),))
 
@@ -289,6 +294,28 @@ class Front:
             return _error(start, 400, "control endpoint: body is not JSON")
         status, out = self.control(environ["REQUEST_METHOD"], environ["PATH_INFO"], body)
         return _json(start, status, out)
+
+
+def _read_scope(environ: Environ) -> str | None:
+    """The project name (or id) a token request asks to be scoped to, if any."""
+    scope = environ.get("rollwave.scope")
+    project = scope.get("project") if isinstance(scope, dict) else None
+    if not isinstance(project, dict):
+        return None
+    name = project.get("name") or project.get("id")
+    return str(name) if name else None
+
+
+def _scoped(user: User, project: str | None) -> User | None:
+    """`user` with its token scoped to `project`: its own, or any for an admin (as an
+    operator's admin account holds a role in every project); None: refused."""
+    if not project or project in (user.project_id, user.project_name):
+        return user
+    if "admin" not in user.roles:
+        return None
+    from dataclasses import replace
+
+    return replace(user, project_id=project, project_name=project)
 
 
 class _QuietHandler(WSGIRequestHandler):
