@@ -71,15 +71,15 @@ def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[manager.Running]:
     assert not _glances_of(running.pid)
 
 
-def _session(sb: manager.Running) -> Any:
+def _session(sb: manager.Running, user: str = "admin", project: str | None = None) -> Any:
     from keystoneauth1 import identity
     from keystoneauth1 import session as ks
 
     auth = identity.Password(
         auth_url=sb.auth_url,
-        username="admin",
-        password=sb.admin_password,
-        project_name="admin",
+        username=user,
+        password=sb.admin_password if user == "admin" else sb.demo_password,
+        project_name=project or user,
         user_domain_name="Default",
         project_domain_name="Default",
     )
@@ -203,6 +203,23 @@ def test_snapshot_uploads_bytes_and_an_upload_round_trips(sb: manager.Running) -
         time.sleep(0.3)
     assert st["status"] == "ACTIVE" and st["image"]["id"] == made.json()["id"]
     assert _nova(s, "DELETE", f"/servers/{sid}").status_code == 204
+
+
+def test_admin_may_scope_a_token_to_any_project_demo_may_not(sb: manager.Running) -> None:
+    from keystoneauth1 import exceptions as ks_exc
+
+    s = _session(sb, "admin", "proj-x")
+    assert s.get_project_id() == "proj-x"
+    made = _img(
+        s,
+        "POST",
+        "/v2/images",
+        json={"name": "px", "disk_format": "raw", "container_format": "bare"},
+    )
+    assert made.status_code == 201 and made.json()["owner"] == "proj-x"
+    assert _img(s, "DELETE", f"/v2/images/{made.json()['id']}").status_code == 204
+    with pytest.raises(ks_exc.Unauthorized):
+        _session(sb, "demo", "admin").get_token()
 
 
 def test_a_compute_added_and_removed_at_run_time(sb: manager.Running) -> None:
