@@ -1,8 +1,8 @@
 """One VM's cross-cloud move, as an operator does it, through both clouds' compute and image APIs.
 
 Steps: remember the VM's status (server metadata `rollwave_source_status`, on the original, before
-anything changes), stop it, snapshot it (createImage), wait until the image is active, download
-it, upload it to the target's image service (in the VM's project), find the flavor by name or
+anything changes), stop it, snapshot it (createImage), wait until the image is active, stream
+it into the target's image service (in the VM's project), find the flavor by name or
 create one with the same resources, boot it in the VM's project on the planned host with the
 mapped networks and metadata `rollwave_source_id` naming the original, wait ACTIVE (stopped again
 if the original was SHUTOFF), verify name, flavor, project and status, and only then delete the
@@ -29,6 +29,7 @@ SOURCE_STATUS = "rollwave_source_status"  # on the original: its status before t
 IMAGE_PREFIX = "rollwave-xcloud-"
 MV = "2.74"  # boot on a named host; flavor details in server bodies need 2.47, which 2.74 has
 MOVABLE = ("ACTIVE", "SHUTOFF")
+CHUNK = 1 << 20  # bytes per piece of an image copy
 
 
 def image_name(source_id: str) -> str:
@@ -206,7 +207,6 @@ class Mover:
             return got
         if got:  # an upload cut short: start it again
             self.raw(facts.project, "DELETE", f"/images/{got['id']}")
-        data = self.source.raw(None, "GET", f"/images/{src['id']}/file").content
         meta = {
             "name": name,
             "disk_format": src.get("disk_format") or "raw",
@@ -214,17 +214,23 @@ class Mover:
             SOURCE_ID: vm,
         }
         made = self.target.api(facts.project).request("image", "POST", "/images", json=meta)
-        self.raw(
-            facts.project,
-            "PUT",
-            f"/images/{made['id']}/file",
-            data=data,
-            headers={"Content-Type": "application/octet-stream"},
-        )
+        # Streamed: read from one image service while written to the other, never whole in
+        # memory (a real disk image is as large as the disk).
+        download = self.source.raw(None, "GET", f"/images/{src['id']}/file", stream=True)
+        try:
+            self.raw(
+                facts.project,
+                "PUT",
+                f"/images/{made['id']}/file",
+                data=download.iter_content(CHUNK),
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        finally:
+            download.close()
         got = self._image(self.target, facts.project, name)
-        if not got or got["status"] != "active" or got.get("size") != len(data):
+        if not got or got["status"] != "active" or got.get("size") != src.get("size"):
             raise ExecutionError(f"VM {vm}: the image uploaded to the target is not whole")
-        self.log("xc-image-copied", vm=vm, image=got["id"], size=len(data))
+        self.log("xc-image-copied", vm=vm, image=got["id"], size=got.get("size"))
         return got
 
     def raw(self, project: str | None, method: str, path: str, **kw: Any) -> Any:
