@@ -98,3 +98,19 @@ def test_cli_refuses_what_does_not_fit(
     r = clean(rollwave("execute", plan, "--source-cloud", "a", "--target-cloud", "b"))
     assert r.code == 2 and "not a side-by-side plan" in r.err
     assert not list(files["dir"].glob("*.journal.jsonl"))
+
+
+def test_status_of_a_side_by_side_journal(tmp_path: Path) -> None:
+    path = tmp_path / "plan.journal.jsonl"
+    j = Journal(path, HEADER, resume=False)
+    j.finish("deploy")
+    j.finish("role:cmp-1")
+    j.finish("wave:1")
+    j.log("xc-moved", vm="v1", to="cmp-1", copy="c1", wave=2)
+    r = clean(rollwave("execute", "--status", str(path)))
+    assert r.code == 0
+    assert "status: not finished (--resume continues it); waves done: 1; VMs crossed: 1" in r.out
+    j.log("run-done")
+    r = clean(rollwave("execute", "--status", str(path), "--format", "json"))
+    data = json.loads(r.out)
+    assert data["finished"] and data["hosts_handed_over"] == ["cmp-1"] and data["deployed"]

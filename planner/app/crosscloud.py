@@ -29,7 +29,13 @@ def execute_side_by_side(
     sha = sha256_file(plan_path)
     if inventory_path:
         _verify(plan_path, plan, inventory_path, allow_digest_mismatch, allow_check_failures)
-    header = {"plan_sha256": sha, "source": opts.source_cloud, "target": opts.target_cloud}
+    header = {
+        "plan_sha256": sha,
+        "source": opts.source_cloud,
+        "target": opts.target_cloud,
+        # The mapping applied (the sandbox has no networks to apply it to: see executor.md).
+        "network_map": dict(opts.networks),
+    }
     hooks = Hooks(journal_path.with_name(journal_path.name + ".hooks"))
     # The journal is opened (and created) only once the input is valid.
     probe = CrossCloudRun(plan, plan_path, opts, _NoJournal(), connect, hooks, echo)

@@ -331,6 +331,10 @@ def execute_cmd(
     """Execute PLAN against a live cloud, wave by wave: re-check, disable, migrate, upgrade,
     enable. Every step is journaled; --resume continues a run that was stopped or killed."""
     if status_journal:
+        from planner.cli.execute_sbs import is_crosscloud_journal, status_side_by_side
+
+        if is_crosscloud_journal(status_journal):
+            return status_side_by_side(status_journal, fmt)
         return _status(status_journal, fmt)
     if source_cloud or target_cloud:
         from planner.cli.execute_sbs import run_side_by_side

@@ -3,11 +3,12 @@ two clouds (planner/executor/crosscloud.py); the options that fit together, the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from planner.cli.common import err
-from planner.errors import UsageError
+from planner.cli.common import emit_json, err, out
+from planner.errors import ExitCode, InputError, UsageError
 
 # The in-place run's options a side-by-side run does not take (their defaults aside).
 IN_PLACE_ONLY = (
@@ -65,3 +66,58 @@ def run_side_by_side(p: dict[str, Any]) -> int:
     )
     echo(f"every wave done; journal {journal}")
     return 0
+
+
+def is_crosscloud_journal(path: str) -> bool:
+    from planner.executor.crosscloud import JOURNAL_KIND
+
+    try:
+        with open(path) as f:
+            head = json.loads(f.readline() or "{}")
+    except (OSError, ValueError):
+        return False  # the in-place reader says what is wrong with it
+    return isinstance(head, dict) and head.get("kind") == JOURNAL_KIND
+
+
+def status_side_by_side(path: str, fmt: str) -> int:
+    """`execute --status` of a side-by-side run's journal: where it stands (no cloud touched)."""
+    recs = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            recs.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a kill
+    if not recs:
+        raise InputError(path, "empty journal")
+    head, body = recs[0], recs[1:]
+    done = [str(r["step"]) for r in body if r.get("event") == "done"]
+    waves = [s for s in done if s.startswith("wave:")]
+    moved = [r["vm"] for r in body if r.get("event") == "xc-moved"]
+    last = body[-1] if body else head
+    data = {
+        "plan_sha256": head.get("plan_sha256"),
+        "source": head.get("source"),
+        "target": head.get("target"),
+        "finished": any(r.get("event") == "run-done" for r in body),
+        "waves_done": len(waves),
+        "vms_crossed": len(moved),
+        "deployed": "deploy" in done,
+        "hosts_handed_over": sorted(s[5:] for s in done if s.startswith("role:")),
+        "last_event": last.get("event"),
+        "last_record_at": last.get("at"),
+    }
+    if fmt == "json":
+        emit_json(data)
+        return int(ExitCode.OK)
+    out.print(
+        f"journal {path}: side-by-side, plan {str(data['plan_sha256'])[:12]}, "
+        f"{data['source']} -> {data['target']}"
+    )
+    out.print(
+        f"status: {'finished' if data['finished'] else 'not finished (--resume continues it)'}; "
+        f"waves done: {data['waves_done']}; VMs crossed: {data['vms_crossed']}; new control "
+        f"plane {'deployed' if data['deployed'] else 'not deployed'}; hosts with their role: "
+        f"{len(data['hosts_handed_over'])}"
+    )
+    out.print(f"last: {data['last_event']} at {data['last_record_at']}")
+    return int(ExitCode.OK)
