@@ -761,6 +761,13 @@ def main(argv: list[str]) -> int:
         threading.Thread(target=watch_parent, name="rollwave-parent", daemon=True).start()
 
     t0 = time.monotonic()
+    from planner.openstack.sandbox import caps
+
+    try:
+        caps.apply(spec.get("api_caps") or {})
+    except caps.CapError as exc:
+        print(exc, flush=True)
+        cleanup_and_exit(caps.BAD_CAP_EXIT)
     try:
         from planner.openstack.sandbox import glance, web
 
@@ -805,6 +812,8 @@ def main(argv: list[str]) -> int:
             state_dir / READY_FILE,
             {
                 "pid": os.getpid(),
+                "name": spec.get("name"),
+                "api_caps": spec.get("api_caps") or {},
                 "port": port,
                 "url": front.base_url,
                 "auth_url": front.base_url + "/identity/v3",

@@ -255,7 +255,9 @@ class Front:
         return tok
 
     def _nova(self, environ: Environ, start: StartResponse) -> Iterable[bytes]:
-        if environ["PATH_INFO"] in ("", "/"):  # version discovery needs no token
+        # Version discovery needs no token: the root and /v2.1 itself, as Nova's paste maps
+        # them (`/v2.1: oscomputeversion_v2`, api-paste.ini).
+        if environ["PATH_INFO"] in ("", "/", "/v2.1", "/v2.1/"):
             return self.nova(environ, start)
         tok = self._authenticate(environ, start)
         if not isinstance(tok, Token):
