@@ -83,7 +83,9 @@ def _plan(root: Path, sb: manager.Running) -> tuple[Path, dict[str, Any]]:
     return plan, json.loads(snap.read_text())
 
 
-def _execute(root: Path, plan: Path, *extra: str) -> subprocess.Popen[str]:
+def _execute(
+    root: Path, plan: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     snap = root / "snap.json"
     py = sys.executable
     cmd = [
@@ -93,7 +95,13 @@ def _execute(root: Path, plan: Path, *extra: str) -> subprocess.Popen[str]:
         "--handover-hook", f"{py} {HOOKS} handover {root / 'old'} {root / 'new'} {snap} {{host}}",
         *extra,
     ]  # fmt: skip
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _journal(plan: Path) -> list[dict[str, Any]]:
@@ -207,11 +215,21 @@ def test_every_vm_crosses_over_through_kills_and_resumes(root: Path, old: manage
     assert len(crossing) == len(want)
     t0 = time.monotonic()
     with Sampler(old, root / "policy.json") as sampler:
-        # Killed after a snapshot was copied (before the boot), then after a copy was booted
-        # (before it was verified and the original deleted); resumed each time.
-        first = _kill_at(_execute(root, plan), plan, "xc-image-copied", 1)
-        second = _kill_at(_execute(root, plan, "--resume"), plan, "xc-booted", 1)
-        p = _execute(root, plan, "--resume")
+        # The new cloud's compute API stops at 2.96 (the old one's: 2.104): the API gate stops
+        # the run before the first VM crosses (exit 7), after the deployment and the moves and
+        # hand-overs before it.
+        p = _execute(root, plan, env={"XCLOUD_NEW_COMPUTE_MAX": "2.96"})
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 7, err
+        assert "compute" in err and "2.97" in err
+        assert not any(r.get("event", "").startswith("xc-") for r in _journal(plan))
+        assert _servers("new") == [] and len(_servers("old")) == len(want)
+        # Overridden: killed after a snapshot was copied (before the boot), then after a copy
+        # was booted (before it was verified and the original deleted); resumed each time.
+        loss = "--allow-api-loss"
+        first = _kill_at(_execute(root, plan, "--resume", loss), plan, "xc-image-copied", 1)
+        second = _kill_at(_execute(root, plan, "--resume", loss), plan, "xc-booted", 1)
+        p = _execute(root, plan, "--resume")  # the override is journaled: not asked again
         _, err = p.communicate(timeout=600)
     wall = time.monotonic() - t0
     assert p.returncode == 0, err
@@ -231,6 +249,8 @@ def test_every_vm_crosses_over_through_kills_and_resumes(root: Path, old: manage
         assert [i["name"] for i in images] == ["rollwave-base"]
     assert sampler.samples >= 5 and sampler.breaches == []
     events = [r.get("event") for r in _journal(plan)]
-    assert events.count("resumed") == 2 and events[-1] == "run-done"
+    assert events.count("resumed") == 3 and events[-1] == "run-done"
+    gate = [r for r in _journal(plan) if r.get("event") == "api-check"]
+    assert [(g["compatible"], g["overridden"]) for g in gate] == [(False, True)]
     print(f"\nside-by-side sandbox execution: {len(want)} VMs, wall {wall:.1f} s, "
           f"{sampler.samples} headroom samples")  # fmt: skip

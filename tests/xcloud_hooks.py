@@ -2,7 +2,8 @@
 
     python tests/xcloud_hooks.py deploy STATE_DIR CLOUD INVENTORY HOST...
         the new control plane: a sandbox with a real Glance, no computes yet, whose clouds.yaml
-        entry is CLOUD (HOST...: the freed hosts that become its controllers);
+        entry is CLOUD (HOST...: the freed hosts that become its controllers); its compute API
+        capped at $XCLOUD_NEW_COMPUTE_MAX when set;
     python tests/xcloud_hooks.py handover OLD_STATE_DIR NEW_STATE_DIR INVENTORY HOST
         HOST leaves the old cloud (its nova-compute stopped, its service deleted) and joins the
         new one as a compute with the capacity INVENTORY gives it.
@@ -13,6 +14,7 @@ What a deployment tool and an operator's hand-over playbook do to real clouds, d
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,8 +39,13 @@ def deploy(state_dir: str, cloud: str, inventory: str, hosts: list[str]) -> None
         "vms": [],
     }
     d = Path(state_dir)
+    # A new cloud whose compute API serves less than the old one's (the API gate's case).
+    cap = os.environ.get("XCLOUD_NEW_COMPUTE_MAX")
+    caps = {"compute_max": cap} if cap else None
     if manager.find(d) is None:
-        sb = manager.start(inv, directory=d, write_clouds_yaml=False, with_image=True)
+        sb = manager.start(
+            inv, directory=d, write_clouds_yaml=False, with_image=True, api_caps=caps
+        )
     else:
         sb = manager.require(d)
     clouds_yaml.merge_entry(cloud, sb.cloud_entry())

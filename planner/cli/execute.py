@@ -283,6 +283,12 @@ def default_journal(plan: str) -> Path:
     metavar="CMD",
     help="Side-by-side: moves one emptied host ({host}) from the old cloud into the new one.",
 )
+@click.option(
+    "--allow-api-loss",
+    is_flag=True,
+    help="Side-by-side: cross over even when the new cloud does not serve every API version "
+    "and microversion the old one does (the api-check gate; said loudly and journaled).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress; warnings and the summary only.")
 @format_option
 def execute_cmd(
@@ -325,6 +331,7 @@ def execute_cmd(
     network_map: str | None,
     deploy_hook: str | None,
     handover_hook: str | None,
+    allow_api_loss: bool,
     quiet: bool,
     fmt: str,
 ) -> int:

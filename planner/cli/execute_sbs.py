@@ -47,6 +47,7 @@ def run_side_by_side(p: dict[str, Any]) -> int:
         timeout_s=p["migration_timeout_s"] or 600.0,
         hook_timeout_s=p["hook_timeout_s"],
         network_map_path=p["network_map"] or "--network-map",
+        allow_api_loss=p["allow_api_loss"],
     )
     journal = Path(p["journal_path"]) if p["journal_path"] else default_journal(p["plan"])
 

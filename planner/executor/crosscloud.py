@@ -42,6 +42,9 @@ class CrossOptions:
     timeout_s: float = 600.0
     hook_timeout_s: float = 0.0
     network_map_path: str = "--network-map"
+    # The API compatibility gate (planner.openstack.apicheck) overridden: run even when the new
+    # cloud does not serve every API version and microversion the old one does.
+    allow_api_loss: bool = False
 
 
 def read_network_map(path: str) -> dict[str, str]:
@@ -246,8 +249,24 @@ class CrossCloudRun:
                 self.journal.log("host-disabled", host=host, wave=wave)
 
     def _target_deployed(self) -> None:
+        """Before the first VM crosses: the new cloud is there and passes the API gate."""
         if "deploy" not in self.journal.done and not self._target_answers():
             raise ExecutionError("a cross-cloud move before the new control plane is deployed")
+        if "api-check" in self.journal.done:
+            return
+        from planner.openstack.apicheck import require_compatible
+
+        o = self.opts
+        report = require_compatible(o.source_cloud, o.target_cloud, override=o.allow_api_loss)
+        if not report.compatible:
+            self.echo(
+                "WARNING: --allow-api-loss: the new cloud does not serve every API version the "
+                f"old one does:\n{report.summary()}"
+            )
+        self.journal.log(
+            "api-check", compatible=report.compatible, overridden=not report.compatible
+        )
+        self.journal.finish("api-check")
 
     def _inside(self, vm: str, dst: str, method: str) -> None:
         """A move inside the old cloud: live (block migration auto) or cold (confirmed)."""
