@@ -23,6 +23,7 @@ def execute_side_by_side(
     allow_digest_mismatch: bool = False,
     allow_check_failures: bool = False,
     echo: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
 ) -> None:
     """Validate everything first (bad input: exit 2, nothing moved), then run the waves."""
     plan = load_plan(plan_path)
@@ -38,7 +39,7 @@ def execute_side_by_side(
     }
     hooks = Hooks(journal_path.with_name(journal_path.name + ".hooks"))
     # The journal is opened (and created) only once the input is valid.
-    probe = CrossCloudRun(plan, plan_path, opts, _NoJournal(), connect, hooks, echo)
+    probe = CrossCloudRun(plan, plan_path, opts, _NoJournal(), connect, hooks, echo, warn)
     if resume:
         probe.journal = Journal(journal_path, header, resume=True)
     probe.validate()

@@ -64,6 +64,7 @@ def run_side_by_side(p: dict[str, Any]) -> int:
         allow_digest_mismatch=p["allow_digest_mismatch"],
         allow_check_failures=p["allow_check_failures"],
         echo=echo,
+        warn=lambda line: err.print(line, markup=False, highlight=False),
     )
     echo(f"every wave done; journal {journal}")
     return 0

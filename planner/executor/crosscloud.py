@@ -159,6 +159,7 @@ class CrossCloudRun:
         connect: Callable[[str, str | None], Any],
         hooks: Hooks,
         echo: Callable[[str], None],
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.plan = plan
         self.plan_path = plan_path
@@ -168,6 +169,7 @@ class CrossCloudRun:
         self.target = Side(opts.target_cloud, connect)
         self.hooks = hooks
         self.echo = echo
+        self.warn = warn or echo  # printed even when progress is not
         self.mover = Mover(
             self.source, self.target, opts.networks, self._log, opts.poll_s, opts.timeout_s
         )
@@ -259,7 +261,7 @@ class CrossCloudRun:
         o = self.opts
         report = require_compatible(o.source_cloud, o.target_cloud, override=o.allow_api_loss)
         if not report.compatible:
-            self.echo(
+            self.warn(
                 "WARNING: --allow-api-loss: the new cloud does not serve every API version the "
                 f"old one does:\n{report.summary()}"
             )
