@@ -111,10 +111,9 @@ class Mover:
         path = "/servers/detail?all_tenants=1"
         if name:
             path += "&name=" + quote("^" + _re_escape(name) + "$")
+        pages = self.target.api().paginate("compute", path, "servers", microversion=MV)
         found = [
-            s
-            for s in self.target.api().get("compute", path, MV)["servers"]
-            if (s.get("metadata") or {}).get(SOURCE_ID) == vm
+            s for page in pages for s in page if (s.get("metadata") or {}).get(SOURCE_ID) == vm
         ]
         if len(found) > 1:
             raise ExecutionError(
