@@ -97,6 +97,11 @@ def _cap_opt(key: str, example: str, help_: str) -> Callable[[F], F]:
     is_flag=True,
     help="Do not merge the sandbox's entry (its --name) into ~/.config/openstack/clouds.yaml.",
 )
+@click.option(
+    "--with-image",
+    is_flag=True,
+    help="Run a real Glance beside it (the catalog's image service; snapshots hold bytes).",
+)
 def up(
     name: str,
     compute_max: str | None,
@@ -110,6 +115,7 @@ def up(
     migration_seconds: float,
     migration_link: float | None,
     no_clouds_yaml: bool,
+    with_image: bool,
 ) -> None:
     """Start the sandbox in the background, seeded from an inventory."""
     if bool(inventory_path) == bool(hosts):
@@ -130,6 +136,7 @@ def up(
         migration_seconds=migration_seconds,
         migration_link_mib_s=migration_link,
         write_clouds_yaml=not no_clouds_yaml,
+        with_image=with_image,
         name=name,
         api_caps=api_caps,
     )
@@ -275,6 +282,31 @@ def upgrade(host: str, version: str) -> None:
         click.echo(f"{host}: controller (no compute service); version {version} in mapping.json")
     else:
         click.echo(f"{host}: upgraded to {version}")
+
+
+@ctl.command("host-add")
+@click.argument("host")
+@click.option("--vcpus", type=click.IntRange(0), default=32, show_default=True)
+@click.option("--ram", "ram_mb", type=click.IntRange(0), default=65536, show_default=True)
+@click.option("--disk", "disk_gb", type=click.IntRange(0), default=1000, show_default=True)
+@click.option("--version", "version", default="unknown", show_default=True)
+@click.option("--aggregate", "aggregates", multiple=True, help="An existing aggregate to join.")
+def host_add(
+    host: str, vcpus: int, ram_mb: int, disk_gb: int, version: str, aggregates: tuple[str, ...]
+) -> None:
+    """Start a nova-compute for a new host HOST in the running cloud (a hand-over's arrival)."""
+    capacity = {"VCPU": vcpus, "MEMORY_MB": ram_mb, "DISK_GB": disk_gb}
+    body = {"capacity": capacity, "version": version, "aggregates": list(aggregates)}
+    _do("POST", f"hosts/{host}/add", body)
+    click.echo(f"{host}: compute service started ({version})")
+
+
+@ctl.command("host-remove")
+@click.argument("host")
+def host_remove(host: str) -> None:
+    """Stop HOST's nova-compute and delete its service (refused while it has servers)."""
+    _do("POST", f"hosts/{host}/remove")
+    click.echo(f"{host}: compute service stopped and deleted")
 
 
 @ctl.command("create-vm")

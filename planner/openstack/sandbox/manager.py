@@ -173,6 +173,7 @@ def start(
     exit_with_parent: bool = False,
     timeout: float = 900.0,
     write_clouds_yaml: bool = True,
+    with_image: bool = False,
     name: str = CLOUD_NAME,
     api_caps: Mapping[str, str] | None = None,
 ) -> Running:
@@ -180,7 +181,8 @@ def start(
     `migration_link_mib_s`: the link mode of live migrations (driver.py; None: fixed
     durations); `nova_libvirt`: Nova's [libvirt] options it reads (server.NOVA_LIBVIRT).
     `name`: its clouds.yaml entry and, without `directory`, its state directory.
-    `api_caps`: microversion caps (`caps.KEYS`: compute_max, compute_min, placement_max)."""
+    `api_caps`: microversion caps (`caps.KEYS`: compute_max, compute_min, placement_max).
+    `with_image`: a real Glance process beside it (the catalog's `image`; docs/sandbox.md)."""
     check_name(name)
     caps_ = caps.check(api_caps or {})
     if write_clouds_yaml and name != CLOUD_NAME:
@@ -227,6 +229,7 @@ def start(
         "migration_link_mib_s": migration_link_mib_s,
         "nova_libvirt": dict(nova_libvirt or {}),
         "scheduler_sync_seconds": scheduler_sync_seconds,
+        "with_image": with_image,
         "exit_with_parent": os.getpid() if exit_with_parent else None,
         "name": name,
         "api_caps": caps_,
