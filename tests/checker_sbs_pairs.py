@@ -239,3 +239,34 @@ def test_anti_affinity_in_the_new_cloud_fails_on_one_host() -> None:
     moves = [mv("f", "cmp-6", "cmp-3", X) if m.vm == "f" else m for m in _moves(fx.plan, 3)]
     v = _one(_check(fx.inventory, edit_wave(fx.plan, 3, migrations=tuple(moves))), "anti_affinity")
     assert (v.wave, v.objects) == (3, ("ef", "cmp-3"))
+
+
+# -- source (family evacuation) side by side --------------------------------------------------
+def _f_crosses_ahead(method: str) -> Plan:
+    """Wave 3 takes only cmp-5; f leaves cmp-6 (not in the wave) by `method`; cmp-6 and ctl-1
+    leave in wave 4, ctl-2 in wave 5."""
+    fx = six_and_two()
+    moves = [mv("f", "cmp-6", "cmp-4", method) if m.vm == "f" else m for m in _moves(fx.plan, 3)]
+    w = fx.plan.waves
+    return replace(
+        fx.plan,
+        waves=(
+            w[0],
+            w[1],
+            Wave(3, ("cmp-5",), tuple(moves), roles={"cmp-5": "new-compute"}),
+            Wave(4, ("cmp-6", "ctl-1"), roles={"cmp-6": "new-compute", "ctl-1": "retired"}),
+            Wave(5, ("ctl-2",), roles={"ctl-2": "retired"}),
+        ),
+    )
+
+
+def test_source_passes_a_cross_cloud_move_from_a_host_outside_the_wave() -> None:
+    fx = six_and_two()
+    report = _check(fx.inventory, _f_crosses_ahead(X))
+    assert report.ok, [str(v) for v in report.violations]
+
+
+def test_source_fails_a_live_move_from_a_host_outside_the_wave_side_by_side() -> None:
+    fx = six_and_two()
+    v = _one(_check(fx.inventory, _f_crosses_ahead("live")), "source")
+    assert (v.wave, v.objects) == (3, ("f", "cmp-6"))

@@ -150,17 +150,53 @@ def test_precheck_proves_two_controllers_cannot_be_freed_while_headroom_holds() 
     assert any("not enough capacity to free 2 controller nodes" in r for r in info.value.reasons)
 
 
-def test_precheck_proves_the_old_clouds_last_hosts_cannot_keep_headroom() -> None:
-    # Six hosts each 3/4 full: whichever two leave last, they hold at least their own VMs and
-    # have 8 vCPU free between them, less than one host's 16 for N+1.
-    c = Cloud().hosts_(*(f"h{i}" for i in range(1, 7)))
-    for i in range(18):
-        c.vm(f"v{i}", f"h{i % 6 + 1}")
+def _uniform(hosts: int, vms: int) -> Inventory:
+    """`hosts` 16-vCPU hosts, `vms` VMs of 4 vCPU round robin over them (VCPU binds)."""
+    c = Cloud().hosts_(*(f"h{i:02d}" for i in range(1, hosts + 1)))
+    for i in range(vms):
+        c.vm(f"v{i:03d}", f"h{i % hosts + 1:02d}")
+    return c.build()
+
+
+def test_precheck_proves_the_old_cloud_cannot_wait_for_the_new_clouds_first_computes() -> None:
+    # 16 hosts 3/4 full: 2 controllers and 2 first computes (N+1 in the new cloud needs 2 before
+    # a VM can cross) out leave 12 hosts, 192 vCPU for 192 used and 16 of N+1.
     with pytest.raises(InfeasibleError) as info:
         precheck(
-            c.build(), Policy(max_hosts_per_wave=2, target_version="2025.2"), SideBySideOptions()
+            _uniform(16, 48), Policy(max_hosts_per_wave=2, target_version="2025.2"),
+            SideBySideOptions(),
+        )  # fmt: skip
+    assert info.value.proven
+    assert any("the new cloud's first 2 computes" in r for r in info.value.reasons)
+
+
+def test_precheck_proves_the_new_cloud_cannot_hold_every_vm() -> None:
+    # 8 hosts, 18 VMs of 4 vCPU (72): the new cloud is at most 5 hosts (2 controllers and the
+    # last wave's out), 80 vCPU less 16 for N+1 = 64 < 72.
+    with pytest.raises(InfeasibleError) as info:
+        precheck(
+            _uniform(8, 18),
+            Policy(max_hosts_per_wave=2, target_version="2025.2"),
+            SideBySideOptions(),
         )
-    assert any("last hosts in az1 leave in one wave" in r for r in info.value.reasons)
+    assert info.value.proven
+    assert any("the new cloud cannot hold every VM with N+1" in r for r in info.value.reasons)
+
+
+def test_the_old_clouds_last_hosts_drain_into_the_new_cloud_ahead() -> None:
+    # 20 hosts 3/4 full, waves of 2: no 2 hosts have a host's free capacity between them, so
+    # an AZ's last hosts could not keep N+1 with their own VMs; they cross ahead of their
+    # wave (a cross-cloud move may leave any host of the old cloud) and the plan exists.
+    inv = _uniform(20, 60)
+    pol = Policy(max_hosts_per_wave=2, target_version="2025.2")
+    got = plan_and_check(inv, pol, SideBySideOptions())
+    assert check_plan(inv, got.plan).ok
+    wave_of = {h: w.index for w in got.plan.waves for h in w.hosts}
+    ahead = [
+        m for w in got.plan.waves for m in w.migrations
+        if m.method == "cross-cloud" and wave_of[m.src] != w.index
+    ]  # fmt: skip
+    assert ahead
 
 
 def test_the_first_last_order_is_left_out_with_a_note() -> None:
