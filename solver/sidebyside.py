@@ -242,10 +242,15 @@ class _State:
         h = self.inv.host(dst)
         if not h.available or not h.is_compute:
             return False
-        # A pinned VM: its own AZ (the family `az` judges every move), renamed in the new cloud
-        # through the AZ map (`sbs_az`).
-        if vm.az is not None and h.az != vm.az:
-            return False
+        # A pinned VM: its own AZ in the old cloud; in the new cloud its AZ's name through the
+        # AZ map (two old AZs may merge into one): the families `az` and `sbs_az`.
+        if vm.az is not None:
+            amap = self.opts.az_map or {}
+            if dst in self.new_computes:
+                if h.az is None or amap.get(h.az, h.az) != amap.get(vm.az, vm.az):
+                    return False
+            elif h.az != vm.az:
+                return False
         if vm.allowed_aggregates and not set(vm.allowed_aggregates) & set(h.aggregates):
             return False
         j = self.model.vm_index[vm.id]
