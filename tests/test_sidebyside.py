@@ -338,7 +338,7 @@ def test_an_impossible_side_by_side_plan_exits_3_with_the_proof(
     assert not out.exists()
 
 
-def test_simulate_runs_a_side_by_side_plan_and_report_refuses_it(
+def test_simulate_runs_a_side_by_side_plan_and_report_refuses_a_timeline(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fx = six_and_two()
@@ -355,7 +355,14 @@ def test_simulate_runs_a_side_by_side_plan_and_report_refuses_it(
     assert data["makespan_s"] >= data["lower_bound_s"] > 0
     code, _, stderr = run(["simulate", inv, str(plan), "--ignore-digest", "--runs", "5"], capsys)
     assert code == 2 and "--runs" in stderr
-    code, _, stderr = run(["report", inv, str(plan), "-o", str(tmp_path / "r.html")], capsys)
+    # The report draws both clouds (tests/report/test_report_sidebyside.py); what only in-place
+    # reports read is refused, nothing written.
+    timeline = tmp_path / "t.jsonl"
+    timeline.write_text("")
+    code, _, stderr = run(
+        ["report", inv, str(plan), "-o", str(tmp_path / "r.html"), "--timeline", str(timeline)],
+        capsys,
+    )
     assert code == 2 and "side-by-side" in stderr
     assert not (tmp_path / "r.html").exists()
 
