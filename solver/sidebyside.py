@@ -202,16 +202,38 @@ def _movers(inv: Inventory, policy: Policy) -> set[str]:
 def lower_bounds(inv: Inventory, policy: Policy, controllers: int) -> dict[str, int]:
     """waves: every host leaves in some wave, at most max_hosts_per_wave a wave, and a VM can
     cross only after the wave the new controllers and first computes join in, so a cloud with
-    VMs needs two; vms_moved_twice: the new controllers and the new cloud's first k+1 computes
-    (N+k needs k+1 of them before a VM can cross) are emptied while the new cloud has no compute,
-    so their VMs move inside the old cloud first: at least the VMs of the emptiest such hosts."""
+    VMs needs two. vms_moved_twice: no VM can cross before some scope group of the new cloud
+    has k + 1 available computes (N+k leaves no room in a group of k or fewer), and the new
+    controllers join no later than the first compute; so the controllers and the first group's
+    k + 1 computes are emptied inside the old cloud, and their VMs cross later: moved twice.
+    The least that can be: over the groups, the group's k + 1 emptiest available hosts and the
+    `controllers` emptiest of the other compute hosts."""
     hosts = len(inv.hosts)
     waves = math.ceil(hosts / max(policy.max_hosts_per_wave, 1)) if hosts else 0
     if inv.vms:
         waves = max(waves, 2)
-    counts = sorted(len(inv.vms_on(h.name)) for h in inv.hosts if h.is_compute)
-    first = controllers + max(policy.headroom.failures, 0) + 1
-    return {"waves": waves, "vms_moved_twice": sum(counts[:first])}
+    movers = _movers(inv, policy)
+    model = CapacityModel(inv)
+    _, group = model.scope_groups(policy.headroom.scope)
+    count = {h.name: len(inv.vms_on(h.name)) for h in inv.hosts if h.is_compute}
+    k1 = max(policy.headroom.failures, 0) + 1
+    best: int | None = None
+    for g in sorted({int(x) for x in group if x >= 0}):
+        mine = sorted(
+            (count[h.name], h.name)
+            for h in inv.hosts
+            if h.name in count
+            and h.name in movers
+            and model.available[model.host_index[h.name]]
+            and group[model.host_index[h.name]] == g
+        )
+        if len(mine) < k1:
+            continue
+        first = {n for _, n in mine[:k1]}
+        rest = sorted(c for n, c in count.items() if n not in first)
+        total = sum(c for c, _ in mine[:k1]) + sum(rest[:controllers])
+        best = total if best is None else min(best, total)
+    return {"waves": waves, "vms_moved_twice": best or 0}
 
 
 # ---------------------------------------------------------------------------------------------
