@@ -193,8 +193,8 @@ def simulate_side_by_side(inv: Inventory, plan: Plan, model: SimModel) -> CrossC
         t = end
     cross = [x for x in moves if x.method == CROSS_CLOUD]
     computes = sum(1 for h in inv.hosts if h.is_compute)
-    m = max(plan.policy.max_hosts_per_wave, 1)
-    joins = math.ceil(max(computes - m, 0) / m)
+    size = max(plan.policy.max_hosts_per_wave, 1)
+    joins = math.ceil(max(computes - size, 0) / size)
     lb = _lower_bound(cross, cc, bool(inv.vms), joins)
     downs = [x.downtime_s for x in moves]
     per_cloud: dict[str, dict[str, Any]] = {
