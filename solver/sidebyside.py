@@ -242,7 +242,12 @@ def lower_bounds(inv: Inventory, policy: Policy, controllers: int) -> dict[str, 
 class _State:
     """The clouds between waves: where every VM is, which hosts have left the old cloud."""
 
-    def __init__(self, inv: Inventory, policy: Policy, opts: SideBySideOptions) -> None:
+    def __init__(
+        self, inv: Inventory, policy: Policy, opts: SideBySideOptions, spread: int = 1
+    ) -> None:
+        # Into the new cloud: the fitting compute with the most free memory (spread = 1), or
+        # the least (-1: packed, keeping the large holes the last VMs may need).
+        self.spread = spread
         self.inv = inv
         self.policy = policy
         self.opts = opts
@@ -309,7 +314,7 @@ class _State:
             return max(ok, key=lambda d: (sign * int(free[self.hi[d], mem]), d)) if ok else None
 
         src = self.host_of[vm.id]
-        dst = best(self.new_computes)
+        dst = best(self.new_computes, self.spread)
         if dst is not None:
             self.move(vm.id, dst)
             if self.new_headroom() is None:
@@ -375,6 +380,12 @@ class _State:
         ]
         mem = model.class_index.get("MEMORY_MB", 0)
         free = model.free
+        # Each cloud's room beyond its N+k per scope group and class, kept up to date as VMs
+        # cross (the requirement depends only on which hosts are in the cloud): a VM that fits
+        # its host takes its demand off the new cloud's free capacity and gives it to the old's.
+        room_new = self._room(np.array([h not in set(self.new_computes) for h in model.host_names]))
+        gone = set(self.left) | leaving
+        room_old = self._room(np.array([h in gone for h in model.host_names]))
         out: list[Migration] = []
         for h in sorted(stay, key=key):
             for v in sorted(self.on_host[h.name]):
@@ -383,21 +394,37 @@ class _State:
                 vm = inv.vm(v)
                 if v in moved or affinity_bound(inv, vm):
                     continue
-                ok = [d for d in self.new_computes if self._fits(vm, d)]
+                demand = model.demand[model.vm_index[v]]
+                ok = [
+                    d
+                    for d in self.new_computes
+                    if np.all(room_new[int(group[self.hi[d]])] >= demand) and self._fits(vm, d)
+                ]
                 if not ok:
                     continue
-                dst = max(ok, key=lambda d: (int(free[self.hi[d], mem]), d))
+                dst = max(ok, key=lambda d: (self.spread * int(free[self.hi[d], mem]), d))
                 self.move(v, dst)
-                if self.new_headroom() is not None:
-                    self.move(v, h.name)
-                    continue
+                room_new[int(group[self.hi[dst]])] -= demand
+                room_old[int(group[self.hi[h.name]])] += demand
                 moved.add(v)
                 out.append(Migration(v, h.name, dst, CROSS_CLOUD))
-                if mend and self.headroom_ok(leaving) is None:
+                holds = mend and all(np.all(r >= 0) for r in room_old.values())
+                if holds and self.headroom_ok(leaving) is None:
                     return out
         if mend:
             _undo(self, out)
             return []
+        return out
+
+    def _room(self, down: Any) -> dict[int, Any]:
+        """Per scope group, free capacity beyond the N+k requirement per class, over the
+        available compute hosts not `down`."""
+        names, _ = self.model.scope_groups(self.policy.headroom.scope)
+        out: dict[int, Any] = {}
+        for r in headroom(self.model, self.policy.headroom, down):
+            g = names.index(r.group)
+            row = out.setdefault(g, np.zeros(len(self.model.classes), dtype=np.int64))
+            row[self.model.class_index[r.rc]] = r.free - r.required
         return out
 
     def old_slack(self, unit: Any, leaving: Set[str] = frozenset()) -> dict[int, float]:
@@ -431,7 +458,15 @@ def _hosts_ok(inv: Inventory, policy: Policy, hosts: list[Host]) -> bool:
 # The orders the greedy may take hosts out of the old cloud in once the new cloud has computes
 # (before, always the emptiest first: their VMs move twice). `plan_side_by_side` tries each and
 # keeps the best plan.
-STRATEGIES = ("balanced", "least-free", "emptiest")
+# Each also with the crossings packed into the new cloud (`+packed`) instead of spread.
+STRATEGIES = (
+    "balanced",
+    "least-free",
+    "emptiest",
+    "balanced+packed",
+    "least-free+packed",
+    "emptiest+packed",
+)
 
 
 def plan_side_by_side(
@@ -462,7 +497,8 @@ def plan_side_by_side(
 def _greedy(
     inv: Inventory, policy: Policy, opts: SideBySideOptions, strategy: str, digest: str
 ) -> SideBySideOutcome:
-    st = _State(inv, policy, opts)
+    order_name, _, packed = strategy.partition("+")
+    st = _State(inv, policy, opts, spread=-1 if packed else 1)
     movers = _movers(inv, policy)
     computes = [h for h in inv.hosts if h.is_compute and h.name in movers]
     old_controllers = [h for h in inv.hosts if not h.is_compute and h.name in movers]
@@ -503,7 +539,7 @@ def _greedy(
         # first. Then by the strategy.
         order: Any = emptiest
         if st.new_computes:
-            order = {"balanced": balanced(), "least-free": least_free}.get(strategy, emptiest)
+            order = {"balanced": balanced(), "least-free": least_free}.get(order_name, emptiest)
         pending = sorted((h for h in computes if h.name not in st.left), key=order)
         if not pending:
             wave = _retire(st, old_controllers, index, [])
