@@ -1,6 +1,6 @@
 """Side-by-side use cases: plan one and re-check it (`rollwave plan --mode side-by-side`),
 simulate one (`rollwave simulate` on such a plan), and the refusal of the commands that do not
-handle one yet (report, execute; the in-place simulation)."""
+handle one yet (execute; the in-place simulation). Its report: `planner.app.report`."""
 
 from __future__ import annotations
 
