@@ -595,6 +595,9 @@ def _fill(st: _State, pending: list[Host], index: int, *, first: bool) -> Wave:
                 failed = f"{h.name}: no host takes {inv.vm(v).name or v}"
                 break
             mine.append(Migration(v, h.name, got[0], got[1]))
+        cap = policy.max_migrations_per_wave
+        if not failed and cap is not None and len(moves) + len(mine) > cap:
+            failed = f"{h.name}: max_migrations_per_wave {cap}"
         if failed:
             _undo(st, mine)
             why = why or failed
@@ -604,7 +607,8 @@ def _fill(st: _State, pending: list[Host], index: int, *, first: bool) -> Wave:
         short = st.headroom_ok(leaving)
         if short is not None and st.new_computes and not first:
             # Mend the old cloud's headroom by crossing VMs of its hosts that stay.
-            moves.extend(st.cross_out(leaving, {m.vm for m in moves}, mend=True))
+            room = None if cap is None else max(cap - len(moves), 0)
+            moves.extend(st.cross_out(leaving, {m.vm for m in moves}, mend=True, limit=room))
             short = st.headroom_ok(leaving)
         if short is None:
             ok, ok_moves = len(taken), len(moves)

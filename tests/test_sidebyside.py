@@ -426,3 +426,12 @@ def test_small_default_clouds_get_a_plan(seed: int) -> None:
     got = plan_and_check(inv, default_policy(spec), SideBySideOptions())
     assert check_plan(inv, got.plan).ok
     assert got.metrics["vms_moved_twice"] >= got.metrics["lower_bounds"]["vms_moved_twice"]
+
+
+def test_the_planner_keeps_max_migrations_per_wave() -> None:
+    spec = GenerateSpec(hosts=30, seed=1, utilisation=0.5)
+    inv = generate(spec)
+    pol = default_policy(spec).with_changes(max_migrations_per_wave=25)
+    got = plan_and_check(inv, pol, SideBySideOptions())
+    assert check_plan(inv, got.plan).ok
+    assert max(len(w.migrations) for w in got.plan.waves) <= 25
