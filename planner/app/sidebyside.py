@@ -48,7 +48,7 @@ def plan_and_check(
     report = check_plan(inv, out.plan)
     if not report.ok:
         # The greedy keeps the rules it models; one it does not (e.g. the policy's first/last
-        # order or a per-wave migration limit) may still fail: say which, write nothing.
+        # order, left out above) may still fail: say which, write nothing.
         rules = sorted({v.rule for v in report.violations})
         raise InfeasibleError(
             [
