@@ -222,7 +222,9 @@ def sbs_gantt_figure(report: SideBySideReport) -> Figure:
     ax.invert_yaxis()
     ax.set_xlim(0, end / unit * 1.01)
     ax.set_xlabel(f"time ({uname})")
-    ax.set_title("Both clouds: each host in the old cloud, its hand-over, then the new cloud")
+    ax.set_title(
+        "Both clouds: each host in the old cloud, its hand-over, then the new cloud", pad=46
+    )
     ax.legend(
         handles=[
             Patch(color=OLD, label="old cloud"),
@@ -233,8 +235,8 @@ def sbs_gantt_figure(report: SideBySideReport) -> Figure:
             Patch(color=VERMILLION, label="crossing (VM down)"),
             Patch(color=BLUE, label="move inside the old cloud"),
         ],
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.06 - 0.6 / max(top_h, 1.0)),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.01),
         ncol=4,
     )
     ax.grid(axis="y", visible=False)
