@@ -51,6 +51,7 @@ def _migrations(
             )
         )
 
+
 FAMILY = Family(
     name="az",
     rules={"az": "a VM pinned to an AZ stays in it"},
