@@ -126,16 +126,17 @@ def controller_capacity_short(inv: Inventory, policy: Policy, controllers: int) 
     k = policy.headroom.failures
     n = int(avail.sum())
     movers = _movers(inv, policy)
-    unavailable = sum(1 for h in inv.hosts if h.is_compute and h.name in movers) - n
-    out = k + 1 + max(0, controllers - max(unavailable, 0))
-    if n < controllers:
+    hosts = sum(1 for h in inv.hosts if h.is_compute and h.name in movers)
+    out = k + 1 + max(0, controllers - max(hosts - n, 0))
+    if hosts < controllers:
         return (
-            f"only {n} available compute host(s); the new control plane needs {controllers} "
-            "freed hosts"
+            f"only {hosts} compute host(s); the new control plane needs {controllers} freed hosts"
         )
     for c, rc in enumerate(model.classes):
         caps = np.sort(model.cap[avail, c])  # ascending
-        used = int(model.used[:, c].sum())
+        # VMs on available hosts stay on available hosts until they can cross (a move goes to
+        # an enabled, up host); those on unavailable ones take no room the headroom counts.
+        used = int(model.used[avail, c].sum())
         keep = int(caps.sum()) - int(caps[:out].sum())
         desc = caps[::-1]
         need_k = int(desc[out : out + k].sum())
