@@ -27,8 +27,7 @@ from planner.formats import (
 from planner.formats_sbs import load_az_map
 from planner.generate import GenerateSpec, default_policy, generate
 from planner.inventory import Inventory
-from planner.plan import Plan
-from planner.policy import Headroom, Policy
+from planner.policy import Policy
 from sim.crosscloud import simulate_side_by_side
 from sim.model import DEFAULT
 from solver.sidebyside import (
@@ -39,7 +38,7 @@ from solver.sidebyside import (
     plan_side_by_side,
     precheck,
 )
-from tests.clouds import Cloud, edit_host, edit_vm, three_plus_spare
+from tests.clouds import Cloud, edit_vm, three_plus_spare
 from tests.clouds_sbs import six_and_two
 from tests.test_schemas import errors
 
@@ -386,28 +385,7 @@ def test_a_vm_whose_live_migration_would_not_finish_moves_cold_inside_the_old_cl
     assert check_plan(hot_inv, hot.plan).ok
 
 
-# -- an AZ map merging two old AZs ----------------------------------------------------------------
-def _f_crosses_into_az2(az_map: dict[str, str]) -> tuple[Inventory, Plan]:
-    """six_and_two with cmp-4 in az2 and N+1 over the cloud: f, pinned to az1, crosses in wave
-    3 onto cmp-4 (az2)."""
-    fx = six_and_two()
-    inv = edit_host(fx.inventory, "cmp-4", az="az2")
-    pol = fx.policy.with_changes(headroom=Headroom(failures=1, scope="cloud"))
-    return inv, replace(fx.plan, policy=pol, az_map=az_map)
-
-
-def test_an_az_map_merging_two_old_azs_lets_a_pinned_vm_cross_into_either() -> None:
-    inv, plan = _f_crosses_into_az2({"az1": "nova", "az2": "nova"})
-    report = check_plan(inv, plan)
-    assert report.ok, [str(v) for v in report.violations]
-
-
-def test_an_az_map_keeping_the_azs_apart_flags_the_crossing_once() -> None:
-    inv, plan = _f_crosses_into_az2({"az1": "north", "az2": "south"})
-    found = [(v.rule, v.objects) for v in check_plan(inv, plan).violations]
-    assert found == [("sbs_az", ("f", "cmp-4"))]
-
-
+# -- an AZ map merging two old AZs (the checker's pair: tests/checker_sbs_pairs.py) ------------
 def test_the_planner_crosses_pinned_vms_through_a_merging_az_map() -> None:
     # Two AZs merged into one new AZ: the planner may cross a VM pinned to az1 onto a host of
     # az2, and the checker (az and sbs_az through the map) accepts the plan.
