@@ -286,7 +286,7 @@ RESTARTS = 4
 # undone ones in a seeded order (k = 1, 2, 3, 5, 8, ... and again); a rebuild that upgrades more
 # hosts becomes the best. Bounded by work, counted in hosts evacuated (this many per host to
 # upgrade), never by the clock: same seed, same plan on any machine under any load.
-REPAIR_WORK = 25
+REPAIR_WORK = 50
 
 
 class _Stuck(InfeasibleError):
@@ -312,30 +312,50 @@ def greedy_plan(
     TimeLimitReached when `time.monotonic()` passes `deadline` before the plan is complete.
 
     When the hosts left cannot go down (e.g. headroom would break: the order spent the room they
-    need), the planner starts again with those hosts first within their tier (the hosts that
-    blocked the last try go early, where the room still is), up to `restarts` more times; then
-    it repairs the best partial plan around the blocking hosts (`REPAIR_WORK`, `seed`)."""
-    early: list[str] = []
-    first: _Stuck | None = None
-    best: _Stuck | None = None
-    others = 0
+    need), it repairs the partial plan around the blocking hosts (`REPAIR_WORK`, `seed`), and
+    starts again with those hosts first within their tier (the hosts that blocked the last try
+    go early, where the room still is), up to `restarts` more times; the better plan is kept.
+    When both fail, it repairs the best partial plan with the work left."""
     work = _Work()
-    while True:
-        try:
-            return _greedy_once(inv, policy, inventory_sha256, deadline, early, work=work)
-        except _Stuck as exc:
-            first = first or exc
-            best = exc if best is None or len(exc.left) < len(best.left) else best
-            new = [n for n in exc.left if n not in early]
-            if not new or others >= restarts:
-                break
-            early = new + early
-            others += 1
-    assert first is not None and best is not None
+    try:
+        return _greedy_once(inv, policy, inventory_sha256, deadline, [], work=work)
+    except _Stuck as exc:
+        first = exc
+    work.at_first = work.evacuations
     budget = repair_work * max(1, len(to_upgrade(inv, policy)))
-    plan, repairs, best = _repair(inv, policy, inventory_sha256, deadline, best, work, budget, seed)
-    if plan is not None:
-        return plan
+    # Around the first order's partial plan (its early waves, the emptiest hosts, kept: few
+    # VMs move twice), with half the work; then other host orders from scratch; the better
+    # plan (fewer waves, then migrations) is kept.
+    near, repairs, best = _repair(
+        inv, policy, inventory_sha256, deadline, first, work, budget // 2, seed
+    )
+    early: list[str] = []
+    others = 0
+    far: Plan | None = None
+    last = first
+    while others < restarts:
+        new = [n for n in last.left if n not in early]
+        if not new:
+            break
+        early = new + early
+        others += 1
+        try:
+            far = _greedy_once(inv, policy, inventory_sha256, deadline, early, work=work)
+            break
+        except _Stuck as exc:
+            last = exc
+            best = exc if len(exc.left) < len(best.left) else best
+        except TimeLimitReached:
+            if near is not None:
+                return near  # the plan found before the clock ran out
+            raise
+    if near is None and far is None:
+        left = budget - (work.evacuations - work.at_first)
+        near, more, best = _repair(inv, policy, inventory_sha256, deadline, best, work, left, seed)
+        repairs += more
+    found = [x for x in (near, far) if x is not None]
+    if found:
+        return min(found, key=_rank)
     tries = f" (nor in {others} other host order(s))" if others else ""
     if repairs:
         tries += (
@@ -345,11 +365,17 @@ def greedy_plan(
     raise InfeasibleError([first.reasons[0] + tries, *first.reasons[1:]], proven=False)
 
 
+def _rank(plan: Plan) -> tuple[int, int]:
+    """Fewest waves, then fewest migrations."""
+    return len(plan.waves), sum(len(w.migrations) for w in plan.waves)
+
+
 @dataclass
 class _Work:
     """Hosts evacuated (tried) so far: the greedy's deterministic measure of work."""
 
     evacuations: int = 0
+    at_first: int = 0  # evacuations when the first host order got stuck
 
 
 def _repair(
