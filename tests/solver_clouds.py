@@ -467,7 +467,7 @@ def _real(hosts: int, vms_per_host: float, azs: int, seed: int, **kw: Any) -> Ge
 
 
 # Closer to the traces: each VM its own size, services holding 80% of the VMs, SR-IOV VFs
-# on half the hardware models, about 78% memory (0.85 asked; VMs' own sizes stop a fill early).
+# on half the hardware models, 81-85% of memory used.
 TRACE_EXTRA = (
     ExtraClass("CUSTOM_NET_BW", 25_000, 0.6),
     ExtraClass("CUSTOM_SRIOV_VF", 64, 0.1, 0.5),
