@@ -8,12 +8,15 @@
 The clouds are `tests.solver_clouds.REAL_SHAPES`: `rollwave generate` with many small VMs a host
 (`--flavor-mix small`), services as hard anti-affinity groups of 2-10 members (`--service-share
 0.3`), two extra resource classes (`--extra-classes`), several AZs and racks of 20 hosts, and a
-10-host cloud of big flavors; policy `default_policy` (N+1 per AZ, hosts / 20 a wave, at least
-2, controllers first). Each is written once to `--cache` and planned by `rollwave plan
---time-limit T --format json` in a fresh process (the CLI of `--repo`'s .venv), whose wall
-clock, CPU seconds and peak RSS (`wait4`) are measured. The plan is judged by this checkout's
-checker. With `--runs 2 --burn`, the second run has a process burning a CPU beside it (on a
-2-core machine, half the CPU it had): "same plan" compares the plans' bytes.
+10-host cloud of big flavors; and `trace-` clouds closer to production traces: each VM its own
+size (`--vm-sizes per-vm`), 80% of the VMs in services, SR-IOV VFs on half the hardware models
+(`CUSTOM_SRIOV_VF:64:0.1:0.5`), 85% memory asked; policy `default_policy` (N+1 per AZ,
+hosts / 20 a wave, at least 2, controllers first). Each is written once to `--cache` and
+planned by `rollwave plan --time-limit T --format json` in a fresh process (the CLI of
+`--repo`'s .venv), whose wall clock, CPU seconds and peak RSS (`wait4`) are measured. The plan
+is judged by this checkout's checker. With `--runs 2 --burn`, the second run has a process
+burning a CPU beside it (on a 2-core machine, half the CPU it had): "same plan" compares the
+plans' bytes.
 
 Columns: outcome (valid plan, proven impossible, not found), time against the limit, CPU,
 peak RSS, waves against the lower bound, migrations per moved VM, VMs moved twice, the load

@@ -8,7 +8,9 @@ controllers in an HA group and one disabled host. Same spec and seed, same bytes
 Shapes of production data (options off by default, so older specs give the same bytes): a flavor
 mix of many small VMs (`flavor_mix="small"`, tens of VMs a host) or of big ones ("large"),
 services as hard anti-affinity groups of 2-10 members holding a share of the VMs
-(`service_share`), and resource classes beyond VCPU, MEMORY_MB and DISK_GB (`extra_classes`).
+(`service_share`), resource classes beyond VCPU, MEMORY_MB and DISK_GB (`extra_classes`), on
+only some hosts if asked, and sizes of each VM's own (`vm_sizes="per-vm"`: traces show
+near-continuous sizes, so VMs do not fall into a few flavor classes).
 """
 
 from __future__ import annotations
@@ -88,6 +90,10 @@ FLAVOR_MIXES: dict[str, tuple[Flavor, ...]] = {
     "large": LARGE_FLAVORS,
 }
 
+# "flavors": a VM is its flavor's size; "per-vm": each VM's memory, disk (and at times its
+# vCPUs) scaled from its flavor's by its own draw, as traces show (near-continuous sizes).
+VM_SIZES = ("flavors", "per-vm")
+
 # Service sizes (hard anti-affinity, one member a host) and how often each occurs.
 SERVICE_SIZES = (2, 3, 4, 5, 6, 7, 8, 9, 10)
 SERVICE_WEIGHTS = (30, 25, 12, 8, 6, 5, 5, 4, 5)
@@ -95,25 +101,27 @@ SERVICE_WEIGHTS = (30, 25, 12, 8, 6, 5, 5, 4, 5)
 
 @dataclass(frozen=True, slots=True)
 class ExtraClass:
-    """A resource class beyond VCPU, MEMORY_MB and DISK_GB: every compute host offers
-    `per_host`; a VM asks for it with probability `share`, in proportion to its memory (a VM
-    using 2% of a host's memory asks for about 2% of `per_host`, at least 1)."""
+    """A resource class beyond VCPU, MEMORY_MB and DISK_GB: a compute host offers `per_host`
+    (each host with probability `host_share`, drawn per host); a VM on such a host asks for it
+    with probability `share`, in proportion to its memory (a VM using 2% of a host's memory asks
+    for about 2% of `per_host`, at least 1)."""
 
     name: str
     per_host: int
     share: float = 0.5
+    host_share: float = 1.0
 
 
 def parse_extra_classes(text: str) -> tuple[ExtraClass, ...]:
-    """`NAME:PER_HOST[:SHARE],...` (e.g. `CUSTOM_NET_BW:10000:0.6,CUSTOM_X:64`); ValueError with
-    what is wrong."""
+    """`NAME:PER_HOST[:SHARE[:HOST_SHARE]],...` (e.g. `CUSTOM_NET_BW:10000:0.6,CUSTOM_X:64`);
+    ValueError with what is wrong."""
     out: list[ExtraClass] = []
     for item in (t.strip() for t in text.split(",")):
         if not item:
             continue
         parts = item.split(":")
-        if len(parts) not in (2, 3):
-            raise ValueError(f"{item!r}: expected NAME:PER_HOST or NAME:PER_HOST:SHARE")
+        if len(parts) not in (2, 3, 4):
+            raise ValueError(f"{item!r}: expected NAME:PER_HOST[:SHARE[:HOST_SHARE]]")
         name = parts[0].strip()
         if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name) or name in ("VCPU", "MEMORY_MB", "DISK_GB"):
             raise ValueError(
@@ -121,14 +129,20 @@ def parse_extra_classes(text: str) -> tuple[ExtraClass, ...]:
             )
         try:
             per_host = int(parts[1])
-            share = float(parts[2]) if len(parts) == 3 else 0.5
+            share = float(parts[2]) if len(parts) >= 3 else 0.5
+            host_share = float(parts[3]) if len(parts) == 4 else 1.0
         except ValueError:
-            raise ValueError(f"{item!r}: PER_HOST must be an integer and SHARE a number") from None
-        if per_host < 1 or not 0.0 <= share <= 1.0:
-            raise ValueError(f"{item!r}: PER_HOST must be at least 1 and SHARE within 0..1")
+            raise ValueError(
+                f"{item!r}: PER_HOST must be an integer, SHARE and HOST_SHARE numbers"
+            ) from None
+        if per_host < 1 or not 0.0 <= share <= 1.0 or not 0.0 < host_share <= 1.0:
+            raise ValueError(
+                f"{item!r}: PER_HOST must be at least 1, SHARE within 0..1, HOST_SHARE above 0 "
+                "and at most 1"
+            )
         if any(x.name == name for x in out):
             raise ValueError(f"{item!r}: {name} is given twice")
-        out.append(ExtraClass(name, per_host, share))
+        out.append(ExtraClass(name, per_host, share, host_share))
     return tuple(out)
 
 
@@ -178,6 +192,7 @@ class GenerateSpec:
     service_share: float = 0.0  # share of VMs in hard anti-affinity services of 2-10 members
     extra_classes: tuple[ExtraClass, ...] = ()
     host_models: int = 0  # hardware models (`hardware_models`); 0: the three generations
+    vm_sizes: str = "flavors"  # "per-vm": each VM its own size near its flavor's (VM_SIZES)
 
     @property
     def flavors(self) -> tuple[Flavor, ...]:
@@ -223,9 +238,12 @@ def generate(spec: GenerateSpec) -> Inventory:
         raise ValueError(
             f"unknown flavor mix {spec.flavor_mix!r}; known: {', '.join(FLAVOR_MIXES)}"
         )
+    if spec.vm_sizes not in VM_SIZES:
+        raise ValueError(f"unknown VM sizes {spec.vm_sizes!r}; known: {', '.join(VM_SIZES)}")
     rng = random.Random(spec.seed)
     # The new shapes draw from their own streams, so that the default shape keeps its bytes.
     xrng = random.Random(spec.seed * 7919 + 1)
+    srng = random.Random(spec.seed * 7919 + 2)  # per-VM sizes and which hosts offer a class
     width = max(3, len(str(spec.hosts)))
     azs = [f"az{i + 1}" for i in range(max(1, spec.azs))]
     base_ram = _host_memory_base(spec)
@@ -234,6 +252,13 @@ def generate(spec: GenerateSpec) -> Inventory:
     hosts: list[Host] = []
     models = hardware_models(spec.host_models)
     gens = rng.choices(models, weights=[g.weight for g in models], k=spec.hosts)
+    # A class on only some hosts comes with hardware models (a NIC or accelerator model): drawn
+    # per model, so aggregate-bound VMs that ask for it find it on their model's other hosts.
+    offers = {
+        (x.name, g.name): x.host_share >= 1.0 or srng.random() < x.host_share
+        for x in spec.extra_classes
+        for g in models
+    }
     per_az = math.ceil(spec.hosts / len(azs))
     for i in range(spec.hosts):
         az_i = min(i // per_az, len(azs) - 1)
@@ -253,6 +278,8 @@ def generate(spec: GenerateSpec) -> Inventory:
         reserved = {"VCPU": 0, "MEMORY_MB": reserved_mb, "DISK_GB": 0}
         ratio = {"VCPU": 4.0, "MEMORY_MB": 1.0, "DISK_GB": 1.0}
         for x in spec.extra_classes:
+            if not offers[(x.name, gen.name)]:
+                continue  # this host's model does not offer the class
             capacity[x.name], reserved[x.name], ratio[x.name] = x.per_host, 0, 1.0
         hosts.append(
             Host(
@@ -281,6 +308,12 @@ def generate(spec: GenerateSpec) -> Inventory:
     # are meant to be plannable, so a constraint never leaves a VM without a destination.
     enabled = [h for i, h in enumerate(hosts) if i not in disabled]
     az_ok = {a: sum(1 for h in enabled if h.az == a) >= 3 for a in azs}
+    # ... and, for a VM asking for a class only some hosts offer, three hosts of its AZ offering it
+    az_cls_ok = {
+        (a, x.name): sum(1 for h in enabled if h.az == a and x.name in h.capacity) >= 3
+        for a in azs
+        for x in spec.extra_classes
+    }
     agg_ok = {
         (h.az, h.aggregates[0]): sum(
             1 for o in enabled if o.az == h.az and h.aggregates[0] in o.aggregates
@@ -312,11 +345,16 @@ def generate(spec: GenerateSpec) -> Inventory:
             if not fitting:
                 break
             f = rng.choices([f for f, _ in fitting], weights=[w for _, w in fitting])[0]
+            if spec.vm_sizes == "per-vm":
+                f = _own_size(srng, f)
             need = {"VCPU": f.vcpus, "MEMORY_MB": f.ram_mb, "DISK_GB": f.disk_gb}
             if spec.extra_classes:
-                need.update(_extra_demand(xrng, spec.extra_classes, f, base_ram))
-                if any(used.get(rc, 0) + n > cap.get(rc, 0) for rc, n in need.items()):
-                    break  # an extra class is full: the host takes no more
+                offered = tuple(x for x in spec.extra_classes if x.name in cap)
+                need.update(_extra_demand(xrng, offered, f, base_ram))
+            if (spec.extra_classes or spec.vm_sizes == "per-vm") and any(
+                used.get(rc, 0) + n > cap.get(rc, 0) for rc, n in need.items()
+            ):
+                break  # a class is full (or the VM's own size overshoots): no more here
             for rc in need:
                 used[rc] = used.get(rc, 0) + need[rc]
             n_vm += 1
@@ -335,7 +373,11 @@ def generate(spec: GenerateSpec) -> Inventory:
                     host=h.name,
                     status=status,
                     resources=need,
-                    az=h.az if rng.random() < 0.1 and az_ok[h.az or ""] else None,
+                    az=h.az
+                    if rng.random() < 0.1
+                    and az_ok[h.az or ""]
+                    and all(az_cls_ok.get((h.az or "", rc), True) for rc in need)
+                    else None,
                     allowed_aggregates=(h.aggregates[0],)
                     if rng.random() < 0.05 and agg_ok[(h.az, h.aggregates[0])]
                     else (),
@@ -425,6 +467,17 @@ def _server_groups(
             member[j] = gid
     out = [replace(v, server_group=member[j]) if j in member else v for j, v in enumerate(vms)]
     return out, groups
+
+
+def _own_size(rng: random.Random, f: Flavor) -> Flavor:
+    """A VM's own size near its flavor's: memory x0.6-1.4 in 64 MiB steps, disk x0.5-1.5 in
+    GiB, and one VM in five a vCPU more or less (at least one)."""
+    ram = max(256, round(f.ram_mb * rng.uniform(0.6, 1.4) / 64) * 64)
+    disk = max(1, round(f.disk_gb * rng.uniform(0.5, 1.5)))
+    vcpus = f.vcpus
+    if rng.random() < 0.2:
+        vcpus = max(1, vcpus + rng.choice((-1, 1)))
+    return replace(f, vcpus=vcpus, ram_mb=ram, disk_gb=disk)
 
 
 def _extra_demand(

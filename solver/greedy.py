@@ -281,14 +281,21 @@ class GreedyWave(Filling):
 # When no host of those left can go down, the greedy tries again with them first (within their
 # tier), up to this many more times: counted, so the answer is the same on any machine.
 RESTARTS = 4
+# Then it repairs around the hosts that blocked: the best partial plan (most hosts upgraded) keeps
+# its first waves, the last k are undone and formed again with the blocking hosts first and the
+# undone ones in a seeded order (k = 1, 2, 3, 5, 8, ... and again); a rebuild that upgrades more
+# hosts becomes the best. Bounded by work, counted in hosts evacuated (this many per host to
+# upgrade), never by the clock: same seed, same plan on any machine under any load.
+REPAIR_WORK = 50
 
 
 class _Stuck(InfeasibleError):
-    """No host of those left (`left`, names) can go down."""
+    """No host of those left (`left`, names) can go down; `waves` were formed before."""
 
-    def __init__(self, reasons: list[str], left: list[str]) -> None:
+    def __init__(self, reasons: list[str], left: list[str], waves: list[Wave]) -> None:
         super().__init__(reasons, proven=False)
         self.left = left
+        self.waves = waves
 
 
 def greedy_plan(
@@ -298,29 +305,125 @@ def greedy_plan(
     inventory_sha256: str = "",
     deadline: float | None = None,
     restarts: int = RESTARTS,
+    repair_work: int = REPAIR_WORK,
+    seed: int = 0,
 ) -> Plan:
     """Plan with the greedy rules above. Raises InfeasibleError when some host can never go, and
     TimeLimitReached when `time.monotonic()` passes `deadline` before the plan is complete.
 
     When the hosts left cannot go down (e.g. headroom would break: the order spent the room they
-    need), the planner starts again with those hosts first within their tier (the hosts that
-    blocked the last try go early, where the room still is), up to `restarts` more times."""
+    need), it repairs the partial plan around the blocking hosts (`REPAIR_WORK`, `seed`), and
+    starts again with those hosts first within their tier (the hosts that blocked the last try
+    go early, where the room still is), up to `restarts` more times; the better plan is kept.
+    When both fail, it repairs the best partial plan with the work left."""
+    work = _Work()
+    try:
+        return _greedy_once(inv, policy, inventory_sha256, deadline, [], work=work)
+    except _Stuck as exc:
+        first = exc
+    work.at_first = work.evacuations
+    budget = repair_work * max(1, len(to_upgrade(inv, policy)))
+    # Around the first order's partial plan (its early waves, the emptiest hosts, kept: few
+    # VMs move twice), with half the work; then other host orders from scratch; the better
+    # plan (fewer waves, then migrations) is kept.
+    near, repairs, best = _repair(
+        inv, policy, inventory_sha256, deadline, first, work, budget // 2, seed
+    )
     early: list[str] = []
-    first: _Stuck | None = None
     others = 0
-    while True:
+    far: Plan | None = None
+    last = first
+    while others < restarts:
+        new = [n for n in last.left if n not in early]
+        if not new:
+            break
+        early = new + early
+        others += 1
         try:
-            return _greedy_once(inv, policy, inventory_sha256, deadline, early)
+            far = _greedy_once(inv, policy, inventory_sha256, deadline, early, work=work)
+            break
         except _Stuck as exc:
-            first = first or exc
-            new = [n for n in exc.left if n not in early]
-            if not new or others >= restarts:
-                break
-            early = new + early
-            others += 1
-    assert first is not None
+            last = exc
+            best = exc if len(exc.left) < len(best.left) else best
+        except TimeLimitReached:
+            if near is not None:
+                return near  # the plan found before the clock ran out
+            raise
+    if near is None and far is None:
+        left = budget - (work.evacuations - work.at_first)
+        near, more, best = _repair(inv, policy, inventory_sha256, deadline, best, work, left, seed)
+        repairs += more
+    found = [x for x in (near, far) if x is not None]
+    if found:
+        return min(found, key=_rank)
     tries = f" (nor in {others} other host order(s))" if others else ""
-    raise InfeasibleError([first.reasons[0] + tries, *first.reasons[1:]])
+    if repairs:
+        tries += (
+            f"; {repairs} repair(s) around the blocking hosts got as far as {len(best.left)} "
+            "host(s) left"
+        )
+    raise InfeasibleError([first.reasons[0] + tries, *first.reasons[1:]], proven=False)
+
+
+def _rank(plan: Plan) -> tuple[int, int]:
+    """Fewest waves, then fewest migrations."""
+    return len(plan.waves), sum(len(w.migrations) for w in plan.waves)
+
+
+@dataclass
+class _Work:
+    """Hosts evacuated (tried) so far: the greedy's deterministic measure of work."""
+
+    evacuations: int = 0
+    at_first: int = 0  # evacuations when the first host order got stuck
+
+
+def _repair(
+    inv: Inventory,
+    policy: Policy,
+    sha: str,
+    deadline: float | None,
+    best: _Stuck,
+    work: _Work,
+    budget: int,
+    seed: int,
+) -> tuple[Plan | None, int, _Stuck]:
+    """Large-neighbourhood search around the best partial plan: undo its last k waves, form
+    them again with the blocking hosts first and the undone hosts in a seeded order; keep a
+    rebuild that leaves fewer hosts. Stops at a plan or when `work` passes `budget`."""
+    import random
+
+    rng = random.Random(seed)
+    start = work.evacuations
+    repairs = 0
+    steps = (1, 2, 3, 5, 8, 13, 21)
+    k_at = 0
+    while work.evacuations - start < budget and best.waves:
+        k = min(steps[k_at % len(steps)], len(best.waves))
+        k_at += 1
+        keep = best.waves[: len(best.waves) - k]
+        undone = [h for w in best.waves[len(keep) :] for h in w.hosts]
+        rng.shuffle(undone)
+        early = list(best.left) + undone
+        repairs += 1
+        try:
+            plan = _greedy_once(inv, policy, sha, deadline, early, prefix=keep, work=work)
+            return plan, repairs, best
+        except _Stuck as exc:
+            if len(exc.left) < len(best.left):
+                best, k_at = exc, 0  # a better partial plan: search around it, near its end
+    return None, repairs, best
+
+
+def _replay(st: GreedyState, prefix: list[Wave]) -> None:
+    """Apply waves already formed to a fresh state: their moves made, their hosts upgraded."""
+    m = st.model
+    vi, hi = m.vm_index, m.host_index
+    for w in prefix:
+        for mig in w.migrations:
+            st.move(vi[mig.vm], hi[mig.dst])
+        for h in w.hosts:
+            st.upgraded[hi[h]] = True
 
 
 def _greedy_once(
@@ -329,11 +432,18 @@ def _greedy_once(
     inventory_sha256: str,
     deadline: float | None,
     early: list[str],
+    *,
+    prefix: list[Wave] | None = None,
+    work: _Work | None = None,
 ) -> Plan:
     st = GreedyState(inv, policy)
     m = st.model
-    remaining = host_order(inv, policy, st, early)
-    waves: list[Wave] = []
+    waves: list[Wave] = list(prefix or ())
+    _replay(st, waves)
+    gone = {h for w in waves for h in w.hosts}
+    remaining = [
+        (t, i) for t, i in host_order(inv, policy, st, early) if m.host_names[i] not in gone
+    ]
     nobody_down = np.zeros(len(m.host_names), dtype=bool)
     broken = [r for r in headroom(m, policy.headroom, nobody_down) if not r.ok]
     if broken:
@@ -345,7 +455,7 @@ def _greedy_once(
             ]
         )
     while remaining:
-        gw = _fill_wave(st, remaining, len(waves), deadline)
+        gw = _fill_wave(st, remaining, len(waves), deadline, work)
         if not gw.names:
             raise _Stuck(
                 [
@@ -353,6 +463,7 @@ def _greedy_once(
                     f"{gw.last_failure or 'limits'}"
                 ],
                 [m.host_names[i] for _, i in remaining],
+                waves,
             )
         st.upgraded |= gw.in_wave
         waves.append(
@@ -367,7 +478,11 @@ def _greedy_once(
 
 
 def _fill_wave(
-    st: GreedyState, remaining: list[tuple[int, int]], done: int, deadline: float | None
+    st: GreedyState,
+    remaining: list[tuple[int, int]],
+    done: int,
+    deadline: float | None,
+    work: _Work | None = None,
 ) -> GreedyWave:
     """One wave: the hosts of `remaining` (taken out of it) that every family lets join, each
     with its VMs moved; `done` waves came before."""
@@ -397,6 +512,8 @@ def _fill_wave(
         if reject is None:
             gw.in_wave[i] = True
             p = evacuate(st, i, gw.in_wave)
+            if work is not None:
+                work.evacuations += 1
             if p.failure:
                 reject = p.failure
             else:

@@ -285,7 +285,9 @@ def _checked_greedy(
     is a fallback, not a judge: e.g. it does not know hosts that policy.first and policy.last
     both select), within what is left of the time limit."""
     try:
-        plan = greedy_plan(inv, policy, inventory_sha256=digest, deadline=params.deadline)
+        plan = greedy_plan(
+            inv, policy, inventory_sha256=digest, deadline=params.deadline, seed=params.seed
+        )
     except TimeLimitReached:
         params.wall_clock_hit = True
         raise

@@ -698,7 +698,7 @@ def _greedy_waves(ctx: Context, params: SolveParams) -> list[list[int]] | None:
 
     try:
         # its first host order only: a start for the wave model, not a fallback
-        plan = greedy_plan(ctx.inv, ctx.policy, deadline=params.deadline, restarts=0)
+        plan = greedy_plan(ctx.inv, ctx.policy, deadline=params.deadline, restarts=0, repair_work=0)
     except TimeLimitReached:
         params.wall_clock_hit = True
         return None

@@ -466,6 +466,25 @@ def _real(hosts: int, vms_per_host: float, azs: int, seed: int, **kw: Any) -> Ge
     return GenerateSpec(hosts=hosts, vms_per_host=vms_per_host, azs=azs, seed=seed, **base)
 
 
+# Closer to the traces: each VM its own size, services holding 80% of the VMs, SR-IOV VFs
+# on half the hardware models, 81-85% of memory used.
+TRACE_EXTRA = (
+    ExtraClass("CUSTOM_NET_BW", 25_000, 0.6),
+    ExtraClass("CUSTOM_SRIOV_VF", 64, 0.1, 0.5),
+)
+
+
+def _trace(hosts: int, vms_per_host: float, azs: int, seed: int, **kw: Any) -> GenerateSpec:
+    base: dict[str, Any] = {
+        "utilisation": 0.85,
+        "service_share": 0.8,
+        "vm_sizes": "per-vm",
+        "extra_classes": TRACE_EXTRA,
+    }
+    base.update(kw)
+    return _real(hosts, vms_per_host, azs, seed, **base)
+
+
 # name -> (spec, policy changes, time limit): default_policy (N+1 per AZ, hosts / 20 a wave, at
 # least 2, controllers first) unless changed; the `rollwave generate` options in docs/solver.md.
 REAL_SHAPES: dict[str, tuple[GenerateSpec, dict[str, Any], float]] = {
@@ -484,6 +503,11 @@ REAL_SHAPES: dict[str, tuple[GenerateSpec, dict[str, Any], float]] = {
     "real-1000-50k": (_real(1000, 50, 3, 1), {}, 300.0),
     "real-1000-50k-tight": (_real(1000, 55, 3, 7, utilisation=0.9), {}, 300.0),
     "real-5000-100k": (_real(5000, 20, 3, 1), {}, 300.0),
+    "trace-100-1k": (_trace(100, 10, 2, 3), {}, 300.0),
+    "trace-100-5k": (_trace(100, 50, 3, 2), {}, 300.0),
+    "trace-100-5k-tight": (_trace(100, 50, 3, 4, utilisation=0.9), {}, 300.0),
+    "trace-1000-50k": (_trace(1000, 50, 3, 1), {}, 300.0),
+    "trace-5000-100k": (_trace(5000, 20, 3, 1), {}, 300.0),
 }
 
 

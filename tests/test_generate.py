@@ -166,6 +166,8 @@ def test_cli_options_make_the_same_cloud_as_the_spec(tmp_path: Path) -> None:
         ["--flavor-mix", "tiny"],
         ["--service-share", "1.5"],
         ["--host-models", "-1"],
+        ["--vm-sizes", "continuous"],
+        ["--extra-classes", "CUSTOM_X:4:0.5:1.5"],
     ],
 )
 def test_cli_bad_options_exit_2_and_write_nothing(tmp_path: Path, bad: list[str]) -> None:
@@ -173,3 +175,71 @@ def test_cli_bad_options_exit_2_and_write_nothing(tmp_path: Path, bad: list[str]
     r = clean(rollwave("generate", *bad, "-o", out))
     assert r.code == 2, r
     assert not out.exists()
+
+
+def _trace(**kw: object) -> GenerateSpec:
+    """Closer to the traces: each VM its own size, most VMs in services, SR-IOV VFs on some
+    hardware models only, tight memory."""
+    base: dict[str, object] = {
+        "service_share": 0.8,
+        "utilisation": 0.85,
+        "vm_sizes": "per-vm",
+        "extra_classes": (
+            ExtraClass("CUSTOM_NET_BW", 25_000, 0.6),
+            ExtraClass("CUSTOM_SRIOV_VF", 64, 0.1, 0.5),
+        ),
+    }
+    base.update(kw)
+    return _real(**base)
+
+
+def test_per_vm_sizes_are_near_continuous_and_near_their_flavor() -> None:
+    flavors = {f.name.replace(".", "-"): f for f in SMALL_FLAVORS}
+    inv = generate(_trace())
+    sizes = {
+        (v.resources["VCPU"], v.resources["MEMORY_MB"], v.resources["DISK_GB"]) for v in inv.vms
+    }
+    assert len(sizes) >= 0.5 * len(inv.vms), (len(sizes), len(inv.vms))  # no few classes
+    for v in inv.vms:
+        f = flavors[v.name.split("-", 1)[1].rsplit("-", 1)[0]]
+        assert 0.6 * f.ram_mb - 64 <= v.resources["MEMORY_MB"] <= 1.4 * f.ram_mb + 64
+        assert abs(v.resources["VCPU"] - f.vcpus) <= 1 and v.resources["VCPU"] >= 1
+    assert check_inventory(inv, default_policy(_trace())) == []
+    assert _sha(_trace()) == _sha(_trace()) != _sha(_trace(seed=6))
+
+
+def test_a_class_on_some_hardware_models_is_asked_only_where_offered() -> None:
+    inv = generate(_trace(hosts=60, azs=3))
+    hosts = {h.name: h for h in inv.compute_hosts}
+    offering = [h for h in hosts.values() if "CUSTOM_SRIOV_VF" in h.capacity]
+    assert 0 < len(offering) < len(hosts)
+    by_model: dict[str, set[bool]] = {}
+    for h in hosts.values():
+        by_model.setdefault(h.aggregates[0], set()).add("CUSTOM_SRIOV_VF" in h.capacity)
+    assert all(len(x) == 1 for x in by_model.values())  # a model offers it on every host or none
+    asking = [v for v in inv.vms if "CUSTOM_SRIOV_VF" in v.resources]
+    assert asking and all("CUSTOM_SRIOV_VF" in hosts[v.host].capacity for v in asking)
+    for v in asking:  # a VM pinned to its AZ finds the class on two other hosts there
+        if v.az is not None:
+            assert sum(1 for h in offering if h.az == v.az and h.enabled) >= 3
+
+
+def test_parse_extra_classes_with_host_share() -> None:
+    assert parse_extra_classes("CUSTOM_SRIOV_VF:64:0.1:0.5") == (
+        ExtraClass("CUSTOM_SRIOV_VF", 64, 0.1, 0.5),
+    )
+    with pytest.raises(ValueError, match="HOST_SHARE above 0"):
+        parse_extra_classes("CUSTOM_X:4:0.5:0")
+    with pytest.raises(ValueError, match="NAME:PER_HOST"):
+        parse_extra_classes("CUSTOM_X:4:0.5:0.5:1")
+
+
+def test_cli_vm_sizes_and_host_share_make_the_same_cloud_as_the_spec(tmp_path: Path) -> None:
+    out = tmp_path / "inv.json"
+    args = ["generate", "--hosts", 40, "--vms-per-host", 40, "--azs", 2, "--utilisation", 0.85]
+    args += ["--flavor-mix", "small", "--service-share", 0.8, "--host-models", 6, "--seed", 5]
+    args += ["--extra-classes", "CUSTOM_NET_BW:25000:0.6,CUSTOM_SRIOV_VF:64:0.1:0.5"]
+    args += ["--vm-sizes", "per-vm", "-o", out]
+    r = clean(rollwave(*args))
+    assert r.code == 0, r
+    assert load_inventory(out) == generate(_trace())

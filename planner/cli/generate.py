@@ -11,6 +11,7 @@ from planner.errors import InputError
 from planner.formats import save_inventory, save_policy
 from planner.generate import (
     FLAVOR_MIXES,
+    VM_SIZES,
     ExtraClass,
     GenerateSpec,
     default_policy,
@@ -97,10 +98,11 @@ def _extra(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     "--extra-classes",
     default=None,
     callback=_extra,
-    metavar="NAME:PER_HOST[:SHARE],...",
-    help="Resource classes beyond VCPU, MEMORY_MB and DISK_GB: every compute host offers "
-    "PER_HOST; a VM asks for it with probability SHARE (default 0.5), in proportion to its "
-    "memory. E.g. CUSTOM_NET_BW:25000:0.6,CUSTOM_PCI_SLOT:16:0.05.",
+    metavar="NAME:PER_HOST[:SHARE[:HOST_SHARE]],...",
+    help="Resource classes beyond VCPU, MEMORY_MB and DISK_GB: a compute host offers PER_HOST "
+    "(each host with probability HOST_SHARE, default 1); a VM on such a host asks for it with "
+    "probability SHARE (default 0.5), in proportion to its memory. E.g. "
+    "CUSTOM_NET_BW:25000:0.6,CUSTOM_PCI_SLOT:16:0.05:0.3.",
 )
 @click.option(
     "--host-models",
@@ -108,6 +110,14 @@ def _extra(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     default=0,
     show_default=True,
     help="Hardware models from half to twice the base memory (0: three generations).",
+)
+@click.option(
+    "--vm-sizes",
+    type=click.Choice(list(VM_SIZES)),
+    default="flavors",
+    show_default=True,
+    help="flavors: a VM is its flavor's size; per-vm: each VM its own size near its flavor's "
+    "(memory x0.6-1.4, disk x0.5-1.5, some a vCPU more or less), as production traces show.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--cloud", default=None, help="Cloud name (default: derived from size and seed).")
