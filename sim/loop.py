@@ -53,9 +53,6 @@ from sim.results import SimResult
 
 __all__ = ["COMPILED", "Run", "heap_pop", "heap_push", "run_loop", "set_available", "unpacked"]
 
-# Pipelined: hosts of the first wave with a host waiting and of the next LOOKAHEAD waves may be
-# admitted (beyond, the plan's order holds: a later wave waits).
-LOOKAHEAD: Final = 0
 # True in the copy mypyc compiled (its functions have no Python code object). A few scans are
 # written two ways: a plain loop, fastest compiled, and one run by C built-ins, fastest in Python.
 COMPILED: Final = not hasattr(lambda: None, "__code__")
@@ -331,9 +328,10 @@ class Run(Moves):
 
     # --- pipelined execution: admission ----------------------------------------------------------
     def admit_more(self, t: float) -> None:
-        """Admit the hosts waiting, in plan order, that admission control lets in now (those of
-        the first waiting wave and the next, LOOKAHEAD); a refusal by the wave size ends the
-        scan (no other host fits either)."""
+        """Admit the hosts waiting that admission control lets in now, of any wave: asked
+        earliest wave first, then in the plan's order (`admit` re-proves every rule and the
+        order the plan must keep on this state); a refusal by the wave size ends the scan (no
+        other host fits either)."""
         if self.admitting:
             self.again = True
             return
@@ -345,11 +343,8 @@ class Run(Moves):
         while again:
             self.again = False
             i = 0
-            limit = cand[0][0] + LOOKAHEAD if cand else 0
             while i < len(cand):
                 w, h = cand[i]
-                if w > limit:
-                    break
                 if self.parked_on[h] >= 0:  # refused until another host moves
                     i += 1
                     continue
