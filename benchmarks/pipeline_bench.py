@@ -35,7 +35,6 @@ import argparse
 import dataclasses
 import math
 import os
-import pickle
 import resource
 import statistics
 import subprocess
@@ -46,6 +45,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cache import cached
 from planner.checker import check_plan
 from planner.formats import load_inventory, load_plan, load_policy, save_inventory, save_policy
 from planner.generate import GenerateSpec, default_policy, generate
@@ -58,7 +58,6 @@ from sim.prepare import Prepared
 from solver.greedy import greedy_plan
 
 HERE = Path(sys.executable).with_name("rollwave")
-CACHE = Path(os.environ.get("TMPDIR", tempfile.gettempdir())) / "rollwave-bench"
 
 
 def with_execution(plan: Plan, execution: str) -> Plan:
@@ -197,26 +196,13 @@ def main() -> int:
     return 0
 
 
-def _cached(name: str, make: object) -> tuple[Inventory, Plan]:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    f = CACHE / f"pipeline-{name}.pickle"
-    if f.exists():
-        with f.open("rb") as fh:
-            got: tuple[Inventory, Plan] = pickle.load(fh)
-            return got
-    got = make()  # type: ignore[operator]
-    with f.open("wb") as fh:
-        pickle.dump(got, fh)
-    return got
-
-
 def big_speed() -> list[tuple[str, str]]:
     def make() -> tuple[Inventory, Plan]:  # sim_bench's big plan
         spec = GenerateSpec(hosts=3200, vms_per_host=31.0, utilisation=0.5, seed=0)
         inv = generate(spec)
         return inv, greedy_plan(inv, default_policy(spec))
 
-    inv, plan = _cached("big-3200", make)
+    inv, plan = cached("pipeline-big-3200", make)  # keyed by the planner's source
     rows = []
     cpu = {}
     for ex in ("lockstep", "pipelined"):

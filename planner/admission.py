@@ -140,7 +140,7 @@ class AdmissionState:
         ]
         # Refusals that stand until one host changes state: host -> (that host, its state then,
         # the refusal); asked again, admission answers from here while nothing it hangs on moved.
-        self.memo: dict[int, tuple[int, int, Refusal]] = {}
+        self.memo: dict[int, tuple[int, int, Refusal]] = {}  # (that host, its states, ...)
         # Wave size, per AZ and rack.
         self.n_in = 0
         self.max_in = policy.max_hosts_per_wave
@@ -456,17 +456,20 @@ def admit(state: AdmissionState, host: str) -> Admit | Refusal:
         )
     memo = st.memo.get(h)
     if memo is not None:
-        b, was, refusal = memo
-        if st.status[b] == was:
+        b, stands, refusal = memo
+        if (stands >> st.status[b]) & 1:
             return refusal
     if st.senders[h]:
         s = min(st.senders[h])
-        return _hang(st, h, s, f"{st.names[s]} (wave {st.wave[s] + 1}) still has VMs to send it")
+        why = f"{st.names[s]} (wave {st.wave[s] + 1}) still has VMs to send it"
+        return _hang(st, h, s, why, _SENDING)
     for d in st.inc[h]:
         sd = st.status[d]
         if sd in (IN, DRAINED, LOST) or not st.avail0[d]:
-            why = "is in maintenance" if sd in (IN, DRAINED) else "is down"
-            return _hang(st, h, d, f"its evacuees' destination {st.names[d]} {why}")
+            inside = sd in (IN, DRAINED)
+            why = "is in maintenance" if inside else "is down"
+            stands = _INSIDE if inside else 1 << sd
+            return _hang(st, h, d, f"its evacuees' destination {st.names[d]} {why}", stands)
         if sd == PENDING and st.wave[d] < w:
             return _hang(
                 st,
@@ -474,6 +477,7 @@ def admit(state: AdmissionState, host: str) -> Admit | Refusal:
                 d,
                 f"its evacuees' destination {st.names[d]} (wave {st.wave[d] + 1}) is not "
                 "upgraded yet",
+                _NOT_BACK,
             )
     if st.avail0[h]:
         for i in st.ha_of[h]:
@@ -507,10 +511,19 @@ def _last_pending(st: AdmissionState, tier: int) -> str:
     return ""
 
 
-def _hang(st: AdmissionState, h: int, on: int, words: str) -> Refusal:
-    """An `order` refusal that stands while host `on` stays as it is (remembered)."""
+# The states of the host an `order` refusal hangs on in which it still stands (bit masks): a
+# sender until it drains, a destination of an earlier wave until it is back, one in maintenance
+# until it is back (asked again meanwhile, the answer comes from the memo).
+_SENDING: Final = (1 << PENDING) | (1 << IN)
+_INSIDE: Final = (1 << IN) | (1 << DRAINED)
+_NOT_BACK: Final = (1 << PENDING) | _INSIDE
+
+
+def _hang(st: AdmissionState, h: int, on: int, words: str, stands: int) -> Refusal:
+    """An `order` refusal that stands while host `on` is in one of the states `stands`
+    (remembered)."""
     r = Refusal(st.names[h], "order", words, st.names[on])
-    st.memo[h] = (on, st.status[on], r)
+    st.memo[h] = (on, stands, r)
     return r
 
 
