@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from planner.app import predict
 from planner.app.planning import plan_with_predictions
 from planner.app.simulation import in_calendar, monte_carlo, prepare_run
+from planner.errors import InfeasibleError
 from planner.generate import GenerateSpec, default_policy, generate
 from planner.inventory import Inventory
 from planner.plan import Plan
@@ -78,7 +79,13 @@ def rows(name: str, inv: Inventory, pol: Policy, plan: Plan, runs: int) -> list[
             plan,
             policy=dataclasses.replace(plan.policy, execution=execution),
         )
-        prep = in_calendar(prepare_run(inv, p, DEFAULT))
+        try:
+            prep = in_calendar(prepare_run(inv, p, DEFAULT))
+        except InfeasibleError as e:  # e.g. lock-step, a wave across AZs whose nights overlap
+            why = str(e).splitlines()[0][:70]
+            out.append([name, execution, f"{len(inv.hosts):,}", str(len(planned)), "-", str(lb)])
+            out[-1] += ["-"] * 5 + [f"cannot run: {why}"]
+            continue
         cal = prep.calendar
         assert cal is not None
         res = simulate(prep, 0, record=False)
