@@ -138,9 +138,9 @@ class AdmissionState:
         self.feeds: list[list[int]] = [
             [d for d in self.inc[s] if self.wave[d] > self.wave[s] >= 0] for s in range(H)
         ]
-        # Refusals that stand until one host changes state: host -> (that host, its state then,
-        # the refusal); asked again, admission answers from here while nothing it hangs on moved.
-        self.memo: dict[int, tuple[int, int, Refusal]] = {}  # (that host, its states, ...)
+        # Refusals that stand while one host stays in some states: host -> (that host, those
+        # states as a bit mask, the refusal); asked again, admission answers from here.
+        self.memo: dict[int, tuple[int, int, Refusal]] = {}
         # Wave size, per AZ and rack.
         self.n_in = 0
         self.max_in = policy.max_hosts_per_wave
