@@ -12,9 +12,10 @@ against its lower bound, and the planning time (wall and CPU, median of K, with 
 average: on a shared machine read the CPU seconds).
 
 Lower bounds (docs/solver.md, docs/simulation.md): waves = every host in some wave, at most M a
-wave, two when there are VMs; VMs moved twice = the VMs on the controllers + k + 1 emptiest
-compute hosts; makespan = the new control plane's deployment, then the crossings' total over
-the parallel lanes (or the longest crossing).
+wave, two when there are VMs; VMs moved twice = the VMs on one AZ's k + 1 emptiest available
+hosts and the controllers' emptiest others (emptied before any VM can cross); makespan = the new
+control plane's deployment, the crossings' total over the parallel lanes (or the longest
+crossing), and the joins that follow one another (ceil((computes - M) / M) waves end with one).
 """
 
 from __future__ import annotations

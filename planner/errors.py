@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     CLOUD = 4  # the cloud is unreachable, refused authentication or an API call
     EXECUTION = 5  # an execution stopped: drift, a failed step, an unsafe state
     SANDBOX = 6  # the local Nova sandbox could not start or is not running
+    INCOMPATIBLE = 7  # api-check: the new cloud does not serve the old cloud's API range
     INTERNAL = 70  # a bug in rollwave (EX_SOFTWARE)
     INTERRUPTED = 130  # Ctrl-C
 
@@ -137,3 +138,18 @@ class SandboxError(RollwaveError):
     """The local Nova sandbox could not be started, reached or stopped."""
 
     exit_code = ExitCode.SANDBOX
+
+
+class ApiIncompatibleError(RollwaveError):
+    """The new cloud of a side-by-side upgrade does not serve every API version and microversion
+    the old one does (`rollwave api-check`). `report`: the check's JSON form, for callers that
+    print or journal it."""
+
+    exit_code = ExitCode.INCOMPATIBLE
+
+    def __init__(self, summary: str, report: Mapping[str, Any]) -> None:
+        self.report = dict(report)
+        super().__init__(summary)
+
+    def render(self) -> str:
+        return f"error: API check failed: {self}"

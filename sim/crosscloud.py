@@ -16,14 +16,19 @@ durations, no draws), since a side-by-side plan's time is dominated by copies of
   (`crosscloud.control_plane_s`), a host joining as a compute takes `crosscloud.join_s`, a
   retired one nothing; the next wave starts when the slowest is done.
 
-Lower bound (no plan of these moves under this model finishes sooner): no VM may cross before
-the new control plane is up, which takes `control_plane_s` after the first wave, and the
-crossings then take at least their total over `parallel` lanes, and at least the longest one.
+Lower bound (no plan of these moves under this model finishes sooner): a wave lasts its moves
+(its drain), then its hosts' hand-over: the new controllers' wave `control_plane_s`, any other
+wave with a host joining as a compute `join_s`. No VM may cross before the control plane is up,
+and the crossings take at least their total over `parallel` lanes (and the longest one) summed
+over the waves' drains; the compute hosts join at most `max_hosts_per_wave` a wave, so besides
+the controllers' wave (which may hold some) at least ceil((computes - M) / M) waves each end
+with `join_s`, one after the other.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -187,7 +192,10 @@ def simulate_side_by_side(inv: Inventory, plan: Plan, model: SimModel) -> CrossC
         waves.append(WaveTime(w.index, t, drained, end))
         t = end
     cross = [x for x in moves if x.method == CROSS_CLOUD]
-    lb = _lower_bound(cross, cc, bool(inv.vms))
+    computes = sum(1 for h in inv.hosts if h.is_compute)
+    size = max(plan.policy.max_hosts_per_wave, 1)
+    joins = math.ceil(max(computes - size, 0) / size)
+    lb = _lower_bound(cross, cc, bool(inv.vms), joins)
     downs = [x.downtime_s for x in moves]
     per_cloud: dict[str, dict[str, Any]] = {
         "old": {
@@ -216,11 +224,12 @@ def simulate_side_by_side(inv: Inventory, plan: Plan, model: SimModel) -> CrossC
     )
 
 
-def _lower_bound(cross: list[MoveTime], cc: CrossCloudSettings, any_vms: bool) -> float:
+def _lower_bound(cross: list[MoveTime], cc: CrossCloudSettings, any_vms: bool, joins: int) -> float:
     if not any_vms:
         return 0.0
     work = [x.end_s - x.start_s for x in cross]
-    return cc.control_plane_s + max(sum(work) / cc.parallel, max(work, default=0.0))
+    crossing = max(sum(work) / cc.parallel, max(work, default=0.0))
+    return cc.control_plane_s + crossing + joins * cc.join_s
 
 
 def inside_move(model: SimModel, vm: VM, m: Migration, concurrent: int) -> tuple[float, float]:

@@ -96,7 +96,7 @@ class _Usage:
     per hard anti-affinity group its members (at most max_server_per_host; kept apart, for the
     few hosts and groups concerned)."""
 
-    def __init__(self, inv: Inventory, plan: Plan) -> None:
+    def __init__(self, inv: Inventory, plan: Plan, full: bool = False) -> None:
         classes = inv.resource_classes
         ci = {rc: i for i, rc in enumerate(classes)}
         self.W = W = max(1, len(plan.waves))
@@ -157,6 +157,10 @@ class _Usage:
             util = np.where(cap > 0, self.used / np.maximum(cap, 1), 0.0)
         worst = float(util.max(initial=0.0))
         self.limit = np.minimum(self.cap, np.floor(self.cap * worst)).astype(np.int64)
+        # `full`: up to each host's effective capacity (the balance as solved not kept)
+        self.balanced = not full or bool((self.limit == self.cap).all())
+        if full:
+            self.limit = self.cap.copy()
 
     def _g(self, g: str, h: int) -> np.ndarray:
         arr = self.gused.get((g, h))

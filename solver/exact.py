@@ -122,13 +122,15 @@ class ExactModel:
     order: each VM's pins right after its position variables, then each family's constraints,
     then each server group's."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, slots: int | None = None) -> None:
         self.ctx = ctx
         self.m = cp_model.CpModel()
         self.families: dict[str, Words] = {}
         self.guards: dict[str, cp_model.IntVar] = {}
         self.todo = [int(h) for h in ctx.todo]
-        self.W = len(self.todo)
+        # As many slots as hosts admit every valid plan; fewer admit the plans of that many waves
+        # or fewer (`solver.exact_opt`).
+        self.W = len(self.todo) if slots is None else max(1, min(slots, len(self.todo)))
         self._build()
 
     # -- families -----------------------------------------------------------------------------

@@ -11,17 +11,21 @@ end, as in lock-step: a chain. The pass cuts it:
   goes instead to a host upgraded at least `lag` waves before (or one already at the target
   version, outside the plan) of the same AZ and aggregates (so every scope group's capacity and
   headroom is as solved) with room for it at every wave's end from k on (no fuller than the
-  fullest host as solved, hard anti-affinity kept; members of affinity groups stay together
-  and soft groups are not counted per host here, so those are not moved). By then, run
-  pipelined, it is back;
+  fullest host as solved, or, tried too, up to each host's effective capacity; hard
+  anti-affinity kept; members of affinity groups stay together and soft groups are not counted
+  per host here, so those are not moved). By then, run pipelined, it is back;
+- gathered: those that stay with a host of the `lag` - 1 waves before go, where there is room, to
+  one of them predicted back sooner (the waits gather on the hosts that return first);
 - order: inside each wave, first the hosts that evacuees of the next waves still go to (those
   wait for them), then the longest maintenance first (the others fill in behind it; a long host
   last would end alone).
 
-It tries a few lags and keeps the plan whose predicted pipelined makespan is least (the plan as
-given when none is better). Lock-step validity is kept by construction (the waves' usage is
-checked at every wave's end) and re-proved by the checker, which has the last word: the planner
-falls back to the waves as given should it refuse the result.
+It tries lags 2, 3, 4 (stopping at the first that predicts worse than the one before: a longer
+lag finds less room), each with the balance as solved and up to capacity, gathers on the best,
+and keeps the plan whose predicted pipelined makespan is least (the plan as given when none is
+better). Lock-step validity is kept by construction (the waves' usage is checked at every wave's
+end) and re-proved by the checker, which has the last word: the planner falls back to the waves
+as given should it refuse the result.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class Piped:
     after_s: float  # and of the plan returned
     lag: int  # the lag kept (0: the plan as given)
     moved: int  # evacuees sent elsewhere
+    full: bool = False  # sent up to their destinations' capacity (the balance as solved not kept)
+    gathered: int = 0  # evacuees sent to a host of the near waves predicted back sooner
 
 
 def plan_for_pipelining(
@@ -66,23 +72,35 @@ def plan_for_pipelining(
     piped = replace(plan, policy=replace(plan.policy, execution="pipelined"))
     state = AdmissionState.of(inv, piped)  # the plan's moves: shared by its reorderings
     before = replay(inv, piped, base, state=state).makespan_s
-    best = (before, 0, 0, plan)
+    best = Piped(plan, before, before, 0, 0)
     ordered = longest_first(plan, base)
     got = replay(inv, ordered, base, "pipelined", state).makespan_s
-    if got < best[0] - 1e-6:
-        best = (got, 0, 0, ordered)
-    for lag in LAGS:
-        if lag >= len(plan.waves):
-            break
-        moved, redirected = redirect(inv, plan, lag)
-        if not moved:
-            continue
-        ordered = longest_first(redirected, base, lag)
-        got = replay(inv, ordered, base, "pipelined").makespan_s
-        if got < best[0] - 1e-6:
-            best = (got, lag, moved, ordered)
-    after, lag, moved, out = best
-    return Piped(out, before, after, lag, moved)
+    if got < best.after_s - 1e-6:
+        best = Piped(ordered, before, got, 0, 0)
+    for full in (False, True):
+        last = best.after_s
+        for lag in LAGS:
+            if lag >= len(plan.waves):
+                break
+            moved, redirected = redirect(inv, plan, lag, full)
+            if not moved:
+                break  # as the balanced try (full), or none to send
+            ordered = longest_first(redirected, base, lag)
+            got = replay(inv, ordered, base, "pipelined").makespan_s
+            if got < best.after_s - 1e-6:
+                best = Piped(ordered, before, got, lag, moved, full)
+            if got > last + 1e-6:
+                break  # a longer lag leaves less room: no better from here on
+            last = got
+    if best.lag:
+        back = replay(inv, best.plan, base, "pipelined").end_s
+        n, gathered = gather(inv, best.plan, best.lag, back, best.full)
+        if n:
+            gathered = longest_first(gathered, base, best.lag)
+            got = replay(inv, gathered, base, "pipelined").makespan_s
+            if got < best.after_s - 1e-6:
+                best = replace(best, plan=gathered, after_s=got, gathered=n)
+    return best
 
 
 def longest_first(plan: Plan, maint: Mapping[str, Maintenance], lag: int = 2) -> Plan:
@@ -106,13 +124,17 @@ def longest_first(plan: Plan, maint: Mapping[str, Maintenance], lag: int = 2) ->
     return replace(plan, waves=waves)
 
 
-def redirect(inv: Inventory, plan: Plan, lag: int) -> tuple[int, Plan]:
+def redirect(inv: Inventory, plan: Plan, lag: int, full: bool = False) -> tuple[int, Plan]:
     """The plan with each evacuee whose destination was upgraded fewer than `lag` waves before
     its own host sent, where there is room, to a host upgraded at least `lag` waves before (or
-    outside the plan, at the target version); how many were."""
+    outside the plan, at the target version); how many were. `full`: up to the destinations'
+    effective capacity (else no fuller than the fullest host as solved); none when that is the
+    same."""
     W = len(plan.waves)
     wave_of = {h: k for k, w in enumerate(plan.waves) for h in w.hosts}
-    usage = _Usage(inv, plan)
+    usage = _Usage(inv, plan, full)
+    if full and usage.balanced:
+        return 0, plan
     moves = [m for w in plan.waves for m in w.migrations]
     # Members of affinity groups move together, and soft groups are not counted per host here:
     # those stay as solved (hard anti-affinity is counted with the usage).
@@ -192,3 +214,60 @@ def _better(
             if usage.takes(h, k, need, grp):
                 return h
     return None
+
+
+def gather(
+    inv: Inventory, plan: Plan, lag: int, back: Mapping[str, float], full: bool = False
+) -> tuple[int, Plan]:
+    """The plan with each evacuee whose destination was upgraded fewer than `lag` waves before
+    its own host sent, where there is room, to a host of those waves predicted back sooner
+    (`back`: each host's predicted return), of the same AZ and aggregates: the waits gather on
+    the hosts that return first, each host in the plan's order taking the soonest; how many
+    were. `full` as for `redirect`."""
+    wave_of = {h: k for k, w in enumerate(plan.waves) for h in w.hosts}
+    usage = _Usage(inv, plan, full)
+    moves = [m for w in plan.waves for m in w.migrations]
+    together = _in_affinity_groups(inv, moves) | {
+        i for i, m in enumerate(moves) if _soft(inv, inv.vm(m.vm).server_group)
+    }
+    inf = float("inf")
+    by_kind: dict[tuple[object, ...], list[list[str]]] = {}
+    for host in sorted(inv.compute_hosts, key=lambda h: (back.get(h.name, inf), h.name)):
+        k = wave_of.get(host.name)
+        if host.available and k is not None:
+            key = (host.az, tuple(sorted(host.aggregates)))
+            by_kind.setdefault(key, [[] for _ in plan.waves])[k].append(host.name)
+    order = {h: i for w in plan.waves for i, h in enumerate(w.hosts)}
+    out: list[list[Migration]] = []
+    moved = mi = 0
+    for k, w in enumerate(plan.waves):
+        idx = {id(m): i for i, m in enumerate(w.migrations, mi)}
+        mi += len(w.migrations)
+        new: dict[int, Migration] = {}
+        for m in sorted(w.migrations, key=lambda m: (order.get(m.src, 0), m.vm)):
+            d = wave_of.get(m.dst)
+            if d is None or not 0 < k - d < lag or idx[id(m)] in together:
+                continue
+            dst = inv.host(m.dst)
+            near = by_kind.get((dst.az, tuple(sorted(dst.aggregates))))
+            if near is None:
+                continue
+            need: np.ndarray = usage.demand[m.vm]
+            g = usage.group.get(m.vm)
+            cands = sorted(
+                (h for j in range(max(0, k - lag + 1), k) for h in near[j]),
+                key=lambda h: (back.get(h, inf), h),
+            )
+            for tried, h in enumerate(cands):
+                if h == m.dst or tried >= MAX_TRIED or back.get(h, inf) >= back.get(m.dst, inf):
+                    break
+                if h != m.src and usage.takes(h, k, need, None if g is None else (g, 1)):
+                    usage.redirect(k, m.vm, m.dst, h)
+                    new[id(m)] = replace(m, dst=h)
+                    moved += 1
+                    break
+        out.append([new.get(id(m), m) for m in w.migrations])
+    if not moved:
+        return 0, plan
+    waves = tuple(replace(w, migrations=tuple(out[k])) for k, w in enumerate(plan.waves))
+    return moved, replace(plan, waves=waves)

@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from planner.capacity import BoolArray, CapacityModel, headroom
+from planner.capacity import CapacityModel, headroom
 from planner.errors import InfeasibleError
 from planner.inventory import VM, Host, Inventory
 from planner.plan import CROSS_CLOUD, HostRole, Method, Migration, Plan, Wave
 from planner.policy import Policy
 from planner.rules import FAMILIES
-from planner.rules.method import method_for
+from planner.rules.method import affinity_bound, method_for
 from planner.sidebyside import MIN_NEW_CONTROLLERS
 
 
@@ -94,16 +94,15 @@ def precheck(inv: Inventory, policy: Policy, opts: SideBySideOptions) -> None:
                 "one_step": None,
             }
         )
-    tail = tail_short(inv, policy)
-    if tail:
-        reasons.append(tail)
+    short = new_cloud_short(inv, policy, opts.controllers)
+    if short:
+        reasons.append(short)
         blame.append(
             {
-                "key": "size",
-                "rule": f"max_hosts_per_wave {policy.max_hosts_per_wave} with N+"
-                f"{policy.headroom.failures} in the old cloud",
-                "relax": "a higher max_hosts_per_wave (the old cloud's last hosts leave "
-                "together), spare hosts in the old cloud, or a lower headroom.failures",
+                "key": "headroom",
+                "rule": f"N+{policy.headroom.failures} in the new cloud",
+                "relax": "add spare hosts (they join the new cloud), fewer new controllers, or "
+                "a lower headroom.failures",
                 "relaxing_alone": None,
                 "numbers": None,
                 "one_step": None,
@@ -114,74 +113,87 @@ def precheck(inv: Inventory, policy: Policy, opts: SideBySideOptions) -> None:
 
 
 def controller_capacity_short(inv: Inventory, policy: Policy, controllers: int) -> str | None:
-    """Why `controllers` compute hosts cannot be freed while the old cloud keeps N+k, whichever
-    hosts are chosen (None: this proof does not apply). For any choice, the old cloud keeps at
-    most its capacity minus the `controllers` smallest hosts', and needs its VMs' usage plus at
-    least the hosts ranked controllers+1 .. controllers+k by size (scope az or cloud: the sum
-    over AZs of their k largest is at least the cloud's)."""
+    """Why the old cloud cannot hold every VM with N+k until the first VM can cross, whichever
+    hosts are chosen (None: this proof does not apply). No VM can be in the new cloud before
+    some scope group of it has k + 1 available computes (with k or fewer, N+k leaves no room),
+    and the controllers join no later than the first compute: until then the old cloud lacks
+    the controllers and those k + 1 computes (controllers may be unavailable hosts, which take
+    no capacity anyway). It keeps at most its capacity minus the `out` smallest hosts', and
+    needs its VMs' usage plus at least the hosts ranked out+1 .. out+k by size (scope az or
+    cloud: the sum over AZs of their k largest is at least the cloud's)."""
     model = CapacityModel(inv)
     avail = model.available
     k = policy.headroom.failures
     n = int(avail.sum())
-    if n < controllers:
+    movers = _movers(inv, policy)
+    hosts = sum(1 for h in inv.hosts if h.is_compute and h.name in movers)
+    out = k + 1 + max(0, controllers - max(hosts - n, 0))
+    if hosts < controllers:
         return (
-            f"only {n} available compute host(s); the new control plane needs {controllers} "
-            "freed hosts"
+            f"only {hosts} compute host(s); the new control plane needs {controllers} freed hosts"
         )
     for c, rc in enumerate(model.classes):
         caps = np.sort(model.cap[avail, c])  # ascending
-        used = int(model.used[:, c].sum())
-        keep = int(caps.sum()) - int(caps[:controllers].sum())
+        # VMs on available hosts stay on available hosts until they can cross (a move goes to
+        # an enabled, up host); those on unavailable ones take no room the headroom counts.
+        used = int(model.used[avail, c].sum())
+        keep = int(caps.sum()) - int(caps[:out].sum())
         desc = caps[::-1]
-        need_k = int(desc[controllers : controllers + k].sum())
+        need_k = int(desc[out : out + k].sum())
         need_r = math.ceil(policy.headroom.reserve_percent / 100 * keep)
         need = max(need_k, need_r)
         if keep - used < need:
             return (
-                f"not enough capacity to free {controllers} controller nodes while the old "
+                f"not enough capacity to free {controllers} controller nodes and the new "
+                f"cloud's first {k + 1} computes (no VM can cross before: N+{k}) while the old "
                 f"cloud's headroom holds: {rc} capacity left at best {keep:,}, used {used:,}, "
                 f"free {keep - used:,} < {need:,} needed for N+{k}"
             )
     return None
 
 
-def tail_short(inv: Inventory, policy: Policy) -> str | None:
-    """Why the old cloud's last hosts of some scope group cannot leave (None: this proof does
-    not apply). The last wave that takes hosts of a group takes at most `m` of them (the wave's
-    size); until that wave, those hosts stay, keep the group's N+k (k >= 1) and hold at least
-    the VMs they started with (a VM leaves only a host of its wave, and every such host
-    leaves). So some `m` hosts of the group must have, from the start, as much free capacity of
-    every class as its smallest host's: if the `m` freest do not, no plan exists."""
+def new_cloud_short(inv: Inventory, policy: Policy, controllers: int) -> str | None:
+    """Why the new cloud can never hold every VM with its N+k (None: this proof does not apply).
+    At the end of the last wave that takes a compute host, every VM is on a compute that joined
+    before it, and the new cloud keeps N+k over those: in each scope group at most its capacity
+    but its k largest hosts'. The controllers and that wave's host are not among them: at least
+    `controllers` + 1 hosts, of which at most as many as are unavailable (no room anyway) may
+    be unavailable ones. The most any choice of those leaves, per class: a small knapsack over
+    the groups of how many of each group's smallest hosts are out."""
     rule = policy.headroom
-    if rule.failures < 1:
-        return None
-    m = _wave_size(policy)
     model = CapacityModel(inv)
+    movers = _movers(inv, policy)
     names, group = model.scope_groups(rule.scope)
-    for g, name in enumerate(names):
-        sel = np.flatnonzero(model.available & (group == g))
-        if len(sel) <= m or not model.used[sel].any():
+    compute = np.array([h.is_compute and h.name in movers for h in inv.hosts], dtype=bool)
+    unavailable = int((compute & ~model.available).sum())
+    out = max(0, controllers + 1 - unavailable)
+    k = rule.failures
+    for c, rc in enumerate(model.classes):
+        used = int(model.used[:, c].sum())
+        if used == 0:
             continue
-        for c, rc in enumerate(model.classes):
-            free = np.sort(np.maximum(model.free[sel, c], 0))[::-1]
-            most = int(free[:m].sum())
-            smallest = int(model.cap[sel, c].min())
-            if most < smallest:
-                return (
-                    f"the old cloud's last hosts in {name} leave in one wave (at most {m}) and "
-                    f"keep N+{rule.failures} until then with the VMs they hold: the most free "
-                    f"{rc} any {m} of its {len(sel)} hosts have is {most:,}, less than its "
-                    f"smallest host's {smallest:,}"
-                )
+        # best[s]: the most room the groups so far keep with s of their hosts out.
+        best = [0] + [-1] * out
+        for g in range(len(names)):
+            caps = np.sort(model.cap[np.flatnonzero(compute & model.available & (group == g)), c])
+            n = len(caps)
+            room = [int(caps[j : max(n - k, j)].sum()) for j in range(min(out, n) + 1)]
+            nxt = [-1] * (out + 1)
+            for s0, b in enumerate(best):
+                if b < 0:
+                    continue
+                for j, r in enumerate(room):
+                    if s0 + j <= out:
+                        nxt[s0 + j] = max(nxt[s0 + j], b + r)
+            best = nxt
+        most = best[out]
+        if 0 <= most < used:
+            return (
+                f"the new cloud cannot hold every VM with N+{k}: its computes are every host "
+                f"but the {controllers} new controllers and the last wave's, and keep N+{k} per "
+                f"{rule.scope}; the most {rc} they can offer is {most:,}, the VMs use {used:,}"
+            )
     return None
-
-
-def _wave_size(policy: Policy) -> int:
-    """The most hosts of one scope group a wave can take."""
-    m = policy.max_hosts_per_wave
-    if policy.headroom.scope == "az" and policy.max_hosts_per_wave_per_az is not None:
-        m = min(m, policy.max_hosts_per_wave_per_az)
-    return m
 
 
 def _movers(inv: Inventory, policy: Policy) -> set[str]:
@@ -191,16 +203,38 @@ def _movers(inv: Inventory, policy: Policy) -> set[str]:
 def lower_bounds(inv: Inventory, policy: Policy, controllers: int) -> dict[str, int]:
     """waves: every host leaves in some wave, at most max_hosts_per_wave a wave, and a VM can
     cross only after the wave the new controllers and first computes join in, so a cloud with
-    VMs needs two; vms_moved_twice: the new controllers and the new cloud's first k+1 computes
-    (N+k needs k+1 of them before a VM can cross) are emptied while the new cloud has no compute,
-    so their VMs move inside the old cloud first: at least the VMs of the emptiest such hosts."""
+    VMs needs two. vms_moved_twice: no VM can cross before some scope group of the new cloud
+    has k + 1 available computes (N+k leaves no room in a group of k or fewer), and the new
+    controllers join no later than the first compute; so the controllers and the first group's
+    k + 1 computes are emptied inside the old cloud, and their VMs cross later: moved twice.
+    The least that can be: over the groups, the group's k + 1 emptiest available hosts and the
+    `controllers` emptiest of the other compute hosts."""
     hosts = len(inv.hosts)
     waves = math.ceil(hosts / max(policy.max_hosts_per_wave, 1)) if hosts else 0
     if inv.vms:
         waves = max(waves, 2)
-    counts = sorted(len(inv.vms_on(h.name)) for h in inv.hosts if h.is_compute)
-    first = controllers + max(policy.headroom.failures, 0) + 1
-    return {"waves": waves, "vms_moved_twice": sum(counts[:first])}
+    movers = _movers(inv, policy)
+    model = CapacityModel(inv)
+    _, group = model.scope_groups(policy.headroom.scope)
+    count = {h.name: len(inv.vms_on(h.name)) for h in inv.hosts if h.is_compute}
+    k1 = max(policy.headroom.failures, 0) + 1
+    best: int | None = None
+    for g in sorted({int(x) for x in group if x >= 0}):
+        mine = sorted(
+            (count[h.name], h.name)
+            for h in inv.hosts
+            if h.name in count
+            and h.name in movers
+            and model.available[model.host_index[h.name]]
+            and group[model.host_index[h.name]] == g
+        )
+        if len(mine) < k1:
+            continue
+        first = {n for _, n in mine[:k1]}
+        rest = sorted(c for n, c in count.items() if n not in first)
+        total = sum(c for c, _ in mine[:k1]) + sum(rest[:controllers])
+        best = total if best is None else min(best, total)
+    return {"waves": waves, "vms_moved_twice": best or 0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,7 +243,12 @@ def lower_bounds(inv: Inventory, policy: Policy, controllers: int) -> dict[str, 
 class _State:
     """The clouds between waves: where every VM is, which hosts have left the old cloud."""
 
-    def __init__(self, inv: Inventory, policy: Policy, opts: SideBySideOptions) -> None:
+    def __init__(
+        self, inv: Inventory, policy: Policy, opts: SideBySideOptions, spread: int = 1
+    ) -> None:
+        # Into the new cloud: the fitting compute with the most free memory (spread = 1), or
+        # the least (-1: packed, keeping the large holes the last VMs may need).
+        self.spread = spread
         self.inv = inv
         self.policy = policy
         self.opts = opts
@@ -231,10 +270,15 @@ class _State:
         h = self.inv.host(dst)
         if not h.available or not h.is_compute:
             return False
-        # A pinned VM: its own AZ (the family `az` judges every move), renamed in the new cloud
-        # through the AZ map (`sbs_az`).
-        if vm.az is not None and h.az != vm.az:
-            return False
+        # A pinned VM: its own AZ in the old cloud; in the new cloud its AZ's name through the
+        # AZ map (two old AZs may merge into one): the families `az` and `sbs_az`.
+        if vm.az is not None:
+            amap = self.opts.az_map or {}
+            if dst in self.new_computes:
+                if h.az is None or amap.get(h.az, h.az) != amap.get(vm.az, vm.az):
+                    return False
+            elif h.az != vm.az:
+                return False
         if vm.allowed_aggregates and not set(vm.allowed_aggregates) & set(h.aggregates):
             return False
         j = self.model.vm_index[vm.id]
@@ -271,7 +315,7 @@ class _State:
             return max(ok, key=lambda d: (sign * int(free[self.hi[d], mem]), d)) if ok else None
 
         src = self.host_of[vm.id]
-        dst = best(self.new_computes)
+        dst = best(self.new_computes, self.spread)
         if dst is not None:
             self.move(vm.id, dst)
             if self.new_headroom() is None:
@@ -283,7 +327,7 @@ class _State:
             if h.name not in self.left and h.name not in leaving and h.is_compute
         ]
         dst = best(olds, -1)
-        method = method_for(vm)
+        method = method_for(vm, self.inv, self.policy)
         if method == "live" and vm.id in self.opts.cold:
             method = "cold"
         if dst is None or method is None:
@@ -309,29 +353,93 @@ class _State:
             for r in headroom(self.model, rule, mask):
                 if not r.ok:
                     return f"the old cloud's N+{rule.failures} in {r.group} ({r.rc})"
-            tail = self.tail_short(mask)
-            if tail:
-                return tail
         return self.new_headroom()
 
-    def tail_short(self, gone: BoolArray) -> str | None:
-        """`tail_short`'s proof on the state after this wave: a dead end if some scope group's
-        hosts that stay could never all leave (its freest `m` lack a smallest host's free
-        capacity, and VMs only arrive on them until their own wave)."""
-        rule = self.policy.headroom
-        if rule.failures < 1:
-            return None
-        m = _wave_size(self.policy)
-        names, group = self.model.scope_groups(rule.scope)
-        stay = self.model.available & ~gone
-        for g, name in enumerate(names):
-            sel = np.flatnonzero(stay & (group == g))
-            if len(sel) <= m or not self.model.used[sel].any():
-                continue
-            free = np.sort(np.maximum(self.model.free[sel], 0), axis=0)[::-1]
-            if np.any(free[:m].sum(axis=0) < self.model.cap[sel].min(axis=0)):
-                return f"the old cloud's last hosts in {name} could not leave together"
-        return None
+    def cross_out(
+        self, leaving: set[str], moved: set[str], *, mend: bool = False, limit: int | None = None
+    ) -> list[Migration]:
+        """Cross VMs of the old cloud's hosts that stay (not `leaving`, not moved in this wave)
+        into the new cloud while it keeps its headroom: the tightest scope group's hosts
+        first (crossing out of it gives its N+k room), inside it the emptiest (they leave next
+        with nothing left to move). `mend`: only until the old cloud's headroom holds again
+        (undone if it does not). Hard affinity members stay (their group moves whole)."""
+        inv, model = self.inv, self.model
+        unit = np.maximum(model.cap.max(axis=0, initial=1), 1)
+        slack = self.old_slack(unit, leaving)
+        _, group = model.scope_groups(self.policy.headroom.scope)
+
+        def key(h: Host) -> tuple[float, int, int, str]:
+            i = self.hi[h.name]
+            used = int(model.used[i].sum())
+            tight = round(slack.get(int(group[i]), 0.0), 1)
+            return (tight, len(self.on_host[h.name]), used, h.name)
+
+        stay = [
+            h
+            for h in inv.hosts
+            if h.is_compute and h.name not in self.left and h.name not in leaving
+        ]
+        mem = model.class_index.get("MEMORY_MB", 0)
+        free = model.free
+        # Each cloud's room beyond its N+k per scope group and class, kept up to date as VMs
+        # cross (the requirement depends only on which hosts are in the cloud): a VM that fits
+        # its host takes its demand off the new cloud's free capacity and gives it to the old's.
+        room_new = self._room(np.array([h not in set(self.new_computes) for h in model.host_names]))
+        gone = set(self.left) | leaving
+        room_old = self._room(np.array([h in gone for h in model.host_names]))
+        out: list[Migration] = []
+        for h in sorted(stay, key=key):
+            for v in sorted(self.on_host[h.name]):
+                if limit is not None and len(out) >= limit:
+                    break
+                vm = inv.vm(v)
+                if v in moved or affinity_bound(inv, vm):
+                    continue
+                demand = model.demand[model.vm_index[v]]
+                ok = [
+                    d
+                    for d in self.new_computes
+                    if np.all(room_new[int(group[self.hi[d]])] >= demand) and self._fits(vm, d)
+                ]
+                if not ok:
+                    continue
+                dst = max(ok, key=lambda d: (self.spread * int(free[self.hi[d], mem]), d))
+                self.move(v, dst)
+                room_new[int(group[self.hi[dst]])] -= demand
+                room_old[int(group[self.hi[h.name]])] += demand
+                moved.add(v)
+                out.append(Migration(v, h.name, dst, CROSS_CLOUD))
+                holds = mend and all(np.all(r >= 0) for r in room_old.values())
+                if holds and self.headroom_ok(leaving) is None:
+                    return out
+        if mend:
+            _undo(self, out)
+            return []
+        return out
+
+    def _room(self, down: Any) -> dict[int, Any]:
+        """Per scope group, free capacity beyond the N+k requirement per class, over the
+        available compute hosts not `down`."""
+        names, _ = self.model.scope_groups(self.policy.headroom.scope)
+        out: dict[int, Any] = {}
+        for r in headroom(self.model, self.policy.headroom, down):
+            g = names.index(r.group)
+            row = out.setdefault(g, np.zeros(len(self.model.classes), dtype=np.int64))
+            row[self.model.class_index[r.rc]] = r.free - r.required
+        return out
+
+    def old_slack(self, unit: Any, leaving: Set[str] = frozenset()) -> dict[int, float]:
+        """Per scope group, the old cloud's free capacity beyond its N+k, in units of the largest
+        host's (the tightest class)."""
+        names, _ = self.model.scope_groups(self.policy.headroom.scope)
+        gone = set(self.left) | leaving
+        mask = np.array([h in gone for h in self.model.host_names], dtype=bool)
+        out: dict[int, float] = {}
+        for r in headroom(self.model, self.policy.headroom, mask):
+            c = self.model.class_index[r.rc]
+            g = names.index(r.group)
+            out[g] = min(out.get(g, math.inf), (r.free - r.required) / float(unit[c]))
+        return out
 
     def new_headroom(self) -> str | None:
         rule = self.policy.headroom
@@ -348,12 +456,50 @@ def _hosts_ok(inv: Inventory, policy: Policy, hosts: list[Host]) -> bool:
     return all(f.hosts_ok(inv, policy, hosts) for f in FAMILIES if f.hosts_ok is not None)
 
 
+# The orders the greedy may take hosts out of the old cloud in once the new cloud has computes
+# (before, always the emptiest first: their VMs move twice). `plan_side_by_side` tries each and
+# keeps the best plan.
+# Each also with the crossings packed into the new cloud (`+packed`) instead of spread.
+STRATEGIES = (
+    "balanced",
+    "least-free",
+    "emptiest",
+    "balanced+packed",
+    "least-free+packed",
+    "emptiest+packed",
+)
+
+
 def plan_side_by_side(
     inv: Inventory, policy: Policy, opts: SideBySideOptions, digest: str = ""
 ) -> SideBySideOutcome:
-    """A side-by-side plan, or `InfeasibleError`."""
+    """A side-by-side plan, or `InfeasibleError`: the greedy in each of `STRATEGIES`, the plan
+    with the fewest waves, then the fewest VMs moved twice, then the fewest moves inside the
+    old cloud."""
     precheck(inv, policy, opts)
-    st = _State(inv, policy, opts)
+    best: tuple[tuple[int, int, int], SideBySideOutcome] | None = None
+    first_error: InfeasibleError | None = None
+    for strategy in STRATEGIES:
+        try:
+            out = _greedy(inv, policy, opts, strategy, digest)
+        except InfeasibleError as exc:
+            first_error = first_error or exc
+            continue
+        m = out.metrics
+        key = (m["waves"], m["vms_moved_twice"], m["moves_inside_old_cloud"])
+        if best is None or key < best[0]:
+            best = (key, out)
+    if best is None:
+        assert first_error is not None
+        raise first_error
+    return best[1]
+
+
+def _greedy(
+    inv: Inventory, policy: Policy, opts: SideBySideOptions, strategy: str, digest: str
+) -> SideBySideOutcome:
+    order_name, _, packed = strategy.partition("+")
+    st = _State(inv, policy, opts, spread=-1 if packed else 1)
     movers = _movers(inv, policy)
     computes = [h for h in inv.hosts if h.is_compute and h.name in movers]
     old_controllers = [h for h in inv.hosts if not h.is_compute and h.name in movers]
@@ -370,15 +516,31 @@ def plan_side_by_side(
         i = st.hi[h.name]
         return (float((np.maximum(st.model.free[i], 0) / unit).min()), h.name)
 
+    def balanced() -> Any:
+        # Scope groups whose new cloud has fewer than k + 1 available computes first (no VM can
+        # cross into it before), then the group whose old cloud has the most headroom to spare
+        # (a host leaving takes its free capacity out of it); inside a group the least free.
+        slack = st.old_slack(unit)
+        _, group = st.model.scope_groups(policy.headroom.scope)
+        avail = st.model.available
+        joined = Counter(int(group[st.hi[h]]) for h in st.new_computes if avail[st.hi[h]])
+        k1 = policy.headroom.failures + 1
+
+        def key(h: Host) -> tuple[bool, float, float, str]:
+            g = int(group[st.hi[h.name]])
+            return (joined[g] >= k1, -round(slack.get(g, 0.0), 1), *least_free(h))
+
+        return key
+
     max_size = policy.max_hosts_per_wave
     waves: list[Wave] = []
     while len(st.left) < len(computes) + len(old_controllers):
         index = len(waves) + 1
         # Before the new cloud has computes, every VM freed moves twice: the emptiest hosts
-        # first. Then the least free first: a host leaving takes its free capacity out of the
-        # old cloud's headroom, so the old cloud keeps the most (its last hosts, which leave
-        # together, are the freest).
-        order: Any = least_free if st.new_computes else emptiest
+        # first. Then by the strategy.
+        order: Any = emptiest
+        if st.new_computes:
+            order = {"balanced": balanced(), "least-free": least_free}.get(order_name, emptiest)
         pending = sorted((h for h in computes if h.name not in st.left), key=order)
         if not pending:
             wave = _retire(st, old_controllers, index, [])
@@ -388,13 +550,15 @@ def plan_side_by_side(
             if all(h.name in st.left for h in computes) and len(wave.hosts) < max_size:
                 # The old cloud is empty: its controllers may retire in the same wave.
                 wave = _retire(st, old_controllers, index, [inv.host(h) for h in wave.hosts], wave)
+        if st.new_computes and pending:
+            wave = _cross_ahead(st, wave)
         waves.append(wave)
         st.new_computes = [h for h, r in st.left.items() if r == "new-compute"]
     plan = Plan(
         inventory_sha256=digest,
         policy=policy,
         waves=tuple(waves),
-        generator={"name": "side-by-side greedy", "seed": opts.seed},
+        generator={"name": "side-by-side greedy", "seed": opts.seed, "strategy": strategy},
         mode="side-by-side",
         az_map=dict(opts.az_map) if opts.az_map is not None else None,
     )
@@ -432,6 +596,9 @@ def _fill(st: _State, pending: list[Host], index: int, *, first: bool) -> Wave:
                 failed = f"{h.name}: no host takes {inv.vm(v).name or v}"
                 break
             mine.append(Migration(v, h.name, got[0], got[1]))
+        cap = policy.max_migrations_per_wave
+        if not failed and cap is not None and len(moves) + len(mine) > cap:
+            failed = f"{h.name}: max_migrations_per_wave {cap}"
         if failed:
             _undo(st, mine)
             why = why or failed
@@ -439,6 +606,11 @@ def _fill(st: _State, pending: list[Host], index: int, *, first: bool) -> Wave:
         taken.append(h)
         moves.extend(mine)
         short = st.headroom_ok(leaving)
+        if short is not None and st.new_computes and not first:
+            # Mend the old cloud's headroom by crossing VMs of its hosts that stay.
+            room = None if cap is None else max(cap - len(moves), 0)
+            moves.extend(st.cross_out(leaving, {m.vm for m in moves}, mend=True, limit=room))
+            short = st.headroom_ok(leaving)
         if short is None:
             ok, ok_moves = len(taken), len(moves)
         else:
@@ -485,6 +657,20 @@ def _fill_some(st: _State, pending: list[Host], emptiest: list[Host], index: int
             except InfeasibleError:
                 continue
         raise
+
+
+def _cross_ahead(st: _State, wave: Wave) -> Wave:
+    """After the wave's hosts are emptied: cross VMs of old hosts that stay into the new cloud
+    while it keeps its headroom (`_State.cross_out`). A VM crosses once in any plan, so this
+    adds no move; it drains the old cloud ahead of its last hosts, which then need not hold its
+    VMs with N+k, and the next waves' hosts leave with fewer VMs to move inside the old cloud
+    (moved twice)."""
+    cap = st.policy.max_migrations_per_wave
+    room = None if cap is None else cap - len(wave.migrations)
+    extra = st.cross_out(set(wave.hosts), {m.vm for m in wave.migrations}, limit=room)
+    if not extra:
+        return wave
+    return replace(wave, migrations=(*wave.migrations, *extra))
 
 
 def _undo(st: _State, moves: list[Migration]) -> None:

@@ -9,7 +9,8 @@ from dataclasses import replace
 from planner.checker import CheckReport, Violation, check_plan
 from planner.inventory import Inventory
 from planner.plan import Migration, Plan, Wave
-from tests.clouds import edit_vm, mv
+from planner.policy import Headroom
+from tests.clouds import edit_host, edit_vm, mv
 from tests.clouds_sbs import edit_wave, six_and_two
 
 X = "cross-cloud"
@@ -239,3 +240,56 @@ def test_anti_affinity_in_the_new_cloud_fails_on_one_host() -> None:
     moves = [mv("f", "cmp-6", "cmp-3", X) if m.vm == "f" else m for m in _moves(fx.plan, 3)]
     v = _one(_check(fx.inventory, edit_wave(fx.plan, 3, migrations=tuple(moves))), "anti_affinity")
     assert (v.wave, v.objects) == (3, ("ef", "cmp-3"))
+
+
+# -- source (family evacuation) side by side --------------------------------------------------
+def _f_crosses_ahead(method: str) -> Plan:
+    """Wave 3 takes only cmp-5; f leaves cmp-6 (not in the wave) by `method`; cmp-6 and ctl-1
+    leave in wave 4, ctl-2 in wave 5."""
+    fx = six_and_two()
+    moves = [mv("f", "cmp-6", "cmp-4", method) if m.vm == "f" else m for m in _moves(fx.plan, 3)]
+    w = fx.plan.waves
+    return replace(
+        fx.plan,
+        waves=(
+            w[0],
+            w[1],
+            Wave(3, ("cmp-5",), tuple(moves), roles={"cmp-5": "new-compute"}),
+            Wave(4, ("cmp-6", "ctl-1"), roles={"cmp-6": "new-compute", "ctl-1": "retired"}),
+            Wave(5, ("ctl-2",), roles={"ctl-2": "retired"}),
+        ),
+    )
+
+
+def test_source_passes_a_cross_cloud_move_from_a_host_outside_the_wave() -> None:
+    fx = six_and_two()
+    report = _check(fx.inventory, _f_crosses_ahead(X))
+    assert report.ok, [str(v) for v in report.violations]
+
+
+def test_source_fails_a_live_move_from_a_host_outside_the_wave_side_by_side() -> None:
+    fx = six_and_two()
+    v = _one(_check(fx.inventory, _f_crosses_ahead("live")), "source")
+    assert (v.wave, v.objects) == (3, ("f", "cmp-6"))
+
+
+# -- az (family az) side by side: through the AZ map ------------------------------------------
+def _f_crosses_into_az2(az_map: dict[str, str]) -> tuple[Inventory, Plan]:
+    """six_and_two with cmp-4 in az2 and N+1 over the cloud: f, pinned to az1, crosses in wave
+    3 onto cmp-4 (az2)."""
+    fx = six_and_two()
+    inv = edit_host(fx.inventory, "cmp-4", az="az2")
+    pol = fx.policy.with_changes(headroom=Headroom(failures=1, scope="cloud"))
+    return inv, replace(fx.plan, policy=pol, az_map=az_map)
+
+
+def test_an_az_map_merging_two_old_azs_lets_a_pinned_vm_cross_into_either() -> None:
+    inv, plan = _f_crosses_into_az2({"az1": "nova", "az2": "nova"})
+    report = check_plan(inv, plan)
+    assert report.ok, [str(v) for v in report.violations]
+
+
+def test_an_az_map_keeping_the_azs_apart_flags_the_crossing_once() -> None:
+    inv, plan = _f_crosses_into_az2({"az1": "north", "az2": "south"})
+    found = [(v.rule, v.objects) for v in check_plan(inv, plan).violations]
+    assert found == [("sbs_az", ("f", "cmp-4"))]

@@ -12,6 +12,7 @@ from importlib import resources
 
 import pytest
 
+from planner.app import predict
 from planner.app.simulation import in_calendar
 from planner.errors import InfeasibleError
 from planner.formats import load_inventory, load_policy
@@ -191,3 +192,21 @@ def test_a_lockstep_wave_whose_azs_windows_never_overlap_is_refused_before_the_r
     inv, plan = _example("pipelined", apart)
     res = simulate(in_calendar(prepare(inv, plan, FIXED, check=False), START), 0)
     assert res.completed and res.calendar is not None and res.calendar.outside == ()
+
+
+def test_a_shelved_vms_host_needs_what_the_planner_predicts() -> None:
+    # the example's hard affinity pair is shelved (a move with downtime): cold, not live
+    inv, plan = _example("lockstep")
+    shelved = [m for _, m in plan.migrations() if m.method == "shelve"]
+    assert shelved
+    host = shelved[0].src
+    prep = in_calendar(prepare(inv, plan, FIXED, check=False), START)
+    assert prep.calendar is not None
+    est = predict.predict(inv, plan.policy, FIXED).est
+    mine = [m for _, m in plan.migrations() if m.src == host]
+    vms = [m.vm for m in mine]
+    how = {m.vm: predict.how_of(m, {m.vm: m.remedy} if m.remedy else {}) for m in mine}
+    assert {how[m.vm] for m in shelved if m.src == host} == {"cold"}
+    need = prep.calendar.need[list(prep.hosts).index(host)]
+    assert need == pytest.approx(est.maintenance_s(host, vms, p95=True, how=how))
+    assert est.maintenance_s(host, vms, p95=True, how=dict.fromkeys(vms, "live")) > need

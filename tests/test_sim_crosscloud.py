@@ -104,3 +104,12 @@ def test_the_model_files_crosscloud_section() -> None:
             {"format_version": "1.0", "kind": "sim-model", "crosscloud": {"parallel": 0}}, "m.yaml"
         )
     assert [p.location for p in info.value.problems] == ["crosscloud.parallel"]
+
+
+def test_the_bound_counts_the_joins_that_follow_each_other() -> None:
+    # Six compute hosts, three a wave: besides the controllers' wave at least one more wave
+    # ends with a join; six equal crossings on two lanes take three of them.
+    res = _fixture_run(control_plane_s=1000.0, join_s=100.0, parallel=2)
+    d = next(m.downtime_s for m in res.moves if m.method == "cross-cloud")
+    assert res.lower_bound_s == pytest.approx(1000.0 + 3 * d + 100.0)
+    assert res.makespan_s >= res.lower_bound_s

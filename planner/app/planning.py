@@ -17,6 +17,7 @@ with the estimates (the remedy rules judge its predictions too).
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -25,11 +26,11 @@ from planner.app import schedule as calendar
 from planner.checker import CheckReport, check_plan, plan_summary
 from planner.errors import RollwaveError
 from planner.inventory import Inventory
-from planner.plan import Plan
+from planner.plan import Plan, Wave
 from planner.policy import Policy
 from sim.model import DEFAULT as DEFAULT_MODEL
 from sim.model import SimModel
-from solver import durations, pipeline
+from solver import azwaves, durations, pipeline
 from solver.solve import PlannerName, SolveOptions, SolveOutcome
 from solver.solve import solve as solve_plan
 
@@ -64,8 +65,9 @@ def plan_with_predictions(
     inv2 = predict.remedied_inventory(inv, remedies)
     outcome = solve_plan(inv2, policy, options, progress=progress)
     digest = outcome.plan.inventory_sha256
-    # Durations shape the waves (same waves, same VMs moved); the checker has the last word.
     how = {m.vm: predict.how_of(m, remedies) for _, m in outcome.plan.migrations()}
+    outcome = _per_az(inv2, outcome, lambda w: calendar.wave_p95_s(ph.est, w, how), start)
+    # Durations shape the waves (same waves, same VMs moved); the checker has the last word.
     shaped = durations.shape(inv2, outcome.plan, ph.est, how, ph.shutdown_s)
 
     def finished(solved: Plan) -> tuple[Plan, CheckReport]:
@@ -94,6 +96,8 @@ def plan_with_predictions(
             "after_s": round(piped.after_s, 3),
             "lag": piped.lag,
             "redirected": piped.moved,
+            "to_capacity": piped.full,
+            "gathered": piped.gathered,
         }
     if shaped.swaps and not report.ok:
         notes.append(
@@ -114,6 +118,8 @@ def plan_with_predictions(
             f"({len(report.violations)} violations); nothing was written:\n{lines}"
         )
     extra = predict.summary(inv, plan, policy, ph, remedies)
+    if "exact" in outcome.stats:  # small clouds: are the migrations proven minimal
+        extra["migrations_minimal"] = dict(outcome.stats["exact"])
     if plan.schedule is not None:
         extra.update(calendar.summary(plan.schedule))
     plan = replace(plan, summary={**plan_summary(report.metrics), **extra})
@@ -128,6 +134,29 @@ def plan_with_predictions(
     notes += [v.message for v in report.warnings if v.rule == "left_out"]
     outcome = replace(outcome, plan=plan, check=report, notes=notes)
     return plan, metrics, outcome, ph
+
+
+def _per_az(
+    inv: Inventory,
+    outcome: SolveOutcome,
+    need_s: Callable[[Wave], float],
+    start: _dt.datetime | None,
+) -> SolveOutcome:
+    """Lock-step waves whose AZs' windows are never open together for `need_s` split per AZ
+    (`solver.azwaves`), kept when the checker accepts them (else as solved, with a note)."""
+    split = azwaves.per_az(inv, outcome.plan, need_s, start)
+    if split is outcome.plan:
+        return outcome
+    report = check_plan(inv, split)
+    if not report.ok:
+        v = report.violations[0]
+        note = f"the waves as solved were kept: split per AZ, they broke a rule ({v})"
+        return replace(outcome, notes=[*outcome.notes, note])
+    stats = {
+        **outcome.stats,
+        "per_az": {"waves_before": len(outcome.plan.waves), "waves": len(split.waves)},
+    }
+    return replace(outcome, plan=split, stats=stats)
 
 
 def solve(

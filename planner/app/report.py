@@ -11,14 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planner.app.sidebyside import refuse_side_by_side
-from planner.errors import InputError
+from planner.checker import check_plan
+from planner.errors import InputError, UsageError
 from planner.inventory import Inventory
 from planner.plan import Plan
 from planner.report.build import Report, build_report
 from planner.report.html import write_report
 from planner.report.schedule import EstimateModel, MonteCarlo
+from planner.report.sidebyside import HandOver, SideBySideReport, write_sbs_report
 from planner.report.timeline import Timeline
-from sim.model import SimModel
+from sim.crosscloud import simulate_side_by_side
+from sim.model import DEFAULT, SimModel
 
 
 def check_output_paths(output: str, png_dir: str | None) -> None:
@@ -71,3 +74,42 @@ def write_html_report(
     build_s = time.perf_counter() - t0
     files = write_report(rep, output, png_dir)
     return WrittenReport(rep, files, build_s, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True, eq=False)
+class WrittenSideBySideReport:
+    report: SideBySideReport
+    files: list[Path]
+    total_s: float
+
+
+def write_side_by_side_report(
+    inv: Inventory,
+    plan: Plan,
+    output: str | Path,
+    png_dir: str | Path | None = None,
+    *,
+    sim_model: SimModel | None = None,
+    ignore_digest: bool = False,
+    max_rows: int = 60,
+    other_sources: tuple[str, ...] = (),
+) -> WrittenSideBySideReport:
+    """The report of a side-by-side plan: checked, simulated (`sim.crosscloud` under
+    `sim_model`), both clouds drawn (`planner.report.sidebyside`). `other_sources`: options
+    given that only in-place reports read (a timeline, Monte Carlo, the simple estimate): bad
+    usage, said before any work."""
+    if other_sources:
+        raise UsageError(
+            f"{', '.join(other_sources)}: not for a side-by-side plan (its report simulates it "
+            "with `sim.crosscloud` under --model)"
+        )
+    t0 = time.perf_counter()
+    model = sim_model or DEFAULT
+    chk = check_plan(inv, plan, digest=plan.inventory_sha256 if ignore_digest else None)
+    run = simulate_side_by_side(inv, plan, model)
+    cc = model.crosscloud
+    rep = SideBySideReport(
+        inv, plan, chk, run, HandOver(cc.control_plane_s, cc.join_s), max_rows=max_rows
+    )
+    files = write_sbs_report(rep, output, png_dir)
+    return WrittenSideBySideReport(rep, files, time.perf_counter() - t0)

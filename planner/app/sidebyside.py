@@ -1,6 +1,6 @@
 """Side-by-side use cases: plan one and re-check it (`rollwave plan --mode side-by-side`),
 simulate one (`rollwave simulate` on such a plan), and the refusal of the commands that do not
-handle one yet (report, execute; the in-place simulation)."""
+handle one yet (execute; the in-place simulation). Its report: `planner.app.report`."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def plan_and_check(
     report = check_plan(inv, out.plan)
     if not report.ok:
         # The greedy keeps the rules it models; one it does not (e.g. the policy's first/last
-        # order or a per-wave migration limit) may still fail: say which, write nothing.
+        # order, left out above) may still fail: say which, write nothing.
         rules = sorted({v.rule for v in report.violations})
         raise InfeasibleError(
             [

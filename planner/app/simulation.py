@@ -64,11 +64,8 @@ def in_calendar(prep: Prepared, start: _dt.datetime | None = None) -> Prepared:
     how: dict[str, How] = {}
     vms: dict[str, list[str]] = {h: [] for h in prep.hosts}
     for _, m in plan.migrations():
-        how[m.vm] = (
-            "cold"
-            if m.method == "cold"
-            else ("force-complete" if m.remedy == "force-complete" else "live")
-        )
+        # as the planner predicted it: a shelve (or any move with downtime) is cold
+        how[m.vm] = predict.how_of(m, {m.vm: m.remedy} if m.remedy is not None else {})
         vms[m.src].append(m.vm)
     need = [
         est.maintenance_s(h, vms[h], p95=True, how=how) if h in est.hosts else 0.0

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sandbox": ("planner.cli.sandbox", "sandbox"),  # issue 5: the Nova sandbox
     "snapshot": ("planner.cli.snapshot", "snapshot"),  # issue 5: cloud snapshots
     "execute": ("planner.cli.execute", "execute_cmd"),  # issues 6 and 8: the executor
+    "api-check": ("planner.cli.apicheck", "apicheck_cmd"),  # issue 19: the API pre-check
 }
 
 

@@ -257,6 +257,38 @@ def default_journal(plan: str) -> Path:
     is_flag=True,
     help="Accept a plan the checker rejects on --inventory (the live re-checks still apply).",
 )
+@click.option(
+    "--source-cloud",
+    metavar="CLOUD",
+    help="Side-by-side plans: the old cloud (a clouds.yaml entry) the VMs leave.",
+)
+@click.option(
+    "--target-cloud",
+    metavar="CLOUD",
+    help="Side-by-side plans: the new cloud (a clouds.yaml entry, there once --deploy-hook ran).",
+)
+@click.option(
+    "--network-map",
+    "network_map",
+    type=click.Path(dir_okay=False),
+    help="Side-by-side: JSON/YAML object, each old network's name -> the new network's name.",
+)
+@click.option(
+    "--deploy-hook",
+    metavar="CMD",
+    help="Side-by-side: deploys the new control plane on the freed controllers ({hosts}).",
+)
+@click.option(
+    "--handover-hook",
+    metavar="CMD",
+    help="Side-by-side: moves one emptied host ({host}) from the old cloud into the new one.",
+)
+@click.option(
+    "--allow-api-loss",
+    is_flag=True,
+    help="Side-by-side: cross over even when the new cloud does not serve every API version "
+    "and microversion the old one does (the api-check gate; said loudly and journaled).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress; warnings and the summary only.")
 @format_option
 def execute_cmd(
@@ -294,13 +326,27 @@ def execute_cmd(
     notify_webhook: str | None,
     allow_digest_mismatch: bool,
     allow_check_failures: bool,
+    source_cloud: str | None,
+    target_cloud: str | None,
+    network_map: str | None,
+    deploy_hook: str | None,
+    handover_hook: str | None,
+    allow_api_loss: bool,
     quiet: bool,
     fmt: str,
 ) -> int:
     """Execute PLAN against a live cloud, wave by wave: re-check, disable, migrate, upgrade,
     enable. Every step is journaled; --resume continues a run that was stopped or killed."""
     if status_journal:
+        from planner.cli.execute_sbs import is_crosscloud_journal, status_side_by_side
+
+        if is_crosscloud_journal(status_journal):
+            return status_side_by_side(status_journal, fmt)
         return _status(status_journal, fmt)
+    if source_cloud or target_cloud:
+        from planner.cli.execute_sbs import run_side_by_side
+
+        return run_side_by_side(click.get_current_context().params)
     plan = _check_usage(
         plan, dry_run, resume, bool(upgrade_command), notify_webhook, canary, soak_s, poll_s
     )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
-from planner.app.report import check_output_paths, write_html_report
+from planner.app.report import check_output_paths, write_html_report, write_side_by_side_report
 from planner.cli.common import OutputPath, emit_json, err, format_option, out, path_arg
 from planner.formats import load_inventory, load_plan
+from planner.inventory import Inventory
+from planner.plan import Plan
 from planner.report.schedule import EstimateModel
 from planner.report.timeline import read_montecarlo, read_timeline
 from sim.model import load_model
@@ -113,6 +115,19 @@ def report_cmd(
     check_output_paths(output, png_dir)
     inv = load_inventory(inventory)
     p = load_plan(plan)
+    if p.side_by_side:
+        given = {
+            "--timeline": timeline_path,
+            "--montecarlo": montecarlo_path,
+            "--bandwidth": bandwidth,
+            "--overhead": overhead,
+            "--upgrade-minutes": upgrade_minutes,
+        }
+        _side_by_side(
+            inv, p, output, png_dir, model_path, ignore_digest, max_rows, fmt,
+            tuple(k for k, v in given.items() if v is not None),
+        )  # fmt: skip
+        return
     timeline = read_timeline(timeline_path) if timeline_path else None
     montecarlo = read_montecarlo(montecarlo_path) if montecarlo_path else None
     sim_model = load_model(model_path)
@@ -143,6 +158,48 @@ def report_cmd(
                 "valid": rep.check.ok,
                 "makespan_s": round(rep.schedule.makespan_s, 3),
                 "schedule": rep.schedule.source,
+                "time_s": round(done.total_s, 3),
+            }
+        )
+        return
+    out.print(
+        f"wrote {files[0]}" + (f" and {len(files) - 1} PNG files in {png_dir}" if png_dir else "")
+    )
+    err.print(f"done in {done.total_s:.1f} s")
+
+
+def _side_by_side(
+    inv: Inventory,
+    p: Plan,
+    output: str,
+    png_dir: str | None,
+    model_path: str | None,
+    ignore_digest: bool,
+    max_rows: int,
+    fmt: str,
+    other: tuple[str, ...],
+) -> None:
+    """Both clouds' report of a side-by-side plan."""
+    if other:
+        write_side_by_side_report(inv, p, output, other_sources=other)  # refuses: exit 2
+    done = write_side_by_side_report(
+        inv, p, output, png_dir, sim_model=load_model(model_path), ignore_digest=ignore_digest,
+        max_rows=max_rows,
+    )  # fmt: skip
+    rep, files = done.report, done.files
+    if not rep.check.ok:
+        err.print(
+            f"[yellow]warning[/]: the plan is INVALID ({len(rep.check.violations)} violations); "
+            "the report shows them"
+        )
+    if fmt == "json":
+        emit_json(
+            {
+                "report": str(files[0]),
+                "png": [str(f) for f in files[1:]],
+                "valid": rep.check.ok,
+                "makespan_s": round(rep.run.makespan_s, 3),
+                "schedule": "side-by-side simulation",
                 "time_s": round(done.total_s, 3),
             }
         )

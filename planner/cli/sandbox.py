@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from planner.errors import UsageError
 from planner.openstack import clouds_yaml, invio
-from planner.openstack.sandbox import manager
+from planner.openstack.sandbox import caps, manager
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group("sandbox")
@@ -26,7 +29,34 @@ def _generated(hosts: int, vms_per_host: float, seed: int) -> dict[str, Any]:
     return formats.inventory_to_dict(generate(spec))
 
 
+def _name_opt(f: F) -> F:
+    return click.option(
+        "--name",
+        default=manager.CLOUD_NAME,
+        show_default=True,
+        callback=lambda _ctx, _param, value: manager.check_name(value),
+        help="Which sandbox: its clouds.yaml entry; sandboxes of different names run side by side.",
+    )(f)
+
+
+def _cap_opt(key: str, example: str, help_: str) -> Callable[[F], F]:
+    return click.option("--" + key.replace("_", "-"), key, metavar=example, help=help_)
+
+
 @sandbox.command("up")
+@_name_opt
+@_cap_opt(
+    "compute_max",
+    "2.N",
+    "Cap Nova's maximum microversion, e.g. 2.96 (its version document and negotiation: 406 "
+    "above). Patches the installed release's range; it does not run an older release.",
+)
+@_cap_opt(
+    "compute_min",
+    "2.N",
+    "Raise Nova's minimum microversion, e.g. 2.60 (models removed versions: 406 below).",
+)
+@_cap_opt("placement_max", "1.N", "Cap Placement's maximum microversion, e.g. 1.36 (406 above).")
 @click.option(
     "--inventory",
     "inventory_path",
@@ -65,9 +95,18 @@ def _generated(hosts: int, vms_per_host: float, seed: int) -> dict[str, Any]:
 @click.option(
     "--no-clouds-yaml",
     is_flag=True,
-    help="Do not merge the rollwave-sandbox entry into ~/.config/openstack/clouds.yaml.",
+    help="Do not merge the sandbox's entry (its --name) into ~/.config/openstack/clouds.yaml.",
+)
+@click.option(
+    "--with-image",
+    is_flag=True,
+    help="Run a real Glance beside it (the catalog's image service; snapshots hold bytes).",
 )
 def up(
+    name: str,
+    compute_max: str | None,
+    compute_min: str | None,
+    placement_max: str | None,
     inventory_path: str | None,
     hosts: int | None,
     vms_per_host: float,
@@ -76,10 +115,14 @@ def up(
     migration_seconds: float,
     migration_link: float | None,
     no_clouds_yaml: bool,
+    with_image: bool,
 ) -> None:
     """Start the sandbox in the background, seeded from an inventory."""
     if bool(inventory_path) == bool(hosts):
         raise UsageError("give either --inventory FILE or --hosts N")
+    api_caps = caps.check(
+        {"compute_max": compute_max, "compute_min": compute_min, "placement_max": placement_max}
+    )
     inv = (
         invio.read(inventory_path) if inventory_path else _generated(hosts or 0, vms_per_host, seed)
     )
@@ -93,22 +136,31 @@ def up(
         migration_seconds=migration_seconds,
         migration_link_mib_s=migration_link,
         write_clouds_yaml=not no_clouds_yaml,
+        with_image=with_image,
+        name=name,
+        api_caps=api_caps,
     )
     st = sb.state
     click.echo(
-        f"sandbox up in {st['startup_seconds']} s: {st['hosts']} compute hosts, "
+        f"sandbox {name} up in {st['startup_seconds']} s: {st['hosts']} compute hosts, "
         f"{st['controllers']} controllers, {st['vms']} VMs, pid {sb.pid}, {sb.url}"
     )
+    if api_caps:
+        click.echo("microversions capped: " + _caps_text(api_caps))
     entry = sb.cloud_entry()
     entry["auth"]["password"] = "<see clouds.yaml>"  # never print credentials
-    click.echo("\nclouds.yaml entry:\n" + _yaml({"clouds": {manager.CLOUD_NAME: entry}}))
+    click.echo("\nclouds.yaml entry:\n" + _yaml({"clouds": {name: entry}}))
     if not no_clouds_yaml:
         click.echo(
             f"merged into {clouds_yaml.user_clouds_yaml()}; try:\n"
-            f"  OS_CLOUD={manager.CLOUD_NAME} openstack compute service list\n"
-            f"  rollwave snapshot --os-cloud {manager.CLOUD_NAME} "
+            f"  OS_CLOUD={name} openstack compute service list\n"
+            f"  rollwave snapshot --os-cloud {name} "
             f"--mapping {sb.mapping_file} -o inventory.json"
         )
+
+
+def _caps_text(api_caps: dict[str, str]) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(api_caps.items()))
 
 
 def _yaml(data: Any) -> str:
@@ -118,46 +170,57 @@ def _yaml(data: Any) -> str:
 
 
 @sandbox.command("down")
-def down() -> None:
+@_name_opt
+def down(name: str) -> None:
     """Stop the sandbox and remove its temporary files."""
-    if manager.stop():
-        click.echo("sandbox stopped")
+    if manager.stop(name=name):
+        click.echo(f"sandbox {name} stopped")
     else:
-        click.echo("no sandbox was running (stale files removed)")
+        click.echo(f"no sandbox {name} was running (stale files removed)")
 
 
 @sandbox.command("status")
+@_name_opt
 @click.option("--json", "as_json", is_flag=True, help="Print the control endpoint's status.")
-def status(as_json: bool) -> None:
+def status(name: str, as_json: bool) -> None:
     """Is a sandbox running, where, and in what state are its hosts."""
-    sb = manager.require()
+    sb = manager.require(name=name)
     st = manager.control(sb, "GET", "status")
     if as_json:
         click.echo(json.dumps(st, indent=2))
         return
     down_hosts = [h["name"] for h in st["hosts"] if not h["up"]]
+    caps_ = dict(sb.state.get("api_caps") or {})
     versions: dict[str, int] = {}
     for h in st["hosts"]:
         versions[h["version"]] = versions.get(h["version"], 0) + 1
     click.echo(
-        f"running: pid {sb.pid}, {sb.url} (cloud {manager.CLOUD_NAME})\n"
+        f"running: pid {sb.pid}, {sb.url} (cloud {sb.name})\n"
         f"hosts: {len(st['hosts'])} ({len(down_hosts)} down"
         f"{': ' + ', '.join(down_hosts) if down_hosts else ''}); versions: "
         + ", ".join(f"{v} x{n}" for v, n in sorted(versions.items()))
         + f"\nVMs seeded: {st['vms']}; migrations: {st['migrations_completed']} done, "
         f"{st['migrations_failed']} failed, {len(st['migrations_running'])} running; "
         f"fake duration {st['migration_seconds']} s\n"
-        f"state dir: {sb.dir}"
+        f"state dir: {sb.dir}" + (f"\nmicroversions capped: {_caps_text(caps_)}" if caps_ else "")
     )
 
 
 @sandbox.group("ctl")
-def ctl() -> None:
+@_name_opt
+def ctl(name: str) -> None:
     """Control the sandbox's fake hypervisors (not an OpenStack API)."""
+    click.get_current_context().meta["rollwave.sandbox"] = name
+
+
+def _sandbox() -> manager.Running:
+    """The sandbox `ctl --name` chose."""
+    meta = click.get_current_context().meta
+    return manager.require(name=meta.get("rollwave.sandbox", manager.CLOUD_NAME))
 
 
 def _do(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    return manager.control(manager.require(), method, path, body)
+    return manager.control(_sandbox(), method, path, body)
 
 
 @ctl.command("migration-duration")
@@ -215,10 +278,35 @@ def refuse_up(host: str, allow: bool) -> None:
 def upgrade(host: str, version: str) -> None:
     """Upgrade HOST: restart its nova-compute running VERSION (guests keep running). A controller
     of the seeded inventory has no nova-compute here: its version in mapping.json is set."""
-    if manager.upgrade(manager.require(), host, version) == "controller":
+    if manager.upgrade(_sandbox(), host, version) == "controller":
         click.echo(f"{host}: controller (no compute service); version {version} in mapping.json")
     else:
         click.echo(f"{host}: upgraded to {version}")
+
+
+@ctl.command("host-add")
+@click.argument("host")
+@click.option("--vcpus", type=click.IntRange(0), default=32, show_default=True)
+@click.option("--ram", "ram_mb", type=click.IntRange(0), default=65536, show_default=True)
+@click.option("--disk", "disk_gb", type=click.IntRange(0), default=1000, show_default=True)
+@click.option("--version", "version", default="unknown", show_default=True)
+@click.option("--aggregate", "aggregates", multiple=True, help="An existing aggregate to join.")
+def host_add(
+    host: str, vcpus: int, ram_mb: int, disk_gb: int, version: str, aggregates: tuple[str, ...]
+) -> None:
+    """Start a nova-compute for a new host HOST in the running cloud (a hand-over's arrival)."""
+    capacity = {"VCPU": vcpus, "MEMORY_MB": ram_mb, "DISK_GB": disk_gb}
+    body = {"capacity": capacity, "version": version, "aggregates": list(aggregates)}
+    _do("POST", f"hosts/{host}/add", body)
+    click.echo(f"{host}: compute service started ({version})")
+
+
+@ctl.command("host-remove")
+@click.argument("host")
+def host_remove(host: str) -> None:
+    """Stop HOST's nova-compute and delete its service (refused while it has servers)."""
+    _do("POST", f"hosts/{host}/remove")
+    click.echo(f"{host}: compute service stopped and deleted")
 
 
 @ctl.command("create-vm")

@@ -69,3 +69,12 @@ def remove_entry(
     del data["clouds"][name]
     _save(p, data)
     return True
+
+
+def get_entry(name: str, path: Path | None = None) -> dict[str, Any] | None:
+    """The entry `name` of the user's clouds.yaml (None if absent or unreadable)."""
+    try:
+        entry = _load(path or user_clouds_yaml()).get("clouds", {}).get(name)
+    except InputError:
+        return None
+    return entry if isinstance(entry, dict) else None

@@ -18,13 +18,19 @@ from planner.errors import CloudError, UsageError
 T = TypeVar("T")
 
 
-def connect(cloud: str | None) -> Any:
-    """An openstacksdk Connection for `cloud` (None: OS_CLOUD or the OS_* variables)."""
+def connect(cloud: str | None, project: str | None = None) -> Any:
+    """An openstacksdk Connection for `cloud` (None: OS_CLOUD or the OS_* variables);
+    `project`: scoped to that project instead of the entry's own (what an operator's admin
+    account does to create resources that belong to a project)."""
     import openstack
     from keystoneauth1 import exceptions as ks_exc
     from openstack import exceptions as sdk_exc
 
     try:
+        if project:
+            return openstack.connect(
+                cloud=cloud, load_yaml_config=True, load_envvars=True, project_name=project
+            )
         return openstack.connect(cloud=cloud, load_yaml_config=True, load_envvars=True)
     except sdk_exc.ConfigException as exc:
         where = f"cloud {cloud!r}" if cloud else "the OS_* environment"

@@ -1,13 +1,14 @@
 """Evacuation: every VM on a wave's hosts when the wave starts is migrated or stopped, exactly
-once; a migration leaves the VM's current host, which is in the wave (`source`), for a compute
-host that is enabled, up, not in the wave and not its current host (`destination`). Physics,
-not policy: no proof names it and nothing relaxes it."""
+once; a migration leaves the VM's current host, which is in the wave (`source`; a cross-cloud
+move of a side-by-side plan may leave any host of the old cloud), for a compute host that is
+enabled, up, not in the wave and not its current host (`destination`). Physics, not policy: no
+proof names it and nothing relaxes it."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from planner.plan import Migration
+from planner.plan import CROSS_CLOUD, Migration
 from planner.rules.base import Family, Numbered, Out, State, Violation, WaveStep, shown, vm_label
 
 
@@ -59,7 +60,9 @@ def _migrations(
                     ),
                 )
             )
-        if current not in wave_hosts:
+        # A cross-cloud move (side by side) is stop, copy and boot, not a Nova migration: it may
+        # leave any host of the old cloud (the family `clouds` judges it, `sbs_move`).
+        if current not in wave_hosts and m.method != CROSS_CLOUD:
             out.append(
                 (
                     i,

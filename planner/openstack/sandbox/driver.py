@@ -97,6 +97,8 @@ class Control:
         # Hosts without shared instance storage: `block_migration: auto` means a block migration.
         self.local_disks = False
         self.forced_copying_disks = 0  # force-completes that came during a disk copy
+        # With a real Glance (`with_image`): a snapshot uploads the guest's bytes.
+        self.image_upload = False
 
     def duration(self, vm: str) -> float:
         with self.lock:
@@ -130,6 +132,26 @@ class SandboxDriver(fake.FakeDriver):  # type: ignore[misc]
         self.resources.vcpus = spec.capacity.get("VCPU", 0)
         self.resources.memory_mb = spec.capacity.get("MEMORY_MB", 0)
         self.resources.local_gb = spec.capacity.get("DISK_GB", 0)
+
+    def snapshot(self, context: Any, instance: Any, image_id: str, update_task_state: Any) -> None:
+        """With a real Glance, upload the guest disk's bytes through Nova's image API, as
+        libvirt's snapshot does (Nova's FakeDriver uploads nothing, so the image stays queued)."""
+        if not CONTROL.image_upload:
+            super().snapshot(context, instance, image_id, update_task_state)
+            return
+        import io
+
+        from nova.compute import task_states
+        from nova.image import glance as nova_glance
+
+        update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
+        update_task_state(
+            task_state=task_states.IMAGE_UPLOADING,
+            expected_state=task_states.IMAGE_PENDING_UPLOAD,
+        )
+        data = f"rollwave sandbox disk of {instance.uuid}\n".encode() * 2048
+        meta = {"disk_format": "raw", "container_format": "bare"}
+        nova_glance.API().update(context, image_id, meta, io.BytesIO(data), purge_props=False)
 
     def update_provider_tree(
         self, provider_tree: Any, nodename: str, allocations: Any = None

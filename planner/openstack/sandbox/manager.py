@@ -1,6 +1,7 @@
 """The client side of the sandbox: start it in its own process, find it, control it, stop it.
 
-State lives in one directory (`state_dir()`), so `status`, `ctl` and `down` work from anywhere:
+State lives in one directory per sandbox name (`state_dir(name)`), so `status`, `ctl` and `down`
+work from anywhere, and sandboxes of different names run side by side:
     state.json     written by the sandbox once it serves (pid, port, urls, timings)
     secrets.json   passwords and the control secret (mode 0600), written before start
     mapping.json   controllers and HA groups of the seeded inventory (for `snapshot --mapping`)
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -28,21 +30,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planner.errors import SandboxError
+from planner.errors import SandboxError, UsageError
 from planner.openstack import clouds_yaml
+from planner.openstack.sandbox import caps
 from planner.openstack.sandbox.seed import check_seedable
 
 CLOUD_NAME = "rollwave-sandbox"
 CONTROL_HEADER = "X-Rollwave-Control"
+# A sandbox's name is its clouds.yaml entry and a part of its state directory's name.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
-def state_dir() -> Path:
-    """$ROLLWAVE_SANDBOX_DIR, else $XDG_RUNTIME_DIR/rollwave/sandbox, else ~/.cache/..."""
+def check_name(name: str) -> str:
+    """`name` if it can name a sandbox (letters, digits, `_.-`, 63 at most), else UsageError."""
+    if not _NAME.fullmatch(name):
+        raise UsageError(
+            f"sandbox name {name!r}: use letters, digits, '_', '.' and '-' "
+            "(first a letter or digit, 63 at most)"
+        )
+    return name
+
+
+def state_dir(name: str = CLOUD_NAME) -> Path:
+    """$ROLLWAVE_SANDBOX_DIR, else $XDG_RUNTIME_DIR/rollwave/sandbox, else ~/.cache/...;
+    a sandbox named other than `rollwave-sandbox` lives beside it, in `<that dir>.<name>`."""
     if os.environ.get("ROLLWAVE_SANDBOX_DIR"):
-        return Path(os.environ["ROLLWAVE_SANDBOX_DIR"])
-    if os.environ.get("XDG_RUNTIME_DIR"):
-        return Path(os.environ["XDG_RUNTIME_DIR"]) / "rollwave" / "sandbox"
-    return Path.home() / ".cache" / "rollwave" / "sandbox"
+        d = Path(os.environ["ROLLWAVE_SANDBOX_DIR"])
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        d = Path(os.environ["XDG_RUNTIME_DIR"]) / "rollwave" / "sandbox"
+    else:
+        d = Path.home() / ".cache" / "rollwave" / "sandbox"
+    return d if name == CLOUD_NAME else d.with_name(f"{d.name}.{check_name(name)}")
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,7 @@ class Running:
     demo_password: str
     control_secret: str
     dir: Path
+    name: str = CLOUD_NAME
 
     @property
     def mapping_file(self) -> Path:
@@ -115,9 +134,9 @@ def _write_private(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def find(directory: Path | None = None) -> Running | None:
-    """The running sandbox of `directory`, or None (stale files are ignored)."""
-    d = directory or state_dir()
+def find(directory: Path | None = None, name: str = CLOUD_NAME) -> Running | None:
+    """The running sandbox of `directory` (default: `name`'s), or None (stale files ignored)."""
+    d = directory or state_dir(name)
     st = _read_json(d / "state.json")
     sec = _read_json(d / "secrets.json")
     if not st or not sec or not _alive(int(st.get("pid", 0))):
@@ -132,6 +151,7 @@ def find(directory: Path | None = None) -> Running | None:
         sec["demo_password"],
         sec["control_secret"],
         d,
+        str(st.get("name") or CLOUD_NAME),
     )
 
 
@@ -153,17 +173,27 @@ def start(
     exit_with_parent: bool = False,
     timeout: float = 900.0,
     write_clouds_yaml: bool = True,
+    with_image: bool = False,
+    name: str = CLOUD_NAME,
+    api_caps: Mapping[str, str] | None = None,
 ) -> Running:
     """Start a sandbox seeded from `inventory` (its JSON form) and wait until it serves.
     `migration_link_mib_s`: the link mode of live migrations (driver.py; None: fixed
-    durations); `nova_libvirt`: Nova's [libvirt] options it reads (server.NOVA_LIBVIRT)."""
-    d = directory or state_dir()
+    durations); `nova_libvirt`: Nova's [libvirt] options it reads (server.NOVA_LIBVIRT).
+    `name`: its clouds.yaml entry and, without `directory`, its state directory.
+    `api_caps`: microversion caps (`caps.KEYS`: compute_max, compute_min, placement_max).
+    `with_image`: a real Glance process beside it (the catalog's `image`; docs/sandbox.md)."""
+    check_name(name)
+    caps_ = caps.check(api_caps or {})
+    if write_clouds_yaml and name != CLOUD_NAME:
+        _check_entry_is_ours(name)
+    d = directory or state_dir(name)
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     running = find(d)
     if running:
         raise SandboxError(
             f"a sandbox is already running (pid {running.pid}, {running.url}); "
-            "run `rollwave sandbox down` first"
+            f"run `rollwave sandbox down{_name_arg(name)}` first"
         )
     pid_file = d / "pid"
     if pid_file.exists():  # a sandbox that died during start-up: clean after it
@@ -173,7 +203,8 @@ def start(
             old = 0
         if old and _alive(old):
             raise SandboxError(
-                f"a sandbox is still starting (pid {old}); wait, or `rollwave sandbox down`"
+                f"a sandbox is still starting (pid {old}); wait, or "
+                f"`rollwave sandbox down{_name_arg(name)}`"
             )
     _remove_stale(d)
     problems = check_seedable(inventory)
@@ -198,7 +229,10 @@ def start(
         "migration_link_mib_s": migration_link_mib_s,
         "nova_libvirt": dict(nova_libvirt or {}),
         "scheduler_sync_seconds": scheduler_sync_seconds,
+        "with_image": with_image,
         "exit_with_parent": os.getpid() if exit_with_parent else None,
+        "name": name,
+        "api_caps": caps_,
         **secrets_,
     }
     _write_private(d / "spec.json", spec)
@@ -223,6 +257,8 @@ def start(
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             (d / "spec.json").unlink(missing_ok=True)
+            if proc.returncode == caps.BAD_CAP_EXIT:  # a cap this Nova cannot serve
+                raise UsageError(_tail(d / "sandbox.out", 3).strip())
             raise SandboxError(
                 f"the sandbox exited during start-up (code {proc.returncode}):\n"
                 + _tail(d / "sandbox.out")
@@ -231,13 +267,30 @@ def start(
         if got:
             (d / "spec.json").unlink(missing_ok=True)  # it holds the passwords twice
             if write_clouds_yaml:
-                clouds_yaml.merge_entry(CLOUD_NAME, got.cloud_entry())
+                clouds_yaml.merge_entry(name, got.cloud_entry())
             return got
         time.sleep(0.2)
     _kill(proc.pid)
     raise SandboxError(
         f"the sandbox did not come up within {timeout:.0f} s:\n" + _tail(d / "sandbox.out")
     )
+
+
+def _check_entry_is_ours(name: str) -> None:
+    """Refuse to overwrite a clouds.yaml entry NAME that is not a sandbox's (a real cloud)."""
+    entry = clouds_yaml.get_entry(name)
+    if entry is None:
+        return
+    url = str((entry.get("auth") or {}).get("auth_url") or "")
+    if not re.fullmatch(r"http://127\.0\.0\.1:\d+/identity/v3", url):
+        raise UsageError(
+            f"{clouds_yaml.user_clouds_yaml()} already has a cloud {name!r} "
+            f"({url or 'no auth_url'}) that is not a sandbox: choose another --name"
+        )
+
+
+def _name_arg(name: str) -> str:
+    return "" if name == CLOUD_NAME else f" --name {name}"
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -266,9 +319,12 @@ def _kill(pid: int, grace: float = 20.0) -> None:
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
 
 
-def stop(directory: Path | None = None, *, remove_cloud_entry: bool = True) -> bool:
-    """Stop the sandbox of `directory` and remove its files. False if none was running."""
-    d = directory or state_dir()
+def stop(
+    directory: Path | None = None, *, remove_cloud_entry: bool = True, name: str = CLOUD_NAME
+) -> bool:
+    """Stop the sandbox of `directory` (default: `name`'s) and remove its files, and its
+    clouds.yaml entry if it still points at it. False if none was running."""
+    d = directory or state_dir(name)
     pid = 0
     for name in ("state.json", "pid"):
         path = d / name
@@ -277,20 +333,24 @@ def stop(directory: Path | None = None, *, remove_cloud_entry: bool = True) -> b
         elif path.exists():
             with contextlib.suppress(ValueError):
                 pid = pid or int(path.read_text())
-    auth_url = (_read_json(d / "state.json") or {}).get("auth_url")
+    st = _read_json(d / "state.json") or {}
+    auth_url, entry = st.get("auth_url"), str(st.get("name") or name)
     was_running = bool(pid) and _alive(pid)
     if was_running:
         _kill(pid)
     _remove_stale(d)
     if remove_cloud_entry and auth_url:
-        clouds_yaml.remove_entry(CLOUD_NAME, only_if_auth_url=auth_url)
+        clouds_yaml.remove_entry(entry, only_if_auth_url=auth_url)
     return was_running
 
 
-def require(directory: Path | None = None) -> Running:
-    got = find(directory)
+def require(directory: Path | None = None, name: str = CLOUD_NAME) -> Running:
+    got = find(directory, name)
     if got is None:
-        raise SandboxError("no sandbox is running (start one with `rollwave sandbox up`)")
+        what = "no sandbox" if name == CLOUD_NAME else f"no sandbox named {name}"
+        raise SandboxError(
+            f"{what} is running (start one with `rollwave sandbox up{_name_arg(name)}`)"
+        )
     return got
 
 

@@ -87,6 +87,11 @@ class Sandbox:
 
         from planner.openstack.sandbox import driver
 
+        if self.spec.get("with_image"):
+            from planner.openstack.sandbox import glance
+
+            glance.remember_image_service()  # before the harness stubs it
+
         # Nova loads drivers only from its own namespace: nova.virt.<compute_driver>.
         sys.modules["nova.virt.rollwave_sandbox"] = driver
         self.driver = driver
@@ -640,6 +645,12 @@ class Sandbox:
                 return 201, self._create_vm(body)
             if method == "POST" and len(parts) == 3 and parts[0] == "hosts":
                 host, op = parts[1], parts[2]
+                if op in ("add", "remove"):  # run-time computes (a hand-over)
+                    from planner.openstack.sandbox import runtime_hosts
+
+                    if op == "add":
+                        return 201, runtime_hosts.add(self, host, body)
+                    return 200, runtime_hosts.remove(self, host)
                 if (
                     op == "upgrade"
                     and host not in c.hosts
@@ -718,7 +729,11 @@ def main(argv: list[str]) -> int:
     state_dir = Path(spec["state_dir"])
     work_dir = Path(spec["work_dir"])
 
+    stoppers: list[Any] = []  # Glance (with_image): stopped before the files go
+
     def cleanup_and_exit(code: int) -> None:
+        for stop in stoppers:
+            stop()
         # (pitfall 8) every temporary file of the harness lives under work_dir (its TMPDIR).
         # Exit at once: the harness's own teardown is slow and its files are gone anyway.
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -746,20 +761,17 @@ def main(argv: list[str]) -> int:
         threading.Thread(target=watch_parent, name="rollwave-parent", daemon=True).start()
 
     t0 = time.monotonic()
+    from planner.openstack.sandbox import caps
+
     try:
-        from planner.openstack.sandbox import web
+        caps.apply(spec.get("api_caps") or {})
+    except caps.CapError as exc:
+        print(exc, flush=True)
+        cleanup_and_exit(caps.BAD_CAP_EXIT)
+    try:
+        from planner.openstack.sandbox import glance, web
 
         httpd = web.bind(int(spec.get("port", 0)))
-        sb = Sandbox(spec)
-        sb.start()
-        install_signals()
-        harness.quiet_logs(state_dir / "sandbox.log")
-        sb.seed()
-        install_signals()
-        sb._write_side_files()
-        from placement import deploy
-
-        placement_app = deploy.loadapp(harness.placement_conf(sb.harness))
         users = [
             web.User(
                 "admin",
@@ -771,12 +783,26 @@ def main(argv: list[str]) -> int:
             ),
             web.User("demo", "demo", spec["demo_password"], "demo", "demo", ("member", "reader")),
         ]
+        identity = web.Identity(users)
+        launched = glance.launch_if_asked(spec, work_dir, stoppers)
+        sb = Sandbox(spec)
+        sb.start()
+        image_app = glance.ready(sb, identity, launched) if launched else None
+        install_signals()
+        harness.quiet_logs(state_dir / "sandbox.log")
+        sb.seed()
+        install_signals()
+        sb._write_side_files()
+        from placement import deploy
+
+        placement_app = deploy.loadapp(harness.placement_conf(sb.harness))
         front = web.Front(
-            web.Identity(users),
+            identity,
             sb.harness.api_fixture.app(),
             placement_app,
             sb.control,
             spec["control_secret"],
+            image=image_app,
         )
         port = httpd.server_address[1]
         front.base_url = f"http://127.0.0.1:{port}"
@@ -786,6 +812,8 @@ def main(argv: list[str]) -> int:
             state_dir / READY_FILE,
             {
                 "pid": os.getpid(),
+                "name": spec.get("name"),
+                "api_caps": spec.get("api_caps") or {},
                 "port": port,
                 "url": front.base_url,
                 "auth_url": front.base_url + "/identity/v3",
@@ -797,6 +825,7 @@ def main(argv: list[str]) -> int:
                     [h for h in sb.inv.get("hosts", []) if h.get("role") == "controller"]
                 ),
                 "startup_seconds": round(sb.timings["total"], 2),
+                "image": bool(spec.get("with_image")),
                 "timings": sb.timings,
             },
         )

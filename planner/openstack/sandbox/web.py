@@ -4,6 +4,7 @@ it, and the rollwave control endpoint, all on one 127.0.0.1 port.
     /identity/v3   just enough of Keystone v3 for keystoneauth: password and token auth, catalog
     /compute       Nova's real API pipeline (paste), fed the identity Keystone would give it
     /placement     Placement's real app
+    /image         the sandbox's real Glance, opt-in (`with_image`; imageproxy checks tokens)
     /rollwave      sandbox control; not in the catalog, needs the control secret
 
 No nova import here: the apps are handed in by `server`.
@@ -124,8 +125,10 @@ class Front:
         placement: WSGIApp,
         control: ControlHandler,
         control_secret: str,
+        image: WSGIApp | None = None,
     ) -> None:
         self.identity = identity
+        self.image = image  # the Glance proxy (with_image), else no image service
         self.nova = nova
         self.placement = placement
         self.control = control
@@ -151,11 +154,14 @@ class Front:
                 ],
             }
 
-        return [
+        out = [
             service("identity", "keystone", "/identity/v3"),
             service("compute", "nova", "/compute/v2.1"),
             service("placement", "placement", "/placement"),
         ]
+        if self.image is not None:
+            out.append(service("image", "glance", "/image"))
+        return out
 
     def __call__(self, environ: Environ, start: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "") or "/"
@@ -164,6 +170,7 @@ class Front:
             ("/compute", self._nova),
             ("/placement", self._placement),
             ("/rollwave", self._control),
+            ("/image", self._image),
         ):
             if path == prefix or path.startswith(prefix + "/"):
                 environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
@@ -214,8 +221,10 @@ class Front:
 
     def _issue_token(self, environ: Environ, start: StartResponse) -> Iterable[bytes]:
         try:
-            ident = _read_json(environ)["auth"]["identity"]
+            req = _read_json(environ)["auth"]
+            ident = req["identity"]
             methods = ident["methods"]
+            environ["rollwave.scope"] = req.get("scope")
         except (KeyError, TypeError, ValueError):
             return _error(start, 400, "malformed auth request")
         user: User | None = None
@@ -231,6 +240,9 @@ class Front:
             user = tok.user if tok else None
         if user is None:
             return _error(start, 401, "The request you have made requires authentication.")
+        user = _scoped(user, _read_scope(environ))
+        if user is None:
+            return _error(start, 401, "only an admin may scope a token to another project")
         value, tok = self.identity.issue(user)
         return _json(start, 201, {"token": self._token_body(tok)}, (("X-Subject-Token", value),))
 
@@ -243,7 +255,9 @@ class Front:
         return tok
 
     def _nova(self, environ: Environ, start: StartResponse) -> Iterable[bytes]:
-        if environ["PATH_INFO"] in ("", "/"):  # version discovery needs no token
+        # Version discovery needs no token: the root and /v2.1 itself, as Nova's paste maps
+        # them (`/v2.1: oscomputeversion_v2`, api-paste.ini).
+        if environ["PATH_INFO"] in ("", "/", "/v2.1", "/v2.1/"):
             return self.nova(environ, start)
         tok = self._authenticate(environ, start)
         if not isinstance(tok, Token):
@@ -265,6 +279,11 @@ class Front:
         environ["HTTP_X_ROLES"] = ",".join(tok.user.roles)
         return self.placement(environ, start)
 
+    def _image(self, environ: Environ, start: StartResponse) -> Iterable[bytes]:
+        if self.image is None:
+            return _error(start, 404, "no image service (start the sandbox with --with-image)")
+        return self.image(environ, start)  # it checks the token itself
+
     # -- control ------------------------------------------------------------------------------
 
     def _control(self, environ: Environ, start: StartResponse) -> Iterable[bytes]:
@@ -277,6 +296,28 @@ class Front:
             return _error(start, 400, "control endpoint: body is not JSON")
         status, out = self.control(environ["REQUEST_METHOD"], environ["PATH_INFO"], body)
         return _json(start, status, out)
+
+
+def _read_scope(environ: Environ) -> str | None:
+    """The project name (or id) a token request asks to be scoped to, if any."""
+    scope = environ.get("rollwave.scope")
+    project = scope.get("project") if isinstance(scope, dict) else None
+    if not isinstance(project, dict):
+        return None
+    name = project.get("name") or project.get("id")
+    return str(name) if name else None
+
+
+def _scoped(user: User, project: str | None) -> User | None:
+    """`user` with its token scoped to `project`: its own, or any for an admin (as an
+    operator's admin account holds a role in every project); None: refused."""
+    if not project or project in (user.project_id, user.project_name):
+        return user
+    if "admin" not in user.roles:
+        return None
+    from dataclasses import replace
+
+    return replace(user, project_id=project, project_name=project)
 
 
 class _QuietHandler(WSGIRequestHandler):
