@@ -1,11 +1,12 @@
 """Build: besides the pure-Python packages (configured in pyproject.toml), the simulator's event
 loop is compiled with mypyc when possible, for speed (benchmarks/sim_bench.py).
 
-The loop's modules (LOOP_MODULES: `sim/loop_state.py`, the run's state, and `sim/loop.py`, its
-event handlers) are copied to `sim/_<name>_c.py`, each importing the others' copies, with the
-digest of their texts appended, and the copies are compiled together (the extensions
-`sim._loop_state_c` and `sim._loop_c`). `sim.engine` uses them only while the digest matches the
-modules as they are then, so an edit of the loop never runs stale compiled code: it runs in
+The loop's modules (LOOP_MODULES: `sim/loop_state.py`, the run's state, `sim/loop_moves.py`, its
+migrations' moves, and `sim/loop.py`, its event handlers) are copied to `sim/_<name>_c.py`, each
+importing the others' copies, with the digest of their texts appended, and the copies are
+compiled together (the extensions `sim._loop_state_c`, `sim._loop_moves_c` and `sim._loop_c`).
+`sim.engine` uses them only while the digest matches the modules as they are then, so an edit of
+the loop never runs stale compiled code: it runs in
 Python until the next install rebuilds the copies. Without mypyc or a C compiler, or with
 ROLLWAVE_NO_COMPILE=1, the extensions are left out and everything runs in Python, unchanged.
 """
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 # Compiled together, in this order (sim.engine.LOOP_MODULES names the same ones).
-LOOP_MODULES = ("loop_state", "loop")
+LOOP_MODULES = ("loop_state", "loop_moves", "loop")
 
 
 def compiled_loop() -> list[Any]:

@@ -133,12 +133,13 @@ class AdmissionState:
                     for c, n in enumerate(self.demand[v]):
                         row[c] += n
         self.n_moves: list[int] = [len(m) for m in self.moves]
+        self._own = True  # moves, inc, n_moves not shared with a copy (see `_forget`)
         # Per source host, its destinations of later waves (which wait for it to drain).
         self.feeds: list[list[int]] = [
             [d for d in self.inc[s] if self.wave[d] > self.wave[s] >= 0] for s in range(H)
         ]
-        # Refusals that stand until one host changes state: host -> (that host, its state then,
-        # the refusal); asked again, admission answers from here while nothing it hangs on moved.
+        # Refusals that stand while one host stays in some states: host -> (that host, those
+        # states as a bit mask, the refusal); asked again, admission answers from here.
         self.memo: dict[int, tuple[int, int, Refusal]] = {}
         # Wave size, per AZ and rack.
         self.n_in = 0
@@ -151,6 +152,12 @@ class AdmissionState:
         first, last = select_hosts(inv, policy.first), select_hosts(inv, policy.last)
         self.tier: list[int] = [tier_of(n, first, last) for n in self.names]
         self.tier_pending: list[int] = [0, 0, 0]
+        # per tier, its hosts of the plan in plan order (whom a tier's refusal waits for)
+        self.tier_hosts: list[list[int]] = [[], [], []]
+        for wi, members in enumerate(self.wave_hosts):
+            for h in members:
+                if self.wave[h] == wi:  # a host's first wave only
+                    self.tier_hosts[self.tier[h]].append(h)
         for h in range(H):
             if self.status[h] == PENDING:
                 self.tier_pending[self.tier[h]] += 1
@@ -209,6 +216,7 @@ class AdmissionState:
         new.total = [list(x) for x in self.total]
         new.free = [list(x) for x in self.free]
         new.memo = {}
+        new._own = self._own = False
         return new
 
     # -- what the caller reports ------------------------------------------------------------------
@@ -300,9 +308,38 @@ class AdmissionState:
 
     def stayed(self, vm: str, src: str, dst: str) -> None:
         """A migration ended with its VM still on its source (aborted, or failed for good)."""
-        dem = self.demand[self.vm_index[vm]]
-        self._add(self.index[dst], dem, -1)
+        v = self.vm_index[vm]
+        dem = self.demand[v]
+        d = self.index[dst]
+        self._add(d, dem, -1)
         self._add(self.index[src], dem, 1)
+        self._forget(v, d)
+
+    def _forget(self, v: int, d: int) -> None:
+        """VM v never reached d: d's own move of it (planned in a later wave) is not made, nor
+        the moves after that one, so they add nothing to their destinations (counted, they would
+        hold room there for ever: a later host refused for capacity with nothing in maintenance,
+        a stalled run). Each such d waits for the host that was to send it v: not entered yet."""
+        while self.status[d] == PENDING:
+            mine = self.moves[d]
+            at = next((i for i, (u, _) in enumerate(mine) if u == v), -1)
+            if at < 0:
+                return
+            if not self._own:  # the plan's moves are shared by the copies: this run's own now
+                self.moves, self.inc = list(self.moves), list(self.inc)
+                self.n_moves = list(self.n_moves)
+                self._own = True
+            e = mine[at][1]
+            self.moves[d] = mine[:at] + mine[at + 1 :]
+            self.n_moves[d] -= 1
+            inc = {x: list(row) for x, row in self.inc[d].items()}
+            row = inc[e]
+            for c, n in enumerate(self.demand[v]):
+                row[c] -= n
+            if not any(row):
+                del inc[e]
+            self.inc[d] = inc
+            d = e
 
     # -- helpers ----------------------------------------------------------------------------------
     def _out(self, h: int) -> None:
@@ -401,11 +438,13 @@ def admit(state: AdmissionState, host: str) -> Admit | Refusal:
                 f"{size_family.words_per(attr, limit).rule}",
             )
     tier = st.tier[h]
+    # (both stand until the tier's last host waiting enters, or is lost: the caller parks it)
     if tier != FIRST and st.tier_pending[FIRST]:
         return Refusal(
             host,
             "order_first",
             f"{st.tier_pending[FIRST]} host(s) policy.first selects have not entered maintenance",
+            _last_pending(st, FIRST),
         )
     if tier == LAST and st.tier_pending[1]:
         return Refusal(
@@ -413,20 +452,24 @@ def admit(state: AdmissionState, host: str) -> Admit | Refusal:
             "order_last",
             f"policy.last selects it: {st.tier_pending[1]} other host(s) have not entered "
             "maintenance",
+            _last_pending(st, 1),
         )
     memo = st.memo.get(h)
     if memo is not None:
-        b, was, refusal = memo
-        if st.status[b] == was:
+        b, stands, refusal = memo
+        if (stands >> st.status[b]) & 1:
             return refusal
     if st.senders[h]:
         s = min(st.senders[h])
-        return _hang(st, h, s, f"{st.names[s]} (wave {st.wave[s] + 1}) still has VMs to send it")
+        why = f"{st.names[s]} (wave {st.wave[s] + 1}) still has VMs to send it"
+        return _hang(st, h, s, why, _SENDING)
     for d in st.inc[h]:
         sd = st.status[d]
         if sd in (IN, DRAINED, LOST) or not st.avail0[d]:
-            why = "is in maintenance" if sd in (IN, DRAINED) else "is down"
-            return _hang(st, h, d, f"its evacuees' destination {st.names[d]} {why}")
+            inside = sd in (IN, DRAINED)
+            why = "is in maintenance" if inside else "is down"
+            stands = _INSIDE if inside else 1 << sd
+            return _hang(st, h, d, f"its evacuees' destination {st.names[d]} {why}", stands)
         if sd == PENDING and st.wave[d] < w:
             return _hang(
                 st,
@@ -434,6 +477,7 @@ def admit(state: AdmissionState, host: str) -> Admit | Refusal:
                 d,
                 f"its evacuees' destination {st.names[d]} (wave {st.wave[d] + 1}) is not "
                 "upgraded yet",
+                _NOT_BACK,
             )
     if st.avail0[h]:
         for i in st.ha_of[h]:
@@ -458,10 +502,28 @@ def admit(state: AdmissionState, host: str) -> Admit | Refusal:
     return _room_for(st, host, h) or Admit(host)
 
 
-def _hang(st: AdmissionState, h: int, on: int, words: str) -> Refusal:
-    """An `order` refusal that stands while host `on` stays as it is (remembered)."""
+def _last_pending(st: AdmissionState, tier: int) -> str:
+    """The tier's last host (plan order) still waiting to enter: while it waits, so does every
+    host the tier's order refuses."""
+    for x in reversed(st.tier_hosts[tier]):
+        if st.status[x] == PENDING:
+            return st.names[x]
+    return ""
+
+
+# The states of the host an `order` refusal hangs on in which it still stands (bit masks): a
+# sender until it drains, a destination of an earlier wave until it is back, one in maintenance
+# until it is back (asked again meanwhile, the answer comes from the memo).
+_SENDING: Final = (1 << PENDING) | (1 << IN)
+_INSIDE: Final = (1 << IN) | (1 << DRAINED)
+_NOT_BACK: Final = (1 << PENDING) | _INSIDE
+
+
+def _hang(st: AdmissionState, h: int, on: int, words: str, stands: int) -> Refusal:
+    """An `order` refusal that stands while host `on` is in one of the states `stands`
+    (remembered)."""
     r = Refusal(st.names[h], "order", words, st.names[on])
-    st.memo[h] = (on, st.status[on], r)
+    st.memo[h] = (on, stands, r)
     return r
 
 

@@ -1,9 +1,11 @@
 """The predicted pipelined makespan: admission control (`planner.admission`) replayed over each
 host's predicted maintenance, deterministic, failure-free.
 
-Hosts are asked in plan order as the simulator asks them: those of the first wave with a host
-still waiting, each in its wave's order; a refusal by the wave size ends the scan; the others are
-asked again when a host drains or comes back. A host admitted at t is drained at t + `drain_s`
+Hosts are asked as the simulator and the executor ask them: every host still waiting, of any
+wave, earliest wave first, then in its wave's order (admission re-proves every rule and the order
+the plan must keep); a refusal by the wave size ends the scan; the others are asked again when a
+host drains or comes back. Lock-step, a refusal because an earlier wave is not over leaves the
+later waves unasked (each would hear the same). A host admitted at t is drained at t + `drain_s`
 (disable and its migrations) and back at t + `total_s` (then upgraded and enabled). The same
 replay with `execution: lockstep` waits for whole waves.
 
@@ -88,7 +90,7 @@ def replay(
     def admit_more() -> None:
         nonlocal seq
         i = 0
-        limit = cand[0][0] if cand else 0
+        limit = len(plan.waves)  # lock-step: the waves after one refused for it go unasked
         while i < len(cand):
             w, h = cand[i]
             if w > limit:
@@ -112,6 +114,8 @@ def replay(
                 refusals[r.rule] += 1
             if r.rule == "size":
                 break
+            if r.rule == "lockstep":
+                limit = w
             if r.until:
                 parked[h] = r.until
                 waiting.setdefault(r.until, []).append(h)

@@ -66,7 +66,7 @@ _NOT_BUILT = "python (no compiled loop: rollwave was installed without it)"
 
 
 # The loop's modules, compiled together at install (setup.py's LOOP_MODULES, in its order).
-LOOP_MODULES = ("loop_state", "loop")
+LOOP_MODULES = ("loop_state", "loop_moves", "loop")
 
 
 def loop_source() -> bytes:

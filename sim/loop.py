@@ -25,6 +25,7 @@ from itertools import compress, count
 from typing import Final, final
 
 from planner.admission import Admit, admit
+from sim.loop_moves import Moves
 from sim.loop_state import (
     _CRASH,
     _DRAIN,
@@ -42,7 +43,6 @@ from sim.loop_state import (
     DONE_DOWN,
     MAINT,
     NORMAL,
-    RunState,
     heap_pop,
     heap_push,
     set_available,
@@ -53,9 +53,6 @@ from sim.results import SimResult
 
 __all__ = ["COMPILED", "Run", "heap_pop", "heap_push", "run_loop", "set_available", "unpacked"]
 
-# Pipelined: hosts of the first wave with a host waiting and of the next LOOKAHEAD waves may be
-# admitted (beyond, the plan's order holds: a later wave waits).
-LOOKAHEAD: Final = 0
 # True in the copy mypyc compiled (its functions have no Python code object). A few scans are
 # written two ways: a plain loop, fastest compiled, and one run by C built-ins, fastest in Python.
 COMPILED: Final = not hasattr(lambda: None, "__code__")
@@ -72,8 +69,9 @@ def run_loop(
 
 
 @final
-class Run(RunState):
-    """One run's state (`RunState`) and its event handlers (see the module's docstring)."""
+class Run(Moves):
+    """One run's state (`RunState`), its migrations' moves (`Moves`) and its event handlers
+    (see the module's docstring)."""
 
     # --- the loop --------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -199,26 +197,6 @@ class Run(RunState):
         if self.waiting_on[d]:
             self.wake(d, t)
         return True
-
-    def landed(self, t: float, mi: int, v: int, d: int) -> None:
-        """Migration mi moved VM v to d: it no longer counts where it was."""
-        vm_host = self.vm_host
-        cur = vm_host[v]
-        gc = self.group_of[cur]
-        if gc >= 0 and self.st_avail[cur]:
-            self.note_min(gc)
-            self.st.remove(cur, self.demand[v])
-            self.check_group(t, gc)
-        else:  # the source is in maintenance: its usage only, no headroom to update
-            self.room[cur] += self.dem_p[v]
-        g = self.vm_group[v]
-        if g >= 0:
-            self.gcount[(g, cur)] -= 1
-        if self.in_breach:
-            self.cap_recovered(cur)
-        vm_host[v] = d
-        if self.m_dup[mi]:  # another migration of v may wait in cur's queue: a skip now
-            self.skips[cur] = sum(1 for _, u, _ in self.queue[cur] if vm_host[u] != cur)
 
     def on_fail(self, t: float, mi: int, b: int) -> bool:
         """An attempt of migration mi fails: it is retried later, or its VM stays on the source."""
@@ -350,9 +328,10 @@ class Run(RunState):
 
     # --- pipelined execution: admission ----------------------------------------------------------
     def admit_more(self, t: float) -> None:
-        """Admit the hosts waiting, in plan order, that admission control lets in now (those of
-        the first waiting wave and the next, LOOKAHEAD); a refusal by the wave size ends the
-        scan (no other host fits either)."""
+        """Admit the hosts waiting that admission control lets in now, of any wave: asked
+        earliest wave first, then in the plan's order (`admit` re-proves every rule and the
+        order the plan must keep on this state); a refusal by the wave size ends the scan (no
+        other host fits either)."""
         if self.admitting:
             self.again = True
             return
@@ -364,11 +343,8 @@ class Run(RunState):
         while again:
             self.again = False
             i = 0
-            limit = cand[0][0] + LOOKAHEAD if cand else 0
             while i < len(cand):
                 w, h = cand[i]
-                if w > limit:
-                    break
                 if self.parked_on[h] >= 0:  # refused until another host moves
                     i += 1
                     continue
@@ -708,110 +684,6 @@ class Run(RunState):
             slots -= 1
             if slots == 0:
                 return
-
-    def occupy(self, t: float, mi: int, v: int, d: int) -> None:
-        """VM v of migration mi, starting, counts on its destination d: capacity, anti-affinity
-        and headroom."""
-        gd = self.group_of[d]
-        counted = gd >= 0 and self.st_avail[d]
-        dp = self.dem_p[v]
-        room = self.room
-        before = room[d]
-        after = room[d] = before - dp
-        mask = self.dem_mask[v]
-        if after & mask == mask:  # room left in every class it needs: free falls by it
-            if counted:
-                self.free_p[gd] -= dp
-        else:
-            if counted:
-                self.free_p[gd] -= self.st.freed(before, after)
-            bk = ("cap", d)
-            if bk not in self.in_breach:
-                self.in_breach.add(bk)
-                hosts, classes = self.hosts, self.prep.classes
-                self.breach(
-                    t,
-                    "capacity",
-                    f"{hosts[d]} over capacity in "
-                    + ", ".join(classes[c] for c in self.st.over(d))
-                    + f" with {self.vms[v].id} arriving",
-                    (hosts[d], self.vms[v].id),
-                )
-        g = self.vm_group[v]
-        if g >= 0:
-            gcount = self.gcount
-            gcount[(g, d)] += 1
-            if gcount[(g, d)] > self.group_max[g]:
-                gid = self.prep.group_ids[g]
-                self.breach(
-                    t,
-                    "anti_affinity",
-                    f"server group {gid}: {gcount[(g, d)]} members on "
-                    f"{self.hosts[d]} while {self.vms[v].id} migrates",
-                    (gid, self.hosts[d]),
-                )
-        if counted:  # the full check when a class is short; else only note the minimum
-            if (self.free_p[gd] - self.req_p[gd]) & self.all_ok != self.all_ok:
-                self.check_group(t, gd)
-            else:
-                self.min_pending[gd] = True
-
-    def launch(self, t: float, mi: int, h: int, d: int, ob: int, ib: int) -> None:
-        """Migration mi's attempt runs from h to d (ob, ib: the migrations running on each, it
-        included): its share, and its end (or failure) scheduled."""
-        tries = self.tries
-        dyn = self.dyn
-        if tries[mi] == 0:
-            self.mig_start[mi] = t
-        elif dyn:  # a new attempt: its transfer starts again (first attempts find these)
-            self.prog[mi] = 0.0
-            self.bw_acc[mi] = 0.0
-            self.target[mi] = 1.0
-            self.ekind[mi] = _END
-        tries[mi] += 1
-        mb = self.box[mi]
-        overhead = self.overhead
-        if dyn:
-            self.run_out[h].add(mb)
-            self.run_in[d].add(mb)
-            # Its share of both NICs (out_busy and in_busy count the running migrations).
-            nic = self.nic
-            sa = nic[h] / ob
-            sb = nic[d] / ib
-            share = sa if sa < sb else sb
-            try:
-                tr = self.by_share[share][self.m_kind[mi]]
-            except KeyError:
-                tr = None
-            if tr is None:
-                tr = self.prep.transfer(mi, share)
-            self.cur_bw[mi] = share
-            self.cur_tr[mi] = tr
-            self.x0[mi] = self.seg_t[mi] = t + overhead
-            self.dirty.add(self.box[h])
-            self.dirty.add(self.box[d])
-            dur = tr.total_s
-        else:
-            dur = self.m_dur[mi]
-        if self.record:
-            wave = self.prep.m_wave[mi] + 1
-            attempt = self.attempts[mi] + 1
-            self.log(t, "migration_start", wave, self.hosts[h], mi, self.hosts[d], attempt)
-        if dur == math.inf:
-            self.in_flight.add(mb)  # it never ends: a stall names it
-            return
-        if self.track:
-            self.in_flight.add(mb)
-        if self.failing and self.attempts[mi] < self.fails[mi]:
-            u = self.frac_rng.random()
-            if dyn:  # fails at that fraction of its transfer, whatever the bandwidth does
-                self.target[mi] = u
-                self.ekind[mi] = _FAIL
-                self.push(t + overhead + u * (dur - overhead), _FAIL, mi, self.token[mi])
-            else:
-                self.push(t + u * dur, _FAIL, mi, self.token[mi])
-        else:
-            self.push(t + dur, _END, mi, self.token[mi])
 
     def wake(self, d: int, t: float) -> None:
         """Destination d has room again (a slot freed, or it is back): retry who waited for it."""

@@ -18,6 +18,7 @@ from planner.errors import InputError, Problem
 from planner.inventory import Inventory
 from planner.plan import DOWN_METHODS, Plan
 from sim.calendar import Calendar
+from sim.lowerbound import first_chain
 from sim.migration import GIB, MIB, cold_migration, live_migration
 from sim.model import Distribution, SimModel
 from sim.state import HeadroomState, pack, sign_mask
@@ -134,6 +135,11 @@ class Prepared:
     group_count0: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
     # Maintenance windows in simulated time (`sim.calendar`; None: always open).
     calendar: Calendar | None = field(default=None, repr=False)
+    # The lower bound's `first` chain (sim.lowerbound.first_chain): the plan's hosts
+    # policy.first selects, and how many of their maintenances pass one after another before
+    # any other host starts.
+    lb_first: tuple[int, ...] = ()
+    lb_first_chain: int = 0
 
     def transfer(self, mi: int, share: float) -> Transfer:
         """Migration mi with `share` bytes/s of its NICs (live_migration_bandwidth applies to
@@ -409,6 +415,9 @@ def prepare(
         prep.m_moves[mi] = tr.moves
         prep.m_flag[mi] = tr.flag
     _drain_bounds(prep, m_static if dynamic else None)
+    prep.lb_first, prep.lb_first_chain = first_chain(
+        inv, policy, prep.hosts, [h for w in prep.waves for h in w[0]]
+    )
     if check:
         from planner.checker import check_plan
 

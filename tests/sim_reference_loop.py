@@ -1278,27 +1278,12 @@ def plan_lower_bound(prep: Prepared, up_dur: list[float]) -> float:
 
 
 def lower_bound(prep: Prepared, up_dur: list[float]) -> float:
-    """lower-bounds.md: makespan >= max(max_h p_h, sum_h p_h / m, bytes / (m x NIC) + min U),
-    p_h = disable + drain bound + upgrade + enable; failure-free, with this run's upgrade times."""
-    m = prep.model
-    p: dict[int, float] = {}
-    ups: list[float] = []
-    for whosts, _, _ in prep.waves:
-        for h in whosts:
-            up = 0.0 if h in prep.lb_not_upgraded else up_dur[h]
-            p[h] = m.disable_s + prep.lb_drain.get(h, 0.0) + up + m.enable_s
-            ups.append(up)
-    if not p:
-        return 0.0
-    comp = [v for h, v in p.items() if prep.capacity.compute[h]]
-    bound = max(
-        max(p.values()),
-        sum(p.values()) / prep.m_eff_all,
-        sum(comp) / prep.m_eff_compute if comp else 0.0,
-        prep.lb_bytes / prep.m_eff_compute + min(ups),
-    )
-    # The canary's soak: no host is worked on meanwhile, so it adds to every term.
-    return float(bound) + _soak(prep)
+    """The simulator's own bound (`sim.lowerbound`): computed once per run from the run's upgrade
+    times, it is not the loop's semantics this oracle checks (with `policy.first` it has grown
+    the chain that selector forces)."""
+    from sim import lowerbound
+
+    return lowerbound.lower_bound(prep, up_dur)
 
 
 def _soak(prep: Prepared) -> float:

@@ -254,6 +254,42 @@ def test_a_host_outside_the_plan_or_entered_is_refused() -> None:
     _refused(admit(st_, "cmp-4"), "state")
 
 
+# -- a VM that stayed --------------------------------------------------------------------------
+def _relay() -> tuple[Inventory, Plan]:
+    """v goes a -> b in wave 1, then b -> c in wave 2 (b's drain); c has room for v or for w
+    (arriving from d in wave 3), not both."""
+    c = Cloud("relay").hosts_("a", "b", "d").host("c", ram_mb=16384)
+    c.vm("v", "a", ram_mb=8192).vm("w", "d", ram_mb=8192).vm("x", "c", ram_mb=4096)
+    plan = make_plan(
+        policy(1, failures=0),
+        wave(1, ["a"], [mv("v", "a", "b")]),
+        wave(2, ["b"], [mv("v", "b", "c")]),
+        wave(3, ["d"], [mv("w", "d", "a")]),
+    )
+    return c.build(), plan
+
+
+def test_a_vm_that_stayed_is_not_counted_where_its_later_move_would_take_it() -> None:
+    """v's first move is aborted (it stays on a): b's planned move of it is never made, so c does
+    not count it once b enters, and b has no migration left to finish."""
+    inv, plan = _relay()
+    template = AdmissionState.of(inv, plan)
+    st_ = template.copy()
+    c, v = st_.index["c"], st_.vm_index["v"]
+    before = list(st_.used[c])
+    st_.enter("a")
+    st_.stayed("v", "a", "b")
+    st_.drained("a")
+    st_.leave("a")
+    assert isinstance(admit(st_, "b"), Admit)
+    st_.enter("b")
+    assert st_.used[c] == before  # without the fix: v's 8 GiB held on c for ever
+    assert st_.in_flight == 0 and st_.n_moves[st_.index["b"]] == 0
+    # the template (shared by every run) still has the plan's moves
+    assert (v, c) in template.moves[template.index["b"]]
+    assert template.n_moves[template.index["b"]] == 1
+
+
 # -- invariants -----------------------------------------------------------------------------------
 def _breaks(inv: Inventory, st_: AdmissionState, where: dict[str, str]) -> list[str]:
     """The rules the checker knows that the state (hosts in maintenance, every VM where the

@@ -312,3 +312,30 @@ def test_a_host_that_never_comes_back_then_the_rest_re_planned(tmp_path: Path, b
     assert st.upgraded == set(plan.hosts) - {bad} and st.outcomes[bad].left_disabled
     assert st.ended == set(range(1, len(st.schedule) + 1))
     assert cloud.breaches == []
+
+
+def test_a_host_of_a_later_wave_enters_while_an_earlier_waves_host_still_waits(
+    tmp_path: Path,
+) -> None:
+    """Waves [a], [b -> a], [c -> d], [d -> c], two hosts at once: b waits for a to be back, and
+    c (wave 3) has nothing to wait for, so it is admitted with a, before b (wave 2) starts; d
+    still keeps the plan's order (after c drained and is back)."""
+    from tests.test_sim_pipelined import _lookahead
+
+    inv, plan = _lookahead()
+    cloud = Sampled(inv, plan)
+    j = tmp_path / "run.journal.jsonl"
+    res = _run(plan, cloud, j)
+    assert res.status == "completed", res.reason
+    recs = read_records(j)
+    order = _order(recs)
+    admits = [h for what, _, h in order if what == "admit"]
+    assert admits.index("c") < admits.index("b")
+    # c is admitted before wave 2's first host, which waits for wave 1 to end
+    assert order.index(("admit", 3, "c")) < order.index(("admit", 2, "b"))
+    assert order.index(("wave done", 1, "")) < order.index(("admit", 2, "b"))
+    waits = {(r["host"], r["rule"]) for r in recs if r.get("op") == "admit" and not r["admitted"]}
+    assert ("b", "order") in waits  # its evacuee's destination a is not back yet
+    st = RunState.replay(recs)
+    assert st.upgraded == set(plan.hosts) and st.finished and st.headroom_breaches == []
+    assert cloud.breaches == [] and cloud.max_down <= plan.policy.max_hosts_per_wave

@@ -181,3 +181,20 @@ def test_planner_keeps_the_shaped_plan_when_the_checker_refuses(
     assert outcome.check is not None and outcome.check.ok and check_plan(inv, plan).ok
     assert any("planned for pipelining, the plan broke a rule" in n for n in outcome.notes)
     assert "pipelining" not in outcome.stats
+
+
+def test_replay_admits_a_later_waves_host_before_an_earlier_wave() -> None:
+    """Hosts of any wave are asked, earliest wave first: c (wave 3) goes with a (wave 1) while
+    b (wave 2) waits for a to come back; lock-step still runs the waves one after another."""
+    from tests.test_sim_pipelined import _lookahead
+
+    inv, plan = _lookahead()
+    mt = {h: Maintenance(100.0, 1000.0) for h in plan.hosts}
+    got = replay(inv, plan, mt, "pipelined")
+    assert not got.stalled
+    assert got.start_s["a"] == got.start_s["c"] == 0.0
+    assert got.start_s["b"] >= got.end_s["a"] and got.start_s["d"] >= got.end_s["c"]
+    assert got.makespan_s == 2000.0
+    lock = replay(inv, plan, mt, "lockstep")
+    assert lock.makespan_s == 4000.0 and not lock.stalled
+    assert all(lock.start_s[h] == 1000.0 * i for i, h in enumerate("abcd"))

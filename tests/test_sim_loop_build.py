@@ -1,6 +1,7 @@
 """The simulator's loop compiled by mypyc (setup.py) is used only while it matches its modules
-(sim/loop_state.py and sim/loop.py), and it is there when the test run expects it (./dev test
-sets ROLLWAVE_EXPECT_COMPILED=1 where a C compiler is found: the install compiled it)."""
+(sim/loop_state.py, sim/loop_moves.py and sim/loop.py), and it is there when the test run expects
+it (./dev test sets ROLLWAVE_EXPECT_COMPILED=1 where a C compiler is found: the install compiled
+it)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from sim import engine, loop_state
+from sim import engine, loop_moves, loop_state
 from sim import loop as python_loop
 from sim.engine import choose_loop
 
@@ -41,7 +42,7 @@ def test_a_stale_compiled_loop_is_not_used() -> None:
 
 
 def test_an_edit_of_either_loop_module_makes_it_stale() -> None:
-    for module in (python_loop, loop_state):
+    for module in (python_loop, loop_moves, loop_state):
         text = Path(str(module.__file__)).read_bytes()
         assert text in SOURCE
         edited = SOURCE.replace(text, text + b"\n# an edit\n")

@@ -129,13 +129,22 @@ def evaluate(
         makespan_s=sched.makespan_s,
         solve_s=solve_s,
         simulate_s=time.perf_counter() - t1 if sim else 0.0,
-        predicted_makespan_s=(plan.summary.get("predicted_makespan_s") or {}).get("lockstep"),
+        predicted_makespan_s=_predicted_makespan(plan),
+        predicted_execution=plan.policy.execution,
         downtime_s=(plan.summary.get("predicted_downtime_s") or {}).get("total"),
         remedies=dict(plan.summary.get("remedies") or {}),
         windows_planned=len(plan.schedule.windows) if plan.schedule else None,
         last_done=_iso(plan.schedule.last_done) if plan.schedule else None,
         **sim,
     )
+
+
+def _predicted_makespan(plan: Plan) -> float | None:
+    """The plan's predicted makespan as its policy runs it: pipelined (admission control replayed
+    over the predicted maintenance) or lock-step (its waves one after another)."""
+    predicted = plan.summary.get("predicted_makespan_s") or {}
+    got = predicted.get("pipelined" if plan.policy.execution == "pipelined" else "lockstep")
+    return float(got) if got is not None else None
 
 
 def _solve(inv: Inventory, policy: Policy, config: SweepConfig, model: SimModel) -> Plan:

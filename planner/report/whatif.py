@@ -312,8 +312,8 @@ class Outcome:
     solve_s: float = 0.0
     simulate_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
-    # the plan's predictions (its summary): lock-step makespan, every guest's downtime summed,
-    # VMs per remedy
+    # the plan's predictions (its summary): makespan as the policy runs it (pipelined or
+    # lock-step), every guest's downtime summed, VMs per remedy
     predicted_makespan_s: float | None = None
     downtime_s: float | None = None
     remedies: dict[str, int] = field(default_factory=dict)
@@ -326,6 +326,8 @@ class Outcome:
     p_more_windows: float | None = None
     finish_p50: str | None = None
     finish_p95: str | None = None
+    # how the predicted makespan runs: the policy's execution (pipelined or lockstep)
+    predicted_execution: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -451,6 +453,7 @@ def tradeoff(results: Sequence[Outcome], varies: Sequence[Vary]) -> Any:
             r.failures_absorbed,
             r.predicted_makespan_s,
             r.downtime_s,
+            r.predicted_execution,
         )
         for r in results
         if r.ok and r.makespan_s is not None

@@ -31,8 +31,9 @@ class TradeoffPoint:
     makespan_p95_s: float | None
     breach_probability: float | None
     failures_absorbed: int | None  # largest-host failures absorbable at the worst wave
-    predicted_makespan_s: float | None = None  # the plan's own (lock-step, predicted)
+    predicted_makespan_s: float | None = None  # the plan's own (predicted, as `execution`)
     downtime_s: float | None = None  # every guest's predicted downtime, summed
+    execution: str | None = None  # how the predicted makespan runs: pipelined or lockstep
 
 
 def pareto(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -205,9 +206,9 @@ def _risk_panel(
 def _downtime_panel(
     ax: Any, points: Sequence[TradeoffPoint], n_panels: int, max_labels: int
 ) -> None:
-    """Every guest's predicted downtime against the plan's predicted (lock-step) makespan: the
-    remedies' trade-off (force-complete pauses briefly, cold copies with the guest off, stop
-    keeps it down through its host's maintenance)."""
+    """Every guest's predicted downtime against the plan's predicted makespan (pipelined or
+    lock-step, as each policy runs): the remedies' trade-off (force-complete pauses briefly, cold
+    copies with the guest off, stop keeps it down through its host's maintenance)."""
     pts = [p for p in points if p.downtime_s is not None and p.predicted_makespan_s]
     scale, unit = time_unit(max(p.predicted_makespan_s or 0.0 for p in pts))
     moved = [replace(p, makespan_s=p.predicted_makespan_s or 0.0, makespan_p95_s=None) for p in pts]
@@ -223,7 +224,15 @@ def _downtime_panel(
         probability=False,
     )
     ax.xaxis.set_major_locator(MaxNLocator(4))
-    ax.set_xlabel(f"makespan ({unit}, predicted, lock-step)")
+    runs = {p.execution for p in pts}
+    how = (
+        "pipelined"
+        if runs == {"pipelined"}
+        else "lock-step"
+        if runs == {"lockstep"}
+        else "as each policy runs"
+    )
+    ax.set_xlabel(f"makespan ({unit}, predicted, {how})")
     ax.set_ylabel(f"predicted downtime, all VMs ({dunit})")
     ax.legend(loc="best", fontsize=8)
 
