@@ -20,6 +20,7 @@ import heapq
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from planner.admission import AdmissionState, Admit, admit
 from planner.estimates import Estimates, How
@@ -45,7 +46,16 @@ class Replay:
     stalled: tuple[str, ...] = ()  # hosts never admitted (a plan admission cannot finish)
 
 
-_DRAINED, _BACK = 0, 1
+class Gate(Protocol):
+    """Time outside admission's rules (maintenance windows): the earliest time from t at which
+    host h may go down (t itself when it may now), and word of each host that does."""
+
+    def earliest(self, h: str, t: float) -> float: ...
+
+    def entered(self, h: str, t: float) -> None: ...
+
+
+_DRAINED, _BACK, _WAKE = 0, 1, 2
 
 
 def replay(
@@ -54,9 +64,11 @@ def replay(
     maintenance: Mapping[str, Maintenance],
     execution: str | None = None,
     state: AdmissionState | None = None,
+    gate: Gate | None = None,
 ) -> Replay:
     """The plan run host by host under admission control with these durations (`execution`:
-    the policy's when None). `state`: a fresh `AdmissionState` of (inv, plan) to reuse (copied)."""
+    the policy's when None). `state`: a fresh `AdmissionState` of (inv, plan) to reuse (copied).
+    `gate`: a host admission accepts waits, as refused for `window`, until the gate lets it."""
     if execution is not None and execution != plan.policy.execution:
         plan = dataclasses.replace(
             plan,
@@ -82,6 +94,7 @@ def replay(
     waiting: dict[str, list[str]] = {}
     seq = 0
     t = 0.0
+    wakes: set[float] = set()  # times a host held by the gate is asked again
 
     def moved(b: str) -> None:
         for h in waiting.pop(b, ()):
@@ -99,6 +112,19 @@ def replay(
                 i += 1
                 continue
             r = admit(st, h)
+            if isinstance(r, Admit) and gate is not None:
+                at = gate.earliest(h, t)
+                if at > t:
+                    if last.get(h) != "window":
+                        last[h] = "window"
+                        refusals["window"] += 1
+                    if at not in wakes:
+                        wakes.add(at)
+                        heapq.heappush(heap, (at, seq, _WAKE, h))
+                        seq += 1
+                    i += 1
+                    continue
+                gate.entered(h, t)
             if isinstance(r, Admit):
                 cand.pop(i)
                 st.enter(h)
@@ -122,6 +148,9 @@ def replay(
             i += 1
 
     def happen(kind: int, h: str) -> None:
+        if kind == _WAKE:
+            wakes.discard(t)
+            return
         if kind == _DRAINED:
             st.drained(h)
         else:

@@ -198,3 +198,37 @@ def test_replay_admits_a_later_waves_host_before_an_earlier_wave() -> None:
     lock = replay(inv, plan, mt, "lockstep")
     assert lock.makespan_s == 4000.0 and not lock.stalled
     assert all(lock.start_s[h] == 1000.0 * i for i, h in enumerate("abcd"))
+
+
+class _HoldUntil:
+    """A gate that keeps the named hosts out until `at` seconds."""
+
+    def __init__(self, hosts: set[str], at: float) -> None:
+        self.hosts, self.at = hosts, at
+        self.entered_at: dict[str, float] = {}
+
+    def earliest(self, h: str, t: float) -> float:
+        return max(t, self.at) if h in self.hosts else t
+
+    def entered(self, h: str, t: float) -> None:
+        self.entered_at[h] = t
+
+
+def test_a_gate_holds_hosts_admission_would_take(cloud):  # type: ignore[no-untyped-def]
+    """Windows in the replay: a held host enters at the gate's time, not before; the others go
+    on meanwhile; the refusal is counted as `window`; without a hold nothing changes."""
+    inv, _, plan, how, ph, _ = cloud
+    mt = maintenance_of(inv, plan, ph.est, how, ph.shutdown_s)
+    free = replay(inv, plan, mt, "pipelined")
+    first = plan.waves[0].hosts[0]
+    held = {first}
+    at = 3600.0
+    gate = _HoldUntil(held, at)
+    got = replay(inv, plan, mt, "pipelined", gate=gate)
+    assert not got.stalled and set(got.start_s) == set(plan.hosts)
+    assert got.start_s[first] >= at > free.start_s[first]
+    assert gate.entered_at == dict(got.start_s)
+    assert got.refusals["window"] >= 1
+    assert any(t < at for h, t in got.start_s.items() if h != first)  # others went on
+    same = replay(inv, plan, mt, "pipelined", gate=_HoldUntil(set(), at))
+    assert same.start_s == free.start_s and same.makespan_s == free.makespan_s

@@ -65,16 +65,29 @@ def test_nightly_windows_schedule_every_host_inside_an_opening(
     assert not any("does not keep schedule" in n for n in outcome.notes)
 
 
-def test_without_windows_one_window_from_the_start(example: tuple[Inventory, Policy]) -> None:
+@pytest.mark.parametrize("execution", ["pipelined", "lockstep"])
+def test_without_windows_one_window_from_the_start(
+    example: tuple[Inventory, Policy], execution: str
+) -> None:
+    """The last host is done when the plan's prediction for the policy's execution says."""
     inv, pol = example
+    pol = pol.with_changes(execution=execution)
     plan, _, _, ph = plan_with_predictions(inv, pol, GREEDY, start=START)
     s = plan.schedule
     assert s is not None and len(s.windows) == 1
     (w,) = s.windows
     assert w.start == START and w.end == s.last_done
-    lock = plan.summary["predicted_makespan_s"]["lockstep"]
+    assert sorted(w.hosts) == sorted(plan.hosts)
+    predicted = plan.summary["predicted_makespan_s"][execution]
     assert s.last_done is not None
-    assert (s.last_done - START).total_seconds() == pytest.approx(lock, abs=1.0)
+    done_s = (s.last_done - START).total_seconds()
+    if execution == "lockstep":
+        assert done_s == pytest.approx(predicted, abs=1.0)
+    else:
+        # the replay with each host's expected maintenance: above the pipelined bound, at most
+        # the expected makespan over drawn upgrades (the slowest of several draws sets the pace)
+        assert plan.summary["pipelined_lower_bound_s"] <= done_s <= predicted + 1.0
+        assert done_s < plan.summary["predicted_makespan_s"]["lockstep"]
     assert check_plan(inv, plan, estimates=ph.est).ok
 
 
@@ -126,3 +139,33 @@ def test_cli_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     got = capsys.readouterr()
     assert info.value.code == 2 and "--start: '2026-13-45' is not a date" in got.err
     assert not out.exists()
+
+
+def test_pipelined_schedule_in_per_az_windows_of_two_zones(
+    example: tuple[Inventory, Policy],
+) -> None:
+    """Pipelined, each host waits only for its own AZ's windows: the checker accepts the
+    schedule, every host is in one window, and it needs no more windows than lock-step's."""
+    inv, pol = example
+    berlin = Window(
+        days=tuple(range(7)), start=22 * 60, end=1 * 60, tz="Europe/Berlin", azs=("az1",)
+    )
+    new_york = Window(
+        days=tuple(range(7)), start=22 * 60, end=1 * 60, tz="America/New_York", azs=("az2",)
+    )
+    got = {}
+    for execution in ("pipelined", "lockstep"):
+        p = pol.with_changes(windows=(berlin, new_york), execution=execution)
+        plan, _, _, ph = plan_with_predictions(inv, p, GREEDY, start=START)
+        s = plan.schedule
+        assert s is not None
+        assert check_plan(inv, plan, estimates=ph.est).ok
+        assert sorted(h for w in s.windows for h in w.hosts) == sorted(plan.hosts)
+        for w in s.windows:
+            for h in w.hosts:
+                o = next(openings(p.windows, w.start, inv.host(h).az))
+                assert o[0] == w.start and w.end <= o[1]
+        got[execution] = s
+    assert len(got["pipelined"].windows) <= len(got["lockstep"].windows)
+    piped, lock = got["pipelined"].last_done, got["lockstep"].last_done
+    assert piped is not None and lock is not None and piped <= lock

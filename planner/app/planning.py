@@ -73,7 +73,9 @@ def plan_with_predictions(
     def finished(solved: Plan) -> tuple[Plan, CheckReport]:
         done = predict.annotate(inv, solved, ph, remedies)
         if start is not None:
-            sched = calendar.schedule(inv, done, ph.est, how, start)
+            sched = calendar.schedule(
+                inv, done, ph.est, how, start, predict.expected_maintenance(inv, done, ph, remedies)
+            )
             done = replace(done, schedule=sched)
         return done, check_plan(inv, done, digest=digest, estimates=ph.est)
 

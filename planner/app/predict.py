@@ -487,17 +487,13 @@ def summary(
     }
 
 
-def pipelined_makespan(
+def _drawn_upgrades(
     inv: Inventory, plan: Plan, ph: Physics, remedies: Mapping[str, How]
-) -> float:
-    """The plan's predicted makespan run pipelined: admission control replayed over each host's
-    predicted maintenance (`planner.pipelined`), deterministic: the mean over PIPELINED_DRAWS
-    draws of every host's upgrade time (a fixed seed, as `wave_s` draws them: the same plan, the
-    same figure), each replay failure-free."""
+) -> tuple[dict[str, Maintenance], list[str], list[Any]]:
+    """Each host's predicted maintenance, and PIPELINED_DRAWS draws of its upgrade time less
+    the median (a fixed seed: the same plan, the same figures)."""
     how = {m.vm: how_of(m, remedies) for _, m in plan.migrations()}
     base = maintenance_of(inv, plan, ph.est, how, ph.shutdown_s)
-    if not base:
-        return 0.0
     names = sorted(base)
     rng = np.random.default_rng(0)
     draws = [
@@ -505,6 +501,31 @@ def pipelined_makespan(
         - ph.est.hosts[h].upgrade_s
         for h in names
     ]
+    return base, names, draws
+
+
+def expected_maintenance(
+    inv: Inventory, plan: Plan, ph: Physics, remedies: Mapping[str, How]
+) -> dict[str, Maintenance]:
+    """Each host's predicted maintenance with its upgrade's mean over the same draws as
+    `pipelined_makespan` (what `plan --start` schedules a pipelined plan with)."""
+    base, names, draws = _drawn_upgrades(inv, plan, ph, remedies)
+    return {
+        h: Maintenance(base[h].drain_s, base[h].total_s + float(np.mean(d)))
+        for h, d in zip(names, draws, strict=True)
+    }
+
+
+def pipelined_makespan(
+    inv: Inventory, plan: Plan, ph: Physics, remedies: Mapping[str, How]
+) -> float:
+    """The plan's predicted makespan run pipelined: admission control replayed over each host's
+    predicted maintenance (`planner.pipelined`), deterministic: the mean over PIPELINED_DRAWS
+    draws of every host's upgrade time (a fixed seed, as `wave_s` draws them: the same plan, the
+    same figure), each replay failure-free."""
+    base, names, draws = _drawn_upgrades(inv, plan, ph, remedies)
+    if not base:
+        return 0.0
     total = 0.0
     piped = replace(plan, policy=replace(plan.policy, execution="pipelined"))
     state = AdmissionState.of(inv, piped)  # built once, copied per draw
