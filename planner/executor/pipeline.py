@@ -77,7 +77,8 @@ class Pipeline:
         self.pending: list[tuple[int, str]] = []  # (wave, host) still to admit, in plan order
         self.k0 = 1
         self._said: dict[str, tuple[str, str]] = {}  # host -> (rule, until) last journaled
-        self._dst: dict[str, tuple[str, str]] = {}  # VM -> (source, destination) admission knows
+        # (VM, wave) -> (source, destination) admission knows: a VM may move in several waves
+        self._dst: dict[tuple[str, int], tuple[str, str]] = {}
         self._t_wave: dict[int, float] = {}
         # the next window opening the run waits for: (opens, closes, the wave waiting)
         self._waiting: tuple[_dt.datetime, _dt.datetime, int] | None = None
@@ -125,7 +126,7 @@ class Pipeline:
                 else:
                     self.pending.append((k0 + i, h))
             for m in w.migrations:
-                self._dst[m.vm] = (m.src, m.dst)
+                self._dst[(m.vm, k)] = (m.src, m.dst)
 
     # -- the run ----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -419,20 +420,21 @@ class Pipeline:
     def _follow_vm(self, v: VmRun) -> None:
         adm = self.adm
         assert adm is not None
-        known = self._dst.get(v.vm)
+        key = (v.vm, v.wave)
+        known = self._dst.get(key)
         if known is None or v.vm not in adm.vm_index:
             return
         src, dst = known
         if v.state in TERMINAL_VM and v.state is not VmState.DONE:
             if dst in adm.index and src in adm.index:
                 adm.stayed(v.vm, src, dst)  # it stays on its source (or is gone)
-            del self._dst[v.vm]
+            del self._dst[key]
         elif v.state is VmState.DONE:
-            del self._dst[v.vm]
+            del self._dst[key]
         elif v.dst != dst and v.dst in adm.index and src in adm.index and dst in adm.index:
             adm.stayed(v.vm, src, dst)  # sent elsewhere: off the old destination,
             adm.stayed(v.vm, v.dst, src)  # onto the new one
-            self._dst[v.vm] = (src, v.dst)
+            self._dst[key] = (src, v.dst)
 
     def _close_waves(self) -> None:
         ctx = self.ctx
