@@ -349,6 +349,11 @@ def _windowed_lanes(
     return out
 
 
+def _whole_second(t: _dt.datetime) -> _dt.datetime:
+    """Up to the next whole second (still inside the opening: a crossing lasts longer)."""
+    return t if not t.microsecond else t.replace(microsecond=0) + _dt.timedelta(seconds=1)
+
+
 def _openings_used(cross: list[MoveTime], start: _dt.datetime | None) -> tuple[CrossingWindow, ...]:
     """The openings the windowed crossings ran in, in time order, with their VMs."""
     assert start is not None
@@ -360,7 +365,7 @@ def _openings_used(cross: list[MoveTime], start: _dt.datetime | None) -> tuple[C
     out = [
         CrossingWindow(
             project,
-            min(x.opening[0] for x in xs if x.opening is not None).astimezone(tz),
+            _whole_second(min(x.opening[0] for x in xs if x.opening is not None)).astimezone(tz),
             end.astimezone(tz),
             tuple(x.vm for x in xs),
         )

@@ -250,3 +250,17 @@ def test_in_place_plans_ignore_project_windows_with_a_warning(
     assert code == 0, stderr
     assert "project_windows" in stderr and "ignored in place" in stderr
     assert check_plan(fx.inventory, load_plan(out)).ok
+
+
+def test_the_schemas_take_project_windows_and_crossings() -> None:
+    from planner.formats import policy_to_dict
+    from tests.test_schemas import errors
+
+    inv, pol = _fixture(**{"project-1": (NIGHTLY,)})
+    got = plan_and_check(inv, pol, SideBySideOptions(), DEFAULT, START)
+    doc = json.loads(json.dumps(plan_to_dict(got.plan)))
+    assert doc["schedule"]["crossings"] and errors("plan", doc) == []
+    d = policy_to_dict(pol)
+    assert errors("policy", d) == []
+    d["project_windows"] = {"web": []}
+    assert errors("policy", d)

@@ -19,6 +19,7 @@ from planner.formats_sbs import load_az_map
 from planner.policy import Policy
 from planner.windows import Window
 from sim.model import load_model
+from sim.timeline import hms
 from solver.sidebyside import SideBySideOptions
 
 # The in-place options that do not apply to a side-by-side plan.
@@ -113,7 +114,7 @@ def summary_table(m: dict[str, Any], elapsed: float) -> Table:
     t.add_row("new computes", str(m["new_computes"]), "")
     if "crossing_windows" in m:
         t.add_row("project windows used", str(m["crossing_windows"]), "")
-        t.add_row("waiting for them", f"{m['window_wait_s']:,.0f} s", "")
+        t.add_row("crossings waiting for them", hms(m["window_wait_s"]), "")
         t.add_row("last wave done", str(m["last_done"]), "")
     t.add_row("planner", "side-by-side greedy", "")
     t.add_row("time", f"{elapsed:.1f} s", "")
