@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from planner.app.sidebyside import plan_and_check
 from planner.checker import check_plan
@@ -24,6 +26,7 @@ from planner.formats import (
     save_policy,
 )
 from planner.inventory import Inventory
+from planner.plan import Schedule, ScheduledCrossing
 from planner.policy import Policy
 from planner.windows import Window, openings
 from sim.crosscloud import simulate_side_by_side
@@ -264,3 +267,42 @@ def test_the_schemas_take_project_windows_and_crossings() -> None:
     assert errors("policy", d) == []
     d["project_windows"] = {"web": []}
     assert errors("policy", d)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    days=st.sets(st.integers(0, 6), min_size=1).map(lambda s: tuple(sorted(s))),
+    opens=st.integers(0, 23 * 60),
+    hours=st.integers(1, 12),
+    tz=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"]),
+    offset_h=st.integers(0, 24 * 7),
+    windowed=st.sets(st.sampled_from("abcdef"), min_size=1),
+)
+def test_every_windowed_crossing_lies_inside_an_opening_and_the_checker_agrees(
+    days: tuple[int, ...], opens: int, hours: int, tz: str, offset_h: int, windowed: set[str]
+) -> None:
+    win = Window(days, opens, (opens + hours * 60) % (24 * 60), tz)
+    inv = six_and_two().inventory
+    for vm in "abcdef":
+        inv = edit_vm(inv, vm, project="win" if vm in windowed else "free")
+    pol = _windowed(six_and_two().policy, win=(win,))
+    plan = replace(six_and_two().plan, policy=pol)
+    start = START + dt.timedelta(hours=offset_h)
+    r = simulate_side_by_side(inv, plan, DEFAULT, start)
+    for x in r.moves:
+        if x.method != "cross-cloud":
+            continue
+        if x.vm not in windowed:
+            assert x.project is None and x.waited_s == 0
+            continue
+        assert x.opening is not None
+        a = start + dt.timedelta(seconds=x.start_s)
+        o = next(openings((win,), x.opening[0]))
+        assert o[0] == x.opening[0] and abs((a - x.opening[0]).total_seconds()) < 1e-3
+        assert (start + dt.timedelta(seconds=x.end_s)) <= o[1] + dt.timedelta(milliseconds=1)
+    assert sum(len(c.vms) for c in r.crossing_windows) == len(windowed)
+    crossings = tuple(
+        ScheduledCrossing(c.project, c.start, c.end, c.vms) for c in r.crossing_windows
+    )
+    scheduled = replace(plan, schedule=Schedule(start, (), None, crossings))
+    assert check_plan(inv, scheduled).ok
