@@ -306,7 +306,8 @@ def _windowed(
         raise UsageError(
             "the plan's policy has project_windows for "
             + ", ".join(sorted(used))
-            + ": the simulation needs a start date (simulate --start 2026-12-14T22:00)"
+            + ": the simulation needs a start date (simulate --start DATE, or a plan "
+            "scheduled by plan --start)"
         )
     return {p: named[p] for p in used}
 

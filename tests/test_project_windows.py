@@ -228,6 +228,10 @@ def test_plan_and_simulate_side_by_side_with_start(
     assert data["start"] == START.isoformat() and data["openings_used"] >= 1
     code, stdout, _ = run(["simulate", inv, str(out)], capsys)
     assert code == 0 and "crossings per project window" in stdout
+    # the report simulates from the plan's schedule too
+    html = tmp_path / "r.html"
+    code, _, stderr = run(["report", inv, str(out), "-o", str(html)], capsys)
+    assert code == 0 and html.exists(), stderr
 
 
 def test_simulate_without_a_start_exits_2(
