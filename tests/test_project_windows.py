@@ -310,3 +310,16 @@ def test_every_windowed_crossing_lies_inside_an_opening_and_the_checker_agrees(
     )
     scheduled = replace(plan, schedule=Schedule(start, (), None, crossings))
     assert check_plan(inv, scheduled).ok
+
+
+def test_the_executor_refuses_a_plan_with_project_windows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, p = _fixture(**{"project-1": (NIGHTLY,)})
+    plan = tmp_path / "plan.json"
+    save_plan(replace(six_and_two().plan, policy=p), plan)
+    journal = tmp_path / "j.jsonl"
+    argv = ["execute", str(plan), "--source-cloud", "old", "--target-cloud", "new"]
+    code, _, stderr = run([*argv, "--journal", str(journal)], capsys)
+    assert code == 2 and "project_windows" in stderr and "refuses" in stderr, stderr
+    assert not journal.exists()
