@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 from planner import formats_placement, formats_sbs
+from planner import project_windows as pw
 from planner.documents import (
     FORMAT_VERSION,
     KINDS,
@@ -496,6 +497,7 @@ def _policy(r: Reader, d: Mapping[str, Any], loc: str) -> Policy | None:
         ),
         windows=read_windows(r, d, "windows", loc),
         **read_nova_policy(r, d, loc),
+        project_windows=pw.read(r, d, loc),
     )
     return p if len(r.problems) == n else None
 
@@ -578,6 +580,7 @@ def policy_to_dict(p: Policy, *, standalone: bool = True) -> dict[str, Any]:
     if p.windows:
         d["windows"] = [w.to_dict() for w in p.windows]
     d.update(nova_policy_to_dict(p))
+    pw.to_dict(p, d)
     return d
 
 
@@ -766,9 +769,10 @@ def _schedule(r: Reader, raw: Any, loc: str) -> Schedule | None:
         if len(r.problems) == m:
             windows.append(w)
     last_done = _timestamp(r, d, "last_done", loc, required=False)
+    crossings = pw.read_crossings(r, d, loc, _timestamp)
     if len(r.problems) != n:
         return None
-    return Schedule(start=start, windows=tuple(windows), last_done=last_done)
+    return Schedule(start, tuple(windows), last_done, crossings)
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
@@ -849,6 +853,7 @@ def _schedule_dict(s: Schedule) -> dict[str, Any]:
     }
     if s.last_done is not None:
         d["last_done"] = s.last_done.isoformat()
+    pw.write_crossings(s, d)
     return d
 
 

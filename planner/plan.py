@@ -102,13 +102,29 @@ class ScheduledWindow:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduledCrossing:
+    """Side by side, with the policy's `project_windows`: an opening of `project`'s windows
+    (`start`, `end`, aware datetimes) and the VMs of that project expected to cross into the new
+    cloud inside it (`vms`, in the plan's order)."""
+
+    project: str
+    start: _dt.datetime
+    end: _dt.datetime
+    vms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Schedule:
     """When the plan expects each host to go down (with windows or `plan --start`): from
-    `start` on, in `windows`; `last_done` the predicted end of the last host's maintenance."""
+    `start` on, in `windows`; `last_done` the predicted end of the last host's maintenance (side
+    by side: of the last wave)."""
 
     start: _dt.datetime
     windows: tuple[ScheduledWindow, ...]
     last_done: _dt.datetime | None = None
+    # Side by side with the policy's project_windows: when each windowed project's VMs cross
+    # (`windows` is then empty: hosts leave the old cloud at any time).
+    crossings: tuple[ScheduledCrossing, ...] = ()
 
     def window_of(self) -> dict[str, ScheduledWindow]:
         """Host name -> the (first) window it is in."""

@@ -80,6 +80,17 @@ class Policy:
     # disks only); without it such a host is left out of the plan.
     allow_evacuate: bool = False
     affinity_moves: AffinityMoves | None = None
+    # Side by side only: (project, its windows) pairs, sorted by project (a tuple: policies are
+    # hashed); a VM of such a project crosses into the new cloud only inside one of its windows.
+    # Empty: any time. See planner.project_windows.
+    project_windows: tuple[tuple[str, tuple[Window, ...]], ...] = ()
+
+    def windows_of_project(self, project: str) -> tuple[Window, ...]:
+        """The project's windows; empty: it crosses at any time."""
+        for name, windows in self.project_windows:
+            if name == project:
+                return windows
+        return ()
 
     def with_changes(self, **changes: Any) -> Policy:
         """A copy with some fields replaced; `headroom.failures`-style keys reach into headroom."""

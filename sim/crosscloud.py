@@ -16,6 +16,13 @@ durations, no draws), since a side-by-side plan's time is dominated by copies of
   (`crosscloud.control_plane_s`), a host joining as a compute takes `crosscloud.join_s`, a
   retired one nothing; the next wave starts when the slowest is done.
 
+With the policy's `project_windows` (planner.project_windows) and a start date: a VM of a
+windowed project starts crossing only when its project's window is open, from then on, for its
+whole cross-cloud time (the lane waits for it); the others cross at any time. The lanes take the
+wave's crossings in the plan's order, each on the lane free first. Results add, per opening of a
+project's windows, the crossings in it, and the time crossings waited for their windows. The
+lower bound ignores windows.
+
 Lower bound (no plan of these moves under this model finishes sooner): a wave lasts its moves
 (its drain), then its hosts' hand-over: the new controllers' wave `control_plane_s`, any other
 wave with a host joining as a compute `join_s`. No VM may cross before the control plane is up,
@@ -27,13 +34,17 @@ with `join_s`, one after the other.
 
 from __future__ import annotations
 
+import datetime as _dt
 import heapq
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from planner import project_windows as pw
+from planner.errors import InfeasibleError, UsageError
 from planner.inventory import VM, Inventory
 from planner.plan import CROSS_CLOUD, Migration, Plan
+from planner.windows import Window
 from sim.migration import MIB, cold_migration, live_migration
 from sim.params import integer, num
 
@@ -80,6 +91,22 @@ class MoveTime:
     start_s: float
     end_s: float
     downtime_s: float
+    # A windowed project's crossing: its project, when it started and when the opening it ran in
+    # closes (the calendar's own instants), and how long it waited for it.
+    project: str | None = None
+    opening: tuple[_dt.datetime, _dt.datetime] | None = None
+    waited_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class CrossingWindow:
+    """An opening of a project's windows used by crossings: from the first one's start (when
+    the window was entered) to the opening's close, the VMs that crossed in it."""
+
+    project: str
+    start: _dt.datetime
+    end: _dt.datetime
+    vms: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -101,9 +128,14 @@ class CrossCloudResult:
     total_downtime_s: float
     worst_downtime_s: float
     per_cloud: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # With project windows: the start date, the openings used (in time order), and the time
+    # crossings waited for their windows.
+    start: _dt.datetime | None = None
+    crossing_windows: tuple[CrossingWindow, ...] = ()
+    window_wait_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "makespan_s": round(self.makespan_s, 3),
             "lower_bound_s": round(self.lower_bound_s, 3),
             "control_plane_ready_s": (
@@ -123,6 +155,27 @@ class CrossCloudResult:
                     "end_s": round(w.end_s, 3),
                 }
                 for w in self.waves
+            ],
+        }
+        if self.crossing_windows:
+            d["project_windows"] = self.windows_dict()
+        return d
+
+    def windows_dict(self) -> dict[str, Any]:
+        waited = [x for x in self.moves if x.waited_s > 0]
+        return {
+            "start": None if self.start is None else self.start.isoformat(),
+            "openings_used": len(self.crossing_windows),
+            "crossings_waited": len(waited),
+            "wait_s": round(self.window_wait_s, 3),
+            "per_window": [
+                {
+                    "project": c.project,
+                    "start": c.start.isoformat(),
+                    "end": c.end.isoformat(),
+                    "crossings": len(c.vms),
+                }
+                for c in self.crossing_windows
             ],
         }
 
@@ -151,10 +204,15 @@ def _lanes(durations: list[float], lanes: int, start: float) -> list[float]:
     return ends
 
 
-def simulate_side_by_side(inv: Inventory, plan: Plan, model: SimModel) -> CrossCloudResult:
+def simulate_side_by_side(
+    inv: Inventory, plan: Plan, model: SimModel, start: _dt.datetime | None = None
+) -> CrossCloudResult:
     """The plan in time under `model` (its `crosscloud` section, its guests' shutdown and boot,
-    its live and cold migration for the moves inside the old cloud)."""
+    its live and cold migration for the moves inside the old cloud), from `start` (an aware
+    datetime; needed when the policy's project windows apply to a VM that crosses: UsageError
+    without it; InfeasibleError when no opening of a project's windows is long enough)."""
     cc = model.crosscloud
+    windows = _windowed(inv, plan, start)
     shutdown_s, boot_s = model.shutdown_s, model.boot_s
     t = 0.0
     waves: list[WaveTime] = []
@@ -167,10 +225,15 @@ def simulate_side_by_side(inv: Inventory, plan: Plan, model: SimModel) -> CrossC
         inner = [m for m in w.migrations if m.method != CROSS_CLOUD]
         drained = t
         cd = [cross_time(inv.vm(m.vm), cc, shutdown_s, boot_s) for m in crossing]
-        for m, d, end in zip(crossing, cd, _lanes(cd, cc.parallel, t), strict=True):
-            moves.append(MoveTime(m.vm, w.index, m.method, end - d, end, d))
-            drained = max(drained, end)
-            old_empty = max(old_empty, end)
+        if windows:
+            crossed = _windowed_lanes(inv, crossing, cd, cc.parallel, t, windows, start)
+        else:
+            crossed = [MoveTime(m.vm, w.index, m.method, e - d, e, d) for m, d, e in zip(
+                crossing, cd, _lanes(cd, cc.parallel, t), strict=True)]  # fmt: skip
+        for x in crossed:
+            moves.append(replace(x, wave=w.index))
+            drained = max(drained, x.end_s)
+            old_empty = max(old_empty, x.end_s)
         by_src: dict[str, list[Migration]] = {}
         for m in inner:
             by_src.setdefault(m.src, []).append(m)
@@ -221,7 +284,95 @@ def simulate_side_by_side(inv: Inventory, plan: Plan, model: SimModel) -> CrossC
         total_downtime_s=sum(downs),
         worst_downtime_s=max(downs, default=0.0),
         per_cloud=per_cloud,
+        start=start,
+        crossing_windows=_openings_used(cross, start) if windows else (),
+        window_wait_s=sum(x.waited_s for x in cross),
     )
+
+
+def _windowed(
+    inv: Inventory, plan: Plan, start: _dt.datetime | None
+) -> dict[str, tuple[Window, ...]]:
+    """Project -> its windows, for the projects of the VMs that cross; a start date needed."""
+    if not plan.policy.project_windows:
+        return {}
+    named = dict(plan.policy.project_windows)
+    used = {
+        p
+        for _, m in plan.migrations()
+        if m.method == CROSS_CLOUD and inv.has_vm(m.vm) and (p := inv.vm(m.vm).project) in named
+    }
+    if used and start is None:
+        raise UsageError(
+            "the plan's policy has project_windows for "
+            + ", ".join(sorted(used))
+            + ": the simulation needs a start date (simulate --start DATE, or a plan "
+            "scheduled by plan --start)"
+        )
+    return {p: named[p] for p in used}
+
+
+def _windowed_lanes(
+    inv: Inventory,
+    crossing: list[Migration],
+    durations: list[float],
+    lanes: int,
+    t: float,
+    windows: dict[str, tuple[Window, ...]],
+    start: _dt.datetime | None,
+) -> list[MoveTime]:
+    """List scheduling as `_lanes`, a windowed project's crossing on its lane at the first
+    instant its project's windows are open for all of it (the wave index is the caller's)."""
+    assert start is not None
+    heap = [t] * max(lanes, 1)
+    out = []
+    for m, d in zip(crossing, durations, strict=True):
+        free = heapq.heappop(heap)
+        project = inv.vm(m.vm).project
+        ws = windows.get(project)
+        if ws is None:
+            heapq.heappush(heap, free + d)
+            out.append(MoveTime(m.vm, 0, m.method, free, free + d, d))
+            continue
+        at = start + _dt.timedelta(seconds=free)
+        got = pw.fit(ws, at, _dt.timedelta(seconds=d))
+        if got is None:
+            raise InfeasibleError(
+                [
+                    f"VM {m.vm} of project {project} needs {pw.hm(_dt.timedelta(seconds=d))} "
+                    "to cross (stop, copy, boot, verify); no opening of the project's windows is "
+                    f"that long (the longest: {pw.hm(pw.longest(ws, at))})"
+                ]
+            )
+        begin = free + (got[0] - at).total_seconds()
+        heapq.heappush(heap, begin + d)
+        out.append(MoveTime(m.vm, 0, m.method, begin, begin + d, d, project, got, begin - free))
+    return out
+
+
+def _whole_second(t: _dt.datetime) -> _dt.datetime:
+    """Up to the next whole second (still inside the opening: a crossing lasts longer)."""
+    return t if not t.microsecond else t.replace(microsecond=0) + _dt.timedelta(seconds=1)
+
+
+def _openings_used(cross: list[MoveTime], start: _dt.datetime | None) -> tuple[CrossingWindow, ...]:
+    """The openings the windowed crossings ran in, in time order, with their VMs."""
+    assert start is not None
+    found: dict[tuple[str, _dt.datetime], list[MoveTime]] = {}
+    for x in cross:
+        if x.project is not None and x.opening is not None:
+            found.setdefault((x.project, x.opening[1]), []).append(x)
+    tz = start.tzinfo
+    out = [
+        CrossingWindow(
+            project,
+            _whole_second(min(x.opening[0] for x in xs if x.opening is not None)).astimezone(tz),
+            end.astimezone(tz),
+            tuple(x.vm for x in xs),
+        )
+        for (project, end), xs in found.items()
+    ]
+    return tuple(sorted(out, key=lambda c: (c.start, c.project)))
 
 
 def _lower_bound(cross: list[MoveTime], cc: CrossCloudSettings, any_vms: bool, joins: int) -> float:

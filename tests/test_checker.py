@@ -17,6 +17,7 @@ from planner.checker import RULES, CheckReport, Violation, check_inventory, chec
 from planner.inventory import Inventory
 from planner.plan import Plan, Schedule, ScheduledWindow, Stop, Wave
 from planner.windows import Window
+from tests.checker_pwin_pairs import *  # noqa: F403  (per-project windows side by side)
 from tests.checker_sbs_pairs import *  # noqa: F403  (the side-by-side rules' pairs)
 from tests.clouds import (
     NAMED,

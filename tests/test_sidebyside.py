@@ -315,7 +315,7 @@ def test_an_az_map_missing_an_az_exits_2_and_writes_nothing(
 @pytest.mark.parametrize(
     ("extra", "word"),
     [
-        (["--mode", "side-by-side", "--start", "2026-12-14T22:00Z"], "--start"),
+        (["--mode", "side-by-side", "--time-limit", "5"], "--time-limit"),
         (["--mode", "side-by-side", "--planner", "greedy"], "--planner"),
         (["--controllers", "3"], "--controllers"),
     ],

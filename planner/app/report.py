@@ -106,7 +106,9 @@ def write_side_by_side_report(
     t0 = time.perf_counter()
     model = sim_model or DEFAULT
     chk = check_plan(inv, plan, digest=plan.inventory_sha256 if ignore_digest else None)
-    run = simulate_side_by_side(inv, plan, model)
+    # from the plan's schedule's start, if it has one (project windows need one)
+    start = plan.schedule.start if plan.schedule is not None else None
+    run = simulate_side_by_side(inv, plan, model, start)
     cc = model.crosscloud
     rep = SideBySideReport(
         inv, plan, chk, run, HandOver(cc.control_plane_s, cc.join_s), max_rows=max_rows

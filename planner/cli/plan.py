@@ -132,7 +132,8 @@ def _n(x: float | None) -> str:
     default=None,
     help="When the upgrade starts (ISO 8601, e.g. 2026-12-14T22:00; without an offset, the "
     "wall clock of the policy's first window): schedule every host in the policy's "
-    "maintenance windows, lock-step.",
+    "maintenance windows, lock-step. Side by side: schedule each windowed project's "
+    "crossings in its project_windows (needed when they apply).",
 )
 @click.option(
     "--mode",
@@ -193,11 +194,12 @@ def plan_cmd(
     plan_sbs.check_options(ctx, mode)
     if mode == "side-by-side":
         plan_sbs.run(
-            inventory, policy_path, output, az_map_path, controllers, seed, model_path, fmt
+            inventory, policy_path, output, az_map_path, controllers, seed, model_path, fmt, start
         )
         return
     inv = load_inventory(inventory)
     policy = load_policy(policy_path)
+    plan_sbs.warn_project_windows(policy, policy_path)
     model = load_model(model_path)
     when = parse_start(start, policy.windows) if start is not None else None
     for opt, selectors in (("--first", first), ("--last", last)):

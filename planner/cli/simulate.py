@@ -89,7 +89,8 @@ from sim.timeline import hms, result_to_dict, summary
     default=None,
     help="Run in calendar time from DATE (ISO 8601, e.g. 2026-12-14T22:00; without an offset, "
     "the wall clock of the first window's zone): hosts enter maintenance only inside the "
-    "policy's windows. Default: the plan's schedule's start, if it has one.",
+    "policy's windows (side by side: a windowed project's VMs cross only inside its "
+    "project_windows). Default: the plan's schedule's start, if it has one.",
 )
 @format_option
 def simulate_cmd(
@@ -122,7 +123,7 @@ def simulate_cmd(
     if p.side_by_side:
         return simulate_sbs.run(
             inv, p, model, ignore_digest=ignore_digest, runs=runs, timeline=timeline,
-            cluster=cluster, fmt=fmt,
+            cluster=cluster, fmt=fmt, start=start,
         )  # fmt: skip
     t0 = time.perf_counter()
     at = parse_start(start, p.policy.windows) if start is not None else None

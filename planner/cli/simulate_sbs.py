@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from planner.app.schedule import parse_start
 from planner.app.sidebyside import simulate
 from planner.cli.common import emit_json, err, out
+from planner.cli.plan_sbs import project_zones
 from planner.errors import UsageError
 from planner.inventory import Inventory
 from planner.plan import Plan
+from sim.crosscloud import CrossCloudResult
 from sim.model import SimModel
 from sim.timeline import hms
 
@@ -24,6 +27,7 @@ def run(
     timeline: str | None,
     cluster: str | None,
     fmt: str,
+    start: str | None = None,
 ) -> int:
     bad = [
         opt
@@ -39,7 +43,8 @@ def run(
             f"{', '.join(bad)}: not for a side-by-side plan (its simulation is one "
             "deterministic run)"
         )
-    got = simulate(inv, plan, model, ignore_digest=ignore_digest)
+    at = parse_start(start, project_zones(plan.policy)) if start is not None else None
+    got = simulate(inv, plan, model, ignore_digest=ignore_digest, start=at)
     if got.violations:
         err.print(
             f"[yellow]warning[/]: the plan fails `rollwave check` with {len(got.violations)} "
@@ -67,5 +72,24 @@ def run(
     t.add_row("old cloud: empty at", hms(old["empty_s"]))
     t.add_row("old cloud: moves inside", f"{old['moves_inside']:,}")
     t.add_row("waves", str(len(r.waves)))
+    if r.crossing_windows:
+        pw = r.windows_dict()
+        t.add_row("project windows: openings used", str(pw["openings_used"]))
+        t.add_row(
+            "project windows: crossings waited",
+            f"{pw['crossings_waited']:,}, {hms(r.window_wait_s)} in all",
+        )
     out.print(t)
+    if r.crossing_windows:
+        out.print(windows_table(r))
     return 0
+
+
+def windows_table(r: CrossCloudResult) -> Table:
+    """Crossings per opening of a project's windows."""
+    t = Table(title="crossings per project window", title_justify="left", box=None)
+    for col in ("project", "from", "to", "crossings"):
+        t.add_column(col, justify="right" if col == "crossings" else "left")
+    for c in r.crossing_windows:
+        t.add_row(c.project, c.start.isoformat(), c.end.isoformat(), str(len(c.vms)))
+    return t

@@ -178,8 +178,8 @@ def _plan(pc: PlanCheck, out: Out) -> None:
     if pc.plan.policy.windows:
         _azs(pc)
     s = pc.plan.schedule
-    if s is None:
-        return
+    if s is None or pc.plan.side_by_side:
+        return  # side by side, the schedule holds crossings (family project_window)
     _shape(s, list(pc.plan.hosts), out)
     _inside(pc, s, out)
 
