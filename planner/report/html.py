@@ -329,7 +329,17 @@ def write_report(
     """Write the HTML file (atomically) and, with `png_dir`, every figure as a PNG there.
     Returns the files written."""
     rendered = render_figures(report)
-    text = render_html(report, rendered)
+    return write_page(output, render_html(report, rendered), rendered, png_dir)
+
+
+def write_page(
+    output: str | os.PathLike[str],
+    text: str,
+    rendered: Sequence[tuple[FigureSpec, bytes]],
+    png_dir: str | os.PathLike[str] | None,
+) -> list[Path]:
+    """The page (atomically) and, with `png_dir`, each figure's PNG there (the directory made
+    first: bad input when it cannot be). Returns the files written, the page first."""
     written = []
     if png_dir is not None:
         d = Path(png_dir)

@@ -23,12 +23,10 @@ from matplotlib.patches import Patch
 
 from planner import __version__
 from planner.checker import CheckReport
-from planner.errors import InputError
-from planner.formats import write_bytes_atomic, write_text_atomic
 from planner.inventory import Inventory
 from planner.plan import CROSS_CLOUD, Plan
 from planner.report.build import FigureSpec, duration
-from planner.report.html import CSS, esc, figure_html
+from planner.report.html import CSS, esc, figure_html, write_page
 from planner.report.plots.style import (
     BLUE,
     GREEN,
@@ -375,17 +373,4 @@ def write_sbs_report(
 ) -> list[Path]:
     """Write the HTML file (atomically) and, with `png_dir`, the figures as PNG there."""
     rendered = [(s, png_bytes(s.figure)) for s in figures(report)]
-    text = render_html(report, rendered)
-    written: list[Path] = []
-    if png_dir is not None:
-        d = Path(png_dir)
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(str(d), f"cannot create directory: {exc.strerror or exc}") from None
-        for spec, data in rendered:
-            write_bytes_atomic(d / f"{spec.key}.png", data)
-            written.append(d / f"{spec.key}.png")
-    write_text_atomic(output, text)
-    written.insert(0, Path(output))
-    return written
+    return write_page(output, render_html(report, rendered), rendered, png_dir)
