@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from planner.app.execute import _verify
-from planner.errors import UsageError
 from planner.executor.crosscloud import CrossCloudRun, CrossOptions, Journal
 from planner.executor.hooks import Hooks
 from planner.formats import load_plan, sha256_file
@@ -28,12 +27,6 @@ def execute_side_by_side(
 ) -> None:
     """Validate everything first (bad input: exit 2, nothing moved), then run the waves."""
     plan = load_plan(plan_path)
-    if plan.policy.project_windows:
-        # Crossing a windowed project's VM outside its window is the outage the windows forbid.
-        raise UsageError(
-            f"{plan_path}: the plan's policy has project_windows; the side-by-side executor "
-            "does not wait for projects' windows yet, so it refuses to run this plan"
-        )
     sha = sha256_file(plan_path)
     if inventory_path:
         _verify(plan_path, plan, inventory_path, allow_digest_mismatch, allow_check_failures)

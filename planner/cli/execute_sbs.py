@@ -48,6 +48,7 @@ def run_side_by_side(p: dict[str, Any]) -> int:
         hook_timeout_s=p["hook_timeout_s"],
         network_map_path=p["network_map"] or "--network-map",
         allow_api_loss=p["allow_api_loss"],
+        window_wait=p["window_wait"],
     )
     journal = Path(p["journal_path"]) if p["journal_path"] else default_journal(p["plan"])
 
@@ -96,6 +97,12 @@ def status_side_by_side(path: str, fmt: str) -> int:
     waves = [s for s in done if s.startswith("wave:")]
     moved = [r["vm"] for r in body if r.get("event") == "xc-moved"]
     last = body[-1] if body else head
+    # Crossings that met their project's window closed and have not crossed since.
+    waiting = {
+        str(r["vm"]): str(r.get("opens"))
+        for r in body
+        if r.get("event") == "window-wait" and f"vm:{r['vm']}:{r.get('wave')}" not in done
+    }
     data = {
         "plan_sha256": head.get("plan_sha256"),
         "source": head.get("source"),
@@ -105,6 +112,7 @@ def status_side_by_side(path: str, fmt: str) -> int:
         "vms_crossed": len(moved),
         "deployed": "deploy" in done,
         "hosts_handed_over": sorted(s[5:] for s in done if s.startswith("role:")),
+        "waiting_for_window": [{"vm": vm, "opens": t} for vm, t in sorted(waiting.items())],
         "last_event": last.get("event"),
         "last_record_at": last.get("at"),
     }
@@ -121,5 +129,11 @@ def status_side_by_side(path: str, fmt: str) -> int:
         f"plane {'deployed' if data['deployed'] else 'not deployed'}; hosts with their role: "
         f"{len(data['hosts_handed_over'])}"
     )
+    if waiting:
+        first = min(waiting.values())
+        out.print(
+            f"waiting for their project's window: {len(waiting)} VM(s) "
+            f"({', '.join(sorted(waiting)[:5])}); the first window opens at {first}"
+        )
     out.print(f"last: {data['last_event']} at {data['last_record_at']}")
     return int(ExitCode.OK)

@@ -23,10 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from planner.errors import ExecutionError, InputError, Problem, RollwaveError, UsageError
-from planner.executor.crossmove import MV, Mover, Side
+from planner.executor.crossmove import MV, SOURCE_STATUS, Mover, Side
+from planner.executor.crosswindow import (
+    WAIT_STEP_S,
+    Clock,
+    Verdict,
+    held_message,
+    judge,
+    need_of,
+    utc_now,
+)
 from planner.executor.hooks import Hooks, expand
 from planner.executor.journal import now_iso
-from planner.plan import CROSS_CLOUD, Plan, Wave
+from planner.executor.window import iso
+from planner.plan import CROSS_CLOUD, Migration, Plan, Wave
 
 JOURNAL_KIND = "rollwave-crosscloud-journal"
 
@@ -45,6 +55,8 @@ class CrossOptions:
     # The API compatibility gate (planner.openstack.apicheck) overridden: run even when the new
     # cloud does not serve every API version and microversion the old one does.
     allow_api_loss: bool = False
+    # With the policy's project_windows: wait for a closed window (True) or stop, exit 5.
+    window_wait: bool = True
 
 
 def read_network_map(path: str) -> dict[str, str]:
@@ -160,8 +172,14 @@ class CrossCloudRun:
         hooks: Hooks,
         echo: Callable[[str], None],
         warn: Callable[[str], None] | None = None,
+        clock: Clock = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.plan = plan
+        self.clock = clock
+        self.sleep = sleep
+        self.windows = dict(plan.policy.project_windows)
+        self._waits_noted: set[str] = set()
         self.plan_path = plan_path
         self.opts = opts
         self.journal = journal
@@ -218,19 +236,108 @@ class CrossCloudRun:
             self.journal.log("wave-start", wave=w.index)
             for h in w.hosts:
                 self._disable(h, w.index)
+            # Crossings whose project's window is closed: the wave's other moves go first.
+            held: list[Migration] = []
             for m in w.migrations:
-                key = f"vm:{m.vm}:{w.index}"
-                if key in self.journal.done:
+                if f"vm:{m.vm}:{w.index}" in self.journal.done:
                     continue
-                if m.method == CROSS_CLOUD:
-                    self._target_deployed()
-                    self.mover.move(m.vm, m.dst, w.index)
-                else:
-                    self._inside(m.vm, m.dst, m.method)
-                self.journal.finish(key)
+                if m.method == CROSS_CLOUD and not self._admitted(m, w.index):
+                    held.append(m)
+                    continue
+                self._one(m, w.index)
+            self._wait_for_held(held, w.index)
             self._roles(w)
             self.journal.finish(step)
         self.journal.log("run-done")
+
+    def _one(self, m: Migration, wave: int) -> None:
+        if m.method == CROSS_CLOUD:
+            self._target_deployed()
+            self.mover.move(m.vm, m.dst, wave)
+        else:
+            self._inside(m.vm, m.dst, m.method)
+        self.journal.finish(f"vm:{m.vm}:{wave}")
+
+    # -- per-project windows ---------------------------------------------------------------------
+
+    def _verdict(self, m: Migration) -> Verdict | None:
+        """The window verdict of a crossing now; None when no window holds it (its project has
+        none, or its move is already under way or done)."""
+        if not self.windows:
+            return None
+        server = self.mover.original(m.vm)
+        if server is None or SOURCE_STATUS in (server.get("metadata") or {}):
+            return None  # the copy stands, or the VM is stopped: finish the move
+        project = str(server.get("tenant_id") or server.get("project_id") or "")
+        windows = self.windows.get(project)
+        if windows is None:
+            return None
+        v = judge(m.vm, project, windows, self.clock(), need_of(m))
+        if v is None:
+            raise ExecutionError(
+                f"VM {m.vm} of project {project}: its project's windows never open"
+            )
+        return v
+
+    def _admitted(self, m: Migration, wave: int) -> bool:
+        """Whether this crossing may start now; journals the verdict either way."""
+        v = self._verdict(m)
+        if v is None:
+            return True
+        if v.go:
+            self.journal.log(
+                "window-open", vm=v.vm, project=v.project, wave=wave, closes=iso(v.closes),
+                need_s=v.need_s, fits=v.fits,
+            )  # fmt: skip
+            if not v.fits:
+                self.warn(
+                    f"VM {v.vm}: its predicted {v.need_s:.0f} s crossing fits no opening of "
+                    f"project {v.project}'s windows; started now, the window closes at "
+                    f"{iso(v.closes)}"
+                )
+            return True
+        if v.vm not in self._waits_noted:
+            self._waits_noted.add(v.vm)
+            self.journal.log(
+                "window-wait", vm=v.vm, project=v.project, wave=wave, opens=iso(v.opens),
+                closes=iso(v.closes), need_s=v.need_s,
+            )  # fmt: skip
+            self.echo(
+                f"VM {v.vm}: project {v.project}'s window is closed; it crosses from "
+                f"{iso(v.opens)} (the wave's other moves go on)"
+            )
+        return False
+
+    def _wait_for_held(self, held: list[Migration], wave: int) -> None:
+        """Cross the held VMs as their windows open (in the plan's order), waiting between; with
+        --no-window-wait, stop (exit 5) with nothing half-moved."""
+        noted = False
+        while held:
+            for m in list(held):
+                if self._admitted(m, wave):
+                    self._one(m, wave)
+                    held.remove(m)
+            if not held:
+                return
+            waiting = [v for m in held if (v := self._verdict(m)) is not None and not v.go]
+            if not waiting:
+                continue  # opened meanwhile
+            why = f"wave {wave}: {held_message(waiting)}"
+            if not self.opts.window_wait:
+                self.journal.log("window-stop", wave=wave, vms=[v.vm for v in waiting])
+                raise ExecutionError(
+                    f"{why} (--no-window-wait): resume the run then: rollwave execute "
+                    f"{shlex.quote(self.plan_path)} --source-cloud "
+                    f"{shlex.quote(self.opts.source_cloud)} --target-cloud "
+                    f"{shlex.quote(self.opts.target_cloud)} --resume --journal "
+                    f"{shlex.quote(str(self.journal.path))} (with the same options)"
+                )
+            if not noted:
+                noted = True
+                self.echo(f"{why}: waiting (Ctrl-C stops the run; --resume continues it)")
+            opens = min(v.opens for v in waiting)
+            left = (opens - self.clock()).total_seconds()
+            self.sleep(min(max(left, 0.05), WAIT_STEP_S))
 
     def _disable(self, host: str, wave: int) -> None:
         """The old cloud schedules nothing more onto a host the wave empties (as the in-place
