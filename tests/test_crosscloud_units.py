@@ -4,6 +4,7 @@ tests/test_crosscloud_sandbox.py)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,13 @@ def test_network_map_file(tmp_path: Path) -> None:
         bad.write_text(text)
         with pytest.raises(InputError, match=str(bad)):
             read_network_map(str(bad))
-    with pytest.raises(InputError, match="cannot read"):
+    # read as every input is (a regular file only: a FIFO would block, a device never end)
+    with pytest.raises(InputError, match=r"missing\.yaml: no such file"):
         read_network_map(str(tmp_path / "missing.yaml"))
+    fifo = tmp_path / "map.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="regular file"):
+        read_network_map(str(fifo))
 
 
 def test_journal_resumes_only_its_own_run(tmp_path: Path) -> None:

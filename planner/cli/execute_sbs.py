@@ -4,10 +4,13 @@ two clouds (planner/executor/crosscloud.py); the options that fit together, the 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from planner.cli.common import emit_json, err, out
+from planner.documents import read_bytes
 from planner.errors import ExitCode, InputError, UsageError
 
 # The in-place run's options a side-by-side run does not take (their defaults aside).
@@ -75,6 +78,8 @@ def is_crosscloud_journal(path: str) -> bool:
     from planner.executor.crosscloud import JOURNAL_KIND
 
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False  # a FIFO or a device: the in-place reader refuses it, without reading
         with open(path) as f:
             head = json.loads(f.readline() or "{}")
     except (OSError, ValueError):
@@ -85,7 +90,12 @@ def is_crosscloud_journal(path: str) -> bool:
 def status_side_by_side(path: str, fmt: str) -> int:
     """`execute --status` of a side-by-side run's journal: where it stands (no cloud touched)."""
     recs = []
-    for line in Path(path).read_text().splitlines():
+    raw = read_bytes(path)  # a regular file only (a FIFO or a device: exit 2, not a hang)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text (byte {exc.start})") from None
+    for line in text.splitlines():
         try:
             recs.append(json.loads(line))
         except ValueError:

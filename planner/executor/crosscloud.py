@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from planner.documents import read_bytes
 from planner.errors import ExecutionError, InputError, Problem, RollwaveError, UsageError
 from planner.executor.crossmove import MV, SOURCE_STATUS, Mover, Side
 from planner.executor.crosswindow import (
@@ -64,8 +65,8 @@ def read_network_map(path: str) -> dict[str, str]:
     import yaml
 
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = yaml.safe_load(read_bytes(path).decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError(path, f"cannot read the network map: {exc}") from None
     if data is None:
         data = {}
@@ -99,7 +100,10 @@ class Journal:
         if path.exists() and path.stat().st_size:
             if not resume:
                 raise InputError(str(path), "a journal of an earlier run exists: --resume it")
-            lines = path.read_text().splitlines()
+            try:  # a regular file only: a FIFO or a device is refused, never read
+                lines = read_bytes(path).decode("utf-8").splitlines()
+            except UnicodeDecodeError as exc:
+                raise InputError(str(path), f"not UTF-8 text (byte {exc.start})") from None
             head = json.loads(lines[0])
             if head.get("kind") != JOURNAL_KIND or any(
                 head.get(k) != header[k] for k in ("plan_sha256", "source", "target")
