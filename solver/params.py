@@ -31,6 +31,9 @@ class SolveParams:
     wall_clock_hit: bool = False
     dtime_used: float = 0.0
     solver_errors: list[str] = field(default_factory=list)  # CP-SAT's own failures, if any
+    # Seconds of the time limit kept for what follows the search (annotating, checking, writing
+    # the plan): the search's wall clock ends this much before the limit.
+    reserve: float = 0.0
 
     @property
     def total_effort(self) -> float:
@@ -38,17 +41,19 @@ class SolveParams:
 
     @property
     def deadline(self) -> float:
-        """The time limit as a `time.monotonic()` instant."""
-        return self.started + self.time_limit
+        """The end of the search as a `time.monotonic()` instant: the time limit less the
+        reserve."""
+        return self.started + self.time_limit - self.reserve
 
     def remaining(self) -> float:
-        return self.time_limit - (time.monotonic() - self.started)
+        return self.deadline - time.monotonic()
 
     def out_of_time(self, keep: float = 0.0) -> bool:
-        """The outer safety: less than `keep` of the time limit is left. Marks the run as cut by
+        """The outer safety: less than `keep` of the search's time (the limit less the reserve)
+        is left. Marks the run as cut by
         the wall clock (its result may then differ between runs); the budgets in deterministic
         time and counted steps are meant to stop every phase long before."""
-        if self.remaining() <= keep * self.time_limit:
+        if self.remaining() <= keep * (self.time_limit - self.reserve):
             self.wall_clock_hit = True
             return True
         return False

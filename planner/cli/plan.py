@@ -220,6 +220,7 @@ def plan_cmd(
         time_limit=time_limit,
         seed=seed,
         workers=workers,
+        started=started_at(ctx),  # the time limit counts from the process's start
     )
     progress = ProgressLine()
     t0 = time.perf_counter()
@@ -265,6 +266,14 @@ def plan_cmd(
             f"{plan.schedule.last_done.strftime('%Y-%m-%d %H:%M %z')}"
         )
     out.print(f"wrote {output}")
+
+
+def started_at(ctx: click.Context) -> float | None:
+    """The `time.monotonic()` instant the time limit counts from: the process's start under
+    `main` (the console entry), else (called in-process) when planning starts."""
+    obj = ctx.find_root().obj
+    started = obj.get("started") if isinstance(obj, dict) else None
+    return started if isinstance(started, float) else None
 
 
 def summary_table(m: dict[str, Any], outcome: SolveOutcome, elapsed: float) -> Table:
