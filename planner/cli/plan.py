@@ -92,8 +92,10 @@ def _n(x: float | None) -> str:
     type=click.FloatRange(min=0.5),
     default=None,
     metavar="SECONDS",
-    help="Wall-clock cap on the search (default: 30 s + 25 ms a host). Plans are reproducible "
-    "unless this cap cuts the search short.",
+    help="Wall-clock cap on the whole run, from the process's start (default: 30 s + 25 ms a "
+    "host). The search keeps a reserve for checking and writing the plan; optional passes that "
+    "do not fit are skipped, with a note. Plans are reproducible unless this cap cuts the "
+    "search short.",
 )
 @click.option(
     "--seed", type=SEED, default=0, show_default=True, help="Same input and seed, same plan."
