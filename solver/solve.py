@@ -69,8 +69,10 @@ class SolveOptions:
     # The `time.monotonic()` instant the time limit counts from (`rollwave plan`: the process's
     # start); None: when `solve` is called.
     started: float | None = None
-    # Seconds of the time limit left to the caller after the search (`planner.app.budget`).
+    # Seconds of the time limit left to the caller after the search (`planner.app.budget`),
+    # estimated at `reserve_load` wall-clock seconds a CPU second.
     reserve: float = 0.0
+    reserve_load: float = 1.0
 
 
 @dataclass
@@ -103,6 +105,7 @@ def solve(
         time_limit=time_limit,
         effort=opts.effort if opts.effort is not None else default_effort(inv, time_limit),
         reserve=min(max(0.0, opts.reserve), time_limit),
+        reserve_load=opts.reserve_load,
     )
     if opts.started is not None:
         params.started = opts.started

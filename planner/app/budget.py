@@ -14,7 +14,8 @@ follow.
   search, within its deterministic time and the search's deadline.
 - The wall clock is only the outer safety: a pass whose estimate no longer fits the time really
   left (with the mandatory steps after it) is skipped too, and the run is marked cut by the wall
-  clock (another run may differ).
+  clock (another run may differ). There the estimates, and the search's reserve, are scaled by
+  how slow the run really is (wall clock over CPU time so far, when that is above LOAD).
 
 Each skipped pass is named in the notes and in the plan's summary (`skipped_for_time`).
 
@@ -29,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from planner.inventory import Inventory
+from solver.params import slowdown
 
 # Wall clock per CPU second assumed for the estimates (a loaded 2-core machine, with margin).
 LOAD = 2.5
@@ -77,6 +79,8 @@ class Budget:
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     wall_clock_hit: bool = False
+    wall0: float = field(default_factory=time.monotonic)
+    cpu0: float = field(default_factory=time.process_time)
 
     @classmethod
     def for_run(cls, inv: Inventory, time_limit: float, started: float | None = None) -> Budget:
@@ -110,7 +114,8 @@ class Budget:
             )
             return False
         self.optional_s -= cost
-        if self.remaining() < cost + self.mandatory:
+        # the outer safety: the estimates scaled by how slow this run really is
+        if self.remaining() < (cost + self.mandatory) * slowdown(self.wall0, self.cpu0, LOAD):
             self.skipped.append(name)
             self.wall_clock_hit = True
             self.notes.append(

@@ -23,7 +23,7 @@ from typing import Any
 
 from planner.app import predict
 from planner.app import schedule as calendar
-from planner.app.budget import Budget
+from planner.app.budget import LOAD, Budget
 from planner.checker import CheckReport, check_plan, plan_summary
 from planner.errors import RollwaveError
 from planner.inventory import Inventory
@@ -64,7 +64,9 @@ def plan_with_predictions(
     opts = options or SolveOptions()
     limit = opts.time_limit if opts.time_limit is not None else default_time_limit(inv)
     budget = Budget.for_run(inv, limit, opts.started)
-    opts = replace(opts, time_limit=limit, started=budget.started, reserve=budget.reserve)
+    opts = replace(
+        opts, time_limit=limit, started=budget.started, reserve=budget.reserve, reserve_load=LOAD
+    )
     ph = predict.predict(inv, policy, model or DEFAULT_MODEL)
     remedies = predict.choose_remedies(inv, policy, ph.est)
     inv2 = predict.remedied_inventory(inv, remedies)
