@@ -17,6 +17,7 @@ from planner.checker import check_plan
 from planner.cli import main
 from planner.formats import load_plan, plan_to_dict, save_inventory, save_policy
 from planner.generate import GenerateSpec, default_policy, generate
+from solver.params import SolveParams, slowdown
 from solver.solve import SolveOptions
 from tests.solver_clouds import small_two_az
 
@@ -91,3 +92,15 @@ def test_the_cli_names_the_skipped_passes(
     assert out["summary"]["skipped_for_time"] == ["durations", "pipelining"]
     assert sum("skipped for time" in n for n in out["notes"]) == 2
     assert check_plan(inv, load_plan(tmp_path / "plan.json")).ok
+
+
+def test_the_wall_clock_safety_scales_with_the_runs_slowdown() -> None:
+    """A run that got a CPU second in 10 s of wall clock is 4 x slower than the estimates' 2.5;
+    in its first second nothing can be told; never faster than estimated."""
+    now, cpu = time.monotonic(), time.process_time()
+    assert slowdown(now - 10.0, cpu - 1.0, 2.5) == pytest.approx(4.0, rel=0.05)
+    assert slowdown(now, cpu, 2.5) == 1.0
+    assert slowdown(now - 10.0, cpu - 10.0, 2.5) == 1.0
+    p = SolveParams(time_limit=60.0, reserve=10.0, reserve_load=2.5, started=now)
+    p.wall0, p.cpu0 = now - 10.0, cpu - 1.0
+    assert p.deadline == pytest.approx(now + 60.0 - 40.0, abs=0.5)
