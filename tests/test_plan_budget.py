@@ -68,7 +68,8 @@ def test_the_budget_is_a_function_of_size_and_limit() -> None:
     big = Budget.for_run(inv, 600.0)
     assert big.mandatory == pytest.approx(mandatory_s(inv))
     # every pass on 1.1 migrations a VM fits a roomy limit, and is kept back from the search
-    every = sum(pass_s(p, int(1.1 * len(inv.vms))) for p in ("per_az", "durations", "pipelining"))
+    moves, hosts = int(1.1 * len(inv.vms)), len(inv.hosts)
+    every = sum(pass_s(p, moves, hosts) for p in ("per_az", "durations", "pipelining"))
     assert big.optional_s == pytest.approx(every)
     assert big.allows("durations", 4000) and big.allows("pipelining", 4000)
     assert not big.skipped

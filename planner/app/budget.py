@@ -19,9 +19,10 @@ follow.
 
 Each skipped pass is named in the notes and in the plan's summary (`skipped_for_time`).
 
-The costs were measured on a shared 2-core machine (trace-1000-50k, 49,000 migrations, load
-about 3: annotate + check + summary + write 3.1 s of CPU; shaping 2.6 s; pipelining 3.7 s) and
-multiplied by LOAD (half a CPU, and some margin).
+The costs are CPU seconds measured on a shared 2-core machine, fitted to trace-1000-50k (1,000
+hosts, 48,790 migrations: annotate + check + summary + write 3.1 s; shaping 2.6 s; pipelining
+3.7 s) and trace-5000-100k (5,000 hosts, 90,562 migrations: 16.3 s, of which the summary 11.7 s;
+shaping 9.0 s; pipelining 28.7 s), and multiplied by LOAD (a CPU shared, with some margin).
 """
 
 from __future__ import annotations
@@ -34,16 +35,17 @@ from solver.params import slowdown
 
 # Wall clock per CPU second assumed for the estimates (a loaded 2-core machine, with margin).
 LOAD = 2.5
-# CPU seconds: the steps after the search, a VM (annotate, check, summary, write) and a host;
-# a fixed part (the summary's tables, writing the file, the process's exit).
-MANDATORY_PER_VM = 70e-6
-MANDATORY_PER_HOST = 1e-3
+# CPU seconds: the steps after the search, a VM (annotate, check, write) and a host (the
+# summary's per-host figures grow with the hosts); a fixed part (the process's exit and such).
+MANDATORY_PER_VM = 50e-6
+MANDATORY_PER_HOST = 2.5e-3
 MANDATORY_FIXED = 0.5
-# CPU seconds a migration of the solved plan, per optional pass (in the order they run).
+# CPU seconds per optional pass (in the order they run): a migration of the solved plan, and a
+# migration times a host (they weigh each move against the hosts of its wave and the others).
 PASS_PER_MIGRATION = {
-    "per_az": 30e-6,  # the split, and the checker's replay of the split plan
-    "durations": 60e-6,
-    "pipelining": 80e-6,
+    "per_az": (30e-6, 2e-9),  # the split, and the checker's replay of the split plan
+    "durations": (42e-6, 11.5e-9),
+    "pipelining": (15e-6, 60e-9),
 }
 PASS_NAMES = {
     "per_az": "the split of waves per AZ",
@@ -61,9 +63,10 @@ def mandatory_s(inv: Inventory) -> float:
     return LOAD * cpu
 
 
-def pass_s(name: str, migrations: int) -> float:
-    """Estimated wall clock of an optional pass on a plan of `migrations`."""
-    return LOAD * PASS_PER_MIGRATION[name] * migrations
+def pass_s(name: str, migrations: int, hosts: int) -> float:
+    """Estimated wall clock of an optional pass on a plan of `migrations` on `hosts` hosts."""
+    per, per_host = PASS_PER_MIGRATION[name]
+    return LOAD * migrations * (per + per_host * hosts)
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Budget:
     started: float
     mandatory: float
     optional_s: float
+    hosts: int = 0
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     wall_clock_hit: bool = False
@@ -86,10 +90,11 @@ class Budget:
     def for_run(cls, inv: Inventory, time_limit: float, started: float | None = None) -> Budget:
         must = mandatory_s(inv)
         # every pass on a plan that moves each VM once, with a tenth more for VMs moved twice
-        every = sum(pass_s(p, int(1.1 * len(inv.vms))) for p in PASS_PER_MIGRATION)
+        moves, hosts = int(1.1 * len(inv.vms)), len(inv.hosts)
+        every = sum(pass_s(p, moves, hosts) for p in PASS_PER_MIGRATION)
         optional = max(0.0, min(every, MAX_RESERVE_SHARE * time_limit - must))
         t0 = time.monotonic() if started is None else started
-        return cls(time_limit, t0, must, optional)
+        return cls(time_limit, t0, must, optional, hosts)
 
     @property
     def reserve(self) -> float:
@@ -103,7 +108,7 @@ class Budget:
         """Whether the optional pass `name` runs on a plan of `migrations`: its estimate fits
         what is left of the allowance (deterministic), and the wall clock left (the safety).
         A skipped pass is recorded with why."""
-        cost = pass_s(name, migrations)
+        cost = pass_s(name, migrations, self.hosts)
         what = PASS_NAMES[name]
         if cost > self.optional_s:
             self.skipped.append(name)
