@@ -36,6 +36,11 @@ WEEKS_FROM = _dt.datetime(2026, 1, 5, tzinfo=_dt.UTC)
 SPAN = _dt.timedelta(days=14)
 
 
+def applies(plan: Plan) -> bool:
+    """Whether `per_az` may split any wave of `plan`: lock-step, with windows per AZ."""
+    return plan.policy.execution == "lockstep" and any(w.azs for w in plan.policy.windows)
+
+
 def per_az(
     inv: Inventory,
     plan: Plan,
@@ -46,7 +51,7 @@ def per_az(
     `need_s(wave)` seconds (over two weeks from `start`) split into one wave per AZ (lock-step
     only; see the module's docstring); the plan itself when there is none."""
     windows = plan.policy.windows
-    if plan.policy.execution != "lockstep" or not any(w.azs for w in windows):
+    if not applies(plan):
         return plan
     longest: dict[tuple[str | None, ...], float] = {}
     waves: list[Wave] = []

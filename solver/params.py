@@ -31,6 +31,14 @@ class SolveParams:
     wall_clock_hit: bool = False
     dtime_used: float = 0.0
     solver_errors: list[str] = field(default_factory=list)  # CP-SAT's own failures, if any
+    # Seconds of the time limit kept for what follows the search (annotating, checking, writing
+    # the plan): the search's wall clock ends this much before the limit.
+    reserve: float = 0.0
+    # The share of a CPU the reserve was estimated at (`planner.app.budget.LOAD`): on a machine
+    # slower than that, as measured in this run, the reserve grows (the outer safety only).
+    reserve_load: float = 1.0
+    wall0: float = field(default_factory=time.monotonic)
+    cpu0: float = field(default_factory=time.process_time)
 
     @property
     def total_effort(self) -> float:
@@ -38,17 +46,24 @@ class SolveParams:
 
     @property
     def deadline(self) -> float:
-        """The time limit as a `time.monotonic()` instant."""
-        return self.started + self.time_limit
+        """The end of the search as a `time.monotonic()` instant: the time limit less the
+        reserve."""
+        return self.started + self.time_limit - self.reserve * self.slowdown()
+
+    def slowdown(self) -> float:
+        """How much slower than estimated this run gets the CPU: wall clock over CPU time so
+        far, against `reserve_load` (at least 1)."""
+        return slowdown(self.wall0, self.cpu0, self.reserve_load)
 
     def remaining(self) -> float:
-        return self.time_limit - (time.monotonic() - self.started)
+        return self.deadline - time.monotonic()
 
     def out_of_time(self, keep: float = 0.0) -> bool:
-        """The outer safety: less than `keep` of the time limit is left. Marks the run as cut by
+        """The outer safety: less than `keep` of the search's time (the limit less the reserve)
+        is left. Marks the run as cut by
         the wall clock (its result may then differ between runs); the budgets in deterministic
         time and counted steps are meant to stop every phase long before."""
-        if self.remaining() <= keep * self.time_limit:
+        if self.remaining() <= keep * (self.time_limit - self.reserve * self.slowdown()):
             self.wall_clock_hit = True
             return True
         return False
@@ -62,6 +77,15 @@ class SolveParams:
         """Deterministic time for one solve: the phase's share, times the part of it this solve
         represents (e.g. one wave's share of all evacuations)."""
         return max(0.05, self.total_effort * SHARES.get(phase, 0.1) * min(1.0, share_of_phase))
+
+
+def slowdown(wall0: float, cpu0: float, load: float) -> float:
+    """Wall-clock seconds per CPU second since (`wall0`, `cpu0`), over `load`, at least 1; 1
+    in the first second (too little to tell)."""
+    wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
+    if wall < 1.0 or cpu <= 0.0:
+        return 1.0
+    return max(1.0, wall / cpu / load)
 
 
 def make_solver(params: SolveParams, dtime: float) -> cp_model.CpSolver:

@@ -66,6 +66,13 @@ class SolveOptions:
     workers: int = 1
     effort: float | None = None  # deterministic time; None: `default_effort`
     fallback: bool = True  # greedy when CP-SAT finds nothing
+    # The `time.monotonic()` instant the time limit counts from (`rollwave plan`: the process's
+    # start); None: when `solve` is called.
+    started: float | None = None
+    # Seconds of the time limit left to the caller after the search (`planner.app.budget`),
+    # estimated at `reserve_load` wall-clock seconds a CPU second.
+    reserve: float = 0.0
+    reserve_load: float = 1.0
 
 
 @dataclass
@@ -97,7 +104,11 @@ def solve(
         workers=opts.workers,
         time_limit=time_limit,
         effort=opts.effort if opts.effort is not None else default_effort(inv, time_limit),
+        reserve=min(max(0.0, opts.reserve), time_limit),
+        reserve_load=opts.reserve_load,
     )
+    if opts.started is not None:
+        params.started = opts.started
     lb = lower_bounds(inv, policy)
     ctx = build_context(inv, policy)
     proof = precheck_proof(ctx, lb)

@@ -23,6 +23,7 @@ from typing import Any
 
 from planner.app import predict
 from planner.app import schedule as calendar
+from planner.app.budget import LOAD, Budget
 from planner.checker import CheckReport, check_plan, plan_summary
 from planner.errors import RollwaveError
 from planner.inventory import Inventory
@@ -31,7 +32,7 @@ from planner.policy import Policy
 from sim.model import DEFAULT as DEFAULT_MODEL
 from sim.model import SimModel
 from solver import azwaves, durations, pipeline
-from solver.solve import PlannerName, SolveOptions, SolveOutcome
+from solver.solve import PlannerName, SolveOptions, SolveOutcome, default_time_limit
 from solver.solve import solve as solve_plan
 
 
@@ -60,15 +61,25 @@ def plan_with_predictions(
 ) -> tuple[Plan, dict[str, Any], SolveOutcome, predict.Physics]:
     """`solve_and_check`, and the predictions it planned with. With `start`, the plan's
     schedule in the policy's maintenance windows too (`planner.app.schedule`)."""
+    opts = options or SolveOptions()
+    limit = opts.time_limit if opts.time_limit is not None else default_time_limit(inv)
+    budget = Budget.for_run(inv, limit, opts.started)
+    opts = replace(
+        opts, time_limit=limit, started=budget.started, reserve=budget.reserve, reserve_load=LOAD
+    )
     ph = predict.predict(inv, policy, model or DEFAULT_MODEL)
     remedies = predict.choose_remedies(inv, policy, ph.est)
     inv2 = predict.remedied_inventory(inv, remedies)
-    outcome = solve_plan(inv2, policy, options, progress=progress)
+    outcome = solve_plan(inv2, policy, opts, progress=progress)
     digest = outcome.plan.inventory_sha256
     how = {m.vm: predict.how_of(m, remedies) for _, m in outcome.plan.migrations()}
-    outcome = _per_az(inv2, outcome, lambda w: calendar.wave_p95_s(ph.est, w, how), start)
+    moves = sum(len(w.migrations) for w in outcome.plan.waves)
+    if azwaves.applies(outcome.plan) and budget.allows("per_az", moves):
+        outcome = _per_az(inv2, outcome, lambda w: calendar.wave_p95_s(ph.est, w, how), start)
     # Durations shape the waves (same waves, same VMs moved); the checker has the last word.
-    shaped = durations.shape(inv2, outcome.plan, ph.est, how, ph.shutdown_s)
+    shaped = durations.Shaped(outcome.plan, 0.0, 0.0, 0)
+    if budget.allows("durations", moves):
+        shaped = durations.shape(inv2, outcome.plan, ph.est, how, ph.shutdown_s)
 
     def finished(solved: Plan) -> tuple[Plan, CheckReport]:
         done = predict.annotate(inv, solved, ph, remedies)
@@ -81,9 +92,11 @@ def plan_with_predictions(
 
     # Run pipelined (the default), destinations and order chosen for it; same waves, same VMs.
     piped = None
-    if policy.execution == "pipelined":
+    if policy.execution == "pipelined" and budget.allows("pipelining", moves):
         piped = pipeline.plan_for_pipelining(inv2, shaped.plan, ph.est, how, ph.shutdown_s)
-    notes = list(outcome.notes)
+    notes = list(outcome.notes) + budget.notes
+    if budget.wall_clock_hit:
+        outcome.wall_clock_hit = True
     plan, report = finished(piped.plan if piped is not None else shaped.plan)
     if piped is not None and piped.plan is not shaped.plan and not report.ok:
         notes.append(
@@ -124,6 +137,8 @@ def plan_with_predictions(
         extra["migrations_minimal"] = dict(outcome.stats["exact"])
     if plan.schedule is not None:
         extra.update(calendar.summary(plan.schedule))
+    if budget.skipped:  # the optional passes the time limit left out (a user must know)
+        extra["skipped_for_time"] = list(budget.skipped)
     plan = replace(plan, summary={**plan_summary(report.metrics), **extra})
     metrics = {**report.metrics, **extra}
     # The outcome tells of the plan returned (annotated), checked with the estimates. The

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
 import traceback
 
 import click
@@ -55,10 +56,25 @@ def cli() -> None:
     """Capacity-aware migration planner and simulator for OpenStack rolling upgrades."""
 
 
+def _process_age() -> float:
+    """Seconds since this process started (Linux: /proc); 0 where it cannot be told."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rpartition(")")[2].split()[19])  # field 22: starttime
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: map every expected failure to its exit code, never a traceback."""
+    # `plan --time-limit` counts from the process's start (`started` in the context's obj); when
+    # called with arguments (in-process, as the tests do), from now.
+    obj = {"started": time.monotonic() - (_process_age() if argv is None else 0.0)}
     try:
-        rc = cli.main(args=argv, prog_name="rollwave", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="rollwave", standalone_mode=False, obj=obj)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
