@@ -25,7 +25,7 @@ from typing import Protocol
 from planner.admission import AdmissionState, Admit, admit
 from planner.estimates import Estimates, How
 from planner.inventory import Inventory
-from planner.plan import Plan
+from planner.plan import Plan, Wave
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +171,14 @@ def replay(
     return Replay(makespan, start, end, refusals, tuple(h for _, h in cand))
 
 
+def evacuees(w: Wave) -> dict[str, list[str]]:
+    """Each host a wave drains (its hosts, and sources of its moves), with the VMs it sends."""
+    by_src: dict[str, list[str]] = {h: [] for h in w.hosts}
+    for m in w.migrations:
+        by_src.setdefault(m.src, []).append(m.vm)
+    return by_src
+
+
 def maintenance_of(
     inv: Inventory,
     plan: Plan,
@@ -182,9 +190,7 @@ def maintenance_of(
     a time, at least `shutdown_s` when it stops a running VM), the upgrade's median, enable."""
     out: dict[str, Maintenance] = {}
     for w in plan.waves:
-        by_src: dict[str, list[str]] = {h: [] for h in w.hosts}
-        for m in w.migrations:
-            by_src.setdefault(m.src, []).append(m.vm)
+        by_src = evacuees(w)
         stopping = {s.host for s in w.stops if inv.vm(s.vm).status == "ACTIVE"}
         for host, vms in by_src.items():
             if host in out:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from planner.errors import InfeasibleError, UsageError
 from planner.estimates import Estimates, How
 from planner.inventory import Inventory
-from planner.pipelined import Maintenance, maintenance_of, replay
+from planner.pipelined import Maintenance, evacuees, maintenance_of, replay
 from planner.plan import Plan, Schedule, ScheduledWindow, Wave
 from planner.windows import FOREVER, UTC, Window, openings
 
@@ -53,11 +53,9 @@ def parse_start(text: str, windows: tuple[Window, ...]) -> _dt.datetime:
 
 def wave_p95_s(est: Estimates, w: Wave, how: Mapping[str, How]) -> float:
     """The wave's slowest host, its upgrade at the 95th percentile."""
-    by_src: dict[str, list[str]] = {h: [] for h in w.hosts}
-    for m in w.migrations:
-        by_src.setdefault(m.src, []).append(m.vm)
     return max(
-        (est.maintenance_s(h, vms, p95=True, how=how) for h, vms in by_src.items()), default=0.0
+        (est.maintenance_s(h, vms, p95=True, how=how) for h, vms in evacuees(w).items()),
+        default=0.0,
     )
 
 
@@ -192,10 +190,7 @@ def pipelined_schedule(
     inside an opening of its windows."""
     need: dict[str, float] = {}
     for w in plan.waves:
-        by_src: dict[str, list[str]] = {h: [] for h in w.hosts}
-        for m in w.migrations:
-            by_src.setdefault(m.src, []).append(m.vm)
-        for h, vms in by_src.items():
+        for h, vms in evacuees(w).items():
             need.setdefault(h, est.maintenance_s(h, vms, p95=True, how=how))
     cal = _Calendar(inv, plan, need, start)
     if maintenance is None:
